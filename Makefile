@@ -1,0 +1,27 @@
+# Entry points. `make run` and `make test` work from a fresh clone: they install the dependencies first.
+# Extra arguments: `make run ARGS='--set http.port=9090'`, `make test ARGS='-L unit'`.
+SHELL := /bin/bash
+ARGS ?=
+FORMAT_DIRS := config actors persistence http app tests tools bench
+
+.PHONY: run test build bench-http clean format
+
+run:
+	scripts/run $(ARGS)
+
+test:
+	scripts/test $(ARGS)
+
+build:
+	TROUPE_DEPS=build scripts/install-deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+	cmake --build build -j2
+
+bench-http:
+	bench/http.sh
+
+clean:
+	rm -rf build
+
+format:
+	find $(wildcard $(FORMAT_DIRS)) -type f \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 -r clang-format -i

@@ -1,0 +1,25 @@
+#include "actors/messages.hpp"
+
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+
+namespace troupe {
+
+void register_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<child_info>("child_info");
+  cfg.add_message_type<std::vector<child_info>>("std::vector<child_info>");
+  cfg.add_message_type<health_check>("health_check");
+  cfg.add_message_type<std::vector<health_check>>("std::vector<health_check>");
+  cfg.add_error_category(service_error_category::value,
+                         [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
+                           std::string result = to_string(static_cast<service_error>(code));
+                           if (context.match_elements<std::string>()) {
+                             result += ": ";
+                             result += context.get_as<std::string>(0);
+                           }
+                           return result;
+                         });
+}
+
+} // namespace troupe

@@ -1,0 +1,197 @@
+#include "app/application.hpp"
+
+#include "actors/directory.hpp"
+#include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/ops.hpp"
+#include "actors/supervisor.hpp"
+#include "config/log.hpp"
+#include "http/bridge.hpp"
+#include "http/ops_routes.hpp"
+#include "http/server.hpp"
+#include "persistence/database.hpp"
+
+#include <caf/all.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <pthread.h>
+#include <thread>
+#include <unistd.h>
+
+namespace troupe::app {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+size_t cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+size_t or_cores(int64_t configured) {
+  return configured > 0 ? static_cast<size_t>(configured) : cores();
+}
+
+/// The supervision tree of DESIGN.md, as far as it exists today.
+supervisor_config root_tree(const config::settings& s, const std::shared_ptr<directory>& names,
+                            const std::shared_ptr<metrics_registry>& metrics) {
+  auto base = [&](std::string name, supervision_strategy strategy) {
+    supervisor_config cfg;
+    cfg.name = std::move(name);
+    cfg.strategy = strategy;
+    cfg.max_restarts = 5;
+    cfg.restart_window = milliseconds{10000};
+    cfg.names = names;
+    cfg.metrics = metrics;
+    return cfg;
+  };
+
+  auto persistence = base("persistence", supervision_strategy::rest_for_one);
+  database_options db{s.db.url, milliseconds{s.db.connect_timeout_ms}};
+  persistence.children.push_back(
+    {"db.connection", [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
+     restart_type::permanent, milliseconds{5000}, child_kind::worker});
+
+  auto ops = base("ops", supervision_strategy::one_for_one);
+  std::vector<health_probe> probes{supervision_probe(names, "root", milliseconds{1000}),
+                                   ping_probe("database", names, "db.connection", milliseconds{3000})};
+  ops.children.push_back({"ops.health", [probes](caf::actor_system& sys) { return spawn_health_actor(sys, probes); },
+                          restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  ops.children.push_back(
+    {"ops.metrics",
+     [metrics, names](caf::actor_system& sys) { return spawn_metrics_actor(sys, metrics, names, milliseconds{250}); },
+     restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  if (s.debug.enabled)
+    ops.children.push_back({"debug.helper", [](caf::actor_system& sys) { return spawn_debug_helper(sys); },
+                            restart_type::permanent, milliseconds{1000}, child_kind::worker});
+
+  auto http = base("http", supervision_strategy::one_for_one);
+  http.children = http::bridge_children(or_cores(s.http.threads));
+
+  auto root = base("root", supervision_strategy::one_for_one);
+  root.children.push_back(supervisor_child(std::move(persistence)));
+  root.children.push_back(supervisor_child(std::move(ops)));
+  root.children.push_back(supervisor_child(std::move(http)));
+  return root;
+}
+
+void add_process_collectors(metrics_registry& metrics, const std::shared_ptr<http::server_state>& http_state) {
+  metrics.add_collector([](prometheus_writer& out) {
+    auto stats = read_process_stats();
+    out.family("troupe_process_resident_memory_bytes", "gauge", "Resident set size of the process.");
+    out.sample("troupe_process_resident_memory_bytes", {}, static_cast<double>(stats.resident_bytes));
+    out.family("troupe_process_open_fds", "gauge", "Open file descriptors of the process.");
+    out.sample("troupe_process_open_fds", {}, static_cast<double>(stats.open_fds));
+  });
+  std::weak_ptr<http::server_state> weak = http_state;
+  metrics.add_collector([weak](prometheus_writer& out) {
+    auto state = weak.lock();
+    if (!state)
+      return;
+    out.family("troupe_http_requests_in_flight", "gauge", "HTTP requests being handled right now.");
+    out.sample("troupe_http_requests_in_flight", {}, static_cast<double>(state->in_flight()));
+  });
+}
+
+/// Blocks until the root supervisor has terminated, or the timeout passed.
+bool await_termination(caf::actor_system& sys, const caf::actor& root, milliseconds timeout) {
+  caf::scoped_actor self{sys};
+  self->monitor(root);
+  bool done = false;
+  self->receive([&](caf::down_msg&) { done = true; }, caf::after(timeout) >> [] {});
+  return done;
+}
+
+} // namespace
+
+int run_server(const config::settings& settings) {
+  // Signals are handled by sigwait on this thread; every thread started from here on inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  log::level level = log::level::info;
+  log::parse_level(settings.log.level, level);
+  log::setup(level);
+
+  caf::actor_system_config cfg;
+  register_message_types(cfg);
+  cfg.set("scheduler.max-threads", or_cores(settings.actors.threads));
+  cfg.set("scheduler.max-throughput", static_cast<size_t>(settings.actors.max_throughput));
+  int exit_status = 0;
+  {
+    caf::actor_system sys{cfg};
+    auto names = std::make_shared<directory>();
+    auto metrics = std::make_shared<metrics_registry>();
+
+    // 1. The supervision tree. If the root gives up, the process shuts down with status 1.
+    auto root = spawn_supervisor(sys, root_tree(settings, names, metrics));
+    names->put("root", root);
+    auto root_failed = std::make_shared<std::atomic<bool>>(false);
+    root->attach_functor([root_failed](const caf::error& reason) {
+      if (reason && reason != caf::exit_reason::user_shutdown) {
+        root_failed->store(true);
+        ::kill(::getpid(), SIGTERM);
+      }
+    });
+
+    // 2. HTTP: routes, the bridge to the actors, the endpoint.
+    auto routes = std::make_shared<http::router>();
+    http::actor_bridge bridge{names, or_cores(settings.http.threads), milliseconds{settings.http.request_timeout_ms}};
+    http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, settings.debug.enabled);
+    auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
+    add_process_collectors(*metrics, http_state);
+    http::server server{settings, http_state};
+    uint16_t port = 0;
+    try {
+      port = server.start();
+    } catch (const std::exception& e) {
+      log::error("cannot listen", log::fields{}
+                                    .add("address", settings.http.address)
+                                    .add("port", settings.http.port)
+                                    .add("error", e.what()));
+      caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
+      await_termination(sys, root, milliseconds{5000});
+      log::shutdown();
+      return 1;
+    }
+    auto url = "http://" + settings.http.address + ":" + std::to_string(port);
+    log::info("listening", log::fields{}.add("url", url).add("port", static_cast<int64_t>(port)));
+
+    // 3. Wait for SIGTERM/SIGINT (or the root's failure).
+    int received = 0;
+    sigwait(&signals, &received);
+    log::info("shutting down", log::fields{}
+                                 .add("signal", received == SIGINT ? "SIGINT" : "SIGTERM")
+                                 .add("in_flight", http_state->in_flight())
+                                 .add("grace_ms", settings.shutdown.grace_ms));
+    // A second signal means "now".
+    std::thread{[signals] {
+      int again = 0;
+      sigwait(&signals, &again);
+      std::_Exit(130);
+    }}.detach();
+
+    // 4. Drain: new requests get 503, in-flight ones finish within the grace time.
+    http_state->begin_drain();
+    if (!http_state->wait_idle(milliseconds{settings.shutdown.grace_ms}))
+      log::warn("grace time over; closing connections with requests in flight",
+                log::fields{}.add("in_flight", http_state->in_flight()));
+    server.stop();
+
+    // 5. Stop the tree in reverse start order.
+    caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
+    if (!await_termination(sys, root, milliseconds{settings.shutdown.grace_ms + 30000}))
+      log::warn("supervision tree did not stop in time");
+    exit_status = root_failed->load() ? 1 : 0;
+    log::info("stopped", log::fields{}.add("exit_status", exit_status));
+  }
+  log::shutdown();
+  return exit_status;
+}
+
+} // namespace troupe::app

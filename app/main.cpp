@@ -1,0 +1,98 @@
+// troupe: the command-line entry point. Parses the command line, loads the configuration (exit status 2 with one
+// line on a bad value) and runs the chosen subcommand.
+
+#include "app/application.hpp"
+#include "config/loader.hpp"
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace {
+
+const char* usage = R"(Usage: troupe [COMMAND] [--config FILE] [--set section.key=value]...
+
+An actor-model backend for AI applications.
+
+Commands:
+  serve              run the server (the default)
+  print-config       print the effective configuration as JSON, secrets redacted (also: --print-config)
+  options-markdown   print the option table in Markdown (the README's table is generated from it)
+  help               show this help (also: --help, -h)
+
+Flags:
+  --config FILE      a JSON configuration file, nested by section
+  --set KEY=VALUE    override one option; repeatable
+Precedence: defaults < --config file < environment TROUPE_SECTION_KEY < --set.
+Secrets are read from the environment only (TROUPE_DATABASE_URL, TROUPE_JWT_SECRET, upstream keys).
+
+Options:
+)";
+
+int bad_usage(const std::string& message) {
+  std::cerr << "troupe: " << message << " (see troupe --help)\n";
+  return 2;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  using namespace troupe;
+  std::string command = "serve";
+  config::load_request request;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value_of = [&](const char* flag) -> const char* {
+      if (i + 1 >= argc)
+        return nullptr;
+      (void) flag;
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h" || arg == "help") {
+      command = "help";
+    } else if (arg == "--print-config" || arg == "print-config") {
+      command = "print-config";
+    } else if (arg == "options-markdown" || arg == "serve") {
+      command = arg;
+    } else if (arg == "--config") {
+      auto v = value_of("--config");
+      if (!v)
+        return bad_usage("--config needs a file name");
+      request.file = v;
+    } else if (arg.rfind("--config=", 0) == 0) {
+      request.file = arg.substr(std::strlen("--config="));
+    } else if (arg == "--set") {
+      auto v = value_of("--set");
+      if (!v)
+        return bad_usage("--set needs section.key=value");
+      request.sets.emplace_back(v);
+    } else if (arg.rfind("--set=", 0) == 0) {
+      request.sets.push_back(arg.substr(std::strlen("--set=")));
+    } else {
+      return bad_usage("unknown argument \"" + arg + "\"");
+    }
+  }
+
+  if (command == "help") {
+    std::cout << usage << config::render_options_help();
+    return 0;
+  }
+  if (command == "options-markdown") {
+    std::cout << config::render_options_markdown();
+    return 0;
+  }
+
+  auto loaded = config::load(request, config::process_env());
+  if (auto* err = std::get_if<config::config_error>(&loaded)) {
+    std::cerr << "troupe: " << err->message() << "\n";
+    return 2;
+  }
+  const auto& settings = std::get<config::settings>(loaded);
+  if (command == "print-config") {
+    std::cout << config::render_effective_json(settings) << "\n";
+    return 0;
+  }
+  return app::run_server(settings);
+}

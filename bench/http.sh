@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# `make bench-http`: GET /health on Troupe against nginx answering `return 200` on the same machine, in the
+# same run. Both listen on 127.0.0.1 only. wrk runs alternate nginx/troupe, ROUNDS rounds each; the medians,
+# their ratio and the targets (Troupe >= 0.6x nginx req/s, Troupe p99 <= 5 ms, every response 2xx) are
+# printed and appended to bench/RESULTS.md. Raw wrk outputs and server logs go to bench/out/http-<time>/.
+#
+# Knobs (environment): ROUNDS=3 DURATION=10s THREADS=2 CONNECTIONS=64 WARMUP=2s (0 to skip),
+# TROUPE_DATABASE_URL (else a throw-away PostgreSQL under var/), BENCH_STRICT=1 (exit 1 on a MISS).
+# For testing this harness: TROUPE_BIN (default build/troupe), BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+WARMUP=${WARMUP:-2s}
+TROUPE_BIN=${TROUPE_BIN:-build/troupe}
+RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+NGINX=${NGINX:-/usr/sbin/nginx}
+TARGET_RATIO=0.6
+TARGET_P99_MS=5
+
+log() { echo "bench-http: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
+[[ $THREADS =~ ^[1-9][0-9]*$ && $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "THREADS and CONNECTIONS must be positive integers"
+[[ $DURATION =~ ^[1-9][0-9]*[smh]?$ ]] || die "DURATION must look like 10s, not '$DURATION'"
+[[ $WARMUP =~ ^[0-9]+[smh]?$ ]] || die "WARMUP must look like 2s or 0, not '$WARMUP'"
+
+# ---- processes and cleanup ----------------------------------------------------------------------------
+tmp=""
+nginx_pid=""
+troupe_pid=""
+pg_dir=""
+
+stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
+  local pid=$1 name=$2 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) did not stop within 10 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT HUP INT TERM
+  stop_pid "$troupe_pid" troupe
+  stop_pid "$nginx_pid" nginx
+  if [[ -n $pg_dir ]]; then
+    scripts/pg stop "$pg_dir" || true
+    rm -rf -- "$pg_dir"
+  fi
+  [[ -n $tmp ]] && rm -rf -- "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- build ----------------------------------------------------------------------------------------------
+scripts/install-deps
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
+    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
+  fi
+  cmake --build build -j2 --target troupe
+fi
+[[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
+for tool in wrk curl "$NGINX"; do
+  command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/troupe-bench-http.XXXXXX")
+chmod 755 "$tmp" # nginx workers may run as nobody
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=bench/out/http-$stamp
+mkdir -p "$out"
+
+# Poll URL until it answers 2xx, while PID lives; at most 10 s.
+wait_ready() {
+  local url=$1 pid=$2 name=$3 i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl -sf -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.1
+  done
+  log "$name did not answer $url within 10 s"
+  return 1
+}
+
+# ---- nginx ------------------------------------------------------------------------------------------------
+nginx_port=$(scripts/pg free-port)
+user_line=""
+if [[ $(id -u) -eq 0 ]]; then user_line="user nobody $(id -gn nobody);"; fi
+# Debian's nginx has absolute compiled-in temp paths under /var/lib/nginx: point every one of them at $tmp.
+temp_paths="client_body_temp_path $tmp/client_body;"
+nginx_build=$("$NGINX" -V 2>&1)
+for module in proxy fastcgi uwsgi scgi; do
+  if [[ $nginx_build != *"--without-http_${module}_module"* ]]; then
+    temp_paths+=$'\n'"  ${module}_temp_path $tmp/$module;"
+  fi
+done
+cat >"$tmp/nginx.conf" <<EOF
+# Written by bench/http.sh: the reference server, a static 200 with keep-alive.
+$user_line
+worker_processes auto;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type text/plain;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  $temp_paths
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+"$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/nginx-error.log" </dev/null >"$out/nginx.log" 2>&1 &
+nginx_pid=$!
+if ! wait_ready "http://127.0.0.1:$nginx_port/" "$nginx_pid" nginx; then
+  cat "$out/nginx.log" "$tmp/nginx-error.log" >&2 2>/dev/null || true
+  die "nginx did not start"
+fi
+nginx_url="http://127.0.0.1:$nginx_port/"
+log "nginx $nginx_url (pid $nginx_pid)"
+
+# ---- troupe -----------------------------------------------------------------------------------------------
+if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
+  mkdir -p var
+  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
+  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
+  export TROUPE_DATABASE_URL
+fi
+if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
+  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+  export TROUPE_JWT_SECRET
+fi
+troupe_port=$(scripts/pg free-port)
+while [[ $troupe_port == "$nginx_port" ]]; do troupe_port=$(scripts/pg free-port); done
+# Keep the first MiB of troupe's log (startup, errors) and discard the rest, so per-request logging cannot
+# fill the disk; the reader exits when troupe does.
+"$TROUPE_BIN" --set "http.port=$troupe_port" </dev/null 2>"$out/troupe.stderr" \
+  > >(head -c 1048576 >"$out/troupe.log"; cat >/dev/null) &
+troupe_pid=$!
+troupe_url="http://127.0.0.1:$troupe_port/health"
+if ! wait_ready "$troupe_url" "$troupe_pid" troupe; then
+  tail -n 20 "$out/troupe.log" "$out/troupe.stderr" >&2 || true
+  die "troupe did not start"
+fi
+log "troupe $troupe_url (pid $troupe_pid)"
+
+# ---- measurements -----------------------------------------------------------------------------------------
+# "1.23ms" -> "1.230" (milliseconds)
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (!match(v, /^[0-9.]+/)) exit 1
+    n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
+    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
+    if (f < 0) exit 1
+    printf "%.3f\n", n * f
+  }'
+}
+
+# run_wrk NAME URL FILE DURATION -> sets RPS, P99_MS, NON2XX, SOCKET_ERRORS
+run_wrk() {
+  local name=$1 url=$2 file=$3 duration=$4 p99
+  if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency "$url" >"$file" 2>&1; then
+    cat "$file" >&2
+    die "wrk against $name failed"
+  fi
+  kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
+  kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
+  RPS=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
+  p99=$(awk '$1 == "99%" { print $2 }' "$file")
+  [[ -n $RPS && -n $p99 ]] || { cat "$file" >&2; die "could not parse the wrk output for $name"; }
+  P99_MS=$(to_ms "$p99") || die "could not parse the 99% latency '$p99' for $name"
+  NON2XX=$(awk '/^ *Non-2xx or 3xx responses:/ { print $NF }' "$file")
+  NON2XX=${NON2XX:-0}
+  SOCKET_ERRORS=$(awk '/^ *Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$file")
+  SOCKET_ERRORS=${SOCKET_ERRORS:-0}
+}
+
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+if [[ $WARMUP != 0 && $WARMUP != 0[smh] ]]; then
+  log "warm-up: $WARMUP each (not recorded)"
+  run_wrk nginx "$nginx_url" "$out/warmup-nginx.txt" "$WARMUP"
+  run_wrk troupe "$troupe_url" "$out/warmup-troupe.txt" "$WARMUP"
+fi
+
+nginx_rps=() nginx_p99=() troupe_rps=() troupe_p99=() rows=()
+troupe_non2xx=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  for name in nginx troupe; do
+    if [[ $name == nginx ]]; then url=$nginx_url; else url=$troupe_url; fi
+    log "round $round/$ROUNDS: $name ($DURATION)"
+    run_wrk "$name" "$url" "$out/round$round-$name.txt" "$DURATION"
+    if [[ $name == nginx ]]; then
+      nginx_rps+=("$RPS") nginx_p99+=("$P99_MS")
+    else
+      troupe_rps+=("$RPS") troupe_p99+=("$P99_MS")
+      troupe_non2xx=$((troupe_non2xx + NON2XX))
+    fi
+    rows+=("$(printf '| %s | %s | %.0f | %.2f | %s | %s |' "$round" "$name" "$RPS" "$P99_MS" "$NON2XX" "$SOCKET_ERRORS")")
+  done
+done
+
+nginx_rps_med=$(median "${nginx_rps[@]}")
+nginx_p99_med=$(median "${nginx_p99[@]}")
+troupe_rps_med=$(median "${troupe_rps[@]}")
+troupe_p99_med=$(median "${troupe_p99[@]}")
+ratio=$(awk -v t="$troupe_rps_med" -v n="$nginx_rps_med" 'BEGIN { printf "%.2f\n", (n > 0) ? t / n : 0 }')
+verdict_ratio=$(awk -v r="$ratio" -v g="$TARGET_RATIO" 'BEGIN { print (r >= g) ? "PASS" : "MISS" }')
+verdict_p99=$(awk -v p="$troupe_p99_med" -v g="$TARGET_P99_MS" 'BEGIN { print (p <= g) ? "PASS" : "MISS" }')
+verdict_2xx=PASS
+((troupe_non2xx == 0)) || verdict_2xx=MISS
+
+# ---- report -----------------------------------------------------------------------------------------------
+cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
+nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: nginx\///')
+wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
+
+command="make bench-http"
+overrides=""
+[[ $ROUNDS == 3 ]] || overrides+="ROUNDS=$ROUNDS "
+[[ $DURATION == 10s ]] || overrides+="DURATION=$DURATION "
+[[ $THREADS == 2 ]] || overrides+="THREADS=$THREADS "
+[[ $CONNECTIONS == 64 ]] || overrides+="CONNECTIONS=$CONNECTIONS "
+[[ $WARMUP == 2s ]] || overrides+="WARMUP=$WARMUP "
+command="$overrides$command"
+
+summary=$(
+  cat <<EOF
+Troupe/nginx req/s: $ratio (medians: troupe $(printf '%.0f' "$troupe_rps_med"), nginx $(printf '%.0f' "$nginx_rps_med"))
+Troupe p99: $(printf '%.2f' "$troupe_p99_med") ms (nginx $(printf '%.2f' "$nginx_p99_med") ms)
+
+| target | measured | verdict |
+|---|---|---|
+| Troupe req/s >= ${TARGET_RATIO}x nginx | ${ratio}x | $verdict_ratio |
+| Troupe p99 <= $TARGET_P99_MS ms | $(printf '%.2f' "$troupe_p99_med") ms | $verdict_p99 |
+| every Troupe response 2xx | $troupe_non2xx non-2xx | $verdict_2xx |
+EOF
+)
+
+if [[ ! -s $RESULTS ]]; then
+  cat >"$RESULTS" <<'EOF'
+# Benchmark results
+
+Each section is appended by a benchmark script (e.g. `make bench-http`) and records one run: the exact command,
+the machine, every round and the medians, and the verdict against the target of the issue that set it.
+Targets are ratios against a reference server measured in the same run on the same machine, so sections from
+different machines stay comparable. Raw outputs of a run are kept (untracked) under `bench/out/`.
+EOF
+fi
+
+{
+  echo
+  echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): HTTP GET /health, Troupe vs nginx"
+  echo
+  echo "- command: \`$command\` (wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; $ROUNDS rounds each, alternating nginx/troupe; warm-up $WARMUP)"
+  echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r)"
+  echo "- software: commit $commit; nginx $nginx_version (\`return 200\`, keep-alive, worker_processes auto); wrk $wrk_version"
+  echo
+  echo "| round | server | req/s | p99 (ms) | non-2xx | socket errors |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  printf '| median | nginx | %.0f | %.2f | | |\n' "$nginx_rps_med" "$nginx_p99_med"
+  printf '| median | troupe | %.0f | %.2f | | |\n' "$troupe_rps_med" "$troupe_p99_med"
+  echo
+  echo "$summary"
+} >>"$RESULTS"
+
+echo
+echo "HTTP GET /health, Troupe vs nginx ($command; raw output in $out)"
+echo "$summary"
+echo
+log "appended to $RESULTS"
+
+if [[ ${BENCH_STRICT:-0} == 1 && "$verdict_ratio$verdict_p99$verdict_2xx" != PASSPASSPASS ]]; then
+  exit 1
+fi

@@ -1,0 +1,52 @@
+#pragma once
+// Structured logging: one JSON object per line on stdout through spdlog's asynchronous logger.
+// Every line has ts (UTC, RFC 3339), level and msg; callers add fields with log::fields.
+// Secrets are never passed here: the caller is responsible for what it adds.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace troupe::log {
+
+enum class level { trace, debug, info, warn, error, off };
+
+/// Parses "trace" .. "off"; returns false for anything else.
+bool parse_level(std::string_view text, level& out);
+
+/// Installs the asynchronous JSON logger. Safe to call more than once (the last call wins).
+/// Until it is called, log lines go to a synchronous logger at info level.
+void setup(level min_level);
+
+/// Flushes and drops the logger; call once at exit.
+void shutdown();
+
+/// The JSON members that follow "msg" on a line, built with escaping.
+class fields {
+public:
+  fields& add(std::string_view key, std::string_view value);
+  fields& add(std::string_view key, const char* value) { return add(key, std::string_view{value}); }
+  fields& add(std::string_view key, const std::string& value) { return add(key, std::string_view{value}); }
+  fields& add(std::string_view key, int64_t value);
+  fields& add(std::string_view key, int value) { return add(key, static_cast<int64_t>(value)); }
+  fields& add(std::string_view key, uint64_t value);
+  fields& add(std::string_view key, double value);
+  fields& add(std::string_view key, bool value);
+  const std::string& json() const noexcept { return json_; }
+
+private:
+  std::string json_;
+};
+
+bool enabled(level lvl);
+void write(level lvl, std::string_view msg, const fields& extra = {});
+
+inline void debug(std::string_view msg, const fields& extra = {}) { write(level::debug, msg, extra); }
+inline void info(std::string_view msg, const fields& extra = {}) { write(level::info, msg, extra); }
+inline void warn(std::string_view msg, const fields& extra = {}) { write(level::warn, msg, extra); }
+inline void error(std::string_view msg, const fields& extra = {}) { write(level::error, msg, extra); }
+
+/// Appends `text` to `out` as the inside of a JSON string (quotes not included).
+void append_json_escaped(std::string& out, std::string_view text);
+
+} // namespace troupe::log

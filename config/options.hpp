@@ -1,0 +1,112 @@
+#pragma once
+// Every Troupe option, once. The table in options.cpp gives each option its key, default, unit, range and
+// one-line doc and binds it to a member of `settings`; the loader, the validator, `troupe --help` and the
+// README's option table are all generated from that table.
+//
+// The settings structs carry no defaults of their own: a `settings` means something only after
+// config::load (loader.hpp) has filled it from the table, the file, the environment and --set.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace troupe::config {
+
+struct http_settings {
+  std::string address;
+  int64_t port;
+  int64_t threads;
+  int64_t max_body_bytes;
+  int64_t header_timeout_ms;
+  int64_t body_timeout_ms;
+  int64_t keepalive_timeout_ms;
+  int64_t request_timeout_ms;
+};
+
+struct actors_settings {
+  int64_t threads;
+  int64_t max_throughput;
+};
+
+struct log_settings {
+  std::string level;
+  double request_sample;
+};
+
+struct shutdown_settings {
+  int64_t grace_ms;
+};
+
+struct db_settings {
+  std::string url; // secret: from the environment only, never printed
+  int64_t pool_size;
+  int64_t connect_timeout_ms;
+};
+
+struct debug_settings {
+  bool enabled;
+};
+
+/// The effective configuration the rest of the code reads, e.g. `s.http.port`.
+struct settings {
+  http_settings http;
+  actors_settings actors;
+  log_settings log;
+  shutdown_settings shutdown;
+  db_settings db;
+  debug_settings debug;
+};
+
+/// The kinds of value an option takes; the C++ type of its settings member decides which.
+enum class option_type { boolean, integer, number, string };
+
+/// "boolean", "integer", "number" or "string".
+const char* to_string(option_type type);
+
+/// Access to one member of `settings` (e.g. `s.http.port`), for reading and for writing.
+template <class T>
+struct member_binding {
+  using value_type = T;
+  T& (*get)(settings&);
+  const T& (*get_const)(const settings&);
+};
+
+using option_binding = std::variant<member_binding<bool>, member_binding<int64_t>, member_binding<double>,
+                                    member_binding<std::string>>;
+
+/// One row of the option table.
+struct option_spec {
+  std::string key;                  // "section.name", as written in the file, in --set and in the docs
+  option_binding binding;           // the settings member that holds the value; its type is the option's
+  std::string default_text;         // the default, written as in the environment; parsed like it
+  std::string unit;                 // "ms", "bytes", "threads" or "" (for integer and number options)
+  std::string doc;                  // one line, lower-case start, no final period
+  double min = 0;                   // inclusive range of an integer or number option
+  double max = 0;
+  std::vector<std::string> allowed; // the values a string option accepts; empty = any string
+  bool secret = false;              // set from the environment only; never printed or logged
+  std::string env_override;         // environment variable when it is not derived from the key
+
+  option_type type() const;
+  std::string section() const; // "http" for "http.port"
+  std::string name() const;    // "port" for "http.port"
+  std::string env_name() const; // env_override, or derived_env_name(key)
+  // The values accepted beyond the type, for docs: "0 to 65535", "1 to 600000 ms",
+  // "one of trace, debug, info, warn, error, off", or "" when any value of the type goes.
+  std::string accepted_values() const;
+  // What a valid value looks like, for errors: "an integer from 0 to 65535", "true or false", "a string", ...
+  std::string expected() const;
+};
+
+/// "TROUPE_" + the key upper-cased with '.' -> '_': http.max_body_bytes -> TROUPE_HTTP_MAX_BODY_BYTES.
+std::string derived_env_name(std::string_view key);
+
+/// The table, in documentation order, grouped by section. Built once; safe to call from any thread.
+const std::vector<option_spec>& all_options();
+
+/// The option with this key, or nullptr.
+const option_spec* find_option(std::string_view key);
+
+} // namespace troupe::config

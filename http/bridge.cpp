@@ -1,0 +1,44 @@
+#include "http/bridge.hpp"
+
+namespace troupe::http {
+
+namespace {
+
+std::string worker_name(size_t i) {
+  return "http.bridge." + std::to_string(i);
+}
+
+caf::behavior bridge_worker(caf::event_based_actor* self) {
+  return {
+    [self](bridge_job& job) { job.run(self); },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+std::vector<child_spec> bridge_children(size_t count) {
+  std::vector<child_spec> result;
+  for (size_t i = 0; i < count; ++i)
+    result.push_back(child_spec{worker_name(i), [](caf::actor_system& sys) { return sys.spawn(bridge_worker); },
+                                restart_type::permanent, std::chrono::milliseconds{5000}, child_kind::worker});
+  return result;
+}
+
+actor_bridge::actor_bridge(std::shared_ptr<directory> names, size_t workers, std::chrono::milliseconds timeout)
+  : names_(std::move(names)), timeout_(timeout) {
+  for (size_t i = 0; i < workers; ++i)
+    worker_names_.push_back(worker_name(i));
+}
+
+void actor_bridge::post(const std::shared_ptr<responder>& r, bridge_job job) {
+  auto i = next_.fetch_add(1, std::memory_order_relaxed) % worker_names_.size();
+  auto worker = names_->get(worker_names_[i]);
+  if (!worker) {
+    r->fail(make_error(service_error::unavailable, "The request bridge is restarting; retry shortly."));
+    return;
+  }
+  caf::anon_send(*worker, std::move(job));
+}
+
+} // namespace troupe::http

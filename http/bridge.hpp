@@ -1,0 +1,85 @@
+#pragma once
+// The non-blocking hand-off from a Pistache thread to an actor and back.
+//
+// A route handler calls bridge.ask(responder, target, to_response, message...). The Pistache thread only posts
+// a job to one of the bridge worker actors (round robin) and returns. The worker sends the request with the
+// configured timeout; the reply (turned into a response by `to_response`), the error, or the timeout (504)
+// completes the responder from the worker's thread. Nothing ever waits.
+//
+// Bridge workers are supervised like every actor: the application starts them as children (bridge_children)
+// and the bridge finds the live incarnation by name on each post.
+
+#include "http/server.hpp"
+
+#include "actors/directory.hpp"
+#include "actors/supervisor.hpp"
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace troupe::http {
+
+/// A closure run inside a bridge worker. Local only: it never crosses a node.
+struct bridge_job {
+  std::function<void(caf::event_based_actor*)> run;
+};
+
+} // namespace troupe::http
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::bridge_job)
+
+namespace troupe::http {
+
+/// Child specs of `count` bridge workers, named "http.bridge.0" ...
+std::vector<child_spec> bridge_children(size_t count);
+
+class actor_bridge {
+public:
+  actor_bridge(std::shared_ptr<directory> names, size_t workers, std::chrono::milliseconds timeout);
+
+  /// Sends `msg...` to `target`; completes `r` with to_response(reply) or with the error. `Reply` is the type
+  /// of the target's answer.
+  template <class Reply, class ToResponse, class... Ts>
+  void ask(const std::shared_ptr<responder>& r, caf::actor target, ToResponse to_response, Ts... msg) {
+    auto timeout = caf::duration{timeout_};
+    post(r, bridge_job{[r, target = std::move(target), to_response = std::move(to_response),
+                        args = std::make_tuple(std::move(msg)...), timeout](caf::event_based_actor* self) mutable {
+      std::apply(
+        [&](auto&... xs) {
+          self->request(target, timeout, std::move(xs)...)
+            .then([r, to_response](Reply& reply) { r->send(to_response(reply)); },
+                  [r](caf::error& err) { r->fail(err); });
+        },
+        args);
+    }});
+  }
+
+  /// Same, with the target looked up by name; 503 if it is not running right now.
+  template <class Reply, class ToResponse, class... Ts>
+  void ask_named(const std::shared_ptr<responder>& r, const std::string& name, ToResponse to_response, Ts... msg) {
+    auto target = names_->get(name);
+    if (!target) {
+      r->fail(make_error(service_error::unavailable, "The " + name + " actor is restarting; retry shortly."));
+      return;
+    }
+    ask<Reply>(r, std::move(*target), std::move(to_response), std::move(msg)...);
+  }
+
+private:
+  void post(const std::shared_ptr<responder>& r, bridge_job job);
+
+  std::shared_ptr<directory> names_;
+  std::vector<std::string> worker_names_;
+  std::chrono::milliseconds timeout_;
+  std::atomic<size_t> next_{0};
+};
+
+} // namespace troupe::http

@@ -1,0 +1,32 @@
+#pragma once
+// Operational routes: liveness, readiness, metrics, and the debug helpers.
+//
+//   GET /health        200 {"status":"ok"} while the process serves HTTP (answered on the Pistache thread)
+//   GET /api/health    readiness: every subsystem's check; 200 healthy or degraded, 503 unhealthy
+//   GET /metrics       Prometheus text format 0.0.4
+//   GET /debug/sleep   ?ms=N answers after N ms without blocking a thread       } debug.enabled only;
+//   POST /debug/echo   a JSON body, returned after one actor round trip           } 404 otherwise
+
+#include "http/bridge.hpp"
+#include "http/router.hpp"
+
+#include "actors/messages.hpp"
+
+#include <string>
+#include <vector>
+
+namespace troupe::http {
+
+/// Names of the actors the routes talk to (looked up in the directory on each request).
+struct ops_actor_names {
+  std::string health = "ops.health";
+  std::string metrics = "ops.metrics";
+  std::string debug_helper = "debug.helper";
+};
+
+void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, bool debug_enabled);
+
+/// The readiness body for a set of checks, and its status (503 if any check is unhealthy).
+response readiness_response(const std::vector<health_check>& checks);
+
+} // namespace troupe::http

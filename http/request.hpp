@@ -1,0 +1,37 @@
+#pragma once
+// What a route handler knows about a request: copied out of Pistache's parser (which reuses its buffers
+// once the handler returns), so it can travel to actors and back.
+
+#include "http/router.hpp"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace troupe::http {
+
+struct request {
+  std::string id;       // X-Request-Id: the client's if sane, else generated
+  std::string method;   // "GET", "POST", ...
+  std::string path;     // without the query string
+  std::string route;    // the matched pattern, or "unmatched"
+  path_params params;   // values of the pattern's {name} segments
+  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> headers;  // names as sent
+  std::string body;
+  std::string remote_address;
+  std::chrono::steady_clock::time_point started;
+
+  /// First header with this name (case-insensitive).
+  std::optional<std::string> header(std::string_view name) const;
+  std::optional<std::string> query_param(std::string_view name) const;
+  std::optional<std::string> param(std::string_view name) const;
+};
+
+/// True if the client-supplied request id is safe to echo: 1..128 chars of [A-Za-z0-9._:-].
+bool is_sane_request_id(std::string_view id);
+
+} // namespace troupe::http

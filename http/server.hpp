@@ -1,0 +1,117 @@
+#pragma once
+// The Pistache endpoint and the responder through which every response leaves.
+//
+// A Pistache thread parses the request, enforces limits, matches a route and calls its handler with a
+// responder; the handler answers at once (pure CPU work) or hands the responder to the actor side
+// (http/bridge.hpp) and returns. Pistache threads never wait for actors. The responder may be completed from
+// any thread: ResponseWriter::send queues the write to the connection's reactor.
+//
+// Every response gets X-Request-Id, the security headers, and the right Connection header (Pistache 0.0.5
+// closes HTTP/1.1 connections unless told otherwise: see LIBRARY-NOTES.md). Every response is counted in
+// metrics and (sampled) written to the access log.
+
+#include "http/request.hpp"
+#include "http/response.hpp"
+#include "http/router.hpp"
+
+#include "actors/metrics.hpp"
+#include "config/options.hpp"
+
+#include <caf/error.hpp>
+#include <pistache/http.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace Pistache::Http {
+class Endpoint;
+}
+
+namespace troupe::http {
+
+/// State shared by the Pistache handler clones and every responder.
+class server_state {
+public:
+  server_state(const config::settings& settings, std::shared_ptr<router> routes,
+               std::shared_ptr<metrics_registry> metrics);
+
+  const router& routes() const { return *routes_; }
+  size_t max_body_bytes() const { return max_body_bytes_; }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+
+  /// Accounting done once per response (metrics, access log, in-flight gate).
+  void request_started();
+  void request_finished(const request& req, int status);
+
+  void begin_drain();
+  /// Waits until no request is in flight or the grace time passed; true if idle.
+  bool wait_idle(std::chrono::milliseconds grace);
+
+  std::string next_request_id();
+
+private:
+  std::shared_ptr<router> routes_;
+  std::shared_ptr<metrics_registry> metrics_;
+  counter_family& requests_total_;
+  histogram_family& request_seconds_;
+  size_t max_body_bytes_;
+  double access_log_sample_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> in_flight_{0};
+  std::mutex idle_mutex_;
+  std::condition_variable idle_;
+  std::string id_prefix_;
+  std::atomic<uint64_t> id_counter_{0};
+};
+
+/// Completes one request exactly once, from any thread. If it is destroyed unanswered (a handler lost it),
+/// the client gets a 500 rather than a hung connection.
+class responder {
+public:
+  responder(Pistache::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server,
+            bool keep_alive);
+  ~responder();
+  responder(const responder&) = delete;
+  responder& operator=(const responder&) = delete;
+
+  const request& req() const { return req_; }
+
+  /// Sends the response; later calls are ignored.
+  void send(response res);
+  /// Sends the error response for `err` (error_mapping.hpp).
+  void fail(const caf::error& err);
+  bool answered() const { return answered_.load(); }
+
+private:
+  Pistache::Http::ResponseWriter writer_;
+  request req_;
+  std::shared_ptr<server_state> server_;
+  bool keep_alive_;
+  std::atomic<bool> answered_{false};
+};
+
+/// Owns the Pistache endpoint.
+class server {
+public:
+  server(const config::settings& settings, std::shared_ptr<server_state> state);
+  ~server();
+
+  /// Binds and starts serving on background threads; returns the bound port (useful with port 0).
+  /// Throws std::runtime_error if the address cannot be bound.
+  uint16_t start();
+  /// Closes the listener and every connection. Call after draining.
+  void stop();
+
+private:
+  config::settings settings_;
+  std::shared_ptr<server_state> state_;
+  std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
+};
+
+} // namespace troupe::http

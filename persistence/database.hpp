@@ -1,0 +1,30 @@
+#pragma once
+// A database connection actor: one PostgreSQL connection owned by one detached actor (libpqxx blocks, so it
+// must never run on a CAF scheduler thread). Nothing outside persistence/ sees libpqxx.
+//
+// Protocol:
+//   (ping_atom)    -> health_check   runs SELECT 1; "unhealthy" with a reason when the database is unreachable
+//   (mailbox_atom) -> size_t
+//
+// When the connection is lost it is re-established on demand with capped exponential backoff and jitter
+// (100 ms doubling to 5 s), so a flood of pings does not become a flood of connection attempts.
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace troupe {
+
+struct database_options {
+  std::string url;  // libpq URI or key=value string; empty = no database configured. A secret: never logged.
+  std::chrono::milliseconds connect_timeout{2000};
+};
+
+caf::actor spawn_database_connection(caf::actor_system& sys, database_options options);
+
+/// Adds libpq's connect_timeout (whole seconds, at least 1) to a URI or key=value connection string.
+std::string with_connect_timeout(const std::string& url, std::chrono::milliseconds timeout);
+
+} // namespace troupe
