@@ -162,8 +162,6 @@ const std::vector<option_spec>& all_options() {
     entry("db.url", bind<&settings::db, &db_settings::url>(), "",
           "PostgreSQL connection URI (libpq); empty = no database configured")
       .secret_in_env("TROUPE_DATABASE_URL"),
-    entry("db.pool_size", bind<&settings::db, &db_settings::pool_size>(), "4", "database connections")
-      .range(1, 64, "connections"),
     entry("db.connect_timeout_ms", bind<&settings::db, &db_settings::connect_timeout_ms>(), "2000",
           "timeout of one connection attempt")
       .range(100, 60000, "ms"),

@@ -41,7 +41,6 @@ struct shutdown_settings {
 
 struct db_settings {
   std::string url; // secret: from the environment only, never printed
-  int64_t pool_size;
   int64_t connect_timeout_ms;
 };
 

@@ -202,6 +202,9 @@ void server_state::request_finished(const request& req, int status) {
                              .add("status", status)
                              .add("latency_ms", elapsed * 1000));
   }
+}
+
+void server_state::response_written() {
   if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 && draining()) {
     std::lock_guard<std::mutex> guard{idle_mutex_};
     idle_.notify_all();
@@ -250,7 +253,11 @@ void responder::send(response res) {
   if (req_.method == "HEAD")
     res.body.clear();
   server_->request_finished(req_, res.status);
-  writer_.send(static_cast<P::Http::Code>(res.status), res.body);
+  // The in-flight gate closes only once the bytes are written, so a drain never cuts a response short.
+  auto server = server_;
+  writer_.send(static_cast<P::Http::Code>(res.status), res.body)
+    .then([server](ssize_t) { server->response_written(); },
+          [server](std::exception_ptr) { server->response_written(); });
 }
 
 void responder::fail(const caf::error& err) {

@@ -45,9 +45,11 @@ public:
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 
-  /// Accounting done once per response (metrics, access log, in-flight gate).
+  /// Accounting done once per response: request_finished when the response is handed to Pistache (metrics,
+  /// access log), response_written once Pistache has written it (or failed to), which closes the in-flight gate.
   void request_started();
   void request_finished(const request& req, int status);
+  void response_written();
 
   void begin_drain();
   /// Waits until no request is in flight or the grace time passed; true if idle.

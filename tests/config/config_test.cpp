@@ -105,7 +105,6 @@ TEST_F(ConfigLoad, DefaultsMatchTheTable) {
   EXPECT_DOUBLE_EQ(s.log.request_sample, 1.0);
   EXPECT_EQ(s.shutdown.grace_ms, 10000);
   EXPECT_EQ(s.db.url, "");
-  EXPECT_EQ(s.db.pool_size, 4);
   EXPECT_EQ(s.db.connect_timeout_ms, 2000);
   EXPECT_FALSE(s.debug.enabled);
 }
@@ -391,7 +390,7 @@ TEST(ConfigOptions, EveryOptionIsDocumented) {
     EXPECT_FALSE(spec.name().empty()) << spec.key;
     EXPECT_EQ(spec.env_name().rfind("TROUPE_", 0), 0u) << spec.key;
   }
-  EXPECT_EQ(all_options().size(), 17u);
+  EXPECT_EQ(all_options().size(), 16u);
 }
 
 // The README table has a header, a separator and one row per option.

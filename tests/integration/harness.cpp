@@ -1,0 +1,215 @@
+#include "tests/integration/harness.hpp"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace troupe::testing {
+
+namespace {
+
+std::vector<std::string> build_environment(const troupe_process::options& opts) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string entry = *e;
+    auto eq = entry.find('=');
+    if (eq != std::string::npos)
+      env[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  if (!opts.with_database)
+    env.erase("TROUPE_DATABASE_URL");
+  for (const auto& [k, v] : opts.env) {
+    if (v.empty())
+      env.erase(k);
+    else
+      env[k] = v;
+  }
+  std::vector<std::string> result;
+  for (const auto& [k, v] : env)
+    result.push_back(k + "=" + v);
+  return result;
+}
+
+} // namespace
+
+troupe_process::troupe_process(options opts) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe failed");
+  std::vector<std::string> args{TROUPE_BINARY, "--set", "http.port=0"};
+  args.insert(args.end(), opts.args.begin(), opts.args.end());
+  auto env = build_environment(opts);
+  std::vector<char*> argv, envp;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  out_fd_ = pipe_fds[0];
+  reader_ = std::thread{[this] {
+    char buf[4096];
+    for (;;) {
+      auto n = ::read(out_fd_, buf, sizeof(buf));
+      if (n <= 0)
+        break;
+      std::lock_guard<std::mutex> guard{mutex_};
+      output_.append(buf, static_cast<size_t>(n));
+      changed_.notify_all();
+    }
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    std::lock_guard<std::mutex> guard{mutex_};
+    exited_ = true;
+    status_ = status;
+    changed_.notify_all();
+  }};
+  // The port is in the "listening" line: ..."port":12345}
+  if (!wait_for_output("\"msg\":\"listening\"", std::chrono::seconds{20}))
+    throw std::runtime_error("troupe did not start listening; output:\n" + output());
+  auto text = output();
+  auto pos = text.find("\"port\":", text.find("\"msg\":\"listening\""));
+  port_ = static_cast<uint16_t>(std::stoi(text.substr(pos + 7)));
+}
+
+troupe_process::~troupe_process() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (!exited_)
+      ::kill(pid_, SIGKILL);
+  }
+  if (reader_.joinable())
+    reader_.join();
+  if (out_fd_ >= 0)
+    ::close(out_fd_);
+}
+
+std::string troupe_process::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+void troupe_process::signal(int signo) {
+  ::kill(pid_, signo);
+}
+
+std::optional<int> troupe_process::wait_exit(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> guard{mutex_};
+  if (!changed_.wait_for(guard, timeout, [this] { return exited_; }))
+    return std::nullopt;
+  if (WIFEXITED(status_))
+    return WEXITSTATUS(status_);
+  return -WTERMSIG(status_);
+}
+
+std::string troupe_process::output() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return output_;
+}
+
+bool troupe_process::wait_for_output(const std::string& text, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> guard{mutex_};
+  return changed_.wait_for(guard, timeout,
+                           [&] { return output_.find(text) != std::string::npos || exited_; })
+         && output_.find(text) != std::string::npos;
+}
+
+std::string http_result::header(const std::string& lower_name) const {
+  auto i = headers.find(lower_name);
+  return i == headers.end() ? std::string{} : i->second;
+}
+
+namespace {
+
+size_t on_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  auto* headers = static_cast<std::map<std::string, std::string>*>(user);
+  std::string line{data, size * n};
+  auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    auto name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    auto value = line.substr(colon + 1);
+    auto first = value.find_first_not_of(" \t");
+    auto last = value.find_last_not_of(" \t\r\n");
+    (*headers)[name] = first == std::string::npos ? "" : value.substr(first, last - first + 1);
+  }
+  return size * n;
+}
+
+} // namespace
+
+http_result http(const http_request& req) {
+  http_result result;
+  CURL* curl = curl_easy_init();
+  curl_slist* headers = nullptr;
+  for (const auto& h : req.headers)
+    headers = curl_slist_append(headers, h.c_str());
+  // curl waits for 100-continue before large bodies otherwise (Pistache ignores Expect: LIBRARY-NOTES.md).
+  headers = curl_slist_append(headers, "Expect:");
+  curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  if (req.method == "HEAD")
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &result.headers);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, req.timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  auto rc = curl_easy_perform(curl);
+  if (rc != CURLE_OK)
+    result.error = curl_easy_strerror(rc);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return result;
+}
+
+int run_command(const std::string& command, std::string& out) {
+  out.clear();
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe)
+    return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0)
+    out.append(buf, n);
+  int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::optional<std::string> test_database_url() {
+  if (const char* url = std::getenv("TROUPE_DATABASE_URL"); url && *url)
+    return std::string{url};
+  return std::nullopt;
+}
+
+} // namespace troupe::testing
