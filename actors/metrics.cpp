@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -46,12 +47,24 @@ label_list zip_labels(const std::vector<std::string>& names, const std::vector<s
   return result;
 }
 
-std::vector<std::string> to_key(std::initializer_list<std::string_view> values) {
-  std::vector<std::string> key;
-  key.reserve(values.size());
-  for (auto v : values)
-    key.emplace_back(v);
+/// Encodes label values as "<length>:<value>" each, into a thread-local buffer used as the map key: unambiguous
+/// whatever the values contain, and no allocation once the buffer has grown.
+const std::string& joined_key(std::initializer_list<std::string_view> values) {
+  thread_local std::string key;
+  key.clear();
+  for (auto v : values) {
+    char digits[20];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), v.size());
+    (void) ec;  // 20 digits hold any size_t
+    key.append(digits, end);
+    key += ':';
+    key.append(v.data(), v.size());
+  }
   return key;
+}
+
+std::vector<std::string> to_vector(std::initializer_list<std::string_view> values) {
+  return {values.begin(), values.end()};
 }
 
 } // namespace
@@ -97,35 +110,40 @@ counter_family::counter_family(std::string name, std::string help, std::vector<s
   : name_(std::move(name)), help_(std::move(help)), label_names_(std::move(label_names)) {
 }
 
-void counter_family::inc(std::initializer_list<std::string_view> label_values, uint64_t n) {
-  auto key = to_key(label_values);
-  std::atomic<uint64_t>* cell;
-  {
-    std::lock_guard<std::mutex> guard{mutex_};
-    auto& slot = series_[std::move(key)];
-    if (!slot)
-      slot = std::make_unique<std::atomic<uint64_t>>(0);
-    cell = slot.get();
+counter_family::series& counter_family::find(std::initializer_list<std::string_view> label_values) const {
+  const auto& key = joined_key(label_values);
+  std::lock_guard<std::mutex> guard{mutex_};
+  auto i = series_.find(key);
+  if (i == series_.end()) {
+    auto fresh = std::make_unique<series>();
+    fresh->label_values = to_vector(label_values);
+    i = series_.emplace(key, std::move(fresh)).first;
   }
-  cell->fetch_add(n, std::memory_order_relaxed);
+  return *i->second;
+}
+
+void counter_family::inc(std::initializer_list<std::string_view> label_values, uint64_t n) {
+  find(label_values).value.fetch_add(n, std::memory_order_relaxed);
 }
 
 uint64_t counter_family::value(std::initializer_list<std::string_view> label_values) const {
+  const auto& key = joined_key(label_values);
   std::lock_guard<std::mutex> guard{mutex_};
-  auto i = series_.find(to_key(label_values));
-  return i == series_.end() ? 0 : i->second->load();
+  auto i = series_.find(key);
+  return i == series_.end() ? 0 : i->second->value.load();
 }
 
 void counter_family::write(prometheus_writer& out) const {
   out.family(name_, "counter", help_);
   std::lock_guard<std::mutex> guard{mutex_};
-  for (const auto& [values, cell] : series_)
-    out.sample(name_, zip_labels(label_names_, values), static_cast<double>(cell->load()));
+  for (const auto& [key, s] : series_)
+    out.sample(name_, zip_labels(label_names_, s->label_values), static_cast<double>(s->value.load()));
 }
 
 // --- histogram_family ---
 
-histogram_family::series::series(size_t buckets) : bucket_counts(new std::atomic<uint64_t>[buckets]) {
+histogram_family::series::series(std::vector<std::string> values, size_t buckets)
+  : label_values(std::move(values)), bucket_counts(new std::atomic<uint64_t>[buckets]) {
   for (size_t i = 0; i < buckets; ++i)
     bucket_counts[i] = 0;
 }
@@ -139,11 +157,12 @@ histogram_family::histogram_family(std::string name, std::string help, std::vect
 }
 
 histogram_family::series& histogram_family::find(std::initializer_list<std::string_view> label_values) const {
+  const auto& key = joined_key(label_values);
   std::lock_guard<std::mutex> guard{mutex_};
-  auto& slot = series_[to_key(label_values)];
-  if (!slot)
-    slot = std::make_unique<series>(bounds_.size() + 1);
-  return *slot;
+  auto i = series_.find(key);
+  if (i == series_.end())
+    i = series_.emplace(key, std::make_unique<series>(to_vector(label_values), bounds_.size() + 1)).first;
+  return *i->second;
 }
 
 void histogram_family::observe(std::initializer_list<std::string_view> label_values, double value) {
@@ -159,15 +178,18 @@ void histogram_family::observe(std::initializer_list<std::string_view> label_val
 }
 
 uint64_t histogram_family::count(std::initializer_list<std::string_view> label_values) const {
-  return find(label_values).count.load();
+  const auto& key = joined_key(label_values);
+  std::lock_guard<std::mutex> guard{mutex_};
+  auto i = series_.find(key);
+  return i == series_.end() ? 0 : i->second->count.load();
 }
 
 void histogram_family::write(prometheus_writer& out) const {
   out.family(name_, "histogram", help_);
   auto bucket_name = name_ + "_bucket";
   std::lock_guard<std::mutex> guard{mutex_};
-  for (const auto& [values, s] : series_) {
-    auto labels = zip_labels(label_names_, values);
+  for (const auto& [key, s] : series_) {
+    auto labels = zip_labels(label_names_, s->label_values);
     uint64_t cumulative = 0;
     for (size_t i = 0; i <= bounds_.size(); ++i) {
       cumulative += s->bucket_counts[i].load(std::memory_order_relaxed);

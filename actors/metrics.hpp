@@ -41,10 +41,17 @@ public:
   void write(prometheus_writer& out) const;
 
 private:
+  struct series {
+    std::vector<std::string> label_values;
+    std::atomic<uint64_t> value{0};
+  };
+  series& find(std::initializer_list<std::string_view> label_values) const;
+
   std::string name_, help_;
   std::vector<std::string> label_names_;
   mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<std::atomic<uint64_t>>> series_;
+  // Keyed by the length-prefixed label values, so a lookup of an existing series allocates nothing.
+  mutable std::map<std::string, std::unique_ptr<series>> series_;
 };
 
 class histogram_family {
@@ -57,7 +64,8 @@ public:
 
 private:
   struct series {
-    explicit series(size_t buckets);
+    series(std::vector<std::string> values, size_t buckets);
+    std::vector<std::string> label_values;
     std::unique_ptr<std::atomic<uint64_t>[]> bucket_counts;  // not cumulative; one per bound plus +Inf
     std::atomic<uint64_t> count{0};
     std::atomic<double> sum{0};
@@ -68,7 +76,7 @@ private:
   std::vector<std::string> label_names_;
   std::vector<double> bounds_;
   mutable std::mutex mutex_;
-  mutable std::map<std::vector<std::string>, std::unique_ptr<series>> series_;
+  mutable std::map<std::string, std::unique_ptr<series>> series_;  // keyed like counter_family's
 };
 
 /// Latency buckets in seconds, from 100 us to 10 s.

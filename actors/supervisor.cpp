@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 
 #include <deque>
+#include <set>
 
 namespace troupe {
 
@@ -75,6 +76,7 @@ struct supervisor_state {
   std::vector<child_entry> children;
   std::deque<clock_type::time_point> restart_times;  // restarts inside the intensity window
   std::deque<size_t> stop_queue;                     // children to stop, in order
+  std::set<caf::actor_addr> exits_to_ignore;         // gone children whose exit_msg may still arrive
   bool stop_in_progress = false;                     // waiting for one child's exit
   bool quitting = false;                             // stop everything, then quit with quit_reason
   caf::error quit_reason;
@@ -116,8 +118,8 @@ bool start_child(supervisor_actor* self, size_t index) {
   }
   // The link takes the child down with the supervisor; the monitor reports the child's exit. An exit_msg alone
   // is not enough: a child that receives our exit_msg unlinks before quitting, so no exit_msg comes back.
-  self->link_to(handle);
   self->monitor(handle);
+  self->link_to(handle);
   child.handle = handle;
   child.state = child_state::running;
   child.started_unix_ms = unix_ms_now();
@@ -267,8 +269,11 @@ void on_child_down(supervisor_actor* self, caf::down_msg& msg) {
       child.last_error_unix_ms = unix_ms_now();
     }
     if (asked) {
+      // The child unlinked itself when it received our exit_msg: no exit_msg follows.
       stop_next(self);
     } else {
+      // A child that exits by itself is still linked: its exit_msg may arrive after this down_msg.
+      st.exits_to_ignore.insert(msg.source);
       if (is_abnormal(msg.reason))
         log::warn("actor failed", log::fields{}
                                     .add("supervisor", st.cfg.name)
@@ -282,9 +287,14 @@ void on_child_down(supervisor_actor* self, caf::down_msg& msg) {
 
 /// An exit_msg from a child is handled by its down_msg; from anyone else it asks us to shut down.
 void on_exit(supervisor_actor* self, caf::exit_msg& msg) {
-  for (const auto& child : self->state.children)
-    if (child.state != child_state::stopped && child.handle.address() == msg.source)
+  auto& st = self->state;
+  if (st.exits_to_ignore.erase(msg.source) > 0)
+    return;
+  for (const auto& child : st.children)
+    if (child.state != child_state::stopped && child.handle.address() == msg.source) {
+      // Its down_msg follows and handles it; no exit_msg will come twice.
       return;
+    }
   shut_down(self, msg.reason ? msg.reason : caf::error{caf::exit_reason::user_shutdown});
 }
 

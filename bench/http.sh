@@ -5,7 +5,9 @@
 # printed and appended to bench/RESULTS.md. Raw wrk outputs and server logs go to bench/out/http-<time>/.
 #
 # Knobs (environment): ROUNDS=3 DURATION=10s THREADS=2 CONNECTIONS=64 WARMUP=2s (0 to skip),
-# TROUPE_DATABASE_URL (else a throw-away PostgreSQL under var/), BENCH_STRICT=1 (exit 1 on a MISS).
+# TROUPE_DATABASE_URL (else a throw-away PostgreSQL under var/), BENCH_STRICT=1 (exit 1 on a MISS),
+# NGINX_WORKERS=1 (one worker is the reference of DESIGN.md, ~120k req/s here: wrk takes the other core),
+# TROUPE_ARGS (extra troupe arguments, e.g. "--set log.request_sample=0.01"; recorded with the result).
 # For testing this harness: TROUPE_BIN (default build/troupe), BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
 set -euo pipefail
 
@@ -20,6 +22,8 @@ WARMUP=${WARMUP:-2s}
 TROUPE_BIN=${TROUPE_BIN:-build/troupe}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 NGINX=${NGINX:-/usr/sbin/nginx}
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+TROUPE_ARGS=${TROUPE_ARGS:-}
 TARGET_RATIO=0.6
 TARGET_P99_MS=5
 
@@ -116,7 +120,7 @@ done
 cat >"$tmp/nginx.conf" <<EOF
 # Written by bench/http.sh: the reference server, a static 200 with keep-alive.
 $user_line
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 daemon off;
 pid $tmp/nginx.pid;
 error_log $tmp/nginx-error.log warn;
@@ -157,7 +161,8 @@ troupe_port=$(scripts/pg free-port)
 while [[ $troupe_port == "$nginx_port" ]]; do troupe_port=$(scripts/pg free-port); done
 # Keep the first MiB of troupe's log (startup, errors) and discard the rest, so per-request logging cannot
 # fill the disk; the reader exits when troupe does.
-"$TROUPE_BIN" --set "http.port=$troupe_port" </dev/null 2>"$out/troupe.stderr" \
+# shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
+"$TROUPE_BIN" --set "http.port=$troupe_port" $TROUPE_ARGS </dev/null 2>"$out/troupe.stderr" \
   > >(head -c 1048576 >"$out/troupe.log"; cat >/dev/null) &
 troupe_pid=$!
 troupe_url="http://127.0.0.1:$troupe_port/health"
@@ -250,6 +255,8 @@ overrides=""
 [[ $THREADS == 2 ]] || overrides+="THREADS=$THREADS "
 [[ $CONNECTIONS == 64 ]] || overrides+="CONNECTIONS=$CONNECTIONS "
 [[ $WARMUP == 2s ]] || overrides+="WARMUP=$WARMUP "
+[[ $NGINX_WORKERS == 1 ]] || overrides+="NGINX_WORKERS=$NGINX_WORKERS "
+[[ -z $TROUPE_ARGS ]] || overrides+="TROUPE_ARGS='$TROUPE_ARGS' "
 command="$overrides$command"
 
 summary=$(
@@ -282,7 +289,7 @@ fi
   echo
   echo "- command: \`$command\` (wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; $ROUNDS rounds each, alternating nginx/troupe; warm-up $WARMUP)"
   echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r)"
-  echo "- software: commit $commit; nginx $nginx_version (\`return 200\`, keep-alive, worker_processes auto); wrk $wrk_version"
+  echo "- software: commit $commit; nginx $nginx_version (\`return 200\`, keep-alive, worker_processes $NGINX_WORKERS); wrk $wrk_version; troupe arguments: \`${TROUPE_ARGS:-(defaults)}\`"
   echo
   echo "| round | server | req/s | p99 (ms) | non-2xx | socket errors |"
   echo "|---|---|---|---|---|---|"

@@ -39,7 +39,10 @@ private:
 };
 
 bool enabled(level lvl);
+/// An event line at `lvl`, written out at once.
 void write(level lvl, std::string_view msg, const fields& extra = {});
+/// An access-log line (level info), batched with others and written within a second.
+void access(std::string_view msg, const fields& extra);
 
 inline void debug(std::string_view msg, const fields& extra = {}) { write(level::debug, msg, extra); }
 inline void info(std::string_view msg, const fields& extra = {}) { write(level::info, msg, extra); }

@@ -76,6 +76,19 @@ void set_header(P::Http::Header::Collection& headers, std::string name, std::str
   headers.add(std::make_shared<literal_header>(std::move(name), std::move(value)));
 }
 
+/// Headers every response (or every JSON response) carries, allocated once and shared.
+struct constant_headers {
+  std::shared_ptr<literal_header> nosniff{std::make_shared<literal_header>("X-Content-Type-Options", "nosniff")};
+  std::shared_ptr<literal_header> referrer{std::make_shared<literal_header>("Referrer-Policy", "no-referrer")};
+  std::shared_ptr<literal_header> csp{std::make_shared<literal_header>("Content-Security-Policy", "default-src 'none'")};
+  std::shared_ptr<literal_header> json{std::make_shared<literal_header>("Content-Type", "application/json")};
+};
+
+const constant_headers& shared_headers() {
+  static const constant_headers instance;
+  return instance;
+}
+
 std::string status_text(int status) {
   return std::to_string(status);
 }
@@ -177,10 +190,16 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
 }
 
 std::string server_state::next_request_id() {
+  // "<8 hex digits of this process>-<12 hex digits of a counter>"
+  static constexpr char hex[] = "0123456789abcdef";
   auto n = id_counter_.fetch_add(1, std::memory_order_relaxed);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%s-%012llx", id_prefix_.c_str(), static_cast<unsigned long long>(n));
-  return buf;
+  std::string id = id_prefix_;
+  id += '-';
+  char digits[12];
+  for (int i = 11; i >= 0; --i, n >>= 4)
+    digits[i] = hex[n & 0xF];
+  id.append(digits, sizeof(digits));
+  return id;
 }
 
 void server_state::request_started() {
@@ -195,7 +214,7 @@ void server_state::request_finished(const request& req, int status) {
   if (access_log_sample_ > 0) {
     thread_local std::minstd_rand random{std::random_device{}()};
     if (access_log_sample_ >= 1 || std::uniform_real_distribution<double>{0, 1}(random) < access_log_sample_)
-      log::info("request", log::fields{}
+      log::access("request", log::fields{}
                              .add("request_id", req.id)
                              .add("method", req.method)
                              .add("route", req.route)
@@ -241,12 +260,15 @@ void responder::send(response res) {
   bool keep_alive = keep_alive_ && !server_->draining();
   headers.add<P::Http::Header::Connection>(keep_alive ? P::Http::ConnectionControl::KeepAlive
                                                       : P::Http::ConnectionControl::Close);
+  const auto& constant = shared_headers();
   set_header(headers, "X-Request-Id", req_.id);
-  set_header(headers, "X-Content-Type-Options", "nosniff");
-  set_header(headers, "Referrer-Policy", "no-referrer");
+  headers.add(constant.nosniff);
+  headers.add(constant.referrer);
   if (res.content_type.rfind("application/json", 0) == 0)
-    set_header(headers, "Content-Security-Policy", "default-src 'none'");
-  if (!res.content_type.empty())
+    headers.add(constant.csp);
+  if (res.content_type == "application/json")
+    headers.add(constant.json);
+  else if (!res.content_type.empty())
     set_header(headers, "Content-Type", std::move(res.content_type));
   for (auto& [name, value] : res.headers)
     set_header(headers, std::move(name), std::move(value));
