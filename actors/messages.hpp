@@ -25,14 +25,14 @@ using stop_timeout_atom = caf::atom_constant<caf::atom("stoptmo")>;
 /// What a supervisor says about one child.
 struct child_info {
   std::string name;
-  std::string kind;        // "worker" or "supervisor"
-  std::string restart;     // "permanent", "transient" or "temporary"
-  std::string state;       // "running", "stopping" or "stopped"
-  uint64_t restarts = 0;   // restarts of this child since the supervisor started
-  std::string last_error;  // exit reason of the last abnormal exit, "" if none
+  std::string kind;       // "worker" or "supervisor"
+  std::string restart;    // "permanent", "transient" or "temporary"
+  std::string state;      // "running", "stopping" or "stopped"
+  uint64_t restarts = 0;  // restarts of this child since the supervisor started
+  std::string last_error; // exit reason of the last abnormal exit, "" if none
   int64_t last_error_unix_ms = 0;
-  int64_t started_unix_ms = 0;  // start of the live incarnation
-  caf::actor handle;       // the live incarnation, or invalid when stopped
+  int64_t started_unix_ms = 0; // start of the live incarnation
+  caf::actor handle;           // the live incarnation, or invalid when stopped
 };
 
 template <class Inspector>

@@ -55,7 +55,7 @@ const std::string& joined_key(std::initializer_list<std::string_view> values) {
   for (auto v : values) {
     char digits[20];
     auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), v.size());
-    (void) ec;  // 20 digits hold any size_t
+    (void)ec; // 20 digits hold any size_t
     key.append(digits, end);
     key += ':';
     key.append(v.data(), v.size());
@@ -107,8 +107,7 @@ void prometheus_writer::sample(std::string_view name, const label_list& labels, 
 // --- counter_family ---
 
 counter_family::counter_family(std::string name, std::string help, std::vector<std::string> label_names)
-  : name_(std::move(name)), help_(std::move(help)), label_names_(std::move(label_names)) {
-}
+  : name_(std::move(name)), help_(std::move(help)), label_names_(std::move(label_names)) {}
 
 counter_family::series& counter_family::find(std::initializer_list<std::string_view> label_values) const {
   const auto& key = joined_key(label_values);
@@ -150,11 +149,8 @@ histogram_family::series::series(std::vector<std::string> values, size_t buckets
 
 histogram_family::histogram_family(std::string name, std::string help, std::vector<std::string> label_names,
                                    std::vector<double> upper_bounds)
-  : name_(std::move(name)),
-    help_(std::move(help)),
-    label_names_(std::move(label_names)),
-    bounds_(std::move(upper_bounds)) {
-}
+  : name_(std::move(name)), help_(std::move(help)), label_names_(std::move(label_names)),
+    bounds_(std::move(upper_bounds)) {}
 
 histogram_family::series& histogram_family::find(std::initializer_list<std::string_view> label_values) const {
   const auto& key = joined_key(label_values);

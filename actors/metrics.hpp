@@ -66,7 +66,7 @@ private:
   struct series {
     series(std::vector<std::string> values, size_t buckets);
     std::vector<std::string> label_values;
-    std::unique_ptr<std::atomic<uint64_t>[]> bucket_counts;  // not cumulative; one per bound plus +Inf
+    std::unique_ptr<std::atomic<uint64_t>[]> bucket_counts; // not cumulative; one per bound plus +Inf
     std::atomic<uint64_t> count{0};
     std::atomic<double> sum{0};
   };
@@ -76,7 +76,7 @@ private:
   std::vector<std::string> label_names_;
   std::vector<double> bounds_;
   mutable std::mutex mutex_;
-  mutable std::map<std::string, std::unique_ptr<series>> series_;  // keyed like counter_family's
+  mutable std::map<std::string, std::unique_ptr<series>> series_; // keyed like counter_family's
 };
 
 /// Latency buckets in seconds, from 100 us to 10 s.

@@ -12,18 +12,24 @@ namespace troupe {
 
 const char* to_string(restart_type x) {
   switch (x) {
-    case restart_type::permanent: return "permanent";
-    case restart_type::transient: return "transient";
-    case restart_type::temporary: return "temporary";
+  case restart_type::permanent:
+    return "permanent";
+  case restart_type::transient:
+    return "transient";
+  case restart_type::temporary:
+    return "temporary";
   }
   return "permanent";
 }
 
 const char* to_string(supervision_strategy x) {
   switch (x) {
-    case supervision_strategy::one_for_one: return "one_for_one";
-    case supervision_strategy::one_for_all: return "one_for_all";
-    case supervision_strategy::rest_for_one: return "rest_for_one";
+  case supervision_strategy::one_for_one:
+    return "one_for_one";
+  case supervision_strategy::one_for_all:
+    return "one_for_all";
+  case supervision_strategy::rest_for_one:
+    return "rest_for_one";
   }
   return "one_for_one";
 }
@@ -43,8 +49,7 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
     .count();
 }
 
@@ -52,19 +57,22 @@ enum class child_state { stopped, running, stopping };
 
 const char* to_string(child_state x) {
   switch (x) {
-    case child_state::stopped: return "stopped";
-    case child_state::running: return "running";
-    case child_state::stopping: return "stopping";
+  case child_state::stopped:
+    return "stopped";
+  case child_state::running:
+    return "running";
+  case child_state::stopping:
+    return "stopping";
   }
   return "stopped";
 }
 
 struct child_entry {
   child_spec spec;
-  caf::actor handle;           // the live incarnation while running or stopping
+  caf::actor handle; // the live incarnation while running or stopping
   child_state state = child_state::stopped;
-  bool needs_start = false;    // (re)start once the current stop sequence is over
-  uint64_t incarnation = 0;    // starts so far; > 1 means restarted
+  bool needs_start = false; // (re)start once the current stop sequence is over
+  uint64_t incarnation = 0; // starts so far; > 1 means restarted
   uint64_t restarts = 0;
   std::string last_error;
   int64_t last_error_unix_ms = 0;
@@ -74,11 +82,11 @@ struct child_entry {
 struct supervisor_state {
   supervisor_config cfg;
   std::vector<child_entry> children;
-  std::deque<clock_type::time_point> restart_times;  // restarts inside the intensity window
-  std::deque<size_t> stop_queue;                     // children to stop, in order
-  std::set<caf::actor_addr> exits_to_ignore;         // gone children whose exit_msg may still arrive
-  bool stop_in_progress = false;                     // waiting for one child's exit
-  bool quitting = false;                             // stop everything, then quit with quit_reason
+  std::deque<clock_type::time_point> restart_times; // restarts inside the intensity window
+  std::deque<size_t> stop_queue;                    // children to stop, in order
+  std::set<caf::actor_addr> exits_to_ignore;        // gone children whose exit_msg may still arrive
+  bool stop_in_progress = false;                    // waiting for one child's exit
+  bool quitting = false;                            // stop everything, then quit with quit_reason
   caf::error quit_reason;
 
   static inline const char* name = "supervisor";
@@ -111,9 +119,9 @@ bool start_child(supervisor_actor* self, size_t index) {
   if (!handle) {
     child.last_error = "start failed" + (failure.empty() ? std::string{} : ": " + failure);
     child.last_error_unix_ms = unix_ms_now();
-    log::error("actor failed to start",
-               log::fields{}.add("supervisor", st.cfg.name).add("child", child.spec.name).add("error",
-                                                                                                  child.last_error));
+    log::error(
+      "actor failed to start",
+      log::fields{}.add("supervisor", st.cfg.name).add("child", child.spec.name).add("error", child.last_error));
     return false;
   }
   // The link takes the child down with the supervisor; the monitor reports the child's exit. An exit_msg alone
@@ -126,16 +134,14 @@ bool start_child(supervisor_actor* self, size_t index) {
   if (++child.incarnation > 1) {
     ++child.restarts;
     if (st.cfg.metrics)
-      st.cfg.metrics
-        ->counter("troupe_actor_restarts_total", "Restarts of supervised actors.", {"supervisor", "child"})
+      st.cfg.metrics->counter("troupe_actor_restarts_total", "Restarts of supervised actors.", {"supervisor", "child"})
         .inc({st.cfg.name, child.spec.name});
   }
   if (st.cfg.names)
     st.cfg.names->put(child.spec.name, handle);
-  log::debug("actor started", log::fields{}
-                                .add("supervisor", st.cfg.name)
-                                .add("child", child.spec.name)
-                                .add("incarnation", child.incarnation));
+  log::debug(
+    "actor started",
+    log::fields{}.add("supervisor", st.cfg.name).add("child", child.spec.name).add("incarnation", child.incarnation));
   return true;
 }
 
@@ -301,8 +307,7 @@ void on_exit(supervisor_actor* self, caf::exit_msg& msg) {
 caf::behavior supervisor_impl(supervisor_actor* self, supervisor_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  for (auto& spec : st.cfg.children)
-  {
+  for (auto& spec : st.cfg.children) {
     child_entry entry;
     entry.spec = std::move(spec);
     st.children.push_back(std::move(entry));
@@ -313,8 +318,7 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_config cfg) {
   // Ordered start: a failed first start stops what started and fails the supervisor.
   for (size_t i = 0; i < st.children.size(); ++i) {
     if (!start_child(self, i)) {
-      shut_down(self, make_error(service_error::internal,
-                                 "child " + st.children[i].spec.name + " failed to start"));
+      shut_down(self, make_error(service_error::internal, "child " + st.children[i].spec.name + " failed to start"));
       break;
     }
   }
@@ -323,8 +327,8 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_config cfg) {
       std::vector<child_info> result;
       for (const auto& child : self->state.children)
         result.push_back(child_info{child.spec.name, to_string(child.spec.kind), to_string(child.spec.restart),
-                                    to_string(child.state), child.restarts, child.last_error,
-                                    child.last_error_unix_ms, child.started_unix_ms, child.handle});
+                                    to_string(child.state), child.restarts, child.last_error, child.last_error_unix_ms,
+                                    child.started_unix_ms, child.handle});
       return result;
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },

@@ -49,9 +49,9 @@ supervisor_config root_tree(const config::settings& s, const std::shared_ptr<dir
 
   auto persistence = base("persistence", supervision_strategy::rest_for_one);
   database_options db{s.db.url, milliseconds{s.db.connect_timeout_ms}};
-  persistence.children.push_back(
-    {"db.connection", [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
-     restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  persistence.children.push_back({"db.connection",
+                                  [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
+                                  restart_type::permanent, milliseconds{5000}, child_kind::worker});
 
   auto ops = base("ops", supervision_strategy::one_for_one);
   std::vector<health_probe> probes{supervision_probe(names, "root", milliseconds{1000}),
@@ -150,10 +150,9 @@ int run_server(const config::settings& settings) {
     try {
       port = server.start();
     } catch (const std::exception& e) {
-      log::error("cannot listen", log::fields{}
-                                    .add("address", settings.http.address)
-                                    .add("port", settings.http.port)
-                                    .add("error", e.what()));
+      log::error(
+        "cannot listen",
+        log::fields{}.add("address", settings.http.address).add("port", settings.http.port).add("error", e.what()));
       caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
       await_termination(sys, root, milliseconds{5000});
       log::shutdown();

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     auto value_of = [&](const char* flag) -> const char* {
       if (i + 1 >= argc)
         return nullptr;
-      (void) flag;
+      (void)flag;
       return argv[++i];
     };
     if (arg == "--help" || arg == "-h" || arg == "help") {

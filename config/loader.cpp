@@ -28,8 +28,7 @@ std::string redact(const std::string& value) {
   return value.empty() ? "" : redacted;
 }
 
-config_error make_config_error(std::string option, std::string value, std::string expected,
-                               std::string detail = "") {
+config_error make_config_error(std::string option, std::string value, std::string expected, std::string detail = "") {
   return config_error{std::move(option), std::move(value), std::move(expected), std::move(detail)};
 }
 
@@ -229,8 +228,7 @@ std::optional<config_error> apply_file(const std::string& path, settings& s) {
     }
     const auto known_sections = sections();
     if (std::find(known_sections.begin(), known_sections.end(), section_name) == known_sections.end())
-      return make_config_error("--config", section_name,
-                               "a section: one of " + join(known_sections) + ", upstreams",
+      return make_config_error("--config", section_name, "a section: one of " + join(known_sections) + ", upstreams",
                                "unknown section in " + path);
     if (!section.value.IsObject())
       return make_config_error(section_name, json_text(section.value), "an object of " + section_name + " options",
@@ -353,7 +351,8 @@ std::string config_error::message() const {
   if (!detail.empty())
     line += "; " + detail;
   // The value is escaped already; a control character elsewhere (e.g. in a file name) must not break the line.
-  std::replace_if(line.begin(), line.end(), [](char c) { return std::iscntrl(static_cast<unsigned char>(c)); }, ' ');
+  std::replace_if(
+    line.begin(), line.end(), [](char c) { return std::iscntrl(static_cast<unsigned char>(c)); }, ' ');
   return line;
 }
 

@@ -22,12 +22,18 @@ constexpr const char* logger_name = "troupe";
 
 spdlog::level::level_enum to_spdlog(level lvl) {
   switch (lvl) {
-    case level::trace: return spdlog::level::trace;
-    case level::debug: return spdlog::level::debug;
-    case level::info: return spdlog::level::info;
-    case level::warn: return spdlog::level::warn;
-    case level::error: return spdlog::level::err;
-    case level::off: return spdlog::level::off;
+  case level::trace:
+    return spdlog::level::trace;
+  case level::debug:
+    return spdlog::level::debug;
+  case level::info:
+    return spdlog::level::info;
+  case level::warn:
+    return spdlog::level::warn;
+  case level::error:
+    return spdlog::level::err;
+  case level::off:
+    return spdlog::level::off;
   }
   return spdlog::level::info;
 }
@@ -43,9 +49,7 @@ std::unique_ptr<spdlog::formatter> json_formatter() {
 /// and every second for access lines), and at shutdown.
 class batching_stdout_sink : public spdlog::sinks::base_sink<std::mutex> {
 public:
-  ~batching_stdout_sink() override {
-    write_out();
-  }
+  ~batching_stdout_sink() override { write_out(); }
 
 protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -55,9 +59,7 @@ protected:
     if (pending_.size() >= 64 * 1024)
       write_out();
   }
-  void flush_() override {
-    write_out();
-  }
+  void flush_() override { write_out(); }
 
 private:
   void write_out() {
@@ -65,7 +67,7 @@ private:
     while (done < pending_.size()) {
       auto n = ::write(STDOUT_FILENO, pending_.data() + done, pending_.size() - done);
       if (n <= 0)
-        break;  // stdout is gone: drop the lines rather than block the logger forever
+        break; // stdout is gone: drop the lines rather than block the logger forever
       done += static_cast<size_t>(n);
     }
     pending_.clear();
@@ -168,19 +170,29 @@ void append_json_escaped(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xF];
-        } else {
-          out += static_cast<char>(c);
-        }
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      if (c < 0x20) {
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 0xF];
+      } else {
+        out += static_cast<char>(c);
+      }
     }
   }
 }

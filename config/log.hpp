@@ -44,10 +44,18 @@ void write(level lvl, std::string_view msg, const fields& extra = {});
 /// An access-log line (level info), batched with others and written within a second.
 void access(std::string_view msg, const fields& extra);
 
-inline void debug(std::string_view msg, const fields& extra = {}) { write(level::debug, msg, extra); }
-inline void info(std::string_view msg, const fields& extra = {}) { write(level::info, msg, extra); }
-inline void warn(std::string_view msg, const fields& extra = {}) { write(level::warn, msg, extra); }
-inline void error(std::string_view msg, const fields& extra = {}) { write(level::error, msg, extra); }
+inline void debug(std::string_view msg, const fields& extra = {}) {
+  write(level::debug, msg, extra);
+}
+inline void info(std::string_view msg, const fields& extra = {}) {
+  write(level::info, msg, extra);
+}
+inline void warn(std::string_view msg, const fields& extra = {}) {
+  write(level::warn, msg, extra);
+}
+inline void error(std::string_view msg, const fields& extra = {}) {
+  write(level::error, msg, extra);
+}
 
 /// Appends `text` to `out` as the inside of a JSON string (quotes not included).
 void append_json_escaped(std::string& out, std::string_view text);

@@ -13,9 +13,8 @@ namespace {
 template <auto Section, auto Field>
 option_binding bind() {
   using value_type = std::remove_reference_t<decltype((std::declval<settings&>().*Section).*Field)>;
-  return member_binding<value_type>{
-    [](settings& s) -> value_type& { return (s.*Section).*Field; },
-    [](const settings& s) -> const value_type& { return (s.*Section).*Field; }};
+  return member_binding<value_type>{[](settings& s) -> value_type& { return (s.*Section).*Field; },
+                                    [](const settings& s) -> const value_type& { return (s.*Section).*Field; }};
 }
 
 /// Builds one table row: the required columns up front, the optional ones by name.
@@ -57,10 +56,14 @@ std::string bound_text(double bound) {
 
 const char* to_string(option_type type) {
   switch (type) {
-    case option_type::boolean: return "boolean";
-    case option_type::integer: return "integer";
-    case option_type::number: return "number";
-    case option_type::string: return "string";
+  case option_type::boolean:
+    return "boolean";
+  case option_type::integer:
+    return "integer";
+  case option_type::number:
+    return "number";
+  case option_type::string:
+    return "string";
   }
   return "string";
 }
@@ -84,11 +87,13 @@ std::string option_spec::env_name() const {
 
 std::string option_spec::accepted_values() const {
   switch (type()) {
-    case option_type::boolean: return "";
-    case option_type::integer:
-    case option_type::number:
-      return bound_text(min) + " to " + bound_text(max) + (unit.empty() ? "" : " " + unit);
-    case option_type::string: break;
+  case option_type::boolean:
+    return "";
+  case option_type::integer:
+  case option_type::number:
+    return bound_text(min) + " to " + bound_text(max) + (unit.empty() ? "" : " " + unit);
+  case option_type::string:
+    break;
   }
   if (allowed.empty())
     return "";
@@ -100,10 +105,14 @@ std::string option_spec::accepted_values() const {
 
 std::string option_spec::expected() const {
   switch (type()) {
-    case option_type::boolean: return "true or false";
-    case option_type::integer: return "an integer from " + accepted_values();
-    case option_type::number: return "a number from " + accepted_values();
-    case option_type::string: break;
+  case option_type::boolean:
+    return "true or false";
+  case option_type::integer:
+    return "an integer from " + accepted_values();
+  case option_type::number:
+    return "a number from " + accepted_values();
+  case option_type::string:
+    break;
   }
   return allowed.empty() ? "a string" : accepted_values();
 }
@@ -118,8 +127,7 @@ std::string derived_env_name(std::string_view key) {
 const std::vector<option_spec>& all_options() {
   static const std::vector<option_spec> table = {
     // http
-    entry("http.address", bind<&settings::http, &http_settings::address>(), "127.0.0.1",
-          "address to listen on"),
+    entry("http.address", bind<&settings::http, &http_settings::address>(), "127.0.0.1", "address to listen on"),
     entry("http.port", bind<&settings::http, &http_settings::port>(), "8080",
           "TCP port; 0 picks a free port (the chosen one is logged)")
       .range(0, 65535),

@@ -72,25 +72,25 @@ struct member_binding {
   const T& (*get_const)(const settings&);
 };
 
-using option_binding = std::variant<member_binding<bool>, member_binding<int64_t>, member_binding<double>,
-                                    member_binding<std::string>>;
+using option_binding =
+  std::variant<member_binding<bool>, member_binding<int64_t>, member_binding<double>, member_binding<std::string>>;
 
 /// One row of the option table.
 struct option_spec {
-  std::string key;                  // "section.name", as written in the file, in --set and in the docs
-  option_binding binding;           // the settings member that holds the value; its type is the option's
-  std::string default_text;         // the default, written as in the environment; parsed like it
-  std::string unit;                 // "ms", "bytes", "threads" or "" (for integer and number options)
-  std::string doc;                  // one line, lower-case start, no final period
-  double min = 0;                   // inclusive range of an integer or number option
+  std::string key;          // "section.name", as written in the file, in --set and in the docs
+  option_binding binding;   // the settings member that holds the value; its type is the option's
+  std::string default_text; // the default, written as in the environment; parsed like it
+  std::string unit;         // "ms", "bytes", "threads" or "" (for integer and number options)
+  std::string doc;          // one line, lower-case start, no final period
+  double min = 0;           // inclusive range of an integer or number option
   double max = 0;
   std::vector<std::string> allowed; // the values a string option accepts; empty = any string
   bool secret = false;              // set from the environment only; never printed or logged
   std::string env_override;         // environment variable when it is not derived from the key
 
   option_type type() const;
-  std::string section() const; // "http" for "http.port"
-  std::string name() const;    // "port" for "http.port"
+  std::string section() const;  // "http" for "http.port"
+  std::string name() const;     // "port" for "http.port"
   std::string env_name() const; // env_override, or derived_env_name(key)
   // The values accepted beyond the type, for docs: "0 to 65535", "1 to 600000 ms",
   // "one of trace, debug, info, warn, error, off", or "" when any value of the type goes.

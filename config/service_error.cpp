@@ -7,24 +7,42 @@ namespace troupe {
 
 const char* to_string(service_error code) {
   switch (code) {
-    case service_error::none: return "none";
-    case service_error::invalid_input: return "invalid_input";
-    case service_error::invalid_json: return "invalid_json";
-    case service_error::unauthenticated: return "unauthenticated";
-    case service_error::forbidden: return "forbidden";
-    case service_error::not_found: return "not_found";
-    case service_error::method_not_allowed: return "method_not_allowed";
-    case service_error::conflict: return "conflict";
-    case service_error::payload_too_large: return "payload_too_large";
-    case service_error::unsupported_media_type: return "unsupported_media_type";
-    case service_error::rate_limited: return "rate_limited";
-    case service_error::overloaded: return "overloaded";
-    case service_error::shutting_down: return "shutting_down";
-    case service_error::unavailable: return "unavailable";
-    case service_error::upstream_failed: return "upstream_failed";
-    case service_error::timeout: return "timeout";
-    case service_error::request_timeout: return "request_timeout";
-    case service_error::internal: return "internal";
+  case service_error::none:
+    return "none";
+  case service_error::invalid_input:
+    return "invalid_input";
+  case service_error::invalid_json:
+    return "invalid_json";
+  case service_error::unauthenticated:
+    return "unauthenticated";
+  case service_error::forbidden:
+    return "forbidden";
+  case service_error::not_found:
+    return "not_found";
+  case service_error::method_not_allowed:
+    return "method_not_allowed";
+  case service_error::conflict:
+    return "conflict";
+  case service_error::payload_too_large:
+    return "payload_too_large";
+  case service_error::unsupported_media_type:
+    return "unsupported_media_type";
+  case service_error::rate_limited:
+    return "rate_limited";
+  case service_error::overloaded:
+    return "overloaded";
+  case service_error::shutting_down:
+    return "shutting_down";
+  case service_error::unavailable:
+    return "unavailable";
+  case service_error::upstream_failed:
+    return "upstream_failed";
+  case service_error::timeout:
+    return "timeout";
+  case service_error::request_timeout:
+    return "request_timeout";
+  case service_error::internal:
+    return "internal";
   }
   return "internal";
 }
@@ -34,8 +52,7 @@ caf::error make_error(service_error code) {
 }
 
 caf::error make_error(service_error code, std::string message) {
-  return caf::error{static_cast<uint8_t>(code), service_error_category::value,
-                    caf::make_message(std::move(message))};
+  return caf::error{static_cast<uint8_t>(code), service_error_category::value, caf::make_message(std::move(message))};
 }
 
 service_error service_code(const caf::error& err) {
@@ -43,8 +60,7 @@ service_error service_code(const caf::error& err) {
     return service_error::none;
   if (err.category() == service_error_category::value)
     return static_cast<service_error>(err.code());
-  if (err.category() == caf::atom("system")
-      && static_cast<caf::sec>(err.code()) == caf::sec::request_timeout)
+  if (err.category() == caf::atom("system") && static_cast<caf::sec>(err.code()) == caf::sec::request_timeout)
     return service_error::timeout;
   return service_error::internal;
 }

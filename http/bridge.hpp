@@ -52,14 +52,14 @@ public:
     auto timeout = caf::duration{timeout_};
     post(r, bridge_job{[r, target = std::move(target), to_response = std::move(to_response),
                         args = std::make_tuple(std::move(msg)...), timeout](caf::event_based_actor* self) mutable {
-      std::apply(
-        [&](auto&... xs) {
-          self->request(target, timeout, std::move(xs)...)
-            .then([r, to_response](Reply& reply) { r->send(to_response(reply)); },
-                  [r](caf::error& err) { r->fail(err); });
-        },
-        args);
-    }});
+           std::apply(
+             [&](auto&... xs) {
+               self->request(target, timeout, std::move(xs)...)
+                 .then([r, to_response](Reply& reply) { r->send(to_response(reply)); },
+                       [r](caf::error& err) { r->fail(err); });
+             },
+             args);
+         }});
   }
 
   /// Same, with the target looked up by name; 503 if it is not running right now.

@@ -6,64 +6,103 @@ namespace troupe::http {
 
 int status_of(service_error code) {
   switch (code) {
-    case service_error::none: return 200;
-    case service_error::invalid_input:
-    case service_error::invalid_json: return 400;
-    case service_error::unauthenticated: return 401;
-    case service_error::forbidden: return 403;
-    case service_error::not_found: return 404;
-    case service_error::method_not_allowed: return 405;
-    case service_error::request_timeout: return 408;
-    case service_error::conflict: return 409;
-    case service_error::payload_too_large: return 413;
-    case service_error::unsupported_media_type: return 415;
-    case service_error::rate_limited: return 429;
-    case service_error::internal: return 500;
-    case service_error::upstream_failed: return 502;
-    case service_error::overloaded:
-    case service_error::shutting_down:
-    case service_error::unavailable: return 503;
-    case service_error::timeout: return 504;
+  case service_error::none:
+    return 200;
+  case service_error::invalid_input:
+  case service_error::invalid_json:
+    return 400;
+  case service_error::unauthenticated:
+    return 401;
+  case service_error::forbidden:
+    return 403;
+  case service_error::not_found:
+    return 404;
+  case service_error::method_not_allowed:
+    return 405;
+  case service_error::request_timeout:
+    return 408;
+  case service_error::conflict:
+    return 409;
+  case service_error::payload_too_large:
+    return 413;
+  case service_error::unsupported_media_type:
+    return 415;
+  case service_error::rate_limited:
+    return 429;
+  case service_error::internal:
+    return 500;
+  case service_error::upstream_failed:
+    return 502;
+  case service_error::overloaded:
+  case service_error::shutting_down:
+  case service_error::unavailable:
+    return 503;
+  case service_error::timeout:
+    return 504;
   }
   return 500;
 }
 
 const char* type_of(service_error code) {
   switch (code) {
-    case service_error::unauthenticated: return "authentication_error";
-    case service_error::forbidden: return "permission_error";
-    case service_error::not_found: return "not_found_error";
-    case service_error::rate_limited: return "rate_limit_error";
-    case service_error::internal:
-    case service_error::upstream_failed:
-    case service_error::overloaded:
-    case service_error::shutting_down:
-    case service_error::unavailable:
-    case service_error::timeout: return "server_error";
-    default: return "invalid_request_error";
+  case service_error::unauthenticated:
+    return "authentication_error";
+  case service_error::forbidden:
+    return "permission_error";
+  case service_error::not_found:
+    return "not_found_error";
+  case service_error::rate_limited:
+    return "rate_limit_error";
+  case service_error::internal:
+  case service_error::upstream_failed:
+  case service_error::overloaded:
+  case service_error::shutting_down:
+  case service_error::unavailable:
+  case service_error::timeout:
+    return "server_error";
+  default:
+    return "invalid_request_error";
   }
 }
 
 const char* default_message(service_error code) {
   switch (code) {
-    case service_error::none: return "OK.";
-    case service_error::invalid_input: return "The request is invalid.";
-    case service_error::invalid_json: return "The request body is not valid JSON.";
-    case service_error::unauthenticated: return "A valid credential is required.";
-    case service_error::forbidden: return "You are not allowed to do this.";
-    case service_error::not_found: return "No such resource.";
-    case service_error::method_not_allowed: return "This method is not allowed on this resource.";
-    case service_error::request_timeout: return "The request was not received in time.";
-    case service_error::conflict: return "The request conflicts with the current state.";
-    case service_error::payload_too_large: return "The request body is too large.";
-    case service_error::unsupported_media_type: return "Unsupported Content-Type.";
-    case service_error::rate_limited: return "Too many requests; retry later.";
-    case service_error::internal: return "Internal error.";
-    case service_error::upstream_failed: return "The upstream service failed.";
-    case service_error::overloaded: return "The server is overloaded; retry later.";
-    case service_error::shutting_down: return "The server is shutting down; retry on another node.";
-    case service_error::unavailable: return "A required service is unavailable; retry later.";
-    case service_error::timeout: return "The request timed out.";
+  case service_error::none:
+    return "OK.";
+  case service_error::invalid_input:
+    return "The request is invalid.";
+  case service_error::invalid_json:
+    return "The request body is not valid JSON.";
+  case service_error::unauthenticated:
+    return "A valid credential is required.";
+  case service_error::forbidden:
+    return "You are not allowed to do this.";
+  case service_error::not_found:
+    return "No such resource.";
+  case service_error::method_not_allowed:
+    return "This method is not allowed on this resource.";
+  case service_error::request_timeout:
+    return "The request was not received in time.";
+  case service_error::conflict:
+    return "The request conflicts with the current state.";
+  case service_error::payload_too_large:
+    return "The request body is too large.";
+  case service_error::unsupported_media_type:
+    return "Unsupported Content-Type.";
+  case service_error::rate_limited:
+    return "Too many requests; retry later.";
+  case service_error::internal:
+    return "Internal error.";
+  case service_error::upstream_failed:
+    return "The upstream service failed.";
+  case service_error::overloaded:
+    return "The server is overloaded; retry later.";
+  case service_error::shutting_down:
+    return "The server is shutting down; retry on another node.";
+  case service_error::unavailable:
+    return "A required service is unavailable; retry later.";
+  case service_error::timeout:
+    return "The request timed out.";
   }
   return "Internal error.";
 }

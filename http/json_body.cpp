@@ -23,8 +23,9 @@ std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<respond
   doc.Parse(req.body.data(), req.body.size());
   if (doc.HasParseError()) {
     r->send(error_response(service_error::invalid_json,
-                           std::string{"The body is not valid JSON: "} + rapidjson::GetParseError_En(doc.GetParseError())
-                             + " (at byte " + std::to_string(doc.GetErrorOffset()) + ").",
+                           std::string{"The body is not valid JSON: "}
+                             + rapidjson::GetParseError_En(doc.GetParseError()) + " (at byte "
+                             + std::to_string(doc.GetErrorOffset()) + ").",
                            req.id));
     return std::nullopt;
   }

@@ -71,8 +71,8 @@ void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names&
     int64_t ms = -1;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
     if (ec != std::errc{} || end != text.data() + text.size() || ms < 0 || ms > 600000) {
-      r->send(error_response(service_error::invalid_input, "ms must be an integer from 0 to 600000.", r->req().id,
-                             "ms"));
+      r->send(
+        error_response(service_error::invalid_input, "ms must be an integer from 0 to 600000.", r->req().id, "ms"));
       return;
     }
     bridge.ask_named<int64_t>(

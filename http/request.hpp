@@ -14,13 +14,13 @@
 namespace troupe::http {
 
 struct request {
-  std::string id;       // X-Request-Id: the client's if sane, else generated
-  std::string method;   // "GET", "POST", ...
-  std::string path;     // without the query string
-  std::string route;    // the matched pattern, or "unmatched"
-  path_params params;   // values of the pattern's {name} segments
+  std::string id;     // X-Request-Id: the client's if sane, else generated
+  std::string method; // "GET", "POST", ...
+  std::string path;   // without the query string
+  std::string route;  // the matched pattern, or "unmatched"
+  path_params params; // values of the pattern's {name} segments
   std::vector<std::pair<std::string, std::string>> query;
-  std::vector<std::pair<std::string, std::string>> headers;  // names as sent
+  std::vector<std::pair<std::string, std::string>> headers; // names as sent
   std::string body;
   std::string remote_address;
   std::chrono::steady_clock::time_point started;

@@ -24,9 +24,9 @@ public:
   struct match {
     enum kind_t { found, not_found, method_not_allowed } kind = not_found;
     const route_handler* handler = nullptr;
-    std::string route;           // the pattern, or "unmatched"
+    std::string route; // the pattern, or "unmatched"
     path_params params;
-    std::vector<std::string> allowed;  // for method_not_allowed, sorted
+    std::vector<std::string> allowed; // for method_not_allowed, sorted
   };
 
   /// Adds a route. Registering the same method and pattern twice replaces the handler.
@@ -37,7 +37,7 @@ public:
 private:
   struct route {
     std::string pattern;
-    std::vector<std::string> segments;  // "{x}" marks a parameter
+    std::vector<std::string> segments; // "{x}" marks a parameter
     std::unordered_map<std::string, route_handler> by_method;
   };
   std::vector<route> routes_;

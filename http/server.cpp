@@ -27,14 +27,22 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 const char* method_name(P::Http::Method m) {
   switch (m) {
-    case P::Http::Method::Get: return "GET";
-    case P::Http::Method::Post: return "POST";
-    case P::Http::Method::Put: return "PUT";
-    case P::Http::Method::Delete: return "DELETE";
-    case P::Http::Method::Patch: return "PATCH";
-    case P::Http::Method::Head: return "HEAD";
-    case P::Http::Method::Options: return "OPTIONS";
-    default: return "OTHER";
+  case P::Http::Method::Get:
+    return "GET";
+  case P::Http::Method::Post:
+    return "POST";
+  case P::Http::Method::Put:
+    return "PUT";
+  case P::Http::Method::Delete:
+    return "DELETE";
+  case P::Http::Method::Patch:
+    return "PATCH";
+  case P::Http::Method::Head:
+    return "HEAD";
+  case P::Http::Method::Options:
+    return "OPTIONS";
+  default:
+    return "OTHER";
   }
 }
 
@@ -50,17 +58,10 @@ bool wants_keep_alive(const P::Http::Request& req) {
 /// are dropped), so custom headers need a Header subclass.
 class literal_header : public P::Http::Header::Header {
 public:
-  literal_header(std::string name, std::string value) : name_(std::move(name)), value_(std::move(value)) {
-  }
-  const char* name() const override {
-    return name_.c_str();
-  }
-  void parse(const std::string& data) override {
-    value_ = data;
-  }
-  void write(std::ostream& os) const override {
-    os << value_;
-  }
+  literal_header(std::string name, std::string value) : name_(std::move(name)), value_(std::move(value)) {}
+  const char* name() const override { return name_.c_str(); }
+  void parse(const std::string& data) override { value_ = data; }
+  void write(std::ostream& os) const override { os << value_; }
 #ifdef SAFE_HEADER_CAST
   uint64_t hash() const override {
     return std::hash<std::string>{}(name_);
@@ -80,7 +81,8 @@ void set_header(P::Http::Header::Collection& headers, std::string name, std::str
 struct constant_headers {
   std::shared_ptr<literal_header> nosniff{std::make_shared<literal_header>("X-Content-Type-Options", "nosniff")};
   std::shared_ptr<literal_header> referrer{std::make_shared<literal_header>("Referrer-Policy", "no-referrer")};
-  std::shared_ptr<literal_header> csp{std::make_shared<literal_header>("Content-Security-Policy", "default-src 'none'")};
+  std::shared_ptr<literal_header> csp{
+    std::make_shared<literal_header>("Content-Security-Policy", "default-src 'none'")};
   std::shared_ptr<literal_header> json{std::make_shared<literal_header>("Content-Type", "application/json")};
 };
 
@@ -113,8 +115,7 @@ class handler : public P::Http::Handler {
 public:
   HTTP_PROTOTYPE(handler)
 
-  explicit handler(std::shared_ptr<server_state> state) : state_(std::move(state)) {
-  }
+  explicit handler(std::shared_ptr<server_state> state) : state_(std::move(state)) {}
 
   void onRequest(const P::Http::Request& pistache_req, P::Http::ResponseWriter writer) override {
     state_->request_started();
@@ -140,9 +141,9 @@ public:
       std::string allow;
       for (const auto& m : match.allowed)
         allow += (allow.empty() ? "" : ", ") + m;
-      auto res = error_response(service_error::method_not_allowed,
-                                "Method " + r->req().method + " is not allowed here; allowed: " + allow + ".",
-                                r->req().id);
+      auto res =
+        error_response(service_error::method_not_allowed,
+                       "Method " + r->req().method + " is not allowed here; allowed: " + allow + ".", r->req().id);
       res.header("Allow", allow);
       r->send(std::move(res));
     } else {
@@ -174,8 +175,7 @@ private:
 
 server_state::server_state(const config::settings& settings, std::shared_ptr<router> routes,
                            std::shared_ptr<metrics_registry> metrics)
-  : routes_(std::move(routes)),
-    metrics_(std::move(metrics)),
+  : routes_(std::move(routes)), metrics_(std::move(metrics)),
     requests_total_(metrics_->counter("troupe_http_requests_total", "HTTP requests answered, by route and status.",
                                       {"route", "method", "status"})),
     request_seconds_(metrics_->histogram("troupe_http_request_duration_seconds",
@@ -215,11 +215,11 @@ void server_state::request_finished(const request& req, int status) {
     thread_local std::minstd_rand random{std::random_device{}()};
     if (access_log_sample_ >= 1 || std::uniform_real_distribution<double>{0, 1}(random) < access_log_sample_)
       log::access("request", log::fields{}
-                             .add("request_id", req.id)
-                             .add("method", req.method)
-                             .add("route", req.route)
-                             .add("status", status)
-                             .add("latency_ms", elapsed * 1000));
+                               .add("request_id", req.id)
+                               .add("method", req.method)
+                               .add("route", req.route)
+                               .add("status", status)
+                               .add("latency_ms", elapsed * 1000));
   }
 }
 
@@ -241,10 +241,8 @@ bool server_state::wait_idle(std::chrono::milliseconds grace) {
 
 // --- responder ---
 
-responder::responder(P::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server,
-                     bool keep_alive)
-  : writer_(std::move(writer)), req_(std::move(req)), server_(std::move(server)), keep_alive_(keep_alive) {
-}
+responder::responder(P::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server, bool keep_alive)
+  : writer_(std::move(writer)), req_(std::move(req)), server_(std::move(server)), keep_alive_(keep_alive) {}
 
 responder::~responder() {
   if (!answered_.load())
@@ -289,8 +287,7 @@ void responder::fail(const caf::error& err) {
 // --- server ---
 
 server::server(const config::settings& settings, std::shared_ptr<server_state> state)
-  : settings_(settings), state_(std::move(state)) {
-}
+  : settings_(settings), state_(std::move(state)) {}
 
 server::~server() {
   stop();

@@ -76,8 +76,7 @@ private:
 /// the client gets a 500 rather than a hung connection.
 class responder {
 public:
-  responder(Pistache::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server,
-            bool keep_alive);
+  responder(Pistache::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server, bool keep_alive);
   ~responder();
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;

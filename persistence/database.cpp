@@ -54,7 +54,8 @@ bool ensure_connected(database_actor* self) {
   if (clock_type::now() < st.next_attempt)
     return false;
   try {
-    st.connection = std::make_unique<pqxx::connection>(with_connect_timeout(st.options.url, st.options.connect_timeout));
+    st.connection =
+      std::make_unique<pqxx::connection>(with_connect_timeout(st.options.url, st.options.connect_timeout));
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};

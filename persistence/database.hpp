@@ -18,7 +18,7 @@
 namespace troupe {
 
 struct database_options {
-  std::string url;  // libpq URI or key=value string; empty = no database configured. A secret: never logged.
+  std::string url; // libpq URI or key=value string; empty = no database configured. A secret: never logged.
   std::chrono::milliseconds connect_timeout{2000};
 };
 

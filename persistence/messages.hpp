@@ -16,9 +16,9 @@ using mailbox_atom = caf::atom_constant<caf::atom("mailbox")>;
 /// The result of one subsystem's readiness check, as shown by GET /api/health.
 struct health_check {
   std::string name;
-  std::string status;   // "healthy", "degraded" or "unhealthy"
+  std::string status; // "healthy", "degraded" or "unhealthy"
   double latency_ms = 0;
-  std::string detail;   // a human sentence; never contains secrets
+  std::string detail; // a human sentence; never contains secrets
 };
 
 template <class Inspector>

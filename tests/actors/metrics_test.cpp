@@ -145,8 +145,8 @@ TEST(Metrics, RegistryRendersFamiliesThenCollectorsThenExtra) {
 // RSS is nonzero and the descriptor count tracks open files exactly (this test runs single-threaded).
 TEST(Metrics, ProcessStatsReportRssAndOpenFds) {
   auto before = read_process_stats();
-  EXPECT_GT(before.resident_bytes, 1024u * 1024u);  // a running gtest binary maps well over 1 MiB
-  EXPECT_GE(before.open_fds, 3u);                   // at least stdin, stdout and stderr
+  EXPECT_GT(before.resident_bytes, 1024u * 1024u); // a running gtest binary maps well over 1 MiB
+  EXPECT_GE(before.open_fds, 3u);                  // at least stdin, stdout and stderr
   int fd = ::open("/proc/self/statm", O_RDONLY);
   ASSERT_GE(fd, 0);
   EXPECT_EQ(read_process_stats().open_fds, before.open_fds + 1);

@@ -90,8 +90,7 @@ private:
 class test_worker : public caf::event_based_actor {
 public:
   test_worker(caf::actor_config& cfg, std::string name, std::shared_ptr<event_log> events, bool stuck)
-    : caf::event_based_actor(cfg), name_(std::move(name)), events_(std::move(events)), stuck_(stuck) {
-  }
+    : caf::event_based_actor(cfg), name_(std::move(name)), events_(std::move(events)), stuck_(stuck) {}
 
   caf::behavior make_behavior() override {
     if (stuck_)
@@ -252,7 +251,7 @@ TEST_F(Supervisor, CrashedChildIsRestartedAndNameResolvesToNewIncarnation) {
 
   crash(sup, "a");
   EXPECT_EQ(events->next(1, 2), (strings{"stop:a", "start:a"}));
-  auto info = child(sup, "a");  // also orders us after the restart, so the directory is up to date
+  auto info = child(sup, "a"); // also orders us after the restart, so the directory is up to date
   EXPECT_EQ(info.state, "running");
   EXPECT_EQ(info.restarts, 1u);
   EXPECT_NE(info.last_error.find("boom"), std::string::npos) << info.last_error;
@@ -276,7 +275,7 @@ TEST_F(Supervisor, ExceedingRestartIntensityEscalates) {
     auto mark = events->size();
     crash(sup, "a");
     ASSERT_EQ(events->next(mark, 2), (strings{"stop:a", "start:a"}));
-    ASSERT_EQ(child(sup, "a").restarts, restarts);  // still alive after `restarts` restarts
+    ASSERT_EQ(child(sup, "a").restarts, restarts); // still alive after `restarts` restarts
   }
   auto mark = events->size();
   crash(sup, "a");
@@ -284,7 +283,7 @@ TEST_F(Supervisor, ExceedingRestartIntensityEscalates) {
   EXPECT_EQ(service_code(reason), service_error::internal);
   EXPECT_NE(service_message(reason).find("restart intensity exceeded"), std::string::npos) << sys.render(reason);
   EXPECT_EQ(events->next(mark, 2), (strings{"stop:a", "stop:b"}));
-  EXPECT_EQ(events->size(), mark + 2);  // nothing was restarted
+  EXPECT_EQ(events->size(), mark + 2); // nothing was restarted
   EXPECT_TRUE(names->snapshot().empty());
 }
 
@@ -451,7 +450,7 @@ TEST_F(Supervisor, NestedSupervisorRestartsAsAChild) {
   EXPECT_NE(info.handle, first_inner.handle);
   auto w = child(info.handle, "w");
   EXPECT_EQ(w.state, "running");
-  EXPECT_EQ(w.restarts, 0u);  // a fresh supervisor, a fresh count
+  EXPECT_EQ(w.restarts, 0u); // a fresh supervisor, a fresh count
   EXPECT_EQ(names->get("w"), w.handle);
 
   EXPECT_EQ(shut_down(sup), caf::exit_reason::user_shutdown);
@@ -470,7 +469,7 @@ TEST_F(Supervisor, RestartsAreCountedInMetrics) {
     crash(sup, "a");
     ASSERT_EQ(events->next(mark, 2), (strings{"stop:a", "start:a"}));
   }
-  ASSERT_EQ(child(sup, "a").restarts, 2u);  // orders us after the second restart and its metric update
+  ASSERT_EQ(child(sup, "a").restarts, 2u); // orders us after the second restart and its metric update
   auto& restarts = metrics->counter("troupe_actor_restarts_total", "", {"supervisor", "child"});
   EXPECT_EQ(restarts.value({"top", "a"}), 2u);
   EXPECT_EQ(restarts.value({"top", "b"}), 0u);
@@ -489,7 +488,7 @@ TEST_F(Directory, EraseKeepsNewerIncarnation) {
   dir.put("x", old_incarnation);
   dir.put("x", new_incarnation);
   dir.put("a", other);
-  dir.erase("x", old_incarnation);  // the old incarnation's late stop
+  dir.erase("x", old_incarnation); // the old incarnation's late stop
   EXPECT_EQ(dir.get("x"), new_incarnation);
   auto all = dir.snapshot();
   ASSERT_EQ(all.size(), 2u);

@@ -69,13 +69,9 @@ protected:
     return std::get<config_error>(result);
   }
 
-  load_request with_file(const std::string& content) {
-    return load_request{write_file(content), {}};
-  }
+  load_request with_file(const std::string& content) { return load_request{write_file(content), {}}; }
 
-  static load_request with_sets(std::vector<std::string> sets) {
-    return load_request{std::nullopt, std::move(sets)};
-  }
+  static load_request with_sets(std::vector<std::string> sets) { return load_request{std::nullopt, std::move(sets)}; }
 
   std::string dir_;
 };
@@ -197,8 +193,7 @@ TEST_F(ConfigLoad, UnknownEnvVariablesAreIgnored) {
   std::set<std::string> asked;
   env_lookup env = [&asked](const std::string& name) -> std::optional<std::string> {
     asked.insert(name);
-    return name == "TROUPE_JWT_SECRET" || name == "TROUPE_HTTP_PROT" ? std::optional<std::string>("x")
-                                                                       : std::nullopt;
+    return name == "TROUPE_JWT_SECRET" || name == "TROUPE_HTTP_PROT" ? std::optional<std::string>("x") : std::nullopt;
   };
   load_ok({}, env);
   std::set<std::string> expected;
@@ -369,8 +364,7 @@ TEST(ConfigOptions, EnvNamesDeriveFromKeys) {
 // message() is one line naming the option, the value and the expected form, even for a value with newlines.
 TEST_F(ConfigLoad, MessageIsOneLineWithOptionValueAndExpected) {
   auto err = load_error(with_sets({"http.port=abc"}));
-  EXPECT_EQ(err.message(),
-            R"(invalid value for http.port: "abc" (expected an integer from 0 to 65535); set by --set)");
+  EXPECT_EQ(err.message(), R"(invalid value for http.port: "abc" (expected an integer from 0 to 65535); set by --set)");
   auto multiline = load_error({}, env_of({{"TROUPE_LOG_LEVEL", "a\nb\"c"}})).message();
   EXPECT_EQ(multiline.find('\n'), std::string::npos);
   EXPECT_TRUE(contains(multiline, R"("a\nb\"c")")) << multiline;

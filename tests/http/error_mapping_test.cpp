@@ -69,14 +69,14 @@ TEST(ErrorMapping, EveryCodeHasAnErrorStatus) {
 // The statuses the API documents, code by code.
 TEST(ErrorMapping, StatusesMatchTheirMeaning) {
   const std::map<service_error, int> expected{
-    {service_error::invalid_input, 400},      {service_error::invalid_json, 400},
-    {service_error::unauthenticated, 401},    {service_error::forbidden, 403},
-    {service_error::not_found, 404},          {service_error::method_not_allowed, 405},
-    {service_error::request_timeout, 408},    {service_error::conflict, 409},
-    {service_error::payload_too_large, 413},  {service_error::unsupported_media_type, 415},
-    {service_error::rate_limited, 429},       {service_error::internal, 500},
-    {service_error::upstream_failed, 502},    {service_error::overloaded, 503},
-    {service_error::shutting_down, 503},      {service_error::unavailable, 503},
+    {service_error::invalid_input, 400},     {service_error::invalid_json, 400},
+    {service_error::unauthenticated, 401},   {service_error::forbidden, 403},
+    {service_error::not_found, 404},         {service_error::method_not_allowed, 405},
+    {service_error::request_timeout, 408},   {service_error::conflict, 409},
+    {service_error::payload_too_large, 413}, {service_error::unsupported_media_type, 415},
+    {service_error::rate_limited, 429},      {service_error::internal, 500},
+    {service_error::upstream_failed, 502},   {service_error::overloaded, 503},
+    {service_error::shutting_down, 503},     {service_error::unavailable, 503},
     {service_error::timeout, 504},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});

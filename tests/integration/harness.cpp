@@ -127,8 +127,7 @@ std::string troupe_process::output() const {
 
 bool troupe_process::wait_for_output(const std::string& text, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> guard{mutex_};
-  return changed_.wait_for(guard, timeout,
-                           [&] { return output_.find(text) != std::string::npos || exited_; })
+  return changed_.wait_for(guard, timeout, [&] { return output_.find(text) != std::string::npos || exited_; })
          && output_.find(text) != std::string::npos;
 }
 

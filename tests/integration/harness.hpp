@@ -20,8 +20,8 @@ class troupe_process {
 public:
   struct options {
     std::vector<std::string> args;
-    std::map<std::string, std::string> env;  // added to (or, with an empty value, removed from) the environment
-    bool with_database = true;               // pass TROUPE_DATABASE_URL from the test environment through
+    std::map<std::string, std::string> env; // added to (or, with an empty value, removed from) the environment
+    bool with_database = true;              // pass TROUPE_DATABASE_URL from the test environment through
   };
 
   explicit troupe_process(options opts);
@@ -55,9 +55,9 @@ private:
 
 struct http_result {
   long status = 0;
-  std::map<std::string, std::string> headers;  // lower-cased names
+  std::map<std::string, std::string> headers; // lower-cased names
   std::string body;
-  std::string error;  // curl's error, if the transfer failed
+  std::string error; // curl's error, if the transfer failed
   std::string header(const std::string& lower_name) const;
 };
 
@@ -65,12 +65,14 @@ struct http_request {
   std::string method = "GET";
   std::string url;
   std::string body;
-  std::vector<std::string> headers;  // "Name: value"
+  std::vector<std::string> headers; // "Name: value"
   long timeout_ms = 10000;
 };
 
 http_result http(const http_request& req);
-inline http_result http_get(const std::string& url) { return http({"GET", url, "", {}, 10000}); }
+inline http_result http_get(const std::string& url) {
+  return http({"GET", url, "", {}, 10000});
+}
 
 /// Runs a shell command; returns its exit status and fills `out` with stdout+stderr.
 int run_command(const std::string& command, std::string& out);

@@ -121,7 +121,8 @@ TEST(Server, MalformedJsonIs400) {
 // A body that is not declared as JSON is a 415.
 TEST(Server, NonJsonContentTypeIs415) {
   troupe_process troupe{debug_on()};
-  auto res = http({"POST", troupe.url("/debug/echo"), "a=1", {"Content-Type: application/x-www-form-urlencoded"}, 10000});
+  auto res =
+    http({"POST", troupe.url("/debug/echo"), "a=1", {"Content-Type: application/x-www-form-urlencoded"}, 10000});
   EXPECT_EQ(res.status, 415);
   EXPECT_EQ(error_code(res), "unsupported_media_type");
 }
@@ -180,8 +181,8 @@ TEST(Server, MetricsArePrometheusTextWithRequestCounts) {
   ASSERT_EQ(res.status, 200);
   EXPECT_EQ(res.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   const auto& text = res.body;
-  EXPECT_NE(text.find(R"(troupe_http_requests_total{route="/health",method="GET",status="200"} 3)"),
-            std::string::npos) << text;
+  EXPECT_NE(text.find(R"(troupe_http_requests_total{route="/health",method="GET",status="200"} 3)"), std::string::npos)
+    << text;
   EXPECT_NE(text.find(R"(troupe_http_requests_total{route="unmatched",method="GET",status="404"} 1)"),
             std::string::npos);
   EXPECT_NE(text.find(R"(troupe_http_request_duration_seconds_count{route="/health",status="200"} 3)"),
