@@ -11,6 +11,15 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<child_info>>("std::vector<child_info>");
   cfg.add_message_type<health_check>("health_check");
   cfg.add_message_type<std::vector<health_check>>("std::vector<health_check>");
+  cfg.add_message_type<event_row>("event_row");
+  cfg.add_message_type<std::vector<event_row>>("std::vector<event_row>");
+  cfg.add_message_type<feedback_row>("feedback_row");
+  cfg.add_message_type<std::vector<feedback_row>>("std::vector<feedback_row>");
+  cfg.add_message_type<write_request>("write_request");
+  cfg.add_message_type<std::vector<write_request>>("std::vector<write_request>");
+  cfg.add_message_type<write_result>("write_result");
+  cfg.add_message_type<write_outcome>("write_outcome");
+  cfg.add_message_type<std::vector<write_outcome>>("std::vector<write_outcome>");
   cfg.add_error_category(service_error_category::value,
                          [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
                            std::string result = to_string(static_cast<service_error>(code));

@@ -9,7 +9,10 @@
 #include "http/bridge.hpp"
 #include "http/ops_routes.hpp"
 #include "http/server.hpp"
+#include "http/write_routes.hpp"
 #include "persistence/database.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/writer.hpp"
 
 #include <caf/all.hpp>
 
@@ -34,8 +37,13 @@ size_t or_cores(int64_t configured) {
 }
 
 /// The supervision tree of DESIGN.md, as far as it exists today.
+std::string connection_name(size_t i) {
+  return "db.connection." + std::to_string(i);
+}
+
 supervisor_config root_tree(const config::settings& s, const std::shared_ptr<directory>& names,
-                            const std::shared_ptr<metrics_registry>& metrics) {
+                            const std::shared_ptr<metrics_registry>& metrics,
+                            const std::shared_ptr<troupe::writer_counters>& writer_counters) {
   auto base = [&](std::string name, supervision_strategy strategy) {
     supervisor_config cfg;
     cfg.name = std::move(name);
@@ -47,15 +55,29 @@ supervisor_config root_tree(const config::settings& s, const std::shared_ptr<dir
     return cfg;
   };
 
+  // Connections first, the writer after them (rest_for_one: a restarted connection restarts the writer too).
   auto persistence = base("persistence", supervision_strategy::rest_for_one);
   database_options db{s.db.url, milliseconds{s.db.connect_timeout_ms}};
-  persistence.children.push_back({"db.connection",
-                                  [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
+  auto pool_size = static_cast<size_t>(s.db.pool_size);
+  for (size_t i = 0; i < pool_size; ++i)
+    persistence.children.push_back({connection_name(i),
+                                    [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
+                                    restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  writer_options writer;
+  writer.batch_max_rows = static_cast<size_t>(s.db.batch_max_rows);
+  writer.flush_interval = milliseconds{s.db.flush_ms};
+  writer.max_queue_rows = static_cast<size_t>(s.db.max_queue);
+  writer.max_wait = milliseconds{s.db.max_wait_ms};
+  writer.connections = pool_size;
+  writer.connection = [names](size_t i) { return names->get(connection_name(i)); };
+  writer.counters = writer_counters;
+  persistence.children.push_back({"db.writer",
+                                  [writer](caf::actor_system& sys) { return spawn_db_writer(sys, writer); },
                                   restart_type::permanent, milliseconds{5000}, child_kind::worker});
 
   auto ops = base("ops", supervision_strategy::one_for_one);
   std::vector<health_probe> probes{supervision_probe(names, "root", milliseconds{1000}),
-                                   ping_probe("database", names, "db.connection", milliseconds{3000})};
+                                   ping_probe("database", names, connection_name(0), milliseconds{3000})};
   ops.children.push_back({"ops.health", [probes](caf::actor_system& sys) { return spawn_health_actor(sys, probes); },
                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
   ops.children.push_back(
@@ -74,6 +96,26 @@ supervisor_config root_tree(const config::settings& s, const std::shared_ptr<dir
   root.children.push_back(supervisor_child(std::move(ops)));
   root.children.push_back(supervisor_child(std::move(http)));
   return root;
+}
+
+void add_writer_collector(metrics_registry& metrics, std::shared_ptr<writer_counters> counters) {
+  metrics.add_collector([counters](prometheus_writer& out) {
+    auto counter = [&](const char* name, const char* help, const std::atomic<uint64_t>& value) {
+      out.family(name, "counter", help);
+      out.sample(name, {}, static_cast<double>(value.load()));
+    };
+    counter("troupe_db_batches_total", "Transactions that committed a batch of writes.", counters->batches);
+    counter("troupe_db_write_requests_total", "Write requests acknowledged after COMMIT (including replays).",
+            counters->requests);
+    counter("troupe_db_rows_total", "Rows committed by the DB writer.", counters->rows);
+    counter("troupe_db_write_failures_total", "Write requests that failed alone (rejected data, key conflict).",
+            counters->failed);
+    counter("troupe_db_write_rejections_total", "Write requests refused: queue full or database unavailable.",
+            counters->rejected);
+    counter("troupe_db_batch_retries_total", "Batches sent again after a lost connection.", counters->retried_batches);
+    out.family("troupe_db_queue_rows", "gauge", "Rows waiting for, or in, a commit.");
+    out.sample("troupe_db_queue_rows", {}, static_cast<double>(counters->queued_rows.load()));
+  });
 }
 
 void add_process_collectors(metrics_registry& metrics, const std::shared_ptr<http::server_state>& http_state) {
@@ -118,6 +160,14 @@ int run_server(const config::settings& settings) {
   log::parse_level(settings.log.level, level);
   log::setup(level);
 
+  // Bring the schema up to date before serving, when the database is reachable. When it is not, start anyway:
+  // readiness reports it, and every connection actor migrates as soon as it connects.
+  if (!settings.db.url.empty()) {
+    auto migrated = migrate_database(settings.db.url);
+    if (auto* error = std::get_if<std::string>(&migrated))
+      log::warn("database not migrated at start-up; will retry on connect", log::fields{}.add("error", *error));
+  }
+
   caf::actor_system_config cfg;
   register_message_types(cfg);
   cfg.set("scheduler.max-threads", or_cores(settings.actors.threads));
@@ -129,7 +179,9 @@ int run_server(const config::settings& settings) {
     auto metrics = std::make_shared<metrics_registry>();
 
     // 1. The supervision tree. If the root gives up, the process shuts down with status 1.
-    auto root = spawn_supervisor(sys, root_tree(settings, names, metrics));
+    auto counters = std::make_shared<writer_counters>();
+    add_writer_collector(*metrics, counters);
+    auto root = spawn_supervisor(sys, root_tree(settings, names, metrics, counters));
     names->put("root", root);
     auto root_failed = std::make_shared<std::atomic<bool>>(false);
     root->attach_functor([root_failed](const caf::error& reason) {
@@ -143,6 +195,7 @@ int run_server(const config::settings& settings) {
     auto routes = std::make_shared<http::router>();
     http::actor_bridge bridge{names, or_cores(settings.http.threads), milliseconds{settings.http.request_timeout_ms}};
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, settings.debug.enabled);
+    http::add_write_routes(*routes, bridge, http::write_route_options{});
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};

@@ -3,6 +3,7 @@
 
 #include "app/application.hpp"
 #include "config/loader.hpp"
+#include "persistence/migrations.hpp"
 
 #include <cstring>
 #include <iostream>
@@ -17,7 +18,8 @@ const char* usage = R"(Usage: troupe [COMMAND] [--config FILE] [--set section.ke
 An actor-model backend for AI applications.
 
 Commands:
-  serve              run the server (the default)
+  serve              run the server (the default); applies pending database migrations as it connects
+  migrate            apply pending database migrations to TROUPE_DATABASE_URL, then exit
   print-config       print the effective configuration as JSON, secrets redacted (also: --print-config)
   options-markdown   print the option table in Markdown (the README's table is generated from it)
   help               show this help (also: --help, -h)
@@ -30,6 +32,29 @@ Secrets are read from the environment only (TROUPE_DATABASE_URL, TROUPE_JWT_SECR
 
 Options:
 )";
+
+/// `troupe migrate`: 0 when the schema is up to date afterwards, 1 with one line on stderr otherwise.
+int migrate(const troupe::config::settings& settings) {
+  if (settings.db.url.empty()) {
+    std::cerr << "troupe: migrate needs a database: set TROUPE_DATABASE_URL\n";
+    return 1;
+  }
+  auto outcome = troupe::migrate_database(settings.db.url);
+  if (auto* error = std::get_if<std::string>(&outcome)) {
+    std::cerr << "troupe: migration failed: " << *error << "\n";
+    return 1;
+  }
+  const auto& applied = std::get<std::vector<int>>(outcome);
+  if (applied.empty()) {
+    std::cout << "schema is up to date\n";
+  } else {
+    std::cout << "applied migrations:";
+    for (auto version : applied)
+      std::cout << " " << version;
+    std::cout << "\n";
+  }
+  return 0;
+}
 
 int bad_usage(const std::string& message) {
   std::cerr << "troupe: " << message << " (see troupe --help)\n";
@@ -54,7 +79,7 @@ int main(int argc, char** argv) {
       command = "help";
     } else if (arg == "--print-config" || arg == "print-config") {
       command = "print-config";
-    } else if (arg == "options-markdown" || arg == "serve") {
+    } else if (arg == "options-markdown" || arg == "serve" || arg == "migrate") {
       command = arg;
     } else if (arg == "--config") {
       auto v = value_of("--config");
@@ -94,5 +119,7 @@ int main(int argc, char** argv) {
     std::cout << config::render_effective_json(settings) << "\n";
     return 0;
   }
+  if (command == "migrate")
+    return migrate(settings);
   return app::run_server(settings);
 }

@@ -170,9 +170,24 @@ const std::vector<option_spec>& all_options() {
     entry("db.url", bind<&settings::db, &db_settings::url>(), "",
           "PostgreSQL connection URI (libpq); empty = no database configured")
       .secret_in_env("TROUPE_DATABASE_URL"),
+    entry("db.pool_size", bind<&settings::db, &db_settings::pool_size>(), "4",
+          "database connections, each owned by one actor; batches commit on them in parallel")
+      .range(1, 64, "connections"),
     entry("db.connect_timeout_ms", bind<&settings::db, &db_settings::connect_timeout_ms>(), "2000",
           "timeout of one connection attempt")
       .range(100, 60000, "ms"),
+    entry("db.batch_max_rows", bind<&settings::db, &db_settings::batch_max_rows>(), "1000",
+          "rows that make a write batch full; 1 commits every request alone")
+      .range(1, 100000, "rows"),
+    entry("db.flush_ms", bind<&settings::db, &db_settings::flush_ms>(), "2",
+          "longest a write waits for its batch to fill before it is committed")
+      .range(0, 10000, "ms"),
+    entry("db.max_queue", bind<&settings::db, &db_settings::max_queue>(), "100000",
+          "rows waiting or being committed beyond which writes get 503")
+      .range(1, 10000000, "rows"),
+    entry("db.max_wait_ms", bind<&settings::db, &db_settings::max_wait_ms>(), "2000",
+          "how long a write waits for an unreachable database before it gets 503")
+      .range(1, 600000, "ms"),
     // debug
     entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false", "serve the /debug routes"),
   };

@@ -41,7 +41,12 @@ struct shutdown_settings {
 
 struct db_settings {
   std::string url; // secret: from the environment only, never printed
+  int64_t pool_size;
   int64_t connect_timeout_ms;
+  int64_t batch_max_rows;
+  int64_t flush_ms;
+  int64_t max_queue;
+  int64_t max_wait_ms;
 };
 
 struct debug_settings {

@@ -1,8 +1,11 @@
 #include "persistence/database.hpp"
 
+#include "persistence/batch_commit.hpp"
 #include "persistence/messages.hpp"
+#include "persistence/migrations_internal.hpp"
 
 #include "config/log.hpp"
+#include "config/service_error.hpp"
 
 #include <caf/all.hpp>
 #include <pqxx/pqxx>
@@ -56,12 +59,17 @@ bool ensure_connected(database_actor* self) {
   try {
     st.connection =
       std::make_unique<pqxx::connection>(with_connect_timeout(st.options.url, st.options.connect_timeout));
+    // Every connection brings the schema up to date (under an advisory lock, so concurrent connections and nodes
+    // apply each migration once) before it serves anything.
+    apply_migrations(*st.connection);
+    prepare_write_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};
     st.last_error.clear();
     return true;
   } catch (const std::exception& e) {
+    st.connection.reset();
     // Full jitter over a capped exponential delay.
     st.backoff = std::min(backoff_cap, st.backoff.count() == 0 ? backoff_base : st.backoff * 2);
     std::uniform_int_distribution<int64_t> jitter{st.backoff.count() / 2, st.backoff.count()};
@@ -93,12 +101,34 @@ health_check ping(database_actor* self) {
   }
 }
 
+caf::result<std::vector<write_outcome>> commit(database_actor* self, const std::vector<write_request>& batch) {
+  auto& st = self->state;
+  if (st.options.url.empty())
+    return make_error(service_error::unavailable, "No database is configured.");
+  if (!ensure_connected(self))
+    return make_error(service_error::unavailable, "The database is unreachable; retry shortly.");
+  try {
+    return commit_batch(*st.connection, batch);
+  } catch (const pqxx::broken_connection& e) {
+    st.last_error = e.what();
+  } catch (const pqxx::in_doubt_error& e) {
+    st.last_error = e.what();
+  } catch (const std::exception& e) {
+    st.last_error = e.what();
+    log::error("database batch failed", log::fields{}.add("error", st.last_error));
+  }
+  // Whatever happened, this connection's state is unknown: start from a fresh one.
+  st.connection.reset();
+  return make_error(service_error::unavailable, "The database connection was lost; retry shortly.");
+}
+
 caf::behavior database_impl(database_actor* self, database_options options) {
   self->state.options = std::move(options);
   if (!self->state.options.url.empty())
     ensure_connected(self);
   return {
     [self](ping_atom) { return ping(self); },
+    [self](commit_atom, const std::vector<write_request>& batch) { return commit(self, batch); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }

@@ -4,7 +4,12 @@
 //
 // Protocol:
 //   (ping_atom)    -> health_check   runs SELECT 1; "unhealthy" with a reason when the database is unreachable
+//   (commit_atom, std::vector<write_request>) -> std::vector<write_outcome>
+//                                    commits a batch (batch_commit.hpp); service_error::unavailable when the
+//                                    connection is down or was lost during the batch
 //   (mailbox_atom) -> size_t
+//
+// On every (re)connection it applies pending migrations and prepares its statements.
 //
 // When the connection is lost it is re-established on demand with capped exponential backoff and jitter
 // (100 ms doubling to 5 s), so a flood of pings does not become a flood of connection attempts.

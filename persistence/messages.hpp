@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
@@ -28,5 +29,97 @@ typename Inspector::result_type inspect(Inspector& f, health_check& x) {
 
 /// (ping_atom) -> health_check: a database connection actor runs `SELECT 1`.
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
+
+// --- Durable writes --------------------------------------------------------------------------------------------
+// Empty strings stand for SQL NULL in the optional columns below.
+
+/// One funnel event (table funnel_events).
+struct event_row {
+  std::string id;          // UUID; assigned by the writer, so a retried batch never inserts a row twice
+  std::string user_id;     // UUID of the caller, "" when anonymous
+  std::string ip;          // the client address
+  std::string event;       // 1..64 characters
+  std::string session_id;
+  std::string source;
+  std::string lang;
+  std::string properties = "{}";  // a JSON object
+  std::string occurred_at;        // RFC 3339; "" = when the server received it
+  std::string request_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_row& x) {
+  return f(caf::meta::type_name("event_row"), x.id, x.user_id, x.ip, x.event, x.session_id, x.source, x.lang,
+           x.properties, x.occurred_at, x.request_id);
+}
+
+/// One piece of feedback (table feedback).
+struct feedback_row {
+  std::string id;  // UUID; assigned by the writer
+  std::string user_id;
+  std::string ip;
+  int32_t rating = 0;  // 1..5
+  std::string comment;
+  std::string lang;
+  std::string request_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, feedback_row& x) {
+  return f(caf::meta::type_name("feedback_row"), x.id, x.user_id, x.ip, x.rating, x.comment, x.lang, x.request_id);
+}
+
+/// Rows that commit together or not at all, with an optional idempotency key: a second request with the same
+/// (scope, key) within 24 h writes nothing and gets the first one's result.
+struct write_request {
+  std::string scope;            // whose keys: "user:<id>" or "ip:<address>"
+  std::string idempotency_key;  // "" = none
+  std::string request_hash;     // identifies the request's content; a reused key with another hash is a conflict
+  std::string result;           // the JSON document to return once committed (and on every replay)
+  std::vector<event_row> events;
+  std::vector<feedback_row> feedback;
+
+  size_t rows() const { return events.size() + feedback.size(); }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, write_request& x) {
+  return f(caf::meta::type_name("write_request"), x.scope, x.idempotency_key, x.request_hash, x.result, x.events,
+           x.feedback);
+}
+
+/// The answer to a committed write_request.
+struct write_result {
+  std::string result;     // the JSON document of the request (or of the first request, on a replay)
+  bool replayed = false;  // true when an earlier request with the same idempotency key had committed it
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, write_result& x) {
+  return f(caf::meta::type_name("write_result"), x.result, x.replayed);
+}
+
+/// The outcome of one request of a batch: committed (error_code 0) or failed alone.
+struct write_outcome {
+  uint8_t error_code = 0;  // a troupe::service_error; 0 = committed
+  std::string message;     // why it failed, for the client (never contains secrets)
+  write_result committed;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, write_outcome& x) {
+  return f(caf::meta::type_name("write_outcome"), x.error_code, x.message, x.committed);
+}
+
+/// (write_atom, write_request) -> write_result: to the DB writer. Answers only after COMMIT; fails with
+/// service_error::overloaded when its queue is full, unavailable when the database has been unreachable for longer
+/// than db.max_wait_ms, invalid_input when the database rejected this request's rows, conflict for an idempotency
+/// key reused with another request.
+using write_atom = caf::atom_constant<caf::atom("write")>;
+
+/// (commit_atom, std::vector<write_request>) -> std::vector<write_outcome>: to a connection actor. One outcome
+/// per request, in order; fails as a whole (service_error::unavailable) when the connection is lost, in which case
+/// nothing is known about the batch and it is safe to send again.
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
 
 } // namespace troupe

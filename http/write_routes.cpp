@@ -1,0 +1,256 @@
+#include "http/write_routes.hpp"
+
+#include "http/error_mapping.hpp"
+#include "http/json_body.hpp"
+#include "http/json_schema.hpp"
+
+#include "persistence/messages.hpp"
+
+#include <arpa/inet.h>
+#include <sodium.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace troupe::http {
+
+namespace {
+
+constexpr size_t max_properties_bytes = 8 * 1024;
+
+constexpr const char* event_schema = R"({
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["event"],
+  "properties": {
+    "event": {"type": "string", "minLength": 1, "maxLength": 64},
+    "session_id": {"type": "string", "maxLength": 128},
+    "source": {"type": "string", "maxLength": 64},
+    "lang": {"type": "string", "maxLength": 35},
+    "properties": {"type": "object"},
+    "occurred_at": {"type": "string", "maxLength": 40}
+  }
+})";
+
+std::string batch_schema_text() {
+  return std::string{R"({"type": "object", "additionalProperties": false, "required": ["events"],
+    "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": )"}
+         + event_schema + "}}}";
+}
+
+constexpr const char* feedback_schema = R"({
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["rating"],
+  "properties": {
+    "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+    "comment": {"type": "string", "maxLength": 4000},
+    "lang": {"type": "string", "maxLength": 35}
+  }
+})";
+
+bool contains_nul(const rapidjson::Value& v) {
+  if (v.IsString())
+    return std::char_traits<char>::find(v.GetString(), v.GetStringLength(), '\0') != nullptr;
+  if (v.IsArray()) {
+    for (const auto& item : v.GetArray())
+      if (contains_nul(item))
+        return true;
+  } else if (v.IsObject()) {
+    for (const auto& member : v.GetObject())
+      if (contains_nul(member.name) || contains_nul(member.value))
+        return true;
+  }
+  return false;
+}
+
+std::string string_field(const rapidjson::Value& obj, const char* name) {
+  auto member = obj.FindMember(name);
+  return member == obj.MemberEnd() ? std::string{}
+                                   : std::string{member->value.GetString(), member->value.GetStringLength()};
+}
+
+/// The client address if it parses as one (the column is inet), else "".
+std::string client_ip(const request& req) {
+  unsigned char buf[sizeof(in6_addr)];
+  const auto& ip = req.remote_address;
+  if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
+    return ip;
+  return {};
+}
+
+std::string sha256_hex(const std::string& text) {
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  char hex[crypto_hash_sha256_BYTES * 2 + 1];
+  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+  return hex;
+}
+
+/// Validates an optional Idempotency-Key and fills the request's key, scope and hash. Answers 400 and returns false
+/// when the key is malformed.
+bool take_idempotency_key(const std::shared_ptr<responder>& r, write_request& out) {
+  const auto& req = r->req();
+  out.scope = "ip:" + req.remote_address;
+  out.request_hash = sha256_hex(req.route + "\n" + req.body);
+  auto key = req.header("Idempotency-Key");
+  if (!key)
+    return true;
+  bool printable = !key->empty() && key->size() <= 255;
+  for (unsigned char c : *key)
+    printable = printable && c >= 0x21 && c <= 0x7E;
+  if (!printable) {
+    r->send(error_response(service_error::invalid_input,
+                           "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces.", req.id,
+                           "Idempotency-Key"));
+    return false;
+  }
+  out.idempotency_key = *key;
+  return true;
+}
+
+void answer_invalid(const std::shared_ptr<responder>& r, const std::string& param, const std::string& message) {
+  r->send(error_response(service_error::invalid_input, message, r->req().id, param));
+}
+
+/// Fills an event row from one validated event object; answers 400 and returns false on a semantic error.
+bool to_event_row(const std::shared_ptr<responder>& r, const rapidjson::Value& obj, const std::string& prefix,
+                  event_row& row) {
+  const auto& req = r->req();
+  row.event = string_field(obj, "event");
+  row.session_id = string_field(obj, "session_id");
+  row.source = string_field(obj, "source");
+  row.lang = string_field(obj, "lang");
+  row.occurred_at = string_field(obj, "occurred_at");
+  if (!row.occurred_at.empty() && !is_rfc3339(row.occurred_at)) {
+    answer_invalid(r, prefix + "occurred_at",
+                   prefix + "occurred_at must be an RFC 3339 date-time such as 2026-11-21T10:00:00Z.");
+    return false;
+  }
+  if (auto props = obj.FindMember("properties"); props != obj.MemberEnd()) {
+    row.properties = to_json(props->value);
+    if (row.properties.size() > max_properties_bytes) {
+      answer_invalid(r, prefix + "properties", prefix + "properties must be at most 8 KiB of JSON.");
+      return false;
+    }
+  }
+  row.ip = client_ip(req);
+  row.request_id = req.id;
+  return true;
+}
+
+/// Common tail of both routes: hand the request to the writer; 201 with the committed (or replayed) result.
+void write(actor_bridge& bridge, const write_route_options& options, const std::shared_ptr<responder>& r,
+           write_request request) {
+  bridge.ask_named<write_result>(
+    r, options.writer,
+    [](write_result& done) {
+      auto res = json_response(201, std::move(done.result));
+      if (done.replayed)
+        res.header("Idempotent-Replayed", "true");
+      return res;
+    },
+    write_atom::value, std::move(request));
+}
+
+} // namespace
+
+bool is_rfc3339(const std::string& text) {
+  int year, month, day, hour, minute, second;
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second, &consumed)
+        != 6
+      || consumed != 19 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't'))
+    return false;
+  size_t pos = 19;
+  if (pos < text.size() && text[pos] == '.') {
+    size_t digits = 0;
+    while (++pos < text.size() && text[pos] >= '0' && text[pos] <= '9')
+      ++digits;
+    if (digits == 0 || digits > 9)
+      return false;
+  }
+  auto zone = text.substr(pos);
+  bool zone_ok = zone == "Z" || zone == "z"
+                 || (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':'
+                     && std::isdigit(static_cast<unsigned char>(zone[1])) && std::isdigit(static_cast<unsigned char>(zone[2]))
+                     && std::isdigit(static_cast<unsigned char>(zone[4])) && std::isdigit(static_cast<unsigned char>(zone[5]))
+                     && std::stoi(zone.substr(1, 2)) < 24 && std::stoi(zone.substr(4, 2)) < 60);
+  if (!zone_ok || year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60)
+    return false;
+  // The day must exist in that month (timegm normalises 2026-02-30 to March).
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = 12;
+  ::timegm(&tm);
+  return tm.tm_mday == day && tm.tm_mon == month - 1;
+}
+
+void add_write_routes(router& routes, actor_bridge& bridge, const write_route_options& options) {
+  if (sodium_init() < 0)
+    throw std::runtime_error("libsodium failed to initialise");
+  auto single = std::make_shared<json_schema>(event_schema);
+  auto batch = std::make_shared<json_schema>(batch_schema_text());
+  auto feedback = std::make_shared<json_schema>(feedback_schema);
+
+  routes.add("POST", "/api/events", [&bridge, options, single, batch](const std::shared_ptr<responder>& r) {
+    auto doc = parse_json_body(r);
+    if (!doc)
+      return;
+    bool is_batch = doc->IsObject() && doc->HasMember("events");
+    if (auto bad = (is_batch ? batch : single)->validate(*doc)) {
+      answer_invalid(r, bad->param, bad->message);
+      return;
+    }
+    if (contains_nul(*doc)) {
+      answer_invalid(r, "", "Strings must not contain NUL characters.");
+      return;
+    }
+    write_request request;
+    if (!take_idempotency_key(r, request))
+      return;
+    if (is_batch) {
+      const auto& events = (*doc)["events"];
+      request.events.resize(events.Size());
+      for (rapidjson::SizeType i = 0; i < events.Size(); ++i)
+        if (!to_event_row(r, events[i], "events[" + std::to_string(i) + "].", request.events[i]))
+          return;
+    } else {
+      request.events.resize(1);
+      if (!to_event_row(r, *doc, "", request.events[0]))
+        return;
+    }
+    request.result = R"({"accepted":)" + std::to_string(request.events.size()) + "}";
+    write(bridge, options, r, std::move(request));
+  });
+
+  routes.add("POST", "/api/feedback", [&bridge, options, feedback](const std::shared_ptr<responder>& r) {
+    auto doc = parse_json_body(r);
+    if (!doc)
+      return;
+    if (auto bad = feedback->validate(*doc)) {
+      answer_invalid(r, bad->param, bad->message);
+      return;
+    }
+    if (contains_nul(*doc)) {
+      answer_invalid(r, "", "Strings must not contain NUL characters.");
+      return;
+    }
+    write_request request;
+    if (!take_idempotency_key(r, request))
+      return;
+    feedback_row row;
+    row.rating = (*doc)["rating"].GetInt();
+    row.comment = string_field(*doc, "comment");
+    row.lang = string_field(*doc, "lang");
+    row.ip = client_ip(r->req());
+    row.request_id = r->req().id;
+    request.feedback.push_back(std::move(row));
+    request.result = R"({"status":"received"})";
+    write(bridge, options, r, std::move(request));
+  });
+}
+
+} // namespace troupe::http

@@ -1,0 +1,196 @@
+#include "persistence/batch_commit.hpp"
+
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <numeric>
+#include <optional>
+#include <tuple>
+
+namespace troupe {
+
+namespace {
+
+/// NULL for an empty string, for the optional columns.
+const char* nullable(const std::string& text) {
+  return text.empty() ? nullptr : text.c_str();
+}
+
+/// The first line of a database error, without libpq's "ERROR:  " prefix.
+std::string short_reason(const std::exception& e) {
+  std::string text = e.what();
+  auto newline = text.find('\n');
+  if (newline != std::string::npos)
+    text.resize(newline);
+  for (const char* prefix : {"ERROR:  ", "FATAL:  "})
+    if (text.rfind(prefix, 0) == 0)
+      text.erase(0, std::char_traits<char>::length(prefix));
+  return text;
+}
+
+write_outcome committed(std::string result, bool replayed) {
+  write_outcome out;
+  out.committed = write_result{std::move(result), replayed};
+  return out;
+}
+
+write_outcome failed(service_error code, std::string message) {
+  write_outcome out;
+  out.error_code = static_cast<uint8_t>(code);
+  out.message = std::move(message);
+  return out;
+}
+
+/// Claims the request's idempotency key inside `tx`. Returns nullopt when this request owns the key (fresh, or the
+/// old claim expired after 24 h); otherwise the outcome to answer with (a replay, or a conflict).
+std::optional<write_outcome> claim_key(pqxx::transaction_base& tx, const write_request& req) {
+  if (!tx.exec_prepared("troupe_claim_key", req.scope, req.idempotency_key, req.request_hash, req.result).empty())
+    return std::nullopt;
+  auto row = tx.exec_prepared1("troupe_get_key", req.scope, req.idempotency_key);
+  if (row[0].as<std::string>() != req.request_hash)
+    return failed(service_error::conflict,
+                  "This Idempotency-Key was already used with a different request; use a new key.");
+  return committed(row[1].as<std::string>(), true);
+}
+
+const std::vector<std::string> event_columns{"id",         "user_id", "ip",          "event",     "session_id",
+                                             "source",     "lang",    "properties",  "occurred_at", "request_id"};
+const std::vector<std::string> feedback_columns{"id", "user_id", "ip", "rating", "comment", "lang", "request_id"};
+
+/// All requests in one transaction. Throws on any failure.
+std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::vector<write_request>& batch,
+                                           const std::string& now) {
+  std::vector<write_outcome> outcomes(batch.size());
+  std::vector<bool> skip(batch.size(), false);
+  pqxx::work tx{conn};
+  // Keys first, in a fixed order, so two batches claiming the same keys cannot deadlock.
+  std::vector<size_t> keyed;
+  for (size_t i = 0; i < batch.size(); ++i)
+    if (!batch[i].idempotency_key.empty())
+      keyed.push_back(i);
+  std::sort(keyed.begin(), keyed.end(), [&](size_t a, size_t b) {
+    return std::tie(batch[a].scope, batch[a].idempotency_key) < std::tie(batch[b].scope, batch[b].idempotency_key);
+  });
+  for (auto i : keyed)
+    if (auto answer = claim_key(tx, batch[i])) {
+      outcomes[i] = std::move(*answer);
+      skip[i] = true;
+    }
+  // Rows, streamed with COPY.
+  bool any_events = false;
+  bool any_feedback = false;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    any_events |= !skip[i] && !batch[i].events.empty();
+    any_feedback |= !skip[i] && !batch[i].feedback.empty();
+  }
+  if (any_events) {
+    pqxx::stream_to copy{tx, "funnel_events", event_columns};
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (!skip[i])
+        for (const auto& e : batch[i].events)
+          copy << std::make_tuple(e.id.c_str(), nullable(e.user_id), nullable(e.ip), e.event.c_str(),
+                                  nullable(e.session_id), nullable(e.source), nullable(e.lang), e.properties.c_str(),
+                                  e.occurred_at.empty() ? now.c_str() : e.occurred_at.c_str(), nullable(e.request_id));
+    copy.complete();
+  }
+  if (any_feedback) {
+    pqxx::stream_to copy{tx, "feedback", feedback_columns};
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (!skip[i])
+        for (const auto& f : batch[i].feedback)
+          copy << std::make_tuple(f.id.c_str(), nullable(f.user_id), nullable(f.ip), f.rating, f.comment.c_str(),
+                                  nullable(f.lang), nullable(f.request_id));
+    copy.complete();
+  }
+  tx.commit();
+  for (size_t i = 0; i < batch.size(); ++i)
+    if (!skip[i])
+      outcomes[i] = committed(batch[i].result, false);
+  return outcomes;
+}
+
+/// One request in its own transaction; rows that already exist (a retried batch) are skipped.
+write_outcome commit_alone(pqxx::connection& conn, const write_request& req, const std::string& now) {
+  try {
+    pqxx::work tx{conn};
+    if (!req.idempotency_key.empty())
+      if (auto answer = claim_key(tx, req))
+        return *answer;
+    for (const auto& e : req.events)
+      tx.exec_prepared("troupe_insert_event", e.id, e.user_id, e.ip, e.event, e.session_id, e.source, e.lang,
+                       e.properties, e.occurred_at.empty() ? now : e.occurred_at, e.request_id);
+    for (const auto& f : req.feedback)
+      tx.exec_prepared("troupe_insert_feedback", f.id, f.user_id, f.ip, f.rating, f.comment, f.lang, f.request_id);
+    tx.commit();
+    return committed(req.result, false);
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const pqxx::data_exception& e) {
+    return failed(service_error::invalid_input, "The database rejected the data: " + short_reason(e));
+  } catch (const pqxx::integrity_constraint_violation& e) {
+    return failed(service_error::invalid_input, "The database rejected the data: " + short_reason(e));
+  } catch (const std::exception& e) {
+    log::error("write failed", log::fields{}.add("error", short_reason(e)));
+    return failed(service_error::internal, "The write failed.");
+  }
+}
+
+} // namespace
+
+std::string utc_now_rfc3339() {
+  auto now = std::chrono::system_clock::now();
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  auto seconds = std::chrono::system_clock::to_time_t(now);
+  std::tm utc{};
+  ::gmtime_r(&seconds, &utc);
+  char buf[80];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<long long>(micros));
+  return buf;
+}
+
+void prepare_write_statements(pqxx::connection& conn) {
+  conn.prepare("troupe_claim_key",
+               "INSERT INTO idempotency_keys (scope, key, request_hash, result) VALUES ($1, $2, $3, $4::jsonb) "
+               "ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
+               "result = EXCLUDED.result, created_at = now() "
+               "WHERE idempotency_keys.created_at < now() - interval '24 hours' RETURNING 1");
+  conn.prepare("troupe_get_key", "SELECT request_hash, result::text FROM idempotency_keys WHERE scope = $1 AND key = $2");
+  conn.prepare("troupe_insert_event",
+               "INSERT INTO funnel_events (id, user_id, ip, event, session_id, source, lang, properties, occurred_at, "
+               "request_id) VALUES ($1::uuid, NULLIF($2, '')::uuid, NULLIF($3, '')::inet, $4, NULLIF($5, ''), "
+               "NULLIF($6, ''), NULLIF($7, ''), $8::jsonb, $9::timestamptz, NULLIF($10, '')) "
+               "ON CONFLICT (id) DO NOTHING");
+  conn.prepare("troupe_insert_feedback",
+               "INSERT INTO feedback (id, user_id, ip, rating, comment, lang, request_id) VALUES ($1::uuid, "
+               "NULLIF($2, '')::uuid, NULLIF($3, '')::inet, $4, $5, NULLIF($6, ''), NULLIF($7, '')) "
+               "ON CONFLICT (id) DO NOTHING");
+}
+
+std::vector<write_outcome> commit_batch(pqxx::connection& conn, const std::vector<write_request>& batch) {
+  auto now = utc_now_rfc3339();
+  try {
+    return commit_together(conn, batch, now);
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    // A bad row (or a retried batch whose rows exist, or a deadlock): isolate it.
+    log::debug("batch failed; committing its requests one by one",
+               log::fields{}.add("requests", static_cast<uint64_t>(batch.size())).add("error", short_reason(e)));
+  }
+  std::vector<write_outcome> outcomes;
+  outcomes.reserve(batch.size());
+  for (const auto& req : batch)
+    outcomes.push_back(commit_alone(conn, req, now));
+  return outcomes;
+}
+
+} // namespace troupe

@@ -1,0 +1,278 @@
+#include "persistence/writer.hpp"
+
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <random>
+#include <unordered_map>
+
+namespace troupe {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+/// How often a failed batch is retried, and the database probed while it is down.
+constexpr std::chrono::milliseconds retry_interval{100};
+
+struct pending_write {
+  write_request request;
+  caf::typed_response_promise<write_result> promise;
+  clock_type::time_point enqueued;
+  size_t rows;
+};
+
+struct batch_in_flight {
+  std::vector<pending_write> writes;
+  size_t rows = 0;
+};
+
+struct writer_state {
+  writer_options opts;
+  std::deque<pending_write> queue;
+  size_t queued_rows = 0;
+  size_t in_flight_rows = 0;
+  std::vector<bool> busy;                  // per connection: a batch is in flight on it
+  bool flush_due = false;                  // the oldest queued request has waited flush_interval (or rows are full)
+  bool flush_timer_armed = false;
+  bool retry_timer_armed = false;
+  std::optional<clock_type::time_point> down_since;  // the database has failed every attempt since then
+  std::mt19937_64 random{std::random_device{}()};
+
+  static inline const char* name = "db_writer";
+};
+
+using writer_actor = caf::stateful_actor<writer_state>;
+
+/// A random (version 4) UUID: row ids only need to be unique, not secret.
+std::string new_uuid(std::mt19937_64& random) {
+  static constexpr char hex[] = "0123456789abcdef";
+  uint64_t halves[2] = {random(), random()};
+  halves[0] = (halves[0] & ~0xF000ull) | 0x4000ull;                          // version 4
+  halves[1] = (halves[1] & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 1
+  std::string out;
+  out.reserve(36);
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20)
+      out += '-';
+    auto word = halves[i / 16];
+    out += hex[(word >> (60 - 4 * (i % 16))) & 0xF];
+  }
+  return out;
+}
+
+void update_gauge(writer_actor* self) {
+  auto& st = self->state;
+  st.opts.counters->queued_rows.store(static_cast<int64_t>(st.queued_rows + st.in_flight_rows));
+}
+
+void arm_retry(writer_actor* self) {
+  auto& st = self->state;
+  if (!st.retry_timer_armed) {
+    st.retry_timer_armed = true;
+    self->delayed_send(self, retry_interval, retry_atom::value);
+  }
+}
+
+/// Fails every queued request that has waited longer than max_wait.
+void fail_expired(writer_actor* self) {
+  auto& st = self->state;
+  auto now = clock_type::now();
+  for (auto i = st.queue.begin(); i != st.queue.end();) {
+    if (now - i->enqueued >= st.opts.max_wait) {
+      i->promise.deliver(make_error(service_error::unavailable, "The database is unavailable; retry shortly."));
+      st.queued_rows -= i->rows;
+      st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+      i = st.queue.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  update_gauge(self);
+}
+
+void dispatch(writer_actor* self, bool probing = false);
+
+void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_in_flight> batch,
+                   std::vector<write_outcome>& outcomes) {
+  auto& st = self->state;
+  st.busy[connection] = false;
+  st.in_flight_rows -= batch->rows;
+  if (st.down_since) {
+    log::info("database writes resumed");
+    st.down_since.reset();
+  }
+  auto& counters = *st.opts.counters;
+  counters.batches.fetch_add(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < batch->writes.size(); ++i) {
+    auto& write = batch->writes[i];
+    if (i >= outcomes.size()) {
+      write.promise.deliver(make_error(service_error::internal, "The database returned no outcome."));
+      continue;
+    }
+    auto& outcome = outcomes[i];
+    if (outcome.error_code == 0) {
+      counters.requests.fetch_add(1, std::memory_order_relaxed);
+      if (!outcome.committed.replayed)
+        counters.rows.fetch_add(write.rows, std::memory_order_relaxed);
+      write.promise.deliver(std::move(outcome.committed));
+    } else {
+      counters.failed.fetch_add(1, std::memory_order_relaxed);
+      write.promise.deliver(make_error(static_cast<service_error>(outcome.error_code), std::move(outcome.message)));
+    }
+  }
+  update_gauge(self);
+  if (!st.queue.empty())
+    st.flush_due = true;  // what is queued has waited for this batch already
+  dispatch(self);
+}
+
+void on_batch_failed(writer_actor* self, size_t connection, std::shared_ptr<batch_in_flight> batch,
+                     const caf::error& err) {
+  auto& st = self->state;
+  st.busy[connection] = false;
+  st.in_flight_rows -= batch->rows;
+  if (!st.down_since) {
+    st.down_since = clock_type::now();
+    log::warn("database writes failing; retrying", log::fields{}.add("error", self->system().render(err)));
+  }
+  st.opts.counters->retried_batches.fetch_add(1, std::memory_order_relaxed);
+  // Back to the head of the queue, in their original order.
+  for (auto i = batch->writes.rbegin(); i != batch->writes.rend(); ++i) {
+    st.queued_rows += i->rows;
+    st.queue.push_front(std::move(*i));
+  }
+  fail_expired(self);
+  arm_retry(self);
+}
+
+/// Sends batches to free connections while there is something due. While the database is down only the retry
+/// timer sends (`probing`), so a dead database is not hammered.
+void dispatch(writer_actor* self, bool probing) {
+  auto& st = self->state;
+  if (!st.flush_due || (st.down_since && !probing))
+    return;
+  for (size_t c = 0; c < st.busy.size() && !st.queue.empty(); ++c) {
+    if (st.busy[c])
+      continue;
+    auto handle = st.opts.connection(c);
+    if (!handle)
+      continue;
+    auto batch = std::make_shared<batch_in_flight>();
+    std::vector<write_request> requests;
+    while (!st.queue.empty()
+           && (batch->writes.empty() || batch->rows + st.queue.front().rows <= st.opts.batch_max_rows)) {
+      auto& front = st.queue.front();
+      batch->rows += front.rows;
+      requests.push_back(front.request);
+      batch->writes.push_back(std::move(front));
+      st.queue.pop_front();
+    }
+    st.queued_rows -= batch->rows;
+    st.in_flight_rows += batch->rows;
+    st.busy[c] = true;
+    self->request(*handle, caf::duration{st.opts.commit_timeout}, commit_atom::value, std::move(requests))
+      .then([self, c, batch](std::vector<write_outcome>& outcomes) { on_batch_done(self, c, batch, outcomes); },
+            [self, c, batch](caf::error& err) { on_batch_failed(self, c, batch, err); });
+  }
+  if (st.queue.empty())
+    st.flush_due = false;
+  update_gauge(self);
+}
+
+/// While the database is down: send one batch (or a probe, if nothing waits) to find out whether it is back.
+void retry(writer_actor* self) {
+  auto& st = self->state;
+  st.retry_timer_armed = false;
+  if (!st.down_since)
+    return;
+  fail_expired(self);
+  if (!st.queue.empty()) {
+    st.flush_due = true;
+    dispatch(self, true);
+    if (std::find(st.busy.begin(), st.busy.end(), true) == st.busy.end())
+      arm_retry(self);  // no connection could take it: try again later
+    return;
+  }
+  // Nothing waits: probe with an empty batch.
+  auto handle = st.opts.connection(0);
+  if (!handle || st.busy[0]) {
+    arm_retry(self);
+    return;
+  }
+  st.busy[0] = true;
+  self->request(*handle, caf::duration{st.opts.commit_timeout}, commit_atom::value, std::vector<write_request>{})
+    .then(
+      [self](std::vector<write_outcome>&) {
+        self->state.busy[0] = false;
+        if (self->state.down_since) {
+          log::info("database writes resumed");
+          self->state.down_since.reset();
+        }
+        dispatch(self);
+      },
+      [self](caf::error&) {
+        self->state.busy[0] = false;
+        arm_retry(self);
+      });
+}
+
+caf::behavior writer_impl(writer_actor* self, writer_options options) {
+  auto& st = self->state;
+  st.opts = std::move(options);
+  st.busy.assign(std::max<size_t>(1, st.opts.connections), false);
+  return {
+    [self](write_atom, write_request& request) -> caf::result<write_result> {
+      auto& st = self->state;
+      auto rows = std::max<size_t>(1, request.rows());
+      if (st.queued_rows + st.in_flight_rows + rows > st.opts.max_queue_rows) {
+        st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+        return make_error(service_error::overloaded, "Too many writes are waiting; retry shortly.");
+      }
+      if (st.down_since && clock_type::now() - *st.down_since >= st.opts.max_wait) {
+        st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+        return make_error(service_error::unavailable, "The database is unavailable; retry shortly.");
+      }
+      for (auto& e : request.events)
+        e.id = new_uuid(st.random);
+      for (auto& f : request.feedback)
+        f.id = new_uuid(st.random);
+      auto promise = self->make_response_promise<write_result>();
+      st.queue.push_back(pending_write{std::move(request), promise, clock_type::now(), rows});
+      st.queued_rows += rows;
+      if (st.queued_rows >= st.opts.batch_max_rows) {
+        st.flush_due = true;
+      } else if (!st.flush_timer_armed && !st.flush_due) {
+        st.flush_timer_armed = true;
+        self->delayed_send(self, st.opts.flush_interval, flush_atom::value);
+      }
+      dispatch(self);
+      if (st.down_since)
+        arm_retry(self);
+      return promise;
+    },
+    [self](flush_atom) {
+      self->state.flush_timer_armed = false;
+      if (!self->state.queue.empty()) {
+        self->state.flush_due = true;
+        dispatch(self);
+      }
+    },
+    [self](retry_atom) { retry(self); },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_db_writer(caf::actor_system& sys, writer_options options) {
+  return sys.spawn(writer_impl, std::move(options));
+}
+
+} // namespace troupe

@@ -1,0 +1,58 @@
+#pragma once
+// The DB writer: group commit for durable writes.
+//
+// Protocol:
+//   (write_atom, write_request) -> write_result     answered only after the request's rows are COMMITted
+//   (mailbox_atom) -> size_t
+//
+// Requests from many HTTP requests are gathered into batches: a batch is handed to a free connection actor when it
+// holds batch_max_rows rows, or flush_interval after its first request arrived. While every connection is busy,
+// requests keep gathering, so batches grow with load and each COMMIT (one fsync) acknowledges many requests.
+//
+// Bounded: a request that would take the queue (waiting plus in flight) past max_queue_rows is refused at once
+// with service_error::overloaded. When a batch fails because the connection is down, its requests go back to the
+// head of the queue and are retried; any request waiting longer than max_wait gets service_error::unavailable, and
+// while the database has been unreachable for longer than max_wait new requests are refused at once (a probe keeps
+// checking and lifts the refusal as soon as a connection works again). Nothing is acknowledged before COMMIT.
+
+#include "persistence/messages.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+
+namespace troupe {
+
+/// Counters the writer keeps, readable from any thread (for metrics and tests).
+struct writer_counters {
+  std::atomic<uint64_t> batches{0};          // transactions that committed a batch
+  std::atomic<uint64_t> requests{0};         // requests acknowledged (committed or replayed)
+  std::atomic<uint64_t> rows{0};             // rows committed
+  std::atomic<uint64_t> failed{0};           // requests that failed alone (bad data, conflict)
+  std::atomic<uint64_t> rejected{0};         // requests refused: queue full or database unavailable
+  std::atomic<uint64_t> retried_batches{0};  // batches sent again after a lost connection
+  std::atomic<int64_t> queued_rows{0};       // rows waiting or in flight right now
+};
+
+struct writer_options {
+  size_t batch_max_rows = 1000;
+  std::chrono::milliseconds flush_interval{2};
+  size_t max_queue_rows = 100000;
+  std::chrono::milliseconds max_wait{2000};
+  /// How long a connection may take for one batch before it counts as lost.
+  std::chrono::milliseconds commit_timeout{30000};
+  /// Number of connection actors, and how to find the live incarnation of connection i (nullopt while it restarts).
+  size_t connections = 1;
+  std::function<std::optional<caf::actor>(size_t)> connection;
+  std::shared_ptr<writer_counters> counters = std::make_shared<writer_counters>();
+};
+
+caf::actor spawn_db_writer(caf::actor_system& sys, writer_options options);
+
+} // namespace troupe

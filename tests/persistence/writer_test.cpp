@@ -1,0 +1,262 @@
+// The DB writer against a real PostgreSQL: group commit, ack only after COMMIT, a bad request fails alone,
+// idempotency keys, a bounded queue, and riding out a database that goes away. Fake connection actors stand in
+// for the database where a test needs one that hangs or fails on cue.
+
+#include "tests/persistence/scratch_database.hpp"
+
+#include "actors/messages.hpp"
+#include "config/service_error.hpp"
+#include "persistence/database.hpp"
+#include "persistence/writer.hpp"
+
+#include <caf/all.hpp>
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+using namespace troupe;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Runs an actor system with the given connection actors and a writer over them.
+class Writer : public ::testing::Test {
+protected:
+  struct system_holder {
+    system_holder() { register_message_types(cfg); }
+    caf::actor_system_config cfg;
+    std::unique_ptr<caf::actor_system> sys;
+  };
+
+  void SetUp() override {
+    if (!db_.available())
+      GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
+    holder_.sys = std::make_unique<caf::actor_system>(holder_.cfg);
+  }
+
+  void TearDown() override {
+    if (!holder_.sys)
+      return;
+    for (auto& a : connections_)
+      caf::anon_send_exit(a, caf::exit_reason::kill);
+    if (writer_)
+      caf::anon_send_exit(writer_, caf::exit_reason::kill);
+  }
+
+  caf::actor_system& sys() { return *holder_.sys; }
+
+  caf::actor real_connection(const std::string& url) {
+    return spawn_database_connection(sys(), database_options{url, 2000ms});
+  }
+
+  void start_writer(std::vector<caf::actor> connections, writer_options opts) {
+    connections_ = connections;
+    opts.connections = connections.size();
+    opts.connection = [connections](size_t i) -> std::optional<caf::actor> { return connections.at(i); };
+    counters_ = opts.counters;
+    writer_ = spawn_db_writer(sys(), std::move(opts));
+  }
+
+  static write_request events_request(std::vector<std::string> names, std::string result = R"({"accepted":1})") {
+    write_request req;
+    req.scope = "ip:127.0.0.1";
+    req.request_hash = "hash";
+    req.result = std::move(result);
+    for (auto& n : names) {
+      event_row row;
+      row.event = std::move(n);
+      row.ip = "127.0.0.1";
+      req.events.push_back(std::move(row));
+    }
+    return req;
+  }
+
+  struct outcomes {
+    std::vector<write_result> results;
+    std::vector<caf::error> errors;
+  };
+
+  /// Sends every request at once, then collects one answer per request.
+  outcomes write_all(const std::vector<write_request>& requests) {
+    outcomes out;
+    caf::scoped_actor self{sys()};
+    for (const auto& req : requests)
+      self->send(writer_, write_atom::value, req);
+    for (size_t i = 0; i < requests.size(); ++i)
+      self->receive([&](write_result& r) { out.results.push_back(std::move(r)); },
+                    [&](caf::error& e) { out.errors.push_back(std::move(e)); },
+                    caf::after(std::chrono::seconds{30}) >> [&] { ADD_FAILURE() << "no answer from the writer"; });
+    return out;
+  }
+
+  std::string count(const std::string& where) const {
+    return db_.scalar("SELECT count(*) FROM funnel_events WHERE " + where);
+  }
+
+  troupe::testing::scratch_database db_;
+  system_holder holder_;
+  std::vector<caf::actor> connections_;
+  caf::actor writer_;
+  std::shared_ptr<writer_counters> counters_;
+};
+
+/// A connection that takes batches and never answers (a hung database).
+caf::behavior black_hole(caf::stateful_actor<std::vector<caf::response_promise>>* self) {
+  return {[self](commit_atom, std::vector<write_request>&) {
+    auto promise = self->make_response_promise();
+    self->state.push_back(promise);
+    return promise;
+  }};
+}
+
+/// A connection that fails the first `failures` batches as if the database were down, then forwards to `real`.
+caf::behavior flaky(caf::stateful_actor<int>* self, int failures, caf::actor real) {
+  self->state = failures;
+  return {[self, real](commit_atom, std::vector<write_request>& batch) -> caf::result<std::vector<write_outcome>> {
+    if (self->state-- > 0)
+      return make_error(service_error::unavailable, "down");
+    auto promise = self->make_response_promise<std::vector<write_outcome>>();
+    self->request(real, caf::infinite, commit_atom::value, std::move(batch))
+      .then([promise](std::vector<write_outcome>& out) mutable { promise.deliver(std::move(out)); },
+            [promise](caf::error& err) mutable { promise.deliver(std::move(err)); });
+    return promise;
+  }};
+}
+
+} // namespace
+
+// Many concurrent requests end up in few transactions, and every acknowledged row is in the table.
+TEST_F(Writer, GroupsConcurrentRequestsIntoFewTransactions) {
+  writer_options opts;
+  opts.flush_interval = 5ms;
+  start_writer({real_connection(db_.url()), real_connection(db_.url())}, opts);
+  std::vector<write_request> requests;
+  for (int i = 0; i < 300; ++i)
+    requests.push_back(events_request({"group_commit"}));
+  auto out = write_all(requests);
+  EXPECT_EQ(out.results.size(), 300u);
+  EXPECT_TRUE(out.errors.empty());
+  EXPECT_EQ(count("event = 'group_commit'"), "300");
+  EXPECT_LE(counters_->batches.load(), 30u) << "300 requests took " << counters_->batches.load() << " transactions";
+  EXPECT_EQ(counters_->rows.load(), 300u);
+}
+
+// With batch_max_rows = 1 every request commits alone (the baseline of the benchmark).
+TEST_F(Writer, BatchMaxRowsOneCommitsEachRequestAlone) {
+  writer_options opts;
+  opts.batch_max_rows = 1;
+  start_writer({real_connection(db_.url())}, opts);
+  std::vector<write_request> requests(20, events_request({"alone"}));
+  auto out = write_all(requests);
+  EXPECT_EQ(out.results.size(), 20u);
+  EXPECT_EQ(counters_->batches.load(), 20u);
+}
+
+// A request whose rows the database rejects fails alone; the rest of its batch commits.
+TEST_F(Writer, BadRequestFailsAloneAndTheRestCommits) {
+  writer_options opts;
+  opts.flush_interval = 50ms;  // all ten land in one batch
+  start_writer({real_connection(db_.url())}, opts);
+  std::vector<write_request> requests;
+  for (int i = 0; i < 9; ++i)
+    requests.push_back(events_request({"good_" + std::to_string(i)}));
+  requests.insert(requests.begin() + 4, events_request({std::string(65, 'x')}));  // violates the length check
+  auto out = write_all(requests);
+  EXPECT_EQ(out.results.size(), 9u);
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(service_code(out.errors[0]), service_error::invalid_input);
+  EXPECT_NE(service_message(out.errors[0]).find("funnel_events"), std::string::npos);
+  EXPECT_EQ(count("event LIKE 'good_%'"), "9");
+  EXPECT_EQ(count("length(event) > 64"), "0");
+}
+
+// A request whose COMMIT fails is never acknowledged; the others in its batch still commit.
+TEST_F(Writer, FailedCommitIsNeverAcknowledged) {
+  writer_options opts;
+  opts.flush_interval = 50ms;
+  start_writer({real_connection(db_.url())}, opts);
+  ASSERT_EQ(write_all({events_request({"warm_up"})}).results.size(), 1u);  // the schema is migrated now
+  db_.execute(R"(
+    CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.event = 'fail_at_commit' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$;
+    CREATE CONSTRAINT TRIGGER refuse_marked AFTER INSERT ON funnel_events
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_marked();)");
+  auto out = write_all({events_request({"before"}), events_request({"fail_at_commit"}), events_request({"after"})});
+  EXPECT_EQ(out.results.size(), 2u);
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(count("event = 'fail_at_commit'"), "0");
+  EXPECT_EQ(count("event IN ('before', 'after')"), "2");
+}
+
+// The same idempotency key twice writes once and replays the first result; another body with it is a conflict.
+TEST_F(Writer, IdempotencyKeyWritesOnceAndReplays) {
+  start_writer({real_connection(db_.url()), real_connection(db_.url())}, writer_options{});
+  auto first = events_request({"idem"}, R"({"accepted":1,"first":true})");
+  first.idempotency_key = "key-1";
+  auto retry = events_request({"idem"}, R"({"accepted":1,"first":false})");
+  retry.idempotency_key = "key-1";
+  auto out = write_all({first});
+  ASSERT_EQ(out.results.size(), 1u);
+  EXPECT_FALSE(out.results[0].replayed);
+  out = write_all({retry, retry, retry});  // concurrently, possibly in one batch
+  ASSERT_EQ(out.results.size(), 3u);
+  for (const auto& r : out.results) {
+    EXPECT_TRUE(r.replayed);
+    EXPECT_NE(r.result.find("true"), std::string::npos) << r.result;  // the first request's result
+  }
+  EXPECT_EQ(count("event = 'idem'"), "1");
+  auto other = events_request({"idem_other"});
+  other.idempotency_key = "key-1";
+  other.request_hash = "another-hash";
+  out = write_all({other});
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(service_code(out.errors[0]), service_error::conflict);
+  EXPECT_EQ(count("event = 'idem_other'"), "0");
+  // Keys are per scope: another caller may use the same key.
+  auto elsewhere = events_request({"idem_elsewhere"});
+  elsewhere.idempotency_key = "key-1";
+  elsewhere.scope = "ip:10.0.0.9";
+  EXPECT_EQ(write_all({elsewhere}).results.size(), 1u);
+}
+
+// A full queue refuses new requests at once instead of growing.
+TEST_F(Writer, FullQueueIsRefusedAtOnce) {
+  writer_options opts;
+  opts.max_queue_rows = 5;
+  opts.batch_max_rows = 1;
+  start_writer({sys().spawn(black_hole)}, opts);
+  caf::scoped_actor self{sys()};
+  for (int i = 0; i < 5; ++i)
+    self->send(writer_, write_atom::value, events_request({"stuck"}));
+  auto out = write_all({events_request({"one_too_many"})});
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(service_code(out.errors[0]), service_error::overloaded);
+  EXPECT_EQ(counters_->rejected.load(), 1u);
+}
+
+// An unreachable database fails a write after max_wait, and later writes at once, with 503's code.
+TEST_F(Writer, UnreachableDatabaseFailsAfterMaxWait) {
+  writer_options opts;
+  opts.max_wait = 200ms;
+  start_writer({real_connection("postgresql://troupe@127.0.0.1:1/none")}, opts);
+  auto out = write_all({events_request({"nowhere"})});
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(service_code(out.errors[0]), service_error::unavailable);
+  out = write_all({events_request({"nowhere_again"})});
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(service_code(out.errors[0]), service_error::unavailable);
+}
+
+// Batches that fail because the database is down are retried and commit once it is back.
+TEST_F(Writer, RetriesUntilTheDatabaseIsBack) {
+  writer_options opts;
+  opts.max_wait = 10s;
+  auto real = real_connection(db_.url());
+  start_writer({sys().spawn(flaky, 3, real)}, opts);
+  auto out = write_all({events_request({"survivor_1"}), events_request({"survivor_2"})});
+  EXPECT_EQ(out.results.size(), 2u);
+  EXPECT_TRUE(out.errors.empty());
+  EXPECT_GE(counters_->retried_batches.load(), 3u);
+  EXPECT_EQ(count("event LIKE 'survivor_%'"), "2");
+  caf::anon_send_exit(real, caf::exit_reason::kill);
+}
