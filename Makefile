@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http clean format
+.PHONY: run test build bench-http bench-db clean format
 
 run:
 	scripts/run $(ARGS)
@@ -19,6 +19,9 @@ build:
 
 bench-http:
 	bench/http.sh
+
+bench-db:
+	bench/db.sh
 
 clean:
 	rm -rf build

@@ -1,6 +1,7 @@
 #include "actors/messages.hpp"
 
 #include "config/service_error.hpp"
+#include "persistence/accounts.hpp"
 
 #include <caf/all.hpp>
 
@@ -15,11 +16,20 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<event_row>>("std::vector<event_row>");
   cfg.add_message_type<feedback_row>("feedback_row");
   cfg.add_message_type<std::vector<feedback_row>>("std::vector<feedback_row>");
+  cfg.add_message_type<security_event_row>("security_event_row");
+  cfg.add_message_type<std::vector<security_event_row>>("std::vector<security_event_row>");
   cfg.add_message_type<write_request>("write_request");
   cfg.add_message_type<std::vector<write_request>>("std::vector<write_request>");
   cfg.add_message_type<write_result>("write_result");
   cfg.add_message_type<write_outcome>("write_outcome");
   cfg.add_message_type<std::vector<write_outcome>>("std::vector<write_outcome>");
+  cfg.add_message_type<user_record>("user_record");
+  cfg.add_message_type<api_key_record>("api_key_record");
+  cfg.add_message_type<std::vector<api_key_record>>("std::vector<api_key_record>");
+  cfg.add_message_type<session_snapshot>("session_snapshot");
+  cfg.add_message_type<refresh_rotation>("refresh_rotation");
+  cfg.add_message_type<credential>("credential");
+  cfg.add_message_type<identity>("identity");
   cfg.add_error_category(service_error_category::value,
                          [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
                            std::string result = to_string(static_cast<service_error>(code));

@@ -3,6 +3,7 @@
 // register_message_types() adds them all to an actor_system_config; call it on every node before the
 // actor_system is constructed (an unregistered type fails silently in CAF 0.17: see LIBRARY-NOTES.md).
 
+#include "persistence/accounts.hpp"
 #include "persistence/messages.hpp"
 
 #include <caf/actor.hpp>
@@ -44,6 +45,59 @@ typename Inspector::result_type inspect(Inspector& f, child_info& x) {
 // --- Health ------------------------------------------------------------------------------------------------------
 /// (check_atom) -> health_check: a subsystem's readiness check.
 using check_atom = caf::atom_constant<caf::atom("check")>;
+
+// --- Authentication and sessions ----------------------------------------------------------------------------------
+
+/// What a verified bearer credential says, before the session actor has checked revocation.
+struct credential {
+  std::string kind;     // "jwt" or "api_key"
+  std::string user_id;  // the JWT's sub, or the API key's owner
+  std::string jti;      // jwt: the token id
+  int64_t expires_at = 0;  // jwt: exp (unix seconds)
+  std::string key_id;   // api_key: the key's id
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, credential& x) {
+  return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id);
+}
+
+/// Who is calling, as the session actor vouches for it (role and plan come from the database, not the token).
+struct identity {
+  std::string user_id;
+  std::string email;
+  std::string role;  // "user" or "admin"
+  std::string plan;
+  int64_t created_at = 0;
+  credential via;    // the credential that was presented
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, identity& x) {
+  return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via);
+}
+
+/// (authorize_atom, credential) -> identity: to a session actor; unauthenticated if the token or key is revoked.
+/// (authorize_atom, user_id, credential) -> identity: to the session manager, which starts the session if needed.
+using authorize_atom = caf::atom_constant<caf::atom("authorize")>;
+/// (session_atom, user_id) -> caf::actor: the user's session actor, started (and loaded) if needed.
+using session_atom = caf::atom_constant<caf::atom("session")>;
+/// (revoke_atom, jti, int64_t expires_at) -> bool: to a session; persists the revocation, then refuses the token.
+using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
+/// (revoke_key_atom, key_id) -> bool: to a session; refuses the key from now on (the caller revoked it in the DB).
+using revoke_key_atom = caf::atom_constant<caf::atom("revokekey")>;
+/// (key_lookup_atom, key_hash) -> api_key_record: to the API key cache; unauthenticated if unknown or revoked.
+using key_lookup_atom = caf::atom_constant<caf::atom("keycache")>;
+/// (key_evict_atom, key_id) -> bool: to the API key cache, after a revocation.
+using key_evict_atom = caf::atom_constant<caf::atom("keyevict")>;
+/// (hash_password_atom, password) -> std::string argon2id hash; (verify_password_atom, hash, password) -> bool.
+using hash_password_atom = caf::atom_constant<caf::atom("pwhash")>;
+using verify_password_atom = caf::atom_constant<caf::atom("pwverify")>;
+/// Login throttling: (throttle_check_atom, email, ip) -> int64_t seconds to wait (0 = go ahead);
+/// (throttle_fail_atom, email, ip) records a failure; (throttle_reset_atom, email) forgets an account's failures.
+using throttle_check_atom = caf::atom_constant<caf::atom("thrcheck")>;
+using throttle_fail_atom = caf::atom_constant<caf::atom("thrfail")>;
+using throttle_reset_atom = caf::atom_constant<caf::atom("thrreset")>;
 
 // --- Metrics ------------------------------------------------------------------------------------------------------
 /// (metrics_atom) -> std::string: the Prometheus text exposition, mailbox sizes included.

@@ -1,17 +1,23 @@
 #include "app/application.hpp"
 
+#include "actors/auth_workers.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/ops.hpp"
+#include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
 #include "config/log.hpp"
+#include "http/auth.hpp"
 #include "http/bridge.hpp"
+#include "http/hashing.hpp"
 #include "http/ops_routes.hpp"
 #include "http/server.hpp"
 #include "http/write_routes.hpp"
+#include "persistence/admin.hpp"
 #include "persistence/database.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/query_router.hpp"
 #include "persistence/writer.hpp"
 
 #include <caf/all.hpp>
@@ -41,9 +47,17 @@ std::string connection_name(size_t i) {
   return "db.connection." + std::to_string(i);
 }
 
-supervisor_config root_tree(const config::settings& s, const std::shared_ptr<directory>& names,
-                            const std::shared_ptr<metrics_registry>& metrics,
-                            const std::shared_ptr<troupe::writer_counters>& writer_counters) {
+/// What the supervision tree shares with the HTTP side and with metrics.
+struct shared_state {
+  std::shared_ptr<directory> names = std::make_shared<directory>();
+  std::shared_ptr<metrics_registry> metrics = std::make_shared<metrics_registry>();
+  std::shared_ptr<writer_counters> writer = std::make_shared<writer_counters>();
+  session_manager_options sessions;
+};
+
+supervisor_config root_tree(const config::settings& s, shared_state& shared) {
+  const auto& names = shared.names;
+  const auto& metrics = shared.metrics;
   auto base = [&](std::string name, supervision_strategy strategy) {
     supervisor_config cfg;
     cfg.name = std::move(name);
@@ -70,7 +84,14 @@ supervisor_config root_tree(const config::settings& s, const std::shared_ptr<dir
   writer.max_wait = milliseconds{s.db.max_wait_ms};
   writer.connections = pool_size;
   writer.connection = [names](size_t i) { return names->get(connection_name(i)); };
-  writer.counters = writer_counters;
+  writer.counters = shared.writer;
+  persistence.children.push_back({"db.query",
+                                  [pool_size, names](caf::actor_system& sys) {
+                                    return spawn_query_router(sys, pool_size, [names](size_t i) {
+                                      return names->get(connection_name(i));
+                                    });
+                                  },
+                                  restart_type::permanent, milliseconds{5000}, child_kind::worker});
   persistence.children.push_back({"db.writer",
                                   [writer](caf::actor_system& sys) { return spawn_db_writer(sys, writer); },
                                   restart_type::permanent, milliseconds{5000}, child_kind::worker});
@@ -91,8 +112,37 @@ supervisor_config root_tree(const config::settings& s, const std::shared_ptr<dir
   auto http = base("http", supervision_strategy::one_for_one);
   http.children = http::bridge_children(or_cores(s.http.threads));
 
+  // Authentication: password hashers (detached: argon2id is CPU-heavy), login throttle, API key cache.
+  auto auth = base("auth", supervision_strategy::one_for_one);
+  for (int64_t i = 0; i < s.auth.hashers; ++i)
+    auth.children.push_back({"auth.hasher." + std::to_string(i),
+                             [](caf::actor_system& sys) { return spawn_password_hasher(sys, {}); },
+                             restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  auth.children.push_back({"auth.throttle", [](caf::actor_system& sys) { return spawn_login_throttle(sys, {}); },
+                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  auto db_query = [names]() { return names->get("db.query"); };
+  auth.children.push_back({"auth.keys",
+                           [db_query](caf::actor_system& sys) {
+                             api_key_cache_options opts;
+                             opts.db_query = db_query;
+                             return spawn_api_key_cache(sys, opts);
+                           },
+                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
+
+  // Sessions: the manager routes user ids to session actors (loaded on first use, passivated when idle).
+  shared.sessions.session.idle = milliseconds{s.session.idle_ms};
+  shared.sessions.session.db_query = db_query;
+  shared.sessions.metrics = metrics;
+  auto session_options = shared.sessions;
+
   auto root = base("root", supervision_strategy::one_for_one);
   root.children.push_back(supervisor_child(std::move(persistence)));
+  root.children.push_back(supervisor_child(std::move(auth)));
+  root.children.push_back({"sessions",
+                           [session_options](caf::actor_system& sys) {
+                             return spawn_session_manager(sys, session_options);
+                           },
+                           restart_type::permanent, milliseconds{5000}, child_kind::worker});
   root.children.push_back(supervisor_child(std::move(ops)));
   root.children.push_back(supervisor_child(std::move(http)));
   return root;
@@ -116,6 +166,24 @@ void add_writer_collector(metrics_registry& metrics, std::shared_ptr<writer_coun
     out.family("troupe_db_queue_rows", "gauge", "Rows waiting for, or in, a commit.");
     out.sample("troupe_db_queue_rows", {}, static_cast<double>(counters->queued_rows.load()));
   });
+}
+
+void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomic<int64_t>> active) {
+  metrics.add_collector([active](prometheus_writer& out) {
+    out.family("troupe_sessions_active", "gauge", "Session actors alive (one per recently active user).");
+    out.sample("troupe_sessions_active", {}, static_cast<double>(active->load()));
+  });
+}
+
+/// Makes the accounts named by TROUPE_ADMIN_EMAILS admins (those that exist; others become admins at registration).
+void grant_configured_admins(const config::settings& s) {
+  if (s.db.url.empty())
+    return;
+  for (const auto& email : http::parse_admin_emails(s.auth.admin_emails)) {
+    auto outcome = set_user_role(s.db.url, email, "admin");
+    if (auto* error = std::get_if<std::string>(&outcome))
+      log::warn("could not grant admin", log::fields{}.add("email", email).add("error", *error));
+  }
 }
 
 void add_process_collectors(metrics_registry& metrics, const std::shared_ptr<http::server_state>& http_state) {
@@ -166,6 +234,8 @@ int run_server(const config::settings& settings) {
     auto migrated = migrate_database(settings.db.url);
     if (auto* error = std::get_if<std::string>(&migrated))
       log::warn("database not migrated at start-up; will retry on connect", log::fields{}.add("error", *error));
+    else
+      grant_configured_admins(settings);
   }
 
   caf::actor_system_config cfg;
@@ -175,13 +245,14 @@ int run_server(const config::settings& settings) {
   int exit_status = 0;
   {
     caf::actor_system sys{cfg};
-    auto names = std::make_shared<directory>();
-    auto metrics = std::make_shared<metrics_registry>();
+    shared_state shared;
+    auto& names = shared.names;
+    auto& metrics = shared.metrics;
 
     // 1. The supervision tree. If the root gives up, the process shuts down with status 1.
-    auto counters = std::make_shared<writer_counters>();
-    add_writer_collector(*metrics, counters);
-    auto root = spawn_supervisor(sys, root_tree(settings, names, metrics, counters));
+    add_writer_collector(*metrics, shared.writer);
+    add_session_collector(*metrics, shared.sessions.active);
+    auto root = spawn_supervisor(sys, root_tree(settings, shared));
     names->put("root", root);
     auto root_failed = std::make_shared<std::atomic<bool>>(false);
     root->attach_functor([root_failed](const caf::error& reason) {
@@ -196,6 +267,20 @@ int run_server(const config::settings& settings) {
     http::actor_bridge bridge{names, or_cores(settings.http.threads), milliseconds{settings.http.request_timeout_ms}};
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, settings.debug.enabled);
     http::add_write_routes(*routes, bridge, http::write_route_options{});
+    http::auth_options auth_opts;
+    http::jwt_settings jwt;
+    jwt.secret = settings.auth.jwt_secret;
+    jwt.issuer = settings.auth.issuer;
+    jwt.audience = settings.auth.audience;
+    jwt.access_ttl = std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.access_ttl_ms});
+    auth_opts.jwt = std::make_shared<http::jwt_codec>(jwt);
+    auth_opts.refresh_ttl = std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.refresh_ttl_ms});
+    auth_opts.admin_emails = http::parse_admin_emails(settings.auth.admin_emails);
+    auth_opts.sessions = shared.sessions.sessions;
+    auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
+    auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
+    http::authenticator authenticator{bridge, auth_opts};
+    http::add_auth_routes(*routes, authenticator);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};

@@ -3,6 +3,8 @@
 
 #include "app/application.hpp"
 #include "config/loader.hpp"
+#include "http/auth.hpp"
+#include "persistence/admin.hpp"
 #include "persistence/migrations.hpp"
 
 #include <cstring>
@@ -20,6 +22,7 @@ An actor-model backend for AI applications.
 Commands:
   serve              run the server (the default); applies pending database migrations as it connects
   migrate            apply pending database migrations to TROUPE_DATABASE_URL, then exit
+  admin grant EMAIL  make the account with this email an admin
   print-config       print the effective configuration as JSON, secrets redacted (also: --print-config)
   options-markdown   print the option table in Markdown (the README's table is generated from it)
   help               show this help (also: --help, -h)
@@ -56,6 +59,30 @@ int migrate(const troupe::config::settings& settings) {
   return 0;
 }
 
+/// `troupe admin grant EMAIL`: 0 when the account is an admin now, 1 with one line otherwise.
+int grant_admin(const troupe::config::settings& settings, const std::string& raw_email) {
+  auto email = troupe::http::normalise_email(raw_email);
+  if (email.empty()) {
+    std::cerr << "troupe: \"" << raw_email << "\" is not an email address\n";
+    return 1;
+  }
+  if (settings.db.url.empty()) {
+    std::cerr << "troupe: admin grant needs a database: set TROUPE_DATABASE_URL\n";
+    return 1;
+  }
+  auto outcome = troupe::set_user_role(settings.db.url, email, "admin");
+  if (auto* error = std::get_if<std::string>(&outcome)) {
+    std::cerr << "troupe: admin grant failed: " << *error << "\n";
+    return 1;
+  }
+  if (!std::get<bool>(outcome)) {
+    std::cerr << "troupe: no account with email " << email << "\n";
+    return 1;
+  }
+  std::cout << email << " is now an admin\n";
+  return 0;
+}
+
 int bad_usage(const std::string& message) {
   std::cerr << "troupe: " << message << " (see troupe --help)\n";
   return 2;
@@ -66,6 +93,7 @@ int bad_usage(const std::string& message) {
 int main(int argc, char** argv) {
   using namespace troupe;
   std::string command = "serve";
+  std::string admin_email;
   config::load_request request;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -81,6 +109,12 @@ int main(int argc, char** argv) {
       command = "print-config";
     } else if (arg == "options-markdown" || arg == "serve" || arg == "migrate") {
       command = arg;
+    } else if (arg == "admin") {
+      if (i + 2 >= argc || std::string{argv[i + 1]} != "grant")
+        return bad_usage("admin needs: admin grant EMAIL");
+      command = "admin-grant";
+      admin_email = argv[i + 2];
+      i += 2;
     } else if (arg == "--config") {
       auto v = value_of("--config");
       if (!v)
@@ -121,5 +155,13 @@ int main(int argc, char** argv) {
   }
   if (command == "migrate")
     return migrate(settings);
+  if (command == "admin-grant")
+    return grant_admin(settings, admin_email);
+  // Serving needs the token key: refuse to start without a strong one.
+  if (settings.auth.jwt_secret.size() < 32) {
+    std::cerr << "troupe: TROUPE_JWT_SECRET must be at least 32 bytes (it has " << settings.auth.jwt_secret.size()
+              << "); make run generates one under var/, or use: head -c 48 /dev/urandom | base64\n";
+    return 2;
+  }
   return app::run_server(settings);
 }

@@ -37,6 +37,10 @@ struct entry {
     spec.allowed = std::move(allowed);
     return *this;
   }
+  entry& in_env(std::string env_name) {
+    spec.env_override = std::move(env_name);
+    return *this;
+  }
   entry& secret_in_env(std::string env_name) {
     spec.secret = true;
     spec.env_override = std::move(env_name);
@@ -190,6 +194,28 @@ const std::vector<option_spec>& all_options() {
       .range(1, 600000, "ms"),
     // debug
     entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false", "serve the /debug routes"),
+    // auth
+    entry("auth.jwt_secret", bind<&settings::auth, &auth_settings::jwt_secret>(), "",
+          "HS256 key of access tokens, at least 32 bytes; make run generates one under var/")
+      .secret_in_env("TROUPE_JWT_SECRET"),
+    entry("auth.issuer", bind<&settings::auth, &auth_settings::issuer>(), "troupe", "iss of access tokens"),
+    entry("auth.audience", bind<&settings::auth, &auth_settings::audience>(), "troupe-api", "aud of access tokens"),
+    entry("auth.access_ttl_ms", bind<&settings::auth, &auth_settings::access_ttl_ms>(), "900000",
+          "lifetime of an access token")
+      .range(10000, 86400000, "ms"),
+    entry("auth.refresh_ttl_ms", bind<&settings::auth, &auth_settings::refresh_ttl_ms>(), "2592000000",
+          "lifetime of a refresh token (rotated on every use)")
+      .range(60000, 31536000000.0, "ms"),
+    entry("auth.admin_emails", bind<&settings::auth, &auth_settings::admin_emails>(), "",
+          "comma-separated emails that are admins (granted at start-up and at registration)")
+      .in_env("TROUPE_ADMIN_EMAILS"),
+    entry("auth.hashers", bind<&settings::auth, &auth_settings::hashers>(), "2",
+          "password hashing actors (argon2id, 64 MiB each while hashing)")
+      .range(1, 64, "actors"),
+    // session
+    entry("session.idle_ms", bind<&settings::session, &session_settings::idle_ms>(), "900000",
+          "a user's session actor is passivated after this long without requests")
+      .range(1000, 86400000, "ms"),
   };
   return table;
 }

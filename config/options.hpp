@@ -53,6 +53,20 @@ struct debug_settings {
   bool enabled;
 };
 
+struct auth_settings {
+  std::string jwt_secret; // secret: from the environment only, never printed
+  std::string issuer;
+  std::string audience;
+  int64_t access_ttl_ms;
+  int64_t refresh_ttl_ms;
+  std::string admin_emails;
+  int64_t hashers;
+};
+
+struct session_settings {
+  int64_t idle_ms;
+};
+
 /// The effective configuration the rest of the code reads, e.g. `s.http.port`.
 struct settings {
   http_settings http;
@@ -61,6 +75,8 @@ struct settings {
   shutdown_settings shutdown;
   db_settings db;
   debug_settings debug;
+  auth_settings auth;
+  session_settings session;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

@@ -73,6 +73,16 @@ public:
     ask<Reply>(r, std::move(*target), std::move(to_response), std::move(msg)...);
   }
 
+  /// Runs `job` inside a bridge worker (it may send requests with `self` and complete `r` from their handlers).
+  void run(const std::shared_ptr<responder>& r, std::function<void(caf::event_based_actor*)> job) {
+    post(r, bridge_job{std::move(job)});
+  }
+
+  /// The live incarnation of a named actor.
+  std::optional<caf::actor> find(const std::string& name) const { return names_->get(name); }
+
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
 private:
   void post(const std::shared_ptr<responder>& r, bridge_job job);
 

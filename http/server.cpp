@@ -123,6 +123,7 @@ public:
     bool keep_alive = wants_keep_alive(pistache_req) && !state_->draining();
     auto match = state_->routes().find(req.method, req.path);
     req.route = match.route;
+    req.params = std::move(match.params);
     // Only the body of a request that will be handled is copied.
     bool too_large = pistache_req.body().size() > state_->max_body_bytes();
     if (match.kind == router::match::found && !too_large && !state_->draining())

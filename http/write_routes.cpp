@@ -1,13 +1,13 @@
 #include "http/write_routes.hpp"
 
 #include "http/error_mapping.hpp"
+#include "http/hashing.hpp"
 #include "http/json_body.hpp"
 #include "http/json_schema.hpp"
 
 #include "persistence/messages.hpp"
 
 #include <arpa/inet.h>
-#include <sodium.h>
 
 #include <cstdio>
 #include <ctime>
@@ -77,14 +77,6 @@ std::string client_ip(const request& req) {
   if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
     return ip;
   return {};
-}
-
-std::string sha256_hex(const std::string& text) {
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());
-  char hex[crypto_hash_sha256_BYTES * 2 + 1];
-  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-  return hex;
 }
 
 /// Validates an optional Idempotency-Key and fills the request's key, scope and hash. Answers 400 and returns false
@@ -189,8 +181,6 @@ bool is_rfc3339(const std::string& text) {
 }
 
 void add_write_routes(router& routes, actor_bridge& bridge, const write_route_options& options) {
-  if (sodium_init() < 0)
-    throw std::runtime_error("libsodium failed to initialise");
   auto single = std::make_shared<json_schema>(event_schema);
   auto batch = std::make_shared<json_schema>(batch_schema_text());
   auto feedback = std::make_shared<json_schema>(feedback_schema);

@@ -60,6 +60,7 @@ std::optional<write_outcome> claim_key(pqxx::transaction_base& tx, const write_r
 const std::vector<std::string> event_columns{"id",         "user_id", "ip",          "event",     "session_id",
                                              "source",     "lang",    "properties",  "occurred_at", "request_id"};
 const std::vector<std::string> feedback_columns{"id", "user_id", "ip", "rating", "comment", "lang", "request_id"};
+const std::vector<std::string> security_columns{"type", "severity", "user_id", "ip", "request_id", "detail"};
 
 /// All requests in one transaction. Throws on any failure.
 std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::vector<write_request>& batch,
@@ -83,9 +84,11 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
   // Rows, streamed with COPY.
   bool any_events = false;
   bool any_feedback = false;
+  bool any_security = false;
   for (size_t i = 0; i < batch.size(); ++i) {
     any_events |= !skip[i] && !batch[i].events.empty();
     any_feedback |= !skip[i] && !batch[i].feedback.empty();
+    any_security |= !skip[i] && !batch[i].security_events.empty();
   }
   if (any_events) {
     pqxx::stream_to copy{tx, "funnel_events", event_columns};
@@ -104,6 +107,15 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
         for (const auto& f : batch[i].feedback)
           copy << std::make_tuple(f.id.c_str(), nullable(f.user_id), nullable(f.ip), f.rating, f.comment.c_str(),
                                   nullable(f.lang), nullable(f.request_id));
+    copy.complete();
+  }
+  if (any_security) {
+    pqxx::stream_to copy{tx, "security_events", security_columns};
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (!skip[i])
+        for (const auto& e : batch[i].security_events)
+          copy << std::make_tuple(e.type.c_str(), e.severity.c_str(), nullable(e.user_id), nullable(e.ip),
+                                  nullable(e.request_id), e.detail.c_str());
     copy.complete();
   }
   tx.commit();
@@ -125,6 +137,9 @@ write_outcome commit_alone(pqxx::connection& conn, const write_request& req, con
                        e.properties, e.occurred_at.empty() ? now : e.occurred_at, e.request_id);
     for (const auto& f : req.feedback)
       tx.exec_prepared("troupe_insert_feedback", f.id, f.user_id, f.ip, f.rating, f.comment, f.lang, f.request_id);
+    // Security events have no id of their own: a retried batch may record one twice, which is harmless for a log.
+    for (const auto& e : req.security_events)
+      tx.exec_prepared("troupe_insert_security_event", e.type, e.severity, e.user_id, e.ip, e.request_id, e.detail);
     tx.commit();
     return committed(req.result, false);
   } catch (const pqxx::broken_connection&) {
@@ -171,6 +186,9 @@ void prepare_write_statements(pqxx::connection& conn) {
                "INSERT INTO feedback (id, user_id, ip, rating, comment, lang, request_id) VALUES ($1::uuid, "
                "NULLIF($2, '')::uuid, NULLIF($3, '')::inet, $4, $5, NULLIF($6, ''), NULLIF($7, '')) "
                "ON CONFLICT (id) DO NOTHING");
+  conn.prepare("troupe_insert_security_event",
+               "INSERT INTO security_events (type, severity, user_id, ip, request_id, detail) VALUES ($1, $2, "
+               "NULLIF($3, '')::uuid, NULLIF($4, '')::inet, NULLIF($5, ''), $6::jsonb)");
 }
 
 std::vector<write_outcome> commit_batch(pqxx::connection& conn, const std::vector<write_request>& batch) {

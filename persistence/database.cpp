@@ -1,5 +1,7 @@
 #include "persistence/database.hpp"
 
+#include "persistence/accounts.hpp"
+#include "persistence/accounts_sql.hpp"
 #include "persistence/batch_commit.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/migrations_internal.hpp"
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <memory>
 #include <random>
+#include <type_traits>
 
 namespace troupe {
 
@@ -63,6 +66,7 @@ bool ensure_connected(database_actor* self) {
     // apply each migration once) before it serves anything.
     apply_migrations(*st.connection);
     prepare_write_statements(*st.connection);
+    accounts_sql::prepare_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};
@@ -122,6 +126,59 @@ caf::result<std::vector<write_outcome>> commit(database_actor* self, const std::
   return make_error(service_error::unavailable, "The database connection was lost; retry shortly.");
 }
 
+/// Runs `query` (pqxx::work& -> caf::expected<T>) in a transaction of its own and commits it. Never throws:
+/// unique_violation -> conflict, a missing user (foreign key) -> not_found, other refused data -> invalid_input,
+/// a lost connection -> unavailable (and a fresh connection next time), anything else -> internal. A deadlock or
+/// serialization failure is retried twice.
+template <class Query>
+auto run_query(database_actor* self, const char* what, Query query)
+  -> caf::result<typename std::invoke_result_t<Query, pqxx::work&>::value_type> {
+  auto& st = self->state;
+  if (st.options.url.empty())
+    return make_error(service_error::unavailable, "No database is configured.");
+  if (!ensure_connected(self))
+    return make_error(service_error::unavailable, "The database is unreachable; retry shortly.");
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::work tx{*st.connection};
+      auto answer = query(tx);
+      tx.commit();
+      return answer;
+    } catch (const pqxx::unique_violation&) {
+      return make_error(service_error::conflict, "It already exists.");
+    } catch (const pqxx::foreign_key_violation&) {
+      return make_error(service_error::not_found, "No such user.");
+    } catch (const pqxx::integrity_constraint_violation&) {
+      return make_error(service_error::invalid_input, "The database refused the value.");
+    } catch (const pqxx::data_exception&) {
+      return make_error(service_error::invalid_input, "The database refused the value.");
+    } catch (const pqxx::deadlock_detected&) {
+      if (attempt < 3)
+        continue;
+      return make_error(service_error::unavailable, "The database is busy; retry shortly.");
+    } catch (const pqxx::serialization_failure&) {
+      if (attempt < 3)
+        continue;
+      return make_error(service_error::unavailable, "The database is busy; retry shortly.");
+    } catch (const pqxx::broken_connection& e) {
+      st.last_error = e.what();
+      st.connection.reset();
+      return make_error(service_error::unavailable, "The database connection was lost; retry shortly.");
+    } catch (const pqxx::in_doubt_error& e) {
+      st.last_error = e.what();
+      st.connection.reset();
+      return make_error(service_error::unavailable, "The database connection was lost; retry shortly.");
+    } catch (const std::exception& e) {
+      log::error("database query failed", log::fields{}.add("query", what).add("error", e.what()));
+    } catch (...) {
+      log::error("database query failed", log::fields{}.add("query", what));
+    }
+    if (st.connection && !st.connection->is_open())
+      st.connection.reset();
+    return make_error(service_error::internal, "The database query failed.");
+  }
+}
+
 caf::behavior database_impl(database_actor* self, database_options options) {
   self->state.options = std::move(options);
   if (!self->state.options.url.empty())
@@ -130,6 +187,68 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     [self](ping_atom) { return ping(self); },
     [self](commit_atom, const std::vector<write_request>& batch) { return commit(self, batch); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+    // Accounts (persistence/accounts.hpp)
+    [self](user_create_atom, const std::string& email, const std::string& password_hash, const std::string& role) {
+      return run_query(self, "user_create",
+                       [&](pqxx::work& tx) { return accounts_sql::user_create(tx, email, password_hash, role); });
+    },
+    [self](user_by_email_atom, const std::string& email) {
+      return run_query(self, "user_by_email", [&](pqxx::work& tx) { return accounts_sql::user_by_email(tx, email); });
+    },
+    [self](user_by_id_atom, const std::string& user_id) {
+      return run_query(self, "user_by_id", [&](pqxx::work& tx) { return accounts_sql::user_by_id(tx, user_id); });
+    },
+    [self](user_set_role_atom, const std::string& email, const std::string& role) {
+      return run_query(self, "user_set_role",
+                       [&](pqxx::work& tx) { return accounts_sql::user_set_role(tx, email, role); });
+    },
+    [self](session_load_atom, const std::string& user_id) {
+      return run_query(self, "session_load", [&](pqxx::work& tx) { return accounts_sql::session_load(tx, user_id); });
+    },
+    [self](refresh_issue_atom, const std::string& user_id, const std::string& family_id, const std::string& hash,
+           int64_t expires_at) {
+      return run_query(self, "refresh_issue", [&](pqxx::work& tx) {
+        return accounts_sql::refresh_issue(tx, user_id, family_id, hash, expires_at);
+      });
+    },
+    [self](refresh_rotate_atom, const std::string& old_hash, const std::string& new_hash, int64_t new_expires_at) {
+      return run_query(self, "refresh_rotate", [&](pqxx::work& tx) {
+        return accounts_sql::refresh_rotate(tx, old_hash, new_hash, new_expires_at);
+      });
+    },
+    [self](refresh_revoke_atom, const std::string& hash) {
+      return run_query(self, "refresh_revoke", [&](pqxx::work& tx) { return accounts_sql::refresh_revoke(tx, hash); });
+    },
+    [self](refresh_revoke_user_atom, const std::string& user_id) {
+      return run_query(self, "refresh_revoke_user",
+                       [&](pqxx::work& tx) { return accounts_sql::refresh_revoke_user(tx, user_id); });
+    },
+    [self](jti_revoke_atom, const std::string& user_id, const std::string& jti, int64_t expires_at) {
+      return run_query(self, "jti_revoke",
+                       [&](pqxx::work& tx) { return accounts_sql::jti_revoke(tx, user_id, jti, expires_at); });
+    },
+    [self](api_key_create_atom, const std::string& user_id, const std::string& name, const std::string& hash,
+           const std::string& last4) {
+      return run_query(self, "api_key_create",
+                       [&](pqxx::work& tx) { return accounts_sql::api_key_create(tx, user_id, name, hash, last4); });
+    },
+    [self](api_key_list_atom, const std::string& user_id) {
+      return run_query(self, "api_key_list", [&](pqxx::work& tx) { return accounts_sql::api_key_list(tx, user_id); });
+    },
+    [self](api_key_revoke_atom, const std::string& user_id, const std::string& key_id) {
+      return run_query(self, "api_key_revoke",
+                       [&](pqxx::work& tx) { return accounts_sql::api_key_revoke(tx, user_id, key_id); });
+    },
+    [self](api_key_lookup_atom, const std::string& hash) {
+      return run_query(self, "api_key_lookup", [&](pqxx::work& tx) { return accounts_sql::api_key_lookup(tx, hash); });
+    },
+    [self](api_key_touch_atom, const std::string& key_id, int64_t used_at) {
+      return run_query(self, "api_key_touch",
+                       [&](pqxx::work& tx) { return accounts_sql::api_key_touch(tx, key_id, used_at); });
+    },
+    [self](auth_purge_atom) {
+      return run_query(self, "auth_purge", [&](pqxx::work& tx) { return accounts_sql::auth_purge(tx); });
+    },
   };
 }
 

@@ -69,6 +69,22 @@ typename Inspector::result_type inspect(Inspector& f, feedback_row& x) {
   return f(caf::meta::type_name("feedback_row"), x.id, x.user_id, x.ip, x.rating, x.comment, x.lang, x.request_id);
 }
 
+/// One security event (table security_events): failed logins, invalid or revoked credentials, refresh token
+/// reuse, forbidden access, rate-limit hits.
+struct security_event_row {
+  std::string type;      // e.g. "login_failed", "invalid_token", "refresh_reuse", "forbidden"
+  std::string severity;  // "info", "warning" or "critical"
+  std::string user_id;
+  std::string ip;
+  std::string request_id;
+  std::string detail = "{}";  // a JSON object; never contains secrets
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, security_event_row& x) {
+  return f(caf::meta::type_name("security_event_row"), x.type, x.severity, x.user_id, x.ip, x.request_id, x.detail);
+}
+
 /// Rows that commit together or not at all, with an optional idempotency key: a second request with the same
 /// (scope, key) within 24 h writes nothing and gets the first one's result.
 struct write_request {
@@ -78,14 +94,15 @@ struct write_request {
   std::string result;           // the JSON document to return once committed (and on every replay)
   std::vector<event_row> events;
   std::vector<feedback_row> feedback;
+  std::vector<security_event_row> security_events;
 
-  size_t rows() const { return events.size() + feedback.size(); }
+  size_t rows() const { return events.size() + feedback.size() + security_events.size(); }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, write_request& x) {
   return f(caf::meta::type_name("write_request"), x.scope, x.idempotency_key, x.request_hash, x.result, x.events,
-           x.feedback);
+           x.feedback, x.security_events);
 }
 
 /// The answer to a committed write_request.

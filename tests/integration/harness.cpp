@@ -1,6 +1,7 @@
 #include "tests/integration/harness.hpp"
 
 #include <curl/curl.h>
+#include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -29,6 +30,9 @@ std::vector<std::string> build_environment(const troupe_process::options& opts) 
   }
   if (!opts.with_database)
     env.erase("TROUPE_DATABASE_URL");
+  // Serving needs a token key; tests that care pass their own.
+  if (env.count("TROUPE_JWT_SECRET") == 0)
+    env["TROUPE_JWT_SECRET"] = test_jwt_secret;
   for (const auto& [k, v] : opts.env) {
     if (v.empty())
       env.erase(k);
@@ -92,6 +96,12 @@ troupe_process::troupe_process(options opts) {
 }
 
 troupe_process::~troupe_process() {
+  // A failing test shows what the server said.
+  if (::testing::Test::HasFailure()) {
+    auto text = output();
+    std::fprintf(stderr, "---- troupe output (last 8 KiB) ----\n%s\n----\n",
+                 text.substr(text.size() > 8192 ? text.size() - 8192 : 0).c_str());
+  }
   {
     std::lock_guard<std::mutex> guard{mutex_};
     if (!exited_)

@@ -14,6 +14,9 @@
 
 namespace troupe::testing {
 
+/// The TROUPE_JWT_SECRET every troupe_process gets unless its options name another.
+inline constexpr const char* test_jwt_secret = "integration-test-secret-0123456789abcdef";
+
 /// A troupe process started with `--set http.port=0` plus the given arguments; the constructor waits for its
 /// "listening" log line and reads the port from it. The destructor kills it if it still runs.
 class troupe_process {

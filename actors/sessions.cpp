@@ -1,0 +1,214 @@
+#include "actors/sessions.hpp"
+
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+
+#include <unordered_map>
+#include <unordered_set>
+
+namespace troupe {
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+constexpr int64_t key_touch_interval_s = 60;
+
+struct session_state {
+  session_options opts;
+  user_record user;
+  std::unordered_map<std::string, int64_t> revoked_jtis;  // jti -> expires_at
+  std::unordered_set<std::string> revoked_keys;
+  std::unordered_map<std::string, int64_t> key_touched;   // key id -> last time we recorded its use
+
+  static inline const char* name = "session";
+};
+
+using session_actor = caf::stateful_actor<session_state>;
+
+int64_t now(const session_options& opts) {
+  return opts.now_unix ? opts.now_unix() : unix_now();
+}
+
+/// Records (at most once a minute per key) that an API key was used; fire and forget.
+void touch_key(session_actor* self, const std::string& key_id) {
+  auto& st = self->state;
+  auto t = now(st.opts);
+  auto& last = st.key_touched[key_id];
+  if (t - last < key_touch_interval_s)
+    return;
+  last = t;
+  if (auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt)
+    caf::anon_send(*db, api_key_touch_atom::value, key_id, t);
+}
+
+caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts) {
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  st.user = std::move(snapshot.user);
+  for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
+    st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
+  st.revoked_keys.insert(snapshot.revoked_key_ids.begin(), snapshot.revoked_key_ids.end());
+  return {
+    [self](authorize_atom, credential& cred) -> caf::result<identity> {
+      auto& st = self->state;
+      if (cred.kind == "jwt") {
+        auto revoked = st.revoked_jtis.find(cred.jti);
+        if (revoked != st.revoked_jtis.end()) {
+          if (revoked->second >= now(st.opts))
+            return make_error(service_error::unauthenticated, "This token has been revoked.");
+          st.revoked_jtis.erase(revoked);  // expired anyway: the signature check refuses it now
+        }
+      } else if (st.revoked_keys.count(cred.key_id) > 0) {
+        return make_error(service_error::unauthenticated, "This API key has been revoked.");
+      } else {
+        touch_key(self, cred.key_id);
+      }
+      return identity{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred)};
+    },
+    [self](revoke_atom, const std::string& jti, int64_t expires_at) -> caf::result<bool> {
+      auto& st = self->state;
+      auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+      if (!db)
+        return make_error(service_error::unavailable, "The database is restarting; retry shortly.");
+      auto promise = self->make_response_promise<bool>();
+      // Refuse the token at once; the revocation is acknowledged once it is durable.
+      st.revoked_jtis[jti] = expires_at;
+      self->request(*db, caf::duration{std::chrono::seconds{10}}, jti_revoke_atom::value, st.user.id, jti, expires_at)
+        .then([promise](bool) mutable { promise.deliver(true); },
+              [promise](caf::error& err) mutable { promise.deliver(std::move(err)); });
+      return promise;
+    },
+    [self](revoke_key_atom, const std::string& key_id) {
+      self->state.revoked_keys.insert(key_id);
+      return true;
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+    caf::after(self->state.opts.idle) >> [self] { self->quit(); },
+  };
+}
+
+// --- the manager ---
+
+struct manager_state {
+  session_manager_options opts;
+  std::unordered_map<std::string, caf::actor> sessions;  // user id -> live session
+  std::unordered_map<caf::actor_addr, std::string> owners;
+  using waiter = std::function<void(caf::expected<caf::actor>)>;
+  std::unordered_map<std::string, std::vector<waiter>> loading;  // user id -> who waits for its session
+
+  static inline const char* name = "session_manager";
+};
+
+using manager_actor = caf::stateful_actor<manager_state>;
+
+/// Calls `then` with the session of `user_id` (or why there is none), loading it first if needed.
+void with_session(manager_actor* self, const std::string& user_id, manager_state::waiter then) {
+  auto& st = self->state;
+  if (auto i = st.sessions.find(user_id); i != st.sessions.end()) {
+    then(i->second);
+    return;
+  }
+  auto& waiting = st.loading[user_id];
+  waiting.push_back(std::move(then));
+  if (waiting.size() > 1)
+    return;  // a load is under way; it answers everyone
+  auto db = st.opts.session.db_query ? st.opts.session.db_query() : std::nullopt;
+  auto fail_all = [self, user_id](caf::error err) {
+    auto waiting = std::move(self->state.loading[user_id]);
+    self->state.loading.erase(user_id);
+    for (auto& w : waiting)
+      w(err);
+  };
+  if (!db) {
+    fail_all(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
+    return;
+  }
+  self->request(*db, caf::duration{std::chrono::seconds{10}}, session_load_atom::value, user_id)
+    .then(
+      [self, user_id](session_snapshot& snapshot) {
+        auto& st = self->state;
+        auto session = self->spawn<caf::linked>(session_impl, std::move(snapshot), st.opts.session);
+        self->monitor(session);
+        st.sessions[user_id] = session;
+        st.owners[session.address()] = user_id;
+        st.opts.sessions->put(user_id, session);
+        st.opts.active->fetch_add(1);
+        auto waiting = std::move(st.loading[user_id]);
+        st.loading.erase(user_id);
+        for (auto& w : waiting)
+          w(session);
+      },
+      [fail_all](caf::error& err) mutable {
+        // An unknown user (deleted since the token was issued) cannot be authenticated.
+        if (service_code(err) == service_error::not_found)
+          fail_all(make_error(service_error::unauthenticated, "This account no longer exists."));
+        else
+          fail_all(std::move(err));
+      });
+}
+
+caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
+  self->state.opts = std::move(opts);
+  // Sessions are linked: their exit_msg is handled by the down_msg below; an exit from the parent ends everything.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    if (self->state.owners.count(msg.source) == 0)
+      self->quit(msg.reason);
+  });
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    auto owner = st.owners.find(msg.source);
+    if (owner == st.owners.end())
+      return;
+    auto user_id = owner->second;
+    st.owners.erase(owner);
+    if (auto i = st.sessions.find(user_id); i != st.sessions.end()) {
+      st.opts.sessions->erase(user_id, i->second);
+      st.sessions.erase(i);
+    }
+    st.opts.active->fetch_sub(1);
+    if (msg.reason && msg.reason != caf::exit_reason::user_shutdown) {
+      log::warn("session failed; it is rebuilt on next use",
+                log::fields{}.add("user_id", user_id).add("error", self->system().render(msg.reason)));
+      if (st.opts.metrics)
+        st.opts.metrics
+          ->counter("troupe_actor_restarts_total", "Restarts of supervised actors.", {"supervisor", "child"})
+          .inc({"sessions", "session"});
+    }
+  });
+  return {
+    [self](session_atom, const std::string& user_id) {
+      auto promise = self->make_response_promise<caf::actor>();
+      with_session(self, user_id, [promise](caf::expected<caf::actor> session) mutable {
+        if (session)
+          promise.deliver(std::move(*session));
+        else
+          promise.deliver(std::move(session.error()));
+      });
+      return promise;
+    },
+    [self](authorize_atom, const std::string& user_id, credential& cred) {
+      auto promise = self->make_response_promise<identity>();
+      with_session(self, user_id, [promise, cred](caf::expected<caf::actor> session) mutable {
+        if (session)
+          promise.delegate(*session, authorize_atom::value, std::move(cred));
+        else
+          promise.deliver(std::move(session.error()));
+      });
+      return promise;
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options) {
+  return sys.spawn(manager_impl, std::move(options));
+}
+
+} // namespace troupe

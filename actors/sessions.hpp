@@ -1,0 +1,56 @@
+#pragma once
+// Session actors: one per active user, holding what verifying a request needs so the hot path never touches
+// PostgreSQL: the user's role and plan, revoked access tokens (until they expire) and revoked API keys.
+//
+// session actor   (authorize_atom, credential) -> identity   unauthenticated if the token/key is revoked
+//                 (revoke_atom, jti, int64_t expires_at) -> bool   persists the revocation (db.query), then refuses
+//                 (revoke_key_atom, key_id) -> bool
+//                 (mailbox_atom) -> size_t
+//                 passivates (exits normally) after `idle` without messages
+//
+// session manager (session_atom, user_id) -> caf::actor          the live session, loaded from PostgreSQL if needed
+//                 (authorize_atom, user_id, credential) -> identity   same, then asks the session
+//                 (mailbox_atom) -> size_t
+//
+// The manager is the router of user id -> session: it loads a user's snapshot (concurrent first requests share one
+// load), spawns the session linked to itself, publishes it in the sessions directory (so callers usually reach it
+// without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next use; the
+// crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
+
+#include "actors/directory.hpp"
+#include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace troupe {
+
+struct session_options {
+  std::chrono::milliseconds idle{15 * 60 * 1000};
+  /// The live "db.query" actor (persistence/query_router.hpp), or nullopt while it restarts.
+  std::function<std::optional<caf::actor>()> db_query;
+  /// Clock for token expiry, unix seconds (tests inject their own).
+  std::function<int64_t()> now_unix;
+};
+
+struct session_manager_options {
+  session_options session;
+  /// Where live sessions are published, keyed by user id (a directory of its own: /metrics does not list it).
+  std::shared_ptr<directory> sessions = std::make_shared<directory>();
+  std::shared_ptr<metrics_registry> metrics;
+  std::shared_ptr<std::atomic<int64_t>> active = std::make_shared<std::atomic<int64_t>>(0);
+};
+
+caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options);
+
+/// The current time in unix seconds.
+int64_t unix_now();
+
+} // namespace troupe

@@ -1,0 +1,91 @@
+#pragma once
+// Authentication and the account routes.
+//
+// A bearer credential is an access JWT (verified on the Pistache thread: signature with the algorithm pinned,
+// exp/nbf/iat/iss/aud) or an API key "trp_..." (hashed on the Pistache thread, looked up through the API key cache).
+// The user's session actor then vouches for it (revoked tokens and keys, role and plan from the database), so no
+// request touches PostgreSQL once the session is warm.
+//
+//   POST   /api/auth/register  {email, password}  -> 201 {user_id}              409 if the email is taken
+//   POST   /api/auth/login     {email, password}  -> 200 tokens                  401 either way when wrong; 429 after
+//                                                                                5 failures in 15 min (account or IP)
+//   POST   /api/auth/refresh   {refresh_token}    -> 200 tokens (rotated)        reuse revokes the whole family
+//   POST   /api/auth/logout    {refresh_token?}   -> 200                         revokes the access token (until it
+//                                                                                expires) and the refresh family
+//   GET    /api/me                                 -> 200 the caller's account
+//   POST   /api/keys           {name}             -> 201 {id, key, ...}         the key is shown once
+//   GET    /api/keys                               -> 200 {keys:[...]} masked
+//   DELETE /api/keys/{id}                          -> 204                         effective on the next request;
+//                                                                                another user's key is 404
+
+#include "http/bridge.hpp"
+#include "http/jwt.hpp"
+#include "http/router.hpp"
+
+#include "actors/directory.hpp"
+#include "actors/messages.hpp"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace troupe::http {
+
+struct auth_options {
+  std::shared_ptr<jwt_codec> jwt;
+  std::chrono::seconds refresh_ttl{30 * 24 * 3600};
+  std::vector<std::string> admin_emails;  // normalised; registering with one of them makes an admin
+  std::shared_ptr<directory> sessions;    // live session actors by user id
+  size_t hashers = 1;                     // password hasher actors "auth.hasher.<i>"
+  std::string dummy_password_hash;        // same parameters as real hashes: unknown emails cost the same time
+  std::function<int64_t()> now_unix;      // unix seconds; the system clock when empty
+  // Names of the actors involved, in the bridge's directory.
+  std::string db_query = "db.query";
+  std::string writer = "db.writer";
+  std::string session_manager = "sessions";
+  std::string key_cache = "auth.keys";
+  std::string throttle = "auth.throttle";
+};
+
+class authenticator {
+public:
+  authenticator(actor_bridge& bridge, auth_options options);
+
+  /// Inside a bridge worker, with the caller vouched for by its session. `self` may send further requests whose
+  /// handlers complete the responder.
+  using continuation = std::function<void(caf::event_based_actor* self, const identity& who)>;
+
+  /// Verifies the bearer credential and calls `then`; otherwise answers 401 (and records a security event) or 503.
+  void authenticate(const std::shared_ptr<responder>& r, continuation then);
+
+  /// authenticate, then 403 unless the caller is an admin.
+  void require_admin(const std::shared_ptr<responder>& r, continuation then);
+
+  /// Records a security event through the DB writer, without waiting for it (never slows the request).
+  void record(const request& req, const std::string& type, const std::string& severity, const std::string& user_id,
+              const std::string& detail_json = "{}");
+
+  const auth_options& options() const { return options_; }
+  actor_bridge& bridge() { return bridge_; }
+  int64_t now() const;
+
+private:
+  void resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred,
+               continuation then);
+
+  actor_bridge& bridge_;
+  auth_options options_;
+};
+
+void add_auth_routes(router& routes, authenticator& auth);
+
+/// Trims and lower-cases an email address; "" if it does not look like one (one '@', no spaces or controls, a dot
+/// in the domain, at most 254 characters).
+std::string normalise_email(const std::string& raw);
+
+/// Parses a comma-separated TROUPE_ADMIN_EMAILS value into normalised addresses.
+std::vector<std::string> parse_admin_emails(const std::string& list);
+
+} // namespace troupe::http

@@ -1,0 +1,18 @@
+#pragma once
+// Hashes and random tokens for credentials (libsodium).
+
+#include <string>
+#include <string_view>
+
+namespace troupe::http {
+
+/// Lower-case hex of the SHA-256 of `text`.
+std::string sha256_hex(std::string_view text);
+
+/// `bytes` random bytes (libsodium randombytes) as unpadded base64url.
+std::string random_url_token(size_t bytes);
+
+/// Constant-time equality of two strings of the same length (false when the lengths differ).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+} // namespace troupe::http

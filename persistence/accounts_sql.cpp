@@ -1,0 +1,286 @@
+#include "persistence/accounts_sql.hpp"
+
+#include "config/service_error.hpp"
+
+#include <cctype>
+#include <utility>
+
+namespace troupe::accounts_sql {
+
+namespace {
+
+// Unix seconds of a timestamptz column, 0 for NULL.
+std::string epoch(const std::string& column) {
+  return "COALESCE(floor(extract(epoch FROM " + column + "))::bigint, 0)";
+}
+
+const std::string user_columns = "id::text, email, password_hash, role, plan, " + epoch("created_at");
+const std::string key_columns = "id::text, user_id::text, name, key_last4, " + epoch("created_at") + ", "
+                                + epoch("last_used_at") + ", " + epoch("revoked_at");
+
+user_record to_user(const pqxx::row& row) {
+  return {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+          row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<int64_t>()};
+}
+
+api_key_record to_key(const pqxx::row& row) {
+  return {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<std::string>(),
+          row[4].as<int64_t>(),     row[5].as<int64_t>(),     row[6].as<int64_t>()};
+}
+
+caf::error no_user() {
+  return make_error(service_error::not_found, "No such user.");
+}
+
+caf::error no_key() {
+  return make_error(service_error::not_found, "No such API key.");
+}
+
+caf::error bad_hash() {
+  return make_error(service_error::invalid_input, "A token or key hash must be 64 hex digits (SHA-256).");
+}
+
+bool is_hex(char c) {
+  return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+}
+
+} // namespace
+
+bool is_uuid(const std::string& text) {
+  if (text.size() != 36)
+    return false;
+  for (size_t i = 0; i < text.size(); ++i)
+    if ((i == 8 || i == 13 || i == 18 || i == 23) ? text[i] != '-' : !is_hex(text[i]))
+      return false;
+  return true;
+}
+
+bool is_sha256_hex(const std::string& text) {
+  if (text.size() != 64)
+    return false;
+  for (char c : text)
+    if (!is_hex(c))
+      return false;
+  return true;
+}
+
+void prepare_statements(pqxx::connection& conn) {
+  // {user} and {key} stand for the columns that to_user and to_key read.
+  const std::pair<const char*, const char*> statements[] = {
+    // Users
+    {"troupe_acc_user_create", "INSERT INTO users (email, password_hash, role) "
+                               "VALUES ($1, $2, COALESCE(NULLIF($3, ''), 'user')) RETURNING {user}"},
+    {"troupe_acc_user_by_email", "SELECT {user} FROM users WHERE email = $1"},
+    {"troupe_acc_user_by_id", "SELECT {user} FROM users WHERE id = $1::uuid"},
+    {"troupe_acc_user_set_role", "UPDATE users SET role = $2 WHERE email = $1 RETURNING {user}"},
+    {"troupe_acc_revoked_jtis", "SELECT jti, floor(extract(epoch FROM expires_at))::bigint FROM revoked_tokens "
+                                "WHERE user_id = $1::uuid AND expires_at > now() ORDER BY expires_at, jti"},
+    {"troupe_acc_revoked_keys", "SELECT id::text FROM api_keys WHERE user_id = $1::uuid AND revoked_at IS NOT NULL "
+                                "ORDER BY revoked_at, id"},
+    // Refresh tokens
+    {"troupe_acc_live_family", "SELECT 1 FROM refresh_tokens WHERE family_id = $1::uuid AND user_id = $2::uuid "
+                               "AND revoked_at IS NULL LIMIT 1"},
+    {"troupe_acc_refresh_insert", "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) "
+                                  "VALUES ($1::uuid, COALESCE(NULLIF($2, '')::uuid, gen_random_uuid()), "
+                                  "decode($3, 'hex'), to_timestamp($4)) RETURNING family_id::text"},
+    {"troupe_acc_refresh_lock", "SELECT id::text, user_id::text, family_id::text, used_at IS NOT NULL, "
+                                "revoked_at IS NOT NULL, expires_at <= now() FROM refresh_tokens "
+                                "WHERE token_hash = decode($1, 'hex') FOR UPDATE"},
+    {"troupe_acc_refresh_use", "UPDATE refresh_tokens SET used_at = now() WHERE id = $1::uuid"},
+    {"troupe_acc_family_revoke", "UPDATE refresh_tokens SET revoked_at = now() "
+                                 "WHERE family_id = $1::uuid AND revoked_at IS NULL"},
+    {"troupe_acc_refresh_revoke", "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND "
+                                  "family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = "
+                                  "decode($1, 'hex'))"},
+    {"troupe_acc_refresh_revoke_user", "UPDATE refresh_tokens SET revoked_at = now() "
+                                       "WHERE user_id = $1::uuid AND revoked_at IS NULL"},
+    // Access tokens
+    {"troupe_acc_jti_revoke", "INSERT INTO revoked_tokens (jti, user_id, expires_at) "
+                              "VALUES ($1, $2::uuid, to_timestamp($3)) ON CONFLICT (jti) DO NOTHING"},
+    // API keys
+    {"troupe_acc_key_create", "INSERT INTO api_keys (user_id, name, key_hash, key_last4) "
+                              "VALUES ($1::uuid, $2, decode($3, 'hex'), $4) RETURNING {key}"},
+    {"troupe_acc_key_list", "SELECT {key} FROM api_keys WHERE user_id = $1::uuid ORDER BY created_at DESC, id DESC"},
+    {"troupe_acc_key_revoke", "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) "
+                              "WHERE id = $2::uuid AND user_id = $1::uuid RETURNING {key}"},
+    {"troupe_acc_key_lookup", "SELECT {key} FROM api_keys WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL"},
+    {"troupe_acc_key_touch", "UPDATE api_keys SET last_used_at = greatest(last_used_at, to_timestamp($2)) "
+                             "WHERE id = $1::uuid"},
+    // Maintenance
+    {"troupe_acc_purge_jtis", "DELETE FROM revoked_tokens WHERE expires_at <= now()"},
+    {"troupe_acc_purge_refresh", "DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'"},
+  };
+  for (const auto& [name, text] : statements) {
+    std::string sql = text;
+    for (const auto& [placeholder, columns] : {std::pair{"{user}", &user_columns}, std::pair{"{key}", &key_columns}})
+      if (auto at = sql.find(placeholder); at != std::string::npos)
+        sql.replace(at, std::char_traits<char>::length(placeholder), *columns);
+    conn.prepare(name, sql);
+  }
+}
+
+// --- Users ---------------------------------------------------------------------------------------------------------
+
+caf::expected<user_record> user_create(pqxx::transaction_base& tx, const std::string& email,
+                                       const std::string& password_hash, const std::string& role) {
+  return to_user(tx.exec_prepared1("troupe_acc_user_create", email, password_hash, role));
+}
+
+caf::expected<user_record> user_by_email(pqxx::transaction_base& tx, const std::string& email) {
+  auto rows = tx.exec_prepared("troupe_acc_user_by_email", email);
+  if (rows.empty())
+    return no_user();
+  return to_user(rows[0]);
+}
+
+caf::expected<user_record> user_by_id(pqxx::transaction_base& tx, const std::string& user_id) {
+  if (!is_uuid(user_id))
+    return no_user();
+  auto rows = tx.exec_prepared("troupe_acc_user_by_id", user_id);
+  if (rows.empty())
+    return no_user();
+  return to_user(rows[0]);
+}
+
+caf::expected<user_record> user_set_role(pqxx::transaction_base& tx, const std::string& email,
+                                         const std::string& role) {
+  auto rows = tx.exec_prepared("troupe_acc_user_set_role", email, role);
+  if (rows.empty())
+    return no_user();
+  return to_user(rows[0]);
+}
+
+caf::expected<session_snapshot> session_load(pqxx::transaction_base& tx, const std::string& user_id) {
+  auto user = user_by_id(tx, user_id);
+  if (!user)
+    return user.error();
+  session_snapshot snapshot;
+  snapshot.user = std::move(*user);
+  for (const auto& row : tx.exec_prepared("troupe_acc_revoked_jtis", user_id)) {
+    snapshot.revoked_jtis.push_back(row[0].as<std::string>());
+    snapshot.revoked_jti_expiries.push_back(row[1].as<int64_t>());
+  }
+  for (const auto& row : tx.exec_prepared("troupe_acc_revoked_keys", user_id))
+    snapshot.revoked_key_ids.push_back(row[0].as<std::string>());
+  return snapshot;
+}
+
+// --- Refresh tokens ------------------------------------------------------------------------------------------------
+
+caf::expected<std::string> refresh_issue(pqxx::transaction_base& tx, const std::string& user_id,
+                                         const std::string& family_id, const std::string& token_hash,
+                                         int64_t expires_at) {
+  if (!is_uuid(user_id))
+    return no_user();
+  if (!is_sha256_hex(token_hash))
+    return bad_hash();
+  if (!family_id.empty()
+      && (!is_uuid(family_id) || tx.exec_prepared("troupe_acc_live_family", family_id, user_id).empty()))
+    return make_error(service_error::not_found, "No such refresh token family for this user.");
+  // An unknown user fails on the foreign key (not_found).
+  return tx.exec_prepared1("troupe_acc_refresh_insert", user_id, family_id, token_hash, expires_at)[0]
+    .as<std::string>();
+}
+
+caf::expected<refresh_rotation> refresh_rotate(pqxx::transaction_base& tx, const std::string& old_token_hash,
+                                               const std::string& new_token_hash, int64_t new_expires_at) {
+  if (!is_sha256_hex(new_token_hash))
+    return bad_hash();
+  if (!is_sha256_hex(old_token_hash))
+    return refresh_rotation{"invalid", "", ""};
+  // The row lock makes a concurrent rotation of the same token wait here, then see used_at set: "reused".
+  auto rows = tx.exec_prepared("troupe_acc_refresh_lock", old_token_hash);
+  if (rows.empty())
+    return refresh_rotation{"invalid", "", ""};
+  auto id = rows[0][0].as<std::string>();
+  auto user_id = rows[0][1].as<std::string>();
+  auto family_id = rows[0][2].as<std::string>();
+  bool used = rows[0][3].as<bool>();
+  bool revoked = rows[0][4].as<bool>();
+  bool expired = rows[0][5].as<bool>();
+  if (revoked || expired)
+    return refresh_rotation{"invalid", "", ""};
+  if (used) {
+    // Someone presents a token that was already exchanged: one of the two holders is a thief. End the family.
+    tx.exec_prepared0("troupe_acc_family_revoke", family_id);
+    return refresh_rotation{"reused", user_id, family_id};
+  }
+  tx.exec_prepared0("troupe_acc_refresh_use", id);
+  tx.exec_prepared("troupe_acc_refresh_insert", user_id, family_id, new_token_hash, new_expires_at);
+  return refresh_rotation{"rotated", user_id, family_id};
+}
+
+caf::expected<int64_t> refresh_revoke(pqxx::transaction_base& tx, const std::string& token_hash) {
+  if (!is_sha256_hex(token_hash))
+    return int64_t{0};
+  return static_cast<int64_t>(tx.exec_prepared0("troupe_acc_refresh_revoke", token_hash).affected_rows());
+}
+
+caf::expected<int64_t> refresh_revoke_user(pqxx::transaction_base& tx, const std::string& user_id) {
+  if (!is_uuid(user_id))
+    return int64_t{0};
+  return static_cast<int64_t>(tx.exec_prepared0("troupe_acc_refresh_revoke_user", user_id).affected_rows());
+}
+
+caf::expected<bool> jti_revoke(pqxx::transaction_base& tx, const std::string& user_id, const std::string& jti,
+                               int64_t expires_at) {
+  if (!is_uuid(user_id))
+    return no_user();
+  // An unknown user fails on the foreign key (not_found).
+  return tx.exec_prepared0("troupe_acc_jti_revoke", jti, user_id, expires_at).affected_rows() == 1;
+}
+
+// --- API keys ------------------------------------------------------------------------------------------------------
+
+caf::expected<api_key_record> api_key_create(pqxx::transaction_base& tx, const std::string& user_id,
+                                             const std::string& name, const std::string& key_hash,
+                                             const std::string& last4) {
+  if (!is_uuid(user_id))
+    return no_user();
+  if (!is_sha256_hex(key_hash))
+    return bad_hash();
+  // An unknown user fails on the foreign key (not_found), a known hash on its UNIQUE index (conflict).
+  return to_key(tx.exec_prepared1("troupe_acc_key_create", user_id, name, key_hash, last4));
+}
+
+caf::expected<std::vector<api_key_record>> api_key_list(pqxx::transaction_base& tx, const std::string& user_id) {
+  std::vector<api_key_record> keys;
+  if (!is_uuid(user_id))
+    return keys;
+  for (const auto& row : tx.exec_prepared("troupe_acc_key_list", user_id))
+    keys.push_back(to_key(row));
+  return keys;
+}
+
+caf::expected<api_key_record> api_key_revoke(pqxx::transaction_base& tx, const std::string& user_id,
+                                             const std::string& key_id) {
+  if (!is_uuid(user_id) || !is_uuid(key_id))
+    return no_key();
+  auto rows = tx.exec_prepared("troupe_acc_key_revoke", user_id, key_id);
+  if (rows.empty())
+    return no_key(); // unknown, or another user's: the same answer, so ids cannot be probed
+  return to_key(rows[0]);
+}
+
+caf::expected<api_key_record> api_key_lookup(pqxx::transaction_base& tx, const std::string& key_hash) {
+  auto rows = is_sha256_hex(key_hash) ? tx.exec_prepared("troupe_acc_key_lookup", key_hash) : pqxx::result{};
+  if (rows.empty())
+    return make_error(service_error::unauthenticated, "Invalid API key.");
+  return to_key(rows[0]);
+}
+
+caf::expected<bool> api_key_touch(pqxx::transaction_base& tx, const std::string& key_id, int64_t used_at) {
+  if (!is_uuid(key_id))
+    return false;
+  return tx.exec_prepared0("troupe_acc_key_touch", key_id, used_at).affected_rows() == 1;
+}
+
+// --- Maintenance ---------------------------------------------------------------------------------------------------
+
+caf::expected<int64_t> auth_purge(pqxx::transaction_base& tx) {
+  auto jtis = tx.exec_prepared0("troupe_acc_purge_jtis").affected_rows();
+  auto refresh = tx.exec_prepared0("troupe_acc_purge_refresh").affected_rows();
+  return static_cast<int64_t>(jtis + refresh);
+}
+
+} // namespace troupe::accounts_sql
