@@ -266,7 +266,6 @@ int run_server(const config::settings& settings) {
     auto routes = std::make_shared<http::router>();
     http::actor_bridge bridge{names, or_cores(settings.http.threads), milliseconds{settings.http.request_timeout_ms}};
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, settings.debug.enabled);
-    http::add_write_routes(*routes, bridge, http::write_route_options{});
     http::auth_options auth_opts;
     http::jwt_settings jwt;
     jwt.secret = settings.auth.jwt_secret;
@@ -281,6 +280,7 @@ int run_server(const config::settings& settings) {
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
     http::authenticator authenticator{bridge, auth_opts};
     http::add_auth_routes(*routes, authenticator);
+    http::add_write_routes(*routes, authenticator, http::write_route_options{});
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};

@@ -1,5 +1,6 @@
 #include "http/write_routes.hpp"
 
+#include "http/auth.hpp"
 #include "http/error_mapping.hpp"
 #include "http/hashing.hpp"
 #include "http/json_body.hpp"
@@ -83,7 +84,6 @@ std::string client_ip(const request& req) {
 /// when the key is malformed.
 bool take_idempotency_key(const std::shared_ptr<responder>& r, write_request& out) {
   const auto& req = r->req();
-  out.scope = "ip:" + req.remote_address;
   out.request_hash = sha256_hex(req.route + "\n" + req.body);
   auto key = req.header("Idempotency-Key");
   if (!key)
@@ -131,18 +131,32 @@ bool to_event_row(const std::shared_ptr<responder>& r, const rapidjson::Value& o
   return true;
 }
 
-/// Common tail of both routes: hand the request to the writer; 201 with the committed (or replayed) result.
-void write(actor_bridge& bridge, const write_route_options& options, const std::shared_ptr<responder>& r,
+/// Common tail of both routes: authenticate, stamp the caller's identity on the rows (never taken from the body),
+/// hand the request to the writer; 201 with the committed (or replayed) result.
+void write(authenticator& auth, const write_route_options& options, const std::shared_ptr<responder>& r,
            write_request request) {
-  bridge.ask_named<write_result>(
-    r, options.writer,
-    [](write_result& done) {
-      auto res = json_response(201, std::move(done.result));
-      if (done.replayed)
-        res.header("Idempotent-Replayed", "true");
-      return res;
-    },
-    write_atom::value, std::move(request));
+  auth.authenticate(r, [&auth, options, r, request = std::move(request)](caf::event_based_actor* self,
+                                                                        const identity& who) mutable {
+    request.scope = "user:" + who.user_id;
+    for (auto& e : request.events)
+      e.user_id = who.user_id;
+    for (auto& f : request.feedback)
+      f.user_id = who.user_id;
+    auto writer = auth.bridge().find(options.writer);
+    if (!writer) {
+      r->fail(make_error(service_error::unavailable, "The DB writer is restarting; retry shortly."));
+      return;
+    }
+    self->request(*writer, caf::duration{auth.bridge().timeout()}, write_atom::value, std::move(request))
+      .then(
+        [r](write_result& done) {
+          auto res = json_response(201, std::move(done.result));
+          if (done.replayed)
+            res.header("Idempotent-Replayed", "true");
+          r->send(std::move(res));
+        },
+        [r](caf::error& err) { r->fail(err); });
+  });
 }
 
 } // namespace
@@ -180,12 +194,12 @@ bool is_rfc3339(const std::string& text) {
   return tm.tm_mday == day && tm.tm_mon == month - 1;
 }
 
-void add_write_routes(router& routes, actor_bridge& bridge, const write_route_options& options) {
+void add_write_routes(router& routes, authenticator& auth, const write_route_options& options) {
   auto single = std::make_shared<json_schema>(event_schema);
   auto batch = std::make_shared<json_schema>(batch_schema_text());
   auto feedback = std::make_shared<json_schema>(feedback_schema);
 
-  routes.add("POST", "/api/events", [&bridge, options, single, batch](const std::shared_ptr<responder>& r) {
+  routes.add("POST", "/api/events", [&auth, options, single, batch](const std::shared_ptr<responder>& r) {
     auto doc = parse_json_body(r);
     if (!doc)
       return;
@@ -213,10 +227,10 @@ void add_write_routes(router& routes, actor_bridge& bridge, const write_route_op
         return;
     }
     request.result = R"({"accepted":)" + std::to_string(request.events.size()) + "}";
-    write(bridge, options, r, std::move(request));
+    write(auth, options, r, std::move(request));
   });
 
-  routes.add("POST", "/api/feedback", [&bridge, options, feedback](const std::shared_ptr<responder>& r) {
+  routes.add("POST", "/api/feedback", [&auth, options, feedback](const std::shared_ptr<responder>& r) {
     auto doc = parse_json_body(r);
     if (!doc)
       return;
@@ -239,7 +253,7 @@ void add_write_routes(router& routes, actor_bridge& bridge, const write_route_op
     row.request_id = r->req().id;
     request.feedback.push_back(std::move(row));
     request.result = R"({"status":"received"})";
-    write(bridge, options, r, std::move(request));
+    write(auth, options, r, std::move(request));
   });
 }
 

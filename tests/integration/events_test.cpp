@@ -28,16 +28,27 @@ protected:
       GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
   }
 
+  /// Starts troupe and signs up a user whose access token authenticates post().
   std::unique_ptr<troupe_process> start(std::vector<std::string> args = {}) {
     troupe_process::options opts;
     opts.args = std::move(args);
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
-    return std::make_unique<troupe_process>(opts);
+    auto t = std::make_unique<troupe_process>(opts);
+    auto account = R"({"email":"events@example.com","password":"correct horse battery"})";
+    http({"POST", t->url("/api/auth/register"), account, {"Content-Type: application/json"}, 20000});
+    auto login = http({"POST", t->url("/api/auth/login"), account, {"Content-Type: application/json"}, 20000});
+    rapidjson::Document doc;
+    doc.Parse(login.body.c_str());
+    EXPECT_EQ(login.status, 200) << login.body;
+    if (login.status == 200)
+      bearer_ = std::string{"Authorization: Bearer "} + doc["access_token"].GetString();
+    return t;
   }
 
-  static http_result post(const troupe_process& t, const std::string& path, const std::string& body,
-                          std::vector<std::string> headers = {}) {
+  http_result post(const troupe_process& t, const std::string& path, const std::string& body,
+                   std::vector<std::string> headers = {}) const {
     headers.push_back("Content-Type: application/json");
+    headers.push_back(bearer_);
     return http({"POST", t.url(path), body, headers, 20000});
   }
 
@@ -46,6 +57,7 @@ protected:
   }
 
   scratch_database db_;
+  std::string bearer_;
 };
 
 std::string param_of(const http_result& res) {
@@ -59,13 +71,13 @@ std::string param_of(const http_result& res) {
 /// Posts events with unique idempotency keys from several threads and records which were acknowledged.
 class event_load {
 public:
-  event_load(const troupe_process& t, int threads) {
+  event_load(const troupe_process& t, int threads, std::string bearer) {
     for (int i = 0; i < threads; ++i)
-      workers_.emplace_back([this, &t, i] {
+      workers_.emplace_back([this, &t, i, bearer] {
         for (int n = 0; !stop_; ++n) {
           auto key = "load-" + std::to_string(i) + "-" + std::to_string(n);
           auto res = http({"POST", t.url("/api/events"), R"({"event":"load","properties":{"k":")" + key + "\"}}",
-                           {"Content-Type: application/json", "Idempotency-Key: " + key}, 20000});
+                           {"Content-Type: application/json", "Idempotency-Key: " + key, bearer}, 20000});
           std::lock_guard<std::mutex> guard{mutex_};
           if (res.status == 201)
             acked_.insert(key);
@@ -133,7 +145,17 @@ void expect_all_present(scratch_database& db, const std::set<std::string>& keys)
 
 } // namespace
 
-// A 201 means the row is committed: it is visible to another connection right away.
+// Writes need a credential.
+TEST_F(Events, WritesNeedACredential) {
+  auto t = start();
+  EXPECT_EQ(http({"POST", t->url("/api/events"), R"({"event":"a"})", {"Content-Type: application/json"}, 5000}).status,
+            401);
+  EXPECT_EQ(http({"POST", t->url("/api/feedback"), R"({"rating":5})", {"Content-Type: application/json"}, 5000}).status,
+            401);
+  EXPECT_EQ(count("funnel_events"), "0");
+}
+
+// A 201 means the row is committed: it is visible to another connection right away, owned by the caller.
 TEST_F(Events, EventIsCommittedBefore201) {
   auto t = start();
   auto res = post(*t, "/api/events", R"({"event":"signup","session_id":"s1","source":"web","lang":"en",
@@ -144,6 +166,7 @@ TEST_F(Events, EventIsCommittedBefore201) {
                                    "AND occurred_at = '2026-11-21T09:00:00.5Z' AND ip = '127.0.0.1'"),
             "1");
   EXPECT_EQ(db_.scalar("SELECT request_id FROM funnel_events WHERE event = 'signup'"), res.header("x-request-id"));
+  EXPECT_EQ(db_.scalar("SELECT u.email FROM funnel_events e JOIN users u ON u.id = e.user_id"), "events@example.com");
 }
 
 // A batch is accepted whole.
@@ -189,7 +212,7 @@ TEST_F(Events, InvalidEventsAre400WithParamAndWriteNothing) {
     EXPECT_EQ(param_of(res), param.empty() ? "<none>" : param) << body.substr(0, 120) << " -> " << res.body;
   }
   EXPECT_EQ(post(*t, "/api/events", "[1,2").status, 400);
-  EXPECT_EQ(http({"POST", t->url("/api/events"), R"({"event":"a"})", {"Content-Type: text/plain"}, 5000}).status,
+  EXPECT_EQ(http({"POST", t->url("/api/events"), R"({"event":"a"})", {"Content-Type: text/plain", bearer_}, 5000}).status,
             415);
   EXPECT_EQ(post(*t, "/api/events", R"({"event":"a"})", {"Idempotency-Key: has space"}).status, 400);
   EXPECT_EQ(count("funnel_events"), "0");
@@ -249,7 +272,7 @@ TEST_F(Events, DatabaseOutageGives503AndRecovers) {
   std::string start_cmd = std::string{pg_script} + " start " + pg_dir + " " + pg_port;
   std::string out;
   {
-    event_load load{*t, 4};
+    event_load load{*t, 4, bearer_};
     ASSERT_TRUE(load.wait_until([&] { return load.acked() >= 50; }, 30s));
     ASSERT_EQ(run_command(stop_cmd, out), 0) << out;
     struct restart_guard {  // PostgreSQL comes back even if an assertion fails
@@ -273,7 +296,7 @@ TEST_F(Events, DatabaseOutageGives503AndRecovers) {
 // kill -9 of the server during load loses no acknowledged event.
 TEST_F(Events, KillDashNineLosesNoAcknowledgedEvent) {
   auto t = start();
-  event_load load{*t, 8};
+  event_load load{*t, 8, bearer_};
   ASSERT_TRUE(load.wait_until([&] { return load.acked() >= 300; }, 60s));
   t->signal(SIGKILL);
   ASSERT_TRUE(t->wait_exit(10s).has_value());
