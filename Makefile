@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http bench-db clean format
+.PHONY: run test build bench-http bench-db bench-auth bench-cache clean format
 
 run:
 	scripts/run $(ARGS)
@@ -22,6 +22,12 @@ bench-http:
 
 bench-db:
 	bench/db.sh
+
+bench-auth:
+	bench/auth.sh
+
+bench-cache:
+	bench/cache.sh
 
 clean:
 	rm -rf build

@@ -1,4 +1,5 @@
 #include "actors/messages.hpp"
+#include "actors/rate_limit.hpp"
 
 #include "config/service_error.hpp"
 #include "persistence/accounts.hpp"
@@ -18,6 +19,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<feedback_row>>("std::vector<feedback_row>");
   cfg.add_message_type<security_event_row>("security_event_row");
   cfg.add_message_type<std::vector<security_event_row>>("std::vector<security_event_row>");
+  cfg.add_message_type<usage_row>("usage_row");
+  cfg.add_message_type<std::vector<usage_row>>("std::vector<usage_row>");
   cfg.add_message_type<write_request>("write_request");
   cfg.add_message_type<std::vector<write_request>>("std::vector<write_request>");
   cfg.add_message_type<write_result>("write_result");
@@ -28,6 +31,10 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<api_key_record>>("std::vector<api_key_record>");
   cfg.add_message_type<session_snapshot>("session_snapshot");
   cfg.add_message_type<refresh_rotation>("refresh_rotation");
+  cfg.add_message_type<rate_policy>("rate_policy");
+  cfg.add_message_type<limit_decision>("limit_decision");
+  cfg.add_message_type<quota_status>("quota_status");
+  cfg.add_message_type<cache_reply>("cache_reply");
   cfg.add_message_type<credential>("credential");
   cfg.add_message_type<identity>("identity");
   cfg.add_error_category(service_error_category::value,

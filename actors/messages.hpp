@@ -62,6 +62,23 @@ typename Inspector::result_type inspect(Inspector& f, credential& x) {
   return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id);
 }
 
+/// A user's daily generation quota, as its session actor counts it.
+struct quota_status {
+  bool allowed = true;     // for a reservation: whether it was granted
+  int64_t limit = 0;       // generations per quota day for the user's plan
+  int64_t used = 0;        // used today, including this reservation when granted
+  int64_t resets_at = 0;   // unix seconds when the quota day rolls over
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, quota_status& x) {
+  return f(caf::meta::type_name("quota_status"), x.allowed, x.limit, x.used, x.resets_at);
+}
+
+/// (quota_atom, int64_t n) -> quota_status: to a session; reserves n generations atomically (all or nothing), or
+/// just reports the quota for n = 0.
+using quota_atom = caf::atom_constant<caf::atom("quota")>;
+
 /// Who is calling, as the session actor vouches for it (role and plan come from the database, not the token).
 struct identity {
   std::string user_id;
@@ -70,11 +87,12 @@ struct identity {
   std::string plan;
   int64_t created_at = 0;
   credential via;    // the credential that was presented
+  quota_status quota;  // today's generation quota (not reserved: allowed is true)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, identity& x) {
-  return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via);
+  return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via, x.quota);
 }
 
 /// (authorize_atom, credential) -> identity: to a session actor; unauthenticated if the token or key is revoked.
@@ -98,6 +116,48 @@ using verify_password_atom = caf::atom_constant<caf::atom("pwverify")>;
 using throttle_check_atom = caf::atom_constant<caf::atom("thrcheck")>;
 using throttle_fail_atom = caf::atom_constant<caf::atom("thrfail")>;
 using throttle_reset_atom = caf::atom_constant<caf::atom("thrreset")>;
+
+// --- Cache shards (actors/cache.hpp) ------------------------------------------------------------------------------
+/// A cache shard's answer to a get, a claim or a wait.
+struct cache_reply {
+  bool hit = false;   // `value` holds the cached (or, for a parked claim, the freshly produced) value
+  std::string value;
+  uint64_t token = 0; // claim on a miss: nonzero means "you produce it", then fill or fail with this token
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cache_reply& x) {
+  return f(caf::meta::type_name("cache_reply"), x.hit, x.value, x.token);
+}
+
+/// (cache_get_atom, key) -> cache_reply (hit or not; expired entries count as misses).
+using cache_get_atom = caf::atom_constant<caf::atom("cacheget")>;
+/// (cache_put_atom, key, value, int64_t ttl_ms, std::vector<std::string> tags) -> bool: false if the entry is larger
+/// than the shard's bound (nothing stored). ttl_ms <= 0 takes the default TTL.
+using cache_put_atom = caf::atom_constant<caf::atom("cacheput")>;
+/// (cache_erase_atom, key) -> bool: whether an entry was removed.
+using cache_erase_atom = caf::atom_constant<caf::atom("cachedel")>;
+/// (cache_tag_atom, tag) -> uint64_t, (cache_prefix_atom, key_prefix) -> uint64_t, (cache_clear_atom) -> uint64_t:
+/// entries removed.
+using cache_tag_atom = caf::atom_constant<caf::atom("cachetag")>;
+using cache_prefix_atom = caf::atom_constant<caf::atom("cachepfx")>;
+using cache_clear_atom = caf::atom_constant<caf::atom("cacheclr")>;
+/// Single flight. (cache_claim_atom, key, int64_t producer_timeout_ms) -> cache_reply: a hit; or, on a miss with no
+/// computation under way, a token that makes the caller the producer; or, while one is under way, the answer is
+/// parked until the producer fills (-> hit) or fails (-> its error), or its timeout passes (-> timeout).
+using cache_claim_atom = caf::atom_constant<caf::atom("cacheclaim")>;
+/// (cache_wait_atom, key, uint64_t token) -> cache_reply: parks like a claim on the computation with this token.
+using cache_wait_atom = caf::atom_constant<caf::atom("cachewait")>;
+/// (cache_fill_atom, key, uint64_t token, value, int64_t ttl_ms, std::vector<std::string> tags) -> bool stored;
+/// (cache_fail_atom, key, uint64_t token, caf::error) -> bool. Both release the parked callers.
+using cache_fill_atom = caf::atom_constant<caf::atom("cachefill")>;
+using cache_fail_atom = caf::atom_constant<caf::atom("cachefail")>;
+/// (cache_sweep_atom) -> uint64_t: drops expired entries now (the shard also sweeps periodically).
+using cache_sweep_atom = caf::atom_constant<caf::atom("cachesweep")>;
+/// Internal to shards: (cache_producer_timeout_atom, key, uint64_t token) a producer's time is up.
+using cache_producer_timeout_atom = caf::atom_constant<caf::atom("cacheptmo")>;
+/// Internal to shards: the periodic sweep is due.
+using cache_tick_atom = caf::atom_constant<caf::atom("cachetick")>;
 
 // --- Metrics ------------------------------------------------------------------------------------------------------
 /// (metrics_atom) -> std::string: the Prometheus text exposition, mailbox sizes included.

@@ -5,6 +5,8 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
+#include <ctime>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -12,6 +14,18 @@ namespace troupe {
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+quota_day quota_day_of(int64_t unix_seconds, int reset_utc_hour) {
+  constexpr int64_t day = 86400;
+  auto shifted = unix_seconds - reset_utc_hour * int64_t{3600};
+  auto index = shifted >= 0 ? shifted / day : (shifted - day + 1) / day;
+  std::time_t start = index * day;
+  std::tm utc{};
+  ::gmtime_r(&start, &utc);
+  char date[16];
+  std::strftime(date, sizeof(date), "%Y-%m-%d", &utc);
+  return {date, (index + 1) * day + reset_utc_hour * int64_t{3600}};
 }
 
 namespace {
@@ -24,6 +38,8 @@ struct session_state {
   std::unordered_map<std::string, int64_t> revoked_jtis;  // jti -> expires_at
   std::unordered_set<std::string> revoked_keys;
   std::unordered_map<std::string, int64_t> key_touched;   // key id -> last time we recorded its use
+  quota_day day;      // the quota day `used` counts
+  int64_t used = 0;   // generations used that day
 
   static inline const char* name = "session";
 };
@@ -46,9 +62,24 @@ void touch_key(session_actor* self, const std::string& key_id) {
     caf::anon_send(*db, api_key_touch_atom::value, key_id, t);
 }
 
-caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts) {
+/// Today's quota, rolling over to a new day (used = 0) when the old one has ended.
+quota_status quota(session_actor* self) {
+  auto& st = self->state;
+  auto t = now(st.opts);
+  if (t >= st.day.ends_at) {
+    st.day = quota_day_of(t, st.opts.reset_utc_hour);
+    st.used = 0;
+  }
+  auto limit = st.opts.daily_quota ? st.opts.daily_quota(st.user.plan) : 0;
+  return quota_status{true, limit, st.used, st.day.ends_at};
+}
+
+caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts, quota_day day,
+                           int64_t used_today) {
   auto& st = self->state;
   st.opts = std::move(opts);
+  st.day = std::move(day);
+  st.used = used_today;
   st.user = std::move(snapshot.user);
   for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
@@ -68,7 +99,28 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       } else {
         touch_key(self, cred.key_id);
       }
-      return identity{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred)};
+      return identity{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
+                      quota(self)};
+    },
+    [self](quota_atom, int64_t n) {
+      auto& st = self->state;
+      auto status = quota(self);
+      if (n <= 0)
+        return status;
+      if (status.used + n > status.limit) {
+        status.allowed = false;
+        return status;
+      }
+      st.used += n;
+      status.used = st.used;
+      // Durable, batched with other writes; a restart reloads today's count.
+      if (auto writer = st.opts.writer ? st.opts.writer() : std::nullopt) {
+        write_request usage;
+        usage.result = "{}";
+        usage.usage.push_back(usage_row{st.user.id, st.day.date, n, 0});
+        caf::anon_send(*writer, write_atom::value, std::move(usage));
+      }
+      return status;
     },
     [self](revoke_atom, const std::string& jti, int64_t expires_at) -> caf::result<bool> {
       auto& st = self->state;
@@ -98,6 +150,9 @@ struct manager_state {
   session_manager_options opts;
   std::unordered_map<std::string, caf::actor> sessions;  // user id -> live session
   std::unordered_map<caf::actor_addr, std::string> owners;
+  // The live sessions, shared with the manager's exit functor so they end with it whatever its exit reason.
+  // (Sessions are not linked: a linked session killed with exit_reason::kill would take the manager down too.)
+  std::shared_ptr<std::vector<caf::actor>> live = std::make_shared<std::vector<caf::actor>>();
   using waiter = std::function<void(caf::expected<caf::actor>)>;
   std::unordered_map<std::string, std::vector<waiter>> loading;  // user id -> who waits for its session
 
@@ -128,12 +183,14 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
     fail_all(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
     return;
   }
-  self->request(*db, caf::duration{std::chrono::seconds{10}}, session_load_atom::value, user_id)
-    .then(
-      [self, user_id](session_snapshot& snapshot) {
+  // The user, what is revoked, and how much of today's quota is used: then the session starts.
+  auto day = quota_day_of(st.opts.session.now_unix ? st.opts.session.now_unix() : unix_now(),
+                          st.opts.session.reset_utc_hour);
+  auto start = [self, user_id, day](session_snapshot snapshot, int64_t used) {
         auto& st = self->state;
-        auto session = self->spawn<caf::linked>(session_impl, std::move(snapshot), st.opts.session);
+        auto session = self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used);
         self->monitor(session);
+        st.live->push_back(session);
         st.sessions[user_id] = session;
         st.owners[session.address()] = user_id;
         st.opts.sessions->put(user_id, session);
@@ -142,6 +199,13 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
         st.loading.erase(user_id);
         for (auto& w : waiting)
           w(session);
+  };
+  self->request(*db, caf::duration{std::chrono::seconds{10}}, session_load_atom::value, user_id)
+    .then(
+      [self, db, user_id, day, start, fail_all](session_snapshot& snapshot) mutable {
+        self->request(*db, caf::duration{std::chrono::seconds{10}}, usage_load_atom::value, user_id, day.date)
+          .then([start, snapshot](int64_t used) mutable { start(std::move(snapshot), used); },
+                [fail_all](caf::error& err) mutable { fail_all(std::move(err)); });
       },
       [fail_all](caf::error& err) mutable {
         // An unknown user (deleted since the token was issued) cannot be authenticated.
@@ -154,10 +218,9 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
 
 caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
   self->state.opts = std::move(opts);
-  // Sessions are linked: their exit_msg is handled by the down_msg below; an exit from the parent ends everything.
-  self->set_exit_handler([self](caf::exit_msg& msg) {
-    if (self->state.owners.count(msg.source) == 0)
-      self->quit(msg.reason);
+  self->attach_functor([live = self->state.live](const caf::error&) {
+    for (auto& session : *live)
+      caf::anon_send_exit(session, caf::exit_reason::user_shutdown);
   });
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
@@ -168,6 +231,7 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
     st.owners.erase(owner);
     if (auto i = st.sessions.find(user_id); i != st.sessions.end()) {
       st.opts.sessions->erase(user_id, i->second);
+      st.live->erase(std::remove(st.live->begin(), st.live->end(), i->second), st.live->end());
       st.sessions.erase(i);
     }
     st.opts.active->fetch_sub(1);

@@ -5,6 +5,8 @@
 // session actor   (authorize_atom, credential) -> identity   unauthenticated if the token/key is revoked
 //                 (revoke_atom, jti, int64_t expires_at) -> bool   persists the revocation (db.query), then refuses
 //                 (revoke_key_atom, key_id) -> bool
+//                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing;
+//                                                  granted usage is persisted through the DB writer (batched)
 //                 (mailbox_atom) -> size_t
 //                 passivates (exits normally) after `idle` without messages
 //
@@ -13,7 +15,7 @@
 //                 (mailbox_atom) -> size_t
 //
 // The manager is the router of user id -> session: it loads a user's snapshot (concurrent first requests share one
-// load), spawns the session linked to itself, publishes it in the sessions directory (so callers usually reach it
+// load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually reach it
 // without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next use; the
 // crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
 
@@ -34,6 +36,12 @@ namespace troupe {
 
 struct session_options {
   std::chrono::milliseconds idle{15 * 60 * 1000};
+  /// Daily generation quota of a plan ("free", "pro", ...).
+  std::function<int64_t(const std::string& plan)> daily_quota;
+  /// The UTC hour at which the quota day rolls over.
+  int reset_utc_hour = 0;
+  /// The live DB writer, for usage rows.
+  std::function<std::optional<caf::actor>()> writer;
   /// The live "db.query" actor (persistence/query_router.hpp), or nullopt while it restarts.
   std::function<std::optional<caf::actor>()> db_query;
   /// Clock for token expiry, unix seconds (tests inject their own).
@@ -52,5 +60,13 @@ caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options
 
 /// The current time in unix seconds.
 int64_t unix_now();
+
+/// The quota day containing `unix_seconds` when days roll over at `reset_utc_hour`: its date (YYYY-MM-DD) and when
+/// it ends (unix seconds).
+struct quota_day {
+  std::string date;
+  int64_t ends_at = 0;
+};
+quota_day quota_day_of(int64_t unix_seconds, int reset_utc_hour);
 
 } // namespace troupe

@@ -1,16 +1,21 @@
 #include "app/application.hpp"
 
 #include "actors/auth_workers.hpp"
+#include "actors/cache.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/ops.hpp"
+#include "actors/rate_limit.hpp"
 #include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
 #include "config/log.hpp"
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
+#include "http/cache_routes.hpp"
 #include "http/hashing.hpp"
+#include "http/load_monitor.hpp"
+#include "http/traffic.hpp"
 #include "http/ops_routes.hpp"
 #include "http/server.hpp"
 #include "http/write_routes.hpp"
@@ -53,7 +58,19 @@ struct shared_state {
   std::shared_ptr<metrics_registry> metrics = std::make_shared<metrics_registry>();
   std::shared_ptr<writer_counters> writer = std::make_shared<writer_counters>();
   session_manager_options sessions;
+  std::shared_ptr<cache_stats> cache;  // set in run_server from settings.cache
+  std::shared_ptr<http::shed_state> shedding = std::make_shared<http::shed_state>();
+  std::shared_ptr<http::inflight_gate> debug_gate;  // null: no cap
+  std::shared_ptr<std::atomic<int64_t>> limiter_keys = std::make_shared<std::atomic<int64_t>>(0);
 };
+
+size_t limiter_shards(const config::settings& s) {
+  return s.limits.shards > 0 ? static_cast<size_t>(s.limits.shards) : 2 * cores();
+}
+
+std::string limiter_name(size_t i) {
+  return "limits.shard." + std::to_string(i);
+}
 
 supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   const auto& names = shared.names;
@@ -97,8 +114,13 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                                   restart_type::permanent, milliseconds{5000}, child_kind::worker});
 
   auto ops = base("ops", supervision_strategy::one_for_one);
+  auto shedding = shared.shedding;
+  health_probe load_probe{"load", [shedding](caf::event_based_actor*, std::function<void(health_check)> done) {
+                            done(http::shedding_check(*shedding));
+                          }};
   std::vector<health_probe> probes{supervision_probe(names, "root", milliseconds{1000}),
-                                   ping_probe("database", names, connection_name(0), milliseconds{3000})};
+                                   ping_probe("database", names, connection_name(0), milliseconds{3000}),
+                                   load_probe};
   ops.children.push_back({"ops.health", [probes](caf::actor_system& sys) { return spawn_health_actor(sys, probes); },
                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
   ops.children.push_back(
@@ -111,6 +133,31 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
 
   auto http = base("http", supervision_strategy::one_for_one);
   http.children = http::bridge_children(or_cores(s.http.threads));
+  http::load_monitor_options load;
+  load.max_rss_bytes = static_cast<uint64_t>(s.limits.max_rss_bytes);
+  load.mailbox_threshold = static_cast<size_t>(s.limits.mailbox_threshold);
+  load.names = names;
+  load.write_actors = {"db.writer"};
+  load.api_actors = {"sessions"};
+  for (size_t i = 0; i < limiter_shards(s); ++i)
+    load.api_actors.push_back(limiter_name(i));
+  load.writer = shared.writer;
+  load.writer_max_rows = static_cast<size_t>(s.db.max_queue) * 9 / 10;
+  load.shedding = shared.shedding;
+  if (shared.debug_gate)
+    load.gates.push_back(shared.debug_gate);
+  http.children.push_back({"ops.load", [load](caf::actor_system& sys) { return http::spawn_load_monitor(sys, load); },
+                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
+
+  // Rate limiter shards: one owner per (subject, policy) key.
+  auto limits = base("limits", supervision_strategy::one_for_one);
+  limiter_options limiter;
+  limiter.max_keys = static_cast<size_t>(s.limits.max_keys);
+  limiter.keys = shared.limiter_keys;
+  for (size_t i = 0; i < limiter_shards(s); ++i)
+    limits.children.push_back({limiter_name(i),
+                               [limiter](caf::actor_system& sys) { return spawn_limiter_shard(sys, limiter); },
+                               restart_type::permanent, milliseconds{1000}, child_kind::worker});
 
   // Authentication: password hashers (detached: argon2id is CPU-heavy), login throttle, API key cache.
   auto auth = base("auth", supervision_strategy::one_for_one);
@@ -132,17 +179,26 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   // Sessions: the manager routes user ids to session actors (loaded on first use, passivated when idle).
   shared.sessions.session.idle = milliseconds{s.session.idle_ms};
   shared.sessions.session.db_query = db_query;
+  shared.sessions.session.writer = [names]() { return names->get("db.writer"); };
+  shared.sessions.session.reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
+  auto free_quota = s.quota.free_per_day;
+  auto pro_quota = s.quota.pro_per_day;
+  shared.sessions.session.daily_quota = [free_quota, pro_quota](const std::string& plan) {
+    return plan == "pro" ? pro_quota : free_quota;
+  };
   shared.sessions.metrics = metrics;
   auto session_options = shared.sessions;
 
   auto root = base("root", supervision_strategy::one_for_one);
   root.children.push_back(supervisor_child(std::move(persistence)));
   root.children.push_back(supervisor_child(std::move(auth)));
+  root.children.push_back(supervisor_child(std::move(limits)));
   root.children.push_back({"sessions",
                            [session_options](caf::actor_system& sys) {
                              return spawn_session_manager(sys, session_options);
                            },
                            restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  root.children.push_back(supervisor_child(cache_supervisor(s.cache, shared.cache, names, metrics)));
   root.children.push_back(supervisor_child(std::move(ops)));
   root.children.push_back(supervisor_child(std::move(http)));
   return root;
@@ -246,12 +302,22 @@ int run_server(const config::settings& settings) {
   {
     caf::actor_system sys{cfg};
     shared_state shared;
+    if (settings.limits.debug_max_inflight > 0)
+      shared.debug_gate = std::make_shared<http::inflight_gate>(
+        "debug", static_cast<size_t>(settings.limits.debug_max_inflight), static_cast<size_t>(settings.limits.queue),
+        milliseconds{settings.limits.queue_wait_ms});
     auto& names = shared.names;
     auto& metrics = shared.metrics;
 
     // 1. The supervision tree. If the root gives up, the process shuts down with status 1.
     add_writer_collector(*metrics, shared.writer);
     add_session_collector(*metrics, shared.sessions.active);
+    shared.cache = std::make_shared<cache_stats>(cache_shard_count(settings.cache), settings.cache.max_bytes);
+    add_cache_collector(*metrics, shared.cache);
+    metrics->add_collector([keys = shared.limiter_keys](prometheus_writer& out) {
+      out.family("troupe_rate_limit_buckets", "gauge", "Token buckets held by the rate limiter shards.");
+      out.sample("troupe_rate_limit_buckets", {}, static_cast<double>(keys->load()));
+    });
     auto root = spawn_supervisor(sys, root_tree(settings, shared));
     names->put("root", root);
     auto root_failed = std::make_shared<std::atomic<bool>>(false);
@@ -265,7 +331,6 @@ int run_server(const config::settings& settings) {
     // 2. HTTP: routes, the bridge to the actors, the endpoint.
     auto routes = std::make_shared<http::router>();
     http::actor_bridge bridge{names, or_cores(settings.http.threads), milliseconds{settings.http.request_timeout_ms}};
-    http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, settings.debug.enabled);
     http::auth_options auth_opts;
     http::jwt_settings jwt;
     jwt.secret = settings.auth.jwt_secret;
@@ -278,9 +343,45 @@ int run_server(const config::settings& settings) {
     auth_opts.sessions = shared.sessions.sessions;
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
-    http::authenticator authenticator{bridge, auth_opts};
+    http::traffic_options traffic_opts;
+    traffic_opts.enabled = settings.limits.enabled;
+    const auto& lim = settings.limits;
+    traffic_opts.policies = {{"default", {"default", lim.default_per_minute, lim.default_burst}},
+                             {"generate", {"generate", lim.generate_per_minute, lim.generate_burst}},
+                             {"auth", {"auth", lim.auth_per_minute, lim.auth_burst}},
+                             {"anonymous", {"anonymous", lim.anonymous_per_minute, lim.anonymous_burst}}};
+    traffic_opts.shards = limiter_shards(settings);
+    traffic_opts.trusted_proxies = http::split_list(settings.http.trusted_proxies);
+    traffic_opts.shedding = shared.shedding;
+    traffic_opts.metrics = metrics;
+    http::authenticator* auth_for_events = nullptr;
+    traffic_opts.on_rejected = [&auth_for_events](const http::request& req, const std::string& policy,
+                                                  const std::string& subject) {
+      if (auth_for_events)
+        auth_for_events->record(req, "rate_limited", "info", "",
+                                "{\"policy\":\"" + policy + "\",\"subject\":\"" + subject + "\"}");
+    };
+    http::traffic_control traffic{bridge, traffic_opts};
+    http::authenticator authenticator{bridge, auth_opts, &traffic};
+    auth_for_events = &authenticator;
     http::add_auth_routes(*routes, authenticator);
+    // Debug routes: open when Troupe listens only on loopback, admin-only otherwise.
+    http::route_guard debug_guard;
+    if (settings.debug.enabled && http::is_loopback_address(settings.http.address))
+      debug_guard = [](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) { handler(r); };
+    else if (settings.debug.enabled)
+      debug_guard = [&authenticator](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) {
+        authenticator.require_admin(r, [r, handler](caf::event_based_actor*, const identity&) { handler(r); });
+      };
+    if (shared.debug_gate && debug_guard)
+      debug_guard = [gate = shared.debug_gate, guard = debug_guard](const std::shared_ptr<http::responder>& r,
+                                                                     const http::route_handler& handler) {
+        guard(r, http::gated(gate, handler));
+      };
+    http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard);
     http::add_write_routes(*routes, authenticator, http::write_route_options{});
+    http::add_cache_routes(*routes, authenticator,
+                           {std::make_shared<cache_client>(names, shared.cache->shards()), shared.cache});
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};

@@ -6,7 +6,8 @@
 //   rows=N seconds=S rows_per_second=R
 //
 // The rows have the shape of the rows Troupe writes for the bench's POST /api/events bodies (same columns, in the
-// order persistence/batch_commit.cpp COPYs them): a random v4 uuid id, user_id NULL, ip 127.0.0.1, event "bench",
+// order persistence/batch_commit.cpp COPYs them): a random v4 uuid id, user_id = --user-id (NULL without it; Troupe
+// stamps the caller's user id on every row, so bench/db.sh passes its bench user's), ip 127.0.0.1, event "bench",
 // session_id "bench-NNNN", source and lang NULL, properties {"i":N}, occurred_at = the transaction's start time
 // (RFC 3339, UTC, microseconds, as Troupe stores rows without their own timestamp), and one request id per
 // transaction (Troupe gives the 1000 events of one batch request one request id).
@@ -33,11 +34,12 @@
 
 namespace {
 
-const char* usage = R"(Usage: bench_copy [--url URL] [--seconds N] [--batch ROWS]
+const char* usage = R"(Usage: bench_copy [--url URL] [--seconds N] [--batch ROWS] [--user-id UUID]
 
 COPYs rows shaped like Troupe's funnel events into funnel_events over one connection, ROWS per transaction, for
 N seconds (default 10; a transaction under way at the deadline is finished and counted), then prints
-"rows=N seconds=S rows_per_second=R". URL defaults to $TROUPE_DATABASE_URL; ROWS to 1000.
+"rows=N seconds=S rows_per_second=R". URL defaults to $TROUPE_DATABASE_URL; ROWS to 1000. The rows' user_id is
+UUID (an existing user: the column references users), NULL without --user-id.
 )";
 
 [[noreturn]] void bad_usage(const std::string& message) {
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
   std::string url;
   if (const char* env = std::getenv("TROUPE_DATABASE_URL"))
     url = env;
+  std::string user_id;
   long long seconds = 10;
   long long batch = 1000;
   for (int i = 1; i < argc; ++i) {
@@ -98,13 +101,15 @@ int main(int argc, char** argv) {
       std::cout << usage;
       return 0;
     }
-    if (arg != "--url" && arg != "--seconds" && arg != "--batch")
+    if (arg != "--url" && arg != "--seconds" && arg != "--batch" && arg != "--user-id")
       bad_usage("unknown argument '" + arg + "'");
     if (i + 1 >= argc)
       bad_usage(arg + " needs a value");
     std::string value = argv[++i];
     if (arg == "--url")
       url = value;
+    else if (arg == "--user-id")
+      user_id = value;
     else if (arg == "--seconds")
       seconds = positive(arg, value, 86400);
     else
@@ -130,6 +135,7 @@ int main(int argc, char** argv) {
   std::chrono::duration<double> elapsed{};
   try {
     pqxx::connection conn{url};
+    const char* user = user_id.empty() ? nullptr : user_id.c_str();
     std::string session_id;
     std::string properties;
     auto start = std::chrono::steady_clock::now();
@@ -148,7 +154,7 @@ int main(int argc, char** argv) {
         session_id = session;
         properties = "{\"i\":" + std::to_string(n) + "}";
         auto id = new_uuid(random);
-        copy << std::make_tuple(id.c_str(), static_cast<const char*>(nullptr), "127.0.0.1", "bench", session_id.c_str(),
+        copy << std::make_tuple(id.c_str(), user, "127.0.0.1", "bench", session_id.c_str(),
                                 static_cast<const char*>(nullptr), static_cast<const char*>(nullptr),
                                 properties.c_str(), occurred_at.c_str(), static_cast<const char*>(request_id));
       }

@@ -6,7 +6,10 @@
 #   copy   build/bench/bench_copy: the same rows COPYed straight into PostgreSQL over one connection, in
 #          transactions of 1000 rows (the reference of the batch path).
 # Each run gets a fresh Troupe process on a free port (stopped with SIGTERM afterwards), started with
-# --set log.request_sample=0 so access logging does not weigh on the comparison. Durable events/s are the rows
+# --set log.request_sample=0 so access logging does not weigh on the comparison. Writes need a credential: a user is
+# registered for the run (left in the database), and wrk sends an access token (JWT) from a login on each Troupe
+# process; bench_copy stamps that user's id on its rows as Troupe does. One user sends everything, so a binary with
+# a rate limiter runs with --set limits.enabled=false. Durable events/s are the rows
 # funnel_events gained during the run (count(*) before and after) divided by the run's measured duration; wrk's
 # req/s, p50, p99 and non-2xx are recorded too. Rounds run group, alone, batch, copy in turn, ROUNDS times; the
 # medians, the ratios group/alone and batch/copy and the targets (group >= 5x alone and >= 20000 events/s;
@@ -119,6 +122,11 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   cmake --build build -j2 --target troupe bench_copy
 fi
 [[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
+# One bench user sends every request, far beyond any per-user rate limit: a binary with a rate limiter runs without
+# it here (the comparisons are about the database path; both sides of each ratio run the same way).
+if "$TROUPE_BIN" --help 2>/dev/null | grep -q '^ *limits\.enabled '; then
+  BASE_ARGS+=(--set limits.enabled=false)
+fi
 [[ -x $COPY_BIN ]] || die "$COPY_BIN is missing or not executable"
 for tool in wrk curl psql; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
@@ -153,7 +161,7 @@ count_rows() {
   sql 'select count(*) from funnel_events' || die "could not count the rows of funnel_events"
 }
 pg_version=$(sql 'show server_version' | awk '{ print $1 }')
-pg_settings=$(sql "select string_agg(name || '=' || setting || coalesce(unit, ''), ', ' order by name) from pg_settings
+pg_settings=$(sql "select string_agg(name || '=' || current_setting(name), ', ' order by name) from pg_settings
                    where name in ('fsync', 'synchronous_commit', 'shared_buffers', 'wal_level', 'max_wal_size',
                                   'commit_delay', 'full_page_writes')")
 rows_at_start=$(count_rows)
@@ -181,6 +189,41 @@ wait_healthy() {
   done
   log "troupe did not report healthy at $url within 15 s"
   return 1
+}
+
+# post_json PATH JSON -> sets HTTP_STATUS and HTTP_BODY (the JSON goes through stdin, off the command line)
+post_json() {
+  local response
+  response=$(curl -s --max-time 30 -X POST -H 'Content-Type: application/json' --data-binary @- \
+    -w '\n%{http_code}' "http://127.0.0.1:$troupe_port$1" <<<"$2") || response=$'\n000'
+  HTTP_STATUS=${response##*$'\n'}
+  HTTP_BODY=${response%$'\n'*}
+}
+json_field() { sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p" <<<"$1"; } # BODY NAME -> a string field
+
+# Registers the bench user on the first call (its id goes to bench_copy); logs in on each call and keeps the access
+# token for wrk (the scripts read it from BENCH_ACCESS_TOKEN).
+bench_user_id=""
+bench_email=""
+bench_password=""
+access_token=""
+sign_in() {
+  local credentials
+  if [[ -z $bench_user_id ]]; then
+    bench_email="bench-${stamp,,}-$RANDOM$RANDOM@example.com"
+    bench_password=$(head -c 24 /dev/urandom | base64 -w0 | tr -d '/+=')
+    credentials="{\"email\":\"$bench_email\",\"password\":\"$bench_password\"}"
+    post_json /api/auth/register "$credentials"
+    [[ $HTTP_STATUS == 201 ]] || die "registering the bench user failed: HTTP $HTTP_STATUS $HTTP_BODY"
+    bench_user_id=$(json_field "$HTTP_BODY" user_id)
+    [[ -n $bench_user_id ]] || die "no user_id in the registration answer: $HTTP_BODY"
+    log "registered the bench user $bench_email ($bench_user_id)"
+  fi
+  credentials="{\"email\":\"$bench_email\",\"password\":\"$bench_password\"}"
+  post_json /api/auth/login "$credentials"
+  [[ $HTTP_STATUS == 200 ]] || die "logging in as the bench user failed: HTTP $HTTP_STATUS $HTTP_BODY"
+  access_token=$(json_field "$HTTP_BODY" access_token)
+  [[ -n $access_token ]] || die "no access_token in the login answer"
 }
 
 # start_troupe NAME ARGS... -> sets troupe_pid, troupe_port, troupe_log
@@ -214,7 +257,7 @@ run_wrk() {
   shift 5
   local extra=()
   (($# == 0)) || extra=(-- "$@")
-  wrk -t"$THREADS" -c"$connections" -d"$duration" --latency -s "$script" \
+  BENCH_ACCESS_TOKEN=$access_token wrk -t"$THREADS" -c"$connections" -d"$duration" --latency -s "$script" \
     "http://127.0.0.1:$troupe_port/api/events" "${extra[@]}" >"$file" 2>&1 &
   client_pid=$!
   wait "$client_pid" || status=$?
@@ -245,14 +288,15 @@ median() {
   printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-# The machine may be shared: note the runs during which a compiler, linker or test runner was seen (sampled at
-# the start and the end of each measured run), as their figures may be low.
+# The machine may be shared: note the runs during which a compiler, linker, test runner or another benchmark's wrk
+# was seen (sampled just before and just after each measured run, when no wrk of ours runs), as their figures may be
+# low.
 disturbed=()
-others_running() { pgrep -x 'cc1plus|cc1|ld|ld.gold|collect2|ctest' >/dev/null 2>&1; }
+others_running() { pgrep -x 'cc1plus|cc1|ld|ld.gold|collect2|ctest|wrk' >/dev/null 2>&1; }
 note_others() { # TAG STARTED-BUSY
   if (($2)) || others_running; then
     disturbed+=("$1")
-    log "$1: a compiler, linker or test runner of another user was running: this run's figures may be low"
+    log "$1: a compiler, linker, test runner or other wrk was running: this run's figures may be low"
   fi
 }
 
@@ -268,6 +312,7 @@ measure_troupe() {
   shift 5
   local tag="round$round-$name" before after delta eps acked busy
   start_troupe "$tag" "$@"
+  sign_in
   local script_args=()
   [[ $name != batch ]] || script_args=("$per_request")
   if ((warmup_on)); then
@@ -299,7 +344,7 @@ measure_copy() {
   local round=$1 tag="round$1-copy" before after delta eps status=0 copy_rows copy_seconds copy_rps busy=0
   before=$(count_rows)
   ! others_running || busy=1
-  "$COPY_BIN" --url "$TROUPE_DATABASE_URL" --seconds "$duration_s" --batch "$BATCH_EVENTS" \
+  "$COPY_BIN" --url "$TROUPE_DATABASE_URL" --seconds "$duration_s" --batch "$BATCH_EVENTS" --user-id "$bench_user_id" \
     >"$out/$tag.txt" 2>"$out/$tag.stderr" &
   client_pid=$!
   wait "$client_pid" || status=$?
@@ -406,14 +451,14 @@ fi
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): durable POST /api/events, group commit vs commit alone, batches vs direct COPY"
   echo
-  echo "- command: \`$command\` ($ROUNDS rounds of $DURATION, each running group, alone, batch, copy in turn; a fresh Troupe process per run, warmed up with $WARMUP of the same wrk load first, not recorded)"
-  echo "- group: Troupe defaults (group commit), wrk -t$THREADS -c$CONNECTIONS --latency -s bench/wrk/post_event.lua (one event per request); alone: the same with \`${ALONE_ARGS[*]}\`; batch: Troupe defaults, wrk -t$THREADS -c$BATCH_CONNECTIONS --latency -s bench/wrk/post_batch.lua ($BATCH_EVENTS events per request); copy: \`build/bench/bench_copy --seconds $duration_s --batch $BATCH_EVENTS\` (one connection, COPY, $BATCH_EVENTS rows per transaction)"
-  echo "- every Troupe run: \`$troupe_args\` (access log off so it does not weigh on the comparison; short grace so each stop is quick)"
+  echo "- command: \`$command\` ($ROUNDS round$( ((ROUNDS == 1)) || echo s) of $DURATION, each running group, alone, batch, copy in turn; a fresh Troupe process per run, warmed up with $WARMUP of the same wrk load first, not recorded)"
+  echo "- group: Troupe defaults (group commit), wrk -t$THREADS -c$CONNECTIONS --latency -s bench/wrk/post_event.lua (one event per request); alone: the same with \`${ALONE_ARGS[*]}\`; batch: Troupe defaults, wrk -t$THREADS -c$BATCH_CONNECTIONS --latency -s bench/wrk/post_batch.lua ($BATCH_EVENTS events per request); copy: \`build/bench/bench_copy --seconds $duration_s --batch $BATCH_EVENTS --user-id <the bench user>\` (one connection, COPY, $BATCH_EVENTS rows per transaction)"
+  echo "- every Troupe run: \`$troupe_args\` (access log off so it does not weigh on the comparison; short grace so each stop is quick; rate limiting, if the binary has it, off because one user sends everything); requests carry an access token (JWT) of a user registered for the run, whose id bench_copy puts in user_id as Troupe does"
   echo "- events/s = rows funnel_events gained during the run (count(*) before and after) / the run's measured duration; acked = 2xx responses x events per request; funnel_events held $rows_at_start rows at the start and $rows_at_end at the end (never truncated)"
   echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r); wrk, Troupe and PostgreSQL share the CPUs"
   if ((${#disturbed[@]})); then
     list=$(printf ', %s' "${disturbed[@]}")
-    echo "- caution: a compiler, linker or test runner was running during: ${list#, } (those figures may be low)"
+    echo "- caution: a compiler, linker, test runner or another benchmark's wrk was running during: ${list#, } (those figures may be low)"
   fi
   echo "- software: commit $commit; PostgreSQL $pg_version, $database ($pg_settings); libpqxx $pqxx_version; wrk $wrk_version"
   echo

@@ -150,6 +150,8 @@ const std::vector<option_spec>& all_options() {
     entry("http.keepalive_timeout_ms", bind<&settings::http, &http_settings::keepalive_timeout_ms>(), "60000",
           "idle keep-alive connections are closed after this")
       .range(1, 3600000, "ms"),
+    entry("http.trusted_proxies", bind<&settings::http, &http_settings::trusted_proxies>(), "",
+          "comma-separated proxy addresses whose X-Forwarded-For is believed (exact IPs)"),
     entry("http.request_timeout_ms", bind<&settings::http, &http_settings::request_timeout_ms>(), "30000",
           "time an actor has to answer a request before 504")
       .range(1, 600000, "ms"),
@@ -212,10 +214,84 @@ const std::vector<option_spec>& all_options() {
     entry("auth.hashers", bind<&settings::auth, &auth_settings::hashers>(), "2",
           "password hashing actors (argon2id, 64 MiB each while hashing)")
       .range(1, 64, "actors"),
+    // limits
+    entry("limits.enabled", bind<&settings::limits, &limits_settings::enabled>(), "true",
+          "rate limiting of API routes (RateLimit headers, 429); off only for comparisons"),
+    entry("limits.shards", bind<&settings::limits, &limits_settings::shards>(), "0",
+          "rate limiter shard actors; 0 = 2 x cores")
+      .range(0, 1024, "actors"),
+    entry("limits.max_keys", bind<&settings::limits, &limits_settings::max_keys>(), "100000",
+          "token buckets a shard keeps at most (idle full buckets are dropped first)")
+      .range(100, 100000000, "buckets"),
+    entry("limits.default_per_minute", bind<&settings::limits, &limits_settings::default_per_minute>(), "120",
+          "policy default: requests per minute per user on authenticated API routes")
+      .range(0.001, 1000000),
+    entry("limits.default_burst", bind<&settings::limits, &limits_settings::default_burst>(), "40",
+          "policy default: largest burst")
+      .range(1, 1000000),
+    entry("limits.generate_per_minute", bind<&settings::limits, &limits_settings::generate_per_minute>(), "30",
+          "policy generate: generations per minute per user")
+      .range(0.001, 1000000),
+    entry("limits.generate_burst", bind<&settings::limits, &limits_settings::generate_burst>(), "10",
+          "policy generate: largest burst")
+      .range(1, 1000000),
+    entry("limits.auth_per_minute", bind<&settings::limits, &limits_settings::auth_per_minute>(), "10",
+          "policy auth: register/login/refresh requests per minute per client IP")
+      .range(0.001, 1000000),
+    entry("limits.auth_burst", bind<&settings::limits, &limits_settings::auth_burst>(), "5",
+          "policy auth: largest burst")
+      .range(1, 1000000),
+    entry("limits.anonymous_per_minute", bind<&settings::limits, &limits_settings::anonymous_per_minute>(), "60",
+          "policy anonymous: requests per minute per client IP on anonymous API routes")
+      .range(0.001, 1000000),
+    entry("limits.anonymous_burst", bind<&settings::limits, &limits_settings::anonymous_burst>(), "20",
+          "policy anonymous: largest burst")
+      .range(1, 1000000),
+    entry("limits.generate_max_inflight", bind<&settings::limits, &limits_settings::generate_max_inflight>(), "25",
+          "generation requests running at once (0 = no cap)")
+      .range(0, 100000, "requests"),
+    entry("limits.debug_max_inflight", bind<&settings::limits, &limits_settings::debug_max_inflight>(), "0",
+          "debug requests running at once (0 = no cap)")
+      .range(0, 100000, "requests"),
+    entry("limits.queue", bind<&settings::limits, &limits_settings::queue>(), "25",
+          "requests that may wait for a capped route group; beyond it 503 at once")
+      .range(0, 100000, "requests"),
+    entry("limits.queue_wait_ms", bind<&settings::limits, &limits_settings::queue_wait_ms>(), "250",
+          "longest a request waits in that queue before 503")
+      .range(1, 60000, "ms"),
+    entry("limits.max_rss_bytes", bind<&settings::limits, &limits_settings::max_rss_bytes>(), "0",
+          "process RSS beyond which new work is refused with 503 (0 = no limit)")
+      .range(0, 1099511627776.0, "bytes"),
+    entry("limits.mailbox_threshold", bind<&settings::limits, &limits_settings::mailbox_threshold>(), "10000",
+          "mailbox size of a critical actor (DB writer, sessions, limiters) beyond which its work is shed")
+      .range(1, 100000000, "messages"),
+    // quota
+    entry("quota.free_per_day", bind<&settings::quota, &quota_settings::free_per_day>(), "50",
+          "generations per quota day on the free plan")
+      .range(0, 100000000),
+    entry("quota.pro_per_day", bind<&settings::quota, &quota_settings::pro_per_day>(), "1000",
+          "generations per quota day on the pro plan")
+      .range(0, 100000000),
+    entry("quota.reset_utc_hour", bind<&settings::quota, &quota_settings::reset_utc_hour>(), "0",
+          "UTC hour at which quota days roll over")
+      .range(0, 23, "hour"),
     // session
     entry("session.idle_ms", bind<&settings::session, &session_settings::idle_ms>(), "900000",
           "a user's session actor is passivated after this long without requests")
       .range(1000, 86400000, "ms"),
+    // cache
+    entry("cache.shards", bind<&settings::cache, &cache_settings::shards>(), "0",
+          "cache shard actors; keys are spread over them by hash; 0 = 2 x number of cores")
+      .range(0, 1024, "shards"),
+    entry("cache.max_bytes", bind<&settings::cache, &cache_settings::max_bytes>(), "268435456",
+          "bound of the cache over all shards (keys, values, tags and per-entry overhead); LRU entries are evicted")
+      .range(65536, 1099511627776.0, "bytes"),
+    entry("cache.default_ttl_ms", bind<&settings::cache, &cache_settings::default_ttl_ms>(), "300000",
+          "lifetime of a cache entry stored without its own TTL")
+      .range(1, 604800000, "ms"),
+    entry("cache.sweep_ms", bind<&settings::cache, &cache_settings::sweep_ms>(), "1000",
+          "how often each cache shard drops expired entries (they are also dropped when read)")
+      .range(10, 600000, "ms"),
   };
   return table;
 }

@@ -22,6 +22,7 @@ struct http_settings {
   int64_t header_timeout_ms;
   int64_t body_timeout_ms;
   int64_t keepalive_timeout_ms;
+  std::string trusted_proxies;
   int64_t request_timeout_ms;
 };
 
@@ -67,6 +68,39 @@ struct session_settings {
   int64_t idle_ms;
 };
 
+struct limits_settings {
+  bool enabled;
+  int64_t shards;
+  int64_t max_keys;
+  double default_per_minute;
+  double default_burst;
+  double generate_per_minute;
+  double generate_burst;
+  double auth_per_minute;
+  double auth_burst;
+  double anonymous_per_minute;
+  double anonymous_burst;
+  int64_t generate_max_inflight;
+  int64_t debug_max_inflight;
+  int64_t queue;
+  int64_t queue_wait_ms;
+  int64_t max_rss_bytes;
+  int64_t mailbox_threshold;
+};
+
+struct quota_settings {
+  int64_t free_per_day;
+  int64_t pro_per_day;
+  int64_t reset_utc_hour;
+};
+
+struct cache_settings {
+  int64_t shards;         // 0 = 2 x cores
+  int64_t max_bytes;      // over all shards
+  int64_t default_ttl_ms;
+  int64_t sweep_ms;
+};
+
 /// The effective configuration the rest of the code reads, e.g. `s.http.port`.
 struct settings {
   http_settings http;
@@ -77,6 +111,9 @@ struct settings {
   debug_settings debug;
   auth_settings auth;
   session_settings session;
+  cache_settings cache;
+  limits_settings limits;
+  quota_settings quota;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

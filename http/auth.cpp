@@ -4,6 +4,7 @@
 #include "http/hashing.hpp"
 #include "http/json_body.hpp"
 #include "http/json_schema.hpp"
+#include "http/traffic.hpp"
 
 #include "actors/sessions.hpp"
 #include "config/log.hpp"
@@ -15,6 +16,7 @@
 #include <strings.h>
 
 #include <atomic>
+#include <unordered_map>
 
 namespace troupe::http {
 
@@ -119,9 +121,9 @@ std::optional<rapidjson::Document> validated_body(const std::shared_ptr<responde
   return doc;
 }
 
-std::string client_ip(const request& req) {
+/// The address if it parses as one (the column is inet), else "".
+std::string valid_ip(const std::string& ip) {
   unsigned char buf[sizeof(in6_addr)];
-  const auto& ip = req.remote_address;
   if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
     return ip;
   return {};
@@ -150,6 +152,13 @@ std::string normalise_email(const std::string& raw) {
   return email;
 }
 
+bool is_loopback_address(const std::string& address) {
+  if (address == "localhost" || address == "::1" || address == "[::1]")
+    return true;
+  in_addr v4{};
+  return ::inet_pton(AF_INET, address.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
 std::vector<std::string> parse_admin_emails(const std::string& list) {
   std::vector<std::string> result;
   size_t pos = 0;
@@ -166,8 +175,12 @@ std::vector<std::string> parse_admin_emails(const std::string& list) {
 
 // --- authenticator ---
 
-authenticator::authenticator(actor_bridge& bridge, auth_options options)
-  : bridge_(bridge), options_(std::move(options)) {
+authenticator::authenticator(actor_bridge& bridge, auth_options options, traffic_control* traffic)
+  : bridge_(bridge), options_(std::move(options)), traffic_(traffic) {
+}
+
+std::string authenticator::client_ip(const request& req) const {
+  return traffic_ ? traffic_->client_ip(req) : req.remote_address;
 }
 
 int64_t authenticator::now() const {
@@ -181,12 +194,46 @@ void authenticator::record(const request& req, const std::string& type, const st
     return;  // a lost security event is logged below rather than failing the request
   write_request w;
   w.result = "{}";
-  w.security_events.push_back(security_event_row{type, severity, user_id, client_ip(req), req.id, detail_json});
+  w.security_events.push_back(
+    security_event_row{type, severity, user_id, valid_ip(client_ip(req)), req.id, detail_json});
   caf::anon_send(*writer, write_atom::value, std::move(w));
   log::info("security event", log::fields{}.add("type", type).add("request_id", req.id).add("user_id", user_id));
 }
 
 void authenticator::authenticate(const std::shared_ptr<responder>& r, continuation then) {
+  authenticate(r, "default", std::move(then));
+}
+
+std::variant<access_claims, jwt_failure> authenticator::verify_cached(const std::string& token) const {
+  // Clients send the same token for many requests: remember the tokens this HTTP thread verified, keyed by the
+  // whole token (any change misses), and re-check only the expiry on a hit. Revocation is the session's job.
+  thread_local std::unordered_map<std::string, access_claims> verified;
+  constexpr size_t max_entries = 4096;
+  auto t = now();
+  auto leeway = static_cast<int64_t>(options_.jwt->settings().leeway.count());
+  if (auto hit = verified.find(token); hit != verified.end()) {
+    if (t <= hit->second.expires_at + leeway && hit->second.issued_at <= t + leeway)
+      return hit->second;
+    verified.erase(hit);
+  }
+  auto result = options_.jwt->verify(token, t);
+  if (auto* claims = std::get_if<access_claims>(&result)) {
+    if (verified.size() >= max_entries)
+      verified.clear();
+    verified.emplace(token, *claims);
+  }
+  return result;
+}
+
+void authenticator::authenticate(const std::shared_ptr<responder>& r, const std::string& policy,
+                                 continuation then) {
+  if (traffic_ && traffic_->shed(r, false))
+    return;
+  // Once the session vouches for the caller, take a token of the caller's rate limit, then go on.
+  if (traffic_)
+    then = [this, r, policy, then = std::move(then)](caf::event_based_actor* self, const identity& who) {
+      traffic_->limit(self, r, policy, "user:" + who.user_id, [then, self, who] { then(self, who); });
+    };
   const auto& req = r->req();
   auto header = req.header("Authorization");
   if (!header) {
@@ -208,7 +255,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, continuati
     cred.kind = "api_key";
     cred.key_id = sha256_hex(token);  // the hash, until the key cache names the key
   } else {
-    auto verified = options_.jwt->verify(token, now());
+    auto verified = verify_cached(token);
     if (auto* failure = std::get_if<jwt_failure>(&verified)) {
       record(req, "invalid_token", "warning", "", std::string{R"({"reason":")"} + to_string(*failure) + "\"}");
       r->send(unauthorized(req, "The access token is invalid or expired."));
@@ -337,6 +384,18 @@ struct route_context {
     return auth.bridge().find("auth.hasher." + std::to_string(next_hasher++ % n));
   }
   std::optional<caf::actor> db() { return auth.bridge().find(auth.options().db_query); }
+
+  /// Runs `job` in a bridge worker once the client's address has a token of the "auth" policy.
+  void run_limited(const std::shared_ptr<responder>& r, std::function<void(caf::event_based_actor*)> job) {
+    auth.bridge().run(r, [this, r, job = std::move(job)](caf::event_based_actor* self) {
+      auto* traffic = auth.traffic();
+      if (!traffic) {
+        job(self);
+        return;
+      }
+      traffic->limit(self, r, "auth", "ip:" + auth.client_ip(r->req()), [job, self] { job(self); });
+    });
+  }
 };
 
 /// Issues an access token and a refresh token (new family when family_id is empty) and answers with them.
@@ -364,8 +423,8 @@ void login(route_context& ctx, const std::shared_ptr<responder>& r) {
     return;
   auto email = normalise_email(member(*body, "email"));
   auto password = member(*body, "password");
-  auto ip = r->req().remote_address;
-  ctx.auth.bridge().run(r, [&ctx, r, email, password, ip](caf::event_based_actor* self) {
+  auto ip = ctx.auth.client_ip(r->req());
+  ctx.run_limited(r, [&ctx, r, email, password, ip](caf::event_based_actor* self) {
     auto throttle = ctx.auth.bridge().find(ctx.auth.options().throttle);
     auto db = ctx.db();
     auto hasher = ctx.hasher();
@@ -436,7 +495,7 @@ void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
   auto password = member(*body, "password");
   const auto& admins = ctx.auth.options().admin_emails;
   std::string role = std::find(admins.begin(), admins.end(), email) != admins.end() ? "admin" : "user";
-  ctx.auth.bridge().run(r, [&ctx, r, email, password, role](caf::event_based_actor* self) {
+  ctx.run_limited(r, [&ctx, r, email, password, role](caf::event_based_actor* self) {
     auto hasher = ctx.hasher();
     auto db = ctx.db();
     if (!hasher || !db) {
@@ -465,7 +524,7 @@ void refresh(route_context& ctx, const std::shared_ptr<responder>& r) {
   if (!body)
     return;
   auto old_hash = sha256_hex(member(*body, "refresh_token"));
-  ctx.auth.bridge().run(r, [&ctx, r, old_hash](caf::event_based_actor* self) {
+  ctx.run_limited(r, [&ctx, r, old_hash](caf::event_based_actor* self) {
     auto db = ctx.db();
     if (!db) {
       r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
@@ -548,6 +607,12 @@ void me(route_context& ctx, const std::shared_ptr<responder>& r) {
                                     .str("plan", who.plan)
                                     .time("created_at", who.created_at)
                                     .str("authenticated_with", who.via.kind)
+                                    .raw("quota", json_object{}
+                                                    .num("limit", who.quota.limit)
+                                                    .num("used", who.quota.used)
+                                                    .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
+                                                    .time("resets_at", who.quota.resets_at)
+                                                    .done())
                                     .done());
     res.header("Cache-Control", "private, no-store");
     r->send(std::move(res));

@@ -49,9 +49,12 @@ struct auth_options {
   std::string throttle = "auth.throttle";
 };
 
+class traffic_control;
+
 class authenticator {
 public:
-  authenticator(actor_bridge& bridge, auth_options options);
+  /// `traffic` (optional) rate-limits every authenticated request (policy "default" per user) and sheds load.
+  authenticator(actor_bridge& bridge, auth_options options, traffic_control* traffic = nullptr);
 
   /// Inside a bridge worker, with the caller vouched for by its session. `self` may send further requests whose
   /// handlers complete the responder.
@@ -67,16 +70,26 @@ public:
   void record(const request& req, const std::string& type, const std::string& severity, const std::string& user_id,
               const std::string& detail_json = "{}");
 
+  /// Like authenticate, with the rate-limit policy `policy` instead of "default" (e.g. "generate").
+  void authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then);
+
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }
+  traffic_control* traffic() { return traffic_; }
   int64_t now() const;
+  /// The client address (behind trusted proxies when traffic control knows them).
+  std::string client_ip(const request& req) const;
 
 private:
+  /// jwt_codec::verify, remembered per HTTP thread for tokens already verified (expiry re-checked every time).
+  std::variant<access_claims, jwt_failure> verify_cached(const std::string& token) const;
+
   void resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred,
                continuation then);
 
   actor_bridge& bridge_;
   auth_options options_;
+  traffic_control* traffic_;
 };
 
 void add_auth_routes(router& routes, authenticator& auth);
@@ -84,6 +97,9 @@ void add_auth_routes(router& routes, authenticator& auth);
 /// Trims and lower-cases an email address; "" if it does not look like one (one '@', no spaces or controls, a dot
 /// in the domain, at most 254 characters).
 std::string normalise_email(const std::string& raw);
+
+/// Whether an address to listen on reaches only this machine: 127.0.0.0/8, ::1 or "localhost".
+bool is_loopback_address(const std::string& address);
 
 /// Parses a comma-separated TROUPE_ADMIN_EMAILS value into normalised addresses.
 std::vector<std::string> parse_admin_emails(const std::string& list);

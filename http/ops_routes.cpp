@@ -45,7 +45,7 @@ response readiness_response(const std::vector<health_check>& checks) {
   return res;
 }
 
-void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, bool debug_enabled) {
+void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, route_guard debug_guard) {
   routes.add("GET", "/health", [](const std::shared_ptr<responder>& r) {
     r->send(json_response(200, R"({"status":"ok"})").header("Cache-Control", "no-store"));
   });
@@ -63,10 +63,13 @@ void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names&
       metrics_atom::value);
   });
 
-  if (!debug_enabled)
+  if (!debug_guard)
     return;
+  auto guarded = [debug_guard](route_handler handler) {
+    return [debug_guard, handler](const std::shared_ptr<responder>& r) { debug_guard(r, handler); };
+  };
 
-  routes.add("GET", "/debug/sleep", [&bridge, names](const std::shared_ptr<responder>& r) {
+  routes.add("GET", "/debug/sleep", guarded([&bridge, names](const std::shared_ptr<responder>& r) {
     auto text = r->req().query_param("ms").value_or("");
     int64_t ms = -1;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
@@ -79,16 +82,16 @@ void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names&
       r, names.debug_helper,
       [](int64_t slept) { return json_response(200, R"({"slept_ms":)" + std::to_string(slept) + "}"); },
       delay_atom::value, ms);
-  });
+  }));
 
-  routes.add("POST", "/debug/echo", [&bridge, names](const std::shared_ptr<responder>& r) {
+  routes.add("POST", "/debug/echo", guarded([&bridge, names](const std::shared_ptr<responder>& r) {
     auto doc = parse_json_body(r);
     if (!doc)
       return;
     bridge.ask_named<std::string>(
       r, names.debug_helper, [](std::string& text) { return json_response(200, R"({"echo":)" + text + "}"); },
       echo_atom::value, to_json(*doc));
-  });
+  }));
 }
 
 } // namespace troupe::http

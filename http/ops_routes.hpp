@@ -12,6 +12,8 @@
 
 #include "actors/messages.hpp"
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,7 +26,11 @@ struct ops_actor_names {
   std::string debug_helper = "debug.helper";
 };
 
-void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, bool debug_enabled);
+/// Decides whether a request may reach a guarded route: calls `handler` (now or later) or answers itself.
+using route_guard = std::function<void(const std::shared_ptr<responder>&, const route_handler& handler)>;
+
+/// Adds the routes; the debug routes only when `debug_guard` is set (debug.enabled), each behind it.
+void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, route_guard debug_guard);
 
 /// The readiness body for a set of checks, and its status (503 if any check is unhealthy).
 response readiness_response(const std::vector<health_check>& checks);

@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include "http/error_mapping.hpp"
+#include "http/revalidation.hpp"
 
 #include "config/log.hpp"
 
@@ -254,6 +255,8 @@ void responder::send(response res) {
   bool expected = false;
   if (!answered_.compare_exchange_strong(expected, true))
     return;
+  // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp).
+  apply_revalidation(req_, res);
   auto& headers = writer_.headers();
   headers.remove<P::Http::Header::Connection>();
   bool keep_alive = keep_alive_ && !server_->draining();
@@ -269,16 +272,40 @@ void responder::send(response res) {
     headers.add(constant.json);
   else if (!res.content_type.empty())
     set_header(headers, "Content-Type", std::move(res.content_type));
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> guard{extras_mutex_};
+    for (auto& [name, value] : extra_headers_)
+      set_header(headers, std::move(name), std::move(value));
+    hooks.swap(on_sent_);
+  }
   for (auto& [name, value] : res.headers)
     set_header(headers, std::move(name), std::move(value));
   if (req_.method == "HEAD")
     res.body.clear();
   server_->request_finished(req_, res.status);
-  // The in-flight gate closes only once the bytes are written, so a drain never cuts a response short.
-  auto server = server_;
-  writer_.send(static_cast<P::Http::Code>(res.status), res.body)
-    .then([server](ssize_t) { server->response_written(); },
-          [server](std::exception_ptr) { server->response_written(); });
+  // Counted out once handed to Pistache: its promise may never settle when the client has gone away, and a count
+  // that never returns to zero would hold every drain for the whole grace time. server::stop lets the reactors
+  // flush what is queued before it closes connections.
+  writer_.send(static_cast<P::Http::Code>(res.status), res.body);
+  server_->response_written();
+  for (auto& hook : hooks)
+    hook();
+}
+
+void responder::add_header(std::string name, std::string value) {
+  std::lock_guard<std::mutex> guard{extras_mutex_};
+  extra_headers_.emplace_back(std::move(name), std::move(value));
+}
+
+void responder::on_sent(std::function<void()> fn) {
+  std::unique_lock<std::mutex> guard{extras_mutex_};
+  if (answered_.load()) {
+    guard.unlock();
+    fn();  // already sent: run at once
+    return;
+  }
+  on_sent_.push_back(std::move(fn));
 }
 
 void responder::fail(const caf::error& err) {
@@ -314,6 +341,8 @@ uint16_t server::start() {
 
 void server::stop() {
   if (endpoint_) {
+    // Responses handed over just before the drain ended are queued in the reactors: give them time to leave.
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
     endpoint_->shutdown();
     endpoint_.reset();
   }

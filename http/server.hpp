@@ -26,7 +26,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace Pistache::Http {
 class Endpoint;
@@ -45,8 +47,8 @@ public:
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 
-  /// Accounting done once per response: request_finished when the response is handed to Pistache (metrics,
-  /// access log), response_written once Pistache has written it (or failed to), which closes the in-flight gate.
+  /// Accounting done once per response, when it is handed to Pistache: request_finished (metrics, access log),
+  /// then response_written, which counts it out of the in-flight gate.
   void request_started();
   void request_finished(const request& req, int status);
   void response_written();
@@ -89,12 +91,20 @@ public:
   void fail(const caf::error& err);
   bool answered() const { return answered_.load(); }
 
+  /// A header every response to this request carries (e.g. RateLimit), whatever the handler answers.
+  void add_header(std::string name, std::string value);
+  /// Runs `fn` once the response is handed to Pistache (e.g. to release an in-flight slot).
+  void on_sent(std::function<void()> fn);
+
 private:
   Pistache::Http::ResponseWriter writer_;
   request req_;
   std::shared_ptr<server_state> server_;
   bool keep_alive_;
   std::atomic<bool> answered_{false};
+  std::mutex extras_mutex_;  // add_header/on_sent may run on another thread than send
+  std::vector<std::pair<std::string, std::string>> extra_headers_;
+  std::vector<std::function<void()>> on_sent_;
 };
 
 /// Owns the Pistache endpoint.

@@ -5,6 +5,7 @@
 #include "http/hashing.hpp"
 #include "http/json_body.hpp"
 #include "http/json_schema.hpp"
+#include "http/traffic.hpp"
 
 #include "persistence/messages.hpp"
 
@@ -84,10 +85,9 @@ std::string client_ip(const request& req) {
 /// when the key is malformed.
 bool take_idempotency_key(const std::shared_ptr<responder>& r, write_request& out) {
   const auto& req = r->req();
-  out.request_hash = sha256_hex(req.route + "\n" + req.body);
   auto key = req.header("Idempotency-Key");
   if (!key)
-    return true;
+    return true;  // no key: nothing to compare a retry with, so no hash to compute
   bool printable = !key->empty() && key->size() <= 255;
   for (unsigned char c : *key)
     printable = printable && c >= 0x21 && c <= 0x7E;
@@ -98,6 +98,7 @@ bool take_idempotency_key(const std::shared_ptr<responder>& r, write_request& ou
     return false;
   }
   out.idempotency_key = *key;
+  out.request_hash = sha256_hex(req.route + "\n" + req.body);
   return true;
 }
 
@@ -135,6 +136,8 @@ bool to_event_row(const std::shared_ptr<responder>& r, const rapidjson::Value& o
 /// hand the request to the writer; 201 with the committed (or replayed) result.
 void write(authenticator& auth, const write_route_options& options, const std::shared_ptr<responder>& r,
            write_request request) {
+  if (auth.traffic() && auth.traffic()->shed(r, true))
+    return;
   auth.authenticate(r, [&auth, options, r, request = std::move(request)](caf::event_based_actor* self,
                                                                         const identity& who) mutable {
     request.scope = "user:" + who.user_id;

@@ -62,6 +62,28 @@ const std::vector<std::string> event_columns{"id",         "user_id", "ip",     
 const std::vector<std::string> feedback_columns{"id", "user_id", "ip", "rating", "comment", "lang", "request_id"};
 const std::vector<std::string> security_columns{"type", "severity", "user_id", "ip", "request_id", "detail"};
 
+/// A PostgreSQL array literal of values that need no quoting (UUIDs, dates, integers).
+template <class Value>
+std::string array_literal(const std::vector<const usage_row*>& rows, Value value) {
+  std::string out = "{";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i)
+      out += ',';
+    out += value(*rows[i]);
+  }
+  return out + "}";
+}
+
+/// Adds usage to the users' days, summing rows of the same (user, day): one statement for any number of rows.
+void add_usage(pqxx::transaction_base& tx, const std::vector<const usage_row*>& rows) {
+  if (rows.empty())
+    return;
+  tx.exec_prepared("troupe_add_usage", array_literal(rows, [](const usage_row& u) { return u.user_id; }),
+                   array_literal(rows, [](const usage_row& u) { return u.day; }),
+                   array_literal(rows, [](const usage_row& u) { return std::to_string(u.tokens); }),
+                   array_literal(rows, [](const usage_row& u) { return std::to_string(u.requests); }));
+}
+
 /// All requests in one transaction. Throws on any failure.
 std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::vector<write_request>& batch,
                                            const std::string& now) {
@@ -85,7 +107,11 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
   bool any_events = false;
   bool any_feedback = false;
   bool any_security = false;
+  std::vector<const usage_row*> usage;
   for (size_t i = 0; i < batch.size(); ++i) {
+    if (!skip[i])
+      for (const auto& u : batch[i].usage)
+        usage.push_back(&u);
     any_events |= !skip[i] && !batch[i].events.empty();
     any_feedback |= !skip[i] && !batch[i].feedback.empty();
     any_security |= !skip[i] && !batch[i].security_events.empty();
@@ -118,6 +144,7 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
                                   nullable(e.request_id), e.detail.c_str());
     copy.complete();
   }
+  add_usage(tx, usage);
   tx.commit();
   for (size_t i = 0; i < batch.size(); ++i)
     if (!skip[i])
@@ -137,6 +164,10 @@ write_outcome commit_alone(pqxx::connection& conn, const write_request& req, con
                        e.properties, e.occurred_at.empty() ? now : e.occurred_at, e.request_id);
     for (const auto& f : req.feedback)
       tx.exec_prepared("troupe_insert_feedback", f.id, f.user_id, f.ip, f.rating, f.comment, f.lang, f.request_id);
+    std::vector<const usage_row*> usage;
+    for (const auto& u : req.usage)
+      usage.push_back(&u);
+    add_usage(tx, usage);
     // Security events have no id of their own: a retried batch may record one twice, which is harmless for a log.
     for (const auto& e : req.security_events)
       tx.exec_prepared("troupe_insert_security_event", e.type, e.severity, e.user_id, e.ip, e.request_id, e.detail);
@@ -186,6 +217,12 @@ void prepare_write_statements(pqxx::connection& conn) {
                "INSERT INTO feedback (id, user_id, ip, rating, comment, lang, request_id) VALUES ($1::uuid, "
                "NULLIF($2, '')::uuid, NULLIF($3, '')::inet, $4, $5, NULLIF($6, ''), NULLIF($7, '')) "
                "ON CONFLICT (id) DO NOTHING");
+  conn.prepare("troupe_add_usage",
+               "INSERT INTO usage (user_id, day, tokens, requests) "
+               "SELECT u, d, sum(t), sum(r) FROM unnest($1::uuid[], $2::date[], $3::bigint[], $4::bigint[]) "
+               "AS x(u, d, t, r) GROUP BY u, d "
+               "ON CONFLICT (user_id, day) DO UPDATE SET tokens = usage.tokens + EXCLUDED.tokens, "
+               "requests = usage.requests + EXCLUDED.requests");
   conn.prepare("troupe_insert_security_event",
                "INSERT INTO security_events (type, severity, user_id, ip, request_id, detail) VALUES ($1, $2, "
                "NULLIF($3, '')::uuid, NULLIF($4, '')::inet, NULLIF($5, ''), $6::jsonb)");

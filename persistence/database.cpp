@@ -202,6 +202,13 @@ caf::behavior database_impl(database_actor* self, database_options options) {
       return run_query(self, "user_set_role",
                        [&](pqxx::work& tx) { return accounts_sql::user_set_role(tx, email, role); });
     },
+    [self](usage_load_atom, const std::string& user_id, const std::string& day) {
+      return run_query(self, "usage_load", [&](pqxx::work& tx) -> caf::expected<int64_t> {
+        auto rows = tx.exec_params("SELECT requests FROM usage WHERE user_id = $1::uuid AND day = $2::date",
+                                   user_id, day);
+        return rows.empty() ? int64_t{0} : rows[0][0].as<int64_t>();
+      });
+    },
     [self](session_load_atom, const std::string& user_id) {
       return run_query(self, "session_load", [&](pqxx::work& tx) { return accounts_sql::session_load(tx, user_id); });
     },

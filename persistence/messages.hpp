@@ -85,6 +85,22 @@ typename Inspector::result_type inspect(Inspector& f, security_event_row& x) {
   return f(caf::meta::type_name("security_event_row"), x.type, x.severity, x.user_id, x.ip, x.request_id, x.detail);
 }
 
+/// Usage to add to a user's day (table usage): requests and tokens are added to what is stored.
+struct usage_row {
+  std::string user_id;
+  std::string day;  // YYYY-MM-DD, the quota day
+  int64_t requests = 0;
+  int64_t tokens = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, usage_row& x) {
+  return f(caf::meta::type_name("usage_row"), x.user_id, x.day, x.requests, x.tokens);
+}
+
+/// (usage_load_atom, user_id, day) -> int64_t: requests counted for the user on that quota day (db.query).
+using usage_load_atom = caf::atom_constant<caf::atom("usageload")>;
+
 /// Rows that commit together or not at all, with an optional idempotency key: a second request with the same
 /// (scope, key) within 24 h writes nothing and gets the first one's result.
 struct write_request {
@@ -95,14 +111,15 @@ struct write_request {
   std::vector<event_row> events;
   std::vector<feedback_row> feedback;
   std::vector<security_event_row> security_events;
+  std::vector<usage_row> usage;
 
-  size_t rows() const { return events.size() + feedback.size() + security_events.size(); }
+  size_t rows() const { return events.size() + feedback.size() + security_events.size() + usage.size(); }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, write_request& x) {
   return f(caf::meta::type_name("write_request"), x.scope, x.idempotency_key, x.request_hash, x.result, x.events,
-           x.feedback, x.security_events);
+           x.feedback, x.security_events, x.usage);
 }
 
 /// The answer to a committed write_request.

@@ -1,11 +1,17 @@
 -- wrk script of `make bench-db` (bench/db.sh): single-event POST /api/events, one small JSON event per request.
---   wrk -t2 -c64 -d10s --latency -s bench/wrk/post_event.lua http://127.0.0.1:PORT/api/events
+--   BENCH_ACCESS_TOKEN=ACCESS_TOKEN wrk -t2 -c64 -d10s --latency -s bench/wrk/post_event.lua \
+--     http://127.0.0.1:PORT/api/events
 -- The bodies vary a little (session_id and properties.i cycle through 1000 values, offset per wrk thread). They
 -- are formatted once at start-up and the request function only picks the next one, so wrk spends no CPU on Lua
 -- string building while it shares the machine's cores with the server under test.
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- Writes need a credential: bench/db.sh passes an access token in BENCH_ACCESS_TOKEN (kept out of the command line).
+local token = os.getenv("BENCH_ACCESS_TOKEN")
+if token ~= nil and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
 
 local variants = 1000
 local requests = {}

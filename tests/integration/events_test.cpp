@@ -31,7 +31,9 @@ protected:
   /// Starts troupe and signs up a user whose access token authenticates post().
   std::unique_ptr<troupe_process> start(std::vector<std::string> args = {}) {
     troupe_process::options opts;
-    opts.args = std::move(args);
+    // Rate limits are not what these tests are about (tests/integration/traffic_test.cpp is).
+    opts.args = {"--set", "limits.enabled=false"};
+    opts.args.insert(opts.args.end(), args.begin(), args.end());
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
     auto t = std::make_unique<troupe_process>(opts);
     auto account = R"({"email":"events@example.com","password":"correct horse battery"})";

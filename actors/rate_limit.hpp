@@ -1,0 +1,91 @@
+#pragma once
+// Rate limiting: token buckets per (subject, policy), owned by limiter shard actors so every decision about one key
+// is made by one actor (exact, whatever the number of HTTP threads or requests in flight).
+//
+// limiter shard   (limit_atom, key, policy) -> limit_decision
+//                 (mailbox_atom) -> size_t
+// Buckets that have refilled completely are equivalent to new ones and are dropped by a periodic sweep, and a shard
+// never holds more than max_keys buckets, so a flood of distinct clients cannot grow memory without bound.
+
+#include "actors/messages.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+/// A named policy: `per_minute` tokens per 60 s, at most `burst` at once.
+struct rate_policy {
+  std::string name;
+  double per_minute = 60;
+  double burst = 10;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rate_policy& x) {
+  return f(caf::meta::type_name("rate_policy"), x.name, x.per_minute, x.burst);
+}
+
+/// A token bucket (pure arithmetic; times in seconds on any monotonic clock).
+class token_bucket {
+public:
+  token_bucket(double per_minute, double burst, double now) : tokens_(burst), updated_(now) {
+    configure(per_minute, burst);
+  }
+
+  /// Takes one token if there is one. Refills first.
+  bool take(double now);
+  /// Tokens available at `now` (fractional).
+  double available(double now) const;
+  /// Seconds until one token is available (0 if one is).
+  double seconds_until_token(double now) const;
+  /// Seconds until the bucket is full again.
+  double seconds_until_full(double now) const;
+  bool full(double now) const { return available(now) >= burst_; }
+
+private:
+  void configure(double per_minute, double burst);
+
+  double rate_per_second_ = 1;
+  double burst_ = 1;
+  double tokens_;
+  double updated_;
+};
+
+/// The answer of a limiter shard.
+struct limit_decision {
+  bool allowed = false;
+  int64_t remaining = 0;    // whole tokens left after this request
+  int64_t reset_s = 0;      // seconds until the bucket is full again (the RateLimit header's t)
+  int64_t retry_after_s = 0;  // when refused: whole seconds until a token is available, never earlier
+  double per_minute = 0;    // the policy, for RateLimit-Policy
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, limit_decision& x) {
+  return f(caf::meta::type_name("limit_decision"), x.allowed, x.remaining, x.reset_s, x.retry_after_s, x.per_minute);
+}
+
+/// (limit_atom, std::string key, rate_policy) -> limit_decision
+using limit_atom = caf::atom_constant<caf::atom("limit")>;
+
+struct limiter_options {
+  size_t max_keys = 100000;  // buckets per shard
+  std::chrono::milliseconds sweep_interval{10000};
+  std::function<double()> now_seconds;  // monotonic seconds; steady_clock when empty (tests inject their own)
+  std::shared_ptr<std::atomic<int64_t>> keys = std::make_shared<std::atomic<int64_t>>(0);  // buckets held
+};
+
+caf::actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options);
+
+/// The shard that owns `key` among `shards`.
+size_t shard_of(const std::string& key, size_t shards);
+
+} // namespace troupe

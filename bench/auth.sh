@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# `make bench-auth`: the cost of authentication and of rate limiting, in one run on one machine.
+#   A. authenticated GET /api/me (JWT verified, session actor asked, rate limiter asked) vs GET /health on the same
+#      troupe process. Target (auth issue): >= 0.8x req/s.
+#   B. GET /api/me on a troupe with limiting on (a policy high enough that nothing is refused, so every request pays
+#      for its limiter hop) vs the same route on a troupe with limits.enabled=false. Target (traffic issue): >= 0.85x
+#      req/s and <= +0.2 ms p50.
+# wrk -t2 -c64 on loopback, ROUNDS rounds of DURATION, alternating; medians recorded in bench/RESULTS.md.
+# Knobs: ROUNDS=3 DURATION=10s CONNECTIONS=64 THREADS=2; TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+log() { echo "bench-auth: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+pids=()
+pg_dir=""
+cleanup() {
+  local status=$? pid
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n $pg_dir ]]; then
+    scripts/pg stop "$pg_dir" || true
+    rm -rf -- "$pg_dir"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scripts/install-deps
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j2 --target troupe >/dev/null
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=bench/out/auth-$stamp
+mkdir -p "$out"
+
+if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
+  mkdir -p var
+  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
+  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
+  export TROUPE_DATABASE_URL
+fi
+TROUPE_JWT_SECRET=${TROUPE_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 -w0)}
+export TROUPE_JWT_SECRET
+
+# start_troupe NAME ARGS... -> prints the port; the process is stopped at exit
+start_troupe() {
+  local name=$1 port i
+  shift
+  port=$(scripts/pg free-port)
+  build/troupe --set "http.port=$port" --set log.request_sample=0 "$@" >"$out/$name.log" 2>&1 &
+  pids+=($!)
+  for ((i = 0; i < 100; i++)); do
+    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/health" && { echo "$port"; return; }
+    sleep 0.1
+  done
+  die "troupe ($name) did not start; see $out/$name.log"
+}
+
+# A policy no benchmark can exhaust: every request is counted, none is refused.
+high_limits=(--set limits.default_per_minute=100000000 --set limits.default_burst=100000000)
+limited=$(start_troupe limited "${high_limits[@]}")
+unlimited=$(start_troupe unlimited --set limits.enabled=false)
+
+# One account; its access token (15 minutes) outlives the run.
+account='{"email":"bench@example.com","password":"correct horse battery"}'
+curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "http://127.0.0.1:$limited/api/auth/register" || true
+token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0.0.1:$limited/api/auth/login" |
+  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[[ -n $token ]] || die "could not log in"
+
+# run NAME URL [wrk args...] -> "rps p50_ms p99_ms non2xx"
+to_ms() { awk -v v="$1" 'BEGIN { match(v, /^[0-9.]+/); n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1);
+  f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : 0; printf "%.3f\n", n * f }'; }
+run() {
+  local name=$1 url=$2 file
+  shift 2
+  file="$out/$name-$round.txt"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$file" 2>&1 || die "wrk failed: $file"
+  local rps p50 p99 non2xx
+  rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
+  echo "$rps $p50 $p99 ${non2xx:-0}"
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+declare -A rps p50 p99 bad
+rows=()
+auth=(-H "Authorization: Bearer $token")
+for ((round = 1; round <= ROUNDS; round++)); do
+  for config in health me unlimited_me; do
+    case $config in
+      health) read -r r a b n < <(run health "http://127.0.0.1:$limited/health") ;;
+      me) read -r r a b n < <(run me "http://127.0.0.1:$limited/api/me" "${auth[@]}") ;;
+      unlimited_me) read -r r a b n < <(run unlimited_me "http://127.0.0.1:$unlimited/api/me" "${auth[@]}") ;;
+    esac
+    log "round $round: $config $r req/s, p50 $a ms, p99 $b ms, non-2xx $n"
+    rps[$config]+="$r " p50[$config]+="$a " p99[$config]+="$b " bad[$config]=$((${bad[$config]:-0} + n))
+    rows+=("| $round | $config | $r | $a | $b | $n |")
+  done
+done
+
+m() { median ${1}; }
+health_rps=$(m "${rps[health]}") me_rps=$(m "${rps[me]}") free_rps=$(m "${rps[unlimited_me]}")
+me_p50=$(m "${p50[me]}") free_p50=$(m "${p50[unlimited_me]}")
+ratio_auth=$(awk -v a="$me_rps" -v b="$health_rps" 'BEGIN { printf "%.2f", a / b }')
+ratio_limit=$(awk -v a="$me_rps" -v b="$free_rps" 'BEGIN { printf "%.2f", a / b }')
+added_p50=$(awk -v a="$me_p50" -v b="$free_p50" 'BEGIN { printf "%.3f", a - b }')
+verdict() { awk -v c="$1" 'BEGIN { print c ? "PASS" : "MISS" }'; }
+v_auth=$(verdict "$(awk -v r="$ratio_auth" 'BEGIN { print (r >= 0.8) }')")
+v_limit=$(verdict "$(awk -v r="$ratio_limit" 'BEGIN { print (r >= 0.85) }')")
+v_p50=$(verdict "$(awk -v d="$added_p50" 'BEGIN { print (d <= 0.2) }')")
+v_2xx=$(verdict "$(( ${bad[me]} + ${bad[unlimited_me]} + ${bad[health]} == 0 ))")
+
+cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo)
+{
+  echo
+  echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): authentication and rate limiting cost"
+  echo
+  echo "- command: \`make bench-auth\` (wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, alternating; access log off)"
+  echo "- machine: $cpu, $(nproc) CPUs, kernel $(uname -r); commit $(git rev-parse --short HEAD 2>/dev/null)"
+  echo "- \`me\`: GET /api/me with a JWT on a troupe whose default policy is 1e8/min (every request asks its limiter shard, none is refused); \`unlimited_me\`: the same on a troupe with limits.enabled=false; \`health\`: GET /health on the limited troupe"
+  echo
+  echo "| round | route | req/s | p50 (ms) | p99 (ms) | non-2xx |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "| target | measured | verdict |"
+  echo "|---|---|---|"
+  echo "| /api/me >= 0.8x /health (auth issue) | ${ratio_auth}x ($me_rps vs $health_rps req/s) | $v_auth |"
+  echo "| limited >= 0.85x unlimited (traffic issue) | ${ratio_limit}x ($me_rps vs $free_rps req/s) | $v_limit |"
+  echo "| limited p50 <= unlimited + 0.2 ms | +$added_p50 ms ($me_p50 vs $free_p50 ms) | $v_p50 |"
+  echo "| every response 2xx | ${bad[me]} + ${bad[unlimited_me]} + ${bad[health]} non-2xx | $v_2xx |"
+} | tee -a "$RESULTS"

@@ -1,0 +1,106 @@
+#include "http/load_monitor.hpp"
+
+#include "config/log.hpp"
+
+#include <caf/all.hpp>
+
+namespace troupe::http {
+
+namespace {
+
+using tick_atom = caf::atom_constant<caf::atom("loadtick")>;
+
+struct monitor_state {
+  load_monitor_options opts;
+  bool sampling = false;  // a mailbox sample is under way
+  static inline const char* name = "load_monitor";
+};
+
+using monitor_actor = caf::stateful_actor<monitor_state>;
+
+void set(std::atomic<bool>& flag, bool value, const char* what) {
+  if (flag.exchange(value) != value)
+    log::warn(value ? "shedding load" : "load shedding over", log::fields{}.add("kind", what));
+}
+
+/// Asks every critical actor for its mailbox size; sets the flags once all answered (or timed out).
+void sample(monitor_actor* self) {
+  auto& st = self->state;
+  auto stats = read_process_stats();
+  set(st.opts.shedding->all, st.opts.max_rss_bytes > 0 && stats.resident_bytes > st.opts.max_rss_bytes, "all");
+  if (st.sampling)
+    return;
+  struct tally {
+    size_t pending = 0;
+    bool writes = false;
+    bool api = false;
+  };
+  auto t = std::make_shared<tally>();
+  if (st.opts.writer && st.opts.writer_max_rows > 0)
+    t->writes = static_cast<size_t>(std::max<int64_t>(0, st.opts.writer->queued_rows.load())) > st.opts.writer_max_rows;
+  auto finish = [self, t] {
+    if (--t->pending > 0)
+      return;
+    self->state.sampling = false;
+    set(self->state.opts.shedding->writes, t->writes, "writes");
+    set(self->state.opts.shedding->api, t->api, "api");
+  };
+  std::vector<std::pair<caf::actor, bool>> targets;  // (actor, is a write actor)
+  for (const auto& name : st.opts.write_actors)
+    if (auto a = st.opts.names->get(name))
+      targets.emplace_back(*a, true);
+  for (const auto& name : st.opts.api_actors)
+    if (auto a = st.opts.names->get(name))
+      targets.emplace_back(*a, false);
+  if (targets.empty()) {
+    set(st.opts.shedding->writes, t->writes, "writes");
+    return;
+  }
+  st.sampling = true;
+  t->pending = targets.size();
+  auto threshold = st.opts.mailbox_threshold;
+  for (auto& [actor, is_write] : targets)
+    self->request<caf::message_priority::high>(actor, caf::duration{std::chrono::seconds{1}}, mailbox_atom::value)
+      .then(
+        [t, finish, is_write = is_write, threshold](size_t size) {
+          if (size > threshold)
+            (is_write ? t->writes : t->api) = true;
+          finish();
+        },
+        [finish](caf::error&) { finish(); });
+}
+
+caf::behavior monitor_impl(monitor_actor* self, load_monitor_options opts) {
+  self->state.opts = std::move(opts);
+  self->send(self, tick_atom::value);
+  return {
+    [self](tick_atom) {
+      for (auto& gate : self->state.opts.gates)
+        gate->expire_waiting();
+      sample(self);
+      self->delayed_send(self, self->state.opts.interval, tick_atom::value);
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_load_monitor(caf::actor_system& sys, load_monitor_options options) {
+  return sys.spawn(monitor_impl, std::move(options));
+}
+
+health_check shedding_check(const shed_state& state) {
+  std::string shed;
+  if (state.all.load())
+    shed = "all new work (memory)";
+  else if (state.writes.load())
+    shed = "writes (DB writer backed up)";
+  else if (state.api.load())
+    shed = "API work (sessions or limiters backed up)";
+  if (shed.empty())
+    return {"load", "healthy", 0, "nothing is shed"};
+  return {"load", "degraded", 0, "shedding " + shed};
+}
+
+} // namespace troupe::http

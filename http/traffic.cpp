@@ -1,0 +1,207 @@
+#include "http/traffic.hpp"
+
+#include "http/error_mapping.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace troupe::http {
+
+namespace {
+
+response overloaded(const request& req, const std::string& message) {
+  auto res = error_response(service_error::overloaded, message, req.id);
+  return res;  // error_response adds Retry-After: 1 to every 503
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.15g", v);
+  return buf;
+}
+
+} // namespace
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    auto comma = text.find(',', pos);
+    if (comma == std::string::npos)
+      comma = text.size();
+    auto item = text.substr(pos, comma - pos);
+    auto first = item.find_first_not_of(" \t");
+    auto last = item.find_last_not_of(" \t");
+    if (first != std::string::npos)
+      out.push_back(item.substr(first, last - first + 1));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+// --- traffic_control ---
+
+traffic_control::traffic_control(actor_bridge& bridge, traffic_options options)
+  : bridge_(bridge), options_(std::move(options)) {
+  if (options_.metrics)
+    rejected_ = &options_.metrics->counter("troupe_rate_limited_total", "Requests refused by a rate limit (429).",
+                                           {"policy"});
+}
+
+std::string traffic_control::client_ip(const request& req) const {
+  const auto& trusted = options_.trusted_proxies;
+  auto is_trusted = [&](const std::string& ip) { return std::find(trusted.begin(), trusted.end(), ip) != trusted.end(); };
+  if (!is_trusted(req.remote_address))
+    return req.remote_address;
+  auto forwarded = req.header("X-Forwarded-For");
+  if (!forwarded)
+    return req.remote_address;
+  // Walk from the nearest hop outwards, skipping our own proxies: the first untrusted one is the client.
+  auto hops = split_list(*forwarded);
+  for (auto i = hops.rbegin(); i != hops.rend(); ++i)
+    if (!is_trusted(*i))
+      return *i;
+  return hops.empty() ? req.remote_address : hops.front();
+}
+
+bool traffic_control::shed(const std::shared_ptr<responder>& r, bool write) const {
+  const auto& s = *options_.shedding;
+  if (s.all.load(std::memory_order_relaxed)) {
+    r->send(overloaded(r->req(), "The server is low on memory and refuses new work; retry shortly."));
+    return true;
+  }
+  if (write && s.writes.load(std::memory_order_relaxed)) {
+    r->send(overloaded(r->req(), "Writes are backed up; retry shortly."));
+    return true;
+  }
+  if (s.api.load(std::memory_order_relaxed)) {
+    r->send(overloaded(r->req(), "The server is overloaded; retry shortly."));
+    return true;
+  }
+  return false;
+}
+
+void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<responder>& r,
+                            const std::string& policy_name, const std::string& subject, std::function<void()> then) {
+  auto policy = options_.policies.find(policy_name);
+  if (!options_.enabled || policy == options_.policies.end()) {
+    then();
+    return;
+  }
+  auto key = subject;
+  auto shard = bridge_.find("limits.shard." + std::to_string(shard_of(key, options_.shards)));
+  if (!shard) {
+    r->fail(make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly."));
+    return;
+  }
+  auto p = policy->second;
+  self->request(*shard, caf::duration{std::chrono::seconds{5}}, limit_atom::value, key, p)
+    .then(
+      [this, r, p, subject, then = std::move(then)](limit_decision& d) {
+        auto quoted = "\"" + p.name + "\"";
+        r->add_header("RateLimit-Policy", quoted + ";q=" + number(p.per_minute) + ";w=60");
+        r->add_header("RateLimit", quoted + ";r=" + std::to_string(d.remaining) + ";t=" + std::to_string(d.reset_s));
+        if (d.allowed) {
+          then();
+          return;
+        }
+        if (rejected_)
+          rejected_->inc({p.name});
+        // Security events for rejections are sampled: a flood must not become a flood of writes.
+        if (options_.on_rejected && rejections_.fetch_add(1, std::memory_order_relaxed) % 10 == 0)
+          options_.on_rejected(r->req(), p.name, subject);
+        auto res = error_response(service_error::rate_limited,
+                                  "Rate limit \"" + p.name + "\" exceeded; retry in " + std::to_string(d.retry_after_s)
+                                    + " seconds.",
+                                  r->req().id);
+        for (auto& [name, value] : res.headers)
+          if (name == "Retry-After")
+            value = std::to_string(d.retry_after_s);
+        r->send(std::move(res));
+      },
+      [r](caf::error& err) { r->fail(err); });
+}
+
+// --- inflight_gate ---
+
+inflight_gate::inflight_gate(std::string name, size_t max_inflight, size_t max_queue,
+                             std::chrono::milliseconds max_wait)
+  : name_(std::move(name)), max_inflight_(max_inflight), max_queue_(max_queue), max_wait_(max_wait) {
+}
+
+void inflight_gate::start(const std::shared_ptr<responder>& r, const route_handler& handler) {
+  r->on_sent([this] { release(); });
+  handler(r);
+}
+
+void inflight_gate::admit(const std::shared_ptr<responder>& r, const route_handler& handler) {
+  {
+    std::unique_lock<std::mutex> guard{mutex_};
+    if (running_ < max_inflight_) {
+      ++running_;
+      guard.unlock();
+      start(r, handler);
+      return;
+    }
+    if (waiting_.size() < max_queue_) {
+      waiting_.push_back(waiter{r, handler, std::chrono::steady_clock::now()});
+      return;
+    }
+  }
+  r->send(overloaded(r->req(), "Too many " + name_ + " requests in progress; retry shortly."));
+}
+
+void inflight_gate::release() {
+  std::vector<waiter> expired;
+  std::optional<waiter> next;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    --running_;
+    auto now = std::chrono::steady_clock::now();
+    while (!waiting_.empty() && now - waiting_.front().since >= max_wait_) {
+      expired.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+    if (!waiting_.empty() && running_ < max_inflight_) {
+      ++running_;
+      next = std::move(waiting_.front());
+      waiting_.pop_front();
+    }
+  }
+  for (auto& w : expired)
+    w.r->send(overloaded(w.r->req(), "Waited too long for a free " + name_ + " slot; retry shortly."));
+  if (next)
+    start(next->r, next->handler);
+}
+
+void inflight_gate::expire_waiting() {
+  std::vector<waiter> expired;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto now = std::chrono::steady_clock::now();
+    while (!waiting_.empty() && now - waiting_.front().since >= max_wait_) {
+      expired.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+  }
+  for (auto& w : expired)
+    w.r->send(overloaded(w.r->req(), "Waited too long for a free " + name_ + " slot; retry shortly."));
+}
+
+size_t inflight_gate::running() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return running_;
+}
+
+size_t inflight_gate::waiting() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return waiting_.size();
+}
+
+route_handler gated(std::shared_ptr<inflight_gate> gate, route_handler handler) {
+  if (!gate)
+    return handler;
+  return [gate, handler](const std::shared_ptr<responder>& r) { gate->admit(r, handler); };
+}
+
+} // namespace troupe::http

@@ -1,0 +1,110 @@
+#pragma once
+// Traffic control on the request path: rate limits (RateLimit headers, 429), in-flight caps with a short bounded
+// queue (503 within milliseconds beyond it), load shedding, and the client address behind trusted proxies.
+//
+// Headers follow draft-ietf-httpapi-ratelimit-headers-11 on every response of a limited route:
+//   RateLimit-Policy: "generate";q=30;w=60      the policy: q requests per w seconds
+//   RateLimit: "generate";r=12;t=20             r requests left now; t seconds until the bucket is full again
+
+#include "http/bridge.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+
+#include "actors/rate_limit.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace troupe::http {
+
+/// What the load monitor decided; read on every request (atomics, no locks).
+struct shed_state {
+  std::atomic<bool> all{false};     // RSS over the limit: refuse all new work
+  std::atomic<bool> writes{false};  // the DB writer is backed up: refuse new writes
+  std::atomic<bool> api{false};     // sessions or limiters are backed up: refuse authenticated API work
+};
+
+struct traffic_options {
+  bool enabled = true;
+  std::map<std::string, rate_policy> policies;  // by name: default, generate, auth, anonymous
+  size_t shards = 1;                            // limiter shards "limits.shard.<i>"
+  std::vector<std::string> trusted_proxies;     // exact addresses whose X-Forwarded-For is believed
+  std::shared_ptr<shed_state> shedding = std::make_shared<shed_state>();
+  std::shared_ptr<metrics_registry> metrics;
+  /// Called for (a sample of) rejections, to record a security event.
+  std::function<void(const request&, const std::string& policy, const std::string& subject)> on_rejected;
+};
+
+class traffic_control {
+public:
+  traffic_control(actor_bridge& bridge, traffic_options options);
+
+  /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest untrusted address of
+  /// X-Forwarded-For.
+  std::string client_ip(const request& req) const;
+
+  /// Inside a bridge worker: takes a token of `policy` for `subject`, sets the RateLimit headers on `r`, and calls
+  /// `then` when allowed; answers 429 with Retry-After when not. With limits disabled, calls `then` at once.
+  void limit(caf::event_based_actor* self, const std::shared_ptr<responder>& r, const std::string& policy,
+             const std::string& subject, std::function<void()> then);
+
+  /// 503 with Retry-After when work of this kind is being shed; returns true if it answered.
+  bool shed(const std::shared_ptr<responder>& r, bool write) const;
+
+  const traffic_options& options() const { return options_; }
+
+private:
+  actor_bridge& bridge_;
+  traffic_options options_;
+  counter_family* rejected_ = nullptr;
+  std::atomic<uint64_t> rejections_{0};
+};
+
+/// At most `max_inflight` requests of a route group run at once; up to `max_queue` more wait at most `max_wait`
+/// for a slot; everything beyond gets 503 with Retry-After at once. No request waits without bound.
+class inflight_gate {
+public:
+  inflight_gate(std::string name, size_t max_inflight, size_t max_queue, std::chrono::milliseconds max_wait);
+
+  /// Runs `handler(r)` now, later (when a slot frees up), or answers 503.
+  void admit(const std::shared_ptr<responder>& r, const route_handler& handler);
+
+  /// Answers 503 to waiters older than max_wait (also done whenever a slot frees up). Call periodically.
+  void expire_waiting();
+
+  size_t running() const;
+  size_t waiting() const;
+  const std::string& name() const { return name_; }
+
+private:
+  struct waiter {
+    std::shared_ptr<responder> r;
+    route_handler handler;
+    std::chrono::steady_clock::time_point since;
+  };
+  void start(const std::shared_ptr<responder>& r, const route_handler& handler);
+  void release();
+
+  std::string name_;
+  size_t max_inflight_;
+  size_t max_queue_;
+  std::chrono::milliseconds max_wait_;
+  mutable std::mutex mutex_;
+  size_t running_ = 0;
+  std::deque<waiter> waiting_;
+};
+
+/// A route handler behind a gate (a null gate admits everything).
+route_handler gated(std::shared_ptr<inflight_gate> gate, route_handler handler);
+
+/// Splits a comma-separated list, trimming blanks.
+std::vector<std::string> split_list(const std::string& text);
+
+} // namespace troupe::http

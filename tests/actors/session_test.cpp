@@ -1,0 +1,183 @@
+// Session actors through their manager, with fake db.query and DB writer actors standing in for PostgreSQL:
+// exact daily quotas under concurrency, day rollover, revocation, and rebuilding a crashed session.
+
+#include "actors/messages.hpp"
+#include "actors/sessions.hpp"
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+
+using namespace troupe;
+
+namespace {
+
+/// What the fake database knows and records.
+struct fake_db_state {
+  std::atomic<int> loads{0};
+  std::atomic<int64_t> used_today{0};
+  std::mutex mutex;
+  std::vector<usage_row> usage;  // rows the writer received
+};
+
+caf::behavior fake_db(caf::event_based_actor*, std::shared_ptr<fake_db_state> db) {
+  return {
+    [db](session_load_atom, const std::string& user_id) -> caf::result<session_snapshot> {
+      ++db->loads;
+      if (user_id == "ghost")
+        return make_error(service_error::not_found, "No such user.");
+      session_snapshot s;
+      s.user = user_record{user_id, user_id + "@example.com", "", "user", "free", 1};
+      s.revoked_jtis = {"old-jti"};
+      s.revoked_jti_expiries = {4102444800};  // 2100
+      return s;
+    },
+    [db](usage_load_atom, const std::string&, const std::string&) { return db->used_today.load(); },
+  };
+}
+
+caf::behavior fake_writer(caf::event_based_actor*, std::shared_ptr<fake_db_state> db) {
+  return {[db](write_atom, write_request& w) {
+    std::lock_guard<std::mutex> guard{db->mutex};
+    db->usage.insert(db->usage.end(), w.usage.begin(), w.usage.end());
+    return write_result{w.result, false};
+  }};
+}
+
+class Sessions : public ::testing::Test {
+protected:
+  Sessions() {
+    register_message_types(cfg_);
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    db_ = std::make_shared<fake_db_state>();
+    db_actor_ = sys_->spawn(fake_db, db_);
+    writer_ = sys_->spawn(fake_writer, db_);
+  }
+  ~Sessions() override {
+    for (auto& a : {db_actor_, writer_, manager_})
+      if (a)
+        caf::anon_send_exit(a, caf::exit_reason::kill);
+  }
+
+  void start(int64_t daily_limit) {
+    session_manager_options opts;
+    opts.session.db_query = [a = db_actor_]() -> std::optional<caf::actor> { return a; };
+    opts.session.writer = [a = writer_]() -> std::optional<caf::actor> { return a; };
+    opts.session.daily_quota = [daily_limit](const std::string&) { return daily_limit; };
+    opts.session.now_unix = [this] { return now_.load(); };
+    opts.session.reset_utc_hour = 4;
+    manager_ = spawn_session_manager(*sys_, opts);
+  }
+
+  caf::actor session(const std::string& user) {
+    caf::scoped_actor self{*sys_};
+    caf::actor out;
+    self->request(manager_, caf::infinite, session_atom::value, user)
+      .receive([&](caf::actor& a) { out = a; }, [&](caf::error& e) { ADD_FAILURE() << to_string(e); });
+    return out;
+  }
+
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::shared_ptr<fake_db_state> db_;
+  caf::actor db_actor_, writer_, manager_;
+  std::atomic<int64_t> now_{1795300000};  // 2026-11-21T... UTC
+};
+
+} // namespace
+
+// 50 concurrent reservations against 10 remaining allow exactly 10, and exactly 10 are recorded as usage.
+TEST_F(Sessions, QuotaReservationIsExactUnderConcurrency) {
+  db_->used_today = 40;
+  start(50);
+  auto s = session("u1");
+  caf::scoped_actor self{*sys_};
+  for (int i = 0; i < 50; ++i)
+    self->send(s, quota_atom::value, int64_t{1});
+  int granted = 0;
+  for (int i = 0; i < 50; ++i)
+    self->receive([&](quota_status& q) { granted += q.allowed ? 1 : 0; });
+  EXPECT_EQ(granted, 10);
+  caf::scoped_actor probe{*sys_};
+  probe->request(s, caf::infinite, quota_atom::value, int64_t{0})
+    .receive([](quota_status& q) {
+      EXPECT_EQ(q.used, 50);
+      EXPECT_EQ(q.limit, 50);
+    },
+             [](caf::error&) { FAIL(); });
+  // The writer is asynchronous: wait (bounded) for its ten rows.
+  for (int i = 0; i < 1000; ++i) {
+    std::lock_guard<std::mutex> guard{db_->mutex};
+    if (db_->usage.size() >= 10)
+      break;
+  }
+  caf::scoped_actor sync{*sys_};
+  sync->request(writer_, caf::infinite, write_atom::value, write_request{}).receive([](write_result&) {}, [](caf::error&) {});
+  std::lock_guard<std::mutex> guard{db_->mutex};
+  int64_t recorded = 0;
+  for (const auto& row : db_->usage)
+    recorded += row.requests;
+  EXPECT_EQ(recorded, 10);
+}
+
+// A reservation is all or nothing; the quota day rolls over at the configured UTC hour.
+TEST_F(Sessions, QuotaIsAllOrNothingAndRollsOver) {
+  start(5);
+  auto s = session("u2");
+  caf::scoped_actor self{*sys_};
+  quota_status q;
+  auto reserve = [&](int64_t n) {
+    self->request(s, caf::infinite, quota_atom::value, n).receive([&](quota_status& r) { q = r; }, [](caf::error&) {});
+    return q.allowed;
+  };
+  EXPECT_TRUE(reserve(3));
+  EXPECT_FALSE(reserve(3));  // only 2 left: nothing is taken
+  EXPECT_EQ(q.used, 3);
+  EXPECT_TRUE(reserve(2));
+  EXPECT_FALSE(reserve(1));
+  auto resets_at = q.resets_at;
+  EXPECT_EQ((resets_at - 4 * 3600) % 86400, 0) << "the day ends at 04:00 UTC";
+  now_ = resets_at;  // the next quota day
+  EXPECT_TRUE(reserve(5));
+  EXPECT_EQ(q.resets_at, resets_at + 86400);
+}
+
+// Concurrent first requests for one user share one load; a revoked token stays refused.
+TEST_F(Sessions, OneLoadPerUserAndRevokedTokensAreRefused) {
+  start(50);
+  caf::scoped_actor self{*sys_};
+  for (int i = 0; i < 20; ++i)
+    self->send(manager_, session_atom::value, std::string{"u3"});
+  for (int i = 0; i < 20; ++i)
+    self->receive([](caf::actor&) {});
+  EXPECT_EQ(db_->loads.load(), 1);
+  auto s = session("u3");
+  self->request(s, caf::infinite, authorize_atom::value, credential{"jwt", "u3", "old-jti", 4102444800, ""})
+    .receive([](identity&) { ADD_FAILURE() << "a revoked token was accepted"; },
+             [](caf::error& e) { EXPECT_EQ(service_code(e), service_error::unauthenticated); });
+  self->request(s, caf::infinite, authorize_atom::value, credential{"jwt", "u3", "new-jti", 4102444800, ""})
+    .receive([](identity& who) { EXPECT_EQ(who.email, "u3@example.com"); }, [](caf::error&) { FAIL(); });
+  // An unknown user cannot be authenticated.
+  self->request(manager_, caf::infinite, session_atom::value, std::string{"ghost"})
+    .receive([](caf::actor&) { ADD_FAILURE(); },
+             [](caf::error& e) { EXPECT_EQ(service_code(e), service_error::unauthenticated); });
+}
+
+// A crashed session is forgotten and rebuilt from the database on next use.
+TEST_F(Sessions, CrashedSessionIsRebuiltOnNextUse) {
+  start(50);
+  auto first = session("u4");
+  caf::scoped_actor self{*sys_};
+  self->monitor(first);
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  self->receive([](caf::down_msg&) {});
+  // The manager hears about it through its own monitor; ask until it hands out a new incarnation.
+  caf::actor second = first;
+  for (int i = 0; i < 1000 && second == first; ++i)
+    second = session("u4");
+  EXPECT_NE(second, first);
+  EXPECT_EQ(db_->loads.load(), 2);
+}
