@@ -46,6 +46,37 @@ typename Inspector::result_type inspect(Inspector& f, child_info& x) {
 /// (check_atom) -> health_check: a subsystem's readiness check.
 using check_atom = caf::atom_constant<caf::atom("check")>;
 
+// --- Rate limits (actors/rate_limit.hpp has the buckets and the shards) ------------------------------------------
+
+/// A named policy: `per_minute` tokens per 60 s, at most `burst` at once.
+struct rate_policy {
+  std::string name;
+  double per_minute = 60;
+  double burst = 10;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rate_policy& x) {
+  return f(caf::meta::type_name("rate_policy"), x.name, x.per_minute, x.burst);
+}
+
+/// The answer of a limiter shard.
+struct limit_decision {
+  bool allowed = false;
+  int64_t remaining = 0;    // whole tokens left after this request
+  int64_t reset_s = 0;      // seconds until the bucket is full again (the RateLimit header's t)
+  int64_t retry_after_s = 0;  // when refused: whole seconds until a token is available, never earlier
+  double per_minute = 0;    // the policy, for RateLimit-Policy
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, limit_decision& x) {
+  return f(caf::meta::type_name("limit_decision"), x.allowed, x.remaining, x.reset_s, x.retry_after_s, x.per_minute);
+}
+
+/// (limit_atom, std::string key, rate_policy) -> limit_decision
+using limit_atom = caf::atom_constant<caf::atom("limit")>;
+
 // --- Authentication and sessions ----------------------------------------------------------------------------------
 
 /// What a verified bearer credential says, before the session actor has checked revocation.
@@ -55,11 +86,12 @@ struct credential {
   std::string jti;      // jwt: the token id
   int64_t expires_at = 0;  // jwt: exp (unix seconds)
   std::string key_id;   // api_key: the key's id
+  rate_policy limit;    // the per-user rate limit to take a token of (empty name: none)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, credential& x) {
-  return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id);
+  return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit);
 }
 
 /// A user's daily generation quota, as its session actor counts it.
@@ -88,14 +120,18 @@ struct identity {
   int64_t created_at = 0;
   credential via;    // the credential that was presented
   quota_status quota;  // today's generation quota (not reserved: allowed is true)
+  limit_decision rate; // the decision on via.limit, when one was asked for
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, identity& x) {
-  return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via, x.quota);
+  return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via, x.quota,
+           x.rate);
 }
 
 /// (authorize_atom, credential) -> identity: to a session actor; unauthenticated if the token or key is revoked.
+/// The session owns the user's rate-limit buckets: when credential::limit names a policy, it takes a token and says
+/// how it went in identity::rate (a refusal is still an identity: the caller answers 429 with the right headers).
 /// (authorize_atom, user_id, credential) -> identity: to the session manager, which starts the session if needed.
 using authorize_atom = caf::atom_constant<caf::atom("authorize")>;
 /// (session_atom, user_id) -> caf::actor: the user's session actor, started (and loaded) if needed.

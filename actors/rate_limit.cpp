@@ -42,6 +42,21 @@ double token_bucket::seconds_until_full(double now) const {
   return (burst_ - available(now)) / rate_per_second_;
 }
 
+limit_decision take_token(token_bucket& bucket, const rate_policy& policy, double now) {
+  limit_decision d;
+  d.per_minute = policy.per_minute;
+  d.allowed = bucket.take(now);
+  d.remaining = static_cast<int64_t>(std::floor(bucket.available(now) + 1e-9));
+  d.reset_s = static_cast<int64_t>(std::ceil(bucket.seconds_until_full(now) - 1e-9));
+  if (!d.allowed)
+    d.retry_after_s = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(bucket.seconds_until_token(now) - 1e-9)));
+  return d;
+}
+
+double monotonic_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 size_t shard_of(const std::string& key, size_t shards) {
   // FNV-1a: stable across processes and nodes, unlike std::hash.
   uint64_t h = 1469598103934665603ull;
@@ -68,9 +83,7 @@ struct limiter_state {
 using limiter_actor = caf::stateful_actor<limiter_state>;
 
 double now(limiter_actor* self) {
-  if (self->state.opts.now_seconds)
-    return self->state.opts.now_seconds();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return self->state.opts.now_seconds ? self->state.opts.now_seconds() : monotonic_seconds();
 }
 
 /// Drops buckets that are full again (a new bucket would be identical).
@@ -99,15 +112,7 @@ caf::behavior limiter_impl(limiter_actor* self, limiter_options opts) {
         i = st.buckets.emplace(id, entry{token_bucket{policy.per_minute, policy.burst, t}, policy.name}).first;
         st.opts.keys->store(static_cast<int64_t>(st.buckets.size()));
       }
-      auto& bucket = i->second.bucket;
-      limit_decision d;
-      d.per_minute = policy.per_minute;
-      d.allowed = bucket.take(t);
-      d.remaining = static_cast<int64_t>(std::floor(bucket.available(t)));
-      d.reset_s = static_cast<int64_t>(std::ceil(bucket.seconds_until_full(t)));
-      if (!d.allowed)
-        d.retry_after_s = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(bucket.seconds_until_token(t))));
-      return d;
+      return take_token(i->second.bucket, policy, t);
     },
     [self](sweep_atom) {
       sweep(self);

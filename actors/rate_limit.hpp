@@ -21,18 +21,6 @@
 
 namespace troupe {
 
-/// A named policy: `per_minute` tokens per 60 s, at most `burst` at once.
-struct rate_policy {
-  std::string name;
-  double per_minute = 60;
-  double burst = 10;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, rate_policy& x) {
-  return f(caf::meta::type_name("rate_policy"), x.name, x.per_minute, x.burst);
-}
-
 /// A token bucket (pure arithmetic; times in seconds on any monotonic clock).
 class token_bucket {
 public:
@@ -59,22 +47,11 @@ private:
   double updated_;
 };
 
-/// The answer of a limiter shard.
-struct limit_decision {
-  bool allowed = false;
-  int64_t remaining = 0;    // whole tokens left after this request
-  int64_t reset_s = 0;      // seconds until the bucket is full again (the RateLimit header's t)
-  int64_t retry_after_s = 0;  // when refused: whole seconds until a token is available, never earlier
-  double per_minute = 0;    // the policy, for RateLimit-Policy
-};
+/// Takes a token of `bucket` (governed by `policy`) at `now` and describes the outcome for the RateLimit headers.
+limit_decision take_token(token_bucket& bucket, const rate_policy& policy, double now);
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, limit_decision& x) {
-  return f(caf::meta::type_name("limit_decision"), x.allowed, x.remaining, x.reset_s, x.retry_after_s, x.per_minute);
-}
-
-/// (limit_atom, std::string key, rate_policy) -> limit_decision
-using limit_atom = caf::atom_constant<caf::atom("limit")>;
+/// Monotonic seconds (steady_clock), the time base of buckets.
+double monotonic_seconds();
 
 struct limiter_options {
   size_t max_keys = 100000;  // buckets per shard

@@ -1,5 +1,7 @@
 #include "actors/sessions.hpp"
 
+#include "actors/rate_limit.hpp"
+
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 
@@ -40,6 +42,7 @@ struct session_state {
   std::unordered_map<std::string, int64_t> key_touched;   // key id -> last time we recorded its use
   quota_day day;      // the quota day `used` counts
   int64_t used = 0;   // generations used that day
+  std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
 
   static inline const char* name = "session";
 };
@@ -99,8 +102,16 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       } else {
         touch_key(self, cred.key_id);
       }
+      limit_decision rate;
+      if (!cred.limit.name.empty()) {
+        auto t = st.opts.now_seconds ? st.opts.now_seconds() : monotonic_seconds();
+        auto bucket = st.buckets.find(cred.limit.name);
+        if (bucket == st.buckets.end())
+          bucket = st.buckets.emplace(cred.limit.name, token_bucket{cred.limit.per_minute, cred.limit.burst, t}).first;
+        rate = take_token(bucket->second, cred.limit, t);
+      }
       return identity{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
-                      quota(self)};
+                      quota(self), rate};
     },
     [self](quota_atom, int64_t n) {
       auto& st = self->state;

@@ -46,6 +46,8 @@ struct session_options {
   std::function<std::optional<caf::actor>()> db_query;
   /// Clock for token expiry, unix seconds (tests inject their own).
   std::function<int64_t()> now_unix;
+  /// Monotonic clock of the user's rate-limit buckets, seconds (steady_clock when empty).
+  std::function<double()> now_seconds;
 };
 
 struct session_manager_options {

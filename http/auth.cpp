@@ -229,10 +229,13 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
                                  continuation then) {
   if (traffic_ && traffic_->shed(r, false))
     return;
-  // Once the session vouches for the caller, take a token of the caller's rate limit, then go on.
-  if (traffic_)
-    then = [this, r, policy, then = std::move(then)](caf::event_based_actor* self, const identity& who) {
-      traffic_->limit(self, r, policy, "user:" + who.user_id, [then, self, who] { then(self, who); });
+  // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
+  // (no extra hop), and the answer carries the decision.
+  auto limit = traffic_ ? traffic_->policy(policy) : rate_policy{"", 0, 0};
+  if (!limit.name.empty())
+    then = [this, r, then = std::move(then)](caf::event_based_actor* self, const identity& who) {
+      if (traffic_->apply(r, who.via.limit, who.rate, "user:" + who.user_id))
+        then(self, who);
     };
   const auto& req = r->req();
   auto header = req.header("Authorization");
@@ -253,6 +256,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
       return;
     }
     cred.kind = "api_key";
+    cred.limit = limit;
     cred.key_id = sha256_hex(token);  // the hash, until the key cache names the key
   } else {
     auto verified = verify_cached(token);
@@ -263,6 +267,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
     }
     auto& claims = std::get<access_claims>(verified);
     cred.kind = "jwt";
+    cred.limit = limit;
     cred.user_id = claims.subject;
     cred.jti = claims.jti;
     cred.expires_at = claims.expires_at;
@@ -614,7 +619,7 @@ void me(route_context& ctx, const std::shared_ptr<responder>& r) {
                                                     .time("resets_at", who.quota.resets_at)
                                                     .done())
                                     .done());
-    res.header("Cache-Control", "private, no-store");
+    private_revalidated(res);
     r->send(std::move(res));
   });
 }
@@ -658,7 +663,7 @@ void list_keys(route_context& ctx, const std::shared_ptr<responder>& r) {
             body += (i ? "," : "") + key_json(keys[i]);
           body += "]}";
           auto res = json_response(200, std::move(body));
-          res.header("Cache-Control", "private, no-store");
+          private_revalidated(res);
           r->send(std::move(res));
         },
         [r](caf::error& err) { r->fail(err); });

@@ -98,28 +98,38 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
   self->request(*shard, caf::duration{std::chrono::seconds{5}}, limit_atom::value, key, p)
     .then(
       [this, r, p, subject, then = std::move(then)](limit_decision& d) {
-        auto quoted = "\"" + p.name + "\"";
-        r->add_header("RateLimit-Policy", quoted + ";q=" + number(p.per_minute) + ";w=60");
-        r->add_header("RateLimit", quoted + ";r=" + std::to_string(d.remaining) + ";t=" + std::to_string(d.reset_s));
-        if (d.allowed) {
+        if (apply(r, p, d, subject))
           then();
-          return;
-        }
-        if (rejected_)
-          rejected_->inc({p.name});
-        // Security events for rejections are sampled: a flood must not become a flood of writes.
-        if (options_.on_rejected && rejections_.fetch_add(1, std::memory_order_relaxed) % 10 == 0)
-          options_.on_rejected(r->req(), p.name, subject);
-        auto res = error_response(service_error::rate_limited,
-                                  "Rate limit \"" + p.name + "\" exceeded; retry in " + std::to_string(d.retry_after_s)
-                                    + " seconds.",
-                                  r->req().id);
-        for (auto& [name, value] : res.headers)
-          if (name == "Retry-After")
-            value = std::to_string(d.retry_after_s);
-        r->send(std::move(res));
       },
       [r](caf::error& err) { r->fail(err); });
+}
+
+rate_policy traffic_control::policy(const std::string& name) const {
+  auto i = options_.policies.find(name);
+  return options_.enabled && i != options_.policies.end() ? i->second : rate_policy{"", 0, 0};
+}
+
+bool traffic_control::apply(const std::shared_ptr<responder>& r, const rate_policy& p, const limit_decision& d,
+                            const std::string& subject) {
+  auto quoted = "\"" + p.name + "\"";
+  r->add_header("RateLimit-Policy", quoted + ";q=" + number(p.per_minute) + ";w=60");
+  r->add_header("RateLimit", quoted + ";r=" + std::to_string(d.remaining) + ";t=" + std::to_string(d.reset_s));
+  if (d.allowed)
+    return true;
+  if (rejected_)
+    rejected_->inc({p.name});
+  // Security events for rejections are sampled: a flood must not become a flood of writes.
+  if (options_.on_rejected && rejections_.fetch_add(1, std::memory_order_relaxed) % 10 == 0)
+    options_.on_rejected(r->req(), p.name, subject);
+  auto res = error_response(service_error::rate_limited,
+                            "Rate limit \"" + p.name + "\" exceeded; retry in " + std::to_string(d.retry_after_s)
+                              + " seconds.",
+                            r->req().id);
+  for (auto& [name, value] : res.headers)
+    if (name == "Retry-After")
+      value = std::to_string(d.retry_after_s);
+  r->send(std::move(res));
+  return false;
 }
 
 // --- inflight_gate ---

@@ -55,6 +55,14 @@ public:
   void limit(caf::event_based_actor* self, const std::shared_ptr<responder>& r, const std::string& policy,
              const std::string& subject, std::function<void()> then);
 
+  /// The policy of that name, when limits are enabled and it exists (else an empty name).
+  rate_policy policy(const std::string& name) const;
+
+  /// Sets the RateLimit headers for a decision already taken (e.g. by the user's session actor); when it is a
+  /// refusal, answers 429 with Retry-After, counts it and (sampled) records a security event. True if allowed.
+  bool apply(const std::shared_ptr<responder>& r, const rate_policy& policy, const limit_decision& decision,
+             const std::string& subject);
+
   /// 503 with Retry-After when work of this kind is being shed; returns true if it answered.
   bool shed(const std::shared_ptr<responder>& r, bool write) const;
 

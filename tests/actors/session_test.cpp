@@ -155,10 +155,10 @@ TEST_F(Sessions, OneLoadPerUserAndRevokedTokensAreRefused) {
     self->receive([](caf::actor&) {});
   EXPECT_EQ(db_->loads.load(), 1);
   auto s = session("u3");
-  self->request(s, caf::infinite, authorize_atom::value, credential{"jwt", "u3", "old-jti", 4102444800, ""})
+  self->request(s, caf::infinite, authorize_atom::value, credential{"jwt", "u3", "old-jti", 4102444800, "", {}})
     .receive([](identity&) { ADD_FAILURE() << "a revoked token was accepted"; },
              [](caf::error& e) { EXPECT_EQ(service_code(e), service_error::unauthenticated); });
-  self->request(s, caf::infinite, authorize_atom::value, credential{"jwt", "u3", "new-jti", 4102444800, ""})
+  self->request(s, caf::infinite, authorize_atom::value, credential{"jwt", "u3", "new-jti", 4102444800, "", {}})
     .receive([](identity& who) { EXPECT_EQ(who.email, "u3@example.com"); }, [](caf::error&) { FAIL(); });
   // An unknown user cannot be authenticated.
   self->request(manager_, caf::infinite, session_atom::value, std::string{"ghost"})
@@ -180,4 +180,29 @@ TEST_F(Sessions, CrashedSessionIsRebuiltOnNextUse) {
     second = session("u4");
   EXPECT_NE(second, first);
   EXPECT_EQ(db_->loads.load(), 2);
+}
+
+// The session owns the user's rate-limit buckets: 100 concurrent requests with a burst of 40 get exactly 40 tokens,
+// and the remaining count goes down one by one.
+TEST_F(Sessions, UserRateLimitIsExactUnderConcurrency) {
+  start(50);
+  auto s = session("u5");
+  caf::scoped_actor self{*sys_};
+  credential cred{"jwt", "u5", "j", 4102444800, "", rate_policy{"default", 0.01, 40}};
+  for (int i = 0; i < 100; ++i)
+    self->send(s, authorize_atom::value, cred);
+  int allowed = 0;
+  std::vector<int64_t> remaining;
+  for (int i = 0; i < 100; ++i)
+    self->receive([&](identity& who) {
+      if (who.rate.allowed) {
+        ++allowed;
+        remaining.push_back(who.rate.remaining);
+      } else {
+        EXPECT_GE(who.rate.retry_after_s, 1);
+      }
+    });
+  EXPECT_EQ(allowed, 40);
+  for (size_t i = 0; i < remaining.size(); ++i)
+    EXPECT_EQ(remaining[i], 39 - static_cast<int64_t>(i));
 }

@@ -132,7 +132,8 @@ TEST_F(Auth, RegisterLoginAndMe) {
   EXPECT_EQ(field(me, "user_id"), user_id);
   EXPECT_EQ(field(me, "email"), "alice@example.com");
   EXPECT_EQ(field(me, "role"), "user");
-  EXPECT_EQ(me.header("cache-control"), "private, no-store");
+  EXPECT_EQ(me.header("cache-control"), "private, no-cache");
+  EXPECT_FALSE(me.header("etag").empty());
   // The password is stored as an argon2id hash only.
   EXPECT_EQ(count("SELECT count(*) FROM users WHERE password_hash LIKE '$argon2id$%'"), "1");
 }
