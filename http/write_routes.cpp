@@ -106,6 +106,20 @@ void answer_invalid(const std::shared_ptr<responder>& r, const std::string& para
   r->send(error_response(service_error::invalid_input, message, r->req().id, param));
 }
 
+/// Checks a parsed body against its schema and for NUL characters (PostgreSQL text and jsonb refuse them);
+/// answers 400 naming the field and returns false when it fails.
+bool valid_body(const std::shared_ptr<responder>& r, const json_schema& schema, const rapidjson::Value& doc) {
+  if (auto bad = schema.validate(doc)) {
+    answer_invalid(r, bad->param, bad->message);
+    return false;
+  }
+  if (contains_nul(doc)) {
+    answer_invalid(r, "", "Strings must not contain NUL characters.");
+    return false;
+  }
+  return true;
+}
+
 /// Fills an event row from one validated event object; answers 400 and returns false on a semantic error.
 bool to_event_row(const std::shared_ptr<responder>& r, const rapidjson::Value& obj, const std::string& prefix,
                   event_row& row) {
@@ -207,16 +221,8 @@ void add_write_routes(router& routes, authenticator& auth, const write_route_opt
     if (!doc)
       return;
     bool is_batch = doc->IsObject() && doc->HasMember("events");
-    if (auto bad = (is_batch ? batch : single)->validate(*doc)) {
-      answer_invalid(r, bad->param, bad->message);
-      return;
-    }
-    if (contains_nul(*doc)) {
-      answer_invalid(r, "", "Strings must not contain NUL characters.");
-      return;
-    }
     write_request request;
-    if (!take_idempotency_key(r, request))
+    if (!valid_body(r, *(is_batch ? batch : single), *doc) || !take_idempotency_key(r, request))
       return;
     if (is_batch) {
       const auto& events = (*doc)["events"];
@@ -237,16 +243,8 @@ void add_write_routes(router& routes, authenticator& auth, const write_route_opt
     auto doc = parse_json_body(r);
     if (!doc)
       return;
-    if (auto bad = feedback->validate(*doc)) {
-      answer_invalid(r, bad->param, bad->message);
-      return;
-    }
-    if (contains_nul(*doc)) {
-      answer_invalid(r, "", "Strings must not contain NUL characters.");
-      return;
-    }
     write_request request;
-    if (!take_idempotency_key(r, request))
+    if (!valid_body(r, *feedback, *doc) || !take_idempotency_key(r, request))
       return;
     feedback_row row;
     row.rating = (*doc)["rating"].GetInt();
