@@ -327,7 +327,7 @@ void authenticator::resolve(caf::event_based_actor* self, const std::shared_ptr<
     via_manager();
     return;
   }
-  self->request(*session, caf::duration{db_timeout}, authorize_atom::value, cred)
+  self->request(*session, caf::infinite, authorize_atom::value, cred)
     .then(on_identity, [via_manager, on_error](caf::error& err) mutable {
       if (err == caf::sec::request_receiver_down)
         via_manager();
