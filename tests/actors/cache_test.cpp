@@ -96,6 +96,8 @@ bool eventually(const std::function<bool()>& done) {
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline)
       return false;
+    // Polls counters that shard actors update asynchronously; a short pause keeps the poll off the CPU the actors
+    // need. Bounded by wait_limit, and the test fails if the condition never holds.
     std::this_thread::sleep_for(1ms);
   }
   return true;

@@ -273,7 +273,7 @@ TEST_F(Accounts, ConcurrentRotationsOfOneTokenRotateOnce) {
                       "AND datname = current_database()")
              != "2"
            && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(1ms);
+      std::this_thread::sleep_for(1ms);  // PostgreSQL (another process) must reach its lock wait: poll, bounded
     hold.commit();
     std::multiset<std::string> outcomes;
     for (int i = 0; i < 2; ++i)

@@ -203,7 +203,7 @@ TEST_F(Migrations, ConcurrentMigratorsApplyEachMigrationExactlyOnce) {
                               "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()";
   auto deadline = std::chrono::steady_clock::now() + wait_limit;
   while (scalar(observer, waiting) < 2 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(5ms);  // PostgreSQL (another process) must reach its lock wait: poll, bounded
   EXPECT_EQ(scalar(observer, waiting), 2) << "the migrators did not both wait for the advisory lock";
 
   {
