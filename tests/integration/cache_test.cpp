@@ -13,16 +13,11 @@ using namespace std::chrono_literals;
 namespace {
 
 rapidjson::Document parse(const std::string& body) {
-  rapidjson::Document doc;
-  doc.Parse(body.c_str());
-  return doc;
+  return parse_json(body);
 }
 
 std::string field(const http_result& res, const char* name) {
-  auto doc = parse(res.body);
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember(name) || !doc[name].IsString())
-    return {};
-  return doc[name].GetString();
+  return json_string(res, name);
 }
 
 /// A number of GET /api/cache/stats's "total" object.

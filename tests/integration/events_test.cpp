@@ -36,14 +36,9 @@ protected:
     opts.args.insert(opts.args.end(), args.begin(), args.end());
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
     auto t = std::make_unique<troupe_process>(opts);
-    auto account = R"({"email":"events@example.com","password":"correct horse battery"})";
-    http({"POST", t->url("/api/auth/register"), account, {"Content-Type: application/json"}, 20000});
-    auto login = http({"POST", t->url("/api/auth/login"), account, {"Content-Type: application/json"}, 20000});
-    rapidjson::Document doc;
-    doc.Parse(login.body.c_str());
+    auto login = sign_up(*t, "events@example.com");
     EXPECT_EQ(login.status, 200) << login.body;
-    if (login.status == 200)
-      bearer_ = std::string{"Authorization: Bearer "} + doc["access_token"].GetString();
+    bearer_ = "Authorization: Bearer " + json_string(login, "access_token");
     return t;
   }
 

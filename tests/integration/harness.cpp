@@ -202,6 +202,25 @@ http_result http(const http_request& req) {
   return result;
 }
 
+rapidjson::Document parse_json(const std::string& body) {
+  rapidjson::Document doc;
+  doc.Parse(body.c_str());
+  return doc;
+}
+
+std::string json_string(const http_result& res, const char* name) {
+  auto doc = parse_json(res.body);
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember(name) || !doc[name].IsString())
+    return {};
+  return doc[name].GetString();
+}
+
+http_result sign_up(const troupe_process& t, const std::string& email) {
+  auto body = R"({"email":")" + email + R"(","password":"correct horse battery"})";
+  http({"POST", t.url("/api/auth/register"), body, {"Content-Type: application/json"}, 20000});
+  return http({"POST", t.url("/api/auth/login"), body, {"Content-Type: application/json"}, 20000});
+}
+
 int run_command(const std::string& command, std::string& out) {
   out.clear();
   FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");

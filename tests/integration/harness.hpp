@@ -1,6 +1,7 @@
 #pragma once
 // Test harness for integration tests: runs the real troupe binary and talks HTTP to it over loopback.
 
+#include <rapidjson/document.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -76,6 +77,16 @@ http_result http(const http_request& req);
 inline http_result http_get(const std::string& url) {
   return http({"GET", url, "", {}, 10000});
 }
+
+/// Parses a response body (the document has a parse error when the body is not JSON).
+rapidjson::Document parse_json(const std::string& body);
+
+/// A string member of a JSON object body; "" when the body is not such an object or has no such string.
+std::string json_string(const http_result& res, const char* name);
+
+/// Registers `email` with the password "correct horse battery" (a 409 for an existing account is fine) and logs
+/// in; returns the login response (its body has access_token and refresh_token).
+http_result sign_up(const troupe_process& t, const std::string& email);
 
 /// Runs a shell command; returns its exit status and fills `out` with stdout+stderr.
 int run_command(const std::string& command, std::string& out);

@@ -28,15 +28,11 @@ protected:
     return std::make_unique<troupe_process>(opts);
   }
 
-  /// Registers and logs in from `forwarded_for` (sent as X-Forwarded-For when not empty); returns the access token.
+  /// Signs up `email`; returns its access token.
   static std::string token(const troupe_process& t, const std::string& email) {
-    auto body = R"({"email":")" + email + R"(","password":"correct horse battery"})";
-    http({"POST", t.url("/api/auth/register"), body, {"Content-Type: application/json"}, 20000});
-    auto login = http({"POST", t.url("/api/auth/login"), body, {"Content-Type: application/json"}, 20000});
-    rapidjson::Document doc;
-    doc.Parse(login.body.c_str());
+    auto login = sign_up(t, email);
     EXPECT_EQ(login.status, 200) << login.body;
-    return login.status == 200 ? doc["access_token"].GetString() : "";
+    return json_string(login, "access_token");
   }
 
   scratch_database db_;
