@@ -1,16 +1,13 @@
+// The authenticator of http/auth.hpp: bearer credentials, sessions, admin checks, security events.
+
 #include "http/auth.hpp"
 
 #include "http/error_mapping.hpp"
 #include "http/hashing.hpp"
-#include "http/json_body.hpp"
-#include "http/json_schema.hpp"
 #include "http/traffic.hpp"
 
 #include "actors/sessions.hpp"
 #include "config/log.hpp"
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <arpa/inet.h>
 #include <strings.h>
@@ -27,100 +24,6 @@ constexpr auto db_timeout = seconds{10};
 constexpr size_t max_api_key_length = 100;
 constexpr const char* api_key_prefix = "trp_";
 
-constexpr const char* credentials_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["email", "password"],
-  "properties": {
-    "email": {"type": "string", "minLength": 3, "maxLength": 254},
-    "password": {"type": "string", "minLength": 1, "maxLength": 256}
-  }
-})";
-constexpr const char* register_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["email", "password"],
-  "properties": {
-    "email": {"type": "string", "minLength": 3, "maxLength": 254},
-    "password": {"type": "string", "minLength": 10, "maxLength": 256}
-  }
-})";
-constexpr const char* refresh_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["refresh_token"],
-  "properties": {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}}
-})";
-constexpr const char* logout_schema = R"({
-  "type": "object", "additionalProperties": false,
-  "properties": {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}}
-})";
-constexpr const char* key_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["name"],
-  "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}}
-})";
-
-/// Builds a JSON object with RapidJSON's writer (strings escaped).
-class json_object {
-public:
-  json_object() { w_.StartObject(); }
-  json_object& str(const char* key, const std::string& value) {
-    w_.Key(key);
-    w_.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
-    return *this;
-  }
-  json_object& num(const char* key, int64_t value) {
-    w_.Key(key);
-    w_.Int64(value);
-    return *this;
-  }
-  /// A unix time as RFC 3339, or null for 0.
-  json_object& time(const char* key, int64_t unix_seconds) {
-    w_.Key(key);
-    if (unix_seconds == 0) {
-      w_.Null();
-      return *this;
-    }
-    std::time_t t = unix_seconds;
-    std::tm utc{};
-    ::gmtime_r(&t, &utc);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &utc);
-    w_.String(buf);
-    return *this;
-  }
-  json_object& raw(const char* key, const std::string& json) {
-    w_.Key(key);
-    w_.RawValue(json.c_str(), json.size(), rapidjson::kObjectType);
-    return *this;
-  }
-  std::string done() {
-    w_.EndObject();
-    return {buffer_.GetString(), buffer_.GetSize()};
-  }
-
-private:
-  rapidjson::StringBuffer buffer_;
-  rapidjson::Writer<rapidjson::StringBuffer> w_{buffer_};
-};
-
-std::string member(const rapidjson::Value& obj, const char* name) {
-  auto m = obj.FindMember(name);
-  return m == obj.MemberEnd() ? std::string{} : std::string{m->value.GetString(), m->value.GetStringLength()};
-}
-
-response unauthorized(const request& req, const std::string& message) {
-  auto res = error_response(service_error::unauthenticated, message, req.id);
-  res.header("WWW-Authenticate", R"(Bearer realm="troupe")");
-  return res;
-}
-
-/// Parses and validates a JSON body; answers 400/415 and returns nullopt on failure.
-std::optional<rapidjson::Document> validated_body(const std::shared_ptr<responder>& r, const json_schema& schema) {
-  auto doc = parse_json_body(r);
-  if (!doc)
-    return std::nullopt;
-  if (auto bad = schema.validate(*doc)) {
-    r->send(error_response(service_error::invalid_input, bad->message, r->req().id, bad->param));
-    return std::nullopt;
-  }
-  return doc;
-}
-
 /// The address if it parses as one (the column is inet), else "".
 std::string valid_ip(const std::string& ip) {
   unsigned char buf[sizeof(in6_addr)];
@@ -130,6 +33,12 @@ std::string valid_ip(const std::string& ip) {
 }
 
 } // namespace
+
+response unauthorized(const request& req, const std::string& message) {
+  auto res = error_response(service_error::unauthenticated, message, req.id);
+  res.header("WWW-Authenticate", R"(Bearer realm="troupe")");
+  return res;
+}
 
 std::string normalise_email(const std::string& raw) {
   auto first = raw.find_first_not_of(" \t\r\n");
@@ -176,8 +85,7 @@ std::vector<std::string> parse_admin_emails(const std::string& list) {
 // --- authenticator ---
 
 authenticator::authenticator(actor_bridge& bridge, auth_options options, traffic_control* traffic)
-  : bridge_(bridge), options_(std::move(options)), traffic_(traffic) {
-}
+  : bridge_(bridge), options_(std::move(options)), traffic_(traffic) {}
 
 std::string authenticator::client_ip(const request& req) const {
   return traffic_ ? traffic_->client_ip(req) : req.remote_address;
@@ -191,7 +99,7 @@ void authenticator::record(const request& req, const std::string& type, const st
                            const std::string& user_id, const std::string& detail_json) {
   auto writer = bridge_.find(options_.writer);
   if (!writer)
-    return;  // a lost security event is logged below rather than failing the request
+    return; // a lost security event is logged below rather than failing the request
   write_request w;
   w.result = "{}";
   w.security_events.push_back(
@@ -225,8 +133,7 @@ std::variant<access_claims, jwt_failure> authenticator::verify_cached(const std:
   return result;
 }
 
-void authenticator::authenticate(const std::shared_ptr<responder>& r, const std::string& policy,
-                                 continuation then) {
+void authenticator::authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then) {
   if (traffic_ && traffic_->shed(r, false))
     return;
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
@@ -257,7 +164,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
     }
     cred.kind = "api_key";
     cred.limit = limit;
-    cred.key_id = sha256_hex(token);  // the hash, until the key cache names the key
+    cred.key_id = sha256_hex(token); // the hash, until the key cache names the key
   } else {
     auto verified = verify_cached(token);
     if (auto* failure = std::get_if<jwt_failure>(&verified)) {
@@ -345,375 +252,6 @@ void authenticator::require_admin(const std::shared_ptr<responder>& r, continuat
     }
     then(self, who);
   });
-}
-
-// --- routes ---
-
-namespace {
-
-/// The token pair of a successful login or refresh.
-response token_response(const std::string& access, const std::string& refresh, int64_t expires_in) {
-  auto res = json_response(200, json_object{}
-                                  .str("access_token", access)
-                                  .str("refresh_token", refresh)
-                                  .str("token_type", "Bearer")
-                                  .num("expires_in", expires_in)
-                                  .done());
-  res.header("Cache-Control", "no-store");
-  return res;
-}
-
-std::string key_json(const api_key_record& key, const std::string& full_key = "") {
-  json_object o;
-  o.str("id", key.id).str("name", key.name).str("hint", std::string{api_key_prefix} + "..." + key.last4);
-  if (!full_key.empty())
-    o.str("key", full_key);
-  return o.time("created_at", key.created_at).time("last_used_at", key.last_used_at).time("revoked_at", key.revoked_at)
-    .done();
-}
-
-struct route_context {
-  authenticator& auth;
-  json_schema credentials{credentials_schema};
-  json_schema registration{register_schema};
-  json_schema refresh{refresh_schema};
-  json_schema logout{logout_schema};
-  json_schema key{key_schema};
-  std::atomic<size_t> next_hasher{0};
-  std::string dummy_hash;  // verified against for unknown emails, so both failures take the same time
-
-  explicit route_context(authenticator& a) : auth(a) {}
-
-  std::optional<caf::actor> hasher() {
-    auto n = std::max<size_t>(1, auth.options().hashers);
-    return auth.bridge().find("auth.hasher." + std::to_string(next_hasher++ % n));
-  }
-  std::optional<caf::actor> db() { return auth.bridge().find(auth.options().db_query); }
-
-  /// Runs `job` in a bridge worker once the client's address has a token of the "auth" policy.
-  void run_limited(const std::shared_ptr<responder>& r, std::function<void(caf::event_based_actor*)> job) {
-    auth.bridge().run(r, [this, r, job = std::move(job)](caf::event_based_actor* self) {
-      auto* traffic = auth.traffic();
-      if (!traffic) {
-        job(self);
-        return;
-      }
-      traffic->limit(self, r, "auth", "ip:" + auth.client_ip(r->req()), [job, self] { job(self); });
-    });
-  }
-};
-
-/// Issues an access token and a refresh token (new family when family_id is empty) and answers with them.
-void issue_tokens(route_context& ctx, caf::event_based_actor* self, const std::shared_ptr<responder>& r,
-                  const user_record& user) {
-  auto& opts = ctx.auth.options();
-  auto now = ctx.auth.now();
-  auto access = opts.jwt->issue(user.id, user.role, random_token_id(), now);
-  auto refresh = random_url_token(32);
-  auto db = ctx.db();
-  if (!db) {
-    r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
-    return;
-  }
-  auto ttl = static_cast<int64_t>(opts.jwt->settings().access_ttl.count());
-  self->request(*db, caf::duration{db_timeout}, refresh_issue_atom::value, user.id, std::string{}, sha256_hex(refresh),
-                now + static_cast<int64_t>(opts.refresh_ttl.count()))
-    .then([r, access, refresh, ttl](std::string&) { r->send(token_response(access, refresh, ttl)); },
-          [r](caf::error& err) { r->fail(err); });
-}
-
-void login(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.credentials);
-  if (!body)
-    return;
-  auto email = normalise_email(member(*body, "email"));
-  auto password = member(*body, "password");
-  auto ip = ctx.auth.client_ip(r->req());
-  ctx.run_limited(r, [&ctx, r, email, password, ip](caf::event_based_actor* self) {
-    auto throttle = ctx.auth.bridge().find(ctx.auth.options().throttle);
-    auto db = ctx.db();
-    auto hasher = ctx.hasher();
-    if (!throttle || !db || !hasher) {
-      r->fail(make_error(service_error::unavailable, "Sign-in is restarting; retry shortly."));
-      return;
-    }
-    auto fail = [&ctx, r, email, ip, throttle](const std::string& user_id) {
-      caf::anon_send(*throttle, throttle_fail_atom::value, email, ip);
-      ctx.auth.record(r->req(), "login_failed", "warning", user_id);
-      r->send(unauthorized(r->req(), "Invalid email or password."));
-    };
-    // Verify against the user's hash, or against a dummy one for an unknown email: the same work either way.
-    auto verify = [&ctx, self, r, password, email, hasher, throttle, fail](std::optional<user_record> user) {
-      auto hash = user ? user->password_hash : ctx.dummy_hash;
-      self->request(*hasher, caf::duration{db_timeout}, verify_password_atom::value, hash, password)
-        .then(
-          [&ctx, self, r, user, email, throttle, fail](bool ok) {
-            if (!ok || !user) {
-              fail(user ? user->id : "");
-              return;
-            }
-            caf::anon_send(*throttle, throttle_reset_atom::value, email);
-            issue_tokens(ctx, self, r, *user);
-          },
-          [r](caf::error& err) { r->fail(err); });
-    };
-    self->request(*throttle, caf::duration{db_timeout}, throttle_check_atom::value, email, ip)
-      .then(
-        [&ctx, self, r, email, db, verify](int64_t wait) {
-          if (wait > 0) {
-            ctx.auth.record(r->req(), "login_throttled", "warning", "");
-            auto res = error_response(service_error::rate_limited,
-                                      "Too many failed sign-ins; retry in " + std::to_string(wait) + " seconds.",
-                                      r->req().id);
-            for (auto& [name, value] : res.headers)
-              if (name == "Retry-After")
-                value = std::to_string(wait);
-            r->send(std::move(res));
-            return;
-          }
-          if (email.empty()) {
-            verify(std::nullopt);
-            return;
-          }
-          self->request(*db, caf::duration{db_timeout}, user_by_email_atom::value, email)
-            .then([verify](user_record& user) { verify(user); },
-                  [verify, r](caf::error& err) {
-                    if (service_code(err) == service_error::not_found)
-                      verify(std::nullopt);
-                    else
-                      r->fail(err);
-                  });
-        },
-        [r](caf::error& err) { r->fail(err); });
-  });
-}
-
-void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.registration);
-  if (!body)
-    return;
-  auto email = normalise_email(member(*body, "email"));
-  if (email.empty()) {
-    r->send(error_response(service_error::invalid_input, "email is not a valid email address.", r->req().id, "email"));
-    return;
-  }
-  auto password = member(*body, "password");
-  const auto& admins = ctx.auth.options().admin_emails;
-  std::string role = std::find(admins.begin(), admins.end(), email) != admins.end() ? "admin" : "user";
-  ctx.run_limited(r, [&ctx, r, email, password, role](caf::event_based_actor* self) {
-    auto hasher = ctx.hasher();
-    auto db = ctx.db();
-    if (!hasher || !db) {
-      r->fail(make_error(service_error::unavailable, "Registration is restarting; retry shortly."));
-      return;
-    }
-    self->request(*hasher, caf::duration{db_timeout}, hash_password_atom::value, password)
-      .then(
-        [self, r, db, email, role](std::string& hash) {
-          self->request(*db, caf::duration{db_timeout}, user_create_atom::value, email, hash, role)
-            .then([r](user_record& user) { r->send(json_response(201, json_object{}.str("user_id", user.id).done())); },
-                  [r](caf::error& err) {
-                    if (service_code(err) == service_error::conflict)
-                      r->send(error_response(service_error::conflict, "An account with this email already exists.",
-                                             r->req().id, "email"));
-                    else
-                      r->fail(err);
-                  });
-        },
-        [r](caf::error& err) { r->fail(err); });
-  });
-}
-
-void refresh(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.refresh);
-  if (!body)
-    return;
-  auto old_hash = sha256_hex(member(*body, "refresh_token"));
-  ctx.run_limited(r, [&ctx, r, old_hash](caf::event_based_actor* self) {
-    auto db = ctx.db();
-    if (!db) {
-      r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
-      return;
-    }
-    auto& opts = ctx.auth.options();
-    auto now = ctx.auth.now();
-    auto fresh = random_url_token(32);
-    self->request(*db, caf::duration{db_timeout}, refresh_rotate_atom::value, old_hash, sha256_hex(fresh),
-                  now + static_cast<int64_t>(opts.refresh_ttl.count()))
-      .then(
-        [&ctx, self, r, db, fresh](refresh_rotation& rotation) {
-          if (rotation.outcome == "reused") {
-            ctx.auth.record(r->req(), "refresh_reuse", "critical", rotation.user_id,
-                            json_object{}.str("family_id", rotation.family_id).done());
-            r->send(unauthorized(r->req(), "This refresh token was already used; its session has been revoked."));
-            return;
-          }
-          if (rotation.outcome != "rotated") {
-            ctx.auth.record(r->req(), "invalid_refresh_token", "warning", "");
-            r->send(unauthorized(r->req(), "The refresh token is invalid or expired."));
-            return;
-          }
-          // The role may have changed since login: take it from the database.
-          self->request(*db, caf::duration{db_timeout}, user_by_id_atom::value, rotation.user_id)
-            .then(
-              [&ctx, r, fresh](user_record& user) {
-                auto& opts = ctx.auth.options();
-                auto access = opts.jwt->issue(user.id, user.role, random_token_id(), ctx.auth.now());
-                r->send(token_response(access, fresh, static_cast<int64_t>(opts.jwt->settings().access_ttl.count())));
-              },
-              [r](caf::error& err) { r->fail(err); });
-        },
-        [r](caf::error& err) { r->fail(err); });
-  });
-}
-
-void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
-  std::string refresh_token;
-  if (!r->req().body.empty()) {
-    auto body = validated_body(r, ctx.logout);
-    if (!body)
-      return;
-    refresh_token = member(*body, "refresh_token");
-  }
-  ctx.auth.authenticate(r, [&ctx, r, refresh_token](caf::event_based_actor* self, const identity& who) {
-    if (who.via.kind != "jwt") {
-      r->send(error_response(service_error::invalid_input, "Logout needs an access token; revoke API keys instead.",
-                             r->req().id));
-      return;
-    }
-    auto db = ctx.db();
-    auto session = ctx.auth.options().sessions->get(who.user_id);
-    if (!db || !session) {
-      r->fail(make_error(service_error::unavailable, "Sessions are restarting; retry shortly."));
-      return;
-    }
-    // Refresh family first (that token, or every family of the user), then the access token itself.
-    auto revoke_access = [self, r, session = *session, who]() {
-      self->request(session, caf::duration{db_timeout}, revoke_atom::value, who.via.jti, who.via.expires_at)
-        .then([r](bool) { r->send(json_response(200, R"({"status":"logged_out"})")); },
-              [r](caf::error& err) { r->fail(err); });
-    };
-    auto on_error = [r](caf::error& err) { r->fail(err); };
-    if (refresh_token.empty())
-      self->request(*db, caf::duration{db_timeout}, refresh_revoke_user_atom::value, who.user_id)
-        .then([revoke_access](int64_t) { revoke_access(); }, on_error);
-    else
-      self->request(*db, caf::duration{db_timeout}, refresh_revoke_atom::value, sha256_hex(refresh_token))
-        .then([revoke_access](int64_t) { revoke_access(); }, on_error);
-  });
-}
-
-void me(route_context& ctx, const std::shared_ptr<responder>& r) {
-  ctx.auth.authenticate(r, [r](caf::event_based_actor*, const identity& who) {
-    auto res = json_response(200, json_object{}
-                                    .str("user_id", who.user_id)
-                                    .str("email", who.email)
-                                    .str("role", who.role)
-                                    .str("plan", who.plan)
-                                    .time("created_at", who.created_at)
-                                    .str("authenticated_with", who.via.kind)
-                                    .raw("quota", json_object{}
-                                                    .num("limit", who.quota.limit)
-                                                    .num("used", who.quota.used)
-                                                    .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
-                                                    .time("resets_at", who.quota.resets_at)
-                                                    .done())
-                                    .done());
-    private_revalidated(res);
-    r->send(std::move(res));
-  });
-}
-
-void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.key);
-  if (!body)
-    return;
-  auto name = member(*body, "name");
-  ctx.auth.authenticate(r, [&ctx, r, name](caf::event_based_actor* self, const identity& who) {
-    auto db = ctx.db();
-    if (!db) {
-      r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
-      return;
-    }
-    auto key = std::string{api_key_prefix} + random_url_token(32);
-    self->request(*db, caf::duration{db_timeout}, api_key_create_atom::value, who.user_id, name, sha256_hex(key),
-                  key.substr(key.size() - 4))
-      .then(
-        [r, key](api_key_record& record) {
-          auto res = json_response(201, key_json(record, key));
-          res.header("Cache-Control", "no-store");
-          r->send(std::move(res));
-        },
-        [r](caf::error& err) { r->fail(err); });
-  });
-}
-
-void list_keys(route_context& ctx, const std::shared_ptr<responder>& r) {
-  ctx.auth.authenticate(r, [&ctx, r](caf::event_based_actor* self, const identity& who) {
-    auto db = ctx.db();
-    if (!db) {
-      r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
-      return;
-    }
-    self->request(*db, caf::duration{db_timeout}, api_key_list_atom::value, who.user_id)
-      .then(
-        [r](std::vector<api_key_record>& keys) {
-          std::string body = R"({"keys":[)";
-          for (size_t i = 0; i < keys.size(); ++i)
-            body += (i ? "," : "") + key_json(keys[i]);
-          body += "]}";
-          auto res = json_response(200, std::move(body));
-          private_revalidated(res);
-          r->send(std::move(res));
-        },
-        [r](caf::error& err) { r->fail(err); });
-  });
-}
-
-void revoke_key(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto key_id = r->req().param("id").value_or("");
-  ctx.auth.authenticate(r, [&ctx, r, key_id](caf::event_based_actor* self, const identity& who) {
-    auto db = ctx.db();
-    if (!db) {
-      r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
-      return;
-    }
-    self->request(*db, caf::duration{db_timeout}, api_key_revoke_atom::value, who.user_id, key_id)
-      .then(
-        [&ctx, self, r, who](api_key_record& key) {
-          // The database refuses the key now; make the cache and the session refuse it on the next request too.
-          if (auto cache = ctx.auth.bridge().find(ctx.auth.options().key_cache))
-            caf::anon_send(*cache, key_evict_atom::value, key.id);
-          if (auto session = ctx.auth.options().sessions->get(who.user_id))
-            caf::anon_send(*session, revoke_key_atom::value, key.id);
-          r->send(response{204, "", "", {}});
-        },
-        [r](caf::error& err) {
-          if (service_code(err) == service_error::not_found)
-            r->send(error_response(service_error::not_found, "No such API key.", r->req().id));
-          else
-            r->fail(err);
-        });
-  });
-}
-
-} // namespace
-
-void add_auth_routes(router& routes, authenticator& auth) {
-  // Lives as long as the routes (the process): handlers keep a reference.
-  auto ctx = std::make_shared<route_context>(auth);
-  ctx->dummy_hash = auth.options().dummy_password_hash;
-  auto bind = [ctx](void (*fn)(route_context&, const std::shared_ptr<responder>&)) {
-    return [ctx, fn](const std::shared_ptr<responder>& r) { fn(*ctx, r); };
-  };
-  routes.add("POST", "/api/auth/register", bind(register_account));
-  routes.add("POST", "/api/auth/login", bind(login));
-  routes.add("POST", "/api/auth/refresh", bind(refresh));
-  routes.add("POST", "/api/auth/logout", bind(logout));
-  routes.add("GET", "/api/me", bind(me));
-  routes.add("POST", "/api/keys", bind(create_key));
-  routes.add("GET", "/api/keys", bind(list_keys));
-  routes.add("DELETE", "/api/keys/{id}", bind(revoke_key));
 }
 
 } // namespace troupe::http

@@ -36,11 +36,11 @@ namespace troupe::http {
 struct auth_options {
   std::shared_ptr<jwt_codec> jwt;
   std::chrono::seconds refresh_ttl{30 * 24 * 3600};
-  std::vector<std::string> admin_emails;  // normalised; registering with one of them makes an admin
-  std::shared_ptr<directory> sessions;    // live session actors by user id
-  size_t hashers = 1;                     // password hasher actors "auth.hasher.<i>"
-  std::string dummy_password_hash;        // same parameters as real hashes: unknown emails cost the same time
-  std::function<int64_t()> now_unix;      // unix seconds; the system clock when empty
+  std::vector<std::string> admin_emails; // normalised; registering with one of them makes an admin
+  std::shared_ptr<directory> sessions;   // live session actors by user id
+  size_t hashers = 1;                    // password hasher actors "auth.hasher.<i>"
+  std::string dummy_password_hash;       // same parameters as real hashes: unknown emails cost the same time
+  std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty
   // Names of the actors involved, in the bridge's directory.
   std::string db_query = "db.query";
   std::string writer = "db.writer";
@@ -84,8 +84,7 @@ private:
   /// jwt_codec::verify, remembered per HTTP thread for tokens already verified (expiry re-checked every time).
   std::variant<access_claims, jwt_failure> verify_cached(const std::string& token) const;
 
-  void resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred,
-               continuation then);
+  void resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred, continuation then);
 
   actor_bridge& bridge_;
   auth_options options_;
@@ -93,6 +92,9 @@ private:
 };
 
 void add_auth_routes(router& routes, authenticator& auth);
+
+/// 401 with the error body and `WWW-Authenticate: Bearer realm="troupe"`.
+response unauthorized(const request& req, const std::string& message);
 
 /// Trims and lower-cases an email address; "" if it does not look like one (one '@', no spaces or controls, a dot
 /// in the domain, at most 254 characters).
