@@ -15,6 +15,7 @@
 // The schema is created first if missing (troupe::migrate_database), so the tool works on an empty database.
 // Exit status: 0 on success, 1 on a database error, 2 on a bad command line.
 
+#include "persistence/ids.hpp"
 #include "persistence/migrations.hpp"
 
 #include <pqxx/pqxx>
@@ -45,35 +46,6 @@ UUID (an existing user: the column references users), NULL without --user-id.
 [[noreturn]] void bad_usage(const std::string& message) {
   std::cerr << "bench_copy: " << message << "\n" << usage;
   std::exit(2);
-}
-
-/// A random (version 4) UUID, as text.
-std::string new_uuid(std::mt19937_64& random) {
-  static constexpr char hex[] = "0123456789abcdef";
-  uint64_t halves[2] = {random(), random()};
-  halves[0] = (halves[0] & ~0xF000ull) | 0x4000ull;                        // version 4
-  halves[1] = (halves[1] & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull; // variant 1
-  std::string out;
-  out.reserve(36);
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20)
-      out += '-';
-    out += hex[(halves[i / 16] >> (60 - 4 * (i % 16))) & 0xF];
-  }
-  return out;
-}
-
-/// The current time in RFC 3339 (UTC, microseconds).
-std::string utc_now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  auto seconds = std::chrono::system_clock::to_time_t(now);
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char buf[80];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<long long>(micros));
-  return buf;
 }
 
 /// A positive integer option value, or exit 2.
@@ -144,7 +116,7 @@ int main(int argc, char** argv) {
       char request_id[32];
       std::snprintf(request_id, sizeof(request_id), "%s-%012llx", id_prefix,
                     static_cast<unsigned long long>(transactions));
-      auto occurred_at = utc_now_rfc3339();
+      auto occurred_at = troupe::utc_now_rfc3339();
       pqxx::work tx{conn};
       pqxx::stream_to copy{tx, "funnel_events", columns};
       for (long long i = 0; i < batch; ++i) {
@@ -153,7 +125,7 @@ int main(int argc, char** argv) {
         std::snprintf(session, sizeof(session), "bench-%04u", static_cast<unsigned>(n % 1000));
         session_id = session;
         properties = "{\"i\":" + std::to_string(n) + "}";
-        auto id = new_uuid(random);
+        auto id = troupe::random_uuid(random);
         copy << std::make_tuple(id.c_str(), user, "127.0.0.1", "bench", session_id.c_str(),
                                 static_cast<const char*>(nullptr), static_cast<const char*>(nullptr),
                                 properties.c_str(), occurred_at.c_str(), static_cast<const char*>(request_id));

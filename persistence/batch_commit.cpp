@@ -1,5 +1,7 @@
 #include "persistence/batch_commit.hpp"
 
+#include "persistence/ids.hpp"
+
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 
@@ -57,8 +59,8 @@ std::optional<write_outcome> claim_key(pqxx::transaction_base& tx, const write_r
   return committed(row[1].as<std::string>(), true);
 }
 
-const std::vector<std::string> event_columns{"id",         "user_id", "ip",          "event",     "session_id",
-                                             "source",     "lang",    "properties",  "occurred_at", "request_id"};
+const std::vector<std::string> event_columns{"id",     "user_id", "ip",         "event",       "session_id",
+                                             "source", "lang",    "properties", "occurred_at", "request_id"};
 const std::vector<std::string> feedback_columns{"id", "user_id", "ip", "rating", "comment", "lang", "request_id"};
 const std::vector<std::string> security_columns{"type", "severity", "user_id", "ip", "request_id", "detail"};
 
@@ -189,25 +191,14 @@ write_outcome commit_alone(pqxx::connection& conn, const write_request& req, con
 
 } // namespace
 
-std::string utc_now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  auto seconds = std::chrono::system_clock::to_time_t(now);
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char buf[80];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<long long>(micros));
-  return buf;
-}
-
 void prepare_write_statements(pqxx::connection& conn) {
   conn.prepare("troupe_claim_key",
                "INSERT INTO idempotency_keys (scope, key, request_hash, result) VALUES ($1, $2, $3, $4::jsonb) "
                "ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
                "result = EXCLUDED.result, created_at = now() "
                "WHERE idempotency_keys.created_at < now() - interval '24 hours' RETURNING 1");
-  conn.prepare("troupe_get_key", "SELECT request_hash, result::text FROM idempotency_keys WHERE scope = $1 AND key = $2");
+  conn.prepare("troupe_get_key",
+               "SELECT request_hash, result::text FROM idempotency_keys WHERE scope = $1 AND key = $2");
   conn.prepare("troupe_insert_event",
                "INSERT INTO funnel_events (id, user_id, ip, event, session_id, source, lang, properties, occurred_at, "
                "request_id) VALUES ($1::uuid, NULLIF($2, '')::uuid, NULLIF($3, '')::inet, $4, NULLIF($5, ''), "

@@ -22,7 +22,4 @@ void prepare_write_statements(pqxx::connection& conn);
 /// then unknown, and sending it again is safe (row ids and idempotency keys make a retry write nothing twice).
 std::vector<write_outcome> commit_batch(pqxx::connection& conn, const std::vector<write_request>& batch);
 
-/// The current time in RFC 3339 (UTC, microseconds), as stored for rows without their own timestamp.
-std::string utc_now_rfc3339();
-
 } // namespace troupe

@@ -1,5 +1,7 @@
 #include "persistence/writer.hpp"
 
+#include "persistence/ids.hpp"
+
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 
@@ -38,34 +40,17 @@ struct writer_state {
   std::deque<pending_write> queue;
   size_t queued_rows = 0;
   size_t in_flight_rows = 0;
-  std::vector<bool> busy;                  // per connection: a batch is in flight on it
-  bool flush_due = false;                  // the oldest queued request has waited flush_interval (or rows are full)
+  std::vector<bool> busy; // per connection: a batch is in flight on it
+  bool flush_due = false; // the oldest queued request has waited flush_interval (or rows are full)
   bool flush_timer_armed = false;
   bool retry_timer_armed = false;
-  std::optional<clock_type::time_point> down_since;  // the database has failed every attempt since then
+  std::optional<clock_type::time_point> down_since; // the database has failed every attempt since then
   std::mt19937_64 random{std::random_device{}()};
 
   static inline const char* name = "db_writer";
 };
 
 using writer_actor = caf::stateful_actor<writer_state>;
-
-/// A random (version 4) UUID: row ids only need to be unique, not secret.
-std::string new_uuid(std::mt19937_64& random) {
-  static constexpr char hex[] = "0123456789abcdef";
-  uint64_t halves[2] = {random(), random()};
-  halves[0] = (halves[0] & ~0xF000ull) | 0x4000ull;                          // version 4
-  halves[1] = (halves[1] & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 1
-  std::string out;
-  out.reserve(36);
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20)
-      out += '-';
-    auto word = halves[i / 16];
-    out += hex[(word >> (60 - 4 * (i % 16))) & 0xF];
-  }
-  return out;
-}
 
 void update_gauge(writer_actor* self) {
   auto& st = self->state;
@@ -129,7 +114,7 @@ void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_
   }
   update_gauge(self);
   if (!st.queue.empty())
-    st.flush_due = true;  // what is queued has waited for this batch already
+    st.flush_due = true; // what is queued has waited for this batch already
   dispatch(self);
 }
 
@@ -197,7 +182,7 @@ void retry(writer_actor* self) {
     st.flush_due = true;
     dispatch(self, true);
     if (std::find(st.busy.begin(), st.busy.end(), true) == st.busy.end())
-      arm_retry(self);  // no connection could take it: try again later
+      arm_retry(self); // no connection could take it: try again later
     return;
   }
   // Nothing waits: probe with an empty batch.
@@ -240,9 +225,9 @@ caf::behavior writer_impl(writer_actor* self, writer_options options) {
         return make_error(service_error::unavailable, "The database is unavailable; retry shortly.");
       }
       for (auto& e : request.events)
-        e.id = new_uuid(st.random);
+        e.id = random_uuid(st.random);
       for (auto& f : request.feedback)
-        f.id = new_uuid(st.random);
+        f.id = random_uuid(st.random);
       auto promise = self->make_response_promise<write_result>();
       st.queue.push_back(pending_write{std::move(request), promise, clock_type::now(), rows});
       st.queued_rows += rows;

@@ -1,0 +1,227 @@
+// The cache client of actors/cache.hpp: key -> shard routing and the asynchronous operations, single-flight
+// get_or_compute included, for use from inside any actor.
+
+#include "actors/cache.hpp"
+
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+
+namespace troupe {
+
+using std::chrono::milliseconds;
+
+// --- cache_client ------------------------------------------------------------------------------------------------
+
+namespace {
+
+caf::duration request_timeout(milliseconds timeout) {
+  return timeout.count() > 0 ? caf::duration{timeout} : caf::duration{caf::infinite};
+}
+
+milliseconds claim_margin(milliseconds timeout) {
+  return timeout.count() > 0 ? timeout : milliseconds{5000};
+}
+
+} // namespace
+
+cache_client::cache_client(std::shared_ptr<directory> names, size_t shards, milliseconds timeout)
+  : shards_(std::max<size_t>(1, shards)), timeout_(request_timeout(timeout)), claim_margin_(claim_margin(timeout)) {
+  std::vector<std::string> shard_names;
+  for (size_t i = 0; i < shards_; ++i)
+    shard_names.push_back(cache_shard_name(i));
+  lookup_ = [names = std::move(names), shard_names = std::move(shard_names)](size_t i) {
+    return names->get(shard_names[i]);
+  };
+}
+
+cache_client::cache_client(std::vector<caf::actor> shards, milliseconds timeout)
+  : shards_(std::max<size_t>(1, shards.size())), timeout_(request_timeout(timeout)),
+    claim_margin_(claim_margin(timeout)) {
+  lookup_ = [shards = std::move(shards)](size_t i) -> std::optional<caf::actor> {
+    if (i >= shards.size() || !shards[i])
+      return std::nullopt;
+    return shards[i];
+  };
+}
+
+size_t cache_client::shard_index(std::string_view key) const {
+  return std::hash<std::string_view>{}(key) % shards_;
+}
+
+namespace {
+
+caf::error shard_unavailable() {
+  return make_error(service_error::unavailable, "The cache shard is restarting; retry shortly.");
+}
+
+} // namespace
+
+void cache_client::get(caf::event_based_actor* self, const std::string& key, value_handler then) const {
+  auto shard = shard_for(key);
+  if (!shard) {
+    then(shard_unavailable());
+    return;
+  }
+  self->request(*shard, timeout_, cache_get_atom::value, key)
+    .then(
+      [then](cache_reply& reply) {
+        then(reply.hit ? std::optional<std::string>{std::move(reply.value)} : std::optional<std::string>{});
+      },
+      [then](caf::error& err) { then(std::move(err)); });
+}
+
+void cache_client::put(caf::event_based_actor* self, const std::string& key, std::string value, milliseconds ttl,
+                       std::vector<std::string> tags, bool_handler then) const {
+  auto shard = shard_for(key);
+  if (!shard) {
+    if (then)
+      then(shard_unavailable());
+    return;
+  }
+  auto ttl_ms = static_cast<int64_t>(ttl.count());
+  if (!then) {
+    caf::anon_send(*shard, cache_put_atom::value, key, std::move(value), ttl_ms, std::move(tags));
+    return;
+  }
+  self->request(*shard, timeout_, cache_put_atom::value, key, std::move(value), ttl_ms, std::move(tags))
+    .then([then](bool stored) { then(stored); }, [then](caf::error& err) { then(std::move(err)); });
+}
+
+void cache_client::erase(caf::event_based_actor* self, const std::string& key, bool_handler then) const {
+  auto shard = shard_for(key);
+  if (!shard) {
+    if (then)
+      then(shard_unavailable());
+    return;
+  }
+  if (!then) {
+    caf::anon_send(*shard, cache_erase_atom::value, key);
+    return;
+  }
+  self->request(*shard, timeout_, cache_erase_atom::value, key)
+    .then([then](bool removed) { then(removed); }, [then](caf::error& err) { then(std::move(err)); });
+}
+
+template <class... Ts>
+void cache_client::broadcast(caf::event_based_actor* self, count_handler then, Ts... msg) const {
+  std::vector<caf::actor> targets;
+  for (size_t i = 0; i < shards_; ++i) {
+    auto shard = lookup_(i);
+    if (!shard) {
+      // Nothing is sent when a shard is missing: an invalidation must not be reported done while one shard
+      // could still hold the entries (the restarted shard starts empty, so a retry succeeds).
+      if (then)
+        then(shard_unavailable());
+      return;
+    }
+    targets.push_back(std::move(*shard));
+  }
+  if (!then) {
+    for (auto& target : targets)
+      caf::anon_send(target, msg...);
+    return;
+  }
+  struct tally {
+    size_t pending;
+    uint64_t sum = 0;
+    std::optional<caf::error> error;
+    count_handler then;
+  };
+  auto t = std::make_shared<tally>(tally{targets.size(), 0, std::nullopt, std::move(then)});
+  auto arrive = [t] {
+    if (--t->pending > 0)
+      return;
+    if (t->error)
+      t->then(std::move(*t->error));
+    else
+      t->then(t->sum);
+  };
+  for (auto& target : targets)
+    self->request(target, timeout_, msg...)
+      .then(
+        [t, arrive](uint64_t n) {
+          t->sum += n;
+          arrive();
+        },
+        [t, arrive](caf::error& err) {
+          if (!t->error)
+            t->error = std::move(err);
+          arrive();
+        });
+}
+
+void cache_client::invalidate_tag(caf::event_based_actor* self, const std::string& tag, count_handler then) const {
+  broadcast(self, std::move(then), cache_tag_atom::value, tag);
+}
+
+void cache_client::invalidate_prefix(caf::event_based_actor* self, const std::string& prefix,
+                                     count_handler then) const {
+  broadcast(self, std::move(then), cache_prefix_atom::value, prefix);
+}
+
+void cache_client::clear(caf::event_based_actor* self, count_handler then) const {
+  broadcast(self, std::move(then), cache_clear_atom::value);
+}
+
+void cache_client::get_or_compute(caf::event_based_actor* self, const std::string& key, milliseconds ttl,
+                                  std::vector<std::string> tags, producer produce, result_handler then,
+                                  milliseconds producer_timeout) const {
+  auto shard = shard_for(key);
+  if (!shard) {
+    // The cache is restarting: compute without it rather than fail the caller.
+    produce(self, std::move(then));
+    return;
+  }
+  auto target = std::move(*shard);
+  // Long enough for the shard to answer a parked claim with its own producer timeout first.
+  auto wait = caf::duration{producer_timeout + claim_margin_};
+  auto ttl_ms = static_cast<int64_t>(ttl.count());
+  auto claim = [self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then, wait,
+                producer_timeout]() mutable {
+    self->request(target, wait, cache_claim_atom::value, key, static_cast<int64_t>(producer_timeout.count()))
+      .then(
+        [self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then,
+         wait](cache_reply& reply) mutable {
+          if (reply.hit || reply.token == 0) {
+            then(std::move(reply.value));
+            return;
+          }
+          // This caller produces. `then` runs once: with the producer's result, or with the shard's timeout if the
+          // producer overruns (the wait below is released by the fill, the failure or the timeout, whichever first).
+          auto token = reply.token;
+          auto answered = std::make_shared<bool>(false);
+          auto finish = [answered, then](caf::expected<std::string> result) {
+            if (*answered)
+              return;
+            *answered = true;
+            then(std::move(result));
+          };
+          self->request(target, wait, cache_wait_atom::value, key, token)
+            .then([finish](cache_reply& r) { finish(std::move(r.value)); },
+                  [finish](caf::error& err) { finish(std::move(err)); });
+          produce(self, [target, key, token, ttl_ms, tags, finish](caf::expected<std::string> result) {
+            if (result)
+              caf::anon_send(target, cache_fill_atom::value, key, token, *result, ttl_ms, tags);
+            else
+              caf::anon_send(target, cache_fail_atom::value, key, token, result.error());
+            finish(std::move(result));
+          });
+        },
+        [then](caf::error& err) { then(std::move(err)); });
+  };
+  // The hit path is one untimed get; only a miss pays for the (timed) claim.
+  self->request(target, timeout_, cache_get_atom::value, key)
+    .then(
+      [then, claim](cache_reply& reply) mutable {
+        if (reply.hit)
+          then(std::move(reply.value));
+        else
+          claim();
+      },
+      [then](caf::error& err) { then(std::move(err)); });
+}
+
+} // namespace troupe
