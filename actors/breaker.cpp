@@ -152,15 +152,34 @@ namespace {
 
 struct breaker_actor_state {
   std::unique_ptr<circuit_breaker> breaker;
+  std::shared_ptr<breaker_gauges> gauges;
   static inline const char* name = "breaker";
 };
 
+void publish(breaker_actor_state& st) {
+  if (!st.gauges)
+    return;
+  auto s = st.breaker->snapshot();
+  st.gauges->state.store(static_cast<int>(s.state), std::memory_order_relaxed);
+  st.gauges->successes.store(s.successes, std::memory_order_relaxed);
+  st.gauges->failures.store(s.failures, std::memory_order_relaxed);
+  st.gauges->rejected.store(s.rejected, std::memory_order_relaxed);
+  st.gauges->opened.store(s.opened, std::memory_order_relaxed);
+}
+
 caf::behavior breaker_actor(caf::stateful_actor<breaker_actor_state>* self, breaker_options options) {
+  self->state.gauges = options.gauges;
   self->state.breaker = std::make_unique<circuit_breaker>(std::move(options));
+  publish(self->state);
   return {
-    [self](breaker_admit_atom) { return self->state.breaker->admit(); },
+    [self](breaker_admit_atom) {
+      auto a = self->state.breaker->admit();
+      publish(self->state);
+      return a;
+    },
     [self](breaker_result_atom, uint64_t permit, bool ok, int64_t retry_after_ms, const std::string& failure) {
       self->state.breaker->record(permit, ok, milliseconds{std::max<int64_t>(0, retry_after_ms)}, failure);
+      publish(self->state);
     },
     [self](breaker_state_atom) { return self->state.breaker->snapshot(); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },

@@ -20,6 +20,7 @@
 
 #include <caf/all.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -63,6 +64,15 @@ typename Inspector::result_type inspect(Inspector& f, breaker_snapshot& x) {
            x.successes, x.failures, x.rejected, x.opened, x.last_failure, x.last_failure_unix_ms);
 }
 
+/// What /metrics shows of a breaker, published by its actor after every change (read without asking it).
+struct breaker_gauges {
+  std::atomic<int> state{0}; // 0 closed, 1 open, 2 half_open
+  std::atomic<uint64_t> successes{0};
+  std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> rejected{0};
+  std::atomic<uint64_t> opened{0};
+};
+
 struct breaker_options {
   std::string upstream;
   int64_t failures = 5;
@@ -72,6 +82,8 @@ struct breaker_options {
   std::function<std::chrono::steady_clock::time_point()> now;
   /// Wall clock for last_failure_unix_ms (tests inject their own).
   std::function<int64_t()> now_unix_ms;
+  /// Optional: published after every message (survives restarts of the actor; counts then start again).
+  std::shared_ptr<breaker_gauges> gauges;
 };
 
 /// The state machine, without an actor: one owner calls it (the breaker actor, or a test).

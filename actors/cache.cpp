@@ -448,7 +448,7 @@ caf::behavior shard_impl(shard_actor* self, cache_shard_options opts) {
         return false; // timed out (its waiters have their error) or superseded: never cache a late value
       for (auto& waiter : done->waiters)
         waiter.deliver(cache_reply{true, value, 0});
-      if (done->stale)
+      if (done->stale || ttl_ms < 0) // ttl_ms < 0: single flight only, nothing stored
         return false;
       auto expires = st.expiry(ttl_ms);
       return st.store->put(key, std::move(value), expires, std::move(tags));

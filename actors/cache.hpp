@@ -252,7 +252,17 @@ public:
                       std::vector<std::string> tags, producer produce, result_handler then,
                       std::chrono::milliseconds producer_timeout = std::chrono::milliseconds{10000}) const;
 
+  /// Single flight without caching: concurrent callers with the same key share one run of `produce` (the first
+  /// caller's); its value (or error) goes to all of them and is not stored. Later callers compute again.
+  void single_flight(caf::event_based_actor* self, const std::string& key, producer produce, result_handler then,
+                     std::chrono::milliseconds producer_timeout = std::chrono::milliseconds{10000}) const;
+
 private:
+  /// Claims `key` on `target` and runs `produce` if this caller is the producer; ttl_ms < 0 stores nothing.
+  void claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key, int64_t ttl_ms,
+                         std::vector<std::string> tags, producer produce, result_handler then,
+                         std::chrono::milliseconds producer_timeout) const;
+
   /// Sends the message to every shard and sums the counts they answer.
   template <class... Ts>
   void broadcast(caf::event_based_actor* self, count_handler then, Ts... msg) const;

@@ -166,6 +166,43 @@ void cache_client::clear(caf::event_based_actor* self, count_handler then) const
   broadcast(self, std::move(then), cache_clear_atom::value);
 }
 
+void cache_client::claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key,
+                                     int64_t ttl_ms, std::vector<std::string> tags, producer produce,
+                                     result_handler then, milliseconds producer_timeout) const {
+  // Long enough for the shard to answer a parked claim with its own producer timeout first.
+  auto wait = caf::duration{producer_timeout + claim_margin_};
+  self->request(target, wait, cache_claim_atom::value, key, static_cast<int64_t>(producer_timeout.count()))
+    .then(
+      [self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then,
+       wait](cache_reply& reply) mutable {
+        if (reply.hit || reply.token == 0) {
+          then(std::move(reply.value));
+          return;
+        }
+        // This caller produces. `then` runs once: with the producer's result, or with the shard's timeout if the
+        // producer overruns (the wait below is released by the fill, the failure or the timeout, whichever first).
+        auto token = reply.token;
+        auto answered = std::make_shared<bool>(false);
+        auto finish = [answered, then](caf::expected<std::string> result) {
+          if (*answered)
+            return;
+          *answered = true;
+          then(std::move(result));
+        };
+        self->request(target, wait, cache_wait_atom::value, key, token)
+          .then([finish](cache_reply& r) { finish(std::move(r.value)); },
+                [finish](caf::error& err) { finish(std::move(err)); });
+        produce(self, [target, key, token, ttl_ms, tags, finish](caf::expected<std::string> result) {
+          if (result)
+            caf::anon_send(target, cache_fill_atom::value, key, token, *result, ttl_ms, tags);
+          else
+            caf::anon_send(target, cache_fail_atom::value, key, token, result.error());
+          finish(std::move(result));
+        });
+      },
+      [then](caf::error& err) { then(std::move(err)); });
+}
+
 void cache_client::get_or_compute(caf::event_based_actor* self, const std::string& key, milliseconds ttl,
                                   std::vector<std::string> tags, producer produce, result_handler then,
                                   milliseconds producer_timeout) const {
@@ -176,52 +213,28 @@ void cache_client::get_or_compute(caf::event_based_actor* self, const std::strin
     return;
   }
   auto target = std::move(*shard);
-  // Long enough for the shard to answer a parked claim with its own producer timeout first.
-  auto wait = caf::duration{producer_timeout + claim_margin_};
-  auto ttl_ms = static_cast<int64_t>(ttl.count());
-  auto claim = [self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then, wait,
-                producer_timeout]() mutable {
-    self->request(target, wait, cache_claim_atom::value, key, static_cast<int64_t>(producer_timeout.count()))
-      .then(
-        [self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then,
-         wait](cache_reply& reply) mutable {
-          if (reply.hit || reply.token == 0) {
-            then(std::move(reply.value));
-            return;
-          }
-          // This caller produces. `then` runs once: with the producer's result, or with the shard's timeout if the
-          // producer overruns (the wait below is released by the fill, the failure or the timeout, whichever first).
-          auto token = reply.token;
-          auto answered = std::make_shared<bool>(false);
-          auto finish = [answered, then](caf::expected<std::string> result) {
-            if (*answered)
-              return;
-            *answered = true;
-            then(std::move(result));
-          };
-          self->request(target, wait, cache_wait_atom::value, key, token)
-            .then([finish](cache_reply& r) { finish(std::move(r.value)); },
-                  [finish](caf::error& err) { finish(std::move(err)); });
-          produce(self, [target, key, token, ttl_ms, tags, finish](caf::expected<std::string> result) {
-            if (result)
-              caf::anon_send(target, cache_fill_atom::value, key, token, *result, ttl_ms, tags);
-            else
-              caf::anon_send(target, cache_fail_atom::value, key, token, result.error());
-            finish(std::move(result));
-          });
-        },
-        [then](caf::error& err) { then(std::move(err)); });
-  };
+  auto ttl_ms = std::max<int64_t>(0, static_cast<int64_t>(ttl.count()));
   // The hit path is one untimed get; only a miss pays for the (timed) claim.
   self->request(target, timeout_, cache_get_atom::value, key)
     .then(
-      [then, claim](cache_reply& reply) mutable {
+      [this, self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then,
+       producer_timeout](cache_reply& reply) mutable {
         if (reply.hit)
           then(std::move(reply.value));
         else
-          claim();
+          claim_and_compute(self, target, key, ttl_ms, std::move(tags), std::move(produce), then, producer_timeout);
       },
       [then](caf::error& err) { then(std::move(err)); });
+}
+
+void cache_client::single_flight(caf::event_based_actor* self, const std::string& key, producer produce,
+                                 result_handler then, milliseconds producer_timeout) const {
+  auto shard = shard_for(key);
+  if (!shard) {
+    produce(self, std::move(then));
+    return;
+  }
+  claim_and_compute(self, std::move(*shard), key, -1, {}, std::move(produce), std::move(then), producer_timeout);
 }
 
 } // namespace troupe

@@ -107,8 +107,8 @@ typename Inspector::result_type inspect(Inspector& f, quota_status& x) {
   return f(caf::meta::type_name("quota_status"), x.allowed, x.limit, x.used, x.resets_at);
 }
 
-/// (quota_atom, int64_t n) -> quota_status: to a session; reserves n generations atomically (all or nothing), or
-/// just reports the quota for n = 0.
+/// (quota_atom, int64_t n) -> quota_status: to a session; reserves n generations atomically (all or nothing),
+/// just reports the quota for n = 0, or gives -n back for n < 0 (a reserved generation that failed).
 using quota_atom = caf::atom_constant<caf::atom("quota")>;
 
 /// Who is calling, as the session actor vouches for it (role and plan come from the database, not the token).
@@ -184,7 +184,8 @@ using cache_clear_atom = caf::atom_constant<caf::atom("cacheclr")>;
 using cache_claim_atom = caf::atom_constant<caf::atom("cacheclaim")>;
 /// (cache_wait_atom, key, uint64_t token) -> cache_reply: parks like a claim on the computation with this token.
 using cache_wait_atom = caf::atom_constant<caf::atom("cachewait")>;
-/// (cache_fill_atom, key, uint64_t token, value, int64_t ttl_ms, std::vector<std::string> tags) -> bool stored;
+/// (cache_fill_atom, key, uint64_t token, value, int64_t ttl_ms, std::vector<std::string> tags) -> bool stored
+/// (ttl_ms < 0: the parked callers get the value, nothing is stored);
 /// (cache_fail_atom, key, uint64_t token, caf::error) -> bool. Both release the parked callers.
 using cache_fill_atom = caf::atom_constant<caf::atom("cachefill")>;
 using cache_fail_atom = caf::atom_constant<caf::atom("cachefail")>;

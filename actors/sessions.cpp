@@ -116,12 +116,13 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
     [self](quota_atom, int64_t n) {
       auto& st = self->state;
       auto status = quota(self);
-      if (n <= 0)
+      if (n == 0)
         return status;
-      if (status.used + n > status.limit) {
+      if (n > 0 && status.used + n > status.limit) {
         status.allowed = false;
         return status;
       }
+      n = std::max(n, -st.used); // a refund never goes below zero
       st.used += n;
       status.used = st.used;
       // Durable, batched with other writes; a restart reloads today's count.

@@ -5,7 +5,8 @@
 // session actor   (authorize_atom, credential) -> identity   unauthenticated if the token/key is revoked
 //                 (revoke_atom, jti, int64_t expires_at) -> bool   persists the revocation (db.query), then refuses
 //                 (revoke_key_atom, key_id) -> bool
-//                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing;
+//                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing
+//                                                  (n < 0 gives a failed generation back);
 //                                                  granted usage is persisted through the DB writer (batched)
 //                 (mailbox_atom) -> size_t
 //                 passivates (exits normally) after `idle` without messages

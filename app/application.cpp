@@ -1,6 +1,7 @@
 #include "app/application.hpp"
 
 #include "actors/auth_workers.hpp"
+#include "actors/breaker.hpp"
 #include "actors/cache.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
@@ -13,6 +14,8 @@
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
 #include "http/cache_routes.hpp"
+#include "http/client/upstream_client.hpp"
+#include "http/gateway.hpp"
 #include "http/hashing.hpp"
 #include "http/load_monitor.hpp"
 #include "http/traffic.hpp"
@@ -60,8 +63,11 @@ struct shared_state {
   session_manager_options sessions;
   std::shared_ptr<cache_stats> cache;  // set in run_server from settings.cache
   std::shared_ptr<http::shed_state> shedding = std::make_shared<http::shed_state>();
-  std::shared_ptr<http::inflight_gate> debug_gate;  // null: no cap
+  std::shared_ptr<http::inflight_gate> debug_gate;    // null: no cap
+  std::shared_ptr<http::inflight_gate> generate_gate; // null: no cap
   std::shared_ptr<std::atomic<int64_t>> limiter_keys = std::make_shared<std::atomic<int64_t>>(0);
+  std::vector<std::shared_ptr<breaker_gauges>> breakers; // one per configured upstream, in order
+  std::vector<std::shared_ptr<http::client::doorbell>> doorbells; // one per upstream client actor
 };
 
 size_t limiter_shards(const config::settings& s) {
@@ -120,7 +126,7 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                           }};
   std::vector<health_probe> probes{supervision_probe(names, "root", milliseconds{1000}),
                                    ping_probe("database", names, connection_name(0), milliseconds{3000}),
-                                   load_probe};
+                                   load_probe, http::upstreams_probe(s.upstreams, names)};
   ops.children.push_back({"ops.health", [probes](caf::actor_system& sys) { return spawn_health_actor(sys, probes); },
                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
   ops.children.push_back(
@@ -144,8 +150,9 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   load.writer = shared.writer;
   load.writer_max_rows = static_cast<size_t>(s.db.max_queue) * 9 / 10;
   load.shedding = shared.shedding;
-  if (shared.debug_gate)
-    load.gates.push_back(shared.debug_gate);
+  for (const auto& gate : {shared.debug_gate, shared.generate_gate})
+    if (gate)
+      load.gates.push_back(gate);
   http.children.push_back({"ops.load", [load](caf::actor_system& sys) { return http::spawn_load_monitor(sys, load); },
                            restart_type::permanent, milliseconds{1000}, child_kind::worker});
 
@@ -189,6 +196,28 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   shared.sessions.metrics = metrics;
   auto session_options = shared.sessions;
 
+  // Upstreams: a circuit breaker per upstream, and the HTTP client actors (libcurl multi, detached) that call them.
+  auto upstreams = base("upstreams", supervision_strategy::one_for_one);
+  for (const auto& u : s.upstreams) {
+    breaker_options b;
+    b.upstream = u.name;
+    b.failures = s.breaker.failures;
+    b.open_for = milliseconds{s.breaker.open_ms};
+    b.half_open_probes = s.breaker.half_open_probes;
+    b.gauges = std::make_shared<breaker_gauges>();
+    shared.breakers.push_back(b.gauges);
+    upstreams.children.push_back({breaker_name(u.name),
+                                  [b](caf::actor_system& sys) { return spawn_breaker(sys, b); },
+                                  restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  }
+  for (int64_t i = 0; i < s.upstream.clients; ++i) {
+    http::client::upstream_client_options client;
+    shared.doorbells.push_back(client.bell);
+    upstreams.children.push_back({http::client::upstream_clients::client_name(static_cast<size_t>(i)),
+                                  [client](caf::actor_system& sys) { return http::client::spawn_upstream_client(sys, client); },
+                                  restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  }
+
   auto root = base("root", supervision_strategy::one_for_one);
   root.children.push_back(supervisor_child(std::move(persistence)));
   root.children.push_back(supervisor_child(std::move(auth)));
@@ -199,6 +228,7 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                            },
                            restart_type::permanent, milliseconds{5000}, child_kind::worker});
   root.children.push_back(supervisor_child(cache_supervisor(s.cache, shared.cache, names, metrics)));
+  root.children.push_back(supervisor_child(std::move(upstreams)));
   root.children.push_back(supervisor_child(std::move(ops)));
   root.children.push_back(supervisor_child(std::move(http)));
   return root;
@@ -306,6 +336,10 @@ int run_server(const config::settings& settings) {
       shared.debug_gate = std::make_shared<http::inflight_gate>(
         "debug", static_cast<size_t>(settings.limits.debug_max_inflight), static_cast<size_t>(settings.limits.queue),
         milliseconds{settings.limits.queue_wait_ms});
+    if (settings.limits.generate_max_inflight > 0)
+      shared.generate_gate = std::make_shared<http::inflight_gate>(
+        "generate", static_cast<size_t>(settings.limits.generate_max_inflight),
+        static_cast<size_t>(settings.limits.queue), milliseconds{settings.limits.queue_wait_ms});
     auto& names = shared.names;
     auto& metrics = shared.metrics;
 
@@ -382,6 +416,23 @@ int run_server(const config::settings& settings) {
     http::add_write_routes(*routes, authenticator, http::write_route_options{});
     http::add_cache_routes(*routes, authenticator,
                            {std::make_shared<cache_client>(names, shared.cache->shards()), shared.cache});
+    // The AI gateway: OpenAI-compatible routes over the upstreams, behind the generation in-flight gate.
+    http::gateway_options gw;
+    gw.upstreams = settings.upstreams;
+    gw.clients = std::make_shared<http::client::upstream_clients>(names, shared.doorbells);
+    gw.cache = std::make_shared<cache_client>(names, shared.cache->shards());
+    gw.names = names;
+    gw.max_attempts = settings.retry.max_attempts;
+    gw.retry_base = milliseconds{settings.retry.base_ms};
+    gw.retry_cap = milliseconds{settings.retry.max_backoff_ms};
+    gw.max_response_bytes = static_cast<size_t>(settings.upstream.max_response_bytes);
+    gw.max_messages = static_cast<size_t>(settings.gateway.max_messages);
+    gw.cache_ttl = milliseconds{settings.gateway.cache_ttl_ms};
+    gw.quota_reset_utc_hour = static_cast<int>(settings.quota.reset_utc_hour);
+    gw.metrics = metrics;
+    gw.gauges = shared.breakers;
+    auto gateway = std::make_shared<http::gateway>(authenticator, std::move(gw));
+    http::add_gateway_routes(*routes, gateway, shared.generate_gate);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};

@@ -138,6 +138,11 @@ TEST_F(Sessions, QuotaIsAllOrNothingAndRollsOver) {
   EXPECT_EQ(q.used, 3);
   EXPECT_TRUE(reserve(2));
   EXPECT_FALSE(reserve(1));
+  reserve(-1); // a failed generation gives its reservation back
+  EXPECT_EQ(q.used, 4);
+  EXPECT_TRUE(reserve(1));
+  reserve(-100); // never below zero
+  EXPECT_EQ(q.used, 0);
   auto resets_at = q.resets_at;
   EXPECT_EQ((resets_at - 4 * 3600) % 86400, 0) << "the day ends at 04:00 UTC";
   now_ = resets_at;  // the next quota day

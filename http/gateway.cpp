@@ -1,0 +1,835 @@
+#include "http/gateway.hpp"
+
+#include "http/bridge.hpp"
+#include "http/error_mapping.hpp"
+#include "http/json_body.hpp"
+#include "http/openai.hpp"
+
+#include "actors/sessions.hpp"
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+#include "persistence/messages.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+
+namespace troupe::http {
+
+using std::chrono::milliseconds;
+namespace oa = openai;
+
+struct gateway::upstream {
+  config::upstream_settings cfg;
+  std::string url;    // base_url + "/chat/completions"
+  std::string breaker;
+  std::atomic<int64_t> inflight{0};
+};
+
+/// One client request. Owned by the bridge worker running it; the stream part is also touched by the upstream
+/// client's thread while a transfer runs (and only then: the worker reads it after the transfer's answer).
+struct gateway::call {
+  std::shared_ptr<responder> r;
+  identity who;
+  oa::chat_request req;
+  std::string cache_key;
+  bool cacheable = false;
+  bool quota_reserved = false;
+  bool produced = false; // this request made the upstream call (X-Cache: MISS)
+  std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
+  std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
+
+  std::vector<upstream*> candidates;
+  size_t next = 0;
+  int attempt = 0;             // attempts on the current upstream
+  bool attempted_any = false;  // some upstream was actually called
+  int64_t refused_retry_after_ms = 0; // smallest Retry-After of the breakers that refused
+  // The last failure, for the final error.
+  service_error code = service_error::unavailable;
+  std::string message;
+  int64_t retry_after_ms = 0;
+
+  // Streaming.
+  struct relay {
+    std::unique_ptr<oa::sse_relay> sse;
+    std::shared_ptr<response_stream> out; // open once the first event reached the client
+    std::string upstream;
+    std::string error_body; // a non-2xx answer's body (bounded)
+    bool client_gone = false;
+  };
+  std::shared_ptr<relay> stream;
+};
+
+namespace {
+
+constexpr size_t max_error_body = 64 * 1024;
+constexpr auto breaker_timeout = std::chrono::seconds{1};
+
+int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::mt19937_64& random_engine() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return engine;
+}
+
+/// Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))].
+milliseconds backoff(int attempt, milliseconds base, milliseconds cap) {
+  double ceiling = std::min<double>(static_cast<double>(cap.count()),
+                                    static_cast<double>(base.count()) * std::pow(2.0, std::max(0, attempt - 1)));
+  if (ceiling <= 0)
+    return milliseconds{0};
+  std::uniform_real_distribution<double> pick{0, ceiling};
+  return milliseconds{static_cast<int64_t>(pick(random_engine()))};
+}
+
+/// Retry-After in seconds (the HTTP-date form is not used by AI providers and is ignored).
+int64_t retry_after_ms_of(const client::upstream_response& res) {
+  auto value = res.header("retry-after");
+  if (!value)
+    return 0;
+  char* end = nullptr;
+  double seconds = std::strtod(value->c_str(), &end);
+  if (end == value->c_str() || seconds < 0 || seconds > 86400)
+    return 0;
+  return static_cast<int64_t>(seconds * 1000);
+}
+
+std::string seconds_text(int64_t ms) {
+  return std::to_string(std::max<int64_t>(1, (ms + 999) / 1000));
+}
+
+/// The message of an upstream's OpenAI-shaped error body, cut short; "" if there is none.
+std::string upstream_error_message(const std::string& body) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return "";
+  auto error = doc.FindMember("error");
+  if (error == doc.MemberEnd() || !error->value.IsObject())
+    return "";
+  auto message = error->value.FindMember("message");
+  if (message == error->value.MemberEnd() || !message->value.IsString())
+    return "";
+  std::string text(message->value.GetString(), message->value.GetStringLength());
+  return text.size() > 500 ? text.substr(0, 500) + "..." : text;
+}
+
+void set_retry_after(response& res, int64_t ms) {
+  res.headers.erase(std::remove_if(res.headers.begin(), res.headers.end(),
+                                   [](const auto& h) { return h.first == "Retry-After"; }),
+                    res.headers.end());
+  res.header("Retry-After", seconds_text(ms));
+}
+
+/// What an attempt's outcome means for the call.
+struct verdict {
+  bool ok = false;
+  bool breaker_failure = false; // reported to the breaker as a failure
+  bool retryable = false;       // worth another attempt on the same upstream
+  bool fallback = true;         // worth trying the next upstream
+  service_error code = service_error::upstream_failed;
+  std::string message;
+  int64_t retry_after_ms = 0;
+};
+
+verdict judge_transfer(const std::string& name, const client::upstream_response& res, size_t max_bytes) {
+  verdict v;
+  using te = client::transfer_error;
+  switch (res.error) {
+  case te::none:
+    break;
+  case te::connect:
+    return {false, true, true, true, service_error::upstream_failed,
+            "Could not connect to upstream " + name + ": " + res.error_text, 0};
+  case te::connect_timeout:
+  case te::first_byte_timeout:
+  case te::total_timeout:
+    return {false, true, true, true, service_error::timeout,
+            "Upstream " + name + " timed out (" + client::to_string(res.error) + ").", 0};
+  case te::protocol:
+    return {false, true, true, true, service_error::upstream_failed,
+            "Upstream " + name + " broke the connection: " + res.error_text, 0};
+  case te::too_large:
+    return {false, false, false, true, service_error::upstream_failed,
+            "Upstream " + name + " answered more than " + std::to_string(max_bytes) + " bytes.", 0};
+  case te::aborted:
+    return {false, false, true, true, service_error::unavailable,
+            "The call to upstream " + name + " was aborted: " + res.error_text, 0};
+  }
+  int s = res.status;
+  if (s >= 200 && s < 300) {
+    v.ok = true;
+    return v;
+  }
+  v.retry_after_ms = retry_after_ms_of(res);
+  auto said = upstream_error_message(res.body);
+  auto status_text = "HTTP " + std::to_string(s);
+  if (is_breaker_failure_status(s)) {
+    v.breaker_failure = true;
+    v.retryable = true;
+    v.code = s == 429 ? service_error::unavailable : s == 504 ? service_error::timeout : service_error::upstream_failed;
+    v.message = "Upstream " + name + " answered " + status_text + (s == 429 ? " (rate limited)." : ".");
+    return v;
+  }
+  if (s == 401 || s == 403) {
+    v.message = "Upstream " + name + " refused the gateway's credentials (" + status_text + ").";
+    return v;
+  }
+  if (s == 400 || s == 404 || s == 413 || s == 422) {
+    // The caller's request is at fault: the upstream's explanation goes back, and nothing else is tried.
+    v.fallback = false;
+    v.code = s == 404   ? service_error::not_found
+             : s == 413 ? service_error::payload_too_large
+                        : service_error::invalid_input;
+    v.message = said.empty() ? "Upstream " + name + " rejected the request (" + status_text + ")." : said;
+    return v;
+  }
+  v.message = "Upstream " + name + " answered " + status_text + ".";
+  return v;
+}
+
+} // namespace
+
+gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), opts_(std::move(options)) {
+  for (const auto& cfg : opts_.upstreams) {
+    auto u = std::make_unique<upstream>();
+    u->cfg = cfg;
+    u->url = cfg.base_url + "/chat/completions";
+    u->breaker = breaker_name(cfg.name);
+    upstreams_.push_back(std::move(u));
+  }
+  if (opts_.metrics) {
+    upstream_requests_ = &opts_.metrics->counter("troupe_upstream_requests_total",
+                                                 "Calls to upstreams, by upstream and outcome.", {"upstream", "outcome"});
+    upstream_seconds_ = &opts_.metrics->histogram("troupe_upstream_request_duration_seconds",
+                                                  "Duration of calls to upstreams, by upstream.", {"upstream"},
+                                                  latency_buckets_seconds());
+    cache_results_ = &opts_.metrics->counter("troupe_gateway_cache_total",
+                                             "Chat completions by cache result (hit, miss, bypass).", {"result"});
+    std::vector<std::pair<std::string, std::shared_ptr<breaker_gauges>>> gauges;
+    for (size_t i = 0; i < upstreams_.size() && i < opts_.gauges.size(); ++i)
+      gauges.emplace_back(upstreams_[i]->cfg.name, opts_.gauges[i]);
+    opts_.metrics->add_collector([gauges](prometheus_writer& out) {
+      out.family("troupe_upstream_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 open, 2 half-open.");
+      for (const auto& [name, g] : gauges)
+        out.sample("troupe_upstream_breaker_state", {{"upstream", name}}, g->state.load());
+      out.family("troupe_upstream_breaker_opened_total", "counter", "Times the circuit breaker opened.");
+      for (const auto& [name, g] : gauges)
+        out.sample("troupe_upstream_breaker_opened_total", {{"upstream", name}},
+                   static_cast<double>(g->opened.load()));
+      out.family("troupe_upstream_breaker_rejected_total", "counter", "Calls the circuit breaker kept away.");
+      for (const auto& [name, g] : gauges)
+        out.sample("troupe_upstream_breaker_rejected_total", {{"upstream", name}},
+                   static_cast<double>(g->rejected.load()));
+    });
+  }
+  // GET /v1/models never changes while the process runs.
+  std::map<std::string, std::vector<std::string>> owners;
+  for (const auto& u : upstreams_)
+    for (const auto& m : u->cfg.models)
+      owners[m].push_back(u->cfg.name);
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  w.StartObject();
+  w.Key("object");
+  w.String("list");
+  w.Key("data");
+  w.StartArray();
+  for (const auto& [model, names] : owners) {
+    w.StartObject();
+    w.Key("id");
+    w.String(model.c_str());
+    w.Key("object");
+    w.String("model");
+    w.Key("created");
+    w.Int64(0);
+    w.Key("owned_by");
+    std::string joined;
+    for (const auto& n : names)
+      joined += (joined.empty() ? "" : ",") + n;
+    w.String(joined.c_str());
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  models_body_.assign(buffer.GetString(), buffer.GetSize());
+}
+
+gateway::~gateway() = default;
+
+std::vector<gateway::upstream*> gateway::candidates(const std::string& model) {
+  std::vector<upstream*> serving;
+  for (const auto& u : upstreams_)
+    if (std::find(u->cfg.models.begin(), u->cfg.models.end(), model) != u->cfg.models.end())
+      serving.push_back(u.get());
+  // By priority; among equals, a weighted random order (Efraimidis-Spirakis keys).
+  std::vector<std::pair<double, upstream*>> keyed;
+  std::uniform_real_distribution<double> unit{0, 1};
+  for (auto* u : serving)
+    keyed.emplace_back(-std::log(std::max(1e-12, unit(random_engine()))) / static_cast<double>(u->cfg.weight), u);
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
+    if (a.second->cfg.priority != b.second->cfg.priority)
+      return a.second->cfg.priority < b.second->cfg.priority;
+    return a.first < b.first;
+  });
+  std::vector<upstream*> order;
+  for (auto& [key, u] : keyed)
+    order.push_back(u);
+  return order;
+}
+
+// --- Routes ---
+
+void gateway::models(const std::shared_ptr<responder>& r) {
+  auto body = models_body_;
+  auth_.authenticate(r, [r, body](caf::event_based_actor*, const identity&) { r->send(json_response(200, body)); });
+}
+
+void gateway::chat(const std::shared_ptr<responder>& r) {
+  auto doc = parse_json_body(r);
+  if (!doc)
+    return;
+  auto c = std::make_shared<call>();
+  c->r = r;
+  if (auto err = oa::validate_chat_request(*doc, opts_.max_messages, c->req)) {
+    r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
+    return;
+  }
+  auto mode = r->req().header("X-Troupe-Cache");
+  bool off = mode && *mode == "off";
+  bool on = mode && *mode == "on";
+  c->cacheable = !c->req.stream && !off && (on || (c->req.temperature && *c->req.temperature == 0));
+  // The key is computed here (pure CPU) from the document already parsed; the tenant is added once known.
+  c->cache_key = oa::cache_key(*doc, "");
+  c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
+    auto res = json_response(200, body);
+    res.header("X-Troupe-Upstream", upstream);
+    res.header("X-Cache", hit ? "HIT" : "MISS");
+    r->send(std::move(res));
+  };
+  start(c);
+}
+
+void gateway::generate(const std::shared_ptr<responder>& r) {
+  auto doc = parse_json_body(r);
+  if (!doc)
+    return;
+  auto fail = [&](const std::string& message, const std::string& param) {
+    r->send(error_response(service_error::invalid_input, message, r->req().id, param));
+  };
+  if (!doc->IsObject())
+    return fail("The request body must be a JSON object.", "");
+  auto string_field = [&](const char* name, size_t max, bool required, std::string& out) {
+    auto it = doc->FindMember(name);
+    if (it == doc->MemberEnd() || it->value.IsNull()) {
+      if (required)
+        fail(std::string("`") + name + "` is required.", name);
+      return !required;
+    }
+    if (!it->value.IsString() || it->value.GetStringLength() == 0 || it->value.GetStringLength() > max) {
+      fail(std::string("`") + name + "` must be a string of 1 to " + std::to_string(max) + " characters.", name);
+      return false;
+    }
+    out.assign(it->value.GetString(), it->value.GetStringLength());
+    return true;
+  };
+  std::string prompt, model, system;
+  if (!string_field("prompt", 100000, true, prompt) || !string_field("model", 128, false, model)
+      || !string_field("system", 100000, false, system))
+    return;
+  for (const auto& m : doc->GetObject()) {
+    std::string name(m.name.GetString(), m.name.GetStringLength());
+    if (name != "prompt" && name != "model" && name != "system" && name != "max_tokens")
+      return fail("Unknown field `" + name + "`; expected prompt, model, system, max_tokens.", name);
+  }
+  int64_t max_tokens = 0;
+  if (auto it = doc->FindMember("max_tokens"); it != doc->MemberEnd() && !it->value.IsNull()) {
+    if (!it->value.IsInt64() || it->value.GetInt64() < 1 || it->value.GetInt64() > 1000000)
+      return fail("`max_tokens` must be an integer from 1 to 1000000.", "max_tokens");
+    max_tokens = it->value.GetInt64();
+  }
+  if (model.empty()) {
+    if (upstreams_.empty()) {
+      r->send(error_response(service_error::unavailable, "No upstream is configured.", r->req().id));
+      return;
+    }
+    model = upstreams_.front()->cfg.models.front();
+  }
+  // The chat request it stands for: deterministic (temperature 0), so repeated prompts are served from the cache.
+  rapidjson::Document chat_doc(rapidjson::kObjectType);
+  auto& a = chat_doc.GetAllocator();
+  chat_doc.AddMember("model", rapidjson::Value(model.c_str(), a), a);
+  rapidjson::Value messages(rapidjson::kArrayType);
+  auto message = [&](const char* role, const std::string& content) {
+    rapidjson::Value m(rapidjson::kObjectType);
+    m.AddMember("role", rapidjson::StringRef(role), a);
+    m.AddMember("content", rapidjson::Value(content.c_str(), static_cast<rapidjson::SizeType>(content.size()), a), a);
+    messages.PushBack(m, a);
+  };
+  if (!system.empty())
+    message("system", system);
+  message("user", prompt);
+  chat_doc.AddMember("messages", messages, a);
+  chat_doc.AddMember("temperature", 0, a);
+  if (max_tokens > 0)
+    chat_doc.AddMember("max_tokens", max_tokens, a);
+
+  auto c = std::make_shared<call>();
+  c->r = r;
+  if (auto err = oa::validate_chat_request(chat_doc, opts_.max_messages, c->req)) {
+    r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
+    return;
+  }
+  auto mode = r->req().header("X-Troupe-Cache");
+  c->cacheable = !(mode && *mode == "off");
+  c->cache_key = oa::cache_key(chat_doc, "");
+  c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
+    rapidjson::Document answer;
+    answer.Parse(body.data(), body.size());
+    auto text = oa::completion_text(body);
+    std::string why;
+    auto usage = oa::check_completion(body, 0, why).value_or(oa::usage{});
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+    w.StartObject();
+    w.Key("text");
+    w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
+    w.Key("model");
+    auto m = answer.IsObject() ? answer.FindMember("model") : answer.MemberEnd();
+    if (answer.IsObject() && m != answer.MemberEnd() && m->value.IsString())
+      w.String(m->value.GetString(), m->value.GetStringLength());
+    else
+      w.Null();
+    w.Key("upstream");
+    w.String(upstream.c_str());
+    w.Key("cached");
+    w.Bool(hit);
+    w.Key("usage");
+    w.StartObject();
+    w.Key("prompt_tokens");
+    w.Int64(usage.prompt_tokens);
+    w.Key("completion_tokens");
+    w.Int64(usage.completion_tokens);
+    w.Key("total_tokens");
+    w.Int64(usage.total_tokens);
+    w.EndObject();
+    w.EndObject();
+    auto res = json_response(200, std::string(buffer.GetString(), buffer.GetSize()));
+    res.header("X-Troupe-Upstream", upstream);
+    res.header("X-Cache", hit ? "HIT" : "MISS");
+    r->send(std::move(res));
+  };
+  start(c);
+}
+
+// --- The call ---
+
+void gateway::start(const std::shared_ptr<call>& c) {
+  c->candidates = candidates(c->req.model);
+  if (c->candidates.empty()) {
+    c->r->send(error_response(service_error::not_found,
+                              "The model `" + c->req.model + "` does not exist or no upstream serves it.",
+                              c->r->req().id, "model"));
+    return;
+  }
+  auto self_ptr = shared_from_this();
+  auth_.authenticate(c->r, "generate", [self_ptr, c](caf::event_based_actor* self, const identity& who) {
+    c->who = who;
+    self_ptr->reserve_quota(self, c);
+  });
+}
+
+void gateway::reserve_quota(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  auto me = shared_from_this();
+  auto with_session = [me, self, c](caf::actor session) {
+    self->request(session, caf::duration{std::chrono::seconds{5}}, quota_atom::value, int64_t{1})
+      .then(
+        [me, self, c](quota_status& q) {
+          if (!q.allowed) {
+            auto wait = std::max<int64_t>(1, q.resets_at - now_unix());
+            auto res = error_response(service_error::rate_limited,
+                                      "The daily quota of " + std::to_string(q.limit)
+                                        + " generations is used up; it resets in " + std::to_string(wait) + " s.",
+                                      c->r->req().id);
+            set_retry_after(res, wait * 1000);
+            c->r->send(std::move(res));
+            return;
+          }
+          c->quota_reserved = true;
+          me->run(self, c);
+        },
+        [c](caf::error& err) { c->r->fail(err); });
+  };
+  if (auto session = auth_.options().sessions->get(c->who.user_id)) {
+    with_session(*session);
+    return;
+  }
+  auto manager = auth_.bridge().find(auth_.options().session_manager);
+  if (!manager) {
+    c->r->fail(make_error(service_error::unavailable, "The session manager is restarting; retry shortly."));
+    return;
+  }
+  self->request(*manager, caf::duration{std::chrono::seconds{10}}, session_atom::value, c->who.user_id)
+    .then([with_session](caf::actor& session) { with_session(session); }, [c](caf::error& err) { c->r->fail(err); });
+}
+
+void gateway::give_back_quota(const std::shared_ptr<call>& c) {
+  if (!c->quota_reserved)
+    return;
+  c->quota_reserved = false;
+  if (auto session = auth_.options().sessions->get(c->who.user_id))
+    caf::anon_send(*session, quota_atom::value, int64_t{-1});
+}
+
+void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  if (c->req.stream) {
+    if (cache_results_)
+      cache_results_->inc({"bypass"});
+    c->stream = std::make_shared<call::relay>();
+    next_upstream(self, c);
+    return;
+  }
+  auto me = shared_from_this();
+  auto key = c->cache_key;
+  key.insert(3, c->who.user_id); // "gw:" + tenant + ":" + hash
+  auto produce = [me, c](caf::event_based_actor* worker, cache_client::result_handler done) {
+    c->produced = true;
+    c->done = std::move(done);
+    me->next_upstream(worker, c);
+  };
+  auto then = [me, c](caf::expected<std::string> result) {
+    if (me->cache_results_)
+      me->cache_results_->inc({c->produced ? "miss" : c->cacheable ? "hit" : "shared"});
+    if (!result) {
+      me->give_back_quota(c);
+      auto res = error_response(result.error(), c->r->req().id);
+      if (c->produced && res.status == 503 && c->retry_after_ms > 0)
+        set_retry_after(res, c->retry_after_ms);
+      c->r->send(std::move(res));
+      return;
+    }
+    auto newline = result->find('\n');
+    if (newline == std::string::npos) {
+      c->r->fail(make_error(service_error::internal, "A cached answer is damaged."));
+      return;
+    }
+    c->answer(result->substr(0, newline), result->substr(newline + 1), !c->produced);
+  };
+  // A producer may need every attempt on every upstream.
+  milliseconds budget{0};
+  for (auto* u : c->candidates)
+    budget += (milliseconds{u->cfg.timeout_ms} + opts_.retry_cap) * opts_.max_attempts;
+  budget = std::min(budget, milliseconds{std::chrono::hours{1}});
+  if (!opts_.cache) {
+    produce(self, then);
+    return;
+  }
+  if (c->cacheable)
+    opts_.cache->get_or_compute(self, key, opts_.cache_ttl, {"gw:" + c->who.user_id}, produce, then, budget);
+  else
+    opts_.cache->single_flight(self, key, produce, then, budget);
+}
+
+void gateway::next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  while (c->next < c->candidates.size()) {
+    auto* u = c->candidates[c->next++];
+    c->attempt = 0;
+    if (u->inflight.load(std::memory_order_relaxed) >= u->cfg.max_inflight) {
+      if (upstream_requests_)
+        upstream_requests_->inc({u->cfg.name, "busy"});
+      c->refused_retry_after_ms =
+        c->refused_retry_after_ms > 0 ? std::min<int64_t>(c->refused_retry_after_ms, 1000) : 1000;
+      continue;
+    }
+    admit(self, c, u);
+    return;
+  }
+  exhausted(c);
+}
+
+void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u) {
+  auto me = shared_from_this();
+  auto refused = [me, self, c, u](int64_t retry_after_ms) {
+    if (me->upstream_requests_)
+      me->upstream_requests_->inc({u->cfg.name, "breaker_open"});
+    c->refused_retry_after_ms = c->refused_retry_after_ms > 0 ? std::min(c->refused_retry_after_ms, retry_after_ms)
+                                                              : retry_after_ms;
+    me->next_upstream(self, c);
+  };
+  auto breaker = opts_.names->get(u->breaker);
+  if (!breaker) {
+    refused(1000);
+    return;
+  }
+  self->request(*breaker, caf::duration{breaker_timeout}, breaker_admit_atom::value)
+    .then(
+      [me, self, c, u, refused](breaker_admission& a) {
+        if (!a.allowed)
+          refused(a.retry_after_ms);
+        else
+          me->send(self, c, u, a);
+      },
+      [refused](caf::error&) { refused(1000); });
+}
+
+void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
+                   breaker_admission permit) {
+  ++c->attempt;
+  c->attempted_any = true;
+  client::upstream_request req;
+  req.url = u->url;
+  req.headers = {"Content-Type: application/json", "X-Request-Id: " + c->r->req().id};
+  if (!u->cfg.api_key.empty())
+    req.headers.push_back("Authorization: Bearer " + u->cfg.api_key);
+  req.body = c->req.body;
+  req.connect_timeout = milliseconds{u->cfg.connect_timeout_ms};
+  req.first_byte_timeout = milliseconds{u->cfg.first_byte_timeout_ms};
+  req.total_timeout = milliseconds{u->cfg.timeout_ms};
+  req.max_response_bytes = opts_.max_response_bytes;
+  if (c->req.stream) {
+    req.headers.push_back("Accept: text/event-stream");
+    // A fresh relay per attempt: nothing of an earlier attempt reached the client.
+    auto st = c->stream;
+    st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars);
+    st->error_body.clear();
+    st->upstream = u->cfg.name;
+    auto r = c->r;
+    req.on_data = [st, r](int status, const std::vector<std::pair<std::string, std::string>>&,
+                          std::string_view data) {
+      if (status < 200 || status >= 300) {
+        if (st->error_body.size() < max_error_body)
+          st->error_body.append(data.data(), std::min(data.size(), max_error_body - st->error_body.size()));
+        return true;
+      }
+      auto events = st->sse->feed(data);
+      if (!events.empty()) {
+        if (!st->out) {
+          response head;
+          head.content_type = "text/event-stream";
+          head.header("Cache-Control", "no-cache");
+          head.header("X-Troupe-Upstream", st->upstream);
+          head.header("X-Cache", "MISS");
+          st->out = r->stream(std::move(head));
+          if (!st->out) {
+            st->client_gone = true;
+            return false;
+          }
+        }
+        if (!st->out->write(events)) {
+          st->client_gone = true;
+          return false;
+        }
+      }
+      return !st->sse->failed();
+    };
+  } else {
+    req.headers.push_back("Accept: application/json");
+  }
+  u->inflight.fetch_add(1, std::memory_order_relaxed);
+  auto me = shared_from_this();
+  opts_.clients->call(self, std::move(req), [me, self, c, u, permit](client::upstream_response& res) {
+    u->inflight.fetch_sub(1, std::memory_order_relaxed);
+    me->on_response(self, c, u, permit, res);
+  });
+}
+
+void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
+                          breaker_admission permit, client::upstream_response& res) {
+  if (upstream_seconds_)
+    upstream_seconds_->observe({u->cfg.name}, std::chrono::duration<double>(res.elapsed).count());
+  if (c->stream && c->stream->out) {
+    finish_stream(self, c, u, permit, res);
+    return;
+  }
+  verdict v;
+  std::string body;
+  if (c->stream) {
+    // Nothing reached the client yet: judge the transfer like a plain one.
+    if (res.status < 200 || res.status >= 300)
+      res.body = c->stream->error_body;
+    v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
+    if (v.ok && !c->stream->sse->failed() && c->stream->client_gone) {
+      v = {false, false, false, false, service_error::unavailable, "The client went away.", 0};
+    } else if (v.ok) {
+      auto why = c->stream->sse->failed() ? c->stream->sse->why() : "the upstream's stream ended without events";
+      v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".", 0};
+    }
+  } else {
+    v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
+    if (v.ok) {
+      std::string why;
+      auto usage = oa::check_completion(res.body, c->req.prompt_chars, why);
+      if (!usage) {
+        v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".",
+             0};
+      } else {
+        record_usage(c->who.user_id, usage->total_tokens);
+      }
+    }
+  }
+  if (auto breaker = opts_.names->get(u->breaker))
+    caf::anon_send(*breaker, breaker_result_atom::value, permit.permit, !v.breaker_failure,
+                   res.status == 429 ? v.retry_after_ms : int64_t{0}, v.ok ? std::string{} : v.message);
+  if (upstream_requests_)
+    upstream_requests_->inc({u->cfg.name, v.ok ? "ok" : v.breaker_failure ? "failure" : "error"});
+  if (v.ok) {
+    succeed(self, c, u, std::move(res.body));
+    return;
+  }
+  c->code = v.code;
+  c->message = v.message;
+  c->retry_after_ms = v.retry_after_ms;
+  if (!v.fallback) {
+    exhausted(c);
+    return;
+  }
+  bool retry_soon = v.retry_after_ms <= opts_.retry_cap.count();
+  if (v.retryable && retry_soon && c->attempt < opts_.max_attempts) {
+    auto wait = std::max(backoff(c->attempt, opts_.retry_base, opts_.retry_cap), milliseconds{v.retry_after_ms});
+    auto me = shared_from_this();
+    self->delayed_send(caf::actor_cast<caf::actor>(self), wait,
+                       bridge_job{[me, c, u](caf::event_based_actor* worker) { me->admit(worker, c, u); }});
+    return;
+  }
+  next_upstream(self, c);
+}
+
+void gateway::succeed(caf::event_based_actor*, const std::shared_ptr<call>& c, upstream* u, std::string body) {
+  if (c->done)
+    c->done(u->cfg.name + "\n" + body);
+}
+
+void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>& c, upstream* u,
+                            breaker_admission permit, client::upstream_response& res) {
+  auto& st = *c->stream;
+  bool complete = res.error == client::transfer_error::none && st.sse->done() && !st.sse->failed();
+  bool breaker_failure = false;
+  std::string failure;
+  if (complete) {
+    st.out->end();
+  } else if (st.client_gone) {
+    st.out->end();
+    failure = "the client went away";
+  } else {
+    // The first byte is out: no retry, no fallback. The client learns why instead of seeing [DONE].
+    auto v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
+    breaker_failure = v.breaker_failure;
+    failure = !v.ok                 ? v.message
+              : st.sse->failed()    ? "Upstream " + u->cfg.name + ": " + st.sse->why() + "."
+                                    : "Upstream " + u->cfg.name + " ended the stream before [DONE].";
+    st.out->write(oa::sse_error_event(v.code == service_error::timeout ? "timeout" : "server_error",
+                                      to_string(v.ok ? service_error::upstream_failed : v.code), failure));
+    st.out->end();
+    log::warn("stream failed after its first byte", log::fields{}
+                                                      .add("request_id", c->r->req().id)
+                                                      .add("upstream", u->cfg.name)
+                                                      .add("error", failure));
+  }
+  record_usage(c->who.user_id, st.sse->totals().total_tokens);
+  if (auto breaker = opts_.names->get(u->breaker))
+    caf::anon_send(*breaker, breaker_result_atom::value, permit.permit, !breaker_failure, int64_t{0},
+                   breaker_failure ? failure : std::string{});
+  if (upstream_requests_)
+    upstream_requests_->inc({u->cfg.name, complete ? "ok" : breaker_failure ? "failure" : "error"});
+}
+
+void gateway::exhausted(const std::shared_ptr<call>& c) {
+  caf::error err;
+  if (!c->attempted_any) {
+    auto wait = std::max<int64_t>(1000, c->refused_retry_after_ms);
+    c->retry_after_ms = wait;
+    err = make_error(service_error::unavailable, "Every upstream serving `" + c->req.model
+                                                   + "` is unavailable (circuit open or at capacity); retry in "
+                                                   + seconds_text(wait) + " s.");
+  } else {
+    if (c->code == service_error::unavailable && c->retry_after_ms <= 0)
+      c->retry_after_ms = 1000;
+    err = make_error(c->code, c->message);
+  }
+  if (c->done) {
+    c->done(std::move(err));
+    return;
+  }
+  // A stream that never started.
+  give_back_quota(c);
+  auto res = error_response(err, c->r->req().id);
+  if (res.status == 503 && c->retry_after_ms > 0)
+    set_retry_after(res, c->retry_after_ms);
+  c->r->send(std::move(res));
+}
+
+void gateway::record_usage(const std::string& user_id, int64_t tokens) {
+  if (tokens <= 0)
+    return;
+  auto writer = opts_.names->get("db.writer");
+  if (!writer)
+    return;
+  write_request w;
+  w.result = "{}";
+  w.usage.push_back(usage_row{user_id, quota_day_of(now_unix(), opts_.quota_reset_utc_hour).date, 0, tokens});
+  caf::anon_send(*writer, write_atom::value, std::move(w));
+}
+
+health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstreams,
+                             std::shared_ptr<directory> names) {
+  std::vector<std::string> breakers;
+  for (const auto& u : upstreams)
+    breakers.push_back(breaker_name(u.name));
+  return {"upstreams", [breakers, names](caf::event_based_actor* self, std::function<void(health_check)> done) {
+            if (breakers.empty()) {
+              done(health_check{"upstreams", "healthy", 0, "no upstream is configured"});
+              return;
+            }
+            struct tally {
+              size_t waiting;
+              size_t open = 0;
+              std::string detail;
+              std::function<void(health_check)> done;
+            };
+            auto t = std::make_shared<tally>(tally{breakers.size(), 0, "", std::move(done)});
+            // An open breaker degrades readiness but never fails it: every node shares the same upstreams.
+            auto arrive = [t](const std::string& line, bool open) {
+              t->detail += (t->detail.empty() ? "" : "; ") + line;
+              t->open += open ? 1 : 0;
+              if (--t->waiting > 0)
+                return;
+              auto status = t->open == 0 ? "healthy" : "degraded";
+              t->done(health_check{"upstreams", status, 0, t->detail});
+            };
+            for (const auto& name : breakers) {
+              auto b = names->get(name);
+              if (!b) {
+                arrive(name + ": restarting", true);
+                continue;
+              }
+              self->request(*b, caf::duration{breaker_timeout}, breaker_state_atom::value)
+                .then(
+                  [arrive](breaker_snapshot& s) {
+                    std::string line = s.upstream + ": breaker " + to_string(s.state) + ", "
+                                       + std::to_string(s.successes) + " ok, " + std::to_string(s.failures)
+                                       + " failed, opened " + std::to_string(s.opened) + " times";
+                    if (s.state == breaker_state::open)
+                      line += ", " + seconds_text(s.open_remaining_ms) + " s left";
+                    if (!s.last_failure.empty())
+                      line += ", last failure: " + s.last_failure;
+                    arrive(line, s.state != breaker_state::closed);
+                  },
+                  [arrive, name](caf::error&) { arrive(name + ": no answer", true); });
+            }
+          }};
+}
+
+void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std::shared_ptr<inflight_gate> gate) {
+  routes.add("POST", "/v1/chat/completions", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->chat(r); }));
+  routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }));
+  routes.add("GET", "/v1/models", [gw](const std::shared_ptr<responder>& r) { gw->models(r); });
+}
+
+} // namespace troupe::http

@@ -1,0 +1,111 @@
+#pragma once
+// The AI gateway: OpenAI-compatible routes in front of the configured upstreams.
+//
+//   POST /v1/chat/completions   OpenAI's request and answer; `stream: true` relays the upstream's Server-Sent
+//                               Events event by event as they arrive, ending with `data: [DONE]`
+//   GET  /v1/models             the configured models
+//   POST /api/generate          {prompt, model?, system?, max_tokens?} -> {text, model, upstream, cached, usage}
+//
+// A call, inside a bridge worker once the caller is authenticated (policy "generate") and under the generation
+// in-flight gate:
+//   1. reserve one generation of the caller's daily quota on their session (429 when used up; given back if the
+//      call fails);
+//   2. deterministic calls (temperature 0, or `X-Troupe-Cache: on`; never `off`, never streams) go through the
+//      cache's get_or_compute, keyed by the normalised request and the caller (http/openai.hpp); other
+//      non-streamed calls through its single flight, so identical concurrent calls reach an upstream once;
+//   3. the upstreams serving the model are tried by priority, then weighted at random among equals. Each call asks
+//      the upstream's breaker for a permit (actors/breaker.hpp) and respects the upstream's max_inflight; a
+//      retryable failure (connect error, timeout, 429, 500, 502, 503, 504, a broken transfer) is retried on the same
+//      upstream after an exponential backoff with full jitter, up to retry.max_attempts; then, or for a
+//      non-retryable upstream failure (garbage, an answer over the size cap, refused credentials), the next
+//      upstream is tried. A client error the upstream reports (400, 404, 413, 422) is the caller's and ends the
+//      call. A stream is never retried after its first byte reached the client: a later failure ends it with an
+//      error event instead of [DONE];
+//   4. every outcome is reported to the breaker; token usage (reported, else estimated) is added to the caller's
+//      day through the DB writer.
+// All upstreams exhausted: 503 with Retry-After when no upstream could be tried (breakers open, all busy), else
+// 502 (failure) or 504 (timeout) naming the upstream and what happened, never a key.
+//
+// Answers carry X-Troupe-Upstream (who answered) and X-Cache: HIT (the answer came from the cache or from an
+// identical call in flight) or MISS.
+
+#include "http/auth.hpp"
+#include "http/client/upstream_client.hpp"
+#include "http/router.hpp"
+#include "http/traffic.hpp"
+
+#include "actors/breaker.hpp"
+#include "actors/cache.hpp"
+#include "actors/metrics.hpp"
+#include "actors/ops.hpp"
+#include "config/upstreams.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace troupe::http {
+
+struct gateway_options {
+  std::vector<config::upstream_settings> upstreams;
+  std::shared_ptr<client::upstream_clients> clients;
+  std::shared_ptr<cache_client> cache;
+  std::shared_ptr<directory> names; // breakers ("upstream.<name>.breaker") and "db.writer"
+  int64_t max_attempts = 3;
+  std::chrono::milliseconds retry_base{200};
+  std::chrono::milliseconds retry_cap{5000};
+  size_t max_response_bytes = 8 * 1024 * 1024;
+  size_t max_messages = 1000;
+  std::chrono::milliseconds cache_ttl{3600000};
+  int quota_reset_utc_hour = 0;
+  std::shared_ptr<metrics_registry> metrics;
+  /// Per upstream, in the order of `upstreams`: what its breaker actor publishes (for /metrics).
+  std::vector<std::shared_ptr<breaker_gauges>> gauges;
+};
+
+class gateway : public std::enable_shared_from_this<gateway> {
+public:
+  gateway(authenticator& auth, gateway_options options);
+  ~gateway();
+
+  void chat(const std::shared_ptr<responder>& r);
+  void generate(const std::shared_ptr<responder>& r);
+  void models(const std::shared_ptr<responder>& r);
+
+  struct upstream;   // one configured upstream and its live counters
+  struct call;       // one client request on its way through the upstreams
+
+private:
+  void start(const std::shared_ptr<call>& c);
+  void reserve_quota(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void run(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u);
+  void send(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, breaker_admission permit);
+  void on_response(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
+                   breaker_admission permit, client::upstream_response& res);
+  void exhausted(const std::shared_ptr<call>& c);
+  void succeed(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, std::string body);
+  void finish_stream(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
+                     breaker_admission permit, client::upstream_response& res);
+  void record_usage(const std::string& user_id, int64_t tokens);
+  void give_back_quota(const std::shared_ptr<call>& c);
+  std::vector<upstream*> candidates(const std::string& model);
+
+  authenticator& auth_;
+  gateway_options opts_;
+  std::vector<std::unique_ptr<upstream>> upstreams_;
+  counter_family* upstream_requests_ = nullptr;
+  histogram_family* upstream_seconds_ = nullptr;
+  counter_family* cache_results_ = nullptr;
+  std::string models_body_;
+};
+
+/// The readiness check "upstreams": each breaker's state, counts and last failure (degraded while one is not closed).
+health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstreams, std::shared_ptr<directory> names);
+
+void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std::shared_ptr<inflight_gate> gate);
+
+} // namespace troupe::http
