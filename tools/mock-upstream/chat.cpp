@@ -136,8 +136,9 @@ struct reply_content {
   void emit_escaped(uint64_t from, uint64_t to, body& b) const {
     if (from < text.size()) {
       std::string escaped;
-      append_json_string(escaped, std::string_view{text}.substr(from, std::min<uint64_t>(to, text.size()) - from));
-      b.text(std::string_view{escaped}.substr(1, escaped.size() - 2));
+      log::append_json_escaped(escaped,
+                               std::string_view{text}.substr(from, std::min<uint64_t>(to, text.size()) - from));
+      b.text(escaped);
     }
     if (to > text.size())
       b.filler(std::max<uint64_t>(from, text.size()) - text.size(), to - std::max<uint64_t>(from, text.size()));

@@ -2,6 +2,8 @@
 // JSON text helpers for the mock's hand-assembled bodies: answers are written as text pieces (so a huge reply can
 // be generated while it is sent, and malformed replies can be cut anywhere), and these keep the pieces valid.
 
+#include "config/log.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -12,36 +14,8 @@ namespace troupe::mock {
 /// Appends `text` as a quoted JSON string. Bytes >= 0x80 pass through unchanged (the mock's own text is UTF-8;
 /// the utf8 malformed mode relies on invalid bytes passing through).
 inline void append_json_string(std::string& out, std::string_view text) {
-  static const char hex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char ch : text) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (c < 0x20) {
-        out += "\\u00";
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 0xf]);
-      } else {
-        out.push_back(ch);
-      }
-    }
-  }
+  log::append_json_escaped(out, text);
   out.push_back('"');
 }
 
