@@ -1,0 +1,354 @@
+// The AI gateway end to end: the real troupe binary in front of real mock upstreams (tools/mock-upstream), over
+// loopback. The mocks count what reaches them, so these tests see retries, fallbacks, breaker isolation and
+// single flight from the upstream's side.
+
+#include "tests/integration/harness.hpp"
+#include "tests/tools/mock_upstream_harness.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <thread>
+
+namespace troupe::testing {
+namespace {
+
+constexpr const char* key_a = "sk-test-upstream-a-0123456789";
+constexpr const char* key_b = "sk-test-upstream-b-9876543210";
+
+struct upstream_spec {
+  std::string name;
+  const mock_upstream_process* mock;
+  int priority = 1;
+  std::string key; // "" = none
+  std::string extra; // more JSON fields, e.g. ,"timeout_ms":500
+};
+
+class Gateway : public ::testing::Test {
+protected:
+  std::unique_ptr<mock_upstream_process> mock_a = std::make_unique<mock_upstream_process>();
+  std::unique_ptr<mock_upstream_process> mock_b;
+  std::unique_ptr<troupe_process> troupe;
+  std::string token;
+
+  void start(std::vector<upstream_spec> upstreams, std::vector<std::string> sets = {}) {
+    std::string list = "[";
+    for (const auto& u : upstreams) {
+      list += (list.size() > 1 ? "," : "");
+      list += R"({"name":")" + u.name + R"(","base_url":")" + u.mock->base_url() + R"(/v1","models":["mock-1"],)"
+              + R"("priority":)" + std::to_string(u.priority);
+      if (!u.key.empty())
+        list += R"(,"api_key_env":"KEY_)" + u.name + "\"";
+      list += u.extra + "}";
+    }
+    list += "]";
+    troupe_process::options opts;
+    opts.env["TROUPE_UPSTREAMS"] = list;
+    for (const auto& u : upstreams)
+      if (!u.key.empty())
+        opts.env["KEY_" + u.name] = u.key;
+    opts.args = {"--set", "retry.base_ms=1", "--set", "limits.generate_burst=10000", "--set",
+                 "limits.generate_per_minute=1000000", "--set", "quota.free_per_day=100000", "--set",
+                 "limits.generate_max_inflight=200"};
+    for (const auto& s : sets) {
+      opts.args.push_back("--set");
+      opts.args.push_back(s);
+    }
+    troupe = std::make_unique<troupe_process>(opts);
+    auto login = sign_up(*troupe, "gw" + std::to_string(::getpid()) + "@example.com");
+    token = json_string(login, "access_token");
+    ASSERT_FALSE(token.empty()) << login.body;
+  }
+
+  void start_one(std::vector<std::string> sets = {}) { start({{"a", mock_a.get(), 1, key_a, ""}}, std::move(sets)); }
+
+  http_result chat(const std::string& body, std::vector<std::string> headers = {}, long timeout_ms = 20000) {
+    headers.push_back("Authorization: Bearer " + token);
+    headers.push_back("Content-Type: application/json");
+    return http({"POST", troupe->url("/v1/chat/completions"), body, headers, timeout_ms});
+  }
+
+  static std::string body(const std::string& content, const std::string& extra = "") {
+    return R"({"model":"mock-1","messages":[{"role":"user","content":")" + content + "\"}]" + extra + "}";
+  }
+
+  static rapidjson::Document mock_json(const mock_upstream_process& m, const std::string& path) {
+    return parse_json(http_get(m.base_url() + path).body);
+  }
+  static int64_t hits(const mock_upstream_process& m) {
+    auto doc = mock_json(m, "/mock/stats");
+    return doc.IsObject() && doc.HasMember("requests") ? doc["requests"].GetInt64() : -1;
+  }
+  static void configure(const mock_upstream_process& m, const std::string& json) {
+    auto res = http({"POST", m.base_url() + "/mock/config", json, {"Content-Type: application/json"}, 5000});
+    ASSERT_EQ(res.status, 200) << res.body;
+  }
+
+  std::string health() { return http_get(troupe->url("/api/health")).body; }
+};
+
+TEST_F(Gateway, ChatCompletionGoesThroughWithTheServerKeyOnly) {
+  start_one();
+  auto res = chat(body("hello there"));
+  ASSERT_EQ(res.status, 200) << res.body;
+  auto doc = parse_json(res.body);
+  ASSERT_TRUE(doc.IsObject());
+  EXPECT_EQ(std::string(doc["choices"][0]["message"]["content"].GetString()), "mock reply: hello there");
+  EXPECT_EQ(res.header("x-troupe-upstream"), "a");
+  EXPECT_EQ(res.header("x-cache"), "MISS");
+  EXPECT_EQ(hits(*mock_a), 1);
+  // The mock saw the server's key, not the client's token.
+  auto stats = mock_json(*mock_a, "/mock/stats");
+  ASSERT_EQ(stats["authorization"].Size(), 1u);
+  EXPECT_EQ(std::string(stats["authorization"][0].GetString()), std::string("Bearer ") + key_a);
+  // The key never leaves: not in answers, config dumps or logs.
+  EXPECT_EQ(res.body.find(key_a), std::string::npos);
+  for (const auto& [name, value] : res.headers)
+    EXPECT_EQ(value.find(key_a), std::string::npos) << name;
+  EXPECT_EQ(health().find(key_a), std::string::npos);
+  EXPECT_EQ(http_get(troupe->url("/metrics")).body.find(key_a), std::string::npos);
+  EXPECT_EQ(troupe->output().find(key_a), std::string::npos);
+}
+
+TEST_F(Gateway, RejectsBadRequestsBeforeAnyUpstream) {
+  start_one();
+  EXPECT_EQ(http({"POST", troupe->url("/v1/chat/completions"), body("x"), {"Content-Type: application/json"}, 5000})
+              .status,
+            401);
+  auto bad = chat(R"({"model":"mock-1","messages":[{"role":"robot","content":"x"}]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(parse_json(bad.body)["error"]["param"].GetString(), std::string("messages[0].role"));
+  auto unknown = chat(R"({"model":"gpt-nope","messages":[{"role":"user","content":"x"}]})");
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  EXPECT_EQ(chat("{not json").status, 400);
+  EXPECT_EQ(hits(*mock_a), 0);
+}
+
+TEST_F(Gateway, ModelsAndGenerate) {
+  start_one();
+  auto models = http({"GET", troupe->url("/v1/models"), "", {"Authorization: Bearer " + token}, 5000});
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(std::string(parse_json(models.body)["data"][0]["id"].GetString()), "mock-1");
+  auto generate = [&] {
+    return http({"POST",
+                 troupe->url("/api/generate"),
+                 R"({"prompt":"write a haiku","system":"be brief","max_tokens":50})",
+                 {"Authorization: Bearer " + token, "Content-Type: application/json"},
+                 10000});
+  };
+  auto first = generate();
+  ASSERT_EQ(first.status, 200) << first.body;
+  auto doc = parse_json(first.body);
+  EXPECT_EQ(std::string(doc["text"].GetString()), "mock reply: write a haiku");
+  EXPECT_EQ(std::string(doc["upstream"].GetString()), "a");
+  EXPECT_FALSE(doc["cached"].GetBool());
+  EXPECT_GT(doc["usage"]["total_tokens"].GetInt64(), 0);
+  auto second = parse_json(generate().body);
+  EXPECT_TRUE(second["cached"].GetBool());
+  EXPECT_EQ(hits(*mock_a), 1);
+}
+
+TEST_F(Gateway, DeterministicRequestsAreServedFromTheCache) {
+  start_one();
+  auto request = body("cache me", R"(,"temperature":0)");
+  EXPECT_EQ(chat(request).header("x-cache"), "MISS");
+  auto again = chat(request);
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.header("x-cache"), "HIT");
+  EXPECT_EQ(again.header("x-troupe-upstream"), "a");
+  EXPECT_EQ(hits(*mock_a), 1);
+  EXPECT_EQ(chat(request, {"X-Troupe-Cache: off"}).header("x-cache"), "MISS");
+  EXPECT_EQ(hits(*mock_a), 2);
+  // Not deterministic: not cached unless asked.
+  chat(body("warm", R"(,"temperature":0.7)"));
+  chat(body("warm", R"(,"temperature":0.7)"));
+  EXPECT_EQ(hits(*mock_a), 4);
+  chat(body("asked", R"(,"temperature":0.7)"), {"X-Troupe-Cache: on"});
+  EXPECT_EQ(chat(body("asked", R"(,"temperature":0.7)"), {"X-Troupe-Cache: on"}).header("x-cache"), "HIT");
+  EXPECT_EQ(hits(*mock_a), 5);
+}
+
+TEST_F(Gateway, IdenticalConcurrentRequestsReachTheUpstreamOnce) {
+  start_one();
+  // Not cacheable (temperature 0.7): only the single flight can merge them. The mock holds each answer 500 ms.
+  auto request = body("[[mock latency_ms=500]] same question", R"(,"temperature":0.7)");
+  std::vector<std::future<http_result>> calls;
+  for (int i = 0; i < 50; ++i)
+    calls.push_back(std::async(std::launch::async, [&] { return chat(request); }));
+  int ok = 0, hit = 0;
+  for (auto& f : calls) {
+    auto res = f.get();
+    ok += res.status == 200;
+    hit += res.header("x-cache") == "HIT";
+  }
+  EXPECT_EQ(ok, 50);
+  EXPECT_EQ(hit, 49);
+  EXPECT_EQ(hits(*mock_a), 1);
+}
+
+TEST_F(Gateway, RetriesRetryableFailuresOnTheSameUpstream) {
+  start_one({"retry.max_attempts=3"});
+  configure(*mock_a, R"({"status":503,"count":2})");
+  auto res = chat(body("retry me"));
+  EXPECT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(hits(*mock_a), 3);
+  // A client error is the caller's: no retry.
+  configure(*mock_a, R"({"status":400,"count":1})");
+  EXPECT_EQ(chat(body("bad")).status, 400);
+  EXPECT_EQ(hits(*mock_a), 4);
+}
+
+TEST_F(Gateway, FallsBackToTheNextUpstream) {
+  mock_b = std::make_unique<mock_upstream_process>();
+  start({{"a", mock_a.get(), 1, key_a, ""}, {"b", mock_b.get(), 2, key_b, ""}}, {"retry.max_attempts=2"});
+  configure(*mock_a, R"({"status":500})");
+  auto res = chat(body("fall back"));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.header("x-troupe-upstream"), "b");
+  EXPECT_EQ(hits(*mock_a), 2);
+  EXPECT_EQ(hits(*mock_b), 1);
+  // Each upstream got its own key only.
+  auto stats_b = mock_json(*mock_b, "/mock/stats");
+  EXPECT_EQ(std::string(stats_b["authorization"][0].GetString()), std::string("Bearer ") + key_b);
+}
+
+TEST_F(Gateway, BreakerOpensAfterFiveFailuresAndKeepsTrafficAway) {
+  start_one({"retry.max_attempts=1", "breaker.failures=5", "breaker.open_ms=60000"});
+  configure(*mock_a, R"({"status":500})");
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(chat(body("fail " + std::to_string(i))).status, 502);
+  EXPECT_EQ(hits(*mock_a), 5);
+  auto refused = chat(body("fast fail"));
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_FALSE(refused.header("retry-after").empty());
+  EXPECT_GE(std::stoi(refused.header("retry-after")), 50);
+  EXPECT_EQ(hits(*mock_a), 5); // never reached the upstream
+  EXPECT_NE(health().find("a: breaker open"), std::string::npos) << health();
+  EXPECT_NE(http_get(troupe->url("/metrics")).body.find("troupe_upstream_breaker_state{upstream=\"a\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(Gateway, HalfOpenBreakerAdmitsProbesThenCloses) {
+  start_one({"retry.max_attempts=1", "breaker.failures=2", "breaker.open_ms=300", "breaker.half_open_probes=2"});
+  configure(*mock_a, R"({"status":502,"count":2})");
+  chat(body("f1"));
+  chat(body("f2"));
+  EXPECT_EQ(chat(body("refused")).status, 503);
+  // Wait (bounded) for the open time to pass: the breaker reports half-open in readiness.
+  bool half_open = false;
+  for (int i = 0; i < 100 && !half_open; ++i) {
+    half_open = health().find("a: breaker half_open") != std::string::npos;
+    if (!half_open)
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  ASSERT_TRUE(half_open) << health();
+  // A failing probe opens it again.
+  configure(*mock_a, R"({"status":500,"count":1})");
+  EXPECT_EQ(chat(body("probe fails")).status, 502);
+  EXPECT_NE(health().find("a: breaker open"), std::string::npos);
+  half_open = false;
+  for (int i = 0; i < 100 && !half_open; ++i) {
+    half_open = health().find("a: breaker half_open") != std::string::npos;
+    if (!half_open)
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  ASSERT_TRUE(half_open);
+  EXPECT_EQ(chat(body("probe 1")).status, 200);
+  EXPECT_EQ(chat(body("probe 2")).status, 200);
+  EXPECT_NE(health().find("a: breaker closed"), std::string::npos) << health();
+}
+
+TEST_F(Gateway, StreamsEventsThroughAndEndsWithDone) {
+  start_one();
+  auto res = chat(body("[[mock chunks=5]] stream this please", R"(,"stream":true)"));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.header("content-type"), "text/event-stream");
+  EXPECT_EQ(res.header("x-troupe-upstream"), "a");
+  std::string text;
+  size_t events = 0;
+  for (size_t at = res.body.find("data: "); at != std::string::npos; at = res.body.find("data: ", at + 1)) {
+    auto end = res.body.find("\n\n", at);
+    auto payload = res.body.substr(at + 6, end - at - 6);
+    ++events;
+    if (payload == "[DONE]")
+      break;
+    auto chunk = parse_json(payload);
+    ASSERT_TRUE(chunk.IsObject()) << payload;
+    const auto& delta = chunk["choices"][0]["delta"];
+    if (delta.HasMember("content"))
+      text += delta["content"].GetString();
+  }
+  EXPECT_EQ(text, "mock reply: stream this please");
+  EXPECT_GE(events, 7u);
+  EXPECT_EQ(res.body.substr(res.body.size() - 14), "data: [DONE]\n\n");
+}
+
+TEST_F(Gateway, NoRetryAfterTheFirstStreamedByte) {
+  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":600)"}}, {"retry.max_attempts=3"});
+  // Events every 200 ms: the first ones reach the client, then the upstream's time runs out.
+  auto res = chat(body("[[mock drip_ms=200 chunks=8]] slow stream", R"(,"stream":true)"));
+  ASSERT_EQ(res.status, 200);
+  EXPECT_NE(res.body.find("\"delta\""), std::string::npos) << res.body;
+  EXPECT_NE(res.body.find("data: {\"error\""), std::string::npos) << res.body;
+  EXPECT_EQ(res.body.find("[DONE]"), std::string::npos);
+  EXPECT_EQ(hits(*mock_a), 1);
+}
+
+TEST_F(Gateway, MalformedUpstreamsEndInBoundedErrors) {
+  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":1000,"first_byte_timeout_ms":300)"}},
+        {"retry.max_attempts=1", "breaker.failures=1000", "upstream.max_response_bytes=100000"});
+  struct expectation {
+    const char* directive;
+    long status;
+  };
+  for (auto e : {expectation{"malformed=json", 502}, expectation{"malformed=utf8", 502},
+                 expectation{"malformed=truncated", 502}, expectation{"malformed=no_choices", 502},
+                 expectation{"malformed=hangup", 502}, expectation{"huge_bytes=500000", 502},
+                 expectation{"latency_ms=2000", 504}, expectation{"drip_ms=100", 504},
+                 expectation{"status=429 retry_after=2", 503}}) {
+    auto started = std::chrono::steady_clock::now();
+    auto res = chat(body(std::string("[[mock ") + e.directive + "]] x"), {}, 10000);
+    auto took = std::chrono::steady_clock::now() - started;
+    EXPECT_EQ(res.status, e.status) << e.directive << ": " << res.body;
+    EXPECT_TRUE(parse_json(res.body).HasMember("error")) << e.directive;
+    EXPECT_LT(took, std::chrono::seconds{3}) << e.directive;
+  }
+  // Streams too, before their first byte: a broken event is a 502, not a hung client.
+  auto res = chat(body("[[mock malformed=sse]] x", R"(,"stream":true)"));
+  EXPECT_TRUE(res.status == 502 || res.body.find("data: {\"error\"") != std::string::npos) << res.body;
+  // The node is still healthy and serving.
+  EXPECT_EQ(chat(body("still fine")).status, 200);
+}
+
+TEST_F(Gateway, UsageIsMeteredAndTheQuotaHolds) {
+  start_one({"quota.free_per_day=3"});
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(chat(body("q" + std::to_string(i))).status, 200);
+  auto over = chat(body("one too many"));
+  EXPECT_EQ(over.status, 429) << over.body;
+  EXPECT_FALSE(over.header("retry-after").empty());
+  EXPECT_EQ(hits(*mock_a), 3);
+  auto url = test_database_url();
+  ASSERT_TRUE(url);
+  pqxx::connection db{*url};
+  int64_t tokens = 0, requests = 0;
+  for (int i = 0; i < 200 && (tokens == 0 || requests < 3); ++i) { // the writer commits within milliseconds
+    pqxx::work tx{db};
+    auto row = tx.exec(
+      "SELECT coalesce(sum(u.tokens),0), coalesce(sum(u.requests),0) FROM usage u JOIN users s ON s.id = u.user_id "
+      "WHERE s.email = 'gw"
+      + std::to_string(::getpid()) + "@example.com'");
+    tokens = row[0][0].as<int64_t>();
+    requests = row[0][1].as<int64_t>();
+    if (tokens == 0 || requests < 3)
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  EXPECT_EQ(requests, 3);
+  EXPECT_GT(tokens, 0);
+}
+
+} // namespace
+} // namespace troupe::testing
