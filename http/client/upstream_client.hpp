@@ -42,7 +42,7 @@ struct upstream_request {
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds first_byte_timeout{60000}; // until the status line and headers have arrived
   std::chrono::milliseconds total_timeout{60000};
-  size_t max_response_bytes = 8 * 1024 * 1024;
+  size_t max_response_bytes = 8 * 1024 * 1024; // also caps a streamed body (the sum of on_data pieces)
   /// Streaming: called on the client's thread with the status and each piece of the body as it arrives (after all
   /// headers; `headers` are those of the response). Return false to abort. When set, the body is not accumulated.
   std::function<bool(int status, const std::vector<std::pair<std::string, std::string>>& headers,
@@ -68,8 +68,8 @@ struct upstream_response {
   std::string error_text; // a human sentence for logs and error bodies; never contains request headers
   int status = 0;         // HTTP status; 0 if none arrived
   std::vector<std::pair<std::string, std::string>> headers; // names lower-cased, in arrival order
-  std::string body;       // the whole body, unless on_data was set
-  size_t body_bytes = 0;  // body bytes received (also when streamed)
+  std::string body;                                         // the whole body, unless on_data was set
+  size_t body_bytes = 0;                                    // body bytes received (also when streamed)
   std::chrono::microseconds elapsed{0};
   bool reused_connection = false; // libcurl reused a kept-alive connection (CURLINFO_NUM_CONNECTS == 0)
 
@@ -78,11 +78,14 @@ struct upstream_response {
 };
 
 /// Wakes a client blocked in curl_multi_poll. Shared by the callers and every incarnation of the client actor.
+/// Thread-safe; ringing while no incarnation is attached does nothing (the next incarnation starts by polling).
 class doorbell {
 public:
   void ring();
-  /// Called by the client actor: the multi handle to wake (nullptr when the incarnation ends).
+  /// Called by a starting client actor: the multi handle to wake from now on.
   void attach(void* multi);
+  /// Called by an ending client actor before it frees `multi`; a newer incarnation's handle is left alone.
+  void detach(void* multi);
 
 private:
   std::mutex mutex_;
@@ -91,9 +94,10 @@ private:
 
 struct upstream_client_options {
   std::shared_ptr<doorbell> bell = std::make_shared<doorbell>();
-  long max_total_connections = 256;     // CURLMOPT_MAX_TOTAL_CONNECTIONS
-  long max_host_connections = 128;      // CURLMOPT_MAX_HOST_CONNECTIONS
-  std::chrono::milliseconds idle_poll{100}; // longest curl_multi_poll wait (how soon an exit is noticed)
+  long max_total_connections = 256;         // CURLMOPT_MAX_TOTAL_CONNECTIONS
+  long max_host_connections = 128;          // CURLMOPT_MAX_HOST_CONNECTIONS
+  std::chrono::milliseconds idle_poll{100}; // longest curl_multi_poll wait: an exit message is noticed within
+                                            // it (ring the doorbell after sending the exit to make it immediate)
 };
 
 /// Spawns a client actor (detached). Supervise it like any other child.
@@ -105,10 +109,11 @@ public:
   /// Client i is named client_name(i) in `names`; `bells[i]` is its doorbell (the options given to its spawn).
   upstream_clients(std::shared_ptr<directory> names, std::vector<std::shared_ptr<doorbell>> bells);
 
-  static std::string client_name(size_t i);
+  static std::string client_name(size_t i); // "upstream.client.<i>"
 
   /// Starts the transfer from inside `self`; `then` runs in `self` with the response (a client that is not running
-  /// or dies yields transfer_error::aborted with an explanation).
+  /// or dies yields transfer_error::aborted with an explanation). When no client is running at all, `then` runs
+  /// before call() returns. The request carries no CAF timeout: the client enforces the transfer's own timeouts.
   void call(caf::event_based_actor* self, upstream_request req, std::function<void(upstream_response&)> then);
 
 private:
