@@ -83,6 +83,7 @@ private:
 
 /// A minimal HTTP/1.1 server with scripted paths, keep-alive, and a count of accepted connections.
 ///   /ok              200 "hello"                 /echo     200 with the request body, X-Echo = request X-Test
+///   /redirect        302 to /ok
 ///   /slow-headers    headers after 2 s           /drip     100-byte body, one byte per 50 ms
 ///   /big             1 MiB body                  /truncated  Content-Length 100, 10 bytes, then close
 ///   /sse             chunked: piece one, waits for release_second(), piece two, end
@@ -215,6 +216,8 @@ private:
     if (req.path == "/echo")
       return send_all(fd, head(req.body.size(), "X-Echo: " + req.x_test + "\r\nX-Method: " + req.method + "\r\n")
                             + req.body);
+    if (req.path == "/redirect")
+      return send_all(fd, "HTTP/1.1 302 Found\r\nLocation: /ok\r\nContent-Length: 0\r\n\r\n");
     if (req.path == "/slow-headers")
       return pause(2000ms) && send_all(fd, head(5) + "late!");
     if (req.path == "/drip") {
@@ -358,6 +361,19 @@ TEST_F(upstream_client_test, KeepAliveReusesTheConnection) {
   EXPECT_FALSE(answers[0].reused_connection);
   EXPECT_TRUE(answers[1].reused_connection);
   EXPECT_TRUE(answers[2].reused_connection);
+}
+
+// Redirects are answered as they are (never followed), and only http/https URLs are fetched.
+TEST_F(upstream_client_test, RedirectsAreNotFollowedAndOnlyHttpIsAllowed) {
+  auto r = fetch(get("/redirect"));
+  EXPECT_EQ(r.error, transfer_error::none) << r.error_text;
+  EXPECT_EQ(r.status, 302);
+  EXPECT_EQ(r.header("location"), "/ok");
+  upstream_request file;
+  file.url = "file:///etc/hostname";
+  r = fetch(file);
+  EXPECT_EQ(r.error, transfer_error::connect) << r.error_text;
+  EXPECT_TRUE(r.body.empty());
 }
 
 // Headers that do not arrive within first_byte_timeout end the transfer long before the server's 2 s delay.
