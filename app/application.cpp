@@ -18,9 +18,9 @@
 #include "http/gateway.hpp"
 #include "http/hashing.hpp"
 #include "http/load_monitor.hpp"
-#include "http/traffic.hpp"
 #include "http/ops_routes.hpp"
 #include "http/server.hpp"
+#include "http/traffic.hpp"
 #include "http/write_routes.hpp"
 #include "persistence/admin.hpp"
 #include "persistence/database.hpp"
@@ -61,12 +61,12 @@ struct shared_state {
   std::shared_ptr<metrics_registry> metrics = std::make_shared<metrics_registry>();
   std::shared_ptr<writer_counters> writer = std::make_shared<writer_counters>();
   session_manager_options sessions;
-  std::shared_ptr<cache_stats> cache;  // set in run_server from settings.cache
+  std::shared_ptr<cache_stats> cache; // set in run_server from settings.cache
   std::shared_ptr<http::shed_state> shedding = std::make_shared<http::shed_state>();
   std::shared_ptr<http::inflight_gate> debug_gate;    // null: no cap
   std::shared_ptr<http::inflight_gate> generate_gate; // null: no cap
   std::shared_ptr<std::atomic<int64_t>> limiter_keys = std::make_shared<std::atomic<int64_t>>(0);
-  std::vector<std::shared_ptr<breaker_gauges>> breakers; // one per configured upstream, in order
+  std::vector<std::shared_ptr<breaker_gauges>> breakers;          // one per configured upstream, in order
   std::vector<std::shared_ptr<http::client::doorbell>> doorbells; // one per upstream client actor
 };
 
@@ -110,9 +110,8 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   writer.counters = shared.writer;
   persistence.children.push_back({"db.query",
                                   [pool_size, names](caf::actor_system& sys) {
-                                    return spawn_query_router(sys, pool_size, [names](size_t i) {
-                                      return names->get(connection_name(i));
-                                    });
+                                    return spawn_query_router(
+                                      sys, pool_size, [names](size_t i) { return names->get(connection_name(i)); });
                                   },
                                   restart_type::permanent, milliseconds{5000}, child_kind::worker});
   persistence.children.push_back({"db.writer",
@@ -125,8 +124,8 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                             done(http::shedding_check(*shedding));
                           }};
   std::vector<health_probe> probes{supervision_probe(names, "root", milliseconds{1000}),
-                                   ping_probe("database", names, connection_name(0), milliseconds{3000}),
-                                   load_probe, http::upstreams_probe(s.upstreams, names)};
+                                   ping_probe("database", names, connection_name(0), milliseconds{3000}), load_probe,
+                                   http::upstreams_probe(s.upstreams, names)};
   ops.children.push_back({"ops.health", [probes](caf::actor_system& sys) { return spawn_health_actor(sys, probes); },
                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
   ops.children.push_back(
@@ -206,27 +205,25 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
     b.half_open_probes = s.breaker.half_open_probes;
     b.gauges = std::make_shared<breaker_gauges>();
     shared.breakers.push_back(b.gauges);
-    upstreams.children.push_back({breaker_name(u.name),
-                                  [b](caf::actor_system& sys) { return spawn_breaker(sys, b); },
+    upstreams.children.push_back({breaker_name(u.name), [b](caf::actor_system& sys) { return spawn_breaker(sys, b); },
                                   restart_type::permanent, milliseconds{1000}, child_kind::worker});
   }
   for (int64_t i = 0; i < s.upstream.clients; ++i) {
     http::client::upstream_client_options client;
     shared.doorbells.push_back(client.bell);
-    upstreams.children.push_back({http::client::upstream_clients::client_name(static_cast<size_t>(i)),
-                                  [client](caf::actor_system& sys) { return http::client::spawn_upstream_client(sys, client); },
-                                  restart_type::permanent, milliseconds{5000}, child_kind::worker});
+    upstreams.children.push_back(
+      {http::client::upstream_clients::client_name(static_cast<size_t>(i)),
+       [client](caf::actor_system& sys) { return http::client::spawn_upstream_client(sys, client); },
+       restart_type::permanent, milliseconds{5000}, child_kind::worker});
   }
 
   auto root = base("root", supervision_strategy::one_for_one);
   root.children.push_back(supervisor_child(std::move(persistence)));
   root.children.push_back(supervisor_child(std::move(auth)));
   root.children.push_back(supervisor_child(std::move(limits)));
-  root.children.push_back({"sessions",
-                           [session_options](caf::actor_system& sys) {
-                             return spawn_session_manager(sys, session_options);
-                           },
-                           restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  root.children.push_back(
+    {"sessions", [session_options](caf::actor_system& sys) { return spawn_session_manager(sys, session_options); },
+     restart_type::permanent, milliseconds{5000}, child_kind::worker});
   root.children.push_back(supervisor_child(cache_supervisor(s.cache, shared.cache, names, metrics)));
   root.children.push_back(supervisor_child(std::move(upstreams)));
   root.children.push_back(supervisor_child(std::move(ops)));
@@ -372,7 +369,8 @@ int run_server(const config::settings& settings) {
     jwt.audience = settings.auth.audience;
     jwt.access_ttl = std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.access_ttl_ms});
     auth_opts.jwt = std::make_shared<http::jwt_codec>(jwt);
-    auth_opts.refresh_ttl = std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.refresh_ttl_ms});
+    auth_opts.refresh_ttl =
+      std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.refresh_ttl_ms});
     auth_opts.admin_emails = http::parse_admin_emails(settings.auth.admin_emails);
     auth_opts.sessions = shared.sessions.sessions;
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
@@ -409,7 +407,7 @@ int run_server(const config::settings& settings) {
       };
     if (shared.debug_gate && debug_guard)
       debug_guard = [gate = shared.debug_gate, guard = debug_guard](const std::shared_ptr<http::responder>& r,
-                                                                     const http::route_handler& handler) {
+                                                                    const http::route_handler& handler) {
         guard(r, http::gated(gate, handler));
       };
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard);

@@ -25,7 +25,7 @@ namespace oa = openai;
 
 struct gateway::upstream {
   config::upstream_settings cfg;
-  std::string url;    // base_url + "/chat/completions"
+  std::string url; // base_url + "/chat/completions"
   std::string breaker;
   std::atomic<int64_t> inflight{0};
 };
@@ -39,14 +39,14 @@ struct gateway::call {
   std::string cache_key;
   bool cacheable = false;
   bool quota_reserved = false;
-  bool produced = false; // this request made the upstream call (X-Cache: MISS)
+  bool produced = false;                                // this request made the upstream call (X-Cache: MISS)
   std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
   std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
 
   std::vector<upstream*> candidates;
   size_t next = 0;
-  int attempt = 0;             // attempts on the current upstream
-  bool attempted_any = false;  // some upstream was actually called
+  int attempt = 0;                    // attempts on the current upstream
+  bool attempted_any = false;         // some upstream was actually called
   int64_t refused_retry_after_ms = 0; // smallest Retry-After of the breakers that refused
   // The last failure, for the final error.
   service_error code = service_error::unavailable;
@@ -70,8 +70,7 @@ constexpr size_t max_error_body = 64 * 1024;
 constexpr auto breaker_timeout = std::chrono::seconds{1};
 
 int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-    .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::mt19937_64& random_engine() {
@@ -122,9 +121,9 @@ std::string upstream_error_message(const std::string& body) {
 }
 
 void set_retry_after(response& res, int64_t ms) {
-  res.headers.erase(std::remove_if(res.headers.begin(), res.headers.end(),
-                                   [](const auto& h) { return h.first == "Retry-After"; }),
-                    res.headers.end());
+  res.headers.erase(
+    std::remove_if(res.headers.begin(), res.headers.end(), [](const auto& h) { return h.first == "Retry-After"; }),
+    res.headers.end());
   res.header("Retry-After", seconds_text(ms));
 }
 
@@ -146,22 +145,47 @@ verdict judge_transfer(const std::string& name, const client::upstream_response&
   case te::none:
     break;
   case te::connect:
-    return {false, true, true, true, service_error::upstream_failed,
-            "Could not connect to upstream " + name + ": " + res.error_text, 0};
+    return {false,
+            true,
+            true,
+            true,
+            service_error::upstream_failed,
+            "Could not connect to upstream " + name + ": " + res.error_text,
+            0};
   case te::connect_timeout:
   case te::first_byte_timeout:
   case te::total_timeout:
-    return {false, true, true, true, service_error::timeout,
-            "Upstream " + name + " timed out (" + client::to_string(res.error) + ").", 0};
+    return {false,
+            true,
+            true,
+            true,
+            service_error::timeout,
+            "Upstream " + name + " timed out (" + client::to_string(res.error) + ").",
+            0};
   case te::protocol:
-    return {false, true, true, true, service_error::upstream_failed,
-            "Upstream " + name + " broke the connection: " + res.error_text, 0};
+    return {false,
+            true,
+            true,
+            true,
+            service_error::upstream_failed,
+            "Upstream " + name + " broke the connection: " + res.error_text,
+            0};
   case te::too_large:
-    return {false, false, false, true, service_error::upstream_failed,
-            "Upstream " + name + " answered more than " + std::to_string(max_bytes) + " bytes.", 0};
+    return {false,
+            false,
+            false,
+            true,
+            service_error::upstream_failed,
+            "Upstream " + name + " answered more than " + std::to_string(max_bytes) + " bytes.",
+            0};
   case te::aborted:
-    return {false, false, true, true, service_error::unavailable,
-            "The call to upstream " + name + " was aborted: " + res.error_text, 0};
+    return {false,
+            false,
+            true,
+            true,
+            service_error::unavailable,
+            "The call to upstream " + name + " was aborted: " + res.error_text,
+            0};
   }
   int s = res.status;
   if (s >= 200 && s < 300) {
@@ -206,8 +230,8 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
     upstreams_.push_back(std::move(u));
   }
   if (opts_.metrics) {
-    upstream_requests_ = &opts_.metrics->counter("troupe_upstream_requests_total",
-                                                 "Calls to upstreams, by upstream and outcome.", {"upstream", "outcome"});
+    upstream_requests_ = &opts_.metrics->counter(
+      "troupe_upstream_requests_total", "Calls to upstreams, by upstream and outcome.", {"upstream", "outcome"});
     upstream_seconds_ = &opts_.metrics->histogram("troupe_upstream_request_duration_seconds",
                                                   "Duration of calls to upstreams, by upstream.", {"upstream"},
                                                   latency_buckets_seconds());
@@ -222,8 +246,7 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
         out.sample("troupe_upstream_breaker_state", {{"upstream", name}}, g->state.load());
       out.family("troupe_upstream_breaker_opened_total", "counter", "Times the circuit breaker opened.");
       for (const auto& [name, g] : gauges)
-        out.sample("troupe_upstream_breaker_opened_total", {{"upstream", name}},
-                   static_cast<double>(g->opened.load()));
+        out.sample("troupe_upstream_breaker_opened_total", {{"upstream", name}}, static_cast<double>(g->opened.load()));
       out.family("troupe_upstream_breaker_rejected_total", "counter", "Calls the circuit breaker kept away.");
       for (const auto& [name, g] : gauges)
         out.sample("troupe_upstream_breaker_rejected_total", {{"upstream", name}},
@@ -499,6 +522,8 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
   auto me = shared_from_this();
   auto key = c->cache_key;
   key.insert(3, c->who.user_id); // "gw:" + tenant + ":" + hash
+  if (!c->cacheable)
+    key.insert(0, "flight:"); // a single flight must not be answered by a cached entry
   auto produce = [me, c](caf::event_based_actor* worker, cache_client::result_handler done) {
     c->produced = true;
     c->done = std::move(done);
@@ -559,8 +584,8 @@ void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c
   auto refused = [me, self, c, u](int64_t retry_after_ms) {
     if (me->upstream_requests_)
       me->upstream_requests_->inc({u->cfg.name, "breaker_open"});
-    c->refused_retry_after_ms = c->refused_retry_after_ms > 0 ? std::min(c->refused_retry_after_ms, retry_after_ms)
-                                                              : retry_after_ms;
+    c->refused_retry_after_ms =
+      c->refused_retry_after_ms > 0 ? std::min(c->refused_retry_after_ms, retry_after_ms) : retry_after_ms;
     me->next_upstream(self, c);
   };
   auto breaker = opts_.names->get(u->breaker);
@@ -601,8 +626,7 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
     st->error_body.clear();
     st->upstream = u->cfg.name;
     auto r = c->r;
-    req.on_data = [st, r](int status, const std::vector<std::pair<std::string, std::string>>&,
-                          std::string_view data) {
+    req.on_data = [st, r](int status, const std::vector<std::pair<std::string, std::string>>&, std::string_view data) {
       if (status < 200 || status >= 300) {
         if (st->error_body.size() < max_error_body)
           st->error_body.append(data.data(), std::min(data.size(), max_error_body - st->error_body.size()));
@@ -721,16 +745,15 @@ void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>
     // The first byte is out: no retry, no fallback. The client learns why instead of seeing [DONE].
     auto v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
     breaker_failure = v.breaker_failure;
-    failure = !v.ok                 ? v.message
-              : st.sse->failed()    ? "Upstream " + u->cfg.name + ": " + st.sse->why() + "."
-                                    : "Upstream " + u->cfg.name + " ended the stream before [DONE].";
+    failure = st.sse->failed() ? "Upstream " + u->cfg.name + ": " + st.sse->why() + "."
+              : !v.ok          ? v.message
+                               : "Upstream " + u->cfg.name + " ended the stream before [DONE].";
+    breaker_failure = breaker_failure && !st.sse->failed();
     st.out->write(oa::sse_error_event(v.code == service_error::timeout ? "timeout" : "server_error",
                                       to_string(v.ok ? service_error::upstream_failed : v.code), failure));
     st.out->end();
-    log::warn("stream failed after its first byte", log::fields{}
-                                                      .add("request_id", c->r->req().id)
-                                                      .add("upstream", u->cfg.name)
-                                                      .add("error", failure));
+    log::warn("stream failed after its first byte",
+              log::fields{}.add("request_id", c->r->req().id).add("upstream", u->cfg.name).add("error", failure));
   }
   record_usage(c->who.user_id, st.sse->totals().total_tokens);
   if (auto breaker = opts_.names->get(u->breaker))

