@@ -175,8 +175,8 @@ TEST_F(Gateway, DeterministicRequestsAreServedFromTheCache) {
 
 TEST_F(Gateway, IdenticalConcurrentRequestsReachTheUpstreamOnce) {
   start_one();
-  // Not cacheable (temperature 0.7): only the single flight can merge them. The mock holds each answer 500 ms.
-  auto request = body("[[mock latency_ms=500]] same question", R"(,"temperature":0.7)");
+  // Not cacheable (temperature 0.7): only the single flight can merge them. The mock holds each answer 1.5 s, time for all 50 to arrive.
+  auto request = body("[[mock latency_ms=1500]] same question", R"(,"temperature":0.7)");
   std::vector<std::future<http_result>> calls;
   for (int i = 0; i < 50; ++i)
     calls.push_back(std::async(std::launch::async, [&] { return chat(request); }));
