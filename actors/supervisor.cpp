@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <set>
 
@@ -84,9 +85,10 @@ struct supervisor_state {
   std::vector<child_entry> children;
   std::deque<clock_type::time_point> restart_times; // restarts inside the intensity window
   std::deque<size_t> stop_queue;                    // children to stop, in order
-  std::set<caf::actor_addr> exits_to_ignore;        // gone children whose exit_msg may still arrive
-  bool stop_in_progress = false;                    // waiting for one child's exit
-  bool quitting = false;                            // stop everything, then quit with quit_reason
+  // Children alive right now; shared with the functor that takes them down if the supervisor dies abruptly.
+  std::shared_ptr<std::vector<caf::actor>> live = std::make_shared<std::vector<caf::actor>>();
+  bool stop_in_progress = false; // waiting for one child's exit
+  bool quitting = false;         // stop everything, then quit with quit_reason
   caf::error quit_reason;
 
   static inline const char* name = "supervisor";
@@ -124,10 +126,11 @@ bool start_child(supervisor_actor* self, size_t index) {
       log::fields{}.add("supervisor", st.cfg.name).add("child", child.spec.name).add("error", child.last_error));
     return false;
   }
-  // The link takes the child down with the supervisor; the monitor reports the child's exit. An exit_msg alone
-  // is not enough: a child that receives our exit_msg unlinks before quitting, so no exit_msg comes back.
+  // The monitor reports the child's exit. No link: a child killed with exit_reason::kill would take a linked
+  // supervisor with it (kill cannot be trapped), so the supervisor takes its children down itself instead
+  // (supervisor_impl's attach_functor) if it ever dies without stopping them.
   self->monitor(handle);
-  self->link_to(handle);
+  st.live->push_back(handle);
   child.handle = handle;
   child.state = child_state::running;
   child.started_unix_ms = unix_ms_now();
@@ -267,6 +270,7 @@ void on_child_down(supervisor_actor* self, caf::down_msg& msg) {
       continue;
     if (st.cfg.names)
       st.cfg.names->erase(child.spec.name, child.handle);
+    st.live->erase(std::remove(st.live->begin(), st.live->end(), child.handle), st.live->end());
     bool asked = child.state == child_state::stopping;
     child.state = child_state::stopped;
     child.handle = nullptr;
@@ -275,11 +279,8 @@ void on_child_down(supervisor_actor* self, caf::down_msg& msg) {
       child.last_error_unix_ms = unix_ms_now();
     }
     if (asked) {
-      // The child unlinked itself when it received our exit_msg: no exit_msg follows.
       stop_next(self);
     } else {
-      // A child that exits by itself is still linked: its exit_msg may arrive after this down_msg.
-      st.exits_to_ignore.insert(msg.source);
       if (is_abnormal(msg.reason))
         log::warn("actor failed", log::fields{}
                                     .add("supervisor", st.cfg.name)
@@ -291,16 +292,8 @@ void on_child_down(supervisor_actor* self, caf::down_msg& msg) {
   }
 }
 
-/// An exit_msg from a child is handled by its down_msg; from anyone else it asks us to shut down.
+/// Children are monitored, not linked, so an exit_msg comes from the parent (or whoever owns us): shut down.
 void on_exit(supervisor_actor* self, caf::exit_msg& msg) {
-  auto& st = self->state;
-  if (st.exits_to_ignore.erase(msg.source) > 0)
-    return;
-  for (const auto& child : st.children)
-    if (child.state != child_state::stopped && child.handle.address() == msg.source) {
-      // Its down_msg follows and handles it; no exit_msg will come twice.
-      return;
-    }
   shut_down(self, msg.reason ? msg.reason : caf::error{caf::exit_reason::user_shutdown});
 }
 
@@ -313,6 +306,11 @@ caf::behavior supervisor_impl(supervisor_actor* self, supervisor_config cfg) {
     st.children.push_back(std::move(entry));
   }
   st.cfg.children.clear();
+  // A supervisor that dies without stopping its children (killed, or a bug) still takes them down.
+  self->attach_functor([live = st.live](const caf::error&) {
+    for (const auto& child : *live)
+      caf::anon_send_exit(child, caf::exit_reason::kill);
+  });
   self->set_exit_handler([self](caf::exit_msg& msg) { on_exit(self, msg); });
   self->set_down_handler([self](caf::down_msg& msg) { on_child_down(self, msg); });
   // Ordered start: a failed first start stops what started and fails the supervisor.

@@ -264,6 +264,43 @@ TEST_F(Supervisor, CrashedChildIsRestartedAndNameResolvesToNewIncarnation) {
   EXPECT_EQ(events->snapshot(), (strings{"start:a", "stop:a", "start:a", "stop:a"}));
 }
 
+// A child killed with exit_reason::kill (which cannot be trapped) is restarted; the supervisor survives it.
+TEST_F(Supervisor, KilledChildIsRestartedAndTheSupervisorSurvives) {
+  auto sup = start(config({worker("a"), worker("b")}));
+  ASSERT_EQ(events->next(0, 2), (strings{"start:a", "start:b"}));
+  auto first = child(sup, "a").handle;
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  EXPECT_EQ(events->next(2, 2), (strings{"stop:a", "start:a"}));
+  auto info = wait_child(sup, "a", [&](const child_info& c) { return c.handle && c.handle != first; });
+  EXPECT_EQ(info.restarts, 1u);
+  EXPECT_EQ(child(sup, "b").restarts, 0u);
+  EXPECT_EQ(shut_down(sup), caf::exit_reason::user_shutdown);
+}
+
+// A supervisor that is itself killed takes its children with it: nothing it started outlives it.
+TEST_F(Supervisor, KilledSupervisorTakesItsChildrenDown) {
+  auto sup = start(config({worker("a"), worker("b")}));
+  ASSERT_EQ(events->next(0, 2), (strings{"start:a", "start:b"}));
+  auto a = child(sup, "a").handle;
+  auto b = child(sup, "b").handle;
+  self->monitor(a);
+  self->monitor(b);
+  caf::anon_send_exit(sup, caf::exit_reason::kill);
+  size_t children_down = 0;
+  bool sup_down = false;
+  bool timed_out = false;
+  self->receive_while([&] { return (children_down < 2 || !sup_down) && !timed_out; })(
+    [&](caf::down_msg& msg) {
+      if (msg.source == sup.address())
+        sup_down = true;
+      else if (msg.source == a.address() || msg.source == b.address())
+        ++children_down;
+    },
+    caf::after(wait_limit) >> [&] { timed_out = true; });
+  EXPECT_TRUE(sup_down);
+  EXPECT_EQ(children_down, 2u);
+}
+
 // With max_restarts = 2, the third crash in the window stops every child and fails the supervisor.
 TEST_F(Supervisor, ExceedingRestartIntensityEscalates) {
   auto cfg = config({worker("a"), worker("b")});
