@@ -325,7 +325,8 @@ TEST_F(MockUpstream, EnforcesRequestFramingAndSize) {
 
 // Beyond --max-connections a new connection is closed at once; the others keep working.
 TEST_F(MockUpstream, ClosesConnectionsBeyondTheCap) {
-  start({"--max-connections", "2"}); // the fixture's control connection holds one of them
+  start({"--max-connections", "2"});
+  stats(); // now the fixture's control connection surely holds one of the two
   http_connection held{port()};
   ASSERT_EQ(held.request("GET", "/health").status, 200); // accepted and counted
   http_connection extra{port()};

@@ -221,7 +221,7 @@ private:
           update_interest(c);
           return;
         }
-        if (c.active.close_after || c.peer_closed) {
+        if (c.active.close_after) {
           begin_close(c);
           return;
         }

@@ -10,8 +10,9 @@
 // so thousands of slow answers cost no threads. Then the next request on the same connection (keep-alive), or
 // a close: shutdown(SHUT_WR), then the unread input is drained for up to 2 s so the client sees the answer rather
 // than a reset. Connections over max_connections are closed as soon as they are accepted; an idle connection
-// (no request in progress, or a client that stopped reading its answer) is closed after idle_timeout_ms. A client that
-// leaves during an answer ends it (counted as aborted).
+// (no request in progress, or a client that stopped reading its answer) is closed after idle_timeout_ms.
+// A client that closes its side during an answer has left, as nginx sees it too: the answer ends at once and
+// counts as aborted (so tests can see a gateway cancel). Requests read before such a close are still answered.
 
 #include "tools/mock-upstream/control.hpp"
 #include "tools/mock-upstream/http_request.hpp"
