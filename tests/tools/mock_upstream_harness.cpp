@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -67,6 +68,7 @@ mock_upstream_process::mock_upstream_process(std::vector<std::string> args) {
   argv.push_back(nullptr);
   pid_ = ::fork();
   if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL); // a crashing test leaves no mock behind
     ::dup2(pipe_fds[1], STDOUT_FILENO); // stderr stays the test's: a failing start explains itself there
     ::execv(argv[0], argv.data());
     ::_exit(127);

@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -97,6 +99,29 @@ TEST_F(MockUpstream, AnnouncesItsPortAndExitsCleanlyOnSigterm) {
   EXPECT_EQ(written, port());
   std::remove(port_file.c_str());
   EXPECT_EQ(mock_->stop(SIGTERM, 10s), std::optional<int>{0});
+}
+
+// --help prints the reference; a bad flag or knob value exits 2 with one line naming it.
+TEST(MockUpstreamCommandLine, PrintsHelpAndRefusesBadFlags) {
+  std::string out;
+  auto run = [&out](const std::string& args) {
+    out.clear();
+    FILE* pipe = ::popen((std::string{MOCK_UPSTREAM_BINARY} + " " + args + " 2>&1").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0)
+      out.append(buf, n);
+    int status = ::pclose(pipe);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(run("--help"), 0);
+  EXPECT_NE(out.find("malformed=MODE"), std::string::npos);
+  EXPECT_NE(out.find("GET  /mock/stats"), std::string::npos);
+  EXPECT_EQ(run("--status 302"), 2);
+  EXPECT_NE(out.find("status=302"), std::string::npos) << out;
+  EXPECT_EQ(run("--colour blue"), 2);
+  EXPECT_NE(out.find("unknown flag --colour"), std::string::npos) << out;
+  EXPECT_EQ(run("--port"), 2);
 }
 
 // A normal completion has OpenAI's shape: id, object, model echoed, one assistant choice and exact usage.
@@ -300,12 +325,34 @@ TEST_F(MockUpstream, EnforcesRequestFramingAndSize) {
 
 // Beyond --max-connections a new connection is closed at once; the others keep working.
 TEST_F(MockUpstream, ClosesConnectionsBeyondTheCap) {
-  start({"--max-connections", "2"}); // the fixture's control connection holds one of them
+  start({"--max-connections", "2"});
+  stats(); // now the fixture's control connection surely holds one of the two
   http_connection held{port()};
   ASSERT_EQ(held.request("GET", "/health").status, 200); // accepted and counted
   http_connection extra{port()};
   EXPECT_TRUE(extra.wait_closed(10s));
   EXPECT_EQ(held.request("GET", "/health").status, 200);
+}
+
+// --idle-timeout-ms closes a connection between requests, and one whose client stopped reading its answer.
+TEST_F(MockUpstream, ClosesIdleAndStalledConnections) {
+  start({"--idle-timeout-ms", "100"});
+  http_connection idle{port()};
+  ASSERT_EQ(idle.request("GET", "/health").status, 200);
+  EXPECT_TRUE(idle.wait_closed(10s));
+
+  // 64 MiB cannot fit in loopback socket buffers: the mock's writes stall on a client that reads nothing.
+  http_connection stalled{port()};
+  ASSERT_TRUE(stalled.send_raw(format_request("POST", chat_path, chat_body("x"), {"X-Mock: huge_bytes=67108864"})));
+  // The mock is another process and looks for idle connections periodically: wait (bounded) for its count to change.
+  // Stats come over fresh connections, since the idle timeout also closes the fixture's control connection.
+  auto fresh_stats = [&] { return parse(http_once(port(), "GET", "/mock/stats").body); };
+  auto deadline = clock_type::now() + 10s;
+  while (fresh_stats()["aborted"].GetUint64() != 1 && clock_type::now() < deadline) {
+  }
+  auto s = fresh_stats();
+  EXPECT_EQ(s["aborted"].GetUint64(), 1u);
+  EXPECT_EQ(s["in_flight"].GetInt64(), 0);
 }
 
 // ---- knobs ----------------------------------------------------------------------------------------------------

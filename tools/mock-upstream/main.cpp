@@ -32,7 +32,8 @@ Server flags (--flag VALUE or --flag=VALUE):
   --threads N              event-loop threads, 1..64 (default 2)
   --max-connections N      open connections at most; more are closed on accept (default 1024)
   --max-body-bytes N       larger request bodies get 413 (default 1048576); heads over 64 KiB get 431
-  --idle-timeout-ms N      close a keep-alive connection idle this long (default 60000)
+  --idle-timeout-ms N      close a connection without a request in progress, or whose client stopped reading,
+                           after this long (default 60000)
   --models A,B,...         the models GET /v1/models lists (default mock-1,mock-2); any model is answered
   --seed N                 seed of the PRNG behind error_rate (default 1); POST /mock/reset reseeds it
   --help                   this text

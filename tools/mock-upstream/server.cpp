@@ -29,7 +29,7 @@ constexpr size_t read_chunk = 64 << 10;
 constexpr size_t write_high_water = 64 << 10; // output bytes prepared ahead of the socket
 constexpr int max_accepts_per_wakeup = 64;
 constexpr auto drain_limit = std::chrono::seconds{2};
-constexpr auto sweep_interval = std::chrono::seconds{1};
+constexpr auto max_sweep_interval = std::chrono::milliseconds{1000};
 constexpr auto accept_pause = std::chrono::milliseconds{100}; // after EMFILE: let connections close first
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -95,7 +95,7 @@ public:
 
   void run() {
     epoll_event events[256];
-    next_sweep_ = clock_type::now() + sweep_interval;
+    next_sweep_ = clock_type::now() + sweep_interval();
     while (!stopping_) {
       int n = ::epoll_wait(epoll_fd_, events, 256, next_timeout_ms());
       if (n < 0 && errno != EINTR)
@@ -120,7 +120,7 @@ private:
 
   bool watch_listener() {
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.events = EPOLLIN;
     ev.data.u64 = listen_tag;
     listening_ = ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0;
     return listening_;
@@ -221,7 +221,7 @@ private:
           update_interest(c);
           return;
         }
-        if (c.active.close_after || c.peer_closed) {
+        if (c.active.close_after) {
           begin_close(c);
           return;
         }
@@ -446,19 +446,26 @@ private:
     counters_.open.fetch_sub(1);
   }
 
+  /// How often to look for idle connections: a second, or half the idle timeout when that is shorter.
+  std::chrono::milliseconds sweep_interval() const {
+    return std::clamp(std::chrono::milliseconds{options_.idle_timeout_ms / 2}, std::chrono::milliseconds{10},
+                      max_sweep_interval);
+  }
+
   /// Closes idle and lingering connections; resumes accepting after a descriptor shortage.
   void sweep() {
     auto now = clock_type::now();
-    next_sweep_ = now + sweep_interval;
+    next_sweep_ = now + sweep_interval();
     std::vector<connection*> expired;
     for (auto& [id, c] : connections_) {
-      bool idle =
-        !c->responding && !c->draining && now - c->last_activity > std::chrono::milliseconds{options_.idle_timeout_ms};
+      // Idle: no request in progress, or an answer the client has stopped reading.
+      bool quiet = now - c->last_activity > std::chrono::milliseconds{options_.idle_timeout_ms};
+      bool idle = quiet && !c->draining && (!c->responding || c->want_write);
       if (idle || (c->draining && now >= c->drain_deadline))
         expired.push_back(c.get());
     }
     for (auto* c : expired)
-      close_connection(*c, false);
+      close_connection(*c, c->responding);
     if (!listening_ && now >= accept_resume_)
       watch_listener();
   }
@@ -509,11 +516,34 @@ server::~server() {
   stop();
   join();
   workers_.clear();
-  if (listen_fd_ >= 0)
-    ::close(listen_fd_);
+  for (int fd : listen_fds_)
+    ::close(fd);
   if (wake_fd_ >= 0)
     ::close(wake_fd_);
 }
+
+namespace {
+
+/// A non-blocking listening socket with SO_REUSEPORT on `addr`; -1 with `error` set on failure. (bind() to port 0
+/// never picks a port another SO_REUSEPORT socket holds, so ephemeral mocks cannot share one.)
+int open_listener(const sockaddr_in& addr, const std::string& host, int backlog, std::string& error) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string{"socket: "} + std::strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, backlog) != 0) {
+    error = "cannot listen on " + host + ":" + std::to_string(ntohs(addr.sin_port)) + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+} // namespace
 
 std::string server::listen() {
   sockaddr_in addr{};
@@ -521,25 +551,24 @@ std::string server::listen() {
   addr.sin_port = htons(options_.port);
   if (::inet_pton(AF_INET, options_.host.c_str(), &addr.sin_addr) != 1)
     return "--host must be an IPv4 address, not '" + options_.host + "'";
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0)
-    return std::string{"socket: "} + std::strerror(errno);
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
-    return "cannot bind " + options_.host + ":" + std::to_string(options_.port) + ": " + std::strerror(errno);
-  if (::listen(listen_fd_, 1024) != 0)
-    return std::string{"listen: "} + std::strerror(errno);
-  socklen_t len = sizeof(addr);
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
-
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0)
     return std::string{"eventfd: "} + std::strerror(errno);
+  // One listening socket per worker on the same port (the first one picks it when --port is 0): the kernel
+  // spreads new connections over them evenly.
+  std::string error;
   for (int i = 0; i < options_.threads; ++i) {
-    workers_.push_back(std::make_unique<worker>(options_, handler_, counters_, listen_fd_, wake_fd_));
-    if (auto error = workers_.back()->open(); !error.empty())
+    int fd = open_listener(addr, options_.host, 1024, error);
+    if (fd < 0)
+      return error;
+    listen_fds_.push_back(fd);
+    if (i == 0) {
+      socklen_t len = sizeof(addr);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+      port_ = ntohs(addr.sin_port);
+    }
+    workers_.push_back(std::make_unique<worker>(options_, handler_, counters_, fd, wake_fd_));
+    if (error = workers_.back()->open(); !error.empty())
       return error;
   }
   return {};

@@ -1,6 +1,7 @@
 #pragma once
-// The mock's HTTP/1.1 server: N worker threads, each with its own epoll loop, sharing one non-blocking listening
-// socket (EPOLLEXCLUSIVE wakes one worker per new connection). A connection stays on the worker that accepted it.
+// The mock's HTTP/1.1 server: N worker threads, each with its own epoll loop and its own listening socket on the
+// shared port (SO_REUSEPORT: the kernel spreads connections evenly). A connection stays on the worker that
+// accepted it.
 //
 // Per connection: read a request head (at most max_head_bytes, else 431) and its Content-Length body (at most
 // max_body_bytes, else 413; a Transfer-Encoding header gets 411), answering "100 Continue" when asked; hand head
@@ -9,8 +10,9 @@
 // so thousands of slow answers cost no threads. Then the next request on the same connection (keep-alive), or
 // a close: shutdown(SHUT_WR), then the unread input is drained for up to 2 s so the client sees the answer rather
 // than a reset. Connections over max_connections are closed as soon as they are accepted; an idle connection
-// (no request in progress) is closed after idle_timeout_ms. A client that leaves during an answer ends it
-// (counted as aborted).
+// (no request in progress, or a client that stopped reading its answer) is closed after idle_timeout_ms.
+// A client that closes its side during an answer has left, as nginx sees it too: the answer ends at once and
+// counts as aborted (so tests can see a gateway cancel). Requests read before such a close are still answered.
 
 #include "tools/mock-upstream/control.hpp"
 #include "tools/mock-upstream/http_request.hpp"
@@ -62,7 +64,7 @@ private:
   server_options options_;
   request_handler handler_;
   connection_counters& counters_;
-  int listen_fd_ = -1;
+  std::vector<int> listen_fds_; // one per worker, all on port_ (SO_REUSEPORT)
   int wake_fd_ = -1;
   uint16_t port_ = 0;
   std::vector<std::unique_ptr<worker>> workers_;
