@@ -1,4 +1,5 @@
 #include "actors/ops.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include <caf/all.hpp>
 
@@ -63,7 +64,7 @@ health_probe supervision_probe(std::shared_ptr<directory> names, std::string sup
 }
 
 caf::actor spawn_health_actor(caf::actor_system& sys, std::vector<health_probe> probes) {
-  return sys.spawn([probes = std::move(probes)](caf::event_based_actor* self) -> caf::behavior {
+  return sys.spawn([probes = std::move(probes)](observed_actor* self) -> caf::behavior {
     return {
       [self, probes](check_atom) {
         auto promise = self->make_response_promise<std::vector<health_check>>();
@@ -89,7 +90,7 @@ caf::actor spawn_health_actor(caf::actor_system& sys, std::vector<health_probe> 
 
 caf::actor spawn_metrics_actor(caf::actor_system& sys, std::shared_ptr<metrics_registry> metrics,
                                std::shared_ptr<directory> names, std::chrono::milliseconds mailbox_timeout) {
-  return sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+  return sys.spawn([=](observed_actor* self) -> caf::behavior {
     return {
       [=](metrics_atom) {
         auto promise = self->make_response_promise<std::string>();
@@ -140,7 +141,7 @@ caf::actor spawn_debug_helper(caf::actor_system& sys) {
     uint64_t next_id = 0;
     std::unordered_map<uint64_t, caf::typed_response_promise<int64_t>> waiting;
   };
-  return sys.spawn([](caf::stateful_actor<sleeper_state>* self) -> caf::behavior {
+  return sys.spawn([](observed_stateful_actor<sleeper_state>* self) -> caf::behavior {
     return {
       [self](delay_atom, int64_t ms) {
         auto promise = self->make_response_promise<int64_t>();

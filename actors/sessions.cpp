@@ -1,4 +1,5 @@
 #include "actors/sessions.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "actors/rate_limit.hpp"
 
@@ -47,7 +48,7 @@ struct session_state {
   static inline const char* name = "session";
 };
 
-using session_actor = caf::stateful_actor<session_state>;
+using session_actor = observed_stateful_actor<session_state>;
 
 int64_t now(const session_options& opts) {
   return opts.now_unix ? opts.now_unix() : unix_now();
@@ -170,7 +171,7 @@ struct manager_state {
   static inline const char* name = "session_manager";
 };
 
-using manager_actor = caf::stateful_actor<manager_state>;
+using manager_actor = observed_stateful_actor<manager_state>;
 
 /// Calls `then` with the session of `user_id` (or why there is none), loading it first if needed.
 void with_session(manager_actor* self, const std::string& user_id, manager_state::waiter then) {

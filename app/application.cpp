@@ -10,6 +10,7 @@
 #include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
 #include "config/log.hpp"
+#include "introspect/probe.hpp"
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
 #include "http/cache_routes.hpp"
@@ -294,7 +295,10 @@ int run_server(const config::settings& settings) {
       grant_configured_admins(settings);
   }
 
-  caf::actor_system_config cfg;
+  // Debug mode gives every actor a probe (introspect/observed_actor.hpp); without it actors carry none.
+  system_config cfg;
+  if (settings.debug.enabled)
+    cfg.probes = std::make_shared<probe_registry>();
   register_message_types(cfg);
   cfg.set("scheduler.max-threads", or_cores(settings.actors.threads));
   cfg.set("scheduler.max-throughput", static_cast<size_t>(settings.actors.max_throughput));
