@@ -34,6 +34,7 @@ quota_day quota_day_of(int64_t unix_seconds, int reset_utc_hour) {
 namespace {
 
 constexpr int64_t key_touch_interval_s = 60;
+constexpr size_t max_listed_sessions = 1000;
 
 struct session_state {
   session_options opts;
@@ -276,6 +277,16 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
           promise.deliver(std::move(session.error()));
       });
       return promise;
+    },
+    [self](children_atom) {
+      // The live sessions, as children for debug mode's tree (at most max_listed_sessions, by user id).
+      std::vector<child_info> result;
+      for (const auto& [user_id, session] : self->state.sessions)
+        result.push_back(child_info{"session:" + user_id, "worker", "temporary", "running", 0, "", 0, 0, session});
+      std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+      if (result.size() > max_listed_sessions)
+        result.resize(max_listed_sessions);
+      return result;
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };

@@ -198,7 +198,8 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                            [session_options](caf::actor_system& sys) {
                              return spawn_session_manager(sys, session_options);
                            },
-                           restart_type::permanent, milliseconds{5000}, child_kind::worker});
+                           // It supervises the session actors (answers children_atom like a supervisor).
+                           restart_type::permanent, milliseconds{5000}, child_kind::supervisor});
   root.children.push_back(supervisor_child(cache_supervisor(s.cache, shared.cache, names, metrics)));
   root.children.push_back(supervisor_child(std::move(ops)));
   root.children.push_back(supervisor_child(std::move(http)));
