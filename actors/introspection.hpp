@@ -31,21 +31,21 @@ namespace troupe {
 
 /// One actor as debug mode shows it.
 struct actor_view {
-  uint64_t id = 0;         // CAF actor id of the live incarnation; 0 when stopped
-  std::string name;        // its name in the supervision tree (unique)
-  std::string kind;        // "supervisor" or "worker"
-  std::string type;        // what the actor is (its CAF name, e.g. "session"), "" if unknown
-  std::string supervisor;  // name of its supervisor, "" for the root
-  std::string restart;     // "permanent", "transient" or "temporary"
-  std::string state;       // "running", "stopping" or "stopped"
-  int64_t mailbox_size = -1;  // -1 when unknown (no probe)
-  int64_t processed = -1;     // messages handled by this incarnation; -1 when unknown
-  int64_t busy_ms = 0;        // time in the handler running now; 0 when idle
+  uint64_t id = 0;           // CAF actor id of the live incarnation; 0 when stopped
+  std::string name;          // its name in the supervision tree (unique)
+  std::string kind;          // "supervisor" or "worker"
+  std::string type;          // what the actor is (its CAF name, e.g. "session"), "" if unknown
+  std::string supervisor;    // name of its supervisor, "" for the root
+  std::string restart;       // "permanent", "transient" or "temporary"
+  std::string state;         // "running", "stopping" or "stopped"
+  int64_t mailbox_size = -1; // -1 when unknown (no probe)
+  int64_t processed = -1;    // messages handled by this incarnation; -1 when unknown
+  int64_t busy_ms = 0;       // time in the handler running now; 0 when idle
   uint64_t restarts = 0;
   std::string last_error;
   int64_t last_error_unix_ms = 0;
   int64_t started_unix_ms = 0;
-  caf::actor handle;  // invalid when stopped
+  caf::actor handle; // invalid when stopped
 };
 
 using actor_tree_handler = std::function<void(std::vector<actor_view>)>;
@@ -58,18 +58,18 @@ void collect_actor_tree(caf::event_based_actor* self, caf::actor root, std::stri
 
 /// One queued message, rendered.
 struct message_view {
-  std::string type;        // message_type_name
-  std::string text;        // render_message: secrets redacted
-  uint64_t sender_id = 0;  // 0 when anonymous
+  std::string type;       // message_type_name
+  std::string text;       // render_message: secrets redacted
+  uint64_t sender_id = 0; // 0 when anonymous
   bool urgent = false;
   bool response = false;
-  int64_t waited_us = -1;  // -1 when unknown (known only for messages enqueued during a trace)
+  int64_t waited_us = -1; // -1 when unknown (known only for messages enqueued during a trace)
 };
 
 struct mailbox_view {
   uint64_t size = 0;
   std::vector<message_view> first;
-  std::vector<std::pair<std::string, uint64_t>> by_type;  // most common first
+  std::vector<std::pair<std::string, uint64_t>> by_type; // most common first
 };
 
 /// Asks `target` for its first `limit` queued messages. Fails with sec::request_timeout when the actor does not

@@ -29,7 +29,7 @@ struct message_rule {
 
 /// Secret fields of a struct type, by position in its inspect() list; applies wherever the type appears.
 struct type_rule {
-  std::string type_name;  // as its inspect() names it
+  std::string type_name; // as its inspect() names it
   std::vector<size_t> secret_fields;
   std::function<bool(const caf::message&, size_t)> matches;
   std::function<std::string(const caf::message&, size_t)> render;
@@ -57,7 +57,7 @@ const std::vector<message_rule>& message_rules() {
 
 const std::vector<type_rule>& type_rules() {
   static const std::vector<type_rule> rules{
-    fields_of<user_record>("user_record", {2}),       // password_hash
+    fields_of<user_record>("user_record", {2}),          // password_hash
     fields_of<session_snapshot>("session_snapshot", {}), // holds a user_record
   };
   return rules;
@@ -143,7 +143,7 @@ public:
 
 private:
   struct frame {
-    size_t start = 0;  // where its text begins, for the "(" of a type without a name
+    size_t start = 0; // where its text begins, for the "(" of a type without a name
     bool opened = false;
     const std::vector<size_t>* secret = nullptr;
     size_t index = 0;
@@ -187,8 +187,7 @@ type_rule fields_of(std::string type_name, std::vector<size_t> secret_fields) {
 }
 
 bool is_base64url(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'
-         || c == '=';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '=';
 }
 
 /// Length of a credential starting at text[i], or 0 if none starts there.
@@ -254,8 +253,8 @@ std::string render_message(const caf::actor_system&, const caf::message& msg, si
     } else if (msg.match_element<std::string>(i)) {
       append_quoted(out, msg.get_as<std::string>(i));
     } else {
-      auto rule = std::find_if(type_rules().begin(), type_rules().end(),
-                               [&](const type_rule& r) { return r.matches(msg, i); });
+      auto rule =
+        std::find_if(type_rules().begin(), type_rules().end(), [&](const type_rule& r) { return r.matches(msg, i); });
       out += rule != type_rules().end() ? rule->render(msg, i) : scrub_credentials(msg.stringify(i));
     }
   }

@@ -170,16 +170,18 @@ caf::invoke_message_result observed_actor::consume_observed(caf::mailbox_element
     if (!wanted.empty())
       type = message_type_name(home_system(), x.content(), x.mid.is_response());
   }
-  // Counted out however the handler ends, exceptions included (the actor then quits).
+  // The message has left the mailbox (it goes back if skipped). Counted as processed however the handler ends,
+  // exceptions included (the actor then quits).
+  probe.queued.fetch_sub(1, std::memory_order_relaxed);
   struct done_guard {
     actor_probe& probe;
     caf::invoke_message_result result = caf::invoke_message_result::consumed;
     ~done_guard() {
       probe.busy_since_ns.store(0, std::memory_order_relaxed);
-      if (result != caf::invoke_message_result::skipped) {
-        probe.queued.fetch_sub(1, std::memory_order_relaxed);
+      if (result == caf::invoke_message_result::skipped)
+        probe.queued.fetch_add(1, std::memory_order_relaxed);
+      else
         probe.processed.store(probe.processed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      }
     }
   } done{probe};
   done.result = super::consume(x);
