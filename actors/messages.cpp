@@ -1,4 +1,5 @@
 #include "actors/messages.hpp"
+#include "actors/breaker.hpp"
 #include "actors/rate_limit.hpp"
 
 #include "config/service_error.hpp"
@@ -10,6 +11,8 @@ namespace troupe {
 
 void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<child_info>("child_info");
+  cfg.add_message_type<breaker_admission>("breaker_admission");
+  cfg.add_message_type<breaker_snapshot>("breaker_snapshot");
   cfg.add_message_type<std::vector<child_info>>("std::vector<child_info>");
   cfg.add_message_type<health_check>("health_check");
   cfg.add_message_type<std::vector<health_check>>("std::vector<health_check>");

@@ -195,6 +195,14 @@ using cache_producer_timeout_atom = caf::atom_constant<caf::atom("cacheptmo")>;
 /// Internal to shards: the periodic sweep is due.
 using cache_tick_atom = caf::atom_constant<caf::atom("cachetick")>;
 
+// --- Circuit breakers (actors/breaker.hpp) -------------------------------------------------------------------------
+/// (breaker_admit_atom) -> breaker_admission
+using breaker_admit_atom = caf::atom_constant<caf::atom("bkadmit")>;
+/// (breaker_result_atom, uint64_t permit, bool ok, int64_t retry_after_ms, std::string failure), no reply
+using breaker_result_atom = caf::atom_constant<caf::atom("bkresult")>;
+/// (breaker_state_atom) -> breaker_snapshot
+using breaker_state_atom = caf::atom_constant<caf::atom("bkstate")>;
+
 // --- Metrics ------------------------------------------------------------------------------------------------------
 /// (metrics_atom) -> std::string: the Prometheus text exposition, mailbox sizes included.
 using metrics_atom = caf::atom_constant<caf::atom("metrics")>;

@@ -202,7 +202,7 @@ file_read read_file(const std::string& path) {
 }
 
 /// Applies a JSON file nested by section: {"http": {"port": 8080}}.
-std::optional<config_error> apply_file(const std::string& path, settings& s) {
+std::optional<config_error> apply_file(const std::string& path, settings& s, const env_lookup& env) {
   const std::string object_form = R"(a JSON object nested by section, e.g. {"http": {"port": 8080}})";
   auto file = read_file(path);
   if (!file.error.empty())
@@ -220,10 +220,11 @@ std::optional<config_error> apply_file(const std::string& path, settings& s) {
   const std::string source = "set in " + path;
   for (const auto& section : doc.GetObject()) {
     const std::string section_name(section.name.GetString(), section.name.GetStringLength());
-    // Reserved for the upstream list of a later issue: accepted, not read here.
     if (section_name == "upstreams") {
       if (!section.value.IsArray())
         return make_config_error("upstreams", json_text(section.value), "an array", source);
+      if (auto err = parse_upstreams(json_text(section.value), source, env, s.upstreams))
+        return err;
       continue;
     }
     const auto known_sections = sections();
@@ -370,10 +371,14 @@ std::variant<settings, config_error> load(const load_request& req, const env_loo
     if (auto err = assign_text(spec, s, spec.default_text, "the default of the option table"))
       return *err;
   if (req.file)
-    if (auto err = apply_file(*req.file, s))
+    if (auto err = apply_file(*req.file, s, env))
       return *err;
   if (auto err = apply_env(env, s))
     return *err;
+  // The whole list from the environment replaces the file's.
+  if (auto list = env ? env("TROUPE_UPSTREAMS") : std::nullopt)
+    if (auto err = parse_upstreams(*list, "set by TROUPE_UPSTREAMS", env, s.upstreams))
+      return *err;
   if (auto err = apply_sets(req.sets, s))
     return *err;
   return s;
@@ -395,6 +400,34 @@ std::string render_effective_json(const settings& s) {
     }
     writer.EndObject();
   }
+  // The upstream list, keys never shown (only the variable that holds each).
+  writer.Key("upstreams");
+  writer.StartArray();
+  for (const auto& u : s.upstreams) {
+    writer.StartObject();
+    writer.Key("name");
+    writer.String(u.name.c_str());
+    writer.Key("base_url");
+    writer.String(u.base_url.c_str());
+    writer.Key("api_key_env");
+    writer.String(u.api_key_env.c_str());
+    writer.Key("models");
+    writer.StartArray();
+    for (const auto& m : u.models)
+      writer.String(m.c_str());
+    writer.EndArray();
+    for (auto [key, value] : {std::pair<const char*, int64_t>{"priority", u.priority},
+                              {"weight", u.weight},
+                              {"timeout_ms", u.timeout_ms},
+                              {"connect_timeout_ms", u.connect_timeout_ms},
+                              {"first_byte_timeout_ms", u.first_byte_timeout_ms},
+                              {"max_inflight", u.max_inflight}}) {
+      writer.Key(key);
+      writer.Int64(value);
+    }
+    writer.EndObject();
+  }
+  writer.EndArray();
   writer.EndObject();
   return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
 }

@@ -28,8 +28,8 @@ struct config_error {
 /// Looks up one environment variable; injectable so tests need not touch the process environment.
 using env_lookup = std::function<std::optional<std::string>(const std::string& name)>;
 
-/// The process environment (getenv). Only the names of known options are ever asked for, so unrelated
-/// TROUPE_* variables (e.g. TROUPE_JWT_SECRET) are ignored.
+/// The process environment (getenv). Only the names of known options, TROUPE_UPSTREAMS and the upstreams' key
+/// variables are ever asked for, so unrelated TROUPE_* variables (e.g. TROUPE_JWT_SECRET) are ignored.
 env_lookup process_env();
 
 /// What the command line asked for.
@@ -37,6 +37,11 @@ struct load_request {
   std::optional<std::string> file; // --config FILE
   std::vector<std::string> sets;   // raw "section.key=value" of each --set, in order (later wins)
 };
+
+/// Parses the upstream list (config/upstreams.hpp) from JSON text into `out`, reading keys through `env`.
+/// `source` says where the text came from, for errors ("set in FILE", "set by TROUPE_UPSTREAMS").
+std::optional<config_error> parse_upstreams(const std::string& json, const std::string& source,
+                                            const env_lookup& env, std::vector<upstream_settings>& out);
 
 /// Builds the effective settings, or returns the first error found. Never throws, never exits.
 std::variant<settings, config_error> load(const load_request& req, const env_lookup& env);

@@ -292,6 +292,40 @@ const std::vector<option_spec>& all_options() {
     entry("cache.sweep_ms", bind<&settings::cache, &cache_settings::sweep_ms>(), "1000",
           "how often each cache shard drops expired entries (they are also dropped when read)")
       .range(10, 600000, "ms"),
+    // breaker
+    entry("breaker.failures", bind<&settings::breaker, &breaker_settings::failures>(), "5",
+          "consecutive failures (connect error, timeout, 429, 500, 502-504) that open an upstream's breaker")
+      .range(1, 1000, "failures"),
+    entry("breaker.open_ms", bind<&settings::breaker, &breaker_settings::open_ms>(), "60000",
+          "how long an open breaker keeps traffic away (an upstream 429's Retry-After wins when given)")
+      .range(1, 86400000, "ms"),
+    entry("breaker.half_open_probes", bind<&settings::breaker, &breaker_settings::half_open_probes>(), "3",
+          "requests a half-open breaker lets through; all succeed: closed, any fails: open again")
+      .range(1, 1000, "requests"),
+    // retry
+    entry("retry.max_attempts", bind<&settings::retry, &retry_settings::max_attempts>(), "3",
+          "attempts per upstream for a retryable failure (1 = no retry), before falling back to the next one")
+      .range(1, 20, "attempts"),
+    entry("retry.base_ms", bind<&settings::retry, &retry_settings::base_ms>(), "200",
+          "base of the exponential backoff with full jitter between attempts")
+      .range(0, 60000, "ms"),
+    entry("retry.max_backoff_ms", bind<&settings::retry, &retry_settings::max_backoff_ms>(), "5000",
+          "cap of one backoff")
+      .range(0, 600000, "ms"),
+    // upstream
+    entry("upstream.max_response_bytes", bind<&settings::upstream, &upstream_client_settings::max_response_bytes>(),
+          "8388608", "largest upstream answer accepted; larger ones end in 502")
+      .range(1024, 1073741824, "bytes"),
+    entry("upstream.clients", bind<&settings::upstream, &upstream_client_settings::clients>(), "1",
+          "HTTP client actors (each a libcurl multi handle on its own thread) calling upstreams")
+      .range(1, 64, "clients"),
+    // gateway
+    entry("gateway.cache_ttl_ms", bind<&settings::gateway, &gateway_settings::cache_ttl_ms>(), "3600000",
+          "lifetime of a cached deterministic chat completion")
+      .range(1, 604800000, "ms"),
+    entry("gateway.max_messages", bind<&settings::gateway, &gateway_settings::max_messages>(), "1000",
+          "messages accepted in one chat completion request")
+      .range(1, 100000, "messages"),
   };
   return table;
 }

@@ -6,6 +6,8 @@
 // The settings structs carry no defaults of their own: a `settings` means something only after
 // config::load (loader.hpp) has filled it from the table, the file, the environment and --set.
 
+#include "config/upstreams.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -94,6 +96,28 @@ struct quota_settings {
   int64_t reset_utc_hour;
 };
 
+struct breaker_settings {
+  int64_t failures;
+  int64_t open_ms;
+  int64_t half_open_probes;
+};
+
+struct retry_settings {
+  int64_t max_attempts;
+  int64_t base_ms;
+  int64_t max_backoff_ms;
+};
+
+struct upstream_client_settings {
+  int64_t max_response_bytes;
+  int64_t clients;
+};
+
+struct gateway_settings {
+  int64_t cache_ttl_ms;
+  int64_t max_messages;
+};
+
 struct cache_settings {
   int64_t shards;         // 0 = 2 x cores
   int64_t max_bytes;      // over all shards
@@ -114,6 +138,12 @@ struct settings {
   cache_settings cache;
   limits_settings limits;
   quota_settings quota;
+  breaker_settings breaker;
+  retry_settings retry;
+  upstream_client_settings upstream;
+  gateway_settings gateway;
+  /// Not options: the top-level "upstreams" list of the file, or TROUPE_UPSTREAMS (config/upstreams.hpp).
+  std::vector<upstream_settings> upstreams;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

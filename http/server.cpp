@@ -7,10 +7,45 @@
 
 #include <pistache/endpoint.h>
 #include <pistache/http_headers.h>
+#include <pistache/peer.h>
+#include <pistache/transport.h>
 
 #include <random>
 #include <stdexcept>
 #include <thread>
+
+namespace troupe::http {
+/// Tag for the ResponseStream specialisation below: enqueue what is buffered, report whether the peer is there.
+struct stream_enqueue {
+  bool last_chunk; // append the terminating zero-length chunk first
+  bool* delivered;
+};
+} // namespace troupe::http
+
+namespace Pistache::Http {
+// ResponseStream::flush() also drains the transport's write queue from the calling thread (Transport::flush reads
+// the reactor's peer table unlocked), which races with the reactor when called from an actor thread. Troupe's
+// streams are written from actor threads, so they only enqueue the buffered bytes — exactly what
+// ResponseWriter::send does from any thread — and the reactor writes them. operator<< is a friend template of
+// ResponseStream; this specialisation for a Troupe tag type reaches the stream's buffer and transport.
+template <>
+ResponseStream& operator<<(ResponseStream& stream, const troupe::http::stream_enqueue& tag) {
+  if (tag.last_chunk) {
+    std::ostream os(&stream.buf_);
+    os << "0" << crlf << crlf;
+  }
+  auto peer = stream.peer_.lock();
+  if (!peer) {
+    *tag.delivered = false;
+    stream.buf_.clear();
+    return stream;
+  }
+  stream.transport_->asyncWrite(peer->fd(), stream.buf_.buffer());
+  stream.buf_.clear();
+  *tag.delivered = true;
+  return stream;
+}
+} // namespace Pistache::Http
 
 namespace troupe::http {
 
@@ -257,6 +292,20 @@ void responder::send(response res) {
     return;
   // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp).
   apply_revalidation(req_, res);
+  auto hooks = prepare_headers(res);
+  if (req_.method == "HEAD")
+    res.body.clear();
+  server_->request_finished(req_, res.status);
+  // Counted out once handed to Pistache: its promise may never settle when the client has gone away, and a count
+  // that never returns to zero would hold every drain for the whole grace time. server::stop lets the reactors
+  // flush what is queued before it closes connections.
+  writer_.send(static_cast<P::Http::Code>(res.status), res.body);
+  server_->response_written();
+  for (auto& hook : hooks)
+    hook();
+}
+
+std::vector<std::function<void()>> responder::prepare_headers(response& res) {
   auto& headers = writer_.headers();
   headers.remove<P::Http::Header::Connection>();
   bool keep_alive = keep_alive_ && !server_->draining();
@@ -281,13 +330,61 @@ void responder::send(response res) {
   }
   for (auto& [name, value] : res.headers)
     set_header(headers, std::move(name), std::move(value));
-  if (req_.method == "HEAD")
-    res.body.clear();
-  server_->request_finished(req_, res.status);
-  // Counted out once handed to Pistache: its promise may never settle when the client has gone away, and a count
-  // that never returns to zero would hold every drain for the whole grace time. server::stop lets the reactors
-  // flush what is queued before it closes connections.
-  writer_.send(static_cast<P::Http::Code>(res.status), res.body);
+  return hooks;
+}
+
+std::shared_ptr<response_stream> responder::stream(response head) {
+  bool expected = false;
+  if (!answered_.compare_exchange_strong(expected, true))
+    return nullptr;
+  auto hooks = prepare_headers(head);
+  server_->request_finished(req_, head.status);
+  auto out = std::shared_ptr<response_stream>(
+    new response_stream(writer_.stream(static_cast<P::Http::Code>(head.status)), server_, std::move(hooks)));
+  return out;
+}
+
+// --- response_stream ---
+
+response_stream::response_stream(P::Http::ResponseStream stream, std::shared_ptr<server_state> server,
+                                 std::vector<std::function<void()>> on_end)
+  : stream_(std::make_unique<P::Http::ResponseStream>(std::move(stream))), server_(std::move(server)),
+    on_end_(std::move(on_end)) {}
+
+response_stream::~response_stream() {
+  end();
+}
+
+bool response_stream::enqueue(bool last_chunk) {
+  bool delivered = false;
+  *stream_ << stream_enqueue{last_chunk, &delivered};
+  return delivered;
+}
+
+bool response_stream::write(std::string_view data) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (ended_ || gone_)
+    return false;
+  if (data.empty())
+    return true;
+  stream_->write(data.data(), static_cast<std::streamsize>(data.size()));
+  if (!enqueue(false))
+    gone_ = true;
+  return !gone_;
+}
+
+void response_stream::end() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (ended_)
+      return;
+    ended_ = true;
+    // The terminating chunk; the connection then serves its next request (keep-alive).
+    if (!gone_)
+      enqueue(true);
+    hooks.swap(on_end_);
+  }
   server_->response_written();
   for (auto& hook : hooks)
     hook();
@@ -302,7 +399,7 @@ void responder::on_sent(std::function<void()> fn) {
   std::unique_lock<std::mutex> guard{extras_mutex_};
   if (answered_.load()) {
     guard.unlock();
-    fn();  // already sent: run at once
+    fn(); // already sent: run at once
     return;
   }
   on_sent_.push_back(std::move(fn));

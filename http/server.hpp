@@ -24,10 +24,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace Pistache::Http {
@@ -74,6 +75,35 @@ private:
   std::atomic<uint64_t> id_counter_{0};
 };
 
+/// A response sent in pieces as they are produced (chunked transfer encoding), e.g. Server-Sent Events. Obtained
+/// from responder::stream. write and end may be called from any thread (one at a time is enforced by a mutex);
+/// the bytes are queued to the connection's reactor, never written from the caller's thread. The request counts as
+/// in flight until end() (or destruction), so a drain waits for open streams up to the grace time.
+class response_stream {
+public:
+  ~response_stream();
+  response_stream(const response_stream&) = delete;
+  response_stream& operator=(const response_stream&) = delete;
+
+  /// Sends `data` as one chunk now. false once the client has gone away or the stream ended: stop producing.
+  bool write(std::string_view data);
+  /// Sends the terminating chunk (unless the client has gone) and runs the responder's on_sent hooks. Idempotent.
+  void end();
+
+private:
+  friend class responder;
+  response_stream(Pistache::Http::ResponseStream stream, std::shared_ptr<server_state> server,
+                  std::vector<std::function<void()>> on_end);
+  bool enqueue(bool last_chunk);
+
+  std::mutex mutex_;
+  std::unique_ptr<Pistache::Http::ResponseStream> stream_;
+  std::shared_ptr<server_state> server_;
+  std::vector<std::function<void()>> on_end_;
+  bool ended_ = false;
+  bool gone_ = false;
+};
+
 /// Completes one request exactly once, from any thread. If it is destroyed unanswered (a handler lost it),
 /// the client gets a 500 rather than a hung connection.
 class responder {
@@ -89,6 +119,9 @@ public:
   void send(response res);
   /// Sends the error response for `err` (error_mapping.hpp).
   void fail(const caf::error& err);
+  /// Starts a streamed answer instead: status, content type and headers of `head` (its body is ignored) go out
+  /// with the first chunk. nullptr if the request was already answered. The on_sent hooks run when it ends.
+  std::shared_ptr<response_stream> stream(response head);
   bool answered() const { return answered_.load(); }
 
   /// A header every response to this request carries (e.g. RateLimit), whatever the handler answers.
@@ -97,12 +130,15 @@ public:
   void on_sent(std::function<void()> fn);
 
 private:
+  /// Sets the standard, extra and `res` headers on the writer; returns the on_sent hooks to run.
+  std::vector<std::function<void()>> prepare_headers(response& res);
+
   Pistache::Http::ResponseWriter writer_;
   request req_;
   std::shared_ptr<server_state> server_;
   bool keep_alive_;
   std::atomic<bool> answered_{false};
-  std::mutex extras_mutex_;  // add_header/on_sent may run on another thread than send
+  std::mutex extras_mutex_; // add_header/on_sent may run on another thread than send
   std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::vector<std::function<void()>> on_sent_;
 };

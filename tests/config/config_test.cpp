@@ -180,12 +180,72 @@ TEST_F(ConfigLoad, JsonNumberAcceptsIntegers) {
   EXPECT_DOUBLE_EQ(load_ok(with_file(R"({"log": {"request_sample": 0.5}})")).log.request_sample, 0.5);
 }
 
-// A top-level "upstreams" array is reserved for later and ignored; any other JSON type there is an error.
+// A top-level "upstreams" array lists the upstreams; any other JSON type there is an error.
 TEST_F(ConfigLoad, UpstreamsMustBeAnArray) {
-  load_ok(with_file(R"({"upstreams": [{"name": "a"}]})"));
+  EXPECT_TRUE(load_ok(with_file(R"({"upstreams": []})")).upstreams.empty());
   auto err = load_error(with_file(R"({"upstreams": {"name": "a"}})"));
   EXPECT_EQ(err.option, "upstreams");
   EXPECT_EQ(err.expected, "an array");
+}
+
+// An upstream entry: defaults for what is left out, the key read from the variable it names, never shown.
+TEST_F(ConfigLoad, UpstreamsAreParsedWithTheirKeysFromTheEnvironment) {
+  auto s = load_ok(with_file(R"({"upstreams": [
+      {"name": "openai", "base_url": "https://api.openai.com/v1/", "api_key_env": "OPENAI_API_KEY",
+       "models": ["gpt-4o-mini", "gpt-4o"], "priority": 2, "weight": 3, "timeout_ms": 1000},
+      {"name": "mock", "base_url": "http://127.0.0.1:9999/v1", "models": ["gpt-4o-mini"]}]})"),
+                   env_of({{"OPENAI_API_KEY", "sk-secret-value"}}));
+  ASSERT_EQ(s.upstreams.size(), 2u);
+  const auto& a = s.upstreams[0];
+  EXPECT_EQ(a.name, "openai");
+  EXPECT_EQ(a.base_url, "https://api.openai.com/v1"); // trailing slash dropped
+  EXPECT_EQ(a.api_key, "sk-secret-value");
+  EXPECT_EQ(a.models, (std::vector<std::string>{"gpt-4o-mini", "gpt-4o"}));
+  EXPECT_EQ(a.priority, 2);
+  EXPECT_EQ(a.weight, 3);
+  EXPECT_EQ(a.timeout_ms, 1000);
+  EXPECT_EQ(a.first_byte_timeout_ms, 1000); // defaults to the whole timeout
+  const auto& b = s.upstreams[1];
+  EXPECT_EQ(b.api_key, "");
+  EXPECT_EQ(b.priority, 1);
+  EXPECT_EQ(b.max_inflight, 64);
+  auto printed = render_effective_json(s);
+  EXPECT_EQ(printed.find("sk-secret-value"), std::string::npos);
+  EXPECT_NE(printed.find("OPENAI_API_KEY"), std::string::npos);
+}
+
+// TROUPE_UPSTREAMS replaces the file's list.
+TEST_F(ConfigLoad, UpstreamsFromTheEnvironmentReplaceTheFile) {
+  auto s = load_ok(with_file(R"({"upstreams": [{"name": "a", "base_url": "http://a/v1", "models": ["m"]}]})"),
+                   env_of({{"TROUPE_UPSTREAMS", R"([{"name": "b", "base_url": "http://b/v1", "models": ["m"]}])"}}));
+  ASSERT_EQ(s.upstreams.size(), 1u);
+  EXPECT_EQ(s.upstreams[0].name, "b");
+}
+
+// Bad entries name the entry and field; a missing key variable is an error, not an unauthenticated upstream.
+TEST_F(ConfigLoad, RejectsBadUpstreams) {
+  auto field_of = [&](const std::string& list, std::map<std::string, std::string> env = {}) {
+    return load_error(with_file(R"({"upstreams": )" + list + "}"), env_of(std::move(env))).option;
+  };
+  EXPECT_EQ(field_of(R"([{"base_url": "http://a/v1", "models": ["m"]}])"), "upstreams[0].name");
+  EXPECT_EQ(field_of(R"([{"name": "A B", "base_url": "http://a/v1", "models": ["m"]}])"), "upstreams[0].name");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "ftp://a/v1", "models": ["m"]}])"), "upstreams[0].base_url");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://user:pw@a/v1", "models": ["m"]}])"),
+            "upstreams[0].base_url");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://a/v1?x=1", "models": ["m"]}])"), "upstreams[0].base_url");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://a/v1", "models": []}])"), "upstreams[0].models");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://a/v1", "models": ["m"], "weight": 0}])"),
+            "upstreams[0].weight");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://a/v1", "models": ["m"], "api_key": "sk-x"}])"),
+            "upstreams[0].api_key");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://a/v1", "models": ["m"], "api_key_env": "NOPE"}])"),
+            "upstreams[0].api_key_env");
+  EXPECT_EQ(field_of(R"([{"name": "a", "base_url": "http://a/v1", "models": ["m"]},
+                         {"name": "a", "base_url": "http://b/v1", "models": ["m"]}])"),
+            "upstreams[1].name");
+  auto err = load_error(with_file(R"({"upstreams": [{"name": "a", "base_url": "http://a/v1", "models": ["m"],
+                                                     "api_key": "sk-should-not-show"}]})"));
+  EXPECT_EQ(err.message().find("sk-should-not-show"), std::string::npos);
 }
 
 // TROUPE_* variables that are not options (other subsystems' settings) are ignored.
@@ -199,6 +259,7 @@ TEST_F(ConfigLoad, UnknownEnvVariablesAreIgnored) {
   std::set<std::string> expected;
   for (const auto& spec : all_options())
     expected.insert(spec.env_name());
+  expected.insert("TROUPE_UPSTREAMS");
   EXPECT_EQ(asked, expected);
 }
 
@@ -384,7 +445,7 @@ TEST(ConfigOptions, EveryOptionIsDocumented) {
     EXPECT_FALSE(spec.name().empty()) << spec.key;
     EXPECT_EQ(spec.env_name().rfind("TROUPE_", 0), 0u) << spec.key;
   }
-  EXPECT_EQ(all_options().size(), 54u);
+  EXPECT_EQ(all_options().size(), 64u);
 }
 
 // The README table has a header, a separator and one row per option.
