@@ -1,4 +1,5 @@
 #include "actors/breaker.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "config/log.hpp"
 
@@ -155,7 +156,7 @@ struct breaker_actor_state {
   static inline const char* name = "breaker";
 };
 
-caf::behavior breaker_actor(caf::stateful_actor<breaker_actor_state>* self, breaker_options options) {
+caf::behavior breaker_actor(observed_stateful_actor<breaker_actor_state>* self, breaker_options options) {
   self->state.breaker = std::make_unique<circuit_breaker>(std::move(options));
   return {
     [self](breaker_admit_atom) { return self->state.breaker->admit(); },

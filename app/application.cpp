@@ -62,6 +62,7 @@ struct shared_state {
   std::shared_ptr<cache_stats> cache;  // set in run_server from settings.cache
   std::shared_ptr<http::shed_state> shedding = std::make_shared<http::shed_state>();
   std::shared_ptr<http::inflight_gate> debug_gate;  // null: no cap
+  std::shared_ptr<probe_registry> probes;           // debug mode only
   std::shared_ptr<std::atomic<int64_t>> limiter_keys = std::make_shared<std::atomic<int64_t>>(0);
 };
 
@@ -128,6 +129,14 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
     {"ops.metrics",
      [metrics, names](caf::actor_system& sys) { return spawn_metrics_actor(sys, metrics, names, milliseconds{250}); },
      restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  mailbox_watch_options watch;
+  watch.names = names;
+  watch.threshold = static_cast<size_t>(s.debug.mailbox_warn);
+  watch.warn_after = milliseconds{s.debug.mailbox_warn_ms};
+  watch.probes = shared.probes;
+  ops.children.push_back({"ops.mailboxes",
+                          [watch](caf::actor_system& sys) { return spawn_mailbox_watch(sys, watch); },
+                          restart_type::permanent, milliseconds{1000}, child_kind::worker});
   if (s.debug.enabled)
     ops.children.push_back({"debug.helper", [](caf::actor_system& sys) { return spawn_debug_helper(sys); },
                             restart_type::permanent, milliseconds{1000}, child_kind::worker});
@@ -307,6 +316,7 @@ int run_server(const config::settings& settings) {
   {
     caf::actor_system sys{cfg};
     shared_state shared;
+    shared.probes = cfg.probes;
     if (settings.limits.debug_max_inflight > 0)
       shared.debug_gate = std::make_shared<http::inflight_gate>(
         "debug", static_cast<size_t>(settings.limits.debug_max_inflight), static_cast<size_t>(settings.limits.queue),

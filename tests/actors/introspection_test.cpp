@@ -8,6 +8,7 @@
 #include "actors/introspection.hpp"
 #include "actors/message_text.hpp"
 #include "actors/messages.hpp"
+#include "actors/ops.hpp"
 #include "actors/supervisor.hpp"
 #include "config/service_error.hpp"
 #include "introspect/observed_actor.hpp"
@@ -303,4 +304,53 @@ TEST(MessageText, CutsLongValues) {
   auto text = render_message(*d.sys, caf::make_message(echo_atom::value, std::string(5000, 'x')));
   EXPECT_LT(text.size(), 400u);
   EXPECT_NE(text.find("more characters"), std::string::npos);
+}
+
+// The mailbox watch warns once when a named actor stays above the threshold, naming the most common waiting type.
+TEST(MailboxWatch, WarnsOnceNamingTheMostCommonWaitingType) {
+  debug_system d;
+  auto names = std::make_shared<directory>();
+  std::promise<void> release;
+  auto stalled = std::make_shared<std::promise<void>>();
+  auto actor = spawn_stallable(*d.sys, release.get_future().share(), stalled);
+  names->put("stuck", actor);
+  auto warnings = std::make_shared<std::promise<mailbox_warning>>();
+  auto count = std::make_shared<std::atomic<int>>(0);
+  mailbox_watch_options opts;
+  opts.names = names;
+  opts.threshold = 100;
+  opts.warn_after = 50ms;
+  opts.interval = 10ms;
+  opts.probes = d.cfg.probes;
+  opts.on_warning = [warnings, count](const mailbox_warning& w) {
+    if (count->fetch_add(1) == 0)
+      warnings->set_value(w);
+  };
+  caf::anon_send(actor, stall_atom::value);
+  ASSERT_EQ(stalled->get_future().wait_for(wait_limit), std::future_status::ready);
+  for (int64_t i = 0; i < 299; ++i)
+    caf::anon_send(actor, work_atom::value, i);
+  caf::anon_send(actor, hash_password_atom::value, std::string{"x"});
+  auto watch = spawn_mailbox_watch(*d.sys, opts);
+  // The probe shows the backlog at once; after warn_after the watch asks the actor for its waiting types, a request
+  // that waits (at high priority) for the stall to end: the mailbox then holds 301 messages.
+  auto probe = d.cfg.probes->find(actor.id());
+  for (int i = 0; i < 5000 && probe->queued.load() < 301; ++i)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(probe->queued.load(), 301);
+  release.set_value();
+  auto future = warnings->get_future();
+  ASSERT_EQ(future.wait_for(wait_limit), std::future_status::ready);
+  auto w = future.get();
+  EXPECT_EQ(w.actor, "stuck");
+  EXPECT_EQ(w.size, 300u);
+  EXPECT_GE(w.above_ms, 50);
+  EXPECT_EQ(w.most_common_type, "work");
+  EXPECT_GE(w.most_common_count, 290u);
+  // Once per episode: the backlog drains, and no second warning follows.
+  for (int i = 0; i < 5000 && probe->queued.load() > 0; ++i)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(count->load(), 1);
+  caf::anon_send_exit(watch, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
 }
