@@ -35,7 +35,9 @@ void fill_from_probe(actor_view& view, const probe_registry* probes) {
   view.busy_ms = busy_ms(*probe);
   if (view.started_unix_ms == 0)
     view.started_unix_ms = probe->started_unix_ms.load(std::memory_order_relaxed);
-  if (const char* type = probe->type.load(std::memory_order_relaxed))
+  // Stateful actors are named by their state; a plain event-based actor only says "scheduled_actor".
+  if (const char* type = probe->type.load(std::memory_order_relaxed);
+      type && std::string_view{type} != "scheduled_actor")
     view.type = type;
 }
 

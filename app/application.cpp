@@ -14,6 +14,7 @@
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
 #include "http/cache_routes.hpp"
+#include "http/debug_routes.hpp"
 #include "http/hashing.hpp"
 #include "http/load_monitor.hpp"
 #include "http/traffic.hpp"
@@ -380,9 +381,9 @@ int run_server(const config::settings& settings) {
     http::authenticator authenticator{bridge, auth_opts, &traffic};
     auth_for_events = &authenticator;
     http::add_auth_routes(*routes, authenticator);
-    // Debug routes: open when Troupe listens only on loopback, admin-only otherwise.
+    // Debug routes: open when Troupe listens only on loopback (unless debug.admin_only), admin-only otherwise.
     http::route_guard debug_guard;
-    if (settings.debug.enabled && http::is_loopback_address(settings.http.address))
+    if (settings.debug.enabled && http::is_loopback_address(settings.http.address) && !settings.debug.admin_only)
       debug_guard = [](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) { handler(r); };
     else if (settings.debug.enabled)
       debug_guard = [&authenticator](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) {
@@ -394,6 +395,8 @@ int run_server(const config::settings& settings) {
         guard(r, http::gated(gate, handler));
       };
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard);
+    if (debug_guard)
+      http::add_debug_routes(*routes, bridge, http::debug_route_options{names, shared.probes}, debug_guard);
     http::add_write_routes(*routes, authenticator, http::write_route_options{});
     http::add_cache_routes(*routes, authenticator,
                            {std::make_shared<cache_client>(names, shared.cache->shards()), shared.cache});

@@ -46,6 +46,9 @@ observed_actor::~observed_actor() {
 void observed_actor::enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* eu) {
   if (probe_) {
     probe_->queued.fetch_add(1, std::memory_order_relaxed);
+    // name() is final in stateful actors and safe to call once constructed, which any sender's handle implies.
+    if (probe_->type.load(std::memory_order_relaxed) == nullptr)
+      probe_->type.store(name(), std::memory_order_relaxed);
     if (probe_->tracing.load(std::memory_order_relaxed)) {
       auto now = clock_type::now();
       std::lock_guard<std::mutex> guard{probe_->stamps_mutex};
