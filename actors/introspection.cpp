@@ -97,8 +97,7 @@ int64_t busy_ms(const actor_probe& probe) {
   auto since = probe.busy_since_ns.load(std::memory_order_relaxed);
   if (since == 0)
     return 0;
-  auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-  return std::max<int64_t>(0, (now - since) / 1000000);
+  return std::max<int64_t>(0, (coarse_now_ns() - since) / 1000000);
 }
 
 void collect_actor_tree(caf::event_based_actor* self, caf::actor root, std::string root_name,

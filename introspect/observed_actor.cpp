@@ -149,13 +149,14 @@ caf::invoke_message_result observed_actor::consume_observed(caf::mailbox_element
   auto& probe = *probe_;
   if (probe.type.load(std::memory_order_relaxed) == nullptr)
     probe.type.store(name(), std::memory_order_relaxed);
-  auto start = clock_type::now();
-  probe.busy_since_ns.store(std::max<int64_t>(1, start.time_since_epoch().count()), std::memory_order_relaxed);
+  probe.busy_since_ns.store(std::max<int64_t>(1, coarse_now_ns()), std::memory_order_relaxed);
   // A trace decides before the handler runs: the handler may move the message's content away.
   std::string type;
   int64_t waited_us = -1;
   std::vector<trace_sink*> wanted; // the sinks whose sampling took this message
+  clock_type::time_point start{};  // precise time, read only while a trace runs
   if (!sinks_.empty()) {
+    start = clock_type::now();
     sinks_.erase(std::remove_if(sinks_.begin(), sinks_.end(), [](const auto& s) { return s->closed(); }), sinks_.end());
     {
       std::lock_guard<std::mutex> guard{probe.stamps_mutex};

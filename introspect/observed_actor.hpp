@@ -15,9 +15,10 @@
 //   debug mode off  no probe. enqueue is one null test; consume one null test plus one bit test of the message id
 //                   (the peek request below is answered in every mode, so the mailbox warning works without debug
 //                   mode).
-//   debug mode on   enqueue: one relaxed atomic add (plus a locked map insert while a trace of this actor runs);
-//                   consume: one clock read, three relaxed atomic stores, one atomic subtract; while a trace runs,
-//                   one more clock read and, for sampled messages, building the event.
+//   debug mode on   enqueue: one relaxed atomic add and two relaxed loads (plus a locked map insert while a trace
+//                   of this actor runs); consume: one coarse clock read (a few ns), one atomic subtract and three
+//                   relaxed stores; while a trace runs, two precise clock reads and, for sampled messages, building
+//                   the event. The probe's fields sit on separate cache lines by writer (probe.hpp).
 //
 // Introspection requests (probe.hpp) are answered here, before the actor's own handlers, when they arrive with high
 // priority: CAF's mailbox gives the urgent queue twice the quantum of the normal one and visits it first, so a

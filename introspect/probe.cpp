@@ -6,10 +6,17 @@
 #include <caf/uniform_type_info_map.hpp>
 
 #include <cxxabi.h>
+#include <time.h>
 
 #include <cstdlib>
 
 namespace troupe {
+
+int64_t coarse_now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 // --- trace_sink ---
 
