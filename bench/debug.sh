@@ -41,7 +41,7 @@ trap 'exit 143' TERM
 
 scripts/install-deps
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j2 --target troupe >/dev/null
+cmake --build build -j2 --target troupe debug_bench >/dev/null
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/debug-$stamp
 mkdir -p "$out"
@@ -72,6 +72,14 @@ start_troupe() {
   done
   die "troupe ($name) did not start; see $out/$name.log"
 }
+
+# The per-message cost of the hooks without HTTP: round trips between two observed actors, debug on vs off.
+build/bench/debug_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+  --benchmark_format=csv >"$out/debug_bench.csv" 2>/dev/null || die "debug_bench failed"
+# ns per round trip = 1e9 / items_per_second of the median rows
+round_trip_ns() { awk -F, -v n="\"round_trips/$1/real_time_median\"" '$1 == n { printf "%.0f", 1e9 / $7 }' "$out/debug_bench.csv"; }
+rt_off=$(round_trip_ns debug_off) rt_on=$(round_trip_ns debug_on)
+log "round trip between two actors: debug off $rt_off ns, on $rt_on ns"
 
 # A policy no benchmark can exhaust: every request is counted, none is refused.
 high_limits=(--set limits.default_per_minute=1000000 --set limits.default_burst=1000000)
@@ -124,6 +132,7 @@ done
 
 declare -A rps p50 p99 bad
 rows=()
+pairs=()
 auth=(-H "Authorization: Bearer $token")
 for ((round = 1; round <= ROUNDS; round++)); do
   # Alternate which goes first, so drift on a noisy machine does not favour one side.
@@ -138,9 +147,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
       off) read -r r a b n < <(run debug_off "http://127.0.0.1:$debug_off/api/me" "${auth[@]}") ;;
     esac
     log "round $round: debug $config $r req/s, p50 $a ms, p99 $b ms, non-2xx $n"
+    if [[ $config == on ]]; then r_on=$r; else r_off=$r; fi
     rps[$config]+="$r " p50[$config]+="$a " p99[$config]+="$b " bad[$config]=$((${bad[$config]:-0} + n))
     rows+=("| $round | $config | $r | $a | $b | $n |")
   done
+  # The same round's pair: drift on a shared machine cancels out of on/off measured back to back.
+  pairs+=("$(awk -v a="$r_on" -v b="$r_off" 'BEGIN { printf "%.3f", a / b }')")
 done
 
 m() { median ${1}; }
@@ -148,6 +160,8 @@ on_rps=$(m "${rps[on]}") off_rps=$(m "${rps[off]}")
 on_p50=$(m "${p50[on]}") off_p50=$(m "${p50[off]}")
 on_p99=$(m "${p99[on]}") off_p99=$(m "${p99[off]}")
 ratio=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.3f", a / b }')
+paired=$(median "${pairs[@]}")
+hook_ns=$(awk -v a="$rt_on" -v b="$rt_off" 'BEGIN { printf "%.0f", (a - b) / 2 }')
 verdict() { awk -v c="$1" 'BEGIN { print c ? "PASS" : "MISS" }'; }
 v_ratio=$(verdict "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.95) }')")
 v_2xx=$(verdict "$(( ${bad[on]} + ${bad[off]} == 0 ))")
@@ -168,6 +182,8 @@ cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "| target | measured | verdict |"
   echo "|---|---|---|"
   echo "| debug on >= 0.95x debug off (median req/s) | ${ratio}x ($on_rps vs $off_rps req/s) | $v_ratio |"
+  echo "| median of each round's on/off ratio (drift cancels) | ${paired}x (rounds: ${pairs[*]}) | - |"
   echo "| p50 / p99 (median) | on $on_p50 / $on_p99 ms, off $off_p50 / $off_p99 ms | - |"
+  echo "| round trip between two actors (debug_bench, median of 5) | on $rt_on ns, off $rt_off ns: ~$hook_ns ns per message | - |"
   echo "| every response 2xx | ${bad[on]} + ${bad[off]} non-2xx | $v_2xx |"
 } | tee -a "$RESULTS"
