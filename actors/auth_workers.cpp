@@ -1,4 +1,5 @@
 #include "actors/auth_workers.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "config/service_error.hpp"
 
@@ -17,7 +18,7 @@ using clock_type = std::chrono::steady_clock;
 
 // --- password hasher ---
 
-caf::behavior hasher_impl(caf::event_based_actor* self, password_hasher_options opts) {
+caf::behavior hasher_impl(observed_actor* self, password_hasher_options opts) {
   if (sodium_init() < 0)
     throw std::runtime_error("libsodium failed to initialise");
   auto ops = opts.ops_limit ? opts.ops_limit : crypto_pwhash_OPSLIMIT_INTERACTIVE;
@@ -46,7 +47,7 @@ struct throttle_state {
   static inline const char* name = "login_throttle";
 };
 
-using throttle_actor = caf::stateful_actor<throttle_state>;
+using throttle_actor = observed_stateful_actor<throttle_state>;
 
 clock_type::time_point now(throttle_actor* self) {
   return self->state.opts.clock ? self->state.opts.clock() : clock_type::now();
@@ -122,7 +123,7 @@ struct key_cache_state {
   static inline const char* name = "api_key_cache";
 };
 
-using key_cache_actor = caf::stateful_actor<key_cache_state>;
+using key_cache_actor = observed_stateful_actor<key_cache_state>;
 
 caf::behavior key_cache_impl(key_cache_actor* self, api_key_cache_options opts) {
   self->state.opts = std::move(opts);

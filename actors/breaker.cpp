@@ -1,4 +1,5 @@
 #include "actors/breaker.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "config/log.hpp"
 
@@ -167,7 +168,7 @@ void publish(breaker_actor_state& st) {
   st.gauges->opened.store(s.opened, std::memory_order_relaxed);
 }
 
-caf::behavior breaker_actor(caf::stateful_actor<breaker_actor_state>* self, breaker_options options) {
+caf::behavior breaker_actor(observed_stateful_actor<breaker_actor_state>* self, breaker_options options) {
   self->state.gauges = options.gauges;
   self->state.breaker = std::make_unique<circuit_breaker>(std::move(options));
   publish(self->state);

@@ -1,4 +1,5 @@
 #include "actors/cache.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "config/service_error.hpp"
 
@@ -360,7 +361,7 @@ struct shard_state {
   static inline const char* name = "cache_shard";
 };
 
-using shard_actor = caf::stateful_actor<shard_state>;
+using shard_actor = observed_stateful_actor<shard_state>;
 
 caf::behavior shard_impl(shard_actor* self, cache_shard_options opts) {
   auto& st = self->state;

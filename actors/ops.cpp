@@ -1,8 +1,13 @@
 #include "actors/ops.hpp"
+#include "introspect/observed_actor.hpp"
+
+#include "config/log.hpp"
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 namespace troupe {
@@ -63,7 +68,7 @@ health_probe supervision_probe(std::shared_ptr<directory> names, std::string sup
 }
 
 caf::actor spawn_health_actor(caf::actor_system& sys, std::vector<health_probe> probes) {
-  return sys.spawn([probes = std::move(probes)](caf::event_based_actor* self) -> caf::behavior {
+  return sys.spawn([probes = std::move(probes)](observed_actor* self) -> caf::behavior {
     return {
       [self, probes](check_atom) {
         auto promise = self->make_response_promise<std::vector<health_check>>();
@@ -89,7 +94,7 @@ caf::actor spawn_health_actor(caf::actor_system& sys, std::vector<health_probe> 
 
 caf::actor spawn_metrics_actor(caf::actor_system& sys, std::shared_ptr<metrics_registry> metrics,
                                std::shared_ptr<directory> names, std::chrono::milliseconds mailbox_timeout) {
-  return sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+  return sys.spawn([=](observed_actor* self) -> caf::behavior {
     return {
       [=](metrics_atom) {
         auto promise = self->make_response_promise<std::string>();
@@ -135,12 +140,119 @@ caf::actor spawn_metrics_actor(caf::actor_system& sys, std::shared_ptr<metrics_r
   });
 }
 
+namespace {
+
+using watch_tick_atom = caf::atom_constant<caf::atom("watchtick")>;
+
+struct watched {
+  std::optional<std::chrono::steady_clock::time_point> above_since;
+  bool warned = false;
+  uint64_t peak = 0;
+};
+
+struct watch_state {
+  mailbox_watch_options opts;
+  std::unordered_map<std::string, watched> actors;
+  static inline const char* name = "mailbox_watch";
+};
+
+using watch_actor = observed_stateful_actor<watch_state>;
+
+void warn_backed_up(watch_actor* self, const std::string& name, const caf::actor& handle, uint64_t size,
+                    int64_t above_ms) {
+  auto report = [self, name, size, above_ms](std::string type, uint64_t count) {
+    mailbox_warning w{name, size, above_ms, std::move(type), count};
+    log::warn("mailbox backed up", log::fields{}
+                                     .add("actor", w.actor)
+                                     .add("mailbox_size", w.size)
+                                     .add("above_ms", w.above_ms)
+                                     .add("threshold", static_cast<uint64_t>(self->state.opts.threshold))
+                                     .add("most_common_type", w.most_common_type.empty() ? "unknown (busy in a handler)"
+                                                                                         : w.most_common_type)
+                                     .add("most_common_count", w.most_common_count));
+    if (self->state.opts.on_warning)
+      self->state.opts.on_warning(w);
+  };
+  // An actor stuck in a handler answers once it is out: wait for that a little, then warn without the type.
+  auto timeout = std::max(self->state.opts.interval, std::chrono::milliseconds{1000});
+  peek_by_type(self, handle, timeout, [report](caf::expected<mailbox_snapshot> snapshot) {
+    if (snapshot && !snapshot->by_type.empty())
+      report(snapshot->by_type.front().first, snapshot->by_type.front().second);
+    else
+      report("", 0);
+  });
+}
+
+/// One actor's size this tick: starts, continues or ends an episode.
+void observe_size(watch_actor* self, const std::string& name, const caf::actor& handle, uint64_t size) {
+  auto& st = self->state;
+  auto& w = st.actors[name];
+  auto now = std::chrono::steady_clock::now();
+  if (size <= st.opts.threshold) {
+    if (w.warned)
+      log::info("mailbox drained", log::fields{}.add("actor", name).add("mailbox_size", size).add("peak", w.peak));
+    st.actors.erase(name);
+    return;
+  }
+  if (!w.above_since)
+    w.above_since = now;
+  w.peak = std::max(w.peak, size);
+  auto above = std::chrono::duration_cast<std::chrono::milliseconds>(now - *w.above_since);
+  if (!w.warned && above >= st.opts.warn_after) {
+    w.warned = true;
+    warn_backed_up(self, name, handle, size, above.count());
+  }
+}
+
+void watch_tick(watch_actor* self) {
+  auto& st = self->state;
+  for (const auto& [name, handle] : st.opts.names->snapshot()) {
+    if (handle == caf::actor{self})
+      continue;
+    if (st.opts.probes)
+      if (auto probe = st.opts.probes->find(handle.id())) {
+        observe_size(self, name, handle, static_cast<uint64_t>(std::max<int64_t>(0, probe->queued.load())));
+        continue;
+      }
+    // Not observed with a probe: ask at high priority; an actor busy in a handler is skipped this tick.
+    self->request<caf::message_priority::high>(handle, caf::duration{st.opts.interval}, mailbox_atom::value)
+      .then([self, name = name, handle = handle](size_t size) { observe_size(self, name, handle, size); },
+            [](caf::error&) {});
+  }
+}
+
+} // namespace
+
+void peek_by_type(caf::event_based_actor* self, const caf::actor& target, std::chrono::milliseconds timeout,
+                  std::function<void(caf::expected<mailbox_snapshot>)> done) {
+  self->request<caf::message_priority::high>(target, caf::duration{timeout}, debug_peek_atom::value, uint64_t{0})
+    .then([done](mailbox_snapshot& snapshot) { done(std::move(snapshot)); },
+          [done](caf::error& err) { done(std::move(err)); });
+}
+
+caf::actor spawn_mailbox_watch(caf::actor_system& sys, mailbox_watch_options options) {
+  return sys.spawn(
+    [](watch_actor* self, mailbox_watch_options opts) -> caf::behavior {
+      self->state.opts = std::move(opts);
+      if (self->state.opts.threshold > 0 && self->state.opts.names)
+        self->send(self, watch_tick_atom::value);
+      return {
+        [self](watch_tick_atom) {
+          watch_tick(self);
+          self->delayed_send(self, self->state.opts.interval, watch_tick_atom::value);
+        },
+        [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+      };
+    },
+    std::move(options));
+}
+
 caf::actor spawn_debug_helper(caf::actor_system& sys) {
   struct sleeper_state {
     uint64_t next_id = 0;
     std::unordered_map<uint64_t, caf::typed_response_promise<int64_t>> waiting;
   };
-  return sys.spawn([](caf::stateful_actor<sleeper_state>* self) -> caf::behavior {
+  return sys.spawn([](observed_stateful_actor<sleeper_state>* self) -> caf::behavior {
     return {
       [self](delay_atom, int64_t ms) {
         auto promise = self->make_response_promise<int64_t>();

@@ -1,4 +1,5 @@
 #include "actors/rate_limit.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include <caf/all.hpp>
 
@@ -80,7 +81,7 @@ struct limiter_state {
   static inline const char* name = "limiter_shard";
 };
 
-using limiter_actor = caf::stateful_actor<limiter_state>;
+using limiter_actor = observed_stateful_actor<limiter_state>;
 
 double now(limiter_actor* self) {
   return self->state.opts.now_seconds ? self->state.opts.now_seconds() : monotonic_seconds();

@@ -1,4 +1,5 @@
 #include "actors/sessions.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "actors/rate_limit.hpp"
 
@@ -33,6 +34,7 @@ quota_day quota_day_of(int64_t unix_seconds, int reset_utc_hour) {
 namespace {
 
 constexpr int64_t key_touch_interval_s = 60;
+constexpr size_t max_listed_sessions = 1000;
 
 struct session_state {
   session_options opts;
@@ -47,7 +49,7 @@ struct session_state {
   static inline const char* name = "session";
 };
 
-using session_actor = caf::stateful_actor<session_state>;
+using session_actor = observed_stateful_actor<session_state>;
 
 int64_t now(const session_options& opts) {
   return opts.now_unix ? opts.now_unix() : unix_now();
@@ -171,7 +173,7 @@ struct manager_state {
   static inline const char* name = "session_manager";
 };
 
-using manager_actor = caf::stateful_actor<manager_state>;
+using manager_actor = observed_stateful_actor<manager_state>;
 
 /// Calls `then` with the session of `user_id` (or why there is none), loading it first if needed.
 void with_session(manager_actor* self, const std::string& user_id, manager_state::waiter then) {
@@ -276,6 +278,16 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
           promise.deliver(std::move(session.error()));
       });
       return promise;
+    },
+    [self](children_atom) {
+      // The live sessions, as children for debug mode's tree (at most max_listed_sessions, by user id).
+      std::vector<child_info> result;
+      for (const auto& [user_id, session] : self->state.sessions)
+        result.push_back(child_info{"session:" + user_id, "worker", "temporary", "running", 0, "", 0, 0, session});
+      std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+      if (result.size() > max_listed_sessions)
+        result.resize(max_listed_sessions);
+      return result;
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };

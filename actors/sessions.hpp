@@ -13,6 +13,8 @@
 //
 // session manager (session_atom, user_id) -> caf::actor          the live session, loaded from PostgreSQL if needed
 //                 (authorize_atom, user_id, credential) -> identity   same, then asks the session
+//                 (children_atom) -> std::vector<child_info>     the live sessions ("session:<user id>", at most
+//                                                                1000), so debug mode shows them in the tree
 //                 (mailbox_atom) -> size_t
 //
 // The manager is the router of user id -> session: it loads a user's snapshot (concurrent first requests share one

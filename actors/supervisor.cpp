@@ -1,4 +1,5 @@
 #include "actors/supervisor.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -94,7 +95,7 @@ struct supervisor_state {
   static inline const char* name = "supervisor";
 };
 
-using supervisor_actor = caf::stateful_actor<supervisor_state>;
+using supervisor_actor = observed_stateful_actor<supervisor_state>;
 
 clock_type::time_point now(supervisor_actor* self) {
   return self->state.cfg.clock ? self->state.cfg.clock() : clock_type::now();

@@ -11,10 +11,12 @@
 #include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
 #include "config/log.hpp"
+#include "introspect/probe.hpp"
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
 #include "http/cache_routes.hpp"
 #include "http/client/upstream_client.hpp"
+#include "http/debug_routes.hpp"
 #include "http/gateway.hpp"
 #include "http/hashing.hpp"
 #include "http/load_monitor.hpp"
@@ -65,6 +67,7 @@ struct shared_state {
   std::shared_ptr<http::shed_state> shedding = std::make_shared<http::shed_state>();
   std::shared_ptr<http::inflight_gate> debug_gate;    // null: no cap
   std::shared_ptr<http::inflight_gate> generate_gate; // null: no cap
+  std::shared_ptr<probe_registry> probes;             // debug mode only
   std::shared_ptr<std::atomic<int64_t>> limiter_keys = std::make_shared<std::atomic<int64_t>>(0);
   std::vector<std::shared_ptr<breaker_gauges>> breakers;          // one per configured upstream, in order
   std::vector<std::shared_ptr<http::client::doorbell>> doorbells; // one per upstream client actor
@@ -132,6 +135,14 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
     {"ops.metrics",
      [metrics, names](caf::actor_system& sys) { return spawn_metrics_actor(sys, metrics, names, milliseconds{250}); },
      restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  mailbox_watch_options watch;
+  watch.names = names;
+  watch.threshold = static_cast<size_t>(s.debug.mailbox_warn);
+  watch.warn_after = milliseconds{s.debug.mailbox_warn_ms};
+  watch.probes = shared.probes;
+  ops.children.push_back({"ops.mailboxes",
+                          [watch](caf::actor_system& sys) { return spawn_mailbox_watch(sys, watch); },
+                          restart_type::permanent, milliseconds{1000}, child_kind::worker});
   if (s.debug.enabled)
     ops.children.push_back({"debug.helper", [](caf::actor_system& sys) { return spawn_debug_helper(sys); },
                             restart_type::permanent, milliseconds{1000}, child_kind::worker});
@@ -221,9 +232,12 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   root.children.push_back(supervisor_child(std::move(persistence)));
   root.children.push_back(supervisor_child(std::move(auth)));
   root.children.push_back(supervisor_child(std::move(limits)));
-  root.children.push_back(
-    {"sessions", [session_options](caf::actor_system& sys) { return spawn_session_manager(sys, session_options); },
-     restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  root.children.push_back({"sessions",
+                           [session_options](caf::actor_system& sys) {
+                             return spawn_session_manager(sys, session_options);
+                           },
+                           // It supervises the session actors (answers children_atom like a supervisor).
+                           restart_type::permanent, milliseconds{5000}, child_kind::supervisor});
   root.children.push_back(supervisor_child(cache_supervisor(s.cache, shared.cache, names, metrics)));
   root.children.push_back(supervisor_child(std::move(upstreams)));
   root.children.push_back(supervisor_child(std::move(ops)));
@@ -321,7 +335,10 @@ int run_server(const config::settings& settings) {
       grant_configured_admins(settings);
   }
 
-  caf::actor_system_config cfg;
+  // Debug mode gives every actor a probe (introspect/observed_actor.hpp); without it actors carry none.
+  system_config cfg;
+  if (settings.debug.enabled)
+    cfg.probes = std::make_shared<probe_registry>();
   register_message_types(cfg);
   cfg.set("scheduler.max-threads", or_cores(settings.actors.threads));
   cfg.set("scheduler.max-throughput", static_cast<size_t>(settings.actors.max_throughput));
@@ -329,6 +346,7 @@ int run_server(const config::settings& settings) {
   {
     caf::actor_system sys{cfg};
     shared_state shared;
+    shared.probes = cfg.probes;
     if (settings.limits.debug_max_inflight > 0)
       shared.debug_gate = std::make_shared<http::inflight_gate>(
         "debug", static_cast<size_t>(settings.limits.debug_max_inflight), static_cast<size_t>(settings.limits.queue),
@@ -397,9 +415,9 @@ int run_server(const config::settings& settings) {
     http::authenticator authenticator{bridge, auth_opts, &traffic};
     auth_for_events = &authenticator;
     http::add_auth_routes(*routes, authenticator);
-    // Debug routes: open when Troupe listens only on loopback, admin-only otherwise.
+    // Debug routes: open when Troupe listens only on loopback (unless debug.admin_only), admin-only otherwise.
     http::route_guard debug_guard;
-    if (settings.debug.enabled && http::is_loopback_address(settings.http.address))
+    if (settings.debug.enabled && http::is_loopback_address(settings.http.address) && !settings.debug.admin_only)
       debug_guard = [](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) { handler(r); };
     else if (settings.debug.enabled)
       debug_guard = [&authenticator](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) {
@@ -411,6 +429,8 @@ int run_server(const config::settings& settings) {
         guard(r, http::gated(gate, handler));
       };
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard);
+    if (debug_guard)
+      http::add_debug_routes(*routes, bridge, http::debug_route_options{names, shared.probes}, debug_guard);
     http::add_write_routes(*routes, authenticator, http::write_route_options{});
     http::add_cache_routes(*routes, authenticator,
                            {std::make_shared<cache_client>(names, shared.cache->shards()), shared.cache});

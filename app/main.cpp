@@ -2,6 +2,7 @@
 // line on a bad value) and runs the chosen subcommand.
 
 #include "app/application.hpp"
+#include "app/inspect.hpp"
 #include "config/loader.hpp"
 #include "http/auth.hpp"
 #include "persistence/admin.hpp"
@@ -23,6 +24,7 @@ Commands:
   serve              run the server (the default); applies pending database migrations as it connects
   migrate            apply pending database migrations to TROUPE_DATABASE_URL, then exit
   admin grant EMAIL  make the account with this email an admin
+  inspect ...        look into a running Troupe in debug mode: actors | mailbox ID | top (troupe inspect --help)
   print-config       print the effective configuration as JSON, secrets redacted (also: --print-config)
   options-markdown   print the option table in Markdown (the README's table is generated from it)
   help               show this help (also: --help, -h)
@@ -103,6 +105,8 @@ int main(int argc, char** argv) {
       (void)flag;
       return argv[++i];
     };
+    if (arg == "inspect")
+      return app::run_inspect(argc - i - 1, argv + i + 1);
     if (arg == "--help" || arg == "-h" || arg == "help") {
       command = "help";
     } else if (arg == "--print-config" || arg == "print-config") {

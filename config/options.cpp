@@ -195,7 +195,16 @@ const std::vector<option_spec>& all_options() {
           "how long a write waits for an unreachable database before it gets 503")
       .range(1, 600000, "ms"),
     // debug
-    entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false", "serve the /debug routes"),
+    entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false",
+          "serve the /debug routes (actor tree, mailboxes, traces); make run turns it on"),
+    entry("debug.admin_only", bind<&settings::debug, &debug_settings::admin_only>(), "false",
+          "require an admin credential for /debug even when listening on loopback (shared machines)"),
+    entry("debug.mailbox_warn", bind<&settings::debug, &debug_settings::mailbox_warn>(), "1000",
+          "log a warning when a named actor's mailbox stays above this many messages (0 = never)")
+      .range(0, 100000000, "messages"),
+    entry("debug.mailbox_warn_ms", bind<&settings::debug, &debug_settings::mailbox_warn_ms>(), "5000",
+          "how long a mailbox must stay above debug.mailbox_warn before the warning")
+      .range(1000, 3600000, "ms"),
     // auth
     entry("auth.jwt_secret", bind<&settings::auth, &auth_settings::jwt_secret>(), "",
           "HS256 key of access tokens, at least 32 bytes; make run generates one under var/")

@@ -54,6 +54,9 @@ struct db_settings {
 
 struct debug_settings {
   bool enabled;
+  bool admin_only;
+  int64_t mailbox_warn;
+  int64_t mailbox_warn_ms;
 };
 
 struct auth_settings {

@@ -1,4 +1,5 @@
 #include "http/bridge.hpp"
+#include "introspect/observed_actor.hpp"
 
 namespace troupe::http {
 
@@ -8,7 +9,7 @@ std::string worker_name(size_t i) {
   return "http.bridge." + std::to_string(i);
 }
 
-caf::behavior bridge_worker(caf::event_based_actor* self) {
+caf::behavior bridge_worker(observed_actor* self) {
   return {
     [self](bridge_job& job) { job.run(self); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },

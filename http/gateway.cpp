@@ -325,6 +325,7 @@ void gateway::chat(const std::shared_ptr<responder>& r) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
+  c->req.body = r->req().body; // forwarded as it came: valid JSON, checked above
   auto mode = r->req().header("X-Troupe-Cache");
   bool off = mode && *mode == "off";
   bool on = mode && *mode == "on";
@@ -410,6 +411,7 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
+  c->req.body = to_json(chat_doc);
   auto mode = r->req().header("X-Troupe-Cache");
   c->cacheable = !(mode && *mode == "off");
   c->cache_key = oa::cache_key(chat_doc, "");

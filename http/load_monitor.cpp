@@ -1,4 +1,5 @@
 #include "http/load_monitor.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "config/log.hpp"
 
@@ -16,7 +17,7 @@ struct monitor_state {
   static inline const char* name = "load_monitor";
 };
 
-using monitor_actor = caf::stateful_actor<monitor_state>;
+using monitor_actor = observed_stateful_actor<monitor_state>;
 
 void set(std::atomic<bool>& flag, bool value, const char* what) {
   if (flag.exchange(value) != value)

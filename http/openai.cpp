@@ -121,10 +121,6 @@ std::optional<request_error> validate_chat_request(const rapidjson::Document& do
   if (n != doc.MemberEnd() && !n->value.IsNull()
       && (!n->value.IsInt64() || n->value.GetInt64() < 1 || n->value.GetInt64() > 8))
     return request_error{"`n` must be an integer from 1 to 8.", "n"};
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  doc.Accept(writer);
-  out.body.assign(buffer.GetString(), buffer.GetSize());
   return std::nullopt;
 }
 

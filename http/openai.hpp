@@ -13,7 +13,8 @@
 
 namespace troupe::http::openai {
 
-/// A client's chat completion request, validated. `body` is what is forwarded upstream (the client's JSON).
+/// A client's chat completion request, validated. `body` is what is forwarded upstream (the client's JSON as it
+/// came; the caller sets it).
 struct chat_request {
   std::string model;
   bool stream = false;

@@ -1,4 +1,5 @@
 #include "persistence/database.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "persistence/accounts.hpp"
 #include "persistence/accounts_sql.hpp"
@@ -45,7 +46,7 @@ struct database_state {
   static inline const char* name = "database_connection";
 };
 
-using database_actor = caf::stateful_actor<database_state>;
+using database_actor = observed_stateful_actor<database_state>;
 
 double elapsed_ms(clock_type::time_point since) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - since).count();

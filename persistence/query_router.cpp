@@ -1,4 +1,5 @@
 #include "persistence/query_router.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "persistence/messages.hpp"
 
@@ -18,7 +19,7 @@ struct query_router_state {
   static inline const char* name = "db.query";
 };
 
-using query_router_actor = caf::stateful_actor<query_router_state>;
+using query_router_actor = observed_stateful_actor<query_router_state>;
 
 /// The next running connection after the last one used, or nullopt when none is running.
 std::optional<caf::actor> next_connection(query_router_state& st) {

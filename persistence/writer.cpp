@@ -1,4 +1,5 @@
 #include "persistence/writer.hpp"
+#include "introspect/observed_actor.hpp"
 
 #include "persistence/ids.hpp"
 
@@ -50,7 +51,7 @@ struct writer_state {
   static inline const char* name = "db_writer";
 };
 
-using writer_actor = caf::stateful_actor<writer_state>;
+using writer_actor = observed_stateful_actor<writer_state>;
 
 void update_gauge(writer_actor* self) {
   auto& st = self->state;

@@ -1,0 +1,210 @@
+#include "introspect/observed_actor.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/response_promise.hpp>
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace troupe {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// Enqueue stamps kept at most per traced actor; beyond it new messages report an unknown wait.
+constexpr size_t max_stamps = 100000;
+
+int64_t unix_us_now() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+int64_t micros(clock_type::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+} // namespace
+
+observed_actor::observed_actor(caf::actor_config& cfg) : super(cfg) {
+  const auto* config = dynamic_cast<const system_config*>(&home_system().config());
+  if (config == nullptr || !config->probes)
+    return;
+  registry_ = config->probes;
+  probe_ = std::make_shared<actor_probe>(id());
+  probe_->started_unix_ms.store(unix_us_now() / 1000, std::memory_order_relaxed);
+  registry_->add(probe_);
+}
+
+observed_actor::~observed_actor() {
+  if (registry_)
+    registry_->remove(probe_->id);
+}
+
+void observed_actor::enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* eu) {
+  if (probe_) {
+    probe_->queued.fetch_add(1, std::memory_order_relaxed);
+    // name() is final in stateful actors and safe to call once constructed, which any sender's handle implies.
+    if (probe_->type.load(std::memory_order_relaxed) == nullptr)
+      probe_->type.store(name(), std::memory_order_relaxed);
+    if (probe_->tracing.load(std::memory_order_relaxed)) {
+      auto now = clock_type::now();
+      std::lock_guard<std::mutex> guard{probe_->stamps_mutex};
+      if (probe_->stamps.size() < max_stamps)
+        probe_->stamps[ptr.get()] = now;
+    }
+  }
+  super::enqueue(std::move(ptr), eu);
+}
+
+caf::invoke_message_result observed_actor::consume(caf::mailbox_element& x) {
+  if (x.mid.is_urgent_message() && answer_introspection(x)) {
+    if (probe_)
+      probe_->queued.fetch_sub(1, std::memory_order_relaxed);
+    return caf::invoke_message_result::consumed;
+  }
+  if (!probe_)
+    return super::consume(x);
+  return consume_observed(x);
+}
+
+bool observed_actor::cleanup(caf::error&& reason, caf::execution_unit* host) {
+  if (registry_)
+    registry_->remove(probe_->id);
+  for (auto& sink : sinks_)
+    sink->close();
+  sinks_.clear();
+  return super::cleanup(std::move(reason), host);
+}
+
+bool observed_actor::answer_introspection(caf::mailbox_element& x) {
+  if (x.mid.is_response())
+    return false;
+  auto& content = x.content();
+  if (content.match_elements<debug_peek_atom, uint64_t>()) {
+    auto limit = content.get_as<uint64_t>(1);
+    current_mailbox_element(&x);
+    make_response_promise().deliver(snapshot(static_cast<size_t>(limit)));
+    return true;
+  }
+  if (content.match_elements<debug_trace_atom, trace_sink_ptr>()) {
+    auto sink = content.get_as<trace_sink_ptr>(1);
+    current_mailbox_element(&x);
+    if (probe_ && sink) {
+      sinks_.push_back(std::move(sink));
+      probe_->tracing.store(true, std::memory_order_relaxed);
+    }
+    make_response_promise().deliver(probe_ != nullptr);
+    return true;
+  }
+  return false;
+}
+
+mailbox_snapshot observed_actor::snapshot(size_t limit) {
+  mailbox_snapshot result;
+  // Counted by (first element's type, its atom, response?) so names are built once per kind, not per message.
+  using key = std::tuple<const std::type_info*, uint64_t, bool>;
+  std::map<key, std::pair<const caf::mailbox_element*, uint64_t>> kinds;
+  auto now = clock_type::now();
+  std::unique_lock<std::mutex> stamps;
+  if (probe_ && probe_->tracing.load(std::memory_order_relaxed))
+    stamps = std::unique_lock<std::mutex>{probe_->stamps_mutex};
+  mailbox().fetch_more();
+  mailbox().queue().peek_all([&](const caf::mailbox_element& e) {
+    ++result.size;
+    const auto& content = e.content();
+    key k{nullptr, 0, e.mid.is_response()};
+    if (!content.empty()) {
+      std::get<0>(k) = content.type(0).second;
+      if (content.type(0).first == caf::type_nr<caf::atom_value>::value)
+        std::get<1>(k) = static_cast<uint64_t>(content.get_as<caf::atom_value>(0));
+    }
+    auto& kind = kinds[k];
+    if (kind.first == nullptr)
+      kind.first = &e;
+    ++kind.second;
+    if (result.first.size() >= limit)
+      return;
+    queued_message q;
+    q.content = e.copy_content_to_message();
+    q.sender_id = e.sender ? e.sender->id() : 0;
+    q.urgent = e.mid.is_urgent_message();
+    q.response = e.mid.is_response();
+    if (stamps.owns_lock())
+      if (auto i = probe_->stamps.find(&e); i != probe_->stamps.end())
+        q.waited_us = micros(now - i->second);
+    result.first.push_back(std::move(q));
+  });
+  for (const auto& [k, kind] : kinds)
+    result.by_type.emplace_back(message_type_name(home_system(), kind.first->content(), kind.first->mid.is_response()),
+                                kind.second);
+  std::stable_sort(result.by_type.begin(), result.by_type.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  return result;
+}
+
+caf::invoke_message_result observed_actor::consume_observed(caf::mailbox_element& x) {
+  auto& probe = *probe_;
+  if (probe.type.load(std::memory_order_relaxed) == nullptr)
+    probe.type.store(name(), std::memory_order_relaxed);
+  probe.busy_since_ns.store(std::max<int64_t>(1, coarse_now_ns()), std::memory_order_relaxed);
+  // A trace decides before the handler runs: the handler may move the message's content away.
+  std::string type;
+  int64_t waited_us = -1;
+  std::vector<trace_sink*> wanted; // the sinks whose sampling took this message
+  clock_type::time_point start{};  // precise time, read only while a trace runs
+  if (!sinks_.empty()) {
+    start = clock_type::now();
+    sinks_.erase(std::remove_if(sinks_.begin(), sinks_.end(), [](const auto& s) { return s->closed(); }), sinks_.end());
+    {
+      std::lock_guard<std::mutex> guard{probe.stamps_mutex};
+      if (sinks_.empty()) {
+        probe.tracing.store(false, std::memory_order_relaxed);
+        probe.stamps.clear();
+      } else if (auto i = probe.stamps.find(&x); i != probe.stamps.end()) {
+        waited_us = micros(start - i->second);
+        probe.stamps.erase(i);
+      }
+    }
+    for (auto& sink : sinks_)
+      if (sink->sample(start))
+        wanted.push_back(sink.get());
+    if (!wanted.empty())
+      type = message_type_name(home_system(), x.content(), x.mid.is_response());
+  }
+  // The message has left the mailbox (it goes back if skipped). Counted as processed however the handler ends,
+  // exceptions included (the actor then quits).
+  probe.queued.fetch_sub(1, std::memory_order_relaxed);
+  struct done_guard {
+    actor_probe& probe;
+    caf::invoke_message_result result = caf::invoke_message_result::consumed;
+    ~done_guard() {
+      probe.busy_since_ns.store(0, std::memory_order_relaxed);
+      if (result == caf::invoke_message_result::skipped)
+        probe.queued.fetch_add(1, std::memory_order_relaxed);
+      else
+        probe.processed.store(probe.processed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  } done{probe};
+  done.result = super::consume(x);
+  if (!wanted.empty())
+    report(x, wanted, type, start, waited_us);
+  return done.result;
+}
+
+void observed_actor::report(caf::mailbox_element& x, const std::vector<trace_sink*>& sinks, const std::string& type,
+                            clock_type::time_point start, int64_t waited_us) {
+  auto end = clock_type::now();
+  trace_event event;
+  event.at_unix_us = unix_us_now() - micros(end - start);
+  event.type = type;
+  event.sender_id = x.sender ? x.sender->id() : 0;
+  event.waited_us = waited_us;
+  event.processing_us = micros(end - start);
+  for (auto* sink : sinks)
+    sink->push(event);
+}
+
+} // namespace troupe
