@@ -19,8 +19,9 @@
 # ROUNDS rounds; medians, ratios and verdicts are printed and appended to bench/RESULTS.md, raw wrk outputs and
 # server logs go to bench/out/gateway-<time>/.
 #
-# On a shared machine run it under the build lock, so that no build competes for the cores:
-#   flock /tmp/troupe-build.lock make bench-gateway
+# On a shared machine run it under the build lock, so that no build competes for the cores; -o keeps the lock in
+# flock itself, so that a server the run starts (PostgreSQL daemonizes) can never inherit it and outlive the run:
+#   flock -o /tmp/troupe-build.lock make bench-gateway
 #
 # Knobs (environment): ROUNDS=3 DURATION=10s THREADS=2 CONNECTIONS_LOW=4 CONNECTIONS_HIGH=64 WARMUP=2s (0 to skip),
 # MOCK_THREADS=2 (the mock's event loops), NGINX_WORKERS=1, PORTKEY=1 (0 skips Portkey), TROUPE_DATABASE_URL (else a
