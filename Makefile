@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-debug clean format
+.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway clean format
 
 run:
 	scripts/run $(ARGS)
@@ -31,6 +31,9 @@ bench-cache:
 
 bench-debug:
 	bench/debug.sh
+
+bench-gateway:
+	bench/gateway.sh
 
 clean:
 	rm -rf build

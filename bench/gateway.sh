@@ -1,0 +1,565 @@
+#!/usr/bin/env bash
+# `make bench-gateway`: the cost of Troupe's AI gateway, in one run against one mock upstream (build/mock-upstream).
+#
+#   1. Added latency: non-streamed POST /v1/chat/completions straight to the mock ("direct") and through Troupe
+#      ("troupe"), at CONNECTIONS_LOW (4) and CONNECTIONS_HIGH (64) connections. Added = troupe - direct, for p50 and
+#      p99 of wrk --latency, paired within a round; the median over rounds is recorded.
+#      Targets (issue 7): added p50 <= 0.3 ms and added p99 <= 1 ms at -c4.
+#   2. Throughput: the same requests through Portkey's open-source gateway (npm @portkey-ai/gateway, pinned in
+#      bench/package.json, installed into bench/node_modules; one Node process on 127.0.0.1, headers
+#      x-portkey-provider: openai and x-portkey-custom-host: the mock), at both concurrencies.
+#      Target: Troupe >= 5x Portkey req/s at -c64. When npm cannot install it the part is SKIPPED, with the reason.
+#   3. Cache hit: one deterministic chat completion (temperature 0), answered once to fill the cache, then sent again
+#      and again through Troupe (X-Cache: HIT) against nginx answering `return 200` (bench/http.sh's reference).
+#      Target: Troupe >= 0.4x nginx req/s at -c64.
+# Requests of parts 1 and 2 never hit the cache nor share an upstream call (bench/wrk/gateway_chat.lua: temperature
+# 0.7, a different user message per request in flight); the script checks it: each Troupe or Portkey run must reach
+# the mock at least once per response (GET /mock/stats before and after), the cache-hit runs never.
+# wrk runs alternate within each round (direct, troupe, portkey at -c4, then at -c64, then nginx, troupe cache hit);
+# ROUNDS rounds; medians, ratios and verdicts are printed and appended to bench/RESULTS.md, raw wrk outputs and
+# server logs go to bench/out/gateway-<time>/.
+#
+# On a shared machine run it under the build lock, so that no build competes for the cores; -o keeps the lock in
+# flock itself, so that a server the run starts (PostgreSQL daemonizes) can never inherit it and outlive the run:
+#   flock -o /tmp/troupe-build.lock make bench-gateway
+#
+# Knobs (environment): ROUNDS=3 DURATION=10s THREADS=2 CONNECTIONS_LOW=4 CONNECTIONS_HIGH=64 WARMUP=2s (0 to skip),
+# MOCK_THREADS=2 (the mock's event loops), NGINX_WORKERS=1, PORTKEY=1 (0 skips Portkey), TROUPE_DATABASE_URL (else a
+# throw-away PostgreSQL under var/), TROUPE_ARGS (extra troupe arguments, recorded), BENCH_STRICT=1 (exit 1 on a MISS).
+# For testing this harness: TROUPE_BIN, MOCK_BIN, BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS_LOW=${CONNECTIONS_LOW:-4}
+CONNECTIONS_HIGH=${CONNECTIONS_HIGH:-64}
+WARMUP=${WARMUP:-2s}
+MOCK_THREADS=${MOCK_THREADS:-2}
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+PORTKEY=${PORTKEY:-1}
+TROUPE_BIN=${TROUPE_BIN:-build/troupe}
+MOCK_BIN=${MOCK_BIN:-build/mock-upstream}
+RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+NGINX=${NGINX:-/usr/sbin/nginx}
+TROUPE_ARGS=${TROUPE_ARGS:-}
+TARGET_ADDED_P50_MS=0.3
+TARGET_ADDED_P99_MS=1
+TARGET_PORTKEY_RATIO=5
+TARGET_HIT_RATIO=0.4
+WRK_SCRIPT=bench/wrk/gateway_chat.lua
+PORTKEY_DIR=bench/node_modules/@portkey-ai/gateway
+
+log() { echo "bench-gateway: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
+for knob in THREADS CONNECTIONS_LOW CONNECTIONS_HIGH MOCK_THREADS NGINX_WORKERS; do
+  [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer, not '${!knob}'"
+done
+[[ $DURATION =~ ^[1-9][0-9]*[smh]?$ ]] || die "DURATION must look like 10s, not '$DURATION'"
+[[ $WARMUP =~ ^[0-9]+[smh]?$ ]] || die "WARMUP must look like 2s or 0, not '$WARMUP'"
+[[ $PORTKEY == 0 || $PORTKEY == 1 ]] || die "PORTKEY must be 0 or 1, not '$PORTKEY'"
+
+# ---- processes and cleanup ----------------------------------------------------------------------------
+tmp=""
+mock_pid=""
+nginx_pid=""
+troupe_pid=""
+portkey_pid=""
+pg_dir=""
+
+stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
+  local pid=$1 name=$2 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) did not stop within 10 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT HUP INT TERM
+  stop_pid "$troupe_pid" troupe
+  stop_pid "$portkey_pid" portkey
+  stop_pid "$nginx_pid" nginx
+  stop_pid "$mock_pid" mock-upstream
+  if [[ -n $pg_dir ]]; then
+    scripts/pg stop "$pg_dir" || true
+    rm -rf -- "$pg_dir"
+  fi
+  [[ -n $tmp ]] && rm -rf -- "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- build ----------------------------------------------------------------------------------------------
+scripts/install-deps
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
+    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
+  fi
+  cmake --build build -j2 --target troupe mock-upstream
+fi
+[[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
+[[ -x $MOCK_BIN ]] || die "$MOCK_BIN is missing or not executable"
+for tool in wrk curl "$NGINX"; do
+  command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/troupe-bench-gateway.XXXXXX")
+chmod 755 "$tmp" # nginx workers may run as nobody
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=bench/out/gateway-$stamp
+mkdir -p "$out"
+
+# ---- Portkey (npm) --------------------------------------------------------------------------------------
+# Sets portkey_skip to the reason when Portkey cannot take part.
+portkey_skip=""
+portkey_version=""
+install_portkey() {
+  local want have
+  want=$(sed -n 's/.*"@portkey-ai\/gateway": *"\([^"]*\)".*/\1/p' bench/package.json)
+  have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$PORTKEY_DIR/package.json" 2>/dev/null | head -n 1)
+  if [[ -n $have && $have == "$want" && -f $PORTKEY_DIR/build/start-server.js ]]; then
+    portkey_version=$have
+    return 0
+  fi
+  command -v node >/dev/null || { portkey_skip="node is not installed"; return 1; }
+  command -v npm >/dev/null || { portkey_skip="npm is not installed"; return 1; }
+  log "installing @portkey-ai/gateway@$want into bench/node_modules (npm ci, lifecycle scripts off)"
+  # Lifecycle scripts are not needed (its only one, patch-package, finds no patches in the published package).
+  if ! timeout 300 npm ci --prefix bench --ignore-scripts --no-audit --no-fund >"$out/npm.log" 2>&1; then
+    portkey_skip="npm could not install @portkey-ai/gateway@$want (offline?); see $out/npm.log: $(grep -m1 -i 'err' "$out/npm.log" || tail -n 1 "$out/npm.log")"
+    return 1
+  fi
+  [[ -f $PORTKEY_DIR/build/start-server.js ]] || { portkey_skip="npm installed no $PORTKEY_DIR/build/start-server.js"; return 1; }
+  portkey_version=$want
+}
+if [[ $PORTKEY == 0 ]]; then
+  portkey_skip="PORTKEY=0"
+else
+  install_portkey || log "Portkey is SKIPPED: $portkey_skip"
+fi
+
+# Poll URL until it answers 2xx, while PID lives; at most 10 s (30 for Node).
+wait_ready() {
+  local url=$1 pid=$2 name=$3 tries=${4:-100} i
+  for ((i = 0; i < tries; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl -sf -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.1
+  done
+  log "$name did not answer $url within $((tries / 10)) s"
+  return 1
+}
+
+# Distinct ports for every server.
+used_ports=" "
+new_port() {
+  local port
+  port=$(scripts/pg free-port)
+  while [[ $used_ports == *" $port "* ]]; do port=$(scripts/pg free-port); done
+  used_ports+="$port "
+  echo "$port"
+}
+
+# ---- mock upstream --------------------------------------------------------------------------------------
+"$MOCK_BIN" --threads "$MOCK_THREADS" --max-connections 4096 --port-file "$tmp/mock.port" </dev/null \
+  >"$out/mock.log" 2>&1 &
+mock_pid=$!
+for ((i = 0; i < 100; i++)); do
+  [[ -s $tmp/mock.port ]] && break
+  kill -0 "$mock_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -s $tmp/mock.port ]] || { cat "$out/mock.log" >&2; die "the mock upstream did not start"; }
+mock_port=$(tr -d '\n' <"$tmp/mock.port")
+used_ports+="$mock_port "
+mock_base=http://127.0.0.1:$mock_port
+wait_ready "$mock_base/health" "$mock_pid" mock-upstream || die "the mock upstream did not answer"
+log "mock upstream $mock_base (pid $mock_pid, $MOCK_THREADS threads)"
+
+# The chat requests the mock has answered so far.
+mock_requests() {
+  curl -sf --max-time 5 "$mock_base/mock/stats" | sed -n 's/^{"requests":\([0-9]*\).*/\1/p'
+}
+
+# ---- nginx ------------------------------------------------------------------------------------------------
+nginx_port=$(new_port)
+user_line=""
+if [[ $(id -u) -eq 0 ]]; then user_line="user nobody $(id -gn nobody);"; fi
+# Debian's nginx has absolute compiled-in temp paths under /var/lib/nginx: point every one of them at $tmp.
+temp_paths="client_body_temp_path $tmp/client_body;"
+nginx_build=$("$NGINX" -V 2>&1)
+for module in proxy fastcgi uwsgi scgi; do
+  if [[ $nginx_build != *"--without-http_${module}_module"* ]]; then
+    temp_paths+=$'\n'"  ${module}_temp_path $tmp/$module;"
+  fi
+done
+cat >"$tmp/nginx.conf" <<EOF
+# Written by bench/gateway.sh: the reference server, a static 200 with keep-alive (as in bench/http.sh).
+$user_line
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type text/plain;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  $temp_paths
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+"$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/nginx-error.log" </dev/null >"$out/nginx.log" 2>&1 &
+nginx_pid=$!
+if ! wait_ready "http://127.0.0.1:$nginx_port/" "$nginx_pid" nginx; then
+  cat "$out/nginx.log" "$tmp/nginx-error.log" >&2 2>/dev/null || true
+  die "nginx did not start"
+fi
+# wrk POSTs the cache-hit request's body to nginx too: `return 200` answers any method without reading a file.
+nginx_url="http://127.0.0.1:$nginx_port/v1/chat/completions"
+log "nginx http://127.0.0.1:$nginx_port/ (pid $nginx_pid)"
+
+# ---- troupe -----------------------------------------------------------------------------------------------
+if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
+  mkdir -p var
+  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
+  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(new_port)")
+  export TROUPE_DATABASE_URL
+fi
+if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
+  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+  export TROUPE_JWT_SECRET
+fi
+# One upstream, the mock; its in-flight cap above any concurrency of the run.
+TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"],"max_inflight":4096}]' "$mock_base")
+export TROUPE_UPSTREAMS
+# Production settings except what a benchmark by one user must lift: the generate policy (1e6/min, burst 1e6: every
+# request asks its limiter shard, none is refused), the daily quota (every request reserves one), the generate
+# in-flight cap (kept, above the run's concurrency); the access log is off (log.request_sample=0).
+bench_args=(--set log.request_sample=0 --set limits.generate_per_minute=1000000 --set limits.generate_burst=1000000
+  --set quota.free_per_day=100000000 --set limits.generate_max_inflight=1024)
+troupe_port=$(new_port)
+# Keep the first MiB of troupe's log (startup, errors) and discard the rest; the reader exits when troupe does.
+# shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
+"$TROUPE_BIN" --set "http.port=$troupe_port" "${bench_args[@]}" $TROUPE_ARGS </dev/null 2>"$out/troupe.stderr" \
+  > >(head -c 1048576 >"$out/troupe.log"; cat >/dev/null) &
+troupe_pid=$!
+troupe_base=http://127.0.0.1:$troupe_port
+if ! wait_ready "$troupe_base/health" "$troupe_pid" troupe; then
+  tail -n 20 "$out/troupe.log" "$out/troupe.stderr" >&2 || true
+  die "troupe did not start"
+fi
+log "troupe $troupe_base (pid $troupe_pid)"
+
+# One account; its access token (15 minutes) outlives the run.
+account='{"email":"bench-gateway@example.com","password":"correct horse battery staple"}'
+curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "$troupe_base/api/auth/register" || true
+BENCH_ACCESS_TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$troupe_base/api/auth/login" |
+  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[[ -n $BENCH_ACCESS_TOKEN ]] || die "could not log in to troupe"
+
+# ---- Portkey ----------------------------------------------------------------------------------------------
+portkey_headers=(-H 'x-portkey-provider: openai' -H "x-portkey-custom-host: $mock_base/v1" -H 'Authorization: Bearer dummy')
+if [[ -z $portkey_skip ]]; then
+  portkey_port=$(new_port)
+  # Its start-up banner and any per-request output: the first MiB is kept.
+  NODE_ENV=production node --import ./bench/portkey-loopback.mjs "$PORTKEY_DIR/build/start-server.js" \
+    "--port=$portkey_port" --headless </dev/null > >(head -c 1048576 >"$out/portkey.log"; cat >/dev/null) 2>&1 &
+  portkey_pid=$!
+  if wait_ready "http://127.0.0.1:$portkey_port/" "$portkey_pid" portkey 300; then
+    log "portkey http://127.0.0.1:$portkey_port/ (pid $portkey_pid, @portkey-ai/gateway $portkey_version, node $(node --version))"
+  else
+    portkey_skip="the Portkey gateway did not start (see $out/portkey.log)"
+    log "Portkey is SKIPPED: $portkey_skip"
+    stop_pid "$portkey_pid" portkey
+    portkey_pid=""
+  fi
+fi
+
+# ---- checks: each path reaches the mock --------------------------------------------------------------------
+chat_body() { # temperature content
+  printf '{"model":"mock-1","temperature":%s,"messages":[{"role":"user","content":"%s"}]}' "$1" "$2"
+}
+# check_path NAME URL EXPECTED_CALLS curl-args... : one chat completion answers 200 and reaches the mock that often
+check_path() {
+  local name=$1 url=$2 expected=$3 before after status
+  shift 3
+  before=$(mock_requests)
+  status=$(curl -s -o "$out/check-$name.json" -D "$out/check-$name.headers" -w '%{http_code}' --max-time 10 \
+    -H 'Content-Type: application/json' "$@" "$url") || true
+  after=$(mock_requests)
+  [[ $status == 200 ]] || { cat "$out/check-$name.json" >&2; die "$name: a chat completion answered $status, not 200"; }
+  grep -q '"object":"chat.completion"' "$out/check-$name.json" || die "$name: the answer is not a chat.completion"
+  (( after - before == expected )) ||
+    die "$name: the request reached the mock $((after - before)) times, not $expected (GET /mock/stats)"
+}
+check_path direct "$mock_base/v1/chat/completions" 1 -d "$(chat_body 0.7 'check direct')"
+check_path troupe "$troupe_base/v1/chat/completions" 1 -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" \
+  -d "$(chat_body 0.7 'check troupe')"
+grep -qi '^x-troupe-upstream: mock' "$out/check-troupe.headers" || die "troupe: no X-Troupe-Upstream: mock header"
+if [[ -z $portkey_skip ]]; then
+  check_path portkey "http://127.0.0.1:$portkey_port/v1/chat/completions" 1 "${portkey_headers[@]}" \
+    -d "$(chat_body 0.7 'check portkey')"
+fi
+# The cache-hit request, exactly as gateway_chat.lua's fixed mode sends it: answered once (a miss), then a hit.
+hit_body='{"model":"mock-1","temperature":0,"messages":[{"role":"system","content":"You are a terse benchmark assistant."},{"role":"user","content":"Summarise the benefits of keep-alive connections in one sentence."}]}'
+check_path troupe-miss "$troupe_base/v1/chat/completions" 1 -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" -d "$hit_body"
+check_path troupe-hit "$troupe_base/v1/chat/completions" 0 -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" -d "$hit_body"
+grep -qi '^x-cache: hit' "$out/check-troupe-hit.headers" || die "troupe: the repeated deterministic request was no cache hit"
+log "checked: direct, troupe${portkey_skip:+ (portkey skipped)}${portkey_skip:- and portkey} reach the mock; the deterministic request is a cache hit"
+export BENCH_ACCESS_TOKEN
+
+# ---- measurements -----------------------------------------------------------------------------------------
+# "1.23ms" -> "1.230" (milliseconds)
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (!match(v, /^[0-9.]+/)) exit 1
+    n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
+    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
+    if (f < 0) exit 1
+    printf "%.3f\n", n * f
+  }'
+}
+
+# run_wrk SERVER CONNECTIONS FILE DURATION -> sets RPS P50_MS P99_MS REQUESTS NON2XX SOCKET_ERRORS CALLS (mock calls)
+run_wrk() {
+  local server=$1 connections=$2 file=$3 duration=$4 url mode=vary p50 p99 before after
+  local args=(-t"$THREADS" -c"$connections" -d"$duration" --latency -s "$WRK_SCRIPT")
+  local token=""
+  case $server in
+    direct) url=$mock_base/v1/chat/completions ;;
+    troupe) url=$troupe_base/v1/chat/completions token=$BENCH_ACCESS_TOKEN ;;
+    troupe_hit) url=$troupe_base/v1/chat/completions token=$BENCH_ACCESS_TOKEN mode=fixed ;;
+    portkey) url=http://127.0.0.1:$portkey_port/v1/chat/completions args+=("${portkey_headers[@]}") ;;
+    nginx) url=$nginx_url mode=fixed ;;
+    *) die "run_wrk: unknown server $server" ;;
+  esac
+  before=$(mock_requests)
+  if ! BENCH_CHAT=$mode BENCH_ACCESS_TOKEN=$token wrk "${args[@]}" "$url" >"$file" 2>&1; then
+    cat "$file" >&2
+    die "wrk against $server failed"
+  fi
+  after=$(mock_requests)
+  kill -0 "$mock_pid" 2>/dev/null || die "the mock upstream died during the run (see $out/mock.log)"
+  kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
+  kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
+  [[ -z $portkey_pid ]] || kill -0 "$portkey_pid" 2>/dev/null || die "portkey died during the run (see $out/portkey.log)"
+  RPS=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
+  p50=$(awk '$1 == "50%" { print $2 }' "$file")
+  p99=$(awk '$1 == "99%" { print $2 }' "$file")
+  REQUESTS=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$file")
+  [[ -n $RPS && -n $p50 && -n $p99 && -n $REQUESTS ]] || { cat "$file" >&2; die "could not parse the wrk output for $server"; }
+  P50_MS=$(to_ms "$p50") || die "could not parse the 50% latency '$p50' for $server"
+  P99_MS=$(to_ms "$p99") || die "could not parse the 99% latency '$p99' for $server"
+  NON2XX=$(awk '/^ *Non-2xx or 3xx responses:/ { print $NF }' "$file")
+  NON2XX=${NON2XX:-0}
+  SOCKET_ERRORS=$(awk '/^ *Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$file")
+  SOCKET_ERRORS=${SOCKET_ERRORS:-0}
+  CALLS=$((after - before))
+}
+
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# The runs of one round, in order: "server connections".
+plan=("direct $CONNECTIONS_LOW" "troupe $CONNECTIONS_LOW")
+[[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_LOW")
+plan+=("direct $CONNECTIONS_HIGH" "troupe $CONNECTIONS_HIGH")
+[[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_HIGH")
+plan+=("nginx $CONNECTIONS_HIGH" "troupe_hit $CONNECTIONS_HIGH")
+
+if [[ $WARMUP != 0 && $WARMUP != 0[smh] ]]; then
+  log "warm-up: $WARMUP of each run at -c$CONNECTIONS_HIGH (not recorded)"
+  for entry in "${plan[@]}"; do
+    read -r server connections <<<"$entry"
+    [[ $connections == "$CONNECTIONS_HIGH" ]] || continue
+    run_wrk "$server" "$CONNECTIONS_HIGH" "$out/warmup-$server.txt" "$WARMUP"
+  done
+fi
+
+declare -A rps p50 p99 # key "server c": space-separated values, one per round
+declare -A added_p50 added_p99 # key connections: per-round troupe - direct
+rows=()
+troupe_non2xx=0 other_non2xx=0 merged=0 hit_calls=0 socket_errors=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  declare -A this_p50=() this_p99=()
+  for entry in "${plan[@]}"; do
+    read -r server connections <<<"$entry"
+    log "round $round/$ROUNDS: $server -c$connections ($DURATION)"
+    run_wrk "$server" "$connections" "$out/round$round-$server-c$connections.txt" "$DURATION"
+    key="$server $connections"
+    rps[$key]+="$RPS " p50[$key]+="$P50_MS " p99[$key]+="$P99_MS "
+    this_p50[$key]=$P50_MS this_p99[$key]=$P99_MS
+    case $server in
+      troupe | troupe_hit) troupe_non2xx=$((troupe_non2xx + NON2XX)) ;;
+      *) other_non2xx=$((other_non2xx + NON2XX)) ;;
+    esac
+    socket_errors=$((socket_errors + SOCKET_ERRORS))
+    # Every answered request of a varying run needs its own upstream call (in-flight ones at the end may add a few).
+    if [[ $server == troupe || $server == portkey ]] && ((CALLS < REQUESTS)); then
+      log "$server -c$connections: $REQUESTS responses but only $CALLS mock calls: requests were merged or cached"
+      merged=$((merged + REQUESTS - CALLS))
+    fi
+    [[ $server != troupe_hit ]] || hit_calls=$((hit_calls + CALLS))
+    calls_cell=$CALLS
+    [[ $server != nginx ]] || calls_cell=""
+    rows+=("$(printf '| %s | %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s |' "$round" "$server" "$connections" \
+      "$RPS" "$P50_MS" "$P99_MS" "$REQUESTS" "$calls_cell" "$NON2XX" "$SOCKET_ERRORS")")
+  done
+  for c in "$CONNECTIONS_LOW" "$CONNECTIONS_HIGH"; do
+    added_p50[$c]+="$(awk -v t="${this_p50[troupe $c]}" -v d="${this_p50[direct $c]}" 'BEGIN { printf "%.3f", t - d }') "
+    added_p99[$c]+="$(awk -v t="${this_p99[troupe $c]}" -v d="${this_p99[direct $c]}" 'BEGIN { printf "%.3f", t - d }') "
+  done
+  unset this_p50 this_p99
+done
+
+m() { # median of the values under KEY of array NAME
+  local -n values=$1
+  # shellcheck disable=SC2086 # the values are a space-separated list of numbers
+  median ${values[$2]}
+}
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+at_most() { awk -v v="$1" -v g="$2" 'BEGIN { print (v <= g) ? "PASS" : "MISS" }'; }
+at_least() { awk -v v="$1" -v g="$2" 'BEGIN { print (v >= g) ? "PASS" : "MISS" }'; }
+
+lo=$CONNECTIONS_LOW hi=$CONNECTIONS_HIGH
+added_p50_lo=$(m added_p50 "$lo") added_p99_lo=$(m added_p99 "$lo")
+added_p50_hi=$(m added_p50 "$hi") added_p99_hi=$(m added_p99 "$hi")
+v_p50=$(at_most "$added_p50_lo" "$TARGET_ADDED_P50_MS")
+v_p99=$(at_most "$added_p99_lo" "$TARGET_ADDED_P99_MS")
+troupe_rps_hi=$(m rps "troupe $hi") direct_rps_hi=$(m rps "direct $hi")
+if [[ -z $portkey_skip ]]; then
+  portkey_rps_hi=$(m rps "portkey $hi")
+  portkey_ratio=$(ratio "$troupe_rps_hi" "$portkey_rps_hi")
+  v_portkey=$(at_least "$portkey_ratio" "$TARGET_PORTKEY_RATIO")
+  portkey_cell="${portkey_ratio}x ($(fmt "$troupe_rps_hi" %.0f) vs $(fmt "$portkey_rps_hi" %.0f) req/s)"
+else
+  v_portkey=SKIPPED portkey_cell="skipped: $portkey_skip"
+fi
+hit_rps=$(m rps "troupe_hit $hi") nginx_rps=$(m rps "nginx $hi")
+hit_ratio=$(ratio "$hit_rps" "$nginx_rps")
+v_hit=$(at_least "$hit_ratio" "$TARGET_HIT_RATIO")
+v_2xx=PASS
+((troupe_non2xx == 0)) || v_2xx=MISS
+v_honest=PASS
+((merged == 0 && hit_calls == 0)) || v_honest=MISS
+mock_headroom=$(ratio "$direct_rps_hi" "$troupe_rps_hi")
+
+# ---- report -----------------------------------------------------------------------------------------------
+cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
+nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: nginx\///')
+wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
+portkey_software="Portkey skipped ($portkey_skip)"
+[[ -n $portkey_skip ]] || portkey_software="@portkey-ai/gateway $portkey_version on node $(node --version) (one process, NODE_ENV=production, --headless)"
+
+command="make bench-gateway"
+overrides=""
+[[ $ROUNDS == 3 ]] || overrides+="ROUNDS=$ROUNDS "
+[[ $DURATION == 10s ]] || overrides+="DURATION=$DURATION "
+[[ $THREADS == 2 ]] || overrides+="THREADS=$THREADS "
+[[ $CONNECTIONS_LOW == 4 ]] || overrides+="CONNECTIONS_LOW=$CONNECTIONS_LOW "
+[[ $CONNECTIONS_HIGH == 64 ]] || overrides+="CONNECTIONS_HIGH=$CONNECTIONS_HIGH "
+[[ $WARMUP == 2s ]] || overrides+="WARMUP=$WARMUP "
+[[ $MOCK_THREADS == 2 ]] || overrides+="MOCK_THREADS=$MOCK_THREADS "
+[[ $NGINX_WORKERS == 1 ]] || overrides+="NGINX_WORKERS=$NGINX_WORKERS "
+[[ $PORTKEY == 1 ]] || overrides+="PORTKEY=$PORTKEY "
+[[ -z $TROUPE_ARGS ]] || overrides+="TROUPE_ARGS='$TROUPE_ARGS' "
+command="$overrides$command"
+
+median_row() { # server connections
+  local key="$1 $2"
+  [[ -n ${rps[$key]:-} ]] || return 0
+  printf '| median | %s | %s | %.0f | %.3f | %.3f | | | | |\n' "$1" "$2" "$(m rps "$key")" "$(m p50 "$key")" "$(m p99 "$key")"
+}
+
+summary=$(
+  cat <<EOF
+Added latency of Troupe over the mock (median over rounds of troupe - direct in the same round):
+-c$lo p50 +$(fmt "$added_p50_lo" %.3f) ms, p99 +$(fmt "$added_p99_lo" %.3f) ms; -c$hi p50 +$(fmt "$added_p50_hi" %.3f) ms, p99 +$(fmt "$added_p99_hi" %.3f) ms
+Throughput at -c$hi: direct $(fmt "$direct_rps_hi" %.0f), troupe $(fmt "$troupe_rps_hi" %.0f)${portkey_skip:+, portkey skipped}${portkey_skip:-, portkey $(fmt "${portkey_rps_hi:-0}" %.0f)} req/s (mock headroom: direct/troupe ${mock_headroom}x)
+Cache hit at -c$hi: troupe $(fmt "$hit_rps" %.0f) req/s, nginx $(fmt "$nginx_rps" %.0f) req/s: ${hit_ratio}x
+
+| target | measured | verdict |
+|---|---|---|
+| added p50 at -c$lo <= $TARGET_ADDED_P50_MS ms | +$(fmt "$added_p50_lo" %.3f) ms | $v_p50 |
+| added p99 at -c$lo <= $TARGET_ADDED_P99_MS ms | +$(fmt "$added_p99_lo" %.3f) ms | $v_p99 |
+| Troupe >= ${TARGET_PORTKEY_RATIO}x Portkey req/s at -c$hi | $portkey_cell | $v_portkey |
+| cache-hit chat completion >= ${TARGET_HIT_RATIO}x nginx \`return 200\` req/s at -c$hi | ${hit_ratio}x | $v_hit |
+| every Troupe response 2xx | $troupe_non2xx non-2xx | $v_2xx |
+| no request merged or cached in the latency and throughput runs; no cache-hit run reaches the mock | $merged missing upstream calls, $hit_calls cache-hit calls | $v_honest |
+EOF
+)
+
+if [[ ! -s $RESULTS ]]; then
+  cat >"$RESULTS" <<'EOF'
+# Benchmark results
+
+Each section is appended by a benchmark script (e.g. `make bench-http`) and records one run: the exact command,
+the machine, every round and the medians, and the verdict against the target of the issue that set it.
+Targets are ratios against a reference server measured in the same run on the same machine, so sections from
+different machines stay comparable. Raw outputs of a run are kept (untracked) under `bench/out/`.
+EOF
+fi
+
+{
+  echo
+  echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): AI gateway, Troupe vs the mock upstream direct, Portkey, nginx"
+  echo
+  echo "- command: \`$command\` (wrk -t$THREADS -d$DURATION --latency -s $WRK_SCRIPT; $ROUNDS rounds, each running in turn: direct, troupe${portkey_skip:+,}${portkey_skip:-, portkey} at -c$lo, the same at -c$hi, nginx and troupe_hit at -c$hi; warm-up $WARMUP of each -c$hi run)"
+  echo "- requests: non-streamed POST /v1/chat/completions; direct, troupe, portkey: temperature 0.7 and a user message numbered per request in flight (never cached, never merged by single flight; checked: each run reaches the mock at least once per response, column \"mock calls\"); troupe_hit: one deterministic request (temperature 0) answered once before the run, so every response is an X-Cache: HIT; nginx: the same POST answered by \`return 200\`"
+  echo "- troupe: a bearer token (JWT) of one user; arguments \`${bench_args[*]}${TROUPE_ARGS:+ $TROUPE_ARGS}\`; upstream mock with max_inflight 4096; portkey: headers x-portkey-provider: openai, x-portkey-custom-host: the mock's /v1, Authorization: Bearer dummy"
+  echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r); wrk, the mock, the gateways and PostgreSQL share the CPUs"
+  echo "- software: commit $commit; mock-upstream --threads $MOCK_THREADS; $portkey_software; nginx $nginx_version (worker_processes $NGINX_WORKERS); wrk $wrk_version"
+  echo
+  echo "| round | server | connections | req/s | p50 (ms) | p99 (ms) | responses | mock calls | non-2xx | socket errors |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  for entry in "direct $lo" "troupe $lo" "portkey $lo" "direct $hi" "troupe $hi" "portkey $hi" "nginx $hi" "troupe_hit $hi"; do
+    # shellcheck disable=SC2086 # two words
+    median_row $entry
+  done
+  echo
+  echo "$summary"
+} >>"$RESULTS"
+
+echo
+echo "AI gateway: Troupe vs the mock direct, Portkey, nginx ($command; raw output in $out)"
+echo "$summary"
+((socket_errors == 0 && other_non2xx == 0)) ||
+  echo "note: $socket_errors socket errors and $other_non2xx non-2xx answers of the other servers (see $out)"
+echo
+log "appended to $RESULTS"
+
+if [[ ${BENCH_STRICT:-0} == 1 && "$v_p50$v_p99$v_hit$v_2xx$v_honest" != PASSPASSPASSPASSPASS ]]; then
+  exit 1
+fi
+if [[ ${BENCH_STRICT:-0} == 1 && $v_portkey == MISS ]]; then
+  exit 1
+fi
