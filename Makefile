@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http bench-db bench-auth bench-cache clean format
+.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-upload clean format
 
 run:
 	scripts/run $(ARGS)
@@ -28,6 +28,9 @@ bench-auth:
 
 bench-cache:
 	bench/cache.sh
+
+bench-upload:
+	bench/upload.sh
 
 clean:
 	rm -rf build
