@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway clean format
+.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload clean format
 
 run:
 	scripts/run $(ARGS)
@@ -34,6 +34,9 @@ bench-debug:
 
 bench-gateway:
 	bench/gateway.sh
+
+bench-upload:
+	bench/upload.sh
 
 clean:
 	rm -rf build

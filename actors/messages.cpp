@@ -40,6 +40,34 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<cache_reply>("cache_reply");
   cfg.add_message_type<credential>("credential");
   cfg.add_message_type<identity>("identity");
+  // Uploads, jobs and repositories (persistence/uploads.hpp, jobs.hpp, repositories.hpp; actors/uploads.hpp)
+  cfg.add_message_type<upload_record>("upload_record");
+  cfg.add_message_type<std::vector<upload_record>>("std::vector<upload_record>");
+  cfg.add_message_type<job_draft>("job_draft");
+  cfg.add_message_type<job_record>("job_record");
+  cfg.add_message_type<std::vector<job_record>>("std::vector<job_record>");
+  cfg.add_message_type<job_attempt>("job_attempt");
+  cfg.add_message_type<std::vector<job_attempt>>("std::vector<job_attempt>");
+  cfg.add_message_type<repository_record>("repository_record");
+  cfg.add_message_type<std::vector<repository_record>>("std::vector<repository_record>");
+  cfg.add_message_type<file_record>("file_record");
+  cfg.add_message_type<std::vector<file_record>>("std::vector<file_record>");
+  cfg.add_message_type<file_page>("file_page");
+  cfg.add_message_type<search_hit>("search_hit");
+  cfg.add_message_type<std::vector<search_hit>>("std::vector<search_hit>");
+  cfg.add_message_type<file_entry>("file_entry");
+  cfg.add_message_type<std::vector<file_entry>>("std::vector<file_entry>");
+  cfg.add_message_type<segment_row>("segment_row");
+  cfg.add_message_type<std::vector<segment_row>>("std::vector<segment_row>");
+  cfg.add_message_type<file_outcome>("file_outcome");
+  cfg.add_message_type<std::vector<file_outcome>>("std::vector<file_outcome>");
+  cfg.add_message_type<file_batch>("file_batch");
+  cfg.add_message_type<upload_spec>("upload_spec");
+  cfg.add_message_type<upload_chunk>("upload_chunk");
+  cfg.add_message_type<upload_status>("upload_status");
+  cfg.add_message_type<chunk_segment>("chunk_segment");
+  cfg.add_message_type<std::vector<chunk_segment>>("std::vector<chunk_segment>");
+  cfg.add_message_type<chunk_summary>("chunk_summary");
   cfg.add_error_category(service_error_category::value,
                          [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
                            std::string result = to_string(static_cast<service_error>(code));

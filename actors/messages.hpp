@@ -4,7 +4,10 @@
 // actor_system is constructed (an unregistered type fails silently in CAF 0.17: see LIBRARY-NOTES.md).
 
 #include "persistence/accounts.hpp"
+#include "persistence/jobs.hpp"
 #include "persistence/messages.hpp"
+#include "persistence/repositories.hpp"
+#include "persistence/uploads.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system_config.hpp>
@@ -203,6 +206,110 @@ using breaker_admit_atom = caf::atom_constant<caf::atom("bkadmit")>;
 using breaker_result_atom = caf::atom_constant<caf::atom("bkresult")>;
 /// (breaker_state_atom) -> breaker_snapshot
 using breaker_state_atom = caf::atom_constant<caf::atom("bkstate")>;
+// --- Uploads (actors/uploads.hpp) ---------------------------------------------------------------------------------
+
+/// What a client asks to create (tus POST), once its headers are parsed and its filename sanitised.
+struct upload_spec {
+  std::string repository_id;
+  std::string filename;
+  std::string metadata;  // Upload-Metadata, verbatim
+  int64_t length = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, upload_spec& x) {
+  return f(caf::meta::type_name("upload_spec"), x.repository_id, x.filename, x.metadata, x.length);
+}
+
+/// One tus PATCH: bytes to store at `offset`, with an optional checksum of those bytes.
+struct upload_chunk {
+  int64_t offset = 0;
+  std::string bytes;
+  std::string checksum_algorithm;  // "", "sha1" or "sha256"
+  std::string checksum;            // the raw digest (decoded from the header's base64)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, upload_chunk& x) {
+  return f(caf::meta::type_name("upload_chunk"), x.offset, x.bytes, x.checksum_algorithm, x.checksum);
+}
+
+/// An upload as its owner sees it.
+struct upload_status {
+  std::string id;
+  std::string repository_id;
+  std::string filename;
+  std::string metadata;
+  int64_t length = 0;
+  int64_t offset = 0;
+  int64_t expires_at_ms = 0;  // 0 once completed
+  bool completed = false;
+  std::string job_id;  // the processing job, once completed
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, upload_status& x) {
+  return f(caf::meta::type_name("upload_status"), x.id, x.repository_id, x.filename, x.metadata, x.length, x.offset,
+           x.expires_at_ms, x.completed, x.job_id);
+}
+
+/// (upload_new_atom, user_id, upload_spec) -> upload_status: to the upload router; creates the upload.
+using upload_new_atom = caf::atom_constant<caf::atom("upnew")>;
+/// (upload_patch_atom, upload_id, user_id, upload_chunk) -> upload_status: to the router (or the session).
+using upload_patch_atom = caf::atom_constant<caf::atom("uppatch")>;
+/// (upload_head_atom, upload_id, user_id) -> upload_status
+using upload_head_atom = caf::atom_constant<caf::atom("uphead")>;
+/// (upload_delete_atom, upload_id, user_id) -> bool
+using upload_delete_atom = caf::atom_constant<caf::atom("updelete")>;
+/// (upload_forget_atom, upload_id): to the router; the upload is gone (expired): its session stops.
+using upload_forget_atom = caf::atom_constant<caf::atom("upforget")>;
+/// Upload I/O actors: (upload_write_atom, path, upload_chunk) -> int64_t new size (checksum verified, bytes beyond
+/// chunk.offset dropped, written, fsynced); (upload_remove_atom, path) -> bool.
+using upload_write_atom = caf::atom_constant<caf::atom("upwrite")>;
+using upload_remove_atom = caf::atom_constant<caf::atom("upremove")>;
+/// Internal: the sweeper's or a session's timer.
+using upload_tick_atom = caf::atom_constant<caf::atom("uptick")>;
+
+// --- Jobs and processing (actors/jobs.hpp, actors/processing.hpp) ------------------------------------------------
+
+/// A segment of a chunk's text; lines relative to the chunk (0 = its first line).
+struct chunk_segment {
+  int32_t first_line = 0;
+  int32_t last_line = 0;
+  std::string text;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chunk_segment& x) {
+  return f(caf::meta::type_name("chunk_segment"), x.first_line, x.last_line, x.text);
+}
+
+/// What a file-chunk processor found in one chunk.
+struct chunk_summary {
+  int64_t newlines = 0;
+  bool has_nul = false;
+  int64_t control_bytes = 0;  // bytes < 0x20 other than \t \n \v \f \r and ESC, plus DEL
+  std::vector<chunk_segment> segments;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chunk_summary& x) {
+  return f(caf::meta::type_name("chunk_summary"), x.newlines, x.has_nul, x.control_bytes, x.segments);
+}
+
+/// (chunk_atom, std::string bytes) -> chunk_summary: to a file-chunk processor.
+using chunk_atom = caf::atom_constant<caf::atom("chunk")>;
+/// (job_run_atom, job_record) -> std::string result JSON: to a job runner; invalid_input = fails for good.
+using job_run_atom = caf::atom_constant<caf::atom("jobrun")>;
+/// (jobs_kick_atom): to the job queue; runnable jobs may be waiting (e.g. an upload just completed).
+using jobs_kick_atom = caf::atom_constant<caf::atom("jobskick")>;
+/// (jobs_running_atom) -> std::vector<std::string>: the ids of the jobs the queue runs now.
+using jobs_running_atom = caf::atom_constant<caf::atom("jobsrun")>;
+/// Internal to the job queue: its poll and lease-renewal timers.
+using jobs_tick_atom = caf::atom_constant<caf::atom("jobstick")>;
+using jobs_renew_tick_atom = caf::atom_constant<caf::atom("jobsrenew")>;
+/// Internal to job runners: take the next step.
+using job_step_atom = caf::atom_constant<caf::atom("jobstep")>;
 
 // --- Metrics ------------------------------------------------------------------------------------------------------
 /// (metrics_atom) -> std::string: the Prometheus text exposition, mailbox sizes included.

@@ -4,12 +4,15 @@
 #include "actors/breaker.hpp"
 #include "actors/cache.hpp"
 #include "actors/directory.hpp"
+#include "actors/jobs.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/ops.hpp"
+#include "actors/processing.hpp"
 #include "actors/rate_limit.hpp"
 #include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/uploads.hpp"
 #include "config/log.hpp"
 #include "introspect/probe.hpp"
 #include "http/auth.hpp"
@@ -18,11 +21,14 @@
 #include "http/client/upstream_client.hpp"
 #include "http/debug_routes.hpp"
 #include "http/gateway.hpp"
+#include "http/cors.hpp"
 #include "http/hashing.hpp"
 #include "http/load_monitor.hpp"
 #include "http/ops_routes.hpp"
+#include "http/repository_routes.hpp"
 #include "http/server.hpp"
 #include "http/traffic.hpp"
+#include "http/upload_routes.hpp"
 #include "http/write_routes.hpp"
 #include "persistence/admin.hpp"
 #include "persistence/database.hpp"
@@ -34,6 +40,8 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <malloc.h>
 #include <pthread.h>
 #include <thread>
 #include <unistd.h>
@@ -71,6 +79,9 @@ struct shared_state {
   std::shared_ptr<std::atomic<int64_t>> limiter_keys = std::make_shared<std::atomic<int64_t>>(0);
   std::vector<std::shared_ptr<breaker_gauges>> breakers;          // one per configured upstream, in order
   std::vector<std::shared_ptr<http::client::doorbell>> doorbells; // one per upstream client actor
+  std::shared_ptr<upload_counters> uploads = std::make_shared<upload_counters>();
+  std::shared_ptr<job_counters> jobs = std::make_shared<job_counters>();
+  std::string uploads_dir;  // settings.uploads.dir made absolute
 };
 
 size_t limiter_shards(const config::settings& s) {
@@ -79,6 +90,14 @@ size_t limiter_shards(const config::settings& s) {
 
 std::string limiter_name(size_t i) {
   return "limits.shard." + std::to_string(i);
+}
+
+std::string upload_io_name(size_t i) {
+  return "uploads.io." + std::to_string(i);
+}
+
+std::string processor_name(size_t i) {
+  return "jobs.processor." + std::to_string(i);
 }
 
 supervisor_config root_tree(const config::settings& s, shared_state& shared) {
@@ -227,6 +246,53 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
        [client](caf::actor_system& sys) { return http::client::spawn_upstream_client(sys, client); },
        restart_type::permanent, milliseconds{5000}, child_kind::worker});
   }
+  // Uploads and jobs: upload I/O actors (detached), the upload router with its sessions, the expiry sweeper.
+  auto uploads = base("uploads", supervision_strategy::one_for_one);
+  upload_options upload;
+  upload.dir = shared.uploads_dir;
+  upload.expire_ms = s.uploads.expire_ms;
+  upload.session_idle = milliseconds{s.uploads.session_idle_ms};
+  upload.sweep_interval = milliseconds{s.uploads.sweep_ms};
+  upload.job_max_attempts = static_cast<int32_t>(s.jobs.max_attempts);
+  upload.io_actors = or_cores(s.http.threads);
+  upload.io = [names](size_t i) { return names->get(upload_io_name(i)); };
+  upload.db_query = db_query;
+  upload.router = [names]() { return names->get("uploads.router"); };
+  upload.job_queue = [names]() { return names->get("jobs.queue"); };
+  upload.counters = shared.uploads;
+  for (size_t i = 0; i < upload.io_actors; ++i)
+    uploads.children.push_back({upload_io_name(i), [](caf::actor_system& sys) { return spawn_upload_io(sys); },
+                                restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  uploads.children.push_back({"uploads.router",
+                              [upload](caf::actor_system& sys) { return spawn_upload_router(sys, upload); },
+                              restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  uploads.children.push_back({"uploads.sweeper",
+                              [upload](caf::actor_system& sys) { return spawn_upload_sweeper(sys, upload); },
+                              restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  // The file-chunk processor pool (detached: CPU-bound), then the job queue that runs jobs on it.
+  processing_options processing;
+  processing.dir = shared.uploads_dir;
+  processing.limits.max_entries = static_cast<uint64_t>(s.uploads.archive_max_entries);
+  processing.limits.max_bytes = static_cast<uint64_t>(s.uploads.archive_max_bytes);
+  processing.limits.max_ratio = s.uploads.archive_max_ratio;
+  processing.limits.max_depth = static_cast<size_t>(s.uploads.archive_max_depth);
+  processing.processors = or_cores(s.jobs.processors);
+  processing.processor = [names](size_t i) { return names->get(processor_name(i)); };
+  processing.db_query = db_query;
+  for (size_t i = 0; i < processing.processors; ++i)
+    uploads.children.push_back({processor_name(i), [](caf::actor_system& sys) { return spawn_chunk_processor(sys); },
+                                restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  job_queue_options queue;
+  queue.owner = make_node_id();
+  queue.lease = milliseconds{s.jobs.lease_ms};
+  queue.poll = milliseconds{s.jobs.poll_ms};
+  queue.concurrency = static_cast<size_t>(s.jobs.concurrency);
+  queue.backoff_base_ms = s.jobs.backoff_base_ms;
+  queue.handlers["upload"] = upload_job_handler(processing);
+  queue.db_query = db_query;
+  queue.counters = shared.jobs;
+  uploads.children.push_back({"jobs.queue", [queue](caf::actor_system& sys) { return spawn_job_queue(sys, queue); },
+                              restart_type::permanent, milliseconds{5000}, child_kind::worker});
 
   auto root = base("root", supervision_strategy::one_for_one);
   root.children.push_back(supervisor_child(std::move(persistence)));
@@ -240,6 +306,7 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                            restart_type::permanent, milliseconds{5000}, child_kind::supervisor});
   root.children.push_back(supervisor_child(cache_supervisor(s.cache, shared.cache, names, metrics)));
   root.children.push_back(supervisor_child(std::move(upstreams)));
+  root.children.push_back(supervisor_child(std::move(uploads)));
   root.children.push_back(supervisor_child(std::move(ops)));
   root.children.push_back(supervisor_child(std::move(http)));
   return root;
@@ -262,6 +329,37 @@ void add_writer_collector(metrics_registry& metrics, std::shared_ptr<writer_coun
     counter("troupe_db_batch_retries_total", "Batches sent again after a lost connection.", counters->retried_batches);
     out.family("troupe_db_queue_rows", "gauge", "Rows waiting for, or in, a commit.");
     out.sample("troupe_db_queue_rows", {}, static_cast<double>(counters->queued_rows.load()));
+  });
+}
+
+void add_upload_collector(metrics_registry& metrics, std::shared_ptr<upload_counters> counters) {
+  metrics.add_collector([counters](prometheus_writer& out) {
+    auto counter = [&](const char* name, const char* help, const std::atomic<uint64_t>& value) {
+      out.family(name, "counter", help);
+      out.sample(name, {}, static_cast<double>(value.load()));
+    };
+    counter("troupe_uploads_created_total", "tus uploads created.", counters->created);
+    counter("troupe_uploads_completed_total", "tus uploads whose last byte arrived (their job is enqueued).",
+            counters->completed);
+    counter("troupe_uploads_expired_total", "Unfinished uploads removed after uploads.expire_ms.", counters->expired);
+    counter("troupe_uploads_terminated_total", "Uploads deleted by their owner (tus termination).",
+            counters->terminated);
+    counter("troupe_upload_bytes_total", "Upload bytes stored: fsynced and committed.", counters->bytes);
+    out.family("troupe_upload_sessions", "gauge", "Upload session actors alive.");
+    out.sample("troupe_upload_sessions", {}, static_cast<double>(counters->sessions.load()));
+  });
+}
+
+void add_job_collector(metrics_registry& metrics, std::shared_ptr<job_counters> counters) {
+  metrics.add_collector([counters](prometheus_writer& out) {
+    out.family("troupe_job_attempts_total", "counter", "Job attempts by how they ended on this node.");
+    out.sample("troupe_job_attempts_total", {{"outcome", "started"}}, static_cast<double>(counters->started.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "done"}}, static_cast<double>(counters->done.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "retrying"}}, static_cast<double>(counters->retried.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "failed"}}, static_cast<double>(counters->failed.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "lease_lost"}}, static_cast<double>(counters->lost.load()));
+    out.family("troupe_jobs_running", "gauge", "Jobs running on this node.");
+    out.sample("troupe_jobs_running", {}, static_cast<double>(counters->running.load()));
   });
 }
 
@@ -325,6 +423,12 @@ int run_server(const config::settings& settings) {
   log::parse_level(settings.log.level, level);
   log::setup(level);
 
+  // Large buffers (request bodies: upload chunks of up to uploads.max_chunk_bytes, buffered whole by Pistache) are
+  // mmap'd and unmapped when freed. glibc's default raises this threshold after the first such free, after which
+  // freed chunk buffers stay in per-thread arenas: a 256 MiB upload in 4 MiB chunks then grew RSS by ~45 MiB instead
+  // of ~20 MiB (tests/integration/uploads_test.cpp, MemoryIsBoundedByTheChunkSize).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+
   // Bring the schema up to date before serving, when the database is reachable. When it is not, start anyway:
   // readiness reports it, and every connection actor migrates as soon as it connects.
   if (!settings.db.url.empty()) {
@@ -358,7 +462,19 @@ int run_server(const config::settings& settings) {
     auto& names = shared.names;
     auto& metrics = shared.metrics;
 
+    // Upload bytes live under uploads.dir: it must exist (and be absolute: the working directory may change).
+    shared.uploads_dir = std::filesystem::absolute(settings.uploads.dir).lexically_normal().string();
+    while (shared.uploads_dir.size() > 1 && shared.uploads_dir.back() == '/')
+      shared.uploads_dir.pop_back();
+    if (auto problem = prepare_upload_dirs(shared.uploads_dir); !problem.empty()) {
+      log::error("uploads.dir is not usable", log::fields{}.add("dir", shared.uploads_dir).add("error", problem));
+      log::shutdown();
+      return 1;
+    }
+
     // 1. The supervision tree. If the root gives up, the process shuts down with status 1.
+    add_upload_collector(*metrics, shared.uploads);
+    add_job_collector(*metrics, shared.jobs);
     add_writer_collector(*metrics, shared.writer);
     add_session_collector(*metrics, shared.sessions.active);
     shared.cache = std::make_shared<cache_stats>(cache_shard_count(settings.cache), settings.cache.max_bytes);
@@ -399,7 +515,8 @@ int run_server(const config::settings& settings) {
     traffic_opts.policies = {{"default", {"default", lim.default_per_minute, lim.default_burst}},
                              {"generate", {"generate", lim.generate_per_minute, lim.generate_burst}},
                              {"auth", {"auth", lim.auth_per_minute, lim.auth_burst}},
-                             {"anonymous", {"anonymous", lim.anonymous_per_minute, lim.anonymous_burst}}};
+                             {"anonymous", {"anonymous", lim.anonymous_per_minute, lim.anonymous_burst}},
+                             {"upload", {"upload", lim.upload_per_minute, lim.upload_burst}}};
     traffic_opts.shards = limiter_shards(settings);
     traffic_opts.trusted_proxies = http::split_list(settings.http.trusted_proxies);
     traffic_opts.shedding = shared.shedding;
@@ -451,6 +568,15 @@ int run_server(const config::settings& settings) {
     gw.gauges = shared.breakers;
     auto gateway = std::make_shared<http::gateway>(authenticator, std::move(gw));
     http::add_gateway_routes(*routes, gateway, shared.generate_gate);
+    auto cors = std::make_shared<http::cors_policy>(settings.http.cors_origins);
+    http::upload_route_options upload_routes;
+    upload_routes.max_size_bytes = settings.uploads.max_size_bytes;
+    upload_routes.max_chunk_bytes = static_cast<size_t>(settings.uploads.max_chunk_bytes);
+    upload_routes.cors = cors;
+    http::add_upload_routes(*routes, authenticator, upload_routes);
+    http::repository_route_options repository_routes;
+    repository_routes.cors = cors;
+    http::add_repository_routes(*routes, authenticator, repository_routes);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};

@@ -155,6 +155,9 @@ const std::vector<option_spec>& all_options() {
     entry("http.request_timeout_ms", bind<&settings::http, &http_settings::request_timeout_ms>(), "30000",
           "time an actor has to answer a request before 504")
       .range(1, 600000, "ms"),
+    entry("http.cors_origins", bind<&settings::http, &http_settings::cors_origins>(), "",
+          "comma-separated browser origins (scheme://host[:port]) allowed to call the upload, repository and job "
+          "routes (CORS); * allows any"),
     // actors
     entry("actors.threads", bind<&settings::actors, &actors_settings::threads>(), "0",
           "CAF scheduler threads; 0 = number of cores")
@@ -256,6 +259,12 @@ const std::vector<option_spec>& all_options() {
     entry("limits.anonymous_burst", bind<&settings::limits, &limits_settings::anonymous_burst>(), "20",
           "policy anonymous: largest burst")
       .range(1, 1000000),
+    entry("limits.upload_per_minute", bind<&settings::limits, &limits_settings::upload_per_minute>(), "1200",
+          "policy upload: tus requests (POST, PATCH, DELETE) per minute per user; 1200 x 8 MiB chunks is 160 MB/s")
+      .range(0.001, 1000000),
+    entry("limits.upload_burst", bind<&settings::limits, &limits_settings::upload_burst>(), "300",
+          "policy upload: largest burst")
+      .range(1, 1000000),
     entry("limits.generate_max_inflight", bind<&settings::limits, &limits_settings::generate_max_inflight>(), "25",
           "generation requests running at once (0 = no cap)")
       .range(0, 100000, "requests"),
@@ -335,6 +344,56 @@ const std::vector<option_spec>& all_options() {
     entry("gateway.max_messages", bind<&settings::gateway, &gateway_settings::max_messages>(), "1000",
           "messages accepted in one chat completion request")
       .range(1, 100000, "messages"),
+    // uploads
+    entry("uploads.dir", bind<&settings::uploads, &uploads_settings::dir>(), "var/uploads",
+          "directory of upload bytes (incoming/), archive staging (staging/) and repository files (repositories/); "
+          "relative to the working directory"),
+    entry("uploads.max_size_bytes", bind<&settings::uploads, &uploads_settings::max_size_bytes>(), "10737418240",
+          "largest Upload-Length accepted (Tus-Max-Size); larger gets 413")
+      .range(1, 1099511627776.0, "bytes"),
+    entry("uploads.max_chunk_bytes", bind<&settings::uploads, &uploads_settings::max_chunk_bytes>(), "8388608",
+          "largest PATCH body (bodies are buffered in memory: clients send chunks); larger gets 413")
+      .range(1024, 268435456, "bytes"),
+    entry("uploads.expire_ms", bind<&settings::uploads, &uploads_settings::expire_ms>(), "86400000",
+          "an unfinished upload expires this long after its creation or last PATCH; its bytes are removed")
+      .range(1000, 31536000000.0, "ms"),
+    entry("uploads.sweep_ms", bind<&settings::uploads, &uploads_settings::sweep_ms>(), "60000",
+          "how often expired uploads are looked for and removed")
+      .range(50, 86400000, "ms"),
+    entry("uploads.session_idle_ms", bind<&settings::uploads, &uploads_settings::session_idle_ms>(), "60000",
+          "an upload's session actor is passivated after this long without requests")
+      .range(100, 86400000, "ms"),
+    entry("uploads.archive_max_entries", bind<&settings::uploads, &uploads_settings::archive_max_entries>(),
+          "100000", "entries an archive may hold; more fails its job")
+      .range(1, 100000000, "entries"),
+    entry("uploads.archive_max_bytes", bind<&settings::uploads, &uploads_settings::archive_max_bytes>(),
+          "4294967296", "total size an archive may expand to; more fails its job")
+      .range(1, 1099511627776.0, "bytes"),
+    entry("uploads.archive_max_ratio", bind<&settings::uploads, &uploads_settings::archive_max_ratio>(), "200",
+          "largest expanded/compressed size ratio of an archive once it has expanded past 1 MiB (zip bombs)")
+      .range(1, 1000000),
+    entry("uploads.archive_max_depth", bind<&settings::uploads, &uploads_settings::archive_max_depth>(), "32",
+          "most directory levels of an archive entry's path")
+      .range(1, 1024, "levels"),
+    // jobs
+    entry("jobs.concurrency", bind<&settings::jobs, &jobs_settings::concurrency>(), "2",
+          "background jobs this node runs at once")
+      .range(1, 1024, "jobs"),
+    entry("jobs.processors", bind<&settings::jobs, &jobs_settings::processors>(), "0",
+          "file-chunk processor actors shared by running jobs; 0 = number of cores")
+      .range(0, 256, "actors"),
+    entry("jobs.max_attempts", bind<&settings::jobs, &jobs_settings::max_attempts>(), "3",
+          "attempts of a job before it fails for good")
+      .range(1, 100, "attempts"),
+    entry("jobs.backoff_base_ms", bind<&settings::jobs, &jobs_settings::backoff_base_ms>(), "2000",
+          "delay before the first retry of a failed job; doubled for each further attempt")
+      .range(1, 3600000, "ms"),
+    entry("jobs.lease_ms", bind<&settings::jobs, &jobs_settings::lease_ms>(), "30000",
+          "a running job's lease, renewed while its worker lives; once it lapses another worker takes the job")
+      .range(100, 3600000, "ms"),
+    entry("jobs.poll_ms", bind<&settings::jobs, &jobs_settings::poll_ms>(), "1000",
+          "how often the job queue looks for runnable jobs it was not told about (other nodes, lapsed leases)")
+      .range(10, 600000, "ms"),
   };
   return table;
 }

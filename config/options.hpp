@@ -26,6 +26,7 @@ struct http_settings {
   int64_t keepalive_timeout_ms;
   std::string trusted_proxies;
   int64_t request_timeout_ms;
+  std::string cors_origins;
 };
 
 struct actors_settings {
@@ -85,6 +86,8 @@ struct limits_settings {
   double auth_burst;
   double anonymous_per_minute;
   double anonymous_burst;
+  double upload_per_minute;
+  double upload_burst;
   int64_t generate_max_inflight;
   int64_t debug_max_inflight;
   int64_t queue;
@@ -128,6 +131,28 @@ struct cache_settings {
   int64_t sweep_ms;
 };
 
+struct uploads_settings {
+  std::string dir;           // incoming/, staging/ and repositories/ live under it
+  int64_t max_size_bytes;    // Tus-Max-Size
+  int64_t max_chunk_bytes;   // largest PATCH (or creation-with-upload POST) body
+  int64_t expire_ms;         // an unfinished upload expires this long after its last PATCH
+  int64_t sweep_ms;
+  int64_t session_idle_ms;
+  int64_t archive_max_entries;
+  int64_t archive_max_bytes;
+  double archive_max_ratio;
+  int64_t archive_max_depth;
+};
+
+struct jobs_settings {
+  int64_t concurrency;      // jobs running at once on this node
+  int64_t processors;       // file-chunk processor actors; 0 = cores
+  int64_t max_attempts;
+  int64_t backoff_base_ms;
+  int64_t lease_ms;
+  int64_t poll_ms;
+};
+
 /// The effective configuration the rest of the code reads, e.g. `s.http.port`.
 struct settings {
   http_settings http;
@@ -147,6 +172,8 @@ struct settings {
   gateway_settings gateway;
   /// Not options: the top-level "upstreams" list of the file, or TROUPE_UPSTREAMS (config/upstreams.hpp).
   std::vector<upstream_settings> upstreams;
+  uploads_settings uploads;
+  jobs_settings jobs;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

@@ -41,6 +41,12 @@ const char* to_string(service_error code) {
     return "timeout";
   case service_error::request_timeout:
     return "request_timeout";
+  case service_error::precondition_failed:
+    return "precondition_failed";
+  case service_error::locked:
+    return "locked";
+  case service_error::checksum_mismatch:
+    return "checksum_mismatch";
   case service_error::internal:
     return "internal";
   }

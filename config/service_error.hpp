@@ -28,6 +28,9 @@ enum class service_error : uint8_t {
   upstream_failed,        // an upstream answered with an error or garbage (502)
   timeout,                // an actor or upstream did not answer in time (504)
   request_timeout,        // the client was too slow sending its request (408)
+  precondition_failed,    // a protocol precondition does not hold, e.g. an unsupported Tus-Resumable (412)
+  locked,                 // the object is busy with another request, e.g. a concurrent PATCH of an upload (423)
+  checksum_mismatch,      // the body does not match its Upload-Checksum; it was discarded (460, tus checksum)
   internal,               // a bug or an unexpected failure (500)
 };
 

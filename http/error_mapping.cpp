@@ -27,6 +27,12 @@ int status_of(service_error code) {
     return 413;
   case service_error::unsupported_media_type:
     return 415;
+  case service_error::precondition_failed:
+    return 412;
+  case service_error::locked:
+    return 423;
+  case service_error::checksum_mismatch:
+    return 460;
   case service_error::rate_limited:
     return 429;
   case service_error::internal:
@@ -89,6 +95,12 @@ const char* default_message(service_error code) {
     return "The request body is too large.";
   case service_error::unsupported_media_type:
     return "Unsupported Content-Type.";
+  case service_error::precondition_failed:
+    return "A precondition of the request does not hold.";
+  case service_error::locked:
+    return "The resource is busy with another request; retry shortly.";
+  case service_error::checksum_mismatch:
+    return "The body does not match its checksum; it was discarded.";
   case service_error::rate_limited:
     return "Too many requests; retry later.";
   case service_error::internal:

@@ -40,4 +40,20 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+bool base64_decode(std::string_view text, std::string& out) {
+  ensure_sodium();
+  bool padded = !text.empty() && text.back() == '=';
+  out.resize(text.size() / 4 * 3 + 3);
+  size_t length = 0;
+  const char* end = nullptr;
+  int variant = padded ? sodium_base64_VARIANT_ORIGINAL : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(), nullptr,
+                        &length, &end, variant)
+        != 0
+      || end != text.data() + text.size())
+    return false;
+  out.resize(length);
+  return true;
+}
+
 } // namespace troupe::http

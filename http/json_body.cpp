@@ -8,6 +8,8 @@
 
 #include <strings.h>
 
+#include <ctime>
+
 namespace troupe::http {
 
 std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<responder>& r) {
@@ -37,6 +39,16 @@ std::string to_json(const rapidjson::Value& value) {
   rapidjson::Writer<rapidjson::StringBuffer> writer{buffer};
   value.Accept(writer);
   return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string rfc3339_from_ms(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm utc{};
+  ::gmtime_r(&t, &utc);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(unix_ms % 1000));
+  return buf;
 }
 
 } // namespace troupe::http

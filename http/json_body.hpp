@@ -18,4 +18,7 @@ std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<respond
 /// Serialises a JSON value compactly.
 std::string to_json(const rapidjson::Value& value);
 
+/// A time for JSON bodies: RFC 3339 in UTC with milliseconds, "2026-11-21T10:00:00.123Z".
+std::string rfc3339_from_ms(int64_t unix_ms);
+
 } // namespace troupe::http

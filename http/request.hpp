@@ -19,7 +19,7 @@ struct request {
   std::string path;   // without the query string
   std::string route;  // the matched pattern, or "unmatched"
   path_params params; // values of the pattern's {name} segments
-  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> query;  // decoded (url_decode)
   std::vector<std::pair<std::string, std::string>> headers; // names as sent
   std::string body;
   std::string remote_address;
@@ -30,6 +30,10 @@ struct request {
   std::optional<std::string> query_param(std::string_view name) const;
   std::optional<std::string> param(std::string_view name) const;
 };
+
+/// Decodes a query-string component (application/x-www-form-urlencoded): "%2F" -> "/", "+" -> " ". A malformed
+/// escape is kept as it is.
+std::string url_decode(std::string_view text);
 
 /// True if the client-supplied request id is safe to echo: 1..128 chars of [A-Za-z0-9._:-].
 bool is_sane_request_id(std::string_view id);

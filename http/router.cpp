@@ -18,17 +18,19 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return result;
 }
 
-void router::add(const std::string& method, const std::string& pattern, route_handler handler) {
+void router::add(const std::string& method, const std::string& pattern, route_handler handler,
+                 route_options options) {
+  largest_body_limit_ = std::max(largest_body_limit_, options.max_body_bytes);
   for (auto& r : routes_)
     if (r.pattern == pattern) {
-      r.by_method[method] = std::move(handler);
+      r.by_method[method] = {std::move(handler), options};
       return;
     }
   route r;
   r.pattern = pattern;
   for (auto segment : split_path(pattern))
     r.segments.emplace_back(segment);
-  r.by_method[method] = std::move(handler);
+  r.by_method[method] = {std::move(handler), options};
   routes_.push_back(std::move(r));
 }
 
@@ -53,7 +55,8 @@ router::match router::find(std::string_view method, std::string_view path) const
     auto handler = r.by_method.find(std::string{method});
     if (handler != r.by_method.end()) {
       result.kind = match::found;
-      result.handler = &handler->second;
+      result.handler = &handler->second.handler;
+      result.options = handler->second.options;
       result.route = r.pattern;
       result.params = std::move(params);
       return result;

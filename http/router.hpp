@@ -4,6 +4,10 @@
 // A path that matches a pattern under another method yields method_not_allowed with the allowed methods
 // (for the Allow header). The pattern itself is the route's name in logs and metrics, so label cardinality
 // stays bounded whatever paths clients send.
+//
+// A route may take larger bodies than the server's default (route_options::max_body_bytes, e.g. tus PATCH
+// chunks), and may be reached by a POST carrying `X-HTTP-Method-Override: <its method>` (for clients behind
+// proxies that only pass GET and POST, as the tus protocol asks).
 
 #include <functional>
 #include <memory>
@@ -19,6 +23,12 @@ class responder;
 using path_params = std::vector<std::pair<std::string, std::string>>;
 using route_handler = std::function<void(const std::shared_ptr<responder>&)>;
 
+/// What a route allows beyond the defaults.
+struct route_options {
+  size_t max_body_bytes = 0;     // largest body; 0 = the server's http.max_body_bytes
+  bool method_override = false;  // reachable by POST + X-HTTP-Method-Override: <method>
+};
+
 class router {
 public:
   struct match {
@@ -27,20 +37,30 @@ public:
     std::string route; // the pattern, or "unmatched"
     path_params params;
     std::vector<std::string> allowed; // for method_not_allowed, sorted
+    route_options options;            // for found
   };
 
   /// Adds a route. Registering the same method and pattern twice replaces the handler.
-  void add(const std::string& method, const std::string& pattern, route_handler handler);
+  void add(const std::string& method, const std::string& pattern, route_handler handler,
+           route_options options = {});
 
   match find(std::string_view method, std::string_view path) const;
 
+  /// The largest max_body_bytes of any route (0 if none sets one): the server must read bodies that large.
+  size_t largest_body_limit() const { return largest_body_limit_; }
+
 private:
+  struct method_route {
+    route_handler handler;
+    route_options options;
+  };
   struct route {
     std::string pattern;
     std::vector<std::string> segments; // "{x}" marks a parameter
-    std::unordered_map<std::string, route_handler> by_method;
+    std::unordered_map<std::string, method_route> by_method;
   };
   std::vector<route> routes_;
+  size_t largest_body_limit_ = 0;
 };
 
 /// Splits "/a/b/" into {"a", "b"}; empty segments are dropped.

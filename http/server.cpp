@@ -142,7 +142,7 @@ request copy_request(const P::Http::Request& req, server_state& state) {
   auto client_id = result.header("X-Request-Id");
   result.id = client_id && is_sane_request_id(*client_id) ? *client_id : state.next_request_id();
   for (auto it = req.query().parameters_begin(); it != req.query().parameters_end(); ++it)
-    result.query.emplace_back(it->first, it->second);
+    result.query.emplace_back(url_decode(it->first), url_decode(it->second));  // Pistache leaves them encoded
   result.remote_address = req.address().host();
   return result;
 }
@@ -157,20 +157,23 @@ public:
     state_->request_started();
     auto req = copy_request(pistache_req, *state_);
     bool keep_alive = wants_keep_alive(pistache_req) && !state_->draining();
-    auto match = state_->routes().find(req.method, req.path);
+    auto match = find_route(req);
     req.route = match.route;
     req.params = std::move(match.params);
-    // Only the body of a request that will be handled is copied.
-    bool too_large = pistache_req.body().size() > state_->max_body_bytes();
+    auto body_limit = match.options.max_body_bytes > 0 ? match.options.max_body_bytes : state_->max_body_bytes();
+    bool too_large = pistache_req.body().size() > body_limit;
+    // Only the body of a request that will be handled is taken. It is moved, not copied: Pistache's parser owns
+    // the (non-const) request it hands us as const, and resets it as soon as onRequest returns (http.cc,
+    // Handler::onInput), so a body of up to uploads.max_chunk_bytes costs one buffer less.
     if (match.kind == router::match::found && !too_large && !state_->draining())
-      req.body = pistache_req.body();
+      req.body = std::move(const_cast<std::string&>(pistache_req.body()));
     auto r = std::make_shared<responder>(std::move(writer), std::move(req), state_, keep_alive);
     if (state_->draining()) {
       r->send(error_response(service_error::shutting_down, "", r->req().id));
     } else if (too_large) {
       r->send(error_response(service_error::payload_too_large,
-                             "The request body is larger than the limit of " + std::to_string(state_->max_body_bytes())
-                               + " bytes.",
+                             "The request body is larger than the limit of " + std::to_string(body_limit)
+                               + " bytes" + (match.options.max_body_bytes > 0 ? " for this route." : "."),
                              r->req().id));
     } else if (match.kind == router::match::not_found) {
       r->send(error_response(service_error::not_found, "No route for " + r->req().path + ".", r->req().id));
@@ -203,6 +206,20 @@ public:
   }
 
 private:
+  /// The route of the request; a POST with X-HTTP-Method-Override takes the overriding method's route when that
+  /// route allows it (req.method then becomes that method).
+  router::match find_route(request& req) const {
+    if (req.method == "POST")
+      if (auto override_method = req.header("X-HTTP-Method-Override")) {
+        auto alt = state_->routes().find(*override_method, req.path);
+        if (alt.kind == router::match::found && alt.options.method_override) {
+          req.method = *override_method;
+          return alt;
+        }
+      }
+    return state_->routes().find(req.method, req.path);
+  }
+
   std::shared_ptr<server_state> state_;
 };
 
@@ -426,7 +443,7 @@ uint16_t server::start() {
   auto opts = P::Http::Endpoint::options()
                 .threads(threads)
                 .flags(P::Tcp::Options::ReuseAddr)
-                .maxRequestSize(static_cast<size_t>(settings_.http.max_body_bytes) + header_allowance)
+                .maxRequestSize(state_->largest_body_bytes() + header_allowance)
                 .headerTimeout(std::chrono::milliseconds{settings_.http.header_timeout_ms})
                 .bodyTimeout(std::chrono::milliseconds{settings_.http.body_timeout_ms})
                 .keepaliveTimeout(std::chrono::milliseconds{settings_.http.keepalive_timeout_ms});

@@ -20,6 +20,7 @@
 #include <caf/error.hpp>
 #include <pistache/http.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -44,7 +45,10 @@ public:
                std::shared_ptr<metrics_registry> metrics);
 
   const router& routes() const { return *routes_; }
+  /// The default body limit (http.max_body_bytes); a route may set its own (route_options::max_body_bytes).
   size_t max_body_bytes() const { return max_body_bytes_; }
+  /// The largest body any route takes: Pistache must buffer requests that large.
+  size_t largest_body_bytes() const { return std::max(max_body_bytes_, routes_->largest_body_limit()); }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 
@@ -114,6 +118,9 @@ public:
   responder& operator=(const responder&) = delete;
 
   const request& req() const { return req_; }
+  /// Moves the request body out (large bodies such as upload chunks travel to actors without a copy); the
+  /// request's body is empty afterwards. Call at most once, from the handler that owns the request.
+  std::string take_body() { return std::move(req_.body); }
 
   /// Sends the response; later calls are ignored.
   void send(response res);

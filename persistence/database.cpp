@@ -4,6 +4,7 @@
 #include "persistence/accounts.hpp"
 #include "persistence/accounts_sql.hpp"
 #include "persistence/batch_commit.hpp"
+#include "persistence/content_sql.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/migrations_internal.hpp"
 
@@ -68,6 +69,7 @@ bool ensure_connected(database_actor* self) {
     apply_migrations(*st.connection);
     prepare_write_statements(*st.connection);
     accounts_sql::prepare_statements(*st.connection);
+    content_sql::prepare_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};
@@ -180,11 +182,96 @@ auto run_query(database_actor* self, const char* what, Query query)
   }
 }
 
+/// Uploads, jobs and repositories (persistence/uploads.hpp, jobs.hpp, repositories.hpp).
+caf::message_handler content_handlers(database_actor* self) {
+  return {
+    [self](upload_create_atom, const upload_record& draft, int64_t expire_ms) {
+      return run_query(self, "upload_create", [&](pqxx::work& tx) { return uploads_sql::create(tx, draft, expire_ms); });
+    },
+    [self](upload_load_atom, const std::string& id) {
+      return run_query(self, "upload_load", [&](pqxx::work& tx) { return uploads_sql::load(tx, id); });
+    },
+    [self](upload_advance_atom, const std::string& id, int64_t from, int64_t to, int64_t expire_ms) {
+      return run_query(self, "upload_advance",
+                       [&](pqxx::work& tx) { return uploads_sql::advance(tx, id, from, to, expire_ms); });
+    },
+    [self](upload_complete_atom, const std::string& id, int64_t from, const job_draft& job) {
+      return run_query(self, "upload_complete", [&](pqxx::work& tx) { return uploads_sql::complete(tx, id, from, job); });
+    },
+    [self](upload_terminate_atom, const std::string& id) {
+      return run_query(self, "upload_terminate", [&](pqxx::work& tx) { return uploads_sql::terminate(tx, id); });
+    },
+    [self](upload_expire_atom, int32_t max) {
+      return run_query(self, "upload_expire", [&](pqxx::work& tx) { return uploads_sql::expire(tx, max); });
+    },
+    [self](job_enqueue_atom, const std::string& user_id, const job_draft& draft) {
+      return run_query(self, "job_enqueue", [&](pqxx::work& tx) { return jobs_sql::enqueue(tx, user_id, draft); });
+    },
+    [self](job_claim_atom, const std::string& owner, int64_t lease_ms, int32_t max) {
+      return run_query(self, "job_claim", [&](pqxx::work& tx) { return jobs_sql::claim(tx, owner, lease_ms, max); });
+    },
+    [self](job_renew_atom, const std::string& owner, const std::vector<std::string>& ids, int64_t lease_ms) {
+      return run_query(self, "job_renew", [&](pqxx::work& tx) { return jobs_sql::renew(tx, owner, ids, lease_ms); });
+    },
+    [self](job_finish_atom, const std::string& id, const std::string& owner, int32_t attempt,
+           const std::string& result) {
+      return run_query(self, "job_finish",
+                       [&](pqxx::work& tx) { return jobs_sql::finish(tx, id, owner, attempt, result); });
+    },
+    [self](job_fail_atom, const std::string& id, const std::string& owner, int32_t attempt, const std::string& error,
+           bool permanent, int64_t backoff_base_ms) {
+      return run_query(self, "job_fail", [&](pqxx::work& tx) {
+        return jobs_sql::fail(tx, id, owner, attempt, error, permanent, backoff_base_ms);
+      });
+    },
+    [self](job_release_atom, const std::string& owner, const std::vector<std::string>& ids) {
+      return run_query(self, "job_release", [&](pqxx::work& tx) { return jobs_sql::release(tx, owner, ids); });
+    },
+    [self](job_get_atom, const std::string& user_id, const std::string& id) {
+      return run_query(self, "job_get", [&](pqxx::work& tx) { return jobs_sql::get(tx, user_id, id); });
+    },
+    [self](job_attempts_atom, const std::string& id) {
+      return run_query(self, "job_attempts", [&](pqxx::work& tx) { return jobs_sql::attempts(tx, id); });
+    },
+    [self](repo_create_atom, const std::string& user_id, const std::string& name) {
+      return run_query(self, "repo_create", [&](pqxx::work& tx) { return repositories_sql::create(tx, user_id, name); });
+    },
+    [self](repo_list_atom, const std::string& user_id) {
+      return run_query(self, "repo_list", [&](pqxx::work& tx) { return repositories_sql::list(tx, user_id); });
+    },
+    [self](repo_get_atom, const std::string& user_id, const std::string& id) {
+      return run_query(self, "repo_get", [&](pqxx::work& tx) { return repositories_sql::get(tx, user_id, id); });
+    },
+    [self](repo_files_atom, const std::string& user_id, const std::string& id, const std::string& after,
+           int32_t limit) {
+      return run_query(self, "repo_files",
+                       [&](pqxx::work& tx) { return repositories_sql::files(tx, user_id, id, after, limit); });
+    },
+    [self](repo_search_atom, const std::string& user_id, const std::string& id, const std::string& query,
+           int32_t limit) {
+      return run_query(self, "repo_search",
+                       [&](pqxx::work& tx) { return repositories_sql::search(tx, user_id, id, query, limit); });
+    },
+    [self](files_register_atom, const std::string& job_id, const std::string& repository_id,
+           const std::vector<file_entry>& entries) {
+      return run_query(self, "files_register", [&](pqxx::work& tx) {
+        return repositories_sql::register_files(tx, job_id, repository_id, entries);
+      });
+    },
+    [self](files_resume_atom, const std::string& job_id) {
+      return run_query(self, "files_resume", [&](pqxx::work& tx) { return repositories_sql::resume_files(tx, job_id); });
+    },
+    [self](files_commit_atom, const file_batch& batch) {
+      return run_query(self, "files_commit", [&](pqxx::work& tx) { return repositories_sql::commit_batch(tx, batch); });
+    },
+  };
+}
+
 caf::behavior database_impl(database_actor* self, database_options options) {
   self->state.options = std::move(options);
   if (!self->state.options.url.empty())
     ensure_connected(self);
-  return {
+  caf::message_handler core{
     [self](ping_atom) { return ping(self); },
     [self](commit_atom, const std::vector<write_request>& batch) { return commit(self, batch); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
@@ -258,6 +345,7 @@ caf::behavior database_impl(database_actor* self, database_options options) {
       return run_query(self, "auth_purge", [&](pqxx::work& tx) { return accounts_sql::auth_purge(tx); });
     },
   };
+  return core.or_else(content_handlers(self));
 }
 
 } // namespace

@@ -77,7 +77,8 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
     {service_error::rate_limited, 429},      {service_error::internal, 500},
     {service_error::upstream_failed, 502},   {service_error::overloaded, 503},
     {service_error::shutting_down, 503},     {service_error::unavailable, 503},
-    {service_error::timeout, 504},
+    {service_error::timeout, 504},           {service_error::precondition_failed, 412},
+    {service_error::locked, 423},            {service_error::checksum_mismatch, 460},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});
   for (const auto& [code, status] : expected)

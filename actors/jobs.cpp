@@ -1,0 +1,285 @@
+#include "actors/jobs.hpp"
+
+#include "actors/uploads.hpp"
+
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+
+#include <unistd.h>
+
+#include <random>
+#include <unordered_map>
+
+namespace troupe {
+
+namespace {
+
+const auto db_timeout = caf::duration{std::chrono::seconds{10}};
+
+struct running_job {
+  job_record job;
+  caf::actor runner;
+};
+
+struct queue_state {
+  job_queue_options opts;
+  std::unordered_map<std::string, running_job> running; // job id -> its attempt here
+  std::unordered_map<caf::actor_addr, std::string> runners;
+  bool claiming = false;    // a claim is under way
+  bool claim_again = false; // and another was asked for meanwhile
+
+  static inline const char* name = "job_queue";
+};
+
+using queue_actor = caf::stateful_actor<queue_state>;
+
+std::optional<caf::actor> database(queue_actor* self) {
+  return self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
+}
+
+/// The sentence stored as the attempt's error.
+std::string describe(queue_actor* self, const caf::error& err) {
+  auto message = service_message(err);
+  if (!message.empty())
+    return message;
+  if (err == caf::sec::request_receiver_down || err.category() == caf::atom("exit"))
+    return "The worker stopped before answering (" + self->system().render(err) + ").";
+  return self->system().render(err);
+}
+
+/// Forgets a job's attempt here and stops its runner (it has answered, or must not go on). The runner's address
+/// stays known until its exit arrives, so that exit is never mistaken for the queue's own shutdown.
+bool forget(queue_actor* self, const std::string& id) {
+  auto& st = self->state;
+  auto i = st.running.find(id);
+  if (i == st.running.end())
+    return false;
+  if (i->second.runner)
+    self->send_exit(i->second.runner, caf::exit_reason::user_shutdown);
+  st.running.erase(i);
+  st.opts.counters->running = static_cast<int64_t>(st.running.size());
+  return true;
+}
+
+void claim(queue_actor* self, bool sweep_when_full);
+
+/// The attempt of job `id` running here and the database to record its end in; nullopt (and the job forgotten)
+/// when either is gone.
+std::optional<std::pair<caf::actor, int32_t>> ending(queue_actor* self, const std::string& id) {
+  auto i = self->state.running.find(id);
+  auto db = database(self);
+  if (i == self->state.running.end() || !db) {
+    forget(self, id);
+    return std::nullopt;
+  }
+  return std::make_pair(*db, i->second.job.attempts);
+}
+
+/// What follows recording a job's end, whether it was recorded or not: forget it here, look for more work.
+void ended(queue_actor* self, const std::string& id) {
+  forget(self, id);
+  claim(self, false);
+}
+
+/// The error handler of a request that records a job's end: if it failed (lease lost to another node, database
+/// gone), the lease decides what happens next.
+auto not_recorded(queue_actor* self, const std::string& id, const char* what) {
+  return [self, id, what](caf::error& err) {
+    log::warn(what, log::fields{}.add("job_id", id).add("error", describe(self, err)));
+    ended(self, id);
+  };
+}
+
+void finished(queue_actor* self, const std::string& id, std::string result) {
+  auto end = ending(self, id);
+  if (!end)
+    return;
+  auto& st = self->state;
+  self->request(end->first, db_timeout, job_finish_atom::value, id, st.opts.owner, end->second, std::move(result))
+    .then(
+      [self, id](job_record&) {
+        self->state.opts.counters->done++;
+        ended(self, id);
+      },
+      not_recorded(self, id, "could not record a finished job"));
+}
+
+void failed(queue_actor* self, const std::string& id, const caf::error& err) {
+  auto end = ending(self, id);
+  if (!end)
+    return;
+  auto& st = self->state;
+  bool permanent = service_code(err) == service_error::invalid_input;
+  auto error = describe(self, err);
+  log::info("job attempt failed", log::fields{}
+                                    .add("job_id", id)
+                                    .add("attempt", static_cast<int64_t>(end->second))
+                                    .add("permanent", permanent)
+                                    .add("error", error));
+  self
+    ->request(end->first, db_timeout, job_fail_atom::value, id, st.opts.owner, end->second, error, permanent,
+              st.opts.backoff_base_ms)
+    .then(
+      [self, id](job_record& job) {
+        auto& st = self->state;
+        if (job.state == "retrying") {
+          st.opts.counters->retried++;
+          // Wake up when the retry is due (the poll would find it too, later).
+          auto delay = std::max<int64_t>(0, job.run_at_ms - unix_now_ms()) + 5;
+          self->delayed_send(self, std::chrono::milliseconds{delay}, jobs_kick_atom::value);
+        } else {
+          st.opts.counters->failed++;
+        }
+        ended(self, id);
+      },
+      not_recorded(self, id, "could not record a failed job attempt"));
+}
+
+void start(queue_actor* self, job_record job) {
+  auto& st = self->state;
+  auto id = job.id;
+  auto handler = st.opts.handlers.find(job.kind);
+  caf::actor runner;
+  if (handler != st.opts.handlers.end())
+    runner = handler->second(self, job);
+  st.running[id] = {job, runner};
+  st.opts.counters->started++;
+  st.opts.counters->running = static_cast<int64_t>(st.running.size());
+  if (!runner) {
+    failed(self, id, make_error(service_error::invalid_input, "No worker can run jobs of kind \"" + job.kind + "\"."));
+    return;
+  }
+  st.runners[runner.address()] = id;
+  self->request(runner, caf::infinite, job_run_atom::value, std::move(job))
+    .then([self, id](std::string& result) { finished(self, id, std::move(result)); },
+          [self, id](caf::error& err) { failed(self, id, err); });
+}
+
+/// Claims as many jobs as there is room for. `sweep_when_full`: ask anyway (with room for none), so that lapsed
+/// leases are taken back even while this node is busy.
+void claim(queue_actor* self, bool sweep_when_full) {
+  auto& st = self->state;
+  if (st.claiming) {
+    st.claim_again = true;
+    return;
+  }
+  auto room = st.opts.concurrency > st.running.size() ? st.opts.concurrency - st.running.size() : 0;
+  auto db = database(self);
+  if ((room == 0 && !sweep_when_full) || !db)
+    return;
+  st.claiming = true;
+  self
+    ->request(*db, db_timeout, job_claim_atom::value, st.opts.owner, static_cast<int64_t>(st.opts.lease.count()),
+              static_cast<int32_t>(room))
+    .then(
+      [self](std::vector<job_record>& jobs) {
+        auto& st = self->state;
+        st.claiming = false;
+        for (auto& job : jobs)
+          start(self, std::move(job));
+        if (std::exchange(st.claim_again, false) || (!jobs.empty() && st.running.size() < st.opts.concurrency))
+          claim(self, false);
+      },
+      [self](caf::error& err) {
+        auto& st = self->state;
+        st.claiming = false;
+        st.claim_again = false;
+        if (service_code(err) != service_error::unavailable)
+          log::warn("claiming jobs failed", log::fields{}.add("error", describe(self, err)));
+      });
+}
+
+/// Extends the leases of the jobs running here; a job whose lease could not be extended belongs to another node
+/// now, so its runner stops.
+void renew(queue_actor* self) {
+  auto& st = self->state;
+  auto db = database(self);
+  if (st.running.empty() || !db)
+    return;
+  std::vector<std::string> ids;
+  for (const auto& [id, job] : st.running)
+    ids.push_back(id);
+  self->request(*db, db_timeout, job_renew_atom::value, st.opts.owner, ids, static_cast<int64_t>(st.opts.lease.count()))
+    .then(
+      [self, ids](std::vector<std::string>& renewed) {
+        auto& st = self->state;
+        for (const auto& id : ids) {
+          if (std::find(renewed.begin(), renewed.end(), id) != renewed.end())
+            continue;
+          auto i = st.running.find(id);
+          if (i == st.running.end())
+            continue; // it finished meanwhile
+          log::warn("job lease lost; stopping its worker", log::fields{}.add("job_id", id));
+          st.opts.counters->lost++;
+          self->send_exit(i->second.runner,
+                          caf::exit_reason::user_shutdown); // kill would take the queue (linked) down too
+          st.running.erase(i);
+          st.opts.counters->running = static_cast<int64_t>(st.running.size());
+        }
+      },
+      [self](caf::error& err) {
+        // Not renewed this time; the lease runs out only if the database stays unreachable for a whole lease.
+        log::warn("renewing job leases failed", log::fields{}.add("error", describe(self, err)));
+      });
+}
+
+caf::behavior queue_impl(queue_actor* self, job_queue_options opts) {
+  self->state.opts = std::move(opts);
+  auto renew_every = std::max(std::chrono::milliseconds{1}, self->state.opts.lease / 3);
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    if (auto runner = st.runners.find(msg.source); runner != st.runners.end()) {
+      // A runner ended; its answer (or the failed request) decides what happens to its job.
+      st.runners.erase(runner);
+      return;
+    }
+    // Shutdown (or the supervisor's order): give the running jobs back at once rather than after their lease.
+    if (!st.running.empty())
+      if (auto db = database(self)) {
+        std::vector<std::string> ids;
+        for (const auto& [id, job] : st.running)
+          ids.push_back(id);
+        caf::anon_send(*db, job_release_atom::value, st.opts.owner, std::move(ids));
+      }
+    self->quit(msg.reason);
+  });
+  self->send(self, jobs_tick_atom::value);
+  self->delayed_send(self, renew_every, jobs_renew_tick_atom::value);
+  return {
+    [self](jobs_kick_atom) { claim(self, false); },
+    [self](jobs_tick_atom) {
+      claim(self, true);
+      self->delayed_send(self, self->state.opts.poll, jobs_tick_atom::value);
+    },
+    [self, renew_every](jobs_renew_tick_atom) {
+      renew(self);
+      self->delayed_send(self, renew_every, jobs_renew_tick_atom::value);
+    },
+    [self](jobs_running_atom) {
+      std::vector<std::string> ids;
+      for (const auto& [id, job] : self->state.running)
+        ids.push_back(id);
+      return ids;
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_job_queue(caf::actor_system& sys, job_queue_options options) {
+  return sys.spawn(queue_impl, std::move(options));
+}
+
+std::string make_node_id() {
+  char host[256] = "node";
+  ::gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xFFFFFF);
+  return std::string{host} + ":" + std::to_string(::getpid()) + ":" + suffix;
+}
+
+} // namespace troupe

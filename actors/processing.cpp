@@ -1,0 +1,533 @@
+#include "actors/processing.hpp"
+
+#include "actors/digest.hpp"
+#include "actors/text_analysis.hpp"
+#include "actors/uploads.hpp"
+
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+
+#include <caf/all.hpp>
+#include <rapidjson/document.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+namespace troupe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const auto db_timeout = caf::duration{std::chrono::seconds{30}};
+const auto chunk_timeout = caf::duration{std::chrono::seconds{60}};
+constexpr size_t first_line_bytes = 256; // enough of a file's first line to read a shebang
+
+// --- file system steps (blocking: the runner is detached) ----------------------------------------------------------
+
+caf::error io_failure(const std::string& what, const std::error_code& ec) {
+  return make_error(service_error::unavailable, what + ": " + ec.message() + ".");
+}
+
+/// Creates the parent directories of `target` inside `root`; a file standing where a directory must be is removed
+/// (the new tree replaces it). `relative` is normalised (actors/paths.hpp), so nothing leaves `root`.
+caf::error make_parents(const std::string& root, const std::string& relative) {
+  auto slash = relative.rfind('/');
+  if (slash == std::string::npos)
+    return {};
+  std::string dir = root;
+  std::error_code ec;
+  for (size_t pos = 0; pos <= slash;) {
+    auto next = relative.find('/', pos);
+    dir += "/" + relative.substr(pos, next - pos);
+    auto status = fs::symlink_status(dir, ec);
+    if (fs::exists(status) && !fs::is_directory(status))
+      fs::remove(dir, ec);
+    fs::create_directory(dir, ec);
+    if (ec)
+      return io_failure("Creating " + dir, ec);
+    pos = next + 1;
+  }
+  return {};
+}
+
+/// Moves `from` to <root>/<relative>, replacing whatever was there.
+caf::error move_into(const std::string& from, const std::string& root, const std::string& relative) {
+  if (auto err = make_parents(root, relative))
+    return err;
+  auto to = root + "/" + relative;
+  std::error_code ec;
+  if (fs::is_directory(fs::symlink_status(to, ec)))
+    fs::remove_all(to, ec);
+  fs::rename(from, to, ec);
+  if (ec)
+    return io_failure("Moving " + relative + " into the repository", ec);
+  return {};
+}
+
+// --- the runner ------------------------------------------------------------------------------------------------------
+
+/// One file being read and analysed.
+struct file_work {
+  file_record file;
+  std::unique_ptr<digest> sha = std::make_unique<digest>(digest_algorithm::sha256);
+  uint32_t sent = 0;                         // chunks sent to processors
+  uint32_t next_done = 0;                    // the next chunk to put back in order
+  bool eof = false;                          // every chunk is sent
+  std::map<uint32_t, chunk_summary> arrived; // out-of-order summaries
+  std::map<uint32_t, size_t> sizes;          // chunk sizes by seq
+  int64_t next_line = 1;                     // file line of the first byte of chunk next_done
+  int64_t bytes = 0;
+  bool any_nul = false;
+  int64_t first_control = 0;
+  size_t first_size = 0;
+  char last_byte = '\n';
+  std::string first_line;
+  std::string sha256;
+  int32_t next_segment = 0;
+  std::vector<segment_row> held; // segments of this file not in a batch yet
+  size_t held_bytes = 0;
+};
+
+struct runner_state {
+  processing_options opts;
+  job_record job;
+  caf::response_promise promise;
+  bool over = false; // answered (done or failed)
+  upload_record upload;
+  bool archive = false;
+  uint64_t skipped = 0;
+  // Processing
+  std::vector<file_record> files;
+  size_t next_file = 0;
+  std::map<size_t, file_work> active; // by index in files
+  int reading = -1;                   // index of the file being read, -1 = none
+  int fd = -1;
+  std::string pending; // read but not sent: the tail after the last newline
+  size_t in_flight = 0;
+  size_t next_processor = 0;
+  int64_t total_bytes = 0;
+  int64_t done_bytes = 0;
+  // Committing
+  file_batch batch;
+  size_t batch_bytes = 0;
+  bool committing = false;
+  int64_t files_done = 0;
+  int64_t binary_files = 0;
+
+  ~runner_state() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+
+  static inline const char* name = "upload_job";
+};
+
+using runner_actor = caf::stateful_actor<runner_state>;
+
+void pump(runner_actor* self);
+
+/// Ends the job with an error (the queue decides: retry, or fail for good on invalid_input).
+void fail(runner_actor* self, caf::error err) {
+  auto& st = self->state;
+  if (st.over)
+    return;
+  st.over = true;
+  st.promise.deliver(std::move(err));
+  self->quit();
+}
+
+std::optional<caf::actor> database(runner_actor* self) {
+  return self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
+}
+
+std::string result_json(const runner_state& st) {
+  return R"({"files":)" + std::to_string(st.files.size()) + R"(,"bytes":)" + std::to_string(st.total_bytes)
+         + R"(,"binary_files":)" + std::to_string(st.binary_files) + R"(,"archive":)" + (st.archive ? "true" : "false")
+         + R"(,"skipped":)" + std::to_string(st.skipped) + "}";
+}
+
+bool all_processed(const runner_state& st) {
+  return st.next_file == st.files.size() && st.active.empty() && st.reading < 0 && st.in_flight == 0;
+}
+
+/// Commits the current batch (segments, finished files, progress). One commit at a time; when everything is
+/// processed and committed, the job is done.
+void commit(runner_actor* self) {
+  auto& st = self->state;
+  if (st.committing || st.over)
+    return;
+  bool last = all_processed(st);
+  if (st.batch.segments.empty() && st.batch.finished.empty() && !last)
+    return;
+  auto db = database(self);
+  if (!db) {
+    fail(self, make_error(service_error::unavailable, "The database is restarting."));
+    return;
+  }
+  st.batch.job_id = st.job.id;
+  st.batch.owner = st.job.lease_owner;
+  st.batch.progress = st.total_bytes > 0 ? static_cast<double>(st.done_bytes) / static_cast<double>(st.total_bytes)
+                                         : static_cast<double>(st.files_done) / std::max<double>(1, st.files.size());
+  st.committing = true;
+  auto batch = std::move(st.batch);
+  st.batch = file_batch{};
+  st.batch_bytes = 0;
+  self->request(*db, db_timeout, files_commit_atom::value, std::move(batch))
+    .then(
+      [self](bool) {
+        auto& st = self->state;
+        st.committing = false;
+        if (all_processed(st) && st.batch.segments.empty() && st.batch.finished.empty()) {
+          if (!st.over) {
+            st.over = true;
+            st.promise.deliver(result_json(st));
+            self->quit();
+          }
+          return;
+        }
+        pump(self);
+      },
+      [self](caf::error& err) { fail(self, std::move(err)); });
+}
+
+/// Moves a file's held segments into the batch.
+void release_segments(runner_state& st, file_work& work) {
+  for (auto& s : work.held) {
+    st.batch_bytes += s.content.size();
+    st.batch.segments.push_back(std::move(s));
+  }
+  work.held.clear();
+  work.held_bytes = 0;
+}
+
+void finish_file(runner_actor* self, size_t index) {
+  auto& st = self->state;
+  auto& work = st.active.at(index);
+  bool binary = looks_binary(work.any_nul, work.first_control, work.first_size);
+  file_outcome outcome;
+  outcome.file_id = work.file.id;
+  outcome.size = work.bytes;
+  outcome.sha256 = work.sha256;
+  outcome.binary = binary;
+  outcome.lines = binary ? 0 : (work.next_line - 1) + (work.bytes > 0 && work.last_byte != '\n' ? 1 : 0);
+  outcome.language = detect_language(work.file.path, work.first_line);
+  if (binary) {
+    work.held.clear(); // and any segments committed earlier are dropped with the outcome
+    st.binary_files++;
+  } else {
+    release_segments(st, work);
+  }
+  st.batch.finished.push_back(std::move(outcome));
+  st.files_done++;
+  st.active.erase(index);
+}
+
+/// A processor's summary of chunk `seq` of file `index`: put back in file order.
+void on_chunk(runner_actor* self, size_t index, uint32_t seq, chunk_summary summary) {
+  auto& st = self->state;
+  st.in_flight--;
+  auto found = st.active.find(index);
+  if (found == st.active.end())
+    return;
+  auto& work = found->second;
+  work.arrived.emplace(seq, std::move(summary));
+  for (auto next = work.arrived.find(work.next_done); next != work.arrived.end();
+       next = work.arrived.find(work.next_done)) {
+    auto& s = next->second;
+    auto size = work.sizes[work.next_done];
+    if (work.next_done == 0) {
+      work.first_control = s.control_bytes;
+      work.first_size = size;
+    }
+    work.any_nul |= s.has_nul;
+    if (!work.any_nul)
+      for (auto& seg : s.segments) {
+        work.held_bytes += seg.text.size();
+        work.held.push_back({work.file.id, work.next_segment++, static_cast<int32_t>(work.next_line + seg.first_line),
+                             static_cast<int32_t>(work.next_line + seg.last_line), std::move(seg.text)});
+      }
+    work.next_line += s.newlines;
+    st.done_bytes += static_cast<int64_t>(size);
+    work.sizes.erase(work.next_done);
+    work.arrived.erase(next);
+    work.next_done++;
+  }
+  // A big text file does not wait for its end to have its segments committed.
+  if (work.held_bytes >= st.opts.batch_bytes && !work.any_nul)
+    release_segments(st, work);
+  if (work.eof && work.next_done == work.sent)
+    finish_file(self, index);
+  if (st.batch.finished.size() >= st.opts.batch_files || st.batch_bytes >= st.opts.batch_bytes || all_processed(st))
+    commit(self);
+  pump(self);
+}
+
+std::optional<caf::actor> next_processor(runner_state& st) {
+  for (size_t tried = 0; tried < st.opts.processors; ++tried)
+    if (auto p = st.opts.processor(st.next_processor++ % st.opts.processors))
+      return p;
+  return std::nullopt;
+}
+
+void send_chunk(runner_actor* self, size_t index, std::string chunk) {
+  auto& st = self->state;
+  auto& work = st.active.at(index);
+  auto processor = next_processor(st);
+  if (!processor) {
+    fail(self, make_error(service_error::unavailable, "No file-chunk processor is running."));
+    return;
+  }
+  auto seq = work.sent++;
+  work.sizes[seq] = chunk.size();
+  st.in_flight++;
+  self->request(*processor, chunk_timeout, chunk_atom::value, std::move(chunk))
+    .then([self, index, seq](chunk_summary& s) { on_chunk(self, index, seq, std::move(s)); },
+          [self](caf::error& err) { fail(self, std::move(err)); });
+}
+
+/// Opens the next file to read; false (and the job failed) if it cannot be read.
+bool open_next(runner_actor* self) {
+  auto& st = self->state;
+  auto index = st.next_file++;
+  auto path = repositories_dir(st.opts.dir) + "/" + st.upload.repository_id + "/" + st.files[index].path;
+  st.fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (st.fd < 0) {
+    fail(self, make_error(service_error::unavailable,
+                          "Reading " + st.files[index].path + " failed: " + std::strerror(errno) + "."));
+    return false;
+  }
+  st.reading = static_cast<int>(index);
+  st.pending.clear();
+  st.active[index].file = st.files[index];
+  return true;
+}
+
+/// Reads the file being read up to one chunk and sends it; at its end, closes it.
+void read_some(runner_actor* self) {
+  auto& st = self->state;
+  auto index = static_cast<size_t>(st.reading);
+  auto& work = st.active.at(index);
+  bool at_end = false;
+  while (st.pending.size() < chunk_bytes) {
+    auto before = st.pending.size();
+    st.pending.resize(chunk_bytes);
+    auto n = ::read(st.fd, st.pending.data() + before, chunk_bytes - before);
+    if (n < 0 && errno == EINTR) {
+      st.pending.resize(before);
+      continue;
+    }
+    if (n < 0) {
+      fail(self, make_error(service_error::unavailable,
+                            "Reading " + work.file.path + " failed: " + std::strerror(errno) + "."));
+      return;
+    }
+    st.pending.resize(before + static_cast<size_t>(n));
+    std::string_view fresh{st.pending.data() + before, static_cast<size_t>(n)};
+    work.sha->update(fresh);
+    work.bytes += n;
+    if (n > 0)
+      work.last_byte = fresh.back();
+    if (n == 0) {
+      at_end = true;
+      break;
+    }
+  }
+  if (work.sent == 0 && work.first_line.empty())
+    work.first_line = st.pending.substr(0, std::min(st.pending.find('\n'), first_line_bytes));
+  auto cut = chunk_cut(st.pending, at_end);
+  if (cut > 0) {
+    std::string chunk = st.pending.substr(0, cut);
+    st.pending.erase(0, cut);
+    send_chunk(self, index, std::move(chunk));
+  }
+  if (at_end && st.pending.empty()) {
+    ::close(st.fd);
+    st.fd = -1;
+    st.reading = -1;
+    work.eof = true;
+    work.sha256 = to_hex(work.sha->finish());
+    if (work.next_done == work.sent) // empty file, or every chunk already back
+      finish_file(self, index);
+  }
+}
+
+/// Keeps the processors busy: reads and sends chunks while fewer than `window` are in flight and the batch is not
+/// backed up behind a commit.
+void pump(runner_actor* self) {
+  auto& st = self->state;
+  auto window = st.opts.window > 0 ? st.opts.window : 4 * std::max<size_t>(1, st.opts.processors);
+  while (!st.over && st.in_flight < window && !(st.committing && st.batch_bytes >= 2 * st.opts.batch_bytes)) {
+    if (st.reading < 0) {
+      if (st.next_file == st.files.size())
+        break;
+      if (!open_next(self))
+        return;
+    }
+    read_some(self);
+  }
+  if (!st.over && all_processed(st))
+    commit(self);
+}
+
+void start_processing(runner_actor* self, std::vector<file_record> files) {
+  auto& st = self->state;
+  for (auto& f : files)
+    if (f.status != "done") {
+      st.total_bytes += f.size;
+      st.files.push_back(std::move(f));
+    }
+  pump(self);
+}
+
+/// Step 3 for bytes that are still at the upload's path: register the files, move them in, drop the upload's bytes.
+void register_and_move(runner_actor* self, std::vector<file_entry> entries, std::string staging) {
+  auto& st = self->state;
+  auto db = database(self);
+  if (!db) {
+    fail(self, make_error(service_error::unavailable, "The database is restarting."));
+    return;
+  }
+  self->request(*db, db_timeout, files_register_atom::value, st.job.id, st.upload.repository_id, std::move(entries))
+    .then(
+      [self, staging](std::vector<file_record>& files) {
+        auto& st = self->state;
+        auto root = repositories_dir(st.opts.dir) + "/" + st.upload.repository_id;
+        std::error_code ec;
+        fs::create_directories(root, ec);
+        for (const auto& f : files) {
+          auto from = st.archive ? staging + "/" + f.path : st.upload.storage_path;
+          if (auto err = move_into(from, root, f.path)) {
+            fail(self, std::move(err));
+            return;
+          }
+        }
+        fs::remove(st.upload.storage_path, ec);
+        if (!staging.empty())
+          fs::remove_all(staging, ec);
+        start_processing(self, std::move(files));
+      },
+      [self](caf::error& err) { fail(self, std::move(err)); });
+}
+
+/// Steps 2 and 3, or their retry once the bytes were moved.
+void prepare(runner_actor* self) {
+  auto& st = self->state;
+  if (st.upload.repository_id.empty()) {
+    fail(self, make_error(service_error::invalid_input, "The upload's repository was deleted."));
+    return;
+  }
+  std::error_code ec;
+  if (!fs::exists(st.upload.storage_path, ec)) {
+    // Moved by an earlier attempt: resume with the files it registered.
+    auto db = database(self);
+    if (!db) {
+      fail(self, make_error(service_error::unavailable, "The database is restarting."));
+      return;
+    }
+    self->request(*db, db_timeout, files_resume_atom::value, st.job.id)
+      .then(
+        [self](std::vector<file_record>& files) {
+          if (files.empty()) {
+            fail(self, make_error(service_error::invalid_input, "The upload's bytes are gone (deleted or expired)."));
+            return;
+          }
+          start_processing(self, std::move(files));
+        },
+        [self](caf::error& err) { fail(self, std::move(err)); });
+    return;
+  }
+  auto kind = archive_kind_of(st.upload.filename);
+  st.archive = kind != archive_kind::none;
+  if (!st.archive) {
+    auto size = static_cast<int64_t>(fs::file_size(st.upload.storage_path, ec));
+    register_and_move(self, {{st.upload.filename, size}}, "");
+    return;
+  }
+  auto staging = staging_dir(st.opts.dir) + "/" + st.job.id;
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec) {
+    fail(self, io_failure("Creating " + staging, ec));
+    return;
+  }
+  auto expanded = expand_archive(st.upload.storage_path, kind, staging, st.opts.limits);
+  if (!expanded) {
+    fs::remove_all(staging, ec);
+    if (service_code(expanded.error()) == service_error::invalid_input)
+      fs::remove(st.upload.storage_path, ec); // it will never be accepted: its bytes go now
+    fail(self, expanded.error());
+    return;
+  }
+  st.skipped = expanded->skipped;
+  log::info("archive expanded", log::fields{}
+                                  .add("job_id", st.job.id)
+                                  .add("files", static_cast<int64_t>(expanded->files.size()))
+                                  .add("bytes", static_cast<int64_t>(expanded->bytes)));
+  register_and_move(self, std::move(expanded->files), staging);
+}
+
+std::string upload_id_of(const std::string& payload) {
+  rapidjson::Document doc;
+  doc.Parse(payload.c_str());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("upload_id") || !doc["upload_id"].IsString())
+    return "";
+  return doc["upload_id"].GetString();
+}
+
+caf::behavior runner_impl(runner_actor* self, processing_options opts) {
+  self->state.opts = std::move(opts);
+  return {
+    [self](job_run_atom, job_record& job) {
+      auto& st = self->state;
+      st.promise = self->make_response_promise<std::string>();
+      st.job = std::move(job);
+      auto upload_id = upload_id_of(st.job.payload);
+      auto db = database(self);
+      if (upload_id.empty())
+        fail(self, make_error(service_error::invalid_input, "The job's payload names no upload_id."));
+      else if (!db)
+        fail(self, make_error(service_error::unavailable, "The database is restarting."));
+      else
+        self->request(*db, db_timeout, upload_load_atom::value, upload_id)
+          .then(
+            [self](upload_record& upload) {
+              self->state.upload = std::move(upload);
+              prepare(self);
+            },
+            [self](caf::error& err) {
+              fail(self, service_code(err) == service_error::not_found
+                           ? make_error(service_error::invalid_input, "The job's upload does not exist.")
+                           : std::move(err));
+            });
+      return st.promise;
+    },
+  };
+}
+
+caf::behavior processor_impl(caf::event_based_actor* self) {
+  return {
+    [](chunk_atom, const std::string& bytes) { return analyse_chunk(bytes); },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_chunk_processor(caf::actor_system& sys) {
+  return sys.spawn<caf::detached>(processor_impl);
+}
+
+job_handler upload_job_handler(processing_options options) {
+  return [options](caf::event_based_actor* queue, const job_record&) {
+    return queue->spawn<caf::detached + caf::linked>(runner_impl, options);
+  };
+}
+
+} // namespace troupe

@@ -1,0 +1,540 @@
+#include "actors/uploads.hpp"
+
+#include "actors/digest.hpp"
+
+#include "config/log.hpp"
+#include "config/service_error.hpp"
+#include "persistence/ids.hpp"
+
+#include <caf/all.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+#include <unordered_map>
+
+namespace troupe {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+const auto db_timeout = caf::duration{std::chrono::seconds{10}};
+// An 8 MiB chunk is written and fsynced in tens of milliseconds; a disk that takes a minute is broken.
+const auto io_timeout = caf::duration{std::chrono::seconds{60}};
+
+int64_t now_ms(const upload_options& opts) {
+  return opts.now_ms ? opts.now_ms() : unix_now_ms();
+}
+
+upload_status status_of(const upload_record& u) {
+  upload_status s;
+  s.id = u.id;
+  s.repository_id = u.repository_id;
+  s.filename = u.filename;
+  s.metadata = u.metadata;
+  s.length = u.length;
+  s.offset = u.offset;
+  s.completed = u.completed_at_ms != 0;
+  s.expires_at_ms = s.completed ? 0 : u.expires_at_ms;
+  s.job_id = u.job_id;
+  return s;
+}
+
+caf::error gone() {
+  return make_error(service_error::not_found, "No such upload (it may have expired or been deleted).");
+}
+
+caf::error db_restarting() {
+  return make_error(service_error::unavailable, "The database is restarting; retry shortly.");
+}
+
+/// The I/O actor that writes an upload's bytes: always the same one for one upload.
+std::optional<caf::actor> io_for(const upload_options& opts, const std::string& id) {
+  if (!opts.io || opts.io_actors == 0)
+    return std::nullopt;
+  return opts.io(std::hash<std::string>{}(id) % opts.io_actors);
+}
+
+// --- I/O actors --------------------------------------------------------------------------------------------------
+
+caf::error io_error(const std::string& what) {
+  return make_error(service_error::unavailable, what + ": " + std::strerror(errno) + ".");
+}
+
+/// fsyncs the directory holding `path`, so a newly created file survives a crash.
+void sync_parent(const std::string& path) {
+  auto dir = std::filesystem::path{path}.parent_path().string();
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+caf::expected<int64_t> write_chunk(const std::string& path, const upload_chunk& chunk) {
+  if (!chunk.checksum_algorithm.empty()) {
+    auto algorithm = chunk.checksum_algorithm == "sha1" ? digest_algorithm::sha1 : digest_algorithm::sha256;
+    if (digest_of(algorithm, chunk.bytes) != chunk.checksum)
+      return make_error(service_error::checksum_mismatch,
+                        "The body does not match its Upload-Checksum; the chunk was discarded.");
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return io_error("Opening the upload's file failed");
+  std::unique_ptr<int, void (*)(int*)> closer{&fd, [](int* f) { ::close(*f); }};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    return io_error("Reading the upload's file failed");
+  if (st.st_size < chunk.offset)
+    return make_error(service_error::internal, "The stored bytes end at " + std::to_string(st.st_size)
+                                                 + ", before the upload's offset " + std::to_string(chunk.offset)
+                                                 + ".");
+  bool created = st.st_size == 0 && chunk.offset == 0;
+  // Bytes past the acknowledged offset were never acknowledged (a crash before COMMIT): they go.
+  if (st.st_size > chunk.offset && ::ftruncate(fd, chunk.offset) != 0)
+    return io_error("Truncating the upload's file failed");
+  const char* data = chunk.bytes.data();
+  size_t left = chunk.bytes.size();
+  auto at = static_cast<off_t>(chunk.offset);
+  while (left > 0) {
+    auto n = ::pwrite(fd, data, left, at);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return io_error("Writing the upload's file failed");
+    data += n;
+    at += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd) != 0)
+    return io_error("Syncing the upload's file failed");
+  if (created)
+    sync_parent(path);
+  return chunk.offset + static_cast<int64_t>(chunk.bytes.size());
+}
+
+caf::behavior upload_io_impl(caf::event_based_actor* self) {
+  return {
+    [](upload_write_atom, const std::string& path, const upload_chunk& chunk) -> caf::result<int64_t> {
+      auto written = write_chunk(path, chunk);
+      if (!written)
+        return std::move(written.error());
+      return *written;
+    },
+    [](upload_remove_atom, const std::string& path) -> caf::result<bool> {
+      if (::unlink(path.c_str()) == 0)
+        return true;
+      if (errno == ENOENT)
+        return false;
+      return io_error("Removing " + path + " failed");
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+// --- sessions ----------------------------------------------------------------------------------------------------
+
+struct session_state {
+  upload_options opts;
+  upload_record upload;
+  bool busy = false; // a PATCH or DELETE is under way
+
+  static inline const char* name = "upload_session";
+};
+
+using session_actor = caf::stateful_actor<session_state>;
+
+/// Why this request may not touch the upload, or none.
+caf::error refuse(session_actor* self, const std::string& user_id) {
+  auto& st = self->state;
+  const auto& u = st.upload;
+  if (u.user_id != user_id || u.deleted_at_ms != 0)
+    return gone();
+  if (u.completed_at_ms == 0 && now_ms(st.opts) >= u.expires_at_ms)
+    return gone();
+  return {};
+}
+
+/// Commits the new offset (or the completion with its job) after the bytes are on disk; then answers.
+void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_promise promise) {
+  auto& st = self->state;
+  auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+  if (!db) {
+    st.busy = false;
+    promise.deliver(db_restarting());
+    return;
+  }
+  auto stored = to - from;
+  auto done = [self, promise, stored](upload_record& u) mutable {
+    auto& st = self->state;
+    st.busy = false;
+    bool completed_now = st.upload.completed_at_ms == 0 && u.completed_at_ms != 0;
+    st.upload = std::move(u);
+    st.opts.counters->bytes += static_cast<uint64_t>(stored);
+    if (completed_now) {
+      st.opts.counters->completed++;
+      if (auto queue = st.opts.job_queue ? st.opts.job_queue() : std::nullopt)
+        self->send(*queue, jobs_kick_atom::value);
+    }
+    promise.deliver(status_of(st.upload));
+  };
+  auto failed = [self, promise](caf::error& err) mutable {
+    auto& st = self->state;
+    st.busy = false;
+    // Gone in the meantime (expired, deleted on another node): its bytes go too.
+    if (service_code(err) == service_error::not_found) {
+      st.upload.deleted_at_ms = now_ms(st.opts);
+      if (auto io = io_for(st.opts, st.upload.id))
+        self->send(*io, upload_remove_atom::value, st.upload.storage_path);
+    }
+    promise.deliver(std::move(err));
+  };
+  if (to == st.upload.length) {
+    job_draft job;
+    job.kind = "upload";
+    job.payload = R"({"upload_id":")" + st.upload.id + "\"}";
+    job.max_attempts = st.opts.job_max_attempts;
+    self->request(*db, db_timeout, upload_complete_atom::value, st.upload.id, from, std::move(job)).then(done, failed);
+  } else {
+    self->request(*db, db_timeout, upload_advance_atom::value, st.upload.id, from, to, st.opts.expire_ms)
+      .then(done, failed);
+  }
+}
+
+caf::result<upload_status> patch(session_actor* self, const std::string& user_id, upload_chunk& chunk) {
+  auto& st = self->state;
+  const auto& u = st.upload;
+  if (auto err = refuse(self, user_id))
+    return err;
+  if (st.busy)
+    return make_error(service_error::locked, "Another request is writing to this upload; retry when it is done.");
+  if (chunk.offset != u.offset)
+    return make_error(service_error::conflict, "Upload-Offset is " + std::to_string(chunk.offset)
+                                                 + " but the upload is at offset " + std::to_string(u.offset) + ".");
+  auto size = static_cast<int64_t>(chunk.bytes.size());
+  if (size > u.length - u.offset)
+    return make_error(service_error::payload_too_large, "The chunk would take the upload past its Upload-Length of "
+                                                          + std::to_string(u.length) + " bytes.");
+  bool completing = u.completed_at_ms == 0 && u.offset + size == u.length;
+  if (size == 0 && !completing)
+    return status_of(u); // nothing to store (or already complete)
+  auto io = io_for(st.opts, u.id);
+  if (!io)
+    return make_error(service_error::unavailable, "Upload storage is restarting; retry shortly.");
+  st.busy = true;
+  auto promise = self->make_response_promise<upload_status>();
+  auto from = u.offset;
+  if (size == 0) { // an empty upload, or an empty final PATCH: nothing to write
+    commit_offset(self, from, from, promise);
+    return promise;
+  }
+  self->request(*io, io_timeout, upload_write_atom::value, u.storage_path, std::move(chunk))
+    .then([self, from, promise](int64_t to) mutable { commit_offset(self, from, to, promise); },
+          [self, promise](caf::error& err) mutable {
+            self->state.busy = false;
+            promise.deliver(std::move(err));
+          });
+  return promise;
+}
+
+caf::result<bool> terminate(session_actor* self, const std::string& user_id) {
+  auto& st = self->state;
+  if (auto err = refuse(self, user_id))
+    return err;
+  if (st.busy)
+    return make_error(service_error::locked, "Another request is writing to this upload; retry when it is done.");
+  auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+  if (!db)
+    return db_restarting();
+  st.busy = true;
+  auto promise = self->make_response_promise<bool>();
+  self->request(*db, db_timeout, upload_terminate_atom::value, st.upload.id)
+    .then(
+      [self, promise](upload_record& u) mutable {
+        auto& st = self->state;
+        st.busy = false;
+        // A completed upload's bytes belong to its job now; an unfinished one's are removed.
+        if (u.completed_at_ms == 0)
+          if (auto io = io_for(st.opts, u.id))
+            self->send(*io, upload_remove_atom::value, u.storage_path);
+        st.upload = std::move(u);
+        st.opts.counters->terminated++;
+        promise.deliver(true);
+        self->quit();
+      },
+      [self, promise](caf::error& err) mutable {
+        self->state.busy = false;
+        promise.deliver(std::move(err));
+      });
+  return promise;
+}
+
+caf::behavior session_impl(session_actor* self, upload_options opts, upload_record upload) {
+  self->state.opts = std::move(opts);
+  self->state.upload = std::move(upload);
+  self->state.opts.counters->sessions++;
+  self->attach_functor([counters = self->state.opts.counters](const caf::error&) { counters->sessions--; });
+  auto idle = caf::duration{self->state.opts.session_idle};
+  return {
+    [self](upload_patch_atom, const std::string&, const std::string& user_id, upload_chunk& chunk) {
+      return patch(self, user_id, chunk);
+    },
+    [self](upload_head_atom, const std::string&, const std::string& user_id) -> caf::result<upload_status> {
+      if (auto err = refuse(self, user_id))
+        return err;
+      return status_of(self->state.upload);
+    },
+    [self](upload_delete_atom, const std::string&, const std::string& user_id) { return terminate(self, user_id); },
+    [self](upload_forget_atom, const std::string&) {
+      if (!self->state.busy)
+        self->quit();
+      else
+        self->state.upload.deleted_at_ms = now_ms(self->state.opts);
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+    caf::after(idle) >>
+      [self] {
+        if (!self->state.busy)
+          self->quit();
+      },
+  };
+}
+
+// --- router ------------------------------------------------------------------------------------------------------
+
+struct router_state {
+  upload_options opts;
+  std::unordered_map<std::string, caf::actor> sessions; // upload id -> live session
+  std::unordered_map<caf::actor_addr, std::string> owners;
+  std::shared_ptr<std::vector<caf::actor>> live = std::make_shared<std::vector<caf::actor>>();
+  using waiter = std::function<void(caf::expected<caf::actor>)>;
+  std::unordered_map<std::string, std::vector<waiter>> loading; // upload id -> who waits for its session
+  std::mt19937_64 random{std::random_device{}()};
+
+  static inline const char* name = "upload_router";
+};
+
+using router_actor = caf::stateful_actor<router_state>;
+
+caf::actor start_session(router_actor* self, upload_record upload) {
+  auto& st = self->state;
+  auto id = upload.id;
+  auto session = self->spawn(session_impl, st.opts, std::move(upload));
+  self->monitor(session);
+  st.live->push_back(session);
+  st.sessions[id] = session;
+  st.owners[session.address()] = id;
+  return session;
+}
+
+/// Calls `then` with the session of upload `id`, loading the upload from PostgreSQL first if needed.
+void with_session(router_actor* self, const std::string& id, router_state::waiter then) {
+  auto& st = self->state;
+  if (auto i = st.sessions.find(id); i != st.sessions.end()) {
+    then(i->second);
+    return;
+  }
+  auto& waiting = st.loading[id];
+  waiting.push_back(std::move(then));
+  if (waiting.size() > 1)
+    return; // a load is under way; it answers everyone
+  auto finish = [self, id](caf::expected<caf::actor> session) {
+    auto waiting = std::move(self->state.loading[id]);
+    self->state.loading.erase(id);
+    for (auto& w : waiting)
+      w(session);
+  };
+  auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+  if (!db) {
+    finish(db_restarting());
+    return;
+  }
+  self->request(*db, db_timeout, upload_load_atom::value, id)
+    .then(
+      [self, finish](upload_record& u) mutable {
+        // A session may have started while this load was under way (a create): keep that one.
+        auto& st = self->state;
+        if (auto i = st.sessions.find(u.id); i != st.sessions.end())
+          finish(i->second);
+        else
+          finish(start_session(self, std::move(u)));
+      },
+      [finish](caf::error& err) mutable { finish(std::move(err)); });
+}
+
+/// Hands a request for upload `id` to its session; the session answers the original sender.
+template <class Reply, class... Ts>
+caf::response_promise delegate_to_session(router_actor* self, const std::string& id, Ts... xs) {
+  auto promise = self->make_response_promise<Reply>();
+  // Moved, not copied: a PATCH carries up to uploads.max_chunk_bytes.
+  with_session(self, id,
+               [promise, args = std::make_tuple(std::move(xs)...)](caf::expected<caf::actor> session) mutable {
+                 if (session)
+                   std::apply([&](auto&... x) { promise.delegate(*session, std::move(x)...); }, args);
+                 else
+                   promise.deliver(std::move(session.error()));
+               });
+  return promise;
+}
+
+caf::result<upload_status> create(router_actor* self, const std::string& user_id, upload_spec& spec) {
+  auto& st = self->state;
+  auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+  if (!db)
+    return db_restarting();
+  upload_record draft;
+  draft.id = random_uuid(st.random);
+  draft.user_id = user_id;
+  draft.repository_id = spec.repository_id;
+  draft.filename = spec.filename;
+  draft.metadata = spec.metadata;
+  draft.length = spec.length;
+  draft.storage_path = incoming_dir(st.opts.dir) + "/" + draft.id;
+  auto promise = self->make_response_promise<upload_status>();
+  self->request(*db, db_timeout, upload_create_atom::value, std::move(draft), st.opts.expire_ms)
+    .then(
+      [self, promise, user_id](upload_record& u) mutable {
+        self->state.opts.counters->created++;
+        auto id = u.id;
+        bool empty = u.length == 0;
+        auto status = status_of(u);
+        auto session = start_session(self, std::move(u));
+        if (empty) // nothing will ever be PATCHed: it completes (and is enqueued) now
+          promise.delegate(session, upload_patch_atom::value, id, user_id, upload_chunk{});
+        else
+          promise.deliver(std::move(status));
+      },
+      [promise](caf::error& err) mutable { promise.deliver(std::move(err)); });
+  return promise;
+}
+
+caf::behavior router_impl(router_actor* self, upload_options opts) {
+  self->state.opts = std::move(opts);
+  self->attach_functor([live = self->state.live](const caf::error&) {
+    for (auto& session : *live)
+      caf::anon_send_exit(session, caf::exit_reason::user_shutdown);
+  });
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    auto owner = st.owners.find(msg.source);
+    if (owner == st.owners.end())
+      return;
+    auto id = owner->second;
+    st.owners.erase(owner);
+    if (auto i = st.sessions.find(id); i != st.sessions.end()) {
+      st.live->erase(std::remove(st.live->begin(), st.live->end(), i->second), st.live->end());
+      st.sessions.erase(i);
+    }
+    if (msg.reason && msg.reason != caf::exit_reason::user_shutdown)
+      log::warn("upload session failed; it is reloaded on next use",
+                log::fields{}.add("upload_id", id).add("error", self->system().render(msg.reason)));
+  });
+  return {
+    [self](upload_new_atom, const std::string& user_id, upload_spec& spec) { return create(self, user_id, spec); },
+    [self](upload_patch_atom, const std::string& id, const std::string& user_id, upload_chunk& chunk) {
+      return delegate_to_session<upload_status>(self, id, upload_patch_atom::value, id, user_id, std::move(chunk));
+    },
+    [self](upload_head_atom, const std::string& id, const std::string& user_id) {
+      return delegate_to_session<upload_status>(self, id, upload_head_atom::value, id, user_id);
+    },
+    [self](upload_delete_atom, const std::string& id, const std::string& user_id) {
+      return delegate_to_session<bool>(self, id, upload_delete_atom::value, id, user_id);
+    },
+    [self](upload_forget_atom, const std::string& id) {
+      if (auto i = self->state.sessions.find(id); i != self->state.sessions.end())
+        self->send(i->second, upload_forget_atom::value, id);
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+// --- sweeper -----------------------------------------------------------------------------------------------------
+
+constexpr int32_t sweep_batch = 100;
+
+void sweep(caf::event_based_actor* self, const upload_options& opts) {
+  auto db = opts.db_query ? opts.db_query() : std::nullopt;
+  if (!db) {
+    self->delayed_send(self, opts.sweep_interval, upload_tick_atom::value);
+    return;
+  }
+  self->request(*db, db_timeout, upload_expire_atom::value, sweep_batch)
+    .then(
+      [self, opts](std::vector<upload_record>& expired) {
+        for (const auto& u : expired) {
+          if (auto io = io_for(opts, u.id))
+            self->send(*io, upload_remove_atom::value, u.storage_path);
+          if (auto router = opts.router ? opts.router() : std::nullopt)
+            self->send(*router, upload_forget_atom::value, u.id);
+          log::info("upload expired", log::fields{}.add("upload_id", u.id).add("offset", u.offset));
+        }
+        opts.counters->expired += expired.size();
+        // A full batch means there may be more: go on at once.
+        if (expired.size() == static_cast<size_t>(sweep_batch))
+          self->send(self, upload_tick_atom::value);
+        else
+          self->delayed_send(self, opts.sweep_interval, upload_tick_atom::value);
+      },
+      [self, opts](caf::error& err) {
+        log::warn("expiring uploads failed", log::fields{}.add("error", self->system().render(err)));
+        self->delayed_send(self, opts.sweep_interval, upload_tick_atom::value);
+      });
+}
+
+caf::behavior sweeper_impl(caf::event_based_actor* self, upload_options opts) {
+  self->delayed_send(self, opts.sweep_interval, upload_tick_atom::value);
+  return {
+    [self, opts](upload_tick_atom) { sweep(self, opts); },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_upload_router(caf::actor_system& sys, upload_options options) {
+  return sys.spawn(router_impl, std::move(options));
+}
+
+caf::actor spawn_upload_io(caf::actor_system& sys) {
+  return sys.spawn<caf::detached>(upload_io_impl);
+}
+
+caf::actor spawn_upload_sweeper(caf::actor_system& sys, upload_options options) {
+  return sys.spawn(sweeper_impl, std::move(options));
+}
+
+std::string incoming_dir(const std::string& dir) {
+  return dir + "/incoming";
+}
+
+std::string staging_dir(const std::string& dir) {
+  return dir + "/staging";
+}
+
+std::string repositories_dir(const std::string& dir) {
+  return dir + "/repositories";
+}
+
+std::string prepare_upload_dirs(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& d : {dir, incoming_dir(dir), staging_dir(dir), repositories_dir(dir)}) {
+    std::filesystem::create_directories(d, ec);
+    if (ec)
+      return "cannot create " + d + ": " + ec.message();
+  }
+  return "";
+}
+
+int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+} // namespace troupe

@@ -1,0 +1,33 @@
+#pragma once
+// Repositories, their processed files, full-text search over them, and background jobs.
+//
+//   POST /api/repositories {name}            201 the repository                   409 if the caller has that name
+//   GET  /api/repositories                   200 {repositories:[...]} by name
+//   GET  /api/repositories/{id}              200 the repository with file counts (files, bytes, files_done, ...)
+//   GET  /api/repositories/{id}/files        200 {files:[{path,size,sha256,lines,language,binary,status,error}],
+//        ?limit=1..1000 (100) &after=<path>      next_after}: by path, one page; pass next_after for the next one
+//   GET  /api/repositories/{id}/search       200 {query, results:[{path,start_line,end_line,rank,snippet}]}:
+//        ?q=<words, "phrase", -not, or> &limit=1..100 (20)   ranked full-text search over processed text
+//   GET  /api/jobs/{id}                      200 {id, kind, state, attempts, max_attempts, progress, error, result,
+//                                                 attempt_log:[...], ...}
+//
+// Everything is the caller's: another user's repository or job answers 404. Reads go to "db.query".
+
+#include "http/cors.hpp"
+#include "http/router.hpp"
+
+#include <memory>
+#include <string>
+
+namespace troupe::http {
+
+class authenticator;
+
+struct repository_route_options {
+  std::string db_query = "db.query";
+  std::shared_ptr<cors_policy> cors;
+};
+
+void add_repository_routes(router& routes, authenticator& auth, const repository_route_options& options);
+
+} // namespace troupe::http

@@ -1,0 +1,90 @@
+#pragma once
+// Internal to persistence/ (it takes libpqxx): the SQL behind the upload, job and repository messages of
+// persistence/uploads.hpp, jobs.hpp and repositories.hpp.
+//
+// As in accounts_sql.hpp, each function runs in the caller's transaction and neither commits nor catches: the
+// connection actor (database.cpp) opens one transaction per message, commits it, and turns libpqxx exceptions
+// into service errors. Answers that are not failures of the database (not_found, conflict) come back as the error
+// of the caf::expected; a function that returns one has written nothing. Malformed ids are answered before any SQL.
+
+#include "persistence/jobs.hpp"
+#include "persistence/repositories.hpp"
+#include "persistence/uploads.hpp"
+
+#include <caf/expected.hpp>
+#include <pqxx/pqxx>
+
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+namespace content_sql {
+
+/// Prepares the statements of the three namespaces below. Call once on every new connection.
+void prepare_statements(pqxx::connection& conn);
+
+/// `column` as unix milliseconds, 0 for NULL.
+std::string epoch_ms(const std::string& column);
+
+/// A PostgreSQL array literal of text values ({"a","b\"c"}); values must not contain NUL.
+std::string text_array(const std::vector<std::string>& values);
+
+} // namespace content_sql
+
+namespace uploads_sql {
+
+void prepare(pqxx::connection& conn);
+
+caf::expected<upload_record> create(pqxx::transaction_base& tx, const upload_record& draft, int64_t expire_ms);
+caf::expected<upload_record> load(pqxx::transaction_base& tx, const std::string& id);
+caf::expected<upload_record> advance(pqxx::transaction_base& tx, const std::string& id, int64_t from_offset,
+                                     int64_t to_offset, int64_t expire_ms);
+caf::expected<upload_record> complete(pqxx::transaction_base& tx, const std::string& id, int64_t from_offset,
+                                      const job_draft& job);
+caf::expected<upload_record> terminate(pqxx::transaction_base& tx, const std::string& id);
+caf::expected<std::vector<upload_record>> expire(pqxx::transaction_base& tx, int32_t max);
+
+} // namespace uploads_sql
+
+namespace jobs_sql {
+
+void prepare(pqxx::connection& conn);
+
+caf::expected<job_record> enqueue(pqxx::transaction_base& tx, const std::string& user_id, const job_draft& draft);
+caf::expected<std::vector<job_record>> claim(pqxx::transaction_base& tx, const std::string& owner, int64_t lease_ms,
+                                             int32_t max);
+caf::expected<std::vector<std::string>> renew(pqxx::transaction_base& tx, const std::string& owner,
+                                              const std::vector<std::string>& ids, int64_t lease_ms);
+caf::expected<job_record> finish(pqxx::transaction_base& tx, const std::string& id, const std::string& owner,
+                                 int32_t attempt, const std::string& result);
+caf::expected<job_record> fail(pqxx::transaction_base& tx, const std::string& id, const std::string& owner,
+                               int32_t attempt, const std::string& error, bool permanent, int64_t backoff_base_ms);
+caf::expected<int64_t> release(pqxx::transaction_base& tx, const std::string& owner,
+                               const std::vector<std::string>& ids);
+caf::expected<job_record> get(pqxx::transaction_base& tx, const std::string& user_id, const std::string& id);
+caf::expected<std::vector<job_attempt>> attempts(pqxx::transaction_base& tx, const std::string& id);
+
+} // namespace jobs_sql
+
+namespace repositories_sql {
+
+void prepare(pqxx::connection& conn);
+
+caf::expected<repository_record> create(pqxx::transaction_base& tx, const std::string& user_id,
+                                        const std::string& name);
+caf::expected<std::vector<repository_record>> list(pqxx::transaction_base& tx, const std::string& user_id);
+caf::expected<repository_record> get(pqxx::transaction_base& tx, const std::string& user_id, const std::string& id);
+caf::expected<file_page> files(pqxx::transaction_base& tx, const std::string& user_id, const std::string& id,
+                               const std::string& after, int32_t limit);
+caf::expected<std::vector<search_hit>> search(pqxx::transaction_base& tx, const std::string& user_id,
+                                              const std::string& id, const std::string& query, int32_t limit);
+caf::expected<std::vector<file_record>> register_files(pqxx::transaction_base& tx, const std::string& job_id,
+                                                       const std::string& repository_id,
+                                                       const std::vector<file_entry>& entries);
+caf::expected<std::vector<file_record>> resume_files(pqxx::transaction_base& tx, const std::string& job_id);
+caf::expected<bool> commit_batch(pqxx::transaction_base& tx, const file_batch& batch);
+
+} // namespace repositories_sql
+
+} // namespace troupe
