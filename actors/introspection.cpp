@@ -30,7 +30,7 @@ void fill_from_probe(actor_view& view, const probe_registry* probes) {
   auto probe = probes->find(view.handle.id());
   if (!probe)
     return;
-  view.mailbox_size = std::max<int64_t>(0, probe->queued.load(std::memory_order_relaxed));
+  view.mailbox_size = probe->queued();
   view.processed = static_cast<int64_t>(probe->processed.load(std::memory_order_relaxed));
   view.busy_ms = busy_ms(*probe);
   if (view.started_unix_ms == 0)

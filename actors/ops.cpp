@@ -211,7 +211,7 @@ void watch_tick(watch_actor* self) {
       continue;
     if (st.opts.probes)
       if (auto probe = st.opts.probes->find(handle.id())) {
-        observe_size(self, name, handle, static_cast<uint64_t>(std::max<int64_t>(0, probe->queued.load())));
+        observe_size(self, name, handle, static_cast<uint64_t>(probe->queued()));
         continue;
       }
     // Not observed with a probe: ask at high priority; an actor busy in a handler is skipped this tick.

@@ -45,7 +45,7 @@ observed_actor::~observed_actor() {
 
 void observed_actor::enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* eu) {
   if (probe_) {
-    probe_->queued.fetch_add(1, std::memory_order_relaxed);
+    probe_->enqueued.fetch_add(1, std::memory_order_relaxed);
     // name() is final in stateful actors and safe to call once constructed, which any sender's handle implies.
     if (probe_->type.load(std::memory_order_relaxed) == nullptr)
       probe_->type.store(name(), std::memory_order_relaxed);
@@ -62,7 +62,7 @@ void observed_actor::enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* 
 caf::invoke_message_result observed_actor::consume(caf::mailbox_element& x) {
   if (x.mid.is_urgent_message() && answer_introspection(x)) {
     if (probe_)
-      probe_->queued.fetch_sub(1, std::memory_order_relaxed);
+      probe_->dequeued.store(probe_->dequeued.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return caf::invoke_message_result::consumed;
   }
   if (!probe_)
@@ -176,14 +176,14 @@ caf::invoke_message_result observed_actor::consume_observed(caf::mailbox_element
   }
   // The message has left the mailbox (it goes back if skipped). Counted as processed however the handler ends,
   // exceptions included (the actor then quits).
-  probe.queued.fetch_sub(1, std::memory_order_relaxed);
+  probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   struct done_guard {
     actor_probe& probe;
     caf::invoke_message_result result = caf::invoke_message_result::consumed;
     ~done_guard() {
       probe.busy_since_ns.store(0, std::memory_order_relaxed);
       if (result == caf::invoke_message_result::skipped)
-        probe.queued.fetch_add(1, std::memory_order_relaxed);
+        probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
       else
         probe.processed.store(probe.processed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }

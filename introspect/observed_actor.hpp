@@ -16,9 +16,9 @@
 //                   (the peek request below is answered in every mode, so the mailbox warning works without debug
 //                   mode).
 //   debug mode on   enqueue: one relaxed atomic add and two relaxed loads (plus a locked map insert while a trace
-//                   of this actor runs); consume: one coarse clock read (a few ns), one atomic subtract and three
-//                   relaxed stores; while a trace runs, two precise clock reads and, for sampled messages, building
-//                   the event. The probe's fields sit on separate cache lines by writer (probe.hpp).
+//                   of this actor runs); consume: one coarse clock read (a few ns) and four relaxed stores; while a
+//                   trace runs, two precise clock reads and, for sampled messages, building the event. The probe's
+//                   fields sit on separate cache lines by writer (probe.hpp). Measured: bench/RESULTS.md (bench-debug).
 //
 // Introspection requests (probe.hpp) are answered here, before the actor's own handlers, when they arrive with high
 // priority: CAF's mailbox gives the urgent queue twice the quantum of the normal one and visits it first, so a

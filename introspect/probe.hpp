@@ -23,6 +23,7 @@
 #include <caf/message.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -100,9 +101,9 @@ using trace_sink_ptr = std::shared_ptr<trace_sink>;
 /// a few ms, which is all "busy for how long" needs.
 int64_t coarse_now_ns();
 
-/// Counters of one observed actor. Written by the actor (and `queued` by its senders); read by anyone. Grouped by
-/// who writes them, one cache line each, so a sender's add to `queued` does not take away the line the actor
-/// writes on every message.
+/// Counters of one observed actor. Written by the actor (and `enqueued` by its senders); read by anyone. Grouped by
+/// who writes them, one cache line each: the mailbox size is enqueued - dequeued rather than one counter both sides
+/// update, which would move a cache line between the sender's and the actor's core on every message.
 struct actor_probe {
   explicit actor_probe(uint64_t actor_id) : id(actor_id) {}
 
@@ -111,11 +112,18 @@ struct actor_probe {
   std::atomic<const char*> type{nullptr}; // the actor's name() (e.g. "session"), known after its first message
   std::atomic<bool> tracing{false};       // a trace sink is attached: senders stamp enqueue times
   std::atomic<int64_t> started_unix_ms{0};
-  // Senders and the actor.
-  alignas(64) std::atomic<int64_t> queued{0}; // enqueued minus taken out of the mailbox
+  // Senders only: the actor never writes this line, so a sender's add usually stays in its own core's cache.
+  alignas(64) std::atomic<int64_t> enqueued{0};
   // The actor only.
-  alignas(64) std::atomic<uint64_t> processed{0}; // messages handled (system messages and responses included)
-  std::atomic<int64_t> busy_since_ns{0};          // coarse_now_ns() when the running handler started; 0 when idle
+  alignas(64) std::atomic<int64_t> dequeued{0}; // taken out of the mailbox (a skipped message goes back)
+  std::atomic<uint64_t> processed{0};           // messages handled (system messages and responses included)
+  std::atomic<int64_t> busy_since_ns{0};        // coarse_now_ns() when the running handler started; 0 when idle
+
+  /// Messages in the mailbox: enqueued minus taken out (read from any thread; exact once both settle).
+  int64_t queued() const {
+    auto out = dequeued.load(std::memory_order_relaxed);
+    return std::max<int64_t>(0, enqueued.load(std::memory_order_relaxed) - out);
+  }
 
   // Enqueue times of messages sent while a trace runs, keyed by mailbox element. Written by senders.
   std::mutex stamps_mutex;

@@ -97,7 +97,7 @@ TEST(Introspection, StalledActorShowsItsBacklogAndFirstMessages) {
 
   auto probe = d.cfg.probes->find(actor.id());
   ASSERT_NE(probe, nullptr);
-  EXPECT_EQ(probe->queued.load(), 1000); // the message being handled has left the mailbox
+  EXPECT_EQ(probe->queued(), 1000); // the message being handled has left the mailbox
   EXPECT_NE(probe->busy_since_ns.load(), 0);
 
   // The peek waits in the urgent queue while the actor is stuck; the stall ends; the peek is answered first.
@@ -109,9 +109,9 @@ TEST(Introspection, StalledActorShowsItsBacklogAndFirstMessages) {
     });
   });
   // The peek request is queued too (1001) before the actor is released.
-  for (int i = 0; i < 1000 && probe->queued.load() < 1001; ++i)
+  for (int i = 0; i < 1000 && probe->queued() < 1001; ++i)
     std::this_thread::sleep_for(1ms);
-  EXPECT_EQ(probe->queued.load(), 1001);
+  EXPECT_EQ(probe->queued(), 1001);
   release.set_value();
   auto future = peeked->get_future();
   ASSERT_EQ(future.wait_for(wait_limit), std::future_status::ready);
@@ -128,9 +128,9 @@ TEST(Introspection, StalledActorShowsItsBacklogAndFirstMessages) {
   ASSERT_EQ(view->by_type.size(), 2u);
   EXPECT_EQ(view->by_type[1].first, "pwhash");
   // The actor drains its backlog and counts what it processed.
-  for (int i = 0; i < 5000 && probe->queued.load() > 0; ++i)
+  for (int i = 0; i < 5000 && probe->queued() > 0; ++i)
     std::this_thread::sleep_for(1ms);
-  EXPECT_EQ(probe->queued.load(), 0);
+  EXPECT_EQ(probe->queued(), 0);
   EXPECT_GE(probe->processed.load(), 1001u);
   EXPECT_EQ(probe->busy_since_ns.load(), 0);
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
@@ -335,9 +335,9 @@ TEST(MailboxWatch, WarnsOnceNamingTheMostCommonWaitingType) {
   // The probe shows the backlog at once; after warn_after the watch asks the actor for its waiting types, a request
   // that waits (at high priority) for the stall to end: the mailbox then holds 301 messages.
   auto probe = d.cfg.probes->find(actor.id());
-  for (int i = 0; i < 5000 && probe->queued.load() < 301; ++i)
+  for (int i = 0; i < 5000 && probe->queued() < 301; ++i)
     std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(probe->queued.load(), 301);
+  ASSERT_EQ(probe->queued(), 301);
   release.set_value();
   auto future = warnings->get_future();
   ASSERT_EQ(future.wait_for(wait_limit), std::future_status::ready);
@@ -348,7 +348,7 @@ TEST(MailboxWatch, WarnsOnceNamingTheMostCommonWaitingType) {
   EXPECT_EQ(w.most_common_type, "work");
   EXPECT_GE(w.most_common_count, 290u);
   // Once per episode: the backlog drains, and no second warning follows.
-  for (int i = 0; i < 5000 && probe->queued.load() > 0; ++i)
+  for (int i = 0; i < 5000 && probe->queued() > 0; ++i)
     std::this_thread::sleep_for(1ms);
   EXPECT_EQ(count->load(), 1);
   caf::anon_send_exit(watch, caf::exit_reason::user_shutdown);
