@@ -316,7 +316,11 @@ void responder::send(response res) {
   // Counted out once handed to Pistache: its promise may never settle when the client has gone away, and a count
   // that never returns to zero would hold every drain for the whole grace time. server::stop lets the reactors
   // flush what is queued before it closes connections.
-  writer_.send(static_cast<P::Http::Code>(res.status), res.body);
+  // ResponseWriter::send checks that the peer has not expired, then dereferences peer_.lock(): a client that goes
+  // away in between (the reactor drops the peer on its own thread) would make it dereference null. Holding the
+  // peer for the duration of the send closes that window; to a client already gone nothing is sent.
+  if (auto peer = writer_.getPeer())
+    writer_.send(static_cast<P::Http::Code>(res.status), res.body);
   server_->response_written();
   for (auto& hook : hooks)
     hook();
