@@ -70,6 +70,20 @@ caf::error make_dirs(const std::string& root, const std::string& dir) {
   }
 }
 
+/// Whether a path is the tree's root: only "." components ("./", "./.").
+bool names_the_root(const std::string& path) {
+  for (size_t start = 0; start <= path.size();) {
+    auto slash = path.find('/', start);
+    auto part = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (!part.empty() && part != ".")
+      return false;
+    if (slash == std::string::npos)
+      return true;
+    start = slash + 1;
+  }
+  return true;
+}
+
 std::string parent_of(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? std::string{} : path.substr(0, slash);
@@ -99,6 +113,8 @@ public:
       return refused("The archive has more than " + std::to_string(limits_.max_entries) + " entries.");
     const char* raw = archive_entry_pathname(e);
     std::string raw_path = raw ? raw : "";
+    if (archive_entry_filetype(e) == AE_IFDIR && names_the_root(raw_path))
+      return {};  // "./", as `tar -C dir -c .` writes it
     std::string why;
     auto path = normalise_relative_path(raw_path, limits_.max_depth, why);
     if (!path)

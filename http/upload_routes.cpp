@@ -185,31 +185,31 @@ void post_route(route_context& ctx, const std::shared_ptr<responder>& r) {
   }
   if (ctx.auth.traffic() && ctx.auth.traffic()->shed(r, true))
     return;
-  // Moved along, never copied: the body may be uploads.max_chunk_bytes.
+  // The chunk travels behind a pointer: the authenticator copies its continuation, and the body may be
+  // uploads.max_chunk_bytes. It is moved (never copied) into the message to the upload router.
+  auto body = std::make_shared<upload_chunk>(std::move(chunk));
   ctx.auth.authenticate(
-    r, ctx.opts.rate_policy,
-    [&ctx, r, spec = std::move(spec), chunk = std::move(chunk)](caf::event_based_actor* self,
-                                                                const identity& who) mutable {
+    r, ctx.opts.rate_policy, [&ctx, r, spec, body](caf::event_based_actor* self, const identity& who) {
       auto router = upload_router(ctx, r);
       if (!router)
         return;
       auto user_id = who.user_id;
-      self->request(*router, ctx.timeout(), upload_new_atom::value, user_id, std::move(spec))
+      self->request(*router, ctx.timeout(), upload_new_atom::value, user_id, spec)
         .then(
-          [&ctx, self, r, router, user_id, chunk = std::move(chunk)](upload_status& created) mutable {
+          [&ctx, self, r, router, user_id, body](upload_status& created) {
             auto answer = [r](const upload_status& s) {
               auto res = no_content(201);
               res.header("Location", uploads_path + s.id);
               add_progress_headers(res, s);
               r->send(std::move(res));
             };
-            if (chunk.bytes.empty()) {
+            if (body->bytes.empty()) {
               answer(created);
               return;
             }
             // creation-with-upload: the upload exists whatever happens to its first chunk; the client learns the
             // stored offset from Upload-Offset and resumes from there.
-            self->request(*router, ctx.timeout(), upload_patch_atom::value, created.id, user_id, std::move(chunk))
+            self->request(*router, ctx.timeout(), upload_patch_atom::value, created.id, user_id, std::move(*body))
               .then([answer](upload_status& patched) { answer(patched); },
                     [answer, created](caf::error&) { answer(created); });
           },
@@ -259,15 +259,15 @@ void patch_route(route_context& ctx, const std::shared_ptr<responder>& r) {
   if (ctx.auth.traffic() && ctx.auth.traffic()->shed(r, true))
     return;
   auto id = req.param("id").value_or("");
+  auto body = std::make_shared<upload_chunk>(std::move(chunk)); // see post_route: never copied
   ctx.auth.authenticate(
-    r, ctx.opts.rate_policy,
-    [&ctx, r, id, chunk = std::move(chunk)](caf::event_based_actor* self, const identity& who) mutable {
+    r, ctx.opts.rate_policy, [&ctx, r, id, body](caf::event_based_actor* self, const identity& who) {
       auto answer = [](const upload_status& s) {
         auto res = no_content(204);
         add_progress_headers(res, s);
         return res;
       };
-      ask_router<upload_status>(ctx, self, r, answer, upload_patch_atom::value, id, who.user_id, std::move(chunk));
+      ask_router<upload_status>(ctx, self, r, answer, upload_patch_atom::value, id, who.user_id, std::move(*body));
     });
 }
 

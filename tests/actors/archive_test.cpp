@@ -61,6 +61,7 @@ protected:
 };
 
 const std::vector<entry> source_tree = {
+  {"./", "", "", true},  // the root, as `tar -C dir -c .` writes it
   {"project/", "", "", true},
   {"project/src/main.c", "int main(void) { return 0; }\n"},
   {"project/README.md", "# Project\n"},
@@ -79,7 +80,7 @@ TEST_F(Archive, ExpandsEveryFormat) {
     EXPECT_EQ(result->files[1].path, "project/src/main.c");
     EXPECT_EQ(result->files[2].path, "project/src/util/strings.c");
     EXPECT_EQ(result->bytes,
-              source_tree[1].content.size() + source_tree[2].content.size() + source_tree[3].content.size());
+              source_tree[2].content.size() + source_tree[3].content.size() + source_tree[4].content.size());
     EXPECT_EQ(read_file(root_ / "out/project/src/util/strings.c"), "void parse_archive_entry(void) {}\n");
     EXPECT_TRUE(outside().empty());
   }
