@@ -117,7 +117,7 @@ struct runner_state {
   // Committing
   file_batch batch;
   size_t batch_bytes = 0;
-  bool committing = false;
+  size_t committing = 0; // batches being committed
   int64_t files_done = 0;
   int64_t binary_files = 0;
 
@@ -157,15 +157,32 @@ bool all_processed(const runner_state& st) {
   return st.next_file == st.files.size() && st.active.empty() && st.reading < 0 && st.in_flight == 0;
 }
 
-/// Commits the current batch (segments, finished files, progress). One commit at a time; when everything is
-/// processed and committed, the job is done.
+/// Whether the batch should be committed now (when a commit slot is free).
+bool batch_full(const runner_state& st) {
+  return st.batch.finished.size() >= st.opts.batch_files || st.batch_bytes >= st.opts.batch_bytes;
+}
+
+/// The job is done once every file is processed and every batch committed.
+void finish_when_done(runner_actor* self) {
+  auto& st = self->state;
+  if (st.over || !all_processed(st) || st.committing > 0 || !st.batch.segments.empty() || !st.batch.finished.empty())
+    return;
+  st.over = true;
+  st.promise.deliver(result_json(st));
+  self->quit();
+}
+
+/// Commits the current batch (segments, finished files, progress) if a commit slot is free: up to
+/// `commits_in_flight` batches commit at once, on different connections (PostgreSQL's to_tsvector is the slow part
+/// of processing, and it runs in the committing backend).
 void commit(runner_actor* self) {
   auto& st = self->state;
-  if (st.committing || st.over)
+  if (st.over || st.committing >= std::max<size_t>(1, st.opts.commits_in_flight))
     return;
-  bool last = all_processed(st);
-  if (st.batch.segments.empty() && st.batch.finished.empty() && !last)
+  if (st.batch.segments.empty() && st.batch.finished.empty()) {
+    finish_when_done(self);
     return;
+  }
   auto db = database(self);
   if (!db) {
     fail(self, make_error(service_error::unavailable, "The database is restarting."));
@@ -175,7 +192,7 @@ void commit(runner_actor* self) {
   st.batch.owner = st.job.lease_owner;
   st.batch.progress = st.total_bytes > 0 ? static_cast<double>(st.done_bytes) / static_cast<double>(st.total_bytes)
                                          : static_cast<double>(st.files_done) / std::max<double>(1, st.files.size());
-  st.committing = true;
+  st.committing++;
   auto batch = std::move(st.batch);
   st.batch = file_batch{};
   st.batch_bytes = 0;
@@ -183,15 +200,9 @@ void commit(runner_actor* self) {
     .then(
       [self](bool) {
         auto& st = self->state;
-        st.committing = false;
-        if (all_processed(st) && st.batch.segments.empty() && st.batch.finished.empty()) {
-          if (!st.over) {
-            st.over = true;
-            st.promise.deliver(result_json(st));
-            self->quit();
-          }
-          return;
-        }
+        st.committing--;
+        if (batch_full(st) || all_processed(st))
+          commit(self); // the next batch, or the rest, or the end
         pump(self);
       },
       [self](caf::error& err) { fail(self, std::move(err)); });
@@ -264,7 +275,7 @@ void on_chunk(runner_actor* self, size_t index, uint32_t seq, chunk_summary summ
     release_segments(st, work);
   if (work.eof && work.next_done == work.sent)
     finish_file(self, index);
-  if (st.batch.finished.size() >= st.opts.batch_files || st.batch_bytes >= st.opts.batch_bytes || all_processed(st))
+  if (batch_full(st) || all_processed(st))
     commit(self);
   pump(self);
 }
@@ -363,7 +374,9 @@ void read_some(runner_actor* self) {
 void pump(runner_actor* self) {
   auto& st = self->state;
   auto window = st.opts.window > 0 ? st.opts.window : 4 * std::max<size_t>(1, st.opts.processors);
-  while (!st.over && st.in_flight < window && !(st.committing && st.batch_bytes >= 2 * st.opts.batch_bytes)) {
+  auto commits = std::max<size_t>(1, st.opts.commits_in_flight);
+  while (!st.over && st.in_flight < window
+         && !(st.committing >= commits && st.batch_bytes >= 2 * st.opts.batch_bytes)) {
     if (st.reading < 0) {
       if (st.next_file == st.files.size())
         break;

@@ -17,7 +17,7 @@
 //      and its chunks are analysed in parallel by the processors (a window of chunks in flight across files).
 //      Results are put back in file order: line numbers, segments, line count, binary detection, language.
 //   5. Segments, finished files and the job's progress are committed in batches (one transaction each, guarded by
-//      the job's lease).
+//      the job's lease), two at a time: PostgreSQL's to_tsvector, in the committing backend, is the slowest step.
 // Idempotent, as the queue's at-least-once execution requires: a retry finds the upload's bytes and starts over, or
 // (once they were moved) finds its files by job id, drops their segments and processes those not done again.
 
@@ -42,6 +42,7 @@ struct processing_options {
   size_t window = 0;                    // chunks in flight; 0 = 4 x processors
   size_t batch_files = 500;             // finished files per commit
   size_t batch_bytes = 4 * 1024 * 1024; // segment text per commit
+  size_t commits_in_flight = 2;         // batches committing at once, each on its own connection
 };
 
 caf::actor spawn_chunk_processor(caf::actor_system& sys);
