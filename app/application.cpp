@@ -601,6 +601,8 @@ int run_server(const config::settings& settings) {
     // 3. Wait for SIGTERM/SIGINT (or the root's failure).
     int received = 0;
     sigwait(&signals, &received);
+    // Refuse new requests before saying so: whoever reads "shutting down" in the log may rely on it.
+    http_state->begin_drain();
     log::info("shutting down", log::fields{}
                                  .add("signal", received == SIGINT ? "SIGINT" : "SIGTERM")
                                  .add("in_flight", http_state->in_flight())
@@ -612,8 +614,7 @@ int run_server(const config::settings& settings) {
       std::_Exit(130);
     }}.detach();
 
-    // 4. Drain: new requests get 503, in-flight ones finish within the grace time.
-    http_state->begin_drain();
+    // 4. Drain: new requests get 503 (since begin_drain above), in-flight ones finish within the grace time.
     if (!http_state->wait_idle(milliseconds{settings.shutdown.grace_ms}))
       log::warn("grace time over; closing connections with requests in flight",
                 log::fields{}.add("in_flight", http_state->in_flight()));

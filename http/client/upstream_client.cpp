@@ -6,6 +6,8 @@
 
 #include "http/client/upstream_client.hpp"
 
+#include "persistence/messages.hpp" // mailbox_atom
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -469,6 +471,8 @@ caf::behavior client_impl(client_actor* self, upstream_client_options options) {
       run_once(self->state, !self->mailbox().empty());
       self->send(self, tick_atom::value);
     },
+    // The mailbox watch (actors/ops.hpp) asks every named actor for its backlog.
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }
 

@@ -7,6 +7,7 @@
 // server stops. The test waits on replies and promises, each with a bound.
 
 #include "http/client/upstream_client.hpp"
+#include "persistence/messages.hpp"
 
 #include <gtest/gtest.h>
 
@@ -595,6 +596,18 @@ TEST_F(upstream_client_test, StoppingTheClientAbortsTransfersInFlight) {
   client_ = nullptr;
   sys_.reset();
   EXPECT_LT(clock_type::now() - started, reply_bound);
+}
+
+// The mailbox watch (actors/ops.hpp) asks every named actor for its backlog; the client answers with a size
+// instead of printing "unexpected message" and replying with an error.
+TEST_F(upstream_client_test, AnswersTheMailboxWatch) {
+  caf::scoped_actor self{*sys_};
+  auto handle = self->request(client_, caf::duration{reply_bound}, mailbox_atom::value);
+  bell_->ring();
+  bool answered = false;
+  handle.receive([&](size_t queued) { answered = queued < 1000; },
+                 [&](caf::error& e) { ADD_FAILURE() << "mailbox request failed: " << sys_->render(e); });
+  EXPECT_TRUE(answered);
 }
 
 } // namespace
