@@ -54,15 +54,16 @@ fi
 TROUPE_JWT_SECRET=${TROUPE_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 -w0)}
 export TROUPE_JWT_SECRET
 
-# start_troupe NAME ARGS... -> prints the port; the process is stopped at exit
+# start_troupe NAME VAR ARGS... -> sets VAR to the port; the process is stopped at exit. Not called in $(...): a
+# subshell's pids+=() would be lost with it, and cleanup would leave the server running.
 start_troupe() {
-  local name=$1 port i
-  shift
+  local name=$1 var=$2 port i
+  shift 2
   port=$(scripts/pg free-port)
   build/troupe --set "http.port=$port" --set log.request_sample=0 "$@" >"$out/$name.log" 2>&1 &
   pids+=($!)
   for ((i = 0; i < 100; i++)); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/health" && { echo "$port"; return; }
+    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/health" && { printf -v "$var" '%s' "$port"; return; }
     sleep 0.1
   done
   die "troupe ($name) did not start; see $out/$name.log"
@@ -70,8 +71,8 @@ start_troupe() {
 
 # A policy no benchmark can exhaust: every request is counted, none is refused.
 high_limits=(--set limits.default_per_minute=1000000 --set limits.default_burst=1000000)
-limited=$(start_troupe limited "${high_limits[@]}")
-unlimited=$(start_troupe unlimited --set limits.enabled=false)
+start_troupe limited limited "${high_limits[@]}"
+start_troupe unlimited unlimited --set limits.enabled=false
 
 # One account; its access token (15 minutes) outlives the run.
 account='{"email":"bench@example.com","password":"correct horse battery"}'
