@@ -90,11 +90,13 @@ struct credential {
   int64_t expires_at = 0;  // jwt: exp (unix seconds)
   std::string key_id;   // api_key: the key's id
   rate_policy limit;    // the per-user rate limit to take a token of (empty name: none)
+  int64_t reserve = 0;  // generations to reserve from today's quota once the rate limit let the request through
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, credential& x) {
-  return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit);
+  return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit,
+           x.reserve);
 }
 
 /// A user's daily generation quota, as its session actor counts it.
@@ -122,7 +124,7 @@ struct identity {
   std::string plan;
   int64_t created_at = 0;
   credential via;    // the credential that was presented
-  quota_status quota;  // today's generation quota (not reserved: allowed is true)
+  quota_status quota;  // today's generation quota; with via.reserve > 0, whether the reservation was granted
   limit_decision rate; // the decision on via.limit, when one was asked for
 };
 
@@ -135,6 +137,8 @@ typename Inspector::result_type inspect(Inspector& f, identity& x) {
 /// (authorize_atom, credential) -> identity: to a session actor; unauthenticated if the token or key is revoked.
 /// The session owns the user's rate-limit buckets: when credential::limit names a policy, it takes a token and says
 /// how it went in identity::rate (a refusal is still an identity: the caller answers 429 with the right headers).
+/// When credential::reserve > 0 and the rate limit allowed the request, it also reserves that many generations of
+/// today's quota, as (quota_atom, n) would, and says in identity::quota whether it could (one hop instead of two).
 /// (authorize_atom, user_id, credential) -> identity: to the session manager, which starts the session if needed.
 using authorize_atom = caf::atom_constant<caf::atom("authorize")>;
 /// (session_atom, user_id) -> caf::actor: the user's session actor, started (and loaded) if needed.

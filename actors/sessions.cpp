@@ -79,6 +79,30 @@ quota_status quota(session_actor* self) {
   return quota_status{true, limit, st.used, st.day.ends_at};
 }
 
+/// Reserves n generations of today's quota (n < 0 gives them back, never below zero) and records the change through
+/// the DB writer; refuses, changing nothing, when n > 0 would exceed the plan's limit. n == 0 only reads.
+quota_status reserve_quota(session_actor* self, int64_t n) {
+  auto& st = self->state;
+  auto status = quota(self);
+  if (n == 0)
+    return status;
+  if (n > 0 && status.used + n > status.limit) {
+    status.allowed = false;
+    return status;
+  }
+  n = std::max(n, -st.used); // a refund never goes below zero
+  st.used += n;
+  status.used = st.used;
+  // Durable, batched with other writes; a restart reloads today's count.
+  if (auto writer = st.opts.writer ? st.opts.writer() : std::nullopt) {
+    write_request usage;
+    usage.result = "{}";
+    usage.usage.push_back(usage_row{st.user.id, st.day.date, n, 0});
+    caf::anon_send(*writer, write_atom::value, std::move(usage));
+  }
+  return status;
+}
+
 caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts, quota_day day,
                            int64_t used_today) {
   auto& st = self->state;
@@ -112,30 +136,13 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
           bucket = st.buckets.emplace(cred.limit.name, token_bucket{cred.limit.per_minute, cred.limit.burst, t}).first;
         rate = take_token(bucket->second, cred.limit, t);
       }
+      // A request the rate limit refused reserves nothing.
+      bool admitted = cred.limit.name.empty() || rate.allowed;
+      auto today = cred.reserve > 0 && admitted ? reserve_quota(self, cred.reserve) : quota(self);
       return identity{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
-                      quota(self), rate};
+                      today, rate};
     },
-    [self](quota_atom, int64_t n) {
-      auto& st = self->state;
-      auto status = quota(self);
-      if (n == 0)
-        return status;
-      if (n > 0 && status.used + n > status.limit) {
-        status.allowed = false;
-        return status;
-      }
-      n = std::max(n, -st.used); // a refund never goes below zero
-      st.used += n;
-      status.used = st.used;
-      // Durable, batched with other writes; a restart reloads today's count.
-      if (auto writer = st.opts.writer ? st.opts.writer() : std::nullopt) {
-        write_request usage;
-        usage.result = "{}";
-        usage.usage.push_back(usage_row{st.user.id, st.day.date, n, 0});
-        caf::anon_send(*writer, write_atom::value, std::move(usage));
-      }
-      return status;
-    },
+    [self](quota_atom, int64_t n) { return reserve_quota(self, n); },
     [self](revoke_atom, const std::string& jti, int64_t expires_at) -> caf::result<bool> {
       auto& st = self->state;
       auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;

@@ -133,7 +133,8 @@ std::variant<access_claims, jwt_failure> authenticator::verify_cached(const std:
   return result;
 }
 
-void authenticator::authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then) {
+void authenticator::authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then,
+                                 int64_t reserve) {
   if (traffic_ && traffic_->shed(r, false))
     return;
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
@@ -156,6 +157,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
   }
   auto token = header->substr(7);
   credential cred;
+  cred.reserve = reserve;
   if (token.rfind(api_key_prefix, 0) == 0) {
     if (token.size() > max_api_key_length) {
       record(req, "invalid_api_key", "warning", "", R"({"reason":"too_long"})");

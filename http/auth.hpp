@@ -70,8 +70,11 @@ public:
   void record(const request& req, const std::string& type, const std::string& severity, const std::string& user_id,
               const std::string& detail_json = "{}");
 
-  /// Like authenticate, with the rate-limit policy `policy` instead of "default" (e.g. "generate").
-  void authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then);
+  /// Like authenticate, with the rate-limit policy `policy` instead of "default" (e.g. "generate"). With reserve > 0
+  /// the session also reserves that many generations of today's quota when the rate limit lets the request through;
+  /// `who.quota.allowed` says whether it could (the caller answers 429 when not, and gives them back on failure).
+  void authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then,
+                    int64_t reserve = 0);
 
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }

@@ -465,44 +465,25 @@ void gateway::start(const std::shared_ptr<call>& c) {
     return;
   }
   auto self_ptr = shared_from_this();
-  auth_.authenticate(c->r, "generate", [self_ptr, c](caf::event_based_actor* self, const identity& who) {
-    c->who = who;
-    self_ptr->reserve_quota(self, c);
-  });
-}
-
-void gateway::reserve_quota(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
-  auto me = shared_from_this();
-  auto with_session = [me, self, c](caf::actor session) {
-    self->request(session, caf::duration{std::chrono::seconds{5}}, quota_atom::value, int64_t{1})
-      .then(
-        [me, self, c](quota_status& q) {
-          if (!q.allowed) {
-            auto wait = std::max<int64_t>(1, q.resets_at - now_unix());
-            auto res = error_response(service_error::rate_limited,
-                                      "The daily quota of " + std::to_string(q.limit)
-                                        + " generations is used up; it resets in " + std::to_string(wait) + " s.",
-                                      c->r->req().id);
-            set_retry_after(res, wait * 1000);
-            c->r->send(std::move(res));
-            return;
-          }
-          c->quota_reserved = true;
-          me->run(self, c);
-        },
-        [c](caf::error& err) { c->r->fail(err); });
-  };
-  if (auto session = auth_.options().sessions->get(c->who.user_id)) {
-    with_session(*session);
-    return;
-  }
-  auto manager = auth_.bridge().find(auth_.options().session_manager);
-  if (!manager) {
-    c->r->fail(make_error(service_error::unavailable, "The session manager is restarting; retry shortly."));
-    return;
-  }
-  self->request(*manager, caf::duration{std::chrono::seconds{10}}, session_atom::value, c->who.user_id)
-    .then([with_session](caf::actor& session) { with_session(session); }, [c](caf::error& err) { c->r->fail(err); });
+  // The session takes a token of the generate policy and reserves one generation of the daily quota in one message.
+  auth_.authenticate(
+    c->r, "generate",
+    [self_ptr, c](caf::event_based_actor* self, const identity& who) {
+      c->who = who;
+      if (!who.quota.allowed) {
+        auto wait = std::max<int64_t>(1, who.quota.resets_at - now_unix());
+        auto res = error_response(service_error::rate_limited,
+                                  "The daily quota of " + std::to_string(who.quota.limit)
+                                    + " generations is used up; it resets in " + std::to_string(wait) + " s.",
+                                  c->r->req().id);
+        set_retry_after(res, wait * 1000);
+        c->r->send(std::move(res));
+        return;
+      }
+      c->quota_reserved = true;
+      self_ptr->run(self, c);
+    },
+    1);
 }
 
 void gateway::give_back_quota(const std::shared_ptr<call>& c) {

@@ -79,7 +79,6 @@ public:
 
 private:
   void start(const std::shared_ptr<call>& c);
-  void reserve_quota(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void run(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u);

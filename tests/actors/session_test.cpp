@@ -211,3 +211,40 @@ TEST_F(Sessions, UserRateLimitIsExactUnderConcurrency) {
   for (size_t i = 0; i < remaining.size(); ++i)
     EXPECT_EQ(remaining[i], 39 - static_cast<int64_t>(i));
 }
+
+// An authorization that asks to reserve quota (the gateway's one hop) reserves exactly as (quota_atom, n) would,
+// refuses beyond the limit without taking anything, and reserves nothing for a request the rate limit refused.
+TEST_F(Sessions, AuthorizeReservesQuotaOnlyForAdmittedRequests) {
+  start(3);
+  auto s = session("u6");
+  caf::scoped_actor self{*sys_};
+  // Burst 4 tokens, refilled at 0.01 per minute: the fifth authorization is refused by the rate limit.
+  credential cred{"jwt", "u6", "j", 4102444800, "", rate_policy{"generate", 0.01, 4}, 1};
+  std::vector<identity> answers;
+  for (int i = 0; i < 5; ++i)
+    self->request(s, caf::infinite, authorize_atom::value, cred)
+      .receive([&](identity& who) { answers.push_back(who); }, [](caf::error& e) { FAIL() << to_string(e); });
+  ASSERT_EQ(answers.size(), 5u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(answers[i].rate.allowed);
+    EXPECT_TRUE(answers[i].quota.allowed) << i;
+    EXPECT_EQ(answers[i].quota.used, i + 1);
+  }
+  EXPECT_TRUE(answers[3].rate.allowed);
+  EXPECT_FALSE(answers[3].quota.allowed); // the quota of 3 is used up
+  EXPECT_EQ(answers[3].quota.used, 3);
+  EXPECT_FALSE(answers[4].rate.allowed);  // refused by the rate limit: no reservation asked of the quota
+  EXPECT_EQ(answers[4].quota.used, 3);
+  // Without reserve an authorization only reads the quota.
+  cred.reserve = 0;
+  cred.limit = {};
+  self->request(s, caf::infinite, authorize_atom::value, cred)
+    .receive([](identity& who) {
+      EXPECT_TRUE(who.quota.allowed);
+      EXPECT_EQ(who.quota.used, 3);
+    },
+             [](caf::error& e) { FAIL() << to_string(e); });
+  // A refund brings one back.
+  self->request(s, caf::infinite, quota_atom::value, int64_t{-1})
+    .receive([](quota_status& q) { EXPECT_EQ(q.used, 2); }, [](caf::error& e) { FAIL() << to_string(e); });
+}
