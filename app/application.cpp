@@ -449,12 +449,6 @@ int run_server(const config::settings& settings) {
   register_message_types(cfg);
   cfg.set("scheduler.max-threads", or_cores(settings.actors.threads));
   cfg.set("scheduler.max-throughput", static_cast<size_t>(settings.actors.max_throughput));
-  // An idle CAF worker polls its queue 100 times, then 500 times with a 50 us nanosleep between polls, then waits on
-  // a condition variable that an enqueue from outside the scheduler (a Pistache thread, a detached actor) notifies.
-  // A nanosleep is never shorter than the timer slack (50 us) plus a wake-up, and nothing ends it early: at low load
-  // each hop of a request paid it. Without the sleep the worker spins briefly and then waits on the condition
-  // variable, so a message from outside wakes it at once (bench/RESULTS.md, gateway at -c1 and -c4).
-  cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{0});
   int exit_status = 0;
   {
     caf::actor_system sys{cfg};
