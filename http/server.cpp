@@ -154,6 +154,14 @@ public:
   explicit handler(std::shared_ptr<server_state> state) : state_(std::move(state)) {}
 
   void onRequest(const P::Http::Request& pistache_req, P::Http::ResponseWriter writer) override {
+    // The request has arrived whole. Pistache's reactor checks every connection twice a second (endpoint.cc,
+    // checkIdlePeers): one with a request "in flight" whose parser was reset (at dispatch) more than
+    // http.header_timeout_ms ago gets 408 and is closed. So any answer slower than 5 s (an upstream call, a stream)
+    // was cut off with a 408. Marked idle, the connection is held to http.keepalive_timeout_ms since dispatch
+    // instead, which thus bounds the longest response; how long an actor may take to answer is ours to enforce
+    // (http.request_timeout_ms, the upstream timeouts). Runs on the reactor thread, as that check does.
+    if (auto peer = writer.getPeer())
+      peer->setIdle(true);
     state_->request_started();
     auto req = copy_request(pistache_req, *state_);
     bool keep_alive = wants_keep_alive(pistache_req) && !state_->draining();
