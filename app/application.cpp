@@ -408,6 +408,36 @@ bool await_termination(caf::actor_system& sys, const caf::actor& root, milliseco
   return done;
 }
 
+/// Blocks until every supervisor of the tree has started its children (and so named them in the directory), or the
+/// timeout passed. A supervisor answers children_atom only after its own start, which spawns its children; asking
+/// each supervisor child in turn walks the whole tree. Serving before that would answer the first requests with
+/// "restarting" errors on a slow machine.
+bool await_tree_started(caf::actor_system& sys, const caf::actor& root, milliseconds timeout) {
+  caf::scoped_actor self{sys};
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<caf::actor> pending{root};
+  while (!pending.empty()) {
+    auto supervisor = pending.back();
+    pending.pop_back();
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return false;
+    bool answered = false;
+    self->request(supervisor, caf::duration{left}, children_atom::value)
+      .receive(
+        [&](std::vector<child_info>& children) {
+          answered = true;
+          for (auto& child : children)
+            if (child.kind == "supervisor" && child.handle)
+              pending.push_back(child.handle);
+        },
+        [](caf::error&) {});
+    if (!answered)
+      return false;
+  }
+  return true;
+}
+
 } // namespace
 
 int run_server(const config::settings& settings) {
@@ -583,6 +613,8 @@ int run_server(const config::settings& settings) {
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_process_collectors(*metrics, http_state);
     http::server server{settings, http_state};
+    if (!await_tree_started(sys, root, milliseconds{10000}))
+      log::warn("the supervision tree was not fully started after 10 s; serving anyway (readiness tells)");
     uint16_t port = 0;
     try {
       port = server.start();
