@@ -474,7 +474,7 @@ TEST_F(cache_fixture, TimedOutProducerReleasesTheWaiters) {
   for (int i = 0; i < 10; ++i)
     in_actor([&](caf::event_based_actor* a) {
       client.get_or_compute(
-        a, "slow", 60s, {}, producer.fn(), [&](caf::expected<std::string> v) { out.push(std::move(v)); }, 50ms);
+        a, "slow", 60s, {}, producer.fn(), [&](caf::expected<std::string> v) { out.push(std::move(v)); }, 1000ms);
     });
   auto got = out.wait(10);
   ASSERT_EQ(got.size(), 10u);

@@ -33,6 +33,9 @@ protected:
   std::unique_ptr<mock_upstream_process> mock_b;
   std::unique_ptr<troupe_process> troupe;
   std::string token;
+  // Unique per test run even if a pid comes back: the database outlives the test process.
+  std::string email = "gw" + std::to_string(::getpid()) + "-"
+                      + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "@example.com";
 
   void start(std::vector<upstream_spec> upstreams, std::vector<std::string> sets = {}) {
     std::string list = "[";
@@ -60,7 +63,7 @@ protected:
       opts.args.push_back(s);
     }
     troupe = std::make_unique<troupe_process>(opts);
-    auto login = sign_up(*troupe, "gw" + std::to_string(::getpid()) + "@example.com");
+    auto login = sign_up(*troupe, email);
     token = json_string(login, "access_token");
     ASSERT_FALSE(token.empty()) << login.body;
   }
@@ -175,18 +178,22 @@ TEST_F(Gateway, DeterministicRequestsAreServedFromTheCache) {
 
 TEST_F(Gateway, IdenticalConcurrentRequestsReachTheUpstreamOnce) {
   start_one();
-  // Not cacheable (temperature 0.7): only the single flight can merge them. The mock holds each answer 1.5 s, time for all 50 to arrive.
-  auto request = body("[[mock latency_ms=1500]] same question", R"(,"temperature":0.7)");
+  // Not cacheable (temperature 0.7): only the single flight can merge them. The mock holds each answer 6 s, time for
+  // all 50 to arrive even on a loaded machine (the test takes as long only if the merge works).
+  auto request = body("[[mock latency_ms=6000]] same question", R"(,"temperature":0.7)");
   std::vector<std::future<http_result>> calls;
   for (int i = 0; i < 50; ++i)
     calls.push_back(std::async(std::launch::async, [&] { return chat(request); }));
   int ok = 0, hit = 0;
+  std::string first_failure;
   for (auto& f : calls) {
     auto res = f.get();
     ok += res.status == 200;
     hit += res.header("x-cache") == "HIT";
+    if (res.status != 200 && first_failure.empty())
+      first_failure = std::to_string(res.status) + " " + res.error + " " + res.body;
   }
-  EXPECT_EQ(ok, 50);
+  EXPECT_EQ(ok, 50) << first_failure;
   EXPECT_EQ(hit, 49);
   EXPECT_EQ(hits(*mock_a), 1);
 }
@@ -234,14 +241,16 @@ TEST_F(Gateway, BreakerOpensAfterFiveFailuresAndKeepsTrafficAway) {
 }
 
 TEST_F(Gateway, HalfOpenBreakerAdmitsProbesThenCloses) {
-  start_one({"retry.max_attempts=1", "breaker.failures=2", "breaker.open_ms=300", "breaker.half_open_probes=2"});
+  // open_ms leaves room for a slow machine: the "refused" request must reach the breaker while it is still open, and
+  // readiness must ask it before it turns half-open again.
+  start_one({"retry.max_attempts=1", "breaker.failures=2", "breaker.open_ms=2000", "breaker.half_open_probes=2"});
   configure(*mock_a, R"({"status":502,"count":2})");
   chat(body("f1"));
   chat(body("f2"));
   EXPECT_EQ(chat(body("refused")).status, 503);
   // Wait (bounded) for the open time to pass: the breaker reports half-open in readiness.
   bool half_open = false;
-  for (int i = 0; i < 100 && !half_open; ++i) {
+  for (int i = 0; i < 750 && !half_open; ++i) { // up to 15 s
     half_open = health().find("a: breaker half_open") != std::string::npos;
     if (!half_open)
       std::this_thread::sleep_for(std::chrono::milliseconds{20});
@@ -252,7 +261,7 @@ TEST_F(Gateway, HalfOpenBreakerAdmitsProbesThenCloses) {
   EXPECT_EQ(chat(body("probe fails")).status, 502);
   EXPECT_NE(health().find("a: breaker open"), std::string::npos);
   half_open = false;
-  for (int i = 0; i < 100 && !half_open; ++i) {
+  for (int i = 0; i < 750 && !half_open; ++i) { // up to 15 s
     half_open = health().find("a: breaker half_open") != std::string::npos;
     if (!half_open)
       std::this_thread::sleep_for(std::chrono::milliseconds{20});
@@ -289,9 +298,9 @@ TEST_F(Gateway, StreamsEventsThroughAndEndsWithDone) {
 }
 
 TEST_F(Gateway, NoRetryAfterTheFirstStreamedByte) {
-  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":600)"}}, {"retry.max_attempts=3"});
-  // Events every 200 ms: the first ones reach the client, then the upstream's time runs out.
-  auto res = chat(body("[[mock drip_ms=200 chunks=8]] slow stream", R"(,"stream":true)"));
+  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":2000)"}}, {"retry.max_attempts=3"});
+  // Events every 600 ms: the first ones reach the client, then the upstream's time (2 s) runs out.
+  auto res = chat(body("[[mock drip_ms=600 chunks=8]] slow stream", R"(,"stream":true)"));
   ASSERT_EQ(res.status, 200);
   EXPECT_NE(res.body.find("\"delta\""), std::string::npos) << res.body;
   EXPECT_NE(res.body.find("data: {\"error\""), std::string::npos) << res.body;
@@ -316,7 +325,8 @@ TEST_F(Gateway, MalformedUpstreamsEndInBoundedErrors) {
     auto took = std::chrono::steady_clock::now() - started;
     EXPECT_EQ(res.status, e.status) << e.directive << ": " << res.body;
     EXPECT_TRUE(parse_json(res.body).HasMember("error")) << e.directive;
-    EXPECT_LT(took, std::chrono::seconds{3}) << e.directive;
+    // Bounded by the upstream's timeouts (1 s), with room for a loaded machine; the client would give up at 10 s.
+    EXPECT_LT(took, std::chrono::seconds{8}) << e.directive;
   }
   // Streams too, before their first byte: a broken event is a 502, not a hung client.
   auto res = chat(body("[[mock malformed=sse]] x", R"(,"stream":true)"));
@@ -337,12 +347,13 @@ TEST_F(Gateway, UsageIsMeteredAndTheQuotaHolds) {
   ASSERT_TRUE(url);
   pqxx::connection db{*url};
   int64_t tokens = 0, requests = 0;
-  for (int i = 0; i < 200 && (tokens == 0 || requests < 3); ++i) { // the writer commits within milliseconds
+  // The writer commits within milliseconds; up to 15 s for a loaded machine.
+  for (int i = 0; i < 1500 && (tokens == 0 || requests < 3); ++i) {
     pqxx::work tx{db};
     auto row = tx.exec(
       "SELECT coalesce(sum(u.tokens),0), coalesce(sum(u.requests),0) FROM usage u JOIN users s ON s.id = u.user_id "
-      "WHERE s.email = 'gw"
-      + std::to_string(::getpid()) + "@example.com'");
+      "WHERE s.email = "
+      + tx.quote(email));
     tokens = row[0][0].as<int64_t>();
     requests = row[0][1].as<int64_t>();
     if (tokens == 0 || requests < 3)

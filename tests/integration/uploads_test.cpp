@@ -206,7 +206,7 @@ TEST_F(Uploads, TerminationDeletesTheUpload) {
   EXPECT_EQ(client().head(location).status, 404);
   EXPECT_EQ(client().patch(location, 10, "more").status, 404);
   EXPECT_EQ(client().call("DELETE", location).status, 404);
-  for (int i = 0; i < 100 && std::filesystem::exists(incoming(location)); ++i) // removed after the answer
+  for (int i = 0; i < 500 && std::filesystem::exists(incoming(location)); ++i) // removed after the answer (up to 10 s)
     std::this_thread::sleep_for(20ms);
   EXPECT_FALSE(std::filesystem::exists(incoming(location)));
 }
@@ -259,7 +259,8 @@ TEST_F(Uploads, MethodOverride) {
 
 // An unfinished upload expires uploads.expire_ms after its last PATCH: then it is 404 and its bytes are removed.
 TEST_F(Uploads, UnfinishedUploadsExpire) {
-  auto t = start({"--set", "uploads.expire_ms=1500", "--set", "uploads.sweep_ms=100"});
+  // 3 s: room for a loaded machine between the creation and the PATCH, which must come before the expiry.
+  auto t = start({"--set", "uploads.expire_ms=3000", "--set", "uploads.sweep_ms=100"});
   auto repo = client().create_repository("r");
   auto location = client().create(100, "e.txt", repo).header("location");
   auto patched = client().patch(location, 0, "partial");
@@ -267,7 +268,7 @@ TEST_F(Uploads, UnfinishedUploadsExpire) {
   EXPECT_FALSE(patched.header("upload-expires").empty());
   ASSERT_TRUE(std::filesystem::exists(incoming(location)));
   // Bounded wait: expiry is driven by the server's clock.
-  for (int i = 0; i < 200 && std::filesystem::exists(incoming(location)); ++i)
+  for (int i = 0; i < 600 && std::filesystem::exists(incoming(location)); ++i) // up to 15 s
     std::this_thread::sleep_for(25ms);
   EXPECT_FALSE(std::filesystem::exists(incoming(location)));
   EXPECT_EQ(client().head(location).status, 404);
