@@ -148,7 +148,8 @@ const std::vector<option_spec>& all_options() {
           "time a client has to send the body")
       .range(1, 600000, "ms"),
     entry("http.keepalive_timeout_ms", bind<&settings::http, &http_settings::keepalive_timeout_ms>(), "60000",
-          "idle keep-alive connections are closed after this")
+          "idle keep-alive connections are closed after this; it also bounds the longest response (a slow upstream "
+          "call, an SSE stream), counted from the request's arrival")
       .range(1, 3600000, "ms"),
     entry("http.trusted_proxies", bind<&settings::http, &http_settings::trusted_proxies>(), "",
           "comma-separated proxy addresses whose X-Forwarded-For is believed (exact IPs)"),
