@@ -12,6 +12,8 @@
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 using namespace troupe;
 using namespace std::chrono_literals;
 
@@ -57,7 +59,8 @@ TEST(SessionQuota, UsageSurvivesARestart) {
   caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
   // Usage rows are batched: wait (bounded) until they are committed.
   std::string stored;
-  for (auto deadline = std::chrono::steady_clock::now() + 10s; stored != "7" && std::chrono::steady_clock::now() < deadline;)
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; stored != "7" && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms))
     stored = db.scalar("SELECT coalesce(sum(requests), 0) FROM usage");
   ASSERT_EQ(stored, "7");
 

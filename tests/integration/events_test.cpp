@@ -113,7 +113,8 @@ public:
     while (!predicate()) {
       if (std::chrono::steady_clock::now() > deadline)
         return false;
-      std::this_thread::yield();
+      // A pause, not a spin: on two cores a spinning waiter takes CPU from the server and PostgreSQL it waits for.
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
     }
     return true;
   }
