@@ -16,11 +16,11 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
-log() { echo "bench-auth: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-auth
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 pids=()
-pg_dir=""
 cleanup() {
   local status=$? pid
   trap - EXIT INT TERM
@@ -28,49 +28,21 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
-scripts/install-deps
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j2 --target troupe >/dev/null
+build_release troupe
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/auth-$stamp
 mkdir -p "$out"
 
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
-  export TROUPE_DATABASE_URL
-fi
-TROUPE_JWT_SECRET=${TROUPE_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 -w0)}
-export TROUPE_JWT_SECRET
-
-# start_troupe NAME VAR ARGS... -> sets VAR to the port; the process is stopped at exit. Not called in $(...): a
-# subshell's pids+=() would be lost with it, and cleanup would leave the server running.
-start_troupe() {
-  local name=$1 var=$2 port i
-  shift 2
-  port=$(scripts/pg free-port)
-  build/troupe --set "http.port=$port" --set log.request_sample=0 "$@" >"$out/$name.log" 2>&1 &
-  pids+=($!)
-  for ((i = 0; i < 100; i++)); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/health" && { printf -v "$var" '%s' "$port"; return; }
-    sleep 0.1
-  done
-  die "troupe ($name) did not start; see $out/$name.log"
-}
+ensure_database
 
 # A policy no benchmark can exhaust: every request is counted, none is refused.
 high_limits=(--set limits.default_per_minute=1000000 --set limits.default_burst=1000000)
+limited="" unlimited=""
 start_troupe limited limited "${high_limits[@]}"
 start_troupe unlimited unlimited --set limits.enabled=false
 
@@ -96,7 +68,6 @@ run() {
   non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
   echo "$rps $p50 $p99 ${non2xx:-0}"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 declare -A rps p50 p99 bad
 rows=()
@@ -126,13 +97,13 @@ v_limit=$(verdict "$(awk -v r="$ratio_limit" 'BEGIN { print (r >= 0.85) }')")
 v_p50=$(verdict "$(awk -v d="$added_p50" 'BEGIN { print (d <= 0.2) }')")
 v_2xx=$(verdict "$(( ${bad[me]} + ${bad[unlimited_me]} + ${bad[health]} == 0 ))")
 
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo)
+machine_facts
 {
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): authentication and rate limiting cost"
   echo
   echo "- command: \`make bench-auth\` (wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, alternating; access log off)"
-  echo "- machine: $cpu, $(nproc) CPUs, kernel $(uname -r); commit $(git rev-parse --short HEAD 2>/dev/null)"
+  echo "- machine: $cpu, $(nproc) CPUs, kernel $(uname -r); commit $commit"
   echo "- \`me\`: GET /api/me with a JWT on a troupe whose default policy is 1e6/min with a burst of 1e6 (every request asks its limiter shard, none is refused); \`unlimited_me\`: the same on a troupe with limits.enabled=false; \`health\`: GET /health on the limited troupe"
   echo
   echo "| round | route | req/s | p50 (ms) | p99 (ms) | non-2xx |"

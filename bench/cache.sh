@@ -32,8 +32,9 @@ TROUPE_ARGS=${TROUPE_ARGS:-}
 BENCH_MIN_TIME=${BENCH_MIN_TIME:-0.5}
 TARGET_RATIO=0.7
 
-log() { echo "bench-cache: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-cache
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 [[ $THREADS =~ ^[1-9][0-9]*$ && $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "THREADS and CONNECTIONS must be positive integers"
@@ -42,47 +43,18 @@ die() { log "$*"; exit 1; }
 
 # ---- processes and cleanup ----------------------------------------------------------------------------
 troupe_pid=""
-pg_dir=""
-
-stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) did not stop within 10 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
   trap - EXIT HUP INT TERM
   stop_pid "$troupe_pid" troupe
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
-scripts/install-deps
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
-    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
-  fi
-  cmake --build build -j2 --target troupe cache_bench
-fi
+build_release troupe cache_bench
 [[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
 [[ -x $CACHE_BENCH_BIN ]] || die "$CACHE_BENCH_BIN is missing or not executable"
 for tool in wrk curl python3; do
@@ -113,16 +85,7 @@ EOF
 )
 
 # ---- 2. HTTP: troupe, a user and a token -------------------------------------------------------------------
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
-  export TROUPE_DATABASE_URL
-fi
-if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
-  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
-  export TROUPE_JWT_SECRET
-fi
+ensure_database
 run_args=()
 if "$TROUPE_BIN" --help 2>/dev/null | grep -q 'limits\.enabled'; then
   run_args+=(--set limits.enabled=false)
@@ -185,10 +148,6 @@ run_wrk() {
   SOCKET_ERRORS=${SOCKET_ERRORS:-0}
 }
 
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
 routes=(health cached me)
 declare -A url=([health]="$base/health" [cached]="$profile_url" [me]="$base/api/me")
 declare -A header=([health]="" [cached]="$auth" [me]="$auth")
@@ -235,9 +194,7 @@ verdict_2xx=PASS
 ((non2xx == 0)) || verdict_2xx=MISS
 
 # ---- report -----------------------------------------------------------------------------------------------
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+machine_facts
 if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
 command="make bench-cache"

@@ -47,8 +47,9 @@ TARGET_BATCH_RATIO=0.5
 BASE_ARGS=(--set log.request_sample=0 --set shutdown.grace_ms=2000)
 ALONE_ARGS=(--set db.batch_max_rows=1)
 
-log() { echo "bench-db: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-db
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 [[ $THREADS =~ ^[1-9][0-9]*$ && $CONNECTIONS =~ ^[1-9][0-9]*$ && $BATCH_CONNECTIONS =~ ^[1-9][0-9]*$ ]] ||
@@ -75,7 +76,6 @@ duration_s=$(to_seconds "$DURATION")
 # ---- processes and cleanup ----------------------------------------------------------------------------
 troupe_pid=""
 client_pid="" # wrk or bench_copy, run in the background so a signal is handled at once
-pg_dir=""
 
 stop_pid() { # pid name: SIGTERM, wait up to 15 s, then SIGKILL; sets STOP_STATUS to the exit status
   local pid=$1 name=$2 i
@@ -98,16 +98,10 @@ cleanup() {
   trap - EXIT HUP INT TERM
   stop_pid "$client_pid" "benchmark client"
   stop_pid "$troupe_pid" troupe
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
 scripts/install-deps
@@ -137,18 +131,9 @@ out=bench/out/db-$stamp
 mkdir -p "$out"
 
 # ---- PostgreSQL -------------------------------------------------------------------------------------------
+ensure_database
 database="TROUPE_DATABASE_URL (given)"
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
-  database="a throw-away cluster under var/ (scripts/pg)"
-fi
-export TROUPE_DATABASE_URL
-if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
-  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
-  export TROUPE_JWT_SECRET
-fi
+[[ -z $pg_dir ]] || database="a throw-away cluster under var/ (scripts/pg)"
 
 sql() { # one value from one query; the URL stays out of every message
   PGCONNECT_TIMEOUT=10 psql -X -q -tA -v ON_ERROR_STOP=1 -d "$TROUPE_DATABASE_URL" -c "$1"
@@ -226,8 +211,8 @@ sign_in() {
   [[ -n $access_token ]] || die "no access_token in the login answer"
 }
 
-# start_troupe NAME ARGS... -> sets troupe_pid, troupe_port, troupe_log
-start_troupe() {
+# start_db_troupe NAME ARGS... -> sets troupe_pid, troupe_port, troupe_log
+start_db_troupe() {
   local name=$1
   shift
   troupe_log=$out/$name-troupe.log
@@ -284,10 +269,6 @@ run_wrk() {
   SOCKET_ERRORS=${SOCKET_ERRORS:-0}
 }
 
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
 # The machine may be shared: note the runs during which a compiler, linker, test runner or another benchmark's wrk
 # was seen (sampled just before and just after each measured run, when no wrk of ours runs), as their figures may be
 # low.
@@ -311,7 +292,7 @@ measure_troupe() {
   local round=$1 name=$2 script=$3 connections=$4 per_request=$5
   shift 5
   local tag="round$round-$name" before after delta eps acked busy
-  start_troupe "$tag" "$@"
+  start_db_troupe "$tag" "$@"
   sign_in
   local script_args=()
   [[ $name != batch ]] || script_args=("$per_request")
@@ -401,9 +382,7 @@ verdict_durable=PASS
 ((lost_acked == 0)) || verdict_durable=MISS
 
 # ---- report -----------------------------------------------------------------------------------------------
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+machine_facts
 if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
 pqxx_version=$(pkg-config --modversion libpqxx 2>/dev/null || echo unknown)
@@ -436,16 +415,7 @@ $BATCH_EVENTS-event batches/direct COPY: ${batch_ratio}x (medians: batch $batch_
 EOF
 )
 
-if [[ ! -s $RESULTS ]]; then
-  cat >"$RESULTS" <<'EOF'
-# Benchmark results
-
-Each section is appended by a benchmark script (e.g. `make bench-http`) and records one run: the exact command,
-the machine, every round and the medians, and the verdict against the target of the issue that set it.
-Targets are ratios against a reference server measured in the same run on the same machine, so sections from
-different machines stay comparable. Raw outputs of a run are kept (untracked) under `bench/out/`.
-EOF
-fi
+ensure_results_file "$RESULTS"
 
 {
   echo

@@ -17,11 +17,11 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
-log() { echo "bench-debug: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-debug
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 pids=()
-pg_dir=""
 cleanup() {
   local status=$? pid
   trap - EXIT INT TERM
@@ -29,49 +29,17 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
-scripts/install-deps
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j2 --target troupe debug_bench >/dev/null
+build_release troupe debug_bench
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/debug-$stamp
 mkdir -p "$out"
 
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
-  export TROUPE_DATABASE_URL
-fi
-TROUPE_JWT_SECRET=${TROUPE_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 -w0)}
-export TROUPE_JWT_SECRET
-
-# start_troupe NAME VAR ARGS...: starts troupe, sets VAR to its port; the process is stopped at exit. (Not run in a
-# command substitution: the pid must reach this shell's cleanup.)
-start_troupe() {
-  local name=$1 var=$2 port i
-  shift 2
-  port=$(scripts/pg free-port)
-  build/troupe --set "http.port=$port" --set log.request_sample=0 "$@" >"$out/$name.log" 2>&1 &
-  pids+=($!)
-  for ((i = 0; i < 100; i++)); do
-    if curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/health"; then
-      printf -v "$var" '%s' "$port"
-      return
-    fi
-    sleep 0.1
-  done
-  die "troupe ($name) did not start; see $out/$name.log"
-}
+ensure_database
 
 # The per-message cost of the hooks without HTTP: round trips between two observed actors, debug on vs off.
 build/bench/debug_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
@@ -83,6 +51,7 @@ log "round trip between two actors: debug off $rt_off ns, on $rt_on ns"
 
 # A policy no benchmark can exhaust: every request is counted, none is refused.
 high_limits=(--set limits.default_per_minute=1000000 --set limits.default_burst=1000000)
+debug_on="" debug_off=""
 start_troupe debug_on debug_on "${high_limits[@]}" --set debug.enabled=true
 start_troupe debug_off debug_off "${high_limits[@]}"
 curl -sf -o /dev/null "http://127.0.0.1:$debug_on/debug/actors" || die "the debug troupe has no /debug/actors"
@@ -109,7 +78,6 @@ run() {
   non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
   echo "$rps $p50 $p99 ${non2xx:-0}"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # With WATCH=1: read the tree once a second while the debug troupe is measured (bounded by the run's length).
 watch_pid=""
@@ -166,13 +134,13 @@ verdict() { awk -v c="$1" 'BEGIN { print c ? "PASS" : "MISS" }'; }
 v_ratio=$(verdict "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.95) }')")
 v_2xx=$(verdict "$(( ${bad[on]} + ${bad[off]} == 0 ))")
 
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo)
+machine_facts
 {
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): debug mode cost on an actor-backed route"
   echo
   echo "- command: \`make bench-debug\` (WATCH=$WATCH; wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds, alternating on/off; access log off)"
-  echo "- machine: $cpu, $(nproc) CPUs shared with other work (noisy), kernel $(uname -r); wrk on the same cores; commit $(git rev-parse --short HEAD 2>/dev/null)"
+  echo "- machine: $cpu, $(nproc) CPUs shared with other work (noisy), kernel $(uname -r); wrk on the same cores; commit $commit"
   echo "- route: GET /api/me with a JWT (bridge worker + session actor per request, session warm); \`on\`: debug.enabled=true (every actor has a probe)$( [[ $WATCH == 1 ]] && echo ", GET /debug/actors read once a second during its runs"); \`off\`: debug mode off"
   echo
   echo "| round | debug | req/s | p50 (ms) | p99 (ms) | non-2xx |"

@@ -53,8 +53,9 @@ TARGET_HIT_RATIO=0.4
 WRK_SCRIPT=bench/wrk/gateway_chat.lua
 PORTKEY_DIR=bench/node_modules/@portkey-ai/gateway
 
-log() { echo "bench-gateway: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-gateway
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 for knob in THREADS CONNECTIONS_LOW CONNECTIONS_HIGH MOCK_THREADS NGINX_WORKERS; do
@@ -67,25 +68,8 @@ done
 # ---- processes and cleanup ----------------------------------------------------------------------------
 tmp=""
 mock_pid=""
-nginx_pid=""
 troupe_pid=""
 portkey_pid=""
-pg_dir=""
-
-stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) did not stop within 10 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
@@ -94,27 +78,14 @@ cleanup() {
   stop_pid "$portkey_pid" portkey
   stop_pid "$nginx_pid" nginx
   stop_pid "$mock_pid" mock-upstream
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   [[ -n $tmp ]] && rm -rf -- "$tmp"
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
-scripts/install-deps
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
-    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
-  fi
-  cmake --build build -j2 --target troupe mock-upstream
-fi
+build_release troupe mock-upstream
 [[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
 [[ -x $MOCK_BIN ]] || die "$MOCK_BIN is missing or not executable"
 for tool in wrk curl "$NGINX"; do
@@ -156,18 +127,6 @@ else
   install_portkey || log "Portkey is SKIPPED: $portkey_skip"
 fi
 
-# Poll URL until it answers 2xx, while PID lives; at most 10 s (30 for Node).
-wait_ready() {
-  local url=$1 pid=$2 name=$3 tries=${4:-100} i
-  for ((i = 0; i < tries; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    curl -sf -o /dev/null --max-time 1 "$url" && return 0
-    sleep 0.1
-  done
-  log "$name did not answer $url within $((tries / 10)) s"
-  return 1
-}
-
 # Distinct ports for every server.
 used_ports=" "
 new_port() {
@@ -201,57 +160,13 @@ mock_requests() {
 
 # ---- nginx ------------------------------------------------------------------------------------------------
 nginx_port=$(new_port)
-user_line=""
-if [[ $(id -u) -eq 0 ]]; then user_line="user nobody $(id -gn nobody);"; fi
-# Debian's nginx has absolute compiled-in temp paths under /var/lib/nginx: point every one of them at $tmp.
-temp_paths="client_body_temp_path $tmp/client_body;"
-nginx_build=$("$NGINX" -V 2>&1)
-for module in proxy fastcgi uwsgi scgi; do
-  if [[ $nginx_build != *"--without-http_${module}_module"* ]]; then
-    temp_paths+=$'\n'"  ${module}_temp_path $tmp/$module;"
-  fi
-done
-cat >"$tmp/nginx.conf" <<EOF
-# Written by bench/gateway.sh: the reference server, a static 200 with keep-alive (as in bench/http.sh).
-$user_line
-worker_processes $NGINX_WORKERS;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type text/plain;
-  keepalive_timeout 65s;
-  keepalive_requests 1000000;
-  $temp_paths
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
-"$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/nginx-error.log" </dev/null >"$out/nginx.log" 2>&1 &
-nginx_pid=$!
-if ! wait_ready "http://127.0.0.1:$nginx_port/" "$nginx_pid" nginx; then
-  cat "$out/nginx.log" "$tmp/nginx-error.log" >&2 2>/dev/null || true
-  die "nginx did not start"
-fi
+start_nginx "$NGINX" "$tmp" "$nginx_port" "$NGINX_WORKERS" "$out/nginx.log"
 # wrk POSTs the cache-hit request's body to nginx too: `return 200` answers any method without reading a file.
 nginx_url="http://127.0.0.1:$nginx_port/v1/chat/completions"
 log "nginx http://127.0.0.1:$nginx_port/ (pid $nginx_pid)"
 
 # ---- troupe -----------------------------------------------------------------------------------------------
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(new_port)")
-  export TROUPE_DATABASE_URL
-fi
-if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
-  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
-  export TROUPE_JWT_SECRET
-fi
+ensure_database
 # One upstream, the mock; its in-flight cap above any concurrency of the run.
 TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"],"max_inflight":4096}]' "$mock_base")
 export TROUPE_UPSTREAMS
@@ -380,10 +295,6 @@ run_wrk() {
   CALLS=$((after - before))
 }
 
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
 # The runs of one round, in order: "server connections".
 plan=("direct $CONNECTIONS_LOW" "troupe $CONNECTIONS_LOW")
 [[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_LOW")
@@ -470,9 +381,7 @@ v_honest=PASS
 mock_headroom=$(ratio "$direct_rps_hi" "$troupe_rps_hi")
 
 # ---- report -----------------------------------------------------------------------------------------------
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+machine_facts
 if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
 nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: nginx\///')
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
@@ -517,16 +426,7 @@ Cache hit at -c$hi: troupe $(fmt "$hit_rps" %.0f) req/s, nginx $(fmt "$nginx_rps
 EOF
 )
 
-if [[ ! -s $RESULTS ]]; then
-  cat >"$RESULTS" <<'EOF'
-# Benchmark results
-
-Each section is appended by a benchmark script (e.g. `make bench-http`) and records one run: the exact command,
-the machine, every round and the medians, and the verdict against the target of the issue that set it.
-Targets are ratios against a reference server measured in the same run on the same machine, so sections from
-different machines stay comparable. Raw outputs of a run are kept (untracked) under `bench/out/`.
-EOF
-fi
+ensure_results_file "$RESULTS"
 
 {
   echo

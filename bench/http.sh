@@ -27,8 +27,9 @@ TROUPE_ARGS=${TROUPE_ARGS:-}
 TARGET_RATIO=0.6
 TARGET_P99_MS=5
 
-log() { echo "bench-http: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-http
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 [[ $THREADS =~ ^[1-9][0-9]*$ && $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "THREADS and CONNECTIONS must be positive integers"
@@ -37,51 +38,21 @@ die() { log "$*"; exit 1; }
 
 # ---- processes and cleanup ----------------------------------------------------------------------------
 tmp=""
-nginx_pid=""
 troupe_pid=""
-pg_dir=""
-
-stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) did not stop within 10 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
   trap - EXIT HUP INT TERM
   stop_pid "$troupe_pid" troupe
   stop_pid "$nginx_pid" nginx
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   [[ -n $tmp ]] && rm -rf -- "$tmp"
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
-scripts/install-deps
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
-    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
-  fi
-  cmake --build build -j2 --target troupe
-fi
+build_release troupe
 [[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
 for tool in wrk curl "$NGINX"; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
@@ -93,70 +64,14 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/http-$stamp
 mkdir -p "$out"
 
-# Poll URL until it answers 2xx, while PID lives; at most 10 s.
-wait_ready() {
-  local url=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    curl -sf -o /dev/null --max-time 1 "$url" && return 0
-    sleep 0.1
-  done
-  log "$name did not answer $url within 10 s"
-  return 1
-}
-
 # ---- nginx ------------------------------------------------------------------------------------------------
 nginx_port=$(scripts/pg free-port)
-user_line=""
-if [[ $(id -u) -eq 0 ]]; then user_line="user nobody $(id -gn nobody);"; fi
-# Debian's nginx has absolute compiled-in temp paths under /var/lib/nginx: point every one of them at $tmp.
-temp_paths="client_body_temp_path $tmp/client_body;"
-nginx_build=$("$NGINX" -V 2>&1)
-for module in proxy fastcgi uwsgi scgi; do
-  if [[ $nginx_build != *"--without-http_${module}_module"* ]]; then
-    temp_paths+=$'\n'"  ${module}_temp_path $tmp/$module;"
-  fi
-done
-cat >"$tmp/nginx.conf" <<EOF
-# Written by bench/http.sh: the reference server, a static 200 with keep-alive.
-$user_line
-worker_processes $NGINX_WORKERS;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type text/plain;
-  keepalive_timeout 65s;
-  keepalive_requests 1000000;
-  $temp_paths
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
-"$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/nginx-error.log" </dev/null >"$out/nginx.log" 2>&1 &
-nginx_pid=$!
-if ! wait_ready "http://127.0.0.1:$nginx_port/" "$nginx_pid" nginx; then
-  cat "$out/nginx.log" "$tmp/nginx-error.log" >&2 2>/dev/null || true
-  die "nginx did not start"
-fi
+start_nginx "$NGINX" "$tmp" "$nginx_port" "$NGINX_WORKERS" "$out/nginx.log"
 nginx_url="http://127.0.0.1:$nginx_port/"
 log "nginx $nginx_url (pid $nginx_pid)"
 
 # ---- troupe -----------------------------------------------------------------------------------------------
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
-  export TROUPE_DATABASE_URL
-fi
-if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
-  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
-  export TROUPE_JWT_SECRET
-fi
+ensure_database
 troupe_port=$(scripts/pg free-port)
 while [[ $troupe_port == "$nginx_port" ]]; do troupe_port=$(scripts/pg free-port); done
 # Keep the first MiB of troupe's log (startup, errors) and discard the rest, so per-request logging cannot
@@ -203,10 +118,6 @@ run_wrk() {
   SOCKET_ERRORS=${SOCKET_ERRORS:-0}
 }
 
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
 if [[ $WARMUP != 0 && $WARMUP != 0[smh] ]]; then
   log "warm-up: $WARMUP each (not recorded)"
   run_wrk nginx "$nginx_url" "$out/warmup-nginx.txt" "$WARMUP"
@@ -241,9 +152,7 @@ verdict_2xx=PASS
 ((troupe_non2xx == 0)) || verdict_2xx=MISS
 
 # ---- report -----------------------------------------------------------------------------------------------
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+machine_facts
 if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
 nginx_version=$("$NGINX" -v 2>&1 | sed 's/^nginx version: nginx\///')
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
@@ -272,16 +181,7 @@ Troupe p99: $(printf '%.2f' "$troupe_p99_med") ms (nginx $(printf '%.2f' "$nginx
 EOF
 )
 
-if [[ ! -s $RESULTS ]]; then
-  cat >"$RESULTS" <<'EOF'
-# Benchmark results
-
-Each section is appended by a benchmark script (e.g. `make bench-http`) and records one run: the exact command,
-the machine, every round and the medians, and the verdict against the target of the issue that set it.
-Targets are ratios against a reference server measured in the same run on the same machine, so sections from
-different machines stay comparable. Raw outputs of a run are kept (untracked) under `bench/out/`.
-EOF
-fi
+ensure_results_file "$RESULTS"
 
 {
   echo

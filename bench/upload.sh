@@ -31,8 +31,9 @@ TARGET_RATIO=1
 TARGET_RSS_RATIO=0.5
 peers=bench/peers
 
-log() { echo "bench-upload: $*" >&2; }
-die() { log "$*"; exit 1; }
+BENCH_NAME=bench-upload
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 for knob in UPLOAD_BYTES CHUNK_BYTES MEMORY_BYTES ARCHIVE_FILES; do
@@ -44,49 +45,20 @@ done
 tmp=""
 troupe_pid=""
 tus_pid=""
-pg_dir=""
-
-stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) did not stop within 10 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
   trap - EXIT HUP INT TERM
   stop_pid "$troupe_pid" troupe
   stop_pid "$tus_pid" "@tus/server"
-  if [[ -n $pg_dir ]]; then
-    scripts/pg stop "$pg_dir" || true
-    rm -rf -- "$pg_dir"
-  fi
+  stop_database
   [[ -n $tmp ]] && rm -rf -- "$tmp"
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---- build and peers ----------------------------------------------------------------------------------
-scripts/install-deps
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
-    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
-  fi
-  cmake --build build -j2 --target troupe
-fi
+build_release troupe
 [[ -x $TROUPE_BIN ]] || die "$TROUPE_BIN is missing or not executable"
 for tool in node npm curl tar; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
@@ -102,18 +74,6 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/upload-$stamp
 mkdir -p "$out"
 
-# Poll URL until it answers (any status), while PID lives; at most 20 s.
-wait_ready() {
-  local url=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    curl -s -o /dev/null --max-time 1 "$url" && return 0
-    sleep 0.1
-  done
-  log "$name did not answer $url within 20 s"
-  return 1
-}
-
 json() { # json FIELD_EXPRESSION < document: prints the field (a JavaScript expression on `d`)
   node -e "let s='';process.stdin.on('data',c=>s+=c).on('end',()=>{const d=JSON.parse(s);console.log($1)})"
 }
@@ -122,16 +82,7 @@ kib() { awk -v k="$1" '$1 == k ":" { print $2 }' "/proc/$2/status"; }
 reset_peak() { echo 5 >"/proc/$1/clear_refs"; }
 
 # ---- servers ------------------------------------------------------------------------------------------
-if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
-  mkdir -p var
-  pg_dir=$(mktemp -d "$root/var/bench-pg.XXXXXX")
-  TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
-  export TROUPE_DATABASE_URL
-fi
-if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
-  TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
-  export TROUPE_JWT_SECRET
-fi
+ensure_database
 troupe_port=$(scripts/pg free-port)
 # Rate limits off: the rounds send more PATCHes in a minute than the default upload policy's burst.
 # shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
@@ -139,14 +90,14 @@ troupe_port=$(scripts/pg free-port)
   --set log.request_sample=0 --set "uploads.max_chunk_bytes=$CHUNK_BYTES" $TROUPE_ARGS </dev/null \
   >"$out/troupe.log" 2>&1 &
 troupe_pid=$!
-wait_ready "http://127.0.0.1:$troupe_port/health" "$troupe_pid" troupe || die "troupe did not start (see $out/troupe.log)"
+wait_ready "http://127.0.0.1:$troupe_port/health" "$troupe_pid" troupe 200 || die "troupe did not start (see $out/troupe.log)"
 
 tus_port=$(scripts/pg free-port)
 while [[ $tus_port == "$troupe_port" ]]; do tus_port=$(scripts/pg free-port); done
 mkdir -p "$tmp/tus"
 node "$peers/tus_server.mjs" "$tmp/tus" "$tus_port" </dev/null >"$out/tus-server.log" 2>&1 &
 tus_pid=$!
-wait_ready "http://127.0.0.1:$tus_port/files" "$tus_pid" "@tus/server" || die "@tus/server did not start"
+wait_ready "http://127.0.0.1:$tus_port/files" "$tus_pid" "@tus/server" 200 any || die "@tus/server did not start"
 log "troupe on $troupe_port (pid $troupe_pid), @tus/server on $tus_port (pid $tus_pid)"
 
 # A user and a repository on Troupe.
@@ -167,7 +118,7 @@ wait_job() {
   for ((i = 0; i < 36000; i++)); do
     doc=$(curl -sf "$api/api/jobs/$job_id" -H "$auth")
     state=$(json d.state <<<"$doc")
-    [[ $state == done || $state == failed ]] && { echo "$doc"; return 0; }
+    [[ $state == "done" || $state == failed ]] && { echo "$doc"; return 0; }
     sleep 0.1
   done
   die "job $job_id did not finish within an hour"
@@ -199,10 +150,6 @@ upload() {
   else
     rm -f -- "$tmp/tus"/*
   fi
-}
-
-median() {
-  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 rows=()
@@ -257,14 +204,14 @@ fi
 processing_line="(skipped: ARCHIVE_FILES=0)"
 if ((ARCHIVE_FILES > 0)); then
   log "processing: writing a tree of $ARCHIVE_FILES files"
-  tree_bytes=$(node "$peers/make_tree.mjs" "$tmp/tree" "$ARCHIVE_FILES" 42)
+  node "$peers/make_tree.mjs" "$tmp/tree" "$ARCHIVE_FILES" 42 >/dev/null # prints the bytes written; the job reports them too
   tar -C "$tmp/tree" -czf "$tmp/tree.tar.gz" .
   archive_bytes=$(stat -c %s "$tmp/tree.tar.gz")
   rm -rf -- "$tmp/tree"
   result=$(node "$peers/tus_put.mjs" "$api/api/uploads/" "$tmp/tree.tar.gz" "$CHUNK_BYTES" "$(troupe_meta tree.tar.gz)" "$auth")
   job=$(wait_job "$(json "new URL(d.location).pathname" <<<"$result")")
   echo "$job" >"$out/processing-job.json"
-  [[ $(json d.state <<<"$job") == done ]] || die "the processing job failed: $(json d.error <<<"$job")"
+  [[ $(json d.state <<<"$job") == "done" ]] || die "the processing job failed: $(json d.error <<<"$job")"
   seconds=$(json "(Date.parse(d.attempt_log.at(-1).finished_at) - Date.parse(d.attempt_log.at(-1).started_at)) / 1000" <<<"$job")
   files=$(json d.result.files <<<"$job")
   bytes=$(json d.result.bytes <<<"$job")
@@ -274,9 +221,7 @@ if ((ARCHIVE_FILES > 0)); then
 fi
 
 # ---- report -----------------------------------------------------------------------------------------------
-cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+machine_facts
 if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit+=" + uncommitted changes"; fi
 tus_version=$(node -e "console.log(require('./$peers/node_modules/@tus/server/package.json').version)")
 store_version=$(node -e "console.log(require('./$peers/node_modules/@tus/file-store/package.json').version)")

@@ -1,0 +1,164 @@
+# Shared plumbing of the benchmark scripts (bench/*.sh), sourced after they set BENCH_NAME and cd to the root:
+# logging, starting and stopping servers, a throw-away PostgreSQL, nginx as the reference server, medians, the
+# machine's description and the header of bench/RESULTS.md. Each script keeps its own cleanup trap, which knows
+# which servers it started.
+# shellcheck shell=bash
+
+log() { echo "$BENCH_NAME: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# on_exit FUNCTION: runs FUNCTION when the script exits, also on SIGHUP, SIGINT and SIGTERM (with status 128+N).
+on_exit() {
+  # shellcheck disable=SC2064 # the function name is meant to be expanded now
+  trap "$1" EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# build_release TARGETS...: installs the dependencies and builds TARGETS in a Release build/ (refusing a sanitizer
+# build, which would measure the sanitizer); BENCH_SKIP_BUILD=1 skips the build.
+build_release() {
+  scripts/install-deps
+  [[ ${BENCH_SKIP_BUILD:-0} == 1 ]] && return 0
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  if grep -Eq '^TROUPE_SANITIZE:STRING=.+' build/CMakeCache.txt; then
+    die "build/ is a sanitizer build (TROUPE_SANITIZE in build/CMakeCache.txt): benchmark a plain Release build"
+  fi
+  cmake --build build -j2 --target "$@"
+}
+
+# stop_pid PID NAME: SIGTERM, wait up to 10 s, then SIGKILL; nothing when PID is empty or gone.
+stop_pid() {
+  local pid=$1 name=$2 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) did not stop within 10 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# wait_ready URL PID NAME [TRIES=100] [any]: polls URL every 0.1 s until it answers 2xx (with "any": any status),
+# while PID lives.
+wait_ready() {
+  local url=$1 pid=$2 name=$3 tries=${4:-100} accept=${5:-} i
+  local curl_args=(-s -o /dev/null --max-time 1)
+  [[ $accept == any ]] || curl_args+=(-f)
+  for ((i = 0; i < tries; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl "${curl_args[@]}" "$url" && return 0
+    sleep 0.1
+  done
+  log "$name did not answer $url within $((tries / 10)) s"
+  return 1
+}
+
+# ensure_database: unless TROUPE_DATABASE_URL is set, starts a throw-away PostgreSQL under var/ (pg_dir names it:
+# stop it with stop_database); unless TROUPE_JWT_SECRET is set, makes one. Call it directly, not in $(...).
+pg_dir=""
+ensure_database() {
+  if [[ -z ${TROUPE_DATABASE_URL:-} ]]; then
+    mkdir -p var
+    pg_dir=$(mktemp -d "$PWD/var/bench-pg.XXXXXX")
+    TROUPE_DATABASE_URL=$(scripts/pg start "$pg_dir" "$(scripts/pg free-port)")
+    export TROUPE_DATABASE_URL
+  fi
+  if [[ -z ${TROUPE_JWT_SECRET:-} ]]; then
+    TROUPE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+    export TROUPE_JWT_SECRET
+  fi
+}
+stop_database() {
+  [[ -n $pg_dir ]] || return 0
+  scripts/pg stop "$pg_dir" || true
+  rm -rf -- "$pg_dir"
+  pg_dir=""
+}
+
+# start_nginx NGINX DIR PORT WORKERS LOG: nginx answering `return 200` with keep-alive on 127.0.0.1:PORT, its
+# config and temp files in DIR; sets nginx_pid. The reference server of the HTTP and gateway benchmarks.
+nginx_pid=""
+start_nginx() {
+  local nginx=$1 dir=$2 port=$3 workers=$4 logfile=$5 user_line="" temp_paths module build
+  if [[ $(id -u) -eq 0 ]]; then user_line="user nobody $(id -gn nobody);"; fi
+  # Debian's nginx has absolute compiled-in temp paths under /var/lib/nginx: point every one of them at DIR.
+  temp_paths="client_body_temp_path $dir/client_body;"
+  build=$("$nginx" -V 2>&1)
+  for module in proxy fastcgi uwsgi scgi; do
+    if [[ $build != *"--without-http_${module}_module"* ]]; then
+      temp_paths+=$'\n'"  ${module}_temp_path $dir/$module;"
+    fi
+  done
+  cat >"$dir/nginx.conf" <<EOF
+# Written by bench/lib.sh for $BENCH_NAME: the reference server, a static 200 with keep-alive.
+$user_line
+worker_processes $workers;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type text/plain;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  $temp_paths
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+  "$nginx" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" </dev/null >"$logfile" 2>&1 &
+  nginx_pid=$!
+  if ! wait_ready "http://127.0.0.1:$port/" "$nginx_pid" nginx; then
+    cat "$logfile" "$dir/nginx-error.log" >&2 2>/dev/null || true
+    die "nginx did not start"
+  fi
+}
+
+# median VALUES...: the middle value, or the mean of the two middle ones (3 decimals).
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# start_troupe NAME VAR ARGS...: starts build/troupe on a free port with the access log off and ARGS, its output in
+# $out/NAME.log, appends its pid to the array pids (the caller's cleanup stops them) and sets VAR to the port once
+# /health answers. Not to be called in $(...): the pid would stay in the subshell, and the server would outlive the
+# run.
+start_troupe() {
+  local name=$1 var=$2 port
+  shift 2
+  port=$(scripts/pg free-port)
+  build/troupe --set "http.port=$port" --set log.request_sample=0 "$@" >"${out:?}/$name.log" 2>&1 &
+  pids+=($!)
+  wait_ready "http://127.0.0.1:$port/health" "$!" "troupe ($name)" || die "troupe ($name) did not start; see $out/$name.log"
+  printf -v "$var" '%s' "$port"
+}
+
+# machine_facts: sets cpu (model name), mem (RAM) and commit (short hash) for the record.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+machine_facts() {
+  cpu=$(awk -F': *' '$1 ~ /^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+  mem=$(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+}
+
+# ensure_results_file FILE: gives a new results file its header.
+ensure_results_file() {
+  [[ -s $1 ]] && return 0
+  cat >"$1" <<'EOF'
+# Benchmark results
+
+Each section is appended by a benchmark script (e.g. `make bench-http`) and records one run: the exact command,
+the machine, every round and the medians, and the verdict against the target of the issue that set it.
+Targets are ratios against a reference server measured in the same run on the same machine, so sections from
+different machines stay comparable. Raw outputs of a run are kept (untracked) under `bench/out/`.
+EOF
+}
