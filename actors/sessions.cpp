@@ -1,4 +1,6 @@
 #include "actors/sessions.hpp"
+
+#include "actors/keyed_children.hpp"
 #include "introspect/observed_actor.hpp"
 
 #include "actors/rate_limit.hpp"
@@ -169,11 +171,7 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
 
 struct manager_state {
   session_manager_options opts;
-  std::unordered_map<std::string, caf::actor> sessions;  // user id -> live session
-  std::unordered_map<caf::actor_addr, std::string> owners;
-  // The live sessions, shared with the manager's exit functor so they end with it whatever its exit reason.
-  // (Sessions are not linked: a linked session killed with exit_reason::kill would take the manager down too.)
-  std::shared_ptr<std::vector<caf::actor>> live = std::make_shared<std::vector<caf::actor>>();
+  keyed_children sessions; // user id -> live session
   using waiter = std::function<void(caf::expected<caf::actor>)>;
   std::unordered_map<std::string, std::vector<waiter>> loading;  // user id -> who waits for its session
 
@@ -185,8 +183,8 @@ using manager_actor = observed_stateful_actor<manager_state>;
 /// Calls `then` with the session of `user_id` (or why there is none), loading it first if needed.
 void with_session(manager_actor* self, const std::string& user_id, manager_state::waiter then) {
   auto& st = self->state;
-  if (auto i = st.sessions.find(user_id); i != st.sessions.end()) {
-    then(i->second);
+  if (auto session = st.sessions.find(user_id)) {
+    then(*session);
     return;
   }
   auto& waiting = st.loading[user_id];
@@ -211,9 +209,7 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
         auto& st = self->state;
         auto session = self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used);
         self->monitor(session);
-        st.live->push_back(session);
-        st.sessions[user_id] = session;
-        st.owners[session.address()] = user_id;
+        st.sessions.add(user_id, session);
         st.opts.sessions->put(user_id, session);
         st.opts.active->fetch_add(1);
         auto waiting = std::move(st.loading[user_id]);
@@ -239,22 +235,15 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
 
 caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
   self->state.opts = std::move(opts);
-  self->attach_functor([live = self->state.live](const caf::error&) {
-    for (auto& session : *live)
-      caf::anon_send_exit(session, caf::exit_reason::user_shutdown);
-  });
+  self->state.sessions.stop_with(self);
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
-    auto owner = st.owners.find(msg.source);
-    if (owner == st.owners.end())
+    auto ended = st.sessions.remove(msg.source);
+    if (!ended)
       return;
-    auto user_id = owner->second;
-    st.owners.erase(owner);
-    if (auto i = st.sessions.find(user_id); i != st.sessions.end()) {
-      st.opts.sessions->erase(user_id, i->second);
-      st.live->erase(std::remove(st.live->begin(), st.live->end(), i->second), st.live->end());
-      st.sessions.erase(i);
-    }
+    auto& [user_id, session] = *ended;
+    if (session)
+      st.opts.sessions->erase(user_id, session);
     st.opts.active->fetch_sub(1);
     if (msg.reason && msg.reason != caf::exit_reason::user_shutdown) {
       log::warn("session failed; it is rebuilt on next use",
@@ -289,7 +278,7 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
     [self](children_atom) {
       // The live sessions, as children for debug mode's tree (at most max_listed_sessions, by user id).
       std::vector<child_info> result;
-      for (const auto& [user_id, session] : self->state.sessions)
+      for (const auto& [user_id, session] : self->state.sessions.all())
         result.push_back(child_info{"session:" + user_id, "worker", "temporary", "running", 0, "", 0, 0, session});
       std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
       if (result.size() > max_listed_sessions)

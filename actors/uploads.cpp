@@ -1,5 +1,7 @@
 #include "actors/uploads.hpp"
 
+#include "actors/keyed_children.hpp"
+
 #include "actors/digest.hpp"
 
 #include "config/log.hpp"
@@ -311,9 +313,7 @@ caf::behavior session_impl(session_actor* self, upload_options opts, upload_reco
 
 struct router_state {
   upload_options opts;
-  std::unordered_map<std::string, caf::actor> sessions; // upload id -> live session
-  std::unordered_map<caf::actor_addr, std::string> owners;
-  std::shared_ptr<std::vector<caf::actor>> live = std::make_shared<std::vector<caf::actor>>();
+  keyed_children sessions; // upload id -> live session
   using waiter = std::function<void(caf::expected<caf::actor>)>;
   std::unordered_map<std::string, std::vector<waiter>> loading; // upload id -> who waits for its session
   std::mt19937_64 random{std::random_device{}()};
@@ -328,17 +328,15 @@ caf::actor start_session(router_actor* self, upload_record upload) {
   auto id = upload.id;
   auto session = self->spawn(session_impl, st.opts, std::move(upload));
   self->monitor(session);
-  st.live->push_back(session);
-  st.sessions[id] = session;
-  st.owners[session.address()] = id;
+  st.sessions.add(id, session);
   return session;
 }
 
 /// Calls `then` with the session of upload `id`, loading the upload from PostgreSQL first if needed.
 void with_session(router_actor* self, const std::string& id, router_state::waiter then) {
   auto& st = self->state;
-  if (auto i = st.sessions.find(id); i != st.sessions.end()) {
-    then(i->second);
+  if (auto session = st.sessions.find(id)) {
+    then(*session);
     return;
   }
   auto& waiting = st.loading[id];
@@ -361,8 +359,8 @@ void with_session(router_actor* self, const std::string& id, router_state::waite
       [self, finish](upload_record& u) mutable {
         // A session may have started while this load was under way (a create): keep that one.
         auto& st = self->state;
-        if (auto i = st.sessions.find(u.id); i != st.sessions.end())
-          finish(i->second);
+        if (auto session = st.sessions.find(u.id))
+          finish(*session);
         else
           finish(start_session(self, std::move(u)));
       },
@@ -417,21 +415,12 @@ caf::result<upload_status> create(router_actor* self, const std::string& user_id
 
 caf::behavior router_impl(router_actor* self, upload_options opts) {
   self->state.opts = std::move(opts);
-  self->attach_functor([live = self->state.live](const caf::error&) {
-    for (auto& session : *live)
-      caf::anon_send_exit(session, caf::exit_reason::user_shutdown);
-  });
+  self->state.sessions.stop_with(self);
   self->set_down_handler([self](caf::down_msg& msg) {
-    auto& st = self->state;
-    auto owner = st.owners.find(msg.source);
-    if (owner == st.owners.end())
+    auto ended = self->state.sessions.remove(msg.source);
+    if (!ended)
       return;
-    auto id = owner->second;
-    st.owners.erase(owner);
-    if (auto i = st.sessions.find(id); i != st.sessions.end()) {
-      st.live->erase(std::remove(st.live->begin(), st.live->end(), i->second), st.live->end());
-      st.sessions.erase(i);
-    }
+    const auto& id = ended->first;
     if (msg.reason && msg.reason != caf::exit_reason::user_shutdown)
       log::warn("upload session failed; it is reloaded on next use",
                 log::fields{}.add("upload_id", id).add("error", self->system().render(msg.reason)));
@@ -448,8 +437,8 @@ caf::behavior router_impl(router_actor* self, upload_options opts) {
       return delegate_to_session<bool>(self, id, upload_delete_atom::value, id, user_id);
     },
     [self](upload_forget_atom, const std::string& id) {
-      if (auto i = self->state.sessions.find(id); i != self->state.sessions.end())
-        self->send(i->second, upload_forget_atom::value, id);
+      if (auto session = self->state.sessions.find(id))
+        self->send(*session, upload_forget_atom::value, id);
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
