@@ -43,6 +43,7 @@
 #include <filesystem>
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
 
@@ -438,6 +439,21 @@ bool await_tree_started(caf::actor_system& sys, const caf::actor& root, millisec
   return true;
 }
 
+/// Raises the soft RLIMIT_NOFILE towards `wanted` (at most the hard limit); warns when it stays below it.
+void raise_open_file_limit(rlim_t wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+    return;
+  auto target = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < target) {
+    limit.rlim_cur = target;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted)
+    log::warn("the open file limit is below http.max_connections; connections beyond it are refused by the kernel",
+              log::fields{}.add("limit", static_cast<int64_t>(limit.rlim_cur)).add("wanted", static_cast<int64_t>(wanted)));
+}
+
 } // namespace
 
 int run_server(const config::settings& settings) {
@@ -453,7 +469,11 @@ int run_server(const config::settings& settings) {
   log::parse_level(settings.log.level, level);
   log::setup(level);
 
-  // Large buffers (request bodies: upload chunks of up to uploads.max_chunk_bytes, buffered whole by Pistache) are
+  // Every connection is a file descriptor: take the hard limit (the default soft limit, 1024, would refuse clients
+  // long before http.max_connections).
+  raise_open_file_limit(static_cast<rlim_t>(settings.http.max_connections) + 4096);
+
+  // Large buffers (request bodies: upload chunks of up to uploads.max_chunk_bytes, buffered whole) are
   // mmap'd and unmapped when freed. glibc's default raises this threshold after the first such free, after which
   // freed chunk buffers stay in per-thread arenas: a 256 MiB upload in 4 MiB chunks then grew RSS by ~45 MiB instead
   // of ~20 MiB (tests/integration/uploads_test.cpp, MemoryIsBoundedByTheChunkSize).

@@ -136,20 +136,35 @@ const std::vector<option_spec>& all_options() {
           "TCP port; 0 picks a free port (the chosen one is logged)")
       .range(0, 65535),
     entry("http.threads", bind<&settings::http, &http_settings::threads>(), "0",
-          "Pistache worker threads; 0 = number of cores")
+          "HTTP reactor threads (each serves its share of the connections); 0 = number of cores")
       .range(0, 256, "threads"),
     entry("http.max_body_bytes", bind<&settings::http, &http_settings::max_body_bytes>(), "1048576",
-          "largest accepted request body; larger gets 413")
+          "largest request body of a JSON route (routes such as tus PATCH set their own); a larger Content-Length "
+          "gets 413 before the body is read")
       .range(1, 1073741824, "bytes"),
+    entry("http.max_header_bytes", bind<&settings::http, &http_settings::max_header_bytes>(), "32768",
+          "largest request head (request line and headers); larger gets 431 (a target over 8 KiB gets 414)")
+      .range(1024, 1048576, "bytes"),
+    entry("http.max_connections", bind<&settings::http, &http_settings::max_connections>(), "10000",
+          "open client connections; a connection beyond it gets a 503 and is closed at once")
+      .range(1, 1000000, "connections"),
+    entry("http.max_body_memory_bytes", bind<&settings::http, &http_settings::max_body_memory_bytes>(), "268435456",
+          "request bodies held in memory at once over all connections; a request whose body would exceed it gets 503 "
+          "before its body is read")
+      .range(1048576, 1099511627776, "bytes"),
     entry("http.header_timeout_ms", bind<&settings::http, &http_settings::header_timeout_ms>(), "5000",
-          "time a client has to send the request headers")
+          "time a request's head may take from its first byte (and a new connection to start its first request); "
+          "slower gets 408 and the connection is closed")
       .range(1, 600000, "ms"),
     entry("http.body_timeout_ms", bind<&settings::http, &http_settings::body_timeout_ms>(), "30000",
-          "time a client has to send the body")
+          "longest pause between two bytes of a request body; longer gets 408")
       .range(1, 600000, "ms"),
     entry("http.keepalive_timeout_ms", bind<&settings::http, &http_settings::keepalive_timeout_ms>(), "60000",
-          "idle keep-alive connections are closed after this; it also bounds the longest response (a slow upstream "
-          "call, an SSE stream), counted from the request's arrival")
+          "a kept-alive connection idle this long between requests is closed (a response in progress is bounded by "
+          "its route, not by this)")
+      .range(1, 3600000, "ms"),
+    entry("http.send_timeout_ms", bind<&settings::http, &http_settings::send_timeout_ms>(), "60000",
+          "a client that reads none of its response for this long is disconnected (streams may set their own limit)")
       .range(1, 3600000, "ms"),
     entry("http.trusted_proxies", bind<&settings::http, &http_settings::trusted_proxies>(), "",
           "comma-separated proxy addresses whose X-Forwarded-For is believed (exact IPs)"),

@@ -24,6 +24,10 @@ struct http_settings {
   int64_t header_timeout_ms;
   int64_t body_timeout_ms;
   int64_t keepalive_timeout_ms;
+  int64_t send_timeout_ms;
+  int64_t max_header_bytes;
+  int64_t max_connections;
+  int64_t max_body_memory_bytes;
   std::string trusted_proxies;
   int64_t request_timeout_ms;
   std::string cors_origins;

@@ -49,6 +49,16 @@ const char* to_string(service_error code) {
     return "checksum_mismatch";
   case service_error::internal:
     return "internal";
+  case service_error::uri_too_long:
+    return "uri_too_long";
+  case service_error::expectation_failed:
+    return "expectation_failed";
+  case service_error::headers_too_large:
+    return "headers_too_large";
+  case service_error::not_implemented:
+    return "not_implemented";
+  case service_error::version_not_supported:
+    return "version_not_supported";
   }
   return "internal";
 }

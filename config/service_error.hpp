@@ -32,7 +32,15 @@ enum class service_error : uint8_t {
   locked,                 // the object is busy with another request, e.g. a concurrent PATCH of an upload (423)
   checksum_mismatch,      // the body does not match its Upload-Checksum; it was discarded (460, tus checksum)
   internal,               // a bug or an unexpected failure (500)
+  uri_too_long,           // the request target is over http.max_request_line (414)
+  expectation_failed,     // an Expect other than 100-continue (417)
+  headers_too_large,      // the request head is over http.max_header_bytes (431)
+  not_implemented,        // a transfer coding or feature of HTTP the server does not implement (501)
+  version_not_supported,  // an HTTP version other than 1.0 and 1.1 (505)
 };
+
+/// The highest code: new codes go at the end (values cross nodes) and move this.
+inline constexpr service_error last_service_error = service_error::version_not_supported;
 
 /// The CAF error category atom of service errors.
 using service_error_category = caf::atom_constant<caf::atom("troupe")>;

@@ -66,7 +66,7 @@ TEST(Server, HealthIsOkWithStandardHeaders) {
   expect_standard_headers(res);
   EXPECT_EQ(res.header("content-security-policy"), "default-src 'none'");
   EXPECT_EQ(res.header("content-type"), "application/json");
-  EXPECT_EQ(res.header("connection"), "Keep-Alive");
+  EXPECT_EQ(res.header("connection"), "keep-alive");
 }
 
 // A client that asks to close gets Connection: close.
@@ -74,7 +74,7 @@ TEST(Server, ConnectionCloseIsHonoured) {
   troupe_process troupe{{}};
   auto res = http({"GET", troupe.url("/health"), "", {"Connection: close"}, 10000});
   EXPECT_EQ(res.status, 200);
-  EXPECT_EQ(res.header("connection"), "Close");
+  EXPECT_EQ(res.header("connection"), "close");
 }
 
 // An unknown route is a 404 with the JSON error body.
