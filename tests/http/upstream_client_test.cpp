@@ -398,6 +398,36 @@ TEST_F(upstream_client_test, TotalTimeoutFiresWhileTheBodyDrips) {
   EXPECT_LT(r.body_bytes, 100u);
 }
 
+// A stream that goes silent ends with idle_timeout once idle_timeout passes without a byte, whatever its age.
+TEST_F(upstream_client_test, IdleTimeoutEndsASilentStream) {
+  auto req = get("/sse-abort"); // one piece, then nothing
+  req.total_timeout = 0ms;
+  req.idle_timeout = 300ms;
+  size_t pieces = 0;
+  req.on_data = [&](int, const auto&, std::string_view) {
+    ++pieces;
+    return true;
+  };
+  auto started = clock_type::now();
+  auto r = fetch(req);
+  EXPECT_EQ(r.error, transfer_error::idle_timeout) << r.error_text;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GE(pieces, 1u);
+  EXPECT_GE(clock_type::now() - started, 300ms);
+  EXPECT_LT(clock_type::now() - started, 5s);
+  EXPECT_NE(r.error_text.find("300 ms"), std::string::npos) << r.error_text;
+}
+
+// A body that keeps arriving is never cut by the idle timeout, however long it takes in all (no total timeout).
+TEST_F(upstream_client_test, ProgressKeepsAStreamAlive) {
+  auto req = get("/drip"); // 100 bytes, one per 50 ms: 5 s in all
+  req.total_timeout = 0ms;
+  req.idle_timeout = 1000ms;
+  auto r = fetch(req);
+  EXPECT_EQ(r.error, transfer_error::none) << r.error_text;
+  EXPECT_EQ(r.body.size(), 100u);
+}
+
 // A body larger than max_response_bytes is cut off with too_large.
 TEST_F(upstream_client_test, BodyOverTheCapIsTooLarge) {
   auto req = get("/big");
