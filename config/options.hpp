@@ -28,6 +28,7 @@ struct http_settings {
   int64_t max_header_bytes;
   int64_t max_connections;
   int64_t max_body_memory_bytes;
+  bool admission_control;
   std::string trusted_proxies;
   int64_t request_timeout_ms;
   std::string cors_origins;

@@ -699,8 +699,11 @@ health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstr
 }
 
 void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std::shared_ptr<inflight_gate> gate) {
-  routes.add("POST", "/v1/chat/completions", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->chat(r); }));
-  routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }));
+  // Generations have their own gate (limits.generate_max_inflight): their latency is the upstream's, not a queue's.
+  routes.add("POST", "/v1/chat/completions", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->chat(r); }),
+             without_admission_control());
+  routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }),
+             without_admission_control());
   routes.add("GET", "/v1/models", [gw](const std::shared_ptr<responder>& r) { gw->models(r); });
 }
 

@@ -48,11 +48,11 @@ response readiness_response(const std::vector<health_check>& checks) {
 void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, route_guard debug_guard) {
   routes.add("GET", "/health", [](const std::shared_ptr<responder>& r) {
     r->send(json_response(200, R"({"status":"ok"})").header("Cache-Control", "no-store"));
-  });
+  }, without_admission_control());
 
   routes.add("GET", "/api/health", [&bridge, names](const std::shared_ptr<responder>& r) {
     bridge.ask_named<std::vector<health_check>>(r, names.health, readiness_response, check_atom::value);
-  });
+  }, without_admission_control());
 
   routes.add("GET", "/metrics", [&bridge, names](const std::shared_ptr<responder>& r) {
     bridge.ask_named<std::string>(
@@ -61,7 +61,7 @@ void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names&
         return response{200, std::move(text), "text/plain; version=0.0.4; charset=utf-8", {}};
       },
       metrics_atom::value);
-  });
+  }, without_admission_control());
 
   if (!debug_guard)
     return;

@@ -9,6 +9,8 @@
 // chunks), and may be reached by a POST carrying `X-HTTP-Method-Override: <its method>` (for clients behind
 // proxies that only pass GET and POST, as the tus protocol asks).
 
+#include "http/admission.hpp"
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,7 +29,19 @@ using route_handler = std::function<void(const std::shared_ptr<responder>&)>;
 struct route_options {
   size_t max_body_bytes = 0;     // largest body; 0 = the server's http.max_body_bytes
   bool method_override = false;  // reachable by POST + X-HTTP-Method-Override: <method>
+  /// Admission control (http/admission.hpp): on by default. Off for routes operators must always reach (health,
+  /// metrics, debug) and for routes with a gate of their own (generations).
+  bool admission_control = true;
+  std::shared_ptr<admission_limit> admission; // set by router::add when admission_control is on
 };
+
+/// Options of a route that admission control must never refuse (health, metrics, debug) or that has a gate of its
+/// own (generations).
+inline route_options without_admission_control() {
+  route_options options;
+  options.admission_control = false;
+  return options;
+}
 
 class router {
 public:
@@ -48,6 +62,10 @@ public:
 
   /// The largest max_body_bytes of any route (0 if none sets one): the server must read bodies that large.
   size_t largest_body_limit() const { return largest_body_limit_; }
+
+  /// Calls fn(pattern, method, limit) for every route under admission control (metrics).
+  void for_each_admission(const std::function<void(const std::string&, const std::string&, const admission_limit&)>& fn)
+    const;
 
 private:
   struct method_route {

@@ -204,8 +204,21 @@ public:
     if (auto held = std::static_pointer_cast<body_reservation>(std::move(c->reservation)))
       reservation = std::move(*held);
     c->reservation.reset();
-    auto r = std::make_shared<responder>(c, std::move(req), state_, keep_alive, http10, std::move(reservation));
-    if (match.kind == router::match::not_found) {
+    // Admission: over its route's limit a request is refused here, on the connection's thread, before any actor
+    // sees it (the connection stays open: the body, if any, has been read).
+    admission_ticket ticket;
+    bool admitted = true;
+    if (match.kind == router::match::found && match.options.admission && state_->admission_control()) {
+      admitted = match.options.admission->try_acquire();
+      if (admitted)
+        ticket = admission_ticket{match.options.admission, req.started};
+    }
+    auto r = std::make_shared<responder>(c, std::move(req), state_, keep_alive, http10, std::move(reservation),
+                                         std::move(ticket));
+    if (!admitted) {
+      r->send(error_response(service_error::overloaded,
+                             "This route is at capacity; retry shortly.", r->req().id));
+    } else if (match.kind == router::match::not_found) {
       r->send(error_response(service_error::not_found, "No route for " + r->req().path + ".", r->req().id));
     } else if (match.kind == router::match::method_not_allowed) {
       std::string allow;
@@ -283,7 +296,20 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
                                          "Time from request parsed to response queued, by route and status.",
                                          {"route", "status"}, latency_buckets_seconds())),
     max_body_bytes_(static_cast<size_t>(settings.http.max_body_bytes)),
-    body_budget_(settings.http.max_body_memory_bytes), access_log_sample_(settings.log.request_sample) {
+    body_budget_(settings.http.max_body_memory_bytes), admission_control_(settings.http.admission_control),
+    access_log_sample_(settings.log.request_sample) {
+  metrics_->add_collector([routes = routes_](prometheus_writer& out) {
+    out.family("troupe_http_admission_limit", "gauge",
+               "Requests of a route admitted at once (adapted to its latency; beyond it 503).");
+    routes->for_each_admission([&out](const std::string& route, const std::string& method, const admission_limit& l) {
+      out.sample("troupe_http_admission_limit", {{"route", route}, {"method", method}}, static_cast<double>(l.limit()));
+    });
+    out.family("troupe_http_admission_refused_total", "counter", "Requests refused by admission control.");
+    routes->for_each_admission([&out](const std::string& route, const std::string& method, const admission_limit& l) {
+      out.sample("troupe_http_admission_refused_total", {{"route", route}, {"method", method}},
+                 static_cast<double>(l.refused()));
+    });
+  });
   std::random_device rd;
   char prefix[16];
   std::snprintf(prefix, sizeof(prefix), "%08x", rd());
@@ -357,9 +383,9 @@ bool server_state::wait_idle(std::chrono::milliseconds grace) {
 // --- responder ---
 
 responder::responder(std::shared_ptr<connection> conn, request req, std::shared_ptr<server_state> server,
-                     bool keep_alive, bool http10, body_reservation body)
+                     bool keep_alive, bool http10, body_reservation body, admission_ticket ticket)
   : conn_(std::move(conn)), req_(std::move(req)), server_(std::move(server)), keep_alive_(keep_alive),
-    http10_(http10), body_(std::move(body)) {}
+    http10_(http10), body_(std::move(body)), ticket_(std::move(ticket)) {}
 
 responder::~responder() {
   if (!answered_.load())
@@ -375,6 +401,7 @@ void responder::send(response res) {
   if (!answered_.compare_exchange_strong(expected, true))
     return;
   body_.release();
+  ticket_.release();
   // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp).
   apply_revalidation(req_, res);
   bool keep_alive = keep_alive_ && !server_->draining();
@@ -432,6 +459,7 @@ std::shared_ptr<response_stream> responder::stream(response head) {
   if (!answered_.compare_exchange_strong(expected, true))
     return nullptr;
   body_.release();
+  ticket_.release(); // a stream's length is its own business, not a sign of queueing
   bool keep_alive = keep_alive_ && !server_->draining() && !http10_; // HTTP/1.0: the close ends the body
   std::string out;
   auto hooks = write_head(out, head, keep_alive, true);

@@ -47,6 +47,8 @@ public:
   /// The default body limit (http.max_body_bytes); a route may set its own (route_options::max_body_bytes).
   size_t max_body_bytes() const { return max_body_bytes_; }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
+  /// Whether routes are under admission control (http.admission_control).
+  bool admission_control() const { return admission_control_; }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   /// Bytes of request bodies held right now (being received, or handed to a handler that has not answered).
   int64_t body_bytes_held() const { return body_bytes_.load(std::memory_order_acquire); }
@@ -74,6 +76,7 @@ private:
   histogram_family& request_seconds_;
   size_t max_body_bytes_;
   int64_t body_budget_;
+  bool admission_control_;
   double access_log_sample_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};
@@ -82,6 +85,34 @@ private:
   std::condition_variable idle_;
   std::string id_prefix_;
   std::atomic<uint64_t> id_counter_{0};
+};
+
+/// A slot of a route's admission limit (http/admission.hpp), held until the answer is handed over; gives the slot
+/// back with the request's latency.
+class admission_ticket {
+public:
+  admission_ticket() = default;
+  admission_ticket(std::shared_ptr<admission_limit> limit, std::chrono::steady_clock::time_point started)
+    : limit_(std::move(limit)), started_(started) {}
+  ~admission_ticket() { release(); }
+  admission_ticket(admission_ticket&& other) noexcept
+    : limit_(std::move(other.limit_)), started_(other.started_) {}
+  admission_ticket& operator=(admission_ticket&& other) noexcept {
+    if (this != &other) {
+      release();
+      limit_ = std::move(other.limit_);
+      started_ = other.started_;
+    }
+    return *this;
+  }
+  void release() {
+    if (auto limit = std::move(limit_))
+      limit->release(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_));
+  }
+
+private:
+  std::shared_ptr<admission_limit> limit_;
+  std::chrono::steady_clock::time_point started_;
 };
 
 /// Bytes of the body budget held by a request until its response is handed over (or it is dropped).
@@ -158,7 +189,7 @@ private:
 class responder {
 public:
   responder(std::shared_ptr<connection> conn, request req, std::shared_ptr<server_state> server, bool keep_alive,
-            bool http10 = false, body_reservation body = {});
+            bool http10 = false, body_reservation body = {}, admission_ticket ticket = {});
   ~responder();
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
@@ -194,6 +225,7 @@ private:
   bool keep_alive_;
   bool http10_;
   body_reservation body_;
+  admission_ticket ticket_;
   std::atomic<bool> answered_{false};
   std::mutex extras_mutex_; // add_header/on_sent may run on another thread than send
   std::vector<std::pair<std::string, std::string>> extra_headers_;
