@@ -112,12 +112,12 @@ caf::behavior throttle_impl(throttle_actor* self, login_throttle_options opts) {
         if (st.failures.size() >= st.opts.max_entries && st.failures.count(key) == 0) {
           sweep(self);
           if (st.failures.size() >= st.opts.max_entries)
-            st.failures.erase(st.failures.begin());  // still full of live entries: drop an arbitrary one
+            st.failures.erase(st.failures.begin()); // still full of live entries: drop an arbitrary one
         }
         auto& times = st.failures[key];
         times.push_back(t);
         while (times.size() > keep)
-          times.pop_front();  // only the last `keep` matter
+          times.pop_front(); // only the last `keep` matter
       }
     },
     [self](throttle_reset_atom, const std::string& email, const std::string& ip) {
@@ -200,7 +200,7 @@ caf::behavior key_cache_impl(key_cache_actor* self, api_key_cache_options opts) 
       auto& waiting = st.pending[key_hash];
       waiting.push_back(promise);
       if (waiting.size() > 1)
-        return promise;  // a look-up of this hash is under way: it answers everyone
+        return promise; // a look-up of this hash is under way: it answers everyone
       auto answer = [self, key_hash](caf::expected<api_key_record> outcome) {
         auto& st = self->state;
         auto waiting = std::move(st.pending[key_hash]);

@@ -51,8 +51,8 @@ caf::actor spawn_password_hasher(caf::actor_system& sys, password_hasher_options
 std::string hash_password_blocking(const password_hasher_options& options, const std::string& password);
 
 struct login_throttle_options {
-  size_t max_failures = 5;           // of one account from one address
-  size_t max_address_failures = 20;  // of any accounts from one address
+  size_t max_failures = 5;          // of one account from one address
+  size_t max_address_failures = 20; // of any accounts from one address
   std::chrono::seconds window{15 * 60};
   size_t max_entries = 100000;  // beyond this the oldest entries are dropped
   std::function<std::chrono::steady_clock::time_point()> clock;  // steady_clock::now when empty
@@ -62,10 +62,10 @@ caf::actor spawn_login_throttle(caf::actor_system& sys, login_throttle_options o
 
 /// Where API key look-ups were answered from (the metric troupe_api_key_lookups_total{source}).
 struct api_key_cache_counters {
-  std::atomic<uint64_t> hits{0};         // a known key from memory
-  std::atomic<uint64_t> miss_hits{0};    // an unknown or revoked key from memory (no query)
-  std::atomic<uint64_t> queries{0};      // look-ups that went to the database
-  std::atomic<uint64_t> not_cached{0};   // not in memory, and the caller allowed no query
+  std::atomic<uint64_t> hits{0};       // a known key from memory
+  std::atomic<uint64_t> miss_hits{0};  // an unknown or revoked key from memory (no query)
+  std::atomic<uint64_t> queries{0};    // look-ups that went to the database
+  std::atomic<uint64_t> not_cached{0}; // not in memory, and the caller allowed no query
 };
 
 struct api_key_cache_options {
@@ -74,7 +74,7 @@ struct api_key_cache_options {
   size_t max_entries = 100000;
   size_t max_misses = 100000;
   std::function<std::optional<caf::actor>()> db_query;
-  std::function<std::chrono::steady_clock::time_point()> clock;  // steady_clock::now when empty
+  std::function<std::chrono::steady_clock::time_point()> clock; // steady_clock::now when empty
   std::shared_ptr<api_key_cache_counters> counters = std::make_shared<api_key_cache_counters>();
 };
 

@@ -20,11 +20,11 @@ constexpr const char* auth_tokens = "auth_tokens";
 struct retention_state {
   retention_options opts;
   bool sweeping = false;
-  size_t table = 0;             // the table being swept
-  int64_t deleted = 0;          // by the sweep under way
+  size_t table = 0;    // the table being swept
+  int64_t deleted = 0; // by the sweep under way
   std::map<std::string, int64_t> deleted_by_table;
-  std::vector<caf::response_promise> waiting;  // explicit sweep requests, answered when the sweep ends
-  uint64_t timer = 0;  // the one scheduled tick that counts (an explicit sweep reschedules the timer)
+  std::vector<caf::response_promise> waiting; // explicit sweep requests, answered when the sweep ends
+  uint64_t timer = 0; // the one scheduled tick that counts (an explicit sweep reschedules the timer)
   static inline const char* name = "retention_sweeper";
 };
 
@@ -108,7 +108,7 @@ void step(retention_actor* self) {
         auto& st = self->state;
         add_deleted(self, table, rows);
         if (rows < st.opts.batch_rows)
-          ++st.table;  // nothing older left: the next table
+          ++st.table; // nothing older left: the next table
         self->send(self, retention_step_atom::value);
       },
       [self, table = t.table](caf::error& err) {

@@ -34,8 +34,8 @@ namespace troupe {
 using retention_sweep_atom = caf::atom_constant<caf::atom("retsweep")>;
 
 struct retention_period {
-  std::string table;      // one of persistence/retention.hpp's retention_tables()
-  int64_t period_ms = 0;  // rows older than this are deleted; 0 = kept forever
+  std::string table;     // one of persistence/retention.hpp's retention_tables()
+  int64_t period_ms = 0; // rows older than this are deleted; 0 = kept forever
 };
 
 /// Rows deleted so far, by table ("auth_tokens" for the purge of expired token rows). Every table of the options
@@ -50,9 +50,9 @@ struct retention_options {
   std::chrono::milliseconds first_delay{10000};
   int32_t batch_rows = 5000;
   bool purge_auth_tokens = true;
-  std::function<std::optional<caf::actor>()> db_query;  // the live "db.query"
-  std::function<int64_t()> now_unix_ms;                 // system clock when empty (tests inject their own)
-  std::shared_ptr<retention_counters> counters;         // optional
+  std::function<std::optional<caf::actor>()> db_query; // the live "db.query"
+  std::function<int64_t()> now_unix_ms;                // system clock when empty (tests inject their own)
+  std::shared_ptr<retention_counters> counters;        // optional
 };
 
 /// A counters object with an entry for every table of `options` and for "auth_tokens".

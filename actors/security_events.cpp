@@ -19,9 +19,9 @@ constexpr auto writer_timeout = std::chrono::seconds{30};
 
 /// One (type, user, address, minute) and what was counted for it since the last flush.
 struct aggregate {
-  security_event_row first;  // the first event of the minute seen here: severity, request and detail of the row
-  int64_t minute = 0;        // unix ms of the minute's start
-  int64_t unflushed = 0;     // events counted since the last flush
+  security_event_row first; // the first event of the minute seen here: severity, request and detail of the row
+  int64_t minute = 0;       // unix ms of the minute's start
+  int64_t unflushed = 0;    // events counted since the last flush
   int64_t unflushed_since = 0;
   int64_t last = 0;
 };

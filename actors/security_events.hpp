@@ -33,16 +33,16 @@
 namespace troupe {
 
 struct security_event_counters {
-  std::atomic<uint64_t> recorded{0};  // events counted
-  std::atomic<uint64_t> written{0};   // events committed (within their rows' counts)
-  std::atomic<uint64_t> dropped{0};   // events the writer refused or that found no writer
+  std::atomic<uint64_t> recorded{0}; // events counted
+  std::atomic<uint64_t> written{0};  // events committed (within their rows' counts)
+  std::atomic<uint64_t> dropped{0};  // events the writer refused or that found no writer
 };
 
 struct security_event_options {
   std::chrono::milliseconds flush_interval{1000};
   size_t max_aggregates = 10000;
-  std::function<std::optional<caf::actor>()> writer;  // the live DB writer
-  std::function<int64_t()> now_unix_ms;               // system clock when empty (tests inject their own)
+  std::function<std::optional<caf::actor>()> writer; // the live DB writer
+  std::function<int64_t()> now_unix_ms;              // system clock when empty (tests inject their own)
   std::shared_ptr<security_event_counters> counters = std::make_shared<security_event_counters>();
 };
 

@@ -47,7 +47,7 @@ struct session_state {
   quota_day day;      // the quota day `used` counts
   int64_t used = 0;   // generations used that day
   std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
-  int64_t user_loaded_at = 0;  // when `user` was read (unix seconds)
+  int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
   bool refreshing_user = false;
 
   static inline const char* name = "session";
@@ -131,7 +131,7 @@ void refresh_user(session_actor* self) {
       [self, t](caf::error& err) {
         auto& st = self->state;
         st.refreshing_user = false;
-        st.user_loaded_at = t;  // try again after another interval
+        st.user_loaded_at = t; // try again after another interval
         if (service_code(err) == service_error::not_found)
           self->quit();
       });

@@ -20,9 +20,9 @@
 //                 (mailbox_atom) -> size_t
 //
 // The manager is the router of user id -> session: it loads a user's snapshot (concurrent first requests share one
-// load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually reach it
-// without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next use; the
-// crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
+// load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually
+// reach it without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next
+// use; the crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"

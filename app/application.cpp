@@ -86,7 +86,7 @@ struct shared_state {
   std::string uploads_dir;  // settings.uploads.dir made absolute
   std::shared_ptr<api_key_cache_counters> api_keys = std::make_shared<api_key_cache_counters>();
   std::shared_ptr<security_event_counters> security_events = std::make_shared<security_event_counters>();
-  std::shared_ptr<retention_counters> retention;  // set by root_tree
+  std::shared_ptr<retention_counters> retention; // set by root_tree
 };
 
 /// Rows of append-only tables older than their retention (config: *.retention_days) are deleted by the sweeper.
@@ -417,8 +417,9 @@ void add_auth_collector(metrics_registry& metrics, const shared_state& shared) {
     out.sample("troupe_security_events_total", {{"outcome", "dropped"}}, static_cast<double>(events->dropped.load()));
     if (!retention)
       return;
-    out.family("troupe_retention_deleted_rows_total", "counter",
-               "Rows deleted by the retention sweeper, by table (auth_tokens: expired revocations and refresh tokens).");
+    out.family(
+      "troupe_retention_deleted_rows_total", "counter",
+      "Rows deleted by the retention sweeper, by table (auth_tokens: expired revocations and refresh tokens).");
     for (const auto& [table, rows] : retention->deleted)
       out.sample("troupe_retention_deleted_rows_total", {{"table", table}}, static_cast<double>(rows.load()));
   });
@@ -449,10 +450,9 @@ void grant_configured_admins(const config::settings& s) {
                 "once its owner has registered",
                 log::fields{}.add("email", email));
     else if (change.previous_role != "admin")
-      log::info("admin granted at start-up", log::fields{}
-                                                .add("email", email)
-                                                .add("user_id", change.user_id)
-                                                .add("registered_at_unix", change.created_at));
+      log::info(
+        "admin granted at start-up",
+        log::fields{}.add("email", email).add("user_id", change.user_id).add("registered_at_unix", change.created_at));
   }
 }
 
@@ -646,8 +646,8 @@ int run_server(const config::settings& settings) {
     // the same host connects from loopback for clients anywhere.
     http::route_guard debug_guard;
     if (settings.debug.enabled)
-      debug_guard = [&authenticator, admin_only = settings.debug.admin_only](
-                      const std::shared_ptr<http::responder>& r, const http::route_handler& handler) {
+      debug_guard = [&authenticator, admin_only = settings.debug.admin_only](const std::shared_ptr<http::responder>& r,
+                                                                             const http::route_handler& handler) {
         if (!admin_only && authenticator.is_local_client(r->req())) {
           handler(r);
           return;
@@ -667,8 +667,8 @@ int run_server(const config::settings& settings) {
         then(local);
         return;
       }
-      authenticator.authenticate(
-        r, [then](caf::event_based_actor*, const identity& who) { then(who.role == "admin"); });
+      authenticator.authenticate(r,
+                                 [then](caf::event_based_actor*, const identity& who) { then(who.role == "admin"); });
     };
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard, health_details);
     if (debug_guard)

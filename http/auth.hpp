@@ -42,7 +42,7 @@ struct auth_options {
   std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty
   // Names of the actors involved, in the bridge's directory.
   std::string db_query = "db.query";
-  std::string security_events = "auth.events";  // the aggregator of actors/security_events.hpp
+  std::string security_events = "auth.events"; // the aggregator of actors/security_events.hpp
   std::string session_manager = "sessions";
   std::string key_cache = "auth.keys";
   std::string throttle = "auth.throttle";

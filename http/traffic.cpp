@@ -73,10 +73,10 @@ bool is_local_client(const request& req, const std::vector<std::string>& trusted
   if (!is_loopback_address(client_address(req, trusted_proxies)))
     return false;
   if (std::find(trusted_proxies.begin(), trusted_proxies.end(), req.remote_address) != trusted_proxies.end())
-    return true;  // a trusted proxy said the client is on this machine
+    return true; // a trusted proxy said the client is on this machine
   for (const char* name : {"X-Forwarded-For", "Forwarded", "X-Real-IP"})
     if (req.header(name))
-      return false;  // a proxy we do not know forwarded it: its client is elsewhere
+      return false; // a proxy we do not know forwarded it: its client is elsewhere
   return true;
 }
 
@@ -116,7 +116,7 @@ void traffic_control::refuse_failure(const std::shared_ptr<responder>& r, const 
       d.retry_after_s = static_cast<int64_t>(std::ceil(i->second.seconds_until_token(t) - 1e-9));
     }
   }
-  d.retry_after_s = std::max<int64_t>(1, d.retry_after_s);  // a token may have come back meanwhile: still refused
+  d.retry_after_s = std::max<int64_t>(1, d.retry_after_s); // a token may have come back meanwhile: still refused
   apply(r, failure_policy_, d, "ip:" + ip);
 }
 

@@ -100,8 +100,8 @@ private:
   traffic_options options_;
   counter_family* rejected_ = nullptr;
   std::atomic<uint64_t> rejections_{0};
-  rate_policy failure_policy_;  // "anonymous", or an empty name when failures are not limited
-  size_t failure_bucket_cap_;   // per stripe
+  rate_policy failure_policy_; // "anonymous", or an empty name when failures are not limited
+  size_t failure_bucket_cap_;  // per stripe
   std::unique_ptr<failure_stripe[]> failures_;
 };
 

@@ -10,10 +10,10 @@ namespace troupe {
 
 /// What setting a role found.
 struct role_change {
-  bool found = false;          // an account with this email exists
-  std::string previous_role;   // its role before ("" when not found); equal to the new one: nothing changed
+  bool found = false;        // an account with this email exists
+  std::string previous_role; // its role before ("" when not found); equal to the new one: nothing changed
   std::string user_id;
-  int64_t created_at = 0;      // unix seconds: when the account was registered (who registered it first matters)
+  int64_t created_at = 0; // unix seconds: when the account was registered (who registered it first matters)
 };
 
 /// Sets the role ("user" or "admin") of the account with this (normalised) email, atomically with reading the role

@@ -348,9 +348,8 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     },
     // Retention (persistence/retention.hpp)
     [self](retention_delete_atom, const std::string& table, int64_t cutoff_unix_ms, int32_t max_rows) {
-      return run_query(self, "retention_delete", [&](pqxx::work& tx) {
-        return retention_sql::delete_old(tx, table, cutoff_unix_ms, max_rows);
-      });
+      return run_query(self, "retention_delete",
+                       [&](pqxx::work& tx) { return retention_sql::delete_old(tx, table, cutoff_unix_ms, max_rows); });
     },
   };
   return core.or_else(content_handlers(self));

@@ -45,7 +45,8 @@ protected:
   // failure sent before it.
   int64_t check(const caf::actor& throttle, const std::string& email, const std::string& ip) {
     int64_t wait = -1;
-    (*self_)->request(throttle, caf::infinite, throttle_check_atom::value, email, ip)
+    (*self_)
+      ->request(throttle, caf::infinite, throttle_check_atom::value, email, ip)
       .receive([&](int64_t w) { wait = w; }, [](caf::error&) { ADD_FAILURE(); });
     return wait;
   }
@@ -152,7 +153,7 @@ TEST_F(AuthWorkers, ThrottleMemoryIsBounded) {
   auto throttle = keep(spawn_login_throttle(*sys_, opts));
   for (int i = 0; i < 1000; ++i)
     fail(throttle, "x@example.com", "10.0.0." + std::to_string(i));
-  check(throttle, "x@example.com", "10.0.0.0");  // every failure above is handled before the clock moves on
+  check(throttle, "x@example.com", "10.0.0.0"); // every failure above is handled before the clock moves on
   now_s_ += 15 * 60;
   fail(throttle, "x@example.com", "10.0.9.9", 5);
   EXPECT_GT(check(throttle, "x@example.com", "10.0.9.9"), 0);
@@ -199,7 +200,7 @@ TEST_F(AuthWorkers, KeyCacheMissesAreBounded) {
     self->request(cache, caf::infinite, key_lookup_atom::value, "bad" + std::to_string(i), true)
       .receive([](api_key_record&) {}, [](caf::error&) {});
   EXPECT_EQ(opts.counters->queries.load(), 11u);
-  for (int i : {10, 1})  // the newest is remembered, the oldest (bad0) is not: 1..10 are the 10 kept
+  for (int i : {10, 1}) // the newest is remembered, the oldest (bad0) is not: 1..10 are the 10 kept
     self->request(cache, caf::infinite, key_lookup_atom::value, "bad" + std::to_string(i), true)
       .receive([](api_key_record&) {}, [](caf::error&) {});
   EXPECT_EQ(opts.counters->queries.load(), 11u);
@@ -221,8 +222,7 @@ TEST_F(AuthWorkers, KeyCacheSharesConcurrentLookups) {
   // cache forwards before it handles the next message).
   int queries = -1;
   for (auto deadline = clock_type::now() + 10s; queries < 1 && clock_type::now() < deadline;)
-    self->request(db, caf::infinite, release_atom::value)
-      .receive([&](int q) { queries = q; }, [](caf::error&) {});
+    self->request(db, caf::infinite, release_atom::value).receive([&](int q) { queries = q; }, [](caf::error&) {});
   EXPECT_EQ(queries, 1);
   int refused = 0;
   for (int i = 0; i < 20; ++i)

@@ -21,7 +21,7 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr int64_t day_ms = 24 * 3600 * 1000;
-constexpr int64_t now_ms = 1893456000000;  // 2030-01-01T00:00:00Z: the sweeper's clock, far from the real one
+constexpr int64_t now_ms = 1893456000000; // 2030-01-01T00:00:00Z: the sweeper's clock, far from the real one
 
 class Retention : public ::testing::Test {
 protected:
@@ -102,7 +102,7 @@ TEST_F(Retention, DeletesRowsPastTheirPeriodInBatches) {
                  {"funnel_events", 30 * day_ms},
                  {"feedback", 0}};
   opts.batch_rows = 2;
-  opts.first_delay = 1h;  // only the sweeps the test asks for
+  opts.first_delay = 1h; // only the sweeps the test asks for
   opts.db_query = [q = query_]() -> std::optional<caf::actor> { return q; };
   opts.now_unix_ms = [] { return now_ms; };
   opts.counters = make_retention_counters(opts);

@@ -45,7 +45,7 @@ protected:
   }
 
   void start(size_t max_aggregates = 10000) {
-    opts_.flush_interval = 1h;  // flushes only when the test asks (or a critical event comes)
+    opts_.flush_interval = 1h; // flushes only when the test asks (or a critical event comes)
     opts_.max_aggregates = max_aggregates;
     opts_.writer = [w = writer_]() -> std::optional<caf::actor> { return w; };
     opts_.now_unix_ms = [this] { return now_ms_.load(); };
@@ -86,7 +86,7 @@ protected:
   std::shared_ptr<written_rows> written_ = std::make_shared<written_rows>();
   caf::actor writer_, events_;
   security_event_options opts_;
-  std::atomic<int64_t> now_ms_{1795300000000};  // a whole minute
+  std::atomic<int64_t> now_ms_{1795300000000}; // a whole minute
   int sent_ = 0;
 };
 

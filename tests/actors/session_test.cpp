@@ -265,7 +265,8 @@ TEST_F(Sessions, RoleChangesReachABusySession) {
   caf::scoped_actor self{*sys_};
   auto role_of = [&](const std::string& user) {
     std::string role;
-    self->request(manager_, caf::infinite, authorize_atom::value, user, credential{"jwt", user, "j", 4102444800, "", {}})
+    self
+      ->request(manager_, caf::infinite, authorize_atom::value, user, credential{"jwt", user, "j", 4102444800, "", {}})
       .receive([&](identity& who) { role = who.role; }, [&](caf::error& e) { role = "error: " + to_string(e); });
     return role;
   };

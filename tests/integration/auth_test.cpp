@@ -292,8 +292,7 @@ TEST_F(Auth, ForgedTokensAreRefused) {
   int recorded = 0;
   for (auto deadline = std::chrono::steady_clock::now() + 10s;
        recorded < 5 && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms))
-    recorded =
-      std::stoi(count("SELECT coalesce(sum(count), 0) FROM security_events WHERE type = 'invalid_token'"));
+    recorded = std::stoi(count("SELECT coalesce(sum(count), 0) FROM security_events WHERE type = 'invalid_token'"));
   EXPECT_EQ(recorded, 5);
   EXPECT_LE(std::stoi(count("SELECT count(*) FROM security_events WHERE type = 'invalid_token'")), 2);
 }
@@ -375,8 +374,11 @@ TEST_F(Auth, FailuresFromOneAddressDoNotLockOutTheOwner) {
   auto t = start({"--set", "http.trusted_proxies=127.0.0.1"});
   sign_up(*t, "owner@example.com");
   auto login_from = [&](const std::string& client, const std::string& password) {
-    return http({"POST", t->url("/api/auth/login"), credentials("owner@example.com", password),
-                 {"Content-Type: application/json", "X-Forwarded-For: " + client}, 20000});
+    return http({"POST",
+                 t->url("/api/auth/login"),
+                 credentials("owner@example.com", password),
+                 {"Content-Type: application/json", "X-Forwarded-For: " + client},
+                 20000});
   };
   for (int i = 0; i < 5; ++i)
     EXPECT_EQ(login_from("203.0.113.66", "wrong password").status, 401);
@@ -396,11 +398,14 @@ TEST_F(Auth, AnAddressFailingAcrossAccountsIsThrottled) {
   auto t = start({"--set", "http.trusted_proxies=127.0.0.1"});
   sign_up(*t, "victim@example.com");
   auto login_from = [&](const std::string& client, const std::string& email, const std::string& password) {
-    return http({"POST", t->url("/api/auth/login"), credentials(email, password),
-                 {"Content-Type: application/json", "X-Forwarded-For: " + client}, 20000})
+    return http({"POST",
+                 t->url("/api/auth/login"),
+                 credentials(email, password),
+                 {"Content-Type: application/json", "X-Forwarded-For: " + client},
+                 20000})
       .status;
   };
-  for (int i = 0; i < 20; ++i)  // auth.login_max_address_failures
+  for (int i = 0; i < 20; ++i) // auth.login_max_address_failures
     EXPECT_EQ(login_from("203.0.113.77", "user" + std::to_string(i) + "@example.com", "guess"), 401);
   EXPECT_EQ(login_from("203.0.113.77", "victim@example.com", "correct horse battery"), 429);
   EXPECT_EQ(login_from("198.51.100.21", "victim@example.com", "correct horse battery"), 200);

@@ -197,10 +197,9 @@ TEST(DebugRoutes, ClientsBehindAProxyNeedAnAdmin) {
     EXPECT_EQ(get(troupe, "/debug/actors").status, 200) << "a client on this host, directly";
   }
   std::string out;
-  ASSERT_EQ(run_command("TROUPE_DATABASE_URL='" + db.url() + "' " TROUPE_BINARY " admin grant dev@example.com", out),
-            0)
+  ASSERT_EQ(run_command("TROUPE_DATABASE_URL='" + db.url() + "' " TROUPE_BINARY " admin grant dev@example.com", out), 0)
     << out;
-  auto opts = debug_on();  // no trusted proxy
+  auto opts = debug_on(); // no trusted proxy
   opts.env["TROUPE_DATABASE_URL"] = db.url();
   troupe_process troupe{opts};
   for (const char* header : {"X-Forwarded-For: 203.0.113.50", "Forwarded: for=203.0.113.50", "X-Real-IP: 203.0.113.50"})

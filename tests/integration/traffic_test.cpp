@@ -173,7 +173,7 @@ TEST_F(Traffic, MeShowsTheQuota) {
 // RateLimit headers, without a look-up or an event. security_events holds one row per kind, address and minute whose
 // counts add up to the 401s. From that address a bad access token gets 429 too, and valid credentials still pass.
 TEST_F(Traffic, FailedAuthenticationIsLimitedPerAddress) {
-  auto t = start();  // defaults: limits.anonymous_per_minute=60, limits.anonymous_burst=20
+  auto t = start(); // defaults: limits.anonymous_per_minute=60, limits.anonymous_burst=20
   auto access = token(*t, "legit@example.com");
   std::mt19937_64 random{42};
   int unauthorized = 0;
@@ -225,7 +225,7 @@ TEST_F(Traffic, FailedAuthenticationIsLimitedPerAddress) {
 
 // A made-up API key presented again and again costs one database look-up: it is remembered as a miss.
 TEST_F(Traffic, UnknownApiKeysAreRememberedAsMisses) {
-  auto t = start({"--set", "limits.enabled=false"});  // no limit: every request reaches the key cache
+  auto t = start({"--set", "limits.enabled=false"}); // no limit: every request reaches the key cache
   std::mt19937_64 random{7};
   auto key = made_up_key(random);
   for (int i = 0; i < 50; ++i)

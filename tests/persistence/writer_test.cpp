@@ -225,21 +225,21 @@ TEST_F(Writer, IdempotencyKeyWritesOnceAndReplays) {
 TEST_F(Writer, SecurityEventsOfOneMinuteShareARow) {
   // One connection: batches commit in the order they were sent, so the row's first request is r1.
   start_writer({real_connection(db_.url())}, writer_options{});
-  constexpr int64_t minute = 1893456000000;  // 2030-01-01T00:00:00Z
+  constexpr int64_t minute = 1893456000000; // 2030-01-01T00:00:00Z
   auto event = [](std::string type, std::string ip, int64_t count, int64_t at, std::string request_id,
                   std::string detail = "{}") {
     write_request w;
     w.result = "{}";
-    w.security_events.push_back(security_event_row{std::move(type), "warning", "", std::move(ip),
-                                                   std::move(request_id), std::move(detail), count, at, at + 10});
+    w.security_events.push_back(security_event_row{std::move(type), "warning", "", std::move(ip), std::move(request_id),
+                                                   std::move(detail), count, at, at + 10});
     return w;
   };
-  auto out = write_all({event("invalid_api_key", "198.51.100.7", 3, minute + 1000, "r1", R"({"q":"a\"b\\c"})"),
-                        event("invalid_api_key", "198.51.100.7", 4, minute + 2000, "r2"),
-                        event("invalid_api_key", "198.51.100.7", 1, minute + 61000, "r3"),
-                        event("invalid_api_key", "198.51.100.8", 1, minute + 3000, "r4"),
-                        event("invalid_token", "", 2, minute + 4000, "r5"),
-                        event("invalid_token", "", 5, minute + 5000, "r6")});
+  auto out =
+    write_all({event("invalid_api_key", "198.51.100.7", 3, minute + 1000, "r1", R"({"q":"a\"b\\c"})"),
+               event("invalid_api_key", "198.51.100.7", 4, minute + 2000, "r2"),
+               event("invalid_api_key", "198.51.100.7", 1, minute + 61000, "r3"),
+               event("invalid_api_key", "198.51.100.8", 1, minute + 3000, "r4"),
+               event("invalid_token", "", 2, minute + 4000, "r5"), event("invalid_token", "", 5, minute + 5000, "r6")});
   ASSERT_EQ(out.results.size(), 6u);
   out = write_all({event("invalid_api_key", "198.51.100.7", 10, minute + 59000, "r7")});
   ASSERT_EQ(out.results.size(), 1u);
