@@ -220,7 +220,7 @@ const std::vector<option_spec>& all_options() {
     entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false",
           "serve the /debug routes (actor tree, mailboxes, traces); make run turns it on"),
     entry("debug.admin_only", bind<&settings::debug, &debug_settings::admin_only>(), "false",
-          "require an admin credential for /debug even when listening on loopback (shared machines)"),
+          "require an admin credential for /debug even from a client on this machine (shared machines)"),
     entry("debug.mailbox_warn", bind<&settings::debug, &debug_settings::mailbox_warn>(), "1000",
           "log a warning when a named actor's mailbox stays above this many messages (0 = never)")
       .range(0, 100000000, "messages"),
@@ -240,11 +240,19 @@ const std::vector<option_spec>& all_options() {
           "lifetime of a refresh token (rotated on every use)")
       .range(60000, 31536000000.0, "ms"),
     entry("auth.admin_emails", bind<&settings::auth, &auth_settings::admin_emails>(), "",
-          "comma-separated emails that are admins (granted at start-up and at registration)")
+          "comma-separated emails whose accounts are made admins at start-up, if they exist (registration never "
+          "grants admin: troupe admin grant EMAIL does)")
       .in_env("TROUPE_ADMIN_EMAILS"),
     entry("auth.hashers", bind<&settings::auth, &auth_settings::hashers>(), "2",
           "password hashing actors (argon2id, 64 MiB each while hashing)")
       .range(1, 64, "actors"),
+    entry("auth.login_max_failures", bind<&settings::auth, &auth_settings::login_max_failures>(), "5",
+          "failed sign-ins of one account from one client address within 15 minutes, after which that address "
+          "waits (429); the account stays open from other addresses")
+      .range(1, 1000, "failures"),
+    entry("auth.login_max_address_failures", bind<&settings::auth, &auth_settings::login_max_address_failures>(),
+          "20", "failed sign-ins of any accounts from one client address within 15 minutes, after which it waits")
+      .range(1, 1000000, "failures"),
     // limits
     entry("limits.enabled", bind<&settings::limits, &limits_settings::enabled>(), "true",
           "rate limiting of API routes (RateLimit headers, 429); off only for comparisons"),
@@ -273,10 +281,11 @@ const std::vector<option_spec>& all_options() {
           "policy auth: largest burst")
       .range(1, 1000000),
     entry("limits.anonymous_per_minute", bind<&settings::limits, &limits_settings::anonymous_per_minute>(), "60",
-          "policy anonymous: requests per minute per client IP on anonymous API routes")
+          "policy anonymous: failed authentications (refused tokens or API keys) per minute per client IP; beyond "
+          "them 429 without a database look-up or a security event")
       .range(0.001, 1000000),
     entry("limits.anonymous_burst", bind<&settings::limits, &limits_settings::anonymous_burst>(), "20",
-          "policy anonymous: largest burst")
+          "policy anonymous: largest burst of failed authentications")
       .range(1, 1000000),
     entry("limits.upload_per_minute", bind<&settings::limits, &limits_settings::upload_per_minute>(), "1200",
           "policy upload: tus requests (POST, PATCH, DELETE) per minute per user; 1200 x 8 MiB chunks is 160 MB/s")
@@ -413,6 +422,22 @@ const std::vector<option_spec>& all_options() {
     entry("jobs.poll_ms", bind<&settings::jobs, &jobs_settings::poll_ms>(), "1000",
           "how often the job queue looks for runnable jobs it was not told about (other nodes, lapsed leases)")
       .range(10, 600000, "ms"),
+    // retention (the sweeper of actors/retention.hpp)
+    entry("security.retention_days", bind<&settings::retention, &retention_settings::security_days>(), "90",
+          "security events older than this are deleted; 0 keeps them")
+      .range(0, 36500, "days"),
+    entry("idempotency.retention_days", bind<&settings::retention, &retention_settings::idempotency_days>(), "1",
+          "Idempotency-Key records older than this are deleted (a key is honoured for 24 hours either way)")
+      .range(1, 36500, "days"),
+    entry("events.retention_days", bind<&settings::retention, &retention_settings::events_days>(), "0",
+          "funnel events received longer ago than this are deleted; 0 keeps them")
+      .range(0, 36500, "days"),
+    entry("feedback.retention_days", bind<&settings::retention, &retention_settings::feedback_days>(), "0",
+          "feedback older than this is deleted; 0 keeps it")
+      .range(0, 36500, "days"),
+    entry("retention.sweep_ms", bind<&settings::retention, &retention_settings::sweep_ms>(), "3600000",
+          "how often expired rows (and expired token revocations) are deleted, in batches of 5000 rows")
+      .range(1000, 86400000, "ms"),
   };
   return table;
 }

@@ -73,6 +73,8 @@ struct auth_settings {
   int64_t refresh_ttl_ms;
   std::string admin_emails;
   int64_t hashers;
+  int64_t login_max_failures;         // of one account from one address
+  int64_t login_max_address_failures; // of any accounts from one address
 };
 
 struct session_settings {
@@ -158,6 +160,16 @@ struct jobs_settings {
   int64_t poll_ms;
 };
 
+/// Retention periods of append-only tables (options security.retention_days, idempotency.retention_days,
+/// events.retention_days, feedback.retention_days) and the sweep interval (retention.sweep_ms).
+struct retention_settings {
+  int64_t security_days; // 0 = keep
+  int64_t idempotency_days;
+  int64_t events_days;   // 0 = keep
+  int64_t feedback_days; // 0 = keep
+  int64_t sweep_ms;
+};
+
 /// The effective configuration the rest of the code reads, e.g. `s.http.port`.
 struct settings {
   http_settings http;
@@ -179,6 +191,7 @@ struct settings {
   std::vector<upstream_settings> upstreams;
   uploads_settings uploads;
   jobs_settings jobs;
+  retention_settings retention;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

@@ -211,16 +211,16 @@ void login(route_context& ctx, const std::shared_ptr<responder>& r) {
       r->send(unauthorized(r->req(), "Invalid email or password."));
     };
     // Verify against the user's hash, or against a dummy one for an unknown email: the same work either way.
-    auto verify = [&ctx, self, r, password, email, hasher, throttle, fail](std::optional<user_record> user) {
+    auto verify = [&ctx, self, r, password, email, ip, hasher, throttle, fail](std::optional<user_record> user) {
       auto hash = user ? user->password_hash : ctx.dummy_hash;
       self->request(*hasher, caf::duration{db_timeout}, verify_password_atom::value, hash, password)
         .then(
-          [&ctx, self, r, user, email, throttle, fail](bool ok) {
+          [&ctx, self, r, user, email, ip, throttle, fail](bool ok) {
             if (!ok || !user) {
               fail(user ? user->id : "");
               return;
             }
-            caf::anon_send(*throttle, throttle_reset_atom::value, email);
+            caf::anon_send(*throttle, throttle_reset_atom::value, email, ip);
             issue_tokens(ctx, self, r, *user);
           },
           [r](caf::error& err) { r->fail(err); });
@@ -266,8 +266,9 @@ void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
     return;
   }
   auto password = member(*body, "password");
-  const auto& admins = ctx.auth.options().admin_emails;
-  std::string role = std::find(admins.begin(), admins.end(), email) != admins.end() ? "admin" : "user";
+  // Registration never grants admin, whatever the email: TROUPE_ADMIN_EMAILS applies at start-up to accounts that
+  // exist, and `troupe admin grant` to the others (app/application.cpp, app/main.cpp).
+  std::string role = "user";
   ctx.run_limited(r, [&ctx, r, email, password, role](caf::event_based_actor* self) {
     auto hasher = ctx.hasher();
     auto db = ctx.db();

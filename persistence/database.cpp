@@ -7,6 +7,7 @@
 #include "persistence/content_sql.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/migrations_internal.hpp"
+#include "persistence/retention_sql.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -70,6 +71,7 @@ bool ensure_connected(database_actor* self) {
     prepare_write_statements(*st.connection);
     accounts_sql::prepare_statements(*st.connection);
     content_sql::prepare_statements(*st.connection);
+    retention_sql::prepare_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};
@@ -343,6 +345,11 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     },
     [self](auth_purge_atom) {
       return run_query(self, "auth_purge", [&](pqxx::work& tx) { return accounts_sql::auth_purge(tx); });
+    },
+    // Retention (persistence/retention.hpp)
+    [self](retention_delete_atom, const std::string& table, int64_t cutoff_unix_ms, int32_t max_rows) {
+      return run_query(self, "retention_delete",
+                       [&](pqxx::work& tx) { return retention_sql::delete_old(tx, table, cutoff_unix_ms, max_rows); });
     },
   };
   return core.or_else(content_handlers(self));

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <future>
 
 using namespace troupe::testing;
@@ -234,6 +235,53 @@ TEST(Server, ReadinessReportsTheDatabase) {
   // The database URL is a secret: it never appears in a response or the log.
   EXPECT_EQ(res.body.find(*test_database_url()), std::string::npos);
   EXPECT_EQ(troupe.output().find(*test_database_url()), std::string::npos);
+}
+
+// Readiness details (latencies, errors that name hosts and ports) are for a client on this machine or an admin; a
+// client behind a proxy sees statuses only, and a refused credential gets 401.
+TEST(Server, ReadinessDetailsAreForLocalClientsAndAdmins) {
+  auto behind_proxy = [](const troupe_process& t, const std::string& bearer = "") {
+    std::vector<std::string> headers{"X-Forwarded-For: 203.0.113.80"};
+    if (!bearer.empty())
+      headers.push_back("Authorization: Bearer " + bearer);
+    return http({"GET", t.url("/api/health"), "", headers, 20000});
+  };
+  {
+    // A database that cannot be reached: its error names the host and port.
+    troupe_process::options opts;
+    opts.with_database = false;
+    opts.env["TROUPE_DATABASE_URL"] = "postgresql://troupe@127.0.0.1:1/nowhere";
+    opts.args = {"--set", "http.trusted_proxies=127.0.0.1"};
+    troupe_process troupe{opts};
+    auto local = http_get(troupe.url("/api/health"));
+    EXPECT_EQ(local.status, 503);
+    EXPECT_NE(local.body.find("\"detail\""), std::string::npos) << local.body;
+    EXPECT_NE(local.body.find("port 1"), std::string::npos) << local.body;
+    auto remote = behind_proxy(troupe);
+    EXPECT_EQ(remote.status, 503);
+    auto doc = parse(remote.body);
+    EXPECT_EQ(std::string{doc["checks"]["database"]["status"].GetString()}, "unhealthy");
+    EXPECT_FALSE(doc["checks"]["database"].HasMember("detail")) << remote.body;
+    EXPECT_FALSE(doc["checks"]["database"].HasMember("latency_ms")) << remote.body;
+    EXPECT_EQ(remote.body.find("127.0.0.1"), std::string::npos) << remote.body;
+    EXPECT_EQ(behind_proxy(troupe, "not.a.jwt").status, 401);
+  }
+  auto url = test_database_url();
+  if (!url)
+    GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides one)";
+  troupe_process troupe{{{"--set", "http.trusted_proxies=127.0.0.1"}, {}, true}};
+  auto email = "health-" + std::to_string(::getpid()) + "-" + std::to_string(::time(nullptr)) + "@example.com";
+  auto token = json_string(sign_up(troupe, email), "access_token");
+  ASSERT_FALSE(token.empty());
+  EXPECT_EQ(behind_proxy(troupe, token).body.find("\"detail\""), std::string::npos) << "a user sees statuses only";
+  std::string out;
+  ASSERT_EQ(run_command("TROUPE_DATABASE_URL='" + *url + "' " TROUPE_BINARY " admin grant " + email, out), 0) << out;
+  // The session re-reads the role within a minute; a new process reads it at once.
+  troupe_process again{{{"--set", "http.trusted_proxies=127.0.0.1"}, {}, true}};
+  token = json_string(sign_up(again, email), "access_token");
+  auto admin = behind_proxy(again, token);
+  EXPECT_EQ(admin.status, 200) << admin.body;
+  EXPECT_NE(admin.body.find("\"detail\""), std::string::npos) << admin.body;
 }
 
 // SIGTERM: a request in flight still gets its answer, new ones get 503, and the process exits 0.
