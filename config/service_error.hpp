@@ -20,6 +20,7 @@ enum class service_error : uint8_t {
   method_not_allowed,     // the route exists but not for this method (405)
   conflict,               // the object exists or the state forbids the change (409)
   payload_too_large,      // the body is over the configured limit (413)
+  storage_quota_exceeded, // storing this would take the caller over its plan's storage quota (413)
   unsupported_media_type, // wrong Content-Type (415)
   rate_limited,           // over a rate limit or quota (429)
   overloaded,             // load shedding: the server refuses new work for now (503)
