@@ -9,12 +9,14 @@
 #include "http/traffic.hpp"
 
 #include "actors/sessions.hpp"
+#include "persistence/uploads.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <atomic>
 #include <ctime>
+#include <optional>
 
 namespace troupe::http {
 
@@ -63,6 +65,14 @@ public:
   json_object& num(const char* key, int64_t value) {
     w_.Key(key);
     w_.Int64(value);
+    return *this;
+  }
+  json_object& num_or_null(const char* key, std::optional<int64_t> value) {
+    w_.Key(key);
+    if (value)
+      w_.Int64(*value);
+    else
+      w_.Null();
     return *this;
   }
   /// A unix time as RFC 3339, or null for 0.
@@ -373,24 +383,38 @@ void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void me(route_context& ctx, const std::shared_ptr<responder>& r) {
-  ctx.auth.authenticate(r, [r](caf::event_based_actor*, const identity& who) {
-    auto res =
-      json_response(200, json_object{}
-                           .str("user_id", who.user_id)
-                           .str("email", who.email)
-                           .str("role", who.role)
-                           .str("plan", who.plan)
-                           .time("created_at", who.created_at)
-                           .str("authenticated_with", who.via.kind)
-                           .raw("quota", json_object{}
-                                           .num("limit", who.quota.limit)
-                                           .num("used", who.quota.used)
-                                           .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
-                                           .time("resets_at", who.quota.resets_at)
-                                           .done())
-                           .done());
-    private_revalidated(res);
-    r->send(std::move(res));
+  ctx.auth.authenticate(r, [&ctx, r](caf::event_based_actor* self, const identity& who) {
+    // storage: null when the database cannot say (the rest of the account is the session's and still shown).
+    auto answer = [r, who](const std::optional<storage_status>& storage) {
+      auto res = json_response(
+        200,
+        json_object{}
+          .str("user_id", who.user_id)
+          .str("email", who.email)
+          .str("role", who.role)
+          .str("plan", who.plan)
+          .time("created_at", who.created_at)
+          .str("authenticated_with", who.via.kind)
+          .raw("quota", json_object{}
+                          .num("limit", who.quota.limit)
+                          .num("used", who.quota.used)
+                          .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
+                          .time("resets_at", who.quota.resets_at)
+                          .done())
+          .num_or_null("storage_bytes_used", storage ? std::optional<int64_t>{storage->used_bytes} : std::nullopt)
+          .num_or_null("storage_bytes_limit", storage ? std::optional<int64_t>{storage->limit_bytes} : std::nullopt)
+          .done());
+      private_revalidated(res);
+      r->send(std::move(res));
+    };
+    // Storage use is PostgreSQL's (exact under concurrent uploads): one primary-key read.
+    auto db = ctx.db();
+    if (!db) {
+      answer(std::nullopt);
+      return;
+    }
+    self->request(*db, caf::duration{db_timeout}, storage_get_atom::value, who.user_id)
+      .then([answer](storage_status& storage) { answer(storage); }, [answer](caf::error&) { answer(std::nullopt); });
   });
 }
 
