@@ -15,8 +15,13 @@
 #include <rapidjson/writer.h>
 
 #include <atomic>
+#include <chrono>
 #include <ctime>
+#include <functional>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
+#include <vector>
 
 namespace troupe::http {
 
@@ -149,6 +154,55 @@ std::string key_json(const api_key_record& key, const std::string& full_key = ""
     .done();
 }
 
+/// GET /api/me's storage reads (one primary-key read in PostgreSQL, where the use is exact): concurrent requests of
+/// one user share one read (single flight; nothing is kept), so a client asking many times at once costs one read
+/// at a time. A request that joins a read under way may miss a change committed during that read (less than a
+/// round trip); the limit itself is enforced in PostgreSQL, exactly. A read that never ended (its bridge worker
+/// died) is replaced once older than `stale_after`. Thread-safe: bridge workers share it.
+class storage_reads {
+public:
+  using waiter = std::function<void(const std::optional<storage_status>&)>;
+
+  /// Adds `w` to the user's read under way and returns 0, or starts a new read for it: returns its number (> 0),
+  /// which the caller passes to finish().
+  uint64_t join(const std::string& user_id, waiter w, std::chrono::steady_clock::duration stale_after) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto now = std::chrono::steady_clock::now();
+    auto& read = reads_[user_id];
+    if (read.number != 0 && now - read.started < stale_after) {
+      read.waiters.push_back(std::move(w));
+      return 0;
+    }
+    read = pending{++last_number_, now, {std::move(w)}};
+    return read.number;
+  }
+
+  /// Ends read `number` of the user: each of its waiters gets `storage`.
+  void finish(const std::string& user_id, uint64_t number, const std::optional<storage_status>& storage) {
+    std::vector<waiter> waiters;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      auto read = reads_.find(user_id);
+      if (read == reads_.end() || read->second.number != number)
+        return; // replaced: its waiters went with it
+      waiters = std::move(read->second.waiters);
+      reads_.erase(read);
+    }
+    for (auto& w : waiters)
+      w(storage);
+  }
+
+private:
+  struct pending {
+    uint64_t number = 0;
+    std::chrono::steady_clock::time_point started;
+    std::vector<waiter> waiters;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, pending> reads_; // by user id: the reads under way
+  uint64_t last_number_ = 0;
+};
+
 struct route_context {
   authenticator& auth;
   json_schema credentials{credentials_schema};
@@ -158,6 +212,7 @@ struct route_context {
   json_schema key{key_schema};
   std::atomic<size_t> next_hasher{0};
   std::string dummy_hash; // verified against for unknown emails, so both failures take the same time
+  storage_reads storage;  // GET /api/me's
 
   explicit route_context(authenticator& a) : auth(a) {}
 
@@ -407,14 +462,21 @@ void me(route_context& ctx, const std::shared_ptr<responder>& r) {
       private_revalidated(res);
       r->send(std::move(res));
     };
-    // Storage use is PostgreSQL's (exact under concurrent uploads): one primary-key read.
+    // Storage use is PostgreSQL's (exact under concurrent uploads): one primary-key read, shared by the user's
+    // concurrent requests.
+    auto number = ctx.storage.join(who.user_id, answer, 2 * db_timeout);
+    if (number == 0)
+      return; // the read under way answers this request too
+    auto done = [&ctx, user_id = who.user_id, number](const std::optional<storage_status>& storage) {
+      ctx.storage.finish(user_id, number, storage);
+    };
     auto db = ctx.db();
     if (!db) {
-      answer(std::nullopt);
+      done(std::nullopt);
       return;
     }
     self->request(*db, caf::duration{db_timeout}, storage_get_atom::value, who.user_id)
-      .then([answer](storage_status& storage) { answer(storage); }, [answer](caf::error&) { answer(std::nullopt); });
+      .then([done](storage_status& storage) { done(storage); }, [done](caf::error&) { done(std::nullopt); });
   });
 }
 

@@ -289,6 +289,12 @@ TEST_F(Uploads, StorageQuotaRefusesUploadsOverTheLimit) {
   auto first = client().create(600, "a.bin", repo);
   ASSERT_EQ(first.status, 201) << first.body;
   EXPECT_EQ(storage_of(client()), std::make_pair(int64_t{600}, int64_t{1000}));
+  // Many at once (they share reads in flight): every one answers, with the use.
+  std::vector<std::future<std::pair<int64_t, int64_t>>> many;
+  for (int i = 0; i < 16; ++i)
+    many.push_back(std::async(std::launch::async, [&] { return storage_of(client()); }));
+  for (auto& f : many)
+    EXPECT_EQ(f.get(), std::make_pair(int64_t{600}, int64_t{1000}));
   auto refused = client().create(500, "b.bin", repo);
   EXPECT_EQ(refused.status, 413);
   auto error = parse_json(refused.body);
