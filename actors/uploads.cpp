@@ -2,7 +2,9 @@
 
 #include "actors/keyed_children.hpp"
 
+#include "actors/archive.hpp"
 #include "actors/digest.hpp"
+#include "actors/text_analysis.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -182,8 +184,9 @@ void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_
     st.opts.counters->bytes += static_cast<uint64_t>(stored);
     if (completed_now) {
       st.opts.counters->completed++;
-      if (auto queue = st.opts.job_queue ? st.opts.job_queue() : std::nullopt)
-        self->send(*queue, jobs_kick_atom::value);
+      if (!st.upload.job_id.empty())
+        if (auto queue = st.opts.job_queue ? st.opts.job_queue() : std::nullopt)
+          self->send(*queue, jobs_kick_atom::value);
     }
     promise.deliver(status_of(st.upload));
   };
@@ -198,7 +201,14 @@ void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_
     }
     promise.deliver(std::move(err));
   };
-  if (to == st.upload.length) {
+  if (to == 0 && st.upload.length == 0) {
+    // Nothing to process, so no job: an empty file is the repository's at once (an empty "archive" holds nothing).
+    bool as_file = archive_kind_of(st.upload.filename) == archive_kind::none;
+    self
+      ->request(*db, db_timeout, upload_empty_atom::value, st.upload.id, as_file,
+                as_file ? detect_language(st.upload.filename, "") : std::string{})
+      .then(done, failed);
+  } else if (to == st.upload.length) {
     job_draft job;
     job.kind = "upload";
     job.payload = R"({"upload_id":")" + st.upload.id + "\"}";

@@ -68,6 +68,10 @@ std::string connection_name(size_t i) {
   return "db.connection." + std::to_string(i);
 }
 
+std::string search_connection_name(size_t i) {
+  return "db.search." + std::to_string(i);
+}
+
 /// What the supervision tree shares with the HTTP side and with metrics.
 struct shared_state {
   std::shared_ptr<directory> names = std::make_shared<directory>();
@@ -134,12 +138,25 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
     return cfg;
   };
 
-  // Connections first, the writer after them (rest_for_one: a restarted connection restarts the writer too).
+  // Connections first (the pool, then the search connections), the writer after them (rest_for_one: a restarted
+  // connection restarts the writer too).
   auto persistence = base("persistence", supervision_strategy::rest_for_one);
   database_options db{s.db.url, milliseconds{s.db.connect_timeout_ms}};
+  db.storage.free_bytes = s.quota.free_storage_bytes;
+  db.storage.pro_bytes = s.quota.pro_storage_bytes;
+  db.search_timeout = milliseconds{s.db.search_timeout_ms};
   auto pool_size = static_cast<size_t>(s.db.pool_size);
   for (size_t i = 0; i < pool_size; ++i)
     persistence.children.push_back({connection_name(i),
+                                    [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
+                                    restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  search_lane searches;
+  searches.connections = static_cast<size_t>(s.db.search_connections);
+  searches.connection = [names](size_t i) { return names->get(search_connection_name(i)); };
+  // A search ends within its statement_timeout; a connection re-established meanwhile adds its connect timeout.
+  searches.answer_timeout = 2 * milliseconds{s.db.search_timeout_ms} + 2 * milliseconds{s.db.connect_timeout_ms};
+  for (size_t i = 0; i < searches.connections; ++i)
+    persistence.children.push_back({search_connection_name(i),
                                     [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
                                     restart_type::permanent, milliseconds{5000}, child_kind::worker});
   writer_options writer;
@@ -151,9 +168,10 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   writer.connection = [names](size_t i) { return names->get(connection_name(i)); };
   writer.counters = shared.writer;
   persistence.children.push_back({"db.query",
-                                  [pool_size, names](caf::actor_system& sys) {
+                                  [pool_size, names, searches](caf::actor_system& sys) {
                                     return spawn_query_router(
-                                      sys, pool_size, [names](size_t i) { return names->get(connection_name(i)); });
+                                      sys, pool_size, [names](size_t i) { return names->get(connection_name(i)); },
+                                      searches);
                                   },
                                   restart_type::permanent, milliseconds{5000}, child_kind::worker});
   persistence.children.push_back({"db.writer",

@@ -216,6 +216,13 @@ const std::vector<option_spec>& all_options() {
     entry("db.max_wait_ms", bind<&settings::db, &db_settings::max_wait_ms>(), "2000",
           "how long a write waits for an unreachable database before it gets 503")
       .range(1, 600000, "ms"),
+    entry("db.search_connections", bind<&settings::db, &db_settings::search_connections>(), "2",
+          "database connections of their own for repository searches, beside db.pool_size (so searches never hold "
+          "the connections of logins and writes); each runs one search and holds one more, beyond that 503")
+      .range(1, 64, "connections"),
+    entry("db.search_timeout_ms", bind<&settings::db, &db_settings::search_timeout_ms>(), "5000",
+          "statement_timeout of a repository search; a longer one is cancelled and answered 504")
+      .range(1, 600000, "ms"),
     // debug
     entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false",
           "serve the /debug routes (actor tree, mailboxes, traces); make run turns it on"),
@@ -321,6 +328,13 @@ const std::vector<option_spec>& all_options() {
     entry("quota.reset_utc_hour", bind<&settings::quota, &quota_settings::reset_utc_hour>(), "0",
           "UTC hour at which quota days roll over")
       .range(0, 23, "hour"),
+    entry("quota.free_storage_bytes", bind<&settings::quota, &quota_settings::free_storage_bytes>(), "10737418240",
+          "storage per user on the free plan: unfinished uploads (their Upload-Length) plus repository files; "
+          "more gets 413")
+      .range(0, 1125899906842624.0, "bytes"),
+    entry("quota.pro_storage_bytes", bind<&settings::quota, &quota_settings::pro_storage_bytes>(), "107374182400",
+          "storage per user on the pro plan (as quota.free_storage_bytes)")
+      .range(0, 1125899906842624.0, "bytes"),
     // session
     entry("session.idle_ms", bind<&settings::session, &session_settings::idle_ms>(), "900000",
           "a user's session actor is passivated after this long without requests")

@@ -56,6 +56,8 @@ struct db_settings {
   int64_t flush_ms;
   int64_t max_queue;
   int64_t max_wait_ms;
+  int64_t search_connections; // connections of their own for repository searches, beside pool_size
+  int64_t search_timeout_ms;  // statement_timeout of one search
 };
 
 struct debug_settings {
@@ -107,6 +109,8 @@ struct quota_settings {
   int64_t free_per_day;
   int64_t pro_per_day;
   int64_t reset_utc_hour;
+  int64_t free_storage_bytes; // uploads and repository files, per user
+  int64_t pro_storage_bytes;
 };
 
 struct breaker_settings {

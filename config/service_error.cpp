@@ -25,6 +25,8 @@ const char* to_string(service_error code) {
     return "conflict";
   case service_error::payload_too_large:
     return "payload_too_large";
+  case service_error::storage_quota_exceeded:
+    return "storage_quota_exceeded";
   case service_error::unsupported_media_type:
     return "unsupported_media_type";
   case service_error::rate_limited:

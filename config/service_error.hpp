@@ -37,10 +37,11 @@ enum class service_error : uint8_t {
   headers_too_large,      // the request head is over http.max_header_bytes (431)
   not_implemented,        // a transfer coding or feature of HTTP the server does not implement (501)
   version_not_supported,  // an HTTP version other than 1.0 and 1.1 (505)
+  storage_quota_exceeded, // storing this would take the caller over its plan's storage quota (413)
 };
 
 /// The highest code: new codes go at the end (values cross nodes) and move this.
-inline constexpr service_error last_service_error = service_error::version_not_supported;
+inline constexpr service_error last_service_error = service_error::storage_quota_exceeded;
 
 /// The CAF error category atom of service errors.
 using service_error_category = caf::atom_constant<caf::atom("troupe")>;

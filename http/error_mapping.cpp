@@ -24,6 +24,7 @@ int status_of(service_error code) {
   case service_error::conflict:
     return 409;
   case service_error::payload_too_large:
+  case service_error::storage_quota_exceeded:
     return 413;
   case service_error::unsupported_media_type:
     return 415;
@@ -105,6 +106,8 @@ const char* default_message(service_error code) {
     return "The request conflicts with the current state.";
   case service_error::payload_too_large:
     return "The request body is too large.";
+  case service_error::storage_quota_exceeded:
+    return "This would take you over your plan's storage quota.";
   case service_error::unsupported_media_type:
     return "Unsupported Content-Type.";
   case service_error::precondition_failed:

@@ -82,6 +82,7 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
     {service_error::uri_too_long, 414},      {service_error::expectation_failed, 417},
     {service_error::headers_too_large, 431}, {service_error::not_implemented, 501},
     {service_error::version_not_supported, 505},
+    {service_error::storage_quota_exceeded, 413},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});
   for (const auto& [code, status] : expected)
