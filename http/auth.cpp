@@ -132,6 +132,29 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, continuati
   authenticate(r, "default", std::move(then));
 }
 
+std::optional<framing_error> authenticator::check_before_body(const request_head& head,
+                                                              const std::string& peer_address) const {
+  const auto* header = head.header("Authorization");
+  if (!header || header->size() < 8 || ::strncasecmp(header->c_str(), "Bearer ", 7) != 0)
+    return framing_error{401, "A bearer credential is required before a body is sent."};
+  if (traffic_) {
+    request who; // the address as every other decision sees it (trusted proxies)
+    who.remote_address = peer_address;
+    for (const char* name : {"X-Forwarded-For", "Forwarded", "X-Real-IP"})
+      if (const auto* value = head.header(name))
+        who.headers.emplace_back(name, *value);
+    if (traffic_->failures_exhausted(traffic_->client_ip(who)))
+      return framing_error{429, "Too many failed authentications from this address; retry later."};
+  }
+  auto token = header->substr(7);
+  if (token.rfind(api_key_prefix, 0) == 0)
+    return token.size() <= max_api_key_length ? std::nullopt
+                                              : std::optional<framing_error>{{401, "The API key is invalid."}};
+  if (std::holds_alternative<jwt_failure>(verify_cached(token)))
+    return framing_error{401, "The access token is invalid or expired."};
+  return std::nullopt;
+}
+
 std::variant<access_claims, jwt_failure> authenticator::verify_cached(const std::string& token) const {
   // Clients send the same token for many requests: remember the tokens this HTTP thread verified, keyed by the
   // whole token (any change misses), and re-check only the expiry on a hit. Revocation is the session's job.

@@ -64,6 +64,11 @@ public:
   /// no event then), or 503.
   void authenticate(const std::shared_ptr<responder>& r, continuation then);
 
+  /// Before a large body is read (route_options::before_body; on the connection's thread, pure CPU): 401 when the
+  /// request carries no Bearer credential or an access token that does not verify, 429 when the client's address
+  /// has used up its failed authentications. An API key passes here (it is looked up once the body has arrived).
+  std::optional<framing_error> check_before_body(const request_head& head, const std::string& peer_address) const;
+
   /// authenticate, then 403 unless the caller is an admin.
   void require_admin(const std::shared_ptr<responder>& r, continuation then);
 

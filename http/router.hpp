@@ -10,8 +10,10 @@
 // proxies that only pass GET and POST, as the tus protocol asks).
 
 #include "http/admission.hpp"
+#include "http/http1.hpp"
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,6 +35,10 @@ struct route_options {
   /// metrics, debug) and for routes with a gate of their own (generations).
   bool admission_control = true;
   std::shared_ptr<admission_limit> admission; // set by router::add when admission_control is on
+  /// For routes that take large bodies: run on the connection's thread once the head has arrived and before any body
+  /// byte is read (pure CPU, e.g. checking the credential), with the peer's address. A refusal is answered at once
+  /// and the connection closed, so an anonymous client cannot make the server hold its body.
+  std::function<std::optional<framing_error>(const request_head&, const std::string& peer_address)> before_body;
 };
 
 /// Options of a route that admission control must never refuse (health, metrics, debug) or that has a gate of its

@@ -68,8 +68,12 @@ void append_status_line(std::string& out, int status) {
 /// The service code of a status the framing layer refuses with.
 service_error code_for_status(int status) {
   switch (status) {
+  case 401:
+    return service_error::unauthenticated;
   case 408:
     return service_error::request_timeout;
+  case 429:
+    return service_error::rate_limited;
   case 413:
     return service_error::payload_too_large;
   case 414:
@@ -173,6 +177,12 @@ public:
       decision.max_body_bytes = small_body_limit;
     else
       decision.max_body_bytes = state_->max_body_bytes();
+    if (head.has_body() && c.match.kind == router::match::found && c.match.options.before_body) {
+      if (auto refusal = c.match.options.before_body(head, c.remote_address())) {
+        decision.refuse = std::move(refusal);
+        return decision;
+      }
+    }
     if (head.has_body()) {
       // Memory for bodies is bounded across connections: a chunked body reserves its whole limit up front.
       auto bytes = static_cast<int64_t>(head.content_length.value_or(decision.max_body_bytes));
