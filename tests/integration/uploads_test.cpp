@@ -184,10 +184,8 @@ TEST_F(Uploads, ConcurrentPatchIsLocked) {
   pqxx::work lock{conn};
   lock.exec("SELECT 1 FROM uploads WHERE id = '" + id + "' FOR UPDATE");
   auto first = std::async(std::launch::async, [&] { return client().patch(location, 0, "first"); });
-  // The first PATCH is held once its UPDATE waits for the lock.
-  for (int i = 0; i < 200 && db_.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "0";
-       ++i)
-    std::this_thread::sleep_for(25ms);
+  // The first PATCH is held once its UPDATE waits for the lock; without that wait there is no overlap to test.
+  ASSERT_TRUE(db_.wait_for_lock_waiters(1)) << "the first PATCH never waited on the row lock";
   auto second = client().patch(location, 0, "second");
   EXPECT_EQ(second.status, 423) << second.body;
   lock.abort();
