@@ -4,13 +4,17 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload clean format
+.PHONY: run test test-sanitize build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload clean format
 
 run:
 	scripts/run $(ARGS)
 
 test:
 	scripts/test $(ARGS)
+
+# The suite under ASan+UBSan (build-asan/), then the concurrency tests under TSan (build-tsan/).
+test-sanitize:
+	scripts/test-sanitize $(ARGS)
 
 build:
 	TROUPE_DEPS=build scripts/install-deps
@@ -39,7 +43,7 @@ bench-upload:
 	bench/upload.sh
 
 clean:
-	rm -rf build
+	rm -rf build build-asan build-tsan
 
 format:
 	find $(wildcard $(FORMAT_DIRS)) -type f \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 -r clang-format -i

@@ -197,7 +197,7 @@ void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_
     if (service_code(err) == service_error::not_found) {
       st.upload.deleted_at_ms = now_ms(st.opts);
       if (auto io = io_for(st.opts, st.upload.id))
-        self->send(*io, upload_remove_atom::value, st.upload.storage_path);
+        caf::anon_send(*io, upload_remove_atom::value, st.upload.storage_path); // no reply wanted: see sweep()
     }
     promise.deliver(std::move(err));
   };
@@ -275,7 +275,7 @@ caf::result<bool> terminate(session_actor* self, const std::string& user_id) {
         // A completed upload's bytes belong to its job now; an unfinished one's are removed.
         if (u.completed_at_ms == 0)
           if (auto io = io_for(st.opts, u.id))
-            self->send(*io, upload_remove_atom::value, u.storage_path);
+            caf::anon_send(*io, upload_remove_atom::value, u.storage_path); // no reply wanted: see sweep()
         st.upload = std::move(u);
         st.opts.counters->terminated++;
         promise.deliver(true);
@@ -468,8 +468,10 @@ void sweep(caf::event_based_actor* self, const upload_options& opts) {
     .then(
       [self, opts](std::vector<upload_record>& expired) {
         for (const auto& u : expired) {
+          // Fire and forget, anonymously: the I/O actor answers a removal with a bool, and an answer to an actor
+          // without a handler for it comes back as an unexpected_message error that kills the I/O actor.
           if (auto io = io_for(opts, u.id))
-            self->send(*io, upload_remove_atom::value, u.storage_path);
+            caf::anon_send(*io, upload_remove_atom::value, u.storage_path);
           if (auto router = opts.router ? opts.router() : std::nullopt)
             self->send(*router, upload_forget_atom::value, u.id);
           log::info("upload expired", log::fields{}.add("upload_id", u.id).add("offset", u.offset));

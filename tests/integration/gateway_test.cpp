@@ -3,6 +3,7 @@
 // single flight from the upstream's side.
 
 #include "tests/integration/harness.hpp"
+#include "tests/persistence/scratch_database.hpp"
 #include "tests/tools/mock_upstream_harness.hpp"
 
 #include <gtest/gtest.h>
@@ -29,6 +30,9 @@ struct upstream_spec {
 
 class Gateway : public ::testing::Test {
 protected:
+  void SetUp() override { ASSERT_TRUE(db_.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)"; }
+
+  scratch_database db_; // each test's own: usage and accounts never meet another test's
   std::unique_ptr<mock_upstream_process> mock_a = std::make_unique<mock_upstream_process>();
   std::unique_ptr<mock_upstream_process> mock_b;
   std::unique_ptr<troupe_process> troupe;
@@ -49,6 +53,7 @@ protected:
     }
     list += "]";
     troupe_process::options opts;
+    opts.env["TROUPE_DATABASE_URL"] = db_.url();
     opts.env["TROUPE_UPSTREAMS"] = list;
     for (const auto& u : upstreams)
       if (!u.key.empty())
@@ -343,9 +348,7 @@ TEST_F(Gateway, UsageIsMeteredAndTheQuotaHolds) {
   EXPECT_EQ(over.status, 429) << over.body;
   EXPECT_FALSE(over.header("retry-after").empty());
   EXPECT_EQ(hits(*mock_a), 3);
-  auto url = test_database_url();
-  ASSERT_TRUE(url);
-  pqxx::connection db{*url};
+  pqxx::connection db{db_.url()};
   int64_t tokens = 0, requests = 0;
   // The writer commits within milliseconds; up to 15 s for a loaded machine.
   for (int i = 0; i < 1500 && (tokens == 0 || requests < 3); ++i) {

@@ -314,10 +314,8 @@ TEST_F(Processing, JobSurvivesKillDashNine) {
     auto last = client().upload("survive.tar.gz", repo, archive, 1 << 20, location);
     ASSERT_EQ(last.status, 204) << last.body;
     job_id = last.header("troupe-job-id");
-    // Bounded wait until the job is running and waiting on the lock.
-    for (int i = 0;
-         i < 400 && db_.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "0"; ++i)
-      std::this_thread::sleep_for(25ms);
+    // The job must be running and waiting on the lock when the kill lands, or this is not the crash point.
+    ASSERT_TRUE(db_.wait_for_lock_waiters(1)) << "the job never waited on the files lock";
     ASSERT_EQ(db_.scalar("SELECT state FROM jobs WHERE id = '" + job_id + "'"), "running");
     t->signal(SIGKILL);
     ASSERT_TRUE(t->wait_exit(10s).has_value());

@@ -272,17 +272,25 @@ TEST_F(Writer, FullQueueIsRefusedAtOnce) {
   EXPECT_EQ(counters_->rejected.load(), 1u);
 }
 
-// An unreachable database fails a write after max_wait, and later writes at once, with 503's code.
+// An unreachable database fails a write after max_wait (not before it, nor long after it), and once it has been
+// down for max_wait later writes fail at once, with 503's code.
 TEST_F(Writer, UnreachableDatabaseFailsAfterMaxWait) {
   writer_options opts;
-  opts.max_wait = 200ms;
+  opts.max_wait = 1000ms;
   start_writer({real_connection("postgresql://troupe@127.0.0.1:1/none")}, opts);
+  auto started = std::chrono::steady_clock::now();
   auto out = write_all({events_request({"nowhere"})});
+  auto first = std::chrono::steady_clock::now() - started;
   ASSERT_EQ(out.errors.size(), 1u);
   EXPECT_EQ(service_code(out.errors[0]), service_error::unavailable);
+  EXPECT_GE(first, opts.max_wait) << "failed before max_wait";
+  EXPECT_LT(first, opts.max_wait + 5s) << "failed long after max_wait";
+  started = std::chrono::steady_clock::now();
   out = write_all({events_request({"nowhere_again"})});
+  auto second = std::chrono::steady_clock::now() - started;
   ASSERT_EQ(out.errors.size(), 1u);
   EXPECT_EQ(service_code(out.errors[0]), service_error::unavailable);
+  EXPECT_LT(second, opts.max_wait / 2) << "a write to a database known to be down waited";
 }
 
 // Batches that fail because the database is down are retried and commit once it is back.
