@@ -726,6 +726,9 @@ int run_server(const config::settings& settings) {
     gw.max_response_bytes = static_cast<size_t>(settings.upstream.max_response_bytes);
     gw.max_messages = static_cast<size_t>(settings.gateway.max_messages);
     gw.cache_ttl = milliseconds{settings.gateway.cache_ttl_ms};
+    gw.max_generation = milliseconds{settings.gateway.max_generation_ms};
+    gw.stream_idle = milliseconds{settings.gateway.stream_idle_ms};
+    gw.stream_heartbeat = milliseconds{settings.gateway.stream_heartbeat_ms};
     gw.quota_reset_utc_hour = static_cast<int>(settings.quota.reset_utc_hour);
     gw.metrics = metrics;
     gw.gauges = shared.breakers;

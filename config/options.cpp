@@ -386,6 +386,18 @@ const std::vector<option_spec>& all_options() {
     entry("gateway.max_messages", bind<&settings::gateway, &gateway_settings::max_messages>(), "1000",
           "messages accepted in one chat completion request")
       .range(1, 100000, "messages"),
+    entry("gateway.max_generation_ms", bind<&settings::gateway, &gateway_settings::max_generation_ms>(), "600000",
+          "longest a generation (chat completion, /api/generate) may take in all, every attempt and fallback "
+          "included; a stream that reaches it ends with an error event")
+      .range(1000, 86400000, "ms"),
+    entry("gateway.stream_idle_ms", bind<&settings::gateway, &gateway_settings::stream_idle_ms>(), "60000",
+          "a stream ends with an error event when its upstream sends nothing for this long, and a client that "
+          "reads nothing of a stream for this long is disconnected")
+      .range(100, 3600000, "ms"),
+    entry("gateway.stream_heartbeat_ms", bind<&settings::gateway, &gateway_settings::stream_heartbeat_ms>(), "15000",
+          "while a stream has nothing to send (an upstream thinking before its first token), an SSE comment goes "
+          "out this often so proxies keep the connection; the first one commits the answer (no retry after it)")
+      .range(100, 3600000, "ms"),
     // uploads
     entry("uploads.dir", bind<&settings::uploads, &uploads_settings::dir>(), "var/uploads",
           "directory of upload bytes (incoming/), archive staging (staging/) and repository files (repositories/); "

@@ -133,6 +133,9 @@ struct upstream_client_settings {
 struct gateway_settings {
   int64_t cache_ttl_ms;
   int64_t max_messages;
+  int64_t max_generation_ms;
+  int64_t stream_idle_ms;
+  int64_t stream_heartbeat_ms;
 };
 
 struct cache_settings {

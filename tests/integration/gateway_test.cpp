@@ -303,13 +303,15 @@ TEST_F(Gateway, StreamsEventsThroughAndEndsWithDone) {
 }
 
 TEST_F(Gateway, NoRetryAfterTheFirstStreamedByte) {
-  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":2000)"}}, {"retry.max_attempts=3"});
-  // Events every 600 ms: the first ones reach the client, then the upstream's time (2 s) runs out.
-  auto res = chat(body("[[mock drip_ms=600 chunks=8]] slow stream", R"(,"stream":true)"));
+  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":2000)"}},
+        {"retry.max_attempts=3", "gateway.stream_idle_ms=1000"});
+  // Three events reach the client, then the upstream falls silent for longer than the stream may idle (1 s): the
+  // stream ends with an error event and [DONE], and the upstream is not called again.
+  auto res = chat(body("[[mock drip_ms=50 chunks=8 pause_after=3 pause_ms=5000]] stalling stream", R"(,"stream":true)"));
   ASSERT_EQ(res.status, 200);
   EXPECT_NE(res.body.find("\"delta\""), std::string::npos) << res.body;
   EXPECT_NE(res.body.find("data: {\"error\""), std::string::npos) << res.body;
-  EXPECT_EQ(res.body.find("[DONE]"), std::string::npos);
+  EXPECT_EQ(res.body.substr(res.body.size() - 14), "data: [DONE]\n\n");
   EXPECT_EQ(hits(*mock_a), 1);
 }
 
