@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test test-sanitize build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload clean format
+.PHONY: run test test-sanitize build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload clean format
 
 run:
 	scripts/run $(ARGS)
@@ -41,6 +41,9 @@ bench-gateway:
 
 bench-upload:
 	bench/upload.sh
+
+bench-overload:
+	bench/overload.sh
 
 clean:
 	rm -rf build build-asan build-tsan
