@@ -70,13 +70,11 @@ wait_ready "$mock_base/health" "$mock_pid" mock-upstream || die "the mock upstre
 TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"],"max_inflight":4096}]' "$mock_base")
 export TROUPE_UPSTREAMS
 
-# Limits no run can exhaust (this measures overload, not the rate limiter); the generation gate and admission
-# control keep their defaults: they are what is measured.
+# Rate limits off (their largest settings, 1e6 a minute, are exhausted by a run at 3x capacity: this measures
+# overload, not the limiter), a quota no run exhausts; the generation gate (limits.generate_max_inflight) and
+# admission control keep their defaults: they are what is measured.
 port=""
-start_troupe troupe port --set limits.default_per_minute=100000000 --set limits.default_burst=100000000 \
-  --set limits.generate_per_minute=100000000 --set limits.generate_burst=100000000 \
-  --set limits.anonymous_per_minute=100000000 --set limits.anonymous_burst=100000000 \
-  --set quota.free_per_day=1000000000
+start_troupe troupe port --set limits.enabled=false --set quota.free_per_day=100000000
 troupe_pid=${pids[-1]}
 base=http://127.0.0.1:$port
 account='{"email":"overload@example.com","password":"correct horse battery"}'
