@@ -73,10 +73,10 @@ export TROUPE_UPSTREAMS
 # Rate limits off (their largest settings, 1e6 a minute, are exhausted by a run at 3x capacity: this measures
 # overload, not the limiter), a quota no run exhausts; the generation gate (limits.generate_max_inflight) and
 # admission control keep their defaults: they are what is measured.
-port=""
-start_troupe troupe port --set limits.enabled=false --set quota.free_per_day=100000000
+tport=""
+start_troupe troupe tport --set limits.enabled=false --set quota.free_per_day=100000000
 troupe_pid=${pids[-1]}
-base=http://127.0.0.1:$port
+base=http://127.0.0.1:$tport
 account='{"email":"overload@example.com","password":"correct horse battery"}'
 curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "$base/api/auth/register" || true
 token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$base/api/auth/login" |
@@ -227,7 +227,7 @@ slow_run() { # NAME COMMAND...
 }
 slow_run slowhttptest-heads slowhttptest -H -c "$SLOW_CONNECTIONS" -r 1000 -i 10 -s 8192 -l "$SLOW_SECONDS" -t GET \
   -u "$base/health" -p 3
-slow_run slow-second-requests build/bench/slow_clients --port "$port" --connections "$SLOW_CONNECTIONS" \
+slow_run slow-second-requests build/bench/slow_clients --port "$tport" --connections "$SLOW_CONNECTIONS" \
   --interval-ms 1000 --seconds "$SLOW_SECONDS" --second
 
 machine_facts
