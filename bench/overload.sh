@@ -13,6 +13,9 @@
 #      bench/slow_clients --second (a normal first request, then a second head trickled one byte a second on the
 #      kept-alive connection). Meanwhile a control client asks GET /api/me every 50 ms on fresh connections.
 #      Target: control traffic 100% served; the server still alive.
+# PIN=1 (default on 2+ CPUs): troupe runs on CPU 0, everything else (load generators, the mock, PostgreSQL) on CPU 1,
+# for the capacity and the overload runs alike, so the load generator's own CPU (3x the requests) is not taken
+# from the server; PIN=0 shares both CPUs.
 # Knobs: DURATION=20 (s of each open-loop run) CAP_DURATION=10s ROUNDS=2 OVERLOAD=3 CONNECTIONS=400 (h2load's clients
 # under overload) SLOW_CONNECTIONS=3000 SLOW_SECONDS=30; TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
 set -euo pipefail
@@ -59,9 +62,15 @@ mkdir -p "$out"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 ensure_database
+PIN=${PIN:-$(($(nproc) >= 2))}
+gen=()
+if [[ $PIN == 1 ]]; then
+  gen=(taskset -c 1)
+  [[ -n $pg_dir ]] && taskset -a -p -c 1 "$(sed -n 1p "$pg_dir/data/postmaster.pid")" >/dev/null
+fi
 
 # ---- the mock upstream and troupe -------------------------------------------------------------------------
-build/mock-upstream --threads 1 --max-connections 4096 --port-file "$out/mock.port" </dev/null >"$out/mock.log" 2>&1 &
+"${gen[@]}" build/mock-upstream --threads 1 --max-connections 4096 --port-file "$out/mock.port" </dev/null >"$out/mock.log" 2>&1 &
 mock_pid=$!
 for _ in $(seq 100); do [[ -s $out/mock.port ]] && break; sleep 0.1; done
 [[ -s $out/mock.port ]] || die "the mock upstream did not start; see $out/mock.log"
@@ -76,6 +85,7 @@ export TROUPE_UPSTREAMS
 tport=""
 start_troupe troupe tport --set limits.enabled=false --set quota.free_per_day=100000000
 troupe_pid=${pids[-1]}
+[[ $PIN == 1 ]] && taskset -a -p -c 0 "$troupe_pid" >/dev/null
 base=http://127.0.0.1:$tport
 account='{"email":"overload@example.com","password":"correct horse battery"}'
 curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "$base/api/auth/register" || true
@@ -102,7 +112,7 @@ capacity() {
   local name=$1 url=$2 conns=$3 r values=()
   shift 3
   for ((r = 1; r <= ROUNDS; r++)); do
-    wrk -t2 -c"$conns" -d"$CAP_DURATION" "$@" "$url" >"$out/cap-$name-$r.txt" 2>&1 || die "wrk failed"
+    "${gen[@]}" wrk -t2 -c"$conns" -d"$CAP_DURATION" "$@" "$url" >"$out/cap-$name-$r.txt" 2>&1 || die "wrk failed"
     grep -q "Non-2xx" "$out/cap-$name-$r.txt" && log "capacity run $name-$r had non-2xx answers: $out/cap-$name-$r.txt"
     values+=("$(awk '$1 == "Requests/sec:" { print $2 }' "$out/cap-$name-$r.txt")")
   done
@@ -115,7 +125,7 @@ open_loop() {
   local name=$1 url=$2 rate=$3 conns=$4 per_client
   shift 4
   per_client=$(awk -v r="$rate" -v c="$conns" 'BEGIN { v = r / c; printf "%d", (v < 1 ? 1 : v + 0.5) }')
-  h2load --h1 -t2 -c"$conns" --rps="$per_client" -D "$DURATION" --warm-up-time=2 --log-file="$out/$name.log" \
+  "${gen[@]}" h2load --h1 -t2 -c"$conns" --rps="$per_client" -D "$DURATION" --warm-up-time=2 --log-file="$out/$name.log" \
     "$@" "$url" >"$out/$name.txt" 2>&1 || die "h2load failed: $out/$name.txt"
 }
 # stats NAME -> "ok_per_s p99_ok_ms refused_per_s p99_refused_ms other": from the h2load log of NAME
@@ -215,7 +225,7 @@ slow_run() { # NAME COMMAND...
   : >"$out/$name-control.txt"
   control "$out/$name-control.txt" &
   control_pid=$!
-  "$@" >"$out/$name.txt" 2>&1 || log "$name: exit status $? (see $out/$name.txt)"
+  "${gen[@]}" "$@" >"$out/$name.txt" 2>&1 || log "$name: exit status $? (see $out/$name.txt)"
   kill "$control_pid" 2>/dev/null
   wait "$control_pid" 2>/dev/null || true
   control_pid=""
@@ -235,8 +245,8 @@ machine_facts
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): overload and slow clients"
   echo
-  echo "- command: \`make bench-overload\` (DURATION=$DURATION OVERLOAD=$OVERLOAD CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS SLOW_CONNECTIONS=$SLOW_CONNECTIONS SLOW_SECONDS=$SLOW_SECONDS)"
-  echo "- machine: $cpu, $(nproc) CPUs, kernel $(uname -r); commit $commit; load generators on the same 2 CPUs as the server"
+  echo "- command: \`make bench-overload\` (PIN=$PIN DURATION=$DURATION OVERLOAD=$OVERLOAD CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS SLOW_CONNECTIONS=$SLOW_CONNECTIONS SLOW_SECONDS=$SLOW_SECONDS)"
+  echo "- machine: $cpu, $(nproc) CPUs, kernel $(uname -r); commit $commit; $([[ $PIN == 1 ]] && echo "troupe pinned to CPU 0, load generators, mock and PostgreSQL to CPU 1" || echo "load generators on the same CPUs as the server")"
   echo "- capacity: wrk -t2 closed loop (me -c64, gateway -c16), median of $ROUNDS; unloaded: h2load --h1 -c8 at 0.2x capacity; overload: h2load --h1 -t2 -c$CONNECTIONS --rps at ${OVERLOAD}x capacity for $DURATION s (open loop; 'sent' is what h2load managed to send)"
   echo
   echo "| route | capacity (req/s) | unloaded p99 (ms) | offered (req/s) | 2xx/s | 2xx p99 (ms) | 503/s | 503 p99 (ms) | other | RSS MiB (before → max) | 503 has Retry-After |"
