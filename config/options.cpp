@@ -141,6 +141,9 @@ const std::vector<option_spec>& all_options() {
     entry("http.max_body_bytes", bind<&settings::http, &http_settings::max_body_bytes>(), "1048576",
           "largest accepted request body; larger gets 413")
       .range(1, 1073741824, "bytes"),
+    entry("http.max_json_depth", bind<&settings::http, &http_settings::max_json_depth>(), "64",
+          "deepest nesting of arrays and objects a JSON body may have; deeper gets 400 json_too_deep")
+      .range(1, 512, "levels"),
     entry("http.header_timeout_ms", bind<&settings::http, &http_settings::header_timeout_ms>(), "5000",
           "time a client has to send the request headers")
       .range(1, 600000, "ms"),

@@ -14,6 +14,8 @@ enum class service_error : uint8_t {
   none = 0,
   invalid_input,          // the request is malformed or a field is out of range (400)
   invalid_json,           // the body is not valid JSON (400)
+  json_too_deep,          // the body nests arrays and objects deeper than http.max_json_depth (400)
+  duplicate_key,          // an object in the body has the same key twice (400)
   unauthenticated,        // no credential, or an invalid one (401)
   forbidden,              // authenticated but not allowed (403)
   not_found,              // unknown route, or an object that is not the caller's (404)

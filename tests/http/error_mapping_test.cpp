@@ -79,6 +79,7 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
     {service_error::shutting_down, 503},     {service_error::unavailable, 503},
     {service_error::timeout, 504},           {service_error::precondition_failed, 412},
     {service_error::locked, 423},            {service_error::checksum_mismatch, 460},
+    {service_error::json_too_deep, 400},     {service_error::duplicate_key, 400},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});
   for (const auto& [code, status] : expected)
