@@ -4,13 +4,18 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload clean format
+.PHONY: run test build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-json clean format
 
 run:
 	scripts/run $(ARGS)
 
 test:
 	scripts/test $(ARGS)
+
+# Every libFuzzer target of tests/fuzz for FUZZ_SECONDS each (default 60); `make fuzz FUZZ_SECONDS=600`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
 
 build:
 	TROUPE_DEPS=build scripts/install-deps
@@ -37,6 +42,9 @@ bench-gateway:
 
 bench-upload:
 	bench/upload.sh
+
+bench-json:
+	bench/json.sh
 
 clean:
 	rm -rf build
