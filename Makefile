@@ -4,13 +4,17 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-json clean format
+.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-json clean format
 
 run:
 	scripts/run $(ARGS)
 
 test:
 	scripts/test $(ARGS)
+
+# The suite under ASan+UBSan (build-asan/), then the concurrency tests under TSan (build-tsan/).
+test-sanitize:
+	scripts/test-sanitize $(ARGS)
 
 # Every libFuzzer target of tests/fuzz for FUZZ_SECONDS each (default 60); `make fuzz FUZZ_SECONDS=600`.
 FUZZ_SECONDS ?= 60
@@ -47,7 +51,7 @@ bench-json:
 	bench/json.sh
 
 clean:
-	rm -rf build
+	rm -rf build build-asan build-tsan
 
 format:
 	find $(wildcard $(FORMAT_DIRS)) -type f \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 -r clang-format -i

@@ -154,9 +154,18 @@ public:
 
 private:
   caf::error regular_file(struct archive_entry* e, const std::string& path, const std::string& raw_path) {
-    if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0
-        && expanded_ + static_cast<uint64_t>(archive_entry_size(e)) > limits_.max_bytes)
-      return too_big();
+    // A path written again replaces its earlier bytes (O_TRUNC below): they are no longer stored.
+    if (auto earlier = files_.find(path); earlier != files_.end()) {
+      stored_ -= earlier->second;
+      files_.erase(earlier);
+    }
+    if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0) {
+      auto declared = static_cast<uint64_t>(archive_entry_size(e));
+      if (expanded_ + declared > limits_.max_bytes)
+        return too_big();
+      if (stored_ + declared > limits_.max_stored_bytes)
+        return over_quota();
+    }
     if (auto err = make_dirs(into_, parent_of(path)))
       return err;
     auto full = into_ + "/" + path;
@@ -177,8 +186,11 @@ private:
                        + "\": " + (archive_error_string(a_) ? archive_error_string(a_) : "read error") + ".");
       written += static_cast<uint64_t>(n);
       expanded_ += static_cast<uint64_t>(n);
+      stored_ += static_cast<uint64_t>(n);
       if (expanded_ > limits_.max_bytes)
         return too_big();
+      if (stored_ > limits_.max_stored_bytes)
+        return over_quota();
       if (expanded_ > ratio_floor_bytes && static_cast<double>(expanded_) > limits_.max_ratio * archive_size_)
         return refused("The archive expands to more than " + std::to_string(static_cast<int64_t>(limits_.max_ratio))
                        + " times its own size (a zip bomb?).");
@@ -193,11 +205,19 @@ private:
     return refused("The archive expands to more than " + std::to_string(limits_.max_bytes) + " bytes.");
   }
 
+  caf::error over_quota() {
+    return make_error(service_error::storage_quota_exceeded,
+                      "The archive's files take more than " + std::to_string(limits_.max_stored_bytes)
+                        + " bytes: more storage than your plan has left, even counting the files they could replace. "
+                          "Nothing from this archive was kept.");
+  }
+
   struct archive* a_;
   std::string into_;
   archive_limits limits_;
   uint64_t archive_size_;
   uint64_t expanded_ = 0; // every byte decompressed so far, overwritten ones included: what the limits count
+  uint64_t stored_ = 0;   // the bytes of the files as they stand: what the storage quota counts
   expansion result_;
   std::map<std::string, uint64_t> files_;
   char buffer_[read_block];

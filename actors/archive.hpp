@@ -7,9 +7,11 @@
 // as are paths deeper than the limit. Symbolic and hard links are never created: one that points outside the tree
 // is refused, one inside it is skipped (counted). Devices, FIFOs and sockets are skipped. Limits are checked while
 // the data streams, so a zip bomb stops at the limit rather than at the end of the disk: the number of entries,
-// the total expanded size, and (once more than 1 MiB has expanded) the ratio of expanded to archive bytes.
+// the total expanded size, and (once more than 1 MiB has expanded) the ratio of expanded to archive bytes; and the
+// bytes the files written would store (a path written twice counts once), against the storage left to the owner.
 //
-// A refusal is service_error::invalid_input with a sentence naming the entry and the rule. The caller expands into
+// A refusal is service_error::invalid_input with a sentence naming the entry and the rule, or
+// service_error::storage_quota_exceeded for the storage left. The caller expands into
 // a fresh staging directory and removes it on failure, so a refused archive writes nothing where it matters.
 
 #include "persistence/repositories.hpp"
@@ -33,6 +35,7 @@ struct archive_limits {
   uint64_t max_bytes = uint64_t{4} << 30;
   double max_ratio = 200;
   size_t max_depth = 32;
+  uint64_t max_stored_bytes = UINT64_MAX; // the storage left to the owner (persistence: storage_room_atom)
 };
 
 struct expansion {

@@ -43,9 +43,18 @@ caf::behavior hasher_impl(observed_actor* self, password_hasher_options opts) {
 
 struct throttle_state {
   login_throttle_options opts;
-  std::unordered_map<std::string, std::deque<clock_type::time_point>> failures;  // "email:..." / "ip:..."
+  // "pair:<ip> <email>" (an address never contains a space) and "ip:<ip>": the last failures, oldest first.
+  std::unordered_map<std::string, std::deque<clock_type::time_point>> failures;
   static inline const char* name = "login_throttle";
 };
+
+std::string pair_key(const std::string& email, const std::string& ip) {
+  return "pair:" + ip + " " + email;
+}
+
+std::string address_key(const std::string& ip) {
+  return "ip:" + ip;
+}
 
 using throttle_actor = observed_stateful_actor<throttle_state>;
 
@@ -53,8 +62,9 @@ clock_type::time_point now(throttle_actor* self) {
   return self->state.opts.clock ? self->state.opts.clock() : clock_type::now();
 }
 
-/// Drops failures older than the window; returns how long until `key` may try again (0 = now).
-int64_t wait_seconds(throttle_actor* self, const std::string& key) {
+/// Drops failures older than the window; returns how long until `key` may try again (0 = now) when at most
+/// `max_failures` may lie in the window.
+int64_t wait_seconds(throttle_actor* self, const std::string& key, size_t max_failures) {
   auto& st = self->state;
   auto i = st.failures.find(key);
   if (i == st.failures.end())
@@ -67,9 +77,11 @@ int64_t wait_seconds(throttle_actor* self, const std::string& key) {
     st.failures.erase(i);
     return 0;
   }
-  if (times.size() < st.opts.max_failures)
+  if (times.size() < max_failures)
     return 0;
-  auto wait = std::chrono::duration_cast<std::chrono::seconds>(times.front() + st.opts.window - t).count();
+  // The oldest failure that still counts against the limit: once it leaves the window, one attempt is free again.
+  auto oldest = times[times.size() - max_failures];
+  auto wait = std::chrono::duration_cast<std::chrono::seconds>(oldest + st.opts.window - t).count();
   return std::max<int64_t>(1, wait + 1);  // whole seconds, never earlier than allowed
 }
 
@@ -88,23 +100,29 @@ caf::behavior throttle_impl(throttle_actor* self, login_throttle_options opts) {
   self->state.opts = std::move(opts);
   return {
     [self](throttle_check_atom, const std::string& email, const std::string& ip) {
-      return std::max(wait_seconds(self, "email:" + email), wait_seconds(self, "ip:" + ip));
+      auto& opts = self->state.opts;
+      return std::max(wait_seconds(self, pair_key(email, ip), opts.max_failures),
+                      wait_seconds(self, address_key(ip), opts.max_address_failures));
     },
     [self](throttle_fail_atom, const std::string& email, const std::string& ip) {
       auto& st = self->state;
-      if (st.failures.size() >= st.opts.max_entries)
-        sweep(self);
-      if (st.failures.size() >= st.opts.max_entries)
-        st.failures.erase(st.failures.begin());  // still full of live entries: drop an arbitrary one
       auto t = now(self);
-      for (auto key : {"email:" + email, "ip:" + ip}) {
+      for (auto [key, keep] : {std::pair{pair_key(email, ip), st.opts.max_failures},
+                               std::pair{address_key(ip), st.opts.max_address_failures}}) {
+        if (st.failures.size() >= st.opts.max_entries && st.failures.count(key) == 0) {
+          sweep(self);
+          if (st.failures.size() >= st.opts.max_entries)
+            st.failures.erase(st.failures.begin()); // still full of live entries: drop an arbitrary one
+        }
         auto& times = st.failures[key];
         times.push_back(t);
-        while (times.size() > st.opts.max_failures)
-          times.pop_front();  // only the last max_failures matter
+        while (times.size() > keep)
+          times.pop_front(); // only the last `keep` matter
       }
     },
-    [self](throttle_reset_atom, const std::string& email) { self->state.failures.erase("email:" + email); },
+    [self](throttle_reset_atom, const std::string& email, const std::string& ip) {
+      self->state.failures.erase(pair_key(email, ip));
+    },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }
@@ -120,39 +138,102 @@ struct key_cache_state {
   api_key_cache_options opts;
   std::unordered_map<std::string, cached_key> by_hash;
   std::unordered_map<std::string, std::string> hash_of_id;
+  // Unknown or revoked hashes until they expire, and their order of arrival (to drop the oldest when full).
+  std::unordered_map<std::string, clock_type::time_point> misses;
+  std::deque<std::pair<std::string, clock_type::time_point>> miss_order;
+  // Look-ups under way, by hash: the callers that wait for it.
+  std::unordered_map<std::string, std::vector<caf::typed_response_promise<api_key_record>>> pending;
   static inline const char* name = "api_key_cache";
 };
 
 using key_cache_actor = observed_stateful_actor<key_cache_state>;
 
+clock_type::time_point now(key_cache_actor* self) {
+  return self->state.opts.clock ? self->state.opts.clock() : clock_type::now();
+}
+
+void remember_miss(key_cache_actor* self, const std::string& key_hash) {
+  auto& st = self->state;
+  auto t = now(self);
+  // Expired misses leave from the front; past the bound, the oldest leave even if live.
+  while (!st.miss_order.empty()
+         && (st.miss_order.front().second + st.opts.miss_ttl <= t || st.misses.size() >= st.opts.max_misses)) {
+    auto& [hash, since] = st.miss_order.front();
+    if (auto i = st.misses.find(hash); i != st.misses.end() && i->second == since)
+      st.misses.erase(i);
+    st.miss_order.pop_front();
+  }
+  if (st.opts.max_misses == 0)
+    return;
+  st.misses[key_hash] = t;
+  st.miss_order.emplace_back(key_hash, t);
+}
+
 caf::behavior key_cache_impl(key_cache_actor* self, api_key_cache_options opts) {
   self->state.opts = std::move(opts);
+  if (!self->state.opts.counters)
+    self->state.opts.counters = std::make_shared<api_key_cache_counters>();
   return {
-    [self](key_lookup_atom, const std::string& key_hash) -> caf::result<api_key_record> {
+    [self](key_lookup_atom, const std::string& key_hash, bool use_database) -> caf::result<api_key_record> {
       auto& st = self->state;
+      auto t = now(self);
       if (auto i = st.by_hash.find(key_hash); i != st.by_hash.end()) {
-        if (clock_type::now() - i->second.loaded < st.opts.ttl)
+        if (t - i->second.loaded < st.opts.ttl) {
+          st.opts.counters->hits++;
           return i->second.record;
+        }
         st.hash_of_id.erase(i->second.record.id);
         st.by_hash.erase(i);
       }
-      auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
-      if (!db)
-        return make_error(service_error::unavailable, "The database is restarting; retry shortly.");
+      if (auto i = st.misses.find(key_hash); i != st.misses.end()) {
+        if (t - i->second < st.opts.miss_ttl) {
+          st.opts.counters->miss_hits++;
+          return make_error(service_error::unauthenticated, "The API key is invalid or revoked.");
+        }
+        st.misses.erase(i);
+      }
+      if (!use_database) {
+        st.opts.counters->not_cached++;
+        return make_error(service_error::not_found, "The API key is not in memory.");
+      }
       auto promise = self->make_response_promise<api_key_record>();
+      auto& waiting = st.pending[key_hash];
+      waiting.push_back(promise);
+      if (waiting.size() > 1)
+        return promise; // a look-up of this hash is under way: it answers everyone
+      auto answer = [self, key_hash](caf::expected<api_key_record> outcome) {
+        auto& st = self->state;
+        auto waiting = std::move(st.pending[key_hash]);
+        st.pending.erase(key_hash);
+        for (auto& p : waiting)
+          if (outcome)
+            p.deliver(*outcome);
+          else
+            p.deliver(outcome.error());
+      };
+      auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+      if (!db) {
+        answer(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
+        return promise;
+      }
+      st.opts.counters->queries++;
       self->request(*db, caf::duration{std::chrono::seconds{10}}, api_key_lookup_atom::value, key_hash)
         .then(
-          [self, promise, key_hash](api_key_record& record) mutable {
+          [self, key_hash, answer](api_key_record& record) {
             auto& st = self->state;
             if (st.by_hash.size() >= st.opts.max_entries) {
               st.by_hash.clear();
               st.hash_of_id.clear();
             }
             st.hash_of_id[record.id] = key_hash;
-            st.by_hash[key_hash] = cached_key{record, clock_type::now()};
-            promise.deliver(std::move(record));
+            st.by_hash[key_hash] = cached_key{record, now(self)};
+            answer(std::move(record));
           },
-          [promise](caf::error& err) mutable { promise.deliver(std::move(err)); });
+          [self, key_hash, answer](caf::error& err) {
+            if (service_code(err) == service_error::unauthenticated)
+              remember_miss(self, key_hash);
+            answer(std::move(err));
+          });
       return promise;
     },
     [self](key_evict_atom, const std::string& key_id) {

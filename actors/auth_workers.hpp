@@ -7,13 +7,23 @@
 //
 // login throttle
 //   (throttle_check_atom, email, ip) -> int64_t             seconds to wait before the next attempt, 0 = go ahead
-//   (throttle_fail_atom, email, ip)                         records a failed login for both the account and the IP
-//   (throttle_reset_atom, email)                            a successful login forgets the account's failures
-//   After `max_failures` failures within `window`, for one account or one IP, further attempts wait until the
-//   oldest failure leaves the window. Idle entries are dropped, so a flood of distinct IPs stays bounded.
+//   (throttle_fail_atom, email, ip)                         records a failed login of the account from the address
+//   (throttle_reset_atom, email, ip)                        a successful login forgets that account's failures from
+//                                                           that address (not the address's other failures)
+//   Failures are counted per (account, address) and per address, never per account alone, so nobody can lock an
+//   account's owner out from elsewhere: after `max_failures` failures of one account from one address, or
+//   `max_address_failures` failures of any accounts from one address, within `window`, further attempts from that
+//   address wait until the oldest failure leaves the window. Idle entries are dropped, so a flood of distinct
+//   addresses stays bounded.
 //
 // API key cache
-//   (key_lookup_atom, key_hash) -> api_key_record           from memory for `ttl`, else from db.query
+//   (key_lookup_atom, key_hash, bool use_database) -> api_key_record
+//                                                           from memory for `ttl`, else from db.query. Unknown and
+//                                                           revoked keys are remembered as misses for `miss_ttl`
+//                                                           (unauthenticated without a look-up), and concurrent
+//                                                           look-ups of one hash share one query. Without
+//                                                           use_database a key not in memory fails with
+//                                                           not_found (the caller decided it may not cost a query)
 //   (key_evict_atom, key_id) -> bool                        forgets a key at once (after a revocation)
 
 #include "actors/messages.hpp"
@@ -21,8 +31,10 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 
 namespace troupe {
@@ -39,7 +51,8 @@ caf::actor spawn_password_hasher(caf::actor_system& sys, password_hasher_options
 std::string hash_password_blocking(const password_hasher_options& options, const std::string& password);
 
 struct login_throttle_options {
-  size_t max_failures = 5;
+  size_t max_failures = 5;          // of one account from one address
+  size_t max_address_failures = 20; // of any accounts from one address
   std::chrono::seconds window{15 * 60};
   size_t max_entries = 100000;  // beyond this the oldest entries are dropped
   std::function<std::chrono::steady_clock::time_point()> clock;  // steady_clock::now when empty
@@ -47,10 +60,22 @@ struct login_throttle_options {
 
 caf::actor spawn_login_throttle(caf::actor_system& sys, login_throttle_options options);
 
+/// Where API key look-ups were answered from (the metric troupe_api_key_lookups_total{source}).
+struct api_key_cache_counters {
+  std::atomic<uint64_t> hits{0};       // a known key from memory
+  std::atomic<uint64_t> miss_hits{0};  // an unknown or revoked key from memory (no query)
+  std::atomic<uint64_t> queries{0};    // look-ups that went to the database
+  std::atomic<uint64_t> not_cached{0}; // not in memory, and the caller allowed no query
+};
+
 struct api_key_cache_options {
   std::chrono::seconds ttl{60};
+  std::chrono::seconds miss_ttl{30};
   size_t max_entries = 100000;
+  size_t max_misses = 100000;
   std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::chrono::steady_clock::time_point()> clock; // steady_clock::now when empty
+  std::shared_ptr<api_key_cache_counters> counters = std::make_shared<api_key_cache_counters>();
 };
 
 caf::actor spawn_api_key_cache(caf::actor_system& sys, api_key_cache_options options);

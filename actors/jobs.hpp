@@ -6,8 +6,9 @@
 //   (jobs_running_atom) -> std::vector<std::string>   ids of the jobs this node runs now
 //   (mailbox_atom) -> size_t
 //
-// The queue claims runnable jobs from PostgreSQL (highest priority first, SKIP LOCKED: nodes never take the same
-// job) up to `concurrency` at once, each with a lease it renews every lease/3 while the job runs. For each job it
+// The queue claims runnable jobs from PostgreSQL (highest priority first, then users in turn: fair between users,
+// persistence/jobs.hpp; SKIP LOCKED: nodes never take the same job) up to `concurrency` at once, each with a lease
+// it renews every lease/3 while the job runs. For each job it
 // spawns a runner from the handler of the job's kind (linked: runners end with the queue) and asks it
 // (job_run_atom, job_record) -> result JSON. Then:
 //   * a result: the job is done;

@@ -149,25 +149,27 @@ private:
     size_t index = 0;
   };
 
+  /// One field (or annotation) of the innermost open struct. The frame is looked up by position, never held by
+  /// reference across value(): a nested struct pushes its own frame, and that push_back may reallocate frames_.
   template <class T>
   void visit(T& x) {
-    auto& f = frames_.back();
+    const size_t current = frames_.size() - 1;
     using plain = std::decay_t<T>;
     if constexpr (std::is_same<plain, caf::meta::type_name_t>::value) {
       out_ += x.value;
       out_ += '(';
-      f.opened = true;
-      f.secret = secret_fields_of(x.value);
+      frames_[current].opened = true;
+      frames_[current].secret = secret_fields_of(x.value);
     } else if constexpr (caf::meta::is_annotation<plain>::value) {
       // other annotations (load/save callbacks, omittable) carry no value
     } else {
-      if (f.index > 0)
+      const size_t index = frames_[current].index++;
+      if (index > 0)
         out_ += ", ";
-      if (contains(f.secret, f.index))
+      if (contains(frames_[current].secret, index))
         out_ += redacted;
       else
         value(static_cast<const plain&>(x));
-      ++f.index;
     }
   }
 

@@ -68,6 +68,7 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<chunk_segment>("chunk_segment");
   cfg.add_message_type<std::vector<chunk_segment>>("std::vector<chunk_segment>");
   cfg.add_message_type<chunk_summary>("chunk_summary");
+  cfg.add_message_type<storage_status>("storage_status");
   cfg.add_error_category(service_error_category::value,
                          [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
                            std::string result = to_string(static_cast<service_error>(code));

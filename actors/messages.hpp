@@ -154,8 +154,13 @@ using key_evict_atom = caf::atom_constant<caf::atom("keyevict")>;
 /// (hash_password_atom, password) -> std::string argon2id hash; (verify_password_atom, hash, password) -> bool.
 using hash_password_atom = caf::atom_constant<caf::atom("pwhash")>;
 using verify_password_atom = caf::atom_constant<caf::atom("pwverify")>;
-/// Login throttling: (throttle_check_atom, email, ip) -> int64_t seconds to wait (0 = go ahead);
-/// (throttle_fail_atom, email, ip) records a failure; (throttle_reset_atom, email) forgets an account's failures.
+/// (security_event_atom, security_event_row): to the security event aggregator (actors/security_events.hpp).
+using security_event_atom = caf::atom_constant<caf::atom("secevent")>;
+/// (security_flush_atom) -> int64_t: the aggregator hands what it counted to the DB writer now.
+using security_flush_atom = caf::atom_constant<caf::atom("secflush")>;
+/// Login throttling (actors/auth_workers.hpp): (throttle_check_atom, email, ip) -> int64_t seconds to wait (0 = go
+/// ahead); (throttle_fail_atom, email, ip) records a failure; (throttle_reset_atom, email, ip) forgets the account's
+/// failures from that address.
 using throttle_check_atom = caf::atom_constant<caf::atom("thrcheck")>;
 using throttle_fail_atom = caf::atom_constant<caf::atom("thrfail")>;
 using throttle_reset_atom = caf::atom_constant<caf::atom("thrreset")>;

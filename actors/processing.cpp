@@ -133,12 +133,23 @@ using runner_actor = caf::stateful_actor<runner_state>;
 
 void pump(runner_actor* self);
 
-/// Ends the job with an error (the queue decides: retry, or fail for good on invalid_input).
+/// Ends the job with an error (the queue decides: retry, or fail for good on invalid_input). Over the owner's
+/// storage quota fails for good too: another attempt would be over it again. When this was the job's last chance,
+/// the upload's bytes (and any staging) go now: nothing will use them, and the failure gives their storage back.
 void fail(runner_actor* self, caf::error err) {
   auto& st = self->state;
   if (st.over)
     return;
   st.over = true;
+  if (service_code(err) == service_error::storage_quota_exceeded)
+    err = make_error(service_error::invalid_input, service_message(err));
+  if (service_code(err) == service_error::invalid_input || st.job.attempts >= st.job.max_attempts) {
+    std::error_code ec;
+    if (!st.upload.storage_path.empty())
+      fs::remove(st.upload.storage_path, ec);
+    if (!st.job.id.empty())
+      fs::remove_all(staging_dir(st.opts.dir) + "/" + st.job.id, ec);
+  }
   st.promise.deliver(std::move(err));
   self->quit();
 }
@@ -429,6 +440,8 @@ void register_and_move(runner_actor* self, std::vector<file_entry> entries, std:
       [self](caf::error& err) { fail(self, std::move(err)); });
 }
 
+void expand(runner_actor* self, archive_kind kind, uint64_t room);
+
 /// Steps 2 and 3, or their retry once the bytes were moved.
 void prepare(runner_actor* self) {
   auto& st = self->state;
@@ -463,6 +476,21 @@ void prepare(runner_actor* self) {
     register_and_move(self, {{st.upload.filename, size}}, "");
     return;
   }
+  // The storage the files may take at most bounds the expansion, so an archive over the quota stops early.
+  auto db = database(self);
+  if (!db) {
+    fail(self, make_error(service_error::unavailable, "The database is restarting."));
+    return;
+  }
+  self->request(*db, db_timeout, storage_room_atom::value, st.upload.id)
+    .then([self, kind](int64_t room) { expand(self, kind, static_cast<uint64_t>(std::max<int64_t>(0, room))); },
+          [self](caf::error& err) { fail(self, std::move(err)); });
+}
+
+/// Step 2 for an archive: expands it into staging (at most `room` bytes of files), then step 3.
+void expand(runner_actor* self, archive_kind kind, uint64_t room) {
+  auto& st = self->state;
+  std::error_code ec;
   auto staging = staging_dir(st.opts.dir) + "/" + st.job.id;
   fs::remove_all(staging, ec);
   fs::create_directories(staging, ec);
@@ -470,12 +498,12 @@ void prepare(runner_actor* self) {
     fail(self, io_failure("Creating " + staging, ec));
     return;
   }
-  auto expanded = expand_archive(st.upload.storage_path, kind, staging, st.opts.limits);
+  auto limits = st.opts.limits;
+  limits.max_stored_bytes = std::min(limits.max_stored_bytes, room);
+  auto expanded = expand_archive(st.upload.storage_path, kind, staging, limits);
   if (!expanded) {
     fs::remove_all(staging, ec);
-    if (service_code(expanded.error()) == service_error::invalid_input)
-      fs::remove(st.upload.storage_path, ec); // it will never be accepted: its bytes go now
-    fail(self, expanded.error());
+    fail(self, expanded.error()); // a refused archive fails for good, and its bytes go
     return;
   }
   st.skipped = expanded->skipped;

@@ -47,6 +47,8 @@ struct session_state {
   quota_day day;      // the quota day `used` counts
   int64_t used = 0;   // generations used that day
   std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
+  int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
+  bool refreshing_user = false;
 
   static inline const char* name = "session";
 };
@@ -105,6 +107,36 @@ quota_status reserve_quota(session_actor* self, int64_t n) {
   return status;
 }
 
+/// Re-reads the user (role, plan) in the background once it is older than user_refresh; the request at hand goes on
+/// with what the session knows. A user that no longer exists ends the session (the next request reloads and fails).
+void refresh_user(session_actor* self) {
+  auto& st = self->state;
+  auto t = now(st.opts);
+  if (st.refreshing_user || t - st.user_loaded_at < st.opts.user_refresh.count())
+    return;
+  auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+  if (!db)
+    return;
+  st.refreshing_user = true;
+  self->request(*db, caf::duration{std::chrono::seconds{10}}, user_by_id_atom::value, st.user.id)
+    .then(
+      [self, t](user_record& user) {
+        auto& st = self->state;
+        if (user.role != st.user.role)
+          log::info("role changed", log::fields{}.add("user_id", user.id).add("role", user.role));
+        st.user = std::move(user);
+        st.user_loaded_at = t;
+        st.refreshing_user = false;
+      },
+      [self, t](caf::error& err) {
+        auto& st = self->state;
+        st.refreshing_user = false;
+        st.user_loaded_at = t; // try again after another interval
+        if (service_code(err) == service_error::not_found)
+          self->quit();
+      });
+}
+
 caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts, quota_day day,
                            int64_t used_today) {
   auto& st = self->state;
@@ -115,9 +147,11 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
   for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
   st.revoked_keys.insert(snapshot.revoked_key_ids.begin(), snapshot.revoked_key_ids.end());
+  st.user_loaded_at = now(st.opts);
   return {
     [self](authorize_atom, credential& cred) -> caf::result<identity> {
       auto& st = self->state;
+      refresh_user(self);
       if (cred.kind == "jwt") {
         auto revoked = st.revoked_jtis.find(cred.jti);
         if (revoked != st.revoked_jtis.end()) {

@@ -10,6 +10,8 @@
 //                                                  granted usage is persisted through the DB writer (batched)
 //                 (mailbox_atom) -> size_t
 //                 passivates (exits normally) after `idle` without messages
+//                 re-reads its user (role, plan) from db.query in the background when a request finds it older than
+//                 `user_refresh`, so `troupe admin grant|revoke` reaches a busy session too (a deleted user ends it)
 //
 // session manager (session_atom, user_id) -> caf::actor          the live session, loaded from PostgreSQL if needed
 //                 (authorize_atom, user_id, credential) -> identity   same, then asks the session
@@ -18,9 +20,9 @@
 //                 (mailbox_atom) -> size_t
 //
 // The manager is the router of user id -> session: it loads a user's snapshot (concurrent first requests share one
-// load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually reach it
-// without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next use; the
-// crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
+// load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually
+// reach it without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next
+// use; the crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
@@ -39,6 +41,8 @@ namespace troupe {
 
 struct session_options {
   std::chrono::milliseconds idle{15 * 60 * 1000};
+  /// How old the user's role and plan may get before a request makes the session re-read them.
+  std::chrono::seconds user_refresh{60};
   /// Daily generation quota of a plan ("free", "pro", ...).
   std::function<int64_t(const std::string& plan)> daily_quota;
   /// The UTC hour at which the quota day rolls over.

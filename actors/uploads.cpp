@@ -2,7 +2,9 @@
 
 #include "actors/keyed_children.hpp"
 
+#include "actors/archive.hpp"
 #include "actors/digest.hpp"
+#include "actors/text_analysis.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -182,8 +184,9 @@ void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_
     st.opts.counters->bytes += static_cast<uint64_t>(stored);
     if (completed_now) {
       st.opts.counters->completed++;
-      if (auto queue = st.opts.job_queue ? st.opts.job_queue() : std::nullopt)
-        self->send(*queue, jobs_kick_atom::value);
+      if (!st.upload.job_id.empty())
+        if (auto queue = st.opts.job_queue ? st.opts.job_queue() : std::nullopt)
+          self->send(*queue, jobs_kick_atom::value);
     }
     promise.deliver(status_of(st.upload));
   };
@@ -194,11 +197,18 @@ void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_
     if (service_code(err) == service_error::not_found) {
       st.upload.deleted_at_ms = now_ms(st.opts);
       if (auto io = io_for(st.opts, st.upload.id))
-        self->send(*io, upload_remove_atom::value, st.upload.storage_path);
+        caf::anon_send(*io, upload_remove_atom::value, st.upload.storage_path); // no reply wanted: see sweep()
     }
     promise.deliver(std::move(err));
   };
-  if (to == st.upload.length) {
+  if (to == 0 && st.upload.length == 0) {
+    // Nothing to process, so no job: an empty file is the repository's at once (an empty "archive" holds nothing).
+    bool as_file = archive_kind_of(st.upload.filename) == archive_kind::none;
+    self
+      ->request(*db, db_timeout, upload_empty_atom::value, st.upload.id, as_file,
+                as_file ? detect_language(st.upload.filename, "") : std::string{})
+      .then(done, failed);
+  } else if (to == st.upload.length) {
     job_draft job;
     job.kind = "upload";
     job.payload = R"({"upload_id":")" + st.upload.id + "\"}";
@@ -265,7 +275,7 @@ caf::result<bool> terminate(session_actor* self, const std::string& user_id) {
         // A completed upload's bytes belong to its job now; an unfinished one's are removed.
         if (u.completed_at_ms == 0)
           if (auto io = io_for(st.opts, u.id))
-            self->send(*io, upload_remove_atom::value, u.storage_path);
+            caf::anon_send(*io, upload_remove_atom::value, u.storage_path); // no reply wanted: see sweep()
         st.upload = std::move(u);
         st.opts.counters->terminated++;
         promise.deliver(true);
@@ -458,8 +468,10 @@ void sweep(caf::event_based_actor* self, const upload_options& opts) {
     .then(
       [self, opts](std::vector<upload_record>& expired) {
         for (const auto& u : expired) {
+          // Fire and forget, anonymously: the I/O actor answers a removal with a bool, and an answer to an actor
+          // without a handler for it comes back as an unexpected_message error that kills the I/O actor.
           if (auto io = io_for(opts, u.id))
-            self->send(*io, upload_remove_atom::value, u.storage_path);
+            caf::anon_send(*io, upload_remove_atom::value, u.storage_path);
           if (auto router = opts.router ? opts.router() : std::nullopt)
             self->send(*router, upload_forget_atom::value, u.id);
           log::info("upload expired", log::fields{}.add("upload_id", u.id).add("offset", u.offset));

@@ -3,8 +3,12 @@
 // reached through the upload router; a pool of detached I/O actors that append bytes to disk; an expiry sweeper.
 //
 // upload router ("uploads.router")
-//   (upload_new_atom, user_id, upload_spec) -> upload_status       creates the upload (PostgreSQL row, expiry) and
-//                                                                  its session; an empty upload completes at once
+//   (upload_new_atom, user_id, upload_spec) -> upload_status       creates the upload (PostgreSQL row, expiry,
+//                                                                  its length reserved against the user's storage
+//                                                                  quota: storage_quota_exceeded over it) and its
+//                                                                  session; an empty upload completes at once,
+//                                                                  without a job (an empty file is registered as
+//                                                                  it completes)
 //   (upload_patch_atom, id, user_id, upload_chunk) -> upload_status
 //   (upload_head_atom, id, user_id) -> upload_status
 //   (upload_delete_atom, id, user_id) -> bool                      all three: to the upload's session, loaded from
@@ -18,7 +22,8 @@
 //   (checksum_mismatch: nothing stored), drops any bytes beyond the acknowledged offset, writes and fsyncs; then the
 //   new offset is committed in PostgreSQL, and only then answered. The last chunk commits the offset, the completion
 //   and the processing job in one transaction (persistence/uploads.hpp) before the answer, then kicks the job queue.
-//   DELETE: marks the upload deleted in PostgreSQL, removes unfinished bytes, stops the session.
+//   DELETE: marks the upload deleted in PostgreSQL (an unfinished one gives its storage reservation back), removes
+//   unfinished bytes, stops the session.
 //
 // upload I/O actors ("uploads.io.<i>", detached: they block on the disk)
 //   (upload_write_atom, path, upload_chunk) -> int64_t new size

@@ -10,6 +10,8 @@
 #include "actors/ops.hpp"
 #include "actors/processing.hpp"
 #include "actors/rate_limit.hpp"
+#include "actors/retention.hpp"
+#include "actors/security_events.hpp"
 #include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/uploads.hpp"
@@ -44,6 +46,7 @@
 #include <filesystem>
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
 
@@ -66,6 +69,10 @@ std::string connection_name(size_t i) {
   return "db.connection." + std::to_string(i);
 }
 
+std::string search_connection_name(size_t i) {
+  return "db.search." + std::to_string(i);
+}
+
 /// What the supervision tree shares with the HTTP side and with metrics.
 struct shared_state {
   std::shared_ptr<directory> names = std::make_shared<directory>();
@@ -83,7 +90,24 @@ struct shared_state {
   std::shared_ptr<upload_counters> uploads = std::make_shared<upload_counters>();
   std::shared_ptr<job_counters> jobs = std::make_shared<job_counters>();
   std::string uploads_dir;  // settings.uploads.dir made absolute
+  std::shared_ptr<api_key_cache_counters> api_keys = std::make_shared<api_key_cache_counters>();
+  std::shared_ptr<security_event_counters> security_events = std::make_shared<security_event_counters>();
+  std::shared_ptr<retention_counters> retention; // set by root_tree
 };
+
+/// Rows of append-only tables older than their retention (config: *.retention_days) are deleted by the sweeper.
+retention_options retention_of(const config::settings& s, std::shared_ptr<directory> names) {
+  constexpr int64_t day_ms = 24 * 3600 * 1000;
+  retention_options r;
+  r.tables = {{"security_events", s.retention.security_days * day_ms},
+              {"idempotency_keys", s.retention.idempotency_days * day_ms},
+              {"funnel_events", s.retention.events_days * day_ms},
+              {"feedback", s.retention.feedback_days * day_ms}};
+  r.interval = milliseconds{s.retention.sweep_ms};
+  r.first_delay = std::min(r.interval, milliseconds{10000});
+  r.db_query = [names]() { return names->get("db.query"); };
+  return r;
+}
 
 size_t limiter_shards(const config::settings& s) {
   return s.limits.shards > 0 ? static_cast<size_t>(s.limits.shards) : 2 * cores();
@@ -115,12 +139,25 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
     return cfg;
   };
 
-  // Connections first, the writer after them (rest_for_one: a restarted connection restarts the writer too).
+  // Connections first (the pool, then the search connections), the writer after them (rest_for_one: a restarted
+  // connection restarts the writer too).
   auto persistence = base("persistence", supervision_strategy::rest_for_one);
   database_options db{s.db.url, milliseconds{s.db.connect_timeout_ms}};
+  db.storage.free_bytes = s.quota.free_storage_bytes;
+  db.storage.pro_bytes = s.quota.pro_storage_bytes;
+  db.search_timeout = milliseconds{s.db.search_timeout_ms};
   auto pool_size = static_cast<size_t>(s.db.pool_size);
   for (size_t i = 0; i < pool_size; ++i)
     persistence.children.push_back({connection_name(i),
+                                    [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
+                                    restart_type::permanent, milliseconds{5000}, child_kind::worker});
+  search_lane searches;
+  searches.connections = static_cast<size_t>(s.db.search_connections);
+  searches.connection = [names](size_t i) { return names->get(search_connection_name(i)); };
+  // A search ends within its statement_timeout; a connection re-established meanwhile adds its connect timeout.
+  searches.answer_timeout = 2 * milliseconds{s.db.search_timeout_ms} + 2 * milliseconds{s.db.connect_timeout_ms};
+  for (size_t i = 0; i < searches.connections; ++i)
+    persistence.children.push_back({search_connection_name(i),
                                     [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); },
                                     restart_type::permanent, milliseconds{5000}, child_kind::worker});
   writer_options writer;
@@ -132,9 +169,10 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   writer.connection = [names](size_t i) { return names->get(connection_name(i)); };
   writer.counters = shared.writer;
   persistence.children.push_back({"db.query",
-                                  [pool_size, names](caf::actor_system& sys) {
+                                  [pool_size, names, searches](caf::actor_system& sys) {
                                     return spawn_query_router(
-                                      sys, pool_size, [names](size_t i) { return names->get(connection_name(i)); });
+                                      sys, pool_size, [names](size_t i) { return names->get(connection_name(i)); },
+                                      searches);
                                   },
                                   restart_type::permanent, milliseconds{5000}, child_kind::worker});
   persistence.children.push_back({"db.writer",
@@ -162,6 +200,11 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   watch.probes = shared.probes;
   ops.children.push_back({"ops.mailboxes",
                           [watch](caf::actor_system& sys) { return spawn_mailbox_watch(sys, watch); },
+                          restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  auto retention = retention_of(s, names);
+  retention.counters = shared.retention = make_retention_counters(retention);
+  ops.children.push_back({"ops.retention",
+                          [retention](caf::actor_system& sys) { return spawn_retention_sweeper(sys, retention); },
                           restart_type::permanent, milliseconds{1000}, child_kind::worker});
   if (s.debug.enabled)
     ops.children.push_back({"debug.helper", [](caf::actor_system& sys) { return spawn_debug_helper(sys); },
@@ -196,22 +239,32 @@ supervisor_config root_tree(const config::settings& s, shared_state& shared) {
                                [limiter](caf::actor_system& sys) { return spawn_limiter_shard(sys, limiter); },
                                restart_type::permanent, milliseconds{1000}, child_kind::worker});
 
-  // Authentication: password hashers (detached: argon2id is CPU-heavy), login throttle, API key cache.
+  // Authentication: password hashers (detached: argon2id is CPU-heavy), login throttle, API key cache, and the
+  // aggregator of security events.
   auto auth = base("auth", supervision_strategy::one_for_one);
   for (int64_t i = 0; i < s.auth.hashers; ++i)
     auth.children.push_back({"auth.hasher." + std::to_string(i),
                              [](caf::actor_system& sys) { return spawn_password_hasher(sys, {}); },
                              restart_type::permanent, milliseconds{5000}, child_kind::worker});
-  auth.children.push_back({"auth.throttle", [](caf::actor_system& sys) { return spawn_login_throttle(sys, {}); },
+  login_throttle_options throttle;
+  throttle.max_failures = static_cast<size_t>(s.auth.login_max_failures);
+  throttle.max_address_failures = static_cast<size_t>(s.auth.login_max_address_failures);
+  auth.children.push_back({"auth.throttle",
+                           [throttle](caf::actor_system& sys) { return spawn_login_throttle(sys, throttle); },
                            restart_type::permanent, milliseconds{1000}, child_kind::worker});
   auto db_query = [names]() { return names->get("db.query"); };
+  api_key_cache_options key_cache;
+  key_cache.db_query = db_query;
+  key_cache.counters = shared.api_keys;
   auth.children.push_back({"auth.keys",
-                           [db_query](caf::actor_system& sys) {
-                             api_key_cache_options opts;
-                             opts.db_query = db_query;
-                             return spawn_api_key_cache(sys, opts);
-                           },
+                           [key_cache](caf::actor_system& sys) { return spawn_api_key_cache(sys, key_cache); },
                            restart_type::permanent, milliseconds{1000}, child_kind::worker});
+  security_event_options security_events;
+  security_events.writer = [names]() { return names->get("db.writer"); };
+  security_events.counters = shared.security_events;
+  auth.children.push_back(
+    {"auth.events", [security_events](caf::actor_system& sys) { return spawn_security_events(sys, security_events); },
+     restart_type::permanent, milliseconds{1000}, child_kind::worker});
 
   // Sessions: the manager routes user ids to session actors (loaded on first use, passivated when idle).
   shared.sessions.session.idle = milliseconds{s.session.idle_ms};
@@ -364,6 +417,34 @@ void add_job_collector(metrics_registry& metrics, std::shared_ptr<job_counters> 
   });
 }
 
+/// API key look-ups by where they were answered, security events, and rows deleted by the retention sweeper.
+void add_auth_collector(metrics_registry& metrics, const shared_state& shared) {
+  metrics.add_collector([keys = shared.api_keys, events = shared.security_events,
+                         retention = shared.retention](prometheus_writer& out) {
+    out.family("troupe_api_key_lookups_total", "counter",
+               "API key look-ups by where they were answered: memory (cache, miss_cache), the database, or not at all "
+               "(not_cached: the client's address had used up its failed authentications).");
+    out.sample("troupe_api_key_lookups_total", {{"source", "cache"}}, static_cast<double>(keys->hits.load()));
+    out.sample("troupe_api_key_lookups_total", {{"source", "miss_cache"}}, static_cast<double>(keys->miss_hits.load()));
+    out.sample("troupe_api_key_lookups_total", {{"source", "database"}}, static_cast<double>(keys->queries.load()));
+    out.sample("troupe_api_key_lookups_total", {{"source", "not_cached"}},
+               static_cast<double>(keys->not_cached.load()));
+    out.family("troupe_security_events_total", "counter",
+               "Security events by outcome: recorded (counted), written (committed within their minute's row), "
+               "dropped (the writer refused them).");
+    out.sample("troupe_security_events_total", {{"outcome", "recorded"}}, static_cast<double>(events->recorded.load()));
+    out.sample("troupe_security_events_total", {{"outcome", "written"}}, static_cast<double>(events->written.load()));
+    out.sample("troupe_security_events_total", {{"outcome", "dropped"}}, static_cast<double>(events->dropped.load()));
+    if (!retention)
+      return;
+    out.family(
+      "troupe_retention_deleted_rows_total", "counter",
+      "Rows deleted by the retention sweeper, by table (auth_tokens: expired revocations and refresh tokens).");
+    for (const auto& [table, rows] : retention->deleted)
+      out.sample("troupe_retention_deleted_rows_total", {{"table", table}}, static_cast<double>(rows.load()));
+  });
+}
+
 void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomic<int64_t>> active) {
   metrics.add_collector([active](prometheus_writer& out) {
     out.family("troupe_sessions_active", "gauge", "Session actors alive (one per recently active user).");
@@ -371,14 +452,27 @@ void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomi
   });
 }
 
-/// Makes the accounts named by TROUPE_ADMIN_EMAILS admins (those that exist; others become admins at registration).
+/// Makes the accounts named by TROUPE_ADMIN_EMAILS admins, those that exist now: registering later with one of those
+/// emails grants nothing (whoever registers first would get it), `troupe admin grant` does. Logs every grant with the
+/// account's registration time, so an operator can tell an account registered by someone else.
 void grant_configured_admins(const config::settings& s) {
   if (s.db.url.empty())
     return;
   for (const auto& email : http::parse_admin_emails(s.auth.admin_emails)) {
     auto outcome = set_user_role(s.db.url, email, "admin");
-    if (auto* error = std::get_if<std::string>(&outcome))
+    if (auto* error = std::get_if<std::string>(&outcome)) {
       log::warn("could not grant admin", log::fields{}.add("email", email).add("error", *error));
+      continue;
+    }
+    const auto& change = std::get<role_change>(outcome);
+    if (!change.found)
+      log::warn("admin email has no account; registering with it will not grant admin: run troupe admin grant "
+                "once its owner has registered",
+                log::fields{}.add("email", email));
+    else if (change.previous_role != "admin")
+      log::info(
+        "admin granted at start-up",
+        log::fields{}.add("email", email).add("user_id", change.user_id).add("registered_at_unix", change.created_at));
   }
 }
 
@@ -439,6 +533,21 @@ bool await_tree_started(caf::actor_system& sys, const caf::actor& root, millisec
   return true;
 }
 
+/// Raises the soft RLIMIT_NOFILE towards `wanted` (at most the hard limit); warns when it stays below it.
+void raise_open_file_limit(rlim_t wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+    return;
+  auto target = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < target) {
+    limit.rlim_cur = target;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted)
+    log::warn("the open file limit is below http.max_connections; connections beyond it are refused by the kernel",
+              log::fields{}.add("limit", static_cast<int64_t>(limit.rlim_cur)).add("wanted", static_cast<int64_t>(wanted)));
+}
+
 } // namespace
 
 int run_server(const config::settings& settings) {
@@ -454,7 +563,11 @@ int run_server(const config::settings& settings) {
   log::parse_level(settings.log.level, level);
   log::setup(level);
 
-  // Large buffers (request bodies: upload chunks of up to uploads.max_chunk_bytes, buffered whole by Pistache) are
+  // Every connection is a file descriptor: take the hard limit (the default soft limit, 1024, would refuse clients
+  // long before http.max_connections).
+  raise_open_file_limit(static_cast<rlim_t>(settings.http.max_connections) + 4096);
+
+  // Large buffers (request bodies: upload chunks of up to uploads.max_chunk_bytes, buffered whole) are
   // mmap'd and unmapped when freed. glibc's default raises this threshold after the first such free, after which
   // freed chunk buffers stay in per-thread arenas: a 256 MiB upload in 4 MiB chunks then grew RSS by ~45 MiB instead
   // of ~20 MiB (tests/integration/uploads_test.cpp, MemoryIsBoundedByTheChunkSize).
@@ -518,6 +631,7 @@ int run_server(const config::settings& settings) {
       out.sample("troupe_rate_limit_buckets", {}, static_cast<double>(keys->load()));
     });
     auto root = spawn_supervisor(sys, root_tree(settings, shared));
+    add_auth_collector(*metrics, shared);
     names->put("root", root);
     auto root_failed = std::make_shared<std::atomic<bool>>(false);
     root->attach_functor([root_failed](const caf::error& reason) {
@@ -540,7 +654,6 @@ int run_server(const config::settings& settings) {
     auth_opts.jwt = std::make_shared<http::jwt_codec>(jwt);
     auth_opts.refresh_ttl =
       std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.refresh_ttl_ms});
-    auth_opts.admin_emails = http::parse_admin_emails(settings.auth.admin_emails);
     auth_opts.sessions = shared.sessions.sessions;
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
@@ -554,6 +667,7 @@ int run_server(const config::settings& settings) {
                              {"upload", {"upload", lim.upload_per_minute, lim.upload_burst}}};
     traffic_opts.shards = limiter_shards(settings);
     traffic_opts.trusted_proxies = http::split_list(settings.http.trusted_proxies);
+    traffic_opts.max_failure_buckets = static_cast<size_t>(settings.limits.max_keys);
     traffic_opts.shedding = shared.shedding;
     traffic_opts.metrics = metrics;
     http::authenticator* auth_for_events = nullptr;
@@ -567,12 +681,17 @@ int run_server(const config::settings& settings) {
     http::authenticator authenticator{bridge, auth_opts, &traffic};
     auth_for_events = &authenticator;
     http::add_auth_routes(*routes, authenticator);
-    // Debug routes: open when Troupe listens only on loopback (unless debug.admin_only), admin-only otherwise.
+    // Debug routes: open to a client on this machine (its address, behind trusted proxies, is loopback), unless
+    // debug.admin_only; an admin credential otherwise. Where Troupe listens does not matter: a reverse proxy on
+    // the same host connects from loopback for clients anywhere.
     http::route_guard debug_guard;
-    if (settings.debug.enabled && http::is_loopback_address(settings.http.address) && !settings.debug.admin_only)
-      debug_guard = [](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) { handler(r); };
-    else if (settings.debug.enabled)
-      debug_guard = [&authenticator](const std::shared_ptr<http::responder>& r, const http::route_handler& handler) {
+    if (settings.debug.enabled)
+      debug_guard = [&authenticator, admin_only = settings.debug.admin_only](const std::shared_ptr<http::responder>& r,
+                                                                             const http::route_handler& handler) {
+        if (!admin_only && authenticator.is_local_client(r->req())) {
+          handler(r);
+          return;
+        }
         authenticator.require_admin(r, [r, handler](caf::event_based_actor*, const identity&) { handler(r); });
       };
     if (shared.debug_gate && debug_guard)
@@ -580,7 +699,18 @@ int run_server(const config::settings& settings) {
                                                                     const http::route_handler& handler) {
         guard(r, http::gated(gate, handler));
       };
-    http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard);
+    // Readiness details (errors, hosts, latencies) for a client on this machine or an admin; statuses for others.
+    http::detail_access health_details = [&authenticator](const std::shared_ptr<http::responder>& r,
+                                                          std::function<void(bool)> then) {
+      auto local = authenticator.is_local_client(r->req());
+      if (local || !r->req().header("Authorization")) {
+        then(local);
+        return;
+      }
+      authenticator.authenticate(r,
+                                 [then](caf::event_based_actor*, const identity& who) { then(who.role == "admin"); });
+    };
+    http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard, health_details);
     if (debug_guard)
       http::add_debug_routes(*routes, bridge, http::debug_route_options{names, shared.probes}, debug_guard);
     http::add_write_routes(*routes, authenticator, http::write_route_options{});
@@ -598,6 +728,9 @@ int run_server(const config::settings& settings) {
     gw.max_response_bytes = static_cast<size_t>(settings.upstream.max_response_bytes);
     gw.max_messages = static_cast<size_t>(settings.gateway.max_messages);
     gw.cache_ttl = milliseconds{settings.gateway.cache_ttl_ms};
+    gw.max_generation = milliseconds{settings.gateway.max_generation_ms};
+    gw.stream_idle = milliseconds{settings.gateway.stream_idle_ms};
+    gw.stream_heartbeat = milliseconds{settings.gateway.stream_heartbeat_ms};
     gw.quota_reset_utc_hour = static_cast<int>(settings.quota.reset_utc_hour);
     gw.metrics = metrics;
     gw.gauges = shared.breakers;

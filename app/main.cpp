@@ -23,7 +23,8 @@ An actor-model backend for AI applications.
 Commands:
   serve              run the server (the default); applies pending database migrations as it connects
   migrate            apply pending database migrations to TROUPE_DATABASE_URL, then exit
-  admin grant EMAIL  make the account with this email an admin
+  admin grant EMAIL  make the account with this email an admin (registration never does)
+  admin revoke EMAIL make it a plain user again
   inspect ...        look into a running Troupe in debug mode: actors | mailbox ID | top (troupe inspect --help)
   print-config       print the effective configuration as JSON, secrets redacted (also: --print-config)
   options-markdown   print the option table in Markdown (the README's table is generated from it)
@@ -61,27 +62,33 @@ int migrate(const troupe::config::settings& settings) {
   return 0;
 }
 
-/// `troupe admin grant EMAIL`: 0 when the account is an admin now, 1 with one line otherwise.
-int grant_admin(const troupe::config::settings& settings, const std::string& raw_email) {
+/// `troupe admin grant|revoke EMAIL`: 0 when the account has the role now, 1 with one line otherwise. A running
+/// Troupe sees the change when the user's session next reloads its account (within a minute).
+int set_role(const troupe::config::settings& settings, const std::string& action, const std::string& raw_email) {
   auto email = troupe::http::normalise_email(raw_email);
   if (email.empty()) {
     std::cerr << "troupe: \"" << raw_email << "\" is not an email address\n";
     return 1;
   }
   if (settings.db.url.empty()) {
-    std::cerr << "troupe: admin grant needs a database: set TROUPE_DATABASE_URL\n";
+    std::cerr << "troupe: admin " << action << " needs a database: set TROUPE_DATABASE_URL\n";
     return 1;
   }
-  auto outcome = troupe::set_user_role(settings.db.url, email, "admin");
+  auto role = action == "grant" ? "admin" : "user";
+  auto outcome = troupe::set_user_role(settings.db.url, email, role);
   if (auto* error = std::get_if<std::string>(&outcome)) {
-    std::cerr << "troupe: admin grant failed: " << *error << "\n";
+    std::cerr << "troupe: admin " << action << " failed: " << *error << "\n";
     return 1;
   }
-  if (!std::get<bool>(outcome)) {
+  const auto& change = std::get<troupe::role_change>(outcome);
+  if (!change.found) {
     std::cerr << "troupe: no account with email " << email << "\n";
     return 1;
   }
-  std::cout << email << " is now an admin\n";
+  if (change.previous_role == role)
+    std::cout << email << (action == "grant" ? " was already an admin\n" : " was not an admin\n");
+  else
+    std::cout << email << (action == "grant" ? " is now an admin\n" : " is no longer an admin\n");
   return 0;
 }
 
@@ -114,9 +121,10 @@ int main(int argc, char** argv) {
     } else if (arg == "options-markdown" || arg == "serve" || arg == "migrate") {
       command = arg;
     } else if (arg == "admin") {
-      if (i + 2 >= argc || std::string{argv[i + 1]} != "grant")
-        return bad_usage("admin needs: admin grant EMAIL");
-      command = "admin-grant";
+      std::string action = i + 1 < argc ? argv[i + 1] : "";
+      if (i + 2 >= argc || (action != "grant" && action != "revoke"))
+        return bad_usage("admin needs: admin grant EMAIL, or admin revoke EMAIL");
+      command = "admin-" + action;
       admin_email = argv[i + 2];
       i += 2;
     } else if (arg == "--config") {
@@ -159,8 +167,8 @@ int main(int argc, char** argv) {
   }
   if (command == "migrate")
     return migrate(settings);
-  if (command == "admin-grant")
-    return grant_admin(settings, admin_email);
+  if (command == "admin-grant" || command == "admin-revoke")
+    return set_role(settings, command.substr(std::strlen("admin-")), admin_email);
   // Serving needs the token key: refuse to start without a strong one.
   if (settings.auth.jwt_secret.size() < 32) {
     std::cerr << "troupe: TROUPE_JWT_SECRET must be at least 32 bytes (it has " << settings.auth.jwt_secret.size()

@@ -136,23 +136,41 @@ const std::vector<option_spec>& all_options() {
           "TCP port; 0 picks a free port (the chosen one is logged)")
       .range(0, 65535),
     entry("http.threads", bind<&settings::http, &http_settings::threads>(), "0",
-          "Pistache worker threads; 0 = number of cores")
+          "HTTP reactor threads (each serves its share of the connections); 0 = number of cores")
       .range(0, 256, "threads"),
     entry("http.max_body_bytes", bind<&settings::http, &http_settings::max_body_bytes>(), "1048576",
-          "largest accepted request body; larger gets 413")
+          "largest request body of a JSON route (routes such as tus PATCH set their own); a larger Content-Length "
+          "gets 413 before the body is read")
       .range(1, 1073741824, "bytes"),
     entry("http.max_json_depth", bind<&settings::http, &http_settings::max_json_depth>(), "64",
           "deepest nesting of arrays and objects a JSON body may have; deeper gets 400 json_too_deep")
       .range(1, 512, "levels"),
+    entry("http.max_header_bytes", bind<&settings::http, &http_settings::max_header_bytes>(), "32768",
+          "largest request head (request line and headers); larger gets 431 (a target over 8 KiB gets 414)")
+      .range(1024, 1048576, "bytes"),
+    entry("http.max_connections", bind<&settings::http, &http_settings::max_connections>(), "10000",
+          "open client connections; a connection beyond it gets a 503 and is closed at once")
+      .range(1, 1000000, "connections"),
+    entry("http.max_body_memory_bytes", bind<&settings::http, &http_settings::max_body_memory_bytes>(), "268435456",
+          "request bodies held in memory at once over all connections; a request whose body would exceed it gets 503 "
+          "before its body is read")
+      .range(1048576, 1099511627776, "bytes"),
+    entry("http.admission_control", bind<&settings::http, &http_settings::admission_control>(), "true",
+          "admit per route only as many requests at once as it answers without queueing (the limit adapts to its "
+          "latency); beyond it 503 with Retry-After at once. Health, metrics, debug and gated routes are exempt"),
     entry("http.header_timeout_ms", bind<&settings::http, &http_settings::header_timeout_ms>(), "5000",
-          "time a client has to send the request headers")
+          "time a request's head may take from its first byte (and a new connection to start its first request); "
+          "slower gets 408 and the connection is closed")
       .range(1, 600000, "ms"),
     entry("http.body_timeout_ms", bind<&settings::http, &http_settings::body_timeout_ms>(), "30000",
-          "time a client has to send the body")
+          "longest pause between two bytes of a request body; longer gets 408")
       .range(1, 600000, "ms"),
     entry("http.keepalive_timeout_ms", bind<&settings::http, &http_settings::keepalive_timeout_ms>(), "60000",
-          "idle keep-alive connections are closed after this; it also bounds the longest response (a slow upstream "
-          "call, an SSE stream), counted from the request's arrival")
+          "a kept-alive connection idle this long between requests is closed (a response in progress is bounded by "
+          "its route, not by this)")
+      .range(1, 3600000, "ms"),
+    entry("http.send_timeout_ms", bind<&settings::http, &http_settings::send_timeout_ms>(), "60000",
+          "a client that reads none of its response for this long is disconnected (streams may set their own limit)")
       .range(1, 3600000, "ms"),
     entry("http.trusted_proxies", bind<&settings::http, &http_settings::trusted_proxies>(), "",
           "comma-separated proxy addresses whose X-Forwarded-For is believed (exact IPs)"),
@@ -201,11 +219,18 @@ const std::vector<option_spec>& all_options() {
     entry("db.max_wait_ms", bind<&settings::db, &db_settings::max_wait_ms>(), "2000",
           "how long a write waits for an unreachable database before it gets 503")
       .range(1, 600000, "ms"),
+    entry("db.search_connections", bind<&settings::db, &db_settings::search_connections>(), "2",
+          "database connections of their own for repository searches, beside db.pool_size (so searches never hold "
+          "the connections of logins and writes); each runs one search and holds one more, beyond that 503")
+      .range(1, 64, "connections"),
+    entry("db.search_timeout_ms", bind<&settings::db, &db_settings::search_timeout_ms>(), "5000",
+          "statement_timeout of a repository search; a longer one is cancelled and answered 504")
+      .range(1, 600000, "ms"),
     // debug
     entry("debug.enabled", bind<&settings::debug, &debug_settings::enabled>(), "false",
           "serve the /debug routes (actor tree, mailboxes, traces); make run turns it on"),
     entry("debug.admin_only", bind<&settings::debug, &debug_settings::admin_only>(), "false",
-          "require an admin credential for /debug even when listening on loopback (shared machines)"),
+          "require an admin credential for /debug even from a client on this machine (shared machines)"),
     entry("debug.mailbox_warn", bind<&settings::debug, &debug_settings::mailbox_warn>(), "1000",
           "log a warning when a named actor's mailbox stays above this many messages (0 = never)")
       .range(0, 100000000, "messages"),
@@ -225,11 +250,19 @@ const std::vector<option_spec>& all_options() {
           "lifetime of a refresh token (rotated on every use)")
       .range(60000, 31536000000.0, "ms"),
     entry("auth.admin_emails", bind<&settings::auth, &auth_settings::admin_emails>(), "",
-          "comma-separated emails that are admins (granted at start-up and at registration)")
+          "comma-separated emails whose accounts are made admins at start-up, if they exist (registration never "
+          "grants admin: troupe admin grant EMAIL does)")
       .in_env("TROUPE_ADMIN_EMAILS"),
     entry("auth.hashers", bind<&settings::auth, &auth_settings::hashers>(), "2",
           "password hashing actors (argon2id, 64 MiB each while hashing)")
       .range(1, 64, "actors"),
+    entry("auth.login_max_failures", bind<&settings::auth, &auth_settings::login_max_failures>(), "5",
+          "failed sign-ins of one account from one client address within 15 minutes, after which that address "
+          "waits (429); the account stays open from other addresses")
+      .range(1, 1000, "failures"),
+    entry("auth.login_max_address_failures", bind<&settings::auth, &auth_settings::login_max_address_failures>(),
+          "20", "failed sign-ins of any accounts from one client address within 15 minutes, after which it waits")
+      .range(1, 1000000, "failures"),
     // limits
     entry("limits.enabled", bind<&settings::limits, &limits_settings::enabled>(), "true",
           "rate limiting of API routes (RateLimit headers, 429); off only for comparisons"),
@@ -258,10 +291,11 @@ const std::vector<option_spec>& all_options() {
           "policy auth: largest burst")
       .range(1, 1000000),
     entry("limits.anonymous_per_minute", bind<&settings::limits, &limits_settings::anonymous_per_minute>(), "60",
-          "policy anonymous: requests per minute per client IP on anonymous API routes")
+          "policy anonymous: failed authentications (refused tokens or API keys) per minute per client IP; beyond "
+          "them 429 without a database look-up or a security event")
       .range(0.001, 1000000),
     entry("limits.anonymous_burst", bind<&settings::limits, &limits_settings::anonymous_burst>(), "20",
-          "policy anonymous: largest burst")
+          "policy anonymous: largest burst of failed authentications")
       .range(1, 1000000),
     entry("limits.upload_per_minute", bind<&settings::limits, &limits_settings::upload_per_minute>(), "1200",
           "policy upload: tus requests (POST, PATCH, DELETE) per minute per user; 1200 x 8 MiB chunks is 160 MB/s")
@@ -297,6 +331,13 @@ const std::vector<option_spec>& all_options() {
     entry("quota.reset_utc_hour", bind<&settings::quota, &quota_settings::reset_utc_hour>(), "0",
           "UTC hour at which quota days roll over")
       .range(0, 23, "hour"),
+    entry("quota.free_storage_bytes", bind<&settings::quota, &quota_settings::free_storage_bytes>(), "10737418240",
+          "storage per user on the free plan: unfinished uploads (their Upload-Length) plus repository files; "
+          "more gets 413")
+      .range(0, 1125899906842624.0, "bytes"),
+    entry("quota.pro_storage_bytes", bind<&settings::quota, &quota_settings::pro_storage_bytes>(), "107374182400",
+          "storage per user on the pro plan (as quota.free_storage_bytes)")
+      .range(0, 1125899906842624.0, "bytes"),
     // session
     entry("session.idle_ms", bind<&settings::session, &session_settings::idle_ms>(), "900000",
           "a user's session actor is passivated after this long without requests")
@@ -348,6 +389,18 @@ const std::vector<option_spec>& all_options() {
     entry("gateway.max_messages", bind<&settings::gateway, &gateway_settings::max_messages>(), "1000",
           "messages accepted in one chat completion request")
       .range(1, 100000, "messages"),
+    entry("gateway.max_generation_ms", bind<&settings::gateway, &gateway_settings::max_generation_ms>(), "600000",
+          "longest a generation (chat completion, /api/generate) may take in all, every attempt and fallback "
+          "included; a stream that reaches it ends with an error event")
+      .range(1000, 86400000, "ms"),
+    entry("gateway.stream_idle_ms", bind<&settings::gateway, &gateway_settings::stream_idle_ms>(), "60000",
+          "a stream ends with an error event when its upstream sends nothing for this long, and a client that "
+          "reads nothing of a stream for this long is disconnected")
+      .range(100, 3600000, "ms"),
+    entry("gateway.stream_heartbeat_ms", bind<&settings::gateway, &gateway_settings::stream_heartbeat_ms>(), "15000",
+          "while a stream has nothing to send (an upstream thinking before its first token), an SSE comment goes "
+          "out this often so proxies keep the connection; the first one commits the answer (no retry after it)")
+      .range(100, 3600000, "ms"),
     // uploads
     entry("uploads.dir", bind<&settings::uploads, &uploads_settings::dir>(), "var/uploads",
           "directory of upload bytes (incoming/), archive staging (staging/) and repository files (repositories/); "
@@ -398,6 +451,22 @@ const std::vector<option_spec>& all_options() {
     entry("jobs.poll_ms", bind<&settings::jobs, &jobs_settings::poll_ms>(), "1000",
           "how often the job queue looks for runnable jobs it was not told about (other nodes, lapsed leases)")
       .range(10, 600000, "ms"),
+    // retention (the sweeper of actors/retention.hpp)
+    entry("security.retention_days", bind<&settings::retention, &retention_settings::security_days>(), "90",
+          "security events older than this are deleted; 0 keeps them")
+      .range(0, 36500, "days"),
+    entry("idempotency.retention_days", bind<&settings::retention, &retention_settings::idempotency_days>(), "1",
+          "Idempotency-Key records older than this are deleted (a key is honoured for 24 hours either way)")
+      .range(1, 36500, "days"),
+    entry("events.retention_days", bind<&settings::retention, &retention_settings::events_days>(), "0",
+          "funnel events received longer ago than this are deleted; 0 keeps them")
+      .range(0, 36500, "days"),
+    entry("feedback.retention_days", bind<&settings::retention, &retention_settings::feedback_days>(), "0",
+          "feedback older than this is deleted; 0 keeps it")
+      .range(0, 36500, "days"),
+    entry("retention.sweep_ms", bind<&settings::retention, &retention_settings::sweep_ms>(), "3600000",
+          "how often expired rows (and expired token revocations) are deleted, in batches of 5000 rows")
+      .range(1000, 86400000, "ms"),
   };
   return table;
 }

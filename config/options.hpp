@@ -25,6 +25,11 @@ struct http_settings {
   int64_t header_timeout_ms;
   int64_t body_timeout_ms;
   int64_t keepalive_timeout_ms;
+  int64_t send_timeout_ms;
+  int64_t max_header_bytes;
+  int64_t max_connections;
+  int64_t max_body_memory_bytes;
+  bool admission_control;
   std::string trusted_proxies;
   int64_t request_timeout_ms;
   std::string cors_origins;
@@ -52,6 +57,8 @@ struct db_settings {
   int64_t flush_ms;
   int64_t max_queue;
   int64_t max_wait_ms;
+  int64_t search_connections; // connections of their own for repository searches, beside pool_size
+  int64_t search_timeout_ms;  // statement_timeout of one search
 };
 
 struct debug_settings {
@@ -69,6 +76,8 @@ struct auth_settings {
   int64_t refresh_ttl_ms;
   std::string admin_emails;
   int64_t hashers;
+  int64_t login_max_failures;         // of one account from one address
+  int64_t login_max_address_failures; // of any accounts from one address
 };
 
 struct session_settings {
@@ -101,6 +110,8 @@ struct quota_settings {
   int64_t free_per_day;
   int64_t pro_per_day;
   int64_t reset_utc_hour;
+  int64_t free_storage_bytes; // uploads and repository files, per user
+  int64_t pro_storage_bytes;
 };
 
 struct breaker_settings {
@@ -123,6 +134,9 @@ struct upstream_client_settings {
 struct gateway_settings {
   int64_t cache_ttl_ms;
   int64_t max_messages;
+  int64_t max_generation_ms;
+  int64_t stream_idle_ms;
+  int64_t stream_heartbeat_ms;
 };
 
 struct cache_settings {
@@ -154,6 +168,16 @@ struct jobs_settings {
   int64_t poll_ms;
 };
 
+/// Retention periods of append-only tables (options security.retention_days, idempotency.retention_days,
+/// events.retention_days, feedback.retention_days) and the sweep interval (retention.sweep_ms).
+struct retention_settings {
+  int64_t security_days; // 0 = keep
+  int64_t idempotency_days;
+  int64_t events_days;   // 0 = keep
+  int64_t feedback_days; // 0 = keep
+  int64_t sweep_ms;
+};
+
 /// The effective configuration the rest of the code reads, e.g. `s.http.port`.
 struct settings {
   http_settings http;
@@ -175,6 +199,7 @@ struct settings {
   std::vector<upstream_settings> upstreams;
   uploads_settings uploads;
   jobs_settings jobs;
+  retention_settings retention;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

@@ -29,6 +29,8 @@ const char* to_string(service_error code) {
     return "conflict";
   case service_error::payload_too_large:
     return "payload_too_large";
+  case service_error::storage_quota_exceeded:
+    return "storage_quota_exceeded";
   case service_error::unsupported_media_type:
     return "unsupported_media_type";
   case service_error::rate_limited:
@@ -53,6 +55,16 @@ const char* to_string(service_error code) {
     return "checksum_mismatch";
   case service_error::internal:
     return "internal";
+  case service_error::uri_too_long:
+    return "uri_too_long";
+  case service_error::expectation_failed:
+    return "expectation_failed";
+  case service_error::headers_too_large:
+    return "headers_too_large";
+  case service_error::not_implemented:
+    return "not_implemented";
+  case service_error::version_not_supported:
+    return "version_not_supported";
   }
   return "internal";
 }

@@ -14,8 +14,6 @@ enum class service_error : uint8_t {
   none = 0,
   invalid_input,          // the request is malformed or a field is out of range (400)
   invalid_json,           // the body is not valid JSON (400)
-  json_too_deep,          // the body nests arrays and objects deeper than http.max_json_depth (400)
-  duplicate_key,          // an object in the body has the same key twice (400)
   unauthenticated,        // no credential, or an invalid one (401)
   forbidden,              // authenticated but not allowed (403)
   not_found,              // unknown route, or an object that is not the caller's (404)
@@ -34,7 +32,18 @@ enum class service_error : uint8_t {
   locked,                 // the object is busy with another request, e.g. a concurrent PATCH of an upload (423)
   checksum_mismatch,      // the body does not match its Upload-Checksum; it was discarded (460, tus checksum)
   internal,               // a bug or an unexpected failure (500)
+  uri_too_long,           // the request target is over http.max_request_line (414)
+  expectation_failed,     // an Expect other than 100-continue (417)
+  headers_too_large,      // the request head is over http.max_header_bytes (431)
+  not_implemented,        // a transfer coding or feature of HTTP the server does not implement (501)
+  version_not_supported,  // an HTTP version other than 1.0 and 1.1 (505)
+  storage_quota_exceeded, // storing this would take the caller over its plan's storage quota (413)
+  json_too_deep,          // the body nests arrays and objects deeper than http.max_json_depth (400)
+  duplicate_key,          // an object in the body has the same key twice (400)
 };
+
+/// The highest code: new codes go at the end (values cross nodes) and move this.
+inline constexpr service_error last_service_error = service_error::duplicate_key;
 
 /// The CAF error category atom of service errors.
 using service_error_category = caf::atom_constant<caf::atom("troupe")>;

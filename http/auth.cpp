@@ -6,6 +6,7 @@
 #include "http/hashing.hpp"
 #include "http/traffic.hpp"
 
+#include "actors/messages.hpp"
 #include "actors/sessions.hpp"
 #include "config/log.hpp"
 
@@ -62,10 +63,16 @@ std::string normalise_email(const std::string& raw) {
 }
 
 bool is_loopback_address(const std::string& address) {
-  if (address == "localhost" || address == "::1" || address == "[::1]")
+  if (address == "localhost" || address == "[::1]")
     return true;
   in_addr v4{};
-  return ::inet_pton(AF_INET, address.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+  if (::inet_pton(AF_INET, address.c_str(), &v4) == 1)
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, address.c_str(), &v6) != 1)
+    return false;
+  // ::1, or an IPv4 loopback address mapped into IPv6 (::ffff:127.x.y.z, as a dual-stack socket reports it).
+  return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
 }
 
 std::vector<std::string> parse_admin_emails(const std::string& list) {
@@ -88,28 +95,64 @@ authenticator::authenticator(actor_bridge& bridge, auth_options options, traffic
   : bridge_(bridge), options_(std::move(options)), traffic_(traffic) {}
 
 std::string authenticator::client_ip(const request& req) const {
-  return traffic_ ? traffic_->client_ip(req) : req.remote_address;
+  return traffic_ ? traffic_->client_ip(req) : client_address(req, {});
 }
 
 int64_t authenticator::now() const {
   return options_.now_unix ? options_.now_unix() : unix_now();
 }
 
+bool authenticator::is_local_client(const request& req) const {
+  return traffic_ ? traffic_->is_local_client(req) : http::is_local_client(req, {});
+}
+
 void authenticator::record(const request& req, const std::string& type, const std::string& severity,
                            const std::string& user_id, const std::string& detail_json) {
-  auto writer = bridge_.find(options_.writer);
-  if (!writer)
-    return; // a lost security event is logged below rather than failing the request
-  write_request w;
-  w.result = "{}";
-  w.security_events.push_back(
-    security_event_row{type, severity, user_id, valid_ip(client_ip(req)), req.id, detail_json});
-  caf::anon_send(*writer, write_atom::value, std::move(w));
-  log::info("security event", log::fields{}.add("type", type).add("request_id", req.id).add("user_id", user_id));
+  auto events = bridge_.find(options_.security_events);
+  if (!events) {
+    log::warn("security event lost: the aggregator is restarting",
+              log::fields{}.add("type", type).add("request_id", req.id));
+    return;
+  }
+  caf::anon_send(*events, security_event_atom::value,
+                 security_event_row{type, severity, user_id, valid_ip(client_ip(req)), req.id, detail_json});
+}
+
+void authenticator::refuse(const std::shared_ptr<responder>& r, const std::string& event, const std::string& user_id,
+                           const std::string& detail_json, const std::string& message) {
+  const auto& req = r->req();
+  // Over the address's allowance of failures: 429 (already answered), and neither a row nor a log line.
+  if (traffic_ && !traffic_->count_failure(r, client_ip(req)))
+    return;
+  record(req, event, "warning", user_id, detail_json);
+  r->send(unauthorized(req, message));
 }
 
 void authenticator::authenticate(const std::shared_ptr<responder>& r, continuation then) {
   authenticate(r, "default", std::move(then));
+}
+
+std::optional<framing_error> authenticator::check_before_body(const request_head& head,
+                                                              const std::string& peer_address) const {
+  const auto* header = head.header("Authorization");
+  if (!header || header->size() < 8 || ::strncasecmp(header->c_str(), "Bearer ", 7) != 0)
+    return framing_error{401, "A bearer credential is required before a body is sent."};
+  if (traffic_) {
+    request who; // the address as every other decision sees it (trusted proxies)
+    who.remote_address = peer_address;
+    for (const char* name : {"X-Forwarded-For", "Forwarded", "X-Real-IP"})
+      if (const auto* value = head.header(name))
+        who.headers.emplace_back(name, *value);
+    if (traffic_->failures_exhausted(traffic_->client_ip(who)))
+      return framing_error{429, "Too many failed authentications from this address; retry later."};
+  }
+  auto token = header->substr(7);
+  if (token.rfind(api_key_prefix, 0) == 0)
+    return token.size() <= max_api_key_length ? std::nullopt
+                                              : std::optional<framing_error>{{401, "The API key is invalid."}};
+  if (std::holds_alternative<jwt_failure>(verify_cached(token)))
+    return framing_error{401, "The access token is invalid or expired."};
+  return std::nullopt;
 }
 
 std::variant<access_claims, jwt_failure> authenticator::verify_cached(const std::string& token) const {
@@ -158,25 +201,23 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
   auto token = header->substr(7);
   credential cred;
   cred.reserve = reserve;
+  cred.limit = limit;
   if (token.rfind(api_key_prefix, 0) == 0) {
     if (token.size() > max_api_key_length) {
-      record(req, "invalid_api_key", "warning", "", R"({"reason":"too_long"})");
-      r->send(unauthorized(req, "The API key is invalid or revoked."));
+      refuse(r, "invalid_api_key", "", R"({"reason":"too_long"})", "The API key is invalid or revoked.");
       return;
     }
     cred.kind = "api_key";
-    cred.limit = limit;
     cred.key_id = sha256_hex(token); // the hash, until the key cache names the key
   } else {
     auto verified = verify_cached(token);
     if (auto* failure = std::get_if<jwt_failure>(&verified)) {
-      record(req, "invalid_token", "warning", "", std::string{R"({"reason":")"} + to_string(*failure) + "\"}");
-      r->send(unauthorized(req, "The access token is invalid or expired."));
+      refuse(r, "invalid_token", "", std::string{R"({"reason":")"} + to_string(*failure) + "\"}",
+             "The access token is invalid or expired.");
       return;
     }
     auto& claims = std::get<access_claims>(verified);
     cred.kind = "jwt";
-    cred.limit = limit;
     cred.user_id = claims.subject;
     cred.jti = claims.jti;
     cred.expires_at = claims.expires_at;
@@ -191,21 +232,26 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
       r->fail(make_error(service_error::unavailable, "The API key cache is restarting; retry shortly."));
       return;
     }
+    // An address that used up its failures may still use keys the cache knows, but costs no query: a key the cache
+    // does not hold gets 429 (it may be good; the client retries after Retry-After).
+    auto ip = client_ip(r->req());
+    bool exhausted = traffic_ && traffic_->failures_exhausted(ip);
     auto key_hash = cred.key_id;
-    self->request(*cache, caf::duration{db_timeout}, key_lookup_atom::value, key_hash)
+    self->request(*cache, caf::duration{db_timeout}, key_lookup_atom::value, key_hash, !exhausted)
       .then(
         [this, self, r, cred, then](api_key_record& key) mutable {
           cred.user_id = key.user_id;
           cred.key_id = key.id;
           resolve(self, r, std::move(cred), std::move(then));
         },
-        [this, r](caf::error& err) {
-          if (service_code(err) == service_error::unauthenticated) {
-            record(r->req(), "invalid_api_key", "warning", "");
-            r->send(unauthorized(r->req(), "The API key is invalid or revoked."));
-          } else {
+        [this, r, ip, exhausted](caf::error& err) {
+          auto code = service_code(err);
+          if (code == service_error::unauthenticated)
+            refuse(r, "invalid_api_key", "", "{}", "The API key is invalid or revoked.");
+          else if (code == service_error::not_found && exhausted)
+            traffic_->refuse_failure(r, ip);
+          else
             r->fail(err);
-          }
         });
   });
 }
@@ -214,12 +260,10 @@ void authenticator::resolve(caf::event_based_actor* self, const std::shared_ptr<
                             continuation then) {
   auto on_identity = [self, then](identity& who) { then(self, who); };
   auto on_error = [this, r, cred](caf::error& err) {
-    if (service_code(err) == service_error::unauthenticated) {
-      record(r->req(), cred.kind == "jwt" ? "revoked_token" : "revoked_api_key", "warning", cred.user_id);
-      r->send(unauthorized(r->req(), service_message(err)));
-    } else {
+    if (service_code(err) == service_error::unauthenticated)
+      refuse(r, cred.kind == "jwt" ? "revoked_token" : "revoked_api_key", cred.user_id, "{}", service_message(err));
+    else
       r->fail(err);
-    }
   };
   auto via_manager = [this, self, r, cred, on_identity, on_error]() mutable {
     auto manager = bridge_.find(options_.session_manager);

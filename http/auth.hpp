@@ -36,14 +36,13 @@ namespace troupe::http {
 struct auth_options {
   std::shared_ptr<jwt_codec> jwt;
   std::chrono::seconds refresh_ttl{30 * 24 * 3600};
-  std::vector<std::string> admin_emails; // normalised; registering with one of them makes an admin
   std::shared_ptr<directory> sessions;   // live session actors by user id
   size_t hashers = 1;                    // password hasher actors "auth.hasher.<i>"
   std::string dummy_password_hash;       // same parameters as real hashes: unknown emails cost the same time
   std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty
   // Names of the actors involved, in the bridge's directory.
   std::string db_query = "db.query";
-  std::string writer = "db.writer";
+  std::string security_events = "auth.events"; // the aggregator of actors/security_events.hpp
   std::string session_manager = "sessions";
   std::string key_cache = "auth.keys";
   std::string throttle = "auth.throttle";
@@ -60,13 +59,21 @@ public:
   /// handlers complete the responder.
   using continuation = std::function<void(caf::event_based_actor* self, const identity& who)>;
 
-  /// Verifies the bearer credential and calls `then`; otherwise answers 401 (and records a security event) or 503.
+  /// Verifies the bearer credential and calls `then`; otherwise answers 401 (and records a security event), 429
+  /// when the client's address used up its allowance of failed authentications (policy "anonymous": no look-up and
+  /// no event then), or 503.
   void authenticate(const std::shared_ptr<responder>& r, continuation then);
+
+  /// Before a large body is read (route_options::before_body; on the connection's thread, pure CPU): 401 when the
+  /// request carries no Bearer credential or an access token that does not verify, 429 when the client's address
+  /// has used up its failed authentications. An API key passes here (it is looked up once the body has arrived).
+  std::optional<framing_error> check_before_body(const request_head& head, const std::string& peer_address) const;
 
   /// authenticate, then 403 unless the caller is an admin.
   void require_admin(const std::shared_ptr<responder>& r, continuation then);
 
-  /// Records a security event through the DB writer, without waiting for it (never slows the request).
+  /// Records a security event through the aggregator (actors/security_events.hpp), without waiting for it (never
+  /// slows the request). Safe on any thread.
   void record(const request& req, const std::string& type, const std::string& severity, const std::string& user_id,
               const std::string& detail_json = "{}");
 
@@ -82,12 +89,19 @@ public:
   int64_t now() const;
   /// The client address (behind trusted proxies when traffic control knows them).
   std::string client_ip(const request& req) const;
+  /// Whether the client is on this machine (traffic_control::is_local_client).
+  bool is_local_client(const request& req) const;
 
 private:
   /// jwt_codec::verify, remembered per HTTP thread for tokens already verified (expiry re-checked every time).
   std::variant<access_claims, jwt_failure> verify_cached(const std::string& token) const;
 
   void resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred, continuation then);
+
+  /// A refused credential: counts the failure against the client's address, then records `event` and answers 401
+  /// with `message`, or answers 429 (and records nothing) when the address is over its allowance.
+  void refuse(const std::shared_ptr<responder>& r, const std::string& event, const std::string& user_id,
+              const std::string& detail_json, const std::string& message);
 
   actor_bridge& bridge_;
   auth_options options_;
@@ -103,7 +117,8 @@ response unauthorized(const request& req, const std::string& message);
 /// in the domain, at most 254 characters).
 std::string normalise_email(const std::string& raw);
 
-/// Whether an address to listen on reaches only this machine: 127.0.0.0/8, ::1 or "localhost".
+/// Whether an address (to listen on, or of a client) is this machine's own: 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104
+/// or "localhost".
 bool is_loopback_address(const std::string& address);
 
 /// Parses a comma-separated TROUPE_ADMIN_EMAILS value into normalised addresses.

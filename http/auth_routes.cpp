@@ -10,12 +10,19 @@
 #include "http/traffic.hpp"
 
 #include "actors/sessions.hpp"
+#include "persistence/uploads.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <atomic>
+#include <chrono>
 #include <ctime>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
 
 namespace troupe::http {
 
@@ -37,6 +44,14 @@ public:
   json_object& num(const char* key, int64_t value) {
     w_.Key(key);
     w_.Int64(value);
+    return *this;
+  }
+  json_object& num_or_null(const char* key, std::optional<int64_t> value) {
+    w_.Key(key);
+    if (value)
+      w_.Int64(*value);
+    else
+      w_.Null();
     return *this;
   }
   /// A unix time as RFC 3339, or null for 0.
@@ -113,6 +128,55 @@ std::string key_json(const api_key_record& key, const std::string& full_key = ""
     .done();
 }
 
+/// GET /api/me's storage reads (one primary-key read in PostgreSQL, where the use is exact): concurrent requests of
+/// one user share one read (single flight; nothing is kept), so a client asking many times at once costs one read
+/// at a time. A request that joins a read under way may miss a change committed during that read (less than a
+/// round trip); the limit itself is enforced in PostgreSQL, exactly. A read that never ended (its bridge worker
+/// died) is replaced once older than `stale_after`. Thread-safe: bridge workers share it.
+class storage_reads {
+public:
+  using waiter = std::function<void(const std::optional<storage_status>&)>;
+
+  /// Adds `w` to the user's read under way and returns 0, or starts a new read for it: returns its number (> 0),
+  /// which the caller passes to finish().
+  uint64_t join(const std::string& user_id, waiter w, std::chrono::steady_clock::duration stale_after) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto now = std::chrono::steady_clock::now();
+    auto& read = reads_[user_id];
+    if (read.number != 0 && now - read.started < stale_after) {
+      read.waiters.push_back(std::move(w));
+      return 0;
+    }
+    read = pending{++last_number_, now, {std::move(w)}};
+    return read.number;
+  }
+
+  /// Ends read `number` of the user: each of its waiters gets `storage`.
+  void finish(const std::string& user_id, uint64_t number, const std::optional<storage_status>& storage) {
+    std::vector<waiter> waiters;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      auto read = reads_.find(user_id);
+      if (read == reads_.end() || read->second.number != number)
+        return; // replaced: its waiters went with it
+      waiters = std::move(read->second.waiters);
+      reads_.erase(read);
+    }
+    for (auto& w : waiters)
+      w(storage);
+  }
+
+private:
+  struct pending {
+    uint64_t number = 0;
+    std::chrono::steady_clock::time_point started;
+    std::vector<waiter> waiters;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, pending> reads_; // by user id: the reads under way
+  uint64_t last_number_ = 0;
+};
+
 struct route_context {
   authenticator& auth;
   json_schema credentials{schemas::credentials};
@@ -122,6 +186,7 @@ struct route_context {
   json_schema key{schemas::api_key};
   std::atomic<size_t> next_hasher{0};
   std::string dummy_hash; // verified against for unknown emails, so both failures take the same time
+  storage_reads storage;  // GET /api/me's
 
   explicit route_context(authenticator& a) : auth(a) {}
 
@@ -185,16 +250,16 @@ void login(route_context& ctx, const std::shared_ptr<responder>& r) {
       r->send(unauthorized(r->req(), "Invalid email or password."));
     };
     // Verify against the user's hash, or against a dummy one for an unknown email: the same work either way.
-    auto verify = [&ctx, self, r, password, email, hasher, throttle, fail](std::optional<user_record> user) {
+    auto verify = [&ctx, self, r, password, email, ip, hasher, throttle, fail](std::optional<user_record> user) {
       auto hash = user ? user->password_hash : ctx.dummy_hash;
       self->request(*hasher, caf::duration{db_timeout}, verify_password_atom::value, hash, password)
         .then(
-          [&ctx, self, r, user, email, throttle, fail](bool ok) {
+          [&ctx, self, r, user, email, ip, throttle, fail](bool ok) {
             if (!ok || !user) {
               fail(user ? user->id : "");
               return;
             }
-            caf::anon_send(*throttle, throttle_reset_atom::value, email);
+            caf::anon_send(*throttle, throttle_reset_atom::value, email, ip);
             issue_tokens(ctx, self, r, *user);
           },
           [r](caf::error& err) { r->fail(err); });
@@ -240,8 +305,9 @@ void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
     return;
   }
   auto password = member(*body, "password");
-  const auto& admins = ctx.auth.options().admin_emails;
-  std::string role = std::find(admins.begin(), admins.end(), email) != admins.end() ? "admin" : "user";
+  // Registration never grants admin, whatever the email: TROUPE_ADMIN_EMAILS applies at start-up to accounts that
+  // exist, and `troupe admin grant` to the others (app/application.cpp, app/main.cpp).
+  std::string role = "user";
   ctx.run_limited(r, [&ctx, r, email, password, role](caf::event_based_actor* self) {
     auto hasher = ctx.hasher();
     auto db = ctx.db();
@@ -347,24 +413,45 @@ void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void me(route_context& ctx, const std::shared_ptr<responder>& r) {
-  ctx.auth.authenticate(r, [r](caf::event_based_actor*, const identity& who) {
-    auto res =
-      json_response(200, json_object{}
-                           .str("user_id", who.user_id)
-                           .str("email", who.email)
-                           .str("role", who.role)
-                           .str("plan", who.plan)
-                           .time("created_at", who.created_at)
-                           .str("authenticated_with", who.via.kind)
-                           .raw("quota", json_object{}
-                                           .num("limit", who.quota.limit)
-                                           .num("used", who.quota.used)
-                                           .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
-                                           .time("resets_at", who.quota.resets_at)
-                                           .done())
-                           .done());
-    private_revalidated(res);
-    r->send(std::move(res));
+  ctx.auth.authenticate(r, [&ctx, r](caf::event_based_actor* self, const identity& who) {
+    // storage: null when the database cannot say (the rest of the account is the session's and still shown).
+    auto answer = [r, who](const std::optional<storage_status>& storage) {
+      auto res = json_response(
+        200,
+        json_object{}
+          .str("user_id", who.user_id)
+          .str("email", who.email)
+          .str("role", who.role)
+          .str("plan", who.plan)
+          .time("created_at", who.created_at)
+          .str("authenticated_with", who.via.kind)
+          .raw("quota", json_object{}
+                          .num("limit", who.quota.limit)
+                          .num("used", who.quota.used)
+                          .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
+                          .time("resets_at", who.quota.resets_at)
+                          .done())
+          .num_or_null("storage_bytes_used", storage ? std::optional<int64_t>{storage->used_bytes} : std::nullopt)
+          .num_or_null("storage_bytes_limit", storage ? std::optional<int64_t>{storage->limit_bytes} : std::nullopt)
+          .done());
+      private_revalidated(res);
+      r->send(std::move(res));
+    };
+    // Storage use is PostgreSQL's (exact under concurrent uploads): one primary-key read, shared by the user's
+    // concurrent requests.
+    auto number = ctx.storage.join(who.user_id, answer, 2 * db_timeout);
+    if (number == 0)
+      return; // the read under way answers this request too
+    auto done = [&ctx, user_id = who.user_id, number](const std::optional<storage_status>& storage) {
+      ctx.storage.finish(user_id, number, storage);
+    };
+    auto db = ctx.db();
+    if (!db) {
+      done(std::nullopt);
+      return;
+    }
+    self->request(*db, caf::duration{db_timeout}, storage_get_atom::value, who.user_id)
+      .then([done](storage_status& storage) { done(storage); }, [done](caf::error&) { done(std::nullopt); });
   });
 }
 

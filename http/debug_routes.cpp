@@ -415,9 +415,9 @@ void add_debug_routes(router& routes, actor_bridge& bridge, debug_route_options 
       guard(r, [ctx, handler](const std::shared_ptr<responder>& inner) { handler(*ctx, inner); });
     };
   };
-  routes.add("GET", "/debug/actors", guarded(get_actors));
-  routes.add("GET", "/debug/actors/{id}", guarded(get_actor));
-  routes.add("GET", "/debug/actors/{id}/trace", guarded(get_trace));
+  routes.add("GET", "/debug/actors", guarded(get_actors), without_admission_control());
+  routes.add("GET", "/debug/actors/{id}", guarded(get_actor), without_admission_control());
+  routes.add("GET", "/debug/actors/{id}/trace", guarded(get_trace), without_admission_control());
   // The page holds no data (see the header): served without a credential, with its own CSP.
   routes.add("GET", "/debug", [](const std::shared_ptr<responder>& r) {
     auto nonce = random_url_token(18);

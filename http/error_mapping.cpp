@@ -26,6 +26,7 @@ int status_of(service_error code) {
   case service_error::conflict:
     return 409;
   case service_error::payload_too_large:
+  case service_error::storage_quota_exceeded:
     return 413;
   case service_error::unsupported_media_type:
     return 415;
@@ -47,6 +48,16 @@ int status_of(service_error code) {
     return 503;
   case service_error::timeout:
     return 504;
+  case service_error::uri_too_long:
+    return 414;
+  case service_error::expectation_failed:
+    return 417;
+  case service_error::headers_too_large:
+    return 431;
+  case service_error::not_implemented:
+    return 501;
+  case service_error::version_not_supported:
+    return 505;
   }
   return 500;
 }
@@ -67,6 +78,8 @@ const char* type_of(service_error code) {
   case service_error::shutting_down:
   case service_error::unavailable:
   case service_error::timeout:
+  case service_error::not_implemented:
+  case service_error::version_not_supported:
     return "server_error";
   default:
     return "invalid_request_error";
@@ -99,6 +112,8 @@ const char* default_message(service_error code) {
     return "The request conflicts with the current state.";
   case service_error::payload_too_large:
     return "The request body is too large.";
+  case service_error::storage_quota_exceeded:
+    return "This would take you over your plan's storage quota.";
   case service_error::unsupported_media_type:
     return "Unsupported Content-Type.";
   case service_error::precondition_failed:
@@ -121,6 +136,16 @@ const char* default_message(service_error code) {
     return "A required service is unavailable; retry later.";
   case service_error::timeout:
     return "The request timed out.";
+  case service_error::uri_too_long:
+    return "The request target is too long.";
+  case service_error::expectation_failed:
+    return "Only Expect: 100-continue is understood.";
+  case service_error::headers_too_large:
+    return "The request head is too large.";
+  case service_error::not_implemented:
+    return "The server does not implement this.";
+  case service_error::version_not_supported:
+    return "Only HTTP/1.0 and HTTP/1.1 are served.";
   }
   return "Internal error.";
 }

@@ -18,7 +18,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <random>
+#include <utility>
 
 namespace troupe::http {
 
@@ -36,6 +38,7 @@ struct gateway::upstream {
 /// client's thread while a transfer runs (and only then: the worker reads it after the transfer's answer).
 struct gateway::call {
   std::shared_ptr<responder> r;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   identity who;
   oa::chat_request req;
   std::string cache_key;
@@ -55,15 +58,26 @@ struct gateway::call {
   std::string message;
   int64_t retry_after_ms = 0;
 
-  // Streaming.
+  // Streaming. The upstream client's thread feeds the relay (on_data) while a transfer runs; the bridge worker sends
+  // heartbeats and finishes it: `out` and the write times are shared between them under the mutex.
   struct relay {
+    std::mutex mutex;
     std::unique_ptr<oa::sse_relay> sse;
-    std::shared_ptr<response_stream> out; // open once the first event reached the client
+    std::shared_ptr<response_stream> out; // open once the first byte (an event or a heartbeat) reached the client
     std::string upstream;
     std::string error_body; // a non-2xx answer's body (bounded)
     bool client_gone = false;
+    bool finished = false; // the transfer has ended: no more heartbeats
+    uint64_t attempt = 0;  // which attempt the heartbeat timer belongs to
+    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
   };
   std::shared_ptr<relay> stream;
+
+  /// What is left of gateway.max_generation_ms.
+  std::chrono::milliseconds remaining(std::chrono::milliseconds max_generation) const {
+    return max_generation
+           - std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  }
 };
 
 namespace {
@@ -404,7 +418,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
   milliseconds budget{0};
   for (auto* u : c->candidates)
     budget += (milliseconds{u->cfg.timeout_ms} + opts_.retry_cap) * opts_.max_attempts;
-  budget = std::min(budget, milliseconds{std::chrono::hours{1}});
+  budget = std::min(budget, opts_.max_generation + milliseconds{1000});
   if (!opts_.cache) {
     produce(self, then);
     return;
@@ -433,6 +447,16 @@ void gateway::next_upstream(caf::event_based_actor* self, const std::shared_ptr<
 }
 
 void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u) {
+  if (c->remaining(opts_.max_generation).count() <= 0) {
+    // Retries and fallbacks used up the generation's time: no further attempt.
+    c->attempted_any = true;
+    c->code = service_error::timeout;
+    c->message = "The generation took longer than " + std::to_string(opts_.max_generation.count())
+                 + " ms (gateway.max_generation_ms).";
+    c->retry_after_ms = 0;
+    exhausted(c);
+    return;
+  }
   auto me = shared_from_this();
   auto refused = [me, self, c, u](int64_t retry_after_ms) {
     if (me->upstream_requests_)
@@ -457,10 +481,37 @@ void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c
       [refused](caf::error&) { refused(1000); });
 }
 
+namespace {
+
+/// Opens the client's stream (200, text/event-stream) if it is not open yet; false if the client is gone.
+/// Called with the relay's mutex held.
+bool open_stream(gateway::call& c, std::chrono::milliseconds stall_limit) {
+  auto& st = *c.stream;
+  if (st.out)
+    return true;
+  response head;
+  head.content_type = "text/event-stream";
+  head.header("Cache-Control", "no-cache");
+  head.header("X-Troupe-Upstream", st.upstream);
+  head.header("X-Cache", "MISS");
+  st.out = c.r->stream(std::move(head));
+  if (!st.out) {
+    st.client_gone = true;
+    return false;
+  }
+  // A client that reads nothing of the stream for this long is dropped (and the upstream call with it).
+  st.out->set_stall_limit(stall_limit);
+  return true;
+}
+
+} // namespace
+
 void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
                    breaker_admission permit) {
   ++c->attempt;
   c->attempted_any = true;
+  // admit() made sure some of the budget is left.
+  auto left = std::max(c->remaining(opts_.max_generation), milliseconds{1});
   client::upstream_request req;
   req.url = u->url;
   req.headers = {"Content-Type: application/json", "X-Request-Id: " + c->r->req().id};
@@ -468,18 +519,28 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
     req.headers.push_back("Authorization: Bearer " + u->cfg.api_key);
   req.body = c->req.body;
   req.connect_timeout = milliseconds{u->cfg.connect_timeout_ms};
-  req.first_byte_timeout = milliseconds{u->cfg.first_byte_timeout_ms};
-  req.total_timeout = milliseconds{u->cfg.timeout_ms};
+  req.first_byte_timeout = std::min(milliseconds{u->cfg.first_byte_timeout_ms}, left);
   req.max_response_bytes = opts_.max_response_bytes;
   if (c->req.stream) {
+    // A stream is bounded by its progress (stream_idle between bytes) and the whole generation's budget, not by the
+    // upstream's timeout_ms, which bounds a non-streamed answer: a long answer that keeps coming is never cut.
+    req.total_timeout = left;
+    req.idle_timeout = opts_.stream_idle;
     req.headers.push_back("Accept: text/event-stream");
     // A fresh relay per attempt: nothing of an earlier attempt reached the client.
     auto st = c->stream;
-    st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars);
-    st->error_body.clear();
-    st->upstream = u->cfg.name;
-    auto r = c->r;
-    req.on_data = [st, r](int status, const std::vector<std::pair<std::string, std::string>>&, std::string_view data) {
+    {
+      std::lock_guard<std::mutex> guard{st->mutex};
+      st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars);
+      st->error_body.clear();
+      st->upstream = u->cfg.name;
+      st->finished = false;
+      ++st->attempt;
+    }
+    auto stall = opts_.stream_idle;
+    req.on_data = [st, c, stall](int status, const std::vector<std::pair<std::string, std::string>>&,
+                                 std::string_view data) {
+      std::lock_guard<std::mutex> guard{st->mutex};
       if (status < 200 || status >= 300) {
         if (st->error_body.size() < max_error_body)
           st->error_body.append(data.data(), std::min(data.size(), max_error_body - st->error_body.size()));
@@ -487,34 +548,62 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
       }
       auto events = st->sse->feed(data);
       if (!events.empty()) {
-        if (!st->out) {
-          response head;
-          head.content_type = "text/event-stream";
-          head.header("Cache-Control", "no-cache");
-          head.header("X-Troupe-Upstream", st->upstream);
-          head.header("X-Cache", "MISS");
-          st->out = r->stream(std::move(head));
-          if (!st->out) {
-            st->client_gone = true;
-            return false;
-          }
-        }
+        if (!open_stream(*c, stall))
+          return false;
         if (!st->out->write(events)) {
           st->client_gone = true;
           return false;
         }
+        st->last_write = std::chrono::steady_clock::now();
       }
       return !st->sse->failed();
     };
+    schedule_heartbeat(self, c);
   } else {
+    req.total_timeout = std::min(milliseconds{u->cfg.timeout_ms}, left);
     req.headers.push_back("Accept: application/json");
   }
   u->inflight.fetch_add(1, std::memory_order_relaxed);
   auto me = shared_from_this();
   opts_.clients->call(self, std::move(req), [me, self, c, u, permit](client::upstream_response& res) {
     u->inflight.fetch_sub(1, std::memory_order_relaxed);
+    if (c->stream) {
+      std::lock_guard<std::mutex> guard{c->stream->mutex};
+      c->stream->finished = true;
+    }
     me->on_response(self, c, u, permit, res);
   });
+}
+
+void gateway::schedule_heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  uint64_t attempt;
+  {
+    std::lock_guard<std::mutex> guard{c->stream->mutex};
+    attempt = c->stream->attempt;
+  }
+  auto me = shared_from_this();
+  self->delayed_send(caf::actor_cast<caf::actor>(self), opts_.stream_heartbeat,
+                     bridge_job{[me, c, attempt](caf::event_based_actor* worker) { me->heartbeat(worker, c, attempt); }});
+}
+
+void gateway::heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c, uint64_t attempt) {
+  auto& st = *c->stream;
+  {
+    std::lock_guard<std::mutex> guard{st.mutex};
+    if (st.finished || st.attempt != attempt || st.client_gone)
+      return;
+    auto quiet = std::chrono::steady_clock::now() - st.last_write;
+    if (quiet >= opts_.stream_heartbeat) {
+      // Nothing went out for a while (the upstream thinks): a comment keeps proxies from dropping the connection.
+      // The first one commits the answer: from here on a failure ends the stream instead of being retried.
+      if (!open_stream(*c, opts_.stream_idle) || !st.out->write(": keep-alive\n\n")) {
+        st.client_gone = true;
+        return; // the transfer notices at its next byte (or its idle timeout) and is aborted
+      }
+      st.last_write = std::chrono::steady_clock::now();
+    }
+  }
+  schedule_heartbeat(self, c);
 }
 
 void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
@@ -579,8 +668,11 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
 }
 
 void gateway::succeed(caf::event_based_actor*, const std::shared_ptr<call>& c, upstream* u, std::string body) {
-  if (c->done)
-    c->done(u->cfg.name + "\n" + body);
+  // The cache's handler is taken out of the call before it runs (here and in exhausted()): it holds the single
+  // flight's waiters, which hold the call (c -> done -> then -> c), a cycle that kept every cached call, and the
+  // gateway with everything it references, alive until exit (LeakSanitizer under make test-sanitize).
+  if (auto done = std::exchange(c->done, nullptr))
+    done(u->cfg.name + "\n" + body);
 }
 
 void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>& c, upstream* u,
@@ -602,8 +694,11 @@ void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>
               : !v.ok          ? v.message
                                : "Upstream " + u->cfg.name + " ended the stream before [DONE].";
     breaker_failure = breaker_failure && !st.sse->failed();
+    // An error event in OpenAI's shape, then the stream's terminator: the client's SDK sees why it ended early,
+    // never a silently truncated body.
     st.out->write(oa::sse_error_event(v.code == service_error::timeout ? "timeout" : "server_error",
                                       to_string(v.ok ? service_error::upstream_failed : v.code), failure));
+    st.out->write("data: [DONE]\n\n");
     st.out->end();
     log::warn("stream failed after its first byte",
               log::fields{}.add("request_id", c->r->req().id).add("upstream", u->cfg.name).add("error", failure));
@@ -629,8 +724,8 @@ void gateway::exhausted(const std::shared_ptr<call>& c) {
       c->retry_after_ms = 1000;
     err = make_error(c->code, c->message);
   }
-  if (c->done) {
-    c->done(std::move(err));
+  if (auto done = std::exchange(c->done, nullptr)) {
+    done(std::move(err));
     return;
   }
   // A stream that never started.
@@ -703,8 +798,11 @@ health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstr
 }
 
 void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std::shared_ptr<inflight_gate> gate) {
-  routes.add("POST", "/v1/chat/completions", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->chat(r); }));
-  routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }));
+  // Generations have their own gate (limits.generate_max_inflight): their latency is the upstream's, not a queue's.
+  routes.add("POST", "/v1/chat/completions", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->chat(r); }),
+             without_admission_control());
+  routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }),
+             without_admission_control());
   routes.add("GET", "/v1/models", [gw](const std::shared_ptr<responder>& r) { gw->models(r); });
 }
 

@@ -59,6 +59,12 @@ struct gateway_options {
   size_t max_response_bytes = 8 * 1024 * 1024;
   size_t max_messages = 1000;
   std::chrono::milliseconds cache_ttl{3600000};
+  /// The whole of a generation: every attempt and fallback (gateway.max_generation_ms).
+  std::chrono::milliseconds max_generation{600000};
+  /// A stream's longest silence, from the upstream or towards a client that stops reading (gateway.stream_idle_ms).
+  std::chrono::milliseconds stream_idle{60000};
+  /// SSE comments while a stream has nothing to send (gateway.stream_heartbeat_ms).
+  std::chrono::milliseconds stream_heartbeat{15000};
   int quota_reset_utc_hour = 0;
   std::shared_ptr<metrics_registry> metrics;
   /// Per upstream, in the order of `upstreams`: what its breaker actor publishes (for /metrics).
@@ -76,6 +82,10 @@ public:
 
   struct upstream; // one configured upstream and its live counters
   struct call;     // one client request on its way through the upstreams
+
+  /// Keeps an idle stream's connection alive (SSE comments) until its transfer ends; bridge worker only.
+  void schedule_heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c, uint64_t attempt);
 
 private:
   void start(const std::shared_ptr<call>& c);

@@ -10,7 +10,7 @@
 
 namespace troupe::http {
 
-response readiness_response(const std::vector<health_check>& checks) {
+response readiness_response(const std::vector<health_check>& checks, bool details) {
   std::string overall = "healthy";
   for (const auto& check : checks) {
     if (check.status == "unhealthy")
@@ -30,10 +30,12 @@ response readiness_response(const std::vector<health_check>& checks) {
     w.StartObject();
     w.Key("status");
     w.String(check.status.c_str());
-    w.Key("latency_ms");
-    w.Double(static_cast<double>(static_cast<int64_t>(check.latency_ms * 1000)) / 1000);
-    w.Key("detail");
-    w.String(check.detail.c_str());
+    if (details) {
+      w.Key("latency_ms");
+      w.Double(static_cast<double>(static_cast<int64_t>(check.latency_ms * 1000)) / 1000);
+      w.Key("detail");
+      w.String(check.detail.c_str());
+    }
     w.EndObject();
   }
   w.EndObject();
@@ -45,14 +47,23 @@ response readiness_response(const std::vector<health_check>& checks) {
   return res;
 }
 
-void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, route_guard debug_guard) {
+void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names& names, route_guard debug_guard,
+                    detail_access health_details) {
   routes.add("GET", "/health", [](const std::shared_ptr<responder>& r) {
     r->send(json_response(200, R"({"status":"ok"})").header("Cache-Control", "no-store"));
-  });
+  }, without_admission_control());
 
-  routes.add("GET", "/api/health", [&bridge, names](const std::shared_ptr<responder>& r) {
-    bridge.ask_named<std::vector<health_check>>(r, names.health, readiness_response, check_atom::value);
-  });
+  routes.add("GET", "/api/health", [&bridge, names, health_details](const std::shared_ptr<responder>& r) {
+    auto answer = [&bridge, names, r](bool details) {
+      bridge.ask_named<std::vector<health_check>>(
+        r, names.health, [details](std::vector<health_check>& checks) { return readiness_response(checks, details); },
+        check_atom::value);
+    };
+    if (health_details)
+      health_details(r, answer);
+    else
+      answer(false);
+  }, without_admission_control());
 
   routes.add("GET", "/metrics", [&bridge, names](const std::shared_ptr<responder>& r) {
     bridge.ask_named<std::string>(
@@ -61,7 +72,7 @@ void add_ops_routes(router& routes, actor_bridge& bridge, const ops_actor_names&
         return response{200, std::move(text), "text/plain; version=0.0.4; charset=utf-8", {}};
       },
       metrics_atom::value);
-  });
+  }, without_admission_control());
 
   if (!debug_guard)
     return;

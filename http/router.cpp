@@ -21,6 +21,10 @@ std::vector<std::string_view> split_path(std::string_view path) {
 void router::add(const std::string& method, const std::string& pattern, route_handler handler,
                  route_options options) {
   largest_body_limit_ = std::max(largest_body_limit_, options.max_body_bytes);
+  if (options.admission_control && !options.admission)
+    options.admission = std::make_shared<admission_limit>();
+  if (!options.admission_control)
+    options.admission.reset();
   for (auto& r : routes_)
     if (r.pattern == pattern) {
       r.by_method[method] = {std::move(handler), options};
@@ -32,6 +36,14 @@ void router::add(const std::string& method, const std::string& pattern, route_ha
     r.segments.emplace_back(segment);
   r.by_method[method] = {std::move(handler), options};
   routes_.push_back(std::move(r));
+}
+
+void router::for_each_admission(
+  const std::function<void(const std::string&, const std::string&, const admission_limit&)>& fn) const {
+  for (const auto& r : routes_)
+    for (const auto& [method, entry] : r.by_method)
+      if (entry.options.admission)
+        fn(r.pattern, method, *entry.options.admission);
 }
 
 router::match router::find(std::string_view method, std::string_view path) const {

@@ -9,7 +9,11 @@
 // chunks), and may be reached by a POST carrying `X-HTTP-Method-Override: <its method>` (for clients behind
 // proxies that only pass GET and POST, as the tus protocol asks).
 
+#include "http/admission.hpp"
+#include "http/http1.hpp"
+
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,7 +31,23 @@ using route_handler = std::function<void(const std::shared_ptr<responder>&)>;
 struct route_options {
   size_t max_body_bytes = 0;     // largest body; 0 = the server's http.max_body_bytes
   bool method_override = false;  // reachable by POST + X-HTTP-Method-Override: <method>
+  /// Admission control (http/admission.hpp): on by default. Off for routes operators must always reach (health,
+  /// metrics, debug) and for routes with a gate of their own (generations).
+  bool admission_control = true;
+  std::shared_ptr<admission_limit> admission; // set by router::add when admission_control is on
+  /// For routes that take large bodies: run on the connection's thread once the head has arrived and before any body
+  /// byte is read (pure CPU, e.g. checking the credential), with the peer's address. A refusal is answered at once
+  /// and the connection closed, so an anonymous client cannot make the server hold its body.
+  std::function<std::optional<framing_error>(const request_head&, const std::string& peer_address)> before_body;
 };
+
+/// Options of a route that admission control must never refuse (health, metrics, debug) or that has a gate of its
+/// own (generations).
+inline route_options without_admission_control() {
+  route_options options;
+  options.admission_control = false;
+  return options;
+}
 
 class router {
 public:
@@ -48,6 +68,10 @@ public:
 
   /// The largest max_body_bytes of any route (0 if none sets one): the server must read bodies that large.
   size_t largest_body_limit() const { return largest_body_limit_; }
+
+  /// Calls fn(pattern, method, limit) for every route under admission control (metrics).
+  void for_each_admission(const std::function<void(const std::string&, const std::string&, const admission_limit&)>& fn)
+    const;
 
 private:
   struct method_route {

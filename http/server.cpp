@@ -5,184 +5,229 @@
 
 #include "config/log.hpp"
 
-#include <pistache/endpoint.h>
-#include <pistache/http_headers.h>
-#include <pistache/peer.h>
-#include <pistache/transport.h>
-
+#include <cstdio>
+#include <ctime>
 #include <random>
 #include <stdexcept>
 #include <thread>
 
 namespace troupe::http {
-/// Tag for the ResponseStream specialisation below: enqueue what is buffered, report whether the peer is there.
-struct stream_enqueue {
-  bool last_chunk; // append the terminating zero-length chunk first
-  bool* delivered;
-};
-} // namespace troupe::http
-
-namespace Pistache::Http {
-// ResponseStream::flush() also drains the transport's write queue from the calling thread (Transport::flush reads
-// the reactor's peer table unlocked), which races with the reactor when called from an actor thread. Troupe's
-// streams are written from actor threads, so they only enqueue the buffered bytes — exactly what
-// ResponseWriter::send does from any thread — and the reactor writes them. operator<< is a friend template of
-// ResponseStream; this specialisation for a Troupe tag type reaches the stream's buffer and transport.
-template <>
-ResponseStream& operator<<(ResponseStream& stream, const troupe::http::stream_enqueue& tag) {
-  if (tag.last_chunk) {
-    std::ostream os(&stream.buf_);
-    os << "0" << crlf << crlf;
-  }
-  auto peer = stream.peer_.lock();
-  if (!peer) {
-    *tag.delivered = false;
-    stream.buf_.clear();
-    return stream;
-  }
-  stream.transport_->asyncWrite(peer->fd(), stream.buf_.buffer());
-  stream.buf_.clear();
-  *tag.delivered = true;
-  return stream;
-}
-} // namespace Pistache::Http
-
-namespace troupe::http {
-
-namespace P = Pistache;
 
 namespace {
 
-// Room for the request line and headers on top of the largest body: Pistache's maxRequestSize covers all
-// three together (LIBRARY-NOTES.md).
-constexpr size_t header_allowance = 64 * 1024;
+/// Bodies of requests whose method carries none by nature (GET, HEAD, DELETE, OPTIONS): what their routes take
+/// unless they set a limit of their own.
+constexpr uint64_t small_body_limit = 64 * 1024;
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-const char* method_name(P::Http::Method m) {
-  switch (m) {
-  case P::Http::Method::Get:
-    return "GET";
-  case P::Http::Method::Post:
-    return "POST";
-  case P::Http::Method::Put:
-    return "PUT";
-  case P::Http::Method::Delete:
-    return "DELETE";
-  case P::Http::Method::Patch:
-    return "PATCH";
-  case P::Http::Method::Head:
-    return "HEAD";
-  case P::Http::Method::Options:
-    return "OPTIONS";
+bool bodyless_method(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS";
+}
+
+/// The Date header's value, formatted once a second per thread.
+const char* http_date() {
+  thread_local std::time_t formatted_second = 0;
+  thread_local char text[40];
+  auto now = std::time(nullptr);
+  if (now != formatted_second) {
+    std::tm utc{};
+    ::gmtime_r(&now, &utc);
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+    formatted_second = now;
+  }
+  return text;
+}
+
+/// Appends "Name: value\r\n"; CR and LF in either become spaces, so no value can start a header or a body.
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  auto append_clean = [&out](std::string_view text) {
+    for (char c : text)
+      out += (c == '\r' || c == '\n') ? ' ' : c;
+  };
+  append_clean(name);
+  out += ": ";
+  append_clean(value);
+  out += "\r\n";
+}
+
+bool status_has_body(int status) {
+  return status >= 200 && status != 204 && status != 304;
+}
+
+void append_status_line(std::string& out, int status) {
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += reason_phrase(status);
+  out += "\r\n";
+}
+
+/// The service code of a status the framing layer refuses with.
+service_error code_for_status(int status) {
+  switch (status) {
+  case 401:
+    return service_error::unauthenticated;
+  case 408:
+    return service_error::request_timeout;
+  case 429:
+    return service_error::rate_limited;
+  case 413:
+    return service_error::payload_too_large;
+  case 414:
+    return service_error::uri_too_long;
+  case 417:
+    return service_error::expectation_failed;
+  case 431:
+    return service_error::headers_too_large;
+  case 501:
+    return service_error::not_implemented;
+  case 503:
+    return service_error::overloaded;
+  case 505:
+    return service_error::version_not_supported;
   default:
-    return "OTHER";
+    return service_error::invalid_input;
   }
 }
 
-/// Whether the connection may stay open after this request (HTTP/1.1 unless "close"; 1.0 only if asked).
-bool wants_keep_alive(const P::Http::Request& req) {
-  auto connection = req.headers().tryGet<P::Http::Header::Connection>();
-  if (req.version() == P::Http::Version::Http11)
-    return !connection || connection->control() != P::Http::ConnectionControl::Close;
-  return connection && connection->control() == P::Http::ConnectionControl::KeepAlive;
-}
-
-/// A response header with a literal value. Pistache 0.0.5 writes only typed headers of a response (addRaw'd ones
-/// are dropped), so custom headers need a Header subclass.
-class literal_header : public P::Http::Header::Header {
-public:
-  literal_header(std::string name, std::string value) : name_(std::move(name)), value_(std::move(value)) {}
-  const char* name() const override { return name_.c_str(); }
-  void parse(const std::string& data) override { value_ = data; }
-  void write(std::ostream& os) const override { os << value_; }
-#ifdef SAFE_HEADER_CAST
-  uint64_t hash() const override {
-    return std::hash<std::string>{}(name_);
+/// Splits a request target into path and query: origin-form "/a/b?x=1", absolute-form "http://host/a/b?x=1"
+/// (proxies), asterisk-form "*" (OPTIONS).
+void split_target(std::string_view target, std::string& path, std::string_view& query) {
+  auto scheme = target.find("://");
+  if (!target.empty() && target.front() != '/' && scheme != std::string_view::npos) {
+    auto slash = target.find('/', scheme + 3);
+    target = slash == std::string_view::npos ? std::string_view{"/"} : target.substr(slash);
   }
-#endif
-
-private:
-  std::string name_;
-  std::string value_;
-};
-
-void set_header(P::Http::Header::Collection& headers, std::string name, std::string value) {
-  headers.add(std::make_shared<literal_header>(std::move(name), std::move(value)));
+  auto fragment = target.find('#');
+  if (fragment != std::string_view::npos)
+    target = target.substr(0, fragment);
+  auto question = target.find('?');
+  path.assign(target.substr(0, question));
+  query = question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
 }
 
-/// Headers every response (or every JSON response) carries, allocated once and shared.
-struct constant_headers {
-  std::shared_ptr<literal_header> nosniff{std::make_shared<literal_header>("X-Content-Type-Options", "nosniff")};
-  std::shared_ptr<literal_header> referrer{std::make_shared<literal_header>("Referrer-Policy", "no-referrer")};
-  std::shared_ptr<literal_header> csp{
-    std::make_shared<literal_header>("Content-Security-Policy", "default-src 'none'")};
-  std::shared_ptr<literal_header> json{std::make_shared<literal_header>("Content-Type", "application/json")};
-};
-
-const constant_headers& shared_headers() {
-  static const constant_headers instance;
-  return instance;
-}
-
-std::string status_text(int status) {
-  return std::to_string(status);
-}
-
-/// Copies what handlers need out of Pistache's request.
-request copy_request(const P::Http::Request& req, server_state& state) {
+/// Copies what handlers need out of the parsed head (the parser's buffers are reused for the next request).
+request make_request(request_head& head, const connection& conn, server_state& state) {
   request result;
   result.started = std::chrono::steady_clock::now();
-  result.method = method_name(req.method());
-  result.path = req.resource();
-  for (const auto& raw : req.headers().rawList())
-    result.headers.emplace_back(raw.second.name(), raw.second.value());
+  result.method = std::move(head.method);
+  std::string_view query;
+  split_target(head.target, result.path, query);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    if (!pair.empty()) {
+      auto eq = pair.find('=');
+      if (eq == std::string_view::npos)
+        result.query.emplace_back(url_decode(pair), std::string{});
+      else
+        result.query.emplace_back(url_decode(pair.substr(0, eq)), url_decode(pair.substr(eq + 1)));
+    }
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  result.headers = std::move(head.headers);
   auto client_id = result.header("X-Request-Id");
   result.id = client_id && is_sane_request_id(*client_id) ? *client_id : state.next_request_id();
-  for (auto it = req.query().parameters_begin(); it != req.query().parameters_end(); ++it)
-    result.query.emplace_back(url_decode(it->first), url_decode(it->second));  // Pistache leaves them encoded
-  result.remote_address = req.address().host();
+  result.remote_address = conn.remote_address();
   return result;
 }
 
-class handler : public P::Http::Handler {
+/// The route of a request; a POST with X-HTTP-Method-Override takes the overriding method's route when that route
+/// allows it (the method then becomes that one).
+router::match find_route(const router& routes, std::string& method, const std::string& path,
+                         const request_head& head) {
+  if (method == "POST")
+    if (const auto* override_method = head.header("X-HTTP-Method-Override")) {
+      auto alt = routes.find(*override_method, path);
+      if (alt.kind == router::match::found && alt.options.method_override) {
+        method = *override_method;
+        return alt;
+      }
+    }
+  return routes.find(method, path);
+}
+
+/// Routes the requests of every connection: the request_sink of the listener.
+class server_sink : public request_sink {
 public:
-  HTTP_PROTOTYPE(handler)
+  server_sink(std::shared_ptr<server_state> state, std::shared_ptr<metrics_registry> metrics)
+    : state_(std::move(state)),
+      refused_connections_(metrics->counter("troupe_http_connections_refused_total",
+                                            "Connections closed at once because http.max_connections were open.",
+                                            {})) {}
 
-  explicit handler(std::shared_ptr<server_state> state) : state_(std::move(state)) {}
+  body_decision decide(connection& c, const request_head& head) override {
+    body_decision decision;
+    if (state_->draining()) {
+      decision.refuse = framing_error{503, "The server is shutting down; retry on another node."};
+      return decision;
+    }
+    std::string method = head.method;
+    std::string path;
+    std::string_view query;
+    split_target(head.target, path, query);
+    c.match = find_route(state_->routes(), method, path, head);
+    c.effective_method = method;
+    if (c.match.kind == router::match::found && c.match.options.max_body_bytes > 0)
+      decision.max_body_bytes = c.match.options.max_body_bytes;
+    else if (c.match.kind == router::match::found && bodyless_method(method))
+      decision.max_body_bytes = small_body_limit;
+    else
+      decision.max_body_bytes = state_->max_body_bytes();
+    if (head.has_body() && c.match.kind == router::match::found && c.match.options.before_body) {
+      if (auto refusal = c.match.options.before_body(head, c.remote_address())) {
+        decision.refuse = std::move(refusal);
+        return decision;
+      }
+    }
+    if (head.has_body()) {
+      // Memory for bodies is bounded across connections: a chunked body reserves its whole limit up front.
+      auto bytes = static_cast<int64_t>(head.content_length.value_or(decision.max_body_bytes));
+      if (head.content_length && *head.content_length > decision.max_body_bytes)
+        return decision; // refused as too large by the parser, before any byte is read
+      if (!state_->reserve_body(bytes)) {
+        decision.refuse = framing_error{503, "Too many request bodies are being received; retry shortly."};
+        return decision;
+      }
+      c.reservation = std::make_shared<body_reservation>(state_, bytes);
+    }
+    return decision;
+  }
 
-  void onRequest(const P::Http::Request& pistache_req, P::Http::ResponseWriter writer) override {
-    // The request has arrived whole. Pistache's reactor checks every connection twice a second (endpoint.cc,
-    // checkIdlePeers): one with a request "in flight" whose parser was reset (at dispatch) more than
-    // http.header_timeout_ms ago gets 408 and is closed. So any answer slower than 5 s (an upstream call, a stream)
-    // was cut off with a 408. Marked idle, the connection is held to http.keepalive_timeout_ms since dispatch
-    // instead, which thus bounds the longest response; how long an actor may take to answer is ours to enforce
-    // (http.request_timeout_ms, the upstream timeouts). Runs on the reactor thread, as that check does.
-    if (auto peer = writer.getPeer())
-      peer->setIdle(true);
+  void dispatch(const std::shared_ptr<connection>& c, request_head head, std::string body) override {
     state_->request_started();
-    auto req = copy_request(pistache_req, *state_);
-    bool keep_alive = wants_keep_alive(pistache_req) && !state_->draining();
-    auto match = find_route(req);
+    bool keep_alive = head.keep_alive && !state_->draining();
+    bool http10 = head.version_minor == 0;
+    auto req = make_request(head, *c, *state_);
+    auto match = std::move(c->match);
+    c->match = router::match{};
+    if (match.kind == router::match::found)
+      req.method = std::move(c->effective_method); // X-HTTP-Method-Override, when decide applied it
     req.route = match.route;
     req.params = std::move(match.params);
-    auto body_limit = match.options.max_body_bytes > 0 ? match.options.max_body_bytes : state_->max_body_bytes();
-    bool too_large = pistache_req.body().size() > body_limit;
-    // Only the body of a request that will be handled is taken. It is moved, not copied: Pistache's parser owns
-    // the (non-const) request it hands us as const, and resets it as soon as onRequest returns (http.cc,
-    // Handler::onInput), so a body of up to uploads.max_chunk_bytes costs one buffer less.
-    if (match.kind == router::match::found && !too_large && !state_->draining())
-      req.body = std::move(const_cast<std::string&>(pistache_req.body()));
-    auto r = std::make_shared<responder>(std::move(writer), std::move(req), state_, keep_alive);
-    if (state_->draining()) {
-      r->send(error_response(service_error::shutting_down, "", r->req().id));
-    } else if (too_large) {
-      r->send(error_response(service_error::payload_too_large,
-                             "The request body is larger than the limit of " + std::to_string(body_limit)
-                               + " bytes" + (match.options.max_body_bytes > 0 ? " for this route." : "."),
-                             r->req().id));
+    if (match.kind == router::match::found)
+      req.body = std::move(body);
+    body_reservation reservation;
+    if (auto held = std::static_pointer_cast<body_reservation>(std::move(c->reservation)))
+      reservation = std::move(*held);
+    c->reservation.reset();
+    // Admission: over its route's limit a request is refused here, on the connection's thread, before any actor
+    // sees it (the connection stays open: the body, if any, has been read).
+    admission_ticket ticket;
+    bool admitted = true;
+    if (match.kind == router::match::found && match.options.admission && state_->admission_control()) {
+      admitted = match.options.admission->try_acquire();
+      if (admitted)
+        ticket = admission_ticket{match.options.admission, req.started};
+    }
+    auto r = std::make_shared<responder>(c, std::move(req), state_, keep_alive, http10, std::move(reservation),
+                                         std::move(ticket));
+    if (!admitted) {
+      r->send(error_response(service_error::overloaded,
+                             "This route is at capacity; retry shortly.", r->req().id));
     } else if (match.kind == router::match::not_found) {
       r->send(error_response(service_error::not_found, "No route for " + r->req().path + ".", r->req().id));
     } else if (match.kind == router::match::method_not_allowed) {
@@ -205,30 +250,47 @@ public:
     }
   }
 
-  void onTimeout(const P::Http::Request& pistache_req, P::Http::ResponseWriter writer) override {
+  void refuse(const std::shared_ptr<connection>& c, const request_head* head, const framing_error& err) override {
     state_->request_started();
-    auto req = copy_request(pistache_req, *state_);
-    auto r = std::make_shared<responder>(std::move(writer), std::move(req), state_, false);
-    r->send(error_response(service_error::request_timeout, "The request headers or body did not arrive in time.",
-                           r->req().id));
+    request req;
+    req.started = std::chrono::steady_clock::now();
+    if (head) {
+      request_head copy = *head;
+      req = make_request(copy, *c, *state_);
+    } else {
+      req.id = state_->next_request_id();
+      req.remote_address = c->remote_address();
+    }
+    req.route = "unmatched";
+    c->reservation.reset();
+    auto r = std::make_shared<responder>(c, std::move(req), state_, false);
+    auto code = code_for_status(err.status);
+    if (err.status == 503 && state_->draining())
+      code = service_error::shutting_down;
+    r->send(error_response(code, err.message, r->req().id));
+  }
+
+  std::string over_capacity_response() override {
+    refused_connections_.inc({});
+    auto id = state_->next_request_id();
+    auto res = error_response(service_error::overloaded, "Too many connections are open; retry shortly.", id);
+    std::string out;
+    append_status_line(out, 503);
+    append_header(out, "Date", http_date());
+    append_header(out, "Content-Length", std::to_string(res.body.size()));
+    append_header(out, "Connection", "close");
+    append_header(out, "Content-Type", "application/json");
+    append_header(out, "Retry-After", "1");
+    append_header(out, "X-Request-Id", id);
+    append_header(out, "X-Content-Type-Options", "nosniff");
+    out += "\r\n";
+    out += res.body;
+    return out;
   }
 
 private:
-  /// The route of the request; a POST with X-HTTP-Method-Override takes the overriding method's route when that
-  /// route allows it (req.method then becomes that method).
-  router::match find_route(request& req) const {
-    if (req.method == "POST")
-      if (auto override_method = req.header("X-HTTP-Method-Override")) {
-        auto alt = state_->routes().find(*override_method, req.path);
-        if (alt.kind == router::match::found && alt.options.method_override) {
-          req.method = *override_method;
-          return alt;
-        }
-      }
-    return state_->routes().find(req.method, req.path);
-  }
-
   std::shared_ptr<server_state> state_;
+  counter_family& refused_connections_;
 };
 
 } // namespace
@@ -244,7 +306,20 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
                                          "Time from request parsed to response queued, by route and status.",
                                          {"route", "status"}, latency_buckets_seconds())),
     max_body_bytes_(static_cast<size_t>(settings.http.max_body_bytes)),
+    body_budget_(settings.http.max_body_memory_bytes), admission_control_(settings.http.admission_control),
     access_log_sample_(settings.log.request_sample) {
+  metrics_->add_collector([routes = routes_](prometheus_writer& out) {
+    out.family("troupe_http_admission_limit", "gauge",
+               "Requests of a route admitted at once (adapted to its latency; beyond it 503).");
+    routes->for_each_admission([&out](const std::string& route, const std::string& method, const admission_limit& l) {
+      out.sample("troupe_http_admission_limit", {{"route", route}, {"method", method}}, static_cast<double>(l.limit()));
+    });
+    out.family("troupe_http_admission_refused_total", "counter", "Requests refused by admission control.");
+    routes->for_each_admission([&out](const std::string& route, const std::string& method, const admission_limit& l) {
+      out.sample("troupe_http_admission_refused_total", {{"route", route}, {"method", method}},
+                 static_cast<double>(l.refused()));
+    });
+  });
   std::random_device rd;
   char prefix[16];
   std::snprintf(prefix, sizeof(prefix), "%08x", rd());
@@ -269,7 +344,7 @@ void server_state::request_started() {
 }
 
 void server_state::request_finished(const request& req, int status) {
-  auto status_label = status_text(status);
+  auto status_label = std::to_string(status);
   auto elapsed = seconds_since(req.started);
   requests_total_.inc({req.route, req.method, status_label});
   request_seconds_.observe({req.route, status_label}, elapsed);
@@ -292,6 +367,20 @@ void server_state::response_written() {
   }
 }
 
+bool server_state::reserve_body(int64_t bytes) {
+  auto held = body_bytes_.fetch_add(bytes, std::memory_order_acq_rel) + bytes;
+  // One body alone may always be received (it is within its route's limit), so no limit locks a route out.
+  if (held > body_budget_ && held != bytes) {
+    body_bytes_.fetch_sub(bytes, std::memory_order_acq_rel);
+    return false;
+  }
+  return true;
+}
+
+void server_state::release_body(int64_t bytes) {
+  body_bytes_.fetch_sub(bytes, std::memory_order_acq_rel);
+}
+
 void server_state::begin_drain() {
   draining_.store(true, std::memory_order_release);
 }
@@ -303,62 +392,75 @@ bool server_state::wait_idle(std::chrono::milliseconds grace) {
 
 // --- responder ---
 
-responder::responder(P::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server, bool keep_alive)
-  : writer_(std::move(writer)), req_(std::move(req)), server_(std::move(server)), keep_alive_(keep_alive) {}
+responder::responder(std::shared_ptr<connection> conn, request req, std::shared_ptr<server_state> server,
+                     bool keep_alive, bool http10, body_reservation body, admission_ticket ticket)
+  : conn_(std::move(conn)), req_(std::move(req)), server_(std::move(server)), keep_alive_(keep_alive),
+    http10_(http10), body_(std::move(body)), ticket_(std::move(ticket)) {}
 
 responder::~responder() {
   if (!answered_.load())
     send(error_response(service_error::internal, "The request was dropped without an answer.", req_.id));
 }
 
+bool responder::client_gone() const {
+  return conn_->gone();
+}
+
 void responder::send(response res) {
   bool expected = false;
   if (!answered_.compare_exchange_strong(expected, true))
     return;
+  body_.release();
+  ticket_.release();
   // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp).
   apply_revalidation(req_, res);
-  auto hooks = prepare_headers(res);
-  if (req_.method == "HEAD")
-    res.body.clear();
+  bool keep_alive = keep_alive_ && !server_->draining();
+  std::string out;
+  bool with_body = status_has_body(res.status) && req_.method != "HEAD";
+  out.reserve(320 + (with_body ? res.body.size() : 0));
+  auto hooks = write_head(out, res, keep_alive, false);
+  if (with_body)
+    out += res.body;
   server_->request_finished(req_, res.status);
-  // Counted out once handed to Pistache: its promise may never settle when the client has gone away, and a count
-  // that never returns to zero would hold every drain for the whole grace time. server::stop lets the reactors
-  // flush what is queued before it closes connections.
-  // ResponseWriter::send checks that the peer has not expired, then dereferences peer_.lock(): a client that goes
-  // away in between (the reactor drops the peer on its own thread) would make it dereference null. Holding the
-  // peer for the duration of the send closes that window; to a client already gone nothing is sent.
-  if (auto peer = writer_.getPeer())
-    writer_.send(static_cast<P::Http::Code>(res.status), res.body);
+  outbound item;
+  item.bytes = std::move(out);
+  item.last = true;
+  item.close = !keep_alive;
+  conn_->send(std::move(item));
+  // Counted out once handed to the connection: a client that has gone would otherwise hold a drain for the whole
+  // grace time. server::stop lets the reactors flush what is queued before it closes connections.
   server_->response_written();
   for (auto& hook : hooks)
     hook();
 }
 
-std::vector<std::function<void()>> responder::prepare_headers(response& res) {
-  auto& headers = writer_.headers();
-  headers.remove<P::Http::Header::Connection>();
-  bool keep_alive = keep_alive_ && !server_->draining();
-  headers.add<P::Http::Header::Connection>(keep_alive ? P::Http::ConnectionControl::KeepAlive
-                                                      : P::Http::ConnectionControl::Close);
-  const auto& constant = shared_headers();
-  set_header(headers, "X-Request-Id", req_.id);
-  headers.add(constant.nosniff);
-  headers.add(constant.referrer);
+std::vector<std::function<void()>> responder::write_head(std::string& out, response& res, bool keep_alive,
+                                                         bool streamed) {
+  append_status_line(out, res.status);
+  append_header(out, "Date", http_date());
+  if (streamed) {
+    if (!http10_)
+      out += "Transfer-Encoding: chunked\r\n";
+  } else if (status_has_body(res.status)) {
+    append_header(out, "Content-Length", std::to_string(res.body.size()));
+  }
+  out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  append_header(out, "X-Request-Id", req_.id);
+  out += "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n";
   if (res.content_type.rfind("application/json", 0) == 0)
-    headers.add(constant.csp);
-  if (res.content_type == "application/json")
-    headers.add(constant.json);
-  else if (!res.content_type.empty())
-    set_header(headers, "Content-Type", std::move(res.content_type));
+    out += "Content-Security-Policy: default-src 'none'\r\n";
+  if (!res.content_type.empty() && status_has_body(res.status))
+    append_header(out, "Content-Type", res.content_type);
   std::vector<std::function<void()>> hooks;
   {
     std::lock_guard<std::mutex> guard{extras_mutex_};
-    for (auto& [name, value] : extra_headers_)
-      set_header(headers, std::move(name), std::move(value));
+    for (const auto& [name, value] : extra_headers_)
+      append_header(out, name, value);
     hooks.swap(on_sent_);
   }
-  for (auto& [name, value] : res.headers)
-    set_header(headers, std::move(name), std::move(value));
+  for (const auto& [name, value] : res.headers)
+    append_header(out, name, value);
+  out += "\r\n";
   return hooks;
 }
 
@@ -366,57 +468,16 @@ std::shared_ptr<response_stream> responder::stream(response head) {
   bool expected = false;
   if (!answered_.compare_exchange_strong(expected, true))
     return nullptr;
-  auto hooks = prepare_headers(head);
+  body_.release();
+  ticket_.release(); // a stream's length is its own business, not a sign of queueing
+  bool keep_alive = keep_alive_ && !server_->draining() && !http10_; // HTTP/1.0: the close ends the body
+  std::string out;
+  auto hooks = write_head(out, head, keep_alive, true);
   server_->request_finished(req_, head.status);
-  auto out = std::shared_ptr<response_stream>(
-    new response_stream(writer_.stream(static_cast<P::Http::Code>(head.status)), server_, std::move(hooks)));
-  return out;
-}
-
-// --- response_stream ---
-
-response_stream::response_stream(P::Http::ResponseStream stream, std::shared_ptr<server_state> server,
-                                 std::vector<std::function<void()>> on_end)
-  : stream_(std::make_unique<P::Http::ResponseStream>(std::move(stream))), server_(std::move(server)),
-    on_end_(std::move(on_end)) {}
-
-response_stream::~response_stream() {
-  end();
-}
-
-bool response_stream::enqueue(bool last_chunk) {
-  bool delivered = false;
-  *stream_ << stream_enqueue{last_chunk, &delivered};
-  return delivered;
-}
-
-bool response_stream::write(std::string_view data) {
-  std::lock_guard<std::mutex> guard{mutex_};
-  if (ended_ || gone_)
-    return false;
-  if (data.empty())
-    return true;
-  stream_->write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!enqueue(false))
-    gone_ = true;
-  return !gone_;
-}
-
-void response_stream::end() {
-  std::vector<std::function<void()>> hooks;
-  {
-    std::lock_guard<std::mutex> guard{mutex_};
-    if (ended_)
-      return;
-    ended_ = true;
-    // The terminating chunk; the connection then serves its next request (keep-alive).
-    if (!gone_)
-      enqueue(true);
-    hooks.swap(on_end_);
-  }
-  server_->response_written();
-  for (auto& hook : hooks)
-    hook();
+  auto stream = std::shared_ptr<response_stream>(
+    new response_stream(conn_, server_, !http10_, !keep_alive, std::move(hooks)));
+  stream->send(std::move(out), false, false);
+  return stream;
 }
 
 void responder::add_header(std::string name, std::string value) {
@@ -438,7 +499,105 @@ void responder::fail(const caf::error& err) {
   send(error_response(err, req_.id));
 }
 
+// --- response_stream ---
+
+response_stream::response_stream(std::shared_ptr<connection> conn, std::shared_ptr<server_state> server,
+                                 bool chunked, bool close_after, std::vector<std::function<void()>> on_end)
+  : conn_(std::move(conn)), server_(std::move(server)), on_end_(std::move(on_end)), chunked_(chunked),
+    close_after_(close_after) {}
+
+response_stream::~response_stream() {
+  end();
+}
+
+void response_stream::send(std::string bytes, bool last, bool close) {
+  outbound item;
+  item.bytes = std::move(bytes);
+  item.last = last;
+  item.close = close;
+  item.stall_limit = stall_limit_;
+  conn_->send(std::move(item));
+}
+
+bool response_stream::write(std::string_view data) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (ended_ || conn_->gone())
+    return false;
+  if (data.empty())
+    return true;
+  std::string chunk;
+  if (chunked_) {
+    char size_line[24];
+    int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+    chunk.reserve(static_cast<size_t>(n) + data.size() + 2);
+    chunk.append(size_line, static_cast<size_t>(n));
+    chunk.append(data);
+    chunk += "\r\n";
+  } else {
+    chunk.assign(data);
+  }
+  send(std::move(chunk), false, false);
+  return !conn_->gone();
+}
+
+void response_stream::end() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (ended_)
+      return;
+    ended_ = true;
+    // The terminating chunk; the connection then serves its next request (keep-alive).
+    send(chunked_ ? std::string{"0\r\n\r\n"} : std::string{}, true, close_after_ || !chunked_);
+    hooks.swap(on_end_);
+  }
+  server_->response_written();
+  for (auto& hook : hooks)
+    hook();
+}
+
+void response_stream::abort() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (ended_)
+      return;
+    ended_ = true;
+    send(std::string{}, true, true);
+    hooks.swap(on_end_);
+  }
+  server_->response_written();
+  for (auto& hook : hooks)
+    hook();
+}
+
+bool response_stream::gone() const {
+  return conn_->gone();
+}
+
+int64_t response_stream::backlog() const {
+  return conn_->queued_bytes();
+}
+
+void response_stream::set_stall_limit(std::chrono::milliseconds limit) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  stall_limit_ = limit;
+}
+
 // --- server ---
+
+connection_limits connection_limits_from(const config::settings& settings) {
+  connection_limits limits;
+  const auto& h = settings.http;
+  limits.framing.max_header_bytes = static_cast<size_t>(h.max_header_bytes);
+  limits.framing.max_request_line = std::min<size_t>(8 * 1024, limits.framing.max_header_bytes);
+  limits.header_timeout = std::chrono::milliseconds{h.header_timeout_ms};
+  limits.body_timeout = std::chrono::milliseconds{h.body_timeout_ms};
+  limits.idle_timeout = std::chrono::milliseconds{h.keepalive_timeout_ms};
+  limits.send_timeout = std::chrono::milliseconds{h.send_timeout_ms};
+  limits.max_connections = h.max_connections;
+  return limits;
+}
 
 server::server(const config::settings& settings, std::shared_ptr<server_state> state)
   : settings_(settings), state_(std::move(state)) {}
@@ -448,30 +607,25 @@ server::~server() {
 }
 
 uint16_t server::start() {
-  auto threads = settings_.http.threads > 0 ? static_cast<int>(settings_.http.threads)
-                                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  P::Address address{settings_.http.address, P::Port{static_cast<uint16_t>(settings_.http.port)}};
-  endpoint_ = std::make_unique<P::Http::Endpoint>(address);
-  auto opts = P::Http::Endpoint::options()
-                .threads(threads)
-                .flags(P::Tcp::Options::ReuseAddr)
-                .maxRequestSize(state_->largest_body_bytes() + header_allowance)
-                .headerTimeout(std::chrono::milliseconds{settings_.http.header_timeout_ms})
-                .bodyTimeout(std::chrono::milliseconds{settings_.http.body_timeout_ms})
-                .keepaliveTimeout(std::chrono::milliseconds{settings_.http.keepalive_timeout_ms});
-  endpoint_->init(opts);
-  endpoint_->setHandler(P::Http::make_handler<handler>(state_));
-  endpoint_->serveThreaded();
-  return static_cast<uint16_t>(endpoint_->getPort());
+  auto threads = settings_.http.threads > 0 ? static_cast<size_t>(settings_.http.threads)
+                                            : static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
+  auto sink = std::make_shared<server_sink>(state_, state_->metrics());
+  listener_ = std::make_unique<http_listener>(
+    sink, std::make_shared<const connection_limits>(connection_limits_from(settings_)));
+  return listener_->start(settings_.http.address, static_cast<uint16_t>(settings_.http.port), threads);
 }
 
 void server::stop() {
-  if (endpoint_) {
-    // Responses handed over just before the drain ended are queued in the reactors: give them time to leave.
+  if (listener_) {
+    // Responses handed over just before the drain ended are queued to the reactors: give them time to leave.
     std::this_thread::sleep_for(std::chrono::milliseconds{100});
-    endpoint_->shutdown();
-    endpoint_.reset();
+    listener_->stop();
+    listener_.reset();
   }
+}
+
+int64_t server::open_connections() const {
+  return listener_ ? listener_->open_connections() : 0;
 }
 
 } // namespace troupe::http

@@ -1,15 +1,17 @@
 #pragma once
-// The Pistache endpoint and the responder through which every response leaves.
+// The HTTP server: what every request and response goes through between the connection (http/connection.hpp:
+// framing, timeouts, sockets) and the route handlers.
 //
-// A Pistache thread parses the request, enforces limits, matches a route and calls its handler with a
-// responder; the handler answers at once (pure CPU work) or hands the responder to the actor side
-// (http/bridge.hpp) and returns. Pistache threads never wait for actors. The responder may be completed from
-// any thread: ResponseWriter::send queues the write to the connection's reactor.
+// On a reactor thread a complete request is matched to its route and its handler called with a responder; the
+// handler answers at once (pure CPU work) or hands the responder to the actor side (http/bridge.hpp) and returns.
+// Reactor threads never wait for actors. The responder may be completed from any thread: the response is
+// serialised on the completing thread and its bytes travel to the connection's reactor, which writes them to that
+// connection only (never to a later one that reused the socket).
 //
-// Every response gets X-Request-Id, the security headers, and the right Connection header (Pistache 0.0.5
-// closes HTTP/1.1 connections unless told otherwise: see LIBRARY-NOTES.md). Every response is counted in
-// metrics and (sampled) written to the access log.
+// Every response gets X-Request-Id, the security headers, Date, and the right Connection header. Every response is
+// counted in metrics and (sampled) written to the access log.
 
+#include "http/connection.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
 #include "http/router.hpp"
@@ -18,7 +20,6 @@
 #include "config/options.hpp"
 
 #include <caf/error.hpp>
-#include <pistache/http.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,33 +31,37 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
-
-namespace Pistache::Http {
-class Endpoint;
-}
 
 namespace troupe::http {
 
-/// State shared by the Pistache handler clones and every responder.
+/// State shared by the connections' sink and every responder.
 class server_state {
 public:
   server_state(const config::settings& settings, std::shared_ptr<router> routes,
                std::shared_ptr<metrics_registry> metrics);
 
   const router& routes() const { return *routes_; }
+  const std::shared_ptr<metrics_registry>& metrics() const { return metrics_; }
   /// The default body limit (http.max_body_bytes); a route may set its own (route_options::max_body_bytes).
   size_t max_body_bytes() const { return max_body_bytes_; }
-  /// The largest body any route takes: Pistache must buffer requests that large.
-  size_t largest_body_bytes() const { return std::max(max_body_bytes_, routes_->largest_body_limit()); }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
+  /// Whether routes are under admission control (http.admission_control).
+  bool admission_control() const { return admission_control_; }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  /// Bytes of request bodies held right now (being received, or handed to a handler that has not answered).
+  int64_t body_bytes_held() const { return body_bytes_.load(std::memory_order_acquire); }
 
-  /// Accounting done once per response, when it is handed to Pistache: request_finished (metrics, access log),
-  /// then response_written, which counts it out of the in-flight gate.
+  /// Accounting done once per response, when it is handed to its connection: request_finished (metrics, access
+  /// log), then response_written, which counts it out of the in-flight gate.
   void request_started();
   void request_finished(const request& req, int status);
   void response_written();
+
+  /// Reserves `bytes` of the body budget (http.max_body_memory_bytes); false when it is spent.
+  bool reserve_body(int64_t bytes);
+  void release_body(int64_t bytes);
 
   void begin_drain();
   /// Waits until no request is in flight or the grace time passed; true if idle.
@@ -70,19 +75,77 @@ private:
   counter_family& requests_total_;
   histogram_family& request_seconds_;
   size_t max_body_bytes_;
+  int64_t body_budget_;
+  bool admission_control_;
   double access_log_sample_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> body_bytes_{0};
   std::mutex idle_mutex_;
   std::condition_variable idle_;
   std::string id_prefix_;
   std::atomic<uint64_t> id_counter_{0};
 };
 
+/// A slot of a route's admission limit (http/admission.hpp), held until the answer is handed over; gives the slot
+/// back with the request's latency.
+class admission_ticket {
+public:
+  admission_ticket() = default;
+  admission_ticket(std::shared_ptr<admission_limit> limit, std::chrono::steady_clock::time_point started)
+    : limit_(std::move(limit)), started_(started) {}
+  ~admission_ticket() { release(); }
+  admission_ticket(admission_ticket&& other) noexcept
+    : limit_(std::move(other.limit_)), started_(other.started_) {}
+  admission_ticket& operator=(admission_ticket&& other) noexcept {
+    if (this != &other) {
+      release();
+      limit_ = std::move(other.limit_);
+      started_ = other.started_;
+    }
+    return *this;
+  }
+  void release() {
+    if (auto limit = std::move(limit_))
+      limit->release(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_));
+  }
+
+private:
+  std::shared_ptr<admission_limit> limit_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+/// Bytes of the body budget held by a request until its response is handed over (or it is dropped).
+class body_reservation {
+public:
+  body_reservation() = default;
+  body_reservation(std::shared_ptr<server_state> server, int64_t bytes) : server_(std::move(server)), bytes_(bytes) {}
+  ~body_reservation() { release(); }
+  body_reservation(body_reservation&& other) noexcept
+    : server_(std::move(other.server_)), bytes_(std::exchange(other.bytes_, 0)) {}
+  body_reservation& operator=(body_reservation&& other) noexcept {
+    if (this != &other) {
+      release();
+      server_ = std::move(other.server_);
+      bytes_ = std::exchange(other.bytes_, 0);
+    }
+    return *this;
+  }
+  void release() {
+    if (server_ && bytes_ > 0)
+      server_->release_body(bytes_);
+    bytes_ = 0;
+  }
+
+private:
+  std::shared_ptr<server_state> server_;
+  int64_t bytes_ = 0;
+};
+
 /// A response sent in pieces as they are produced (chunked transfer encoding), e.g. Server-Sent Events. Obtained
-/// from responder::stream. write and end may be called from any thread (one at a time is enforced by a mutex);
-/// the bytes are queued to the connection's reactor, never written from the caller's thread. The request counts as
-/// in flight until end() (or destruction), so a drain waits for open streams up to the grace time.
+/// from responder::stream. write and end may be called from any thread (one at a time is enforced by a mutex); the
+/// bytes are queued to the connection's reactor, never written from the caller's thread. The request counts as in
+/// flight until end() (or destruction), so a drain waits for open streams up to the grace time.
 class response_stream {
 public:
   ~response_stream();
@@ -93,26 +156,40 @@ public:
   bool write(std::string_view data);
   /// Sends the terminating chunk (unless the client has gone) and runs the responder's on_sent hooks. Idempotent.
   void end();
+  /// Ends without the terminating chunk and closes the connection: the client sees the stream cut off (only for
+  /// when nothing valid can be said any more).
+  void abort();
+  /// True once the client has gone (its connection closed).
+  bool gone() const;
+  /// Bytes written to the stream that have not reached the client's socket yet: a producer far ahead of a slow
+  /// reader should slow down.
+  int64_t backlog() const;
+  /// The longest time the client may leave the stream's bytes unread before the connection is closed (default
+  /// http.send_timeout_ms). Applies from the next write.
+  void set_stall_limit(std::chrono::milliseconds limit);
 
 private:
   friend class responder;
-  response_stream(Pistache::Http::ResponseStream stream, std::shared_ptr<server_state> server,
-                  std::vector<std::function<void()>> on_end);
-  bool enqueue(bool last_chunk);
+  response_stream(std::shared_ptr<connection> conn, std::shared_ptr<server_state> server, bool chunked,
+                  bool close_after, std::vector<std::function<void()>> on_end);
+  void send(std::string bytes, bool last, bool close);
 
   std::mutex mutex_;
-  std::unique_ptr<Pistache::Http::ResponseStream> stream_;
+  std::shared_ptr<connection> conn_;
   std::shared_ptr<server_state> server_;
   std::vector<std::function<void()>> on_end_;
+  std::chrono::milliseconds stall_limit_{0};
+  bool chunked_ = true;     // HTTP/1.1 client: chunked; HTTP/1.0: the body ends when the connection closes
+  bool close_after_ = false;
   bool ended_ = false;
-  bool gone_ = false;
 };
 
-/// Completes one request exactly once, from any thread. If it is destroyed unanswered (a handler lost it),
-/// the client gets a 500 rather than a hung connection.
+/// Completes one request exactly once, from any thread. If it is destroyed unanswered (a handler lost it), the
+/// client gets a 500 rather than a hung connection.
 class responder {
 public:
-  responder(Pistache::Http::ResponseWriter writer, request req, std::shared_ptr<server_state> server, bool keep_alive);
+  responder(std::shared_ptr<connection> conn, request req, std::shared_ptr<server_state> server, bool keep_alive,
+            bool http10 = false, body_reservation body = {}, admission_ticket ticket = {});
   ~responder();
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
@@ -127,30 +204,35 @@ public:
   /// Sends the error response for `err` (error_mapping.hpp).
   void fail(const caf::error& err);
   /// Starts a streamed answer instead: status, content type and headers of `head` (its body is ignored) go out
-  /// with the first chunk. nullptr if the request was already answered. The on_sent hooks run when it ends.
+  /// first. nullptr if the request was already answered. The on_sent hooks run when it ends.
   std::shared_ptr<response_stream> stream(response head);
   bool answered() const { return answered_.load(); }
+  /// True once the client has gone (its connection closed): an answer would reach nobody.
+  bool client_gone() const;
 
   /// A header every response to this request carries (e.g. RateLimit), whatever the handler answers.
   void add_header(std::string name, std::string value);
-  /// Runs `fn` once the response is handed to Pistache (e.g. to release an in-flight slot).
+  /// Runs `fn` once the response is handed to the connection (e.g. to release an in-flight slot).
   void on_sent(std::function<void()> fn);
 
 private:
-  /// Sets the standard, extra and `res` headers on the writer; returns the on_sent hooks to run.
-  std::vector<std::function<void()>> prepare_headers(response& res);
+  /// Serialises the status line and headers (standard, extra and `res`'s) into `out`; returns the on_sent hooks.
+  std::vector<std::function<void()>> write_head(std::string& out, response& res, bool keep_alive, bool streamed);
 
-  Pistache::Http::ResponseWriter writer_;
+  std::shared_ptr<connection> conn_;
   request req_;
   std::shared_ptr<server_state> server_;
   bool keep_alive_;
+  bool http10_;
+  body_reservation body_;
+  admission_ticket ticket_;
   std::atomic<bool> answered_{false};
   std::mutex extras_mutex_; // add_header/on_sent may run on another thread than send
   std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::vector<std::function<void()>> on_sent_;
 };
 
-/// Owns the Pistache endpoint.
+/// Owns the listener and turns its requests into handler calls.
 class server {
 public:
   server(const config::settings& settings, std::shared_ptr<server_state> state);
@@ -161,11 +243,16 @@ public:
   uint16_t start();
   /// Closes the listener and every connection. Call after draining.
   void stop();
+  /// Connections open right now.
+  int64_t open_connections() const;
 
 private:
   config::settings settings_;
   std::shared_ptr<server_state> state_;
-  std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
+  std::unique_ptr<http_listener> listener_;
 };
+
+/// Connection limits from the configuration (http.*).
+connection_limits connection_limits_from(const config::settings& settings);
 
 } // namespace troupe::http

@@ -1,5 +1,6 @@
 #include "http/traffic.hpp"
 
+#include "http/auth.hpp"
 #include "http/error_mapping.hpp"
 
 #include <algorithm>
@@ -42,15 +43,19 @@ std::vector<std::string> split_list(const std::string& text) {
 // --- traffic_control ---
 
 traffic_control::traffic_control(actor_bridge& bridge, traffic_options options)
-  : bridge_(bridge), options_(std::move(options)) {
+  : bridge_(bridge), options_(std::move(options)),
+    failure_bucket_cap_(std::max<size_t>(1, options_.max_failure_buckets / failure_stripes)),
+    failures_(new failure_stripe[failure_stripes]) {
   if (options_.metrics)
     rejected_ = &options_.metrics->counter("troupe_rate_limited_total", "Requests refused by a rate limit (429).",
                                            {"policy"});
+  failure_policy_ = policy("anonymous");
 }
 
-std::string traffic_control::client_ip(const request& req) const {
-  const auto& trusted = options_.trusted_proxies;
-  auto is_trusted = [&](const std::string& ip) { return std::find(trusted.begin(), trusted.end(), ip) != trusted.end(); };
+std::string client_address(const request& req, const std::vector<std::string>& trusted_proxies) {
+  auto is_trusted = [&](const std::string& ip) {
+    return std::find(trusted_proxies.begin(), trusted_proxies.end(), ip) != trusted_proxies.end();
+  };
   if (!is_trusted(req.remote_address))
     return req.remote_address;
   auto forwarded = req.header("X-Forwarded-For");
@@ -62,6 +67,81 @@ std::string traffic_control::client_ip(const request& req) const {
     if (!is_trusted(*i))
       return *i;
   return hops.empty() ? req.remote_address : hops.front();
+}
+
+bool is_local_client(const request& req, const std::vector<std::string>& trusted_proxies) {
+  if (!is_loopback_address(client_address(req, trusted_proxies)))
+    return false;
+  if (std::find(trusted_proxies.begin(), trusted_proxies.end(), req.remote_address) != trusted_proxies.end())
+    return true; // a trusted proxy said the client is on this machine
+  for (const char* name : {"X-Forwarded-For", "Forwarded", "X-Real-IP"})
+    if (req.header(name))
+      return false; // a proxy we do not know forwarded it: its client is elsewhere
+  return true;
+}
+
+std::string traffic_control::client_ip(const request& req) const {
+  return client_address(req, options_.trusted_proxies);
+}
+
+bool traffic_control::is_local_client(const request& req) const {
+  return http::is_local_client(req, options_.trusted_proxies);
+}
+
+// --- failed authentication ---
+
+traffic_control::failure_stripe& traffic_control::stripe_of(const std::string& ip) const {
+  return failures_[std::hash<std::string>{}(ip) % failure_stripes];
+}
+
+bool traffic_control::failures_exhausted(const std::string& ip) const {
+  if (failure_policy_.name.empty())
+    return false;
+  auto& stripe = stripe_of(ip);
+  std::lock_guard<std::mutex> guard{stripe.mutex};
+  auto i = stripe.buckets.find(ip);
+  return i != stripe.buckets.end() && i->second.seconds_until_token(monotonic_seconds()) > 0;
+}
+
+void traffic_control::refuse_failure(const std::shared_ptr<responder>& r, const std::string& ip) {
+  limit_decision d;
+  d.per_minute = failure_policy_.per_minute;
+  {
+    auto& stripe = stripe_of(ip);
+    std::lock_guard<std::mutex> guard{stripe.mutex};
+    auto t = monotonic_seconds();
+    auto i = stripe.buckets.find(ip);
+    if (i != stripe.buckets.end()) {
+      d.reset_s = static_cast<int64_t>(std::ceil(i->second.seconds_until_full(t) - 1e-9));
+      d.retry_after_s = static_cast<int64_t>(std::ceil(i->second.seconds_until_token(t) - 1e-9));
+    }
+  }
+  d.retry_after_s = std::max<int64_t>(1, d.retry_after_s); // a token may have come back meanwhile: still refused
+  apply(r, failure_policy_, d, "ip:" + ip);
+}
+
+bool traffic_control::count_failure(const std::shared_ptr<responder>& r, const std::string& ip) {
+  if (failure_policy_.name.empty())
+    return true;
+  limit_decision d;
+  {
+    auto& stripe = stripe_of(ip);
+    std::lock_guard<std::mutex> guard{stripe.mutex};
+    auto t = monotonic_seconds();
+    auto i = stripe.buckets.find(ip);
+    if (i == stripe.buckets.end()) {
+      if (stripe.buckets.size() >= failure_bucket_cap_) {
+        // Full buckets are as good as new ones; if every bucket is in use, forget one (it restarts full).
+        for (auto j = stripe.buckets.begin(); j != stripe.buckets.end();)
+          j = j->second.full(t) ? stripe.buckets.erase(j) : std::next(j);
+        if (stripe.buckets.size() >= failure_bucket_cap_)
+          stripe.buckets.erase(stripe.buckets.begin());
+      }
+      i = stripe.buckets.emplace(ip, token_bucket{failure_policy_.per_minute, failure_policy_.burst, t}).first;
+    }
+    d = take_token(i->second, failure_policy_, t);
+  }
+  return apply(r, failure_policy_, d, "ip:" + ip);
 }
 
 bool traffic_control::shed(const std::shared_ptr<responder>& r, bool write) const {

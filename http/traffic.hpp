@@ -1,6 +1,7 @@
 #pragma once
-// Traffic control on the request path: rate limits (RateLimit headers, 429), in-flight caps with a short bounded
-// queue (503 within milliseconds beyond it), load shedding, and the client address behind trusted proxies.
+// Traffic control on the request path: rate limits (RateLimit headers, 429), failed authentication per client
+// address, in-flight caps with a short bounded queue (503 within milliseconds beyond it), load shedding, and the
+// client address behind trusted proxies.
 //
 // Headers follow draft-ietf-httpapi-ratelimit-headers-11 on every response of a limited route:
 //   RateLimit-Policy: "generate";q=30;w=60      the policy: q requests per w seconds
@@ -20,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace troupe::http {
@@ -36,6 +38,7 @@ struct traffic_options {
   std::map<std::string, rate_policy> policies;  // by name: default, generate, auth, anonymous
   size_t shards = 1;                            // limiter shards "limits.shard.<i>"
   std::vector<std::string> trusted_proxies;     // exact addresses whose X-Forwarded-For is believed
+  size_t max_failure_buckets = 100000;          // addresses whose failed authentications are counted at most
   std::shared_ptr<shed_state> shedding = std::make_shared<shed_state>();
   std::shared_ptr<metrics_registry> metrics;
   /// Called for (a sample of) rejections, to record a security event.
@@ -46,9 +49,25 @@ class traffic_control {
 public:
   traffic_control(actor_bridge& bridge, traffic_options options);
 
-  /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest untrusted address of
-  /// X-Forwarded-For.
+  /// client_address with http.trusted_proxies. Every decision about "who is calling" (rate limits, login
+  /// throttling, security events, debug routes, health details) goes through it (or is_local_client below).
   std::string client_ip(const request& req) const;
+
+  /// is_local_client with http.trusted_proxies.
+  bool is_local_client(const request& req) const;
+
+  // Failed authentication (a bearer token or API key that was refused) is limited per client address with the
+  // "anonymous" policy, in this process's memory (no actor hop, no database): an address that used up its allowance
+  // gets 429 for further bad credentials, without a look-up or a security event. Valid credentials still pass.
+  // Without limits (limits.enabled=false) nothing is counted.
+
+  /// Whether `ip` has no failed authentication left right now (takes nothing).
+  bool failures_exhausted(const std::string& ip) const;
+  /// Answers 429 (RateLimit headers, Retry-After) to a request from an address whose failures are exhausted.
+  void refuse_failure(const std::shared_ptr<responder>& r, const std::string& ip);
+  /// Counts one failed authentication of `ip` and sets the "anonymous" RateLimit headers on `r`. True when the
+  /// caller may answer (its 401); false when `ip` is over its allowance, in which case 429 has been answered.
+  bool count_failure(const std::shared_ptr<responder>& r, const std::string& ip);
 
   /// Inside a bridge worker: takes a token of `policy` for `subject`, sets the RateLimit headers on `r`, and calls
   /// `then` when allowed; answers 429 with Retry-After when not. With limits disabled, calls `then` at once.
@@ -69,10 +88,21 @@ public:
   const traffic_options& options() const { return options_; }
 
 private:
+  /// One stripe of the failed-authentication buckets (by client address), under its own lock.
+  struct failure_stripe {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, token_bucket> buckets;
+  };
+  static constexpr size_t failure_stripes = 16;
+  failure_stripe& stripe_of(const std::string& ip) const;
+
   actor_bridge& bridge_;
   traffic_options options_;
   counter_family* rejected_ = nullptr;
   std::atomic<uint64_t> rejections_{0};
+  rate_policy failure_policy_; // "anonymous", or an empty name when failures are not limited
+  size_t failure_bucket_cap_;  // per stripe
+  std::unique_ptr<failure_stripe[]> failures_;
 };
 
 /// At most `max_inflight` requests of a route group run at once; up to `max_queue` more wait at most `max_wait`
@@ -111,6 +141,15 @@ private:
 
 /// A route handler behind a gate (a null gate admits everything).
 route_handler gated(std::shared_ptr<inflight_gate> gate, route_handler handler);
+
+/// The client's address: the TCP peer's, or, when the peer is one of `trusted_proxies` (exact addresses), the
+/// nearest address of X-Forwarded-For that is not one of them.
+std::string client_address(const request& req, const std::vector<std::string>& trusted_proxies);
+
+/// Whether the client is on this machine: client_address is a loopback address, and no proxy missing from
+/// `trusted_proxies` forwarded the request (a loopback peer sending X-Forwarded-For, Forwarded or X-Real-IP is a
+/// proxy on this host whose client is elsewhere).
+bool is_local_client(const request& req, const std::vector<std::string>& trusted_proxies);
 
 /// Splits a comma-separated list, trimming blanks.
 std::vector<std::string> split_list(const std::string& text);

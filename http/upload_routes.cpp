@@ -335,6 +335,10 @@ void add_upload_routes(router& routes, authenticator& auth, const upload_route_o
   };
   route_options chunked;
   chunked.max_body_bytes = options.max_chunk_bytes;
+  // Chunks are large: nobody without a plausible credential gets the server to hold one.
+  chunked.before_body = [&auth](const request_head& head, const std::string& peer) {
+    return auth.check_before_body(head, peer);
+  };
   route_options overridable;
   overridable.method_override = true;
   route_options chunked_overridable = chunked;

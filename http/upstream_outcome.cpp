@@ -70,6 +70,7 @@ verdict judge_transfer(const std::string& name, const client::upstream_response&
   case te::connect_timeout:
   case te::first_byte_timeout:
   case te::total_timeout:
+  case te::idle_timeout:
     return {false,
             true,
             true,

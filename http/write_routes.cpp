@@ -42,10 +42,9 @@ std::string string_field(const rapidjson::Value& obj, const char* name) {
                                    : std::string{member->value.GetString(), member->value.GetStringLength()};
 }
 
-/// The client address if it parses as one (the column is inet), else "".
-std::string client_ip(const request& req) {
+/// The address if it parses as one (the column is inet), else "".
+std::string valid_ip(const std::string& ip) {
   unsigned char buf[sizeof(in6_addr)];
-  const auto& ip = req.remote_address;
   if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
     return ip;
   return {};
@@ -111,13 +110,12 @@ bool to_event_row(const std::shared_ptr<responder>& r, const rapidjson::Value& o
       return false;
     }
   }
-  row.ip = client_ip(req);
   row.request_id = req.id;
   return true;
 }
 
-/// Common tail of both routes: authenticate, stamp the caller's identity on the rows (never taken from the body),
-/// hand the request to the writer; 201 with the committed (or replayed) result.
+/// Common tail of both routes: authenticate, stamp the caller's identity and address (behind trusted proxies) on the
+/// rows (never taken from the body), hand the request to the writer; 201 with the committed (or replayed) result.
 void write(authenticator& auth, const write_route_options& options, const std::shared_ptr<responder>& r,
            write_request request) {
   if (auth.traffic() && auth.traffic()->shed(r, true))
@@ -125,10 +123,15 @@ void write(authenticator& auth, const write_route_options& options, const std::s
   auth.authenticate(r, [&auth, options, r, request = std::move(request)](caf::event_based_actor* self,
                                                                         const identity& who) mutable {
     request.scope = "user:" + who.user_id;
-    for (auto& e : request.events)
+    auto ip = valid_ip(auth.client_ip(r->req()));
+    for (auto& e : request.events) {
       e.user_id = who.user_id;
-    for (auto& f : request.feedback)
+      e.ip = ip;
+    }
+    for (auto& f : request.feedback) {
       f.user_id = who.user_id;
+      f.ip = ip;
+    }
     auto writer = auth.bridge().find(options.writer);
     if (!writer) {
       r->fail(make_error(service_error::unavailable, "The DB writer is restarting; retry shortly."));
@@ -220,7 +223,6 @@ void add_write_routes(router& routes, authenticator& auth, const write_route_opt
     row.rating = (*doc)["rating"].GetInt();
     row.comment = string_field(*doc, "comment");
     row.lang = string_field(*doc, "lang");
-    row.ip = client_ip(r->req());
     row.request_id = r->req().id;
     request.feedback.push_back(std::move(row));
     request.result = R"({"status":"received"})";

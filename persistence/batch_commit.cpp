@@ -62,7 +62,6 @@ std::optional<write_outcome> claim_key(pqxx::transaction_base& tx, const write_r
 const std::vector<std::string> event_columns{"id",     "user_id", "ip",         "event",       "session_id",
                                              "source", "lang",    "properties", "occurred_at", "request_id"};
 const std::vector<std::string> feedback_columns{"id", "user_id", "ip", "rating", "comment", "lang", "request_id"};
-const std::vector<std::string> security_columns{"type", "severity", "user_id", "ip", "request_id", "detail"};
 
 /// A PostgreSQL array literal of values that need no quoting (UUIDs, dates, integers).
 template <class Value>
@@ -74,6 +73,52 @@ std::string array_literal(const std::vector<const usage_row*>& rows, Value value
     out += value(*rows[i]);
   }
   return out + "}";
+}
+
+/// A PostgreSQL array literal of one text field of `rows`, each value quoted (any content); an empty value is NULL
+/// when `empty_is_null`.
+std::string text_array_literal(const std::vector<const security_event_row*>& rows,
+                               std::string security_event_row::*field, bool empty_is_null = false) {
+  std::string out = "{";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i)
+      out += ',';
+    const std::string& text = rows[i]->*field;
+    if (empty_is_null && text.empty()) {
+      out += "NULL";
+      continue;
+    }
+    out += '"';
+    for (char c : text) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+/// A PostgreSQL array literal of one integer field of `rows`, at least `min` each.
+std::string integer_array_literal(const std::vector<const security_event_row*>& rows,
+                                  int64_t security_event_row::*field, int64_t min) {
+  std::string out = "{";
+  for (size_t i = 0; i < rows.size(); ++i)
+    out += (i ? "," : "") + std::to_string(std::max(min, rows[i]->*field));
+  return out + "}";
+}
+
+/// Adds security events to their minutes' rows (persistence/messages.hpp: one row per type, user, address and UTC
+/// minute), summing the rows of one key first: one statement for any number of rows.
+void add_security_events(pqxx::transaction_base& tx, const std::vector<const security_event_row*>& rows) {
+  if (rows.empty())
+    return;
+  using row = security_event_row;
+  tx.exec_prepared("troupe_add_security_events", text_array_literal(rows, &row::type),
+                   text_array_literal(rows, &row::severity), text_array_literal(rows, &row::user_id, true),
+                   text_array_literal(rows, &row::ip, true), text_array_literal(rows, &row::request_id, true),
+                   text_array_literal(rows, &row::detail), integer_array_literal(rows, &row::count, 1),
+                   integer_array_literal(rows, &row::first_at_ms, 0), integer_array_literal(rows, &row::last_at_ms, 0));
 }
 
 /// Adds usage to the users' days, summing rows of the same (user, day): one statement for any number of rows.
@@ -108,15 +153,17 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
   // Rows, streamed with COPY.
   bool any_events = false;
   bool any_feedback = false;
-  bool any_security = false;
   std::vector<const usage_row*> usage;
+  std::vector<const security_event_row*> security;
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (!skip[i])
-      for (const auto& u : batch[i].usage)
-        usage.push_back(&u);
-    any_events |= !skip[i] && !batch[i].events.empty();
-    any_feedback |= !skip[i] && !batch[i].feedback.empty();
-    any_security |= !skip[i] && !batch[i].security_events.empty();
+    if (skip[i])
+      continue;
+    for (const auto& u : batch[i].usage)
+      usage.push_back(&u);
+    for (const auto& e : batch[i].security_events)
+      security.push_back(&e);
+    any_events |= !batch[i].events.empty();
+    any_feedback |= !batch[i].feedback.empty();
   }
   if (any_events) {
     pqxx::stream_to copy{tx, "funnel_events", event_columns};
@@ -137,16 +184,8 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
                                   nullable(f.lang), nullable(f.request_id));
     copy.complete();
   }
-  if (any_security) {
-    pqxx::stream_to copy{tx, "security_events", security_columns};
-    for (size_t i = 0; i < batch.size(); ++i)
-      if (!skip[i])
-        for (const auto& e : batch[i].security_events)
-          copy << std::make_tuple(e.type.c_str(), e.severity.c_str(), nullable(e.user_id), nullable(e.ip),
-                                  nullable(e.request_id), e.detail.c_str());
-    copy.complete();
-  }
   add_usage(tx, usage);
+  add_security_events(tx, security);
   tx.commit();
   for (size_t i = 0; i < batch.size(); ++i)
     if (!skip[i])
@@ -170,9 +209,11 @@ write_outcome commit_alone(pqxx::connection& conn, const write_request& req, con
     for (const auto& u : req.usage)
       usage.push_back(&u);
     add_usage(tx, usage);
-    // Security events have no id of their own: a retried batch may record one twice, which is harmless for a log.
+    // Security events have no id of their own: a retried batch may count one twice, which is harmless for a log.
+    std::vector<const security_event_row*> security;
     for (const auto& e : req.security_events)
-      tx.exec_prepared("troupe_insert_security_event", e.type, e.severity, e.user_id, e.ip, e.request_id, e.detail);
+      security.push_back(&e);
+    add_security_events(tx, security);
     tx.commit();
     return committed(req.result, false);
   } catch (const pqxx::broken_connection&) {
@@ -214,9 +255,27 @@ void prepare_write_statements(pqxx::connection& conn) {
                "AS x(u, d, t, r) GROUP BY u, d "
                "ON CONFLICT (user_id, day) DO UPDATE SET tokens = usage.tokens + EXCLUDED.tokens, "
                "requests = usage.requests + EXCLUDED.requests");
-  conn.prepare("troupe_insert_security_event",
-               "INSERT INTO security_events (type, severity, user_id, ip, request_id, detail) VALUES ($1, $2, "
-               "NULLIF($3, '')::uuid, NULLIF($4, '')::inet, NULLIF($5, ''), $6::jsonb)");
+  // One row per (type, user, address, UTC minute) (migration 0004): rows of one key are summed first, since one
+  // INSERT ... ON CONFLICT may not update a row twice; the row keeps its first event's severity, request and detail.
+  conn.prepare("troupe_add_security_events",
+               "INSERT INTO security_events (type, severity, user_id, ip, request_id, detail, count, minute, "
+               "created_at, last_seen_at) "
+               "SELECT type, (array_agg(severity ORDER BY first_at))[1], user_id, ip, "
+               "(array_agg(request_id ORDER BY first_at))[1], (array_agg(detail ORDER BY first_at))[1], sum(n), "
+               "minute, min(first_at), max(last_at) "
+               "FROM (SELECT t AS type, s AS severity, u::uuid AS user_id, i::inet AS ip, r AS request_id, "
+               "d::jsonb AS detail, n, f AS first_at, greatest(f, l) AS last_at, "
+               "date_trunc('minute', f AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS minute "
+               "FROM (SELECT t, s, u, i, r, d, n, "
+               "CASE WHEN fm = 0 THEN now() ELSE to_timestamp(fm / 1000.0) END AS f, "
+               "CASE WHEN lm = 0 THEN to_timestamp(0) ELSE to_timestamp(lm / 1000.0) END AS l "
+               "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], "
+               "$8::bigint[], $9::bigint[]) AS x(t, s, u, i, r, d, n, fm, lm)) AS raw) AS events "
+               "GROUP BY type, user_id, ip, minute "
+               "ON CONFLICT (type, user_id, ip, minute) WHERE minute IS NOT NULL DO UPDATE SET "
+               "count = security_events.count + EXCLUDED.count, "
+               "last_seen_at = greatest(coalesce(security_events.last_seen_at, security_events.created_at), "
+               "EXCLUDED.last_seen_at)");
 }
 
 std::vector<write_outcome> commit_batch(pqxx::connection& conn, const std::vector<write_request>& batch) {

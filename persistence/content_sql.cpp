@@ -27,4 +27,11 @@ std::string text_array(const std::vector<std::string>& values) {
   return out;
 }
 
+std::string int_array(const std::vector<int64_t>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i)
+    out += (i == 0 ? "" : ",") + std::to_string(values[i]);
+  return out + "}";
+}
+
 } // namespace troupe::content_sql

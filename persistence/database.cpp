@@ -7,6 +7,7 @@
 #include "persistence/content_sql.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/migrations_internal.hpp"
+#include "persistence/retention_sql.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -70,6 +71,7 @@ bool ensure_connected(database_actor* self) {
     prepare_write_statements(*st.connection);
     accounts_sql::prepare_statements(*st.connection);
     content_sql::prepare_statements(*st.connection);
+    retention_sql::prepare_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};
@@ -129,7 +131,8 @@ caf::result<std::vector<write_outcome>> commit(database_actor* self, const std::
   return make_error(service_error::unavailable, "The database connection was lost; retry shortly.");
 }
 
-/// Runs `query` (pqxx::work& -> caf::expected<T>) in a transaction of its own and commits it. Never throws:
+/// Runs `query` (pqxx::work& -> caf::expected<T>) in a transaction of its own and commits it, unless its answer is
+/// an error: then whatever it wrote is rolled back (an error changes nothing). Never throws:
 /// unique_violation -> conflict, a missing user (foreign key) -> not_found, other refused data -> invalid_input,
 /// a lost connection -> unavailable (and a fresh connection next time), anything else -> internal. A deadlock or
 /// serialization failure is retried twice.
@@ -145,8 +148,9 @@ auto run_query(database_actor* self, const char* what, Query query)
     try {
       pqxx::work tx{*st.connection};
       auto answer = query(tx);
-      tx.commit();
-      return answer;
+      if (answer)
+        tx.commit();
+      return answer; // an error: the transaction rolls back as it goes out of scope
     } catch (const pqxx::unique_violation&) {
       return make_error(service_error::conflict, "It already exists.");
     } catch (const pqxx::foreign_key_violation&) {
@@ -186,7 +190,9 @@ auto run_query(database_actor* self, const char* what, Query query)
 caf::message_handler content_handlers(database_actor* self) {
   return {
     [self](upload_create_atom, const upload_record& draft, int64_t expire_ms) {
-      return run_query(self, "upload_create", [&](pqxx::work& tx) { return uploads_sql::create(tx, draft, expire_ms); });
+      return run_query(self, "upload_create", [&](pqxx::work& tx) {
+        return uploads_sql::create(tx, draft, expire_ms, self->state.options.storage);
+      });
     },
     [self](upload_load_atom, const std::string& id) {
       return run_query(self, "upload_load", [&](pqxx::work& tx) { return uploads_sql::load(tx, id); });
@@ -198,11 +204,24 @@ caf::message_handler content_handlers(database_actor* self) {
     [self](upload_complete_atom, const std::string& id, int64_t from, const job_draft& job) {
       return run_query(self, "upload_complete", [&](pqxx::work& tx) { return uploads_sql::complete(tx, id, from, job); });
     },
+    [self](upload_empty_atom, const std::string& id, bool as_file, const std::string& language) {
+      return run_query(self, "upload_empty",
+                       [&](pqxx::work& tx) { return uploads_sql::complete_empty(tx, id, as_file, language); });
+    },
     [self](upload_terminate_atom, const std::string& id) {
       return run_query(self, "upload_terminate", [&](pqxx::work& tx) { return uploads_sql::terminate(tx, id); });
     },
     [self](upload_expire_atom, int32_t max) {
       return run_query(self, "upload_expire", [&](pqxx::work& tx) { return uploads_sql::expire(tx, max); });
+    },
+    [self](storage_get_atom, const std::string& user_id) {
+      return run_query(self, "storage_get",
+                       [&](pqxx::work& tx) { return uploads_sql::storage(tx, user_id, self->state.options.storage); });
+    },
+    [self](storage_room_atom, const std::string& upload_id) {
+      return run_query(self, "storage_room", [&](pqxx::work& tx) {
+        return uploads_sql::storage_room(tx, upload_id, self->state.options.storage);
+      });
     },
     [self](job_enqueue_atom, const std::string& user_id, const job_draft& draft) {
       return run_query(self, "job_enqueue", [&](pqxx::work& tx) { return jobs_sql::enqueue(tx, user_id, draft); });
@@ -249,13 +268,14 @@ caf::message_handler content_handlers(database_actor* self) {
     },
     [self](repo_search_atom, const std::string& user_id, const std::string& id, const std::string& query,
            int32_t limit) {
-      return run_query(self, "repo_search",
-                       [&](pqxx::work& tx) { return repositories_sql::search(tx, user_id, id, query, limit); });
+      return run_query(self, "repo_search", [&](pqxx::work& tx) {
+        return repositories_sql::search(tx, user_id, id, query, limit, self->state.options.search_timeout.count());
+      });
     },
     [self](files_register_atom, const std::string& job_id, const std::string& repository_id,
            const std::vector<file_entry>& entries) {
       return run_query(self, "files_register", [&](pqxx::work& tx) {
-        return repositories_sql::register_files(tx, job_id, repository_id, entries);
+        return repositories_sql::register_files(tx, job_id, repository_id, entries, self->state.options.storage);
       });
     },
     [self](files_resume_atom, const std::string& job_id) {
@@ -343,6 +363,11 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     },
     [self](auth_purge_atom) {
       return run_query(self, "auth_purge", [&](pqxx::work& tx) { return accounts_sql::auth_purge(tx); });
+    },
+    // Retention (persistence/retention.hpp)
+    [self](retention_delete_atom, const std::string& table, int64_t cutoff_unix_ms, int32_t max_rows) {
+      return run_query(self, "retention_delete",
+                       [&](pqxx::work& tx) { return retention_sql::delete_old(tx, table, cutoff_unix_ms, max_rows); });
     },
   };
   return core.or_else(content_handlers(self));

@@ -14,6 +14,8 @@
 // When the connection is lost it is re-established on demand with capped exponential backoff and jitter
 // (100 ms doubling to 5 s), so a flood of pings does not become a flood of connection attempts.
 
+#include "persistence/uploads.hpp"
+
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
@@ -23,8 +25,17 @@
 namespace troupe {
 
 struct database_options {
+  database_options() = default;
+  explicit database_options(std::string url_,
+                            std::chrono::milliseconds connect_timeout_ = std::chrono::milliseconds{2000})
+    : url(std::move(url_)), connect_timeout(connect_timeout_) {}
+
   std::string url; // libpq URI or key=value string; empty = no database configured. A secret: never logged.
   std::chrono::milliseconds connect_timeout{2000};
+  /// Each plan's storage quota, checked by the queries that add stored bytes (persistence/uploads.hpp).
+  storage_limits storage;
+  /// statement_timeout of a repository search (repo_search_atom); 0 = none.
+  std::chrono::milliseconds search_timeout{5000};
 };
 
 caf::actor spawn_database_connection(caf::actor_system& sys, database_options options);

@@ -76,9 +76,16 @@ typename Inspector::result_type inspect(Inspector& f, job_attempt& x) {
 using job_enqueue_atom = caf::atom_constant<caf::atom("jobenq")>;
 /// (job_claim_atom, owner, int64_t lease_ms, int32_t max) -> std::vector<job_record>: first takes back running jobs
 /// whose lease lapsed (retrying, or failed after their last attempt), then claims up to max runnable jobs (queued or
-/// retrying with run_at passed), highest priority then earliest run_at first, with SKIP LOCKED so concurrent
-/// claimers never take the same job. A claimed job is running, owned by `owner` until now + lease_ms, with its
-/// attempts counted up; it is returned in dispatch order.
+/// retrying with run_at passed), with SKIP LOCKED so concurrent claimers (nodes) never take the same job. A claimed
+/// job is running, owned by `owner` until now + lease_ms, with its attempts counted up; it is returned in dispatch
+/// order, which is fair between users:
+///   1. higher priority first: a job of a higher priority runs before any job of a lower one (priorities are set
+///      by Troupe, never by clients, so they cannot be used to jump the queue);
+///   2. within a priority, users take turns: every user's next job before anyone's second, and between users, the
+///      one whose jobs were claimed longest ago (or never) first (table job_turns, shared by all nodes); jobs of
+///      nobody (user "") take turns as one more user;
+///   3. within a user and a priority, earliest run_at first (enqueueing order, retries at their backoff).
+/// So one user's thousand queued archives delay another user's single upload by one job at most per free worker.
 using job_claim_atom = caf::atom_constant<caf::atom("jobclaim")>;
 /// (job_renew_atom, owner, std::vector<std::string> ids, int64_t lease_ms) -> std::vector<std::string>: extends
 /// the leases `owner` still holds; the ids renewed (a missing one was lost).

@@ -61,11 +61,52 @@ std::vector<std::string> uuids_only(const std::vector<std::string>& ids) {
   return result;
 }
 
-/// Records how an attempt ended; when the job failed for good, so did the files it had not finished.
+/// Records how an attempt ended; when the job failed for good, so did the files it had not finished, and its
+/// upload's bytes (removed by the worker, or never to be used) stop counting against the owner's storage.
 void end_attempt(pqxx::transaction_base& tx, const job_record& job, int32_t attempt, const std::string& outcome) {
   tx.exec_prepared0("troupe_job_attempt_end", job.id, attempt, outcome, job.error);
-  if (job.state == "failed")
+  if (job.state == "failed") {
     tx.exec_prepared0("troupe_job_files_failed", job.id, job.error);
+    tx.exec_prepared0("troupe_job_release_upload", job.id);
+  }
+}
+
+// The owner of a job in dispatch: its user, or the nil UUID for jobs of nobody (one more owner taking turns).
+const std::string owner_of_job = "COALESCE(user_id, '00000000-0000-0000-0000-000000000000'::uuid)";
+
+// Runnable jobs of one owner a claim considers, beyond the number it claims: room for as many rows being claimed
+// at the same moment by other claimers (nodes), which SKIP LOCKED passes over. With fewer, a claim racing others
+// for one owner's jobs may find fewer than it could take; the next claim (kick or poll) takes them.
+constexpr int32_t claim_candidate_margin = 32;
+
+/// The claim (see claim() below), in four steps. owners: a skip scan of jobs_owner_dispatch_idx, one probe per owner
+/// of queued or retrying jobs. candidates: each owner's first $4 runnable jobs by priority then run_at (the order of
+/// that index: an owner's thousands of jobs are not read), numbered per owner and priority (turn 1 is an owner's
+/// next job). picked: by priority, then turn, then the owner served longest ago (never first), then run_at; rows
+/// another claimer holds are passed over, and a row it claimed meanwhile fails the state recheck. Then the update.
+std::string claim_statement() {
+  const std::string runnable = "state IN ('queued', 'retrying')";
+  const std::string owners = "owners(owner) AS ((SELECT " + owner_of_job + " FROM jobs WHERE " + runnable
+                             + " ORDER BY 1 LIMIT 1) UNION ALL SELECT (SELECT " + owner_of_job + " FROM jobs WHERE "
+                             + runnable + " AND " + owner_of_job
+                             + " > o.owner ORDER BY 1 LIMIT 1) FROM owners o WHERE o.owner IS NOT NULL)";
+  const std::string candidates =
+    "candidates AS (SELECT c.id, c.owner, c.priority, c.run_at, "
+    "row_number() OVER (PARTITION BY c.owner, c.priority ORDER BY c.run_at, c.id) AS turn "
+    "FROM owners o CROSS JOIN LATERAL (SELECT j.id, o.owner, j.priority, j.run_at FROM jobs j WHERE "
+    + owner_of_job + " = o.owner AND j." + runnable
+    + " AND j.run_at <= now() ORDER BY j.priority DESC, j.run_at LIMIT $4) c WHERE o.owner IS NOT NULL)";
+  const std::string picked =
+    "picked AS (SELECT j.id, c.owner, c.turn, "
+    "COALESCE((extract(epoch FROM t.served_at) * 1000000)::bigint, -1) AS served_us "
+    "FROM jobs j JOIN candidates c ON c.id = j.id LEFT JOIN job_turns t ON t.owner = c.owner WHERE j."
+    + runnable
+    + " AND j.run_at <= now() ORDER BY c.priority DESC, c.turn, t.served_at NULLS FIRST, c.run_at, c.id "
+      "LIMIT $3 FOR UPDATE OF j SKIP LOCKED)";
+  return "WITH RECURSIVE " + owners + ", " + candidates + ", " + picked
+         + " UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1, "
+           "lease_until = now() + $2 * interval '1 millisecond' FROM picked WHERE j.id = picked.id RETURNING "
+         + job_columns("j.") + ", picked.owner::text, picked.turn, picked.served_us";
 }
 
 } // namespace
@@ -85,13 +126,15 @@ void prepare(pqxx::connection& conn) {
      "finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END "
      "FROM lapsed WHERE j.id = lapsed.id RETURNING "
        + job_columns("j.")},
-    {"troupe_job_claim",
-     "WITH picked AS (SELECT id FROM jobs WHERE state IN ('queued', 'retrying') AND run_at <= now() "
-     "ORDER BY priority DESC, run_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-     "UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1, "
-     "lease_until = now() + $2 * interval '1 millisecond' FROM picked WHERE j.id = picked.id "
-     "RETURNING "
-       + job_columns("j.")},
+    {"troupe_job_claim", claim_statement()},
+    // The owners just served, in dispatch order ($2: positions): the first one served counts as served longest
+    // ago. Rows in owner order, so concurrent claims lock them in one order.
+    {"troupe_job_turns", "INSERT INTO job_turns AS t (owner, served_at) "
+                         "SELECT o.owner, statement_timestamp() + o.pos * interval '1 microsecond' "
+                         "FROM unnest($1::uuid[], $2::integer[]) AS o(owner, pos) ORDER BY o.owner "
+                         "ON CONFLICT (owner) DO UPDATE SET served_at = EXCLUDED.served_at"},
+    {"troupe_job_release_upload",
+     "UPDATE uploads SET reserved_bytes = 0 WHERE job_id = $1::uuid AND reserved_bytes > 0"},
     {"troupe_job_attempt_start",
      "INSERT INTO job_attempts (job_id, attempt, owner) VALUES ($1::uuid, $2, $3) "
      "ON CONFLICT (job_id, attempt) DO UPDATE SET owner = EXCLUDED.owner, started_at = now(), finished_at = NULL, "
@@ -145,14 +188,33 @@ caf::expected<std::vector<job_record>> claim(pqxx::transaction_base& tx, const s
   std::vector<job_record> claimed;
   if (max <= 0)
     return claimed;
-  for (const auto& row : tx.exec_prepared("troupe_job_claim", owner, lease_ms, max)) {
-    claimed.push_back(to_job(row));
-    tx.exec_prepared0("troupe_job_attempt_start", claimed.back().id, claimed.back().attempts, owner);
+  struct pick {
+    job_record job;
+    std::string owner;
+    int64_t turn;
+    int64_t served_us;
+  };
+  std::vector<pick> picks;
+  for (const auto& row : tx.exec_prepared("troupe_job_claim", owner, lease_ms, max, max + claim_candidate_margin)) {
+    picks.push_back({to_job(row), row[17].as<std::string>(), row[18].as<int64_t>(), row[19].as<int64_t>()});
+    tx.exec_prepared0("troupe_job_attempt_start", picks.back().job.id, picks.back().job.attempts, owner);
   }
-  // RETURNING keeps no order: dispatch order is priority, then run_at.
-  std::sort(claimed.begin(), claimed.end(), [](const job_record& a, const job_record& b) {
-    return std::make_tuple(-a.priority, a.run_at_ms, a.id) < std::make_tuple(-b.priority, b.run_at_ms, b.id);
+  // RETURNING keeps no order: put the picks back in the claim's order.
+  std::sort(picks.begin(), picks.end(), [](const pick& a, const pick& b) {
+    return std::make_tuple(-a.job.priority, a.turn, a.served_us, a.job.run_at_ms, a.job.id)
+           < std::make_tuple(-b.job.priority, b.turn, b.served_us, b.job.run_at_ms, b.job.id);
   });
+  std::vector<std::string> owners;
+  std::vector<int64_t> positions;
+  for (auto& p : picks) {
+    if (std::find(owners.begin(), owners.end(), p.owner) == owners.end()) {
+      positions.push_back(static_cast<int64_t>(owners.size()));
+      owners.push_back(p.owner);
+    }
+    claimed.push_back(std::move(p.job));
+  }
+  if (!owners.empty())
+    tx.exec_prepared0("troupe_job_turns", content_sql::text_array(owners), content_sql::int_array(positions));
   return claimed;
 }
 

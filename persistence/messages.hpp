@@ -69,8 +69,10 @@ typename Inspector::result_type inspect(Inspector& f, feedback_row& x) {
   return f(caf::meta::type_name("feedback_row"), x.id, x.user_id, x.ip, x.rating, x.comment, x.lang, x.request_id);
 }
 
-/// One security event (table security_events): failed logins, invalid or revoked credentials, refresh token
-/// reuse, forbidden access, rate-limit hits.
+/// Security events (table security_events): failed logins, invalid or revoked credentials, refresh token reuse,
+/// forbidden access, rate-limit hits. A row stands for `count` events of one type from one address (and account)
+/// within one UTC minute: the writer adds it to that minute's row (one row per type, user, address and minute), so
+/// a flood of events costs one row a minute. The row keeps the first event's severity, request_id and detail.
 struct security_event_row {
   std::string type;      // e.g. "login_failed", "invalid_token", "refresh_reuse", "forbidden"
   std::string severity;  // "info", "warning" or "critical"
@@ -78,11 +80,15 @@ struct security_event_row {
   std::string ip;
   std::string request_id;
   std::string detail = "{}";  // a JSON object; never contains secrets
+  int64_t count = 1;          // events this row stands for (>= 1)
+  int64_t first_at_ms = 0;    // unix ms of the first of them (its minute is the row's); 0 = when committed
+  int64_t last_at_ms = 0;     // unix ms of the last of them; 0 = first_at_ms
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, security_event_row& x) {
-  return f(caf::meta::type_name("security_event_row"), x.type, x.severity, x.user_id, x.ip, x.request_id, x.detail);
+  return f(caf::meta::type_name("security_event_row"), x.type, x.severity, x.user_id, x.ip, x.request_id, x.detail,
+           x.count, x.first_at_ms, x.last_at_ms);
 }
 
 /// Usage to add to a user's day (table usage): requests and tokens are added to what is stored.

@@ -28,6 +28,8 @@ const char* to_string(transfer_error e) {
     return "first_byte_timeout";
   case transfer_error::total_timeout:
     return "total_timeout";
+  case transfer_error::idle_timeout:
+    return "idle_timeout";
   case transfer_error::too_large:
     return "too_large";
   case transfer_error::aborted:
@@ -87,6 +89,7 @@ struct transfer {
   caf::response_promise promise;
   curl_slist* header_list = nullptr;
   clock_type::time_point started = clock_type::now();
+  clock_type::time_point last_byte = started;           // the end of the headers, then of each body piece
   bool headers_complete = false;                       // the final (non-1xx) header block has ended
   transfer_error stopped_by_us = transfer_error::none; // set when our write callback made libcurl stop
   std::string stop_reason;
@@ -98,6 +101,15 @@ struct transfer {
   ~transfer() { curl_slist_free_all(header_list); }
 
   clock_type::time_point first_byte_deadline() const { return started + request.first_byte_timeout; }
+  /// When the transfer must end for want of progress: the first-byte deadline, then (with an idle timeout) the last
+  /// byte plus that timeout; max() when nothing applies.
+  clock_type::time_point deadline() const {
+    if (!headers_complete)
+      return first_byte_deadline();
+    if (request.idle_timeout.count() > 0)
+      return last_byte + request.idle_timeout;
+    return clock_type::time_point::max();
+  }
 };
 
 struct client_state {
@@ -149,8 +161,10 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   std::string_view line = trim({data, length});
   auto& response = t->response;
   if (line.empty()) {
-    if (response.status >= 200)
+    if (response.status >= 200) {
       t->headers_complete = true;
+      t->last_byte = clock_type::now();
+    }
     else
       response.headers.clear();
     return length;
@@ -182,6 +196,7 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
     return 0;
   }
   response.body_bytes += length;
+  t->last_byte = clock_type::now();
   if (!t->request.on_data) {
     response.body.append(data, length);
     return length;
@@ -247,7 +262,7 @@ bool configure(CURL* easy, transfer& t) {
       return false;
     t.header_list = next;
   }
-  // Pistache (and several proxies) ignore Expect: 100-continue, which would stall a POST body for a second.
+  // Several servers and proxies ignore Expect: 100-continue, which would stall a POST body for a second.
   if (!req.body.empty() && !has_header(req.headers, "expect")) {
     auto* next = curl_slist_append(t.header_list, "Expect:");
     if (next == nullptr)
@@ -264,7 +279,8 @@ bool configure(CURL* easy, transfer& t) {
   set(CURLOPT_TCP_NODELAY, 1L);
   set(CURLOPT_TCP_KEEPALIVE, 1L);
   set(CURLOPT_CONNECTTIMEOUT_MS, at_least_one_ms(req.connect_timeout));
-  set(CURLOPT_TIMEOUT_MS, at_least_one_ms(req.total_timeout));
+  if (req.total_timeout.count() > 0)
+    set(CURLOPT_TIMEOUT_MS, at_least_one_ms(req.total_timeout));
   set(CURLOPT_HTTPHEADER, t.header_list);
   set(CURLOPT_ERRORBUFFER, t.curl_error);
   set(CURLOPT_HEADERFUNCTION, on_header);
@@ -380,24 +396,29 @@ void complete(client_state& st, CURL* easy, CURLcode code) {
   }
 }
 
-/// Ends, with `error`, every transfer still waiting for its headers past its first-byte deadline.
-void enforce_first_byte_deadlines(client_state& st, clock_type::time_point now) {
+/// Ends every transfer past its deadline: still waiting for its headers after the first-byte timeout
+/// (first_byte_timeout), or silent for longer than its idle timeout after them (idle_timeout).
+void enforce_deadlines(client_state& st, clock_type::time_point now) {
   std::vector<CURL*> late;
   for (const auto& [easy, t] : st.transfers)
-    if (!t->headers_complete && now >= t->first_byte_deadline())
+    if (now >= t->deadline())
       late.push_back(easy);
   for (CURL* easy : late) {
     auto t = take_transfer(st, easy);
     recycle_handle(st, easy);
-    answer(*t, transfer_error::first_byte_timeout,
-           "the upstream sent no response headers within " + std::to_string(t->request.first_byte_timeout.count())
-             + " ms");
+    if (!t->headers_complete)
+      answer(*t, transfer_error::first_byte_timeout,
+             "the upstream sent no response headers within " + std::to_string(t->request.first_byte_timeout.count())
+               + " ms");
+    else
+      answer(*t, transfer_error::idle_timeout,
+             "the upstream sent nothing for " + std::to_string(t->request.idle_timeout.count()) + " ms");
   }
 }
 
 // --- the loop ---
 
-/// How long the next curl_multi_poll may block: until libcurl's next timer, the nearest first-byte deadline or
+/// How long the next curl_multi_poll may block: until libcurl's next timer, the nearest transfer deadline or
 /// idle_poll, whichever comes first; 0 when the mailbox already holds work.
 int poll_wait_ms(const client_state& st, bool mailbox_has_work, clock_type::time_point now) {
   if (mailbox_has_work)
@@ -409,9 +430,10 @@ int poll_wait_ms(const client_state& st, bool mailbox_has_work, clock_type::time
     wait = std::min(wait, curl_wait);
   for (const auto& entry : st.transfers) {
     const auto& t = *entry.second;
-    if (t.headers_complete)
+    auto deadline = t.deadline();
+    if (deadline == clock_type::time_point::max())
       continue;
-    auto left = std::chrono::ceil<milliseconds>(t.first_byte_deadline() - now).count();
+    auto left = std::chrono::ceil<milliseconds>(deadline - now).count();
     wait = std::min<long>(wait, std::max<long>(0, static_cast<long>(left)));
   }
   return static_cast<int>(std::max<long>(0, wait));
@@ -425,7 +447,7 @@ void run_once(client_state& st, bool mailbox_has_work) {
   while (CURLMsg* msg = curl_multi_info_read(st.multi, &queued))
     if (msg->msg == CURLMSG_DONE)
       complete(st, msg->easy_handle, msg->data.result);
-  enforce_first_byte_deadlines(st, clock_type::now());
+  enforce_deadlines(st, clock_type::now());
 }
 
 client_state::~client_state() {

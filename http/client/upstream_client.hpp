@@ -11,7 +11,8 @@
 //   (upstream_call_atom, upstream_request) -> upstream_response
 //
 // Limits every transfer gets: connect timeout, first-byte timeout (until the status line and headers have
-// arrived), total timeout, and a cap on the response body; each ends the transfer with its transfer_error.
+// arrived), total timeout, the longest silence between body bytes (streams), and a cap on the response body; each
+// ends the transfer with its transfer_error.
 // Streaming: with upstream_request::on_data set, body bytes are handed over on the client's thread as they
 // arrive (not accumulated); returning false from on_data aborts the transfer (transfer_error::aborted).
 //
@@ -41,7 +42,8 @@ struct upstream_request {
   std::string body;                 // POSTed when not empty; GET otherwise
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds first_byte_timeout{60000}; // until the status line and headers have arrived
-  std::chrono::milliseconds total_timeout{60000};
+  std::chrono::milliseconds total_timeout{60000};     // 0: none (a stream bounded by idle_timeout instead)
+  std::chrono::milliseconds idle_timeout{0}; // once the headers are in, the longest gap between body bytes; 0: none
   size_t max_response_bytes = 8 * 1024 * 1024; // also caps a streamed body (the sum of on_data pieces)
   /// Streaming: called on the client's thread with the status and each piece of the body as it arrives (after all
   /// headers; `headers` are those of the response). Return false to abort. When set, the body is not accumulated.
@@ -56,6 +58,7 @@ enum class transfer_error {
   connect_timeout,    // connect_timeout passed
   first_byte_timeout, // first_byte_timeout passed before the headers were complete
   total_timeout,      // total_timeout passed
+  idle_timeout,       // idle_timeout passed without a body byte (a stream that went silent)
   too_large,          // the body exceeded max_response_bytes
   aborted,            // on_data returned false, or the client shut down
   protocol,           // the upstream broke HTTP (truncated body, bad framing, connection reset mid-answer)

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -32,10 +33,10 @@ std::string read_file(const fs::path& path) {
 class Archive : public ::testing::Test {
 protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path()
-            / ("troupe-archive-test-" + std::to_string(::getpid()) + "-"
-               + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
+    // A fresh directory of its own (mkdtemp): parallel runs and earlier leftovers never meet.
+    std::string pattern = (fs::temp_directory_path() / "troupe-archive-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    root_ = pattern;
     fs::create_directories(root_ / "out");
   }
   void TearDown() override { fs::remove_all(root_); }
@@ -105,16 +106,19 @@ TEST_F(Archive, PathTraversalIsRefused) {
     EXPECT_NE(service_message(result.error()).find("path traversal"), std::string::npos)
       << service_message(result.error());
     EXPECT_TRUE(outside().empty());
-    EXPECT_FALSE(fs::exists(root_.parent_path() / "escaped.txt"));
+    EXPECT_FALSE(fs::exists(root_ / "escaped.txt")); // where both entries would land, beside out/
+    EXPECT_FALSE(fs::exists(root_ / "escaped2.txt"));
   }
 }
 
 // Absolute paths are refused.
 TEST_F(Archive, AbsolutePathIsRefused) {
-  auto result = expand(archive_kind::tar, {{"/tmp/troupe-absolute-test.txt", "evil"}});
+  // An absolute path into this test's own directory: had it been followed, the file would be there.
+  auto target = (root_ / "absolute-target.txt").string();
+  auto result = expand(archive_kind::tar, {{target, "evil"}});
   ASSERT_FALSE(result);
   EXPECT_NE(service_message(result.error()).find("absolute"), std::string::npos);
-  EXPECT_FALSE(fs::exists("/tmp/troupe-absolute-test.txt"));
+  EXPECT_FALSE(fs::exists(target));
 }
 
 // A symbolic link out of the tree is refused; one inside it is skipped (Troupe never creates links).

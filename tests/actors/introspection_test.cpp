@@ -1,12 +1,11 @@
-// Tests of introspect/observed_actor.cpp, actors/introspection.cpp and actors/message_text.cpp with a real actor
-// system: a stalled actor's backlog as its probe and its own peek report it, restart counts and last errors in the
-// tree, traces with exact mailbox times, and redaction of secrets in rendered messages.
+// Tests of introspect/observed_actor.cpp and actors/introspection.cpp with a real actor system: a stalled actor's
+// backlog as its probe and its own peek report it, restart counts and last errors in the tree, traces with exact
+// mailbox times. (Rendering and redaction of messages: tests/actors/message_text_test.cpp.)
 //
 // Deterministic: the stalled actor waits on a promise the test fulfils; every other wait is on a reply or an event
 // with a generous limit that fails the test.
 
 #include "actors/introspection.hpp"
-#include "actors/message_text.hpp"
 #include "actors/messages.hpp"
 #include "actors/ops.hpp"
 #include "actors/supervisor.hpp"
@@ -250,60 +249,6 @@ TEST(Introspection, WithoutDebugModeNoProbeButPeekWorks) {
   ASSERT_TRUE(refused);
   EXPECT_TRUE(*refused);
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-}
-
-// Secrets never appear in rendered messages: by message (positions), by type (fields, nested too), and by value.
-TEST(MessageText, RedactsSecrets) {
-  debug_system d{false};
-  auto& sys = *d.sys;
-  auto text = render_message(sys, caf::make_message(hash_password_atom::value, std::string{"hunter2"}));
-  EXPECT_EQ(text, "(pwhash, <redacted>)");
-  text = render_message(
-    sys, caf::make_message(verify_password_atom::value, std::string{"$argon2id$v=19$m=1$abc"}, std::string{"hunter2"}));
-  EXPECT_EQ(text, "(pwverify, <redacted>, <redacted>)");
-  text = render_message(
-    sys, caf::make_message(user_create_atom::value, std::string{"a@b.c"}, std::string{"HASH"}, std::string{"user"}));
-  EXPECT_EQ(text, R"((usercreate, "a@b.c", <redacted>, "user"))");
-  text = render_message(
-    sys, caf::make_message(refresh_rotate_atom::value, std::string{"old"}, std::string{"new"}, int64_t{5}));
-  EXPECT_EQ(text.find("old"), std::string::npos);
-  EXPECT_EQ(text.find("new"), std::string::npos);
-  text = render_message(sys, caf::make_message(key_lookup_atom::value, std::string{"deadbeef"}));
-  EXPECT_EQ(text, "(keycache, <redacted>)");
-
-  // By type, nested: a session snapshot's user record keeps its email and hides its password hash.
-  session_snapshot snapshot;
-  snapshot.user = user_record{"u1", "a@b.c", "HASHVALUE", "user", "free", 7};
-  snapshot.revoked_jtis = {"j1"};
-  text = render_message(sys, caf::make_message(snapshot));
-  EXPECT_EQ(text.find("HASHVALUE"), std::string::npos) << text;
-  EXPECT_NE(text.find("a@b.c"), std::string::npos) << text;
-  EXPECT_NE(text.find("user_record("), std::string::npos) << text;
-  EXPECT_NE(text.find("<redacted>"), std::string::npos) << text;
-
-  // By value, anywhere: an API key, a JWT and an argon2 hash inside ordinary data.
-  write_request write;
-  event_row row;
-  row.properties =
-    R"({"leak":"trp_abcdefghijklmnop","t":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln","h":"$argon2id$v=19$x"})";
-  write.events.push_back(row);
-  text = render_message(sys, caf::make_message(write_atom::value, write));
-  EXPECT_EQ(text.find("trp_abcdefghijklmnop"), std::string::npos) << text;
-  EXPECT_EQ(text.find("eyJhbGciOiJIUzI1NiJ9"), std::string::npos) << text;
-  EXPECT_EQ(text.find("$argon2id"), std::string::npos) << text;
-  EXPECT_NE(text.find("write_request("), std::string::npos) << text;
-
-  // Ordinary messages render in full.
-  text = render_message(sys, caf::make_message(echo_atom::value, std::string{"hello"}));
-  EXPECT_EQ(text, R"((echo, "hello"))");
-}
-
-// Long values are cut so a large cached value does not flood a page.
-TEST(MessageText, CutsLongValues) {
-  debug_system d{false};
-  auto text = render_message(*d.sys, caf::make_message(echo_atom::value, std::string(5000, 'x')));
-  EXPECT_LT(text.size(), 400u);
-  EXPECT_NE(text.find("more characters"), std::string::npos);
 }
 
 // The mailbox watch warns once when a named actor stays above the threshold, naming the most common waiting type.

@@ -1,6 +1,7 @@
 // The job queue (actors/jobs.cpp) against a real PostgreSQL, with injected job handlers: retries with exponential
 // backoff (read back from job_attempts, so the test asserts what happened rather than sleeping), failures that are
 // final at once, priorities, leases taken back from a dead worker, lost leases, and jobs given back on shutdown.
+// Also the claim itself (persistence/jobs_sql.cpp): users take turns, priority first, concurrent claimers.
 
 #include "tests/persistence/scratch_database.hpp"
 
@@ -15,6 +16,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 
 using namespace troupe;
@@ -51,6 +53,11 @@ protected:
     connection_ = spawn_database_connection(*sys_, database_options{db_.url(), 2000ms});
     auto lookup = [c = connection_](size_t) -> std::optional<caf::actor> { return c; };
     query_ = spawn_query_router(*sys_, 1, lookup);
+    // Connected, and the schema migrated, before a test writes to it directly.
+    caf::scoped_actor self{*sys_};
+    self->request(connection_, caf::infinite, ping_atom::value)
+      .receive([](health_check& h) { ASSERT_EQ(h.status, "healthy") << h.detail; },
+               [](caf::error& e) { FAIL() << to_string(e); });
   }
 
   void TearDown() override {
@@ -76,16 +83,27 @@ protected:
     return opts;
   }
 
-  std::string enqueue(const std::string& kind, int32_t priority = 0, int32_t max_attempts = 3) {
+  std::string enqueue(const std::string& kind, int32_t priority = 0, int32_t max_attempts = 3,
+                      const std::string& user_id = "") {
     caf::scoped_actor self{*sys_};
     std::string id;
     job_draft draft;
     draft.kind = kind;
     draft.priority = priority;
     draft.max_attempts = max_attempts;
-    self->request(query_, caf::infinite, job_enqueue_atom::value, std::string{}, draft)
+    self->request(query_, caf::infinite, job_enqueue_atom::value, user_id, draft)
       .receive([&](job_record& job) { id = job.id; }, [](caf::error& e) { FAIL() << to_string(e); });
     return id;
+  }
+
+  /// One claim of up to `max` jobs, as a job queue makes it; the jobs in dispatch order.
+  std::vector<job_record> claim(int32_t max) {
+    caf::scoped_actor self{*sys_};
+    std::vector<job_record> jobs;
+    self->request(query_, caf::infinite, job_claim_atom::value, std::string{"test-node"}, int64_t{60000}, max)
+      .receive([&](std::vector<job_record>& claimed) { jobs = std::move(claimed); },
+               [](caf::error& e) { FAIL() << to_string(e); });
+    return jobs;
   }
 
   /// Waits (bounded: the queue runs on its own threads) until the job's state is `state`.
@@ -112,6 +130,105 @@ protected:
   caf::actor connection_, query_, queue_;
   std::shared_ptr<job_counters> counters_ = std::make_shared<job_counters>();
 };
+
+/// A user (jobs.user_id references users).
+std::string make_user(troupe::testing::scratch_database& db, const std::string& email) {
+  return db.scalar("INSERT INTO users (email, password_hash) VALUES ('" + email + "', 'x') RETURNING id");
+}
+
+// Fair dispatch: user A enqueues 20 jobs, then user B one; B's job is among the first two claims, although all of
+// A's are older. Then the claims alternate between the two while both have jobs.
+TEST_F(JobQueue, ClaimsTakeTurnsBetweenUsers) {
+  auto a = make_user(db_, "a@example.com");
+  auto b = make_user(db_, "b@example.com");
+  std::vector<std::string> a_jobs;
+  for (int i = 0; i < 20; ++i)
+    a_jobs.push_back(enqueue("test.fair", 0, 3, a));
+  auto b_job = enqueue("test.fair", 0, 3, b);
+  auto first = claim(1);
+  auto second = claim(1);
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(first[0].id, a_jobs[0]); // the oldest job of the first user served: nobody was served before
+  EXPECT_EQ(second[0].id, b_job);    // B's turn, ahead of A's nineteen older jobs
+  EXPECT_EQ(claim(1)[0].id, a_jobs[1]);
+  // B has nothing runnable now: A's jobs follow one another, in order.
+  EXPECT_EQ(claim(1)[0].id, a_jobs[2]);
+  auto b_again = enqueue("test.fair", 0, 3, b);
+  EXPECT_EQ(claim(1)[0].id, b_again); // B was served longest ago
+  EXPECT_EQ(claim(1)[0].id, a_jobs[3]);
+}
+
+// One claim of several jobs interleaves the users (each one's next job first), and within a user keeps the order of
+// enqueueing; a job of nobody (user_id NULL) takes turns like one more user.
+TEST_F(JobQueue, OneClaimInterleavesUsers) {
+  auto a = make_user(db_, "a@example.com");
+  auto b = make_user(db_, "b@example.com");
+  std::vector<std::string> a_jobs, b_jobs;
+  for (int i = 0; i < 5; ++i)
+    a_jobs.push_back(enqueue("test.fair", 0, 3, a));
+  for (int i = 0; i < 5; ++i)
+    b_jobs.push_back(enqueue("test.fair", 0, 3, b));
+  auto system = enqueue("test.fair");
+  std::vector<std::string> ids;
+  for (const auto& job : claim(5))
+    ids.push_back(job.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{a_jobs[0], b_jobs[0], system, a_jobs[1], b_jobs[1]}));
+}
+
+// Priority comes first: a higher-priority job runs before any lower one, whoever's turn it is; users take turns
+// within a priority.
+TEST_F(JobQueue, PriorityComesBeforeTurns) {
+  auto a = make_user(db_, "a@example.com");
+  auto b = make_user(db_, "b@example.com");
+  auto a_low = enqueue("test.fair", 0, 3, a);
+  auto b_low = enqueue("test.fair", 0, 3, b);
+  auto a_high_1 = enqueue("test.fair", 5, 3, a);
+  auto a_high_2 = enqueue("test.fair", 5, 3, a);
+  auto b_high = enqueue("test.fair", 5, 3, b);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(claim(1).at(0).id);
+  // Then the low ones: B was served longer ago than A (whose second high job ran last).
+  EXPECT_EQ(ids, (std::vector<std::string>{a_high_1, b_high, a_high_2, b_low, a_low}));
+}
+
+// Claimers on several connections (as several nodes) claiming at once never take the same job, and take them all.
+TEST_F(JobQueue, ConcurrentClaimersNeverShareAJob) {
+  std::vector<std::string> users;
+  for (int u = 0; u < 3; ++u)
+    users.push_back(make_user(db_, "u" + std::to_string(u) + "@example.com"));
+  std::set<std::string> enqueued;
+  for (int i = 0; i < 60; ++i)
+    enqueued.insert(enqueue("test.fair", i % 2, 3, users[static_cast<size_t>(i % 3)]));
+  auto other = spawn_database_connection(*sys_, database_options{db_.url(), 2000ms});
+  std::mutex mutex;
+  std::vector<std::string> claimed;
+  auto claimer = [&](caf::actor connection, const std::string& owner) {
+    caf::scoped_actor self{*sys_};
+    for (bool more = true; more;) {
+      self->request(connection, caf::infinite, job_claim_atom::value, owner, int64_t{60000}, int32_t{3})
+        .receive(
+          [&](std::vector<job_record>& jobs) {
+            more = !jobs.empty();
+            std::lock_guard<std::mutex> guard{mutex};
+            for (auto& job : jobs)
+              claimed.push_back(job.id);
+          },
+          [&](caf::error& e) {
+            ADD_FAILURE() << to_string(e);
+            more = false;
+          });
+    }
+  };
+  std::thread first{claimer, connection_, "node-1"};
+  std::thread second{claimer, other, "node-2"};
+  first.join();
+  second.join();
+  caf::anon_send_exit(other, caf::exit_reason::kill);
+  EXPECT_EQ(claimed.size(), enqueued.size());
+  EXPECT_EQ(std::set<std::string>(claimed.begin(), claimed.end()), enqueued);
+}
 
 // A processor that always fails: three attempts, then failed; each retry waits at least base * 2^(attempt-1).
 TEST_F(JobQueue, FailingJobRetriesWithExponentialBackoff) {

@@ -21,6 +21,8 @@ struct fake_db_state {
   std::atomic<int64_t> used_today{0};
   std::mutex mutex;
   std::vector<usage_row> usage;  // rows the writer received
+  std::string role = "user";     // what user_by_id answers (guarded by mutex)
+  std::atomic<int> user_reads{0};
 };
 
 caf::behavior fake_db(caf::event_based_actor*, std::shared_ptr<fake_db_state> db) {
@@ -36,6 +38,13 @@ caf::behavior fake_db(caf::event_based_actor*, std::shared_ptr<fake_db_state> db
       return s;
     },
     [db](usage_load_atom, const std::string&, const std::string&) { return db->used_today.load(); },
+    [db](user_by_id_atom, const std::string& user_id) -> caf::result<user_record> {
+      ++db->user_reads;
+      std::lock_guard<std::mutex> guard{db->mutex};
+      if (db->role.empty())
+        return make_error(service_error::not_found, "No such user.");
+      return user_record{user_id, user_id + "@example.com", "", db->role, "free", 1};
+    },
   };
 }
 
@@ -247,4 +256,45 @@ TEST_F(Sessions, AuthorizeReservesQuotaOnlyForAdmittedRequests) {
   // A refund brings one back.
   self->request(s, caf::infinite, quota_atom::value, int64_t{-1})
     .receive([](quota_status& q) { EXPECT_EQ(q.used, 2); }, [](caf::error& e) { FAIL() << to_string(e); });
+}
+
+// A busy session re-reads its user once user_refresh has passed: a role granted or revoked in the database (troupe
+// admin grant|revoke, another process) reaches it without waiting for it to go idle; a deleted user ends it.
+TEST_F(Sessions, RoleChangesReachABusySession) {
+  start(50);
+  caf::scoped_actor self{*sys_};
+  auto role_of = [&](const std::string& user) {
+    std::string role;
+    self
+      ->request(manager_, caf::infinite, authorize_atom::value, user, credential{"jwt", user, "j", 4102444800, "", {}})
+      .receive([&](identity& who) { role = who.role; }, [&](caf::error& e) { role = "error: " + to_string(e); });
+    return role;
+  };
+  EXPECT_EQ(role_of("u9"), "user");
+  {
+    std::lock_guard<std::mutex> guard{db_->mutex};
+    db_->role = "admin";
+  }
+  now_ += 30;
+  EXPECT_EQ(role_of("u9"), "user") << "within user_refresh the session answers from memory";
+  EXPECT_EQ(db_->user_reads.load(), 0);
+  now_ += 31;
+  std::string role;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+       role != "admin" && std::chrono::steady_clock::now() < deadline;)
+    role = role_of("u9");
+  EXPECT_EQ(role, "admin");
+  EXPECT_EQ(db_->user_reads.load(), 1) << "one read per interval, not one per request";
+  // A deleted user: the session ends, and the next request cannot load it.
+  {
+    std::lock_guard<std::mutex> guard{db_->mutex};
+    db_->role.clear();
+  }
+  now_ += 61;
+  role_of("u9");
+  auto loads = db_->loads.load();
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+       db_->loads.load() == loads && std::chrono::steady_clock::now() < deadline;)
+    role_of("u9");
+  EXPECT_GT(db_->loads.load(), loads) << "the session ended and was loaded again";
 }

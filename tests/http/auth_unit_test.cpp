@@ -25,10 +25,11 @@ TEST(AuthHelpers, ParsesAdminList) {
   EXPECT_TRUE(parse_admin_emails("").empty());
 }
 
-// Debug routes are open only when Troupe listens on loopback alone.
+// Loopback client addresses (debug routes and health details are open to them), IPv4-mapped ones included.
 TEST(AuthHelpers, DetectsLoopbackAddresses) {
-  for (auto yes : {"127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"})
+  for (auto yes : {"127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "::ffff:127.0.0.1"})
     EXPECT_TRUE(is_loopback_address(yes)) << yes;
-  for (auto no : {"0.0.0.0", "10.0.0.1", "192.168.1.5", "::", "example.com", ""})
+  for (auto no : {"0.0.0.0", "10.0.0.1", "192.168.1.5", "::", "example.com", "", "::ffff:10.0.0.1", "::2",
+                  "127.0.0.1.example.com"})
     EXPECT_FALSE(is_loopback_address(no)) << no;
 }

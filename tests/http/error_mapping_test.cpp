@@ -16,7 +16,7 @@ using namespace troupe::http;
 
 namespace {
 
-constexpr auto last_code = static_cast<uint8_t>(service_error::internal);
+constexpr auto last_code = static_cast<uint8_t>(last_service_error);
 
 std::vector<service_error> every_error_code() {
   std::vector<service_error> result;
@@ -79,6 +79,10 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
     {service_error::shutting_down, 503},     {service_error::unavailable, 503},
     {service_error::timeout, 504},           {service_error::precondition_failed, 412},
     {service_error::locked, 423},            {service_error::checksum_mismatch, 460},
+    {service_error::uri_too_long, 414},      {service_error::expectation_failed, 417},
+    {service_error::headers_too_large, 431}, {service_error::not_implemented, 501},
+    {service_error::version_not_supported, 505},
+    {service_error::storage_quota_exceeded, 413},
     {service_error::json_too_deep, 400},     {service_error::duplicate_key, 400},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});

@@ -1,20 +1,16 @@
 // Tests of http/jwt.cpp against real third-party signers: tokens made by jose (SignJWT) and jsonwebtoken through
 // tests/interop/sign_jwt.mjs under Node must verify with the right claims, and one made with another secret must
-// not. Skipped, with the reason printed, when Node or the npm packages are unavailable.
+// not. Node and the packages come from scripts/test-deps (make test runs it); without them the tests fail.
 
 #include "http/jwt.hpp"
+#include "tests/interop/node_packages.hpp"
 
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <variant>
-
-#ifndef TROUPE_SOURCE_DIR
-#define TROUPE_SOURCE_DIR "."
-#endif
 
 using troupe::http::access_claims;
 using troupe::http::jwt_codec;
@@ -25,7 +21,7 @@ namespace {
 
 constexpr int64_t issued_at = 1'700'000'000;
 const std::string secret = "troupe-interop-test-secret-0123456789abcdef";
-const std::string interop_dir = std::string(TROUPE_SOURCE_DIR) + "/tests/interop";
+const std::string driver_dir = troupe::testing::interop_dir();
 
 std::string shell_quote(const std::string& text) {
   std::string quoted = "'";
@@ -51,30 +47,9 @@ command_result run(const std::string& command) {
   return result;
 }
 
-bool packages_installed() {
-  return std::filesystem::exists(interop_dir + "/node_modules/jose/package.json")
-         && std::filesystem::exists(interop_dir + "/node_modules/jsonwebtoken/package.json");
-}
-
-/// "" if the Node signers can run, else why not. Installs tests/interop/node_modules once if it is missing (under
-/// flock, since ctest may start several of these test processes at once; bounded by timeout 120).
-std::string signers_unavailable() {
-  if (run("node --version >/dev/null 2>&1").status != 0)
-    return "node is not installed";
-  if (!packages_installed()) {
-    const std::string dir = shell_quote(interop_dir);
-    const std::string install = "test -d " + dir + "/node_modules/jose -a -d " + dir + "/node_modules/jsonwebtoken"
-                                + " || timeout 120 npm install --no-audit --no-fund --prefix " + dir;
-    const int status = run("flock /tmp/troupe-interop-npm.lock sh -c " + shell_quote(install) + " >&2").status;
-    if (status != 0 || !packages_installed())
-      return "npm install --prefix " + interop_dir + " failed (offline?), exit status " + std::to_string(status);
-  }
-  return "";
-}
-
 /// Runs sign_jwt.mjs with `lib` and returns the token ("" on failure).
 std::string sign(const std::string& lib, const std::string& key) {
-  const std::string command = "node " + shell_quote(interop_dir + "/sign_jwt.mjs") + " --lib " + lib + " --secret "
+  const std::string command = "node " + shell_quote(driver_dir + "/sign_jwt.mjs") + " --lib " + lib + " --secret "
                               + shell_quote(key) + " --sub user-42 --role admin --jti "
                               + "0123456789abcdef0123456789abcdef --iss troupe --aud troupe-api --iat "
                               + std::to_string(issued_at) + " --exp " + std::to_string(issued_at + 900);
@@ -88,13 +63,9 @@ std::string sign(const std::string& lib, const std::string& key) {
 /// Parameter: the signing library, "jose" or "jsonwebtoken".
 class JwtInterop : public ::testing::TestWithParam<std::string> {
 protected:
-  static void SetUpTestSuite() { skip_reason = signers_unavailable(); }
-
   void SetUp() override {
-    if (!skip_reason.empty()) {
-      std::printf("skipping interop test: %s\n", skip_reason.c_str());
-      GTEST_SKIP() << skip_reason;
-    }
+    const auto missing = troupe::testing::node_packages_missing({"jose", "jsonwebtoken"});
+    ASSERT_TRUE(missing.empty()) << missing;
   }
 
   static jwt_settings settings() {
@@ -102,8 +73,6 @@ protected:
     s.secret = secret;
     return s;
   }
-
-  static inline std::string skip_reason;
   jwt_codec codec{settings()};
 };
 

@@ -90,6 +90,7 @@ private:
 ///   /sse             chunked: piece one, waits for release_second(), piece two, end
 ///   /sse-abort       chunked: piece one, then waits for the client to close (see client_closed())
 ///   /hang            nothing until the server stops
+///   /gather          200 "hello" once gather_target() /gather requests are held at once (or after half the bound)
 class test_server {
 public:
   test_server() {
@@ -105,6 +106,7 @@ public:
         ::shutdown(fd, SHUT_RDWR);
     }
     stop_cv_.notify_all();
+    gather_cv_.notify_all();
     second_piece_.open();
     ::shutdown(listener_, SHUT_RDWR);
     acceptor_.join();
@@ -120,6 +122,9 @@ public:
   bool second_was_released() const { return second_released_.load(); }
   /// Waits (bounded) until a /hang request holds its connection.
   bool wait_hanging() { return hanging_.wait(reply_bound); }
+  /// How many /gather requests are held until all are answered; the most held at once so far.
+  void gather_target(size_t n) { gather_target_ = n; }
+  size_t most_gathered() const { return most_gathered_.load(); }
   /// Resolves once /sse-abort saw its client close the connection (true) or gave up waiting (false).
   std::future<bool> client_closed() { return client_closed_.get_future(); }
 
@@ -250,6 +255,15 @@ private:
       second_released_ = second_piece_.wait(reply_bound);
       return send_all(fd, chunk("data: two\n\n") + chunk(""));
     }
+    if (req.path == "/gather") {
+      std::unique_lock<std::mutex> lock{mutex_};
+      ++gathered_;
+      most_gathered_ = std::max(most_gathered_.load(), gathered_);
+      gather_cv_.notify_all();
+      gather_cv_.wait_for(lock, reply_bound / 2, [&] { return most_gathered_.load() >= gather_target_ || stopping_; });
+      lock.unlock();
+      return send_all(fd, head(5, "Content-Type: text/plain\r\n") + "hello");
+    }
     if (req.path == "/hang") {
       hanging_.open();
       pause(60s);
@@ -278,6 +292,10 @@ private:
   std::list<int> open_fds_;
   std::list<std::thread> connections_;
   std::atomic<size_t> accepted_{0};
+  size_t gathered_ = 0; // under mutex_
+  std::atomic<size_t> gather_target_{1};
+  std::atomic<size_t> most_gathered_{0};
+  std::condition_variable gather_cv_;
   gate second_piece_;
   gate hanging_;
   std::atomic<bool> second_released_{false};
@@ -398,6 +416,36 @@ TEST_F(upstream_client_test, TotalTimeoutFiresWhileTheBodyDrips) {
   EXPECT_LT(r.body_bytes, 100u);
 }
 
+// A stream that goes silent ends with idle_timeout once idle_timeout passes without a byte, whatever its age.
+TEST_F(upstream_client_test, IdleTimeoutEndsASilentStream) {
+  auto req = get("/sse-abort"); // one piece, then nothing
+  req.total_timeout = 0ms;
+  req.idle_timeout = 300ms;
+  size_t pieces = 0;
+  req.on_data = [&](int, const auto&, std::string_view) {
+    ++pieces;
+    return true;
+  };
+  auto started = clock_type::now();
+  auto r = fetch(req);
+  EXPECT_EQ(r.error, transfer_error::idle_timeout) << r.error_text;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GE(pieces, 1u);
+  EXPECT_GE(clock_type::now() - started, 300ms);
+  EXPECT_LT(clock_type::now() - started, 5s);
+  EXPECT_NE(r.error_text.find("300 ms"), std::string::npos) << r.error_text;
+}
+
+// A body that keeps arriving is never cut by the idle timeout, however long it takes in all (no total timeout).
+TEST_F(upstream_client_test, ProgressKeepsAStreamAlive) {
+  auto req = get("/drip"); // 100 bytes, one per 50 ms: 5 s in all
+  req.total_timeout = 0ms;
+  req.idle_timeout = 1000ms;
+  auto r = fetch(req);
+  EXPECT_EQ(r.error, transfer_error::none) << r.error_text;
+  EXPECT_EQ(r.body.size(), 100u);
+}
+
 // A body larger than max_response_bytes is cut off with too_large.
 TEST_F(upstream_client_test, BodyOverTheCapIsTooLarge) {
   auto req = get("/big");
@@ -500,14 +548,16 @@ TEST_F(upstream_client_test, UnansweredConnectIsConnectTimeout) {
   EXPECT_EQ(r.error, transfer_error::connect_timeout) << r.error_text;
 }
 
-// 50 calls made at once from one actor through upstream_clients::call all complete.
+// 50 calls made at once from one actor through upstream_clients::call all complete, and they run concurrently: the
+// server holds every /gather request until all 50 are in flight at once, on 50 connections.
 TEST_F(upstream_client_test, FiftyConcurrentCallsComplete) {
+  server_.gather_target(50);
   auto names = std::make_shared<directory>();
   names->put(upstream_clients::client_name(0), client_);
   auto clients = std::make_shared<upstream_clients>(names, std::vector<std::shared_ptr<doorbell>>{bell_});
   std::promise<std::vector<upstream_response>> done;
   auto result = done.get_future();
-  auto url = server_.url("/ok");
+  auto url = server_.url("/gather");
   sys_->spawn([&done, clients, url](caf::event_based_actor* self) {
     auto answers = std::make_shared<std::vector<upstream_response>>();
     for (int i = 0; i < 50; ++i) {
@@ -522,11 +572,13 @@ TEST_F(upstream_client_test, FiftyConcurrentCallsComplete) {
   });
   ASSERT_EQ(result.wait_for(reply_bound), std::future_status::ready);
   auto answers = result.get();
+  ASSERT_EQ(answers.size(), 50u);
   for (const auto& r : answers) {
     EXPECT_EQ(r.error, transfer_error::none) << r.error_text;
     EXPECT_EQ(r.body, "hello");
   }
-  EXPECT_LE(server_.accepted(), 50u);
+  EXPECT_EQ(server_.most_gathered(), 50u) << "the calls did not all run at once";
+  EXPECT_EQ(server_.accepted(), 50u);
 }
 
 // With no client in the directory, or a dead one, call() answers aborted with an explanation.

@@ -36,7 +36,6 @@ protected:
     troupe_process::options opts;
     opts.args = {"--set", "cache.shards=3"};
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
-    opts.env["TROUPE_ADMIN_EMAILS"] = "admin@example.com";
     t_ = std::make_unique<troupe_process>(opts);
   }
 
@@ -53,11 +52,14 @@ protected:
     return http({"GET", t_->url(path), "", headers, 20000});
   }
 
-  /// Registers and logs in; returns {user id, access token}.
+  /// Registers and logs in; returns {user id, access token}. admin@example.com is made an admin once registered
+  /// (as `troupe admin grant` does; registration never grants it), before its first authenticated request.
   std::pair<std::string, std::string> sign_up(const std::string& email) {
     auto credentials = R"({"email":")" + email + R"(","password":"correct horse battery"})";
     auto reg = post("/api/auth/register", credentials);
     EXPECT_EQ(reg.status, 201) << reg.body;
+    if (email == "admin@example.com")
+      db_.execute("UPDATE users SET role = 'admin' WHERE email = 'admin@example.com'");
     auto login = post("/api/auth/login", credentials);
     EXPECT_EQ(login.status, 200) << login.body;
     return {field(reg, "user_id"), field(login, "access_token")};

@@ -1,6 +1,6 @@
-// Debug mode on the real binary over loopback: the routes are 404 when off and need an admin when told to
-// (debug.admin_only, as when not listening on loopback); the tree, an actor's mailbox and a trace; the page in
-// headless Chromium; `troupe inspect top` in a terminal (tmux).
+// Debug mode on the real binary over loopback: the routes are 404 when off, open to a client on this machine and
+// need an admin otherwise (a client behind a proxy, or debug.admin_only); the tree, an actor's mailbox and a trace;
+// the page in headless Chromium; `troupe inspect top` in a terminal (tmux).
 
 #include "tests/integration/harness.hpp"
 #include "tests/persistence/scratch_database.hpp"
@@ -140,15 +140,14 @@ TEST(DebugRoutes, TraceStreamsProcessedMessages) {
   EXPECT_EQ(get(troupe, "/debug/actors/root/trace?seconds=61").status, 400);
 }
 
-// With debug.admin_only (the rule when Troupe does not listen on loopback only): 401 without a credential, 403 for
-// a user, 200 for an admin. The page itself holds no data and still loads.
+// With debug.admin_only (the rule for clients elsewhere): 401 without a credential, 403 for a user, 200 for an
+// admin. The page itself holds no data and still loads.
 TEST(DebugRoutes, AdminOnlyRefusesOthers) {
   scratch_database db;
   if (!db.available())
     GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
   auto opts = debug_on({"--set", "debug.admin_only=true"});
   opts.env["TROUPE_DATABASE_URL"] = db.url();
-  opts.env["TROUPE_ADMIN_EMAILS"] = "boss@example.com";
   troupe_process troupe{opts};
   EXPECT_EQ(get(troupe, "/debug/actors").status, 401);
   EXPECT_EQ(get(troupe, "/debug/actors/root").status, 401);
@@ -158,6 +157,8 @@ TEST(DebugRoutes, AdminOnlyRefusesOthers) {
   EXPECT_EQ(get(troupe, "/debug/actors", user).status, 403);
   auto admin = json_string(sign_up(troupe, "boss@example.com"), "access_token");
   ASSERT_FALSE(admin.empty());
+  // Made an admin before its first authenticated request (as `troupe admin grant` does).
+  db.execute("UPDATE users SET role = 'admin' WHERE email = 'boss@example.com'");
   EXPECT_EQ(get(troupe, "/debug/actors", admin).status, 200);
   EXPECT_EQ(get(troupe, "/debug/").status, 200);
   // The terminal client takes the token too.
@@ -169,6 +170,42 @@ TEST(DebugRoutes, AdminOnlyRefusesOthers) {
     0)
     << out;
   EXPECT_NE(out.find("db.writer"), std::string::npos) << out;
+}
+
+// A reverse proxy on this host connects from loopback for clients anywhere: what decides is the client's address.
+// Through a trusted proxy (127.0.0.1 in http.trusted_proxies) a public X-Forwarded-For needs an admin, a local one
+// does not; through a proxy Troupe does not trust, any forwarding header means the client is elsewhere.
+TEST(DebugRoutes, ClientsBehindAProxyNeedAnAdmin) {
+  scratch_database db;
+  if (!db.available())
+    GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
+  auto proxied = [](const troupe_process& t, const std::string& header, const std::string& bearer = "") {
+    std::vector<std::string> headers{header};
+    if (!bearer.empty())
+      headers.push_back("Authorization: Bearer " + bearer);
+    return http({"GET", t.url("/debug/actors"), "", headers, 20000});
+  };
+  {
+    auto opts = debug_on({"--set", "http.trusted_proxies=127.0.0.1"});
+    opts.env["TROUPE_DATABASE_URL"] = db.url();
+    troupe_process troupe{opts};
+    EXPECT_EQ(proxied(troupe, "X-Forwarded-For: 203.0.113.50").status, 401);
+    EXPECT_EQ(proxied(troupe, "X-Forwarded-For: 203.0.113.50, 127.0.0.1").status, 401);
+    auto user = json_string(sign_up(troupe, "dev@example.com"), "access_token");
+    EXPECT_EQ(proxied(troupe, "X-Forwarded-For: 203.0.113.50", user).status, 403);
+    EXPECT_EQ(proxied(troupe, "X-Forwarded-For: 127.0.0.1").status, 200) << "a client on this host, via the proxy";
+    EXPECT_EQ(get(troupe, "/debug/actors").status, 200) << "a client on this host, directly";
+  }
+  std::string out;
+  ASSERT_EQ(run_command("TROUPE_DATABASE_URL='" + db.url() + "' " TROUPE_BINARY " admin grant dev@example.com", out), 0)
+    << out;
+  auto opts = debug_on(); // no trusted proxy
+  opts.env["TROUPE_DATABASE_URL"] = db.url();
+  troupe_process troupe{opts};
+  for (const char* header : {"X-Forwarded-For: 203.0.113.50", "Forwarded: for=203.0.113.50", "X-Real-IP: 203.0.113.50"})
+    EXPECT_EQ(proxied(troupe, header).status, 401) << header;
+  auto admin = json_string(sign_up(troupe, "dev@example.com"), "access_token");
+  EXPECT_EQ(proxied(troupe, "X-Forwarded-For: 203.0.113.50", admin).status, 200);
 }
 
 // The page: self-contained (no external URL), its own CSP with a nonce; headless Chromium runs its script, which

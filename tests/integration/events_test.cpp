@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 using namespace troupe::testing;
 using namespace std::chrono_literals;
@@ -80,8 +81,8 @@ public:
             acked_.insert(key);
           else if (res.status == 503 && !res.header("retry-after").empty())
             ++unavailable_;
-          else
-            ++other_;
+          else if (other_.size() < 20)
+            other_.push_back(std::to_string(res.status) + " " + res.error + " " + res.body.substr(0, 200));
         }
       });
   }
@@ -100,6 +101,11 @@ public:
   size_t unavailable() {
     std::lock_guard<std::mutex> guard{mutex_};
     return unavailable_;
+  }
+  /// Answers that were neither 201 nor 503 with Retry-After (the first 20): status, transfer error, body.
+  std::vector<std::string> other() {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return other_;
   }
   std::set<std::string> acked_keys() {
     std::lock_guard<std::mutex> guard{mutex_};
@@ -125,7 +131,7 @@ private:
   std::mutex mutex_;
   std::set<std::string> acked_;
   size_t unavailable_ = 0;
-  size_t other_ = 0;
+  std::vector<std::string> other_;
 };
 
 /// Every acknowledged key must have its event row.
@@ -287,6 +293,9 @@ TEST_F(Events, DatabaseOutageGives503AndRecovers) {
     EXPECT_TRUE(load.wait_until([&] { return load.acked() >= before + 50; }, 60s)) << "no recovery";
     load.stop();
     expect_all_present(db_, load.acked_keys());
+    // Through the outage every answer was a 201 or a 503 with Retry-After: no 500, no 504, no dropped connection.
+    auto other = load.other();
+    EXPECT_TRUE(other.empty()) << other.size() << " other answers, the first: " << other.front();
   }
   EXPECT_EQ(http_get(t->url("/api/health")).status, 200);
 }

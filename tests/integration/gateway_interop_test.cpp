@@ -1,18 +1,18 @@
 // Interoperability: the official OpenAI Node SDK (npm `openai`), pointed at troupe's base URL with a troupe API
-// key, lists the models, completes a chat and a streamed chat through the gateway to a mock upstream. Skipped,
-// with the reason printed, only when Node or the npm package cannot be installed.
+// key, lists the models, completes a chat and a streamed chat through the gateway to a mock upstream. Node and the
+// package come from scripts/test-deps (make test runs it); without them the test fails.
 
 #include "tests/integration/harness.hpp"
+#include "tests/interop/node_packages.hpp"
+#include "tests/persistence/scratch_database.hpp"
 #include "tests/tools/mock_upstream_harness.hpp"
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 namespace troupe::testing {
 namespace {
 
-const std::string interop_dir = std::string(TROUPE_SOURCE_DIR) + "/tests/interop";
+const std::string driver_dir = interop_dir();
 
 std::string quote(const std::string& s) {
   std::string out = "'";
@@ -21,32 +21,14 @@ std::string quote(const std::string& s) {
   return out + "'";
 }
 
-/// "" when the SDK can run, else why not. Installs tests/interop/node_modules once (under the same lock as the JWT
-/// interop test; bounded by timeout 120).
-std::string sdk_unavailable() {
-  std::string out;
-  if (run_command("node --version", out) != 0)
-    return "node is not installed";
-  auto installed = [] { return std::filesystem::exists(interop_dir + "/node_modules/openai/package.json"); };
-  if (!installed()) {
-    auto dir = quote(interop_dir);
-    auto install =
-      "test -d " + dir + "/node_modules/openai || timeout 120 npm install --no-audit --no-fund --prefix " + dir;
-    int status = run_command("flock /tmp/troupe-interop-npm.lock sh -c " + quote(install), out);
-    if (status != 0 || !installed())
-      return "npm install --prefix " + interop_dir + " failed (offline?): " + out.substr(0, 300);
-  }
-  return "";
-}
-
 TEST(GatewayInterop, OpenAiNodeSdkCompletesAChatAndAStreamedChat) {
-  auto why = sdk_unavailable();
-  if (!why.empty()) {
-    std::printf("skipping interop test: %s\n", why.c_str());
-    GTEST_SKIP() << why;
-  }
+  auto missing = node_packages_missing({"openai"});
+  ASSERT_TRUE(missing.empty()) << missing;
+  scratch_database db;
+  ASSERT_TRUE(db.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
   mock_upstream_process mock;
   troupe_process::options opts;
+  opts.env["TROUPE_DATABASE_URL"] = db.url();
   opts.env["TROUPE_UPSTREAMS"] = R"([{"name":"mock","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"]}])";
   troupe_process t{opts};
   auto login = sign_up(t, "sdk@example.com");
@@ -62,7 +44,7 @@ TEST(GatewayInterop, OpenAiNodeSdkCompletesAChatAndAStreamedChat) {
   ASSERT_FALSE(key.empty());
 
   std::string out;
-  int status = run_command("node " + quote(interop_dir + "/openai_chat.mjs") + " --base-url " + quote(t.url("/v1"))
+  int status = run_command("node " + quote(driver_dir + "/openai_chat.mjs") + " --base-url " + quote(t.url("/v1"))
                              + " --api-key " + quote(key) + " 2>&1",
                            out);
   ASSERT_EQ(status, 0) << out;
@@ -79,7 +61,7 @@ TEST(GatewayInterop, OpenAiNodeSdkCompletesAChatAndAStreamedChat) {
   EXPECT_EQ(stats["streams"].GetInt64(), 1);
 
   // A wrong key: the SDK surfaces troupe's OpenAI-shaped 401.
-  status = run_command("node " + quote(interop_dir + "/openai_chat.mjs") + " --base-url " + quote(t.url("/v1"))
+  status = run_command("node " + quote(driver_dir + "/openai_chat.mjs") + " --base-url " + quote(t.url("/v1"))
                          + " --api-key trp_wrong 2>&1",
                        out);
   EXPECT_NE(status, 0);

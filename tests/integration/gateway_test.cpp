@@ -3,6 +3,7 @@
 // single flight from the upstream's side.
 
 #include "tests/integration/harness.hpp"
+#include "tests/persistence/scratch_database.hpp"
 #include "tests/tools/mock_upstream_harness.hpp"
 
 #include <gtest/gtest.h>
@@ -29,6 +30,9 @@ struct upstream_spec {
 
 class Gateway : public ::testing::Test {
 protected:
+  void SetUp() override { ASSERT_TRUE(db_.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)"; }
+
+  scratch_database db_; // each test's own: usage and accounts never meet another test's
   std::unique_ptr<mock_upstream_process> mock_a = std::make_unique<mock_upstream_process>();
   std::unique_ptr<mock_upstream_process> mock_b;
   std::unique_ptr<troupe_process> troupe;
@@ -49,6 +53,7 @@ protected:
     }
     list += "]";
     troupe_process::options opts;
+    opts.env["TROUPE_DATABASE_URL"] = db_.url();
     opts.env["TROUPE_UPSTREAMS"] = list;
     for (const auto& u : upstreams)
       if (!u.key.empty())
@@ -298,13 +303,15 @@ TEST_F(Gateway, StreamsEventsThroughAndEndsWithDone) {
 }
 
 TEST_F(Gateway, NoRetryAfterTheFirstStreamedByte) {
-  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":2000)"}}, {"retry.max_attempts=3"});
-  // Events every 600 ms: the first ones reach the client, then the upstream's time (2 s) runs out.
-  auto res = chat(body("[[mock drip_ms=600 chunks=8]] slow stream", R"(,"stream":true)"));
+  start({{"a", mock_a.get(), 1, key_a, R"(,"timeout_ms":2000)"}},
+        {"retry.max_attempts=3", "gateway.stream_idle_ms=1000"});
+  // Three events reach the client, then the upstream falls silent for longer than the stream may idle (1 s): the
+  // stream ends with an error event and [DONE], and the upstream is not called again.
+  auto res = chat(body("[[mock drip_ms=50 chunks=8 pause_after=3 pause_ms=5000]] stalling stream", R"(,"stream":true)"));
   ASSERT_EQ(res.status, 200);
   EXPECT_NE(res.body.find("\"delta\""), std::string::npos) << res.body;
   EXPECT_NE(res.body.find("data: {\"error\""), std::string::npos) << res.body;
-  EXPECT_EQ(res.body.find("[DONE]"), std::string::npos);
+  EXPECT_EQ(res.body.substr(res.body.size() - 14), "data: [DONE]\n\n");
   EXPECT_EQ(hits(*mock_a), 1);
 }
 
@@ -343,9 +350,7 @@ TEST_F(Gateway, UsageIsMeteredAndTheQuotaHolds) {
   EXPECT_EQ(over.status, 429) << over.body;
   EXPECT_FALSE(over.header("retry-after").empty());
   EXPECT_EQ(hits(*mock_a), 3);
-  auto url = test_database_url();
-  ASSERT_TRUE(url);
-  pqxx::connection db{*url};
+  pqxx::connection db{db_.url()};
   int64_t tokens = 0, requests = 0;
   // The writer commits within milliseconds; up to 15 s for a loaded machine.
   for (int i = 0; i < 1500 && (tokens == 0 || requests < 3); ++i) {

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 
 extern char** environ;
 
@@ -47,7 +48,8 @@ std::vector<std::string> build_environment(const troupe_process::options& opts) 
 
 } // namespace
 
-troupe_process::troupe_process(options opts) {
+troupe_process::troupe_process(options opts)
+    : expected_output_(std::move(opts.expected_output)), stop_timeout_(opts.stop_timeout) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe failed");
@@ -88,29 +90,94 @@ troupe_process::troupe_process(options opts) {
     changed_.notify_all();
   }};
   // The port is in the "listening" line: ..."port":12345}
-  if (!wait_for_output("\"msg\":\"listening\"", std::chrono::seconds{20}))
+  if (!wait_for_output("\"msg\":\"listening\"", std::chrono::seconds{20})) {
+    // No destructor runs after a throwing constructor: stop the process and the reader here.
+    ::kill(pid_, SIGKILL);
+    reader_.join();
+    ::close(out_fd_);
     throw std::runtime_error("troupe did not start listening; output:\n" + output());
+  }
   auto text = output();
   auto pos = text.find("\"port\":", text.find("\"msg\":\"listening\""));
   port_ = static_cast<uint16_t>(std::stoi(text.substr(pos + 7)));
 }
 
 troupe_process::~troupe_process() {
-  // A failing test shows what the server said.
-  if (::testing::Test::HasFailure()) {
-    auto text = output();
-    std::fprintf(stderr, "---- troupe output (last 8 KiB) ----\n%s\n----\n",
-                 text.substr(text.size() > 8192 ? text.size() - 8192 : 0).c_str());
-  }
+  std::vector<std::string> problems;
+  bool running, signalled;
   {
     std::lock_guard<std::mutex> guard{mutex_};
-    if (!exited_)
+    running = !exited_;
+    signalled = signalled_;
+  }
+  if (running) {
+    // The ordinary end of a server: SIGTERM, a drain, exit 0.
+    ::kill(pid_, SIGTERM);
+    auto status = wait_exit(stop_timeout_);
+    if (!status) {
+      problems.push_back("did not exit within " + std::to_string(stop_timeout_.count()) + " ms of SIGTERM; killed");
       ::kill(pid_, SIGKILL);
+    } else if (*status != 0) {
+      problems.push_back("exit status " + std::to_string(*status) + " after SIGTERM (expected 0)");
+    }
+  } else if (!signalled) {
+    auto status = wait_exit(std::chrono::milliseconds{0});
+    if (status && *status != 0)
+      problems.push_back("exited by itself with status " + std::to_string(*status));
   }
   if (reader_.joinable())
     reader_.join();
   if (out_fd_ >= 0)
     ::close(out_fd_);
+  for (auto& line : findings())
+    problems.push_back("its output has: " + line);
+  for (const auto& problem : problems)
+    ADD_FAILURE() << "troupe (pid " << pid_ << ") " << problem;
+  // A failing test shows what the server said.
+  if (::testing::Test::HasFailure()) {
+    auto text = output();
+    std::fprintf(stderr, "---- troupe output (last 16 KiB) ----\n%s\n----\n",
+                 text.substr(text.size() > 16384 ? text.size() - 16384 : 0).c_str());
+  }
+}
+
+void troupe_process::expect_output(std::string substring) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  expected_output_.push_back(std::move(substring));
+}
+
+std::vector<std::string> troupe_process::findings() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return output_findings(output_, expected_output_);
+}
+
+std::vector<std::string> output_findings(const std::string& output, const std::vector<std::string>& expected) {
+  // Sanitizer reports: never expected (a test cannot declare them away).
+  static const char* const sanitizer_markers[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                                  "runtime error:", "WARNING: ThreadSanitizer",
+                                                  "ERROR: ThreadSanitizer"};
+  // Log lines (config/log.cpp: {"ts":...,"level":"<spdlog level>","msg":...}) and supervisor restarts
+  // (actors/supervisor.cpp) that need a declaration.
+  static const char* const declarable_markers[] = {"\"level\":\"error\"", "\"level\":\"critical\"",
+                                                   "\"msg\":\"actor failed\"", "\"msg\":\"supervisor gives up\""};
+  std::vector<std::string> found;
+  size_t start = 0;
+  while (start < output.size()) {
+    auto end = output.find('\n', start);
+    if (end == std::string::npos)
+      end = output.size();
+    std::string_view line{output.data() + start, end - start};
+    start = end + 1;
+    auto has = [&](std::string_view marker) { return line.find(marker) != std::string_view::npos; };
+    bool finding = std::any_of(std::begin(sanitizer_markers), std::end(sanitizer_markers), has);
+    if (!finding && std::any_of(std::begin(declarable_markers), std::end(declarable_markers), has))
+      finding = std::none_of(expected.begin(), expected.end(), [&](const std::string& e) { return has(e); });
+    if (finding)
+      found.emplace_back(line.substr(0, 600));
+    if (found.size() >= 20)
+      break;
+  }
+  return found;
 }
 
 std::string troupe_process::url(const std::string& path) const {
@@ -118,6 +185,10 @@ std::string troupe_process::url(const std::string& path) const {
 }
 
 void troupe_process::signal(int signo) {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    signalled_ = true;
+  }
   ::kill(pid_, signo);
 }
 

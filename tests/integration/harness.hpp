@@ -19,13 +19,27 @@ namespace troupe::testing {
 inline constexpr const char* test_jwt_secret = "integration-test-secret-0123456789abcdef";
 
 /// A troupe process started with `--set http.port=0` plus the given arguments; the constructor waits for its
-/// "listening" log line and reads the port from it. The destructor kills it if it still runs.
+/// "listening" log line and reads the port from it.
+///
+/// At the end of every test the harness reads what the server said and how it ended (the destructor):
+///   - a server still running is stopped with SIGTERM and must exit 0 within stop_timeout (a test about SIGKILL
+///     sends it itself; a test that signals the server checks the exit itself);
+///   - a sanitizer report (AddressSanitizer, LeakSanitizer, UBSan's "runtime error:", ThreadSanitizer) fails the test,
+///     always;
+///   - an error-level log line ("level":"error" or "critical") or a supervisor's restart ("msg":"actor failed",
+///     "supervisor gives up") fails the test unless the test declared it: `expected_output` in the options, or
+///     expect_output() later, lists substrings of the lines it provokes on purpose.
+/// A test that fails this way, or any other way, gets the server's last output printed.
 class troupe_process {
 public:
   struct options {
     std::vector<std::string> args;
     std::map<std::string, std::string> env; // added to (or, with an empty value, removed from) the environment
     bool with_database = true;              // pass TROUPE_DATABASE_URL from the test environment through
+    /// Substrings of error-level or restart lines this test provokes on purpose (see the class comment).
+    std::vector<std::string> expected_output;
+    /// How long a SIGTERM at the end of the test may take (the server's shutdown.grace_ms bounds the drain).
+    std::chrono::milliseconds stop_timeout{30000};
   };
 
   explicit troupe_process(options opts);
@@ -37,6 +51,7 @@ public:
   std::string url(const std::string& path) const;
   pid_t pid() const { return pid_; }
 
+  /// Sends `signo`; the test then owns how the process ends (the destructor no longer requires exit status 0).
   void signal(int signo);
   /// Waits for the process to exit; returns its exit status, or nullopt on timeout (or death by signal: -signo).
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
@@ -44,8 +59,13 @@ public:
   std::string output() const;
   /// Waits until its output contains `text`.
   bool wait_for_output(const std::string& text, std::chrono::milliseconds timeout);
+  /// Declares that lines containing `substring` are provoked by the test (see the class comment).
+  void expect_output(std::string substring);
 
 private:
+  /// Lines of the output that fail the test (sanitizer reports, undeclared error-level and restart lines).
+  std::vector<std::string> findings() const;
+
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   int out_fd_ = -1;
@@ -55,7 +75,14 @@ private:
   std::string output_;
   bool exited_ = false;
   int status_ = 0;
+  bool signalled_ = false; // the test sent a signal: it checks how the process ended
+  std::vector<std::string> expected_output_;
+  std::chrono::milliseconds stop_timeout_;
 };
+
+/// The lines of a server's `output` that fail a test: sanitizer reports always; error-level log lines and supervisor
+/// restarts unless they contain one of `expected`. Exposed for the harness's own tests.
+std::vector<std::string> output_findings(const std::string& output, const std::vector<std::string>& expected);
 
 struct http_result {
   long status = 0;

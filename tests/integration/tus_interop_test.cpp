@@ -1,9 +1,10 @@
 // Interop with the real tus client: tus-js-client (npm, under Node) uploads a file to the real binary in chunks
 // (creation-with-upload first), is interrupted, resumes from the offset the server reports (HEAD) with
 // X-HTTP-Method-Override, and the processed file's SHA-256 equals the file's. tests/interop/tus_upload.mjs drives
-// the client. Skipped, with the reason printed, only when Node is missing or npm cannot install the client.
+// the client. Node and the client come from scripts/test-deps (make test runs it); without them the test fails.
 
 #include "tests/integration/upload_client.hpp"
+#include "tests/interop/node_packages.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +16,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string interop_dir = std::string(TROUPE_SOURCE_DIR) + "/tests/interop";
+const std::string driver_dir = troupe::testing::interop_dir();
 
 std::string shell_quote(const std::string& text) {
   std::string quoted = "'";
@@ -24,32 +25,11 @@ std::string shell_quote(const std::string& text) {
   return quoted + "'";
 }
 
-/// "" when tus-js-client can run, else why not. Installs tests/interop/node_modules if needed (under flock: other
-/// interop tests may install at the same time; bounded by timeout 120).
-std::string client_unavailable() {
-  std::string out;
-  if (run_command("node --version", out) != 0)
-    return "node is not installed";
-  auto installed = [] { return std::filesystem::exists(interop_dir + "/node_modules/tus-js-client/package.json"); };
-  if (!installed()) {
-    auto dir = shell_quote(interop_dir);
-    auto install =
-      "test -d " + dir + "/node_modules/tus-js-client || timeout 120 npm install --no-audit --no-fund --prefix " + dir;
-    int status = run_command("flock /tmp/troupe-interop-npm.lock sh -c " + shell_quote(install), out);
-    if (status != 0 || !installed())
-      return "npm install --prefix " + interop_dir + " failed (offline?): " + out.substr(0, 300);
-  }
-  return "";
-}
-
 using TusInterop = upload_fixture;
 
 TEST_F(TusInterop, TusJsClientUploadsInChunksAndResumes) {
-  auto reason = client_unavailable();
-  if (!reason.empty()) {
-    std::printf("skipping tus-js-client interop: %s\n", reason.c_str());
-    GTEST_SKIP() << reason;
-  }
+  auto missing = node_packages_missing({"tus-js-client"});
+  ASSERT_TRUE(missing.empty()) << missing;
   auto t = start({"--set", "uploads.max_chunk_bytes=1048576"});
   auto token = client().bearer().substr(std::string{"Authorization: Bearer "}.size());
   auto repo = client().create_repository("interop");
@@ -60,7 +40,7 @@ TEST_F(TusInterop, TusJsClientUploadsInChunksAndResumes) {
   std::ofstream{file, std::ios::binary}.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 
   std::string out;
-  auto command = "timeout 120 node " + shell_quote(interop_dir + "/tus_upload.mjs") + " --endpoint "
+  auto command = "timeout 120 node " + shell_quote(driver_dir + "/tus_upload.mjs") + " --endpoint "
                  + shell_quote(t->url("/api/uploads/")) + " --token " + shell_quote(token) + " --repository " + repo
                  + " --file " + shell_quote(file) + " --chunk 1048576 --interrupt-after 2097152";
   ASSERT_EQ(run_command(command, out), 0) << out;

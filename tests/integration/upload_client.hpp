@@ -174,8 +174,10 @@ protected:
   }
 
   /// Starts troupe (a restart keeps the database, the directory and the user).
-  std::unique_ptr<troupe_process> start(std::vector<std::string> args = {}) {
+  std::unique_ptr<troupe_process> start(std::vector<std::string> args = {},
+                                        std::map<std::string, std::string> env = {}) {
     troupe_process::options opts;
+    opts.env = std::move(env);
     opts.args = {"--set", "limits.enabled=false", "--set", "uploads.dir=" + dir_.path()};
     opts.args.insert(opts.args.end(), args.begin(), args.end());
     opts.env["TROUPE_DATABASE_URL"] = db_.url();

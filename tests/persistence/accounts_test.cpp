@@ -268,12 +268,8 @@ TEST_F(Accounts, ConcurrentRotationsOfOneTokenRotateOnce) {
     hold.exec("SELECT 1 FROM refresh_tokens WHERE token_hash = decode('" + hash_of(token) + "', 'hex') FOR UPDATE");
     for (int i = 1; i <= 2; ++i)
       self->send(router_, refresh_rotate_atom::value, hash_of(token), hash_of(token + i), unix_now() + 3600);
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (db_.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                      "AND datname = current_database()")
-             != "2"
-           && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(1ms);  // PostgreSQL (another process) must reach its lock wait: poll, bounded
+    // Both rotations must be waiting on the held row, or this round would not test the overlap.
+    ASSERT_TRUE(db_.wait_for_lock_waiters(2)) << "round " << round << ": the two rotations never waited together";
     hold.commit();
     std::multiset<std::string> outcomes;
     for (int i = 0; i < 2; ++i)

@@ -228,11 +228,11 @@ TEST_F(Migrations, CreatesEveryTableAndTheWorkloadIndexes) {
   apply_migrations(conn);
   for (const char* table : {"schema_migrations", "plans", "users", "api_keys", "refresh_tokens", "repositories",
                             "files", "file_segments", "uploads", "jobs", "usage", "feedback", "funnel_events",
-                            "security_events", "cluster_members", "idempotency_keys"})
+                            "security_events", "cluster_members", "idempotency_keys", "storage_usage", "job_turns"})
     EXPECT_TRUE(table_exists(conn, table)) << table;
   for (const char* index :
        {"api_keys_user_id_idx", "refresh_tokens_family_id_idx", "refresh_tokens_expires_at_idx",
-        "file_segments_tsv_idx", "uploads_expires_at_pending_idx", "jobs_dispatch_idx", "jobs_lease_until_idx",
+        "file_segments_tsv_idx", "uploads_expires_at_pending_idx", "jobs_owner_dispatch_idx", "jobs_lease_until_idx",
         "funnel_events_event_occurred_at_idx", "security_events_ip_created_at_idx", "idempotency_keys_created_at_idx"})
     EXPECT_TRUE(table_exists(conn, index)) << index;
 }

@@ -4,10 +4,12 @@
 
 #include <pqxx/pqxx>
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 
 namespace troupe::testing {
 
@@ -50,11 +52,34 @@ public:
     return result.empty() || result[0][0].is_null() ? std::string{} : result[0][0].as<std::string>();
   }
 
-  void execute(const std::string& sql) const {
-    pqxx::connection conn{url_};
+  void execute(const std::string& sql) const { execute_on(url_, sql); }
+
+  /// Runs `sql` in a transaction of its own on the database at `url`.
+  static void execute_on(const std::string& url, const std::string& sql) {
+    pqxx::connection conn{url};
     pqxx::work tx{conn};
     tx.exec(sql);
     tx.commit();
+  }
+
+  /// Waits (polling every 5 ms, at most `limit`) until at least `n` sessions of THIS database wait for a lock
+  /// (pg_stat_activity.wait_event_type = 'Lock'); false if they never did. Concurrency tests use it to make sure the
+  /// overlap they are about really happened, and assert on the result: other tests' databases never count.
+  bool wait_for_lock_waiters(size_t n, std::chrono::milliseconds limit = std::chrono::seconds{20}) const {
+    pqxx::connection conn{url_};
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      pqxx::nontransaction tx{conn};
+      auto waiting = tx.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                             "AND datname = current_database()")[0][0]
+                       .as<size_t>();
+      tx.commit();
+      if (waiting >= n)
+        return true;
+      if (std::chrono::steady_clock::now() > deadline)
+        return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds{5}); // PostgreSQL's backends are other processes
+    }
   }
 
   /// Replaces the database name (the URI path) of a libpq URI.

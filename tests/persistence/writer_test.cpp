@@ -219,6 +219,44 @@ TEST_F(Writer, IdempotencyKeyWritesOnceAndReplays) {
   EXPECT_EQ(write_all({elsewhere}).results.size(), 1u);
 }
 
+// Security events of one type, user and address within one UTC minute share one row whose count adds up, across
+// requests, batches and the one-by-one path; the first event's request and detail stay; another minute, address or
+// type is another row; events without a user or an address aggregate too.
+TEST_F(Writer, SecurityEventsOfOneMinuteShareARow) {
+  // One connection: batches commit in the order they were sent, so the row's first request is r1.
+  start_writer({real_connection(db_.url())}, writer_options{});
+  constexpr int64_t minute = 1893456000000; // 2030-01-01T00:00:00Z
+  auto event = [](std::string type, std::string ip, int64_t count, int64_t at, std::string request_id,
+                  std::string detail = "{}") {
+    write_request w;
+    w.result = "{}";
+    w.security_events.push_back(security_event_row{std::move(type), "warning", "", std::move(ip), std::move(request_id),
+                                                   std::move(detail), count, at, at + 10});
+    return w;
+  };
+  auto out =
+    write_all({event("invalid_api_key", "198.51.100.7", 3, minute + 1000, "r1", R"({"q":"a\"b\\c"})"),
+               event("invalid_api_key", "198.51.100.7", 4, minute + 2000, "r2"),
+               event("invalid_api_key", "198.51.100.7", 1, minute + 61000, "r3"),
+               event("invalid_api_key", "198.51.100.8", 1, minute + 3000, "r4"),
+               event("invalid_token", "", 2, minute + 4000, "r5"), event("invalid_token", "", 5, minute + 5000, "r6")});
+  ASSERT_EQ(out.results.size(), 6u);
+  out = write_all({event("invalid_api_key", "198.51.100.7", 10, minute + 59000, "r7")});
+  ASSERT_EQ(out.results.size(), 1u);
+  auto first_minute = "minute = to_timestamp(" + std::to_string(minute / 1000) + ")";
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM security_events"), "4");
+  EXPECT_EQ(db_.scalar("SELECT count FROM security_events WHERE ip = '198.51.100.7' AND " + first_minute), "17");
+  EXPECT_EQ(db_.scalar("SELECT request_id FROM security_events WHERE ip = '198.51.100.7' AND " + first_minute), "r1");
+  EXPECT_EQ(db_.scalar("SELECT detail->>'q' FROM security_events WHERE ip = '198.51.100.7' AND " + first_minute),
+            "a\"b\\c");
+  EXPECT_EQ(db_.scalar("SELECT extract(epoch FROM last_seen_at)::bigint FROM security_events WHERE ip = "
+                       "'198.51.100.7' AND "
+                       + first_minute),
+            std::to_string((minute + 59010) / 1000));
+  EXPECT_EQ(db_.scalar("SELECT count FROM security_events WHERE type = 'invalid_token'"), "7");
+  EXPECT_EQ(db_.scalar("SELECT sum(count) FROM security_events"), "26");
+}
+
 // A full queue refuses new requests at once instead of growing.
 TEST_F(Writer, FullQueueIsRefusedAtOnce) {
   writer_options opts;
@@ -234,17 +272,25 @@ TEST_F(Writer, FullQueueIsRefusedAtOnce) {
   EXPECT_EQ(counters_->rejected.load(), 1u);
 }
 
-// An unreachable database fails a write after max_wait, and later writes at once, with 503's code.
+// An unreachable database fails a write after max_wait (not before it, nor long after it), and once it has been
+// down for max_wait later writes fail at once, with 503's code.
 TEST_F(Writer, UnreachableDatabaseFailsAfterMaxWait) {
   writer_options opts;
-  opts.max_wait = 200ms;
+  opts.max_wait = 1000ms;
   start_writer({real_connection("postgresql://troupe@127.0.0.1:1/none")}, opts);
+  auto started = std::chrono::steady_clock::now();
   auto out = write_all({events_request({"nowhere"})});
+  auto first = std::chrono::steady_clock::now() - started;
   ASSERT_EQ(out.errors.size(), 1u);
   EXPECT_EQ(service_code(out.errors[0]), service_error::unavailable);
+  EXPECT_GE(first, opts.max_wait) << "failed before max_wait";
+  EXPECT_LT(first, opts.max_wait + 5s) << "failed long after max_wait";
+  started = std::chrono::steady_clock::now();
   out = write_all({events_request({"nowhere_again"})});
+  auto second = std::chrono::steady_clock::now() - started;
   ASSERT_EQ(out.errors.size(), 1u);
   EXPECT_EQ(service_code(out.errors[0]), service_error::unavailable);
+  EXPECT_LT(second, opts.max_wait / 2) << "a write to a database known to be down waited";
 }
 
 // Batches that fail because the database is down are retried and commit once it is back.

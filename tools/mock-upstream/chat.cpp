@@ -284,6 +284,10 @@ public:
   event_writer(plan& p, const knobs& k, const answer_context& context) : p_(p), k_(k), chunked_(context.chunked_ok) {}
 
   void event(const body& e) {
+    if (events_ == 0 && k_.think_ms > 0)
+      p_.wait(k_.think_ms); // headers are out; the first event takes its time
+    if (events_ > 0 && events_ == k_.pause_after && k_.pause_ms > 0)
+      p_.wait(k_.pause_ms); // silent once, mid-stream
     if (events_++ > 0)
       p_.wait(k_.drip_ms);
     if (chunked_)

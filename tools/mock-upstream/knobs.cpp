@@ -107,6 +107,9 @@ const std::vector<knob_entry>& knob_table() {
     {{"chunks", "1..100000"}, set_integer<int64_t, &knob_overrides::chunks, 1, max_chunks>},
     {{"malformed", "none|json|sse|utf8|truncated|no_choices|hangup"}, set_malformed},
     {{"huge_bytes", "0..1073741824"}, set_integer<int64_t, &knob_overrides::huge_bytes, 0, max_huge_bytes>},
+    {{"think_ms", "0..600000"}, set_integer<int64_t, &knob_overrides::think_ms, 0, max_latency_ms>},
+    {{"pause_after", "0..100000 events"}, set_integer<int64_t, &knob_overrides::pause_after, 0, max_chunks>},
+    {{"pause_ms", "0..600000"}, set_integer<int64_t, &knob_overrides::pause_ms, 0, max_latency_ms>},
     {{"count", "1..1000000 (POST /mock/config only)"}, set_integer<int64_t, &knob_overrides::count, 1, max_count>},
   };
   return table;
@@ -160,6 +163,9 @@ void knob_overrides::apply_to(knobs& target) const {
   copy_if_set(chunks, target.chunks);
   copy_if_set(malformed, target.malformed);
   copy_if_set(huge_bytes, target.huge_bytes);
+  copy_if_set(think_ms, target.think_ms);
+  copy_if_set(pause_after, target.pause_after);
+  copy_if_set(pause_ms, target.pause_ms);
 }
 
 void knob_overrides::merge(const knob_overrides& later) {
@@ -172,6 +178,9 @@ void knob_overrides::merge(const knob_overrides& later) {
   copy_if_set(later.chunks, chunks);
   copy_if_set(later.malformed, malformed);
   copy_if_set(later.huge_bytes, huge_bytes);
+  copy_if_set(later.think_ms, think_ms);
+  copy_if_set(later.pause_after, pause_after);
+  copy_if_set(later.pause_ms, pause_ms);
   copy_if_set(later.count, count);
 }
 
@@ -233,6 +242,9 @@ std::string to_json(const knobs& k) {
   all.chunks = k.chunks;
   all.malformed = k.malformed;
   all.huge_bytes = k.huge_bytes;
+  all.think_ms = k.think_ms;
+  all.pause_after = k.pause_after;
+  all.pause_ms = k.pause_ms;
   return to_json(all);
 }
 
@@ -264,6 +276,12 @@ std::string to_json(const knob_overrides& k) {
     field("malformed", json_string(malformed_name(*k.malformed)));
   if (k.huge_bytes)
     field("huge_bytes", std::to_string(*k.huge_bytes));
+  if (k.think_ms)
+    field("think_ms", std::to_string(*k.think_ms));
+  if (k.pause_after)
+    field("pause_after", std::to_string(*k.pause_after));
+  if (k.pause_ms)
+    field("pause_ms", std::to_string(*k.pause_ms));
   if (k.count)
     field("count", std::to_string(*k.count));
   return out + "}";

@@ -36,6 +36,9 @@ struct knobs {
   int64_t chunks = 8;  // content events of a stream; pieces of a dripped non-streaming body
   malformed_mode malformed = malformed_mode::none;
   int64_t huge_bytes = 0; // > 0: the reply content is this many bytes
+  int64_t think_ms = 0;    // a stream: wait after the response headers, before the first event (a model thinking)
+  int64_t pause_after = 0; // a stream: after this many events, go silent once for pause_ms (0: never)
+  int64_t pause_ms = 0;
 };
 
 /// Knobs named by one source (a flag set, a header, a directive, a config call); unnamed ones stay unset.
@@ -49,6 +52,9 @@ struct knob_overrides {
   std::optional<int64_t> chunks;
   std::optional<malformed_mode> malformed;
   std::optional<int64_t> huge_bytes;
+  std::optional<int64_t> think_ms;
+  std::optional<int64_t> pause_after;
+  std::optional<int64_t> pause_ms;
   std::optional<int64_t> count; // POST /mock/config only: how many chat requests the knobs apply to
 
   /// Sets every named knob of `this` in `target`.
