@@ -351,7 +351,13 @@ const char* to_string(parse_errc code) {
 parse_result parse(std::string_view text, size_t max_depth) {
   parse_result result;
   if (auto bad = first_invalid_utf8(text); bad != std::string_view::npos) {
-    result.error_ = parse_error{parse_errc::invalid_utf8, "the text is not UTF-8", bad, ""};
+    static const char hex[] = "0123456789ABCDEF";
+    const auto byte = static_cast<unsigned char>(text[bad]);
+    std::string reason = "the byte 0x";
+    reason += hex[byte >> 4];
+    reason += hex[byte & 0xF];
+    reason += " is not part of a valid UTF-8 sequence";
+    result.error_ = parse_error{parse_errc::invalid_utf8, std::move(reason), bad, ""};
     return result;
   }
   guarded_builder builder{result.doc_, max_depth};

@@ -37,7 +37,7 @@ inline constexpr size_t max_param_bytes = 512;
 
 enum class parse_errc : uint8_t {
   syntax,        // not JSON: RapidJSON's reason (also a raw control character inside a string)
-  invalid_utf8,  // a string holds bytes that are not UTF-8, or escapes a lone surrogate (\uDC00-\uDFFF)
+  invalid_utf8,  // the text holds bytes that are not UTF-8, or a string escapes a lone surrogate (\uDC00-\uDFFF)
   too_deep,      // arrays and objects nest deeper than the limit
   duplicate_key, // an object has the same key twice
 };

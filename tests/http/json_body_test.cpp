@@ -47,7 +47,7 @@ TEST(JsonBody, RefusalsAreAnsweredWithTheirCodeAndPath) {
   EXPECT_EQ(broken.param, "");
   auto bytes = answer_for("[\"\xff\"]");
   EXPECT_EQ(bytes.code, "invalid_json");
-  EXPECT_EQ(bytes.message, "The body is not valid UTF-8: a string is not valid UTF-8 (at byte 2).");
+  EXPECT_EQ(bytes.message, "The body is not valid UTF-8: the byte 0xFF is not part of a valid UTF-8 sequence (at byte 2).");
 }
 
 // The limit is process-wide, set once from http.max_json_depth at start-up.
