@@ -350,7 +350,17 @@ const char* to_string(parse_errc code) {
 
 parse_result parse(std::string_view text, size_t max_depth) {
   parse_result result;
-  if (auto bad = first_invalid_utf8(text); bad != std::string_view::npos) {
+  // RapidJSON reads a NUL byte as the end of the text, so "{}\0<anything>" would be accepted as {} while every
+  // other parser refuses it (found by the json_body fuzzer: regression-nul-ends-the-text.bin). JSON has no place
+  // for a raw NUL (not whitespace, and unescaped control characters are not allowed in strings): refused wherever
+  // it is, or the first invalid UTF-8 byte if that comes earlier.
+  const size_t nul = text.find('\0');
+  const size_t bad = first_invalid_utf8(text.substr(0, nul));
+  if (bad == std::string_view::npos && nul != std::string_view::npos) {
+    result.error_ = parse_error{parse_errc::syntax, "a NUL byte, which JSON does not allow anywhere", nul, ""};
+    return result;
+  }
+  if (bad != std::string_view::npos) {
     static const char hex[] = "0123456789ABCDEF";
     const auto byte = static_cast<unsigned char>(text[bad]);
     std::string reason = "the byte 0x";

@@ -11,6 +11,7 @@
 //   - refuses an object holding the same key twice, at any level (keys compared after unescaping: "a" and
 //     "\u0061" are the same key),
 //   - refuses strings that are not UTF-8 (raw, or a lone surrogate escape RapidJSON 1.1 lets through),
+//   - refuses a raw NUL byte anywhere (RapidJSON would take it for the end of the text and ignore what follows),
 // and returns the failure as a value naming the byte offset and the JSON path of the offending key or container.
 //
 // Contract for the rest of the code: every rapidjson::Document made from outside bytes comes from here, so every
@@ -36,7 +37,7 @@ inline constexpr size_t default_max_depth = 64;
 inline constexpr size_t max_param_bytes = 512;
 
 enum class parse_errc : uint8_t {
-  syntax,        // not JSON: RapidJSON's reason (also a raw control character inside a string)
+  syntax,        // not JSON: RapidJSON's reason (also a raw control character inside a string), or a NUL byte
   invalid_utf8,  // the text holds bytes that are not UTF-8, or a string escapes a lone surrogate (\uDC00-\uDFFF)
   too_deep,      // arrays and objects nest deeper than the limit
   duplicate_key, // an object has the same key twice

@@ -227,6 +227,20 @@ TEST(JsonParse, SyntaxErrors) {
     EXPECT_EQ(error_of(text).code, parse_errc::syntax) << text;
 }
 
+// Found by the json_body fuzzer: RapidJSON reads a NUL byte as the end of the text, so a document followed by a NUL
+// and anything at all was accepted as the document alone, where other parsers refuse the text. Refused wherever it
+// is (or the first bad UTF-8 byte, if that comes first).
+TEST(JsonParse, RefusesNulBytesAnywhere) {
+  auto e = error_of(std::string("{}\0{\"model\":\"x\"}", 16));
+  EXPECT_EQ(e.code, parse_errc::syntax);
+  EXPECT_EQ(e.reason, "a NUL byte, which JSON does not allow anywhere");
+  EXPECT_EQ(e.offset, 2u);
+  EXPECT_EQ(error_of(std::string("1\0\xff", 3)).offset, 1u);
+  auto utf8_first = error_of(std::string("[\"\xff\"]\0", 6));
+  EXPECT_EQ(utf8_first.code, parse_errc::invalid_utf8);
+  EXPECT_EQ(utf8_first.offset, 2u);
+}
+
 // A reported path is capped, cut at a character boundary.
 TEST(JsonParse, LongParamsAreCapped) {
   std::string key = "\xc3\xa9" + std::string(2000, 'x');

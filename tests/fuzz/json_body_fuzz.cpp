@@ -75,6 +75,16 @@ bool same(const rapidjson::Value& ours, const rapidjson::Value& reference) {
   return ours == reference; // null, true, false
 }
 
+/// How many bytes at the start of `text` RapidJSON 1.1's UTF-8 MemoryStream skips as a BOM: each of EF, BB and BF, in
+/// that order, when present, whether or not the others are.
+size_t bom_bytes_rapidjson_skips(std::string_view text) {
+  size_t n = 0;
+  for (unsigned char b : {0xEF, 0xBB, 0xBF})
+    if (n < text.size() && static_cast<unsigned char>(text[n]) == b)
+      ++n;
+  return n;
+}
+
 /// Whether the first `n` bytes of `text` are well-formed UTF-8 (RapidJSON's own check, as an independent reference).
 bool valid_utf8_prefix(std::string_view text, size_t n) {
   rapidjson::MemoryStream in{text.data(), n};
@@ -121,12 +131,20 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
       // The whole text is checked before it is read, so the first bad byte is reported wherever it is, even after
       // a syntax error RapidJSON stops at (found by the json_body fuzzer: regression-number-too-big.bin).
       check(e.offset < size, "invalid UTF-8 is reported at a byte of the text");
+      check(text.substr(0, e.offset).find('\0') == std::string_view::npos, "no NUL byte comes before it");
       check(valid_utf8_prefix(text, e.offset), "the bytes before the reported one are UTF-8");
-      check(reference.HasParseError(), "RapidJSON refuses what is not UTF-8");
+      // RapidJSON 1.1 skips each byte of a BOM (EF, BB, BF) at the start on its own, unread, so it reads "\xEF99"
+      // as 99 (regression-partial-bom.bin); json::parse refuses such a text for its first byte.
+      check(reference.HasParseError() || e.offset < bom_bytes_rapidjson_skips(text),
+            "RapidJSON refuses what is not UTF-8");
       if (reference.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding)
         check(reference.GetErrorOffset() >= e.offset, "RapidJSON sees no bad UTF-8 before the first bad byte");
       break;
     case json::parse_errc::syntax:
+      if (e.reason.rfind("a NUL byte", 0) == 0) { // RapidJSON takes a NUL for the end of the text
+        check(e.offset < size && text.find('\0') == e.offset, "a NUL byte is reported at the first one");
+        break;
+      }
       if (e.reason == "Number too big to be stored in double") { // converted here; RapidJSON only saw its text
         check(e.offset < size && (text[e.offset] == '-' || (text[e.offset] >= '0' && text[e.offset] <= '9')),
               "a number too big is reported at its first byte");
