@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-json clean format
+.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json clean format
 
 run:
 	scripts/run $(ARGS)
@@ -46,6 +46,9 @@ bench-gateway:
 
 bench-upload:
 	bench/upload.sh
+
+bench-overload:
+	bench/overload.sh
 
 bench-json:
 	bench/json.sh

@@ -308,7 +308,12 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
     max_body_bytes_(static_cast<size_t>(settings.http.max_body_bytes)),
     body_budget_(settings.http.max_body_memory_bytes), admission_control_(settings.http.admission_control),
     access_log_sample_(settings.log.request_sample) {
-  metrics_->add_collector([routes = routes_](prometheus_writer& out) {
+  // A weak reference: the routes hold handlers that hold the metrics registry (the gateway's counters), so a strong
+  // one would keep the registry, the routes and everything they hold alive for ever (LeakSanitizer's finding).
+  metrics_->add_collector([weak_routes = std::weak_ptr<router>(routes_)](prometheus_writer& out) {
+    auto routes = weak_routes.lock();
+    if (!routes)
+      return;
     out.family("troupe_http_admission_limit", "gauge",
                "Requests of a route admitted at once (adapted to its latency; beyond it 503).");
     routes->for_each_admission([&out](const std::string& route, const std::string& method, const admission_limit& l) {
