@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test test-sanitize build bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload clean format
+.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json clean format
 
 run:
 	scripts/run $(ARGS)
@@ -15,6 +15,11 @@ test:
 # The suite under ASan+UBSan (build-asan/), then the concurrency tests under TSan (build-tsan/).
 test-sanitize:
 	scripts/test-sanitize $(ARGS)
+
+# Every libFuzzer target of tests/fuzz for FUZZ_SECONDS each (default 60); `make fuzz FUZZ_SECONDS=600`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
 
 build:
 	TROUPE_DEPS=build scripts/install-deps
@@ -44,6 +49,9 @@ bench-upload:
 
 bench-overload:
 	bench/overload.sh
+
+bench-json:
+	bench/json.sh
 
 clean:
 	rm -rf build build-asan build-tsan

@@ -4,11 +4,11 @@
 #include "actors/text_analysis.hpp"
 #include "actors/uploads.hpp"
 
+#include "config/json.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 
 #include <caf/all.hpp>
-#include <rapidjson/document.h>
 
 #include <cerrno>
 #include <cstring>
@@ -515,9 +515,9 @@ void expand(runner_actor* self, archive_kind kind, uint64_t room) {
 }
 
 std::string upload_id_of(const std::string& payload) {
-  rapidjson::Document doc;
-  doc.Parse(payload.c_str());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("upload_id") || !doc["upload_id"].IsString())
+  auto parsed = json::parse(payload);
+  const auto& doc = parsed.document();
+  if (!parsed || !doc.IsObject() || !doc.HasMember("upload_id") || !doc["upload_id"].IsString())
     return "";
   return doc["upload_id"].GetString();
 }

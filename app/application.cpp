@@ -25,6 +25,7 @@
 #include "http/gateway.hpp"
 #include "http/cors.hpp"
 #include "http/hashing.hpp"
+#include "http/json_body.hpp"
 #include "http/load_monitor.hpp"
 #include "http/ops_routes.hpp"
 #include "http/repository_routes.hpp"
@@ -641,6 +642,7 @@ int run_server(const config::settings& settings) {
     });
 
     // 2. HTTP: routes, the bridge to the actors, the endpoint.
+    http::set_max_body_depth(static_cast<size_t>(settings.http.max_json_depth));
     auto routes = std::make_shared<http::router>();
     http::actor_bridge bridge{names, or_cores(settings.http.threads), milliseconds{settings.http.request_timeout_ms}};
     http::auth_options auth_opts;

@@ -1,5 +1,7 @@
 #include "app/inspect.hpp"
 
+#include "config/json.hpp"
+
 #include <curl/curl.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -108,17 +110,17 @@ std::optional<rapidjson::Document> fetch_json(const inspect_options& opts, const
               << ": its debug routes need an admin token (--token or TROUPE_TOKEN)\n";
     return std::nullopt;
   }
-  rapidjson::Document doc;
-  doc.Parse(res.body.c_str(), res.body.size());
-  if (res.status != 200 || doc.HasParseError() || !doc.IsObject()) {
-    std::string message = res.body;
-    if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("error") && doc["error"].IsObject()
+  auto parsed = json::parse(res.body);
+  auto& doc = parsed.document();
+  if (res.status != 200 || !parsed || !doc.IsObject()) {
+    std::string message = parsed ? res.body : res.body + " (" + parsed.error().reason + ")";
+    if (parsed && doc.IsObject() && doc.HasMember("error") && doc["error"].IsObject()
         && doc["error"].HasMember("message") && doc["error"]["message"].IsString())
       message = doc["error"]["message"].GetString();
     std::cerr << "troupe: " << path << " answered " << res.status << ": " << message << "\n";
     return std::nullopt;
   }
-  return doc;
+  return std::move(doc);
 }
 
 std::string json_text(const rapidjson::Value& v) {

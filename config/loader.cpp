@@ -1,7 +1,8 @@
 #include "config/loader.hpp"
 
+#include "config/json.hpp"
+
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -201,19 +202,18 @@ file_read read_file(const std::string& path) {
   return result;
 }
 
-/// Applies a JSON file nested by section: {"http": {"port": 8080}}.
-std::optional<config_error> apply_file(const std::string& path, settings& s, const env_lookup& env) {
+/// Applies the text of a JSON file nested by section: {"http": {"port": 8080}}. `path` names it in errors.
+std::optional<config_error> apply_file_text(const std::string& text, const std::string& path, settings& s,
+                                            const env_lookup& env) {
   const std::string object_form = R"(a JSON object nested by section, e.g. {"http": {"port": 8080}})";
-  auto file = read_file(path);
-  if (!file.error.empty())
-    return make_config_error("--config", path, "a readable JSON file", file.error);
-
-  rapidjson::Document doc;
-  doc.Parse(file.content.data(), file.content.size());
-  if (doc.HasParseError())
+  auto parsed = json::parse(text);
+  if (!parsed) {
+    const auto& e = parsed.error();
     return make_config_error("--config", path, object_form,
-                             "parse error at offset " + std::to_string(doc.GetErrorOffset()) + ": "
-                               + rapidjson::GetParseError_En(doc.GetParseError()));
+                             "parse error at offset " + std::to_string(e.offset) + ": " + e.reason
+                               + (e.param.empty() ? "" : " (at " + e.param + ")"));
+  }
+  const auto& doc = parsed.document();
   if (!doc.IsObject())
     return make_config_error("--config", path, object_form, "the top level is not an object");
 
@@ -254,6 +254,14 @@ std::optional<config_error> apply_file(const std::string& path, settings& s, con
     }
   }
   return std::nullopt;
+}
+
+/// Applies a JSON file nested by section.
+std::optional<config_error> apply_file(const std::string& path, settings& s, const env_lookup& env) {
+  auto file = read_file(path);
+  if (!file.error.empty())
+    return make_config_error("--config", path, "a readable JSON file", file.error);
+  return apply_file_text(file.content, path, s, env);
 }
 
 std::optional<config_error> apply_env(const env_lookup& env, settings& s) {
@@ -365,14 +373,22 @@ env_lookup process_env() {
   };
 }
 
-std::variant<settings, config_error> load(const load_request& req, const env_lookup& env) {
+namespace {
+
+/// load(), with the file's text given (`file_text` non-null) or read from req.file.
+std::variant<settings, config_error> load_layers(const load_request& req, const std::string* file_text,
+                                                 const env_lookup& env) {
   settings s{};
   for (const auto& spec : all_options())
     if (auto err = assign_text(spec, s, spec.default_text, "the default of the option table"))
       return *err;
-  if (req.file)
+  if (file_text) {
+    if (auto err = apply_file_text(*file_text, req.file.value_or("the configuration"), s, env))
+      return *err;
+  } else if (req.file) {
     if (auto err = apply_file(*req.file, s, env))
       return *err;
+  }
   if (auto err = apply_env(env, s))
     return *err;
   // The whole list from the environment replaces the file's.
@@ -382,6 +398,17 @@ std::variant<settings, config_error> load(const load_request& req, const env_loo
   if (auto err = apply_sets(req.sets, s))
     return *err;
   return s;
+}
+
+} // namespace
+
+std::variant<settings, config_error> load(const load_request& req, const env_lookup& env) {
+  return load_layers(req, nullptr, env);
+}
+
+std::variant<settings, config_error> load(const load_request& req, const std::string& file_text,
+                                          const env_lookup& env) {
+  return load_layers(req, &file_text, env);
 }
 
 std::string render_effective_json(const settings& s) {

@@ -40,11 +40,15 @@ struct load_request {
 
 /// Parses the upstream list (config/upstreams.hpp) from JSON text into `out`, reading keys through `env`.
 /// `source` says where the text came from, for errors ("set in FILE", "set by TROUPE_UPSTREAMS").
-std::optional<config_error> parse_upstreams(const std::string& json, const std::string& source,
-                                            const env_lookup& env, std::vector<upstream_settings>& out);
+std::optional<config_error> parse_upstreams(const std::string& json, const std::string& source, const env_lookup& env,
+                                            std::vector<upstream_settings>& out);
 
 /// Builds the effective settings, or returns the first error found. Never throws, never exits.
 std::variant<settings, config_error> load(const load_request& req, const env_lookup& env);
+
+/// The same with the --config file's content given (tests, the config fuzzer): `file_text` is read instead of the
+/// file `req.file`, which then only names it in errors.
+std::variant<settings, config_error> load(const load_request& req, const std::string& file_text, const env_lookup& env);
 
 /// The effective configuration as pretty JSON nested by section, secrets shown as "***" (or "" when unset).
 /// For `troupe --print-config`; the output is a valid --config file apart from the secrets.

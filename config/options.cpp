@@ -142,6 +142,9 @@ const std::vector<option_spec>& all_options() {
           "largest request body of a JSON route (routes such as tus PATCH set their own); a larger Content-Length "
           "gets 413 before the body is read")
       .range(1, 1073741824, "bytes"),
+    entry("http.max_json_depth", bind<&settings::http, &http_settings::max_json_depth>(), "64",
+          "deepest nesting of arrays and objects a JSON body may have; deeper gets 400 json_too_deep")
+      .range(1, 512, "levels"),
     entry("http.max_header_bytes", bind<&settings::http, &http_settings::max_header_bytes>(), "32768",
           "largest request head (request line and headers); larger gets 431 (a target over 8 KiB gets 414)")
       .range(1024, 1048576, "bytes"),

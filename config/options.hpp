@@ -21,6 +21,7 @@ struct http_settings {
   int64_t port;
   int64_t threads;
   int64_t max_body_bytes;
+  int64_t max_json_depth;
   int64_t header_timeout_ms;
   int64_t body_timeout_ms;
   int64_t keepalive_timeout_ms;

@@ -13,6 +13,10 @@ const char* to_string(service_error code) {
     return "invalid_input";
   case service_error::invalid_json:
     return "invalid_json";
+  case service_error::json_too_deep:
+    return "json_too_deep";
+  case service_error::duplicate_key:
+    return "duplicate_key";
   case service_error::unauthenticated:
     return "unauthenticated";
   case service_error::forbidden:

@@ -38,10 +38,12 @@ enum class service_error : uint8_t {
   not_implemented,        // a transfer coding or feature of HTTP the server does not implement (501)
   version_not_supported,  // an HTTP version other than 1.0 and 1.1 (505)
   storage_quota_exceeded, // storing this would take the caller over its plan's storage quota (413)
+  json_too_deep,          // the body nests arrays and objects deeper than http.max_json_depth (400)
+  duplicate_key,          // an object in the body has the same key twice (400)
 };
 
 /// The highest code: new codes go at the end (values cross nodes) and move this.
-inline constexpr service_error last_service_error = service_error::storage_quota_exceeded;
+inline constexpr service_error last_service_error = service_error::duplicate_key;
 
 /// The CAF error category atom of service errors.
 using service_error_category = caf::atom_constant<caf::atom("troupe")>;

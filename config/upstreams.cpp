@@ -2,10 +2,10 @@
 // upstreams[1].base_url, and never show a key.
 
 #include "config/upstreams.hpp"
+#include "config/json.hpp"
 #include "config/loader.hpp"
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include <algorithm>
 #include <set>
@@ -156,12 +156,16 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
 
 std::optional<config_error> parse_upstreams(const std::string& json, const std::string& source, const env_lookup& env,
                                             std::vector<upstream_settings>& out) {
-  rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError())
-    return config_error{"upstreams", json.size() > 60 ? json.substr(0, 60) + "..." : json, list_form,
-                        std::string("parse error: ") + rapidjson::GetParseError_En(doc.GetParseError()) + ", "
-                          + source};
+  auto text = json::parse(json);
+  if (!text) {
+    const auto& e = text.error();
+    return config_error{
+      "upstreams", json.size() > 60 ? json.substr(0, 60) + "..." : json, list_form,
+      "parse error at offset " + std::to_string(e.offset) + ": " + e.reason
+        + (e.param.empty() ? "" : " (at upstreams" + std::string(e.param.front() == '[' ? "" : ".") + e.param + ")")
+        + ", " + source};
+  }
+  const auto& doc = text.document();
   if (!doc.IsArray())
     return config_error{"upstreams", "", list_form, source};
   std::vector<upstream_settings> parsed;

@@ -1,6 +1,7 @@
 // The account routes of http/auth.hpp: register, login, refresh, logout, me and API keys.
 
 #include "http/auth.hpp"
+#include "http/body_schemas.hpp"
 
 #include "http/error_mapping.hpp"
 #include "http/hashing.hpp"
@@ -30,33 +31,6 @@ namespace {
 using std::chrono::seconds;
 constexpr auto db_timeout = seconds{10};
 constexpr const char* api_key_prefix = "trp_";
-
-constexpr const char* credentials_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["email", "password"],
-  "properties": {
-    "email": {"type": "string", "minLength": 3, "maxLength": 254},
-    "password": {"type": "string", "minLength": 1, "maxLength": 256}
-  }
-})";
-constexpr const char* register_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["email", "password"],
-  "properties": {
-    "email": {"type": "string", "minLength": 3, "maxLength": 254},
-    "password": {"type": "string", "minLength": 10, "maxLength": 256}
-  }
-})";
-constexpr const char* refresh_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["refresh_token"],
-  "properties": {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}}
-})";
-constexpr const char* logout_schema = R"({
-  "type": "object", "additionalProperties": false,
-  "properties": {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}}
-})";
-constexpr const char* key_schema = R"({
-  "type": "object", "additionalProperties": false, "required": ["name"],
-  "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}}
-})";
 
 /// Builds a JSON object with RapidJSON's writer (strings escaped).
 class json_object {
@@ -205,11 +179,11 @@ private:
 
 struct route_context {
   authenticator& auth;
-  json_schema credentials{credentials_schema};
-  json_schema registration{register_schema};
-  json_schema refresh{refresh_schema};
-  json_schema logout{logout_schema};
-  json_schema key{key_schema};
+  json_schema credentials{schemas::credentials};
+  json_schema registration{schemas::registration};
+  json_schema refresh{schemas::refresh};
+  json_schema logout{schemas::logout};
+  json_schema key{schemas::api_key};
   std::atomic<size_t> next_hasher{0};
   std::string dummy_hash; // verified against for unknown emails, so both failures take the same time
   storage_reads storage;  // GET /api/me's

@@ -1,9 +1,11 @@
 #include "http/cache_routes.hpp"
 
+#include "http/body_schemas.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
 #include "http/json_schema.hpp"
 
+#include "config/json.hpp"
 #include "config/service_error.hpp"
 
 #include <rapidjson/document.h>
@@ -18,14 +20,6 @@ namespace {
 
 using std::chrono::seconds;
 constexpr auto db_timeout = seconds{10};
-
-constexpr const char* clear_schema = R"({
-  "type": "object", "additionalProperties": false,
-  "properties": {
-    "tag": {"type": "string", "minLength": 1, "maxLength": 512},
-    "prefix": {"type": "string", "minLength": 1, "maxLength": 512}
-  }
-})";
 
 using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
@@ -103,7 +97,7 @@ std::string string_member(const rapidjson::Value& obj, const char* name) {
 struct route_context {
   authenticator& auth;
   cache_route_options opts;
-  json_schema clear{clear_schema};
+  json_schema clear{schemas::cache_clear};
 
   route_context(authenticator& a, cache_route_options o) : auth(a), opts(std::move(o)) {}
   std::optional<caf::actor> db() { return auth.bridge().find(opts.db_query); }
@@ -236,9 +230,9 @@ void cached_user_by_id(caf::event_based_actor* self, const cache_client& cache, 
                           on_error(json.error());
                           return;
                         }
-                        rapidjson::Document doc;
-                        doc.Parse(json->data(), json->size());
-                        if (doc.HasParseError() || !doc.IsObject()) {
+                        auto parsed = json::parse(*json);
+                        const auto& doc = parsed.document();
+                        if (!parsed || !doc.IsObject()) {
                           auto err = make_error(service_error::internal, "A cached profile is not valid JSON.");
                           on_error(err);
                           return;

@@ -10,6 +10,8 @@ int status_of(service_error code) {
     return 200;
   case service_error::invalid_input:
   case service_error::invalid_json:
+  case service_error::json_too_deep:
+  case service_error::duplicate_key:
     return 400;
   case service_error::unauthenticated:
     return 401;
@@ -92,6 +94,10 @@ const char* default_message(service_error code) {
     return "The request is invalid.";
   case service_error::invalid_json:
     return "The request body is not valid JSON.";
+  case service_error::json_too_deep:
+    return "The request body nests arrays and objects too deeply.";
+  case service_error::duplicate_key:
+    return "An object in the request body has the same key twice.";
   case service_error::unauthenticated:
     return "A valid credential is required.";
   case service_error::forbidden:

@@ -7,6 +7,7 @@
 #include "http/upstream_outcome.hpp"
 
 #include "actors/sessions.hpp"
+#include "config/json.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 #include "persistence/messages.hpp"
@@ -205,13 +206,13 @@ void gateway::chat(const std::shared_ptr<responder>& r) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
-  c->req.body = r->req().body; // forwarded as it came: valid JSON, checked above
+  // c->req.body is the canonical form of the validated request: the client's bytes are never forwarded.
   auto mode = r->req().header("X-Troupe-Cache");
   bool off = mode && *mode == "off";
   bool on = mode && *mode == "on";
   c->cacheable = !c->req.stream && !off && (on || (c->req.temperature && *c->req.temperature == 0));
-  // The key is computed here (pure CPU) from the document already parsed; the tenant is added once known.
-  c->cache_key = oa::cache_key(*doc, "");
+  // The key comes from the same canonical form as the forwarded body; the tenant is added once known.
+  c->cache_key = oa::cache_key(c->req, "");
   c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
     auto res = json_response(200, body);
     res.header("X-Troupe-Upstream", upstream);
@@ -291,13 +292,13 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
-  c->req.body = to_json(chat_doc);
   auto mode = r->req().header("X-Troupe-Cache");
   c->cacheable = !(mode && *mode == "off");
-  c->cache_key = oa::cache_key(chat_doc, "");
+  c->cache_key = oa::cache_key(c->req, "");
   c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
-    rapidjson::Document answer;
-    answer.Parse(body.data(), body.size());
+    // The answer passed check_completion before it was cached or handed here.
+    auto parsed = json::parse(body);
+    const auto& answer = parsed.document();
     auto text = oa::completion_text(body);
     std::string why;
     auto usage = oa::check_completion(body, 0, why).value_or(oa::usage{});
@@ -307,9 +308,12 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
     w.Key("text");
     w.String(text.c_str(), static_cast<rapidjson::SizeType>(text.size()));
     w.Key("model");
-    auto m = answer.IsObject() ? answer.FindMember("model") : answer.MemberEnd();
-    if (answer.IsObject() && m != answer.MemberEnd() && m->value.IsString())
-      w.String(m->value.GetString(), m->value.GetStringLength());
+    const rapidjson::Value* m = nullptr;
+    if (answer.IsObject()) // MemberEnd() of a non-object is undefined
+      if (auto it = answer.FindMember("model"); it != answer.MemberEnd() && it->value.IsString())
+        m = &it->value;
+    if (m)
+      w.String(m->GetString(), m->GetStringLength());
     else
       w.Null();
     w.Key("upstream");

@@ -2,15 +2,50 @@
 
 #include "http/error_mapping.hpp"
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <strings.h>
 
+#include <atomic>
 #include <ctime>
 
 namespace troupe::http {
+
+namespace {
+
+std::atomic<size_t> body_depth{json::default_max_depth};
+
+} // namespace
+
+void set_max_body_depth(size_t depth) {
+  body_depth.store(depth, std::memory_order_relaxed);
+}
+
+size_t max_body_depth() {
+  return body_depth.load(std::memory_order_relaxed);
+}
+
+response json_body_error(const json::parse_error& error, const std::string& request_id) {
+  const std::string at = std::to_string(error.offset);
+  switch (error.code) {
+  case json::parse_errc::too_deep:
+    return error_response(service_error::json_too_deep,
+                          "The body is refused at byte " + at + ": " + error.reason + " (http.max_json_depth).",
+                          request_id, error.param);
+  case json::parse_errc::duplicate_key:
+    return error_response(service_error::duplicate_key, "The body is refused at byte " + at + ": " + error.reason + ".",
+                          request_id, error.param);
+  case json::parse_errc::invalid_utf8:
+    return error_response(service_error::invalid_json,
+                          "The body is not valid UTF-8: " + error.reason + " (at byte " + at + ").", request_id,
+                          error.param);
+  case json::parse_errc::syntax:
+    break;
+  }
+  return error_response(service_error::invalid_json,
+                        "The body is not valid JSON: " + error.reason + " (at byte " + at + ").", request_id);
+}
 
 std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<responder>& r) {
   const auto& req = r->req();
@@ -21,17 +56,12 @@ std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<respond
                            "The body must be JSON, sent with Content-Type: application/json.", req.id));
     return std::nullopt;
   }
-  rapidjson::Document doc;
-  doc.Parse(req.body.data(), req.body.size());
-  if (doc.HasParseError()) {
-    r->send(error_response(service_error::invalid_json,
-                           std::string{"The body is not valid JSON: "}
-                             + rapidjson::GetParseError_En(doc.GetParseError()) + " (at byte "
-                             + std::to_string(doc.GetErrorOffset()) + ").",
-                           req.id));
+  auto parsed = json::parse(req.body, max_body_depth());
+  if (!parsed) {
+    r->send(json_body_error(parsed.error(), req.id));
     return std::nullopt;
   }
-  return doc;
+  return std::move(parsed.document());
 }
 
 std::string to_json(const rapidjson::Value& value) {

@@ -1,5 +1,7 @@
 #include "http/json_schema.hpp"
 
+#include "config/json.hpp"
+
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -79,9 +81,10 @@ std::string describe(const std::string& keyword, const std::string& param, const
 } // namespace
 
 json_schema::json_schema(std::string_view schema_json) {
-  schema_json_.Parse(schema_json.data(), schema_json.size());
-  if (schema_json_.HasParseError())
-    throw std::invalid_argument("invalid JSON schema");
+  auto parsed = json::parse(schema_json);
+  if (!parsed)
+    throw std::invalid_argument("invalid JSON schema: " + parsed.error().reason);
+  schema_json_ = std::move(parsed.document());
   schema_ = std::make_unique<rapidjson::SchemaDocument>(schema_json_);
 }
 

@@ -25,6 +25,7 @@ public:
   };
 
   /// The first violation, or nullopt when `doc` conforms. Thread-safe: the compiled schema is immutable.
+  /// RapidJSON's validator recurses once per nesting level: `doc` must be bounded (from json::parse).
   std::optional<violation> validate(const rapidjson::Value& doc) const;
 
 private:

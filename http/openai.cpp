@@ -2,9 +2,9 @@
 
 #include "http/hashing.hpp"
 
+#include "config/json.hpp"
 #include "config/log.hpp"
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -16,10 +16,18 @@ namespace troupe::http::openai {
 namespace {
 
 using rapidjson::Value;
+using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-const std::set<std::string>& known_roles() {
-  static const std::set<std::string> roles{"system", "developer", "user", "assistant", "tool", "function"};
+/// Upstream answers nest a few levels; anything deeper than a request body may be is not an OpenAI answer.
+constexpr size_t max_answer_depth = json::default_max_depth;
+
+const std::set<std::string_view>& known_roles() {
+  static const std::set<std::string_view> roles{"system", "developer", "user", "assistant", "tool", "function"};
   return roles;
+}
+
+std::string_view text_of(const Value& v) {
+  return {v.GetString(), v.GetStringLength()};
 }
 
 size_t text_chars(const Value& content) {
@@ -36,35 +44,202 @@ size_t text_chars(const Value& content) {
   return n;
 }
 
-/// Writes `v` with object keys sorted, recursively: the same request always gives the same text.
-void write_canonical(const Value& v, rapidjson::Writer<rapidjson::StringBuffer>& w) {
-  if (v.IsObject()) {
-    std::vector<const Value::Member*> members;
-    for (const auto& m : v.GetObject())
-      members.push_back(&m);
-    std::sort(members.begin(), members.end(), [](const Value::Member* a, const Value::Member* b) {
-      return std::string_view(a->name.GetString(), a->name.GetStringLength())
-             < std::string_view(b->name.GetString(), b->name.GetStringLength());
-    });
-    w.StartObject();
-    for (const auto* m : members) {
-      w.Key(m->name.GetString(), m->name.GetStringLength());
-      write_canonical(m->value, w);
-    }
-    w.EndObject();
-  } else if (v.IsArray()) {
-    w.StartArray();
-    for (const auto& x : v.GetArray())
-      write_canonical(x, w);
-    w.EndArray();
-  } else {
-    v.Accept(w);
-  }
+// --- Field checks: each returns "" when `v` is acceptable, else what it must be ("a number from 0 to 2"). ---
+
+using field_check = std::string (*)(const Value& v);
+
+std::string number_from(const Value& v, double low, double high, const std::string& what) {
+  return v.IsNumber() && v.GetDouble() >= low && v.GetDouble() <= high ? "" : what;
 }
 
-bool parse_strict(rapidjson::Document& doc, std::string_view text) {
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
-  return !doc.HasParseError();
+std::string integer_from(const Value& v, int64_t low, int64_t high, const std::string& what) {
+  return v.IsInt64() && v.GetInt64() >= low && v.GetInt64() <= high ? "" : what;
+}
+
+std::string short_string(const Value& v, size_t max) {
+  return v.IsString() && v.GetStringLength() <= max ? "" : "a string of at most " + std::to_string(max) + " characters";
+}
+
+/// An array of at most `max` objects, each with a string `type` when `typed`.
+std::string objects(const Value& v, size_t max, bool typed) {
+  std::string what =
+    std::string{"an array of at most "} + std::to_string(max) + " objects" + (typed ? " with a `type`" : "");
+  if (!v.IsArray() || v.Size() > max)
+    return what;
+  for (const auto& item : v.GetArray()) {
+    if (!item.IsObject())
+      return what;
+    auto type = item.FindMember("type");
+    if (typed && (type == item.MemberEnd() || !type->value.IsString()))
+      return what;
+  }
+  return "";
+}
+
+std::string check_stop(const Value& v) {
+  const std::string what = "a string or an array of at most 4 strings";
+  if (v.IsString())
+    return "";
+  if (!v.IsArray() || v.Size() > 4)
+    return what;
+  for (const auto& s : v.GetArray())
+    if (!s.IsString())
+      return what;
+  return "";
+}
+
+std::string check_logit_bias(const Value& v) {
+  const std::string what = "an object of token ids to numbers from -100 to 100";
+  if (!v.IsObject() || v.MemberCount() > 1024)
+    return what;
+  for (const auto& m : v.GetObject())
+    if (!m.value.IsNumber() || m.value.GetDouble() < -100 || m.value.GetDouble() > 100)
+      return what;
+  return "";
+}
+
+std::string check_metadata(const Value& v) {
+  const std::string what = "an object of at most 16 strings";
+  if (!v.IsObject() || v.MemberCount() > 16)
+    return what;
+  for (const auto& m : v.GetObject())
+    if (!m.value.IsString() || m.name.GetStringLength() > 64 || m.value.GetStringLength() > 512)
+      return what;
+  return "";
+}
+
+std::string check_modalities(const Value& v) {
+  const std::string what = "an array of at most 4 strings";
+  if (!v.IsArray() || v.Size() > 4)
+    return what;
+  for (const auto& s : v.GetArray())
+    if (!s.IsString())
+      return what;
+  return "";
+}
+
+std::string typed_object(const Value& v) {
+  const std::string what = "an object with a string `type`";
+  if (!v.IsObject()) // MemberEnd() of a non-object is undefined (found by the openai_request fuzzer)
+    return what;
+  auto type = v.FindMember("type");
+  return type != v.MemberEnd() && type->value.IsString() ? "" : what;
+}
+
+std::string string_or_object(const Value& v) {
+  return v.IsString() || v.IsObject() ? "" : "a string or an object";
+}
+
+std::string object(const Value& v) {
+  return v.IsObject() ? "" : "an object";
+}
+
+std::string boolean(const Value& v) {
+  return v.IsBool() ? "" : "true or false";
+}
+
+/// One allowed top-level field. model and messages are checked apart (they are required and shape the request).
+struct field_rule {
+  std::string_view name;
+  bool deciding; // changes the answer: part of the cache key
+  field_check check;
+};
+
+/// The allow-list, in canonical order: every deciding field before every other one (see validate_chat_request).
+const field_rule optional_fields[] = {
+  {"temperature", true, [](const Value& v) { return number_from(v, 0, 2, "a number from 0 to 2"); }},
+  {"top_p", true, [](const Value& v) { return number_from(v, 0, 1, "a number from 0 to 1"); }},
+  {"max_tokens", true, [](const Value& v) { return integer_from(v, 1, INT64_MAX, "a positive integer"); }},
+  {"max_completion_tokens", true, [](const Value& v) { return integer_from(v, 1, INT64_MAX, "a positive integer"); }},
+  {"n", true, [](const Value& v) { return integer_from(v, 1, 8, "an integer from 1 to 8"); }},
+  {"stop", true, check_stop},
+  {"presence_penalty", true, [](const Value& v) { return number_from(v, -2, 2, "a number from -2 to 2"); }},
+  {"frequency_penalty", true, [](const Value& v) { return number_from(v, -2, 2, "a number from -2 to 2"); }},
+  {"seed", true, [](const Value& v) { return integer_from(v, INT64_MIN, INT64_MAX, "an integer"); }},
+  {"logit_bias", true, check_logit_bias},
+  {"logprobs", true, boolean},
+  {"top_logprobs", true, [](const Value& v) { return integer_from(v, 0, 20, "an integer from 0 to 20"); }},
+  {"tools", true, [](const Value& v) { return objects(v, 128, true); }},
+  {"tool_choice", true, string_or_object},
+  {"parallel_tool_calls", true, boolean},
+  {"response_format", true, typed_object},
+  {"functions", true, [](const Value& v) { return objects(v, 128, false); }},
+  {"function_call", true, string_or_object},
+  {"reasoning_effort", true, [](const Value& v) { return short_string(v, 32); }},
+  {"verbosity", true, [](const Value& v) { return short_string(v, 32); }},
+  {"modalities", true, check_modalities},
+  {"audio", true, object},
+  {"prediction", true, typed_object},
+  {"web_search_options", true, object},
+  {"stream", false, boolean},
+  {"stream_options", false, object},
+  {"user", false, [](const Value& v) { return short_string(v, 512); }},
+  {"metadata", false, check_metadata},
+  {"store", false, boolean},
+  {"service_tier", false, [](const Value& v) { return short_string(v, 32); }},
+};
+
+/// The fields a message may have, in canonical order, with their checks (role is checked apart).
+const field_rule message_fields[] = {
+  {"role", true, nullptr},
+  {"name", true, [](const Value& v) { return short_string(v, 256); }},
+  {"content", true, nullptr},
+  {"tool_calls", true, [](const Value& v) { return objects(v, 1024, false); }},
+  {"tool_call_id", true, [](const Value& v) { return short_string(v, 256); }},
+  {"function_call", true, [](const Value& v) { return v.IsNull() ? std::string{} : object(v); }},
+  {"refusal", true, [](const Value& v) { return v.IsNull() ? std::string{} : short_string(v, 1 << 20); }},
+  {"audio", true, [](const Value& v) { return v.IsNull() ? std::string{} : object(v); }},
+};
+
+std::optional<request_error> check_message(const Value& m, const std::string& at, size_t& prompt_chars) {
+  if (!m.IsObject())
+    return request_error{"Each message must be an object.", at};
+  for (const auto& member : m.GetObject()) {
+    auto name = text_of(member.name);
+    auto rule = std::find_if(std::begin(message_fields), std::end(message_fields),
+                             [&](const field_rule& r) { return r.name == name; });
+    if (rule == std::end(message_fields))
+      return request_error{"`" + std::string{name} + "` is not a known field of a message.",
+                           at + "." + std::string{name}};
+    if (!rule->check)
+      continue;
+    auto must = rule->check(member.value);
+    if (!must.empty())
+      return request_error{"`" + std::string{name} + "` must be " + must + ".", at + "." + std::string{name}};
+  }
+  auto role = m.FindMember("role");
+  if (role == m.MemberEnd() || !role->value.IsString() || !known_roles().count(text_of(role->value)))
+    return request_error{"`role` must be one of system, developer, user, assistant, tool, function.", at + ".role"};
+  auto content = m.FindMember("content");
+  if (content != m.MemberEnd()) {
+    const auto& c = content->value;
+    if (!c.IsString() && !c.IsArray() && !c.IsNull())
+      return request_error{"`content` must be a string, an array of content parts, or null.", at + ".content"};
+    if (c.IsArray())
+      for (rapidjson::SizeType j = 0; j < c.Size(); ++j)
+        if (!typed_object(c[j]).empty())
+          return request_error{"A content part must be an object with a string `type`.",
+                               at + ".content[" + std::to_string(j) + "]"};
+    prompt_chars += text_chars(c);
+  }
+  return std::nullopt;
+}
+
+void write_key(json_writer& w, std::string_view name) {
+  w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+}
+
+/// A message with its fields in canonical order; values as parsed.
+void write_message(const Value& m, json_writer& w) {
+  w.StartObject();
+  for (const auto& rule : message_fields) {
+    auto it = m.FindMember(rapidjson::StringRef(rule.name.data(), rule.name.size()));
+    if (it == m.MemberEnd())
+      continue;
+    write_key(w, rule.name);
+    it->value.Accept(w); // bounded: the document passed json::parse's depth limit
+  }
+  w.EndObject();
 }
 
 } // namespace
@@ -73,94 +248,81 @@ std::optional<request_error> validate_chat_request(const rapidjson::Document& do
                                                    chat_request& out) {
   if (!doc.IsObject())
     return request_error{"The request body must be a JSON object.", ""};
+  // Unknown fields first: nothing the allow-list does not name is ever forwarded.
+  for (const auto& member : doc.GetObject()) {
+    auto name = text_of(member.name);
+    if (name == "model" || name == "messages")
+      continue;
+    auto rule = std::find_if(std::begin(optional_fields), std::end(optional_fields),
+                             [&](const field_rule& r) { return r.name == name; });
+    if (rule == std::end(optional_fields))
+      return request_error{"`" + std::string{name} + "` is not a known field.", std::string{name}};
+    if (member.value.IsNull())
+      continue;
+    auto must = rule->check(member.value);
+    if (!must.empty())
+      return request_error{"`" + std::string{name} + "` must be " + must + ".", std::string{name}};
+  }
   auto model = doc.FindMember("model");
   if (model == doc.MemberEnd() || !model->value.IsString() || model->value.GetStringLength() == 0
       || model->value.GetStringLength() > 128)
     return request_error{"`model` is required: a string of 1 to 128 characters.", "model"};
-  out.model.assign(model->value.GetString(), model->value.GetStringLength());
   auto messages = doc.FindMember("messages");
   if (messages == doc.MemberEnd() || !messages->value.IsArray() || messages->value.Empty())
     return request_error{"`messages` is required: a non-empty array.", "messages"};
   if (messages->value.Size() > max_messages)
     return request_error{"`messages` has more than " + std::to_string(max_messages) + " entries.", "messages"};
-  out.prompt_chars = 0;
-  rapidjson::SizeType i = 0;
-  for (const auto& m : messages->value.GetArray()) {
-    auto at = "messages[" + std::to_string(i++) + "]";
-    if (!m.IsObject())
-      return request_error{"Each message must be an object.", at};
-    auto role = m.FindMember("role");
-    if (role == m.MemberEnd() || !role->value.IsString()
-        || !known_roles().count(std::string(role->value.GetString(), role->value.GetStringLength())))
-      return request_error{"`role` must be one of system, developer, user, assistant, tool, function.", at + ".role"};
-    auto content = m.FindMember("content");
-    if (content != m.MemberEnd()) {
-      if (!content->value.IsString() && !content->value.IsArray() && !content->value.IsNull())
-        return request_error{"`content` must be a string, an array of content parts, or null.", at + ".content"};
-      out.prompt_chars += text_chars(content->value);
-    }
-  }
+  size_t prompt_chars = 0;
+  for (rapidjson::SizeType i = 0; i < messages->value.Size(); ++i)
+    if (auto err = check_message(messages->value[i], "messages[" + std::to_string(i) + "]", prompt_chars))
+      return err;
+
+  // Valid: fill `out` and write the canonical form, deciding fields first.
+  out.model.assign(model->value.GetString(), model->value.GetStringLength());
+  out.prompt_chars = prompt_chars;
   auto stream = doc.FindMember("stream");
-  if (stream != doc.MemberEnd()) {
-    if (!stream->value.IsBool() && !stream->value.IsNull())
-      return request_error{"`stream` must be true or false.", "stream"};
-    out.stream = stream->value.IsBool() && stream->value.GetBool();
-  }
+  out.stream = stream != doc.MemberEnd() && stream->value.IsBool() && stream->value.GetBool();
   auto temperature = doc.FindMember("temperature");
-  if (temperature != doc.MemberEnd() && !temperature->value.IsNull()) {
-    if (!temperature->value.IsNumber() || temperature->value.GetDouble() < 0 || temperature->value.GetDouble() > 2)
-      return request_error{"`temperature` must be a number from 0 to 2.", "temperature"};
+  out.temperature.reset();
+  if (temperature != doc.MemberEnd() && temperature->value.IsNumber())
     out.temperature = temperature->value.GetDouble();
+
+  rapidjson::StringBuffer buffer;
+  json_writer w{buffer};
+  w.StartObject();
+  write_key(w, "model");
+  w.String(model->value.GetString(), model->value.GetStringLength());
+  write_key(w, "messages");
+  w.StartArray();
+  for (const auto& m : messages->value.GetArray())
+    write_message(m, w);
+  w.EndArray();
+  // The deciding part ends before the first other field: as an object of its own, it is what the cache key hashes.
+  bool deciding = true;
+  auto end_of_deciding = [&] {
+    std::string part{buffer.GetString(), buffer.GetSize()};
+    part += '}';
+    out.deciding_hash = sha256_hex(part);
+    deciding = false;
+  };
+  for (const auto& rule : optional_fields) {
+    if (deciding && !rule.deciding)
+      end_of_deciding();
+    auto it = doc.FindMember(rapidjson::StringRef(rule.name.data(), rule.name.size()));
+    if (it == doc.MemberEnd() || it->value.IsNull())
+      continue;
+    write_key(w, rule.name);
+    it->value.Accept(w); // bounded: the document passed json::parse's depth limit
   }
-  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
-    auto it = doc.FindMember(field);
-    if (it != doc.MemberEnd() && !it->value.IsNull() && (!it->value.IsInt64() || it->value.GetInt64() < 1))
-      return request_error{std::string("`") + field + "` must be a positive integer.", field};
-  }
-  auto n = doc.FindMember("n");
-  if (n != doc.MemberEnd() && !n->value.IsNull()
-      && (!n->value.IsInt64() || n->value.GetInt64() < 1 || n->value.GetInt64() > 8))
-    return request_error{"`n` must be an integer from 1 to 8.", "n"};
+  if (deciding)
+    end_of_deciding();
+  w.EndObject();
+  out.body.assign(buffer.GetString(), buffer.GetSize());
   return std::nullopt;
 }
 
-std::string cache_key(const rapidjson::Document& doc, const std::string& tenant) {
-  static const char* const deciding[] = {"model",
-                                         "messages",
-                                         "temperature",
-                                         "top_p",
-                                         "max_tokens",
-                                         "max_completion_tokens",
-                                         "n",
-                                         "stop",
-                                         "presence_penalty",
-                                         "frequency_penalty",
-                                         "seed",
-                                         "logit_bias",
-                                         "logprobs",
-                                         "top_logprobs",
-                                         "tools",
-                                         "tool_choice",
-                                         "parallel_tool_calls",
-                                         "response_format",
-                                         "functions",
-                                         "function_call",
-                                         "reasoning_effort",
-                                         "modalities"};
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  writer.StartObject();
-  std::vector<std::string_view> names(std::begin(deciding), std::end(deciding));
-  std::sort(names.begin(), names.end());
-  for (auto name : names) {
-    auto it = doc.FindMember(rapidjson::StringRef(name.data(), name.size()));
-    if (it == doc.MemberEnd() || it->value.IsNull())
-      continue;
-    writer.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
-    write_canonical(it->value, writer);
-  }
-  writer.EndObject();
-  return "gw:" + tenant + ":" + sha256_hex(std::string_view(buffer.GetString(), buffer.GetSize()));
+std::string cache_key(const chat_request& request, const std::string& tenant) {
+  return "gw:" + tenant + ":" + request.deciding_hash;
 }
 
 int64_t estimate_tokens(size_t chars) {
@@ -185,35 +347,26 @@ std::optional<usage> reported_usage(const Value& root) {
 
 } // namespace
 
-std::optional<usage> check_completion(std::string_view body, size_t prompt_chars, std::string& why) {
-  rapidjson::Document doc;
-  if (!parse_strict(doc, body)) {
-    why =
-      doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding
-        ? "the upstream's answer is not valid UTF-8"
-        : std::string("the upstream's answer is not valid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError());
-    return std::nullopt;
+namespace {
+
+/// Why an upstream's answer (or one of its events) was refused by json::parse, as a clause.
+std::string refusal(const json::parse_error& e, const char* what) {
+  switch (e.code) {
+  case json::parse_errc::invalid_utf8:
+    return std::string{what} + " is not valid UTF-8";
+  case json::parse_errc::too_deep:
+    return std::string{what} + " is not an OpenAI answer: " + e.reason;
+  case json::parse_errc::duplicate_key:
+    return std::string{what} + " is ambiguous: " + e.reason + (e.param.empty() ? "" : " (" + e.param + ")");
+  case json::parse_errc::syntax:
+    break;
   }
-  if (!doc.IsObject()) {
-    why = "the upstream's answer is not a JSON object";
-    return std::nullopt;
-  }
-  auto choices = doc.FindMember("choices");
-  if (choices == doc.MemberEnd() || !choices->value.IsArray() || choices->value.Empty()) {
-    why = "the upstream's answer has no choices";
-    return std::nullopt;
-  }
-  if (auto u = reported_usage(doc))
-    return u;
-  auto text = completion_text(body);
-  usage u{estimate_tokens(prompt_chars), estimate_tokens(text.size()), 0, true};
-  u.total_tokens = u.prompt_tokens + u.completion_tokens;
-  return u;
+  return std::string{what} + " is not valid JSON: " + e.reason;
 }
 
-std::string completion_text(std::string_view body) {
-  rapidjson::Document doc;
-  if (!parse_strict(doc, body) || !doc.IsObject())
+/// choices[0].message.content of a parsed answer, "" if absent.
+std::string completion_text_of(const Value& doc) {
+  if (!doc.IsObject())
     return "";
   auto choices = doc.FindMember("choices");
   if (choices == doc.MemberEnd() || !choices->value.IsArray() || choices->value.Empty())
@@ -228,6 +381,37 @@ std::string completion_text(std::string_view body) {
   if (content == message->value.MemberEnd() || !content->value.IsString())
     return "";
   return std::string(content->value.GetString(), content->value.GetStringLength());
+}
+
+} // namespace
+
+std::optional<usage> check_completion(std::string_view body, size_t prompt_chars, std::string& why) {
+  auto parsed = json::parse(body, max_answer_depth);
+  if (!parsed) {
+    why = refusal(parsed.error(), "the upstream's answer");
+    return std::nullopt;
+  }
+  const auto& doc = parsed.document();
+  if (!doc.IsObject()) {
+    why = "the upstream's answer is not a JSON object";
+    return std::nullopt;
+  }
+  auto choices = doc.FindMember("choices");
+  if (choices == doc.MemberEnd() || !choices->value.IsArray() || choices->value.Empty()) {
+    why = "the upstream's answer has no choices";
+    return std::nullopt;
+  }
+  if (auto u = reported_usage(doc))
+    return u;
+  auto text = completion_text_of(doc);
+  usage u{estimate_tokens(prompt_chars), estimate_tokens(text.size()), 0, true};
+  u.total_tokens = u.prompt_tokens + u.completion_tokens;
+  return u;
+}
+
+std::string completion_text(std::string_view body) {
+  auto parsed = json::parse(body, max_answer_depth);
+  return parsed ? completion_text_of(parsed.document()) : std::string{};
 }
 
 bool valid_utf8(std::string_view text) {
@@ -278,58 +462,73 @@ std::string sse_relay::feed(std::string_view data) {
   if (failed())
     return out;
   buffer_.append(data.data(), data.size());
-  // Events end with a blank line; accept \n\n and \r\n\r\n.
+  // Lines end with CRLF, LF or CR (the SSE grammar); a blank line ends an event. A CR as the last byte waits for
+  // the next bytes, which may hold its LF. Bytes before scanned_ hold no line end: they are not searched again.
+  size_t start = 0;
+  size_t from = scanned_;
   for (;;) {
-    auto lf = buffer_.find("\n\n");
-    auto crlf = buffer_.find("\r\n\r\n");
-    size_t end = std::min(lf, crlf);
-    if (end == std::string::npos)
+    size_t eol = buffer_.find_first_of("\r\n", from);
+    if (eol == std::string::npos || (buffer_[eol] == '\r' && eol + 1 == buffer_.size())) {
+      scanned_ = eol == std::string::npos ? buffer_.size() : eol;
       break;
-    size_t sep = end == lf ? 2 : 4;
-    std::string block = buffer_.substr(0, end);
-    buffer_.erase(0, end + sep);
-    event(block, out);
-    if (failed())
-      return out;
+    }
+    std::string_view line{buffer_.data() + start, eol - start};
+    size_t next = eol + 1 + (buffer_[eol] == '\r' && buffer_[eol + 1] == '\n' ? 1 : 0);
+    if (line.empty()) {
+      if (!lines_.empty()) {
+        event(out);
+        if (failed())
+          return out;
+      }
+    } else {
+      event_bytes_ += line.size() + 1;
+      lines_.emplace_back(line);
+    }
+    start = from = next;
   }
-  if (buffer_.size() > max_event_bytes_)
+  buffer_.erase(0, start);
+  scanned_ -= start;
+  if (event_bytes_ + buffer_.size() > max_event_bytes_)
     why_ = "an upstream event is larger than " + std::to_string(max_event_bytes_) + " bytes";
   return out;
 }
 
-void sse_relay::event(std::string_view block, std::string& out) {
-  if (!valid_utf8(block)) {
-    why_ = "the upstream's stream is not valid UTF-8";
-    return;
-  }
+void sse_relay::event(std::string& out) {
+  auto lines = std::move(lines_);
+  lines_.clear();
+  event_bytes_ = 0;
+  for (const auto& line : lines)
+    if (!valid_utf8(line)) {
+      why_ = "the upstream's stream is not valid UTF-8";
+      return;
+    }
   if (done_) {
     why_ = "the upstream sent events after [DONE]";
     return;
   }
+  // Fields as a client reads them: the name up to the first colon (the whole line without one), the value after
+  // it less one leading space; "data" values are joined by LF. Comments and other fields pass through.
   std::string data;
   bool has_data = false;
-  std::string kept; // comments and other fields, passed through
-  size_t pos = 0;
-  while (pos <= block.size()) {
-    auto nl = block.find('\n', pos);
-    auto line = block.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-    if (!line.empty() && line.back() == '\r')
-      line.remove_suffix(1);
-    if (line.rfind("data:", 0) == 0) {
-      auto value = line.substr(5);
+  std::string kept;
+  for (const auto& line : lines) {
+    auto colon = line.find(':');
+    std::string_view field{line.data(), colon == std::string::npos ? line.size() : colon};
+    if (colon == 0 || field != "data") {
+      kept += line;
+      kept += '\n';
+      continue;
+    }
+    std::string_view value;
+    if (colon != std::string::npos) {
+      value = std::string_view{line}.substr(colon + 1);
       if (!value.empty() && value.front() == ' ')
         value.remove_prefix(1);
-      if (has_data)
-        data += '\n';
-      data.append(value.data(), value.size());
-      has_data = true;
-    } else if (!line.empty()) {
-      kept.append(line.data(), line.size());
-      kept += '\n';
     }
-    if (nl == std::string_view::npos)
-      break;
-    pos = nl + 1;
+    if (has_data)
+      data += '\n';
+    data.append(value.data(), value.size());
+    has_data = true;
   }
   if (!has_data) {
     if (!kept.empty())
@@ -341,9 +540,14 @@ void sse_relay::event(std::string_view block, std::string& out) {
     out += kept + "data: [DONE]\n\n";
     return;
   }
-  rapidjson::Document doc;
-  if (!parse_strict(doc, data) || !doc.IsObject()) {
-    why_ = "the upstream's stream has an event that is not JSON";
+  auto parsed = json::parse(data, max_answer_depth);
+  if (!parsed) {
+    why_ = refusal(parsed.error(), "an event of the upstream's stream");
+    return;
+  }
+  const auto& doc = parsed.document();
+  if (!doc.IsObject()) {
+    why_ = "the upstream's stream has an event that is not a JSON object";
     return;
   }
   if (doc.HasMember("error")) {
@@ -363,7 +567,18 @@ void sse_relay::event(std::string_view block, std::string& out) {
             completion_chars_ += content->value.GetStringLength();
         }
       }
-  out += kept + "data: " + data + "\n\n";
+  // One "data:" line per line of the payload: the client reads exactly the data checked here.
+  out += kept;
+  for (size_t pos = 0;;) {
+    auto lf = data.find('\n', pos);
+    out += "data: ";
+    out.append(data, pos, lf == std::string::npos ? std::string::npos : lf - pos);
+    out += '\n';
+    if (lf == std::string::npos)
+      break;
+    pos = lf + 1;
+  }
+  out += '\n';
 }
 
 usage sse_relay::totals() const {

@@ -13,13 +13,16 @@
 
 namespace troupe::http::openai {
 
-/// A client's chat completion request, validated. `body` is what is forwarded upstream (the client's JSON as it
-/// came; the caller sets it).
+/// A client's chat completion request, validated.
 struct chat_request {
   std::string model;
   bool stream = false;
   std::optional<double> temperature;
+  /// What is forwarded upstream: the canonical form of the validated request (see canonical form below), never the
+  /// client's bytes.
   std::string body;
+  /// Lower-case hex SHA-256 of the deciding part of the canonical form (the cache key without its tenant).
+  std::string deciding_hash;
   size_t prompt_chars = 0; // text in the messages, for estimating tokens when an upstream reports none
 };
 
@@ -29,16 +32,26 @@ struct request_error {
   std::string param;
 };
 
-/// Validates a parsed request body: model (1-128 chars), messages (1..max_messages objects with a known role and
-/// string / array / null content), stream (bool), temperature (0-2), max_tokens and max_completion_tokens (>= 1),
-/// n (1..8 — only 1 when streaming is irrelevant here). Other fields are passed through untouched.
+/// Validates a parsed request body (from json::parse: no duplicate keys, bounded depth) against an allow-list of
+/// OpenAI's chat-completion fields, each checked for its type and range: model (1-128 chars) and messages
+/// (1..max_messages objects with a known role; content a string, null or an array of typed parts; name,
+/// tool_calls, tool_call_id, function_call, refusal, audio), then temperature (0-2), top_p (0-1), max_tokens and
+/// max_completion_tokens (>= 1), n (1-8), stop, presence_penalty and frequency_penalty (-2..2), seed, logit_bias,
+/// logprobs, top_logprobs (0-20), tools, tool_choice, parallel_tool_calls, response_format, functions,
+/// function_call, reasoning_effort, verbosity, modalities, audio, prediction, web_search_options, stream,
+/// stream_options, user, metadata, store, service_tier. Any other field, at the top or in a message, is refused.
+///
+/// On success fills `out`, including its canonical form: the allowed fields that are present and not null, in the
+/// order listed above (each message's fields in the order listed), deeper values as parsed, written compactly.
+/// The fields up to and including web_search_options decide the answer; their canonical form, as one object, is
+/// what deciding_hash hashes, and `body` is that same text continued with the other fields (stream, stream_options,
+/// user, metadata, store, service_tier).
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
                                                    chat_request& out);
 
-/// The cache key of a request for a tenant: SHA-256 over the canonical JSON (keys sorted recursively) of what
-/// decides the answer: model, messages, sampling parameters, tools, response format. Whitespace, key order and
-/// fields like `user` or `stream_options` do not change it.
-std::string cache_key(const rapidjson::Document& doc, const std::string& tenant);
+/// The cache key of a validated request for a tenant: "gw:<tenant>:<deciding_hash>". Whitespace, key order,
+/// escapes and fields such as `user` or `stream_options` do not change it.
+std::string cache_key(const chat_request& request, const std::string& tenant);
 
 /// Token usage of one completion.
 struct usage {
@@ -62,8 +75,11 @@ std::string completion_text(std::string_view body);
 bool valid_utf8(std::string_view text);
 
 /// Relays an upstream SSE stream: feed() the bytes as they arrive; it returns the complete events, each checked
-/// (UTF-8; every `data:` payload is JSON or [DONE]) and re-framed as "data: ...\n\n" (comments kept). The first
-/// bad event stops the relay (failed() with why()).
+/// (UTF-8; every event's data is a JSON object or [DONE]) and re-framed with LF line ends, one "data: " line per
+/// line of the data (comments and other fields kept), so that a client reads exactly the data that was checked.
+/// Lines may end with CRLF, LF or CR, as the SSE grammar allows (a CR as the last byte fed waits for the next bytes,
+/// which may hold its LF). The first bad event stops the relay (failed() with why()). Linear in the bytes fed,
+/// however they are cut.
 class sse_relay {
 public:
   explicit sse_relay(size_t prompt_chars, size_t max_event_bytes = 1 << 20);
@@ -75,14 +91,18 @@ public:
   /// Whether `data: [DONE]` has been seen.
   bool done() const { return done_; }
   /// Whether anything is buffered that did not form a complete event.
-  bool pending() const { return !buffer_.empty(); }
+  bool pending() const { return !buffer_.empty() || !lines_.empty(); }
   /// Usage from the stream (a chunk with `usage`), else estimated from the content deltas.
   usage totals() const;
 
 private:
-  void event(std::string_view block, std::string& out);
+  /// Checks and re-frames the event made of lines_ (then cleared) into `out`.
+  void event(std::string& out);
 
-  std::string buffer_;
+  std::string buffer_;             // bytes after the last complete line
+  size_t scanned_ = 0;             // buffer_ holds no line end before this offset
+  std::vector<std::string> lines_; // the lines of the event being read
+  size_t event_bytes_ = 0;         // their size
   std::string why_;
   bool done_ = false;
   size_t prompt_chars_;

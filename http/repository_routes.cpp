@@ -1,11 +1,13 @@
 #include "http/repository_routes.hpp"
 
 #include "http/auth.hpp"
+#include "http/body_schemas.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
 #include "http/json_schema.hpp"
 
 #include "actors/paths.hpp"
+#include "config/json.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -18,19 +20,12 @@ namespace {
 
 using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
-constexpr const char* create_schema = R"({
-  "type": "object",
-  "additionalProperties": false,
-  "required": ["name"],
-  "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}}
-})";
-
 constexpr size_t max_query_bytes = 1000;
 
 struct route_context {
   authenticator& auth;
   repository_route_options opts;
-  json_schema create{create_schema};
+  json_schema create{schemas::repository};
 
   route_context(authenticator& a, repository_route_options o) : auth(a), opts(std::move(o)) {}
   caf::duration timeout() const { return caf::duration{auth.bridge().timeout()}; }
@@ -120,9 +115,10 @@ std::string job_json(const job_record& job, const std::vector<job_attempt>& atte
     w.Double(job.progress);
     text_or_null(w, "error", job.error);
     w.Key("result");
-    rapidjson::Document result;
-    if (!job.result.empty() && !result.Parse(job.result.c_str()).HasParseError())
-      result.Accept(w);
+    // The stored result was written by a job; parsed with the depth limit before the writer walks it.
+    auto result = json::parse(job.result);
+    if (!job.result.empty() && result)
+      result->Accept(w);
     else
       w.Null();
     time_or_null(w, "created_at", job.created_at_ms);

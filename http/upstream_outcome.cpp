@@ -3,8 +3,7 @@
 #include "http/upstream_outcome.hpp"
 
 #include "actors/breaker.hpp"
-
-#include <rapidjson/document.h>
+#include "config/json.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -40,10 +39,10 @@ int64_t retry_after_ms_of(const client::upstream_response& res) {
 }
 
 std::string upstream_error_message(const std::string& body) {
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject())
+  auto parsed = json::parse(body);
+  if (!parsed || !parsed->IsObject())
     return "";
+  const auto& doc = parsed.document();
   auto error = doc.FindMember("error");
   if (error == doc.MemberEnd() || !error->value.IsObject())
     return "";

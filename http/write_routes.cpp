@@ -1,6 +1,7 @@
 #include "http/write_routes.hpp"
 
 #include "http/auth.hpp"
+#include "http/body_schemas.hpp"
 #include "http/error_mapping.hpp"
 #include "http/hashing.hpp"
 #include "http/json_body.hpp"
@@ -19,37 +20,6 @@ namespace troupe::http {
 namespace {
 
 constexpr size_t max_properties_bytes = 8 * 1024;
-
-constexpr const char* event_schema = R"({
-  "type": "object",
-  "additionalProperties": false,
-  "required": ["event"],
-  "properties": {
-    "event": {"type": "string", "minLength": 1, "maxLength": 64},
-    "session_id": {"type": "string", "maxLength": 128},
-    "source": {"type": "string", "maxLength": 64},
-    "lang": {"type": "string", "maxLength": 35},
-    "properties": {"type": "object"},
-    "occurred_at": {"type": "string", "maxLength": 40}
-  }
-})";
-
-std::string batch_schema_text() {
-  return std::string{R"({"type": "object", "additionalProperties": false, "required": ["events"],
-    "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": )"}
-         + event_schema + "}}}";
-}
-
-constexpr const char* feedback_schema = R"({
-  "type": "object",
-  "additionalProperties": false,
-  "required": ["rating"],
-  "properties": {
-    "rating": {"type": "integer", "minimum": 1, "maximum": 5},
-    "comment": {"type": "string", "maxLength": 4000},
-    "lang": {"type": "string", "maxLength": 35}
-  }
-})";
 
 bool contains_nul(const rapidjson::Value& v) {
   if (v.IsString())
@@ -215,9 +185,9 @@ bool is_rfc3339(const std::string& text) {
 }
 
 void add_write_routes(router& routes, authenticator& auth, const write_route_options& options) {
-  auto single = std::make_shared<json_schema>(event_schema);
-  auto batch = std::make_shared<json_schema>(batch_schema_text());
-  auto feedback = std::make_shared<json_schema>(feedback_schema);
+  auto single = std::make_shared<json_schema>(schemas::event);
+  auto batch = std::make_shared<json_schema>(schemas::event_batch());
+  auto feedback = std::make_shared<json_schema>(schemas::feedback);
 
   routes.add("POST", "/api/events", [&auth, options, single, batch](const std::shared_ptr<responder>& r) {
     auto doc = parse_json_body(r);

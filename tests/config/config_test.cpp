@@ -366,6 +366,30 @@ TEST_F(ConfigLoad, RejectsInvalidJsonWithOffset) {
   EXPECT_TRUE(contains(err.detail, "offset 21")) << err.detail;
 }
 
+// A file or TROUPE_UPSTREAMS with a key twice in one object is ambiguous (which value wins?): rejected, naming the
+// key's path; so is one nested deeper than any configuration (and, read recursively, deep enough to crash).
+TEST_F(ConfigLoad, RejectsDuplicateKeysAndDeepNesting) {
+  auto err = load_error(with_file(R"({"http": {"port": 80, "threads": 2, "port": 9090}})"));
+  EXPECT_EQ(err.option, "--config");
+  EXPECT_TRUE(contains(err.detail, "appears twice")) << err.detail;
+  EXPECT_TRUE(contains(err.detail, "(at http.port)")) << err.detail;
+  err = load_error(with_file(R"({"http": {"port": 80}, "http": {"port": 81}})"));
+  EXPECT_TRUE(contains(err.detail, "(at http)")) << err.detail;
+  err = load_error(with_file(std::string(100000, '[')));
+  EXPECT_TRUE(contains(err.detail, "deeper than 64 levels")) << err.detail;
+  err = load_error(with_sets({}),
+                   env_of({{"TROUPE_UPSTREAMS", R"([{"name": "a", "base_url": "http://a/v1", "models": ["m"],
+                                                     "base_url": "http://evil/v1"}])"}}));
+  EXPECT_EQ(err.option, "upstreams");
+  EXPECT_TRUE(contains(err.detail, "(at upstreams[0].base_url)")) << err.detail;
+  // The text can come from the caller instead of a file.
+  load_request from_text;
+  from_text.file = "inline.json";
+  auto loaded = load(from_text, R"({"http": {"port": 8181}})", env_of({}));
+  ASSERT_TRUE(std::holds_alternative<settings>(loaded));
+  EXPECT_EQ(std::get<settings>(loaded).http.port, 8181);
+}
+
 // A file that cannot be read is rejected, naming it and the system's reason.
 TEST_F(ConfigLoad, RejectsMissingFile) {
   auto missing = dir_ + "/missing.json";
@@ -445,7 +469,7 @@ TEST(ConfigOptions, EveryOptionIsDocumented) {
     EXPECT_FALSE(spec.name().empty()) << spec.key;
     EXPECT_EQ(spec.env_name().rfind("TROUPE_", 0), 0u) << spec.key;
   }
-  EXPECT_EQ(all_options().size(), 105u);
+  EXPECT_EQ(all_options().size(), 106u);
 }
 
 // The README table has a header, a separator and one row per option.

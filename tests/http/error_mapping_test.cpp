@@ -83,6 +83,7 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
     {service_error::headers_too_large, 431}, {service_error::not_implemented, 501},
     {service_error::version_not_supported, 505},
     {service_error::storage_quota_exceeded, 413},
+    {service_error::json_too_deep, 400},     {service_error::duplicate_key, 400},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});
   for (const auto& [code, status] : expected)

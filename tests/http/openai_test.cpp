@@ -2,16 +2,18 @@
 
 #include "http/openai.hpp"
 
+#include "config/json.hpp"
+#include "http/hashing.hpp"
+
 #include <gtest/gtest.h>
 
 namespace troupe::http::openai {
 namespace {
 
 rapidjson::Document parse(const std::string& text) {
-  rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
-  EXPECT_FALSE(doc.HasParseError()) << text;
-  return doc;
+  auto parsed = json::parse(text);
+  EXPECT_TRUE(parsed.ok()) << text;
+  return std::move(parsed.document());
 }
 
 std::optional<request_error> validate(const std::string& text, chat_request* out = nullptr) {
@@ -22,11 +24,20 @@ std::optional<request_error> validate(const std::string& text, chat_request* out
   return err;
 }
 
+chat_request valid(const std::string& text) {
+  chat_request req;
+  auto err = validate_chat_request(parse(text), 4, req);
+  EXPECT_FALSE(err) << text << ": " << (err ? err->message : "");
+  return req;
+}
+
 TEST(OpenAiRequest, AcceptsAValidRequest) {
   chat_request req;
   EXPECT_FALSE(validate(R"({"model":"m","messages":[{"role":"system","content":"be brief"},
       {"role":"user","content":[{"type":"text","text":"hello"}]}],"stream":true,"temperature":0,"max_tokens":5,
-      "vendor_field":{"x":1}})",
+      "top_p":0.5,"stop":["x"],"seed":7,"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"auto",
+      "response_format":{"type":"json_object"},"user":"u-1","stream_options":{"include_usage":true},
+      "metadata":{"k":"v"},"logit_bias":{"50256":-100},"n":null})",
                         &req));
   EXPECT_EQ(req.model, "m");
   EXPECT_TRUE(req.stream);
@@ -42,25 +53,81 @@ TEST(OpenAiRequest, NamesTheOffendingField) {
   EXPECT_EQ(param(R"({"model":"m","messages":[1,2,3,4,5]})"), "messages");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":"x"},{"role":"robot"}]})"), "messages[1].role");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":5}]})"), "messages[0].content");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":["x"]}]})"), "messages[0].content[0]");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"stream":"yes"})"), "stream");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"temperature":3})"), "temperature");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"max_tokens":0})"), "max_tokens");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"n":9})"), "n");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"top_p":1.5})"), "top_p");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"stop":[1]})"), "stop");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"tools":[{"function":{}}]})"), "tools");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"logit_bias":{"1":500}})"), "logit_bias");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","name":7}]})"), "messages[0].name");
+  // Found by the openai_request fuzzer: a field that must be a typed object given a scalar read past the value.
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"prediction":100})"), "prediction");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"response_format":"json"})"), "response_format");
   EXPECT_EQ(param(R"([1])"), "");
 }
 
+// Only the allow-list is ever forwarded: any other field, at the top or in a message, is refused by name.
+TEST(OpenAiRequest, RefusesUnknownFields) {
+  auto err = validate(R"({"model":"m","messages":[{"role":"user","content":"x"}],"vendor_field":{"x":1}})");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "vendor_field");
+  EXPECT_EQ(err->message, "`vendor_field` is not a known field.");
+  err = validate(R"({"model":"m","messages":[{"role":"user","content":"x","extra":true}]})");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "messages[0].extra");
+}
+
+// What goes upstream is the canonical form of the validated request: the client's whitespace, key order, escapes
+// and null fields are gone; messages have their fields in a fixed order; deeper values are kept as parsed.
+TEST(OpenAiRequest, ForwardsTheCanonicalFormNeverTheClientsBytes) {
+  auto req = valid(R"( { "stream" : false , "messages" : [ { "content" : "h\u0069 \"you\"", "role" : "user" } ],
+                        "temperature" : null, "user":"u", "model" : "m",
+                        "response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"b":{},"a":{}}}}}})");
+  EXPECT_EQ(req.body,
+            R"({"model":"m","messages":[{"role":"user","content":"hi \"you\""}],)"
+            R"("response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"b":{},"a":{}}}}},)"
+            R"("stream":false,"user":"u"})");
+  // The deciding part of that same text is what the cache key hashes.
+  auto deciding = req.body.substr(0, req.body.find(R"(,"stream")")) + "}";
+  EXPECT_EQ(req.deciding_hash, sha256_hex(deciding));
+  EXPECT_EQ(cache_key(req, "t"), "gw:t:" + sha256_hex(deciding));
+}
+
 TEST(OpenAiCacheKey, IgnoresKeyOrderWhitespaceAndNonDecidingFields) {
-  auto a = cache_key(parse(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]})"), "u1");
-  auto b = cache_key(parse(R"({ "messages" : [ {"content":"hi", "role":"user"} ], "temperature":0, "model":"m",
-                                "user":"someone", "stream_options":{"include_usage":true}})"),
-                     "u1");
+  auto key = [](const std::string& text, const std::string& tenant) { return cache_key(valid(text), tenant); };
+  auto a = key(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]})", "u1");
+  auto b = key(R"({ "messages" : [ {"content":"hi", "role":"user"} ], "temperature":0, "model":"m",
+                    "user":"someone", "stream_options":{"include_usage":true}})",
+               "u1");
   EXPECT_EQ(a, b);
-  EXPECT_NE(a, cache_key(parse(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]})"), "u2"));
-  EXPECT_NE(a, cache_key(parse(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"ho"}]})"), "u1"));
-  EXPECT_NE(a, cache_key(parse(R"({"model":"m","temperature":0,"max_tokens":3,
-                                   "messages":[{"role":"user","content":"hi"}]})"),
-                         "u1"));
+  EXPECT_EQ(
+    a, key(R"({"model":"m","temperature":0,"top_p":null,"messages":[{"role":"user","content":"h\u0069"}]})", "u1"));
+  EXPECT_NE(a, key(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]})", "u2"));
+  EXPECT_NE(a, key(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"ho"}]})", "u1"));
+  EXPECT_NE(a, key(R"({"model":"m","temperature":0,"max_tokens":3,
+                       "messages":[{"role":"user","content":"hi"}]})",
+                   "u1"));
   EXPECT_EQ(a.rfind("gw:u1:", 0), 0u);
+}
+
+// An upstream's answer or event that two parsers could read differently (a repeated key), or that nests deeper
+// than any OpenAI answer, is refused like garbage.
+TEST(OpenAiCompletion, RefusesAmbiguousOrDeepAnswers) {
+  std::string why;
+  EXPECT_FALSE(check_completion(R"({"choices":[{"message":{"content":"x"}}],"usage":{"total_tokens":1},
+                                   "usage":{"total_tokens":1000}})",
+                                0, why));
+  EXPECT_NE(why.find("ambiguous"), std::string::npos) << why;
+  EXPECT_NE(why.find("usage"), std::string::npos) << why;
+  EXPECT_FALSE(check_completion(
+    R"({"choices":[{"message":{"content":)" + std::string(100, '[') + "1" + std::string(100, ']') + "}}]}", 0, why));
+  EXPECT_NE(why.find("deeper than"), std::string::npos) << why;
+  sse_relay relay{0};
+  relay.feed("data: {\"choices\":[],\"choices\":[]}\n\n");
+  EXPECT_TRUE(relay.failed());
 }
 
 TEST(OpenAiCompletion, ChecksTheAnswer) {
@@ -135,6 +202,34 @@ TEST(OpenAiSse, StopsAtTheFirstBadEvent) {
   EXPECT_EQ(
     sse_error_event("server_error", "upstream_failed", "a \"b\""),
     "data: {\"error\":{\"type\":\"server_error\",\"code\":\"upstream_failed\",\"message\":\"a \\\"b\\\"\"}}\n\n");
+}
+
+// Found by the upstream_answer fuzzer: an event whose data spans several lines was checked as a whole but sent as
+// "data: <line 1>\n<line 2>", so a client read only the first line (broken JSON); and lines ended by a lone CR were
+// one line to the relay but two to a client. Each data line is now framed on its own, CR ends a line, and a bare
+// "data" line is data as a client reads it.
+TEST(OpenAiSse, ClientsReadExactlyTheDataThatWasChecked) {
+  sse_relay multi{0};
+  EXPECT_EQ(multi.feed("data: {\"choices\":\ndata: []}\n\n"), "data: {\"choices\":\ndata: []}\n\n");
+  EXPECT_FALSE(multi.failed()) << multi.why();
+  sse_relay cr{0};
+  EXPECT_EQ(cr.feed("data: {\"a\":\rdata: 1}\r\rdata: [DONE]\r\r\n"), "data: {\"a\":\ndata: 1}\n\ndata: [DONE]\n\n");
+  EXPECT_FALSE(cr.failed()) << cr.why();
+  EXPECT_TRUE(cr.done());
+  sse_relay lone_cr{0};
+  lone_cr.feed("data: {\"a\":\r1}\n\n"); // a client reads data {"a": (the CR ends the line): refused
+  EXPECT_TRUE(lone_cr.failed());
+  sse_relay bare{0};
+  bare.feed("data\ndata: {}\n\n"); // data is "\n{}": still one JSON object
+  EXPECT_FALSE(bare.failed()) << bare.why();
+  sse_relay bad{0};
+  bad.feed("data\ndata: {\n\n"); // data "\n{" is not JSON, whatever the relay used to think of the bare line
+  EXPECT_TRUE(bad.failed());
+  // A CR at the end of what arrived waits for a possible LF.
+  sse_relay split{0};
+  EXPECT_EQ(split.feed("data: {}\r"), "");
+  EXPECT_EQ(split.feed("\n\r\n"), "data: {}\n\n");
+  EXPECT_FALSE(split.pending());
 }
 
 } // namespace

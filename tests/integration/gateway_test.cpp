@@ -368,5 +368,53 @@ TEST_F(Gateway, UsageIsMeteredAndTheQuotaHolds) {
   EXPECT_GT(tokens, 0);
 }
 
+// A request whose fields two parsers could read differently never reaches an upstream: a repeated "model", "n" or
+// "stream" (validated on the first occurrence while Python, JS and Go upstreams take the last), at the top or in a
+// message, is refused with 400 duplicate_key naming it; nothing is called, nothing is metered, no quota is used.
+TEST_F(Gateway, DuplicateKeysNeverReachTheUpstream) {
+  start_one({"quota.free_per_day=1"});
+  struct expectation {
+    std::string body;
+    const char* param;
+  };
+  for (const auto& e : {
+         expectation{R"({"model":"mock-1","messages":[{"role":"user","content":"x"}],"model":"mock-2"})", "model"},
+         expectation{R"({"model":"mock-1","n":1,"messages":[{"role":"user","content":"x"}],"n":8})", "n"},
+         expectation{R"({"model":"mock-1","stream":false,"messages":[{"role":"user","content":"x"}],"stream":true})",
+                     "stream"},
+         expectation{R"({"model":"mock-1","messages":[{"role":"user","content":"a","content":"b"}]})",
+                     "messages[0].content"},
+       }) {
+    auto res = chat(e.body);
+    EXPECT_EQ(res.status, 400) << e.body << ": " << res.body;
+    auto doc = parse_json(res.body);
+    ASSERT_TRUE(doc.IsObject() && doc.HasMember("error")) << res.body;
+    EXPECT_EQ(std::string(doc["error"]["code"].GetString()), "duplicate_key") << e.body;
+    EXPECT_EQ(std::string(doc["error"]["param"].GetString()), e.param) << e.body;
+  }
+  EXPECT_EQ(hits(*mock_a), 0);
+  EXPECT_EQ(http_get(mock_a->base_url() + "/mock/last_request").status, 404); // no request ever arrived
+  // The one generation of the day was never taken.
+  EXPECT_EQ(chat(body("the only one")).status, 200);
+}
+
+// The upstream receives the request re-serialised from what Troupe validated (the allowed fields, canonical order,
+// no client whitespace or escapes), never the client's bytes; fields outside the allow-list are refused by name.
+TEST_F(Gateway, ForwardsTheValidatedRequestNotTheClientsBytes) {
+  start_one();
+  auto res =
+    chat(R"( { "temperature" : 0.5, "user" : "u-7", "messages" : [ { "content" : "h\u0069", "role" : "user" } ],
+                      "max_tokens" : null, "model" : "mock-1" } )");
+  ASSERT_EQ(res.status, 200) << res.body;
+  auto seen = http_get(mock_a->base_url() + "/mock/last_request");
+  ASSERT_EQ(seen.status, 200);
+  EXPECT_EQ(seen.body,
+            R"({"model":"mock-1","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"user":"u-7"})");
+  auto unknown = chat(body("x", R"(,"vendor_extension":{"model":"other"})"));
+  EXPECT_EQ(unknown.status, 400) << unknown.body;
+  EXPECT_EQ(std::string(parse_json(unknown.body)["error"]["param"].GetString()), "vendor_extension");
+  EXPECT_EQ(hits(*mock_a), 1);
+}
+
 } // namespace
 } // namespace troupe::testing

@@ -2,8 +2,9 @@
 
 #include "tools/mock-upstream/json_text.hpp"
 
+#include "config/json.hpp"
+
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include <algorithm>
 
@@ -393,14 +394,15 @@ std::string scan_directives(std::string_view text, knob_overrides& directives) {
 }
 
 bool parse_chat_request(std::string_view body_text, chat_request& out, request_error& error) {
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(body_text.data(), body_text.size());
-  if (doc.HasParseError()) {
-    error = {std::string{"We could not parse the JSON body of your request: "}
-               + rapidjson::GetParseError_En(doc.GetParseError()),
-             "", "invalid_json"};
+  auto parsed = json::parse(body_text);
+  if (!parsed) {
+    const auto& e = parsed.error();
+    error = {std::string{"We could not parse the JSON body of your request: "} + e.reason + " (at byte "
+               + std::to_string(e.offset) + ").",
+             e.param, e.code == json::parse_errc::duplicate_key ? "duplicate_key" : "invalid_json"};
     return false;
   }
+  const auto& doc = parsed.document();
   if (!doc.IsObject()) {
     error = {"The request body must be a JSON object.", "", "invalid_json"};
     return false;

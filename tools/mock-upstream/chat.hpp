@@ -39,7 +39,8 @@ struct request_error {
 };
 
 /// Parses and validates a request body; false with `error` filled when it is not a valid chat request
-/// (invalid JSON or UTF-8, missing model or messages, wrongly typed fields, an invalid [[mock ...]] directive).
+/// (invalid JSON or UTF-8 as config/json.hpp reads it: also too deep or with a repeated key; missing model or
+/// messages, wrongly typed fields, an invalid [[mock ...]] directive).
 bool parse_chat_request(std::string_view body, chat_request& out, request_error& error);
 
 /// Appends to `directives` every [[mock name=value ...]] found in `text`; returns "" or an error sentence.

@@ -2,8 +2,9 @@
 
 #include "tools/mock-upstream/json_text.hpp"
 
+#include "config/json.hpp"
+
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 namespace troupe::mock {
 
@@ -97,15 +98,25 @@ void mock_state::count_authorization(std::string_view authorization) {
   authorization_.insert(std::move(value));
 }
 
+void mock_state::remember_request(std::string_view body) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  last_request_.emplace(body);
+}
+
+std::optional<std::string> mock_state::last_request() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return last_request_;
+}
+
 in_flight_guard mock_state::track_in_flight() {
   return in_flight_guard{&in_flight_, &aborted_};
 }
 
 std::string mock_state::configure(std::string_view json_body) {
-  rapidjson::Document doc;
-  doc.Parse(json_body.data(), json_body.size());
-  if (doc.HasParseError())
-    return std::string{"the body is not JSON: "} + rapidjson::GetParseError_En(doc.GetParseError());
+  auto body = json::parse(json_body);
+  if (!body)
+    return std::string{"the body is not JSON: "} + body.error().reason;
+  const auto& doc = body.document();
   if (!doc.IsObject())
     return "the body must be a JSON object of knobs";
   knob_overrides parsed;
@@ -139,6 +150,7 @@ void mock_state::reset() {
   by_status_.clear();
   by_model_.clear();
   authorization_.clear();
+  last_request_.reset();
   aborted_ = 0;
   connections_.accepted = 0;
 }

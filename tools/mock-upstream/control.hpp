@@ -15,6 +15,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -46,6 +47,10 @@ public:
                        std::string_view authorization);
   /// Counts a chat request answered `status` before admission (invalid body or knobs). Uses no scripted knobs.
   void count_rejected_chat(int status, std::string_view authorization);
+  /// Keeps the body of the latest chat request (valid or not), for GET /mock/last_request.
+  void remember_request(std::string_view body);
+  /// The latest chat request's body as it arrived; nullopt before the first one (or after a reset).
+  std::optional<std::string> last_request() const;
   /// Keeps an admitted request counted in "in_flight" until its plan ends.
   in_flight_guard track_in_flight();
 
@@ -80,6 +85,7 @@ private:
   std::map<std::string, uint64_t> by_status_;
   std::map<std::string, uint64_t> by_model_;
   std::set<std::string> authorization_;
+  std::optional<std::string> last_request_;
   std::atomic<int64_t> in_flight_{0};
   std::atomic<uint64_t> aborted_{0};
 };

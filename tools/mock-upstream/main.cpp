@@ -45,9 +45,10 @@ Endpoints:
   POST /v1/chat/completions (also /chat/completions)
       An OpenAI chat request: model (string, required), messages (required, non-empty; content a string, null or
       an array of {"type":"text","text":...} parts), stream, stream_options.include_usage, max_tokens or
-      max_completion_tokens; other fields are accepted and ignored. Invalid JSON or UTF-8, a missing model or
-      messages, a wrongly typed field or an invalid knob: 400 {"error":{"message","type":"invalid_request_error",
-      "param","code"}}.
+      max_completion_tokens; other fields are accepted and ignored. Invalid JSON or UTF-8, arrays and objects
+      nested deeper than 64 levels, an object with the same key twice (code duplicate_key, param its path), a
+      missing model or messages, a wrongly typed field or an invalid knob: 400 {"error":{"message",
+      "type":"invalid_request_error","param","code"}}.
       Answer: chat.completion {id "chatcmpl-mock-N" (N counts chat requests since start or reset), object,
       created, model (the request's), system_fingerprint "fp_mock", choices[0] {index 0, message {role
       "assistant", content, refusal null}, logprobs null, finish_reason}, usage {prompt_tokens, completion_tokens,
@@ -69,8 +70,10 @@ Endpoints:
        "by_model":{"m":n},"in_flight":answers in progress,"aborted":answers cut short by the client,
        "connections_open":n,"connections_accepted":n since start or reset,
        "authorization":[distinct Authorization values of chat requests, at most 16]}
+  GET  /mock/last_request
+      The body of the latest chat request, byte for byte as it arrived (404 before the first one).
   POST /mock/reset
-      Counters to zero, scripted knobs dropped, default knobs back to the flags, PRNG reseeded. Answers the config.
+      Counters to zero, the latest request forgotten, scripted knobs dropped, default knobs back to the flags, PRNG reseeded. Answers the config.
   GET  /mock/config, POST /mock/config
       POST a JSON object of knobs (numbers or strings). Without "count" it changes the default knobs until reset;
       with "count": N the knobs apply to the next N admitted chat requests only (400s use none), then behaviour

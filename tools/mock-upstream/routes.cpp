@@ -22,6 +22,7 @@ void chat_completions(const request_head& head, std::string_view body_text, mock
   chat_request request;
   request_error error;
   knob_overrides per_request;
+  state.remember_request(body_text);
   if (auto problem = parse_knob_list(head.x_mock, per_request); !problem.empty()) {
     state.count_rejected_chat(400, head.authorization);
     respond_json(p, 400, openai_error_body(problem, "invalid_request_error", "invalid_mock_header", "X-Mock"),
@@ -77,6 +78,13 @@ const route routes[] = {
   {"/mock/stats", "GET",
    [](const request_head& head, std::string_view, mock_state& state, plan& p) {
      respond_json(p, 200, state.stats_json(), head.keep_alive);
+   }},
+  {"/mock/last_request", "GET",
+   [](const request_head& head, std::string_view, mock_state& state, plan& p) {
+     if (auto body = state.last_request())
+       respond_json(p, 200, *body, head.keep_alive);
+     else
+       respond_error(p, 404, "No chat request has arrived yet.", "no_request", head.keep_alive);
    }},
   {"/mock/reset", "POST",
    [](const request_head& head, std::string_view, mock_state& state, plan& p) {

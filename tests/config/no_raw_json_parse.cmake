@@ -1,0 +1,32 @@
+# Fails if a source file other than config/json.cpp parses JSON with RapidJSON directly (Document::Parse,
+# ParseInsitu, ParseStream, Reader::Parse): RapidJSON's default parse recurses per nesting level and keeps duplicate
+# keys, so every document made from outside bytes must come from json::parse (config/json.hpp).
+# Run as: cmake -DROOT=<source dir> -P no_raw_json_parse.cmake
+cmake_minimum_required(VERSION 3.18)
+if(NOT ROOT)
+  message(FATAL_ERROR "ROOT (the source directory) is required")
+endif()
+set(offenders 0)
+foreach(dir config introspect persistence actors http app tools)
+  file(GLOB_RECURSE sources "${ROOT}/${dir}/*.cpp" "${ROOT}/${dir}/*.hpp")
+  foreach(source IN LISTS sources)
+    if(source STREQUAL "${ROOT}/config/json.cpp")
+      continue()
+    endif()
+    file(STRINGS "${source}" hits REGEX "(\\.|->)Parse(Insitu|Stream)?[ \t]*[<(]")
+    if(hits)
+      file(RELATIVE_PATH shown "${ROOT}" "${source}")
+      foreach(hit IN LISTS hits) # a line holding ';' comes in pieces: show the piece with the call
+        string(STRIP "${hit}" hit)
+        if(hit MATCHES "Parse")
+          message("${shown}: ${hit}")
+        endif()
+      endforeach()
+      math(EXPR offenders "${offenders} + 1")
+    endif()
+  endforeach()
+endforeach()
+if(offenders GREATER 0)
+  message(FATAL_ERROR "${offenders} file(s) above parse JSON with RapidJSON directly: use json::parse (config/json.hpp)")
+endif()
+message(STATUS "no raw RapidJSON parse outside config/json.cpp")
