@@ -1,5 +1,7 @@
 #include "actors/paths.hpp"
 
+#include "config/utf8.hpp"
+
 #include <vector>
 
 namespace troupe {
@@ -29,33 +31,7 @@ std::vector<std::string_view> components(std::string_view path) {
   return parts;
 }
 
-/// The length of the UTF-8 sequence starting at text[i] if it is valid there, else 0.
-size_t utf8_sequence(std::string_view text, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  auto c = byte(i);
-  if (c < 0x80)
-    return 1;
-  size_t length = 0;
-  unsigned char low = 0x80, high = 0xBF; // the range of the second byte
-  if (c >= 0xC2 && c <= 0xDF)
-    length = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    length = 3;
-    low = c == 0xE0 ? 0xA0 : 0x80;  // no overlong forms
-    high = c == 0xED ? 0x9F : 0xBF; // no surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    length = 4;
-    low = c == 0xF0 ? 0x90 : 0x80;
-    high = c == 0xF4 ? 0x8F : 0xBF; // at most U+10FFFF
-  } else
-    return 0;
-  if (i + length > text.size() || byte(i + 1) < low || byte(i + 1) > high)
-    return 0;
-  for (size_t k = 2; k < length; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF)
-      return 0;
-  return length;
-}
+using config::utf8_sequence;
 
 /// Why a single name (file name or path component) is refused, or "" if it is fine.
 std::string check_name(std::string_view name) {

@@ -2,6 +2,8 @@
 
 #include "config/json.hpp"
 
+#include "config/utf8.hpp"
+
 #include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
@@ -51,31 +53,9 @@ size_t first_invalid_utf8(std::string_view text) {
       static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the ASCII skip reads words little-endian");
       i += static_cast<size_t>(__builtin_ctzll(high_bits)) / 8;
     }
-    const unsigned char c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    unsigned char low = 0x80, high = 0xBF; // the range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      length = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      length = 3;
-      low = c == 0xE0 ? 0xA0 : 0x80;  // no overlong forms
-      high = c == 0xED ? 0x9F : 0xBF; // no surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      length = 4;
-      low = c == 0xF0 ? 0x90 : 0x80;
-      high = c == 0xF4 ? 0x8F : 0xBF; // at most U+10FFFF
-    } else {
+    const auto length = config::utf8_sequence(text, i);
+    if (length == 0)
       return i;
-    }
-    if (i + length > n || s[i + 1] < low || s[i + 1] > high)
-      return i;
-    for (size_t k = 2; k < length; ++k)
-      if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-        return i;
     i += length;
   }
   return std::string_view::npos;
