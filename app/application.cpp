@@ -64,7 +64,6 @@ size_t or_cores(int64_t configured) {
   return configured > 0 ? static_cast<size_t>(configured) : cores();
 }
 
-/// The supervision tree of DESIGN.md, as far as it exists today.
 std::string connection_name(size_t i) {
   return "db.connection." + std::to_string(i);
 }
@@ -125,6 +124,7 @@ std::string processor_name(size_t i) {
   return "jobs.processor." + std::to_string(i);
 }
 
+/// The supervision tree (docs/ARCHITECTURE.md draws it).
 supervisor_config root_tree(const config::settings& s, shared_state& shared) {
   const auto& names = shared.names;
   const auto& metrics = shared.metrics;

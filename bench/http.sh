@@ -6,7 +6,7 @@
 #
 # Knobs (environment): ROUNDS=3 DURATION=10s THREADS=2 CONNECTIONS=64 WARMUP=2s (0 to skip),
 # TROUPE_DATABASE_URL (else a throw-away PostgreSQL under var/), BENCH_STRICT=1 (exit 1 on a MISS),
-# NGINX_WORKERS=1 (one worker is the reference of DESIGN.md, ~120k req/s here: wrk takes the other core),
+# NGINX_WORKERS=1 (one worker is the reference, ~120k req/s here: wrk takes the other core),
 # TROUPE_ARGS (extra troupe arguments, e.g. "--set log.request_sample=0.01"; recorded with the result).
 # For testing this harness: TROUPE_BIN (default build/troupe), BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
 set -euo pipefail

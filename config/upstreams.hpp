@@ -1,6 +1,6 @@
 #pragma once
 // The upstream list: the AI providers Troupe calls, configured as the top-level "upstreams" array of the
-// configuration file (DESIGN.md), or as the same JSON array in TROUPE_UPSTREAMS (which replaces the file's list).
+// configuration file (README, AI gateway), or as the same JSON array in TROUPE_UPSTREAMS (which replaces the file's list).
 //
 //   {"name": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY",
 //    "models": ["gpt-4o-mini"], "priority": 1, "weight": 1, "timeout_ms": 60000, "connect_timeout_ms": 5000,

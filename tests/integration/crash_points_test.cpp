@@ -1,7 +1,8 @@
-// Crash points where the promises live (DESIGN.md "Promises"), on the real binary and a scratch PostgreSQL: the
-// server is killed with SIGKILL right after each acknowledged account write, after a quota reservation and in the
-// middle of a tus PATCH (between the chunk's fsync and its offset's COMMIT), and each test then reads what
-// PostgreSQL and the disk hold before it restarts the server and checks that it carries on from there.
+// Crash points where the promises live (a 2xx on a write means committed; a restart never hands out a fresh
+// allowance), on the real binary and a scratch PostgreSQL: the server is killed with SIGKILL right after each
+// acknowledged account write, after a quota reservation and in the middle of a tus PATCH (between the chunk's fsync
+// and its offset's COMMIT), and each test then reads what PostgreSQL and the disk hold before it restarts the
+// server and checks that it carries on from there.
 //
 //   - A 2xx on a write means the data is committed: register, API key create and revoke, refresh rotation.
 //   - A budget is reserved before an upstream call and settled after it: the reservation is in PostgreSQL while the

@@ -25,7 +25,7 @@ rapidjson::Document parse(const std::string& body) {
   return doc;
 }
 
-/// Checks the OpenAI-shaped error body of DESIGN.md and returns its "error" object's code.
+/// Checks the OpenAI-shaped error body the README documents and returns its "error" object's code.
 std::string error_code(const http_result& res) {
   auto doc = parse(res.body);
   EXPECT_TRUE(doc.IsObject() && doc.HasMember("error")) << res.body;
