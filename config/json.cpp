@@ -32,6 +32,7 @@ namespace {
 /// 1.0000000000000004e72), and its full-precision mode reads out of bounds on inputs such as 0.000...1e-320. No
 /// comments, NaN, trailing commas or other extensions.
 constexpr unsigned read_flags = rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag;
+static_assert(read_flags & rapidjson::kParseIterativeFlag, "a recursive parse overflows the stack on deep input");
 
 /// The offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
 /// nothing beyond U+10FFFF), or npos. Eight bytes at a time while they are ASCII, skipping straight to the first

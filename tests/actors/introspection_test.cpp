@@ -107,7 +107,8 @@ TEST(Introspection, StalledActorShowsItsBacklogAndFirstMessages) {
       self->quit();
     });
   });
-  // The peek request is queued too (1001) before the actor is released.
+  // The peek request is queued too (1001) before the actor is released. The probe's counter has no reply to wait
+  // on: it is polled, bounded, and the assertion below fails if it never gets there.
   for (int i = 0; i < 1000 && probe->queued() < 1001; ++i)
     std::this_thread::sleep_for(1ms);
   EXPECT_EQ(probe->queued(), 1001);
@@ -161,6 +162,8 @@ TEST(Introspection, TreeShowsRestartsAndLastError) {
       });
   };
   std::optional<caf::actor> first;
+  // The directory entry appears when the supervisor has started its child (no message tells the test): polled,
+  // bounded, and ASSERT_TRUE fails if it never does; the same for the restarted child in the tree below.
   for (int i = 0; i < 500 && !first; ++i, std::this_thread::sleep_for(10ms))
     first = names->get("crashy"); // the supervisors start their children once scheduled
   ASSERT_TRUE(first);

@@ -1,9 +1,11 @@
 #include "tools/mock-upstream/plan.hpp"
 
+#include "http/http1.hpp"
 #include "tools/mock-upstream/json_text.hpp"
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 namespace troupe::mock {
 
@@ -145,52 +147,11 @@ void body::append_to(std::string& out) const {
 }
 
 const char* reason_phrase(int status) {
-  switch (status) {
-  case 100:
-    return "Continue";
-  case 200:
-    return "OK";
-  case 400:
-    return "Bad Request";
-  case 401:
-    return "Unauthorized";
-  case 402:
-    return "Payment Required";
-  case 403:
-    return "Forbidden";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 408:
-    return "Request Timeout";
-  case 409:
-    return "Conflict";
-  case 411:
-    return "Length Required";
-  case 413:
-    return "Content Too Large";
-  case 415:
-    return "Unsupported Media Type";
-  case 422:
-    return "Unprocessable Content";
-  case 429:
-    return "Too Many Requests";
-  case 431:
-    return "Request Header Fields Too Large";
-  case 500:
-    return "Internal Server Error";
-  case 501:
-    return "Not Implemented";
-  case 502:
-    return "Bad Gateway";
-  case 503:
-    return "Service Unavailable";
-  case 504:
-    return "Gateway Timeout";
-  default:
-    return status < 500 ? "Client Error" : "Server Error";
-  }
+  // Troupe's own table (http/http1.cpp); statuses it does not name (a knob may ask for any) get the class's phrase.
+  const char* known = http::reason_phrase(status);
+  if (std::strcmp(known, "Unknown") != 0)
+    return known;
+  return status < 500 ? "Client Error" : "Server Error";
 }
 
 std::string response_head(int status, std::string_view content_type, int64_t content_length, bool keep_alive,
