@@ -1,6 +1,9 @@
 #include "actors/auth_workers.hpp"
 #include "introspect/observed_actor.hpp"
 
+#include "actors/persistence_supervisor.hpp"
+#include "actors/security_events.hpp"
+
 #include "config/service_error.hpp"
 
 #include <caf/all.hpp>
@@ -272,6 +275,50 @@ caf::actor spawn_login_throttle(caf::actor_system& sys, login_throttle_options o
 
 caf::actor spawn_api_key_cache(caf::actor_system& sys, api_key_cache_options options) {
   return sys.spawn(key_cache_impl, std::move(options));
+}
+
+void add_api_key_collector(metrics_registry& metrics, std::shared_ptr<api_key_cache_counters> keys) {
+  metrics.add_collector([keys](prometheus_writer& out) {
+    out.family("troupe_api_key_lookups_total", "counter",
+               "API key look-ups by where they were answered: memory (cache, miss_cache), the database, or not at all "
+               "(not_cached: the client's address had used up its failed authentications).");
+    out.sample("troupe_api_key_lookups_total", {{"source", "cache"}}, static_cast<double>(keys->hits.load()));
+    out.sample("troupe_api_key_lookups_total", {{"source", "miss_cache"}}, static_cast<double>(keys->miss_hits.load()));
+    out.sample("troupe_api_key_lookups_total", {{"source", "database"}}, static_cast<double>(keys->queries.load()));
+    out.sample("troupe_api_key_lookups_total", {{"source", "not_cached"}},
+               static_cast<double>(keys->not_cached.load()));
+  });
+}
+
+supervisor_config make_auth_supervisor(const config::settings& s, const supervision_context& context) {
+  using std::chrono::milliseconds;
+  // Password hashers (detached: argon2id is CPU-heavy), login throttle, API key cache, and the aggregator of security
+  // events.
+  auto auth = subsystem_supervisor("auth", supervision_strategy::one_for_one, context);
+  for (int64_t i = 0; i < s.auth.hashers; ++i)
+    auth.children.push_back(worker_child(
+      "auth.hasher." + std::to_string(i), [](caf::actor_system& sys) { return spawn_password_hasher(sys, {}); },
+      milliseconds{5000}));
+  login_throttle_options throttle;
+  throttle.max_failures = static_cast<size_t>(s.auth.login_max_failures);
+  throttle.max_address_failures = static_cast<size_t>(s.auth.login_max_address_failures);
+  auth.children.push_back(worker_child(
+    "auth.throttle", [throttle](caf::actor_system& sys) { return spawn_login_throttle(sys, throttle); },
+    milliseconds{1000}));
+  api_key_cache_options keys;
+  keys.db_query = db_query_lookup(context.names);
+  auth.children.push_back(worker_child(
+    "auth.keys", [keys](caf::actor_system& sys) { return spawn_api_key_cache(sys, keys); }, milliseconds{1000}));
+  security_event_options events;
+  events.writer = db_writer_lookup(context.names);
+  auth.children.push_back(worker_child(
+    "auth.events", [events](caf::actor_system& sys) { return spawn_security_events(sys, events); },
+    milliseconds{1000}));
+  if (context.metrics) {
+    add_api_key_collector(*context.metrics, keys.counters);
+    add_security_event_collector(*context.metrics, events.counters);
+  }
+  return auth;
 }
 
 } // namespace troupe

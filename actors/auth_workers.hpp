@@ -25,8 +25,14 @@
 //                                                           use_database a key not in memory fails with
 //                                                           not_found (the caller decided it may not cost a query)
 //   (key_evict_atom, key_id) -> bool                        forgets a key at once (after a revocation)
+//
+// The "auth" supervisor (one_for_one) starts them in this order: auth.hasher.<i> (i < auth.hashers), auth.throttle,
+// auth.keys, then auth.events (the security event aggregator, actors/security_events.hpp).
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/supervisor.hpp"
+#include "config/options.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -79,5 +85,12 @@ struct api_key_cache_options {
 };
 
 caf::actor spawn_api_key_cache(caf::actor_system& sys, api_key_cache_options options);
+
+/// Writes troupe_api_key_lookups_total{source} from the cache's counters.
+void add_api_key_collector(metrics_registry& metrics, std::shared_ptr<api_key_cache_counters> counters);
+
+/// The "auth" supervisor above, from the auth.* settings; its actors reach db.query and db.writer by name in
+/// context.names, and the collectors of the API key cache and the security events go into context.metrics.
+supervisor_config make_auth_supervisor(const config::settings& settings, const supervision_context& context);
 
 } // namespace troupe

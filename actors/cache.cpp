@@ -6,7 +6,6 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
-#include <thread>
 
 namespace troupe {
 
@@ -486,23 +485,18 @@ caf::actor spawn_cache_shard(caf::actor_system& sys, cache_shard_options options
 size_t cache_shard_count(const config::cache_settings& settings) {
   if (settings.shards > 0)
     return static_cast<size_t>(settings.shards);
-  return 2 * std::max(1u, std::thread::hardware_concurrency());
+  return 2 * config::cores();
 }
 
 std::string cache_shard_name(size_t i) {
   return "cache.shard." + std::to_string(i);
 }
 
-supervisor_config cache_supervisor(const config::cache_settings& settings, std::shared_ptr<cache_stats> stats,
-                                   std::shared_ptr<directory> names, std::shared_ptr<metrics_registry> metrics,
-                                   steady_clock_fn clock) {
-  supervisor_config cfg;
-  cfg.name = "cache";
-  cfg.strategy = supervision_strategy::one_for_one;
-  cfg.max_restarts = 5;
-  cfg.restart_window = milliseconds{10000};
-  cfg.names = std::move(names);
-  cfg.metrics = std::move(metrics);
+supervisor_config make_cache_supervisor(const config::cache_settings& settings, const supervision_context& context,
+                                        std::shared_ptr<cache_stats> stats, steady_clock_fn clock) {
+  if (context.metrics)
+    add_cache_collector(*context.metrics, stats);
+  auto cfg = subsystem_supervisor("cache", supervision_strategy::one_for_one, context);
   for (size_t i = 0; i < stats->shards(); ++i) {
     cache_shard_options opts;
     opts.max_bytes = stats->shard_max_bytes();
@@ -511,9 +505,9 @@ supervisor_config cache_supervisor(const config::cache_settings& settings, std::
     opts.clock = clock;
     opts.stats = stats;
     opts.index = i;
-    cfg.children.push_back({cache_shard_name(i),
-                            [opts](caf::actor_system& sys) { return spawn_cache_shard(sys, opts); },
-                            restart_type::permanent, milliseconds{1000}, child_kind::worker});
+    cfg.children.push_back(worker_child(
+      cache_shard_name(i), [opts](caf::actor_system& sys) { return spawn_cache_shard(sys, opts); },
+      milliseconds{1000}));
   }
   return cfg;
 }

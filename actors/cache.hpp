@@ -191,10 +191,10 @@ size_t cache_shard_count(const config::cache_settings& settings);
 std::string cache_shard_name(size_t i);
 
 /// The "cache" supervisor (one_for_one) with one permanent child per shard, named cache_shard_name(i), each bound
-/// to stats->shard_max_bytes(). `stats` decides the number of shards.
-supervisor_config cache_supervisor(const config::cache_settings& settings, std::shared_ptr<cache_stats> stats,
-                                   std::shared_ptr<directory> names, std::shared_ptr<metrics_registry> metrics,
-                                   steady_clock_fn clock = {});
+/// to stats->shard_max_bytes(). `stats` (shared with the cache's clients) decides the number of shards; its
+/// collector (add_cache_collector) goes into context.metrics.
+supervisor_config make_cache_supervisor(const config::cache_settings& settings, const supervision_context& context,
+                                        std::shared_ptr<cache_stats> stats, steady_clock_fn clock = {});
 
 // --- the client: key -> shard, usable from inside any actor ------------------------------------------------------
 

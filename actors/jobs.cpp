@@ -1,5 +1,6 @@
 #include "actors/jobs.hpp"
 
+#include "actors/guards.hpp"
 #include "actors/uploads.hpp"
 
 #include "config/log.hpp"
@@ -21,6 +22,7 @@ const auto db_timeout = caf::duration{std::chrono::seconds{10}};
 struct running_job {
   job_record job;
   caf::actor runner;
+  count_holder counted; // one of troupe_jobs_running until the attempt is forgotten or the queue ends
 };
 
 struct queue_state {
@@ -59,7 +61,6 @@ bool forget(queue_actor* self, const std::string& id) {
   if (i->second.runner)
     self->send_exit(i->second.runner, caf::exit_reason::user_shutdown);
   st.running.erase(i);
-  st.opts.counters->running = static_cast<int64_t>(st.running.size());
   return true;
 }
 
@@ -144,9 +145,8 @@ void start(queue_actor* self, job_record job) {
   caf::actor runner;
   if (handler != st.opts.handlers.end())
     runner = handler->second(self, job);
-  st.running[id] = {job, runner};
+  st.running[id] = running_job{job, runner, hold_count(st.opts.counters, &job_counters::running)};
   st.opts.counters->started++;
-  st.opts.counters->running = static_cast<int64_t>(st.running.size());
   if (!runner) {
     failed(self, id, make_error(service_error::invalid_input, "No worker can run jobs of kind \"" + job.kind + "\"."));
     return;
@@ -216,7 +216,6 @@ void renew(queue_actor* self) {
           self->send_exit(i->second.runner,
                           caf::exit_reason::user_shutdown); // kill would take the queue (linked) down too
           st.running.erase(i);
-          st.opts.counters->running = static_cast<int64_t>(st.running.size());
         }
       },
       [self](caf::error& err) {
@@ -280,6 +279,19 @@ std::string make_node_id() {
   char suffix[16];
   std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xFFFFFF);
   return std::string{host} + ":" + std::to_string(::getpid()) + ":" + suffix;
+}
+
+void add_job_collector(metrics_registry& metrics, std::shared_ptr<job_counters> counters) {
+  metrics.add_collector([counters](prometheus_writer& out) {
+    out.family("troupe_job_attempts_total", "counter", "Job attempts by how they ended on this node.");
+    out.sample("troupe_job_attempts_total", {{"outcome", "started"}}, static_cast<double>(counters->started.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "done"}}, static_cast<double>(counters->done.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "retrying"}}, static_cast<double>(counters->retried.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "failed"}}, static_cast<double>(counters->failed.load()));
+    out.sample("troupe_job_attempts_total", {{"outcome", "lease_lost"}}, static_cast<double>(counters->lost.load()));
+    out.family("troupe_jobs_running", "gauge", "Jobs running on this node.");
+    out.sample("troupe_jobs_running", {}, static_cast<double>(counters->running.load()));
+  });
 }
 
 } // namespace troupe

@@ -23,6 +23,7 @@
 // once rather than after the lease.
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -48,7 +49,7 @@ struct job_counters {
   std::atomic<uint64_t> retried{0};
   std::atomic<uint64_t> failed{0};
   std::atomic<uint64_t> lost{0}; // leases lost while running
-  std::atomic<int64_t> running{0};
+  std::atomic<int64_t> running{0}; // each running job holds one (actors/guards.hpp)
 };
 
 struct job_queue_options {
@@ -66,5 +67,8 @@ caf::actor spawn_job_queue(caf::actor_system& sys, job_queue_options options);
 
 /// A node id for leases: host name, process id and a random suffix.
 std::string make_node_id();
+
+/// Writes troupe_job_attempts_total{outcome} and troupe_jobs_running from the queue's counters.
+void add_job_collector(metrics_registry& metrics, std::shared_ptr<job_counters> counters);
 
 } // namespace troupe

@@ -1,6 +1,9 @@
 #include "actors/ops.hpp"
 #include "introspect/observed_actor.hpp"
 
+#include "actors/persistence_supervisor.hpp"
+#include "actors/retention.hpp"
+
 #include "config/log.hpp"
 
 #include <caf/all.hpp>
@@ -271,6 +274,64 @@ caf::actor spawn_debug_helper(caf::actor_system& sys) {
       },
       [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
     };
+  });
+}
+
+supervisor_config make_ops_supervisor(const config::settings& s, const supervision_context& context,
+                                      ops_inputs inputs) {
+  using std::chrono::milliseconds;
+  const auto& names = context.names;
+  auto ops = subsystem_supervisor("ops", supervision_strategy::one_for_one, context);
+  std::vector<health_probe> checks{supervision_probe(names, "root", milliseconds{1000}),
+                                   ping_probe("database", names, db_connection_name(0), milliseconds{3000})};
+  for (auto& check : inputs.checks)
+    checks.push_back(std::move(check));
+  ops.children.push_back(worker_child(
+    "ops.health", [checks](caf::actor_system& sys) { return spawn_health_actor(sys, checks); }, milliseconds{1000}));
+  ops.children.push_back(worker_child(
+    "ops.metrics",
+    [metrics = context.metrics, names](caf::actor_system& sys) {
+      return spawn_metrics_actor(sys, metrics, names, milliseconds{250});
+    },
+    milliseconds{1000}));
+  mailbox_watch_options watch;
+  watch.names = names;
+  watch.threshold = static_cast<size_t>(s.debug.mailbox_warn);
+  watch.warn_after = milliseconds{s.debug.mailbox_warn_ms};
+  watch.probes = inputs.probes;
+  ops.children.push_back(worker_child(
+    "ops.mailboxes", [watch](caf::actor_system& sys) { return spawn_mailbox_watch(sys, watch); }, milliseconds{1000}));
+  // Rows of append-only tables older than their retention (config: retention.*_days) are deleted by the sweeper.
+  constexpr int64_t day_ms = 24 * 3600 * 1000;
+  retention_options retention;
+  retention.tables = {{"security_events", s.retention.security_days * day_ms},
+                      {"idempotency_keys", s.retention.idempotency_days * day_ms},
+                      {"funnel_events", s.retention.events_days * day_ms},
+                      {"feedback", s.retention.feedback_days * day_ms}};
+  retention.interval = milliseconds{s.retention.sweep_ms};
+  retention.first_delay = std::min(retention.interval, milliseconds{10000});
+  retention.db_query = db_query_lookup(names);
+  retention.counters = make_retention_counters(retention);
+  ops.children.push_back(worker_child(
+    "ops.retention", [retention](caf::actor_system& sys) { return spawn_retention_sweeper(sys, retention); },
+    milliseconds{1000}));
+  if (s.debug.enabled)
+    ops.children.push_back(worker_child(
+      "debug.helper", [](caf::actor_system& sys) { return spawn_debug_helper(sys); }, milliseconds{1000}));
+  if (context.metrics) {
+    add_retention_collector(*context.metrics, retention.counters);
+    add_process_collector(*context.metrics);
+  }
+  return ops;
+}
+
+void add_process_collector(metrics_registry& metrics) {
+  metrics.add_collector([](prometheus_writer& out) {
+    auto stats = read_process_stats();
+    out.family("troupe_process_resident_memory_bytes", "gauge", "Resident set size of the process.");
+    out.sample("troupe_process_resident_memory_bytes", {}, static_cast<double>(stats.resident_bytes));
+    out.family("troupe_process_open_fds", "gauge", "Open file descriptors of the process.");
+    out.sample("troupe_process_open_fds", {}, static_cast<double>(stats.open_fds));
   });
 }
 

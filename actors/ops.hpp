@@ -13,10 +13,16 @@
 //                                                               and the most common message type waiting
 // debug helper     (delay_atom, int64_t ms) -> int64_t           answers after ms without blocking a thread
 //                  (echo_atom, std::string) -> std::string       answers with its argument
+//
+// The "ops" supervisor (one_for_one) starts ops.health, ops.metrics, ops.mailboxes, ops.retention (the retention
+// sweeper, actors/retention.hpp) and, in debug mode, debug.helper. (ops.load, the load monitor, is HTTP's: it runs
+// under the "http" supervisor.)
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "actors/supervisor.hpp"
+#include "config/options.hpp"
 #include "introspect/probe.hpp"
 
 #include <caf/actor.hpp>
@@ -76,5 +82,22 @@ void peek_by_type(caf::event_based_actor* self, const caf::actor& target, std::c
                   std::function<void(caf::expected<mailbox_snapshot>)> done);
 
 caf::actor spawn_debug_helper(caf::actor_system& sys);
+
+/// What the ops subsystem gets from the rest of the process.
+struct ops_inputs {
+  /// Readiness checks of other layers (load shedding, upstreams), run after the tree's ("root", the root supervisor
+  /// in context.names) and the database's, in this order.
+  std::vector<health_probe> checks;
+  /// Debug mode's probes: the mailbox watch reads sizes from them instead of asking the actors. Null otherwise.
+  std::shared_ptr<probe_registry> probes;
+};
+
+/// The "ops" supervisor above, from the debug.* and retention.* settings. Its collectors (the retention sweeper's
+/// deleted rows, the process's RSS and open files) go into context.metrics, which ops.metrics renders.
+supervisor_config make_ops_supervisor(const config::settings& settings, const supervision_context& context,
+                                      ops_inputs inputs);
+
+/// Writes troupe_process_resident_memory_bytes and troupe_process_open_fds (read_process_stats, at scrape time).
+void add_process_collector(metrics_registry& metrics);
 
 } // namespace troupe

@@ -129,4 +129,31 @@ caf::actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options) 
   return sys.spawn(limiter_impl, std::move(options));
 }
 
+size_t limiter_shard_count(const config::limits_settings& settings) {
+  if (settings.shards > 0)
+    return static_cast<size_t>(settings.shards);
+  return 2 * config::cores();
+}
+
+std::string limiter_shard_name(size_t i) {
+  return "limits.shard." + std::to_string(i);
+}
+
+supervisor_config make_limits_supervisor(const config::limits_settings& settings, const supervision_context& context) {
+  // Rate limiter shards: one owner per (subject, policy) key.
+  auto limits = subsystem_supervisor("limits", supervision_strategy::one_for_one, context);
+  limiter_options limiter;
+  limiter.max_keys = static_cast<size_t>(settings.max_keys);
+  for (size_t i = 0; i < limiter_shard_count(settings); ++i)
+    limits.children.push_back(worker_child(
+      limiter_shard_name(i), [limiter](caf::actor_system& sys) { return spawn_limiter_shard(sys, limiter); },
+      std::chrono::milliseconds{1000}));
+  if (context.metrics)
+    context.metrics->add_collector([keys = limiter.keys](prometheus_writer& out) {
+      out.family("troupe_rate_limit_buckets", "gauge", "Token buckets held by the rate limiter shards.");
+      out.sample("troupe_rate_limit_buckets", {}, static_cast<double>(keys->load()));
+    });
+  return limits;
+}
+
 } // namespace troupe

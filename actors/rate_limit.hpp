@@ -6,8 +6,14 @@
 //                 (mailbox_atom) -> size_t
 // Buckets that have refilled completely are equivalent to new ones and are dropped by a periodic sweep, and a shard
 // never holds more than max_keys buckets, so a flood of distinct clients cannot grow memory without bound.
+//
+// The "limits" supervisor (one_for_one) starts limiter_shard_count() shards, named limiter_shard_name(i); a key's
+// shard is shard_of(key, count).
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/supervisor.hpp"
+#include "config/options.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -64,5 +70,15 @@ caf::actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options);
 
 /// The shard that owns `key` among `shards`.
 size_t shard_of(const std::string& key, size_t shards);
+
+/// The number of shards the settings ask for: limits.shards, or 2 x cores when it is 0.
+size_t limiter_shard_count(const config::limits_settings& settings);
+
+/// "limits.shard.<i>"
+std::string limiter_shard_name(size_t i);
+
+/// The "limits" supervisor: limiter_shard_count(settings) shards bounded by limits.max_keys each. The buckets they
+/// hold are written as troupe_rate_limit_buckets by a collector in context.metrics.
+supervisor_config make_limits_supervisor(const config::limits_settings& settings, const supervision_context& context);
 
 } // namespace troupe

@@ -162,4 +162,14 @@ caf::actor spawn_retention_sweeper(caf::actor_system& sys, retention_options opt
   return sys.spawn(retention_impl, std::move(options));
 }
 
+void add_retention_collector(metrics_registry& metrics, std::shared_ptr<retention_counters> retention) {
+  metrics.add_collector([retention](prometheus_writer& out) {
+    out.family(
+      "troupe_retention_deleted_rows_total", "counter",
+      "Rows deleted by the retention sweeper, by table (auth_tokens: expired revocations and refresh tokens).");
+    for (const auto& [table, rows] : retention->deleted)
+      out.sample("troupe_retention_deleted_rows_total", {{"table", table}}, static_cast<double>(rows.load()));
+  });
+}
+
 } // namespace troupe

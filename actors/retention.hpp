@@ -14,6 +14,7 @@
 // for long. A failed step ends that table's turn (logged); the next sweep tries again.
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -59,5 +60,8 @@ struct retention_options {
 std::shared_ptr<retention_counters> make_retention_counters(const retention_options& options);
 
 caf::actor spawn_retention_sweeper(caf::actor_system& sys, retention_options options);
+
+/// Writes troupe_retention_deleted_rows_total{table} from the sweeper's counters.
+void add_retention_collector(metrics_registry& metrics, std::shared_ptr<retention_counters> counters);
 
 } // namespace troupe

@@ -155,4 +155,15 @@ caf::actor spawn_security_events(caf::actor_system& sys, security_event_options 
   return sys.spawn(security_events_impl, std::move(options));
 }
 
+void add_security_event_collector(metrics_registry& metrics, std::shared_ptr<security_event_counters> events) {
+  metrics.add_collector([events](prometheus_writer& out) {
+    out.family("troupe_security_events_total", "counter",
+               "Security events by outcome: recorded (counted), written (committed within their minute's row), "
+               "dropped (the writer refused them).");
+    out.sample("troupe_security_events_total", {{"outcome", "recorded"}}, static_cast<double>(events->recorded.load()));
+    out.sample("troupe_security_events_total", {{"outcome", "written"}}, static_cast<double>(events->written.load()));
+    out.sample("troupe_security_events_total", {{"outcome", "dropped"}}, static_cast<double>(events->dropped.load()));
+  });
+}
+
 } // namespace troupe

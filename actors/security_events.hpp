@@ -20,6 +20,7 @@
 // `flush_interval`.
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -47,5 +48,8 @@ struct security_event_options {
 };
 
 caf::actor spawn_security_events(caf::actor_system& sys, security_event_options options);
+
+/// Writes troupe_security_events_total{outcome} from the aggregator's counters.
+void add_security_event_collector(metrics_registry& metrics, std::shared_ptr<security_event_counters> counters);
 
 } // namespace troupe

@@ -1,6 +1,8 @@
 #include "actors/sessions.hpp"
 
+#include "actors/guards.hpp"
 #include "actors/keyed_children.hpp"
+#include "actors/persistence_supervisor.hpp"
 #include "introspect/observed_actor.hpp"
 
 #include "actors/rate_limit.hpp"
@@ -242,10 +244,11 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
   auto start = [self, user_id, day](session_snapshot snapshot, int64_t used) {
         auto& st = self->state;
         auto session = self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used);
+        // Counted in troupe_sessions_active until it terminates, however it ends (even with the manager).
+        hold_while_alive(session, count_holder{st.opts.active});
         self->monitor(session);
         st.sessions.add(user_id, session);
         st.opts.sessions->put(user_id, session);
-        st.opts.active->fetch_add(1);
         auto waiting = std::move(st.loading[user_id]);
         st.loading.erase(user_id);
         for (auto& w : waiting)
@@ -278,7 +281,6 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
     auto& [user_id, session] = *ended;
     if (session)
       st.opts.sessions->erase(user_id, session);
-    st.opts.active->fetch_sub(1);
     if (msg.reason && msg.reason != caf::exit_reason::user_shutdown) {
       log::warn("session failed; it is rebuilt on next use",
                 log::fields{}.add("user_id", user_id).add("error", self->system().render(msg.reason)));
@@ -327,6 +329,65 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
 
 caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options) {
   return sys.spawn(manager_impl, std::move(options));
+}
+
+quota_reservation::quota_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t n)
+  : sessions_(std::move(sessions)), user_id_(std::move(user_id)), n_(sessions_ ? std::max<int64_t>(n, 0) : 0) {}
+
+quota_reservation::quota_reservation(quota_reservation&& other) noexcept
+  : sessions_(std::move(other.sessions_)), user_id_(std::move(other.user_id_)), n_(std::exchange(other.n_, 0)) {}
+
+quota_reservation& quota_reservation::operator=(quota_reservation&& other) noexcept {
+  if (this != &other) {
+    give_back();
+    sessions_ = std::move(other.sessions_);
+    user_id_ = std::move(other.user_id_);
+    n_ = std::exchange(other.n_, 0);
+  }
+  return *this;
+}
+
+quota_reservation::~quota_reservation() {
+  give_back();
+}
+
+void quota_reservation::commit() noexcept {
+  n_ = 0;
+}
+
+void quota_reservation::give_back() {
+  auto n = std::exchange(n_, 0);
+  if (n <= 0)
+    return;
+  if (auto session = sessions_->get(user_id_))
+    caf::anon_send(*session, quota_atom::value, -n);
+}
+
+child_spec make_sessions_supervisor(const config::settings& s, const supervision_context& context,
+                                    std::shared_ptr<directory> sessions) {
+  // The manager routes user ids to session actors (loaded on first use, passivated when idle).
+  session_manager_options manager;
+  manager.session.idle = std::chrono::milliseconds{s.session.idle_ms};
+  manager.session.db_query = db_query_lookup(context.names);
+  manager.session.writer = db_writer_lookup(context.names);
+  manager.session.reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
+  manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
+    return plan == "pro" ? pro : free;
+  };
+  manager.sessions = std::move(sessions);
+  manager.metrics = context.metrics;
+  if (context.metrics)
+    add_session_collector(*context.metrics, manager.active);
+  // It supervises the session actors (answers children_atom like a supervisor).
+  return child_spec{"sessions", [manager](caf::actor_system& sys) { return spawn_session_manager(sys, manager); },
+                    restart_type::permanent, std::chrono::milliseconds{5000}, child_kind::supervisor};
+}
+
+void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomic<int64_t>> active) {
+  metrics.add_collector([active](prometheus_writer& out) {
+    out.family("troupe_sessions_active", "gauge", "Session actors alive (one per recently active user).");
+    out.sample("troupe_sessions_active", {}, static_cast<double>(active->load()));
+  });
 }
 
 } // namespace troupe

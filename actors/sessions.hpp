@@ -23,10 +23,15 @@
 // load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually
 // reach it without the manager) and monitors it. A crashed session is forgotten and rebuilt from PostgreSQL on next
 // use; the crash is counted as troupe_actor_restarts_total{supervisor="sessions",child="session"}.
+//
+// The manager is the sessions subsystem's supervisor: it is a child of the root named "sessions", of kind supervisor
+// (it answers children_atom with its sessions).
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "actors/supervisor.hpp"
+#include "config/options.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -62,13 +67,53 @@ struct session_manager_options {
   /// Where live sessions are published, keyed by user id (a directory of its own: /metrics does not list it).
   std::shared_ptr<directory> sessions = std::make_shared<directory>();
   std::shared_ptr<metrics_registry> metrics;
+  /// Session actors alive: each holds one (a count_holder in its state) until it ends, whatever ends it.
   std::shared_ptr<std::atomic<int64_t>> active = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options);
 
+/// The "sessions" child of the root: the session manager from the session.* and quota.* settings, publishing live
+/// sessions in `sessions` (read by authentication) and its sessions' DB look-ups and usage writes going to db.query
+/// and db.writer by name in context.names. troupe_sessions_active is collected into context.metrics.
+child_spec make_sessions_supervisor(const config::settings& settings, const supervision_context& context,
+                                    std::shared_ptr<directory> sessions);
+
+/// Writes troupe_sessions_active from the count of live session actors.
+void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomic<int64_t>> active);
+
 /// The current time in unix seconds.
 int64_t unix_now();
+
+/// `n` generations of a user's daily quota that their session granted (quota_atom, n), given back (quota_atom, -n) to
+/// the live session when the reservation is destroyed or give_back() is called, unless commit() came first: a call
+/// that fails, or whose owner drops it, cannot keep a generation it did not use. Move-only; one owner at a time, on
+/// any thread (the give-back is an asynchronous message). A session that ended meanwhile (passivated) gets nothing:
+/// the reservation was recorded as usage, and stays.
+class quota_reservation {
+public:
+  quota_reservation() noexcept = default;
+  /// Takes over a granted reservation; `sessions` is where live sessions are published by user id
+  /// (session_manager_options::sessions).
+  quota_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t n = 1);
+  quota_reservation(quota_reservation&& other) noexcept;
+  quota_reservation& operator=(quota_reservation&& other) noexcept;
+  quota_reservation(const quota_reservation&) = delete;
+  quota_reservation& operator=(const quota_reservation&) = delete;
+  ~quota_reservation();
+
+  /// The generations were used: nothing is given back.
+  void commit() noexcept;
+  /// Gives the generations back now; later calls (and the destructor) do nothing.
+  void give_back();
+  /// Whether generations are held (reserved, neither committed nor given back).
+  bool held() const noexcept { return n_ > 0; }
+
+private:
+  std::shared_ptr<directory> sessions_;
+  std::string user_id_;
+  int64_t n_ = 0;
+};
 
 /// The quota day containing `unix_seconds` when days roll over at `reset_utc_hour`: its date (YYYY-MM-DD) and when
 /// it ends (unix seconds).

@@ -359,4 +359,21 @@ child_spec supervisor_child(supervisor_config cfg, restart_type restart, std::ch
                     shutdown_timeout, child_kind::supervisor};
 }
 
+child_spec worker_child(std::string name, std::function<caf::actor(caf::actor_system&)> start,
+                        std::chrono::milliseconds shutdown_timeout) {
+  return child_spec{std::move(name), std::move(start), restart_type::permanent, shutdown_timeout, child_kind::worker};
+}
+
+supervisor_config subsystem_supervisor(std::string name, supervision_strategy strategy,
+                                       const supervision_context& context) {
+  supervisor_config cfg;
+  cfg.name = std::move(name);
+  cfg.strategy = strategy;
+  cfg.max_restarts = subsystem_max_restarts;
+  cfg.restart_window = subsystem_restart_window;
+  cfg.names = context.names;
+  cfg.metrics = context.metrics;
+  return cfg;
+}
+
 } // namespace troupe

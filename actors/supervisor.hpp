@@ -75,6 +75,33 @@ caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_config cfg);
 child_spec supervisor_child(supervisor_config cfg, restart_type restart = restart_type::permanent,
                             std::chrono::milliseconds shutdown_timeout = std::chrono::milliseconds{30000});
 
+/// A permanent worker child: `start` spawns it, and it gets `shutdown_timeout` to exit before it is killed.
+child_spec worker_child(std::string name, std::function<caf::actor(caf::actor_system&)> start,
+                        std::chrono::milliseconds shutdown_timeout);
+
+// --- the subsystems' supervisors ---------------------------------------------------------------------------------
+//
+// Each subsystem offers make_<subsystem>_supervisor(settings, context, ...) next to its code: the children in start
+// order, the strategy, and the metric collectors of the counters it owns (registered in `context.metrics`, once per
+// call). The root tree (app/application.cpp) lists the subsystems.
+
+/// What every subsystem's supervisor gets: the directory its children are published in, and the registry its
+/// restarts and its collectors go to. Either may be null (tests): then nothing is published or collected.
+struct supervision_context {
+  std::shared_ptr<directory> names;
+  std::shared_ptr<metrics_registry> metrics;
+};
+
+/// The restart intensity of every subsystem's supervisor: at most 5 restarts within 10 s, then it gives up and its
+/// parent decides.
+constexpr size_t subsystem_max_restarts = 5;
+constexpr std::chrono::milliseconds subsystem_restart_window{10000};
+
+/// A subsystem's supervisor named `name` with `strategy`, the subsystems' restart intensity and `context`; no
+/// children yet.
+supervisor_config subsystem_supervisor(std::string name, supervision_strategy strategy,
+                                       const supervision_context& context);
+
 /// The message text CAF gives an exit reason, for child_info::last_error and logs.
 std::string describe_exit_reason(caf::actor_system& sys, const caf::error& reason);
 

@@ -1,6 +1,9 @@
 #include "actors/uploads.hpp"
 
+#include "actors/guards.hpp"
 #include "actors/keyed_children.hpp"
+#include "actors/persistence_supervisor.hpp"
+#include "actors/processing.hpp"
 
 #include "actors/archive.hpp"
 #include "actors/digest.hpp"
@@ -151,7 +154,8 @@ caf::behavior upload_io_impl(caf::event_based_actor* self) {
 struct session_state {
   upload_options opts;
   upload_record upload;
-  bool busy = false; // a PATCH or DELETE is under way
+  bool busy = false;  // a PATCH or DELETE is under way
+  count_holder alive; // one of troupe_upload_sessions while this session lives
 
   static inline const char* name = "upload_session";
 };
@@ -294,8 +298,7 @@ caf::result<bool> terminate(session_actor* self, const std::string& user_id) {
 caf::behavior session_impl(session_actor* self, upload_options opts, upload_record upload) {
   self->state.opts = std::move(opts);
   self->state.upload = std::move(upload);
-  self->state.opts.counters->sessions++;
-  self->attach_functor([counters = self->state.opts.counters](const caf::error&) { counters->sessions--; });
+  self->state.alive = hold_count(self->state.opts.counters, &upload_counters::sessions);
   auto idle = caf::duration{self->state.opts.session_idle};
   return {
     [self](upload_patch_atom, const std::string&, const std::string& user_id, upload_chunk& chunk) {
@@ -539,6 +542,100 @@ std::string prepare_upload_dirs(const std::string& dir) {
 int64_t unix_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
     .count();
+}
+
+std::string absolute_uploads_dir(const std::string& configured) {
+  auto dir = std::filesystem::absolute(configured).lexically_normal().string();
+  while (dir.size() > 1 && dir.back() == '/')
+    dir.pop_back();
+  return dir;
+}
+
+namespace {
+
+std::string upload_io_name(size_t i) {
+  return "uploads.io." + std::to_string(i);
+}
+
+std::string processor_name(size_t i) {
+  return "jobs.processor." + std::to_string(i);
+}
+
+} // namespace
+
+supervisor_config make_uploads_supervisor(const config::settings& s, const supervision_context& context,
+                                          const std::string& dir) {
+  using std::chrono::milliseconds;
+  auto names = context.names;
+  auto db_query = db_query_lookup(names);
+  // Upload I/O actors (detached), the upload router with its sessions, the expiry sweeper.
+  auto uploads = subsystem_supervisor("uploads", supervision_strategy::one_for_one, context);
+  upload_options upload;
+  upload.dir = dir;
+  upload.expire_ms = s.uploads.expire_ms;
+  upload.session_idle = milliseconds{s.uploads.session_idle_ms};
+  upload.sweep_interval = milliseconds{s.uploads.sweep_ms};
+  upload.job_max_attempts = static_cast<int32_t>(s.jobs.max_attempts);
+  upload.io_actors = config::or_cores(s.http.threads);
+  upload.io = [names](size_t i) { return names->get(upload_io_name(i)); };
+  upload.db_query = db_query;
+  upload.router = [names]() { return names->get("uploads.router"); };
+  upload.job_queue = [names]() { return names->get("jobs.queue"); };
+  for (size_t i = 0; i < upload.io_actors; ++i)
+    uploads.children.push_back(worker_child(
+      upload_io_name(i), [](caf::actor_system& sys) { return spawn_upload_io(sys); }, milliseconds{5000}));
+  uploads.children.push_back(worker_child(
+    "uploads.router", [upload](caf::actor_system& sys) { return spawn_upload_router(sys, upload); },
+    milliseconds{5000}));
+  uploads.children.push_back(worker_child(
+    "uploads.sweeper", [upload](caf::actor_system& sys) { return spawn_upload_sweeper(sys, upload); },
+    milliseconds{1000}));
+  // The file-chunk processor pool (detached: CPU-bound), then the job queue that runs jobs on it.
+  processing_options processing;
+  processing.dir = dir;
+  processing.limits.max_entries = static_cast<uint64_t>(s.uploads.archive_max_entries);
+  processing.limits.max_bytes = static_cast<uint64_t>(s.uploads.archive_max_bytes);
+  processing.limits.max_ratio = s.uploads.archive_max_ratio;
+  processing.limits.max_depth = static_cast<size_t>(s.uploads.archive_max_depth);
+  processing.processors = config::or_cores(s.jobs.processors);
+  processing.processor = [names](size_t i) { return names->get(processor_name(i)); };
+  processing.db_query = db_query;
+  for (size_t i = 0; i < processing.processors; ++i)
+    uploads.children.push_back(worker_child(
+      processor_name(i), [](caf::actor_system& sys) { return spawn_chunk_processor(sys); }, milliseconds{5000}));
+  job_queue_options queue;
+  queue.owner = make_node_id();
+  queue.lease = milliseconds{s.jobs.lease_ms};
+  queue.poll = milliseconds{s.jobs.poll_ms};
+  queue.concurrency = static_cast<size_t>(s.jobs.concurrency);
+  queue.backoff_base_ms = s.jobs.backoff_base_ms;
+  queue.handlers["upload"] = upload_job_handler(processing);
+  queue.db_query = db_query;
+  uploads.children.push_back(worker_child(
+    "jobs.queue", [queue](caf::actor_system& sys) { return spawn_job_queue(sys, queue); }, milliseconds{5000}));
+  if (context.metrics) {
+    add_upload_collector(*context.metrics, upload.counters);
+    add_job_collector(*context.metrics, queue.counters);
+  }
+  return uploads;
+}
+
+void add_upload_collector(metrics_registry& metrics, std::shared_ptr<upload_counters> counters) {
+  metrics.add_collector([counters](prometheus_writer& out) {
+    auto counter = [&](const char* name, const char* help, const std::atomic<uint64_t>& value) {
+      out.family(name, "counter", help);
+      out.sample(name, {}, static_cast<double>(value.load()));
+    };
+    counter("troupe_uploads_created_total", "tus uploads created.", counters->created);
+    counter("troupe_uploads_completed_total", "tus uploads whose last byte arrived (their job is enqueued).",
+            counters->completed);
+    counter("troupe_uploads_expired_total", "Unfinished uploads removed after uploads.expire_ms.", counters->expired);
+    counter("troupe_uploads_terminated_total", "Uploads deleted by their owner (tus termination).",
+            counters->terminated);
+    counter("troupe_upload_bytes_total", "Upload bytes stored: fsynced and committed.", counters->bytes);
+    out.family("troupe_upload_sessions", "gauge", "Upload session actors alive.");
+    out.sample("troupe_upload_sessions", {}, static_cast<double>(counters->sessions.load()));
+  });
 }
 
 } // namespace troupe

@@ -35,8 +35,15 @@
 //
 // The bytes of an upload in progress live at <dir>/incoming/<upload id>; PostgreSQL's offset is the truth of what
 // is stored (a crash between fsync and COMMIT leaves bytes past it, which the next write drops).
+//
+// The "uploads" supervisor (one_for_one) holds the upload subsystem and the background jobs that process uploads, in
+// start order: uploads.io.<i>, uploads.router, uploads.sweeper, the file-chunk processors jobs.processor.<i>
+// (actors/processing.hpp), then jobs.queue (actors/jobs.hpp), which runs upload jobs on them.
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/supervisor.hpp"
+#include "config/options.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -57,7 +64,7 @@ struct upload_counters {
   std::atomic<uint64_t> expired{0};
   std::atomic<uint64_t> terminated{0};
   std::atomic<uint64_t> bytes{0}; // bytes stored (fsynced and committed)
-  std::atomic<int64_t> sessions{0};
+  std::atomic<int64_t> sessions{0}; // each live upload session holds one (actors/guards.hpp)
 };
 
 struct upload_options {
@@ -88,6 +95,18 @@ std::string repositories_dir(const std::string& dir);
 
 /// Creates uploads.dir and its three subdirectories (blocking; at start-up). Returns "" or why it failed.
 std::string prepare_upload_dirs(const std::string& dir);
+
+/// uploads.dir made absolute (the working directory may change), without a trailing slash.
+std::string absolute_uploads_dir(const std::string& configured);
+
+/// The "uploads" supervisor above, from the uploads.*, jobs.* and http.threads (I/O actors) settings, storing bytes
+/// under `dir` (absolute_uploads_dir, prepared). Its actors reach db.query and each other by name in context.names;
+/// the collectors of the upload and job counters go into context.metrics.
+supervisor_config make_uploads_supervisor(const config::settings& settings, const supervision_context& context,
+                                          const std::string& dir);
+
+/// Writes the troupe_upload* families from the uploads' counters.
+void add_upload_collector(metrics_registry& metrics, std::shared_ptr<upload_counters> counters);
 
 /// The current time in unix milliseconds.
 int64_t unix_now_ms();

@@ -1,7 +1,9 @@
 #include "config/options.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -476,6 +478,14 @@ const option_spec* find_option(std::string_view key) {
     if (spec.key == key)
       return &spec;
   return nullptr;
+}
+
+size_t cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+size_t or_cores(int64_t configured) {
+  return configured > 0 ? static_cast<size_t>(configured) : cores();
 }
 
 } // namespace troupe::config

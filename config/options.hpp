@@ -252,4 +252,9 @@ const std::vector<option_spec>& all_options();
 /// The option with this key, or nullptr.
 const option_spec* find_option(std::string_view key);
 
+/// The number of cores (at least 1), and the reading of the count options whose 0 means "the number of cores"
+/// (http.threads, actors.threads, jobs.processors): `configured` when it is positive, else the number of cores.
+size_t cores();
+size_t or_cores(int64_t configured);
+
 } // namespace troupe::config

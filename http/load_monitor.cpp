@@ -1,6 +1,8 @@
 #include "http/load_monitor.hpp"
 #include "introspect/observed_actor.hpp"
 
+#include "actors/persistence_supervisor.hpp"
+#include "actors/rate_limit.hpp"
 #include "config/log.hpp"
 
 #include <caf/all.hpp>
@@ -89,6 +91,48 @@ caf::behavior monitor_impl(monitor_actor* self, load_monitor_options opts) {
 
 caf::actor spawn_load_monitor(caf::actor_system& sys, load_monitor_options options) {
   return sys.spawn(monitor_impl, std::move(options));
+}
+
+health_probe shedding_probe(std::shared_ptr<shed_state> state) {
+  return {"load",
+          [state](caf::event_based_actor*, std::function<void(health_check)> done) { done(shedding_check(*state)); }};
+}
+
+load_control make_load_control(const config::limits_settings& limits) {
+  load_control load;
+  auto gate = [&limits](const char* name, int64_t max_inflight) -> std::shared_ptr<inflight_gate> {
+    if (max_inflight <= 0)
+      return nullptr;
+    return std::make_shared<inflight_gate>(name, static_cast<size_t>(max_inflight), static_cast<size_t>(limits.queue),
+                                           std::chrono::milliseconds{limits.queue_wait_ms});
+  };
+  load.debug_gate = gate("debug", limits.debug_max_inflight);
+  load.generate_gate = gate("generate", limits.generate_max_inflight);
+  return load;
+}
+
+supervisor_config make_http_supervisor(const config::settings& s, const supervision_context& context,
+                                       const load_control& load, std::shared_ptr<writer_counters> writer) {
+  auto http = subsystem_supervisor("http", supervision_strategy::one_for_one, context);
+  http.children = bridge_children(config::or_cores(s.http.threads));
+  load_monitor_options monitor;
+  monitor.max_rss_bytes = static_cast<uint64_t>(s.limits.max_rss_bytes);
+  monitor.mailbox_threshold = static_cast<size_t>(s.limits.mailbox_threshold);
+  monitor.names = context.names;
+  monitor.write_actors = {db_writer_name};
+  monitor.api_actors = {"sessions"};
+  for (size_t i = 0; i < limiter_shard_count(s.limits); ++i)
+    monitor.api_actors.push_back(limiter_shard_name(i));
+  monitor.writer = std::move(writer);
+  monitor.writer_max_rows = static_cast<size_t>(s.db.max_queue) * 9 / 10;
+  monitor.shedding = load.shedding;
+  for (const auto& gate : {load.debug_gate, load.generate_gate})
+    if (gate)
+      monitor.gates.push_back(gate);
+  http.children.push_back(worker_child(
+    "ops.load", [monitor](caf::actor_system& sys) { return spawn_load_monitor(sys, monitor); },
+    std::chrono::milliseconds{1000}));
+  return http;
 }
 
 health_check shedding_check(const shed_state& state) {

@@ -169,7 +169,7 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
     return;
   }
   auto key = subject;
-  auto shard = bridge_.find("limits.shard." + std::to_string(shard_of(key, options_.shards)));
+  auto shard = bridge_.find(limiter_shard_name(shard_of(key, options_.shards)));
   if (!shard) {
     r->fail(make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly."));
     return;
@@ -219,8 +219,16 @@ inflight_gate::inflight_gate(std::string name, size_t max_inflight, size_t max_q
   : name_(std::move(name)), max_inflight_(max_inflight), max_queue_(max_queue), max_wait_(max_wait) {
 }
 
-void inflight_gate::start(const std::shared_ptr<responder>& r, const route_handler& handler) {
-  r->on_sent([this] { release(); });
+inflight_gate::slot inflight_gate::take_slot_locked() {
+  ++running_;
+  return slot{shared_from_this()};
+}
+
+void inflight_gate::start(slot place, const std::shared_ptr<responder>& r, const route_handler& handler) {
+  // The slot rides on the responder's on_sent hook: freed when the response is sent, or when the hook is dropped
+  // unrun (the responder, or the stream it handed its hooks to, destroyed).
+  auto held = std::make_shared<slot>(std::move(place));
+  r->on_sent([held] { held->free(); });
   handler(r);
 }
 
@@ -228,9 +236,9 @@ void inflight_gate::admit(const std::shared_ptr<responder>& r, const route_handl
   {
     std::unique_lock<std::mutex> guard{mutex_};
     if (running_ < max_inflight_) {
-      ++running_;
+      auto place = take_slot_locked();
       guard.unlock();
-      start(r, handler);
+      start(std::move(place), r, handler);
       return;
     }
     if (waiting_.size() < max_queue_) {
@@ -244,6 +252,7 @@ void inflight_gate::admit(const std::shared_ptr<responder>& r, const route_handl
 void inflight_gate::release() {
   std::vector<waiter> expired;
   std::optional<waiter> next;
+  std::optional<slot> place;
   {
     std::lock_guard<std::mutex> guard{mutex_};
     --running_;
@@ -253,7 +262,7 @@ void inflight_gate::release() {
       waiting_.pop_front();
     }
     if (!waiting_.empty() && running_ < max_inflight_) {
-      ++running_;
+      place.emplace(take_slot_locked());
       next = std::move(waiting_.front());
       waiting_.pop_front();
     }
@@ -261,7 +270,7 @@ void inflight_gate::release() {
   for (auto& w : expired)
     w.r->send(overloaded(w.r->req(), "Waited too long for a free " + name_ + " slot; retry shortly."));
   if (next)
-    start(next->r, next->handler);
+    start(std::move(*place), next->r, next->handler);
 }
 
 void inflight_gate::expire_waiting() {

@@ -107,7 +107,9 @@ private:
 
 /// At most `max_inflight` requests of a route group run at once; up to `max_queue` more wait at most `max_wait`
 /// for a slot; everything beyond gets 503 with Retry-After at once. No request waits without bound.
-class inflight_gate {
+/// A running request holds its slot (a guard) until its response is sent, or its responder (with the slot) is
+/// destroyed, whichever comes first; the freed slot goes to the oldest waiter. Always owned by a shared_ptr.
+class inflight_gate : public std::enable_shared_from_this<inflight_gate> {
 public:
   inflight_gate(std::string name, size_t max_inflight, size_t max_queue, std::chrono::milliseconds max_wait);
 
@@ -122,12 +124,31 @@ public:
   const std::string& name() const { return name_; }
 
 private:
+  /// One running request's place: freed (release()) exactly once, when the slot is destroyed or freed early.
+  class slot {
+  public:
+    explicit slot(std::shared_ptr<inflight_gate> gate) noexcept : gate_(std::move(gate)) {}
+    slot(slot&&) noexcept = default;
+    slot& operator=(slot&&) = delete;
+    slot(const slot&) = delete;
+    slot& operator=(const slot&) = delete;
+    ~slot() { free(); }
+    void free() {
+      if (auto gate = std::exchange(gate_, nullptr))
+        gate->release();
+    }
+
+  private:
+    std::shared_ptr<inflight_gate> gate_;
+  };
   struct waiter {
     std::shared_ptr<responder> r;
     route_handler handler;
     std::chrono::steady_clock::time_point since;
   };
-  void start(const std::shared_ptr<responder>& r, const route_handler& handler);
+  /// Counts a running request in (under the mutex): its slot counts it out.
+  slot take_slot_locked();
+  void start(slot place, const std::shared_ptr<responder>& r, const route_handler& handler);
   void release();
 
   std::string name_;

@@ -548,4 +548,40 @@ void upstream_clients::call(caf::event_based_actor* self, upstream_request req,
   then(response);
 }
 
+// --- the subsystem ---
+
+upstream_handles make_upstream_handles(const config::settings& s) {
+  upstream_handles handles;
+  for (size_t i = 0; i < s.upstreams.size(); ++i)
+    handles.breakers.push_back(std::make_shared<breaker_gauges>());
+  for (int64_t i = 0; i < s.upstream.clients; ++i)
+    handles.doorbells.push_back(std::make_shared<doorbell>());
+  return handles;
+}
+
+supervisor_config make_upstreams_supervisor(const config::settings& s, const supervision_context& context,
+                                            const upstream_handles& handles) {
+  using std::chrono::milliseconds;
+  // A circuit breaker per upstream, and the HTTP client actors (libcurl multi, detached) that call them.
+  auto upstreams = subsystem_supervisor("upstreams", supervision_strategy::one_for_one, context);
+  for (size_t i = 0; i < s.upstreams.size(); ++i) {
+    breaker_options b;
+    b.upstream = s.upstreams[i].name;
+    b.failures = s.breaker.failures;
+    b.open_for = milliseconds{s.breaker.open_ms};
+    b.half_open_probes = s.breaker.half_open_probes;
+    b.gauges = handles.breakers.at(i); // made from the same settings: one per upstream
+    upstreams.children.push_back(worker_child(
+      breaker_name(b.upstream), [b](caf::actor_system& sys) { return spawn_breaker(sys, b); }, milliseconds{1000}));
+  }
+  for (size_t i = 0; i < handles.doorbells.size(); ++i) {
+    upstream_client_options client;
+    client.bell = handles.doorbells[i];
+    upstreams.children.push_back(worker_child(
+      upstream_clients::client_name(i), [client](caf::actor_system& sys) { return spawn_upstream_client(sys, client); },
+      milliseconds{5000}));
+  }
+  return upstreams;
+}
+
 } // namespace troupe::http::client

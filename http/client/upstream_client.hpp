@@ -17,8 +17,15 @@
 // arrive (not accumulated); returning false from on_data aborts the transfer (transfer_error::aborted).
 //
 // Secrets: request headers (Authorization) are never logged, and error texts never contain them.
+//
+// The "upstreams" supervisor (one_for_one) starts a circuit breaker per configured upstream (actors/breaker.hpp,
+// named breaker_name(upstream), in configuration order), then upstream.clients client actors named
+// upstream_clients::client_name(i).
 
+#include "actors/breaker.hpp"
 #include "actors/directory.hpp"
+#include "actors/supervisor.hpp"
+#include "config/options.hpp"
 
 #include <caf/all.hpp>
 
@@ -124,6 +131,21 @@ private:
   std::vector<std::shared_ptr<doorbell>> bells_;
   std::atomic<size_t> next_{0};
 };
+
+/// What the upstreams subsystem shares with its callers (the gateway): the gauges each breaker publishes, one per
+/// configured upstream in configuration order, and the doorbell of each client actor. They outlive restarts.
+struct upstream_handles {
+  std::vector<std::shared_ptr<breaker_gauges>> breakers;
+  std::vector<std::shared_ptr<doorbell>> doorbells;
+};
+
+/// Gauges for every upstream of settings.upstreams and a doorbell for each of the upstream.clients client actors.
+upstream_handles make_upstream_handles(const config::settings& settings);
+
+/// The "upstreams" supervisor above, from the upstreams, breaker.* and upstream.* settings, each child publishing
+/// into `handles` (made by make_upstream_handles from the same settings).
+supervisor_config make_upstreams_supervisor(const config::settings& settings, const supervision_context& context,
+                                            const upstream_handles& handles);
 
 } // namespace troupe::http::client
 

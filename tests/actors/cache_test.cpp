@@ -552,7 +552,7 @@ TEST_F(cache_fixture, SupervisorPublishesNamedShards) {
             2 * std::max(1u, std::thread::hardware_concurrency()));
   auto shared = std::make_shared<cache_stats>(cache_shard_count(settings), static_cast<uint64_t>(settings.max_bytes));
   auto names = std::make_shared<directory>();
-  auto sup = spawn_supervisor(sys, cache_supervisor(settings, shared, names, nullptr, clock.fn()));
+  auto sup = spawn_supervisor(sys, make_cache_supervisor(settings, {names, nullptr}, shared, clock.fn()));
   others.push_back(sup);
   // The supervisor starts its children in order before it handles messages: ask it once to know they are up.
   self->request(sup, wait_limit, children_atom::value).receive([](std::vector<child_info>&) {}, [](caf::error&) {});
