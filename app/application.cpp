@@ -270,17 +270,7 @@ int run_server(const config::settings& settings) {
     auth_opts.sessions = shared.sessions;
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
-    http::traffic_options traffic_opts;
-    traffic_opts.enabled = settings.limits.enabled;
-    const auto& lim = settings.limits;
-    traffic_opts.policies = {{"default", {"default", lim.default_per_minute, lim.default_burst}},
-                             {"generate", {"generate", lim.generate_per_minute, lim.generate_burst}},
-                             {"auth", {"auth", lim.auth_per_minute, lim.auth_burst}},
-                             {"anonymous", {"anonymous", lim.anonymous_per_minute, lim.anonymous_burst}},
-                             {"upload", {"upload", lim.upload_per_minute, lim.upload_burst}}};
-    traffic_opts.shards = limiter_shard_count(settings.limits);
-    traffic_opts.trusted_proxies = http::split_list(settings.http.trusted_proxies);
-    traffic_opts.max_failure_buckets = static_cast<size_t>(settings.limits.max_keys);
+    auto traffic_opts = http::traffic_options_from(settings);
     traffic_opts.shedding = shared.load.shedding;
     traffic_opts.metrics = metrics;
     http::authenticator* auth_for_events = nullptr;
@@ -330,31 +320,16 @@ int run_server(const config::settings& settings) {
     http::add_cache_routes(*routes, authenticator,
                            {std::make_shared<cache_client>(names, shared.cache->shards()), shared.cache});
     // The AI gateway: OpenAI-compatible routes over the upstreams, behind the generation in-flight gate.
-    http::gateway_options gw;
-    gw.upstreams = settings.upstreams;
+    auto gw = http::gateway_options_from(settings);
     gw.clients = std::make_shared<http::client::upstream_clients>(names, shared.upstreams.doorbells);
     gw.cache = std::make_shared<cache_client>(names, shared.cache->shards());
     gw.names = names;
-    gw.max_attempts = settings.retry.max_attempts;
-    gw.retry_base = milliseconds{settings.retry.base_ms};
-    gw.retry_cap = milliseconds{settings.retry.max_backoff_ms};
-    gw.max_response_bytes = static_cast<size_t>(settings.upstream.max_response_bytes);
-    gw.max_messages = static_cast<size_t>(settings.gateway.max_messages);
-    gw.cache_ttl = milliseconds{settings.gateway.cache_ttl_ms};
-    gw.max_generation = milliseconds{settings.gateway.max_generation_ms};
-    gw.stream_idle = milliseconds{settings.gateway.stream_idle_ms};
-    gw.stream_heartbeat = milliseconds{settings.gateway.stream_heartbeat_ms};
-    gw.quota_reset_utc_hour = static_cast<int>(settings.quota.reset_utc_hour);
     gw.metrics = metrics;
     gw.gauges = shared.upstreams.breakers;
     auto gateway = std::make_shared<http::gateway>(authenticator, std::move(gw));
     http::add_gateway_routes(*routes, gateway, shared.load.generate_gate);
     auto cors = std::make_shared<http::cors_policy>(settings.http.cors_origins);
-    http::upload_route_options upload_routes;
-    upload_routes.max_size_bytes = settings.uploads.max_size_bytes;
-    upload_routes.max_chunk_bytes = static_cast<size_t>(settings.uploads.max_chunk_bytes);
-    upload_routes.cors = cors;
-    http::add_upload_routes(*routes, authenticator, upload_routes);
+    http::add_upload_routes(*routes, authenticator, http::upload_route_options_from(settings, cors));
     http::repository_route_options repository_routes;
     repository_routes.cors = cors;
     http::add_repository_routes(*routes, authenticator, repository_routes);

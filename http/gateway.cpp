@@ -6,6 +6,7 @@
 #include "http/openai.hpp"
 #include "http/upstream_outcome.hpp"
 
+#include "actors/guards.hpp"
 #include "actors/sessions.hpp"
 #include "config/json.hpp"
 #include "config/log.hpp"
@@ -43,7 +44,9 @@ struct gateway::call {
   oa::chat_request req;
   std::string cache_key;
   bool cacheable = false;
-  bool quota_reserved = false;
+  /// One generation of the user's daily quota, reserved by authentication: committed once the answer (or a stream's
+  /// first byte) reaches the client, given back on failure, and given back too if the call is dropped unanswered.
+  quota_reservation quota;
   bool produced = false;                                // this request made the upstream call (X-Cache: MISS)
   std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
   std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
@@ -364,18 +367,14 @@ void gateway::start(const std::shared_ptr<call>& c) {
         c->r->send(std::move(res));
         return;
       }
-      c->quota_reserved = true;
+      c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id};
       self_ptr->run(self, c);
     },
     1);
 }
 
 void gateway::give_back_quota(const std::shared_ptr<call>& c) {
-  if (!c->quota_reserved)
-    return;
-  c->quota_reserved = false;
-  if (auto session = auth_.options().sessions->get(c->who.user_id))
-    caf::anon_send(*session, quota_atom::value, int64_t{-1});
+  c->quota.give_back();
 }
 
 void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
@@ -407,6 +406,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
       c->r->send(std::move(res));
       return;
     }
+    c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
     auto newline = result->find('\n');
     if (newline == std::string::npos) {
       c->r->fail(make_error(service_error::internal, "A cached answer is damaged."));
@@ -499,6 +499,8 @@ bool open_stream(gateway::call& c, std::chrono::milliseconds stall_limit) {
     st.client_gone = true;
     return false;
   }
+  // The first byte is out: the generation is used, whatever happens to the rest of the stream.
+  c.quota.commit();
   // A client that reads nothing of the stream for this long is dropped (and the upstream call with it).
   st.out->set_stall_limit(stall_limit);
   return true;
@@ -563,10 +565,12 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
     req.total_timeout = std::min(milliseconds{u->cfg.timeout_ms}, left);
     req.headers.push_back("Accept: application/json");
   }
-  u->inflight.fetch_add(1, std::memory_order_relaxed);
   auto me = shared_from_this();
-  opts_.clients->call(self, std::move(req), [me, self, c, u, permit](client::upstream_response& res) {
-    u->inflight.fetch_sub(1, std::memory_order_relaxed);
+  // One of the upstream's max_inflight until the client actor answers, or until the callback is dropped unrun (the
+  // holder keeps the gateway, and so the upstream's count, alive).
+  auto slot = std::make_shared<count_holder>(std::shared_ptr<std::atomic<int64_t>>(me, &u->inflight));
+  opts_.clients->call(self, std::move(req), [me, self, c, u, permit, slot](client::upstream_response& res) {
+    slot->release();
     if (c->stream) {
       std::lock_guard<std::mutex> guard{c->stream->mutex};
       c->stream->finished = true;
@@ -746,6 +750,22 @@ void gateway::record_usage(const std::string& user_id, int64_t tokens) {
   w.result = "{}";
   w.usage.push_back(usage_row{user_id, quota_day_of(now_unix(), opts_.quota_reset_utc_hour).date, 0, tokens});
   caf::anon_send(*writer, write_atom::value, std::move(w));
+}
+
+gateway_options gateway_options_from(const config::settings& s) {
+  gateway_options gw;
+  gw.upstreams = s.upstreams;
+  gw.max_attempts = s.retry.max_attempts;
+  gw.retry_base = milliseconds{s.retry.base_ms};
+  gw.retry_cap = milliseconds{s.retry.max_backoff_ms};
+  gw.max_response_bytes = static_cast<size_t>(s.upstream.max_response_bytes);
+  gw.max_messages = static_cast<size_t>(s.gateway.max_messages);
+  gw.cache_ttl = milliseconds{s.gateway.cache_ttl_ms};
+  gw.max_generation = milliseconds{s.gateway.max_generation_ms};
+  gw.stream_idle = milliseconds{s.gateway.stream_idle_ms};
+  gw.stream_heartbeat = milliseconds{s.gateway.stream_heartbeat_ms};
+  gw.quota_reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
+  return gw;
 }
 
 health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstreams,

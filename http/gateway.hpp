@@ -38,6 +38,7 @@
 #include "actors/cache.hpp"
 #include "actors/metrics.hpp"
 #include "actors/ops.hpp"
+#include "config/options.hpp"
 #include "config/upstreams.hpp"
 
 #include <atomic>
@@ -70,6 +71,10 @@ struct gateway_options {
   /// Per upstream, in the order of `upstreams`: what its breaker actor publishes (for /metrics).
   std::vector<std::shared_ptr<breaker_gauges>> gauges;
 };
+
+/// The options the settings decide: the upstreams, retry.*, upstream.max_response_bytes, gateway.* and
+/// quota.reset_utc_hour. The caller adds what the process shares: clients, cache, names, metrics, gauges.
+gateway_options gateway_options_from(const config::settings& settings);
 
 class gateway : public std::enable_shared_from_this<gateway> {
 public:

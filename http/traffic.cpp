@@ -42,6 +42,21 @@ std::vector<std::string> split_list(const std::string& text) {
 
 // --- traffic_control ---
 
+traffic_options traffic_options_from(const config::settings& s) {
+  traffic_options traffic;
+  const auto& lim = s.limits;
+  traffic.enabled = lim.enabled;
+  traffic.policies = {{"default", {"default", lim.default_per_minute, lim.default_burst}},
+                      {"generate", {"generate", lim.generate_per_minute, lim.generate_burst}},
+                      {"auth", {"auth", lim.auth_per_minute, lim.auth_burst}},
+                      {"anonymous", {"anonymous", lim.anonymous_per_minute, lim.anonymous_burst}},
+                      {"upload", {"upload", lim.upload_per_minute, lim.upload_burst}}};
+  traffic.shards = limiter_shard_count(lim);
+  traffic.trusted_proxies = split_list(s.http.trusted_proxies);
+  traffic.max_failure_buckets = static_cast<size_t>(lim.max_keys);
+  return traffic;
+}
+
 traffic_control::traffic_control(actor_bridge& bridge, traffic_options options)
   : bridge_(bridge), options_(std::move(options)),
     failure_bucket_cap_(std::max<size_t>(1, options_.max_failure_buckets / failure_stripes)),

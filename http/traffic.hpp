@@ -12,6 +12,7 @@
 #include "http/server.hpp"
 
 #include "actors/rate_limit.hpp"
+#include "config/options.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -44,6 +45,10 @@ struct traffic_options {
   /// Called for (a sample of) rejections, to record a security event.
   std::function<void(const request&, const std::string& policy, const std::string& subject)> on_rejected;
 };
+
+/// The options the settings decide: limits.enabled, the five policies (limits.<policy>_per_minute and _burst),
+/// limits.shards, http.trusted_proxies and limits.max_keys. The caller adds shedding, metrics and on_rejected.
+traffic_options traffic_options_from(const config::settings& settings);
 
 class traffic_control {
 public:

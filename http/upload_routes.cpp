@@ -328,6 +328,14 @@ void get_route(route_context& ctx, const std::shared_ptr<responder>& r) {
 
 } // namespace
 
+upload_route_options upload_route_options_from(const config::settings& s, std::shared_ptr<cors_policy> cors) {
+  upload_route_options options;
+  options.max_size_bytes = s.uploads.max_size_bytes;
+  options.max_chunk_bytes = static_cast<size_t>(s.uploads.max_chunk_bytes);
+  options.cors = std::move(cors);
+  return options;
+}
+
 void add_upload_routes(router& routes, authenticator& auth, const upload_route_options& options) {
   auto ctx = std::make_shared<route_context>(route_context{auth, options});
   auto bind = [ctx](void (*handler)(route_context&, const std::shared_ptr<responder>&)) {

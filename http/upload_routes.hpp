@@ -24,6 +24,8 @@
 #include "http/cors.hpp"
 #include "http/router.hpp"
 
+#include "config/options.hpp"
+
 #include <memory>
 #include <string>
 
@@ -38,6 +40,9 @@ struct upload_route_options {
   std::string rate_policy = "upload";    // the per-user rate limit of POST, PATCH and DELETE
   std::shared_ptr<cors_policy> cors;
 };
+
+/// uploads.max_size_bytes and uploads.max_chunk_bytes, with `cors` for browser clients.
+upload_route_options upload_route_options_from(const config::settings& settings, std::shared_ptr<cors_policy> cors);
 
 void add_upload_routes(router& routes, authenticator& auth, const upload_route_options& options);
 

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 using namespace troupe;
 
@@ -78,6 +79,8 @@ protected:
     opts.session.daily_quota = [daily_limit](const std::string&) { return daily_limit; };
     opts.session.now_unix = [this] { return now_.load(); };
     opts.session.reset_utc_hour = 4;
+    active_ = opts.active;
+    sessions_ = opts.sessions;
     manager_ = spawn_session_manager(*sys_, opts);
   }
 
@@ -93,6 +96,8 @@ protected:
   std::unique_ptr<caf::actor_system> sys_;
   std::shared_ptr<fake_db_state> db_;
   caf::actor db_actor_, writer_, manager_;
+  std::shared_ptr<std::atomic<int64_t>> active_;  // troupe_sessions_active
+  std::shared_ptr<directory> sessions_;           // live sessions by user id
   std::atomic<int64_t> now_{1795300000};  // 2026-11-21T... UTC
 };
 
@@ -297,4 +302,65 @@ TEST_F(Sessions, RoleChangesReachABusySession) {
        db_->loads.load() == loads && std::chrono::steady_clock::now() < deadline;)
     role_of("u9");
   EXPECT_GT(db_->loads.load(), loads) << "the session ended and was loaded again";
+}
+
+// Live sessions are counted until they end, however they end: a killed manager (whose down handler never runs again)
+// leaves no session counted. Before the count was a guard held for each session actor, the manager counted sessions
+// out in its down handler and this stayed at 2.
+TEST_F(Sessions, KilledManagerLeavesNoSessionCounted) {
+  start(50);
+  auto a = session("u10");
+  auto b = session("u11");
+  EXPECT_EQ(active_->load(), 2);
+  caf::scoped_actor self{*sys_};
+  self->monitor(a);
+  self->monitor(b);
+  caf::anon_send_exit(manager_, caf::exit_reason::kill);
+  for (int i = 0; i < 2; ++i)
+    self->receive([](caf::down_msg&) {});
+  // Each count is given back by the session's own clean-up, right after it notified its monitors: a bounded wait for
+  // that step, not for time.
+  for (int i = 0; i < 1000000 && active_->load() != 0; ++i)
+    std::this_thread::yield();
+  EXPECT_EQ(active_->load(), 0);
+}
+
+// A quota reservation gives its generation back to the user's live session when it is dropped unanswered (a dying
+// call), and keeps it once committed; a moved-from reservation gives nothing back.
+TEST_F(Sessions, QuotaReservationGivesBackUnlessCommitted) {
+  start(5);
+  auto s = session("u12");
+  caf::scoped_actor self{*sys_};
+  auto used = [&] {
+    int64_t n = -1;
+    self->request(s, caf::infinite, quota_atom::value, int64_t{0})
+      .receive([&](quota_status& q) { n = q.used; }, [](caf::error&) { FAIL(); });
+    return n;
+  };
+  auto reserve = [&] {
+    self->request(s, caf::infinite, quota_atom::value, int64_t{1})
+      .receive([](quota_status& q) { EXPECT_TRUE(q.allowed); }, [](caf::error&) { FAIL(); });
+    return quota_reservation{sessions_, "u12"};
+  };
+  {
+    auto dropped = reserve();
+    EXPECT_TRUE(dropped.held());
+    EXPECT_EQ(used(), 1);
+  }
+  // The give-back was enqueued before this question: the session answers it first.
+  EXPECT_EQ(used(), 0);
+  {
+    auto kept = reserve();
+    kept.commit();
+    EXPECT_FALSE(kept.held());
+  }
+  EXPECT_EQ(used(), 1);
+  {
+    auto first = reserve();
+    auto second = std::move(first);
+    EXPECT_FALSE(first.held());
+    second.give_back();
+    second.give_back();
+  }
+  EXPECT_EQ(used(), 1);
 }
