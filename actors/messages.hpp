@@ -3,6 +3,7 @@
 // register_message_types() adds them all to an actor_system_config; call it on every node before the
 // actor_system is constructed (an unregistered type fails silently in CAF 0.17: see LIBRARY-NOTES.md).
 
+#include "introspect/messages.hpp"
 #include "persistence/accounts.hpp"
 #include "persistence/jobs.hpp"
 #include "persistence/messages.hpp"
@@ -147,7 +148,8 @@ using session_atom = caf::atom_constant<caf::atom("session")>;
 using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 /// (revoke_key_atom, key_id) -> bool: to a session; refuses the key from now on (the caller revoked it in the DB).
 using revoke_key_atom = caf::atom_constant<caf::atom("revokekey")>;
-/// (key_lookup_atom, key_hash) -> api_key_record: to the API key cache; unauthenticated if unknown or revoked.
+/// (key_lookup_atom, key_hash, bool use_database) -> api_key_record: to the API key cache; unauthenticated if unknown
+/// or revoked. Without use_database a key not in memory fails with not_found instead of costing a query.
 using key_lookup_atom = caf::atom_constant<caf::atom("keycache")>;
 /// (key_evict_atom, key_id) -> bool: to the API key cache, after a revocation.
 using key_evict_atom = caf::atom_constant<caf::atom("keyevict")>;
@@ -276,7 +278,7 @@ using upload_forget_atom = caf::atom_constant<caf::atom("upforget")>;
 /// chunk.offset dropped, written, fsynced); (upload_remove_atom, path) -> bool.
 using upload_write_atom = caf::atom_constant<caf::atom("upwrite")>;
 using upload_remove_atom = caf::atom_constant<caf::atom("upremove")>;
-/// Internal: the sweeper's or a session's timer.
+/// Internal: the sweeper's or a session's timer (only ever self-sent).
 using upload_tick_atom = caf::atom_constant<caf::atom("uptick")>;
 
 // --- Jobs and processing (actors/jobs.hpp, actors/processing.hpp) ------------------------------------------------
@@ -332,7 +334,7 @@ using echo_atom = caf::atom_constant<caf::atom("echo")>;
 /// Internal to the debug helper: a delay is over.
 using delay_done_atom = caf::atom_constant<caf::atom("delaydone")>;
 
-/// Registers every message type above (and persistence's) with the config.
+/// Registers every message type above, persistence's and introspect/messages.hpp's with the config.
 void register_message_types(caf::actor_system_config& cfg);
 
 } // namespace troupe

@@ -1,9 +1,9 @@
 #include "actors/processing.hpp"
 
-#include "actors/digest.hpp"
 #include "actors/text_analysis.hpp"
 #include "actors/uploads.hpp"
 
+#include "config/digest.hpp"
 #include "config/json.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"

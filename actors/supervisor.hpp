@@ -6,7 +6,9 @@
 //   (mailbox_atom)   -> size_t                    the supervisor's own mailbox size
 //   exit from its parent (or anyone not a child)  stops the children in reverse start order, then quits
 //
-// Children are started in order and linked to the supervisor. When a child exits, its restart type decides
+// Children are started in order and monitored, not linked (a child killed with exit_reason::kill would take a linked
+// supervisor with it: kill cannot be trapped); a supervisor that dies without stopping its children takes them down
+// itself. When a child exits, its restart type decides
 // whether it comes back (permanent: always; transient: only after an abnormal exit; temporary: never) and the
 // strategy decides which siblings restart with it (one_for_one: none; one_for_all: all; rest_for_one: those
 // started after it). Siblings are stopped in reverse start order before the restart, each with its own shutdown

@@ -6,9 +6,9 @@
 #include "actors/processing.hpp"
 
 #include "actors/archive.hpp"
-#include "actors/digest.hpp"
 #include "actors/text_analysis.hpp"
 
+#include "config/digest.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 #include "persistence/ids.hpp"

@@ -20,18 +20,7 @@ BENCH_NAME=bench-auth
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-pids=()
-cleanup() {
-  local status=$? pid
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  stop_database
-  exit "$status"
-}
-on_exit cleanup
+on_exit bench_cleanup # stops the troupes of start_troupe and the throw-away PostgreSQL
 
 build_release troupe
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -53,20 +42,11 @@ token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $token ]] || die "could not log in"
 
-# run NAME URL [wrk args...] -> "rps p50_ms p99_ms non2xx"
-to_ms() { awk -v v="$1" 'BEGIN { match(v, /^[0-9.]+/); n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1);
-  f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : 0; printf "%.3f\n", n * f }'; }
+# run NAME URL [wrk args...] -> sets RPS, P50_MS, P99_MS, NON2XX (wrk_run, bench/lib.sh)
 run() {
-  local name=$1 url=$2 file
+  local name=$1 url=$2
   shift 2
-  file="$out/$name-$round.txt"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$file" 2>&1 || die "wrk failed: $file"
-  local rps p50 p99 non2xx
-  rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
-  non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  echo "$rps $p50 $p99 ${non2xx:-0}"
+  wrk_run "$name" "$out/$name-$round.txt" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" "$url"
 }
 
 declare -A rps p50 p99 bad
@@ -75,23 +55,22 @@ auth=(-H "Authorization: Bearer $token")
 for ((round = 1; round <= ROUNDS; round++)); do
   for config in health me unlimited_me; do
     case $config in
-      health) read -r r a b n < <(run health "http://127.0.0.1:$limited/health") ;;
-      me) read -r r a b n < <(run me "http://127.0.0.1:$limited/api/me" "${auth[@]}") ;;
-      unlimited_me) read -r r a b n < <(run unlimited_me "http://127.0.0.1:$unlimited/api/me" "${auth[@]}") ;;
+      health) run health "http://127.0.0.1:$limited/health" ;;
+      me) run me "http://127.0.0.1:$limited/api/me" "${auth[@]}" ;;
+      unlimited_me) run unlimited_me "http://127.0.0.1:$unlimited/api/me" "${auth[@]}" ;;
     esac
+    r=$RPS a=$P50_MS b=$P99_MS n=$NON2XX
     log "round $round: $config $r req/s, p50 $a ms, p99 $b ms, non-2xx $n"
     rps[$config]+="$r " p50[$config]+="$a " p99[$config]+="$b " bad[$config]=$((${bad[$config]:-0} + n))
     rows+=("| $round | $config | $r | $a | $b | $n |")
   done
 done
 
-m() { median ${1}; }
-health_rps=$(m "${rps[health]}") me_rps=$(m "${rps[me]}") free_rps=$(m "${rps[unlimited_me]}")
-me_p50=$(m "${p50[me]}") free_p50=$(m "${p50[unlimited_me]}")
+health_rps=$(median_list "${rps[health]}") me_rps=$(median_list "${rps[me]}") free_rps=$(median_list "${rps[unlimited_me]}")
+me_p50=$(median_list "${p50[me]}") free_p50=$(median_list "${p50[unlimited_me]}")
 ratio_auth=$(awk -v a="$me_rps" -v b="$health_rps" 'BEGIN { printf "%.2f", a / b }')
 ratio_limit=$(awk -v a="$me_rps" -v b="$free_rps" 'BEGIN { printf "%.2f", a / b }')
 added_p50=$(awk -v a="$me_p50" -v b="$free_p50" 'BEGIN { printf "%.3f", a - b }')
-verdict() { awk -v c="$1" 'BEGIN { print c ? "PASS" : "MISS" }'; }
 v_auth=$(verdict "$(awk -v r="$ratio_auth" 'BEGIN { print (r >= 0.8) }')")
 v_limit=$(verdict "$(awk -v r="$ratio_limit" 'BEGIN { print (r >= 0.85) }')")
 v_p50=$(verdict "$(awk -v d="$added_p50" 'BEGIN { print (d <= 0.2) }')")

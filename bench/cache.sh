@@ -43,15 +43,8 @@ source bench/lib.sh
 
 # ---- processes and cleanup ----------------------------------------------------------------------------
 troupe_pid=""
-
-cleanup() {
-  local status=$?
-  trap - EXIT HUP INT TERM
-  stop_pid "$troupe_pid" troupe
-  stop_database
-  exit "$status"
-}
-on_exit cleanup
+stop_at_exit=(troupe_pid)
+on_exit bench_cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
 build_release troupe cache_bench
@@ -92,7 +85,7 @@ if "$TROUPE_BIN" --help 2>/dev/null | grep -q 'limits\.enabled'; then
 fi
 # shellcheck disable=SC2206 # TROUPE_ARGS is a list of arguments
 run_args+=($TROUPE_ARGS)
-troupe_port=$(scripts/pg free-port)
+troupe_port=$(free_port)
 "$TROUPE_BIN" --set "http.port=$troupe_port" "${run_args[@]}" </dev/null 2>"$out/troupe.stderr" \
   > >(head -c 1048576 >"$out/troupe.log"; cat >/dev/null) &
 troupe_pid=$!
@@ -118,34 +111,13 @@ curl -sf -o /dev/null -H "$auth" "$profile_url" || die "GET /api/users/{id} fail
 log "user $user_id; cached route $profile_url"
 
 # ---- measurements -----------------------------------------------------------------------------------------
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (!match(v, /^[0-9.]+/)) exit 1
-    n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
-    if (f < 0) exit 1
-    printf "%.3f\n", n * f
-  }'
-}
-
-# run_wrk NAME URL FILE DURATION [HEADER] -> sets RPS, P99_MS, NON2XX, SOCKET_ERRORS
+# run_wrk NAME URL FILE DURATION [HEADER] -> sets RPS, P99_MS, NON2XX, SOCKET_ERRORS (and the rest of wrk_parse's)
 run_wrk() {
-  local name=$1 url=$2 file=$3 duration=$4 header=${5:-} p99
-  local args=(-t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency)
+  local name=$1 url=$2 file=$3 duration=$4 header=${5:-}
+  local args=(-t"$THREADS" -c"$CONNECTIONS" -d"$duration")
   [[ -z $header ]] || args+=(-H "$header")
-  if ! wrk "${args[@]}" "$url" >"$file" 2>&1; then
-    cat "$file" >&2
-    die "wrk against $name failed"
-  fi
+  wrk_run "$name" "$file" "${args[@]}" "$url"
   kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
-  RPS=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p99=$(awk '$1 == "99%" { print $2 }' "$file")
-  [[ -n $RPS && -n $p99 ]] || { cat "$file" >&2; die "could not parse the wrk output for $name"; }
-  P99_MS=$(to_ms "$p99") || die "could not parse the 99% latency '$p99' for $name"
-  NON2XX=$(awk '/^ *Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  NON2XX=${NON2XX:-0}
-  SOCKET_ERRORS=$(awk '/^ *Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$file")
-  SOCKET_ERRORS=${SOCKET_ERRORS:-0}
 }
 
 routes=(health cached me)

@@ -77,31 +77,8 @@ duration_s=$(to_seconds "$DURATION")
 troupe_pid=""
 client_pid="" # wrk or bench_copy, run in the background so a signal is handled at once
 
-stop_pid() { # pid name: SIGTERM, wait up to 15 s, then SIGKILL; sets STOP_STATUS to the exit status
-  local pid=$1 name=$2 i
-  STOP_STATUS=0
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) did not stop within 15 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || STOP_STATUS=$?
-}
-
-cleanup() {
-  local status=$?
-  trap - EXIT HUP INT TERM
-  stop_pid "$client_pid" "benchmark client"
-  stop_pid "$troupe_pid" troupe
-  stop_database
-  exit "$status"
-}
-on_exit cleanup
+stop_at_exit=(client_pid troupe_pid)
+on_exit bench_cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
 scripts/install-deps
@@ -153,17 +130,6 @@ rows_at_start=$(count_rows)
 log "PostgreSQL $pg_version, $database; funnel_events holds $rows_at_start rows"
 
 # ---- measurements -----------------------------------------------------------------------------------------
-# "1.23ms" -> "1.230" (milliseconds)
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (!match(v, /^[0-9.]+/)) exit 1
-    n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
-    if (f < 0) exit 1
-    printf "%.3f\n", n * f
-  }'
-}
-
 # Poll Troupe's readiness until it says healthy (database included), while PID lives; at most 15 s.
 wait_healthy() {
   local url=$1 pid=$2 i
@@ -216,7 +182,7 @@ start_db_troupe() {
   local name=$1
   shift
   troupe_log=$out/$name-troupe.log
-  troupe_port=$(scripts/pg free-port)
+  troupe_port=$(free_port)
   # Keep the first MiB of troupe's log (startup, errors) and discard the rest; the reader exits with troupe.
   # shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
   "$TROUPE_BIN" --set "http.port=$troupe_port" "${BASE_ARGS[@]}" "$@" $TROUPE_ARGS </dev/null \
@@ -230,43 +196,22 @@ start_db_troupe() {
 
 stop_troupe() {
   local name=$1
-  stop_pid "$troupe_pid" troupe
+  stop_pid "$troupe_pid" troupe 15
   troupe_pid=""
   ((STOP_STATUS == 0)) || log "troupe ($name) exited with status $STOP_STATUS after SIGTERM (see $out/$name-troupe.log)"
 }
 
 # run_wrk NAME SCRIPT CONNECTIONS DURATION FILE [SCRIPT-ARGS...]
-#   -> sets RPS, P50_MS, P99_MS, REQUESTS, NON2XX, SOCKET_ERRORS, RUN_SECONDS
+#   -> sets RPS, P50_MS, P99_MS, REQUESTS, NON2XX, SOCKET_ERRORS, RUN_SECONDS (wrk_run, bench/lib.sh)
 run_wrk() {
-  local name=$1 script=$2 connections=$3 duration=$4 file=$5 p50 p99 elapsed status=0
+  local name=$1 script=$2 connections=$3 duration=$4 file=$5
   shift 5
   local extra=()
   (($# == 0)) || extra=(-- "$@")
-  BENCH_ACCESS_TOKEN=$access_token wrk -t"$THREADS" -c"$connections" -d"$duration" --latency -s "$script" \
-    "http://127.0.0.1:$troupe_port/api/events" "${extra[@]}" >"$file" 2>&1 &
-  client_pid=$!
-  wait "$client_pid" || status=$?
-  client_pid=""
-  if ((status != 0)); then
-    cat "$file" >&2
-    die "wrk failed ($name)"
-  fi
+  BENCH_ACCESS_TOKEN=$access_token wrk_run "$name" "$file" -t"$THREADS" -c"$connections" -d"$duration" -s "$script" \
+    "http://127.0.0.1:$troupe_port/api/events" "${extra[@]}"
   kill -0 "$troupe_pid" 2>/dev/null ||
     die "troupe died during the run ($name; see $troupe_log and ${troupe_log%.log}.stderr)"
-  RPS=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p50=$(awk '$1 == "50%" { print $2 }' "$file")
-  p99=$(awk '$1 == "99%" { print $2 }' "$file")
-  REQUESTS=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$file")
-  elapsed=$(awk '$2 == "requests" && $3 == "in" { sub(/,$/, "", $4); print $4 }' "$file")
-  [[ -n $RPS && -n $p50 && -n $p99 && -n $REQUESTS && -n $elapsed ]] ||
-    { cat "$file" >&2; die "could not parse the wrk output ($name)"; }
-  P50_MS=$(to_ms "$p50") || die "could not parse the 50% latency '$p50' ($name)"
-  P99_MS=$(to_ms "$p99") || die "could not parse the 99% latency '$p99' ($name)"
-  RUN_SECONDS=$(to_ms "$elapsed" | awk '{ printf "%.3f\n", $1 / 1000 }') || die "could not parse '$elapsed' ($name)"
-  NON2XX=$(awk '/^ *Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  NON2XX=${NON2XX:-0}
-  SOCKET_ERRORS=$(awk '/^ *Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$file")
-  SOCKET_ERRORS=${SOCKET_ERRORS:-0}
 }
 
 # The machine may be shared: note the runs during which a compiler, linker, test runner or another benchmark's wrk
@@ -369,10 +314,8 @@ group_eps_med=$(med "${EPS[group]}")
 alone_eps_med=$(med "${EPS[alone]}")
 batch_eps_med=$(med "${EPS[batch]}")
 copy_eps_med=$(med "${EPS[copy]}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", (b > 0) ? a / b : 0 }'; }
 group_ratio=$(ratio "$group_eps_med" "$alone_eps_med")
 batch_ratio=$(ratio "$batch_eps_med" "$copy_eps_med")
-at_least() { awk -v v="$1" -v g="$2" 'BEGIN { print (v >= g) ? "PASS" : "MISS" }'; }
 verdict_group_ratio=$(at_least "$group_ratio" "$TARGET_GROUP_RATIO")
 verdict_group_eps=$(at_least "$group_eps_med" "$TARGET_GROUP_EPS")
 verdict_batch_ratio=$(at_least "$batch_ratio" "$TARGET_BATCH_RATIO")

@@ -21,18 +21,7 @@ BENCH_NAME=bench-debug
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-pids=()
-cleanup() {
-  local status=$? pid
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  stop_database
-  exit "$status"
-}
-on_exit cleanup
+on_exit bench_cleanup # stops the troupes of start_troupe and the throw-away PostgreSQL
 
 build_release troupe debug_bench
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -63,24 +52,16 @@ token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $token ]] || die "could not log in"
 
-# run NAME URL [wrk args...] -> "rps p50_ms p99_ms non2xx"
-to_ms() { awk -v v="$1" 'BEGIN { match(v, /^[0-9.]+/); n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1);
-  f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : 0; printf "%.3f\n", n * f }'; }
+# run NAME URL [wrk args...] -> sets RPS, P50_MS, P99_MS, NON2XX (wrk_run, bench/lib.sh)
 run() {
-  local name=$1 url=$2 file
+  local name=$1 url=$2
   shift 2
-  file="$out/$name-$round.txt"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$file" 2>&1 || die "wrk failed: $file"
-  local rps p50 p99 non2xx
-  rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
-  non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  echo "$rps $p50 $p99 ${non2xx:-0}"
+  wrk_run "$name" "$out/$name-$round.txt" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" "$url"
 }
 
 # With WATCH=1: read the tree once a second while the debug troupe is measured (bounded by the run's length).
 watch_pid=""
+stop_at_exit=(watch_pid)
 start_watch() {
   [[ $WATCH == 1 ]] || return 0
   (for ((i = 0; i < 600; i++)); do curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$debug_on/debug/actors"; sleep 1; done) &
@@ -109,11 +90,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     case $config in
       on)
         start_watch
-        read -r r a b n < <(run debug_on "http://127.0.0.1:$debug_on/api/me" "${auth[@]}")
+        run debug_on "http://127.0.0.1:$debug_on/api/me" "${auth[@]}"
         stop_watch
         ;;
-      off) read -r r a b n < <(run debug_off "http://127.0.0.1:$debug_off/api/me" "${auth[@]}") ;;
+      off) run debug_off "http://127.0.0.1:$debug_off/api/me" "${auth[@]}" ;;
     esac
+    r=$RPS a=$P50_MS b=$P99_MS n=$NON2XX
     log "round $round: debug $config $r req/s, p50 $a ms, p99 $b ms, non-2xx $n"
     if [[ $config == on ]]; then r_on=$r; else r_off=$r; fi
     rps[$config]+="$r " p50[$config]+="$a " p99[$config]+="$b " bad[$config]=$((${bad[$config]:-0} + n))
@@ -123,14 +105,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
   pairs+=("$(awk -v a="$r_on" -v b="$r_off" 'BEGIN { printf "%.3f", a / b }')")
 done
 
-m() { median ${1}; }
-on_rps=$(m "${rps[on]}") off_rps=$(m "${rps[off]}")
-on_p50=$(m "${p50[on]}") off_p50=$(m "${p50[off]}")
-on_p99=$(m "${p99[on]}") off_p99=$(m "${p99[off]}")
+on_rps=$(median_list "${rps[on]}") off_rps=$(median_list "${rps[off]}")
+on_p50=$(median_list "${p50[on]}") off_p50=$(median_list "${p50[off]}")
+on_p99=$(median_list "${p99[on]}") off_p99=$(median_list "${p99[off]}")
 ratio=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.3f", a / b }')
 paired=$(median "${pairs[@]}")
 hook_ns=$(awk -v a="$rt_on" -v b="$rt_off" 'BEGIN { printf "%.0f", (a - b) / 2 }')
-verdict() { awk -v c="$1" 'BEGIN { print c ? "PASS" : "MISS" }'; }
 v_ratio=$(verdict "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.95) }')")
 v_2xx=$(verdict "$(( ${bad[on]} + ${bad[off]} == 0 ))")
 

@@ -66,23 +66,11 @@ done
 [[ $PORTKEY == 0 || $PORTKEY == 1 ]] || die "PORTKEY must be 0 or 1, not '$PORTKEY'"
 
 # ---- processes and cleanup ----------------------------------------------------------------------------
-tmp=""
 mock_pid=""
 troupe_pid=""
 portkey_pid=""
-
-cleanup() {
-  local status=$?
-  trap - EXIT HUP INT TERM
-  stop_pid "$troupe_pid" troupe
-  stop_pid "$portkey_pid" portkey
-  stop_pid "$nginx_pid" nginx
-  stop_pid "$mock_pid" mock-upstream
-  stop_database
-  [[ -n $tmp ]] && rm -rf -- "$tmp"
-  exit "$status"
-}
-on_exit cleanup
+stop_at_exit=(troupe_pid portkey_pid nginx_pid mock_pid)
+on_exit bench_cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
 build_release troupe mock-upstream
@@ -127,16 +115,6 @@ else
   install_portkey || log "Portkey is SKIPPED: $portkey_skip"
 fi
 
-# Distinct ports for every server.
-used_ports=" "
-new_port() {
-  local port
-  port=$(scripts/pg free-port)
-  while [[ $used_ports == *" $port "* ]]; do port=$(scripts/pg free-port); done
-  used_ports+="$port "
-  echo "$port"
-}
-
 # ---- mock upstream --------------------------------------------------------------------------------------
 "$MOCK_BIN" --threads "$MOCK_THREADS" --max-connections 4096 --port-file "$tmp/mock.port" </dev/null \
   >"$out/mock.log" 2>&1 &
@@ -159,7 +137,7 @@ mock_requests() {
 }
 
 # ---- nginx ------------------------------------------------------------------------------------------------
-nginx_port=$(new_port)
+nginx_port=$(free_port)
 start_nginx "$NGINX" "$tmp" "$nginx_port" "$NGINX_WORKERS" "$out/nginx.log"
 # wrk POSTs the cache-hit request's body to nginx too: `return 200` answers any method without reading a file.
 nginx_url="http://127.0.0.1:$nginx_port/v1/chat/completions"
@@ -175,7 +153,7 @@ export TROUPE_UPSTREAMS
 # in-flight cap (kept, above the run's concurrency); the access log is off (log.request_sample=0).
 bench_args=(--set log.request_sample=0 --set limits.generate_per_minute=1000000 --set limits.generate_burst=1000000
   --set quota.free_per_day=100000000 --set limits.generate_max_inflight=1024)
-troupe_port=$(new_port)
+troupe_port=$(free_port)
 # Keep the first MiB of troupe's log (startup, errors) and discard the rest; the reader exits when troupe does.
 # shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
 "$TROUPE_BIN" --set "http.port=$troupe_port" "${bench_args[@]}" $TROUPE_ARGS </dev/null 2>"$out/troupe.stderr" \
@@ -198,7 +176,7 @@ BENCH_ACCESS_TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$account" 
 # ---- Portkey ----------------------------------------------------------------------------------------------
 portkey_headers=(-H 'x-portkey-provider: openai' -H "x-portkey-custom-host: $mock_base/v1" -H 'Authorization: Bearer dummy')
 if [[ -z $portkey_skip ]]; then
-  portkey_port=$(new_port)
+  portkey_port=$(free_port)
   # Its start-up banner and any per-request output: the first MiB is kept.
   NODE_ENV=production node --import ./bench/portkey-loopback.mjs "$PORTKEY_DIR/build/start-server.js" \
     "--port=$portkey_port" --headless </dev/null > >(head -c 1048576 >"$out/portkey.log"; cat >/dev/null) 2>&1 &
@@ -247,21 +225,10 @@ log "checked: direct, troupe${portkey_skip:+ (portkey skipped)}${portkey_skip:- 
 export BENCH_ACCESS_TOKEN
 
 # ---- measurements -----------------------------------------------------------------------------------------
-# "1.23ms" -> "1.230" (milliseconds)
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (!match(v, /^[0-9.]+/)) exit 1
-    n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
-    if (f < 0) exit 1
-    printf "%.3f\n", n * f
-  }'
-}
-
 # run_wrk SERVER CONNECTIONS FILE DURATION -> sets RPS P50_MS P99_MS REQUESTS NON2XX SOCKET_ERRORS CALLS (mock calls)
 run_wrk() {
-  local server=$1 connections=$2 file=$3 duration=$4 url mode=vary p50 p99 before after
-  local args=(-t"$THREADS" -c"$connections" -d"$duration" --latency -s "$WRK_SCRIPT")
+  local server=$1 connections=$2 file=$3 duration=$4 url mode=vary before after
+  local args=(-t"$THREADS" -c"$connections" -d"$duration" -s "$WRK_SCRIPT")
   local token=""
   case $server in
     direct) url=$mock_base/v1/chat/completions ;;
@@ -272,26 +239,12 @@ run_wrk() {
     *) die "run_wrk: unknown server $server" ;;
   esac
   before=$(mock_requests)
-  if ! BENCH_CHAT=$mode BENCH_ACCESS_TOKEN=$token wrk "${args[@]}" "$url" >"$file" 2>&1; then
-    cat "$file" >&2
-    die "wrk against $server failed"
-  fi
+  BENCH_CHAT=$mode BENCH_ACCESS_TOKEN=$token wrk_run "$server" "$file" "${args[@]}" "$url"
   after=$(mock_requests)
   kill -0 "$mock_pid" 2>/dev/null || die "the mock upstream died during the run (see $out/mock.log)"
   kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
   kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
   [[ -z $portkey_pid ]] || kill -0 "$portkey_pid" 2>/dev/null || die "portkey died during the run (see $out/portkey.log)"
-  RPS=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p50=$(awk '$1 == "50%" { print $2 }' "$file")
-  p99=$(awk '$1 == "99%" { print $2 }' "$file")
-  REQUESTS=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$file")
-  [[ -n $RPS && -n $p50 && -n $p99 && -n $REQUESTS ]] || { cat "$file" >&2; die "could not parse the wrk output for $server"; }
-  P50_MS=$(to_ms "$p50") || die "could not parse the 50% latency '$p50' for $server"
-  P99_MS=$(to_ms "$p99") || die "could not parse the 99% latency '$p99' for $server"
-  NON2XX=$(awk '/^ *Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  NON2XX=${NON2XX:-0}
-  SOCKET_ERRORS=$(awk '/^ *Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$file")
-  SOCKET_ERRORS=${SOCKET_ERRORS:-0}
   CALLS=$((after - before))
 }
 
@@ -353,9 +306,6 @@ m() { # median of the values under KEY of array NAME
   median ${values[$2]}
 }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
-at_most() { awk -v v="$1" -v g="$2" 'BEGIN { print (v <= g) ? "PASS" : "MISS" }'; }
-at_least() { awk -v v="$1" -v g="$2" 'BEGIN { print (v >= g) ? "PASS" : "MISS" }'; }
 
 lo=$CONNECTIONS_LOW hi=$CONNECTIONS_HIGH
 added_p50_lo=$(m added_p50 "$lo") added_p99_lo=$(m added_p99 "$lo")

@@ -37,19 +37,9 @@ source bench/lib.sh
 [[ $WARMUP =~ ^[0-9]+[smh]?$ ]] || die "WARMUP must look like 2s or 0, not '$WARMUP'"
 
 # ---- processes and cleanup ----------------------------------------------------------------------------
-tmp=""
 troupe_pid=""
-
-cleanup() {
-  local status=$?
-  trap - EXIT HUP INT TERM
-  stop_pid "$troupe_pid" troupe
-  stop_pid "$nginx_pid" nginx
-  stop_database
-  [[ -n $tmp ]] && rm -rf -- "$tmp"
-  exit "$status"
-}
-on_exit cleanup
+stop_at_exit=(troupe_pid nginx_pid)
+on_exit bench_cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
 build_release troupe
@@ -65,15 +55,14 @@ out=bench/out/http-$stamp
 mkdir -p "$out"
 
 # ---- nginx ------------------------------------------------------------------------------------------------
-nginx_port=$(scripts/pg free-port)
+nginx_port=$(free_port)
 start_nginx "$NGINX" "$tmp" "$nginx_port" "$NGINX_WORKERS" "$out/nginx.log"
 nginx_url="http://127.0.0.1:$nginx_port/"
 log "nginx $nginx_url (pid $nginx_pid)"
 
 # ---- troupe -----------------------------------------------------------------------------------------------
 ensure_database
-troupe_port=$(scripts/pg free-port)
-while [[ $troupe_port == "$nginx_port" ]]; do troupe_port=$(scripts/pg free-port); done
+troupe_port=$(free_port)
 # Keep the first MiB of troupe's log (startup, errors) and discard the rest, so per-request logging cannot
 # fill the disk; the reader exits when troupe does.
 # shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
@@ -88,34 +77,12 @@ fi
 log "troupe $troupe_url (pid $troupe_pid)"
 
 # ---- measurements -----------------------------------------------------------------------------------------
-# "1.23ms" -> "1.230" (milliseconds)
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (!match(v, /^[0-9.]+/)) exit 1
-    n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
-    if (f < 0) exit 1
-    printf "%.3f\n", n * f
-  }'
-}
-
-# run_wrk NAME URL FILE DURATION -> sets RPS, P99_MS, NON2XX, SOCKET_ERRORS
+# run_wrk NAME URL FILE DURATION -> sets RPS, P99_MS, NON2XX, SOCKET_ERRORS (and the rest of wrk_parse's figures)
 run_wrk() {
-  local name=$1 url=$2 file=$3 duration=$4 p99
-  if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency "$url" >"$file" 2>&1; then
-    cat "$file" >&2
-    die "wrk against $name failed"
-  fi
+  local name=$1 url=$2 file=$3 duration=$4
+  wrk_run "$name" "$file" -t"$THREADS" -c"$CONNECTIONS" -d"$duration" "$url"
   kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
   kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
-  RPS=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p99=$(awk '$1 == "99%" { print $2 }' "$file")
-  [[ -n $RPS && -n $p99 ]] || { cat "$file" >&2; die "could not parse the wrk output for $name"; }
-  P99_MS=$(to_ms "$p99") || die "could not parse the 99% latency '$p99' for $name"
-  NON2XX=$(awk '/^ *Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  NON2XX=${NON2XX:-0}
-  SOCKET_ERRORS=$(awk '/^ *Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$file")
-  SOCKET_ERRORS=${SOCKET_ERRORS:-0}
 }
 
 if [[ $WARMUP != 0 && $WARMUP != 0[smh] ]]; then

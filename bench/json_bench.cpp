@@ -207,7 +207,7 @@ std::string cache_key(const rapidjson::Document& doc) {
     write_canonical(it->value, writer);
   }
   writer.EndObject();
-  return "gw::" + http::sha256_hex(std::string_view(buffer.GetString(), buffer.GetSize()));
+  return "gw::" + troupe::sha256_hex(std::string_view(buffer.GetString(), buffer.GetSize()));
 }
 
 } // namespace before

@@ -38,22 +38,10 @@ for tool in h2load wrk slowhttptest; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps installs it)"
 done
 
-pids=()
 mock_pid=""
 control_pid=""
-cleanup() {
-  local status=$? pid
-  trap - EXIT INT TERM
-  [[ -n $control_pid ]] && kill "$control_pid" 2>/dev/null
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  stop_pid "$mock_pid" mock-upstream
-  stop_database
-  exit "$status"
-}
-on_exit cleanup
+stop_at_exit=(control_pid mock_pid) # after the troupe of start_troupe (pids)
+on_exit bench_cleanup
 
 build_release troupe mock-upstream slow_clients
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -158,7 +146,6 @@ retry_after_probe() {
 
 rows=()
 verdicts=()
-verdict() { awk -v c="$1" 'BEGIN { print c ? "PASS" : "MISS" }'; }
 
 measure() { # NAME URL CAP_CONNS [args for wrk and h2load: -H, and for POST the body]
   local name=$1 url=$2 cap_conns=$3 cap base_rate over_rate wrk_args=() h2_args=() curl_args=()

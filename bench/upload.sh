@@ -42,20 +42,10 @@ done
 ((UPLOAD_BYTES % 1048576 == 0 && UPLOAD_BYTES > 0)) || die "UPLOAD_BYTES must be a positive multiple of 1 MiB"
 
 # ---- processes and cleanup ----------------------------------------------------------------------------
-tmp=""
 troupe_pid=""
 tus_pid=""
-
-cleanup() {
-  local status=$?
-  trap - EXIT HUP INT TERM
-  stop_pid "$troupe_pid" troupe
-  stop_pid "$tus_pid" "@tus/server"
-  stop_database
-  [[ -n $tmp ]] && rm -rf -- "$tmp"
-  exit "$status"
-}
-on_exit cleanup
+stop_at_exit=(troupe_pid tus_pid)
+on_exit bench_cleanup
 
 # ---- build and peers ----------------------------------------------------------------------------------
 build_release troupe
@@ -83,7 +73,7 @@ reset_peak() { echo 5 >"/proc/$1/clear_refs"; }
 
 # ---- servers ------------------------------------------------------------------------------------------
 ensure_database
-troupe_port=$(scripts/pg free-port)
+troupe_port=$(free_port)
 # Rate limits off: the rounds send more PATCHes in a minute than the default upload policy's burst.
 # shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
 "$TROUPE_BIN" --set "http.port=$troupe_port" --set "uploads.dir=$tmp/troupe" --set limits.enabled=false \
@@ -92,8 +82,7 @@ troupe_port=$(scripts/pg free-port)
 troupe_pid=$!
 wait_ready "http://127.0.0.1:$troupe_port/health" "$troupe_pid" troupe 200 || die "troupe did not start (see $out/troupe.log)"
 
-tus_port=$(scripts/pg free-port)
-while [[ $tus_port == "$troupe_port" ]]; do tus_port=$(scripts/pg free-port); done
+tus_port=$(free_port)
 mkdir -p "$tmp/tus"
 node "$peers/tus_server.mjs" "$tmp/tus" "$tus_port" </dev/null >"$out/tus-server.log" 2>&1 &
 tus_pid=$!

@@ -1,7 +1,7 @@
 #pragma once
 // The one way Troupe reads JSON text it did not build itself: request bodies, upstream answers and their SSE
-// events, the config file and TROUPE_UPSTREAMS, stored job results and cached profiles, the debug API's answers
-// (`troupe inspect`) and the mock upstream's requests.
+// events, bearer tokens' header and claims (http/jwt.cpp), the config file and TROUPE_UPSTREAMS, stored job results,
+// the debug API's answers (`troupe inspect`) and the mock upstream's requests.
 //
 // RapidJSON's Document::Parse recurses once per nesting level (a megabyte of '[' overflows a thread's stack and
 // kills the process) and keeps duplicate keys (FindMember returns the first; Python, JavaScript and Go parsers take

@@ -159,7 +159,8 @@ const std::vector<option_spec>& all_options() {
       .range(1048576, 1099511627776, "bytes"),
     entry("http.admission_control", bind<&settings::http, &http_settings::admission_control>(), "true",
           "admit per route only as many requests at once as it answers without queueing (the limit adapts to its "
-          "latency); beyond it 503 with Retry-After at once. Health, metrics, debug and gated routes are exempt"),
+          "latency); beyond it 503 with Retry-After at once. Health, metrics, the /debug/actors API and gated routes are "
+          "exempt; /debug/sleep and /debug/echo, helpers for load tests, are not"),
     entry("http.header_timeout_ms", bind<&settings::http, &http_settings::header_timeout_ms>(), "5000",
           "time a request's head may take from its first byte (and a new connection to start its first request); "
           "slower gets 408 and the connection is closed")

@@ -5,7 +5,6 @@
 #include "http/json_body.hpp"
 #include "http/json_schema.hpp"
 
-#include "config/json.hpp"
 #include "config/service_error.hpp"
 
 #include <rapidjson/document.h>
@@ -79,13 +78,6 @@ std::string rfc3339(int64_t unix_seconds) {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &utc);
   return buf;
-}
-
-/// "2026-11-21T10:00:00Z" -> unix seconds; 0 if it does not parse.
-int64_t parse_rfc3339(const std::string& text) {
-  std::tm utc{};
-  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return end && *end == '\0' ? static_cast<int64_t>(::timegm(&utc)) : 0;
 }
 
 std::string string_member(const rapidjson::Value& obj, const char* name) {
@@ -219,37 +211,6 @@ void cached_user_profile(caf::event_based_actor* self, const cache_client& cache
       .then([done](user_record& user) { done(profile_json(user)); }, [done](caf::error& err) { done(std::move(err)); });
   };
   cache.get_or_compute(self, key, ttl, {key}, std::move(lookup), std::move(then), db_timeout);
-}
-
-void cached_user_by_id(caf::event_based_actor* self, const cache_client& cache, std::optional<caf::actor> db,
-                       const std::string& user_id, std::function<void(user_record&)> on_user,
-                       std::function<void(caf::error&)> on_error) {
-  cached_user_profile(self, cache, std::move(db), user_id,
-                      [on_user = std::move(on_user), on_error = std::move(on_error)](caf::expected<std::string> json) {
-                        if (!json) {
-                          on_error(json.error());
-                          return;
-                        }
-                        auto parsed = json::parse(*json);
-                        const auto& doc = parsed.document();
-                        if (!parsed || !doc.IsObject()) {
-                          auto err = make_error(service_error::internal, "A cached profile is not valid JSON.");
-                          on_error(err);
-                          return;
-                        }
-                        user_record user;
-                        user.id = string_member(doc, "user_id");
-                        user.email = string_member(doc, "email");
-                        user.role = string_member(doc, "role");
-                        user.plan = string_member(doc, "plan");
-                        user.created_at = parse_rfc3339(string_member(doc, "created_at"));
-                        on_user(user);
-                      });
-}
-
-void invalidate_user_profile(caf::event_based_actor* self, const cache_client& cache, const std::string& user_id,
-                             cache_client::count_handler then) {
-  cache.invalidate_tag(self, user_cache_key(user_id), std::move(then));
 }
 
 void add_cache_routes(router& routes, authenticator& auth, cache_route_options options) {

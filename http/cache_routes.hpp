@@ -9,9 +9,10 @@
 //                                                Cache-Control: private, no-cache with ETag/304
 //
 // Profiles are looked up through cache_client::get_or_compute: concurrent misses for one user share one
-// PostgreSQL lookup, and a failed lookup is not cached. Whatever changes a user's profile calls
-// invalidate_user_profile (or an admin posts {"tag":"user:<id>"} to /api/cache/clear after `troupe admin grant`,
-// which runs in another process).
+// PostgreSQL lookup, and a failed lookup is not cached. Nothing in the server changes a profile: the role changes
+// only through `troupe admin grant|revoke` (another process) and auth.admin_emails at start-up (before any profile
+// is cached), the plan only in the database. So a cached profile may be up to profile_ttl old after such a change;
+// an admin who needs it sooner posts {"tag":"user:<id>"} to /api/cache/clear.
 
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
@@ -51,17 +52,5 @@ std::string profile_json(const user_record& user);
 void cached_user_profile(caf::event_based_actor* self, const cache_client& cache, std::optional<caf::actor> db,
                          const std::string& user_id, std::function<void(caf::expected<std::string>)> then,
                          std::chrono::milliseconds ttl = std::chrono::milliseconds{60000});
-
-/// The same lookup as a user_record (id, email, role, plan, created_at; password_hash empty), with the response
-/// handler shape of `self->request(db, ..., user_by_id_atom::value, id).then(on_user, on_error)`, so a caller of
-/// that request can switch to the cache by replacing the one statement.
-void cached_user_by_id(caf::event_based_actor* self, const cache_client& cache, std::optional<caf::actor> db,
-                       const std::string& user_id, std::function<void(user_record&)> on_user,
-                       std::function<void(caf::error&)> on_error);
-
-/// Drops everything cached about a user (tag user_cache_key(user_id)); call it when the user's profile changes.
-/// `then` (optional) gets the number of entries removed.
-void invalidate_user_profile(caf::event_based_actor* self, const cache_client& cache, const std::string& user_id,
-                             cache_client::count_handler then = {});
 
 } // namespace troupe::http

@@ -17,15 +17,6 @@ void ensure_sodium() {
 
 } // namespace
 
-std::string sha256_hex(std::string_view text) {
-  ensure_sodium();
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(text.data()), text.size());
-  char hex[crypto_hash_sha256_BYTES * 2 + 1];
-  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-  return hex;
-}
-
 std::string random_url_token(size_t bytes) {
   ensure_sodium();
   std::vector<unsigned char> raw(bytes);

@@ -1,13 +1,13 @@
 #pragma once
-// Hashes and random tokens for credentials (libsodium).
+// Random tokens, base64 and constant-time comparison for credentials (libsodium). SHA-256 has one implementation,
+// troupe::sha256_hex in config/digest.hpp (OpenSSL), included here for the routes that hash tokens and bodies.
+
+#include "config/digest.hpp"
 
 #include <string>
 #include <string_view>
 
 namespace troupe::http {
-
-/// Lower-case hex of the SHA-256 of `text`.
-std::string sha256_hex(std::string_view text);
 
 /// `bytes` random bytes (libsodium randombytes) as unpadded base64url.
 std::string random_url_token(size_t bytes);

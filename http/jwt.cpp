@@ -1,11 +1,12 @@
 #include "http/jwt.hpp"
 
+#include "config/json.hpp"
+
 #include <jwt.h>
 #include <sodium.h>
 
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -68,243 +69,37 @@ bool base64url_decode(std::string_view text, unsigned char* out, size_t capacity
          && end == text.data() + text.size();
 }
 
-/// A strict reader of the small JSON texts in a JWT (RFC 8259 syntax). Each function consumes one value at the
-/// cursor and returns false on a syntax error or on a value of another type.
-class json_reader {
-public:
-  explicit json_reader(std::string_view text) : text_(text) {}
+/// Arrays and objects may nest this deep in a header or payload (json::parse's depth: `{"a":[1]}` is 2). Ours are
+/// flat objects; the bound keeps a hostile header's parse small.
+constexpr size_t max_json_depth = 16;
 
-  /// True if only whitespace is left.
-  bool at_end() {
-    peek();
-    return pos_ == text_.size();
-  }
+/// The JSON text of a decoded header or payload, parsed by the project's safe reader (config/json.hpp): strict
+/// RFC 8259 syntax, UTF-8 only, no NUL byte, no key twice in one object, nesting bounded by max_json_depth. A UTF-8
+/// byte order mark, which json::parse would skip, is refused: no JOSE implementation writes one, and a text that
+/// begins with one is not the JSON object RFC 7515 asks for. nullopt unless the text is such an object.
+std::optional<json::parse_result> read_object(std::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF")
+    return std::nullopt;
+  auto parsed = json::parse(text, max_json_depth);
+  if (!parsed || !parsed->IsObject())
+    return std::nullopt;
+  return std::optional<json::parse_result>{std::move(parsed)};
+}
 
-  /// Skips whitespace and returns the next character, or '\0' at the end (a NUL is never valid there anyway).
-  char peek() {
-    while (pos_ < text_.size() && std::string_view(" \t\n\r").find(text_[pos_]) != std::string_view::npos)
-      ++pos_;
-    return pos_ < text_.size() ? text_[pos_] : '\0';
-  }
+/// The value's string, all of its bytes (a \u0000 escape included): never cut at a NUL as a C string would be.
+std::string_view string_of(const rapidjson::Value& value) {
+  return {value.GetString(), value.GetStringLength()};
+}
 
-  /// Reads an object, calling on_member(key) with the cursor on each value; on_member must consume it.
-  template <class OnMember>
-  bool object(OnMember&& on_member) {
-    if (!eat('{'))
-      return false;
-    if (eat('}'))
-      return true;
-    std::string key;
-    do {
-      if (!string(key) || !eat(':') || !on_member(key))
-        return false;
-    } while (eat(','));
-    return eat('}');
-  }
-
-  /// Reads an array, calling on_element() with the cursor on each element; on_element must consume it.
-  template <class OnElement>
-  bool array(OnElement&& on_element) {
-    if (!eat('['))
-      return false;
-    if (eat(']'))
-      return true;
-    do {
-      if (!on_element())
-        return false;
-    } while (eat(','));
-    return eat(']');
-  }
-
-  /// Reads a string, decoding escapes (\uXXXX and surrogate pairs to UTF-8).
-  bool string(std::string& out) {
-    if (!eat('"'))
-      return false;
-    out.clear();
-    while (pos_ < text_.size()) {
-      const char c = text_[pos_++];
-      if (c == '"')
-        return true;
-      if (static_cast<unsigned char>(c) < 0x20)
-        return false;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos_ == text_.size())
-        return false;
-      const char escape = text_[pos_++];
-      if (escape != 'u') {
-        const size_t index = std::string_view("\"\\/bfnrt").find(escape);
-        if (index == std::string_view::npos)
-          return false;
-        out += "\"\\/\b\f\n\r\t"[index];
-        continue;
-      }
-      uint32_t code_point = 0;
-      if (!hex4(code_point) || (code_point >= 0xDC00 && code_point <= 0xDFFF))
-        return false;
-      if (code_point >= 0xD800 && code_point <= 0xDBFF) {
-        uint32_t low = 0;
-        if (text_.substr(pos_, 2) != "\\u")
-          return false;
-        pos_ += 2;
-        if (!hex4(low) || low < 0xDC00 || low > 0xDFFF)
-          return false;
-        code_point = 0x10000 + ((code_point - 0xD800) << 10) + (low - 0xDC00);
-      }
-      append_utf8(out, code_point);
-    }
-    return false;
-  }
-
-  /// Reads a number that is an integer (no fraction or exponent) fitting int64_t.
-  bool integer(int64_t& out) {
-    std::optional<int64_t> value;
-    if (!number(value) || !value)
-      return false;
-    out = *value;
-    return true;
-  }
-
-  /// Consumes any value, nested at most max_depth deep.
-  bool skip(int depth = 0) {
-    if (depth > max_depth)
-      return false;
-    std::string ignored;
-    std::optional<int64_t> ignored_number;
-    switch (peek()) {
-    case '{':
-      return object([&](const std::string&) { return skip(depth + 1); });
-    case '[':
-      return array([&] { return skip(depth + 1); });
-    case '"':
-      return string(ignored);
-    case 't':
-      return literal("true");
-    case 'f':
-      return literal("false");
-    case 'n':
-      return literal("null");
-    default:
-      return number(ignored_number);
-    }
-  }
-
-private:
-  static constexpr int max_depth = 16;
-
-  bool eat(char c) {
-    if (peek() != c)
-      return false;
-    ++pos_;
-    return true;
-  }
-
-  bool literal(std::string_view word) {
-    if (text_.substr(pos_, word.size()) != word)
-      return false;
-    pos_ += word.size();
-    return true;
-  }
-
-  /// Reads the four hex digits of a \u escape.
-  bool hex4(uint32_t& value) {
-    constexpr std::string_view hex_digits = "0123456789abcdef0123456789ABCDEF";
-    value = 0;
-    for (int i = 0; i < 4; ++i, ++pos_) {
-      const size_t digit = pos_ < text_.size() ? hex_digits.find(text_[pos_]) : std::string_view::npos;
-      if (digit == std::string_view::npos)
-        return false;
-      value = value * 16 + static_cast<uint32_t>(digit % 16);
-    }
-    return true;
-  }
-
-  static void append_utf8(std::string& out, uint32_t code_point) {
-    if (code_point < 0x80) {
-      out += static_cast<char>(code_point);
-    } else if (code_point < 0x800) {
-      out += static_cast<char>(0xC0 | (code_point >> 6));
-      out += static_cast<char>(0x80 | (code_point & 0x3F));
-    } else if (code_point < 0x10000) {
-      out += static_cast<char>(0xE0 | (code_point >> 12));
-      out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (code_point & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (code_point >> 18));
-      out += static_cast<char>(0x80 | ((code_point >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (code_point & 0x3F));
-    }
-  }
-
-  /// Reads any JSON number; `value` holds it if it is an integer that fits int64_t.
-  bool number(std::optional<int64_t>& value) {
-    peek();
-    const size_t start = pos_;
-    const auto digits = [&] {
-      size_t count = 0;
-      for (; pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9'; ++pos_)
-        ++count;
-      return count;
-    };
-    const auto next_is = [&](std::string_view chars) {
-      return pos_ < text_.size() && chars.find(text_[pos_]) != std::string_view::npos;
-    };
-    if (next_is("-"))
-      ++pos_;
-    const size_t integer_start = pos_;
-    const size_t integer_digits = digits();
-    if (integer_digits == 0 || (integer_digits > 1 && text_[integer_start] == '0'))
-      return false;
-    bool integral = true;
-    if (next_is(".")) {
-      ++pos_;
-      integral = false;
-      if (digits() == 0)
-        return false;
-    }
-    if (next_is("eE")) {
-      ++pos_;
-      integral = false;
-      if (next_is("+-"))
-        ++pos_;
-      if (digits() == 0)
-        return false;
-    }
-    value.reset();
-    int64_t parsed = 0;
-    if (integral && std::from_chars(text_.data() + start, text_.data() + pos_, parsed).ec == std::errc{})
-      value = parsed;
-    return true;
-  }
-
-  std::string_view text_;
-  size_t pos_ = 0;
-};
-
-/// Checks the decoded header: malformed unless it is a JSON object with at most one "alg"; wrong_algorithm unless
-/// that alg is exactly the string "HS256". Every other field (typ, kid, jku, x5u, jwk, ...) is skipped unread.
+/// Checks the decoded header: malformed unless it is a JSON object (read_object: so no second "alg", nor any other
+/// repeated key); wrong_algorithm unless its alg is exactly the string "HS256". Every other field (typ, kid, jku,
+/// x5u, jwk, ...) is left unread.
 std::optional<jwt_failure> check_header(std::string_view header_json) {
-  json_reader json(header_json);
-  int alg_count = 0;
-  bool alg_is_hs256 = false;
-  std::string alg;
-  const bool parsed = json.object([&](const std::string& key) {
-    if (key != "alg")
-      return json.skip();
-    ++alg_count;
-    if (json.peek() != '"')
-      return json.skip();
-    if (!json.string(alg))
-      return false;
-    alg_is_hs256 = alg == "HS256";
-    return true;
-  }) && json.at_end();
-  if (!parsed || alg_count > 1)
+  const auto header = read_object(header_json);
+  if (!header)
     return jwt_failure::malformed;
-  if (!alg_is_hs256)
+  const auto alg = (*header)->FindMember("alg");
+  if (alg == (*header)->MemberEnd() || !alg->value.IsString() || string_of(alg->value) != "HS256")
     return jwt_failure::wrong_algorithm;
   return std::nullopt;
 }
@@ -333,44 +128,63 @@ struct payload_claims {
   std::optional<int64_t> expires_at, not_before, issued_at;
 };
 
-/// Reads the payload JSON (as libjwt re-serialised it). False if it is not an object or a claim we use has the
-/// wrong type: sub, jti, role, iss strings; exp, nbf, iat integers; aud a string or an array of strings.
+/// Reads the payload JSON (as libjwt re-serialised it). False if it is not an object (read_object) or a claim we use
+/// has the wrong type: sub, jti, role, iss strings; exp, nbf, iat integers that fit int64_t (no fraction or
+/// exponent: 1.0 and 1e3 are refused); aud a string or an array of strings.
 bool read_payload(std::string_view payload_json, const std::string& audience, payload_claims& claims) {
-  json_reader json(payload_json);
-  std::string text;
-  const auto read_audience = [&] {
-    if (json.peek() != '[') {
-      if (!json.string(text))
-        return false;
-      claims.audience_matches = text == audience;
+  const auto payload = read_object(payload_json);
+  if (!payload)
+    return false;
+  const auto string_claim = [](const rapidjson::Value& value, std::string& out) {
+    if (!value.IsString())
+      return false;
+    out.assign(string_of(value));
+    return true;
+  };
+  const auto integer_claim = [](const rapidjson::Value& value, std::optional<int64_t>& out) {
+    if (!value.IsInt64()) // json::parse keeps integers as integers; a double is never an Int64
+      return false;
+    out = value.GetInt64();
+    return true;
+  };
+  const auto audience_claim = [&](const rapidjson::Value& value) {
+    if (value.IsString()) {
+      claims.audience_matches = string_of(value) == audience;
       return true;
     }
-    return json.array([&] {
-      if (!json.string(text))
+    if (!value.IsArray())
+      return false;
+    for (const auto& element : value.GetArray()) {
+      if (!element.IsString())
         return false;
-      claims.audience_matches = claims.audience_matches || text == audience;
-      return true;
-    });
+      claims.audience_matches = claims.audience_matches || string_of(element) == audience;
+    }
+    return true;
   };
-  return json.object([&](const std::string& key) {
+  for (const auto& member : (*payload)->GetObject()) {
+    const auto key = string_of(member.name);
+    const auto& value = member.value;
+    bool ok = true;
     if (key == "sub")
-      return json.string(claims.subject);
-    if (key == "jti")
-      return json.string(claims.jti);
-    if (key == "role")
-      return json.string(claims.role);
-    if (key == "iss")
-      return json.string(claims.issuer.emplace());
-    if (key == "aud")
-      return read_audience();
-    if (key == "exp")
-      return json.integer(claims.expires_at.emplace());
-    if (key == "nbf")
-      return json.integer(claims.not_before.emplace());
-    if (key == "iat")
-      return json.integer(claims.issued_at.emplace());
-    return json.skip();
-  }) && json.at_end();
+      ok = string_claim(value, claims.subject);
+    else if (key == "jti")
+      ok = string_claim(value, claims.jti);
+    else if (key == "role")
+      ok = string_claim(value, claims.role);
+    else if (key == "iss")
+      ok = string_claim(value, claims.issuer.emplace());
+    else if (key == "aud")
+      ok = audience_claim(value);
+    else if (key == "exp")
+      ok = integer_claim(value, claims.expires_at);
+    else if (key == "nbf")
+      ok = integer_claim(value, claims.not_before);
+    else if (key == "iat")
+      ok = integer_claim(value, claims.issued_at);
+    if (!ok)
+      return false;
+  }
+  return true;
 }
 
 } // namespace

@@ -1,6 +1,6 @@
 #pragma once
-// What a route handler knows about a request: copied out of Pistache's parser (which reuses its buffers
-// once the handler returns), so it can travel to actors and back.
+// What a route handler knows about a request: built by the connection (http/connection.cpp) from the request
+// http/http1.hpp framed and the body it buffered, owning its bytes so that it can travel to actors and back.
 
 #include "http/router.hpp"
 

@@ -20,7 +20,6 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 void router::add(const std::string& method, const std::string& pattern, route_handler handler,
                  route_options options) {
-  largest_body_limit_ = std::max(largest_body_limit_, options.max_body_bytes);
   if (options.admission_control && !options.admission)
     options.admission = std::make_shared<admission_limit>();
   if (!options.admission_control)

@@ -32,7 +32,8 @@ struct route_options {
   size_t max_body_bytes = 0;     // largest body; 0 = the server's http.max_body_bytes
   bool method_override = false;  // reachable by POST + X-HTTP-Method-Override: <method>
   /// Admission control (http/admission.hpp): on by default. Off for routes operators must always reach (health,
-  /// metrics, debug) and for routes with a gate of their own (generations).
+  /// readiness, metrics, the /debug/actors API) and for routes with a gate of their own (generations). The debug
+  /// page and /debug/sleep and /debug/echo (helpers for load tests, which must see admission at work) keep it.
   bool admission_control = true;
   std::shared_ptr<admission_limit> admission; // set by router::add when admission_control is on
   /// For routes that take large bodies: run on the connection's thread once the head has arrived and before any body
@@ -41,8 +42,8 @@ struct route_options {
   std::function<std::optional<framing_error>(const request_head&, const std::string& peer_address)> before_body;
 };
 
-/// Options of a route that admission control must never refuse (health, metrics, debug) or that has a gate of its
-/// own (generations).
+/// Options of a route that admission control must never refuse (health, readiness, metrics, the /debug/actors API)
+/// or that has a gate of its own (generations).
 inline route_options without_admission_control() {
   route_options options;
   options.admission_control = false;
@@ -66,9 +67,6 @@ public:
 
   match find(std::string_view method, std::string_view path) const;
 
-  /// The largest max_body_bytes of any route (0 if none sets one): the server must read bodies that large.
-  size_t largest_body_limit() const { return largest_body_limit_; }
-
   /// Calls fn(pattern, method, limit) for every route under admission control (metrics).
   void for_each_admission(const std::function<void(const std::string&, const std::string&, const admission_limit&)>& fn)
     const;
@@ -84,7 +82,6 @@ private:
     std::unordered_map<std::string, method_route> by_method;
   };
   std::vector<route> routes_;
-  size_t largest_body_limit_ = 0;
 };
 
 /// Splits "/a/b/" into {"a", "b"}; empty segments are dropped.

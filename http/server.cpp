@@ -629,8 +629,4 @@ void server::stop() {
   }
 }
 
-int64_t server::open_connections() const {
-  return listener_ ? listener_->open_connections() : 0;
-}
-
 } // namespace troupe::http

@@ -243,8 +243,6 @@ public:
   uint16_t start();
   /// Closes the listener and every connection. Call after draining.
   void stop();
-  /// Connections open right now.
-  int64_t open_connections() const;
 
 private:
   config::settings settings_;

@@ -7,7 +7,7 @@
 #include "http/tus.hpp"
 
 #include "actors/paths.hpp"
-#include "persistence/accounts_sql.hpp"
+#include "persistence/ids.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -153,7 +153,7 @@ bool parse_creation(route_context& ctx, const std::shared_ptr<responder>& r, upl
   }
   spec.filename = *safe;
   auto repository = metadata->find("repository_id");
-  if (repository == metadata->end() || !accounts_sql::is_uuid(repository->second)) {
+  if (repository == metadata->end() || !is_uuid(repository->second)) {
     answer_invalid(r, "Upload-Metadata must name the repository: repository_id <base64 repository id (UUID)>.",
                    "Upload-Metadata.repository_id");
     return false;

@@ -1,8 +1,12 @@
 #pragma once
-// The base class of every Troupe actor: an event-based actor that debug tools can look into.
+// The base class of Troupe's actors: an event-based actor that debug tools can look into.
 //
-// Every actor of ours is spawned from a function taking `observed_actor*` (or `observed_stateful_actor<S>*`) instead
-// of caf::event_based_actor*; nothing else about writing an actor changes.
+// An observed actor is spawned from a function taking `observed_actor*` (or `observed_stateful_actor<S>*`) instead
+// of caf::event_based_actor*; nothing else about writing an actor changes. Most actors are; the exceptions are plain
+// CAF actors that debug mode does not see (no probe, no answer to debug peeks and traces): the job queue, job runners
+// and file-chunk processors (actors/jobs.cpp, actors/processing.cpp), the upload router, sweeper, sessions and I/O
+// actors (actors/uploads.cpp) and the upstream client actors (http/client/upstream_client.cpp). All of them but the
+// job runners still answer mailbox_atom.
 //
 // Why a base class rather than a wrapper around each behaviour: CAF 0.17 has no enqueue timestamp and no hook per
 // message (its actor profiler is compiled out of the Debian build). Overriding the two virtual functions every

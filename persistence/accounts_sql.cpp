@@ -1,4 +1,5 @@
 #include "persistence/accounts_sql.hpp"
+#include "persistence/ids.hpp"
 
 #include "config/service_error.hpp"
 
@@ -45,15 +46,6 @@ bool is_hex(char c) {
 }
 
 } // namespace
-
-bool is_uuid(const std::string& text) {
-  if (text.size() != 36)
-    return false;
-  for (size_t i = 0; i < text.size(); ++i)
-    if ((i == 8 || i == 13 || i == 18 || i == 23) ? text[i] != '-' : !is_hex(text[i]))
-      return false;
-  return true;
-}
 
 bool is_sha256_hex(const std::string& text) {
   if (text.size() != 64)

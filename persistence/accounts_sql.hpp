@@ -45,9 +45,6 @@ caf::expected<bool> api_key_touch(pqxx::transaction_base& tx, const std::string&
 
 caf::expected<int64_t> auth_purge(pqxx::transaction_base& tx);
 
-/// Whether `text` is a UUID in its canonical 8-4-4-4-12 hex form (either case).
-bool is_uuid(const std::string& text);
-
 /// Whether `text` is the hex of a SHA-256 (64 hex digits, either case).
 bool is_sha256_hex(const std::string& text);
 

@@ -1,4 +1,5 @@
 #include "persistence/database.hpp"
+#include "introspect/messages.hpp"
 #include "introspect/observed_actor.hpp"
 
 #include "persistence/accounts.hpp"

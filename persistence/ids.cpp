@@ -1,5 +1,6 @@
 #include "persistence/ids.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +22,17 @@ std::string random_uuid(std::mt19937_64& random) {
     out += hex[(word >> (60 - 4 * (i % 16))) & 0xF];
   }
   return out;
+}
+
+bool is_uuid(std::string_view text) {
+  if (text.size() != 36)
+    return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? text[i] != '-' : std::isxdigit(static_cast<unsigned char>(text[i])) == 0)
+      return false;
+  }
+  return true;
 }
 
 std::string utc_now_rfc3339() {

@@ -1,4 +1,5 @@
 #include "persistence/query_router.hpp"
+#include "introspect/messages.hpp"
 #include "introspect/observed_actor.hpp"
 
 #include "persistence/messages.hpp"

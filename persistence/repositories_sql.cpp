@@ -1,7 +1,7 @@
 // The SQL behind persistence/repositories.hpp (see content_sql.hpp for the conventions).
 
-#include "persistence/accounts_sql.hpp"
 #include "persistence/content_sql.hpp"
+#include "persistence/ids.hpp"
 
 #include "config/service_error.hpp"
 
@@ -12,7 +12,6 @@ namespace troupe::repositories_sql {
 
 namespace {
 
-using accounts_sql::is_uuid;
 using content_sql::epoch_ms;
 
 // Rows per INSERT when registering files: bounded statements whatever the archive.

@@ -1,7 +1,7 @@
 // The SQL behind persistence/uploads.hpp (see content_sql.hpp for the conventions).
 
-#include "persistence/accounts_sql.hpp"
 #include "persistence/content_sql.hpp"
+#include "persistence/ids.hpp"
 
 #include "config/service_error.hpp"
 
@@ -9,7 +9,6 @@ namespace troupe::uploads_sql {
 
 namespace {
 
-using accounts_sql::is_uuid;
 using content_sql::epoch_ms;
 
 const std::string upload_columns = "id::text, user_id::text, COALESCE(repository_id::text, ''), filename, metadata, "

@@ -1,4 +1,5 @@
 #include "persistence/writer.hpp"
+#include "introspect/messages.hpp"
 #include "introspect/observed_actor.hpp"
 
 #include "persistence/ids.hpp"

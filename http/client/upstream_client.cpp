@@ -6,7 +6,7 @@
 
 #include "http/client/upstream_client.hpp"
 
-#include "persistence/messages.hpp" // mailbox_atom
+#include "introspect/messages.hpp"
 
 #include <curl/curl.h>
 
@@ -70,7 +70,7 @@ using clock_type = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 /// The client's own heartbeat: one poll + perform round.
-using tick_atom = caf::atom_constant<caf::atom("uptick")>;
+using tick_atom = caf::atom_constant<caf::atom("curltick")>;
 
 /// Idle easy handles kept for reuse (their buffers; connections live in the multi handle's cache either way).
 constexpr size_t max_idle_handles = 64;

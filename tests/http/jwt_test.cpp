@@ -411,6 +411,42 @@ TEST_F(Jwt, ReadsAlgStrictly) {
   EXPECT_EQ(rejection(forge(R"({"\u0061lg":"HS\u0032\u0035\u0036"})", payload, secret)), std::nullopt);
 }
 
+/// `{"alg":"HS256","x":[[...]]}` whose arrays and objects nest `depth` deep (json::parse's depth: the object is 1).
+std::string header_nested(int depth) {
+  return R"({"alg":"HS256","x":)" + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+}
+
+// The header is read by the project's JSON reader (config/json.hpp) with the checks of the hand-written reader it
+// replaced (strict syntax, one value, bounded nesting, no repeated alg) and the ones that reader adds: no key twice
+// at all, UTF-8 only, no NUL, numbers in range. A byte order mark, which json::parse would skip, is refused. Each of
+// these tokens carries a valid MAC, so only the header check can refuse it.
+TEST_F(Jwt, ReadsTheHeaderWithTheSafeJsonReader) {
+  const std::string payload = to_json(standard_claims());
+  EXPECT_EQ(rejection(forge(header_nested(16), payload, secret)), std::nullopt);
+  EXPECT_EQ(rejection(forge(header_nested(17), payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge("\xEF\xBB\xBF" + standard_header, payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256","typ":"JWT","typ":"JWT"})", payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256","kid":")" + std::string("\xFF") + R"("})", payload, secret)),
+            jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256","kid":"\udc00"})", payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(std::string(R"({"alg":"HS256"})") + '\0', payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256","x":1e999})", payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256",})", payload, secret)), jwt_failure::malformed);
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256"}{})", payload, secret)), jwt_failure::malformed);
+  // alg is compared with all its bytes: an escaped NUL cannot cut "HS256\u0000none" down to "HS256".
+  EXPECT_EQ(rejection(forge(R"({"alg":"HS256\u0000none"})", payload, secret)), jwt_failure::wrong_algorithm);
+}
+
+// The payload is read the same way: an unknown claim may nest 16 deep in all, no deeper; integer claims must fit
+// int64_t and have no fraction.
+TEST_F(Jwt, ReadsThePayloadWithTheSafeJsonReader) {
+  EXPECT_EQ(rejection(token_with({{"x", std::string(15, '[') + std::string(15, ']')}})), std::nullopt);
+  EXPECT_EQ(rejection(token_with({{"x", std::string(16, '[') + std::string(16, ']')}})), jwt_failure::malformed);
+  EXPECT_EQ(rejection(token_with({{"exp", "9223372036854775808"}})), jwt_failure::malformed);
+  EXPECT_EQ(rejection(token_with({{"exp", std::to_string(now + 900) + ".0"}})), jwt_failure::malformed);
+  EXPECT_EQ(rejection(token_with({{"aud", R"(["other","troupe-api"])"}})), std::nullopt);
+}
+
 // A secret shorter than 32 bytes, a non-positive ttl or a negative leeway is refused at construction.
 TEST_F(Jwt, RejectsInvalidSettings) {
   jwt_settings invalid;

@@ -7,7 +7,7 @@
 // server stops. The test waits on replies and promises, each with a bound.
 
 #include "http/client/upstream_client.hpp"
-#include "persistence/messages.hpp"
+#include "introspect/messages.hpp"
 
 #include <gtest/gtest.h>
 
