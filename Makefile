@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json clean format
+.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path clean format
 
 run:
 	scripts/run $(ARGS)
@@ -52,6 +52,9 @@ bench-overload:
 
 bench-json:
 	bench/json.sh
+
+bench-path:
+	bench/path.sh
 
 clean:
 	rm -rf build build-asan build-tsan

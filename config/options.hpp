@@ -38,6 +38,7 @@ struct http_settings {
 struct actors_settings {
   int64_t threads;
   int64_t max_throughput;
+  int64_t idle_polls;
 };
 
 struct log_settings {

@@ -178,15 +178,25 @@ std::variant<access_claims, jwt_failure> authenticator::verify_cached(const std:
 
 void authenticator::authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then,
                                  int64_t reserve) {
+  identify(
+    r, policy,
+    [this, r, then = std::move(then)](const identity& who) {
+      bridge_.run(r, [then, who](caf::event_based_actor* self) { then(self, who); });
+    },
+    reserve);
+}
+
+void authenticator::identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then,
+                             int64_t reserve) {
   if (traffic_ && traffic_->shed(r, false))
     return;
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
   // (no extra hop), and the answer carries the decision.
   auto limit = traffic_ ? traffic_->policy(policy) : rate_policy{"", 0, 0};
   if (!limit.name.empty())
-    then = [this, r, then = std::move(then)](caf::event_based_actor* self, const identity& who) {
+    then = [this, r, then = std::move(then)](const identity& who) {
       if (traffic_->apply(r, who.via.limit, who.rate, "user:" + who.user_id))
-        then(self, who);
+        then(who);
     };
   const auto& req = r->req();
   auto header = req.header("Authorization");
@@ -202,14 +212,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
   credential cred;
   cred.reserve = reserve;
   cred.limit = limit;
-  if (token.rfind(api_key_prefix, 0) == 0) {
-    if (token.size() > max_api_key_length) {
-      refuse(r, "invalid_api_key", "", R"({"reason":"too_long"})", "The API key is invalid or revoked.");
-      return;
-    }
-    cred.kind = "api_key";
-    cred.key_id = sha256_hex(token); // the hash, until the key cache names the key
-  } else {
+  if (token.rfind(api_key_prefix, 0) != 0) {
     auto verified = verify_cached(token);
     if (auto* failure = std::get_if<jwt_failure>(&verified)) {
       refuse(r, "invalid_token", "", std::string{R"({"reason":")"} + to_string(*failure) + "\"}",
@@ -221,58 +224,63 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
     cred.user_id = claims.subject;
     cred.jti = claims.jti;
     cred.expires_at = claims.expires_at;
+    resolve(r, std::move(cred), std::move(then));
+    return;
   }
-  bridge_.run(r, [this, r, cred = std::move(cred), then = std::move(then)](caf::event_based_actor* self) mutable {
-    if (cred.kind != "api_key") {
-      resolve(self, r, std::move(cred), std::move(then));
-      return;
-    }
-    auto cache = bridge_.find(options_.key_cache);
-    if (!cache) {
-      r->fail(make_error(service_error::unavailable, "The API key cache is restarting; retry shortly."));
-      return;
-    }
-    // An address that used up its failures may still use keys the cache knows, but costs no query: a key the cache
-    // does not hold gets 429 (it may be good; the client retries after Retry-After).
-    auto ip = client_ip(r->req());
-    bool exhausted = traffic_ && traffic_->failures_exhausted(ip);
-    auto key_hash = cred.key_id;
-    self->request(*cache, caf::duration{db_timeout}, key_lookup_atom::value, key_hash, !exhausted)
-      .then(
-        [this, self, r, cred, then](api_key_record& key) mutable {
-          cred.user_id = key.user_id;
-          cred.key_id = key.id;
-          resolve(self, r, std::move(cred), std::move(then));
-        },
-        [this, r, ip, exhausted](caf::error& err) {
-          auto code = service_code(err);
-          if (code == service_error::unauthenticated)
-            refuse(r, "invalid_api_key", "", "{}", "The API key is invalid or revoked.");
-          else if (code == service_error::not_found && exhausted)
-            traffic_->refuse_failure(r, ip);
-          else
-            r->fail(err);
-        });
-  });
+  if (token.size() > max_api_key_length) {
+    refuse(r, "invalid_api_key", "", R"({"reason":"too_long"})", "The API key is invalid or revoked.");
+    return;
+  }
+  cred.kind = "api_key";
+  auto cache = bridge_.find(options_.key_cache);
+  if (!cache) {
+    r->fail(make_error(service_error::unavailable, "The API key cache is restarting; retry shortly."));
+    return;
+  }
+  // An address that used up its failures may still use keys the cache knows, but costs no query: a key the cache
+  // does not hold gets 429 (it may be good; the client retries after Retry-After).
+  auto ip = client_ip(req);
+  bool exhausted = traffic_ && traffic_->failures_exhausted(ip);
+  auto key_hash = sha256_hex(token);
+  bridge_.direct().request<api_key_record>(
+    *cache, db_timeout,
+    [this, r, cred, then](api_key_record& key) mutable {
+      r->arrived();
+      cred.user_id = key.user_id;
+      cred.key_id = key.id;
+      resolve(r, std::move(cred), std::move(then));
+    },
+    [this, r, ip, exhausted](caf::error& err) {
+      auto code = service_code(err);
+      if (code == service_error::unauthenticated)
+        refuse(r, "invalid_api_key", "", "{}", "The API key is invalid or revoked.");
+      else if (code == service_error::not_found && exhausted)
+        traffic_->refuse_failure(r, ip);
+      else
+        r->fail(err);
+    },
+    key_lookup_atom::value, key_hash, !exhausted);
 }
 
-void authenticator::resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred,
-                            continuation then) {
-  auto on_identity = [self, then](identity& who) { then(self, who); };
-  auto on_error = [this, r, cred](caf::error& err) {
+void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred, identified then) {
+  auto on_identity = [r, then](identity& who) {
+    r->arrived();
+    then(who);
+  };
+  auto on_error = [this, r, kind = cred.kind, user_id = cred.user_id](caf::error& err) {
     if (service_code(err) == service_error::unauthenticated)
-      refuse(r, cred.kind == "jwt" ? "revoked_token" : "revoked_api_key", cred.user_id, "{}", service_message(err));
+      refuse(r, kind == "jwt" ? "revoked_token" : "revoked_api_key", user_id, "{}", service_message(err));
     else
       r->fail(err);
   };
-  auto via_manager = [this, self, r, cred, on_identity, on_error]() mutable {
+  auto via_manager = [this, r, cred, on_identity, on_error]() mutable {
     auto manager = bridge_.find(options_.session_manager);
     if (!manager) {
       r->fail(make_error(service_error::unavailable, "Sessions are restarting; retry shortly."));
       return;
     }
-    self->request(*manager, caf::duration{db_timeout}, authorize_atom::value, cred.user_id, cred)
-      .then(on_identity, on_error);
+    bridge_.direct().request<identity>(*manager, db_timeout, on_identity, on_error, authorize_atom::value,
+                                       cred.user_id, cred);
   };
   // Usually the session is warm and found directly; if it just passivated, the manager starts a new one.
   auto session = options_.sessions->get(cred.user_id);
@@ -280,13 +288,14 @@ void authenticator::resolve(caf::event_based_actor* self, const std::shared_ptr<
     via_manager();
     return;
   }
-  self->request(*session, caf::infinite, authorize_atom::value, cred)
-    .then(on_identity, [via_manager, on_error](caf::error& err) mutable {
-      if (err == caf::sec::request_receiver_down)
-        via_manager();
-      else
-        on_error(err);
-    });
+  bridge_.direct().request<identity>(*session, db_timeout, on_identity,
+                                     [via_manager, on_error](caf::error& err) mutable {
+                                       if (err == caf::sec::request_receiver_down)
+                                         via_manager();
+                                       else
+                                         on_error(err);
+                                     },
+                                     authorize_atom::value, std::move(cred));
 }
 
 void authenticator::require_admin(const std::shared_ptr<responder>& r, continuation then) {

@@ -58,6 +58,9 @@ public:
   /// Inside a bridge worker, with the caller vouched for by its session. `self` may send further requests whose
   /// handlers complete the responder.
   using continuation = std::function<void(caf::event_based_actor* self, const identity& who)>;
+  /// With the caller vouched for by its session, on the thread of the actor that answered (its session): no actor
+  /// context, so it answers, or sends its next request through bridge().direct(), and returns at once.
+  using identified = std::function<void(const identity& who)>;
 
   /// Verifies the bearer credential and calls `then`; otherwise answers 401 (and records a security event), 429
   /// when the client's address used up its allowance of failed authentications (policy "anonymous": no look-up and
@@ -82,6 +85,10 @@ public:
   /// `who.quota.allowed` says whether it could (the caller answers 429 when not, and gives them back on failure).
   void authenticate(const std::shared_ptr<responder>& r, const std::string& policy, continuation then,
                     int64_t reserve = 0);
+  /// authenticate without a bridge worker: the credential goes from the reactor straight to the user's session (an
+  /// API key through the key cache first) and `then` runs where the session answered. A route that needs no actor
+  /// context saves two thread hand-offs this way.
+  void identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then, int64_t reserve = 0);
 
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }
@@ -96,7 +103,8 @@ private:
   /// jwt_codec::verify, remembered per HTTP thread for tokens already verified (expiry re-checked every time).
   std::variant<access_claims, jwt_failure> verify_cached(const std::string& token) const;
 
-  void resolve(caf::event_based_actor* self, const std::shared_ptr<responder>& r, credential cred, continuation then);
+  /// Asks the user's session (directly when it is live, else through the session manager) to vouch for `cred`.
+  void resolve(const std::shared_ptr<responder>& r, credential cred, identified then);
 
   /// A refused credential: counts the failure against the client's address, then records `event` and answers 401
   /// with `message`, or answers 429 (and records nothing) when the address is over its allowance.

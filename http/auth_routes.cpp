@@ -413,7 +413,8 @@ void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void me(route_context& ctx, const std::shared_ptr<responder>& r) {
-  ctx.auth.authenticate(r, [&ctx, r](caf::event_based_actor* self, const identity& who) {
+  // No actor context needed: the session's answer and the storage read each complete on the thread that answered.
+  ctx.auth.identify(r, "default", [&ctx, r](const identity& who) {
     // storage: null when the database cannot say (the rest of the account is the session's and still shown).
     auto answer = [r, who](const std::optional<storage_status>& storage) {
       auto res = json_response(
@@ -450,8 +451,9 @@ void me(route_context& ctx, const std::shared_ptr<responder>& r) {
       done(std::nullopt);
       return;
     }
-    self->request(*db, caf::duration{db_timeout}, storage_get_atom::value, who.user_id)
-      .then([done](storage_status& storage) { done(storage); }, [done](caf::error&) { done(std::nullopt); });
+    ctx.auth.bridge().direct().request<storage_status>(
+      *db, db_timeout, [done](storage_status& storage) { done(storage); }, [done](caf::error&) { done(std::nullopt); },
+      storage_get_atom::value, who.user_id);
   });
 }
 

@@ -26,8 +26,9 @@ std::vector<child_spec> bridge_children(size_t count) {
   return result;
 }
 
-actor_bridge::actor_bridge(std::shared_ptr<directory> names, size_t workers, std::chrono::milliseconds timeout)
-  : names_(std::move(names)), timeout_(timeout) {
+actor_bridge::actor_bridge(std::shared_ptr<directory> names, size_t workers, std::chrono::milliseconds timeout,
+                           caller& direct)
+  : names_(std::move(names)), timeout_(timeout), caller_(direct) {
   for (size_t i = 0; i < workers; ++i)
     worker_names_.push_back(worker_name(i));
 }
@@ -39,6 +40,10 @@ void actor_bridge::post(const std::shared_ptr<responder>& r, bridge_job job) {
     r->fail(make_error(service_error::unavailable, "The request bridge is restarting; retry shortly."));
     return;
   }
+  job.run = [r, run = std::move(job.run)](caf::event_based_actor* self) {
+    r->arrived();
+    run(self);
+  };
   caf::anon_send(*worker, std::move(job));
 }
 

@@ -1,14 +1,17 @@
 #pragma once
-// The non-blocking hand-off from a Pistache thread to an actor and back.
+// The non-blocking hand-offs from a reactor thread to the actors and back.
 //
-// A route handler calls bridge.ask(responder, target, to_response, message...). The Pistache thread only posts
-// a job to one of the bridge worker actors (round robin) and returns. The worker sends the request with the
-// configured timeout; the reply (turned into a response by `to_response`), the error, or the timeout (504)
-// completes the responder from the worker's thread. Nothing ever waits.
+// A route handler with one question calls bridge.ask(responder, target, to_response, message...): the request goes
+// straight into the target's mailbox through the caller (http/caller.hpp) with the configured timeout, and the
+// reply (turned into a response by `to_response`), the error, or the timeout (504) completes the responder on the
+// thread that answered. Nothing ever waits, and no worker stands in between.
 //
-// Bridge workers are supervised like every actor: the application starts them as children (bridge_children)
-// and the bridge finds the live incarnation by name on each post.
+// A handler that needs an actor context (several requests, state kept across replies) calls bridge.run(responder,
+// job): the job is posted to one of the bridge worker actors (round robin) and runs there with `self`. Bridge
+// workers are supervised like every actor: the application starts them as children (bridge_children) and the
+// bridge finds the live incarnation by name on each post.
 
+#include "http/caller.hpp"
 #include "http/server.hpp"
 
 #include "actors/directory.hpp"
@@ -43,25 +46,21 @@ std::vector<child_spec> bridge_children(size_t count);
 
 class actor_bridge {
 public:
-  actor_bridge(std::shared_ptr<directory> names, size_t workers, std::chrono::milliseconds timeout);
+  /// `direct` sends the requests of ask/ask_named and must outlive the bridge.
+  actor_bridge(std::shared_ptr<directory> names, size_t workers, std::chrono::milliseconds timeout, caller& direct);
 
   /// Sends `msg...` to `target`; completes `r` with to_response(reply) or with the error. `Reply` is the type
   /// of the target's answer.
   template <class Reply, class ToResponse, class... Ts>
   void ask(const std::shared_ptr<responder>& r, caf::actor target, ToResponse to_response, Ts... msg) {
-    auto timeout = caf::duration{timeout_};
-    post(r, bridge_job{[r, target = std::move(target), to_response = std::move(to_response),
-                        args = std::make_tuple(std::move(msg)...), timeout](caf::event_based_actor* self) mutable {
-           std::apply(
-             [&](auto&... xs) {
-               self->request(target, timeout, std::move(xs)...)
-                 .then([r, to_response](Reply& reply) { r->send(to_response(reply)); },
-                       [r](caf::error& err) { r->fail(err); });
-             },
-             args);
-         }});
+    caller_.request<Reply>(
+      target, timeout_,
+      [r, to_response = std::move(to_response)](Reply& reply) {
+        r->arrived();
+        r->send(to_response(reply));
+      },
+      [r](caf::error& err) { r->fail(err); }, std::move(msg)...);
   }
-
   /// Same, with the target looked up by name; 503 if it is not running right now.
   template <class Reply, class ToResponse, class... Ts>
   void ask_named(const std::shared_ptr<responder>& r, const std::string& name, ToResponse to_response, Ts... msg) {
@@ -82,6 +81,8 @@ public:
   std::optional<caf::actor> find(const std::string& name) const { return names_->get(name); }
 
   std::chrono::milliseconds timeout() const { return timeout_; }
+  /// Requests from any thread, answered on the answering actor's thread (http/caller.hpp).
+  caller& direct() { return caller_; }
 
 private:
   void post(const std::shared_ptr<responder>& r, bridge_job job);
@@ -90,6 +91,7 @@ private:
   std::vector<std::string> worker_names_;
   std::chrono::milliseconds timeout_;
   std::atomic<size_t> next_{0};
+  caller& caller_;
 };
 
 } // namespace troupe::http

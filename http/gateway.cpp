@@ -87,6 +87,8 @@ namespace {
 
 constexpr size_t max_error_body = 64 * 1024;
 constexpr auto breaker_timeout = std::chrono::seconds{1};
+/// How long the direct cache look-up waits for its shard before the call goes the worker's way.
+constexpr auto cache_lookup_timeout = std::chrono::seconds{5};
 
 int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -196,7 +198,7 @@ std::vector<gateway::upstream*> gateway::candidates(const std::string& model) {
 
 void gateway::models(const std::shared_ptr<responder>& r) {
   auto body = models_body_;
-  auth_.authenticate(r, [r, body](caf::event_based_actor*, const identity&) { r->send(json_response(200, body)); });
+  auth_.identify(r, "default", [r, body](const identity&) { r->send(json_response(200, body)); });
 }
 
 void gateway::chat(const std::shared_ptr<responder>& r) {
@@ -352,10 +354,11 @@ void gateway::start(const std::shared_ptr<call>& c) {
     return;
   }
   auto self_ptr = shared_from_this();
-  // The session takes a token of the generate policy and reserves one generation of the daily quota in one message.
-  auth_.authenticate(
+  // The session takes a token of the generate policy and reserves one generation of the daily quota in one message;
+  // its answer is handled on the session's thread (no bridge worker).
+  auth_.identify(
     c->r, "generate",
-    [self_ptr, c](caf::event_based_actor* self, const identity& who) {
+    [self_ptr, c](const identity& who) {
       c->who = who;
       if (!who.quota.allowed) {
         auto wait = std::max<int64_t>(1, who.quota.resets_at - now_unix());
@@ -368,9 +371,63 @@ void gateway::start(const std::shared_ptr<call>& c) {
         return;
       }
       c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id};
-      self_ptr->run(self, c);
+      self_ptr->look_up(c);
     },
     1);
+}
+
+namespace {
+
+/// The cache key of a call: the tenant (the user) goes in after the "gw:" prefix; a single flight (not cacheable)
+/// gets its own namespace, so a cached entry never answers it.
+std::string tenant_key(const std::string& cache_key, const std::string& user_id, bool cacheable) {
+  auto key = cache_key;
+  key.insert(3, user_id); // "gw:" + tenant + ":" + hash
+  if (!cacheable)
+    key.insert(0, "flight:");
+  return key;
+}
+
+/// A cached answer is "<upstream>\n<body>".
+bool split_cached(const std::string& value, std::string& upstream, std::string& body) {
+  auto newline = value.find('\n');
+  if (newline == std::string::npos)
+    return false;
+  upstream = value.substr(0, newline);
+  body = value.substr(newline + 1);
+  return true;
+}
+
+} // namespace
+
+void gateway::look_up(const std::shared_ptr<call>& c) {
+  auto me = shared_from_this();
+  auto in_worker = [me, c] {
+    me->auth_.bridge().run(c->r, [me, c](caf::event_based_actor* self) { me->run(self, c); });
+  };
+  std::optional<caf::actor> shard;
+  if (!c->req.stream && c->cacheable && opts_.cache)
+    shard = opts_.cache->shard_for(tenant_key(c->cache_key, c->who.user_id, true));
+  if (!shard) {
+    in_worker();
+    return;
+  }
+  auth_.bridge().direct().request<cache_reply>(
+    *shard, cache_lookup_timeout,
+    [me, c, in_worker](cache_reply& reply) {
+      c->r->arrived();
+      std::string upstream, body;
+      if (!reply.hit || !split_cached(reply.value, upstream, body)) {
+        in_worker(); // a miss (or a damaged entry): claim and produce, or wait for whoever produces
+        return;
+      }
+      if (me->cache_results_)
+        me->cache_results_->inc({"hit"});
+      c->quota.commit(); // a cached answer: the generation is used
+      c->answer(upstream, body, true);
+    },
+    [in_worker](caf::error&) { in_worker(); }, // the worker's path asks again and reports what it finds
+    cache_get_atom::value, tenant_key(c->cache_key, c->who.user_id, true));
 }
 
 void gateway::give_back_quota(const std::shared_ptr<call>& c) {
@@ -386,10 +443,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
     return;
   }
   auto me = shared_from_this();
-  auto key = c->cache_key;
-  key.insert(3, c->who.user_id); // "gw:" + tenant + ":" + hash
-  if (!c->cacheable)
-    key.insert(0, "flight:"); // a single flight must not be answered by a cached entry
+  auto key = tenant_key(c->cache_key, c->who.user_id, c->cacheable);
   auto produce = [me, c](caf::event_based_actor* worker, cache_client::result_handler done) {
     c->produced = true;
     c->done = std::move(done);
@@ -407,12 +461,12 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
       return;
     }
     c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
-    auto newline = result->find('\n');
-    if (newline == std::string::npos) {
+    std::string upstream, body;
+    if (!split_cached(*result, upstream, body)) {
       c->r->fail(make_error(service_error::internal, "A cached answer is damaged."));
       return;
     }
-    c->answer(result->substr(0, newline), result->substr(newline + 1), !c->produced);
+    c->answer(upstream, body, !c->produced);
   };
   // A producer may need every attempt on every upstream.
   milliseconds budget{0};

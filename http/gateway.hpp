@@ -94,6 +94,9 @@ public:
 
 private:
   void start(const std::shared_ptr<call>& c);
+  /// A cacheable call asks its cache shard directly (http/caller.hpp) and a hit is answered where the shard answers;
+  /// everything else continues in a bridge worker (run).
+  void look_up(const std::shared_ptr<call>& c);
   void run(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u);

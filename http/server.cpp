@@ -5,6 +5,8 @@
 
 #include "config/log.hpp"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -14,6 +16,11 @@
 namespace troupe::http {
 
 namespace {
+
+/// A number naming the calling thread (its pthread_t), to compare cheaply.
+uint64_t this_thread_token() {
+  return static_cast<uint64_t>(::pthread_self());
+}
 
 /// Bodies of requests whose method carries none by nature (GET, HEAD, DELETE, OPTIONS): what their routes take
 /// unless they set a limit of their own.
@@ -302,6 +309,9 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
   : routes_(std::move(routes)), metrics_(std::move(metrics)),
     requests_total_(metrics_->counter("troupe_http_requests_total", "HTTP requests answered, by route and status.",
                                       {"route", "method", "status"})),
+    handoffs_total_(metrics_->counter("troupe_http_handoffs_total",
+                                      "Thread hand-offs of answered requests, by route (divide by requests).",
+                                      {"route"})),
     request_seconds_(metrics_->histogram("troupe_http_request_duration_seconds",
                                          "Time from request parsed to response queued, by route and status.",
                                          {"route", "status"}, latency_buckets_seconds())),
@@ -348,10 +358,12 @@ void server_state::request_started() {
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
 }
 
-void server_state::request_finished(const request& req, int status) {
+void server_state::request_finished(const request& req, int status, uint32_t handoffs) {
   auto status_label = std::to_string(status);
   auto elapsed = seconds_since(req.started);
   requests_total_.inc({req.route, req.method, status_label});
+  if (handoffs > 0)
+    handoffs_total_.inc({req.route}, handoffs);
   request_seconds_.observe({req.route, status_label}, elapsed);
   if (access_log_sample_ > 0) {
     thread_local std::minstd_rand random{std::random_device{}()};
@@ -400,7 +412,20 @@ bool server_state::wait_idle(std::chrono::milliseconds grace) {
 responder::responder(std::shared_ptr<connection> conn, request req, std::shared_ptr<server_state> server,
                      bool keep_alive, bool http10, body_reservation body, admission_ticket ticket)
   : conn_(std::move(conn)), req_(std::move(req)), server_(std::move(server)), keep_alive_(keep_alive),
-    http10_(http10), body_(std::move(body)), ticket_(std::move(ticket)) {}
+    http10_(http10), body_(std::move(body)), ticket_(std::move(ticket)), reactor_thread_(this_thread_token()),
+    last_thread_(reactor_thread_) {}
+
+void responder::arrived() {
+  auto me = this_thread_token();
+  if (last_thread_.exchange(me, std::memory_order_relaxed) != me)
+    handoffs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+uint32_t responder::handoffs_to_answer() {
+  arrived();
+  // The bytes go back to the reactor through its inbox unless this is the reactor.
+  return handoffs() + (this_thread_token() != reactor_thread_ ? 1 : 0);
+}
 
 responder::~responder() {
   if (!answered_.load())
@@ -426,7 +451,7 @@ void responder::send(response res) {
   auto hooks = write_head(out, res, keep_alive, false);
   if (with_body)
     out += res.body;
-  server_->request_finished(req_, res.status);
+  server_->request_finished(req_, res.status, handoffs_to_answer());
   outbound item;
   item.bytes = std::move(out);
   item.last = true;
@@ -478,7 +503,7 @@ std::shared_ptr<response_stream> responder::stream(response head) {
   bool keep_alive = keep_alive_ && !server_->draining() && !http10_; // HTTP/1.0: the close ends the body
   std::string out;
   auto hooks = write_head(out, head, keep_alive, true);
-  server_->request_finished(req_, head.status);
+  server_->request_finished(req_, head.status, handoffs_to_answer());
   auto stream = std::shared_ptr<response_stream>(
     new response_stream(conn_, server_, !http10_, !keep_alive, std::move(hooks)));
   stream->send(std::move(out), false, false);

@@ -56,7 +56,7 @@ public:
   /// Accounting done once per response, when it is handed to its connection: request_finished (metrics, access
   /// log), then response_written, which counts it out of the in-flight gate.
   void request_started();
-  void request_finished(const request& req, int status);
+  void request_finished(const request& req, int status, uint32_t handoffs = 0);
   void response_written();
 
   /// Reserves `bytes` of the body budget (http.max_body_memory_bytes); false when it is spent.
@@ -73,6 +73,7 @@ private:
   std::shared_ptr<router> routes_;
   std::shared_ptr<metrics_registry> metrics_;
   counter_family& requests_total_;
+  counter_family& handoffs_total_;
   histogram_family& request_seconds_;
   size_t max_body_bytes_;
   int64_t body_budget_;
@@ -214,8 +215,17 @@ public:
   void add_header(std::string name, std::string value);
   /// Runs `fn` once the response is handed to the connection (e.g. to release an in-flight slot).
   void on_sent(std::function<void()> fn);
+  /// Notes that the request's code runs on the calling thread now: one thread hand-off more when it is not the
+  /// thread that last ran it. Called where a request changes threads (bridge jobs, caller replies), and by send;
+  /// the count (plus the hop back to the reactor, when the answer is sent from another thread) is added to
+  /// troupe_http_handoffs_total{route}.
+  void arrived();
+  /// Hand-offs counted so far.
+  uint32_t handoffs() const { return handoffs_.load(std::memory_order_relaxed); }
 
 private:
+  /// arrived(), then the hand-offs including the one back to the reactor.
+  uint32_t handoffs_to_answer();
   /// Serialises the status line and headers (standard, extra and `res`'s) into `out`; returns the on_sent hooks.
   std::vector<std::function<void()>> write_head(std::string& out, response& res, bool keep_alive, bool streamed);
 
@@ -227,6 +237,9 @@ private:
   body_reservation body_;
   admission_ticket ticket_;
   std::atomic<bool> answered_{false};
+  uint64_t reactor_thread_;                  // the thread that built the responder: the connection's reactor
+  std::atomic<uint64_t> last_thread_;        // the thread that last ran the request's code
+  std::atomic<uint32_t> handoffs_{0};
   std::mutex extras_mutex_; // add_header/on_sent may run on another thread than send
   std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::vector<std::function<void()>> on_sent_;
