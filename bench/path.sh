@@ -17,7 +17,8 @@
 # Run it under the build lock on a shared machine:  flock -o /tmp/troupe-build.lock make bench-path
 # Knobs: ROUNDS=3 DURATION=10s THREADS=2 BASELINE_REV=HEAD~1 (built into var/bench-baseline/, reused while its
 # commit is the same) or BASELINE_BIN (a binary), TROUPE_BIN (default build/troupe), BENCH_SKIP_BUILD=1,
-# BENCH_RESULTS (file), NGINX (default nginx).
+# BENCH_RESULTS (file), NGINX (default nginx), REPORT_FROM=bench/out/path-<time> (only the report, from the raw
+# files of an earlier run).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -35,21 +36,27 @@ WRK_SCRIPT=bench/wrk/gateway_chat.lua
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-pids=() troupe_pid="" mock_pid=""
+troupe_pid="" mock_pid=""
+stop_at_exit=(troupe_pid mock_pid nginx_pid)
 tmp=$(mktemp -d)
-cleanup() {
-  local status=$? pid
-  trap - EXIT INT TERM
-  stop_pid "$troupe_pid" troupe
-  stop_pid "$mock_pid" mock-upstream
-  stop_pid "$nginx_pid" nginx
-  for pid in "${pids[@]}"; do stop_pid "$pid" child; done
-  stop_database
-  rm -rf -- "$tmp"
-  exit "$status"
-}
-on_exit cleanup
+on_exit bench_cleanup
 
+declare -A series
+if [[ -n ${REPORT_FROM:-} ]]; then
+  # Only the report, from the raw files of an earlier run (e.g. one cut short after its measurements).
+  out=${REPORT_FROM%/}
+  # shellcheck source=/dev/null
+  source "$out/run.env"
+  machine_facts
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for file in "$out"/*-"$round".txt; do
+      key=$(basename "$file" "-$round.txt")
+      [[ $key == handoffs* || $key == metrics* ]] && continue
+      wrk_parse "$key" "$file"
+      series[$key]+="$RPS $P50_MS $P99_MS;"
+    done
+  done
+else
 build_release troupe mock-upstream
 command -v wrk >/dev/null || die "wrk is not installed (scripts/install-deps)"
 command -v "$NGINX" >/dev/null || die "nginx is not installed (scripts/install-deps)"
@@ -80,6 +87,8 @@ current_label="$commit$(git diff --quiet HEAD -- . ':!bench/RESULTS.md' 2>/dev/n
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/path-$stamp
 mkdir -p "$out"
+printf 'baseline_label=%q\ncurrent_label=%q\nstamp=%q\nROUNDS=%q\nDURATION=%q\nTHREADS=%q\n' \
+  "$baseline_label" "$current_label" "$stamp" "$ROUNDS" "$DURATION" "$THREADS" >"$out/run.env"
 
 # ---- the fixed parts: PostgreSQL, the mock upstream, nginx ------------------------------------------------------
 ensure_database
@@ -89,7 +98,7 @@ for _ in $(seq 100); do [[ -s $tmp/mock.port ]] && break; sleep 0.1; done
 [[ -s $tmp/mock.port ]] || die "the mock upstream did not start"
 mock_base=http://127.0.0.1:$(tr -d '\n' <"$tmp/mock.port")
 wait_ready "$mock_base/health" "$mock_pid" mock-upstream || die "the mock upstream did not answer"
-nginx_port=$(scripts/pg free-port)
+nginx_port=$(free_port)
 start_nginx "$NGINX" "$tmp" "$nginx_port" 1 "$out/nginx.log"
 TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"],"max_inflight":4096}]' "$mock_base")
 export TROUPE_UPSTREAMS
@@ -102,7 +111,7 @@ hit_body='{"model":"mock-1","temperature":0,"messages":[{"role":"system","conten
 # start BIN NAME: one troupe on a fresh port; sets base and token, fills the cache entry of the hit runs.
 start() {
   local bin=$1 name=$2 port
-  port=$(scripts/pg free-port)
+  port=$(free_port)
   "$bin" --set "http.port=$port" "${bench_args[@]}" </dev/null >"$out/$name.log" 2>&1 &
   troupe_pid=$!
   base=http://127.0.0.1:$port
@@ -120,22 +129,13 @@ start() {
 }
 
 # measure KEY CONNECTIONS URL [wrk args]: wrk into $out/KEY-ROUND.txt; appends "rps p50 p99" to the series KEY.
-declare -A series
-to_ms() { awk -v v="$1" 'BEGIN { if (!match(v, /^[0-9.]+/)) exit 1; n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-  f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : -1; if (f < 0) exit 1; printf "%.3f\n", n * f }'; }
 measure() {
-  local key=$1 connections=$2 url=$3 file
+  local key=$1 connections=$2 url=$3
   shift 3
-  file=$out/$key-$round.txt
-  wrk -t"$THREADS" -c"$connections" -d"$DURATION" --latency "$@" "$url" >"$file" 2>&1 || die "wrk failed: $file"
-  local rps p50 p99 non2xx
-  rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$file")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$file")") || die "unparsable: $file"
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$file")") || die "unparsable: $file"
-  non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
-  [[ -z $non2xx ]] || die "$key: $non2xx responses were not 2xx ($file)"
-  series[$key]+="$rps $p50 $p99;"
-  log "round $round $key: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+  wrk_run "$key" "$out/$key-$round.txt" -t"$THREADS" -c"$connections" -d"$DURATION" "$@" "$url"
+  ((NON2XX == 0 && SOCKET_ERRORS == 0)) || die "$key: $NON2XX non-2xx responses, $SOCKET_ERRORS socket errors"
+  series[$key]+="$RPS $P50_MS $P99_MS;"
+  log "round $round $key: $RPS req/s, p50 $P50_MS ms, p99 $P99_MS ms"
 }
 
 # handoffs NAME: per route, thread hand-offs per answered request (this build's /metrics).
@@ -168,17 +168,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
   export BENCH_CHAT=vary
   measure direct4 4 "$mock_base/v1/chat/completions" -s "$WRK_SCRIPT"
 done
+fi
 
 # med KEY FIELD (1 rps, 2 p50, 3 p99) -> the median over rounds
-med() { tr ';' '\n' <<<"${series[$1]}" | awk -v f="$2" 'NF { print $f }' | median; }
+field() { tr ';' '\n' <<<"${series[$1]}" | awk -v f="$2" 'NF { print $f }'; }
+# shellcheck disable=SC2046 # one figure per word
+med() { median $(field "$1" "$2"); }
 # added KEY FIELD -> the median over rounds of (troupe - direct), paired within a round
-added() {
-  paste <(tr ';' '\n' <<<"${series[$1]}" | awk -v f="$2" 'NF { print $f }') \
-    <(tr ';' '\n' <<<"${series[direct4]}" | awk -v f="$2" 'NF { print $f }') | awk '{ printf "%.3f\n", $1 - $2 }' | median
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-verdict() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN { ok = (dir == "ge") ? v >= t : v <= t; print ok ? "PASS" : "MISS" }'; }
-
+# shellcheck disable=SC2046
+added() { median $(paste <(field "$1" "$2") <(field direct4 "$2") | awk '{ printf "%.3f\n", $1 - $2 }'); }
 declare -A r
 for name in baseline current; do
   r[$name.me]=$(ratio "$(med "$name.me" 1)" "$(med "$name.health" 1)")
@@ -213,10 +211,10 @@ ensure_results_file "$RESULTS"
   echo
   echo "| target | baseline | current | verdict (current) |"
   echo "|---|---|---|---|"
-  echo "| /api/me >= 0.7x /health | ${r[baseline.me]}x | ${r[current.me]}x | $(verdict "${r[current.me]}" 0.7 ge) |"
-  echo "| cache hit >= 0.3x nginx | ${r[baseline.hit]}x | ${r[current.hit]}x | $(verdict "${r[current.hit]}" 0.3 ge) |"
-  echo "| added p50 <= 0.5 ms (-c4) | ${r[baseline.p50]} | ${r[current.p50]} | $(verdict "${r[current.p50]}" 0.5 le) |"
-  echo "| added p99 <= 1.2 ms (-c4) | ${r[baseline.p99]} | ${r[current.p99]} | $(verdict "${r[current.p99]}" 1.2 le) |"
+  echo "| /api/me >= 0.7x /health | ${r[baseline.me]}x | ${r[current.me]}x | $(at_least "${r[current.me]}" 0.7) |"
+  echo "| cache hit >= 0.3x nginx | ${r[baseline.hit]}x | ${r[current.hit]}x | $(at_least "${r[current.hit]}" 0.3) |"
+  echo "| added p50 <= 0.5 ms (-c4) | ${r[baseline.p50]} | ${r[current.p50]} | $(at_most "${r[current.p50]}" 0.5) |"
+  echo "| added p99 <= 1.2 ms (-c4) | ${r[baseline.p99]} | ${r[current.p99]} | $(at_most "${r[current.p99]}" 1.2) |"
   echo
   echo "Thread hand-offs per answered request (current build, last round, routes with >= 100 requests):"
   echo

@@ -238,8 +238,6 @@ public:
   uint16_t start(const std::string& address, uint16_t port, size_t threads);
   /// Stops accepting and closes every connection.
   void stop();
-  /// Connections open right now.
-  int64_t open_connections() const { return open_connections_->load(std::memory_order_relaxed); }
 
 private:
   struct impl;
