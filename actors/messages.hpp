@@ -92,12 +92,13 @@ struct credential {
   std::string key_id;   // api_key: the key's id
   rate_policy limit;    // the per-user rate limit to take a token of (empty name: none)
   int64_t reserve = 0;  // generations to reserve from today's quota once the rate limit let the request through
+  bool with_storage = false; // also answer the user's storage use (identity::storage), exact
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, credential& x) {
   return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit,
-           x.reserve);
+           x.reserve, x.with_storage);
 }
 
 /// A user's daily generation quota, as its session actor counts it.
@@ -127,12 +128,14 @@ struct identity {
   credential via;    // the credential that was presented
   quota_status quota;  // today's generation quota; with via.reserve > 0, whether the reservation was granted
   limit_decision rate; // the decision on via.limit, when one was asked for
+  bool storage_known = false; // with via.with_storage: whether `storage` could be read
+  storage_status storage;     // the user's storage use and limit (persistence/uploads.hpp)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, identity& x) {
   return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via, x.quota,
-           x.rate);
+           x.rate, x.storage_known, x.storage);
 }
 
 /// (authorize_atom, credential) -> identity: to a session actor; unauthenticated if the token or key is revoked.

@@ -24,7 +24,8 @@ std::function<std::optional<caf::actor>()> db_writer_lookup(std::shared_ptr<dire
 }
 
 supervisor_config make_persistence_supervisor(const config::settings& s, const supervision_context& context,
-                                              std::shared_ptr<writer_counters> counters) {
+                                              std::shared_ptr<writer_counters> counters,
+                                              std::shared_ptr<storage_epoch> storage_changes) {
   if (context.metrics)
     add_writer_collector(*context.metrics, counters);
   const auto& names = context.names;
@@ -34,6 +35,7 @@ supervisor_config make_persistence_supervisor(const config::settings& s, const s
   db.storage.free_bytes = s.quota.free_storage_bytes;
   db.storage.pro_bytes = s.quota.pro_storage_bytes;
   db.search_timeout = milliseconds{s.db.search_timeout_ms};
+  db.storage_changes = std::move(storage_changes);
   auto connection = [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); };
   auto pool_size = static_cast<size_t>(s.db.pool_size);
   for (size_t i = 0; i < pool_size; ++i)

@@ -17,6 +17,7 @@
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "persistence/storage_epoch.hpp"
 #include "persistence/writer.hpp"
 
 #include <caf/actor.hpp>
@@ -41,9 +42,11 @@ std::function<std::optional<caf::actor>()> db_query_lookup(std::shared_ptr<direc
 std::function<std::optional<caf::actor>()> db_writer_lookup(std::shared_ptr<directory> names);
 
 /// The "persistence" supervisor above, from the db.* and quota.*_storage_bytes settings. `writer` is the writer's
-/// counters (shared with the load monitor); their collector goes into context.metrics.
+/// counters (shared with the load monitor); their collector goes into context.metrics. Every transaction that may
+/// change storage use is counted in `storage_changes` (when given).
 supervisor_config make_persistence_supervisor(const config::settings& settings, const supervision_context& context,
-                                              std::shared_ptr<writer_counters> writer);
+                                              std::shared_ptr<writer_counters> writer,
+                                              std::shared_ptr<storage_epoch> storage_changes = nullptr);
 
 /// Writes the troupe_db_* families from the writer's counters.
 void add_writer_collector(metrics_registry& metrics, std::shared_ptr<writer_counters> counters);

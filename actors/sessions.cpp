@@ -51,6 +51,17 @@ struct session_state {
   std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
   int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
   bool refreshing_user = false;
+  // GET /api/me's storage use: the last exact read and the storage epoch it is exact at, the read under way and who
+  // waits for it (`late`: joined after it was sent, so it may predate their request).
+  struct storage_waiter {
+    identity who;
+    caf::response_promise promise;
+    bool late = false;
+  };
+  std::optional<storage_status> storage;
+  uint64_t storage_epoch_at = 0;
+  bool storage_reading = false;
+  std::vector<storage_waiter> storage_waiters;
 
   static inline const char* name = "session";
 };
@@ -59,6 +70,69 @@ using session_actor = observed_stateful_actor<session_state>;
 
 int64_t now(const session_options& opts) {
   return opts.now_unix ? opts.now_unix() : unix_now();
+}
+
+void read_storage(session_actor* self);
+
+/// Ends the storage read under way with `storage` (nullopt: the database could not say), read at `epoch` (nullopt:
+/// a change was under way). Waiters that joined late get it only if nothing changed since it was sent; otherwise a
+/// new read is sent for them.
+void storage_read(session_actor* self, std::optional<storage_status> storage, std::optional<uint64_t> epoch) {
+  auto& st = self->state;
+  st.storage_reading = false;
+  bool exact_now = storage && epoch && st.opts.storage_changes && st.opts.storage_changes->unchanged_since(*epoch);
+  if (exact_now) {
+    st.storage = storage;
+    st.storage_epoch_at = *epoch;
+  } else {
+    st.storage.reset();
+  }
+  auto waiters = std::move(st.storage_waiters);
+  st.storage_waiters.clear();
+  for (auto& w : waiters) {
+    if (w.late && storage && !exact_now) {
+      w.late = false; // the next read is sent after their request: it answers them
+      st.storage_waiters.push_back(std::move(w));
+      continue;
+    }
+    if (storage) {
+      w.who.storage_known = true;
+      w.who.storage = *storage;
+    }
+    w.promise.deliver(std::move(w.who));
+  }
+  if (!st.storage_waiters.empty())
+    read_storage(self);
+}
+
+/// Sends the storage read (one at a time; its answer goes to storage_read).
+void read_storage(session_actor* self) {
+  auto& st = self->state;
+  st.storage_reading = true;
+  auto epoch = st.opts.storage_changes ? st.opts.storage_changes->settled() : std::nullopt;
+  auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
+  if (!db) {
+    storage_read(self, std::nullopt, std::nullopt);
+    return;
+  }
+  self->request(*db, caf::duration{std::chrono::seconds{10}}, storage_get_atom::value, st.user.id)
+    .then([self, epoch](storage_status& storage) { storage_read(self, storage, epoch); },
+          [self](caf::error&) { storage_read(self, std::nullopt, std::nullopt); });
+}
+
+/// Answers `who` with the user's storage use: at once while the last read is still exact, else after a read.
+caf::result<identity> with_storage(session_actor* self, identity who) {
+  auto& st = self->state;
+  if (st.storage && st.opts.storage_changes && st.opts.storage_changes->unchanged_since(st.storage_epoch_at)) {
+    who.storage_known = true;
+    who.storage = *st.storage;
+    return who;
+  }
+  auto promise = self->make_response_promise();
+  st.storage_waiters.push_back(session_state::storage_waiter{std::move(who), promise, st.storage_reading});
+  if (!st.storage_reading)
+    read_storage(self);
+  return caf::delegated<identity>{};
 }
 
 /// Records (at most once a minute per key) that an API key was used; fire and forget.
@@ -177,8 +251,12 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       // A request the rate limit refused reserves nothing.
       bool admitted = cred.limit.name.empty() || rate.allowed;
       auto today = cred.reserve > 0 && admitted ? reserve_quota(self, cred.reserve) : quota(self);
-      return identity{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
-                      today, rate};
+      bool storage = cred.with_storage;
+      identity who{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
+                   today, rate, false, storage_status{}};
+      if (storage)
+        return with_storage(self, std::move(who));
+      return who;
     },
     [self](quota_atom, int64_t n) { return reserve_quota(self, n); },
     [self](revoke_atom, const std::string& jti, int64_t expires_at) -> caf::result<bool> {
@@ -364,7 +442,7 @@ void quota_reservation::give_back() {
 }
 
 child_spec make_sessions_supervisor(const config::settings& s, const supervision_context& context,
-                                    std::shared_ptr<directory> sessions) {
+                                    std::shared_ptr<directory> sessions, std::shared_ptr<storage_epoch> storage_changes) {
   // The manager routes user ids to session actors (loaded on first use, passivated when idle).
   session_manager_options manager;
   manager.session.idle = std::chrono::milliseconds{s.session.idle_ms};
@@ -374,6 +452,7 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
     return plan == "pro" ? pro : free;
   };
+  manager.session.storage_changes = std::move(storage_changes);
   manager.sessions = std::move(sessions);
   manager.metrics = context.metrics;
   if (context.metrics)

@@ -2,7 +2,11 @@
 // Session actors: one per active user, holding what verifying a request needs so the hot path never touches
 // PostgreSQL: the user's role and plan, revoked access tokens (until they expire) and revoked API keys.
 //
-// session actor   (authorize_atom, credential) -> identity   unauthenticated if the token/key is revoked
+// session actor   (authorize_atom, credential) -> identity   unauthenticated if the token/key is revoked; with
+//                                                  credential::with_storage also the user's storage use, from its
+//                                                  last read while no transaction changed storage since (the
+//                                                  storage epoch, persistence/storage_epoch.hpp), else read again
+//                                                  (one read at a time, shared by the requests waiting for it)
 //                 (revoke_atom, jti, int64_t expires_at) -> bool   persists the revocation (db.query), then refuses
 //                 (revoke_key_atom, key_id) -> bool
 //                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing
@@ -32,6 +36,7 @@
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "persistence/storage_epoch.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -60,6 +65,9 @@ struct session_options {
   std::function<int64_t()> now_unix;
   /// Monotonic clock of the user's rate-limit buckets, seconds (steady_clock when empty).
   std::function<double()> now_seconds;
+  /// Counts the transactions that change storage use: while it says nothing changed since the session read the
+  /// user's storage use, the session answers it without asking PostgreSQL. None: read every time.
+  std::shared_ptr<storage_epoch> storage_changes;
 };
 
 struct session_manager_options {
@@ -77,7 +85,8 @@ caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options
 /// sessions in `sessions` (read by authentication) and its sessions' DB look-ups and usage writes going to db.query
 /// and db.writer by name in context.names. troupe_sessions_active is collected into context.metrics.
 child_spec make_sessions_supervisor(const config::settings& settings, const supervision_context& context,
-                                    std::shared_ptr<directory> sessions);
+                                    std::shared_ptr<directory> sessions,
+                                    std::shared_ptr<storage_epoch> storage_changes = nullptr);
 
 /// Writes troupe_sessions_active from the count of live session actors.
 void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomic<int64_t>> active);

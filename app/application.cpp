@@ -59,6 +59,7 @@ struct shared_pieces {
   http::load_control load;                  // shed state and in-flight gates: the load monitor, HTTP, readiness
   std::shared_ptr<probe_registry> probes;   // debug mode only: the mailbox watch, the debug routes
   std::string uploads_dir;                  // uploads.dir, absolute
+  std::shared_ptr<storage_epoch> storage_changes; // counted by persistence, read by sessions (GET /api/me's storage)
 };
 
 shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<probe_registry> probes) {
@@ -71,6 +72,7 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
   p.load = http::make_load_control(s.limits);
   p.probes = std::move(probes);
   p.uploads_dir = absolute_uploads_dir(s.uploads.dir);
+  p.storage_changes = std::make_shared<storage_epoch>();
   return p;
 }
 
@@ -80,10 +82,10 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
   ops_inputs ops{{http::shedding_probe(p.load.shedding), http::upstreams_probe(s.upstreams, p.tree.names)}, p.probes};
   auto root = subsystem_supervisor("root", supervision_strategy::one_for_one, p.tree);
   root.children = {
-    supervisor_child(make_persistence_supervisor(s, p.tree, p.writer)),
+    supervisor_child(make_persistence_supervisor(s, p.tree, p.writer, p.storage_changes)),
     supervisor_child(make_auth_supervisor(s, p.tree)),
     supervisor_child(make_limits_supervisor(s.limits, p.tree)),
-    make_sessions_supervisor(s, p.tree, p.sessions),
+    make_sessions_supervisor(s, p.tree, p.sessions, p.storage_changes),
     supervisor_child(make_cache_supervisor(s.cache, p.tree, p.cache)),
     supervisor_child(http::client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
     supervisor_child(make_uploads_supervisor(s, p.tree, p.uploads_dir)),

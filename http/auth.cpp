@@ -187,7 +187,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
 }
 
 void authenticator::identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then,
-                             int64_t reserve) {
+                             int64_t reserve, bool with_storage) {
   if (traffic_ && traffic_->shed(r, false))
     return;
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
@@ -212,6 +212,7 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
   credential cred;
   cred.reserve = reserve;
   cred.limit = limit;
+  cred.with_storage = with_storage;
   if (token.rfind(api_key_prefix, 0) != 0) {
     auto verified = verify_cached(token);
     if (auto* failure = std::get_if<jwt_failure>(&verified)) {

@@ -88,7 +88,9 @@ public:
   /// authenticate without a bridge worker: the credential goes from the reactor straight to the user's session (an
   /// API key through the key cache first) and `then` runs where the session answered. A route that needs no actor
   /// context saves two thread hand-offs this way.
-  void identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then, int64_t reserve = 0);
+  /// With `with_storage`, the session also answers the user's storage use (identity::storage).
+  void identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then, int64_t reserve = 0,
+                bool with_storage = false);
 
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }

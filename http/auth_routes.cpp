@@ -128,55 +128,6 @@ std::string key_json(const api_key_record& key, const std::string& full_key = ""
     .done();
 }
 
-/// GET /api/me's storage reads (one primary-key read in PostgreSQL, where the use is exact): concurrent requests of
-/// one user share one read (single flight; nothing is kept), so a client asking many times at once costs one read
-/// at a time. A request that joins a read under way may miss a change committed during that read (less than a
-/// round trip); the limit itself is enforced in PostgreSQL, exactly. A read that never ended (its bridge worker
-/// died) is replaced once older than `stale_after`. Thread-safe: bridge workers share it.
-class storage_reads {
-public:
-  using waiter = std::function<void(const std::optional<storage_status>&)>;
-
-  /// Adds `w` to the user's read under way and returns 0, or starts a new read for it: returns its number (> 0),
-  /// which the caller passes to finish().
-  uint64_t join(const std::string& user_id, waiter w, std::chrono::steady_clock::duration stale_after) {
-    std::lock_guard<std::mutex> guard{mutex_};
-    auto now = std::chrono::steady_clock::now();
-    auto& read = reads_[user_id];
-    if (read.number != 0 && now - read.started < stale_after) {
-      read.waiters.push_back(std::move(w));
-      return 0;
-    }
-    read = pending{++last_number_, now, {std::move(w)}};
-    return read.number;
-  }
-
-  /// Ends read `number` of the user: each of its waiters gets `storage`.
-  void finish(const std::string& user_id, uint64_t number, const std::optional<storage_status>& storage) {
-    std::vector<waiter> waiters;
-    {
-      std::lock_guard<std::mutex> guard{mutex_};
-      auto read = reads_.find(user_id);
-      if (read == reads_.end() || read->second.number != number)
-        return; // replaced: its waiters went with it
-      waiters = std::move(read->second.waiters);
-      reads_.erase(read);
-    }
-    for (auto& w : waiters)
-      w(storage);
-  }
-
-private:
-  struct pending {
-    uint64_t number = 0;
-    std::chrono::steady_clock::time_point started;
-    std::vector<waiter> waiters;
-  };
-  std::mutex mutex_;
-  std::unordered_map<std::string, pending> reads_; // by user id: the reads under way
-  uint64_t last_number_ = 0;
-};
-
 struct route_context {
   authenticator& auth;
   json_schema credentials{schemas::credentials};
@@ -186,7 +137,6 @@ struct route_context {
   json_schema key{schemas::api_key};
   std::atomic<size_t> next_hasher{0};
   std::string dummy_hash; // verified against for unknown emails, so both failures take the same time
-  storage_reads storage;  // GET /api/me's
 
   explicit route_context(authenticator& a) : auth(a) {}
 
@@ -413,10 +363,12 @@ void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void me(route_context& ctx, const std::shared_ptr<responder>& r) {
-  // No actor context needed: the session's answer and the storage read each complete on the thread that answered.
-  ctx.auth.identify(r, "default", [&ctx, r](const identity& who) {
-    // storage: null when the database cannot say (the rest of the account is the session's and still shown).
-    auto answer = [r, who](const std::optional<storage_status>& storage) {
+  // One request to the user's session, which also answers the storage use (exact: read from PostgreSQL, or kept
+  // while no transaction changed storage since); the answer is sent from the session's thread.
+  ctx.auth.identify(
+    r, "default",
+    [r](const identity& who) {
+      auto storage = [&](int64_t value) { return who.storage_known ? std::optional<int64_t>{value} : std::nullopt; };
       auto res = json_response(
         200,
         json_object{}
@@ -432,29 +384,14 @@ void me(route_context& ctx, const std::shared_ptr<responder>& r) {
                           .num("remaining", std::max<int64_t>(0, who.quota.limit - who.quota.used))
                           .time("resets_at", who.quota.resets_at)
                           .done())
-          .num_or_null("storage_bytes_used", storage ? std::optional<int64_t>{storage->used_bytes} : std::nullopt)
-          .num_or_null("storage_bytes_limit", storage ? std::optional<int64_t>{storage->limit_bytes} : std::nullopt)
+          // null when the database cannot say (the rest of the account is the session's and still shown)
+          .num_or_null("storage_bytes_used", storage(who.storage.used_bytes))
+          .num_or_null("storage_bytes_limit", storage(who.storage.limit_bytes))
           .done());
       private_revalidated(res);
       r->send(std::move(res));
-    };
-    // Storage use is PostgreSQL's (exact under concurrent uploads): one primary-key read, shared by the user's
-    // concurrent requests.
-    auto number = ctx.storage.join(who.user_id, answer, 2 * db_timeout);
-    if (number == 0)
-      return; // the read under way answers this request too
-    auto done = [&ctx, user_id = who.user_id, number](const std::optional<storage_status>& storage) {
-      ctx.storage.finish(user_id, number, storage);
-    };
-    auto db = ctx.db();
-    if (!db) {
-      done(std::nullopt);
-      return;
-    }
-    ctx.auth.bridge().direct().request<storage_status>(
-      *db, db_timeout, [done](storage_status& storage) { done(storage); }, [done](caf::error&) { done(std::nullopt); },
-      storage_get_atom::value, who.user_id);
-  });
+    },
+    0, true);
 }
 
 void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {

@@ -187,11 +187,19 @@ auto run_query(database_actor* self, const char* what, Query query)
   }
 }
 
+/// run_query for a transaction that may change storage_usage: counted in the storage epoch from before it starts
+/// until it committed or rolled back, so no reader keeps a value it may have changed.
+template <class Query>
+auto run_storage_query(database_actor* self, const char* what, Query query) {
+  storage_epoch::change changing{self->state.options.storage_changes.get()};
+  return run_query(self, what, std::move(query));
+}
+
 /// Uploads, jobs and repositories (persistence/uploads.hpp, jobs.hpp, repositories.hpp).
 caf::message_handler content_handlers(database_actor* self) {
   return {
     [self](upload_create_atom, const upload_record& draft, int64_t expire_ms) {
-      return run_query(self, "upload_create", [&](pqxx::work& tx) {
+      return run_storage_query(self, "upload_create", [&](pqxx::work& tx) {
         return uploads_sql::create(tx, draft, expire_ms, self->state.options.storage);
       });
     },
@@ -203,17 +211,17 @@ caf::message_handler content_handlers(database_actor* self) {
                        [&](pqxx::work& tx) { return uploads_sql::advance(tx, id, from, to, expire_ms); });
     },
     [self](upload_complete_atom, const std::string& id, int64_t from, const job_draft& job) {
-      return run_query(self, "upload_complete", [&](pqxx::work& tx) { return uploads_sql::complete(tx, id, from, job); });
+      return run_storage_query(self, "upload_complete", [&](pqxx::work& tx) { return uploads_sql::complete(tx, id, from, job); });
     },
     [self](upload_empty_atom, const std::string& id, bool as_file, const std::string& language) {
-      return run_query(self, "upload_empty",
+      return run_storage_query(self, "upload_empty",
                        [&](pqxx::work& tx) { return uploads_sql::complete_empty(tx, id, as_file, language); });
     },
     [self](upload_terminate_atom, const std::string& id) {
-      return run_query(self, "upload_terminate", [&](pqxx::work& tx) { return uploads_sql::terminate(tx, id); });
+      return run_storage_query(self, "upload_terminate", [&](pqxx::work& tx) { return uploads_sql::terminate(tx, id); });
     },
     [self](upload_expire_atom, int32_t max) {
-      return run_query(self, "upload_expire", [&](pqxx::work& tx) { return uploads_sql::expire(tx, max); });
+      return run_storage_query(self, "upload_expire", [&](pqxx::work& tx) { return uploads_sql::expire(tx, max); });
     },
     [self](storage_get_atom, const std::string& user_id) {
       return run_query(self, "storage_get",
@@ -235,12 +243,12 @@ caf::message_handler content_handlers(database_actor* self) {
     },
     [self](job_finish_atom, const std::string& id, const std::string& owner, int32_t attempt,
            const std::string& result) {
-      return run_query(self, "job_finish",
+      return run_storage_query(self, "job_finish",
                        [&](pqxx::work& tx) { return jobs_sql::finish(tx, id, owner, attempt, result); });
     },
     [self](job_fail_atom, const std::string& id, const std::string& owner, int32_t attempt, const std::string& error,
            bool permanent, int64_t backoff_base_ms) {
-      return run_query(self, "job_fail", [&](pqxx::work& tx) {
+      return run_storage_query(self, "job_fail", [&](pqxx::work& tx) {
         return jobs_sql::fail(tx, id, owner, attempt, error, permanent, backoff_base_ms);
       });
     },
@@ -275,15 +283,15 @@ caf::message_handler content_handlers(database_actor* self) {
     },
     [self](files_register_atom, const std::string& job_id, const std::string& repository_id,
            const std::vector<file_entry>& entries) {
-      return run_query(self, "files_register", [&](pqxx::work& tx) {
+      return run_storage_query(self, "files_register", [&](pqxx::work& tx) {
         return repositories_sql::register_files(tx, job_id, repository_id, entries, self->state.options.storage);
       });
     },
     [self](files_resume_atom, const std::string& job_id) {
-      return run_query(self, "files_resume", [&](pqxx::work& tx) { return repositories_sql::resume_files(tx, job_id); });
+      return run_storage_query(self, "files_resume", [&](pqxx::work& tx) { return repositories_sql::resume_files(tx, job_id); });
     },
     [self](files_commit_atom, const file_batch& batch) {
-      return run_query(self, "files_commit", [&](pqxx::work& tx) { return repositories_sql::commit_batch(tx, batch); });
+      return run_storage_query(self, "files_commit", [&](pqxx::work& tx) { return repositories_sql::commit_batch(tx, batch); });
     },
   };
 }

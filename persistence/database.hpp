@@ -14,12 +14,14 @@
 // When the connection is lost it is re-established on demand with capped exponential backoff and jitter
 // (100 ms doubling to 5 s), so a flood of pings does not become a flood of connection attempts.
 
+#include "persistence/storage_epoch.hpp"
 #include "persistence/uploads.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 namespace troupe {
@@ -36,6 +38,9 @@ struct database_options {
   storage_limits storage;
   /// statement_timeout of a repository search (repo_search_atom); 0 = none.
   std::chrono::milliseconds search_timeout{5000};
+  /// Bracketed around every transaction that may change storage_usage (persistence/storage_epoch.hpp); none: not
+  /// counted.
+  std::shared_ptr<storage_epoch> storage_changes;
 };
 
 caf::actor spawn_database_connection(caf::actor_system& sys, database_options options);

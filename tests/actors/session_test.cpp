@@ -24,9 +24,15 @@ struct fake_db_state {
   std::vector<usage_row> usage;  // rows the writer received
   std::string role = "user";     // what user_by_id answers (guarded by mutex)
   std::atomic<int> user_reads{0};
+  std::atomic<int> storage_reads{0};
+  std::atomic<int64_t> storage_used{0};  // what storage_get answers
+  std::atomic<bool> hold_storage{false}; // storage_get answers only when released (storage_release below)
+  std::vector<std::pair<caf::response_promise, int64_t>> held; // guarded by mutex
 };
 
-caf::behavior fake_db(caf::event_based_actor*, std::shared_ptr<fake_db_state> db) {
+using storage_release_atom = caf::atom_constant<caf::atom("strelease")>;
+
+caf::behavior fake_db(caf::event_based_actor* self, std::shared_ptr<fake_db_state> db) {
   return {
     [db](session_load_atom, const std::string& user_id) -> caf::result<session_snapshot> {
       ++db->loads;
@@ -39,6 +45,23 @@ caf::behavior fake_db(caf::event_based_actor*, std::shared_ptr<fake_db_state> db
       return s;
     },
     [db](usage_load_atom, const std::string&, const std::string&) { return db->used_today.load(); },
+    [self, db](storage_get_atom, const std::string&) -> caf::result<storage_status> {
+      ++db->storage_reads;
+      storage_status s{db->storage_used.load(), 1000, "free"};
+      if (!db->hold_storage.load())
+        return s;
+      // Held: answered later with the value read now (a read whose snapshot predates what happens meanwhile).
+      auto promise = self->make_response_promise();
+      std::lock_guard<std::mutex> guard{db->mutex};
+      db->held.emplace_back(promise, s.used_bytes);
+      return caf::delegated<storage_status>{};
+    },
+    [db](storage_release_atom) {
+      std::lock_guard<std::mutex> guard{db->mutex};
+      for (auto& [promise, used] : db->held)
+        promise.deliver(storage_status{used, 1000, "free"});
+      db->held.clear();
+    },
     [db](user_by_id_atom, const std::string& user_id) -> caf::result<user_record> {
       ++db->user_reads;
       std::lock_guard<std::mutex> guard{db->mutex};
@@ -72,8 +95,9 @@ protected:
         caf::anon_send_exit(a, caf::exit_reason::kill);
   }
 
-  void start(int64_t daily_limit) {
+  void start(int64_t daily_limit, std::shared_ptr<storage_epoch> storage_changes = nullptr) {
     session_manager_options opts;
+    opts.session.storage_changes = std::move(storage_changes);
     opts.session.db_query = [a = db_actor_]() -> std::optional<caf::actor> { return a; };
     opts.session.writer = [a = writer_]() -> std::optional<caf::actor> { return a; };
     opts.session.daily_quota = [daily_limit](const std::string&) { return daily_limit; };
@@ -363,4 +387,80 @@ TEST_F(Sessions, QuotaReservationGivesBackUnlessCommitted) {
     second.give_back();
   }
   EXPECT_EQ(used(), 1);
+}
+
+namespace {
+
+/// authorize with the storage use; the identity's storage_bytes_used, or -1 if unknown.
+int64_t storage_of(caf::scoped_actor& self, const caf::actor& session, const std::string& user) {
+  credential cred{"jwt", user, "jti", 4102444800, "", {}};
+  cred.with_storage = true;
+  int64_t used = -2;
+  self->request(session, std::chrono::seconds{10}, authorize_atom::value, cred)
+    .receive([&](identity& who) { used = who.storage_known ? who.storage.used_bytes : -1; },
+             [&](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  return used;
+}
+
+} // namespace
+
+// GET /api/me's storage use: kept while no storage-changing transaction ran, read again after one (or while one is
+// under way), never kept from a read that a change overlapped.
+TEST_F(Sessions, StorageUseIsKeptOnlyWhileNothingChangedIt) {
+  auto epoch = std::make_shared<storage_epoch>();
+  start(50, epoch);
+  caf::scoped_actor self{*sys_};
+  auto s = session("u9");
+  db_->storage_used = 100;
+  EXPECT_EQ(storage_of(self, s, "u9"), 100);
+  EXPECT_EQ(storage_of(self, s, "u9"), 100);
+  EXPECT_EQ(db_->storage_reads.load(), 1); // the second answer came from the session
+  {
+    storage_epoch::change changing{epoch.get()};
+    db_->storage_used = 250;
+    // While a change is under way every request reads, and nothing read then is kept.
+    EXPECT_EQ(storage_of(self, s, "u9"), 250);
+    EXPECT_EQ(db_->storage_reads.load(), 2);
+  }
+  EXPECT_EQ(storage_of(self, s, "u9"), 250);
+  EXPECT_EQ(db_->storage_reads.load(), 3);
+  EXPECT_EQ(storage_of(self, s, "u9"), 250);
+  EXPECT_EQ(db_->storage_reads.load(), 3);
+  // A change that began and ended after the last read: read again.
+  { storage_epoch::change changing{epoch.get()}; db_->storage_used = 300; }
+  EXPECT_EQ(storage_of(self, s, "u9"), 300);
+  EXPECT_EQ(db_->storage_reads.load(), 4);
+}
+
+TEST_F(Sessions, StorageReadOverlappedByAChangeIsNotKeptAndLateJoinersReadAgain) {
+  auto epoch = std::make_shared<storage_epoch>();
+  start(50, epoch);
+  caf::scoped_actor self{*sys_};
+  auto s = session("u10");
+  db_->storage_used = 10;
+  db_->hold_storage = true;
+  credential cred{"jwt", "u10", "jti", 4102444800, "", {}};
+  cred.with_storage = true;
+  // First request: its read is held (snapshot 10).
+  self->send(s, authorize_atom::value, cred);
+  for (int i = 0; i < 200 && db_->storage_reads.load() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{5}); // bounded: the read is a message we cannot await
+  ASSERT_EQ(db_->storage_reads.load(), 1);
+  // A change commits while the read is out, then a second request joins the read under way.
+  { storage_epoch::change changing{epoch.get()}; db_->storage_used = 20; }
+  self->send(s, authorize_atom::value, cred);
+  self->send(s, mailbox_atom::value); // the session has taken the second request once this is answered
+  self->receive([](size_t) {});
+  db_->hold_storage = false;
+  caf::anon_send(db_actor_, storage_release_atom::value);
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 2; ++i)
+    self->receive([&](identity& who) { seen.push_back(who.storage_known ? who.storage.used_bytes : -1); },
+                  [&](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  // The first request gets the held read (it was sent after the request came); the late one gets a new read.
+  EXPECT_EQ(seen, (std::vector<int64_t>{10, 20}));
+  EXPECT_EQ(db_->storage_reads.load(), 2);
+  // The overlapped read (10) was not kept; the second one, which nothing overlapped, is.
+  EXPECT_EQ(storage_of(self, s, "u10"), 20);
+  EXPECT_EQ(db_->storage_reads.load(), 2);
 }

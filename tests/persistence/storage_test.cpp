@@ -46,6 +46,7 @@ protected:
     database_options options{db_.url(), 2000ms};
     options.storage.free_bytes = limit;
     options.storage.pro_bytes = 10 * limit;
+    options.storage_changes = epoch_;
     for (int i = 0; i < 2; ++i)
       connections_.push_back(spawn_database_connection(sys(), options));
     // Connected, and the schema migrated, before the tests write to it directly.
@@ -62,6 +63,7 @@ protected:
   }
 
   caf::actor_system& sys() { return *holder_.sys; }
+  std::shared_ptr<storage_epoch> epoch_ = std::make_shared<storage_epoch>();
 
   template <class T, class... Ts>
   caf::expected<T> query(Ts&&... xs) {
@@ -339,3 +341,37 @@ TEST_F(Storage, DeletionsKeepTheAccountExact) {
 }
 
 } // namespace
+
+// Every transaction that changes a user's storage use is counted in the storage epoch (what lets a session keep the
+// use it read: actors/sessions.hpp); reads are not counted.
+TEST_F(Storage, ChangesOfStorageUseAdvanceTheEpoch) {
+  auto o = make_owner("epoch@example.com");
+  auto at = [&] {
+    auto e = epoch_->settled();
+    EXPECT_TRUE(e) << "a change is still counted as under way";
+    return e.value_or(0);
+  };
+  auto e0 = at();
+  EXPECT_EQ(used(o), 0);
+  EXPECT_EQ(at(), e0); // a read
+  auto first = create(o, 700);
+  ASSERT_TRUE(first) << to_string(first.error());
+  auto e1 = at();
+  EXPECT_GT(e1, e0); // the reservation
+  EXPECT_TRUE(query<upload_record>(upload_load_atom::value, first->id));
+  EXPECT_EQ(at(), e1); // a read
+  ASSERT_TRUE(query<upload_record>(upload_terminate_atom::value, first->id));
+  auto e2 = at();
+  EXPECT_GT(e2, e1); // the reservation given back
+  auto done = completed(o, 100, "a.tar");
+  auto e3 = at();
+  EXPECT_GT(e3, e2);
+  ASSERT_TRUE(query<std::vector<file_record>>(files_register_atom::value, done.job_id, o.repository_id,
+                                              std::vector<file_entry>{{"a", 60}}));
+  EXPECT_GT(at(), e3); // files registered, the reservation released
+  EXPECT_EQ(used(o), 60);
+  // A change that fails (over the limit) is counted too: it may have run statements before failing.
+  auto e4 = at();
+  EXPECT_FALSE(create(o, 10 * limit));
+  EXPECT_GT(at(), e4);
+}
