@@ -115,7 +115,9 @@ void read_storage(session_actor* self) {
     storage_read(self, std::nullopt, std::nullopt);
     return;
   }
-  self->request(*db, caf::duration{std::chrono::seconds{10}}, storage_get_atom::value, st.user.id)
+  // Well under the 10 s the HTTP side waits for the session: a waiter may need two reads, and a slow database must
+  // end in `storage: null`, not in a 504.
+  self->request(*db, caf::duration{std::chrono::seconds{3}}, storage_get_atom::value, st.user.id)
     .then([self, epoch](storage_status& storage) { storage_read(self, storage, epoch); },
           [self](caf::error&) { storage_read(self, std::nullopt, std::nullopt); });
 }

@@ -289,7 +289,10 @@ void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred
     via_manager();
     return;
   }
-  bridge_.direct().request<identity>(*session, db_timeout, on_identity,
+  // A session that reserves quota is asked without a deadline (it answers, or bounces when it goes down): an answer
+  // after a timeout would be dropped, and the generation it reserved with it.
+  auto timeout = cred.reserve > 0 ? caller::clock::duration::max() : caller::clock::duration{db_timeout};
+  bridge_.direct().request<identity>(*session, timeout, on_identity,
                                      [via_manager, on_error](caf::error& err) mutable {
                                        if (err == caf::sec::request_receiver_down)
                                          via_manager();

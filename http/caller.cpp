@@ -49,7 +49,8 @@ void caller::send(caf::strong_actor_ptr dest, clock::duration timeout, handler_f
     return;
   }
   auto id = (next_id_.fetch_add(1, std::memory_order_relaxed) + 1) & caf::message_id::request_id_mask;
-  auto deadline = clock::now() + timeout;
+  // duration::max(): no deadline (the request ends with its answer, or when the receiver goes down).
+  auto deadline = timeout == clock::duration::max() ? clock::time_point::max() : clock::now() + timeout;
   {
     auto& s = shard_of(id);
     std::lock_guard<std::mutex> guard{s.mutex};

@@ -55,7 +55,7 @@ public:
   caller& operator=(const caller&) = delete;
 
   /// Sends `xs...` to `dest` as a request. `Replies...` are the types of the answer; for a typed handle they are
-  /// deduced from its interface and checked.
+  /// deduced from its interface and checked. `timeout` = clock::duration::max() waits without a deadline.
   template <class... Replies, class Handle, class OnReply, class OnError, class... Ts>
   void request(const Handle& dest, clock::duration timeout, OnReply on_reply, OnError on_error, Ts&&... xs) {
     static_assert(sizeof...(Ts) > 0, "no message to send");

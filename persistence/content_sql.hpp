@@ -15,6 +15,7 @@
 #include <caf/expected.hpp>
 #include <pqxx/pqxx>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -79,8 +80,10 @@ namespace jobs_sql {
 void prepare(pqxx::connection& conn);
 
 caf::expected<job_record> enqueue(pqxx::transaction_base& tx, const std::string& user_id, const job_draft& draft);
+/// Also ends the attempts whose lease lapsed (a last attempt fails its job and releases its upload's reservation);
+/// `on_lapse` is called before the first of them is ended (the caller counts a storage change: storage_epoch.hpp).
 caf::expected<std::vector<job_record>> claim(pqxx::transaction_base& tx, const std::string& owner, int64_t lease_ms,
-                                             int32_t max);
+                                             int32_t max, const std::function<void()>& on_lapse = {});
 caf::expected<std::vector<std::string>> renew(pqxx::transaction_base& tx, const std::string& owner,
                                               const std::vector<std::string>& ids, int64_t lease_ms);
 caf::expected<job_record> finish(pqxx::transaction_base& tx, const std::string& id, const std::string& owner,

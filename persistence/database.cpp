@@ -13,6 +13,7 @@
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 
+#include <optional>
 #include <caf/all.hpp>
 #include <pqxx/pqxx>
 
@@ -236,7 +237,15 @@ caf::message_handler content_handlers(database_actor* self) {
       return run_query(self, "job_enqueue", [&](pqxx::work& tx) { return jobs_sql::enqueue(tx, user_id, draft); });
     },
     [self](job_claim_atom, const std::string& owner, int64_t lease_ms, int32_t max) {
-      return run_query(self, "job_claim", [&](pqxx::work& tx) { return jobs_sql::claim(tx, owner, lease_ms, max); });
+      // A claim changes storage only when a lapsed last attempt releases its upload's reservation: counted from
+      // then (before the commit) until after the transaction, not on every poll.
+      std::optional<storage_epoch::change> changing;
+      auto lapsed = [&] {
+        if (!changing)
+          changing.emplace(self->state.options.storage_changes.get());
+      };
+      return run_query(self, "job_claim",
+                       [&](pqxx::work& tx) { return jobs_sql::claim(tx, owner, lease_ms, max, lapsed); });
     },
     [self](job_renew_atom, const std::string& owner, const std::vector<std::string>& ids, int64_t lease_ms) {
       return run_query(self, "job_renew", [&](pqxx::work& tx) { return jobs_sql::renew(tx, owner, ids, lease_ms); });

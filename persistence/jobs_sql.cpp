@@ -179,8 +179,10 @@ caf::expected<job_record> enqueue(pqxx::transaction_base& tx, const std::string&
 }
 
 caf::expected<std::vector<job_record>> claim(pqxx::transaction_base& tx, const std::string& owner, int64_t lease_ms,
-                                             int32_t max) {
+                                             int32_t max, const std::function<void()>& on_lapse) {
   for (const auto& row : tx.exec_prepared("troupe_job_lapse")) {
+    if (on_lapse)
+      on_lapse();
     auto job = to_job(row);
     end_attempt(tx, job, job.attempts, "lease_expired");
   }

@@ -178,6 +178,21 @@ TEST_F(Caller, TimeoutEndsTheRequestOnceAndTheLateAnswerIsDropped) {
   caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
 }
 
+TEST_F(Caller, ARequestWithoutDeadlineIsNeverSweptAndEndsWithItsAnswer) {
+  caller c{*sys, std::chrono::hours{1}};
+  auto h = sys->spawn(holder_impl);
+  std::promise<int32_t> got;
+  c.request<int32_t>(h, caller::clock::duration::max(), [&](int32_t n) { got.set_value(n); },
+                     [&](caf::error&) { got.set_value(-1); }, hold_atom::value);
+  EXPECT_EQ(c.sweep(caller::clock::now() + std::chrono::hours{24 * 365}), 0u);
+  EXPECT_EQ(c.pending(), 1u);
+  caf::anon_send(h, release_atom::value);
+  auto f = got.get_future();
+  ASSERT_EQ(f.wait_for(reply_bound), std::future_status::ready);
+  EXPECT_EQ(f.get(), 0);
+  caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+}
+
 TEST_F(Caller, TheSweeperTimesRequestsOutOnItsOwn) {
   caller c{*sys, 10ms};
   auto h = sys->spawn(holder_impl);

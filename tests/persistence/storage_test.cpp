@@ -375,3 +375,28 @@ TEST_F(Storage, ChangesOfStorageUseAdvanceTheEpoch) {
   EXPECT_FALSE(create(o, 10 * limit));
   EXPECT_GT(at(), e4);
 }
+
+// A claim is counted as a storage change only when it ends a lapsed attempt (a last one fails its job and releases
+// its upload's reservation), not on every poll of the queue.
+TEST_F(Storage, ALapsedLastAttemptCountsAsAStorageChange) {
+  auto o = make_owner("lapse@example.com");
+  auto upload = completed(o, 400, "lapse.tar");
+  EXPECT_EQ(used(o), 400);
+  auto claim = [&] {
+    return query<std::vector<job_record>>(job_claim_atom::value, std::string{"node"}, int64_t{60000}, int32_t{10});
+  };
+  auto before = epoch_->settled();
+  ASSERT_TRUE(before);
+  auto claimed = claim();
+  ASSERT_TRUE(claimed) << to_string(claimed.error());
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_TRUE(epoch_->unchanged_since(*before)); // an ordinary claim changes no storage
+  // Its worker vanished on its last attempt: the lease lapses, and the next poll fails the job.
+  db_.execute("UPDATE jobs SET lease_until = now() - interval '1 second', max_attempts = attempts WHERE id = '"
+              + upload.job_id + "'");
+  ASSERT_TRUE(claim());
+  EXPECT_FALSE(epoch_->unchanged_since(*before));
+  EXPECT_TRUE(epoch_->settled());
+  EXPECT_EQ(used(o), 0);
+  EXPECT_EQ(recomputed(o), 0);
+}
