@@ -19,9 +19,7 @@
 #include <chrono>
 #include <ctime>
 #include <functional>
-#include <mutex>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 namespace troupe::http {
