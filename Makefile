@@ -4,10 +4,14 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path clean format
+.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path clean format
 
 run:
 	scripts/run $(ARGS)
+
+# Three nodes of one cluster behind nginx round-robin on :8080 (README, "A cluster").
+run-cluster:
+	scripts/run-cluster $(ARGS)
 
 test:
 	scripts/test $(ARGS)

@@ -40,6 +40,10 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<cache_reply>("cache_reply");
   cfg.add_message_type<credential>("credential");
   cfg.add_message_type<identity>("identity");
+  cfg.add_message_type<cluster_origin>("cluster_origin");
+  cfg.add_message_type<bucket_level>("bucket_level");
+  cfg.add_message_type<std::vector<bucket_level>>("std::vector<bucket_level>");
+  cfg.add_message_type<session_handoff>("session_handoff");
   // Uploads, jobs and repositories (persistence/uploads.hpp, jobs.hpp, repositories.hpp; actors/uploads.hpp)
   cfg.add_message_type<upload_record>("upload_record");
   cfg.add_message_type<std::vector<upload_record>>("std::vector<upload_record>");

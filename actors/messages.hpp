@@ -325,6 +325,71 @@ using jobs_renew_tick_atom = caf::atom_constant<caf::atom("jobsrenew")>;
 /// Internal to job runners: take the next step.
 using job_step_atom = caf::atom_constant<caf::atom("jobstep")>;
 
+// --- Cluster (actors/cluster.hpp) ---------------------------------------------------------------------------------
+
+/// Who sends a message to another node's endpoint: its node id and epoch (a stale epoch is refused), and how many
+/// endpoints forwarded it already (a user's owner as the sender saw it may have moved: forwarded at most once).
+struct cluster_origin {
+  std::string node_id;
+  int64_t epoch = 0;
+  int32_t hops = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_origin& x) {
+  return f(caf::meta::type_name("cluster_origin"), x.node_id, x.epoch, x.hops);
+}
+
+/// One rate-limit bucket of a session, as handed to the user's next owner: the tokens it had at the hand-off.
+struct bucket_level {
+  rate_policy policy;
+  double tokens = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bucket_level& x) {
+  return f(caf::meta::type_name("bucket_level"), x.policy, x.tokens);
+}
+
+/// What a user's session hands to the user's next owner when membership moves the user: its buckets and today's
+/// quota use. The new owner never has more than this (buckets: the lower level; quota: the higher use).
+struct session_handoff {
+  std::string user_id;
+  std::vector<bucket_level> buckets;
+  std::string quota_date; // the quota day `used` counts (YYYY-MM-DD)
+  int64_t used = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_handoff& x) {
+  return f(caf::meta::type_name("session_handoff"), x.user_id, x.buckets, x.quota_date, x.used);
+}
+
+/// To a session: (handoff_atom) -> session_handoff, after which it ends (the user moved); (handoff_atom,
+/// session_handoff): lowers its buckets and raises its quota use to what the previous owner handed over.
+/// To the session manager: (handoff_atom, session_handoff): for the user's live or next session.
+/// To an endpoint: (handoff_atom, session_handoff, cluster_origin).
+using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
+/// (handoff_done_atom, node_id, std::vector<std::string> placed): to the session manager (to an endpoint with a
+/// cluster_origin): `node_id` handed over every session of the users it does not own under `placed`. A node waiting
+/// for such a user's hand-off starts it then (from its hand-off if one came, else fresh: it had no session).
+using handoff_done_atom = caf::atom_constant<caf::atom("hodone")>;
+/// Internal to the session manager: a user waited for its hand-off long enough.
+using handoff_timeout_atom = caf::atom_constant<caf::atom("hotmo")>;
+/// (cluster_view_atom): to the session manager; the cluster's placement changed: sessions of users this node no
+/// longer owns are handed to their owners.
+using cluster_view_atom = caf::atom_constant<caf::atom("clview")>;
+/// (cluster_reset_atom): to the session manager; this node was declared down and joins again with a new epoch:
+/// every session ends without a hand-off (the users' new owners started them empty meanwhile).
+using cluster_reset_atom = caf::atom_constant<caf::atom("clreset")>;
+/// (cluster_join_atom, std::string http_url, uint16_t http_port): to the membership actor, once HTTP listens.
+using cluster_join_atom = caf::atom_constant<caf::atom("cljoin")>;
+/// (cluster_leave_atom) -> bool: to the membership actor; drains this node (row "leaving", its users handed to their
+/// new owners once the others stopped placing it, row "down") and answers when done (at once when not joined).
+using cluster_leave_atom = caf::atom_constant<caf::atom("clleave")>;
+/// Internal to the membership actor: its heartbeat timer.
+using cluster_tick_atom = caf::atom_constant<caf::atom("cltick")>;
+
 // --- Metrics ------------------------------------------------------------------------------------------------------
 /// (metrics_atom) -> std::string: the Prometheus text exposition, mailbox sizes included.
 using metrics_atom = caf::atom_constant<caf::atom("metrics")>;

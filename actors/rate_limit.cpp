@@ -20,6 +20,11 @@ double token_bucket::available(double now) const {
   return std::min(burst_, tokens_ + elapsed * rate_per_second_);
 }
 
+void token_bucket::limit_to(double tokens, double now) {
+  tokens_ = std::max(0.0, std::min(available(now), tokens));
+  updated_ = std::max(updated_, now);
+}
+
 namespace {
 // Refills accumulate in small steps: forgive rounding so that a token due at t is there at t.
 constexpr double epsilon = 1e-9;

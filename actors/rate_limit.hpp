@@ -43,6 +43,10 @@ public:
   /// Seconds until the bucket is full again.
   double seconds_until_full(double now) const;
   bool full(double now) const { return available(now) >= burst_; }
+  double per_minute() const { return rate_per_second_ * 60.0; }
+  double burst() const { return burst_; }
+  /// At most `tokens` at `now` (a hand-off from the user's previous owner, or an empty start when `tokens` is 0).
+  void limit_to(double tokens, double now);
 
 private:
   void configure(double per_minute, double burst);

@@ -49,6 +49,8 @@ struct session_state {
   quota_day day;      // the quota day `used` counts
   int64_t used = 0;   // generations used that day
   std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
+  std::optional<double> moved_at; // when the user moved here from a node that handed nothing over: new buckets
+                                  // start empty then (monotonic seconds)
   int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
   bool refreshing_user = false;
   // GET /api/me's storage use: the last exact read and the storage epoch it is exact at, the read under way and who
@@ -215,12 +217,42 @@ void refresh_user(session_actor* self) {
       });
 }
 
+double seconds_now(const session_options& opts) {
+  return opts.now_seconds ? opts.now_seconds() : monotonic_seconds();
+}
+
+/// Takes over what the user's previous owner handed over: no bucket above its level, no less quota use.
+void take_handoff(session_actor* self, const session_handoff& handoff) {
+  auto& st = self->state;
+  auto t = seconds_now(st.opts);
+  for (const auto& level : handoff.buckets) {
+    auto bucket = st.buckets.find(level.policy.name);
+    if (bucket == st.buckets.end())
+      bucket =
+        st.buckets.emplace(level.policy.name, token_bucket{level.policy.per_minute, level.policy.burst, t}).first;
+    bucket->second.limit_to(level.tokens, t);
+  }
+  quota(self); // rolls the day over first
+  if (handoff.quota_date == st.day.date)
+    st.used = std::max(st.used, handoff.used);
+}
+
+/// How a session starts beyond its snapshot: what the user's previous owner handed over, or when the user moved
+/// here without a hand-off.
+struct session_arrival {
+  std::optional<session_handoff> handoff;
+  std::optional<double> moved_at;
+};
+
 caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts, quota_day day,
-                           int64_t used_today) {
+                           int64_t used_today, session_arrival arrival) {
   auto& st = self->state;
   st.opts = std::move(opts);
   st.day = std::move(day);
   st.used = used_today;
+  st.moved_at = arrival.moved_at;
+  if (arrival.handoff)
+    take_handoff(self, *arrival.handoff);
   st.user = std::move(snapshot.user);
   for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
@@ -244,10 +276,17 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       }
       limit_decision rate;
       if (!cred.limit.name.empty()) {
-        auto t = st.opts.now_seconds ? st.opts.now_seconds() : monotonic_seconds();
+        auto t = seconds_now(st.opts);
         auto bucket = st.buckets.find(cred.limit.name);
-        if (bucket == st.buckets.end())
+        if (bucket == st.buckets.end() && st.moved_at && *st.moved_at <= t) {
+          // The user's previous owner died with its buckets: as if emptied at the move, refilled since.
+          bucket =
+            st.buckets.emplace(cred.limit.name, token_bucket{cred.limit.per_minute, cred.limit.burst, *st.moved_at})
+              .first;
+          bucket->second.limit_to(0, *st.moved_at);
+        } else if (bucket == st.buckets.end()) {
           bucket = st.buckets.emplace(cred.limit.name, token_bucket{cred.limit.per_minute, cred.limit.burst, t}).first;
+        }
         rate = take_token(bucket->second, cred.limit, t);
       }
       // A request the rate limit refused reserves nothing.
@@ -278,6 +317,23 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       self->state.revoked_keys.insert(key_id);
       return true;
     },
+    [self](handoff_atom) {
+      // The user moved to another node: what it needs, then this session ends (later requests bounce to the
+      // manager, which sends them to the new owner).
+      auto& st = self->state;
+      auto t = seconds_now(st.opts);
+      session_handoff handoff;
+      handoff.user_id = st.user.id;
+      for (const auto& [name, bucket] : st.buckets)
+        handoff.buckets.push_back(bucket_level{rate_policy{name, bucket.per_minute(), bucket.burst()},
+                                               bucket.available(t)});
+      quota(self);
+      handoff.quota_date = st.day.date;
+      handoff.used = st.used;
+      self->quit();
+      return handoff;
+    },
+    [self](handoff_atom, const session_handoff& handoff) { take_handoff(self, handoff); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
     caf::after(self->state.opts.idle) >> [self] { self->quit(); },
   };
@@ -290,11 +346,44 @@ struct manager_state {
   keyed_children sessions; // user id -> live session
   using waiter = std::function<void(caf::expected<caf::actor>)>;
   std::unordered_map<std::string, std::vector<waiter>> loading;  // user id -> who waits for its session
+  // Hand-offs of users moved here, for their next session: user id -> (hand-off, when it came, monotonic seconds).
+  std::unordered_map<std::string, std::pair<session_handoff, double>> handoffs;
+  // Users whose session waits for their previous owner to let go: user id -> that node (cluster only).
+  std::unordered_map<std::string, std::string> awaiting;
+  // What each node last said it let go of: node id -> the placement it handed over for (handoff_done_atom).
+  std::unordered_map<std::string, std::vector<std::string>> released;
+  // Users that waited too long for a hand-off: their buckets start empty.
+  std::unordered_set<std::string> empty_start;
 
   static inline const char* name = "session_manager";
 };
 
 using manager_actor = observed_stateful_actor<manager_state>;
+
+void load_session(manager_actor* self, const std::string& user_id);
+
+/// The node whose hand-off `user_id` must wait for before this node serves it, or "" when it need not wait: it did
+/// not move here from a live member, its hand-off is here, or its previous owner let go of it already.
+std::string must_wait_for(manager_actor* self, const std::string& user_id) {
+  auto& st = self->state;
+  if (!st.opts.cluster || !st.opts.cluster->enabled() || st.handoffs.count(user_id) > 0)
+    return {};
+  auto move = st.opts.cluster->last_move(user_id);
+  if (!move || move->from_gone)
+    return {};
+  if (auto released = st.released.find(move->from); released != st.released.end()) {
+    auto pick = rendezvous_pick(released->second, user_id);
+    if (pick >= 0 && released->second[static_cast<size_t>(pick)] != move->from)
+      return {};
+  }
+  return move->from;
+}
+
+/// Ends the wait of `user_id` for its hand-off (it came, its previous owner let go, or the wait timed out): loads it.
+void stop_waiting(manager_actor* self, const std::string& user_id) {
+  if (self->state.awaiting.erase(user_id) > 0)
+    load_session(self, user_id);
+}
 
 /// Calls `then` with the session of `user_id` (or why there is none), loading it first if needed.
 void with_session(manager_actor* self, const std::string& user_id, manager_state::waiter then) {
@@ -306,7 +395,18 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
   auto& waiting = st.loading[user_id];
   waiting.push_back(std::move(then));
   if (waiting.size() > 1)
-    return;  // a load is under way; it answers everyone
+    return;  // a load (or the wait for a hand-off) is under way; it answers everyone
+  if (auto from = must_wait_for(self, user_id); !from.empty()) {
+    st.awaiting[user_id] = from;
+    self->delayed_send(self, st.opts.handoff_wait, handoff_timeout_atom::value, user_id);
+    return;
+  }
+  load_session(self, user_id);
+}
+
+/// Loads `user_id`'s session from the database and answers everyone waiting for it in `loading`.
+void load_session(manager_actor* self, const std::string& user_id) {
+  auto& st = self->state;
   auto db = st.opts.session.db_query ? st.opts.session.db_query() : std::nullopt;
   auto fail_all = [self, user_id](caf::error err) {
     auto waiting = std::move(self->state.loading[user_id]);
@@ -323,7 +423,16 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
                           st.opts.session.reset_utc_hour);
   auto start = [self, user_id, day](session_snapshot snapshot, int64_t used) {
         auto& st = self->state;
-        auto session = self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used);
+        session_arrival arrival;
+        if (auto handoff = st.handoffs.find(user_id); handoff != st.handoffs.end()) {
+          arrival.handoff = std::move(handoff->second.first);
+          st.handoffs.erase(handoff);
+        }
+        if (st.empty_start.erase(user_id) > 0)
+          arrival.moved_at = monotonic_seconds();
+        else if (st.opts.cluster)
+          arrival.moved_at = st.opts.cluster->moved_here_at(user_id);
+        auto session = self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used, std::move(arrival));
         // Counted in troupe_sessions_active until it terminates, however it ends (even with the manager).
         hold_while_alive(session, count_holder{st.opts.active});
         self->monitor(session);
@@ -348,6 +457,84 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
         else
           fail_all(std::move(err));
       });
+}
+
+constexpr size_t max_kept_handoffs = 100000;
+constexpr double handoff_keep_s = 3600;
+
+/// When another node owns `user_id` (a cluster whose view says so): delegates the message to that node's endpoint,
+/// or answers unavailable while this node has no view; true then. False: the user is this node's.
+template <class Promise, class... Ts>
+bool elsewhere(manager_actor* self, const std::string& user_id, Promise& promise, Ts&&... xs) {
+  auto route = route_user(self->state.opts.cluster.get(), user_id);
+  if (route.kind == session_route::local)
+    return false;
+  if (route.kind == session_route::unavailable)
+    promise.deliver(make_error(service_error::unavailable, "This node is joining the cluster; retry shortly."));
+  else
+    promise.delegate(route.endpoint, std::forward<Ts>(xs)..., std::move(route.origin));
+  return true;
+}
+
+/// Tells every other member of `view` that this node handed over all it does not own under `placed`.
+void say_handed_over(const cluster_view& view, const std::vector<std::string>& placed) {
+  cluster_origin origin{view.self, view.epoch, 0};
+  for (const auto& m : view.members)
+    if (m.node_id != view.self && m.endpoint)
+      caf::anon_send(m.endpoint, handoff_done_atom::value, view.self, placed, origin);
+}
+
+/// Placement changed: each live session of a user another node owns now hands its state to that node and ends;
+/// once all have, every other member hears that this node let go of what it no longer owns.
+void hand_off_moved(manager_actor* self) {
+  auto& st = self->state;
+  auto view = st.opts.cluster ? st.opts.cluster->view() : nullptr;
+  if (!view)
+    return;
+  // Users waiting for a hand-off that are no longer this node's: their requests go elsewhere now.
+  for (auto i = st.awaiting.begin(); i != st.awaiting.end();) {
+    if (route_user(st.opts.cluster.get(), i->first).kind == session_route::local) {
+      ++i;
+      continue;
+    }
+    auto waiting = std::move(st.loading[i->first]);
+    st.loading.erase(i->first);
+    for (auto& w : waiting)
+      w(make_error(service_error::unavailable, "This user moved to another node; retry."));
+    i = st.awaiting.erase(i);
+  }
+  auto placed = view->placed;
+  auto pending = std::make_shared<size_t>(1); // 1 until every hand-off is sent
+  auto one_done = [pending, view, placed] {
+    if (--*pending == 0)
+      say_handed_over(*view, placed);
+  };
+  for (const auto& [user_id, session] : st.sessions.all()) {
+    auto route = route_user(st.opts.cluster.get(), user_id);
+    if (route.kind != session_route::remote)
+      continue;
+    // Out of the directory at once: new requests go to the new owner (authentication places them first anyway).
+    st.opts.sessions->erase(user_id, session);
+    auto metrics = st.opts.metrics;
+    ++*pending;
+    self->request(session, caf::duration{std::chrono::seconds{5}}, handoff_atom::value)
+      .then(
+        [endpoint = route.endpoint, origin = route.origin, metrics, one_done](session_handoff& handoff) {
+          caf::anon_send(endpoint, handoff_atom::value, std::move(handoff), origin);
+          if (metrics)
+            metrics->counter("troupe_cluster_handoffs_total", "Sessions handed between nodes, by direction.",
+                             {"direction"})
+              .inc({"out"});
+          one_done();
+        },
+        [user_id = user_id, one_done](caf::error& err) {
+          // Its new owner waits for it until handoff_wait, then starts it empty: nothing given away.
+          log::warn("session hand-off failed; the user's new owner starts it empty",
+                    log::fields{}.add("user_id", user_id).add("error", to_string(err)));
+          one_done();
+        });
+  }
+  one_done();
 }
 
 caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
@@ -383,6 +570,8 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
     },
     [self](authorize_atom, const std::string& user_id, credential& cred) {
       auto promise = self->make_response_promise<identity>();
+      if (elsewhere(self, user_id, promise, authorize_atom::value, user_id, cred))
+        return promise;
       with_session(self, user_id, [promise, cred](caf::expected<caf::actor> session) mutable {
         if (session)
           promise.delegate(*session, authorize_atom::value, std::move(cred));
@@ -390,6 +579,99 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
           promise.deliver(std::move(session.error()));
       });
       return promise;
+    },
+    [self](quota_atom, const std::string& user_id, int64_t n) {
+      auto promise = self->make_response_promise<quota_status>();
+      if (elsewhere(self, user_id, promise, quota_atom::value, user_id, n))
+        return promise;
+      with_session(self, user_id, [promise, n](caf::expected<caf::actor> session) mutable {
+        if (session)
+          promise.delegate(*session, quota_atom::value, n);
+        else
+          promise.deliver(std::move(session.error()));
+      });
+      return promise;
+    },
+    [self](revoke_atom, const std::string& user_id, const std::string& jti, int64_t expires_at) {
+      auto promise = self->make_response_promise<bool>();
+      if (elsewhere(self, user_id, promise, revoke_atom::value, user_id, jti, expires_at))
+        return promise;
+      with_session(self, user_id, [promise, jti, expires_at](caf::expected<caf::actor> session) mutable {
+        if (session)
+          promise.delegate(*session, revoke_atom::value, jti, expires_at);
+        else
+          promise.deliver(std::move(session.error()));
+      });
+      return promise;
+    },
+    [self](revoke_key_atom, const std::string& user_id, const std::string& key_id) {
+      auto promise = self->make_response_promise<bool>();
+      if (elsewhere(self, user_id, promise, revoke_key_atom::value, user_id, key_id))
+        return promise;
+      // A session that is not live reads the revoked keys from the database when it starts.
+      if (auto session = self->state.sessions.find(user_id))
+        promise.delegate(*session, revoke_key_atom::value, key_id);
+      else
+        promise.deliver(true);
+      return promise;
+    },
+    [self](handoff_atom, session_handoff& handoff) {
+      auto& st = self->state;
+      if (st.opts.metrics)
+        st.opts.metrics->counter("troupe_cluster_handoffs_total", "Sessions handed between nodes, by direction.",
+                                 {"direction"})
+          .inc({"in"});
+      if (auto session = st.sessions.find(handoff.user_id)) {
+        self->send(*session, handoff_atom::value, std::move(handoff));
+        return;
+      }
+      auto user_id = handoff.user_id;
+      auto now = monotonic_seconds();
+      if (st.handoffs.size() >= max_kept_handoffs)
+        for (auto i = st.handoffs.begin(); i != st.handoffs.end();)
+          i = now - i->second.second > handoff_keep_s ? st.handoffs.erase(i) : std::next(i);
+      if (st.handoffs.size() < max_kept_handoffs)
+        st.handoffs[user_id] = {std::move(handoff), now};
+      stop_waiting(self, user_id);
+    },
+    [self](handoff_done_atom, const std::string& node_id, std::vector<std::string>& placed) {
+      auto& st = self->state;
+      std::vector<std::string> let_go;
+      for (const auto& [user_id, from] : st.awaiting) {
+        auto pick = rendezvous_pick(placed, user_id);
+        if (from == node_id && pick >= 0 && placed[static_cast<size_t>(pick)] != node_id)
+          let_go.push_back(user_id);
+      }
+      st.released[node_id] = std::move(placed);
+      for (const auto& user_id : let_go)
+        stop_waiting(self, user_id);
+    },
+    [self](handoff_timeout_atom, const std::string& user_id) {
+      auto& st = self->state;
+      auto from = st.awaiting.find(user_id);
+      if (from == st.awaiting.end())
+        return;
+      log::warn("no hand-off came for a user moved here; its buckets start empty",
+                log::fields{}.add("user_id", user_id).add("from", from->second));
+      st.empty_start.insert(user_id);
+      stop_waiting(self, user_id);
+    },
+    [self](cluster_view_atom) { hand_off_moved(self); },
+    [self](cluster_reset_atom) {
+      auto& st = self->state;
+      st.handoffs.clear();
+      st.released.clear();
+      st.empty_start.clear();
+      for (const auto& [user_id, from] : std::exchange(st.awaiting, {})) {
+        auto waiting = std::move(st.loading[user_id]);
+        st.loading.erase(user_id);
+        for (auto& w : waiting)
+          w(make_error(service_error::unavailable, "This node is rejoining the cluster; retry shortly."));
+      }
+      for (const auto& [user_id, session] : st.sessions.all()) {
+        st.opts.sessions->erase(user_id, session);
+        self->send_exit(session, caf::exit_reason::user_shutdown);
+      }
     },
     [self](children_atom) {
       // The live sessions, as children for debug mode's tree (at most max_listed_sessions, by user id).
@@ -411,16 +693,20 @@ caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options
   return sys.spawn(manager_impl, std::move(options));
 }
 
-quota_reservation::quota_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t n)
-  : sessions_(std::move(sessions)), user_id_(std::move(user_id)), n_(sessions_ ? std::max<int64_t>(n, 0) : 0) {}
+quota_reservation::quota_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t n,
+                                     std::shared_ptr<cluster_state> cluster)
+  : sessions_(std::move(sessions)), cluster_(std::move(cluster)), user_id_(std::move(user_id)),
+    n_(sessions_ ? std::max<int64_t>(n, 0) : 0) {}
 
 quota_reservation::quota_reservation(quota_reservation&& other) noexcept
-  : sessions_(std::move(other.sessions_)), user_id_(std::move(other.user_id_)), n_(std::exchange(other.n_, 0)) {}
+  : sessions_(std::move(other.sessions_)), cluster_(std::move(other.cluster_)), user_id_(std::move(other.user_id_)),
+    n_(std::exchange(other.n_, 0)) {}
 
 quota_reservation& quota_reservation::operator=(quota_reservation&& other) noexcept {
   if (this != &other) {
     give_back();
     sessions_ = std::move(other.sessions_);
+    cluster_ = std::move(other.cluster_);
     user_id_ = std::move(other.user_id_);
     n_ = std::exchange(other.n_, 0);
   }
@@ -439,12 +725,16 @@ void quota_reservation::give_back() {
   auto n = std::exchange(n_, 0);
   if (n <= 0)
     return;
-  if (auto session = sessions_->get(user_id_))
-    caf::anon_send(*session, quota_atom::value, -n);
+  auto route = route_user(cluster_.get(), user_id_);
+  if (route.kind == session_route::remote)
+    caf::anon_send(route.endpoint, quota_atom::value, user_id_, -n, std::move(route.origin));
+  else if (route.kind == session_route::local)
+    if (auto session = sessions_->get(user_id_))
+      caf::anon_send(*session, quota_atom::value, -n);
 }
 
 child_spec make_sessions_supervisor(const config::settings& s, const supervision_context& context,
-                                    std::shared_ptr<directory> sessions, std::shared_ptr<storage_epoch> storage_changes) {
+                                    session_pieces pieces) {
   // The manager routes user ids to session actors (loaded on first use, passivated when idle).
   session_manager_options manager;
   manager.session.idle = std::chrono::milliseconds{s.session.idle_ms};
@@ -454,8 +744,11 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
     return plan == "pro" ? pro : free;
   };
-  manager.session.storage_changes = std::move(storage_changes);
-  manager.sessions = std::move(sessions);
+  manager.session.storage_changes = std::move(pieces.storage_changes);
+  manager.sessions = std::move(pieces.sessions);
+  manager.active = std::move(pieces.active);
+  manager.cluster = std::move(pieces.cluster);
+  manager.handoff_wait = std::chrono::milliseconds{s.cluster.failure_ms + 3 * s.cluster.heartbeat_ms};
   manager.metrics = context.metrics;
   if (context.metrics)
     add_session_collector(*context.metrics, manager.active);

@@ -12,6 +12,9 @@
 //                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing
 //                                                  (n < 0 gives a failed generation back);
 //                                                  granted usage is persisted through the DB writer (batched)
+//                 (handoff_atom) -> session_handoff   its buckets and quota use, then it ends (the user moved to
+//                                                  another node)
+//                 (handoff_atom, session_handoff)  lowers its buckets / raises its quota use to the previous owner's
 //                 (mailbox_atom) -> size_t
 //                 passivates (exits normally) after `idle` without messages
 //                 re-reads its user (role, plan) from db.query in the background when a request finds it older than
@@ -19,9 +22,28 @@
 //
 // session manager (session_atom, user_id) -> caf::actor          the live session, loaded from PostgreSQL if needed
 //                 (authorize_atom, user_id, credential) -> identity   same, then asks the session
+//                 (quota_atom, user_id, int64_t n) -> quota_status      same, then (quota_atom, n) to the session
+//                 (revoke_atom, user_id, jti, int64_t expires_at) -> bool
+//                 (revoke_key_atom, user_id, key_id) -> bool       to the live session only (a new one reads the
+//                                                                database)
+//                 (handoff_atom, session_handoff)                  to the user's live session, else kept for its
+//                                                                next one (at most 100000, for an hour)
+//                 (handoff_done_atom, node_id, placed)             that node handed over what it no longer owns
+//
+// A user moved here from a member that is alive (this node joined, or that member drains) is served only once its
+// previous owner let it go: its hand-off came, or that member said it handed over everything it no longer owns
+// (handoff_done_atom; it had no session for the user), or handoff_wait passed (then its buckets start empty).
+// Requests for it wait meanwhile (about a heartbeat), so two nodes never admit for the same user at once.
+//                 (cluster_view_atom)       placement changed: hands the sessions of users this node no longer owns
+//                                           to their owners' endpoints
+//                 (cluster_reset_atom)      this node was declared down: ends every session, forgets hand-offs
 //                 (children_atom) -> std::vector<child_info>     the live sessions ("session:<user id>", at most
 //                                                                1000), so debug mode shows them in the tree
 //                 (mailbox_atom) -> size_t
+//
+// In a cluster (actors/cluster.hpp) the manager serves only the users this node owns: a request for another
+// node's user is delegated to that node's endpoint. A session of a user that moved here starts from the previous
+// owner's hand-off, or (the owner died) with empty buckets refilling from the moment of the move.
 //
 // The manager is the router of user id -> session: it loads a user's snapshot (concurrent first requests share one
 // load), spawns the session (which ends with the manager), publishes it in the sessions directory (so callers usually
@@ -31,6 +53,7 @@
 // The manager is the sessions subsystem's supervisor: it is a child of the root named "sessions", of kind supervisor
 // (it answers children_atom with its sessions).
 
+#include "actors/cluster.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
@@ -77,6 +100,11 @@ struct session_manager_options {
   std::shared_ptr<metrics_registry> metrics;
   /// Session actors alive: each holds one (a count_holder in its state) until it ends, whatever ends it.
   std::shared_ptr<std::atomic<int64_t>> active = std::make_shared<std::atomic<int64_t>>(0);
+  /// The cluster this node belongs to; null or disabled: every user is this node's.
+  std::shared_ptr<cluster_state> cluster;
+  /// How long a user moved here from a live member waits for that member's hand-off before it starts with empty
+  /// buckets (cluster.failure_ms + 3 heartbeats).
+  std::chrono::milliseconds handoff_wait{8000};
 };
 
 caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options);
@@ -84,9 +112,16 @@ caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options
 /// The "sessions" child of the root: the session manager from the session.* and quota.* settings, publishing live
 /// sessions in `sessions` (read by authentication) and its sessions' DB look-ups and usage writes going to db.query
 /// and db.writer by name in context.names. troupe_sessions_active is collected into context.metrics.
+/// What the sessions share with the rest of the node.
+struct session_pieces {
+  std::shared_ptr<directory> sessions = std::make_shared<directory>(); // live sessions by user id
+  std::shared_ptr<storage_epoch> storage_changes;                       // none: storage is read every time
+  std::shared_ptr<std::atomic<int64_t>> active = std::make_shared<std::atomic<int64_t>>(0);
+  std::shared_ptr<cluster_state> cluster;                               // none: a single node
+};
+
 child_spec make_sessions_supervisor(const config::settings& settings, const supervision_context& context,
-                                    std::shared_ptr<directory> sessions,
-                                    std::shared_ptr<storage_epoch> storage_changes = nullptr);
+                                    session_pieces pieces);
 
 /// Writes troupe_sessions_active from the count of live session actors.
 void add_session_collector(metrics_registry& metrics, std::shared_ptr<std::atomic<int64_t>> active);
@@ -104,7 +139,8 @@ public:
   quota_reservation() noexcept = default;
   /// Takes over a granted reservation; `sessions` is where live sessions are published by user id
   /// (session_manager_options::sessions).
-  quota_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t n = 1);
+  quota_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t n = 1,
+                    std::shared_ptr<cluster_state> cluster = nullptr);
   quota_reservation(quota_reservation&& other) noexcept;
   quota_reservation& operator=(quota_reservation&& other) noexcept;
   quota_reservation(const quota_reservation&) = delete;
@@ -120,6 +156,7 @@ public:
 
 private:
   std::shared_ptr<directory> sessions_;
+  std::shared_ptr<cluster_state> cluster_;
   std::string user_id_;
   int64_t n_ = 0;
 };

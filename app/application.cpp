@@ -2,6 +2,7 @@
 
 #include "actors/auth_workers.hpp"
 #include "actors/cache.hpp"
+#include "actors/cluster.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
@@ -15,6 +16,7 @@
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
 #include "http/cache_routes.hpp"
+#include "http/cluster_routes.hpp"
 #include "http/client/upstream_client.hpp"
 #include "http/cors.hpp"
 #include "http/debug_routes.hpp"
@@ -60,6 +62,8 @@ struct shared_pieces {
   std::shared_ptr<probe_registry> probes;   // debug mode only: the mailbox watch, the debug routes
   std::string uploads_dir;                  // uploads.dir, absolute
   std::shared_ptr<storage_epoch> storage_changes; // counted by persistence, read by sessions (GET /api/me's storage)
+  std::shared_ptr<std::atomic<int64_t>> sessions_active; // live session actors: sessions, the cluster's row
+  std::shared_ptr<cluster_state> cluster;   // placement: the cluster, sessions, authentication, the gateway
 };
 
 shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<probe_registry> probes) {
@@ -73,6 +77,8 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
   p.probes = std::move(probes);
   p.uploads_dir = absolute_uploads_dir(s.uploads.dir);
   p.storage_changes = std::make_shared<storage_epoch>();
+  p.sessions_active = std::make_shared<std::atomic<int64_t>>(0);
+  p.cluster = std::make_shared<cluster_state>(s.cluster.enabled, s.cluster.node_id);
   return p;
 }
 
@@ -85,13 +91,18 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
     supervisor_child(make_persistence_supervisor(s, p.tree, p.writer, p.storage_changes)),
     supervisor_child(make_auth_supervisor(s, p.tree)),
     supervisor_child(make_limits_supervisor(s.limits, p.tree)),
-    make_sessions_supervisor(s, p.tree, p.sessions, p.storage_changes),
+    make_sessions_supervisor(s, p.tree, session_pieces{p.sessions, p.storage_changes, p.sessions_active, p.cluster}),
     supervisor_child(make_cache_supervisor(s.cache, p.tree, p.cache)),
     supervisor_child(http::client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
     supervisor_child(make_uploads_supervisor(s, p.tree, p.uploads_dir)),
     supervisor_child(make_ops_supervisor(s, p.tree, std::move(ops))),
     supervisor_child(http::make_http_supervisor(s, p.tree, p.load, p.writer)),
   };
+  // After the sessions (its exit, marking this node down, comes before theirs); it joins once HTTP listens.
+  if (s.cluster.enabled)
+    root.children.insert(root.children.begin() + 4,
+                         make_cluster_supervisor(cluster_options{s.cluster, s.db.url, p.cluster, p.tree.names,
+                                                                 p.tree.metrics, p.sessions_active}));
   return root;
 }
 
@@ -223,6 +234,19 @@ int run_server(const config::settings& settings) {
       grant_configured_admins(settings);
   }
 
+  if (auto problem = cluster_settings_problem(settings.cluster); !problem.empty()) {
+    log::error("refusing to start", log::fields{}.add("error", problem));
+    log::shutdown();
+    return 1;
+  }
+  if (settings.cluster.enabled && settings.db.url.empty()) {
+    log::error("refusing to start",
+               log::fields{}.add("error", "cluster.enabled needs the database (TROUPE_DATABASE_URL): it holds the "
+                                          "membership table"));
+    log::shutdown();
+    return 1;
+  }
+
   // Debug mode gives every actor a probe (introspect/observed_actor.hpp); without it actors carry none.
   system_config cfg;
   if (settings.debug.enabled)
@@ -233,6 +257,7 @@ int run_server(const config::settings& settings) {
   // CAF's default (500 polls 50 us apart after every burst of work) keeps the threads of a node with periodic
   // timers spinning: 12-23% of a core on an idle node, measured (1% with 10). After idle_polls they sleep until work comes.
   cfg.set("work-stealing.moderate-poll-attempts", static_cast<size_t>(settings.actors.idle_polls));
+  configure_cluster_transport(cfg, settings.cluster);
   int exit_status = 0;
   {
     caf::actor_system sys{cfg};
@@ -274,6 +299,8 @@ int run_server(const config::settings& settings) {
     auth_opts.refresh_ttl =
       std::chrono::duration_cast<std::chrono::seconds>(milliseconds{settings.auth.refresh_ttl_ms});
     auth_opts.sessions = shared.sessions;
+    auth_opts.cluster = shared.cluster;
+    auth_opts.remote_timeout = milliseconds{settings.cluster.request_timeout_ms};
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
     auto traffic_opts = http::traffic_options_from(settings);
@@ -339,6 +366,7 @@ int run_server(const config::settings& settings) {
     http::repository_route_options repository_routes;
     repository_routes.cors = cors;
     http::add_repository_routes(*routes, authenticator, repository_routes);
+    http::add_cluster_routes(*routes, authenticator, shared.cluster);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_http_collector(*metrics, http_state);
     http::server server{settings, http_state};
@@ -357,11 +385,28 @@ int run_server(const config::settings& settings) {
       return 1;
     }
     auto url = "http://" + settings.http.address + ":" + std::to_string(port);
+    // Known once HTTP listens: the default node id names the port.
+    auto node_id = resolve_node_id(settings.cluster, port);
+    shared.cluster->set_node_id(node_id);
+    http_state->set_node_id(node_id);
+    if (settings.cluster.enabled)
+      join_cluster(*shared.cluster, *names, url, port);
     log::info("listening", log::fields{}.add("url", url).add("port", static_cast<int64_t>(port)));
 
     // 3. Wait for SIGTERM/SIGINT (or the root's failure).
     int received = 0;
     sigwait(&signals, &received);
+    // In a cluster, hand this node's users to their new owners first, while it still serves (and forwards).
+    if (settings.cluster.enabled)
+      if (auto membership = names->get("cluster")) {
+        caf::scoped_actor self{sys};
+        auto bound = milliseconds{3 * settings.cluster.heartbeat_ms + 5000};
+        self->request(*membership, caf::duration{bound}, cluster_leave_atom::value)
+          .receive([](bool) {},
+                   [](caf::error& err) {
+                     log::warn("cluster drain did not finish; leaving anyway", log::fields{}.add("error", to_string(err)));
+                   });
+      }
     // Refuse new requests before saying so: whoever reads "shutting down" in the log may rely on it.
     http_state->begin_drain();
     log::info("shutting down", log::fields{}

@@ -6,12 +6,14 @@
 #include "config/loader.hpp"
 #include "http/auth.hpp"
 #include "persistence/admin.hpp"
+#include "persistence/cluster_store.hpp"
 #include "persistence/migrations.hpp"
 
 #include <cstring>
 #include <iostream>
 #include <string>
 #include <variant>
+#include <cstdio>
 #include <vector>
 
 namespace {
@@ -26,6 +28,8 @@ Commands:
   admin grant EMAIL  make the account with this email an admin (registration never does)
   admin revoke EMAIL make it a plain user again
   inspect ...        look into a running Troupe in debug mode: actors | mailbox ID | top (troupe inspect --help)
+  cluster status     one line per cluster member: node, state, address, epoch, last heartbeat, sessions
+  cluster drain NODE make NODE hand its users to the other members and leave (its process then exits)
   print-config       print the effective configuration as JSON, secrets redacted (also: --print-config)
   options-markdown   print the option table in Markdown (the README's table is generated from it)
   help               show this help (also: --help, -h)
@@ -92,6 +96,44 @@ int set_role(const troupe::config::settings& settings, const std::string& action
   return 0;
 }
 
+/// `troupe cluster status|drain NODE`, straight from the membership table.
+int cluster_command(const troupe::config::settings& settings, const std::string& action, const std::string& node) {
+  if (settings.db.url.empty()) {
+    std::cerr << "troupe: cluster " << action << " needs the cluster's database: set TROUPE_DATABASE_URL\n";
+    return 1;
+  }
+  try {
+    auto store = troupe::make_membership_store(settings.db.url);
+    if (action == "drain") {
+      if (!store->request_drain(node)) {
+        std::cerr << "troupe: no member " << node << " is up or joining\n";
+        return 1;
+      }
+      std::cout << node << " is draining: it hands its users over within a few heartbeats, then exits\n";
+      return 0;
+    }
+    auto rows = store->members();
+    if (rows.empty()) {
+      std::cout << "no cluster members\n";
+      return 0;
+    }
+    std::printf("%-28s %-8s %-22s %6s %16s %9s  %s\n", "NODE", "STATE", "ADDRESS", "EPOCH", "LAST HEARTBEAT",
+                "SESSIONS", "HTTP");
+    for (const auto& m : rows) {
+      auto state = m.state != "down" && m.silent_ms > settings.cluster.failure_ms ? std::string{"silent"} : m.state;
+      char ago[32];
+      std::snprintf(ago, sizeof(ago), "%.1f s ago", static_cast<double>(m.silent_ms) / 1000.0);
+      std::printf("%-28s %-8s %-22s %6lld %16s %9lld  %s\n", m.node_id.c_str(), state.c_str(),
+                  (m.address + ":" + std::to_string(m.port)).c_str(), static_cast<long long>(m.epoch), ago,
+                  static_cast<long long>(m.sessions), m.http_url.c_str());
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "troupe: cluster " << action << " failed: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 int bad_usage(const std::string& message) {
   std::cerr << "troupe: " << message << " (see troupe --help)\n";
   return 2;
@@ -103,6 +145,7 @@ int main(int argc, char** argv) {
   using namespace troupe;
   std::string command = "serve";
   std::string admin_email;
+  std::string cluster_node;
   config::load_request request;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -127,6 +170,18 @@ int main(int argc, char** argv) {
       command = "admin-" + action;
       admin_email = argv[i + 2];
       i += 2;
+    } else if (arg == "cluster") {
+      std::string action = i + 1 < argc ? argv[i + 1] : "";
+      if (action == "status") {
+        command = "cluster-status";
+        i += 1;
+      } else if (action == "drain" && i + 2 < argc) {
+        command = "cluster-drain";
+        cluster_node = argv[i + 2];
+        i += 2;
+      } else {
+        return bad_usage("cluster needs: cluster status, or cluster drain NODE");
+      }
     } else if (arg == "--config") {
       auto v = value_of("--config");
       if (!v)
@@ -169,6 +224,8 @@ int main(int argc, char** argv) {
     return migrate(settings);
   if (command == "admin-grant" || command == "admin-revoke")
     return set_role(settings, command.substr(std::strlen("admin-")), admin_email);
+  if (command == "cluster-status" || command == "cluster-drain")
+    return cluster_command(settings, command.substr(std::strlen("cluster-")), cluster_node);
   // Serving needs the token key: refuse to start without a strong one.
   if (settings.auth.jwt_secret.size() < 32) {
     std::cerr << "troupe: TROUPE_JWT_SECRET must be at least 32 bytes (it has " << settings.auth.jwt_secret.size()

@@ -474,6 +474,36 @@ const std::vector<option_spec>& all_options() {
     entry("retention.sweep_ms", bind<&settings::retention, &retention_settings::sweep_ms>(), "3600000",
           "how often expired rows (and expired token revocations) are deleted, in batches of 5000 rows")
       .range(1000, 86400000, "ms"),
+    // cluster (actors/cluster.hpp)
+    entry("cluster.enabled", bind<&settings::cluster, &cluster_settings::enabled>(), "false",
+          "join the nodes of the same database as a cluster: each user is served by one owner node"),
+    entry("cluster.node_id", bind<&settings::cluster, &cluster_settings::node_id>(), "",
+          "this node's id in the membership table; empty = <hostname>-<cluster.port, else http.port>"),
+    entry("cluster.host", bind<&settings::cluster, &cluster_settings::host>(), "127.0.0.1",
+          "address the node listens on for other nodes (BASP) and advertises to them"),
+    entry("cluster.port", bind<&settings::cluster, &cluster_settings::port>(), "0",
+          "port for other nodes (BASP); 0 = any free port, published in the membership table")
+      .range(0, 65535, ""),
+    entry("cluster.heartbeat_ms", bind<&settings::cluster, &cluster_settings::heartbeat_ms>(), "1000",
+          "how often a node refreshes its membership row, reads the others' and BASP sends heartbeats")
+      .range(100, 60000, "ms"),
+    entry("cluster.failure_ms", bind<&settings::cluster, &cluster_settings::failure_ms>(), "5000",
+          "a member silent this long in the membership table and on BASP is down; its users move")
+      .range(500, 600000, "ms"),
+    entry("cluster.purge_ms", bind<&settings::cluster, &cluster_settings::purge_ms>(), "86400000",
+          "membership rows down for longer than this are deleted")
+      .range(60000, 31536000000.0, "ms"),
+    entry("cluster.request_timeout_ms", bind<&settings::cluster, &cluster_settings::request_timeout_ms>(), "5000",
+          "how long a request to a user's owner node may take before it is answered 503")
+      .range(100, 600000, "ms"),
+    entry("cluster.tls_cert", bind<&settings::cluster, &cluster_settings::tls_cert>(), "",
+          "PEM certificate of this node; with tls_key and tls_ca, nodes authenticate each other (mutual TLS)"),
+    entry("cluster.tls_key", bind<&settings::cluster, &cluster_settings::tls_key>(), "",
+          "PEM private key of cluster.tls_cert"),
+    entry("cluster.tls_ca", bind<&settings::cluster, &cluster_settings::tls_ca>(), "",
+          "PEM file of the CA that signed every node's certificate"),
+    entry("cluster.insecure", bind<&settings::cluster, &cluster_settings::insecure>(), "false",
+          "allow plain (unauthenticated) BASP on a non-loopback cluster.host; never on an untrusted network"),
   };
   return table;
 }

@@ -179,6 +179,22 @@ struct retention_settings {
   int64_t sweep_ms;
 };
 
+/// The cluster (actors/cluster.hpp): nodes sharing one PostgreSQL, joined over CAF's middleman (BASP).
+struct cluster_settings {
+  bool enabled;
+  std::string node_id;   // "" = <hostname>-<cluster.port or http.port>
+  std::string host;      // where the BASP endpoint listens and what the membership table advertises
+  int64_t port;          // 0 = ephemeral (the bound port is published in the table)
+  int64_t heartbeat_ms;  // membership table heartbeat and read; also BASP's heartbeat
+  int64_t failure_ms;    // silent this long (table and BASP) = down
+  int64_t purge_ms;      // down rows older than this are deleted
+  int64_t request_timeout_ms; // a request to another node's endpoint
+  std::string tls_cert;  // PEM files; all three set = mutual TLS between nodes
+  std::string tls_key;
+  std::string tls_ca;
+  bool insecure;         // allow plain BASP on a non-loopback address
+};
+
 /// The effective configuration the rest of the code reads, e.g. `s.http.port`.
 struct settings {
   http_settings http;
@@ -201,6 +217,7 @@ struct settings {
   uploads_settings uploads;
   jobs_settings jobs;
   retention_settings retention;
+  cluster_settings cluster;
 };
 
 /// The kinds of value an option takes; the C++ type of its settings member decides which.

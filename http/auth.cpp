@@ -283,6 +283,27 @@ void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred
     bridge_.direct().request<identity>(*manager, db_timeout, on_identity, on_error, authorize_atom::value,
                                        cred.user_id, cred);
   };
+  // In a cluster, another node may own the user: its endpoint answers (one hop over BASP).
+  auto route = route_user(options_.cluster.get(), cred.user_id);
+  if (route.kind == session_route::unavailable) {
+    r->fail(make_error(service_error::unavailable, "This user's node is unavailable; retry shortly."));
+    return;
+  }
+  if (route.kind == session_route::remote) {
+    auto user_id = cred.user_id;
+    bridge_.direct().request<identity>(route.endpoint, caller::clock::duration{options_.remote_timeout}, on_identity,
+                                       [r, on_error](caf::error& err) mutable {
+                                         // Not an answer of the owner (a timeout, a lost connection):
+                                         if (err.category() != service_error_category::value)
+                                           r->fail(make_error(service_error::unavailable,
+                                                              "This user's node did not answer; retry shortly."));
+                                         else
+                                           on_error(err);
+                                       },
+                                       authorize_atom::value, std::move(user_id), std::move(cred),
+                                       std::move(route.origin));
+    return;
+  }
   // Usually the session is warm and found directly; if it just passivated, the manager starts a new one.
   auto session = options_.sessions->get(cred.user_id);
   if (!session) {

@@ -22,6 +22,7 @@
 #include "http/jwt.hpp"
 #include "http/router.hpp"
 
+#include "actors/cluster.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 
@@ -37,6 +38,8 @@ struct auth_options {
   std::shared_ptr<jwt_codec> jwt;
   std::chrono::seconds refresh_ttl{30 * 24 * 3600};
   std::shared_ptr<directory> sessions;   // live session actors by user id
+  std::shared_ptr<cluster_state> cluster; // where users' sessions are (null: a single node, all here)
+  std::chrono::milliseconds remote_timeout{5000}; // a request to the user's owner node (cluster.request_timeout_ms)
   size_t hashers = 1;                    // password hasher actors "auth.hasher.<i>"
   std::string dummy_password_hash;       // same parameters as real hashes: unknown emails cost the same time
   std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty

@@ -339,16 +339,25 @@ void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
       return;
     }
     auto db = ctx.db();
-    auto session = ctx.auth.options().sessions->get(who.user_id);
-    if (!db || !session) {
+    auto route = route_user(ctx.auth.options().cluster.get(), who.user_id);
+    auto manager = ctx.auth.bridge().find(ctx.auth.options().session_manager);
+    if (!db || route.kind == session_route::unavailable || (route.kind == session_route::local && !manager)) {
       r->fail(make_error(service_error::unavailable, "Sessions are restarting; retry shortly."));
       return;
     }
-    // Refresh family first (that token, or every family of the user), then the access token itself.
-    auto revoke_access = [self, r, session = *session, who]() {
-      self->request(session, caf::duration{db_timeout}, revoke_atom::value, who.via.jti, who.via.expires_at)
-        .then([r](bool) { r->send(json_response(200, R"({"status":"logged_out"})")); },
-              [r](caf::error& err) { r->fail(err); });
+    // Refresh family first (that token, or every family of the user), then the access token itself, at the user's
+    // session (through the session manager, or the owner node's endpoint in a cluster).
+    auto revoke_access = [self, r, route, manager, who]() {
+      auto done = [r](bool) { r->send(json_response(200, R"({"status":"logged_out"})")); };
+      auto failed = [r](caf::error& err) { r->fail(err); };
+      if (route.kind == session_route::remote)
+        self->request(route.endpoint, caf::duration{db_timeout}, revoke_atom::value, who.user_id, who.via.jti,
+                      who.via.expires_at, route.origin)
+          .then(done, failed);
+      else
+        self->request(*manager, caf::duration{db_timeout}, revoke_atom::value, who.user_id, who.via.jti,
+                      who.via.expires_at)
+          .then(done, failed);
     };
     auto on_error = [r](caf::error& err) { r->fail(err); };
     if (refresh_token.empty())
@@ -453,7 +462,10 @@ void revoke_key(route_context& ctx, const std::shared_ptr<responder>& r) {
           // The database refuses the key now; make the cache and the session refuse it on the next request too.
           if (auto cache = ctx.auth.bridge().find(ctx.auth.options().key_cache))
             caf::anon_send(*cache, key_evict_atom::value, key.id);
-          if (auto session = ctx.auth.options().sessions->get(who.user_id))
+          auto route = route_user(ctx.auth.options().cluster.get(), who.user_id);
+          if (route.kind == session_route::remote)
+            caf::anon_send(route.endpoint, revoke_key_atom::value, who.user_id, key.id, route.origin);
+          else if (auto session = ctx.auth.options().sessions->get(who.user_id))
             caf::anon_send(*session, revoke_key_atom::value, key.id);
           r->send(response{204, "", "", {}});
         },

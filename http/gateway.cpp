@@ -370,7 +370,8 @@ void gateway::start(const std::shared_ptr<call>& c) {
         c->r->send(std::move(res));
         return;
       }
-      c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id};
+      c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id, 1,
+                                   self_ptr->auth_.options().cluster};
       self_ptr->look_up(c);
     },
     1);

@@ -289,6 +289,7 @@ public:
     append_header(out, "Content-Type", "application/json");
     append_header(out, "Retry-After", "1");
     append_header(out, "X-Request-Id", id);
+    out += state_->node_header();
     append_header(out, "X-Content-Type-Options", "nosniff");
     out += "\r\n";
     out += res.body;
@@ -303,6 +304,15 @@ private:
 } // namespace
 
 // --- server_state ---
+
+void server_state::set_node_id(const std::string& node_id) {
+  if (node_header_storage_)
+    return;
+  std::string line;
+  append_header(line, "X-Troupe-Node", node_id);
+  node_header_storage_ = std::make_unique<const std::string>(std::move(line));
+  node_header_.store(node_header_storage_.get(), std::memory_order_release);
+}
 
 server_state::server_state(const config::settings& settings, std::shared_ptr<router> routes,
                            std::shared_ptr<metrics_registry> metrics)
@@ -476,6 +486,7 @@ std::vector<std::function<void()>> responder::write_head(std::string& out, respo
   }
   out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   append_header(out, "X-Request-Id", req_.id);
+  out += server_->node_header();
   out += "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n";
   if (res.content_type.rfind("application/json", 0) == 0)
     out += "Content-Security-Policy: default-src 'none'\r\n";

@@ -69,7 +69,18 @@ public:
 
   std::string next_request_id();
 
+  /// The "X-Troupe-Node: <id>\r\n" line every response carries from now on (call once, when the node id is known;
+  /// responses before it carry none).
+  void set_node_id(const std::string& node_id);
+  /// That line, or "" before set_node_id.
+  std::string_view node_header() const {
+    auto* line = node_header_.load(std::memory_order_acquire);
+    return line ? std::string_view{*line} : std::string_view{};
+  }
+
 private:
+  std::unique_ptr<const std::string> node_header_storage_;
+  std::atomic<const std::string*> node_header_{nullptr};
   std::shared_ptr<router> routes_;
   std::shared_ptr<metrics_registry> metrics_;
   counter_family& requests_total_;

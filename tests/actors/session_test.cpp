@@ -464,3 +464,68 @@ TEST_F(Sessions, StorageReadOverlappedByAChangeIsNotKeptAndLateJoinersReadAgain)
   EXPECT_EQ(storage_of(self, s, "u10"), 20);
   EXPECT_EQ(db_->storage_reads.load(), 2);
 }
+
+// A session handed over (the user moved to another node) says what its buckets hold and its quota use, then ends;
+// the next owner's session takes no more than that: the lower bucket, the higher use.
+TEST_F(Sessions, HandOffCarriesBucketsAndQuotaAndTheNextSessionTakesNoMore) {
+  start(10);
+  auto s = session("u20");
+  caf::scoped_actor self{*sys_};
+  credential cred{"jwt", "u20", "j", 4102444800, "", rate_policy{"default", 0.01, 5}};
+  cred.reserve = 1;
+  for (int i = 0; i < 3; ++i)
+    self->request(s, caf::infinite, authorize_atom::value, cred).receive([](identity& who) {
+      EXPECT_TRUE(who.rate.allowed);
+      EXPECT_TRUE(who.quota.allowed);
+    }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  session_handoff handoff;
+  self->monitor(s);
+  self->request(s, caf::infinite, handoff_atom::value)
+    .receive([&](session_handoff& h) { handoff = std::move(h); }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  EXPECT_EQ(handoff.user_id, "u20");
+  ASSERT_EQ(handoff.buckets.size(), 1u);
+  EXPECT_EQ(handoff.buckets[0].policy.name, "default");
+  EXPECT_NEAR(handoff.buckets[0].tokens, 2.0, 0.01);
+  EXPECT_EQ(handoff.used, 3);
+  self->receive([](caf::down_msg&) {}); // it ended
+
+  // The user's session on its next owner (here: a user this manager never had) starts from the hand-off the manager
+  // kept for it.
+  handoff.user_id = "u22";
+  handoff.used = 7;
+  self->send(manager_, handoff_atom::value, handoff);
+  auto next = session("u22");
+  int allowed = 0;
+  cred.user_id = "u22";
+  cred.reserve = 0;
+  for (int i = 0; i < 5; ++i)
+    self->request(next, caf::infinite, authorize_atom::value, cred).receive([&](identity& who) {
+      allowed += who.rate.allowed;
+      EXPECT_EQ(who.quota.used, 7);
+    }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  EXPECT_EQ(allowed, 2); // what the first session had left, not a fresh burst of 5
+}
+
+// A hand-off reaching a live session lowers its buckets and raises its quota use, never the other way.
+TEST_F(Sessions, HandOffToALiveSessionOnlyLowers) {
+  start(10);
+  auto s = session("u21");
+  caf::scoped_actor self{*sys_};
+  credential cred{"jwt", "u21", "j", 4102444800, "", rate_policy{"default", 0.01, 5}};
+  self->request(s, caf::infinite, authorize_atom::value, cred).receive([](identity&) {}, [](caf::error&) {});
+  // 4 tokens left here; the hand-off says 1, and a use of 2 (here 0): the session keeps 1 token, use 2.
+  session_handoff lower{"u21", {bucket_level{rate_policy{"default", 0.01, 5}, 1.0}}, "", 0};
+  caf::anon_send(s, handoff_atom::value, lower);
+  int allowed = 0;
+  for (int i = 0; i < 4; ++i)
+    self->request(s, caf::infinite, authorize_atom::value, cred).receive([&](identity& who) {
+      allowed += who.rate.allowed;
+    }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  EXPECT_EQ(allowed, 1);
+  // A higher level changes nothing.
+  session_handoff higher{"u21", {bucket_level{rate_policy{"default", 0.01, 5}, 5.0}}, "", 0};
+  caf::anon_send(s, handoff_atom::value, higher);
+  self->request(s, caf::infinite, authorize_atom::value, cred).receive([](identity& who) {
+    EXPECT_FALSE(who.rate.allowed);
+  }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+}

@@ -1,0 +1,353 @@
+// The cluster on real processes: several troupe nodes on one (scratch) PostgreSQL, joined over BASP on loopback.
+// Each test has its own database, so its nodes form a cluster of their own.
+
+#include "tests/integration/harness.hpp"
+#include "actors/cluster.hpp"
+#include "tests/persistence/scratch_database.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <csignal>
+#include <atomic>
+#include <future>
+#include <thread>
+#include <set>
+
+using namespace troupe::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+constexpr int64_t heartbeat_ms = 200;
+constexpr int64_t failure_ms = 2000;
+// limits.default_burst of the tests about limits: /api/me's per-user policy (every authenticated route's, the admin's
+// GET /api/cluster too); one token a minute refills it.
+constexpr int burst = 5;
+
+class Cluster : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!db_.available())
+      GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
+  }
+
+  /// Starts node `id` of this test's cluster and waits until it has joined.
+  troupe_process& start(const std::string& id, int user_burst) {
+    troupe_process::options opts;
+    opts.args = {"--set", "cluster.enabled=true", "--set", "cluster.node_id=" + id,
+                 "--set", "cluster.heartbeat_ms=" + std::to_string(heartbeat_ms),
+                 "--set", "cluster.failure_ms=" + std::to_string(failure_ms),
+                 "--set", "limits.default_burst=" + std::to_string(user_burst),
+                 "--set", "limits.default_per_minute=1", "--set", "limits.auth_burst=100",
+                 "--set", "http.threads=1", "--set", "actors.threads=2"};
+    opts.env["TROUPE_DATABASE_URL"] = db_.url();
+    nodes_.push_back(std::make_unique<troupe_process>(opts));
+    auto& node = *nodes_.back();
+    EXPECT_TRUE(node.wait_for_output(R"("msg":"cluster joined")", 10s)) << node.output();
+    ids_.push_back(id);
+    return node;
+  }
+
+  /// Registers `email` through `node` and logs in; returns {user id, access token}. admin@example.com is made an
+  /// admin before its first authenticated request.
+  std::pair<std::string, std::string> user(const troupe_process& node, const std::string& email) {
+    auto credentials = R"({"email":")" + email + R"(","password":"correct horse battery"})";
+    auto reg = http({"POST", node.url("/api/auth/register"), credentials, {"Content-Type: application/json"}});
+    EXPECT_EQ(reg.status, 201) << reg.body;
+    if (email == "admin@example.com")
+      db_.execute("UPDATE users SET role = 'admin' WHERE email = 'admin@example.com'");
+    auto login = http({"POST", node.url("/api/auth/login"), credentials, {"Content-Type: application/json"}});
+    EXPECT_EQ(login.status, 200) << login.body;
+    return {json_string(reg, "user_id"), json_string(login, "access_token")};
+  }
+
+  static http_result get(const troupe_process& node, const std::string& path, const std::string& token) {
+    return http({"GET", node.url(path), "", {"Authorization: Bearer " + token}, 10000});
+  }
+
+  /// The members `node` lists in GET /api/cluster with `state` (and, for "up", placed: counted by placement).
+  std::set<std::string> listed(const troupe_process& node, const std::string& state) {
+    std::set<std::string> ids;
+    auto res = get(node, "/api/cluster", admin_);
+    EXPECT_EQ(res.status, 200) << res.body;
+    auto doc = parse_json(res.body);
+    if (doc.HasParseError() || !doc.HasMember("members"))
+      return ids;
+    for (const auto& m : doc["members"].GetArray())
+      if (m["state"].GetString() == state && (state != "up" || m["placed"].GetBool()))
+        ids.insert(m["node_id"].GetString());
+    return ids;
+  }
+
+  /// A sample of a node's /metrics, e.g. `troupe_cluster_placed_members`; -1 when absent. (Polling the admin's
+  /// GET /api/cluster would spend the admin's rate limit.)
+  static double metric(const troupe_process& node, const std::string& series) {
+    auto body = http_get(node.url("/metrics")).body;
+    auto at = body.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stod(body.substr(at + series.size() + 2));
+  }
+
+  /// Waits until every node in `nodes` places `count` members; how long it took, or nullopt after `timeout`.
+  std::optional<std::chrono::milliseconds> await_placed(const std::vector<troupe_process*>& nodes, size_t count,
+                                                        std::chrono::milliseconds timeout) {
+    auto start = clock_type::now();
+    while (clock_type::now() - start < timeout) {
+      bool all = true;
+      for (auto* node : nodes)
+        all = all && metric(*node, "troupe_cluster_placed_members") == static_cast<double>(count);
+      if (all)
+        return std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - start);
+      std::this_thread::sleep_for(50ms);
+    }
+    return std::nullopt;
+  }
+
+  std::string owner_of(const troupe_process& node, const std::string& user_id) {
+    auto res = get(node, "/api/cluster/owner/" + user_id, admin_);
+    EXPECT_EQ(res.status, 200) << res.body;
+    return json_string(res, "owner");
+  }
+
+  /// The owner of `user_id` among `ids` by the cluster's own placement (rendezvous hashing).
+  static std::string placed_owner(std::vector<std::string> ids, const std::string& user_id) {
+    std::sort(ids.begin(), ids.end());
+    auto pick = troupe::rendezvous_pick(ids, user_id);
+    return pick < 0 ? "" : ids[static_cast<size_t>(pick)];
+  }
+
+  /// Three nodes placing each other (within 10 s), and an admin token.
+  void three_nodes(int user_burst = burst) {
+    start(prefix_ + "a", user_burst);
+    start(prefix_ + "b", user_burst);
+    start(prefix_ + "c", user_burst);
+    std::tie(admin_id_, admin_) = user(*nodes_[0], "admin@example.com");
+    auto took = await_placed(all(), 3, 10s);
+    ASSERT_TRUE(took) << "three nodes did not place each other within 10 s";
+  }
+
+  std::vector<troupe_process*> all() {
+    std::vector<troupe_process*> result;
+    for (auto& node : nodes_)
+      result.push_back(node.get());
+    return result;
+  }
+
+  scratch_database db_;
+  std::string prefix_ = "node-";
+  std::vector<std::unique_ptr<troupe_process>> nodes_;
+  std::vector<std::string> ids_;
+  std::string admin_id_, admin_;
+};
+
+} // namespace
+
+// Three nodes started on one database list each other up within 10 s, and each response names the node.
+TEST_F(Cluster, ThreeNodesListEachOtherUp) {
+  three_nodes(40);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto res = http_get(nodes_[i]->url("/health"));
+    EXPECT_EQ(res.header("x-troupe-node"), ids_[i]);
+    EXPECT_EQ(listed(*nodes_[i], "up"), std::set<std::string>(ids_.begin(), ids_.end()));
+  }
+  // Every node agrees on every user's owner.
+  auto [user_id, token] = user(*nodes_[1], "someone@example.com");
+  auto owner = placed_owner(ids_, user_id);
+  for (auto& node : nodes_)
+    EXPECT_EQ(owner_of(*node, user_id), owner);
+}
+
+// One user's requests spread over three nodes, concurrently: exactly the burst is admitted, as on one node (each
+// node keeping its own bucket would admit three bursts).
+TEST_F(Cluster, AUsersRequestsOnEveryNodeShareOneBurst) {
+  three_nodes();
+  auto [user_id, token] = user(*nodes_[2], "spread@example.com");
+  constexpr int per_node = 4;
+  std::vector<std::future<long>> answers;
+  for (auto& node : nodes_)
+    for (int i = 0; i < per_node; ++i)
+      answers.push_back(std::async(std::launch::async, [&node, token = token] {
+        return get(*node, "/api/me", token).status;
+      }));
+  int admitted = 0, limited = 0;
+  for (auto& answer : answers) {
+    auto status = answer.get();
+    admitted += status == 200;
+    limited += status == 429;
+  }
+  EXPECT_EQ(admitted, burst);
+  EXPECT_EQ(limited, 3 * per_node - burst);
+}
+
+// kill -9 of a user's owner: it is reported down within failure_ms + 1 s, the others serve the user within 10 s,
+// and the user, whose bucket was spent, does not get a fresh one.
+TEST_F(Cluster, AKilledOwnersUsersMoveWithoutAFreshAllowance) {
+  three_nodes();
+  // A user owned by a node other than the first (which the test keeps asking) and the admin's (whose rate limit
+  // would start empty too).
+  auto admin_owner = placed_owner(ids_, admin_id_);
+  std::string user_id, token, owner;
+  for (int i = 0; i < 40 && (owner.empty() || owner == ids_[0] || owner == admin_owner); ++i) {
+    std::tie(user_id, token) = user(*nodes_[0], "moved" + std::to_string(i) + "@example.com");
+    owner = placed_owner(ids_, user_id);
+  }
+  ASSERT_NE(owner, ids_[0]);
+  ASSERT_NE(owner, admin_owner);
+  auto owner_index = static_cast<size_t>(std::find(ids_.begin(), ids_.end(), owner) - ids_.begin());
+  auto survivor_index = owner_index == 1 ? size_t{2} : size_t{1};
+  auto& asker = *nodes_[0];
+  for (int i = 0; i < burst; ++i)
+    ASSERT_EQ(get(asker, "/api/me", token).status, 200);
+  ASSERT_EQ(get(asker, "/api/me", token).status, 429);
+
+  auto killed_at = clock_type::now();
+  nodes_[owner_index]->signal(SIGKILL);
+  ASSERT_TRUE(nodes_[owner_index]->wait_exit(5s));
+
+  // Reported down by the survivors within failure_ms + 1 s.
+  std::optional<std::chrono::milliseconds> reported;
+  while (!reported && clock_type::now() - killed_at < 10s) {
+    if (metric(*nodes_[survivor_index], R"(troupe_cluster_members{state="down"})") == 1)
+      reported = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
+    else
+      std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(reported) << "the killed owner was not reported down";
+  EXPECT_LE(reported->count(), failure_ms + 1000);
+
+  // Served again within 10 s of the kill: refused for its rate (its bucket starts empty), never a fresh burst.
+  long status = 0;
+  while (clock_type::now() - killed_at < 10s) {
+    status = get(asker, "/api/me", token).status;
+    if (status != 503)
+      break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(status, 429) << "the user's new owner gave it a fresh allowance (200) or never served it (503)";
+  EXPECT_EQ(listed(*nodes_[survivor_index], "down"), std::set<std::string>{owner});
+  auto survivors = ids_;
+  survivors.erase(survivors.begin() + static_cast<std::ptrdiff_t>(owner_index));
+  auto new_owner = placed_owner(survivors, user_id);
+  EXPECT_EQ(owner_of(asker, user_id), new_owner);
+  EXPECT_EQ(owner_of(*nodes_[survivor_index], user_id), new_owner);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(get(*nodes_[survivor_index], "/api/me", token).status, 429);
+}
+
+// A node that would listen for peers on a non-loopback address without TLS refuses to start.
+TEST_F(Cluster, PlainBaspOnANonLoopbackAddressIsRefused) {
+  std::string out;
+  auto status = run_command("TROUPE_DATABASE_URL='" + db_.url() + "' TROUPE_JWT_SECRET=" + test_jwt_secret +
+                              " " TROUPE_BINARY
+                            " --set http.port=0 --set cluster.enabled=true --set cluster.host=192.0.2.10",
+                            out);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("cluster.insecure=true"), std::string::npos) << out;
+}
+
+// `troupe cluster drain NODE`: the node hands its users to the others and exits 0; requests to the other nodes
+// meanwhile all get an answer (none fails), and the moved user keeps what it had left: over the whole test exactly
+// the burst is admitted.
+TEST_F(Cluster, ADrainedNodeHandsItsUsersOverWithNoFailedRequest) {
+  three_nodes();
+  std::string user_id, token;
+  for (int i = 0; i < 40 && (user_id.empty() || placed_owner(ids_, user_id) != ids_[1]); ++i)
+    std::tie(user_id, token) = user(*nodes_[0], "drained" + std::to_string(i) + "@example.com");
+  ASSERT_EQ(placed_owner(ids_, user_id), ids_[1]);
+  int admitted = 0;
+  for (int i = 0; i < 3; ++i)
+    admitted += get(*nodes_[0], "/api/me", token).status == 200;
+  ASSERT_EQ(admitted, 3);
+
+  std::atomic<bool> stop{false};
+  std::vector<long> statuses;
+  std::thread hammer{[&] {
+    for (size_t i = 0; !stop.load(); ++i) {
+      statuses.push_back(get(*nodes_[i % 2 == 0 ? 0 : 2], "/api/me", token).status);
+      std::this_thread::sleep_for(20ms);
+    }
+  }};
+  std::string out;
+  auto drained = run_command("TROUPE_DATABASE_URL='" + db_.url() + "' " TROUPE_BINARY " cluster drain " + ids_[1], out);
+  auto exit_status = nodes_[1]->wait_exit(20s);
+  std::this_thread::sleep_for(500ms);
+  stop = true;
+  hammer.join();
+  EXPECT_EQ(drained, 0) << out;
+  EXPECT_EQ(exit_status, std::optional<int>{0}) << nodes_[1]->output();
+  EXPECT_NE(nodes_[1]->output().find(R"("msg":"cluster drain done")"), std::string::npos);
+  ASSERT_FALSE(statuses.empty());
+  for (auto status : statuses) {
+    EXPECT_TRUE(status == 200 || status == 429) << status;
+    admitted += status == 200;
+  }
+  EXPECT_EQ(admitted, burst) << "the hand-off should carry the 2 tokens left, and nothing fresh";
+  EXPECT_EQ(get(*nodes_[0], "/api/me", token).status, 429);
+}
+
+// SIGSTOP (hung, not dead) is detected like a death; SIGCONT makes the node find itself declared down, end its
+// sessions and rejoin with a new epoch.
+TEST_F(Cluster, AHungNodeIsDetectedAndRejoinsWithANewEpoch) {
+  three_nodes(40);
+  auto& hung = *nodes_[2];
+  hung.signal(SIGSTOP);
+  auto stopped_at = clock_type::now();
+  std::optional<std::chrono::milliseconds> detected;
+  while (!detected && clock_type::now() - stopped_at < 10s) {
+    if (metric(*nodes_[0], R"(troupe_cluster_members{state="down"})") == 1 &&
+        metric(*nodes_[0], "troupe_cluster_placed_members") == 2)
+      detected = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - stopped_at);
+    else
+      std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(detected) << "a SIGSTOPped node was not detected";
+  EXPECT_LE(detected->count(), failure_ms + 1000);
+
+  hung.signal(SIGCONT);
+  EXPECT_TRUE(hung.wait_for_output(R"("msg":"this node was declared down by the cluster)", 10s)) << hung.output();
+  EXPECT_TRUE(await_placed(all(), 3, 10s)) << "the node did not rejoin";
+  auto res = get(*nodes_[0], "/api/cluster", admin_);
+  auto doc = parse_json(res.body);
+  ASSERT_FALSE(doc.HasParseError()) << res.body;
+  for (const auto& m : doc["members"].GetArray())
+    if (m["node_id"].GetString() == ids_[2]) {
+      EXPECT_EQ(m["epoch"].GetInt64(), 2);
+      EXPECT_STREQ(m["state"].GetString(), "up");
+    }
+}
+
+// A fourth node joining takes over the users rendezvous hashing gives it, each with its live session handed over by
+// its previous owner, and no other user moves.
+TEST_F(Cluster, AJoiningNodeTakesOnlyItsShareAndTheirSessionsComeAlong) {
+  three_nodes(40);
+  constexpr int users = 24;
+  std::vector<std::pair<std::string, std::string>> all_users;
+  for (int i = 0; i < users; ++i) {
+    all_users.push_back(user(*nodes_[static_cast<size_t>(i) % 3], "member" + std::to_string(i) + "@example.com"));
+    ASSERT_EQ(get(*nodes_[0], "/api/me", all_users.back().second).status, 200); // a live session at its owner
+  }
+  auto handed_out = [&] {
+    double total = 0;
+    for (size_t i = 0; i < 3; ++i)
+      total += std::max(0.0, metric(*nodes_[i], R"(troupe_cluster_handoffs_total{direction="out"})"));
+    return total;
+  };
+  EXPECT_EQ(handed_out(), 0);
+  auto& fourth = start(prefix_ + "d", 40);
+  ASSERT_TRUE(await_placed(all(), 4, 10s));
+  int moving = 0;
+  for (const auto& [user_id, token] : all_users)
+    moving += placed_owner(ids_, user_id) == ids_[3];
+  EXPECT_GT(moving, 0);
+  EXPECT_LT(moving, users / 2);
+  // Every moved user's session came along (and no other): the hand-offs sent equal those received, and the moved.
+  auto deadline = clock_type::now() + 10s;
+  while (handed_out() < moving && clock_type::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(handed_out(), moving);
+  EXPECT_EQ(metric(fourth, R"(troupe_cluster_handoffs_total{direction="in"})"), moving);
+  for (const auto& [user_id, token] : all_users)
+    EXPECT_EQ(get(fourth, "/api/me", token).status, 200);
+}
