@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path clean format
+.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-cluster clean format
 
 run:
 	scripts/run $(ARGS)
@@ -56,6 +56,9 @@ bench-overload:
 
 bench-json:
 	bench/json.sh
+
+bench-cluster:
+	bench/cluster.sh
 
 bench-path:
 	bench/path.sh

@@ -231,6 +231,7 @@ std::string cluster_settings_problem(const config::cluster_settings& c) {
 namespace {
 
 struct endpoint_state {
+  caf::actor membership; // the membership actor that spawned it (hellos go there)
   std::shared_ptr<cluster_state> cluster;
   std::shared_ptr<directory> names;
   std::shared_ptr<metrics_registry> metrics;
@@ -303,8 +304,9 @@ caf::result<Result> route(endpoint_actor* self, const char* kind, const std::str
   return promise;
 }
 
-caf::behavior endpoint_impl(endpoint_actor* self, std::shared_ptr<cluster_state> cluster,
+caf::behavior endpoint_impl(endpoint_actor* self, caf::actor membership, std::shared_ptr<cluster_state> cluster,
                             std::shared_ptr<directory> names, std::shared_ptr<metrics_registry> metrics) {
+  self->state.membership = std::move(membership);
   self->state.cluster = std::move(cluster);
   self->state.names = std::move(names);
   self->state.metrics = std::move(metrics);
@@ -331,6 +333,9 @@ caf::behavior endpoint_impl(endpoint_actor* self, std::shared_ptr<cluster_state>
       if (auto manager = from_current(self, "handoff_done", origin))
         self->send(*manager, handoff_done_atom::value, std::move(node_id), std::move(placed));
     },
+    [self](cluster_hello_atom, std::string& node_id, int64_t epoch, caf::actor& endpoint) {
+      self->send(self->state.membership, cluster_hello_atom::value, std::move(node_id), epoch, std::move(endpoint));
+    },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }
@@ -355,6 +360,7 @@ struct membership_state {
   bool joined = false;
   bool ready = false; // connected to the members that were up when it joined: placed, row "up"
   std::vector<member_row> rows; // the table at the last tick
+  bool rows_read = false;       // since this incarnation joined (readiness needs to know who else is up)
   std::map<std::string, peer> peers;
   uint64_t ticks = 0;
   bool database_failing = false;
@@ -378,9 +384,15 @@ bool alive(const member_row& row, const config::cluster_settings& s) {
   return row.state == "up" && row.silent_ms <= s.failure_ms;
 }
 
-/// Up or draining, and not silent: worth a connection (a draining member still serves and hands over).
+/// Not down and not silent: worth a connection (a joining member waits for it to come up; a draining one still
+/// serves and hands over).
 bool reachable(const member_row& row, const config::cluster_settings& s) {
-  return (row.state == "up" || row.state == "leaving") && row.silent_ms <= s.failure_ms;
+  return row.state != "down" && row.silent_ms <= s.failure_ms;
+}
+
+/// The node with the lower id opens the connection between two nodes and says hello over it.
+bool opens_connection_to(const std::string& self_id, const std::string& peer_id) {
+  return self_id < peer_id;
 }
 
 /// Builds and publishes the view from the last rows and the peers; tells the session manager when placement moved.
@@ -469,14 +481,16 @@ caf::io::middleman_actor middleman_of(membership_actor* self) {
   return self->system().middleman().actor_handle();
 }
 
-/// Becomes ready once no connection to a member that was up is still being attempted.
+/// Becomes ready (row "up", placed, serving) once connected to every member that is up.
 void check_ready(membership_actor* self) {
   auto& st = self->state;
-  if (st.ready || !st.joined)
+  if (st.ready || !st.joined || !st.rows_read)
     return;
+  // Connected to every member that is up: a node that cannot talk to the cluster (no TLS credentials, a firewall)
+  // stays "joining", placed by nobody and serving nobody, instead of taking users it could not be asked about.
   for (const auto& row : st.rows)
     if (row.node_id != st.node_id && alive(row, st.opts.settings))
-      if (auto p = st.peers.find(row.node_id); p != st.peers.end() && p->second.connecting)
+      if (auto p = st.peers.find(row.node_id); p == st.peers.end() || !p->second.endpoint)
         return;
   st.ready = true;
   try {
@@ -509,6 +523,8 @@ void connect_to(membership_actor* self, const member_row& row) {
         p.connected_once = true;
         p.warned = false;
         self->monitor(p.endpoint);
+        auto& st = self->state;
+        self->send(p.endpoint, cluster_hello_atom::value, st.node_id, st.epoch, st.endpoint);
         log::info("cluster member connected", log::fields{}.add("node_id", id).add("epoch", epoch));
         check_ready(self);
         publish_view(self);
@@ -533,7 +549,8 @@ bool join(membership_actor* self) {
   const auto& s = st.opts.settings;
   st.node_id = resolve_node_id(s, http->second);
   if (!st.endpoint) {
-    st.endpoint = self->spawn<caf::linked>(endpoint_impl, st.opts.state, st.opts.names, st.opts.metrics);
+    st.endpoint = self->spawn<caf::linked>(endpoint_impl, caf::actor{self}, st.opts.state, st.opts.names,
+                                           st.opts.metrics);
     auto published = tls_configured(s)
                        ? caf::openssl::publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(), false)
                        : self->system().middleman().publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(),
@@ -574,6 +591,7 @@ bool join(membership_actor* self) {
   }
   st.joined = true;
   st.ready = false;
+  st.rows_read = false;
   st.placed.clear();
   log::info("cluster joining", log::fields{}.add("node_id", st.node_id).add("epoch", st.epoch));
   return true;
@@ -659,6 +677,7 @@ void tick(membership_actor* self) {
     if (st.ticks % 600 == 1)
       st.store->purge_down(std::chrono::milliseconds{s.purge_ms});
     st.rows = st.store->members();
+    st.rows_read = true;
     if (st.database_failing)
       log::info("cluster membership table reachable again");
     st.database_failing = false;
@@ -675,14 +694,18 @@ void tick(membership_actor* self) {
       continue;
     current.insert(row.node_id);
     auto& p = st.peers[row.node_id];
-    if (p.epoch != row.epoch) {
+    if (p.epoch < row.epoch) { // restarted (a hello may have told us first: never go back to an older epoch)
       if (p.endpoint)
         self->demonitor(p.endpoint);
       p = peer{};
       p.epoch = row.epoch;
     }
+    if (!opens_connection_to(st.node_id, row.node_id))
+      continue; // it connects to us and says hello
     if (!p.endpoint && !p.connecting)
       connect_to(self, row);
+    else if (p.endpoint)
+      self->send(p.endpoint, cluster_hello_atom::value, st.node_id, st.epoch, st.endpoint);
   }
   for (auto i = st.peers.begin(); i != st.peers.end();) {
     if (current.count(i->first) == 0 && !i->second.connecting) {
@@ -728,6 +751,31 @@ caf::behavior membership_impl(membership_actor* self, cluster_options opts) {
   self->send(self, cluster_tick_atom::value);
   return {
     [self](cluster_tick_atom) { tick(self); },
+    [self](cluster_hello_atom, const std::string& node_id, int64_t epoch, caf::actor& endpoint) {
+      // The other end of a connection it opened: its endpoint, over that connection.
+      auto& st = self->state;
+      if (!st.joined || node_id == st.node_id || !endpoint)
+        return;
+      auto& p = st.peers[node_id];
+      if (epoch < p.epoch)
+        return; // an older incarnation
+      if (epoch > p.epoch) {
+        if (p.endpoint)
+          self->demonitor(p.endpoint);
+        p = peer{};
+        p.epoch = epoch;
+      }
+      if (p.endpoint == endpoint)
+        return;
+      if (p.endpoint)
+        self->demonitor(p.endpoint);
+      p.endpoint = std::move(endpoint);
+      p.connected_once = true;
+      self->monitor(p.endpoint);
+      log::info("cluster member connected", log::fields{}.add("node_id", node_id).add("epoch", epoch));
+      check_ready(self);
+      publish_view(self);
+    },
     [self](cluster_join_atom) {
       // The heartbeat timer runs from the start; joining now only saves waiting for it.
       if (!self->state.joined)

@@ -387,6 +387,10 @@ using cluster_join_atom = caf::atom_constant<caf::atom("cljoin")>;
 /// (cluster_leave_atom) -> bool: to the membership actor; drains this node (row "leaving", its users handed to their
 /// new owners once the others stopped placing it, row "down") and answers when done (at once when not joined).
 using cluster_leave_atom = caf::atom_constant<caf::atom("clleave")>;
+/// (cluster_hello_atom, node_id, int64_t epoch, caf::actor endpoint): from the node that opened the connection (the
+/// lower node id) to the other's endpoint, every heartbeat: its own endpoint, so that one connection serves both ways
+/// (two connections opened at once from both sides, over TLS, kept replacing each other).
+using cluster_hello_atom = caf::atom_constant<caf::atom("clhello")>;
 /// Internal to the membership actor: its heartbeat timer.
 using cluster_tick_atom = caf::atom_constant<caf::atom("cltick")>;
 

@@ -744,7 +744,10 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
     return plan == "pro" ? pro : free;
   };
-  manager.session.storage_changes = std::move(pieces.storage_changes);
+  // The storage epoch counts this process's transactions only: in a cluster, other nodes change a user's storage
+  // too, so the session reads it every time.
+  if (!s.cluster.enabled)
+    manager.session.storage_changes = std::move(pieces.storage_changes);
   manager.sessions = std::move(pieces.sessions);
   manager.active = std::move(pieces.active);
   manager.cluster = std::move(pieces.cluster);

@@ -239,6 +239,13 @@ int run_server(const config::settings& settings) {
     log::shutdown();
     return 1;
   }
+  for (const auto* file : {&settings.cluster.tls_cert, &settings.cluster.tls_key, &settings.cluster.tls_ca})
+    if (settings.cluster.enabled && !file->empty() && ::access(file->c_str(), R_OK) != 0) {
+      // CAF reads them at every connection and ends the process when it cannot: refuse now, with the reason.
+      log::error("refusing to start", log::fields{}.add("error", "cannot read the cluster TLS file " + *file));
+      log::shutdown();
+      return 1;
+    }
   if (settings.cluster.enabled && settings.db.url.empty()) {
     log::error("refusing to start",
                log::fields{}.add("error", "cluster.enabled needs the database (TROUPE_DATABASE_URL): it holds the "

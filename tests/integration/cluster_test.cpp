@@ -13,6 +13,7 @@
 #include <future>
 #include <thread>
 #include <set>
+#include <stdlib.h>
 
 using namespace troupe::testing;
 using namespace std::chrono_literals;
@@ -34,8 +35,19 @@ protected:
       GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
   }
 
-  /// Starts node `id` of this test's cluster and waits until it has joined.
-  troupe_process& start(const std::string& id, int user_burst) {
+  // The nodes stop (and are checked) before the files they read go.
+  void TearDown() override {
+    outsiders_.clear();
+    nodes_.clear();
+    if (!scratch_dir_.empty()) {
+      std::string out;
+      run_command("rm -rf " + scratch_dir_, out);
+    }
+  }
+
+  /// Starts node `id` of this test's cluster (with `extra` arguments) and, when `joins`, waits until it has joined.
+  troupe_process& start(const std::string& id, int user_burst, std::vector<std::string> extra = {},
+                        bool joins = true) {
     troupe_process::options opts;
     opts.args = {"--set", "cluster.enabled=true", "--set", "cluster.node_id=" + id,
                  "--set", "cluster.heartbeat_ms=" + std::to_string(heartbeat_ms),
@@ -43,12 +55,18 @@ protected:
                  "--set", "limits.default_burst=" + std::to_string(user_burst),
                  "--set", "limits.default_per_minute=1", "--set", "limits.auth_burst=100",
                  "--set", "http.threads=1", "--set", "actors.threads=2"};
+    opts.args.insert(opts.args.end(), extra.begin(), extra.end());
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
-    nodes_.push_back(std::make_unique<troupe_process>(opts));
-    auto& node = *nodes_.back();
-    EXPECT_TRUE(node.wait_for_output(R"("msg":"cluster joined")", 10s)) << node.output();
+    auto node = std::make_unique<troupe_process>(opts);
+    auto& started = *node;
+    if (!joins) {
+      outsiders_.push_back(std::move(node));
+      return started;
+    }
+    nodes_.push_back(std::move(node));
+    EXPECT_TRUE(started.wait_for_output(R"("msg":"cluster joined")", 10s)) << started.output();
     ids_.push_back(id);
-    return node;
+    return started;
   }
 
   /// Registers `email` through `node` and logs in; returns {user id, access token}. admin@example.com is made an
@@ -138,6 +156,8 @@ protected:
   scratch_database db_;
   std::string prefix_ = "node-";
   std::vector<std::unique_ptr<troupe_process>> nodes_;
+  std::vector<std::unique_ptr<troupe_process>> outsiders_; // started, not expected to join (stopped first)
+  std::string scratch_dir_;                                 // removed after the nodes stopped
   std::vector<std::string> ids_;
   std::string admin_id_, admin_;
 };
@@ -350,4 +370,61 @@ TEST_F(Cluster, AJoiningNodeTakesOnlyItsShareAndTheirSessionsComeAlong) {
   EXPECT_EQ(metric(fourth, R"(troupe_cluster_handoffs_total{direction="in"})"), moving);
   for (const auto& [user_id, token] : all_users)
     EXPECT_EQ(get(fourth, "/api/me", token).status, 200);
+}
+
+// A cluster with mutual TLS (cluster.tls_*, one CA): its nodes place each other; a node without TLS, and one whose
+// certificate another CA signed, cannot connect, so they stay joining: nobody places them and they serve nobody.
+// Their failed handshakes do not disturb the members' own connection (app/openssl_error_queue.cpp).
+TEST_F(Cluster, ATlsClusterKeepsOutNodesWithoutItsCredentials) {
+  char dir_template[] = "/tmp/troupe-cluster-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string dir = scratch_dir_ = dir_template;
+  std::string out;
+  auto make_ca = [&](const std::string& name) {
+    return run_command("cd " + dir + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + name +
+                         ".key -out " + name + ".pem -days 2 -subj /CN=" + name + " 2>&1",
+                       out);
+  };
+  auto make_cert = [&](const std::string& name, const std::string& ca) {
+    return run_command("cd " + dir + " && openssl req -newkey rsa:2048 -nodes -keyout " + name + ".key -out " + name +
+                         ".csr -subj /CN=" + name + " 2>&1 && openssl x509 -req -in " + name + ".csr -CA " + ca +
+                         ".pem -CAkey " + ca + ".key -CAcreateserial -out " + name + ".pem -days 2 2>&1",
+                       out);
+  };
+  ASSERT_EQ(make_ca("ca"), 0) << out;
+  ASSERT_EQ(make_ca("rogue-ca"), 0) << out;
+  ASSERT_EQ(make_cert("node", "ca"), 0) << out;
+  ASSERT_EQ(make_cert("rogue", "rogue-ca"), 0) << out;
+  auto tls = [&](const std::string& cert, const std::string& ca) {
+    return std::vector<std::string>{"--set", "cluster.tls_cert=" + dir + "/" + cert + ".pem",
+                                    "--set", "cluster.tls_key=" + dir + "/" + cert + ".key",
+                                    "--set", "cluster.tls_ca=" + dir + "/" + ca + ".pem"};
+  };
+  start(prefix_ + "a", 40, tls("node", "ca"));
+  start(prefix_ + "b", 40, tls("node", "ca"));
+  ASSERT_TRUE(await_placed(all(), 2, 10s));
+
+  // Neither outsider joins: the members (lower ids: they open the connections) cannot connect to them, and they
+  // stay without a view.
+  auto& plain = start(prefix_ + "plain", 40, {}, false);
+  auto& rogue = start(prefix_ + "rogue", 40, tls("rogue", "rogue-ca"), false);
+  for (const auto* outsider : {"node-plain", "node-rogue"})
+    EXPECT_TRUE(nodes_[0]->wait_for_output(std::string{R"(cannot connect to cluster member; retrying every heartbeat","node_id":")"} +
+                                             outsider + "\"",
+                                           15s))
+      << nodes_[0]->output();
+  std::this_thread::sleep_for(std::chrono::milliseconds{3 * heartbeat_ms});
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(metric(*nodes_[i], "troupe_cluster_placed_members"), 2);
+  EXPECT_EQ(metric(plain, "troupe_cluster_placed_members"), 0);
+  EXPECT_EQ(metric(rogue, "troupe_cluster_placed_members"), 0);
+  EXPECT_EQ(plain.output().find(R"("msg":"cluster joined")"), std::string::npos);
+  EXPECT_EQ(rogue.output().find(R"("msg":"cluster joined")"), std::string::npos);
+  // A user's request at an outsider is refused (503): it cannot ask the user's owner.
+  auto [user_id, token] = user(*nodes_[0], "tls@example.com");
+  EXPECT_EQ(get(plain, "/api/me", token).status, 503);
+  EXPECT_EQ(get(*nodes_[1], "/api/me", token).status, 200);
+  // The TLS connection between the two is one, opened by the lower id, and it stays up.
+  EXPECT_EQ(nodes_[0]->output().find("cluster member connection lost"), std::string::npos) << nodes_[0]->output();
+  EXPECT_EQ(nodes_[1]->output().find("cluster member connection lost"), std::string::npos) << nodes_[1]->output();
 }

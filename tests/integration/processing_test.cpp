@@ -332,6 +332,44 @@ TEST_F(Processing, JobSurvivesKillDashNine) {
   EXPECT_EQ(parse_json(res.body)["results"].Size(), 1u) << res.body;
 }
 
+// Across a cluster: a job running on a node that is killed (kill -9) is taken back by another node of the cluster
+// once its lease lapses, and completed there (the nodes share uploads.dir, as nodes on one shared volume would).
+// The job is held on the first node by a table lock; the second node joins only then, so the first certainly ran it.
+TEST_F(Processing, AKilledNodesJobIsCompletedByAnotherClusterNode) {
+  auto node = [](const std::string& id) {
+    return std::vector<std::string>{"--set", "jobs.lease_ms=1000", "--set", "cluster.enabled=true",
+                                    "--set", "cluster.node_id=" + id, "--set", "cluster.heartbeat_ms=200",
+                                    "--set", "cluster.failure_ms=2000"};
+  };
+  auto first = start(node("jobs-a"));
+  ASSERT_TRUE(first->wait_for_output(R"("msg":"cluster joined")", 10s));
+  auto repo = client().create_repository("crossing");
+  auto archive = archive_bytes(archive_kind::tar_gz, {{"lib/cross.c", "int crossed_the_cluster(void);\n"}});
+  pqxx::connection conn{db_.url()};
+  pqxx::work lock{conn};
+  lock.exec("LOCK TABLE files IN SHARE MODE"); // registering the archive's files waits for this
+  std::string location;
+  auto last = client().upload("cross.tar.gz", repo, archive, 1 << 20, location);
+  ASSERT_EQ(last.status, 204) << last.body;
+  auto job_id = last.header("troupe-job-id");
+  ASSERT_TRUE(db_.wait_for_lock_waiters(1)) << "the job never waited on the files lock";
+  ASSERT_EQ(db_.scalar("SELECT state FROM jobs WHERE id = '" + job_id + "'"), "running");
+
+  auto second = start(node("jobs-b"));
+  ASSERT_TRUE(second->wait_for_output(R"("msg":"cluster joined")", 10s));
+  first->signal(SIGKILL);
+  ASSERT_TRUE(first->wait_exit(10s).has_value());
+  lock.abort();
+
+  auto job = client().wait_for_job(job_id);
+  ASSERT_EQ(str(job, "state"), "done") << str(job, "error");
+  EXPECT_EQ(job["attempts"].GetInt(), 2);
+  ASSERT_EQ(job["attempt_log"].Size(), 2u);
+  EXPECT_EQ(str(job["attempt_log"][0], "outcome"), "lease_expired");
+  auto res = client().call("GET", "/api/repositories/" + repo + "/search?q=crossed_the_cluster", "", {}, false);
+  EXPECT_EQ(parse_json(res.body)["results"].Size(), 1u) << res.body;
+}
+
 // The storage quota reaches processing: an archive whose files would take the owner over the limit fails its job for
 // good, early (the expansion stops at the storage left), with a clear error; nothing is kept, and its reservation
 // is given back.
