@@ -49,7 +49,12 @@ std::unique_ptr<spdlog::formatter> json_formatter() {
 /// and every second for access lines), and at shutdown.
 class batching_stdout_sink : public spdlog::sinks::base_sink<std::mutex> {
 public:
-  ~batching_stdout_sink() override { write_out(); }
+  // Under the sink's mutex: the logger's flusher thread wrote pending_ under it last (ThreadSanitizer saw the
+  // destructor read it unordered at shutdown).
+  ~batching_stdout_sink() override {
+    std::lock_guard<std::mutex> guard{this->mutex_};
+    write_out();
+  }
 
 protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
