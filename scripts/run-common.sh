@@ -62,17 +62,24 @@ start_mock_upstream_if_needed() {
   fi
 }
 
+# Whether process $1 runs (an exited child not yet reaped is a zombie: it does not).
+running() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $stat != Z* ]]
+}
+
 # Stops process $1 (SIGTERM; SIGKILL after 30 s) and reaps it.
 stop_process() {
   local pid=$1 name=$2 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  [[ -n $pid ]] && running "$pid" || { [[ -n $pid ]] && wait "$pid" 2>/dev/null; return 0; }
   log "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    running "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$pid"; then
     log "$name did not stop within 30 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi
