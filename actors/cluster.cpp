@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <map>
 #include <csignal>
+#include <cstdio>
+#include <random>
 #include <set>
 #include <unistd.h>
 
@@ -74,7 +76,19 @@ constexpr size_t max_recorded_changes = 64;
 constexpr double recorded_changes_s = 3600;
 } // namespace
 
-cluster_state::cluster_state(bool enabled, std::string node_id) : enabled_(enabled), node_id_(std::move(node_id)) {}
+namespace {
+
+std::string random_instance() {
+  std::random_device rd;
+  char out[33];
+  std::snprintf(out, sizeof(out), "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return out;
+}
+
+} // namespace
+
+cluster_state::cluster_state(bool enabled, std::string node_id)
+  : enabled_(enabled), instance_(random_instance()), node_id_(std::move(node_id)) {}
 
 std::string cluster_state::node_id() const {
   std::lock_guard<std::mutex> guard{mutex_};
@@ -364,6 +378,7 @@ struct membership_state {
   std::map<std::string, peer> peers;
   uint64_t ticks = 0;
   bool database_failing = false;
+  bool held_elsewhere = false; // the node id is another live process's (logged once)
   std::vector<std::string> placed;    // at the last published view
   std::vector<std::string> connected; // members with an endpoint at the last published view
   // Draining: the row says leaving; at handoff_at this node stops placing itself (its sessions go to their new
@@ -583,7 +598,18 @@ bool join(membership_actor* self) {
     me.address = s.host;
     me.port = st.port;
     me.http_url = http->first;
-    st.epoch = st.store->join(me, "joining");
+    me.instance = st.opts.state->instance();
+    auto epoch = st.store->join(me, "joining", std::chrono::milliseconds{s.failure_ms});
+    if (!epoch) {
+      if (!st.held_elsewhere)
+        log::warn("another process holds this node id and is alive; joining once it is down or silent (a node "
+                  "restarted at once waits for the others to take its users over first)",
+                  log::fields{}.add("node_id", st.node_id));
+      st.held_elsewhere = true;
+      return false;
+    }
+    st.held_elsewhere = false;
+    st.epoch = *epoch;
     st.opts.state->set_initial_placement(std::move(before));
   } catch (const std::exception& e) {
     log::warn("cannot join the cluster yet; retrying", log::fields{}.add("error", e.what()));

@@ -138,12 +138,17 @@ public:
            lease_until_.load(std::memory_order_acquire);
   }
 
+  /// This process's instance id (random, fixed for its life): a restarted membership actor keeps the node id it
+  /// holds; another process must wait until this one is down (membership_store::join).
+  const std::string& instance() const { return instance_; }
+
   /// Where this node serves HTTP, once it listens (join_cluster sets it; a restarted membership actor reads it).
   void set_http(std::string url, uint16_t port);
   std::optional<std::pair<std::string, uint16_t>> http() const;
 
 private:
   bool enabled_;
+  std::string instance_;
   mutable std::mutex mutex_; // node_id_, history_
   std::string node_id_;
   std::optional<std::pair<std::string, uint16_t>> http_;

@@ -33,16 +33,23 @@ public:
   pg_membership_store(std::string url, std::chrono::milliseconds timeout)
     : url_(with_connect_timeout(url, timeout)), statement_timeout_ms_(std::to_string(timeout.count())) {}
 
-  int64_t join(const member_row& self, const std::string& state) override {
-    return run([&](pqxx::work& tx) {
-      auto r = tx.exec_params1(
+  std::optional<int64_t> join(const member_row& self, const std::string& state,
+                              std::chrono::milliseconds failure) override {
+    return run([&](pqxx::work& tx) -> std::optional<int64_t> {
+      auto r = tx.exec_params(
         "INSERT INTO cluster_members (node_id, address, port, http_url, state, epoch, sessions, started_at, "
-        "last_seen_at) VALUES ($1, $2, $3, $4, $5, 1, 0, now(), now()) "
+        "last_seen_at, instance) VALUES ($1, $2, $3, $4, $5, 1, 0, now(), now(), $6) "
         "ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, port = EXCLUDED.port, "
         "http_url = EXCLUDED.http_url, state = EXCLUDED.state, epoch = cluster_members.epoch + 1, sessions = 0, "
-        "started_at = now(), last_seen_at = now() RETURNING epoch",
-        self.node_id, self.address, static_cast<int>(self.port), self.http_url, state);
-      return r[0].as<int64_t>();
+        "started_at = now(), last_seen_at = now(), instance = EXCLUDED.instance "
+        "WHERE cluster_members.instance = EXCLUDED.instance OR cluster_members.state = 'down' "
+        "OR cluster_members.last_seen_at < now() - make_interval(secs => $7::double precision / 1000) "
+        "RETURNING epoch",
+        self.node_id, self.address, static_cast<int>(self.port), self.http_url, state, self.instance,
+        static_cast<int64_t>(failure.count()));
+      if (r.empty())
+        return std::nullopt;
+      return r[0][0].as<int64_t>();
     });
   }
 

@@ -23,6 +23,7 @@ struct member_row {
   std::string address;  // where its BASP endpoint listens
   uint16_t port = 0;
   std::string http_url; // where it serves HTTP
+  std::string instance; // the process holding the node id (random per process)
   std::string state;    // joining, up, leaving or down
   int64_t epoch = 0;    // incremented at each start
   int64_t sessions = 0; // sessions it owned at its last heartbeat
@@ -34,8 +35,10 @@ class membership_store {
 public:
   virtual ~membership_store() = default;
   /// Writes this node's row as `state` with the next epoch (1 for a new node id) and a fresh heartbeat; returns the
-  /// epoch.
-  virtual int64_t join(const member_row& self, const std::string& state) = 0;
+  /// epoch. nullopt when another process (another `instance`) holds the node id and is neither down nor silent for
+  /// `failure`: a duplicate node id, or this node's previous process not yet found dead.
+  virtual std::optional<int64_t> join(const member_row& self, const std::string& state,
+                                      std::chrono::milliseconds failure) = 0;
   /// Refreshes the heartbeat (and session count, and state) of this node's row and returns the row's state: `state`,
   /// or "leaving" when a drain was asked for (`troupe cluster drain`), which a heartbeat never undoes. nullopt when
   /// the row now has another epoch or was marked down: this incarnation is fenced and must join again.

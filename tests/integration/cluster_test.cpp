@@ -428,3 +428,18 @@ TEST_F(Cluster, ATlsClusterKeepsOutNodesWithoutItsCredentials) {
   EXPECT_EQ(nodes_[0]->output().find("cluster member connection lost"), std::string::npos) << nodes_[0]->output();
   EXPECT_EQ(nodes_[1]->output().find("cluster member connection lost"), std::string::npos) << nodes_[1]->output();
 }
+
+// A second process started with a node id that a live process holds waits (it does not fence the first in a loop),
+// and joins once the first has left.
+TEST_F(Cluster, ASecondProcessWithALiveNodeIdWaitsForIt) {
+  auto& first = start(prefix_ + "a", 40);
+  auto& second = start(prefix_ + "a", 40, {}, false);
+  EXPECT_TRUE(second.wait_for_output("another process holds this node id", 10s)) << second.output();
+  std::this_thread::sleep_for(std::chrono::milliseconds{3 * heartbeat_ms});
+  EXPECT_EQ(first.output().find("declared down"), std::string::npos) << first.output();
+  EXPECT_EQ(second.output().find(R"("msg":"cluster joined")"), std::string::npos);
+  first.signal(SIGTERM); // drains, marks its row down, exits 0
+  EXPECT_EQ(first.wait_exit(20s), std::optional<int>{0}) << first.output();
+  EXPECT_TRUE(second.wait_for_output(R"("msg":"cluster joined")", 10s)) << second.output();
+  EXPECT_EQ(metric(second, "troupe_cluster_placed_members"), 1);
+}

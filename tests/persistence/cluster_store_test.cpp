@@ -50,7 +50,7 @@ protected:
 
 // Each start of a node id gets the next epoch; the previous incarnation's heartbeat is refused from then on.
 TEST_F(MembershipStore, EveryJoinIsANewEpochAndFencesTheOldOne) {
-  EXPECT_EQ(store_->join(node("a", 4000), "joining"), 1);
+  EXPECT_EQ(store_->join(node("a", 4000), "joining", 5000ms), std::optional<int64_t>{1});
   EXPECT_EQ(store_->heartbeat("a", 1, "up", 3), std::optional<std::string>{"up"});
   auto rows = store_->members();
   ASSERT_EQ(rows.size(), 1u);
@@ -60,7 +60,7 @@ TEST_F(MembershipStore, EveryJoinIsANewEpochAndFencesTheOldOne) {
   EXPECT_EQ(rows[0].http_url, "http://127.0.0.1:4001");
   EXPECT_LT(rows[0].silent_ms, 5000);
 
-  EXPECT_EQ(store_->join(node("a", 4100), "joining"), 2);
+  EXPECT_EQ(store_->join(node("a", 4100), "joining", 5000ms), std::optional<int64_t>{2}); // the same process
   EXPECT_EQ(store_->heartbeat("a", 1, "up", 0), std::nullopt); // the old incarnation is fenced
   EXPECT_EQ(store_->heartbeat("a", 2, "up", 0), std::optional<std::string>{"up"});
   EXPECT_EQ(store_->members()[0].port, 4100);
@@ -72,8 +72,8 @@ TEST_F(MembershipStore, EveryJoinIsANewEpochAndFencesTheOldOne) {
 // A member silent longer than the failure time (by the database's clock) is marked down, once; its heartbeat is
 // refused then, so it must join again; rows down long enough are purged.
 TEST_F(MembershipStore, SilentMembersGoDownAndArePurged) {
-  store_->join(node("a", 4000), "up");
-  store_->join(node("b", 4002), "up");
+  store_->join(node("a", 4000), "up", 5000ms);
+  store_->join(node("b", 4002), "up", 5000ms);
   db_.execute("UPDATE cluster_members SET last_seen_at = now() - interval '10 seconds' WHERE node_id = 'b'");
   EXPECT_EQ(store_->mark_silent_down(5000ms), std::vector<std::string>{"b"});
   EXPECT_TRUE(store_->mark_silent_down(5000ms).empty());
@@ -89,17 +89,33 @@ TEST_F(MembershipStore, SilentMembersGoDownAndArePurged) {
   EXPECT_EQ(store_->purge_down(60000ms), 1);
   rows = store_->members();
   EXPECT_EQ(rows.size(), 1u);
-  EXPECT_EQ(store_->join(node("b", 4002), "joining"), 1); // a purged id starts over
+  EXPECT_EQ(store_->join(node("b", 4002), "joining", 5000ms), std::optional<int64_t>{1}); // a purged id starts over
 }
 
 // A drain asked for (troupe cluster drain) turns the row to leaving, and the node's heartbeats do not undo it.
 TEST_F(MembershipStore, ADrainRequestSticksThroughHeartbeats) {
-  store_->join(node("a", 4000), "up");
+  store_->join(node("a", 4000), "up", 5000ms);
   EXPECT_TRUE(store_->request_drain("a"));
   EXPECT_EQ(store_->heartbeat("a", 1, "up", 0), std::optional<std::string>{"leaving"});
   EXPECT_EQ(store_->members()[0].state, "leaving");
   EXPECT_FALSE(store_->request_drain("a")); // already leaving
   EXPECT_FALSE(store_->request_drain("nobody"));
+}
+
+// Another process with the same node id is refused while the holder lives, and admitted once it is silent or down.
+TEST_F(MembershipStore, ALiveNodeIdIsNotTakenByAnotherProcess) {
+  auto first = node("a", 4000);
+  first.instance = "first";
+  auto second = node("a", 4200);
+  second.instance = "second";
+  EXPECT_EQ(store_->join(first, "up", 5000ms), std::optional<int64_t>{1});
+  EXPECT_EQ(store_->join(second, "joining", 5000ms), std::nullopt);
+  EXPECT_EQ(store_->members()[0].port, 4000); // untouched
+  db_.execute("UPDATE cluster_members SET last_seen_at = now() - interval '6 seconds'");
+  EXPECT_EQ(store_->join(second, "joining", 5000ms), std::optional<int64_t>{2});
+  EXPECT_EQ(store_->heartbeat("a", 1, "up", 0), std::nullopt); // the first is fenced
+  EXPECT_TRUE(store_->set_state("a", 2, "down"));
+  EXPECT_EQ(store_->join(first, "joining", 5000ms), std::optional<int64_t>{3}); // down: free again
 }
 
 // A database that cannot be reached is a one-line error, not a crash; the store reconnects once it is back.
