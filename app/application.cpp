@@ -308,6 +308,11 @@ int run_server(const config::settings& settings) {
     auth_opts.sessions = shared.sessions;
     auth_opts.cluster = shared.cluster;
     auth_opts.remote_timeout = milliseconds{settings.cluster.request_timeout_ms};
+    if (settings.cluster.enabled)
+      auth_opts.remote_latency = &shared.tree.metrics->histogram(
+        "troupe_cluster_remote_request_seconds",
+        "Time the owner node of a user took to vouch for a request made on another node, by outcome.", {"outcome"},
+        latency_buckets_seconds());
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
     auto traffic_opts = http::traffic_options_from(settings);

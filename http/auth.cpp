@@ -291,8 +291,20 @@ void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred
   }
   if (route.kind == session_route::remote) {
     auto user_id = cred.user_id;
-    bridge_.direct().request<identity>(route.endpoint, caller::clock::duration{options_.remote_timeout}, on_identity,
-                                       [r, on_error](caf::error& err) mutable {
+    auto sent = std::chrono::steady_clock::now();
+    auto observe = [latency = options_.remote_latency, sent](std::string_view outcome) {
+      if (latency)
+        latency->observe({outcome},
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
+    };
+    bridge_.direct().request<identity>(route.endpoint, caller::clock::duration{options_.remote_timeout},
+                                       [on_identity, observe](identity& who) mutable {
+                                         observe("answered");
+                                         on_identity(who);
+                                       },
+                                       [r, on_error, observe](caf::error& err) mutable {
+                                         observe(err.category() == service_error_category::value ? "answered"
+                                                                                                 : "failed");
                                          // Not an answer of the owner (a timeout, a lost connection):
                                          if (err.category() != service_error_category::value)
                                            r->fail(make_error(service_error::unavailable,

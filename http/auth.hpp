@@ -24,6 +24,7 @@
 
 #include "actors/cluster.hpp"
 #include "actors/directory.hpp"
+#include "actors/metrics.hpp"
 #include "actors/messages.hpp"
 
 #include <chrono>
@@ -40,6 +41,8 @@ struct auth_options {
   std::shared_ptr<directory> sessions;   // live session actors by user id
   std::shared_ptr<cluster_state> cluster; // where users' sessions are (null: a single node, all here)
   std::chrono::milliseconds remote_timeout{5000}; // a request to the user's owner node (cluster.request_timeout_ms)
+  /// troupe_cluster_remote_request_seconds{outcome}: how long the owner node took to vouch (null: not measured).
+  histogram_family* remote_latency = nullptr;
   size_t hashers = 1;                    // password hasher actors "auth.hasher.<i>"
   std::string dummy_password_hash;       // same parameters as real hashes: unknown emails cost the same time
   std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty

@@ -199,6 +199,11 @@ TEST_F(Cluster, AUsersRequestsOnEveryNodeShareOneBurst) {
   }
   EXPECT_EQ(admitted, burst);
   EXPECT_EQ(limited, 3 * per_node - burst);
+  // The two nodes that do not own the user asked its owner for each of their requests, and timed it.
+  double remote = 0;
+  for (auto& node : nodes_)
+    remote += std::max(0.0, metric(*node, R"(troupe_cluster_remote_request_seconds_count{outcome="answered"})"));
+  EXPECT_EQ(remote, 2 * per_node);
 }
 
 // kill -9 of a user's owner: it is reported down within failure_ms + 1 s, the others serve the user within 10 s,
