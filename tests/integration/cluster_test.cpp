@@ -2,6 +2,7 @@
 // Each test has its own database, so its nodes form a cluster of their own.
 
 #include "tests/integration/harness.hpp"
+#include "tests/integration/upload_client.hpp" // temp_dir
 #include "actors/cluster.hpp"
 #include "tests/persistence/scratch_database.hpp"
 
@@ -13,7 +14,6 @@
 #include <future>
 #include <thread>
 #include <set>
-#include <stdlib.h>
 
 using namespace troupe::testing;
 using namespace std::chrono_literals;
@@ -35,14 +35,10 @@ protected:
       GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
   }
 
-  // The nodes stop (and are checked) before the files they read go.
+  // The nodes stop (and are checked) before the files they read go (files_, declared before them).
   void TearDown() override {
     outsiders_.clear();
     nodes_.clear();
-    if (!scratch_dir_.empty()) {
-      std::string out;
-      run_command("rm -rf " + scratch_dir_, out);
-    }
   }
 
   /// Starts node `id` of this test's cluster (with `extra` arguments) and, when `joins`, waits until it has joined.
@@ -154,10 +150,10 @@ protected:
   }
 
   scratch_database db_;
+  temp_dir files_; // certificates of the TLS test
   std::string prefix_ = "node-";
   std::vector<std::unique_ptr<troupe_process>> nodes_;
   std::vector<std::unique_ptr<troupe_process>> outsiders_; // started, not expected to join (stopped first)
-  std::string scratch_dir_;                                 // removed after the nodes stopped
   std::vector<std::string> ids_;
   std::string admin_id_, admin_;
 };
@@ -381,9 +377,8 @@ TEST_F(Cluster, AJoiningNodeTakesOnlyItsShareAndTheirSessionsComeAlong) {
 // certificate another CA signed, cannot connect, so they stay joining: nobody places them and they serve nobody.
 // Their failed handshakes do not disturb the members' own connection (app/openssl_error_queue.cpp).
 TEST_F(Cluster, ATlsClusterKeepsOutNodesWithoutItsCredentials) {
-  char dir_template[] = "/tmp/troupe-cluster-tls-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  std::string dir = scratch_dir_ = dir_template;
+  const std::string& dir = files_.path();
+  ASSERT_FALSE(dir.empty());
   std::string out;
   auto make_ca = [&](const std::string& name) {
     return run_command("cd " + dir + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + name +
