@@ -28,6 +28,9 @@
 //
 // Keys reach their shard through cache_client, the router of this cache: std::hash of the key modulo the number
 // of shards, each shard found by name ("cache.shard.<i>") in the directory, so callers never hold a dead handle.
+// In a cluster a client may be given a placement (cache_placement, actors/cluster_endpoint.hpp): a key another node
+// holds goes to that node's cluster endpoint, which hands it to its own shard, so every node shares one copy of an
+// entry and one single flight per key.
 // Counters live in atomics shared with /metrics and GET /api/cache/stats, read without asking the shards.
 
 #include "actors/directory.hpp"
@@ -208,6 +211,16 @@ supervisor_config make_cache_supervisor(const config::cache_settings& settings, 
 /// (request_receiver_down). A timed request costs a CAF 0.17 clock entry under a mutex, which cut get throughput
 /// to a third in bench/cache_bench.cpp. Only single flight's claim, which may wait for another caller's
 /// computation, is timed (its producer timeout plus a margin).
+/// Where the keys of a cluster-wide cache live (actors/cluster_endpoint.hpp: cluster_cache_placement).
+struct cache_placement {
+  /// The endpoint of the node that holds `key` when that is another node; nullopt when it is this node.
+  std::function<std::optional<caf::actor>(std::string_view key)> remote;
+  /// Every other live node's endpoint, for invalidations; an error while one of them cannot be reached.
+  std::function<caf::expected<std::vector<caf::actor>>()> peers;
+  /// Of every request to another node (a node that dies leaves its requests unanswered, never failed).
+  std::chrono::milliseconds timeout{5000};
+};
+
 class cache_client {
 public:
   using lookup = std::function<std::optional<caf::actor>(size_t)>;
@@ -219,10 +232,15 @@ public:
   explicit cache_client(std::vector<caf::actor> shards,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
+  /// Places keys across a cluster from now on (before the client is shared). Without it every key is local.
+  void place(cache_placement placement) { placement_ = std::move(placement); }
+
   size_t shards() const { return shards_; }
   size_t shard_index(std::string_view key) const;
   std::optional<caf::actor> shard(size_t i) const { return lookup_(i); }
-  std::optional<caf::actor> shard_for(std::string_view key) const { return lookup_(shard_index(key)); }
+  /// What answers for `key`: this node's shard, or (with a placement) the endpoint of the node that holds it, which
+  /// takes every message a shard takes about one key.
+  std::optional<caf::actor> shard_for(std::string_view key) const;
 
   using value_handler = std::function<void(caf::expected<std::optional<std::string>>)>;
   using bool_handler = std::function<void(caf::expected<bool>)>;
@@ -235,7 +253,8 @@ public:
   void put(caf::event_based_actor* self, const std::string& key, std::string value, std::chrono::milliseconds ttl,
            std::vector<std::string> tags = {}, bool_handler then = {}) const;
   void erase(caf::event_based_actor* self, const std::string& key, bool_handler then = {}) const;
-  /// Tag, prefix and clear ask every shard; `then` gets the sum of the entries removed (or the first error).
+  /// Tag, prefix and clear ask every shard (with a placement, every node's too); `then` gets the sum of the entries
+  /// removed, or the first error (nothing is reported done while a live node could still hold the entries).
   void invalidate_tag(caf::event_based_actor* self, const std::string& tag, count_handler then = {}) const;
   void invalidate_prefix(caf::event_based_actor* self, const std::string& prefix, count_handler then = {}) const;
   void clear(caf::event_based_actor* self, count_handler then = {}) const;
@@ -247,7 +266,8 @@ public:
   /// first caller runs `producer`, the value is cached with `ttl` and `tags` and handed to all of them. A failed
   /// producer's error goes to all of them and is not cached (the next call computes again). If the producer has not
   /// finished after `producer_timeout`, every caller gets service_error::timeout. A hit costs one get; a miss then
-  /// claims the key (cache_claim_atom), which is not counted again as a hit or miss.
+  /// claims the key (cache_claim_atom), which is not counted again as a hit or miss. When the node holding the key
+  /// does not answer the get, the value is computed here without the cache.
   void get_or_compute(caf::event_based_actor* self, const std::string& key, std::chrono::milliseconds ttl,
                       std::vector<std::string> tags, producer produce, result_handler then,
                       std::chrono::milliseconds producer_timeout = std::chrono::milliseconds{10000}) const;
@@ -258,6 +278,14 @@ public:
                      std::chrono::milliseconds producer_timeout = std::chrono::milliseconds{10000}) const;
 
 private:
+  /// Where a request about `key` goes, and with which timeout.
+  struct target {
+    caf::actor actor;
+    caf::duration timeout;
+    bool remote = false;
+  };
+  std::optional<target> route(std::string_view key) const;
+
   /// Claims `key` on `target` and runs `produce` if this caller is the producer; ttl_ms < 0 stores nothing.
   void claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key, int64_t ttl_ms,
                          std::vector<std::string> tags, producer produce, result_handler then,
@@ -269,6 +297,7 @@ private:
 
   size_t shards_;
   lookup lookup_;
+  cache_placement placement_;              // empty functions: every key is this node's
   caf::duration timeout_;                  // of plain requests; infinite when constructed with 0
   std::chrono::milliseconds claim_margin_; // added to a claim's producer timeout
 };

@@ -51,6 +51,21 @@ size_t cache_client::shard_index(std::string_view key) const {
   return std::hash<std::string_view>{}(key) % shards_;
 }
 
+std::optional<cache_client::target> cache_client::route(std::string_view key) const {
+  if (placement_.remote)
+    if (auto endpoint = placement_.remote(key))
+      return target{std::move(*endpoint), caf::duration{placement_.timeout}, true};
+  if (auto shard = lookup_(shard_index(key)))
+    return target{std::move(*shard), timeout_, false};
+  return std::nullopt;
+}
+
+std::optional<caf::actor> cache_client::shard_for(std::string_view key) const {
+  if (auto where = route(key))
+    return std::move(where->actor);
+  return std::nullopt;
+}
+
 namespace {
 
 caf::error shard_unavailable() {
@@ -60,12 +75,12 @@ caf::error shard_unavailable() {
 } // namespace
 
 void cache_client::get(caf::event_based_actor* self, const std::string& key, value_handler then) const {
-  auto shard = shard_for(key);
-  if (!shard) {
+  auto where = route(key);
+  if (!where) {
     then(shard_unavailable());
     return;
   }
-  self->request(*shard, timeout_, cache_get_atom::value, key)
+  self->request(where->actor, where->timeout, cache_get_atom::value, key)
     .then(
       [then](cache_reply& reply) {
         then(reply.hit ? std::optional<std::string>{std::move(reply.value)} : std::optional<std::string>{});
@@ -75,39 +90,39 @@ void cache_client::get(caf::event_based_actor* self, const std::string& key, val
 
 void cache_client::put(caf::event_based_actor* self, const std::string& key, std::string value, milliseconds ttl,
                        std::vector<std::string> tags, bool_handler then) const {
-  auto shard = shard_for(key);
-  if (!shard) {
+  auto where = route(key);
+  if (!where) {
     if (then)
       then(shard_unavailable());
     return;
   }
   auto ttl_ms = static_cast<int64_t>(ttl.count());
   if (!then) {
-    caf::anon_send(*shard, cache_put_atom::value, key, std::move(value), ttl_ms, std::move(tags));
+    caf::anon_send(where->actor, cache_put_atom::value, key, std::move(value), ttl_ms, std::move(tags));
     return;
   }
-  self->request(*shard, timeout_, cache_put_atom::value, key, std::move(value), ttl_ms, std::move(tags))
+  self->request(where->actor, where->timeout, cache_put_atom::value, key, std::move(value), ttl_ms, std::move(tags))
     .then([then](bool stored) { then(stored); }, [then](caf::error& err) { then(std::move(err)); });
 }
 
 void cache_client::erase(caf::event_based_actor* self, const std::string& key, bool_handler then) const {
-  auto shard = shard_for(key);
-  if (!shard) {
+  auto where = route(key);
+  if (!where) {
     if (then)
       then(shard_unavailable());
     return;
   }
   if (!then) {
-    caf::anon_send(*shard, cache_erase_atom::value, key);
+    caf::anon_send(where->actor, cache_erase_atom::value, key);
     return;
   }
-  self->request(*shard, timeout_, cache_erase_atom::value, key)
+  self->request(where->actor, where->timeout, cache_erase_atom::value, key)
     .then([then](bool removed) { then(removed); }, [then](caf::error& err) { then(std::move(err)); });
 }
 
 template <class... Ts>
 void cache_client::broadcast(caf::event_based_actor* self, count_handler then, Ts... msg) const {
-  std::vector<caf::actor> targets;
+  std::vector<std::pair<caf::actor, caf::duration>> targets;
   for (size_t i = 0; i < shards_; ++i) {
     auto shard = lookup_(i);
     if (!shard) {
@@ -117,11 +132,22 @@ void cache_client::broadcast(caf::event_based_actor* self, count_handler then, T
         then(shard_unavailable());
       return;
     }
-    targets.push_back(std::move(*shard));
+    targets.emplace_back(std::move(*shard), timeout_);
+  }
+  if (placement_.peers) {
+    // The other nodes' endpoints pass the message to each of their shards and answer the sum.
+    auto peers = placement_.peers();
+    if (!peers) {
+      if (then)
+        then(std::move(peers.error()));
+      return;
+    }
+    for (auto& peer : *peers)
+      targets.emplace_back(std::move(peer), caf::duration{placement_.timeout});
   }
   if (!then) {
     for (auto& target : targets)
-      caf::anon_send(target, msg...);
+      caf::anon_send(target.first, msg...);
     return;
   }
   struct tally {
@@ -140,7 +166,7 @@ void cache_client::broadcast(caf::event_based_actor* self, count_handler then, T
       t->then(t->sum);
   };
   for (auto& target : targets)
-    self->request(target, timeout_, msg...)
+    self->request(target.first, target.second, msg...)
       .then(
         [t, arrive](uint64_t n) {
           t->sum += n;
@@ -206,35 +232,41 @@ void cache_client::claim_and_compute(caf::event_based_actor* self, caf::actor ta
 void cache_client::get_or_compute(caf::event_based_actor* self, const std::string& key, milliseconds ttl,
                                   std::vector<std::string> tags, producer produce, result_handler then,
                                   milliseconds producer_timeout) const {
-  auto shard = shard_for(key);
-  if (!shard) {
+  auto where = route(key);
+  if (!where) {
     // The cache is restarting: compute without it rather than fail the caller.
     produce(self, std::move(then));
     return;
   }
-  auto target = std::move(*shard);
+  auto target = std::move(where->actor);
+  auto remote = where->remote;
   auto ttl_ms = std::max<int64_t>(0, static_cast<int64_t>(ttl.count()));
-  // The hit path is one untimed get; only a miss pays for the (timed) claim.
-  self->request(target, timeout_, cache_get_atom::value, key)
+  // The hit path is one get (untimed on this node); only a miss pays for the (timed) claim.
+  self->request(target, where->timeout, cache_get_atom::value, key)
     .then(
-      [this, self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then,
-       producer_timeout](cache_reply& reply) mutable {
+      [this, self, target, key, ttl_ms, tags, produce, then, producer_timeout](cache_reply& reply) mutable {
         if (reply.hit)
           then(std::move(reply.value));
         else
           claim_and_compute(self, target, key, ttl_ms, std::move(tags), std::move(produce), then, producer_timeout);
       },
-      [then](caf::error& err) { then(std::move(err)); });
+      [self, remote, produce, then](caf::error& err) mutable {
+        // The node holding the key did not answer (it died or hangs): compute here, without the cache.
+        if (remote)
+          produce(self, std::move(then));
+        else
+          then(std::move(err));
+      });
 }
 
 void cache_client::single_flight(caf::event_based_actor* self, const std::string& key, producer produce,
                                  result_handler then, milliseconds producer_timeout) const {
-  auto shard = shard_for(key);
-  if (!shard) {
+  auto where = route(key);
+  if (!where) {
     produce(self, std::move(then));
     return;
   }
-  claim_and_compute(self, std::move(*shard), key, -1, {}, std::move(produce), std::move(then), producer_timeout);
+  claim_and_compute(self, std::move(where->actor), key, -1, {}, std::move(produce), std::move(then), producer_timeout);
 }
 
 } // namespace troupe

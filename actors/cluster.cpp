@@ -1,5 +1,7 @@
 #include "actors/cluster.hpp"
 
+#include "actors/cluster_endpoint.hpp"
+
 #include "actors/rate_limit.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -240,119 +242,7 @@ std::string cluster_settings_problem(const config::cluster_settings& c) {
   return {};
 }
 
-// --- the endpoint ------------------------------------------------------------------------------------------------
-
 namespace {
-
-struct endpoint_state {
-  caf::actor membership; // the membership actor that spawned it (hellos go there)
-  std::shared_ptr<cluster_state> cluster;
-  std::shared_ptr<directory> names;
-  std::shared_ptr<metrics_registry> metrics;
-
-  static inline const char* name = "cluster_endpoint";
-};
-
-using endpoint_actor = observed_stateful_actor<endpoint_state>;
-
-/// Where a message another node sent about `user_id` goes: this node's session manager, or (once) the owner this
-/// node sees; or why neither.
-struct admission {
-  caf::actor target;
-  bool forward = false; // target is another node's endpoint
-  caf::error refused;
-};
-
-admission admit(endpoint_actor* self, const std::string& kind, const std::string& user_id, cluster_origin& origin) {
-  auto& st = self->state;
-  if (st.metrics)
-    st.metrics->counter("troupe_cluster_remote_requests_total", "Requests received from other nodes, by kind.",
-                        {"kind"})
-      .inc({kind});
-  auto view = st.cluster->view();
-  if (!view || !st.cluster->lease_valid())
-    return {{}, false, make_error(service_error::unavailable, "This node is joining the cluster; retry shortly.")};
-  if (auto* sender = view->find(origin.node_id); sender && (sender->epoch > origin.epoch ||
-                                                           (sender->epoch == origin.epoch && sender->state == "down")))
-    return {{}, false, make_error(service_error::unavailable, "The sending node's epoch is no longer current.")};
-  auto* owner = view->owner_of(user_id);
-  if (!owner)
-    return {{}, false, make_error(service_error::unavailable, "No cluster member is up; retry shortly.")};
-  if (owner->node_id == view->self) {
-    if (auto manager = st.names->get("sessions"))
-      return {*manager, false, {}};
-    return {{}, false, make_error(service_error::unavailable, "Sessions are restarting; retry shortly.")};
-  }
-  if (origin.hops >= 1 || !owner->endpoint)
-    return {{}, false, make_error(service_error::unavailable, "The user's owner node is changing; retry shortly.")};
-  origin.hops += 1;
-  return {owner->endpoint, true, {}};
-}
-
-/// The session manager, for a message from a sender whose epoch is current (nullopt: stale sender, or restarting).
-std::optional<caf::actor> from_current(endpoint_actor* self, const std::string& kind, const cluster_origin& origin) {
-  auto& st = self->state;
-  if (st.metrics)
-    st.metrics->counter("troupe_cluster_remote_requests_total", "Requests received from other nodes, by kind.",
-                        {"kind"})
-      .inc({kind});
-  if (auto view = st.cluster->view())
-    if (auto* sender = view->find(origin.node_id);
-        sender && (sender->epoch > origin.epoch || (sender->epoch == origin.epoch && sender->state == "down")))
-      return std::nullopt;
-  return st.names->get("sessions");
-}
-
-/// Sends the message to where admit() says: the manager gets it without the origin, another endpoint with it.
-template <class Result, class... Ts>
-caf::result<Result> route(endpoint_actor* self, const char* kind, const std::string& user_id, cluster_origin& origin,
-                          Ts&&... xs) {
-  auto where = admit(self, kind, user_id, origin);
-  if (!where.target)
-    return std::move(where.refused);
-  auto promise = self->make_response_promise<Result>();
-  if (where.forward)
-    promise.delegate(where.target, std::forward<Ts>(xs)..., std::move(origin));
-  else
-    promise.delegate(where.target, std::forward<Ts>(xs)...);
-  return promise;
-}
-
-caf::behavior endpoint_impl(endpoint_actor* self, caf::actor membership, std::shared_ptr<cluster_state> cluster,
-                            std::shared_ptr<directory> names, std::shared_ptr<metrics_registry> metrics) {
-  self->state.membership = std::move(membership);
-  self->state.cluster = std::move(cluster);
-  self->state.names = std::move(names);
-  self->state.metrics = std::move(metrics);
-  return {
-    [self](authorize_atom, std::string& user_id, credential& cred, cluster_origin& origin) {
-      return route<identity>(self, "authorize", user_id, origin, authorize_atom::value, user_id, std::move(cred));
-    },
-    [self](quota_atom, std::string& user_id, int64_t n, cluster_origin& origin) {
-      return route<quota_status>(self, "quota", user_id, origin, quota_atom::value, user_id, n);
-    },
-    [self](revoke_atom, std::string& user_id, std::string& jti, int64_t expires_at, cluster_origin& origin) {
-      return route<bool>(self, "revoke", user_id, origin, revoke_atom::value, user_id, std::move(jti), expires_at);
-    },
-    [self](revoke_key_atom, std::string& user_id, std::string& key_id, cluster_origin& origin) {
-      return route<bool>(self, "revoke_key", user_id, origin, revoke_key_atom::value, user_id, std::move(key_id));
-    },
-    // Hand-offs and their end go to this node's manager whatever its view says (it may not have seen the change
-    // that made it the owner yet): it keeps them for the user's next session.
-    [self](handoff_atom, session_handoff& handoff, cluster_origin& origin) {
-      if (auto manager = from_current(self, "handoff", origin))
-        self->send(*manager, handoff_atom::value, std::move(handoff));
-    },
-    [self](handoff_done_atom, std::string& node_id, std::vector<std::string>& placed, cluster_origin& origin) {
-      if (auto manager = from_current(self, "handoff_done", origin))
-        self->send(*manager, handoff_done_atom::value, std::move(node_id), std::move(placed));
-    },
-    [self](cluster_hello_atom, std::string& node_id, int64_t epoch, caf::actor& endpoint) {
-      self->send(self->state.membership, cluster_hello_atom::value, std::move(node_id), epoch, std::move(endpoint));
-    },
-    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
-  };
-}
 
 // --- the membership actor ----------------------------------------------------------------------------------------
 
@@ -564,8 +454,9 @@ bool join(membership_actor* self) {
   const auto& s = st.opts.settings;
   st.node_id = resolve_node_id(s, http->second);
   if (!st.endpoint) {
-    st.endpoint = self->spawn<caf::linked>(endpoint_impl, caf::actor{self}, st.opts.state, st.opts.names,
-                                           st.opts.metrics);
+    st.endpoint = spawn_cluster_endpoint(self, cluster_endpoint_options{caf::actor{self}, st.opts.state, st.opts.names,
+                                                                        st.opts.metrics, st.opts.cache_shards,
+                                                                        st.opts.probes});
     auto published = tls_configured(s)
                        ? caf::openssl::publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(), false)
                        : self->system().middleman().publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(),

@@ -22,14 +22,8 @@
 //                                              drain asked for by the table ends the process, as SIGTERM would)
 //   on exit                                    marks its row down, so the others move its users at once
 //
-// endpoint actor      ("cluster.endpoint", what other nodes talk to; linked to the membership actor)
-//   (authorize_atom, user_id, credential, cluster_origin) -> identity
-//   (quota_atom, user_id, int64_t n, cluster_origin) -> quota_status
-//   (revoke_atom, user_id, jti, int64_t expires_at, cluster_origin) -> bool
-//   (revoke_key_atom, user_id, key_id, cluster_origin) -> bool
-//   (handoff_atom, session_handoff, cluster_origin)
-//   goes to this node's session manager when this node owns the user in its view; forwards once to the owner it
-//   sees otherwise (the sender's view was older); refuses a sender whose epoch is not the current one (fencing).
+// endpoint actor      what other nodes talk to (actors/cluster_endpoint.hpp): their users' sessions, the cache keys
+//                     this node holds, this node's debug view
 //
 // Placement is only as fresh as each node's last read of the table: while two nodes disagree (at most about one
 // heartbeat), a request reaches the owner that the receiving endpoint sees. A user moved here from a member that
@@ -42,6 +36,7 @@
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "introspect/probe.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system_config.hpp>
@@ -194,6 +189,8 @@ struct cluster_options {
   std::shared_ptr<metrics_registry> metrics;
   /// The session actors alive on this node (its row's `sessions`).
   std::shared_ptr<std::atomic<int64_t>> sessions_active;
+  size_t cache_shards = 0;                // this node's cache shards ("cache.shard.<i>" in names)
+  std::shared_ptr<probe_registry> probes; // debug mode only: other nodes may read this node's tree
 };
 
 /// The "cluster" child of the root (a detached worker; permanent). Registers the cluster's metric collector.

@@ -393,6 +393,11 @@ using cluster_leave_atom = caf::atom_constant<caf::atom("clleave")>;
 using cluster_hello_atom = caf::atom_constant<caf::atom("clhello")>;
 /// Internal to the membership actor: its heartbeat timer.
 using cluster_tick_atom = caf::atom_constant<caf::atom("cltick")>;
+/// Debug mode across nodes, to another node's endpoint (actors/cluster_endpoint.hpp): (cluster_debug_tree_atom) ->
+/// std::string, its tree as GET /debug/actors's JSON; (cluster_debug_actor_atom, std::string key, uint64_t limit) ->
+/// std::string, one actor and its mailbox as GET /debug/actors/{id}'s JSON.
+using cluster_debug_tree_atom = caf::atom_constant<caf::atom("cldbgtree")>;
+using cluster_debug_actor_atom = caf::atom_constant<caf::atom("cldbgactor")>;
 
 // --- Metrics ------------------------------------------------------------------------------------------------------
 /// (metrics_atom) -> std::string: the Prometheus text exposition, mailbox sizes included.

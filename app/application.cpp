@@ -3,6 +3,7 @@
 #include "actors/auth_workers.hpp"
 #include "actors/cache.hpp"
 #include "actors/cluster.hpp"
+#include "actors/cluster_endpoint.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
@@ -102,7 +103,8 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
   if (s.cluster.enabled)
     root.children.insert(root.children.begin() + 4,
                          make_cluster_supervisor(cluster_options{s.cluster, s.db.url, p.cluster, p.tree.names,
-                                                                 p.tree.metrics, p.sessions_active}));
+                                                                 p.tree.metrics, p.sessions_active,
+                                                                 p.cache->shards(), p.probes}));
   return root;
 }
 
@@ -360,14 +362,24 @@ int run_server(const config::settings& settings) {
     };
     http::add_ops_routes(*routes, bridge, http::ops_actor_names{}, debug_guard, health_details);
     if (debug_guard)
-      http::add_debug_routes(*routes, bridge, http::debug_route_options{names, shared.probes}, debug_guard);
+      http::add_debug_routes(*routes, bridge, http::debug_route_options{names, shared.probes, shared.cluster},
+                             debug_guard);
     http::add_write_routes(*routes, authenticator, http::write_route_options{});
-    http::add_cache_routes(*routes, authenticator,
-                           {std::make_shared<cache_client>(names, shared.cache->shards()), shared.cache});
+    // In a cluster the gateway's responses are placed by key over the nodes (one copy and one single flight per
+    // call cluster-wide) and invalidations reach every node; profiles stay in this node's shards.
+    auto cluster_cache = std::make_shared<cache_client>(names, shared.cache->shards());
+    if (settings.cluster.enabled)
+      cluster_cache->place(
+        cluster_cache_placement(shared.cluster, std::chrono::milliseconds{settings.cluster.request_timeout_ms}));
+    http::cache_route_options cache_routes;
+    cache_routes.cache = std::make_shared<cache_client>(names, shared.cache->shards());
+    cache_routes.invalidations = cluster_cache;
+    cache_routes.stats = shared.cache;
+    http::add_cache_routes(*routes, authenticator, std::move(cache_routes));
     // The AI gateway: OpenAI-compatible routes over the upstreams, behind the generation in-flight gate.
     auto gw = http::gateway_options_from(settings);
     gw.clients = std::make_shared<http::client::upstream_clients>(names, shared.upstreams.doorbells);
-    gw.cache = std::make_shared<cache_client>(names, shared.cache->shards());
+    gw.cache = cluster_cache;
     gw.names = names;
     gw.metrics = metrics;
     gw.gauges = shared.upstreams.breakers;

@@ -141,12 +141,13 @@ void cache_clear_route(route_context& ctx, const std::shared_ptr<responder>& r) 
       w.EndObject();
       r->send(json_response(200, {buffer.GetString(), buffer.GetSize()}).header("Cache-Control", "no-store"));
     };
+    const auto& cache = ctx.opts.invalidations ? *ctx.opts.invalidations : *ctx.opts.cache;
     if (scope == "tag")
-      ctx.opts.cache->invalidate_tag(self, tag, answer);
+      cache.invalidate_tag(self, tag, answer);
     else if (scope == "prefix")
-      ctx.opts.cache->invalidate_prefix(self, prefix, answer);
+      cache.invalidate_prefix(self, prefix, answer);
     else
-      ctx.opts.cache->clear(self, answer);
+      cache.clear(self, answer);
   });
 }
 

@@ -3,7 +3,8 @@
 //
 //   GET  /api/cache/stats                     -> 200 hits, misses, evictions, expirations, bytes and entries, in
 //                                                total and per shard (authenticated; ETag/304)
-//   POST /api/cache/clear   {} | {"tag":..} | {"prefix":..}  -> 200 {"removed":N,"scope":...}   (admin)
+//   POST /api/cache/clear   {} | {"tag":..} | {"prefix":..}  -> 200 {"removed":N,"scope":...}   (admin; in a
+//                                                cluster every node's entries, 503 while a member is unreachable)
 //   GET  /api/users/{id}                      -> 200 the user's profile, served from the cache (60 s, tag
 //                                                "user:<id>"); the caller's own, or any for an admin, else 404;
 //                                                Cache-Control: private, no-cache with ETag/304
@@ -32,7 +33,8 @@
 namespace troupe::http {
 
 struct cache_route_options {
-  std::shared_ptr<cache_client> cache;
+  std::shared_ptr<cache_client> cache;         // this node's shards: profiles
+  std::shared_ptr<cache_client> invalidations; // POST /api/cache/clear (in a cluster: every node's); null = cache
   std::shared_ptr<cache_stats> stats;
   std::string db_query = "db.query"; // the query router's name in the bridge's directory
   std::chrono::milliseconds profile_ttl{60000};

@@ -1,6 +1,6 @@
 // The HTML of GET /debug/ (http/debug_routes.hpp): one self-contained page, no external assets. Its script reads
-// /debug/actors every refresh interval and /debug/actors/{id} on a click; every value is inserted as text (never as
-// HTML). When the routes answer 401/403 it asks for an admin token, kept in sessionStorage for this tab only.
+// /debug/actors every refresh interval and /debug/actors/{id} on a click, of the node chosen from /debug/nodes in a
+// cluster (?node=); every value is inserted as text (never as HTML). When the routes answer 401/403 it asks for an admin token, kept in sessionStorage for this tab only.
 
 #include "http/debug_routes.hpp"
 
@@ -31,6 +31,7 @@ pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
 </head>
 <body>
 <h1>Troupe actors</h1>
+<p id="nodes" hidden><label>node <select id="node"></select></label> <span id="node-note"></span></p>
 <div id="status">loading…</div>
 <div id="auth">This server wants an admin token for its debug routes:
   <input id="token" type="password" size="50" placeholder="Bearer token"> <button id="save">Use it</button></div>
@@ -48,6 +49,7 @@ constexpr const char* page_script = R"JS(
 const interval = 1000;
 const hotThreshold = 100;
 let selected = null;
+let node = "";   // "" = the node serving this page; else a cluster member's id (?node=)
 document.getElementById("interval").textContent = interval;
 
 function el(tag, text, cls) {
@@ -69,6 +71,28 @@ async function getJson(url) {
   if (!res.ok) throw new Error(url + " answered " + res.status);
   return res.json();
 }
+function onNode(url) {
+  return node ? url + (url.includes("?") ? "&" : "?") + "node=" + encodeURIComponent(node) : url;
+}
+async function loadNodes() {
+  const data = await getJson("/debug/nodes");
+  if (!data.nodes.length) return;
+  const select = document.getElementById("node");
+  select.replaceChildren();
+  for (const m of data.nodes) {
+    const option = el("option", m.node_id + (m.node_id === data.node ? " (this node)" : "") +
+      (m.state !== "up" ? " — " + m.state : "") + (m.node_id !== data.node && !m.connected ? ", not connected" : ""));
+    option.value = m.node_id === data.node ? "" : m.node_id;
+    option.selected = option.value === node;
+    select.appendChild(option);
+  }
+  document.getElementById("nodes").hidden = false;
+}
+document.getElementById("node").addEventListener("change", (e) => {
+  node = e.target.value;
+  selected = null;
+  document.getElementById("mailbox").style.display = "none";
+});
 function uptime(ms) {
   if (ms === null) return "";
   const s = Math.floor(ms / 1000);
@@ -124,8 +148,9 @@ async function showMailbox() {
   const box = document.getElementById("mailbox");
   box.style.display = "block";
   try {
-    const a = await getJson("/debug/actors/" + encodeURIComponent(selected) + "?limit=50");
-    box.replaceChildren(el("h2", "Mailbox of " + a.name + " (" + (a.type || a.kind) + ")"));
+    const a = await getJson(onNode("/debug/actors/" + encodeURIComponent(selected) + "?limit=50"));
+    box.replaceChildren(el("h2", "Mailbox of " + a.name + " (" + (a.type || a.kind) + ")" +
+      (a.node ? " on " + a.node : "")));
     const close = el("button", "close", "link");
     close.addEventListener("click", () => { selected = null; box.style.display = "none"; });
     box.appendChild(close);
@@ -158,11 +183,11 @@ async function showMailbox() {
 async function refresh() {
   if (!document.getElementById("pause").checked) {
     try {
-      const data = await getJson("/debug/actors");
+      const data = await getJson(onNode("/debug/actors"));
       renderTop(data.actors);
       renderTree(data.actors);
       const queued = data.actors.reduce((n, a) => n + (a.mailbox_size || 0), 0);
-      document.getElementById("status").textContent =
+      document.getElementById("status").textContent = (data.node ? "node " + data.node + ": " : "") +
         data.actors.length + " actors, " + queued + " messages queued, at " + data.collected_at;
       document.getElementById("status").className = "";
       if (selected) await showMailbox();
@@ -176,7 +201,10 @@ async function refresh() {
 document.getElementById("save").addEventListener("click", () => {
   sessionStorage.setItem("troupe-debug-token", document.getElementById("token").value.trim());
   document.getElementById("auth").style.display = "none";
+  loadNodes().catch(() => {});
 });
+loadNodes().catch(() => {});
+setInterval(() => loadNodes().catch(() => {}), 10 * interval);
 refresh();
 )JS";
 

@@ -3,6 +3,8 @@
 #include "http/error_mapping.hpp"
 #include "http/hashing.hpp"
 
+#include "actors/cluster.hpp"
+#include "actors/debug_json.hpp"
 #include "actors/introspection.hpp"
 
 #include <rapidjson/stringbuffer.h>
@@ -24,180 +26,6 @@ constexpr size_t max_peek_limit = 1000;
 constexpr int64_t max_trace_seconds = 60;
 constexpr milliseconds trace_tick{250};
 
-int64_t unix_ms_now() {
-  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-/// "2026-01-02T03:04:05.678Z"
-std::string rfc3339_ms(int64_t unix_ms) {
-  std::time_t seconds = unix_ms / 1000;
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char text[40];
-  auto n = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
-  std::snprintf(text + n, sizeof(text) - n, ".%03dZ", static_cast<int>(unix_ms % 1000));
-  return text;
-}
-
-void string_or_null(json_writer& w, const std::string& value) {
-  if (value.empty())
-    w.Null();
-  else
-    w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
-}
-
-void time_or_null(json_writer& w, int64_t unix_ms) {
-  if (unix_ms <= 0)
-    w.Null();
-  else
-    w.String(rfc3339_ms(unix_ms).c_str());
-}
-
-/// Microseconds as milliseconds with three decimals, or null when unknown (< 0).
-void ms_or_null(json_writer& w, int64_t micros) {
-  if (micros < 0)
-    w.Null();
-  else
-    w.Double(static_cast<double>(micros) / 1000.0);
-}
-
-void write_actor_fields(json_writer& w, const actor_view& a, int64_t now_ms) {
-  w.Key("id");
-  w.Uint64(a.id);
-  w.Key("name");
-  w.String(a.name.c_str());
-  w.Key("kind");
-  w.String(a.kind.c_str());
-  w.Key("type");
-  string_or_null(w, a.type);
-  w.Key("supervisor");
-  string_or_null(w, a.supervisor);
-  w.Key("restart");
-  w.String(a.restart.c_str());
-  w.Key("state");
-  w.String(a.state.c_str());
-  w.Key("mailbox_size");
-  if (a.mailbox_size < 0)
-    w.Null();
-  else
-    w.Int64(a.mailbox_size);
-  w.Key("processed");
-  if (a.processed < 0)
-    w.Null();
-  else
-    w.Int64(a.processed);
-  w.Key("busy_ms");
-  w.Int64(a.busy_ms);
-  w.Key("restarts");
-  w.Uint64(a.restarts);
-  w.Key("last_error");
-  string_or_null(w, a.last_error);
-  w.Key("last_error_at");
-  time_or_null(w, a.last_error_unix_ms);
-  w.Key("started_at");
-  time_or_null(w, a.state == "running" ? a.started_unix_ms : 0);
-  w.Key("uptime_ms");
-  if (a.state == "running" && a.started_unix_ms > 0)
-    w.Int64(std::max<int64_t>(0, now_ms - a.started_unix_ms));
-  else
-    w.Null();
-}
-
-std::string actors_json(const std::vector<actor_view>& actors) {
-  rapidjson::StringBuffer buffer;
-  json_writer w{buffer};
-  auto now = unix_ms_now();
-  w.StartObject();
-  w.Key("collected_at");
-  w.String(rfc3339_ms(now).c_str());
-  w.Key("actors");
-  w.StartArray();
-  for (const auto& a : actors) {
-    w.StartObject();
-    write_actor_fields(w, a, now);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  return buffer.GetString();
-}
-
-/// The names of the actors in the tree by id, to name a message's sender.
-std::unordered_map<uint64_t, std::string> names_by_id(const std::vector<actor_view>& actors) {
-  std::unordered_map<uint64_t, std::string> result;
-  for (const auto& a : actors)
-    if (a.id != 0)
-      result.emplace(a.id, a.name);
-  return result;
-}
-
-std::string sender_name(const std::unordered_map<uint64_t, std::string>& names, uint64_t id) {
-  if (id == 0)
-    return "anonymous";
-  auto i = names.find(id);
-  return i != names.end() ? i->second : "actor #" + std::to_string(id);
-}
-
-std::string actor_json(const actor_view& a, const caf::expected<mailbox_view>& mailbox,
-                       const std::unordered_map<uint64_t, std::string>& names, milliseconds peek_timeout) {
-  rapidjson::StringBuffer buffer;
-  json_writer w{buffer};
-  w.StartObject();
-  write_actor_fields(w, a, unix_ms_now());
-  w.Key("mailbox");
-  if (mailbox) {
-    w.StartObject();
-    w.Key("size");
-    w.Uint64(mailbox->size);
-    w.Key("messages");
-    w.StartArray();
-    for (const auto& m : mailbox->first) {
-      w.StartObject();
-      w.Key("type");
-      w.String(m.type.c_str());
-      w.Key("text");
-      w.String(m.text.c_str(), static_cast<rapidjson::SizeType>(m.text.size()));
-      w.Key("sender");
-      w.String(sender_name(names, m.sender_id).c_str());
-      w.Key("priority");
-      w.String(m.urgent ? "high" : "normal");
-      w.Key("response");
-      w.Bool(m.response);
-      w.Key("waited_ms");
-      ms_or_null(w, m.waited_us);
-      w.EndObject();
-    }
-    w.EndArray();
-    w.Key("by_type");
-    w.StartArray();
-    for (const auto& [type, count] : mailbox->by_type) {
-      w.StartObject();
-      w.Key("type");
-      w.String(type.c_str());
-      w.Key("count");
-      w.Uint64(count);
-      w.EndObject();
-    }
-    w.EndArray();
-    w.EndObject();
-  } else {
-    w.Null();
-    w.Key("mailbox_error");
-    std::string why;
-    if (!a.handle)
-      why = "The actor is not running.";
-    else if (mailbox.error() == caf::sec::request_timeout)
-      why = "The actor did not answer within " + std::to_string(peek_timeout.count()) + " ms: it is busy in one handler"
-            + (a.busy_ms > 0 ? " (for " + std::to_string(a.busy_ms) + " ms so far)" : std::string{})
-            + ". Its mailbox_size comes from its probe; try again later.";
-    else
-      why = "The actor could not be asked for its mailbox.";
-    w.String(why.c_str());
-  }
-  w.EndObject();
-  return buffer.GetString();
-}
-
 /// Parses an integer query parameter in [min, max]; `fallback` when absent. nullopt when malformed.
 std::optional<int64_t> int_param(const request& req, std::string_view name, int64_t fallback, int64_t min,
                                  int64_t max) {
@@ -211,38 +39,83 @@ std::optional<int64_t> int_param(const request& req, std::string_view name, int6
   return value;
 }
 
-const actor_view* find_actor(const std::vector<actor_view>& actors, const std::string& key) {
-  uint64_t id = 0;
-  auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
-  bool numeric = ec == std::errc{} && end == key.data() + key.size();
-  for (const auto& a : actors)
-    if ((numeric && a.id == id && id != 0) || a.name == key)
-      return &a;
-  return nullptr;
-}
 
 struct debug_context {
   actor_bridge& bridge;
   debug_route_options options;
+
+  /// What this node's own answers read (its node id is read per request: it is resolved once HTTP listens).
+  debug_sources sources() const {
+    debug_sources s{options.names, options.probes, options.root, options.tree_timeout, options.peek_timeout, ""};
+    if (options.cluster && options.cluster->enabled())
+      s.node = options.cluster->node_id();
+    return s;
+  }
 };
 
 /// Collects the tree inside a bridge worker, then calls `then` there.
 void with_tree(debug_context& ctx, const std::shared_ptr<responder>& r,
                std::function<void(caf::event_based_actor*, std::vector<actor_view>)> then) {
-  auto root = ctx.options.names->get(ctx.options.root);
-  if (!root) {
-    r->fail(make_error(service_error::unavailable, "The root supervisor is not running."));
-    return;
+  ctx.bridge.run(r, [&ctx, r, then = std::move(then)](caf::event_based_actor* self) {
+    debug_tree(self, ctx.sources(), [self, r, then](caf::expected<std::vector<actor_view>> actors) {
+      if (!actors)
+        r->fail(actors.error());
+      else
+        then(self, std::move(*actors));
+    });
+  });
+}
+
+/// Where ?node= sends a debug request: nullopt for this node (no parameter, or this node's id), else the member's
+/// endpoint; answers the request itself (404, 503) and returns an invalid handle when there is none.
+std::optional<caf::actor> remote_node(debug_context& ctx, const std::shared_ptr<responder>& r) {
+  auto node = r->req().query_param("node");
+  if (!node || node->empty())
+    return std::nullopt;
+  std::string id{*node};
+  auto* cluster = ctx.options.cluster.get();
+  if (cluster && cluster->enabled() && id == cluster->node_id())
+    return std::nullopt;
+  auto view = cluster && cluster->enabled() ? cluster->view() : nullptr;
+  const auto* member = view ? view->find(id) : nullptr;
+  if (member == nullptr) {
+    r->send(error_response(service_error::not_found, "No cluster member is called \"" + id + "\".", r->req().id,
+                           "node"));
+    return caf::actor{};
   }
-  ctx.bridge.run(r, [&ctx, root = *root, then = std::move(then)](caf::event_based_actor* self) {
-    collect_actor_tree(self, root, ctx.options.root, ctx.options.probes, ctx.options.tree_timeout,
-                       [self, then](std::vector<actor_view> actors) { then(self, std::move(actors)); });
+  if (!member->endpoint) {
+    r->send(error_response(service_error::unavailable, "This node is not connected to " + id + " (it is " +
+                                                         member->state + "); try again shortly.",
+                           r->req().id));
+    return caf::actor{};
+  }
+  return member->endpoint;
+}
+
+/// Asks another node's endpoint for a debug answer (its JSON) from a bridge worker.
+template <class... Ts>
+void ask_node(debug_context& ctx, const std::shared_ptr<responder>& r, caf::actor endpoint, Ts... msg) {
+  auto timeout = caf::duration{ctx.options.tree_timeout * 3 + ctx.options.peek_timeout};
+  ctx.bridge.run(r, [r, endpoint, timeout, msg...](caf::event_based_actor* self) {
+    self->request(endpoint, timeout, msg...)
+      .then([r](std::string& json) { r->send(json_response(200, std::move(json)).header("Cache-Control", "no-store")); },
+            [r](caf::error& err) { r->fail(err); });
   });
 }
 
 void get_actors(debug_context& ctx, const std::shared_ptr<responder>& r) {
-  with_tree(ctx, r, [r](caf::event_based_actor*, std::vector<actor_view> actors) {
-    r->send(json_response(200, actors_json(actors)).header("Cache-Control", "no-store"));
+  if (auto remote = remote_node(ctx, r)) {
+    if (*remote)
+      ask_node(ctx, r, *remote, cluster_debug_tree_atom::value);
+    return;
+  }
+  ctx.bridge.run(r, [&ctx, r](caf::event_based_actor* self) {
+    debug_tree_json(self, ctx.sources(), [r](caf::expected<std::string> json) {
+      if (!json)
+        r->fail(json.error());
+      else
+        r->send(json_response(200, std::move(*json)).header("Cache-Control", "no-store"));
+    });
   });
 }
 
@@ -255,24 +128,52 @@ void get_actor(debug_context& ctx, const std::shared_ptr<responder>& r) {
     return;
   }
   auto key = r->req().param("id").value_or("");
-  auto timeout = ctx.options.peek_timeout;
-  with_tree(ctx, r, [r, key, limit, timeout](caf::event_based_actor* self, std::vector<actor_view> actors) {
-    const auto* found = find_actor(actors, key);
-    if (found == nullptr) {
-      r->fail(make_error(service_error::not_found, "No actor with id or name \"" + key + "\" is in the tree."));
-      return;
-    }
-    auto actor = *found;
-    auto names = names_by_id(actors);
-    auto answer = [r, actor, names, timeout](caf::expected<mailbox_view> mailbox) {
-      r->send(json_response(200, actor_json(actor, mailbox, names, timeout)).header("Cache-Control", "no-store"));
-    };
-    if (!actor.handle) {
-      answer(make_error(service_error::unavailable, "not running"));
-      return;
-    }
-    peek_mailbox(self, actor.handle, static_cast<size_t>(*limit), timeout, answer);
+  if (auto remote = remote_node(ctx, r)) {
+    if (*remote)
+      ask_node(ctx, r, *remote, cluster_debug_actor_atom::value, key, static_cast<uint64_t>(*limit));
+    return;
+  }
+  ctx.bridge.run(r, [&ctx, r, key, limit](caf::event_based_actor* self) {
+    debug_actor_json(self, ctx.sources(), key, static_cast<size_t>(*limit), [r](caf::expected<std::string> json) {
+      if (!json)
+        r->fail(json.error());
+      else
+        r->send(json_response(200, std::move(*json)).header("Cache-Control", "no-store"));
+    });
   });
+}
+
+/// {"node": this node's id (null on a single node), "nodes": [{node_id, state, connected, http_url}]}: the members
+/// whose trees ?node= opens.
+void get_nodes(debug_context& ctx, const std::shared_ptr<responder>& r) {
+  rapidjson::StringBuffer buffer;
+  json_writer w{buffer};
+  w.StartObject();
+  w.Key("node");
+  auto* cluster = ctx.options.cluster.get();
+  auto view = cluster && cluster->enabled() ? cluster->view() : nullptr;
+  if (cluster && cluster->enabled())
+    w.String(cluster->node_id().c_str());
+  else
+    w.Null();
+  w.Key("nodes");
+  w.StartArray();
+  if (view)
+    for (const auto& m : view->members) {
+      w.StartObject();
+      w.Key("node_id");
+      w.String(m.node_id.c_str());
+      w.Key("state");
+      w.String(m.state.c_str());
+      w.Key("connected");
+      w.Bool(m.connected);
+      w.Key("http_url");
+      w.String(m.http_url.c_str());
+      w.EndObject();
+    }
+  w.EndArray();
+  w.EndObject();
+  r->send(json_response(200, {buffer.GetString(), buffer.GetSize()}).header("Cache-Control", "no-store"));
 }
 
 // ---- trace ------------------------------------------------------------------------------------------------------
@@ -302,9 +203,9 @@ std::string trace_event_json(const trace_event& e, const std::unordered_map<uint
   w.Key("sender");
   w.String(sender_name(names, e.sender_id).c_str());
   w.Key("waited_ms");
-  ms_or_null(w, e.waited_us);
+  write_ms_or_null(w, e.waited_us);
   w.Key("processing_ms");
-  ms_or_null(w, e.processing_us);
+  write_ms_or_null(w, e.processing_us);
   w.EndObject();
   return buffer.GetString();
 }
@@ -358,6 +259,14 @@ void get_trace(debug_context& ctx, const std::shared_ptr<responder>& r) {
   if (!rate) {
     r->send(error_response(service_error::invalid_input, "rate must be an integer from 1 to 1000 (events per second).",
                            r->req().id, "rate"));
+    return;
+  }
+  if (auto remote = remote_node(ctx, r)) {
+    if (*remote)
+      r->send(error_response(service_error::invalid_input,
+                             "A trace streams from the traced actor's own node: ask that node directly (its http_url "
+                             "is in GET /debug/nodes).",
+                             r->req().id, "node"));
     return;
   }
   auto key = r->req().param("id").value_or("");
@@ -415,6 +324,7 @@ void add_debug_routes(router& routes, actor_bridge& bridge, debug_route_options 
       guard(r, [ctx, handler](const std::shared_ptr<responder>& inner) { handler(*ctx, inner); });
     };
   };
+  routes.add("GET", "/debug/nodes", guarded(get_nodes), without_admission_control());
   routes.add("GET", "/debug/actors", guarded(get_actors), without_admission_control());
   routes.add("GET", "/debug/actors/{id}", guarded(get_actor), without_admission_control());
   routes.add("GET", "/debug/actors/{id}/trace", guarded(get_trace), without_admission_control());

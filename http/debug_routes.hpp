@@ -1,10 +1,13 @@
 #pragma once
 // Debug mode's view into the actor system (debug.enabled only; 404 otherwise, since the routes do not exist).
 //
-//   GET /debug/actors                   {"actors":[...]} the supervision tree, parents before children; each actor:
+//   GET /debug/nodes                    {"node":..., "nodes":[{node_id, state, connected, http_url}]}: this node's
+//                                       id and the cluster's members (null and [] on a single node)
+//   GET /debug/actors?node=N            {"node":..., "actors":[...]} the supervision tree, parents before children; each actor:
 //                                       id, name, kind, type, supervisor, restart, state, mailbox_size, processed,
 //                                       busy_ms, restarts, last_error, last_error_at, started_at, uptime_ms
-//   GET /debug/actors/{id}?limit=N      the same for one actor (by CAF id or by name) plus "mailbox": its first N
+//   GET /debug/actors/{id}?limit=N&node=N
+//                                       the same for one actor (by CAF id or by name) plus "mailbox": its first N
 //                                       (default 50, at most 1000) queued messages as text, secrets redacted, and a
 //                                       count by type; read by the actor itself on a high-priority request, so a
 //                                       busy actor answers after at most a few messages. An actor stuck in a handler
@@ -17,9 +20,13 @@
 //                                       second {seen, dropped}, and "end" {reason} at the end ("time is up", "the actor
 //                                       stopped", ...). waited_ms is exact (enqueue to handler) for messages sent after
 //                                       the trace began, null for those already queued.
+//   ?node=N asks cluster member N's endpoint (actors/cluster_endpoint.hpp), which renders its own tree or mailbox;
+//   404 for an unknown member, 503 while it is not connected, 409 when its debug mode is off. A trace streams only
+//   from the actor's own node (400 with ?node= of another).
 //   GET /debug/                         one self-contained HTML page (no external assets, its own CSP with a nonce):
 //                                       the tree with live mailbox sizes and restarts, the top actors by mailbox size,
-//                                       refreshing itself, with a click-through to an actor's mailbox. The page holds
+//                                       refreshing itself, with a click-through to an actor's mailbox, and in a
+//                                       cluster a choice of the node whose tree it shows. The page holds
 //                                       no data: it reads the JSON routes above, with the admin token it is given
 //                                       when the routes need one, so it is served without a credential.
 //
@@ -29,6 +36,7 @@
 #include "http/ops_routes.hpp"
 #include "http/router.hpp"
 
+#include "actors/cluster.hpp"
 #include "actors/directory.hpp"
 #include "introspect/probe.hpp"
 
@@ -41,6 +49,7 @@ namespace troupe::http {
 struct debug_route_options {
   std::shared_ptr<directory> names;       // where the root supervisor is found
   std::shared_ptr<probe_registry> probes; // the probes of debug mode
+  std::shared_ptr<cluster_state> cluster; // in a cluster: ?node= asks another member's endpoint
   std::string root = "root";
   std::chrono::milliseconds tree_timeout{1000}; // per supervisor asked for its children
   std::chrono::milliseconds peek_timeout{2000}; // for an actor to answer a mailbox peek

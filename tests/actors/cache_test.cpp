@@ -7,6 +7,8 @@
 // the test. The only real timer is the producer timeout under test.
 
 #include "actors/cache.hpp"
+#include "actors/cluster.hpp"
+#include "actors/cluster_endpoint.hpp"
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -541,6 +544,95 @@ TEST_F(cache_fixture, MissingShardComputesWithoutTheCache) {
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(*got[0], "direct");
   EXPECT_EQ(*got[1], "unavailable");
+}
+
+// In a cluster a placed client sends the keys another node holds to that node's endpoint, which hands them to its
+// own shards: puts, gets and single flight land there, invalidations reach both nodes, and a node that does not
+// answer leaves the caller computing without the cache (after the placement's timeout), never waiting forever.
+TEST_F(cache_fixture, PlacedKeysGoToTheOtherNodesShards) {
+  auto local = start_shards(2);
+  // "Node b": two shards of its own, found by name through its endpoint.
+  auto b_stats = std::make_shared<cache_stats>(2, 4 << 20);
+  auto b_names = std::make_shared<directory>();
+  for (size_t i = 0; i < 2; ++i) {
+    cache_shard_options opts;
+    opts.max_bytes = b_stats->shard_max_bytes();
+    opts.sweep_interval = 0ms;
+    opts.stats = b_stats;
+    opts.index = i;
+    others.push_back(spawn_cache_shard(sys, opts));
+    b_names->put(cache_shard_name(i), others.back());
+  }
+  auto parent = runner();
+  std::promise<caf::actor> spawned;
+  caf::anon_send(parent, test_job{[&](caf::event_based_actor* a) {
+    cluster_endpoint_options opts;
+    opts.cluster = std::make_shared<cluster_state>(true, "b");
+    opts.names = b_names;
+    opts.cache_shards = 2;
+    spawned.set_value(spawn_cluster_endpoint(a, opts));
+  }});
+  auto endpoint = spawned.get_future().get();
+  others.push_back(endpoint);
+  // Answers nothing (keeps each request's promise undelivered): a hung node.
+  auto silent = sys.spawn([](caf::event_based_actor* a) -> caf::behavior {
+    auto held = std::make_shared<std::vector<caf::response_promise>>();
+    return {[a, held](cache_get_atom, const std::string&) { held->push_back(a->make_response_promise()); }};
+  });
+  others.push_back(silent);
+
+  cache_placement placement;
+  placement.timeout = 200ms;
+  placement.remote = [endpoint, silent](std::string_view key) -> std::optional<caf::actor> {
+    if (key.substr(0, 2) == "b:")
+      return endpoint;
+    if (key.substr(0, 5) == "hung:")
+      return silent;
+    return std::nullopt;
+  };
+  placement.peers = [endpoint]() -> caf::expected<std::vector<caf::actor>> { return std::vector<caf::actor>{endpoint}; };
+  cache_client client = local;
+  client.place(placement);
+
+  auto producer_calls = std::make_shared<std::atomic<int>>(0);
+  auto produce = [producer_calls](caf::event_based_actor*, cache_client::result_handler done) {
+    ++*producer_calls;
+    done(std::string{"computed"});
+  };
+  results out;
+  in_actor([&, produce](caf::event_based_actor* a) {
+    client.put(a, "b:1", "one", 0ms, {"t"}, [&, a, produce](caf::expected<bool> stored) {
+      out.push(stored && *stored ? "stored" : "not stored");
+      client.put(a, "here", "two", 0ms, {"t"}, [&, a, produce](caf::expected<bool>) {
+        client.get(a, "b:1", [&, a, produce](caf::expected<std::optional<std::string>> v) {
+          out.push(v && *v ? **v : "miss");
+          client.get_or_compute(a, "b:2", 60s, {}, produce, [&, a, produce](caf::expected<std::string> v) {
+            out.push(v ? *v : "error");
+            client.get_or_compute(a, "b:2", 60s, {}, produce, [&, a, produce](caf::expected<std::string> v) {
+              out.push(v ? *v : "error");
+              client.get_or_compute(a, "hung:3", 60s, {}, produce, [&, a](caf::expected<std::string> v) {
+                out.push(v ? *v : "error");
+                client.invalidate_tag(a, "t", [&](caf::expected<uint64_t> n) {
+                  out.push(n ? std::to_string(*n) : "error");
+                });
+              });
+            });
+          });
+        });
+      });
+    });
+  });
+  auto got = out.wait(6);
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(*got[0], "stored");
+  EXPECT_EQ(*got[1], "one");
+  EXPECT_EQ(*got[2], "computed");
+  EXPECT_EQ(*got[3], "computed") << "the second call is a hit on node b";
+  EXPECT_EQ(*got[4], "computed") << "the hung node's key was computed here, without the cache";
+  EXPECT_EQ(*got[5], "2") << "the tag's entries on both nodes: b:1 there, here here";
+  EXPECT_EQ(producer_calls->load(), 2);
+  EXPECT_EQ(b_stats->total().entries, 1u) << "b:2 stays on node b";
+  EXPECT_EQ(stats->total().entries, 0u);
 }
 
 // The cache supervisor starts one named shard per configured shard; the client finds them by name, and a crashed

@@ -5,6 +5,7 @@
 #include "tests/integration/upload_client.hpp" // temp_dir
 #include "actors/cluster.hpp"
 #include "tests/persistence/scratch_database.hpp"
+#include "tests/tools/mock_upstream_harness.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <future>
 #include <thread>
+#include <map>
 #include <set>
 
 using namespace troupe::testing;
@@ -51,7 +53,9 @@ protected:
                  "--set", "limits.default_burst=" + std::to_string(user_burst),
                  "--set", "limits.default_per_minute=1", "--set", "limits.auth_burst=100",
                  "--set", "http.threads=1", "--set", "actors.threads=2"};
+    opts.args.insert(opts.args.end(), every_node_.begin(), every_node_.end());
     opts.args.insert(opts.args.end(), extra.begin(), extra.end());
+    opts.env = env_;
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
     auto node = std::make_unique<troupe_process>(opts);
     auto& started = *node;
@@ -148,6 +152,10 @@ protected:
       result.push_back(node.get());
     return result;
   }
+
+  /// Every node of the test gets these arguments and this environment (besides its own).
+  std::vector<std::string> every_node_;
+  std::map<std::string, std::string> env_;
 
   scratch_database db_;
   temp_dir files_; // certificates of the TLS test
@@ -442,4 +450,124 @@ TEST_F(Cluster, ASecondProcessWithALiveNodeIdWaitsForIt) {
   EXPECT_EQ(first.wait_exit(20s), std::optional<int>{0}) << first.output();
   EXPECT_TRUE(second.wait_for_output(R"("msg":"cluster joined")", 10s)) << second.output();
   EXPECT_EQ(metric(second, "troupe_cluster_placed_members"), 1);
+}
+
+// The gateway's cache is one cache across the cluster: an identical call made concurrently on two nodes reaches the
+// upstream once (single flight on the node that holds the key), an answer cached through one node is a hit on every
+// node, and an admin's invalidation on one node removes it everywhere.
+TEST_F(Cluster, AnIdenticalGatewayCallOnTwoNodesReachesTheUpstreamOnce) {
+  mock_upstream_process mock;
+  env_["TROUPE_UPSTREAMS"] =
+    R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"],"priority":1}])";
+  every_node_ = {"--set", "limits.generate_burst=10000", "--set", "limits.generate_per_minute=1000000",
+                 "--set", "quota.free_per_day=100000", "--set", "limits.generate_max_inflight=200"};
+  three_nodes(1000);
+  auto [user_id, token] = user(*nodes_[0], "gateway@example.com");
+  auto chat = [&](size_t node, const std::string& content, const std::string& extra) {
+    auto body = R"({"model":"mock-1","messages":[{"role":"user","content":")" + content + "\"}]" + extra + "}";
+    return http({"POST", nodes_[node]->url("/v1/chat/completions"), body,
+                 {"Authorization: Bearer " + token, "Content-Type: application/json"}, 30000});
+  };
+  auto upstream_calls = [&] {
+    auto doc = parse_json(http_get(mock.base_url() + "/mock/stats").body);
+    return doc.IsObject() && doc.HasMember("requests") ? doc["requests"].GetInt64() : -1;
+  };
+
+  // Not cacheable (temperature 0.7): only the single flight merges them. The mock holds its answer 4 s, time for
+  // every call on both nodes to arrive.
+  constexpr int per_node = 8;
+  std::vector<std::future<http_result>> calls;
+  for (size_t node : {size_t{0}, size_t{1}})
+    for (int i = 0; i < per_node; ++i)
+      calls.push_back(std::async(std::launch::async, [&, node] {
+        return chat(node, "[[mock latency_ms=4000]] the same question", R"(,"temperature":0.7)");
+      }));
+  int ok = 0;
+  std::string failure;
+  for (auto& call : calls) {
+    auto res = call.get();
+    ok += res.status == 200;
+    if (res.status != 200 && failure.empty())
+      failure = std::to_string(res.status) + " " + res.error + " " + res.body;
+  }
+  EXPECT_EQ(ok, 2 * per_node) << failure;
+  EXPECT_EQ(upstream_calls(), 1);
+
+  // Cacheable (temperature 0): produced once through node a, then a hit on b and on c.
+  auto first = chat(0, "cache me", R"(,"temperature":0)");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.header("x-cache"), "MISS");
+  for (size_t node : {size_t{1}, size_t{2}}) {
+    auto again = chat(node, "cache me", R"(,"temperature":0)");
+    EXPECT_EQ(again.status, 200) << again.body;
+    EXPECT_EQ(again.header("x-cache"), "HIT") << "on " << ids_[node];
+    EXPECT_EQ(again.body, first.body);
+  }
+  EXPECT_EQ(upstream_calls(), 2);
+
+  // The admin clears the user's entries through node c: gone on every node, so node b asks the upstream again.
+  auto cleared = http({"POST", nodes_[2]->url("/api/cache/clear"), R"({"tag":"gw:)" + user_id + R"("})",
+                       {"Authorization: Bearer " + admin_, "Content-Type: application/json"}, 10000});
+  ASSERT_EQ(cleared.status, 200) << cleared.body;
+  EXPECT_EQ(parse_json(cleared.body)["removed"].GetUint64(), 1u) << cleared.body;
+  auto after = chat(1, "cache me", R"(,"temperature":0)");
+  EXPECT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(after.header("x-cache"), "MISS");
+  EXPECT_EQ(upstream_calls(), 3);
+}
+
+// Debug mode shows every node: /debug/nodes lists the members, ?node= opens another node's tree and an actor's
+// mailbox there (rendered by that node), a node whose debug mode is off says so, and the page offers the nodes.
+TEST_F(Cluster, DebugModeOpensEveryNodesTreeAndMailboxes) {
+  every_node_ = {"--set", "debug.enabled=true"};
+  start(prefix_ + "a", burst);
+  start(prefix_ + "b", burst);
+  every_node_.clear();
+  start(prefix_ + "c", burst);
+  std::tie(admin_id_, admin_) = user(*nodes_[0], "admin@example.com");
+  ASSERT_TRUE(await_placed(all(), 3, 10s));
+  auto& a = *nodes_[0];
+
+  auto nodes = parse_json(http_get(a.url("/debug/nodes")).body);
+  ASSERT_TRUE(nodes.IsObject() && nodes.HasMember("nodes"));
+  EXPECT_EQ(std::string(nodes["node"].GetString()), ids_[0]);
+  std::set<std::string> members;
+  for (const auto& m : nodes["nodes"].GetArray())
+    members.insert(m["node_id"].GetString());
+  EXPECT_EQ(members, std::set<std::string>(ids_.begin(), ids_.end()));
+
+  auto tree = http_get(a.url("/debug/actors?node=" + ids_[1]));
+  ASSERT_EQ(tree.status, 200) << tree.body;
+  auto doc = parse_json(tree.body);
+  EXPECT_EQ(std::string(doc["node"].GetString()), ids_[1]);
+  std::set<std::string> names;
+  for (const auto& actor : doc["actors"].GetArray())
+    names.insert(actor["name"].GetString());
+  for (const char* name : {"root", "sessions", "cluster", "cache.shard.0"})
+    EXPECT_EQ(names.count(name), 1u) << name << " is not in " << ids_[1] << "'s tree";
+  // Its own tree, by default and by its own id.
+  EXPECT_EQ(std::string(parse_json(http_get(a.url("/debug/actors")).body)["node"].GetString()), ids_[0]);
+  EXPECT_EQ(std::string(parse_json(http_get(a.url("/debug/actors?node=" + ids_[0])).body)["node"].GetString()),
+            ids_[0]);
+
+  auto actor = http_get(a.url("/debug/actors/sessions?limit=5&node=" + ids_[1]));
+  ASSERT_EQ(actor.status, 200) << actor.body;
+  auto one = parse_json(actor.body);
+  EXPECT_EQ(std::string(one["node"].GetString()), ids_[1]);
+  EXPECT_EQ(std::string(one["name"].GetString()), "sessions");
+  EXPECT_TRUE(one["mailbox"].IsObject()) << actor.body;
+
+  EXPECT_EQ(http_get(a.url("/debug/actors?node=" + ids_[2])).status, 409) << "node c's debug mode is off";
+  EXPECT_EQ(http_get(a.url("/debug/actors/nobody?node=" + ids_[1])).status, 404);
+  EXPECT_EQ(http_get(a.url("/debug/actors?node=no-such-node")).status, 404);
+  EXPECT_EQ(http_get(a.url("/debug/actors/sessions/trace?seconds=1&node=" + ids_[1])).status, 400);
+  EXPECT_EQ(http_get(nodes_[2]->url("/debug/actors")).status, 404) << "debug mode is off on node c";
+
+  // The page on node a offers every node (headless Chromium runs its script).
+  std::string dom;
+  auto status = chromium_dump_dom(a.url("/debug/"), dom);
+  ASSERT_EQ(status, 0) << dom;
+  EXPECT_NE(dom.find("<option value=\"" + ids_[1] + "\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("(this node)"), std::string::npos);
+  EXPECT_NE(dom.find("node " + ids_[0] + ":"), std::string::npos);
 }

@@ -223,11 +223,7 @@ TEST(DebugPage, LoadsInHeadlessChromiumAndShowsTheTree) {
   if (!tool_available("chromium"))
     GTEST_SKIP() << "chromium is not installed (scripts/install-deps installs it)";
   std::string dom;
-  // A private profile directory, removed afterwards; Chromium's own chatter on stderr is dropped.
-  auto status = run_command("profile=$(mktemp -d); (timeout 60 chromium --headless --no-sandbox --disable-gpu "
-                            "--disable-dev-shm-usage --user-data-dir=$profile --virtual-time-budget=4000 --dump-dom '"
-                              + troupe.url("/debug/") + "' 2>/dev/null); status=$?; rm -rf \"$profile\"; exit $status",
-                            dom);
+  auto status = chromium_dump_dom(troupe.url("/debug/"), dom);
   ASSERT_EQ(status, 0) << dom;
   EXPECT_NE(dom.find("data-actor=\"db.writer\""), std::string::npos) << dom.substr(0, 4000);
   EXPECT_NE(dom.find("data-actor=\"root\""), std::string::npos);

@@ -305,6 +305,14 @@ int run_command(const std::string& command, std::string& out) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int chromium_dump_dom(const std::string& url, std::string& dom) {
+  // Chromium's own chatter on stderr is dropped.
+  return run_command("profile=$(mktemp -d); (timeout 60 chromium --headless --no-sandbox --disable-gpu "
+                     "--disable-dev-shm-usage --user-data-dir=$profile --virtual-time-budget=4000 --dump-dom '" +
+                       url + "' 2>/dev/null); status=$?; rm -rf \"$profile\"; exit $status",
+                     dom);
+}
+
 std::optional<std::string> test_database_url() {
   if (const char* url = std::getenv("TROUPE_DATABASE_URL"); url && *url)
     return std::string{url};

@@ -118,6 +118,10 @@ http_result sign_up(const troupe_process& t, const std::string& email);
 /// Runs a shell command; returns its exit status and fills `out` with stdout+stderr.
 int run_command(const std::string& command, std::string& out);
 
+/// Loads `url` in headless Chromium (a private profile, removed afterwards; at most 60 s, 4 s of virtual time for
+/// the page's scripts) and fills `dom` with the DOM it ends with; returns Chromium's exit status.
+int chromium_dump_dom(const std::string& url, std::string& dom);
+
 /// TROUPE_DATABASE_URL from the environment, if the harness provides a database.
 std::optional<std::string> test_database_url();
 
