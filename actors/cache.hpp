@@ -219,6 +219,9 @@ struct cache_placement {
   std::function<caf::expected<std::vector<caf::actor>>()> peers;
   /// Of every request to another node (a node that dies leaves its requests unanswered, never failed).
   std::chrono::milliseconds timeout{5000};
+  /// The near tier: get_or_compute keeps a copy of a value another node holds in this node's shard for this long
+  /// (0 = none), so a hot entry is read here; invalidations reach the copies too (they are in this node's shards).
+  std::chrono::milliseconds near_ttl{0};
 };
 
 class cache_client {
@@ -241,6 +244,9 @@ public:
   /// What answers for `key`: this node's shard, or (with a placement) the endpoint of the node that holds it, which
   /// takes every message a shard takes about one key.
   std::optional<caf::actor> shard_for(std::string_view key) const;
+  /// Where a read of `key` starts: with a near tier, this node's shard (it holds the key or may hold a near copy);
+  /// else shard_for(key).
+  std::optional<caf::actor> first_stop(std::string_view key) const;
 
   using value_handler = std::function<void(caf::expected<std::optional<std::string>>)>;
   using bool_handler = std::function<void(caf::expected<bool>)>;
@@ -267,7 +273,8 @@ public:
   /// producer's error goes to all of them and is not cached (the next call computes again). If the producer has not
   /// finished after `producer_timeout`, every caller gets service_error::timeout. A hit costs one get; a miss then
   /// claims the key (cache_claim_atom), which is not counted again as a hit or miss. When the node holding the key
-  /// does not answer the get, the value is computed here without the cache.
+  /// does not answer the get, the value is computed here without the cache. With a near tier, a key another node
+  /// holds is read from this node's copy first, and the value got from there is copied here (cache_placement).
   void get_or_compute(caf::event_based_actor* self, const std::string& key, std::chrono::milliseconds ttl,
                       std::vector<std::string> tags, producer produce, result_handler then,
                       std::chrono::milliseconds producer_timeout = std::chrono::milliseconds{10000}) const;
@@ -285,6 +292,11 @@ private:
     bool remote = false;
   };
   std::optional<target> route(std::string_view key) const;
+
+  /// get_or_compute at `where`: a get, then on a miss the claim (and the producer when this caller is it).
+  void fetch(caf::event_based_actor* self, target where, const std::string& key, int64_t ttl_ms,
+             std::vector<std::string> tags, producer produce, result_handler then,
+             std::chrono::milliseconds producer_timeout) const;
 
   /// Claims `key` on `target` and runs `produce` if this caller is the producer; ttl_ms < 0 stores nothing.
   void claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key, int64_t ttl_ms,

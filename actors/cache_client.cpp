@@ -66,6 +66,12 @@ std::optional<caf::actor> cache_client::shard_for(std::string_view key) const {
   return std::nullopt;
 }
 
+std::optional<caf::actor> cache_client::first_stop(std::string_view key) const {
+  if (placement_.near_ttl.count() > 0)
+    return lookup_(shard_index(key));
+  return shard_for(key);
+}
+
 namespace {
 
 caf::error shard_unavailable() {
@@ -238,11 +244,41 @@ void cache_client::get_or_compute(caf::event_based_actor* self, const std::strin
     produce(self, std::move(then));
     return;
   }
-  auto target = std::move(where->actor);
-  auto remote = where->remote;
   auto ttl_ms = std::max<int64_t>(0, static_cast<int64_t>(ttl.count()));
+  auto near = where->remote && placement_.near_ttl.count() > 0 ? lookup_(shard_index(key)) : std::nullopt;
+  if (!near) {
+    fetch(self, std::move(*where), key, ttl_ms, std::move(tags), std::move(produce), std::move(then), producer_timeout);
+    return;
+  }
+  // The near tier: this node's copy first; else the holder, and a copy of what it gives (a produced value too).
+  auto near_ms = static_cast<int64_t>(placement_.near_ttl.count());
+  if (ttl_ms > 0)
+    near_ms = std::min(near_ms, ttl_ms);
+  auto keep = [near = *near, key, near_ms, tags, then](caf::expected<std::string> value) {
+    if (value)
+      caf::anon_send(near, cache_put_atom::value, key, *value, near_ms, tags);
+    then(std::move(value));
+  };
+  self->request(*near, timeout_, cache_get_atom::value, key)
+    .then(
+      [this, self, where = *where, key, ttl_ms, tags, produce, then, keep, producer_timeout](cache_reply& reply) {
+        if (reply.hit)
+          then(std::move(reply.value));
+        else
+          fetch(self, where, key, ttl_ms, tags, produce, keep, producer_timeout);
+      },
+      [this, self, where = *where, key, ttl_ms, tags, produce, keep, producer_timeout](caf::error&) {
+        fetch(self, where, key, ttl_ms, tags, produce, keep, producer_timeout);
+      });
+}
+
+void cache_client::fetch(caf::event_based_actor* self, target where, const std::string& key, int64_t ttl_ms,
+                         std::vector<std::string> tags, producer produce, result_handler then,
+                         milliseconds producer_timeout) const {
+  auto target = std::move(where.actor);
+  auto remote = where.remote;
   // The hit path is one get (untimed on this node); only a miss pays for the (timed) claim.
-  self->request(target, where->timeout, cache_get_atom::value, key)
+  self->request(target, where.timeout, cache_get_atom::value, key)
     .then(
       [this, self, target, key, ttl_ms, tags, produce, then, producer_timeout](cache_reply& reply) mutable {
         if (reply.hit)

@@ -235,9 +235,11 @@ caf::actor spawn_cluster_endpoint(caf::local_actor* parent, cluster_endpoint_opt
   return parent->spawn<caf::linked>(endpoint_impl, std::move(options));
 }
 
-cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, std::chrono::milliseconds timeout) {
+cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, std::chrono::milliseconds timeout,
+                                        std::chrono::milliseconds near_ttl) {
   cache_placement placement;
   placement.timeout = timeout;
+  placement.near_ttl = near_ttl;
   placement.remote = [state](std::string_view key) -> std::optional<caf::actor> {
     auto view = state->view();
     const auto* owner = view ? view->owner_of(key) : nullptr;

@@ -51,7 +51,8 @@ caf::actor spawn_cluster_endpoint(caf::local_actor* parent, cluster_endpoint_opt
 /// Places cache keys over the cluster as users are placed (rendezvous hashing over the placed members): a key
 /// another connected member holds goes to its endpoint; a key of this node, or of a member not connected now, to
 /// this node's own shard. Invalidations go to every placed or draining member, and fail while one of them is not
-/// connected. `timeout` bounds each request to another node.
-cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, std::chrono::milliseconds timeout);
+/// connected. `timeout` bounds each request to another node; `near_ttl` is the near tier (cache.near_ttl_ms).
+cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, std::chrono::milliseconds timeout,
+                                        std::chrono::milliseconds near_ttl);
 
 } // namespace troupe

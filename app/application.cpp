@@ -369,8 +369,9 @@ int run_server(const config::settings& settings) {
     // call cluster-wide) and invalidations reach every node; profiles stay in this node's shards.
     auto cluster_cache = std::make_shared<cache_client>(names, shared.cache->shards());
     if (settings.cluster.enabled)
-      cluster_cache->place(
-        cluster_cache_placement(shared.cluster, std::chrono::milliseconds{settings.cluster.request_timeout_ms}));
+      cluster_cache->place(cluster_cache_placement(shared.cluster,
+                                                   std::chrono::milliseconds{settings.cluster.request_timeout_ms},
+                                                   std::chrono::milliseconds{settings.cache.near_ttl_ms}));
     http::cache_route_options cache_routes;
     cache_routes.cache = std::make_shared<cache_client>(names, shared.cache->shards());
     cache_routes.invalidations = cluster_cache;

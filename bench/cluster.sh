@@ -9,7 +9,9 @@
 #      (200 or 429, not 503); the killed node is restarted and rejoins before the next. Targets: worst served <= 10 s,
 #      worst detection <= cluster.failure_ms (5 s) + 1 s.
 #   3. The gateway route (a chat completion cache hit) on one node without a cluster against node A of a three-node
-#      cluster for a user node B owns: the cost of being a cluster at all.
+#      cluster for a user node B owns and whose cached answer another node than A holds: the cost of being a cluster
+#      at all, with the near tier (cache.near_ttl_ms, A reads its own copy) and without it (every hit asks the
+#      holder over BASP).
 # Every node shares the machine's cores with the others, wrk and PostgreSQL: the ratios are what this machine shows.
 # Admission control is off: it sheds (503) when a route's latency rises, and alternating local and remote runs on
 # one route is exactly that (measured: 53k of 223k remote requests refused right after a local run); what is
@@ -61,6 +63,7 @@ generous=(--set limits.default_per_minute=1000000 --set limits.default_burst=100
 cluster_args=(--set cluster.enabled=true --set cluster.heartbeat_ms=1000 --set cluster.failure_ms=5000)
 password="correct horse battery staple"
 declare -A node_port node_pid
+node_extra=() # more arguments for the nodes started from now on
 
 # node ID: starts (or restarts, on the same port) cluster node ID; waits until it joined.
 node() {
@@ -69,7 +72,7 @@ node() {
   node_port[$id]=$port
   before=$(grep -c '"msg":"cluster joined"' "$out/$id.log" 2>/dev/null || true)
   build/troupe --set "http.port=$port" --set log.request_sample=0 --set "cluster.node_id=$id" "${cluster_args[@]}" \
-    "${generous[@]}" </dev/null >>"$out/$id.log" 2>&1 &
+    "${generous[@]}" "${node_extra[@]}" </dev/null >>"$out/$id.log" 2>&1 &
   node_pid[$id]=$!
   pids+=($!)
   wait_ready "http://127.0.0.1:$port/health" "$!" "troupe ($id)" || die "$id did not start; see $out/$id.log"
@@ -173,20 +176,49 @@ hop_ratio=$(ratio "$(med remote 1)" "$(med local 1)")
 hop_p50=$(awk -v r="$(med remote 2)" -v l="$(med local 2)" 'BEGIN { printf "%.3f\n", r - l }')
 
 # ---- 3. the gateway route: one node against a cluster of three (before the failovers, which leave restarts) -----
-node node-c
-await_placed "$a" 3
-read -r _ gw_token < <(user_owned_by "$a" node-b gateway)
 hit_body='{"model":"mock-1","temperature":0,"messages":[{"role":"user","content":"cluster bench"}]}'
 warm() {
   curl -sf -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $2" -d "$hit_body" \
     "http://127.0.0.1:$1/v1/chat/completions" || die "the chat completion failed on $1"
 }
-# The single node (no cluster) runs alone: the three nodes are stopped first, and started again after.
-cluster_rounds() {
-  export BENCH_ACCESS_TOKEN=$gw_token BENCH_CHAT=fixed
-  warm "$a" "$gw_token"
-  measure cluster3 64 "http://127.0.0.1:$a/v1/chat/completions" -s "$WRK_SCRIPT"
+# cache_asked: how many cache requests nodes B and C took from other nodes.
+cache_asked() {
+  local id sum=0 n
+  for id in node-b node-c; do
+    n=$(curl -sf "http://127.0.0.1:${node_port[$id]}/metrics" |
+      awk '$1 == "troupe_cluster_remote_requests_total{kind=\"cache\"}" { print $2 }')
+    sum=$((sum + ${n:-0}))
+  done
+  echo "$sum"
 }
+# gateway_user: a user node B owns whose cached answer node A asks another node for ("user_id token" in gw_user).
+gateway_user() {
+  local i pair before
+  for ((i = 0; i < 60; i++)); do
+    pair=$(user_owned_by "$a" node-b "gateway$i-")
+    before=$(cache_asked)
+    warm "$a" "${pair#* }"
+    if (($(cache_asked) > before)); then gw_user=$pair; return 0; fi
+  done
+  die "no user among 60 whose cached answer another node holds"
+}
+# cluster3 NAME NEAR_TTL_MS: starts the three nodes with that near tier, measures node A, stops them.
+cluster3() {
+  node_extra=(--set "cache.near_ttl_ms=$2")
+  node node-a
+  node node-b
+  node node-c
+  a=${node_port[node-a]}
+  await_placed "$a" 3
+  make_admin "$a"
+  gateway_user
+  export BENCH_ACCESS_TOKEN=${gw_user#* } BENCH_CHAT=fixed
+  warm "$a" "$BENCH_ACCESS_TOKEN"
+  measure "$1" 64 "http://127.0.0.1:$a/v1/chat/completions" -s "$WRK_SCRIPT"
+  stop_all
+  node_extra=()
+}
+# The single node (no cluster) runs alone.
 single_rounds() {
   local port
   port=$(free_port)
@@ -201,19 +233,25 @@ single_rounds() {
   measure single 64 "http://127.0.0.1:$port/v1/chat/completions" -s "$WRK_SCRIPT"
   stop_pid "$pid" single 30
 }
+stop_all
 for ((round = 1; round <= ROUNDS; round++)); do
-  cluster_rounds
-  stop_all
+  if ((round % 2)); then
+    cluster3 cluster3 1000
+    cluster3 cluster3far 0
+  else
+    cluster3 cluster3far 0
+    cluster3 cluster3 1000
+  fi
   single_rounds
-  node node-a
-  node node-b
-  node node-c
-  a=${node_port[node-a]}
-  await_placed "$a" 3
-  make_admin "$a"
-  read -r _ gw_token < <(user_owned_by "$a" node-b gateway)
 done
+node node-a
+node node-b
+node node-c
+a=${node_port[node-a]}
+await_placed "$a" 3
+make_admin "$a"
 gw_ratio=$(ratio "$(med cluster3 1)" "$(med single 1)")
+gw_far_ratio=$(ratio "$(med cluster3far 1)" "$(med single 1)")
 
 # ---- 2. failover ---------------------------------------------------------------------------------------------------
 ids=(node-a node-b node-c)
@@ -264,8 +302,10 @@ ensure_results_file "$RESULTS"
   echo "| remote / local throughput | ${hop_ratio}x | >= 0.5x | $(at_least "$hop_ratio" 0.5) |"
   echo "| added p50 of the remote hop | $hop_p50 ms | (reported) | |"
   echo "| chat cache hit, one node, no cluster | $(med single 1) req/s, p50 $(med single 2) ms | | |"
-  echo "| chat cache hit, node A of three, user owned by B | $(med cluster3 1) req/s, p50 $(med cluster3 2) ms | | |"
-  echo "| cluster of three / one node (gateway route) | ${gw_ratio}x | (reported: the cost of a cluster) | |"
+  echo "| chat cache hit, node A of three, user owned by B, answer held by B or C, near tier (1 s) | $(med cluster3 1) req/s, p50 $(med cluster3 2) ms | | |"
+  echo "| the same without the near tier (each hit asks the holder) | $(med cluster3far 1) req/s, p50 $(med cluster3far 2) ms | | |"
+  echo "| cluster of three / one node (gateway route), near tier | ${gw_ratio}x | (reported: the cost of a cluster) | |"
+  echo "| cluster of three / one node (gateway route), no near tier | ${gw_far_ratio}x | (reported) | |"
   echo "| failover: detection (ms, each kill) | ${detections[*]}; median $(median "${detections[@]}"), worst $(worst "${detections[@]}") | <= 6000 | $(at_most "$(worst "${detections[@]}")" 6000) |"
   echo "| failover: first request served (ms) | ${served[*]}; median $(median "${served[@]}"), worst $(worst "${served[@]}") | <= 10000 | $(at_most "$(worst "${served[@]}")" 10000) |"
 } | tee -a "$RESULTS"

@@ -362,6 +362,10 @@ const std::vector<option_spec>& all_options() {
     entry("cache.sweep_ms", bind<&settings::cache, &cache_settings::sweep_ms>(), "1000",
           "how often each cache shard drops expired entries (they are also dropped when read)")
       .range(10, 600000, "ms"),
+    entry("cache.near_ttl_ms", bind<&settings::cache, &cache_settings::near_ttl_ms>(), "1000",
+          "in a cluster, how long a node keeps its own copy of a gateway answer another node holds, after reading it "
+          "there (0 = always ask that node); cache clears remove the copies too")
+      .range(0, 60000, "ms"),
     // breaker
     entry("breaker.failures", bind<&settings::breaker, &breaker_settings::failures>(), "5",
           "consecutive failures (connect error, timeout, 429, 500, 502-504) that open an upstream's breaker")

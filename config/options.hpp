@@ -145,6 +145,7 @@ struct cache_settings {
   int64_t max_bytes;      // over all shards
   int64_t default_ttl_ms;
   int64_t sweep_ms;
+  int64_t near_ttl_ms;    // a cluster's near tier (cache_placement::near_ttl)
 };
 
 struct uploads_settings {

@@ -408,7 +408,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
   };
   std::optional<caf::actor> shard;
   if (!c->req.stream && c->cacheable && opts_.cache)
-    shard = opts_.cache->shard_for(tenant_key(c->cache_key, c->who.user_id, true));
+    shard = opts_.cache->first_stop(tenant_key(c->cache_key, c->who.user_id, true));
   if (!shard) {
     in_worker();
     return;

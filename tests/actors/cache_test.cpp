@@ -638,9 +638,9 @@ TEST_F(cache_fixture, PlacedKeysGoToTheOtherNodesShards) {
 // The cache supervisor starts one named shard per configured shard; the client finds them by name, and a crashed
 // shard comes back (empty) under the same name.
 TEST_F(cache_fixture, SupervisorPublishesNamedShards) {
-  config::cache_settings settings{3, 3 << 20, 300000, 1000};
+  config::cache_settings settings{3, 3 << 20, 300000, 1000, 0};
   EXPECT_EQ(cache_shard_count(settings), 3u);
-  EXPECT_EQ(cache_shard_count(config::cache_settings{0, 1 << 20, 1000, 1000}),
+  EXPECT_EQ(cache_shard_count(config::cache_settings{0, 1 << 20, 1000, 1000, 0}),
             2 * std::max(1u, std::thread::hardware_concurrency()));
   auto shared = std::make_shared<cache_stats>(cache_shard_count(settings), static_cast<uint64_t>(settings.max_bytes));
   auto names = std::make_shared<directory>();

@@ -460,7 +460,8 @@ TEST_F(Cluster, AnIdenticalGatewayCallOnTwoNodesReachesTheUpstreamOnce) {
   env_["TROUPE_UPSTREAMS"] =
     R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"],"priority":1}])";
   every_node_ = {"--set", "limits.generate_burst=10000", "--set", "limits.generate_per_minute=1000000",
-                 "--set", "quota.free_per_day=100000", "--set", "limits.generate_max_inflight=200"};
+                 "--set", "quota.free_per_day=100000", "--set", "limits.generate_max_inflight=200",
+                 "--set", "cache.near_ttl_ms=60000"};
   three_nodes(1000);
   auto [user_id, token] = user(*nodes_[0], "gateway@example.com");
   auto chat = [&](size_t node, const std::string& content, const std::string& extra) {
@@ -493,7 +494,8 @@ TEST_F(Cluster, AnIdenticalGatewayCallOnTwoNodesReachesTheUpstreamOnce) {
   EXPECT_EQ(ok, 2 * per_node) << failure;
   EXPECT_EQ(upstream_calls(), 1);
 
-  // Cacheable (temperature 0): produced once through node a, then a hit on b and on c.
+  // Cacheable (temperature 0): produced once through node a, then a hit on b and on c; asked again, each answers
+  // from its near copy (no node is asked for a cache key any more).
   auto first = chat(0, "cache me", R"(,"temperature":0)");
   ASSERT_EQ(first.status, 200) << first.body;
   EXPECT_EQ(first.header("x-cache"), "MISS");
@@ -504,12 +506,28 @@ TEST_F(Cluster, AnIdenticalGatewayCallOnTwoNodesReachesTheUpstreamOnce) {
     EXPECT_EQ(again.body, first.body);
   }
   EXPECT_EQ(upstream_calls(), 2);
+  auto cache_requests = [&] {
+    double sum = 0;
+    for (auto& node : nodes_)
+      sum += std::max(0.0, metric(*node, R"(troupe_cluster_remote_requests_total{kind="cache"})"));
+    return sum;
+  };
+  auto asked = cache_requests();
+  EXPECT_GT(asked, 0) << "one of b and c, at least, does not hold the key";
+  // The node that holds the key is the one the others asked; b and c each keep a copy unless they hold it.
+  uint64_t near_copies = 0;
+  for (size_t node : {size_t{1}, size_t{2}})
+    near_copies += metric(*nodes_[node], R"(troupe_cluster_remote_requests_total{kind="cache"})") <= 0;
+  for (size_t node : {size_t{1}, size_t{2}})
+    EXPECT_EQ(chat(node, "cache me", R"(,"temperature":0)").header("x-cache"), "HIT");
+  EXPECT_EQ(cache_requests(), asked);
 
-  // The admin clears the user's entries through node c: gone on every node, so node b asks the upstream again.
+  // The admin clears the user's entries through node c: gone on every node (near copies too), so node b asks the
+  // upstream again.
   auto cleared = http({"POST", nodes_[2]->url("/api/cache/clear"), R"({"tag":"gw:)" + user_id + R"("})",
                        {"Authorization: Bearer " + admin_, "Content-Type: application/json"}, 10000});
   ASSERT_EQ(cleared.status, 200) << cleared.body;
-  EXPECT_EQ(parse_json(cleared.body)["removed"].GetUint64(), 1u) << cleared.body;
+  EXPECT_EQ(parse_json(cleared.body)["removed"].GetUint64(), 1u + near_copies) << cleared.body;
   auto after = chat(1, "cache me", R"(,"temperature":0)");
   EXPECT_EQ(after.status, 200) << after.body;
   EXPECT_EQ(after.header("x-cache"), "MISS");
