@@ -202,15 +202,19 @@ gateway_user() {
   done
   die "no user among 60 whose cached answer another node holds"
 }
-# cluster3 NAME NEAR_TTL_MS: starts the three nodes with that near tier, measures node A, stops them.
-cluster3() {
-  node_extra=(--set "cache.near_ttl_ms=$2")
+# three_nodes: starts nodes A, B and C, waits until A places all three, and makes the admin (node A's port in a).
+three_nodes() {
   node node-a
   node node-b
   node node-c
   a=${node_port[node-a]}
   await_placed "$a" 3
   make_admin "$a"
+}
+# cluster3 NAME NEAR_TTL_MS: starts the three nodes with that near tier, measures node A, stops them.
+cluster3() {
+  node_extra=(--set "cache.near_ttl_ms=$2")
+  three_nodes
   gateway_user
   export BENCH_ACCESS_TOKEN=${gw_user#* } BENCH_CHAT=fixed
   warm "$a" "$BENCH_ACCESS_TOKEN"
@@ -244,12 +248,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   fi
   single_rounds
 done
-node node-a
-node node-b
-node node-c
-a=${node_port[node-a]}
-await_placed "$a" 3
-make_admin "$a"
+three_nodes
 gw_ratio=$(ratio "$(med cluster3 1)" "$(med single 1)")
 gw_far_ratio=$(ratio "$(med cluster3far 1)" "$(med single 1)")
 
