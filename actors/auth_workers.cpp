@@ -303,7 +303,7 @@ supervisor_config make_auth_supervisor(const config::settings& s, const supervis
   throttle.max_failures = static_cast<size_t>(s.auth.login_max_failures);
   throttle.max_address_failures = static_cast<size_t>(s.auth.login_max_address_failures);
   auth.children.push_back(worker_child(
-    "auth.throttle", [throttle](caf::actor_system& sys) { return spawn_login_throttle(sys, throttle); },
+    login_throttle_name, [throttle](caf::actor_system& sys) { return spawn_login_throttle(sys, throttle); },
     milliseconds{1000}));
   api_key_cache_options keys;
   keys.db_query = db_query_lookup(context.names);

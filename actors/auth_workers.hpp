@@ -56,6 +56,9 @@ caf::actor spawn_password_hasher(caf::actor_system& sys, password_hasher_options
 /// an unknown email are verified against. Throws std::runtime_error if libsodium fails.
 std::string hash_password_blocking(const password_hasher_options& options, const std::string& password);
 
+/// The login throttle's name in the directory.
+inline constexpr const char* login_throttle_name = "auth.throttle";
+
 struct login_throttle_options {
   size_t max_failures = 5;          // of one account from one address
   size_t max_address_failures = 20; // of any accounts from one address

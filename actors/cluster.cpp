@@ -190,6 +190,16 @@ session_route route_user(const cluster_state* state, const std::string& user_id)
   return route;
 }
 
+std::optional<caf::actor> remote_owner(const cluster_state* state, std::string_view key) {
+  if (!state || !state->enabled())
+    return std::nullopt;
+  auto view = state->view();
+  const auto* owner = view ? view->owner_of(key) : nullptr;
+  if (owner == nullptr || owner->node_id == view->self || !owner->endpoint)
+    return std::nullopt;
+  return owner->endpoint;
+}
+
 // --- settings ----------------------------------------------------------------------------------------------------
 
 std::string resolve_node_id(const config::cluster_settings& cluster, uint16_t http_port) {
@@ -456,7 +466,7 @@ bool join(membership_actor* self) {
   if (!st.endpoint) {
     st.endpoint = spawn_cluster_endpoint(self, cluster_endpoint_options{caf::actor{self}, st.opts.state, st.opts.names,
                                                                         st.opts.metrics, st.opts.cache_shards,
-                                                                        st.opts.probes});
+                                                                        st.opts.limiter_shards, st.opts.probes});
     auto published = tls_configured(s)
                        ? caf::openssl::publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(), false)
                        : self->system().middleman().publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(),

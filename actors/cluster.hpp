@@ -170,6 +170,12 @@ struct session_route {
 /// user; unavailable while this node has no view yet.
 session_route route_user(const cluster_state* state, const std::string& user_id);
 
+/// The endpoint of the member that owns `key` by placement (rendezvous hashing over the placed members) when that is
+/// another connected member; nullopt when it is this node, a member not connected now (this node stands in), or on a
+/// single node. What keys other than users place this way: gateway cache keys, per-address limiter buckets and the
+/// login throttle's addresses, each served by the owner's endpoint.
+std::optional<caf::actor> remote_owner(const cluster_state* state, std::string_view key);
+
 /// Resolves cluster.node_id: the configured id, else <hostname>-<cluster.port, else http_port>.
 std::string resolve_node_id(const config::cluster_settings& cluster, uint16_t http_port);
 
@@ -190,6 +196,7 @@ struct cluster_options {
   /// The session actors alive on this node (its row's `sessions`).
   std::shared_ptr<std::atomic<int64_t>> sessions_active;
   size_t cache_shards = 0;                // this node's cache shards ("cache.shard.<i>" in names)
+  size_t limiter_shards = 0;              // this node's limiter shards ("limits.shard.<i>")
   std::shared_ptr<probe_registry> probes; // debug mode only: other nodes may read this node's tree
 };
 

@@ -2,7 +2,9 @@
 
 #include "actors/cluster_endpoint.hpp"
 
+#include "actors/auth_workers.hpp"
 #include "actors/debug_json.hpp"
+#include "actors/rate_limit.hpp"
 #include "config/service_error.hpp"
 #include "introspect/observed_actor.hpp"
 
@@ -20,6 +22,7 @@ struct endpoint_state {
   std::shared_ptr<directory> names;
   std::shared_ptr<metrics_registry> metrics;
   std::unique_ptr<cache_client> cache; // this node's shards only (never placed: that would send keys on again)
+  size_t limiter_shards = 0;
   std::shared_ptr<probe_registry> probes;
 
   static inline const char* name = "cluster_endpoint";
@@ -123,6 +126,12 @@ caf::result<uint64_t> on_every_shard(endpoint_actor* self, Ask ask) {
   return promise;
 }
 
+/// This node's login throttle, for a message about an address it holds.
+std::optional<caf::actor> login_throttle(endpoint_actor* self) {
+  count_request(self, "throttle");
+  return self->state.names->get(login_throttle_name);
+}
+
 /// What this node's debug answers read, or why another node may not have them.
 caf::expected<debug_sources> debug_view(endpoint_actor* self) {
   count_request(self, "debug");
@@ -145,6 +154,7 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
   st.metrics = std::move(opts.metrics);
   if (opts.cache_shards > 0)
     st.cache = std::make_unique<cache_client>(st.names, opts.cache_shards);
+  st.limiter_shards = opts.limiter_shards;
   st.probes = std::move(opts.probes);
   return {
     [self](authorize_atom, std::string& user_id, credential& cred, cluster_origin& origin) {
@@ -207,6 +217,34 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
       return on_every_shard(
         self, [self](cache_client::count_handler then) { self->state.cache->clear(self, std::move(then)); });
     },
+    // The addresses this node holds: their limiter buckets and login throttle.
+    [self](limit_atom a, std::string& key, rate_policy& policy) -> caf::result<limit_decision> {
+      count_request(self, "limit");
+      auto& st = self->state;
+      auto shard = st.limiter_shards > 0 ? st.names->get(limiter_shard_name(shard_of(key, st.limiter_shards)))
+                                         : std::nullopt;
+      if (!shard)
+        return make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly.");
+      auto promise = self->make_response_promise<limit_decision>();
+      promise.delegate(*shard, a, std::move(key), std::move(policy));
+      return promise;
+    },
+    [self](throttle_check_atom a, std::string& email, std::string& ip) -> caf::result<int64_t> {
+      auto throttle = login_throttle(self);
+      if (!throttle)
+        return make_error(service_error::unavailable, "Sign-in is restarting; retry shortly.");
+      auto promise = self->make_response_promise<int64_t>();
+      promise.delegate(*throttle, a, std::move(email), std::move(ip));
+      return promise;
+    },
+    [self](throttle_fail_atom a, std::string& email, std::string& ip) {
+      if (auto throttle = login_throttle(self))
+        self->send(*throttle, a, std::move(email), std::move(ip));
+    },
+    [self](throttle_reset_atom a, std::string& email, std::string& ip) {
+      if (auto throttle = login_throttle(self))
+        self->send(*throttle, a, std::move(email), std::move(ip));
+    },
     // Debug mode: this node's own answers.
     [self](cluster_debug_tree_atom) -> caf::result<std::string> {
       auto sources = debug_view(self);
@@ -240,13 +278,7 @@ cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, st
   cache_placement placement;
   placement.timeout = timeout;
   placement.near_ttl = near_ttl;
-  placement.remote = [state](std::string_view key) -> std::optional<caf::actor> {
-    auto view = state->view();
-    const auto* owner = view ? view->owner_of(key) : nullptr;
-    if (owner == nullptr || owner->node_id == view->self || !owner->endpoint)
-      return std::nullopt;
-    return owner->endpoint;
-  };
+  placement.remote = [state](std::string_view key) { return remote_owner(state.get(), key); };
   placement.peers = [state]() -> caf::expected<std::vector<caf::actor>> {
     std::vector<caf::actor> peers;
     auto view = state->view();

@@ -18,6 +18,12 @@
 //   prefix) and (cache_clear_atom) go to every shard here, answered with the sum of the entries removed. No fencing:
 //   while two nodes disagree on placement, the worst case is one more upstream call, never a wrong answer.
 //
+// The client addresses this node holds (placed like cache keys, by "ip:<address>"): exact per-address limits
+// across the cluster.
+//   (limit_atom, key, rate_policy) -> limit_decision            to this node's limiter shard of the key
+//   (throttle_check_atom, email, ip) -> int64_t, (throttle_fail_atom, email, ip), (throttle_reset_atom, email, ip)
+//                                                               to this node's login throttle (login_throttle_name)
+//
 // Debug mode (this node's, when it is on; else service_error::conflict):
 //   (cluster_debug_tree_atom) -> std::string, (cluster_debug_actor_atom, key, uint64_t limit) -> std::string
 //   the bodies of GET /debug/actors and GET /debug/actors/{id} as this node would answer them.
@@ -42,6 +48,7 @@ struct cluster_endpoint_options {
   std::shared_ptr<directory> names; // "sessions", "cache.shard.<i>", "root"
   std::shared_ptr<metrics_registry> metrics;
   size_t cache_shards = 0;                // 0: cache messages are refused (unavailable)
+  size_t limiter_shards = 0;              // "limits.shard.<i>"; 0: limit messages are refused
   std::shared_ptr<probe_registry> probes; // null when this node's debug mode is off
 };
 

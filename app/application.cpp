@@ -104,7 +104,8 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
     root.children.insert(root.children.begin() + 4,
                          make_cluster_supervisor(cluster_options{s.cluster, s.db.url, p.cluster, p.tree.names,
                                                                  p.tree.metrics, p.sessions_active,
-                                                                 p.cache->shards(), p.probes}));
+                                                                 p.cache->shards(), limiter_shard_count(s.limits),
+                                                                 p.probes}));
   return root;
 }
 
@@ -320,6 +321,8 @@ int run_server(const config::settings& settings) {
     auto traffic_opts = http::traffic_options_from(settings);
     traffic_opts.shedding = shared.load.shedding;
     traffic_opts.metrics = metrics;
+    if (settings.cluster.enabled)
+      traffic_opts.cluster = shared.cluster;
     http::authenticator* auth_for_events = nullptr;
     traffic_opts.on_rejected = [&auth_for_events](const http::request& req, const std::string& policy,
                                                   const std::string& subject) {

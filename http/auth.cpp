@@ -94,6 +94,12 @@ std::vector<std::string> parse_admin_emails(const std::string& list) {
 authenticator::authenticator(actor_bridge& bridge, auth_options options, traffic_control* traffic)
   : bridge_(bridge), options_(std::move(options)), traffic_(traffic) {}
 
+std::optional<caf::actor> authenticator::throttle_for(const std::string& ip) {
+  if (auto remote = remote_owner(options_.cluster.get(), "ip:" + ip))
+    return remote;
+  return bridge_.find(options_.throttle);
+}
+
 std::string authenticator::client_ip(const request& req) const {
   return traffic_ ? traffic_->client_ip(req) : client_address(req, {});
 }

@@ -22,6 +22,7 @@
 #include "http/jwt.hpp"
 #include "http/router.hpp"
 
+#include "actors/auth_workers.hpp"
 #include "actors/cluster.hpp"
 #include "actors/directory.hpp"
 #include "actors/metrics.hpp"
@@ -51,7 +52,7 @@ struct auth_options {
   std::string security_events = "auth.events"; // the aggregator of actors/security_events.hpp
   std::string session_manager = "sessions";
   std::string key_cache = "auth.keys";
-  std::string throttle = "auth.throttle";
+  std::string throttle = login_throttle_name;
 };
 
 class traffic_control;
@@ -100,6 +101,9 @@ public:
 
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }
+  /// The login throttle that counts `ip`'s failures: in a cluster, the one of the node that holds the address
+  /// (through its endpoint), so the limit is one across the nodes; else this node's.
+  std::optional<caf::actor> throttle_for(const std::string& ip);
   traffic_control* traffic() { return traffic_; }
   int64_t now() const;
   /// The client address (behind trusted proxies when traffic control knows them).

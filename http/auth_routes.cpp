@@ -185,7 +185,7 @@ void login(route_context& ctx, const std::shared_ptr<responder>& r) {
   auto password = member(*body, "password");
   auto ip = ctx.auth.client_ip(r->req());
   ctx.run_limited(r, [&ctx, r, email, password, ip](caf::event_based_actor* self) {
-    auto throttle = ctx.auth.bridge().find(ctx.auth.options().throttle);
+    auto throttle = ctx.auth.throttle_for(ip);
     auto db = ctx.db();
     auto hasher = ctx.hasher();
     if (!throttle || !db || !hasher) {

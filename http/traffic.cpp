@@ -184,7 +184,11 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
     return;
   }
   auto key = subject;
-  auto shard = bridge_.find(limiter_shard_name(shard_of(key, options_.shards)));
+  // In a cluster a subject's bucket lives on the node that holds the key (its endpoint hands the request to its
+  // own shard), so one address gets one limit however requests are spread.
+  auto shard = remote_owner(options_.cluster.get(), key);
+  if (!shard)
+    shard = bridge_.find(limiter_shard_name(shard_of(key, options_.shards)));
   if (!shard) {
     r->fail(make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly."));
     return;

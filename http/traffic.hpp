@@ -11,6 +11,7 @@
 #include "http/router.hpp"
 #include "http/server.hpp"
 
+#include "actors/cluster.hpp"
 #include "actors/rate_limit.hpp"
 #include "config/options.hpp"
 
@@ -38,6 +39,7 @@ struct traffic_options {
   bool enabled = true;
   std::map<std::string, rate_policy> policies;  // by name: default, generate, auth, anonymous
   size_t shards = 1;                            // limiter shards "limits.shard.<i>"
+  std::shared_ptr<cluster_state> cluster;       // a key another node holds goes to its endpoint (null: all here)
   std::vector<std::string> trusted_proxies;     // exact addresses whose X-Forwarded-For is believed
   size_t max_failure_buckets = 100000;          // addresses whose failed authentications are counted at most
   std::shared_ptr<shed_state> shedding = std::make_shared<shed_state>();

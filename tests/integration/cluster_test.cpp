@@ -589,3 +589,35 @@ TEST_F(Cluster, DebugModeOpensEveryNodesTreeAndMailboxes) {
   EXPECT_NE(dom.find("(this node)"), std::string::npos);
   EXPECT_NE(dom.find("node " + ids_[0] + ":"), std::string::npos);
 }
+
+// An address's limits are one across the cluster: its sign-in rate limit bucket and its failed sign-ins live on the
+// node that holds the address, so attempts spread over three nodes count down one bucket (RateLimit's r) and the
+// address waits after auth.login_max_address_failures failures in all, not per node.
+TEST_F(Cluster, AnAddressHasOneSignInLimitAcrossNodes) {
+  constexpr int auth_burst = 8, max_failures = 4;
+  every_node_ = {"--set", "limits.auth_burst=" + std::to_string(auth_burst), "--set", "limits.auth_per_minute=1",
+                 "--set", "auth.login_max_address_failures=" + std::to_string(max_failures)};
+  for (const char* id : {"a", "b", "c"})
+    start(prefix_ + id, burst);
+  ASSERT_TRUE(await_placed(all(), 3, 10s)); // (read from /metrics: no sign-in spent)
+  auto remaining = [](const http_result& res) {
+    auto header = res.header("ratelimit");
+    auto at = header.find(";r=");
+    return at == std::string::npos ? -1 : std::stoi(header.substr(at + 3));
+  };
+  for (int i = 1; i <= auth_burst + 1; ++i) {
+    auto& node = *nodes_[static_cast<size_t>(i) % nodes_.size()];
+    // Another unknown account each time: only the address's own counts apply.
+    auto body = R"({"email":"nobody)" + std::to_string(i) + R"(@example.com","password":"wrong password here"})";
+    auto res = http({"POST", node.url("/api/auth/login"), body, {"Content-Type: application/json"}, 10000});
+    if (i <= max_failures) {
+      EXPECT_EQ(res.status, 401) << "attempt " << i << ": " << res.body;
+    } else {
+      EXPECT_EQ(res.status, 429) << "attempt " << i << ": " << res.body;
+      if (i <= auth_burst) {
+        EXPECT_NE(res.body.find("Too many failed sign-ins"), std::string::npos) << "attempt " << i << ": " << res.body;
+      }
+    }
+    EXPECT_EQ(remaining(res), std::max(0, auth_burst - i)) << "attempt " << i << " on " << res.header("x-troupe-node");
+  }
+}
