@@ -474,14 +474,14 @@ TEST_F(Cluster, AnIdenticalGatewayCallOnTwoNodesReachesTheUpstreamOnce) {
     return doc.IsObject() && doc.HasMember("requests") ? doc["requests"].GetInt64() : -1;
   };
 
-  // Not cacheable (temperature 0.7): only the single flight merges them. The mock holds its answer 4 s, time for
-  // every call on both nodes to arrive.
+  // Not cacheable (temperature 0.7): only the single flight merges them. The mock holds its answer 6 s, time for
+  // every call on both nodes to arrive even on a loaded machine.
   constexpr int per_node = 8;
   std::vector<std::future<http_result>> calls;
   for (size_t node : {size_t{0}, size_t{1}})
     for (int i = 0; i < per_node; ++i)
       calls.push_back(std::async(std::launch::async, [&, node] {
-        return chat(node, "[[mock latency_ms=4000]] the same question", R"(,"temperature":0.7)");
+        return chat(node, "[[mock latency_ms=6000]] the same question", R"(,"temperature":0.7)");
       }));
   int ok = 0;
   std::string failure;
