@@ -3,6 +3,7 @@
 #include "http/body_schemas.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
+#include "http/json_out.hpp"
 #include "http/json_schema.hpp"
 
 #include "config/service_error.hpp"
@@ -19,13 +20,6 @@ namespace {
 
 using std::chrono::seconds;
 constexpr auto db_timeout = seconds{10};
-
-using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void write_string(json_writer& w, const char* key, const std::string& value) {
-  w.Key(key);
-  w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
-}
 
 void write_numbers(json_writer& w, const cache_numbers& n) {
   auto field = [&w](const char* key, uint64_t value) {

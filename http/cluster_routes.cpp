@@ -1,6 +1,7 @@
 #include "http/cluster_routes.hpp"
 
 #include "http/error_mapping.hpp"
+#include "http/json_out.hpp"
 
 #include "config/service_error.hpp"
 
@@ -10,13 +11,6 @@
 namespace troupe::http {
 
 namespace {
-
-using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void write_string(json_writer& w, const char* key, const std::string& value) {
-  w.Key(key);
-  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
-}
 
 void write_member(json_writer& w, const cluster_member& m) {
   w.StartObject();

@@ -4,6 +4,7 @@
 #include "http/body_schemas.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
+#include "http/json_out.hpp"
 #include "http/json_schema.hpp"
 
 #include "actors/paths.hpp"
@@ -18,8 +19,6 @@ namespace troupe::http {
 
 namespace {
 
-using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
 constexpr size_t max_query_bytes = 1000;
 
 struct route_context {
@@ -31,19 +30,6 @@ struct route_context {
   caf::duration timeout() const { return caf::duration{auth.bridge().timeout()}; }
 };
 
-void text(json_writer& w, const char* key, const std::string& value) {
-  w.Key(key);
-  w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
-}
-
-void text_or_null(json_writer& w, const char* key, const std::string& value) {
-  w.Key(key);
-  if (value.empty())
-    w.Null();
-  else
-    w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
-}
-
 void time_or_null(json_writer& w, const char* key, int64_t unix_ms) {
   w.Key(key);
   if (unix_ms == 0)
@@ -52,18 +38,10 @@ void time_or_null(json_writer& w, const char* key, int64_t unix_ms) {
     w.String(rfc3339_from_ms(unix_ms).c_str());
 }
 
-template <class Write>
-std::string json_of(Write write) {
-  rapidjson::StringBuffer buffer;
-  json_writer w{buffer};
-  write(w);
-  return {buffer.GetString(), buffer.GetSize()};
-}
-
 void write_repository(json_writer& w, const repository_record& repo, bool with_counts) {
   w.StartObject();
-  text(w, "id", repo.id);
-  text(w, "name", repo.name);
+  write_string(w, "id", repo.id);
+  write_string(w, "name", repo.name);
   time_or_null(w, "created_at", repo.created_at_ms);
   if (with_counts) {
     w.Key("files");
@@ -80,23 +58,23 @@ void write_repository(json_writer& w, const repository_record& repo, bool with_c
 
 void write_file(json_writer& w, const file_record& f) {
   w.StartObject();
-  text(w, "path", f.path);
+  write_string(w, "path", f.path);
   w.Key("size");
   w.Int64(f.size);
-  text_or_null(w, "sha256", f.sha256);
+  write_string_or_null(w, "sha256", f.sha256);
   w.Key("lines");
   if (f.lines < 0)
     w.Null();
   else
     w.Int64(f.lines);
-  text_or_null(w, "language", f.language);
+  write_string_or_null(w, "language", f.language);
   w.Key("binary");
   if (f.binary < 0)
     w.Null();
   else
     w.Bool(f.binary == 1);
-  text(w, "status", f.status);
-  text_or_null(w, "error", f.error);
+  write_string(w, "status", f.status);
+  write_string_or_null(w, "error", f.error);
   time_or_null(w, "updated_at", f.updated_at_ms);
   w.EndObject();
 }
@@ -104,16 +82,16 @@ void write_file(json_writer& w, const file_record& f) {
 std::string job_json(const job_record& job, const std::vector<job_attempt>& attempts) {
   return json_of([&](json_writer& w) {
     w.StartObject();
-    text(w, "id", job.id);
-    text(w, "kind", job.kind);
-    text(w, "state", job.state);
+    write_string(w, "id", job.id);
+    write_string(w, "kind", job.kind);
+    write_string(w, "state", job.state);
     w.Key("attempts");
     w.Int(job.attempts);
     w.Key("max_attempts");
     w.Int(job.max_attempts);
     w.Key("progress");
     w.Double(job.progress);
-    text_or_null(w, "error", job.error);
+    write_string_or_null(w, "error", job.error);
     w.Key("result");
     // The stored result was written by a job; parsed with the depth limit before the writer walks it.
     auto result = json::parse(job.result);
@@ -131,11 +109,11 @@ std::string job_json(const job_record& job, const std::vector<job_attempt>& atte
       w.StartObject();
       w.Key("attempt");
       w.Int(a.attempt);
-      text(w, "node", a.owner);
+      write_string(w, "node", a.owner);
       time_or_null(w, "started_at", a.started_at_ms);
       time_or_null(w, "finished_at", a.finished_at_ms);
-      text_or_null(w, "outcome", a.outcome);
-      text_or_null(w, "error", a.error);
+      write_string_or_null(w, "outcome", a.outcome);
+      write_string_or_null(w, "error", a.error);
       w.EndObject();
     }
     w.EndArray();
@@ -252,7 +230,7 @@ void files_route(route_context& ctx, const std::shared_ptr<responder>& r) {
                                  for (const auto& f : page.files)
                                    write_file(w, f);
                                  w.EndArray();
-                                 text_or_null(w, "next_after", page.next_after);
+                                 write_string_or_null(w, "next_after", page.next_after);
                                  w.EndObject();
                                }));
       return std::move(res.header("Cache-Control", "no-store"));
@@ -275,19 +253,19 @@ void search_route(route_context& ctx, const std::shared_ptr<responder>& r) {
     [query](const std::vector<search_hit>& hits) {
       auto res = json_response(200, json_of([&](json_writer& w) {
                                  w.StartObject();
-                                 text(w, "query", query);
+                                 write_string(w, "query", query);
                                  w.Key("results");
                                  w.StartArray();
                                  for (const auto& hit : hits) {
                                    w.StartObject();
-                                   text(w, "path", hit.path);
+                                   write_string(w, "path", hit.path);
                                    w.Key("start_line");
                                    w.Int(hit.start_line);
                                    w.Key("end_line");
                                    w.Int(hit.end_line);
                                    w.Key("rank");
                                    w.Double(hit.rank);
-                                   text(w, "snippet", hit.snippet);
+                                   write_string(w, "snippet", hit.snippet);
                                    w.EndObject();
                                  }
                                  w.EndArray();

@@ -3,6 +3,7 @@
 #include "http/auth.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
+#include "http/json_out.hpp"
 #include "http/traffic.hpp"
 #include "http/tus.hpp"
 
@@ -283,11 +284,8 @@ void delete_route(route_context& ctx, const std::shared_ptr<responder>& r) {
 
 std::string status_json(const upload_status& s) {
   rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> w{buffer};
-  auto text = [&w](const char* key, const std::string& value) {
-    w.Key(key);
-    w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
-  };
+  json_writer w{buffer};
+  auto text = [&w](const char* key, const std::string& value) { write_string(w, key, value); };
   w.StartObject();
   text("id", s.id);
   text("repository_id", s.repository_id);

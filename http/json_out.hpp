@@ -1,0 +1,38 @@
+#pragma once
+// Writing JSON bodies with RapidJSON's Writer: the small helpers every route file needs.
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <string>
+#include <string_view>
+
+namespace troupe::http {
+
+using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+/// "key": "value" (the value may hold any bytes RapidJSON escapes, NULs included).
+inline void write_string(json_writer& w, const char* key, std::string_view value) {
+  w.Key(key);
+  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+/// "key": "value", or "key": null when the value is empty.
+inline void write_string_or_null(json_writer& w, const char* key, std::string_view value) {
+  w.Key(key);
+  if (value.empty())
+    w.Null();
+  else
+    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+/// The JSON text `write(json_writer&)` writes.
+template <class Write>
+std::string json_of(Write write) {
+  rapidjson::StringBuffer buffer;
+  json_writer w{buffer};
+  write(w);
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+} // namespace troupe::http
