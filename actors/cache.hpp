@@ -219,8 +219,9 @@ struct cache_placement {
   std::function<caf::expected<std::vector<caf::actor>>()> peers;
   /// Of every request to another node (a node that dies leaves its requests unanswered, never failed).
   std::chrono::milliseconds timeout{5000};
-  /// The near tier: get_or_compute keeps a copy of a value another node holds in this node's shard for this long
-  /// (0 = none), so a hot entry is read here; invalidations reach the copies too (they are in this node's shards).
+  /// The near tier: get_or_compute keeps a copy of a value it read from another node's cache in this node's shard
+  /// for this long (0 = none), so a hot entry is read here; invalidations reach the copies too (they are in this
+  /// node's shards). Values computed meanwhile are never copied.
   std::chrono::milliseconds near_ttl{0};
 };
 
@@ -294,9 +295,11 @@ private:
   std::optional<target> route(std::string_view key) const;
 
   /// get_or_compute at `where`: a get, then on a miss the claim (and the producer when this caller is it).
+  /// `copy_hit` (optional) gets the value of a get hit first (the near tier's copy).
+  using hit_copier = std::function<void(const std::string&)>;
   void fetch(caf::event_based_actor* self, target where, const std::string& key, int64_t ttl_ms,
              std::vector<std::string> tags, producer produce, result_handler then,
-             std::chrono::milliseconds producer_timeout) const;
+             std::chrono::milliseconds producer_timeout, hit_copier copy_hit = {}) const;
 
   /// Claims `key` on `target` and runs `produce` if this caller is the producer; ttl_ms < 0 stores nothing.
   void claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key, int64_t ttl_ms,

@@ -250,14 +250,14 @@ void cache_client::get_or_compute(caf::event_based_actor* self, const std::strin
     fetch(self, std::move(*where), key, ttl_ms, std::move(tags), std::move(produce), std::move(then), producer_timeout);
     return;
   }
-  // The near tier: this node's copy first; else the holder, and a copy of what it gives (a produced value too).
+  // The near tier: this node's copy first; else the holder, and a copy of what the holder had cached. Never of a
+  // value computed meanwhile (produced here or shared by a single flight): an invalidation that overtook that
+  // computation keeps it out of the holder's shard, and a copy here would bring it back.
   auto near_ms = static_cast<int64_t>(placement_.near_ttl.count());
   if (ttl_ms > 0)
     near_ms = std::min(near_ms, ttl_ms);
-  auto keep = [near = *near, key, near_ms, tags, then](caf::expected<std::string> value) {
-    if (value)
-      caf::anon_send(near, cache_put_atom::value, key, *value, near_ms, tags);
-    then(std::move(value));
+  hit_copier keep = [near = *near, key, near_ms, tags](const std::string& value) {
+    caf::anon_send(near, cache_put_atom::value, key, value, near_ms, tags);
   };
   self->request(*near, timeout_, cache_get_atom::value, key)
     .then(
@@ -265,25 +265,27 @@ void cache_client::get_or_compute(caf::event_based_actor* self, const std::strin
         if (reply.hit)
           then(std::move(reply.value));
         else
-          fetch(self, where, key, ttl_ms, tags, produce, keep, producer_timeout);
+          fetch(self, where, key, ttl_ms, tags, produce, then, producer_timeout, keep);
       },
-      [this, self, where = *where, key, ttl_ms, tags, produce, keep, producer_timeout](caf::error&) {
-        fetch(self, where, key, ttl_ms, tags, produce, keep, producer_timeout);
+      [this, self, where = *where, key, ttl_ms, tags, produce, then, keep, producer_timeout](caf::error&) {
+        fetch(self, where, key, ttl_ms, tags, produce, then, producer_timeout, keep);
       });
 }
 
 void cache_client::fetch(caf::event_based_actor* self, target where, const std::string& key, int64_t ttl_ms,
                          std::vector<std::string> tags, producer produce, result_handler then,
-                         milliseconds producer_timeout) const {
+                         milliseconds producer_timeout, hit_copier copy_hit) const {
   auto target = std::move(where.actor);
   auto remote = where.remote;
   // The hit path is one get (untimed on this node); only a miss pays for the (timed) claim.
   self->request(target, where.timeout, cache_get_atom::value, key)
     .then(
-      [this, self, target, key, ttl_ms, tags, produce, then, producer_timeout](cache_reply& reply) mutable {
-        if (reply.hit)
+      [this, self, target, key, ttl_ms, tags, produce, then, producer_timeout, copy_hit](cache_reply& reply) mutable {
+        if (reply.hit) {
+          if (copy_hit)
+            copy_hit(reply.value);
           then(std::move(reply.value));
-        else
+        } else
           claim_and_compute(self, target, key, ttl_ms, std::move(tags), std::move(produce), then, producer_timeout);
       },
       [self, remote, produce, then](caf::error& err) mutable {

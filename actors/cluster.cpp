@@ -1,5 +1,6 @@
 #include "actors/cluster.hpp"
 
+#include "actors/cache.hpp"
 #include "actors/cluster_endpoint.hpp"
 
 #include "actors/rate_limit.hpp"
@@ -595,6 +596,10 @@ void tick(membership_actor* self) {
       st.opts.state->publish(nullptr, monotonic_seconds());
       if (auto manager = st.opts.names->get("sessions"))
         self->send(*manager, cluster_reset_atom::value);
+      // Cut off, it missed the cache invalidations the others sent meanwhile: it joins again with an empty cache.
+      for (size_t i = 0; i < st.opts.cache_shards; ++i)
+        if (auto shard = st.opts.names->get(cache_shard_name(i)))
+          caf::anon_send(*shard, cache_clear_atom::value);
       st.joined = false;
       if (!join(self))
         return;

@@ -283,7 +283,8 @@ cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, st
     std::vector<caf::actor> peers;
     auto view = state->view();
     if (!view)
-      return peers;
+      return make_error(service_error::unavailable,
+                        "This node is joining the cluster, so it cannot reach every member's cache yet; retry shortly.");
     for (const auto& m : view->members) {
       bool holds = m.placed || std::binary_search(view->leaving.begin(), view->leaving.end(), m.node_id);
       if (m.node_id == view->self || !holds)

@@ -526,6 +526,57 @@ TEST_F(cache_fixture, InvalidationDuringComputationKeepsTheValueOut) {
   EXPECT_FALSE(ask<cache_reply>(shards[0], cache_get_atom::value, std::string{"user:1"})->hit);
 }
 
+// The near tier copies what another node's cache answered, never a value computed meanwhile: an invalidation that
+// overtook the computation keeps it out of the holder's shard, and a copy here would bring it back. (A plain shard
+// stands in for the other node's endpoint: it takes the same messages about one key.)
+TEST_F(cache_fixture, NearCopiesAreOnlyOfWhatTheHolderHadCached) {
+  auto local = start_shards(1);
+  cache_shard_options opts;
+  opts.sweep_interval = 0ms;
+  auto holder = spawn_cache_shard(sys, opts);
+  others.push_back(holder);
+  cache_placement placement;
+  placement.near_ttl = 60s;
+  placement.remote = [holder](std::string_view key) -> std::optional<caf::actor> {
+    if (key.substr(0, 2) == "b:")
+      return holder;
+    return std::nullopt;
+  };
+  cache_client client = local;
+  client.place(placement);
+
+  held_producer producer;
+  results out;
+  in_actor([&](caf::event_based_actor* a) {
+    client.get_or_compute(a, "b:1", 60s, {"t"}, producer.fn(),
+                          [&](caf::expected<std::string> v) { out.push(std::move(v)); });
+  });
+  ASSERT_TRUE(eventually([&] { return producer.started(); }));
+  EXPECT_EQ(ask<uint64_t>(holder, cache_tag_atom::value, std::string{"t"}), uint64_t{0});
+  producer.release(std::string{"read before the change"});
+  auto got = out.wait(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(*got[0], "read before the change");
+  EXPECT_FALSE(ask<cache_reply>(holder, cache_get_atom::value, std::string{"b:1"})->hit);
+  EXPECT_FALSE(ask<cache_reply>(shards[0], cache_get_atom::value, std::string{"b:1"})->hit) << "no near copy";
+
+  // What the holder had cached is copied here, and read here from then on.
+  ASSERT_TRUE(ask<bool>(holder, cache_put_atom::value, std::string{"b:2"}, std::string{"cached"}, int64_t{0},
+                        std::vector<std::string>{"t"}));
+  in_actor([&](caf::event_based_actor* a) {
+    client.get_or_compute(a, "b:2", 60s, {"t"}, producer.fn(),
+                          [&](caf::expected<std::string> v) { out.push(std::move(v)); });
+  });
+  got = out.wait(2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(*got[1], "cached");
+  auto copy = ask<cache_reply>(shards[0], cache_get_atom::value, std::string{"b:2"});
+  ASSERT_TRUE(copy);
+  EXPECT_TRUE(copy->hit);
+  EXPECT_EQ(copy->value, "cached");
+  EXPECT_EQ(producer.calls.load(), 1);
+}
+
 // A shard that is not running makes get_or_compute compute without the cache, and other operations unavailable.
 TEST_F(cache_fixture, MissingShardComputesWithoutTheCache) {
   cache_client client{std::vector<caf::actor>{caf::actor{}}};
