@@ -248,13 +248,18 @@ std::string metrics_registry::render(const collector& extra) const {
   return out.take();
 }
 
-process_stats read_process_stats() {
-  process_stats result;
+uint64_t read_resident_bytes() {
   std::ifstream statm{"/proc/self/statm"};
   uint64_t size_pages = 0;
   uint64_t resident_pages = 0;
   if (statm >> size_pages >> resident_pages)
-    result.resident_bytes = resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    return resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return 0;
+}
+
+process_stats read_process_stats() {
+  process_stats result;
+  result.resident_bytes = read_resident_bytes();
   if (DIR* dir = ::opendir("/proc/self/fd")) {
     while (auto* entry = ::readdir(dir))
       if (entry->d_name[0] != '.')

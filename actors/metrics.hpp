@@ -110,5 +110,8 @@ struct process_stats {
   uint64_t open_fds = 0;
 };
 process_stats read_process_stats();
+/// Only the resident set size (/proc/self/statm): what the load monitor reads ten times a second. Listing
+/// /proc/self/fd costs a dentry look-up per open descriptor, thousands under load.
+uint64_t read_resident_bytes();
 
 } // namespace troupe

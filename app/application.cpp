@@ -265,7 +265,10 @@ int run_server(const config::settings& settings) {
   cfg.set("scheduler.max-threads", config::or_cores(settings.actors.threads));
   cfg.set("scheduler.max-throughput", static_cast<size_t>(settings.actors.max_throughput));
   // CAF's default (500 polls 50 us apart after every burst of work) keeps the threads of a node with periodic
-  // timers spinning: 12-23% of a core on an idle node, measured (1% with 10). After idle_polls they sleep until work comes.
+  // timers spinning: 12-23% of a core on an idle node, measured (1% with 10). Under sparse load (work arriving every
+  // few hundred us) even 10 polls cost a sleep and a wake-up each: 0 (the default) lets a thread that ran out of
+  // work wait on its condition variable until an enqueue wakes it (gateway +25% capacity, 503s at half the CPU:
+  // bench/RESULTS.md, 2026-12-06 evening).
   cfg.set("work-stealing.moderate-poll-attempts", static_cast<size_t>(settings.actors.idle_polls));
   configure_cluster_transport(cfg, settings.cluster);
   int exit_status = 0;

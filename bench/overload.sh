@@ -17,7 +17,10 @@
 # for the capacity and the overload runs alike, so the load generator's own CPU (3x the requests) is not taken
 # from the server; PIN=0 shares both CPUs.
 # Knobs: DURATION=20 (s of each open-loop run) CAP_DURATION=10s ROUNDS=2 OVERLOAD=3 CONNECTIONS=400 (h2load's clients
-# under overload) SLOW_CONNECTIONS=3000 SLOW_SECONDS=30; TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
+# under overload) SLOW_CONNECTIONS=3000 SLOW_SECONDS=30; ROUTES="me gateway" (which of part A's routes run); SLOW=1
+# (0 skips part B); TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
+# Beside each run, the CPU that troupe and the mock used (in % of one core, from /proc/PID/stat): a route whose
+# capacity leaves troupe's core idle is limited by something else (the mock, the load generator's core).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -29,6 +32,8 @@ OVERLOAD=${OVERLOAD:-3}
 CONNECTIONS=${CONNECTIONS:-400}
 SLOW_CONNECTIONS=${SLOW_CONNECTIONS:-3000}
 SLOW_SECONDS=${SLOW_SECONDS:-30}
+ROUTES=${ROUTES:-me gateway}
+SLOW=${SLOW:-1}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 BENCH_NAME=bench-overload
 # shellcheck source=bench/lib.sh
@@ -95,12 +100,23 @@ sample_rss() {
 max_of() { sort -n "$1" | tail -1; }
 alive() { kill -0 "$troupe_pid" 2>/dev/null && curl -sf -o /dev/null --max-time 2 "$base/health"; }
 
+# cpu_ticks PID: the user and system clock ticks the process has used so far (all its threads).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+tick_hz=$(getconf CLK_TCK)
+# cpu_percent TICKS_BEFORE TICKS_AFTER SECONDS -> % of one core
+cpu_percent() { awk -v a="$1" -v b="$2" -v s="$3" -v hz="$tick_hz" 'BEGIN { printf "%.0f", (b - a) * 100 / hz / s }'; }
+cap_cpu="" # "troupe% mock%" of the last capacity() round
 # capacity NAME URL CONNS [wrk args...] -> req/s (median of ROUNDS closed-loop wrk runs)
 capacity() {
-  local name=$1 url=$2 conns=$3 r values=()
+  local name=$1 url=$2 conns=$3 r values=() t0 m0 start
   shift 3
   for ((r = 1; r <= ROUNDS; r++)); do
+    t0=$(cpu_ticks "$troupe_pid") m0=$(cpu_ticks "$mock_pid") start=$(date +%s.%N)
     "${gen[@]}" wrk -t2 -c"$conns" -d"$CAP_DURATION" "$@" "$url" >"$out/cap-$name-$r.txt" 2>&1 || die "wrk failed"
+    local took
+    took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+    cap_cpu="$(cpu_percent "$t0" "$(cpu_ticks "$troupe_pid")" "$took")% / $(cpu_percent "$m0" "$(cpu_ticks "$mock_pid")" "$took")%"
+    echo "$cap_cpu" >"$out/cap-$name-$r.cpu"
     grep -q "Non-2xx" "$out/cap-$name-$r.txt" && log "capacity run $name-$r had non-2xx answers: $out/cap-$name-$r.txt"
     values+=("$(awk '$1 == "Requests/sec:" { print $2 }' "$out/cap-$name-$r.txt")")
   done
@@ -159,7 +175,9 @@ measure() { # NAME URL CAP_CONNS [args for wrk and h2load: -H, and for POST the 
     esac
   done
   cap=$(capacity "$name" "$url" "$cap_conns" "${wrk_args[@]}")
-  log "$name: capacity $cap req/s (wrk -c$cap_conns, median of $ROUNDS)"
+  local cap_cpu_last
+  cap_cpu_last=$(cat "$out/cap-$name-$ROUNDS.cpu")
+  log "$name: capacity $cap req/s (wrk -c$cap_conns, median of $ROUNDS); CPU troupe / mock in the last round: $cap_cpu_last"
   base_rate=$(awk -v c="$cap" 'BEGIN { printf "%d", c * 0.2 }')
   open_loop "$name-unloaded" "$url" "$base_rate" 8 "${h2_args[@]}"
   read -r u_ok u_no u_other < <(stats "$name-unloaded")
@@ -173,7 +191,11 @@ measure() { # NAME URL CAP_CONNS [args for wrk and h2load: -H, and for POST the 
   local sampler=$!
   (sleep 5 && retry_after_probe "$url" "${curl_args[@]}" >"$out/$name-probe.txt") &
   local prober=$!
+  local t0 m0 start took over_cpu
+  t0=$(cpu_ticks "$troupe_pid") m0=$(cpu_ticks "$mock_pid") start=$(date +%s.%N)
   open_loop "$name-overload" "$url" "$over_rate" "$CONNECTIONS" "${h2_args[@]}"
+  took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+  over_cpu="$(cpu_percent "$t0" "$(cpu_ticks "$troupe_pid")" "$took")% / $(cpu_percent "$m0" "$(cpu_ticks "$mock_pid")" "$took")%"
   wait "$sampler" "$prober" || true
   read -r o_ok o_no o_other < <(stats "$name-overload")
   local o_p99 n_p99 rss_max offered
@@ -183,13 +205,13 @@ measure() { # NAME URL CAP_CONNS [args for wrk and h2load: -H, and for POST the 
   offered=$(awk '/requests:/ { print $2; exit }' "$out/$name-overload.txt")
   offered=$(awk -v n="$offered" -v d="$DURATION" 'BEGIN { printf "%.0f", n / d }')
   probe=$(cat "$out/$name-probe.txt")
-  log "$name: offered $over_rate req/s (sent $offered/s): $o_ok 2xx/s p99 $o_p99 ms, $o_no 503/s p99 $n_p99 ms, other $o_other; RSS $((rss_before / 1024)) -> max $((rss_max / 1024)) MiB; Retry-After: $probe"
+  log "$name: offered $over_rate req/s (sent $offered/s): $o_ok 2xx/s p99 $o_p99 ms, $o_no 503/s p99 $n_p99 ms, other $o_other; RSS $((rss_before / 1024)) -> max $((rss_max / 1024)) MiB; Retry-After: $probe; CPU troupe / mock $over_cpu"
   alive || die "troupe did not survive the overload of $name; see $out/troupe.log"
   # What one refusal costs, in served requests: the capacity not served went into refusing.
   local refusal_cost
   refusal_cost=$(awk -v c="$cap" -v o="$o_ok" -v n="$o_no" 'BEGIN { if (n == 0) print "-"; else printf "%.2f", (c - o) / n }')
   costs+=("| $name | $refusal_cost | $(awk -v c="$cap" -v h="$health_cap" 'BEGIN { printf "%.2f", c / h }') |")
-  rows+=("| $name | $cap | $u_p99 | $over_rate ($offered sent) | $o_ok | $o_p99 | $o_no | $n_p99 | $o_other | $((rss_before / 1024)) → $((rss_max / 1024)) | $probe |")
+  rows+=("| $name | $cap | $cap_cpu_last | $u_p99 | $over_rate ($offered sent) | $o_ok | $o_p99 | $o_no | $n_p99 | $o_other | $over_cpu | $((rss_before / 1024)) → $((rss_max / 1024)) | $probe |")
   local good ratio_p99
   good=$(awk -v o="$o_ok" -v c="$cap" 'BEGIN { printf "%.2f", o / c }')
   ratio_p99=$(awk -v o="$o_p99" -v u="$u_p99" 'BEGIN { if (u + 0 == 0) print "-"; else printf "%.1f", o / u }')
@@ -202,8 +224,14 @@ measure() { # NAME URL CAP_CONNS [args for wrk and h2load: -H, and for POST the 
 costs=()
 health_cap=$(capacity health "$base/health" 64)
 log "health: capacity $health_cap req/s"
-measure me "$base/api/me" 64 -H "$auth"
-measure gateway "$base/v1/chat/completions" 16 -H "$auth" -H 'Content-Type: application/json' --body "$out/chat.json"
+for route in $ROUTES; do
+  case $route in
+    me) measure me "$base/api/me" 64 -H "$auth" ;;
+    gateway) measure gateway "$base/v1/chat/completions" 16 -H "$auth" -H 'Content-Type: application/json' \
+      --body "$out/chat.json" ;;
+    *) die "ROUTES: unknown route $route (me, gateway)" ;;
+  esac
+done
 
 # ---- B. slow clients ------------------------------------------------------------------------------------------
 # control LOGFILE: GET /api/me every 50 ms on a new connection each time; one status per line.
@@ -230,28 +258,32 @@ slow_run() { # NAME COMMAND...
   log "$name: control traffic $served of $total served"
   slow_rows+=("| $name | $served / $total | $(verdict "$((served == total && total > 0))") | $(tail -c 600 "$out/$name.txt" | tr '\n|' ' /' | sed 's/  */ /g' | tail -c 300) |")
 }
+if [[ $SLOW == 1 ]]; then
 slow_run slowhttptest-heads slowhttptest -H -c "$SLOW_CONNECTIONS" -r 1000 -i 10 -s 8192 -l "$SLOW_SECONDS" -t GET \
   -u "$base/health" -p 3
 slow_run slow-second-requests build/bench/slow_clients --port "$tport" --connections "$SLOW_CONNECTIONS" \
   --interval-ms 1000 --seconds "$SLOW_SECONDS" --second
+fi
 
 machine_facts
 {
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): overload and slow clients"
   echo
-  echo "- command: \`make bench-overload\` (PIN=$PIN DURATION=$DURATION OVERLOAD=$OVERLOAD CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS SLOW_CONNECTIONS=$SLOW_CONNECTIONS SLOW_SECONDS=$SLOW_SECONDS)"
+  echo "- command: \`make bench-overload\` (ROUTES=\"$ROUTES\" SLOW=$SLOW PIN=$PIN DURATION=$DURATION OVERLOAD=$OVERLOAD CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS SLOW_CONNECTIONS=$SLOW_CONNECTIONS SLOW_SECONDS=$SLOW_SECONDS)"
   echo "- machine: $cpu, $(nproc) CPUs, kernel $(uname -r); commit $commit; $([[ $PIN == 1 ]] && echo "troupe pinned to CPU 0, load generators, mock and PostgreSQL to CPU 1" || echo "load generators on the same CPUs as the server")"
   echo "- capacity: wrk -t2 closed loop (me -c64, gateway -c16), median of $ROUNDS; unloaded: h2load --h1 -c8 at 0.2x capacity; overload: h2load --h1 -t2 -c$CONNECTIONS --rps at ${OVERLOAD}x capacity for $DURATION s (open loop; 'sent' is what h2load managed to send)"
   echo
-  echo "| route | capacity (req/s) | unloaded p99 (ms) | offered (req/s) | 2xx/s | 2xx p99 (ms) | 503/s | 503 p99 (ms) | other | RSS MiB (before → max) | 503 has Retry-After |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| route | capacity (req/s) | CPU troupe / mock at capacity | unloaded p99 (ms) | offered (req/s) | 2xx/s | 2xx p99 (ms) | 503/s | 503 p99 (ms) | other | CPU troupe / mock under overload | RSS MiB (before → max) | 503 has Retry-After |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "| slow clients ($SLOW_CONNECTIONS connections, $SLOW_SECONDS s) | control GET /api/me served | verdict | tool's summary |"
-  echo "|---|---|---|---|"
-  printf '%s\n' "${slow_rows[@]}"
-  echo
+  if [[ $SLOW == 1 ]]; then
+    echo "| slow clients ($SLOW_CONNECTIONS connections, $SLOW_SECONDS s) | control GET /api/me served | verdict | tool's summary |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${slow_rows[@]}"
+    echo
+  fi
   echo "What a refusal costs, in served requests of its route: (capacity - 2xx/s under overload) / 503/s. Its floor is"
   echo "what the cheapest answer costs (GET /health, $health_cap req/s): route capacity / health capacity. Goodput"
   echo "at k x capacity is at most (1 - k c) / (1 - c) of capacity for a refusal cost c: 0.85 at 3x needs c <= 0.07."

@@ -190,9 +190,10 @@ const std::vector<option_spec>& all_options() {
     entry("actors.max_throughput", bind<&settings::actors, &actors_settings::max_throughput>(), "300",
           "messages an actor handles before yielding its thread")
       .range(1, 1000000, "messages"),
-    entry("actors.idle_polls", bind<&settings::actors, &actors_settings::idle_polls>(), "10",
+    entry("actors.idle_polls", bind<&settings::actors, &actors_settings::idle_polls>(), "0",
           "polls, 50 us apart, by a scheduler thread that ran out of work before it sleeps until woken (CAF's "
-          "work-stealing.moderate-poll-attempts, 500 in CAF, which keeps an idle node's threads spinning)")
+          "work-stealing.moderate-poll-attempts, 500 in CAF, which keeps an idle node's threads spinning; each "
+          "poll is a sleep and a wake-up)")
       .range(0, 100000, "polls"),
     // log
     entry("log.level", bind<&settings::log, &log_settings::level>(), "info", "least severe level written")

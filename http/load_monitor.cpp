@@ -29,8 +29,7 @@ void set(std::atomic<bool>& flag, bool value, const char* what) {
 /// Asks every critical actor for its mailbox size; sets the flags once all answered (or timed out).
 void sample(monitor_actor* self) {
   auto& st = self->state;
-  auto stats = read_process_stats();
-  set(st.opts.shedding->all, st.opts.max_rss_bytes > 0 && stats.resident_bytes > st.opts.max_rss_bytes, "all");
+  set(st.opts.shedding->all, st.opts.max_rss_bytes > 0 && read_resident_bytes() > st.opts.max_rss_bytes, "all");
   if (st.sampling)
     return;
   struct tally {

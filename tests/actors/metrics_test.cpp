@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 using namespace troupe;
 
@@ -152,6 +153,20 @@ TEST(Metrics, ProcessStatsReportRssAndOpenFds) {
   EXPECT_EQ(read_process_stats().open_fds, before.open_fds + 1);
   ::close(fd);
   EXPECT_EQ(read_process_stats().open_fds, before.open_fds);
+}
+
+// The load monitor's cheap read: the same RSS, and it grows when this process touches memory it did not have.
+TEST(Metrics, ResidentBytesFollowTheProcess) {
+  auto before = read_resident_bytes();
+  EXPECT_GT(before, 1024u * 1024u);
+  std::vector<char> block(64u << 20);
+  for (size_t i = 0; i < block.size(); i += 4096)
+    block[i] = static_cast<char>(i);
+  auto after = read_resident_bytes();
+  EXPECT_GE(after, before + (48u << 20)) << "64 MiB touched, RSS " << before << " -> " << after;
+  EXPECT_EQ(block[8192], static_cast<char>(8192)); // the block is read, so its writes stay
+  EXPECT_NEAR(static_cast<double>(read_process_stats().resident_bytes), static_cast<double>(read_resident_bytes()),
+              4.0 * 1024 * 1024);
 }
 
 } // namespace
