@@ -162,6 +162,8 @@ void publish(breaker_actor_state& st) {
     return;
   auto s = st.breaker->snapshot();
   st.gauges->state.store(static_cast<int>(s.state), std::memory_order_relaxed);
+  st.gauges->closed_permit.store(s.state == breaker_state::closed ? st.breaker->generation() + 1 : 0,
+                                 std::memory_order_release);
   st.gauges->successes.store(s.successes, std::memory_order_relaxed);
   st.gauges->failures.store(s.failures, std::memory_order_relaxed);
   st.gauges->rejected.store(s.rejected, std::memory_order_relaxed);
@@ -188,6 +190,16 @@ caf::behavior breaker_actor(observed_stateful_actor<breaker_actor_state>* self, 
 }
 
 } // namespace
+
+std::optional<breaker_admission> admit_if_closed(const breaker_gauges& gauges) {
+  auto permit = gauges.closed_permit.load(std::memory_order_acquire);
+  if (permit == 0)
+    return std::nullopt;
+  breaker_admission a;
+  a.allowed = true;
+  a.permit = permit - 1;
+  return a;
+}
 
 caf::actor spawn_breaker(caf::actor_system& sys, breaker_options options) {
   return sys.spawn(breaker_actor, std::move(options));

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace troupe {
@@ -67,6 +68,11 @@ typename Inspector::result_type inspect(Inspector& f, breaker_snapshot& x) {
 /// What /metrics shows of a breaker, published by its actor after every change (read without asking it).
 struct breaker_gauges {
   std::atomic<int> state{0}; // 0 closed, 1 open, 2 half_open
+  /// While the breaker is closed: the permit of a call admitted now, plus one; 0 while it is open or half-open.
+  /// A closed breaker admits every call, so callers take their permit here instead of asking the actor
+  /// (admit_if_closed): a call admitted from a value the actor has just replaced carries the old permit, and its
+  /// result is ignored like that of any call admitted before the state changed.
+  std::atomic<uint64_t> closed_permit{0};
   std::atomic<uint64_t> successes{0};
   std::atomic<uint64_t> failures{0};
   std::atomic<uint64_t> rejected{0};
@@ -97,6 +103,8 @@ public:
               const std::string& failure = "");
   breaker_snapshot snapshot();
   breaker_state state(); // after applying the clock (open -> half_open when the time is up)
+  /// The permit a call admitted now would carry (changes with every state change).
+  uint64_t generation() const { return generation_; }
 
 private:
   using time_point = std::chrono::steady_clock::time_point;
@@ -113,6 +121,10 @@ private:
   time_point open_until_{};
   breaker_snapshot totals_;
 };
+
+/// The admission a closed breaker would give, read from its gauges without a message; nothing while it is open or
+/// half-open (ask the actor: its probes and its clock decide).
+std::optional<breaker_admission> admit_if_closed(const breaker_gauges& gauges);
 
 /// Name of the breaker actor of an upstream in the directory.
 std::string breaker_name(const std::string& upstream);

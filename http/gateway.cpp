@@ -32,6 +32,7 @@ struct gateway::upstream {
   config::upstream_settings cfg;
   std::string url; // base_url + "/chat/completions"
   std::string breaker;
+  std::shared_ptr<breaker_gauges> gauges; // what its breaker publishes (null in tests without one)
   std::atomic<int64_t> inflight{0};
 };
 
@@ -71,7 +72,7 @@ struct gateway::call {
     std::string error_body; // a non-2xx answer's body (bounded)
     bool client_gone = false;
     bool finished = false; // the transfer has ended: no more heartbeats
-    uint64_t attempt = 0;  // which attempt the heartbeat timer belongs to
+    bool watched = false;  // in the gateway's streams_ (heartbeats)
     std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
   };
   std::shared_ptr<relay> stream;
@@ -113,6 +114,8 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
     u->cfg = cfg;
     u->url = cfg.base_url + "/chat/completions";
     u->breaker = breaker_name(cfg.name);
+    if (upstreams_.size() < opts_.gauges.size())
+      u->gauges = opts_.gauges[upstreams_.size()];
     upstreams_.push_back(std::move(u));
   }
   if (opts_.metrics) {
@@ -520,6 +523,14 @@ void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c
       c->refused_retry_after_ms > 0 ? std::min(c->refused_retry_after_ms, retry_after_ms) : retry_after_ms;
     me->next_upstream(self, c);
   };
+  // A closed breaker admits every call: its permit is read from what it publishes, without a round trip (and the
+  // CAF clock's timeout) per call. Open or half-open, the actor decides.
+  if (u->gauges) {
+    if (auto permit = admit_if_closed(*u->gauges)) {
+      send(self, c, u, *permit);
+      return;
+    }
+  }
   auto breaker = opts_.names->get(u->breaker);
   if (!breaker) {
     refused(1000);
@@ -592,7 +603,6 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
       st->error_body.clear();
       st->upstream = u->cfg.name;
       st->finished = false;
-      ++st->attempt;
     }
     auto stall = opts_.stream_idle;
     req.on_data = [st, c, stall](int status, const std::vector<std::pair<std::string, std::string>>&,
@@ -615,7 +625,7 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
       }
       return !st->sse->failed();
     };
-    schedule_heartbeat(self, c);
+    watch_stream(self, c);
   } else {
     req.total_timeout = std::min(milliseconds{u->cfg.timeout_ms}, left);
     req.headers.push_back("Accept: application/json");
@@ -634,35 +644,74 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
   });
 }
 
-void gateway::schedule_heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
-  uint64_t attempt;
+void gateway::watch_stream(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
   {
     std::lock_guard<std::mutex> guard{c->stream->mutex};
-    attempt = c->stream->attempt;
+    if (!c->stream->watched) {
+      c->stream->watched = true;
+      std::lock_guard<std::mutex> streams{streams_mutex_};
+      streams_.push_back(c);
+    }
   }
-  auto me = shared_from_this();
-  self->delayed_send(caf::actor_cast<caf::actor>(self), opts_.stream_heartbeat,
-                     bridge_job{[me, c, attempt](caf::event_based_actor* worker) { me->heartbeat(worker, c, attempt); }});
+  schedule_sweep(self);
 }
 
-void gateway::heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c, uint64_t attempt) {
-  auto& st = *c->stream;
+void gateway::schedule_sweep(caf::event_based_actor* self) {
+  auto period = std::max(opts_.stream_heartbeat / 4, milliseconds{1});
+  auto period_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period).count();
+  auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+               .count();
+  auto due = sweep_due_ns_.load(std::memory_order_acquire);
+  if (due != 0 && now < due + period_ns)
+    return; // one is pending
+  if (!sweep_due_ns_.compare_exchange_strong(due, now + period_ns, std::memory_order_acq_rel))
+    return; // another worker scheduled it
+  auto me = shared_from_this();
+  self->delayed_send(caf::actor_cast<caf::actor>(self), period,
+                     bridge_job{[me](caf::event_based_actor* worker) { me->sweep_streams(worker); }});
+}
+
+void gateway::sweep_streams(caf::event_based_actor* self) {
+  sweep_due_ns_.store(0, std::memory_order_release);
+  std::vector<std::weak_ptr<call>> current;
   {
+    std::lock_guard<std::mutex> guard{streams_mutex_};
+    current.swap(streams_);
+  }
+  // Never both locks at once here: watch_stream takes the relay's, then streams_mutex_.
+  std::vector<std::weak_ptr<call>> keep;
+  auto now = std::chrono::steady_clock::now();
+  for (auto& weak : current) {
+    auto c = weak.lock();
+    if (!c)
+      continue;
+    auto& st = *c->stream;
     std::lock_guard<std::mutex> guard{st.mutex};
-    if (st.finished || st.attempt != attempt || st.client_gone)
-      return;
-    auto quiet = std::chrono::steady_clock::now() - st.last_write;
-    if (quiet >= opts_.stream_heartbeat) {
+    if (st.finished || st.client_gone) {
+      st.watched = false; // a retry's transfer watches it again
+      continue;
+    }
+    if (now - st.last_write >= opts_.stream_heartbeat) {
       // Nothing went out for a while (the upstream thinks): a comment keeps proxies from dropping the connection.
       // The first one commits the answer: from here on a failure ends the stream instead of being retried.
       if (!open_stream(*c, opts_.stream_idle) || !st.out->write(": keep-alive\n\n")) {
-        st.client_gone = true;
-        return; // the transfer notices at its next byte (or its idle timeout) and is aborted
+        st.client_gone = true; // the transfer notices at its next byte (or its idle timeout) and is aborted
+        st.watched = false;
+        continue;
       }
-      st.last_write = std::chrono::steady_clock::now();
+      st.last_write = now;
     }
+    keep.push_back(std::move(weak));
   }
-  schedule_heartbeat(self, c);
+  bool any;
+  {
+    std::lock_guard<std::mutex> guard{streams_mutex_};
+    streams_.insert(streams_.end(), std::make_move_iterator(keep.begin()), std::make_move_iterator(keep.end()));
+    any = !streams_.empty();
+  }
+  if (any)
+    schedule_sweep(self);
 }
 
 void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,

@@ -44,6 +44,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -89,8 +90,13 @@ public:
   struct call;     // one client request on its way through the upstreams
 
   /// Keeps an idle stream's connection alive (SSE comments) until its transfer ends; bridge worker only.
-  void schedule_heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c);
-  void heartbeat(caf::event_based_actor* self, const std::shared_ptr<call>& c, uint64_t attempt);
+  /// Keeps idle streams' connections alive with SSE comments (gateway.stream_heartbeat_ms). Every stream whose
+  /// transfer runs is watched; one sweep every quarter heartbeat walks them all and writes a comment to those quiet
+  /// for a heartbeat: one timer for the whole gateway instead of one per stream (each CAF timer wakes the clock
+  /// thread twice and the worker once). Bridge worker only.
+  void watch_stream(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void sweep_streams(caf::event_based_actor* self);
+  void schedule_sweep(caf::event_based_actor* self);
 
 private:
   void start(const std::shared_ptr<call>& c);
@@ -118,6 +124,12 @@ private:
   histogram_family* upstream_seconds_ = nullptr;
   counter_family* cache_results_ = nullptr;
   std::string models_body_;
+  // The watched streams (weak: a call that ended is dropped at the next sweep) and when the pending sweep is due
+  // (steady clock, ns; 0: none). A sweep overdue by a whole period was lost with a restarted worker: the next
+  // stream schedules another.
+  std::mutex streams_mutex_;
+  std::vector<std::weak_ptr<call>> streams_;
+  std::atomic<int64_t> sweep_due_ns_{0};
 };
 
 /// The readiness check "upstreams": each breaker's state, counts and last failure (degraded while one is not closed).

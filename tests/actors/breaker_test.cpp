@@ -162,5 +162,58 @@ TEST(BreakerActor, AdmitsRecordsAndReports) {
   self->send_exit(breaker, caf::exit_reason::user_shutdown);
 }
 
+// What the actor publishes lets a caller admit itself while the breaker is closed, with the permit the actor would
+// give; open or half-open, nothing is admitted that way, and closing again publishes the new permit.
+TEST(BreakerActor, PublishesAClosedPermitOnlyWhileClosed) {
+  caf::actor_system_config cfg;
+  register_message_types(cfg);
+  caf::actor_system sys{cfg};
+  auto clock = std::make_shared<fake_clock>();
+  auto opts = options_with(clock);
+  opts.failures = 2;
+  opts.half_open_probes = 1;
+  opts.gauges = std::make_shared<breaker_gauges>();
+  auto gauges = opts.gauges;
+  auto breaker = spawn_breaker(sys, opts);
+  caf::scoped_actor self{sys};
+  auto admit = [&] {
+    breaker_admission a;
+    self->request(breaker, caf::infinite, breaker_admit_atom::value)
+      .receive([&](breaker_admission& x) { a = x; }, [](caf::error& e) { FAIL() << caf::to_string(e); });
+    return a;
+  };
+  auto asked = admit(); // also waits until the actor has published
+  ASSERT_TRUE(asked.allowed);
+  auto fast = admit_if_closed(*gauges);
+  ASSERT_TRUE(fast.has_value());
+  EXPECT_TRUE(fast->allowed);
+  EXPECT_EQ(fast->permit, asked.permit);
+  // Two failures with the self-admitted permit count like any: the breaker opens and stops publishing a permit.
+  for (int i = 0; i < 2; ++i)
+    self->send(breaker, breaker_result_atom::value, fast->permit, false, int64_t{0}, std::string{"HTTP 503"});
+  EXPECT_FALSE(admit().allowed);
+  EXPECT_FALSE(admit_if_closed(*gauges).has_value());
+  EXPECT_EQ(gauges->state.load(), 1);
+  // Half-open (after open_for): still nothing without the actor, which hands out the one probe.
+  clock->advance(opts.open_for);
+  auto probe = admit();
+  ASSERT_TRUE(probe.allowed);
+  EXPECT_TRUE(probe.probe);
+  EXPECT_FALSE(admit_if_closed(*gauges).has_value());
+  // The probe succeeds: closed again, under a new permit; a result carrying the old one is ignored.
+  self->send(breaker, breaker_result_atom::value, probe.permit, true, int64_t{0}, std::string{});
+  auto again = admit();
+  ASSERT_TRUE(again.allowed);
+  auto fresh = admit_if_closed(*gauges);
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_EQ(fresh->permit, again.permit);
+  EXPECT_NE(fresh->permit, fast->permit);
+  self->send(breaker, breaker_result_atom::value, fast->permit, false, int64_t{0}, std::string{"late"});
+  self->send(breaker, breaker_result_atom::value, fast->permit, false, int64_t{0}, std::string{"late"});
+  EXPECT_TRUE(admit().allowed) << "results of the earlier closed state must not open it";
+  EXPECT_TRUE(admit_if_closed(*gauges).has_value());
+  self->send_exit(breaker, caf::exit_reason::user_shutdown);
+}
+
 } // namespace
 } // namespace troupe
