@@ -18,7 +18,8 @@
 # from the server; PIN=0 shares both CPUs.
 # Knobs: DURATION=20 (s of each open-loop run) CAP_DURATION=10s ROUNDS=2 OVERLOAD=3 CONNECTIONS=400 (h2load's clients
 # under overload) SLOW_CONNECTIONS=3000 SLOW_SECONDS=30; ROUTES="me gateway" (which of part A's routes run); SLOW=1
-# (0 skips part B); TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
+# (0 skips part B); MOCK_CPU=1 (the mock's CPU with PIN=1); TROUPE_ARGS (more `--set k=v` for troupe, e.g. another
+# limits.generate_max_inflight); TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
 # Beside each run, the CPU that troupe and the mock used (in % of one core, from /proc/PID/stat): a route whose
 # capacity leaves troupe's core idle is limited by something else (the mock, the load generator's core).
 set -euo pipefail
@@ -33,6 +34,7 @@ CONNECTIONS=${CONNECTIONS:-400}
 SLOW_CONNECTIONS=${SLOW_CONNECTIONS:-3000}
 SLOW_SECONDS=${SLOW_SECONDS:-30}
 ROUTES=${ROUTES:-me gateway}
+MOCK_CPU=${MOCK_CPU:-1}
 SLOW=${SLOW:-1}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 BENCH_NAME=bench-overload
@@ -63,7 +65,9 @@ if [[ $PIN == 1 ]]; then
 fi
 
 # ---- the mock upstream and troupe -------------------------------------------------------------------------
-"${gen[@]}" build/mock-upstream --threads 1 --max-connections 4096 --port-file "$out/mock.port" </dev/null >"$out/mock.log" 2>&1 &
+mock_pin=()
+[[ $PIN == 1 ]] && mock_pin=(taskset -c "$MOCK_CPU")
+"${mock_pin[@]}" build/mock-upstream --threads 1 --max-connections 4096 --port-file "$out/mock.port" </dev/null >"$out/mock.log" 2>&1 &
 mock_pid=$!
 for _ in $(seq 100); do [[ -s $out/mock.port ]] && break; sleep 0.1; done
 [[ -s $out/mock.port ]] || die "the mock upstream did not start; see $out/mock.log"
@@ -76,7 +80,8 @@ export TROUPE_UPSTREAMS
 # overload, not the limiter), a quota no run exhausts; the generation gate (limits.generate_max_inflight) and
 # admission control keep their defaults: they are what is measured.
 tport=""
-start_troupe troupe tport --set limits.enabled=false --set quota.free_per_day=100000000
+# shellcheck disable=SC2086 # TROUPE_ARGS: extra --set pairs, split on spaces
+start_troupe troupe tport --set limits.enabled=false --set quota.free_per_day=100000000 ${TROUPE_ARGS:-}
 troupe_pid=${pids[-1]}
 [[ $PIN == 1 ]] && taskset -a -p -c 0 "$troupe_pid" >/dev/null
 base=http://127.0.0.1:$tport

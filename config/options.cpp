@@ -311,8 +311,9 @@ const std::vector<option_spec>& all_options() {
     entry("limits.upload_burst", bind<&settings::limits, &limits_settings::upload_burst>(), "300",
           "policy upload: largest burst")
       .range(1, 1000000),
-    entry("limits.generate_max_inflight", bind<&settings::limits, &limits_settings::generate_max_inflight>(), "25",
-          "generation requests running at once (0 = no cap)")
+    entry("limits.generate_max_inflight", bind<&settings::limits, &limits_settings::generate_max_inflight>(), "64",
+          "generation requests running at once (0 = no cap); with 25, a node on one core under 3x overload served "
+          "0.46x its capacity while its core idled a third of the time")
       .range(0, 100000, "requests"),
     entry("limits.debug_max_inflight", bind<&settings::limits, &limits_settings::debug_max_inflight>(), "0",
           "debug requests running at once (0 = no cap)")
