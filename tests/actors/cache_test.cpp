@@ -71,10 +71,10 @@ std::string value_of(size_t n, char c = 'v') {
 class results {
 public:
   void push(caf::expected<std::string> x) {
-    {
-      std::lock_guard<std::mutex> guard{mutex_};
-      items_.push_back(std::move(x));
-    }
+    // Notified under the lock: the test thread may return from wait() and destroy this object as soon as the lock
+    // is free, so nothing may touch it after the unlock (a notify after it crashed one run in a few hundred).
+    std::lock_guard<std::mutex> guard{mutex_};
+    items_.push_back(std::move(x));
     changed_.notify_all();
   }
   /// Waits until `n` results arrived; returns them (fewer on timeout, which fails the comparison that follows).

@@ -50,10 +50,9 @@ constexpr auto wait_limit = 5s;
 class event_log {
 public:
   void push(std::string event) {
-    {
-      std::lock_guard<std::mutex> guard{mutex_};
-      events_.push_back(std::move(event));
-    }
+    // Notified under the lock: a waiting test may destroy this log as soon as the lock is free.
+    std::lock_guard<std::mutex> guard{mutex_};
+    events_.push_back(std::move(event));
     changed_.notify_all();
   }
 
