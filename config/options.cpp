@@ -414,6 +414,17 @@ const std::vector<option_spec>& all_options() {
           "while a stream has nothing to send (an upstream thinking before its first token), an SSE comment goes "
           "out this often so proxies keep the connection; the first one commits the answer (no retry after it)")
       .range(100, 3600000, "ms"),
+    entry("gateway.max_images", bind<&settings::gateway, &gateway_settings::max_images>(), "32",
+          "image parts (type image_url) accepted in one chat completion request")
+      .range(0, 10000, "images"),
+    entry("gateway.max_image_bytes", bind<&settings::gateway, &gateway_settings::max_image_bytes>(), "20971520",
+          "decoded size of one inline image (a base64 data URL; its type is checked by its first bytes); the body "
+          "that carries it is bounded by http.max_body_bytes first")
+      .range(1, 1073741824, "bytes"),
+    entry("gateway.max_image_request_bytes",
+          bind<&settings::gateway, &gateway_settings::max_image_request_bytes>(), "52428800",
+          "decoded size of all inline images of one chat completion request together")
+      .range(1, 1073741824, "bytes"),
     // uploads
     entry("uploads.dir", bind<&settings::uploads, &uploads_settings::dir>(), "var/uploads",
           "directory of upload bytes (incoming/), archive staging (staging/) and repository files (repositories/); "

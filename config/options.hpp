@@ -138,6 +138,9 @@ struct gateway_settings {
   int64_t max_generation_ms;
   int64_t stream_idle_ms;
   int64_t stream_heartbeat_ms;
+  int64_t max_images;              // image parts in one request
+  int64_t max_image_bytes;         // decoded bytes of one inline image
+  int64_t max_image_request_bytes; // decoded bytes of all inline images of one request
 };
 
 struct cache_settings {

@@ -210,7 +210,7 @@ void gateway::chat(const std::shared_ptr<responder>& r) {
     return;
   auto c = std::make_shared<call>();
   c->r = r;
-  if (auto err = oa::validate_chat_request(*doc, opts_.max_messages, c->req)) {
+  if (auto err = oa::validate_chat_request(*doc, opts_.max_messages, c->req, opts_.images)) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
@@ -296,7 +296,7 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
 
   auto c = std::make_shared<call>();
   c->r = r;
-  if (auto err = oa::validate_chat_request(chat_doc, opts_.max_messages, c->req)) {
+  if (auto err = oa::validate_chat_request(chat_doc, opts_.max_messages, c->req, opts_.images)) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
@@ -864,6 +864,9 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.retry_cap = milliseconds{s.retry.max_backoff_ms};
   gw.max_response_bytes = static_cast<size_t>(s.upstream.max_response_bytes);
   gw.max_messages = static_cast<size_t>(s.gateway.max_messages);
+  gw.images.max_images = static_cast<size_t>(s.gateway.max_images);
+  gw.images.max_image_bytes = static_cast<size_t>(s.gateway.max_image_bytes);
+  gw.images.max_request_image_bytes = static_cast<size_t>(s.gateway.max_image_request_bytes);
   gw.cache_ttl = milliseconds{s.gateway.cache_ttl_ms};
   gw.max_generation = milliseconds{s.gateway.max_generation_ms};
   gw.stream_idle = milliseconds{s.gateway.stream_idle_ms};

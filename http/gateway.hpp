@@ -31,6 +31,7 @@
 
 #include "http/auth.hpp"
 #include "http/client/upstream_client.hpp"
+#include "http/openai.hpp"
 #include "http/router.hpp"
 #include "http/traffic.hpp"
 
@@ -60,6 +61,8 @@ struct gateway_options {
   std::chrono::milliseconds retry_cap{5000};
   size_t max_response_bytes = 8 * 1024 * 1024;
   size_t max_messages = 1000;
+  /// Image parts (gateway.max_images, gateway.max_image_bytes, gateway.max_image_request_bytes).
+  openai::image_limits images;
   std::chrono::milliseconds cache_ttl{3600000};
   /// The whole of a generation: every attempt and fallback (gateway.max_generation_ms).
   std::chrono::milliseconds max_generation{600000};

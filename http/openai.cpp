@@ -8,8 +8,12 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <sodium.h>
+
 #include <algorithm>
+#include <array>
 #include <set>
+#include <vector>
 
 namespace troupe::http::openai {
 
@@ -191,7 +195,104 @@ const field_rule message_fields[] = {
   {"audio", true, [](const Value& v) { return v.IsNull() ? std::string{} : object(v); }},
 };
 
-std::optional<request_error> check_message(const Value& m, const std::string& at, size_t& prompt_chars) {
+/// The images of one request so far (check_image counts them against the limits).
+struct image_tally {
+  const image_limits& limits;
+  size_t count = 0;
+  size_t inline_bytes = 0;
+};
+
+struct image_type {
+  std::string_view media_type;
+  bool (*matches)(const unsigned char* p, size_t n);
+};
+
+const image_type image_types[] = {
+  {"image/png", [](const unsigned char* p, size_t n) {
+     static const unsigned char sig[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+     return n >= sizeof sig && std::equal(std::begin(sig), std::end(sig), p);
+   }},
+  {"image/jpeg", [](const unsigned char* p, size_t n) { return n >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff; }},
+  {"image/gif", [](const unsigned char* p, size_t n) {
+     return n >= 6 && (std::equal(p, p + 6, "GIF87a") || std::equal(p, p + 6, "GIF89a"));
+   }},
+  {"image/webp", [](const unsigned char* p, size_t n) {
+     return n >= 12 && std::equal(p, p + 4, "RIFF") && std::equal(p + 8, p + 12, "WEBP");
+   }},
+};
+
+constexpr size_t max_image_url_chars = 8192;
+
+std::string mebibytes(size_t bytes) {
+  auto tenths = (bytes * 10 + (1u << 19)) >> 20;
+  return std::to_string(tenths / 10) + (tenths % 10 ? "." + std::to_string(tenths % 10) : "") + " MiB";
+}
+
+/// One {"type": "image_url"} part: its URL, inline bytes and detail; nullopt when it may be forwarded.
+std::optional<request_error> check_image(const Value& part, const std::string& at, image_tally& tally) {
+  if (++tally.count > tally.limits.max_images)
+    return request_error{"A request may carry at most " + std::to_string(tally.limits.max_images) + " images.", at};
+  auto image = part.FindMember("image_url");
+  if (image == part.MemberEnd() || !image->value.IsObject())
+    return request_error{"An image part needs an `image_url` object with a `url`.", at + ".image_url"};
+  auto url = image->value.FindMember("url");
+  if (url == image->value.MemberEnd() || !url->value.IsString())
+    return request_error{"`image_url.url` must be a string: an http(s) URL or a base64 data URL.",
+                         at + ".image_url.url"};
+  auto detail = image->value.FindMember("detail");
+  if (detail != image->value.MemberEnd() && !detail->value.IsNull()) {
+    auto d = detail->value.IsString() ? text_of(detail->value) : std::string_view{};
+    if (d != "auto" && d != "low" && d != "high")
+      return request_error{"`image_url.detail` must be auto, low or high.", at + ".image_url.detail"};
+  }
+  auto text = text_of(url->value);
+  auto where = at + ".image_url.url";
+  if (text.rfind("https://", 0) == 0 || text.rfind("http://", 0) == 0) {
+    if (text.size() > max_image_url_chars)
+      return request_error{"An image URL may be at most " + std::to_string(max_image_url_chars) + " characters.",
+                           where};
+    return std::nullopt;
+  }
+  if (text.rfind("data:", 0) != 0)
+    return request_error{"An image must be an http(s) URL or a base64 data URL (data:image/png;base64,...).", where};
+  auto comma = text.find(',');
+  auto header = text.substr(5, comma == std::string_view::npos ? std::string_view::npos : comma - 5);
+  constexpr std::string_view base64_suffix = ";base64";
+  if (comma == std::string_view::npos || header.size() < base64_suffix.size()
+      || header.substr(header.size() - base64_suffix.size()) != base64_suffix)
+    return request_error{"An inline image must be a base64 data URL (data:image/png;base64,...).", where};
+  auto media_type = header.substr(0, header.size() - base64_suffix.size());
+  auto type = std::find_if(std::begin(image_types), std::end(image_types),
+                           [&](const image_type& t) { return t.media_type == media_type; });
+  if (type == std::end(image_types))
+    return request_error{"An inline image must be image/png, image/jpeg, image/gif or image/webp.", where};
+  auto payload = text.substr(comma + 1);
+  // Decoded size from the length alone, before any work: 3 bytes per 4 characters.
+  auto most = payload.size() / 4 * 3 + 3;
+  if (most - 3 > tally.limits.max_image_bytes)
+    return request_error{"An image may be at most " + mebibytes(tally.limits.max_image_bytes) + ".", where};
+  std::vector<unsigned char> bytes(most);
+  size_t decoded = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(bytes.data(), bytes.size(), payload.data(), payload.size(), nullptr, &decoded, &end,
+                        sodium_base64_VARIANT_ORIGINAL)
+        != 0
+      || end != payload.data() + payload.size() || decoded == 0)
+    return request_error{"The image's base64 data is not valid.", where};
+  if (decoded > tally.limits.max_image_bytes)
+    return request_error{"An image may be at most " + mebibytes(tally.limits.max_image_bytes) + ".", where};
+  if (!type->matches(bytes.data(), decoded))
+    return request_error{"The image's bytes are not " + std::string{media_type} + ".", where};
+  tally.inline_bytes += decoded;
+  if (tally.inline_bytes > tally.limits.max_request_image_bytes)
+    return request_error{"The images of a request may be at most "
+                           + mebibytes(tally.limits.max_request_image_bytes) + " together.",
+                         where};
+  return std::nullopt;
+}
+
+std::optional<request_error> check_message(const Value& m, const std::string& at, size_t& prompt_chars,
+                                           image_tally& images) {
   if (!m.IsObject())
     return request_error{"Each message must be an object.", at};
   for (const auto& member : m.GetObject()) {
@@ -216,10 +317,14 @@ std::optional<request_error> check_message(const Value& m, const std::string& at
     if (!c.IsString() && !c.IsArray() && !c.IsNull())
       return request_error{"`content` must be a string, an array of content parts, or null.", at + ".content"};
     if (c.IsArray())
-      for (rapidjson::SizeType j = 0; j < c.Size(); ++j)
+      for (rapidjson::SizeType j = 0; j < c.Size(); ++j) {
+        auto part_at = at + ".content[" + std::to_string(j) + "]";
         if (!typed_object(c[j]).empty())
-          return request_error{"A content part must be an object with a string `type`.",
-                               at + ".content[" + std::to_string(j) + "]"};
+          return request_error{"A content part must be an object with a string `type`.", part_at};
+        if (text_of(c[j]["type"]) == "image_url")
+          if (auto err = check_image(c[j], part_at, images))
+            return err;
+      }
     prompt_chars += text_chars(c);
   }
   return std::nullopt;
@@ -245,7 +350,7 @@ void write_message(const Value& m, json_writer& w) {
 } // namespace
 
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
-                                                   chat_request& out) {
+                                                   chat_request& out, const image_limits& images) {
   if (!doc.IsObject())
     return request_error{"The request body must be a JSON object.", ""};
   // Unknown fields first: nothing the allow-list does not name is ever forwarded.
@@ -273,8 +378,9 @@ std::optional<request_error> validate_chat_request(const rapidjson::Document& do
   if (messages->value.Size() > max_messages)
     return request_error{"`messages` has more than " + std::to_string(max_messages) + " entries.", "messages"};
   size_t prompt_chars = 0;
+  image_tally tally{images};
   for (rapidjson::SizeType i = 0; i < messages->value.Size(); ++i)
-    if (auto err = check_message(messages->value[i], "messages[" + std::to_string(i) + "]", prompt_chars))
+    if (auto err = check_message(messages->value[i], "messages[" + std::to_string(i) + "]", prompt_chars, tally))
       return err;
 
   // Valid: fill `out` and write the canonical form, deciding fields first.

@@ -32,6 +32,14 @@ struct request_error {
   std::string param;
 };
 
+/// What the image parts of one request may carry (gateway.max_images, gateway.max_image_bytes,
+/// gateway.max_image_request_bytes).
+struct image_limits {
+  size_t max_images = 32;
+  size_t max_image_bytes = 20u << 20;         // decoded bytes of one inline (data: URL) image
+  size_t max_request_image_bytes = 50u << 20; // decoded bytes of all inline images of the request
+};
+
 /// Validates a parsed request body (from json::parse: no duplicate keys, bounded depth) against an allow-list of
 /// OpenAI's chat-completion fields, each checked for its type and range: model (1-128 chars) and messages
 /// (1..max_messages objects with a known role; content a string, null or an array of typed parts; name,
@@ -41,13 +49,18 @@ struct request_error {
 /// function_call, reasoning_effort, verbosity, modalities, audio, prediction, web_search_options, stream,
 /// stream_options, user, metadata, store, service_tier. Any other field, at the top or in a message, is refused.
 ///
+/// Image parts ({"type": "image_url", "image_url": {"url", "detail"?}}) are checked against `images`: at most
+/// max_images of them; a URL is http(s) (at most 8 KiB; the upstream fetches it) or a base64 data URL of
+/// image/png, image/jpeg, image/gif or image/webp whose decoded bytes start as that type does (magic bytes), each
+/// at most max_image_bytes and all of them together at most max_request_image_bytes; `detail` is auto, low or high.
+///
 /// On success fills `out`, including its canonical form: the allowed fields that are present and not null, in the
 /// order listed above (each message's fields in the order listed), deeper values as parsed, written compactly.
 /// The fields up to and including web_search_options decide the answer; their canonical form, as one object, is
 /// what deciding_hash hashes, and `body` is that same text continued with the other fields (stream, stream_options,
 /// user, metadata, store, service_tier).
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
-                                                   chat_request& out);
+                                                   chat_request& out, const image_limits& images = {});
 
 /// The cache key of a validated request for a tenant: "gw:<tenant>:<deciding_hash>". Whitespace, key order,
 /// escapes and fields such as `user` or `stream_options` do not change it.

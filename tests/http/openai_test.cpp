@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace troupe::http::openai {
 namespace {
 
@@ -94,6 +97,116 @@ TEST(OpenAiRequest, ForwardsTheCanonicalFormNeverTheClientsBytes) {
   auto deciding = req.body.substr(0, req.body.find(R"(,"stream")")) + "}";
   EXPECT_EQ(req.deciding_hash, sha256_hex(deciding));
   EXPECT_EQ(cache_key(req, "t"), "gw:t:" + sha256_hex(deciding));
+}
+
+// A base64 data URL of `bytes` as `media_type`.
+std::string data_url(const std::string& media_type, const std::string& bytes) {
+  static const char* digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out = "data:" + media_type + ";base64,";
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    auto n = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8)
+             | static_cast<unsigned char>(bytes[i + 2]);
+    for (int shift : {18, 12, 6, 0})
+      out += digits[(n >> shift) & 63];
+  }
+  if (i < bytes.size()) {
+    unsigned n = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size())
+      n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += digits[(n >> 18) & 63];
+    out += digits[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? digits[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+const std::string png = std::string{"\x89PNG\r\n\x1a\n", 8} + std::string(100, 'p');
+const std::string jpeg = std::string{"\xff\xd8\xff\xe0", 4} + std::string(101, 'j');
+const std::string gif = "GIF89a" + std::string(50, 'g');
+const std::string webp = std::string{"RIFF\x10\0\0\0WEBPVP8 ", 16} + std::string(40, 'w');
+
+std::string with_images(const std::vector<std::string>& urls, const std::string& detail = "") {
+  std::string parts = R"({"type":"text","text":"what is this?"})";
+  for (const auto& url : urls)
+    parts += R"(,{"type":"image_url","image_url":{"url":")" + url + "\"" + (detail.empty() ? "" : R"(,"detail":)" + detail) + "}}";
+  return R"({"model":"m","messages":[{"role":"user","content":[)" + parts + "]}]}";
+}
+
+std::optional<request_error> validate_images(const std::string& text, const image_limits& limits) {
+  chat_request req;
+  return validate_chat_request(parse(text), 4, req, limits);
+}
+
+TEST(OpenAiImages, AcceptsUrlsAndInlineImagesOfTheirDeclaredType) {
+  image_limits limits;
+  EXPECT_FALSE(validate_images(with_images({"https://example.com/cat.png", "http://example.com/dog.jpg"}), limits));
+  EXPECT_FALSE(validate_images(with_images({data_url("image/png", png), data_url("image/jpeg", jpeg),
+                                            data_url("image/gif", gif), data_url("image/webp", webp)}),
+                               limits));
+  EXPECT_FALSE(validate_images(with_images({"https://example.com/a.png"}, R"("low")"), limits));
+  EXPECT_FALSE(validate_images(with_images({"https://example.com/a.png"}, "null"), limits));
+  // Forwarded as given: the canonical form keeps the part.
+  chat_request req;
+  ASSERT_FALSE(validate_chat_request(parse(with_images({data_url("image/png", png)})), 4, req, limits));
+  EXPECT_NE(req.body.find(data_url("image/png", png)), std::string::npos);
+}
+
+TEST(OpenAiImages, RefusesWhatIsNotTheImageItClaims) {
+  image_limits limits;
+  auto param = [&](const std::string& text) {
+    auto err = validate_images(text, limits);
+    return err ? err->param : "(accepted)";
+  };
+  const std::string at = "messages[0].content[1].image_url.url";
+  EXPECT_EQ(param(with_images({data_url("image/png", jpeg)})), at) << "JPEG bytes declared as PNG";
+  EXPECT_EQ(param(with_images({data_url("image/jpeg", "<svg onload=alert(1)>")})), at);
+  EXPECT_EQ(param(with_images({data_url("image/svg+xml", "<svg/>")})), at) << "not an accepted type";
+  EXPECT_EQ(param(with_images({data_url("text/html", png)})), at);
+  EXPECT_EQ(param(with_images({"data:image/png," + png.substr(8)})), at) << "not base64";
+  EXPECT_EQ(param(with_images({"data:image/png;base64,***"})), at) << "invalid base64";
+  EXPECT_EQ(param(with_images({"data:image/png;base64,"})), at) << "empty";
+  EXPECT_EQ(param(with_images({"file:///etc/passwd"})), at);
+  EXPECT_EQ(param(with_images({"ftp://example.com/a.png"})), at);
+  EXPECT_EQ(param(with_images({"https://example.com/" + std::string(9000, 'a')})), at);
+  EXPECT_EQ(param(with_images({"https://example.com/a.png"}, R"("ultra")")), "messages[0].content[1].image_url.detail");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]})"),
+            "messages[0].content[0].image_url");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":7}}]}]})"),
+            "messages[0].content[0].image_url.url");
+}
+
+TEST(OpenAiImages, CountsAndSizesAreCapped) {
+  image_limits limits;
+  limits.max_images = 2;
+  limits.max_image_bytes = 100;
+  limits.max_request_image_bytes = 250;
+  auto small = data_url("image/gif", gif); // 56 bytes
+  EXPECT_FALSE(validate_images(with_images({small, small}), limits));
+  auto three = validate_images(with_images({small, small, "https://example.com/x.png"}), limits);
+  ASSERT_TRUE(three);
+  EXPECT_EQ(three->param, "messages[0].content[3]");
+  EXPECT_NE(three->message.find("at most 2 images"), std::string::npos) << three->message;
+  // One image over its cap (108 bytes of PNG), whatever its count.
+  auto big = validate_images(with_images({data_url("image/png", png)}), limits);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->param, "messages[0].content[1].image_url.url");
+  // Together over the request's cap: three of 96 bytes, in two messages.
+  limits.max_images = 10;
+  auto gif96 = data_url("image/gif", "GIF87a" + std::string(90, 'g'));
+  std::string two_messages = R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":")"
+                             + gif96 + R"("}},{"type":"image_url","image_url":{"url":")" + gif96
+                             + R"("}}]},{"role":"user","content":[{"type":"image_url","image_url":{"url":")" + gif96
+                             + R"("}}]}]})";
+  auto total = validate_images(two_messages, limits);
+  ASSERT_TRUE(total);
+  EXPECT_EQ(total->param, "messages[1].content[0].image_url.url");
+  EXPECT_NE(total->message.find("together"), std::string::npos) << total->message;
+  // No images allowed at all.
+  limits.max_images = 0;
+  EXPECT_TRUE(validate_images(with_images({"https://example.com/x.png"}), limits));
+  EXPECT_FALSE(validate_images(with_images({}), limits));
 }
 
 TEST(OpenAiCacheKey, IgnoresKeyOrderWhitespaceAndNonDecidingFields) {

@@ -416,5 +416,37 @@ TEST_F(Gateway, ForwardsTheValidatedRequestNotTheClientsBytes) {
   EXPECT_EQ(hits(*mock_a), 1);
 }
 
+// Image parts are checked before anything is called: an inline image whose bytes are not the type it declares, or
+// one over gateway.max_image_bytes, is 400 naming its URL's path, with no upstream call and no generation used; a
+// valid inline image and an https URL are forwarded as sent.
+TEST_F(Gateway, ImagePartsAreCheckedBeforeTheUpstream) {
+  start_one({"quota.free_per_day=1", "gateway.max_image_bytes=64"});
+  auto with_image = [](const std::string& url) {
+    return R"({"model":"mock-1","messages":[{"role":"user","content":[{"type":"text","text":"what is it?"},)"
+           R"({"type":"image_url","image_url":{"url":")"
+           + url + R"("}}]}]})";
+  };
+  // "\xff\xd8\xff\xe0JFIF" (JPEG) declared as PNG; 66 bytes of GIF; then a 9-byte GIF and a URL.
+  const std::string jpeg_as_png = "data:image/png;base64,/9j/4EpGSUY=";
+  const std::string big_gif = "data:image/gif;base64,R0lGODlh" + std::string(80, 'A');
+  const std::string small_gif = "data:image/gif;base64,R0lGODlhAQABAA==";
+  for (const auto& url : {jpeg_as_png, big_gif}) {
+    auto res = chat(with_image(url));
+    EXPECT_EQ(res.status, 400) << url << ": " << res.body;
+    auto doc = parse_json(res.body);
+    ASSERT_TRUE(doc.IsObject() && doc.HasMember("error")) << res.body;
+    EXPECT_EQ(std::string(doc["error"]["param"].GetString()), "messages[0].content[1].image_url.url") << res.body;
+  }
+  EXPECT_EQ(hits(*mock_a), 0);
+  // The generation of the day was not used by the refusals: this one takes it.
+  auto ok = chat(R"({"model":"mock-1","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":")"
+                 + small_gif + R"("}},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]})");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  auto seen = http_get(mock_a->base_url() + "/mock/last_request");
+  ASSERT_EQ(seen.status, 200);
+  EXPECT_NE(seen.body.find(small_gif), std::string::npos) << seen.body;
+  EXPECT_NE(seen.body.find("https://example.com/a.png"), std::string::npos) << seen.body;
+}
+
 } // namespace
 } // namespace troupe::testing
