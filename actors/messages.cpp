@@ -4,6 +4,7 @@
 
 #include "config/service_error.hpp"
 #include "persistence/accounts.hpp"
+#include "persistence/usage.hpp"
 
 #include <caf/all.hpp>
 
@@ -24,6 +25,10 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<security_event_row>>("std::vector<security_event_row>");
   cfg.add_message_type<usage_row>("usage_row");
   cfg.add_message_type<std::vector<usage_row>>("std::vector<usage_row>");
+  cfg.add_message_type<usage_event_row>("usage_event_row");
+  cfg.add_message_type<usage_group>("usage_group");
+  cfg.add_message_type<std::vector<usage_group>>("std::vector<usage_group>");
+  cfg.add_message_type<std::vector<usage_event_row>>("std::vector<usage_event_row>");
   cfg.add_message_type<write_request>("write_request");
   cfg.add_message_type<std::vector<write_request>>("std::vector<write_request>");
   cfg.add_message_type<write_result>("write_result");

@@ -30,6 +30,7 @@
 #include "http/server.hpp"
 #include "http/traffic.hpp"
 #include "http/upload_routes.hpp"
+#include "http/usage_routes.hpp"
 #include "http/write_routes.hpp"
 #include "introspect/probe.hpp"
 #include "persistence/admin.hpp"
@@ -398,6 +399,7 @@ int run_server(const config::settings& settings) {
     repository_routes.cors = cors;
     http::add_repository_routes(*routes, authenticator, repository_routes);
     http::add_cluster_routes(*routes, authenticator, shared.cluster);
+    http::add_usage_routes(*routes, authenticator);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_http_collector(*metrics, http_state);
     http::server server{settings, http_state};

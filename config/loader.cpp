@@ -227,9 +227,14 @@ std::optional<config_error> apply_file_text(const std::string& text, const std::
         return err;
       continue;
     }
+    if (section_name == "prices") {
+      if (auto err = parse_prices(json_text(section.value), source, s.prices))
+        return err;
+      continue;
+    }
     const auto known_sections = sections();
     if (std::find(known_sections.begin(), known_sections.end(), section_name) == known_sections.end())
-      return make_config_error("--config", section_name, "a section: one of " + join(known_sections) + ", upstreams",
+      return make_config_error("--config", section_name, "a section: one of " + join(known_sections) + ", upstreams, prices",
                                "unknown section in " + path);
     if (!section.value.IsObject())
       return make_config_error(section_name, json_text(section.value), "an object of " + section_name + " options",
@@ -395,6 +400,9 @@ std::variant<settings, config_error> load_layers(const load_request& req, const 
   if (auto list = env ? env("TROUPE_UPSTREAMS") : std::nullopt)
     if (auto err = parse_upstreams(*list, "set by TROUPE_UPSTREAMS", env, s.upstreams))
       return *err;
+  if (auto table = env ? env("TROUPE_PRICES") : std::nullopt)
+    if (auto err = parse_prices(*table, "set by TROUPE_PRICES", s.prices))
+      return *err;
   if (auto err = apply_sets(req.sets, s))
     return *err;
   return s;
@@ -455,6 +463,18 @@ std::string render_effective_json(const settings& s) {
     writer.EndObject();
   }
   writer.EndArray();
+  writer.Key("prices");
+  writer.StartObject();
+  for (const auto& [model, price] : s.prices) {
+    writer.Key(model.c_str(), static_cast<rapidjson::SizeType>(model.size()));
+    writer.StartObject();
+    writer.Key("input_per_mtok");
+    writer.Double(static_cast<double>(price.input_pusd_per_token) / 1e6);
+    writer.Key("output_per_mtok");
+    writer.Double(static_cast<double>(price.output_pusd_per_token) / 1e6);
+    writer.EndObject();
+  }
+  writer.EndObject();
   writer.EndObject();
   return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
 }

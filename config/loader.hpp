@@ -28,7 +28,7 @@ struct config_error {
 /// Looks up one environment variable; injectable so tests need not touch the process environment.
 using env_lookup = std::function<std::optional<std::string>(const std::string& name)>;
 
-/// The process environment (getenv). Only the names of known options, TROUPE_UPSTREAMS and the upstreams' key
+/// The process environment (getenv). Only the names of known options, TROUPE_UPSTREAMS, TROUPE_PRICES and the upstreams' key
 /// variables are ever asked for, so unrelated TROUPE_* variables (e.g. TROUPE_JWT_SECRET) are ignored.
 env_lookup process_env();
 

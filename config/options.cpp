@@ -414,6 +414,10 @@ const std::vector<option_spec>& all_options() {
           "while a stream has nothing to send (an upstream thinking before its first token), an SSE comment goes "
           "out this often so proxies keep the connection; the first one commits the answer (no retry after it)")
       .range(100, 3600000, "ms"),
+    entry("gateway.stream_drain_ms", bind<&settings::gateway, &gateway_settings::stream_drain_ms>(), "30000",
+          "when a client leaves a stream, its upstream is still read (nothing buffered) for up to this long so the "
+          "usage recorded is the upstream's own; 0 drops the upstream call at once (the usage is then estimated)")
+      .range(0, 3600000, "ms"),
     entry("gateway.max_images", bind<&settings::gateway, &gateway_settings::max_images>(), "32",
           "image parts (type image_url) accepted in one chat completion request")
       .range(0, 10000, "images"),

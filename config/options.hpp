@@ -6,6 +6,7 @@
 // The settings structs carry no defaults of their own: a `settings` means something only after
 // config::load (loader.hpp) has filled it from the table, the file, the environment and --set.
 
+#include "config/prices.hpp"
 #include "config/upstreams.hpp"
 
 #include <cstdint>
@@ -138,6 +139,7 @@ struct gateway_settings {
   int64_t max_generation_ms;
   int64_t stream_idle_ms;
   int64_t stream_heartbeat_ms;
+  int64_t stream_drain_ms;         // how long a stream's upstream is still read after its client left
   int64_t max_images;              // image parts in one request
   int64_t max_image_bytes;         // decoded bytes of one inline image
   int64_t max_image_request_bytes; // decoded bytes of all inline images of one request
@@ -218,6 +220,8 @@ struct settings {
   gateway_settings gateway;
   /// Not options: the top-level "upstreams" list of the file, or TROUPE_UPSTREAMS (config/upstreams.hpp).
   std::vector<upstream_settings> upstreams;
+  /// Not options: the top-level "prices" table of the file, or TROUPE_PRICES (config/prices.hpp).
+  price_table prices;
   uploads_settings uploads;
   jobs_settings jobs;
   retention_settings retention;

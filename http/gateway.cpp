@@ -11,6 +11,7 @@
 #include "config/json.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"
+#include "persistence/ids.hpp"
 #include "persistence/messages.hpp"
 
 #include <rapidjson/stringbuffer.h>
@@ -71,9 +72,20 @@ struct gateway::call {
     std::string upstream;
     std::string error_body; // a non-2xx answer's body (bounded)
     bool client_gone = false;
+    std::chrono::steady_clock::time_point gone_at; // when client_gone was found
     bool finished = false; // the transfer has ended: no more heartbeats
     bool watched = false;  // in the gateway's streams_ (heartbeats)
     std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+
+    /// The client is gone (a write failed or its stream could not open). The upstream is still read for up to
+    /// `drain` (nothing is sent or kept but its usage): returns whether the transfer goes on.
+    bool client_left(std::chrono::milliseconds drain) {
+      if (!client_gone) {
+        client_gone = true;
+        gone_at = std::chrono::steady_clock::now();
+      }
+      return std::chrono::steady_clock::now() - gone_at < drain && !sse->failed();
+    }
   };
   std::shared_ptr<relay> stream;
 
@@ -599,14 +611,15 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
     auto st = c->stream;
     {
       std::lock_guard<std::mutex> guard{st->mutex};
-      st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars);
+      st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars, c->req.include_usage);
       st->error_body.clear();
       st->upstream = u->cfg.name;
       st->finished = false;
     }
     auto stall = opts_.stream_idle;
-    req.on_data = [st, c, stall](int status, const std::vector<std::pair<std::string, std::string>>&,
-                                 std::string_view data) {
+    auto drain = opts_.stream_drain;
+    req.on_data = [st, c, stall, drain](int status, const std::vector<std::pair<std::string, std::string>>&,
+                                        std::string_view data) {
       std::lock_guard<std::mutex> guard{st->mutex};
       if (status < 200 || status >= 300) {
         if (st->error_body.size() < max_error_body)
@@ -614,13 +627,11 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
         return true;
       }
       auto events = st->sse->feed(data);
+      if (st->client_gone) // read on for the usage the upstream reports at the end; nothing is sent or kept
+        return st->client_left(drain);
       if (!events.empty()) {
-        if (!open_stream(*c, stall))
-          return false;
-        if (!st->out->write(events)) {
-          st->client_gone = true;
-          return false;
-        }
+        if (!open_stream(*c, stall) || !st->out->write(events))
+          return st->client_left(drain);
         st->last_write = std::chrono::steady_clock::now();
       }
       return !st->sse->failed();
@@ -696,7 +707,8 @@ void gateway::sweep_streams(caf::event_based_actor* self) {
       // Nothing went out for a while (the upstream thinks): a comment keeps proxies from dropping the connection.
       // The first one commits the answer: from here on a failure ends the stream instead of being retried.
       if (!open_stream(*c, opts_.stream_idle) || !st.out->write(": keep-alive\n\n")) {
-        st.client_gone = true; // the transfer notices at its next byte (or its idle timeout) and is aborted
+        // The transfer notices at its next byte: it reads on for gateway.stream_drain_ms, or ends if that is 0.
+        st.client_left(opts_.stream_drain);
         st.watched = false;
         continue;
       }
@@ -731,6 +743,12 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
     v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
     if (v.ok && !c->stream->sse->failed() && c->stream->client_gone) {
       v = {false, false, false, false, service_error::unavailable, "The client went away.", 0};
+      if (c->stream->sse->produced()) {
+        // The upstream answered (and was read on for its usage) but the client left before its stream opened:
+        // the generation was made, so it is used and recorded.
+        c->quota.commit();
+        record_usage(*c, *u, c->stream->sse->totals(), "client_gone");
+      }
     } else if (v.ok) {
       auto why = c->stream->sse->failed() ? c->stream->sse->why() : "the upstream's stream ended without events";
       v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".", 0};
@@ -744,7 +762,7 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
         v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".",
              0};
       } else {
-        record_usage(c->who.user_id, usage->total_tokens);
+        record_usage(*c, *u, *usage, "complete");
       }
     }
   }
@@ -811,7 +829,7 @@ void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>
     log::warn("stream failed after its first byte",
               log::fields{}.add("request_id", c->r->req().id).add("upstream", u->cfg.name).add("error", failure));
   }
-  record_usage(c->who.user_id, st.sse->totals().total_tokens);
+  record_usage(*c, *u, st.sse->totals(), st.client_gone ? "client_gone" : complete ? "complete" : "failed");
   if (auto breaker = opts_.names->get(u->breaker))
     caf::anon_send(*breaker, breaker_result_atom::value, permit.permit, !breaker_failure, int64_t{0},
                    breaker_failure ? failure : std::string{});
@@ -844,15 +862,29 @@ void gateway::exhausted(const std::shared_ptr<call>& c) {
   c->r->send(std::move(res));
 }
 
-void gateway::record_usage(const std::string& user_id, int64_t tokens) {
-  if (tokens <= 0)
-    return;
+void gateway::record_usage(const call& c, const upstream& u, const oa::usage& used, const char* outcome) {
   auto writer = opts_.names->get("db.writer");
   if (!writer)
     return;
   write_request w;
   w.result = "{}";
-  w.usage.push_back(usage_row{user_id, quota_day_of(now_unix(), opts_.quota_reset_utc_hour).date, 0, tokens});
+  if (used.total_tokens > 0)
+    w.usage.push_back(
+      usage_row{c.who.user_id, quota_day_of(now_unix(), opts_.quota_reset_utc_hour).date, 0, used.total_tokens});
+  usage_event_row e;
+  e.id = random_uuid(gateway_random());
+  e.user_id = c.who.user_id;
+  if (c.who.via.kind == "api_key")
+    e.api_key_id = c.who.via.key_id;
+  e.request_id = c.r->req().id.substr(0, 128);
+  e.model = c.req.model;
+  e.upstream = u.cfg.name;
+  e.prompt_tokens = used.prompt_tokens;
+  e.completion_tokens = used.completion_tokens;
+  e.cost_pusd = config::cost_pusd(opts_.prices, c.req.model, used.prompt_tokens, used.completion_tokens);
+  e.estimated = used.estimated;
+  e.outcome = outcome;
+  w.usage_events.push_back(std::move(e));
   caf::anon_send(*writer, write_atom::value, std::move(w));
 }
 
@@ -871,6 +903,8 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.max_generation = milliseconds{s.gateway.max_generation_ms};
   gw.stream_idle = milliseconds{s.gateway.stream_idle_ms};
   gw.stream_heartbeat = milliseconds{s.gateway.stream_heartbeat_ms};
+  gw.stream_drain = milliseconds{s.gateway.stream_drain_ms};
+  gw.prices = s.prices;
   gw.quota_reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
   return gw;
 }

@@ -70,6 +70,10 @@ struct gateway_options {
   std::chrono::milliseconds stream_idle{60000};
   /// SSE comments while a stream has nothing to send (gateway.stream_heartbeat_ms).
   std::chrono::milliseconds stream_heartbeat{15000};
+  /// How long a stream's upstream is still read after its client left, for its real usage (gateway.stream_drain_ms).
+  std::chrono::milliseconds stream_drain{30000};
+  /// What a model's tokens cost (the top-level "prices" table): each call's cost goes into its usage_events row.
+  config::price_table prices;
   int quota_reset_utc_hour = 0;
   std::shared_ptr<metrics_registry> metrics;
   /// Per upstream, in the order of `upstreams`: what its breaker actor publishes (for /metrics).
@@ -116,7 +120,9 @@ private:
   void succeed(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, std::string body);
   void finish_stream(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u,
                      breaker_admission permit, client::upstream_response& res);
-  void record_usage(const std::string& user_id, int64_t tokens);
+  /// Writes what the call cost: its tokens added to the user's day (usage) and its row in the ledger
+  /// (usage_events: model, upstream, API key, tokens, cost, whether estimated, `outcome`).
+  void record_usage(const call& c, const upstream& u, const openai::usage& used, const char* outcome);
   void give_back_quota(const std::shared_ptr<call>& c);
   std::vector<upstream*> candidates(const std::string& model);
 

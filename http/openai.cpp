@@ -142,6 +142,14 @@ std::string boolean(const Value& v) {
   return v.IsBool() ? "" : "true or false";
 }
 
+std::string check_stream_options(const Value& v) {
+  if (!v.IsObject())
+    return "an object";
+  auto include_usage = v.FindMember("include_usage");
+  return include_usage == v.MemberEnd() || include_usage->value.IsBool() ? ""
+                                                                         : "an object whose include_usage is a boolean";
+}
+
 /// One allowed top-level field. model and messages are checked apart (they are required and shape the request).
 struct field_rule {
   std::string_view name;
@@ -176,7 +184,7 @@ const field_rule optional_fields[] = {
   {"prediction", true, typed_object},
   {"web_search_options", true, object},
   {"stream", false, boolean},
-  {"stream_options", false, object},
+  {"stream_options", false, check_stream_options},
   {"user", false, [](const Value& v) { return short_string(v, 512); }},
   {"metadata", false, check_metadata},
   {"store", false, boolean},
@@ -388,6 +396,7 @@ std::optional<request_error> validate_chat_request(const rapidjson::Document& do
   out.prompt_chars = prompt_chars;
   auto stream = doc.FindMember("stream");
   out.stream = stream != doc.MemberEnd() && stream->value.IsBool() && stream->value.GetBool();
+  out.include_usage = false;
   auto temperature = doc.FindMember("temperature");
   out.temperature.reset();
   if (temperature != doc.MemberEnd() && temperature->value.IsNumber())
@@ -415,7 +424,26 @@ std::optional<request_error> validate_chat_request(const rapidjson::Document& do
     if (deciding && !rule.deciding)
       end_of_deciding();
     auto it = doc.FindMember(rapidjson::StringRef(rule.name.data(), rule.name.size()));
-    if (it == doc.MemberEnd() || it->value.IsNull())
+    bool present = it != doc.MemberEnd() && !it->value.IsNull();
+    if (rule.name == "stream_options" && out.stream) {
+      // A stream always asks the upstream for its usage; whether the client sees the usage chunk is its own choice.
+      write_key(w, rule.name);
+      w.StartObject();
+      if (present)
+        for (const auto& option : it->value.GetObject()) {
+          if (std::string_view{option.name.GetString(), option.name.GetStringLength()} == "include_usage") {
+            out.include_usage = option.value.IsBool() && option.value.GetBool();
+            continue;
+          }
+          w.Key(option.name.GetString(), option.name.GetStringLength());
+          option.value.Accept(w); // bounded, as below
+        }
+      write_key(w, "include_usage");
+      w.Bool(true);
+      w.EndObject();
+      continue;
+    }
+    if (!present)
       continue;
     write_key(w, rule.name);
     it->value.Accept(w); // bounded: the document passed json::parse's depth limit
@@ -560,8 +588,8 @@ bool valid_utf8(std::string_view text) {
   return true;
 }
 
-sse_relay::sse_relay(size_t prompt_chars, size_t max_event_bytes)
-  : prompt_chars_(prompt_chars), max_event_bytes_(max_event_bytes) {}
+sse_relay::sse_relay(size_t prompt_chars, bool relay_usage, size_t max_event_bytes)
+  : prompt_chars_(prompt_chars), max_event_bytes_(max_event_bytes), relay_usage_(relay_usage) {}
 
 std::string sse_relay::feed(std::string_view data) {
   std::string out;
@@ -660,9 +688,14 @@ void sse_relay::event(std::string& out) {
     why_ = "the upstream reported an error in its stream";
     return;
   }
-  if (auto u = reported_usage(doc))
-    reported_ = u;
+  produced_ = true;
   auto choices = doc.FindMember("choices");
+  if (auto u = reported_usage(doc)) {
+    reported_ = u;
+    // The usage chunk of a client that did not ask for it (the gateway asked the upstream): read, not relayed.
+    if (!relay_usage_ && choices != doc.MemberEnd() && choices->value.IsArray() && choices->value.Empty())
+      return;
+  }
   if (choices != doc.MemberEnd() && choices->value.IsArray())
     for (const auto& c : choices->value.GetArray())
       if (c.IsObject()) {

@@ -18,6 +18,9 @@ struct chat_request {
   std::string model;
   bool stream = false;
   std::optional<double> temperature;
+  /// A stream whose client asked for usage (stream_options.include_usage): its final usage chunk is relayed. The
+  /// upstream is asked for usage in every stream either way (see `body`).
+  bool include_usage = false;
   /// What is forwarded upstream: the canonical form of the validated request (see canonical form below), never the
   /// client's bytes.
   std::string body;
@@ -58,7 +61,9 @@ struct image_limits {
 /// order listed above (each message's fields in the order listed), deeper values as parsed, written compactly.
 /// The fields up to and including web_search_options decide the answer; their canonical form, as one object, is
 /// what deciding_hash hashes, and `body` is that same text continued with the other fields (stream, stream_options,
-/// user, metadata, store, service_tier).
+/// user, metadata, store, service_tier). In a stream's body, stream_options always has include_usage true (after the
+/// client's other stream options), so the upstream reports the tokens it counted; `include_usage` says whether the
+/// client asked, i.e. whether its usage chunk is relayed (sse_relay).
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
                                                    chat_request& out, const image_limits& images = {});
 
@@ -95,7 +100,9 @@ bool valid_utf8(std::string_view text);
 /// however they are cut.
 class sse_relay {
 public:
-  explicit sse_relay(size_t prompt_chars, size_t max_event_bytes = 1 << 20);
+  /// `relay_usage`: whether the usage chunk (a chunk with an empty `choices` and a `usage` object, sent when the
+  /// request had stream_options.include_usage) goes to the client; its usage is read either way.
+  explicit sse_relay(size_t prompt_chars, bool relay_usage = true, size_t max_event_bytes = 1 << 20);
 
   /// The complete, valid events in `data` (with what was buffered before), ready to send.
   std::string feed(std::string_view data);
@@ -107,6 +114,8 @@ public:
   bool pending() const { return !buffer_.empty() || !lines_.empty(); }
   /// Usage from the stream (a chunk with `usage`), else estimated from the content deltas.
   usage totals() const;
+  /// Whether a valid data event (other than [DONE]) has been read: the upstream produced something.
+  bool produced() const { return produced_; }
 
 private:
   /// Checks and re-frames the event made of lines_ (then cleared) into `out`.
@@ -120,6 +129,8 @@ private:
   bool done_ = false;
   size_t prompt_chars_;
   size_t max_event_bytes_;
+  bool relay_usage_;
+  bool produced_ = false;
   size_t completion_chars_ = 0;
   std::optional<usage> reported_;
 };

@@ -3,6 +3,7 @@
 #include "persistence/ids.hpp"
 
 #include "config/log.hpp"
+#include "config/prices.hpp"
 #include "config/service_error.hpp"
 
 #include <algorithm>
@@ -62,6 +63,9 @@ std::optional<write_outcome> claim_key(pqxx::transaction_base& tx, const write_r
 const std::vector<std::string> event_columns{"id",     "user_id", "ip",         "event",       "session_id",
                                              "source", "lang",    "properties", "occurred_at", "request_id"};
 const std::vector<std::string> feedback_columns{"id", "user_id", "ip", "rating", "comment", "lang", "request_id"};
+const std::vector<std::string> usage_event_columns{"id",           "user_id",       "api_key_id",        "request_id",
+                                                   "model",        "upstream",      "prompt_tokens",     "completion_tokens",
+                                                   "cost_usd",     "estimated",     "outcome"};
 
 /// A PostgreSQL array literal of values that need no quoting (UUIDs, dates, integers).
 template <class Value>
@@ -153,6 +157,7 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
   // Rows, streamed with COPY.
   bool any_events = false;
   bool any_feedback = false;
+  bool any_usage_events = false;
   std::vector<const usage_row*> usage;
   std::vector<const security_event_row*> security;
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -164,6 +169,7 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
       security.push_back(&e);
     any_events |= !batch[i].events.empty();
     any_feedback |= !batch[i].feedback.empty();
+    any_usage_events |= !batch[i].usage_events.empty();
   }
   if (any_events) {
     pqxx::stream_to copy{tx, "funnel_events", event_columns};
@@ -182,6 +188,16 @@ std::vector<write_outcome> commit_together(pqxx::connection& conn, const std::ve
         for (const auto& f : batch[i].feedback)
           copy << std::make_tuple(f.id.c_str(), nullable(f.user_id), nullable(f.ip), f.rating, f.comment.c_str(),
                                   nullable(f.lang), nullable(f.request_id));
+    copy.complete();
+  }
+  if (any_usage_events) {
+    pqxx::stream_to copy{tx, "usage_events", usage_event_columns};
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (!skip[i])
+        for (const auto& u : batch[i].usage_events)
+          copy << std::make_tuple(u.id.c_str(), u.user_id.c_str(), nullable(u.api_key_id), nullable(u.request_id),
+                                  u.model.c_str(), u.upstream.c_str(), u.prompt_tokens, u.completion_tokens,
+                                  config::usd_text(u.cost_pusd), u.estimated ? "t" : "f", u.outcome.c_str());
     copy.complete();
   }
   add_usage(tx, usage);
@@ -209,6 +225,9 @@ write_outcome commit_alone(pqxx::connection& conn, const write_request& req, con
     for (const auto& u : req.usage)
       usage.push_back(&u);
     add_usage(tx, usage);
+    for (const auto& u : req.usage_events)
+      tx.exec_prepared("troupe_insert_usage_event", u.id, u.user_id, u.api_key_id, u.request_id, u.model, u.upstream,
+                       u.prompt_tokens, u.completion_tokens, config::usd_text(u.cost_pusd), u.estimated, u.outcome);
     // Security events have no id of their own: a retried batch may count one twice, which is harmless for a log.
     std::vector<const security_event_row*> security;
     for (const auto& e : req.security_events)
@@ -249,6 +268,10 @@ void prepare_write_statements(pqxx::connection& conn) {
                "INSERT INTO feedback (id, user_id, ip, rating, comment, lang, request_id) VALUES ($1::uuid, "
                "NULLIF($2, '')::uuid, NULLIF($3, '')::inet, $4, $5, NULLIF($6, ''), NULLIF($7, '')) "
                "ON CONFLICT (id) DO NOTHING");
+  conn.prepare("troupe_insert_usage_event",
+               "INSERT INTO usage_events (id, user_id, api_key_id, request_id, model, upstream, prompt_tokens, "
+               "completion_tokens, cost_usd, estimated, outcome) VALUES ($1::uuid, $2::uuid, NULLIF($3, '')::uuid, "
+               "NULLIF($4, ''), $5, $6, $7, $8, $9::numeric, $10, $11) ON CONFLICT (id) DO NOTHING");
   conn.prepare("troupe_add_usage",
                "INSERT INTO usage (user_id, day, tokens, requests) "
                "SELECT u, d, sum(t), sum(r) FROM unnest($1::uuid[], $2::date[], $3::bigint[], $4::bigint[]) "

@@ -9,6 +9,7 @@
 #include "persistence/messages.hpp"
 #include "persistence/migrations_internal.hpp"
 #include "persistence/retention_sql.hpp"
+#include "persistence/usage_sql.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -333,6 +334,12 @@ caf::behavior database_impl(database_actor* self, database_options options) {
         auto rows = tx.exec_params("SELECT requests FROM usage WHERE user_id = $1::uuid AND day = $2::date",
                                    user_id, day);
         return rows.empty() ? int64_t{0} : rows[0][0].as<int64_t>();
+      });
+    },
+    [self](usage_report_atom, const std::string& user_id, const std::string& from_day, const std::string& to_day,
+           uint8_t grouping) {
+      return run_query(self, "usage_report", [&](pqxx::work& tx) {
+        return usage_sql::report(tx, user_id, from_day, to_day, static_cast<usage_grouping>(grouping));
       });
     },
     [self](session_load_atom, const std::string& user_id) {

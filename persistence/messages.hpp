@@ -87,6 +87,27 @@ typename Inspector::result_type inspect(Inspector& f, usage_row& x) {
   return f(caf::meta::type_name("usage_row"), x.user_id, x.day, x.requests, x.tokens);
 }
 
+/// One upstream call of the AI gateway (table usage_events, migration 0008): written once, by its own id.
+struct usage_event_row {
+  std::string id;         // a random UUID chosen by the writer of the row: a retried batch inserts it once
+  std::string user_id;
+  std::string api_key_id; // "" = the call was made with a bearer token
+  std::string request_id;
+  std::string model;
+  std::string upstream;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cost_pusd = 0;  // pico-dollars (10^-12 USD) at the configured prices (config/prices.hpp)
+  bool estimated = false; // the upstream reported no usage: the tokens are estimated from the text
+  std::string outcome;    // "complete", "client_gone" or "failed"
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, usage_event_row& x) {
+  return f(caf::meta::type_name("usage_event_row"), x.id, x.user_id, x.api_key_id, x.request_id, x.model, x.upstream,
+           x.prompt_tokens, x.completion_tokens, x.cost_pusd, x.estimated, x.outcome);
+}
+
 /// (usage_load_atom, user_id, day) -> int64_t: requests counted for the user on that quota day (db.query).
 using usage_load_atom = caf::atom_constant<caf::atom("usageload")>;
 
@@ -101,14 +122,17 @@ struct write_request {
   std::vector<feedback_row> feedback;
   std::vector<security_event_row> security_events;
   std::vector<usage_row> usage;
+  std::vector<usage_event_row> usage_events;
 
-  size_t rows() const { return events.size() + feedback.size() + security_events.size() + usage.size(); }
+  size_t rows() const {
+    return events.size() + feedback.size() + security_events.size() + usage.size() + usage_events.size();
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, write_request& x) {
   return f(caf::meta::type_name("write_request"), x.scope, x.idempotency_key, x.request_hash, x.result, x.events,
-           x.feedback, x.security_events, x.usage);
+           x.feedback, x.security_events, x.usage, x.usage_events);
 }
 
 /// The answer to a committed write_request.

@@ -260,7 +260,55 @@ TEST_F(ConfigLoad, UnknownEnvVariablesAreIgnored) {
   for (const auto& spec : all_options())
     expected.insert(spec.env_name());
   expected.insert("TROUPE_UPSTREAMS");
+  expected.insert("TROUPE_PRICES");
   EXPECT_EQ(asked, expected);
+}
+
+// The price table: USD per million tokens, kept as integer pico-dollars per token, so a call's cost is exact.
+TEST_F(ConfigLoad, PricesAreReadAsExactPicoDollarsPerToken) {
+  auto s = load_ok(with_file(R"({"prices": {"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+                                            "free": {"input_per_mtok": 0, "output_per_mtok": 0}}})"));
+  ASSERT_EQ(s.prices.size(), 2u);
+  EXPECT_EQ(s.prices["gpt-4o-mini"].input_pusd_per_token, 150000);
+  EXPECT_EQ(s.prices["gpt-4o-mini"].output_pusd_per_token, 600000);
+  // 1000 prompt and 500 completion tokens: 0.00015 + 0.0003 USD.
+  EXPECT_EQ(cost_pusd(s.prices, "gpt-4o-mini", 1000, 500), 450000000);
+  EXPECT_EQ(usd_text(cost_pusd(s.prices, "gpt-4o-mini", 1000, 500)), "0.000450000000");
+  EXPECT_EQ(usd_text(1234567890123456), "1234.567890123456");
+  EXPECT_EQ(cost_pusd(s.prices, "unpriced-model", 1000, 500), 0);
+  EXPECT_EQ(cost_pusd(s.prices, "gpt-4o-mini", INT64_MAX / 2, INT64_MAX / 2), INT64_MAX); // saturates
+
+  // TROUPE_PRICES replaces the file's table.
+  env_lookup env = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "TROUPE_PRICES")
+      return std::string(R"({"m": {"input_per_mtok": 2.5, "output_per_mtok": 10}})");
+    return std::nullopt;
+  };
+  auto from_env = load_ok(with_file(R"({"prices": {"other": {"input_per_mtok": 1, "output_per_mtok": 1}}})"), env);
+  ASSERT_EQ(from_env.prices.size(), 1u);
+  EXPECT_EQ(from_env.prices["m"].output_pusd_per_token, 10000000);
+  EXPECT_NE(render_effective_json(from_env).find(R"("prices": {)"), std::string::npos) << render_effective_json(from_env);
+}
+
+TEST_F(ConfigLoad, BadPricesAreRefusedByTheirField) {
+  struct expectation {
+    const char* file;
+    const char* option;
+  };
+  for (const auto& e : {
+         expectation{R"({"prices": [1]})", "prices"},
+         expectation{R"({"prices": {"m": 1}})", "prices.m"},
+         expectation{R"({"prices": {"m": {"input_per_mtok": -1, "output_per_mtok": 1}}})", "prices.m.input_per_mtok"},
+         expectation{R"({"prices": {"m": {"input_per_mtok": 1, "output_per_mtok": "1"}}})", "prices.m.output_per_mtok"},
+         expectation{R"({"prices": {"m": {"input_per_mtok": 1, "output_per_mtok": 1e9}}})", "prices.m.output_per_mtok"},
+         expectation{R"({"prices": {"m": {"input_per_mtok": 1}}})", "prices.m.output_per_mtok"},
+         expectation{R"({"prices": {"m": {"input_per_mtok": 1, "output_per_mtok": 1, "cached": 1}}})",
+                     "prices.m.cached"},
+         expectation{R"({"prices": {"": {"input_per_mtok": 1, "output_per_mtok": 1}}})", "prices"},
+       }) {
+    auto err = load_error(with_file(e.file));
+    EXPECT_EQ(err.option, e.option) << e.file << ": " << err.message();
+  }
 }
 
 // --- Bad values ---
@@ -469,7 +517,7 @@ TEST(ConfigOptions, EveryOptionIsDocumented) {
     EXPECT_FALSE(spec.name().empty()) << spec.key;
     EXPECT_EQ(spec.env_name().rfind("TROUPE_", 0), 0u) << spec.key;
   }
-  EXPECT_EQ(all_options().size(), 123u);
+  EXPECT_EQ(all_options().size(), 124u);
 }
 
 // The README table has a header, a separator and one row per option.

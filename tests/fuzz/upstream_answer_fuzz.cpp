@@ -105,5 +105,22 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* bytes, size_t size) {
       check(event.ok() && event->IsObject(), "the client only gets JSON objects or [DONE]");
     }
   }
+
+  // A client that did not ask for usage: the same stream less the usage chunk, the same usage read from it.
+  oa::sse_relay withheld{40, false};
+  auto withheld_out = withheld.feed(text);
+  check(withheld.failed() == whole.failed() && withheld.done() == whole.done(),
+        "withholding the usage chunk does not change how the stream ends");
+  auto a = whole.totals(), b = withheld.totals();
+  check(a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens && a.estimated == b.estimated,
+        "withholding the usage chunk does not change the usage");
+  auto kept = client_events(withheld_out);
+  size_t next = 0;
+  for (const auto& e : kept) {
+    while (next < sent.size() && sent[next] != e)
+      ++next;
+    check(next < sent.size(), "the events relayed without the usage chunk are events of the full relay, in order");
+    ++next;
+  }
   return 0;
 }

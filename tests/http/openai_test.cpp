@@ -99,6 +99,36 @@ TEST(OpenAiRequest, ForwardsTheCanonicalFormNeverTheClientsBytes) {
   EXPECT_EQ(cache_key(req, "t"), "gw:t:" + sha256_hex(deciding));
 }
 
+// A stream always asks its upstream for usage (stream_options.include_usage true, after the client's other stream
+// options), whatever the client asked; include_usage says what the client asked, so its relay knows whether the
+// usage chunk goes through. A non-streamed request is forwarded as it was validated.
+TEST(OpenAiRequest, AStreamAlwaysAsksTheUpstreamForUsage) {
+  auto plain = valid(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true})");
+  EXPECT_FALSE(plain.include_usage);
+  EXPECT_EQ(plain.body, R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,)"
+                        R"("stream_options":{"include_usage":true}})");
+  auto asked = valid(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,
+                         "stream_options":{"include_usage":true},"user":"u"})");
+  EXPECT_TRUE(asked.include_usage);
+  EXPECT_EQ(asked.body, R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,)"
+                        R"("stream_options":{"include_usage":true},"user":"u"})");
+  auto declined = valid(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,
+                            "stream_options":{"include_obfuscation":false,"include_usage":false}})");
+  EXPECT_FALSE(declined.include_usage);
+  EXPECT_EQ(declined.body, R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,)"
+                           R"("stream_options":{"include_obfuscation":false,"include_usage":true}})");
+  // The same decision whatever the client asked: the cache key is the same.
+  EXPECT_EQ(plain.deciding_hash, declined.deciding_hash);
+  auto not_streamed = valid(R"({"model":"m","messages":[{"role":"user","content":"x"}]})");
+  EXPECT_EQ(not_streamed.body, R"({"model":"m","messages":[{"role":"user","content":"x"}]})");
+  chat_request req;
+  auto err = validate_chat_request(
+    parse(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":1}})"),
+    4, req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "stream_options");
+}
+
 // A base64 data URL of `bytes` as `media_type`.
 std::string data_url(const std::string& media_type, const std::string& bytes) {
   static const char* digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -301,6 +331,31 @@ TEST(OpenAiSse, UsesReportedUsage) {
   EXPECT_EQ(relay.totals().total_tokens, 16);
 }
 
+// The usage chunk (empty choices, a usage object) reaches a client that asked for it; for one that did not, it is
+// read (its usage counts) and not relayed. Every other event passes either way.
+TEST(OpenAiSse, RelaysTheUsageChunkOnlyWhenTheClientAskedForIt) {
+  std::string stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n"
+                       "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,"
+                       "\"total_tokens\":9}}\n\n"
+                       "data: [DONE]\n\n";
+  sse_relay asked{0, true};
+  auto relayed = asked.feed(stream);
+  EXPECT_NE(relayed.find("\"usage\":{\"prompt_tokens\":7"), std::string::npos) << relayed;
+  EXPECT_EQ(asked.totals().total_tokens, 9);
+  sse_relay not_asked{0, false};
+  auto out = not_asked.feed(stream);
+  EXPECT_EQ(out, "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n");
+  EXPECT_TRUE(not_asked.done());
+  EXPECT_TRUE(not_asked.produced());
+  auto u = not_asked.totals();
+  EXPECT_FALSE(u.estimated);
+  EXPECT_EQ(u.prompt_tokens, 7);
+  EXPECT_EQ(u.completion_tokens, 2);
+  sse_relay silent{0, false};
+  silent.feed(": keep-alive\n\n");
+  EXPECT_FALSE(silent.produced());
+}
+
 TEST(OpenAiSse, StopsAtTheFirstBadEvent) {
   sse_relay relay{0};
   auto out = relay.feed("data: {\"choices\":[]}\n\ndata: {broken\n\ndata: {\"choices\":[]}\n\n");
@@ -309,7 +364,7 @@ TEST(OpenAiSse, StopsAtTheFirstBadEvent) {
   sse_relay bad_utf8{0};
   bad_utf8.feed("data: {\"x\":\"\xff\"}\n\n");
   EXPECT_TRUE(bad_utf8.failed());
-  sse_relay huge{0, 64};
+  sse_relay huge{0, true, 64};
   huge.feed("data: " + std::string(100, 'x'));
   EXPECT_TRUE(huge.failed());
   EXPECT_EQ(

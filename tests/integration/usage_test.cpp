@@ -1,0 +1,312 @@
+// Usage metering end to end (issue 16): the real binary in front of the mock upstream, PostgreSQL started by the
+// harness. Every upstream call leaves one row in the usage_events ledger with the upstream's own token counts and
+// its cost at the configured prices; streams ask the upstream for usage whether or not the client did (and relay
+// the usage chunk only to a client that asked); a client that leaves mid-stream still yields real numbers, because
+// the upstream is read to its end; GET /api/usage reports the ledger by model, API key or day.
+
+#include "tests/http/raw_client.hpp"
+#include "tests/integration/harness.hpp"
+#include "tests/persistence/scratch_database.hpp"
+#include "tests/tools/mock_upstream_harness.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+
+namespace troupe::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// mock-1 at 0.15 / 0.60 USD per million tokens: 150000 and 600000 pico-dollars a token.
+constexpr const char* long_answer = "[[mock chunks=20 drip_ms=50]] a long answer";
+constexpr const char* prices = R"({"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6}})";
+
+struct ledger_row {
+  std::string model, upstream, api_key_id, outcome, cost_usd;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  bool estimated = false;
+};
+
+class Usage : public ::testing::Test {
+protected:
+  void SetUp() override { ASSERT_TRUE(db_.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)"; }
+
+  scratch_database db_; // each test's own
+  mock_upstream_process mock;
+  std::unique_ptr<troupe_process> troupe;
+  std::string email = "usage" + std::to_string(::getpid()) + "-"
+                      + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "@example.com";
+  std::string token;
+
+  void start(std::vector<std::string> sets = {}) {
+    troupe_process::options opts;
+    opts.env["TROUPE_DATABASE_URL"] = db_.url();
+    opts.env["TROUPE_UPSTREAMS"] = R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"]}])";
+    opts.env["TROUPE_PRICES"] = prices;
+    opts.args = {"--set", "retry.base_ms=1", "--set", "limits.generate_burst=1000", "--set",
+                 "quota.free_per_day=100000"};
+    for (const auto& s : sets) {
+      opts.args.push_back("--set");
+      opts.args.push_back(s);
+    }
+    troupe = std::make_unique<troupe_process>(opts);
+    token = json_string(sign_up(*troupe, email), "access_token");
+    ASSERT_FALSE(token.empty());
+  }
+
+  http_result chat(const std::string& content, const std::string& extra = "", const std::string& credential = "") {
+    return http({"POST", troupe->url("/v1/chat/completions"),
+                 R"({"model":"mock-1","messages":[{"role":"user","content":")" + content + "\"}]" + extra + "}",
+                 {"Authorization: Bearer " + (credential.empty() ? token : credential),
+                  "Content-Type: application/json"},
+                 20000});
+  }
+
+  http_result get(const std::string& path, const std::string& credential = "") {
+    return http({"GET", troupe->url(path), "", {"Authorization: Bearer " + (credential.empty() ? token : credential)},
+                 10000});
+  }
+
+  /// The ledger rows of the test's user, oldest first, once there are at least `n` (the writer batches within
+  /// milliseconds; up to 15 s for a loaded machine).
+  std::vector<ledger_row> ledger(size_t n) {
+    pqxx::connection db{db_.url()};
+    std::vector<ledger_row> rows;
+    for (int i = 0; i < 1500; ++i) {
+      rows.clear();
+      pqxx::work tx{db};
+      for (const auto& r : tx.exec("SELECT e.model, e.upstream, coalesce(e.api_key_id::text, ''), e.outcome, "
+                                   "e.cost_usd::text, e.prompt_tokens, e.completion_tokens, e.estimated "
+                                   "FROM usage_events e JOIN users u ON u.id = e.user_id WHERE u.email = "
+                                   + tx.quote(email) + " ORDER BY e.created_at, e.id")) {
+        ledger_row row{r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                       r[3].as<std::string>(), r[4].as<std::string>()};
+        row.prompt_tokens = r[5].as<int64_t>();
+        row.completion_tokens = r[6].as<int64_t>();
+        row.estimated = r[7].as<bool>();
+        rows.push_back(row);
+      }
+      if (rows.size() >= n)
+        break;
+      std::this_thread::sleep_for(10ms);
+    }
+    return rows;
+  }
+
+  /// The usage object of the usage chunk in an SSE body, or a null document when there is none.
+  static rapidjson::Document usage_chunk(const std::string& body) {
+    for (size_t at = body.find("data: {"); at != std::string::npos; at = body.find("data: {", at + 1)) {
+      auto end = body.find("\n\n", at);
+      auto chunk = parse_json(body.substr(at + 6, end - at - 6));
+      if (chunk.IsObject() && chunk.HasMember("usage") && chunk["usage"].IsObject()) {
+        rapidjson::Document usage;
+        usage.CopyFrom(chunk["usage"], usage.GetAllocator());
+        return usage;
+      }
+    }
+    return rapidjson::Document{};
+  }
+
+  /// Starts a stream of about a second (20 chunks 50 ms apart) and leaves with a reset after its first event.
+  void leave_after_the_first_event() {
+    http::testing::raw_client c{troupe->port(), 10s};
+    std::string body = R"({"model":"mock-1","messages":[{"role":"user","content":")" + std::string(long_answer)
+                       + R"("}],"stream":true})";
+    ASSERT_TRUE(c.send("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token
+                       + "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size())
+                       + "\r\n\r\n" + body));
+    ASSERT_NE(c.read_until("\"delta\"").find("200 OK"), std::string::npos) << c.received();
+    c.reset();
+  }
+
+  static std::string cost(int64_t prompt, int64_t completion) {
+    auto pusd = prompt * 150000 + completion * 600000;
+    auto fraction = std::to_string(pusd % 1000000000000);
+    return std::to_string(pusd / 1000000000000) + "." + std::string(12 - fraction.size(), '0') + fraction;
+  }
+};
+
+// A non-streamed call: one row with the upstream's reported tokens and their exact cost at the configured prices.
+TEST_F(Usage, EveryCallLeavesOneRowWithItsTokensAndExactCost) {
+  start();
+  auto res = chat("price this answer");
+  ASSERT_EQ(res.status, 200) << res.body;
+  auto answer = parse_json(res.body);
+  auto rows = ledger(1);
+  ASSERT_EQ(rows.size(), 1u);
+  const auto& row = rows[0];
+  EXPECT_EQ(row.model, "mock-1");
+  EXPECT_EQ(row.upstream, "a");
+  EXPECT_EQ(row.api_key_id, "");
+  EXPECT_EQ(row.outcome, "complete");
+  EXPECT_FALSE(row.estimated);
+  EXPECT_EQ(row.prompt_tokens, answer["usage"]["prompt_tokens"].GetInt64());
+  EXPECT_EQ(row.completion_tokens, answer["usage"]["completion_tokens"].GetInt64());
+  EXPECT_EQ(row.cost_usd, cost(row.prompt_tokens, row.completion_tokens));
+}
+
+// Streams ask the upstream for usage either way: a client that did not ask never sees the usage chunk, a client that
+// did sees it, and both rows carry the upstream's numbers (not an estimate).
+TEST_F(Usage, StreamedUsageIsTheUpstreamsWhetherOrNotTheClientAsked) {
+  start();
+  auto plain = chat("[[mock chunks=4]] stream me", R"(,"stream":true)");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_TRUE(usage_chunk(plain.body).IsNull()) << plain.body;
+  EXPECT_EQ(plain.body.substr(plain.body.size() - 14), "data: [DONE]\n\n");
+  auto asked = chat("[[mock chunks=4]] stream me", R"(,"stream":true,"stream_options":{"include_usage":true})");
+  ASSERT_EQ(asked.status, 200) << asked.body;
+  auto usage = usage_chunk(asked.body);
+  ASSERT_TRUE(usage.IsObject()) << asked.body;
+  // What reached the upstream asked for usage in both cases.
+  auto seen = parse_json(http_get(mock.base_url() + "/mock/last_request").body);
+  EXPECT_TRUE(seen["stream_options"]["include_usage"].GetBool());
+
+  auto rows = ledger(2);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) {
+    EXPECT_FALSE(row.estimated);
+    EXPECT_EQ(row.outcome, "complete");
+    EXPECT_EQ(row.prompt_tokens, usage["prompt_tokens"].GetInt64()); // the same prompt: the same numbers
+    EXPECT_EQ(row.completion_tokens, usage["completion_tokens"].GetInt64());
+    EXPECT_EQ(row.cost_usd, cost(row.prompt_tokens, row.completion_tokens));
+  }
+}
+
+// A client that leaves after the first event: the upstream is still read to its end (the mock sees no aborted
+// answer), so the row has the upstream's real numbers for the whole answer, marked client_gone.
+TEST_F(Usage, AClientThatLeavesMidStreamStillProducesRealUsage) {
+  start();
+  // The complete answer's usage, for comparison (the mock's numbers depend only on the prompt and the answer).
+  auto whole = chat(long_answer,
+                    R"(,"stream":true,"stream_options":{"include_usage":true})");
+  ASSERT_EQ(whole.status, 200);
+  auto expected = usage_chunk(whole.body);
+  ASSERT_TRUE(expected.IsObject()) << whole.body;
+  leave_after_the_first_event();
+  auto rows = ledger(2);
+  ASSERT_EQ(rows.size(), 2u);
+  const auto& left = rows[0].outcome == "client_gone" ? rows[0] : rows[1];
+  EXPECT_EQ(left.outcome, "client_gone");
+  EXPECT_FALSE(left.estimated);
+  EXPECT_EQ(left.prompt_tokens, expected["prompt_tokens"].GetInt64());
+  EXPECT_EQ(left.completion_tokens, expected["completion_tokens"].GetInt64());
+  auto stats = parse_json(http_get(mock.base_url() + "/mock/stats").body);
+  EXPECT_EQ(stats["aborted"].GetInt64(), 0) << "the upstream call was dropped instead of read to its end";
+}
+
+// With gateway.stream_drain_ms=0 the upstream call is dropped with its client: the usage never arrives, so the row
+// has an estimate (never zero for a call that produced output) and says so.
+TEST_F(Usage, WithoutDrainingTheRowIsAnEstimateAndSaysSo) {
+  start({"gateway.stream_drain_ms=0"});
+  leave_after_the_first_event();
+  auto rows = ledger(1);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].outcome, "client_gone");
+  EXPECT_TRUE(rows[0].estimated);
+  EXPECT_GT(rows[0].prompt_tokens, 0);
+  EXPECT_GT(rows[0].completion_tokens, 0);
+  // The mock saw its answer cut short (a bounded wait: the abort reaches it when the next chunk is due).
+  int64_t aborted = 0;
+  for (int i = 0; i < 500 && aborted == 0; ++i) {
+    aborted = parse_json(http_get(mock.base_url() + "/mock/stats").body)["aborted"].GetInt64();
+    if (aborted == 0)
+      std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(aborted, 1);
+}
+
+// GET /api/usage: the caller's calls by model, by API key (with the key's name; bearer-token calls under null) and by
+// UTC day, with exact decimal costs and totals; bad parameters are 400 naming them; another user's report is 403,
+// except for an admin.
+TEST_F(Usage, TheReportGroupsByModelKeyAndDay) {
+  start();
+  auto key = json_string(http({"POST", troupe->url("/api/keys"), R"({"name":"ci"})",
+                               {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000}),
+                         "key");
+  ASSERT_FALSE(key.empty());
+  ASSERT_EQ(chat("one").status, 200);
+  ASSERT_EQ(chat("two, a little longer").status, 200);
+  ASSERT_EQ(chat("three, with the key", "", key).status, 200);
+  auto rows = ledger(3);
+  ASSERT_EQ(rows.size(), 3u);
+  int64_t prompt = 0, completion = 0;
+  for (const auto& row : rows) {
+    prompt += row.prompt_tokens;
+    completion += row.completion_tokens;
+  }
+
+  auto by_model = get("/api/usage?group_by=model");
+  ASSERT_EQ(by_model.status, 200) << by_model.body;
+  EXPECT_EQ(by_model.header("cache-control"), "no-store");
+  auto doc = parse_json(by_model.body);
+  ASSERT_EQ(doc["data"].Size(), 1u) << by_model.body;
+  EXPECT_EQ(std::string(doc["data"][0]["model"].GetString()), "mock-1");
+  EXPECT_EQ(doc["data"][0]["requests"].GetInt64(), 3);
+  EXPECT_EQ(doc["total"]["prompt_tokens"].GetInt64(), prompt);
+  EXPECT_EQ(doc["total"]["completion_tokens"].GetInt64(), completion);
+  EXPECT_EQ(doc["total"]["total_tokens"].GetInt64(), prompt + completion);
+  // The decimal exactly as summed: "cost_usd":0.000001234500 in the body, not a rounded double.
+  EXPECT_NE(by_model.body.find("\"cost_usd\":" + cost(prompt, completion) + "}"), std::string::npos) << by_model.body;
+
+  auto by_key = parse_json(get("/api/usage?group_by=key").body);
+  ASSERT_EQ(by_key["data"].Size(), 2u);
+  int64_t with_key = 0, without_key = 0;
+  for (const auto& g : by_key["data"].GetArray()) {
+    if (g["key_id"].IsNull()) {
+      without_key = g["requests"].GetInt64();
+      EXPECT_TRUE(g["key_name"].IsNull());
+    } else {
+      with_key = g["requests"].GetInt64();
+      EXPECT_EQ(std::string(g["key_name"].GetString()), "ci");
+      // The one row written with the key (rows of one batch share their timestamp: no order among them).
+      EXPECT_EQ(std::count_if(rows.begin(), rows.end(),
+                              [&](const ledger_row& r) { return r.api_key_id == g["key_id"].GetString(); }),
+                1);
+    }
+  }
+  EXPECT_EQ(with_key, 1);
+  EXPECT_EQ(without_key, 2);
+
+  auto by_day = parse_json(get("/api/usage").body);
+  EXPECT_EQ(std::string(by_day["group_by"].GetString()), "day");
+  ASSERT_EQ(by_day["data"].Size(), 1u);
+  EXPECT_EQ(std::string(by_day["data"][0]["day"].GetString()), std::string(by_day["to"].GetString()));
+  EXPECT_EQ(by_day["total"]["requests"].GetInt64(), 3);
+  // A range without calls.
+  auto empty = parse_json(get("/api/usage?from=2001-01-01&to=2001-12-31").body);
+  EXPECT_EQ(empty["data"].Size(), 0u);
+  EXPECT_EQ(empty["total"]["requests"].GetInt64(), 0);
+
+  for (auto [query, param] : {std::pair<const char*, const char*>{"group_by=user", "group_by"},
+                              {"from=2026-02-30", "from"},
+                              {"to=yesterday", "to"},
+                              {"from=2026-12-02&to=2026-12-01", "from"},
+                              {"from=2020-01-01&to=2026-01-01", "from"},
+                              {"user_id=not-a-uuid", "user_id"}}) {
+    auto res = get(std::string("/api/usage?") + query);
+    EXPECT_EQ(res.status, 400) << query << ": " << res.body;
+    EXPECT_EQ(std::string(parse_json(res.body)["error"]["param"].GetString()), param) << query;
+  }
+  EXPECT_EQ(http_get(troupe->url("/api/usage")).status, 401);
+
+  // Another user may not read this one's usage; an admin may.
+  auto user_id = json_string(get("/api/me"), "user_id");
+  auto other = json_string(sign_up(*troupe, "other-" + email), "access_token");
+  EXPECT_EQ(get("/api/usage?user_id=" + user_id, other).status, 403);
+  troupe.reset();
+  std::string out;
+  ASSERT_EQ(run_command("TROUPE_DATABASE_URL='" + db_.url() + "' " TROUPE_BINARY " admin grant other-" + email, out), 0)
+    << out;
+  start();
+  auto admin = json_string(sign_up(*troupe, "other-" + email), "access_token");
+  auto seen = get("/api/usage?group_by=model&user_id=" + user_id, admin);
+  ASSERT_EQ(seen.status, 200) << seen.body;
+  EXPECT_EQ(parse_json(seen.body)["total"]["requests"].GetInt64(), 3);
+}
+
+} // namespace
+} // namespace troupe::testing
