@@ -163,6 +163,9 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
     [self](quota_atom, std::string& user_id, int64_t n, cluster_origin& origin) {
       return route<quota_status>(self, "quota", user_id, origin, quota_atom::value, user_id, n);
     },
+    [self](spend_atom, std::string& user_id, spend_settlement& settlement, cluster_origin& origin) {
+      return route<bool>(self, "spend", user_id, origin, spend_atom::value, user_id, settlement);
+    },
     [self](revoke_atom, std::string& user_id, std::string& jti, int64_t expires_at, cluster_origin& origin) {
       return route<bool>(self, "revoke", user_id, origin, revoke_atom::value, user_id, std::move(jti), expires_at);
     },

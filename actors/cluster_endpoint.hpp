@@ -5,6 +5,7 @@
 // Sessions of the users this node owns:
 //   (authorize_atom, user_id, credential, cluster_origin) -> identity
 //   (quota_atom, user_id, int64_t n, cluster_origin) -> quota_status
+//   (spend_atom, user_id, spend_settlement, cluster_origin) -> bool
 //   (revoke_atom, user_id, jti, int64_t expires_at, cluster_origin) -> bool
 //   (revoke_key_atom, user_id, key_id, cluster_origin) -> bool
 //   (handoff_atom, session_handoff, cluster_origin), (handoff_done_atom, node_id, placed, cluster_origin)

@@ -3,6 +3,7 @@
 // register_message_types() adds them all to an actor_system_config; call it on every node before the
 // actor_system is constructed (an unregistered type fails silently in CAF 0.17: see LIBRARY-NOTES.md).
 
+#include "actors/spend.hpp"
 #include "introspect/messages.hpp"
 #include "persistence/accounts.hpp"
 #include "persistence/jobs.hpp"
@@ -93,12 +94,16 @@ struct credential {
   rate_policy limit;    // the per-user rate limit to take a token of (empty name: none)
   int64_t reserve = 0;  // generations to reserve from today's quota once the rate limit let the request through
   bool with_storage = false; // also answer the user's storage use (identity::storage), exact
+  // Once the rate limit and the quota let the request through: tokens and pico-dollars to reserve against the
+  // user's tokens-per-minute window and spend budgets (actors/spend.hpp); 0 and 0: none.
+  int64_t reserve_tokens = 0;
+  int64_t reserve_pusd = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, credential& x) {
   return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit,
-           x.reserve, x.with_storage);
+           x.reserve, x.with_storage, x.reserve_tokens, x.reserve_pusd);
 }
 
 /// A user's daily generation quota, as its session actor counts it.
@@ -130,13 +135,19 @@ struct identity {
   limit_decision rate; // the decision on via.limit, when one was asked for
   bool storage_known = false; // with via.with_storage: whether `storage` could be read
   storage_status storage;     // the user's storage use and limit (persistence/uploads.hpp)
+  spend_status spend;         // with via.reserve_tokens or via.reserve_pusd: whether that reservation was granted
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, identity& x) {
   return f(caf::meta::type_name("identity"), x.user_id, x.email, x.role, x.plan, x.created_at, x.via, x.quota,
-           x.rate, x.storage_known, x.storage);
+           x.rate, x.storage_known, x.storage, x.spend);
 }
+
+/// (spend_atom, spend_settlement) -> bool: to a session; ends a spend reservation (actors/spend.hpp).
+/// (spend_atom, user_id, spend_settlement) -> bool: to the session manager (to an endpoint with a cluster_origin),
+/// for the user's live session (none: nothing to settle, the ledger's rows hold what was spent).
+using spend_atom = caf::atom_constant<caf::atom("spend")>;
 
 /// (authorize_atom, credential) -> identity: to a session actor; unauthenticated if the token or key is revoked.
 /// The session owns the user's rate-limit buckets: when credential::limit names a policy, it takes a token and says
@@ -358,11 +369,20 @@ struct session_handoff {
   std::vector<bucket_level> buckets;
   std::string quota_date; // the quota day `used` counts (YYYY-MM-DD)
   int64_t used = 0;
+  // The spend ledger (actors/spend.hpp): settled pico-dollars of the quota day and month starting at these unix
+  // times, what is reserved and not settled yet (it settles on the new owner), the tokens-per-minute window.
+  int64_t spend_day_start = 0;
+  int64_t spent_day = 0;
+  int64_t spend_month_start = 0;
+  int64_t spent_month = 0;
+  int64_t reserved_pusd = 0;
+  double window_tokens = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_handoff& x) {
-  return f(caf::meta::type_name("session_handoff"), x.user_id, x.buckets, x.quota_date, x.used);
+  return f(caf::meta::type_name("session_handoff"), x.user_id, x.buckets, x.quota_date, x.used, x.spend_day_start,
+           x.spent_day, x.spend_month_start, x.spent_month, x.reserved_pusd, x.window_tokens);
 }
 
 /// To a session: (handoff_atom) -> session_handoff, after which it ends (the user moved); (handoff_atom,

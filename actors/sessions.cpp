@@ -9,10 +9,12 @@
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
+#include "persistence/usage.hpp"
 
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <unordered_map>
 #include <unordered_set>
@@ -49,6 +51,7 @@ struct session_state {
   quota_day day;      // the quota day `used` counts
   int64_t used = 0;   // generations used that day
   std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
+  std::optional<spend_ledger> spend;                      // budgets and tokens per minute (set at start)
   std::optional<double> moved_at; // when the user moved here from a node that handed nothing over: new buckets
                                   // start empty then (monotonic seconds)
   int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
@@ -187,6 +190,23 @@ quota_status reserve_quota(session_actor* self, int64_t n) {
   return status;
 }
 
+spend_limits limits_of(const session_state& st) {
+  return st.opts.plan_limits ? st.opts.plan_limits(st.user.plan) : spend_limits{};
+}
+
+double seconds_now(const session_options& opts);
+
+/// Reserves spend and tokens (or refuses, changing nothing).
+spend_status reserve_spend(session_actor* self, int64_t tokens, int64_t pusd) {
+  auto& st = self->state;
+  return st.spend->reserve(limits_of(st), tokens, pusd, now(st.opts), seconds_now(st.opts));
+}
+
+void settle_spend(session_actor* self, const spend_settlement& settlement) {
+  auto& st = self->state;
+  st.spend->settle(limits_of(st), settlement, now(st.opts), seconds_now(st.opts));
+}
+
 /// Re-reads the user (role, plan) in the background once it is older than user_refresh; the request at hand goes on
 /// with what the session knows. A user that no longer exists ends the session (the next request reloads and fails).
 void refresh_user(session_actor* self) {
@@ -235,6 +255,8 @@ void take_handoff(session_actor* self, const session_handoff& handoff) {
   quota(self); // rolls the day over first
   if (handoff.quota_date == st.day.date)
     st.used = std::max(st.used, handoff.used);
+  st.spend->take_over(limits_of(st), handoff.spend_day_start, handoff.spent_day, handoff.spend_month_start,
+                      handoff.spent_month, handoff.reserved_pusd, handoff.window_tokens, now(st.opts), t);
 }
 
 /// How a session starts beyond its snapshot: what the user's previous owner handed over, or when the user moved
@@ -245,15 +267,16 @@ struct session_arrival {
 };
 
 caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts, quota_day day,
-                           int64_t used_today, session_arrival arrival) {
+                           int64_t used_today, spend_totals spent, session_arrival arrival) {
   auto& st = self->state;
   st.opts = std::move(opts);
   st.day = std::move(day);
   st.used = used_today;
   st.moved_at = arrival.moved_at;
+  st.user = std::move(snapshot.user);
+  st.spend.emplace(st.day.ends_at - 86400, spent.day_pusd, spent.month_pusd, now(st.opts));
   if (arrival.handoff)
     take_handoff(self, *arrival.handoff);
-  st.user = std::move(snapshot.user);
   for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
   st.revoked_keys.insert(snapshot.revoked_key_ids.begin(), snapshot.revoked_key_ids.end());
@@ -289,17 +312,30 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
         }
         rate = take_token(bucket->second, cred.limit, t);
       }
-      // A request the rate limit refused reserves nothing.
+      // A request the rate limit refused reserves nothing; one its budgets or token window refuse reserves no
+      // generation; the spend of one the quota refuses is given back at once.
       bool admitted = cred.limit.name.empty() || rate.allowed;
+      spend_status spend;
+      bool spending = admitted && (cred.reserve_tokens > 0 || cred.reserve_pusd > 0);
+      if (spending) {
+        spend = reserve_spend(self, cred.reserve_tokens, cred.reserve_pusd);
+        admitted = spend.allowed;
+      }
       auto today = cred.reserve > 0 && admitted ? reserve_quota(self, cred.reserve) : quota(self);
+      if (spending && spend.allowed && !today.allowed)
+        settle_spend(self, spend_settlement{cred.reserve_tokens, cred.reserve_pusd, 0, 0});
       bool storage = cred.with_storage;
       identity who{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
-                   today, rate, false, storage_status{}};
+                   today, rate, false, storage_status{}, std::move(spend)};
       if (storage)
         return with_storage(self, std::move(who));
       return who;
     },
     [self](quota_atom, int64_t n) { return reserve_quota(self, n); },
+    [self](spend_atom, const spend_settlement& settlement) {
+      settle_spend(self, settlement);
+      return true;
+    },
     [self](revoke_atom, const std::string& jti, int64_t expires_at) -> caf::result<bool> {
       auto& st = self->state;
       auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
@@ -330,6 +366,12 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       quota(self);
       handoff.quota_date = st.day.date;
       handoff.used = st.used;
+      handoff.spend_day_start = st.spend->day_start();
+      handoff.spent_day = st.spend->spent_day();
+      handoff.spend_month_start = st.spend->month_start();
+      handoff.spent_month = st.spend->spent_month();
+      handoff.reserved_pusd = st.spend->reserved_pusd();
+      handoff.window_tokens = st.spend->window_tokens(limits_of(st), t);
       self->quit();
       return handoff;
     },
@@ -421,7 +463,7 @@ void load_session(manager_actor* self, const std::string& user_id) {
   // The user, what is revoked, and how much of today's quota is used: then the session starts.
   auto day = quota_day_of(st.opts.session.now_unix ? st.opts.session.now_unix() : unix_now(),
                           st.opts.session.reset_utc_hour);
-  auto start = [self, user_id, day](session_snapshot snapshot, int64_t used) {
+  auto start = [self, user_id, day](session_snapshot snapshot, int64_t used, spend_totals spent) {
         auto& st = self->state;
         session_arrival arrival;
         if (auto handoff = st.handoffs.find(user_id); handoff != st.handoffs.end()) {
@@ -432,7 +474,8 @@ void load_session(manager_actor* self, const std::string& user_id) {
           arrival.moved_at = monotonic_seconds();
         else if (st.opts.cluster)
           arrival.moved_at = st.opts.cluster->moved_here_at(user_id);
-        auto session = self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used, std::move(arrival));
+        auto session =
+          self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used, spent, std::move(arrival));
         // Counted in troupe_sessions_active until it terminates, however it ends (even with the manager).
         hold_while_alive(session, count_holder{st.opts.active});
         self->monitor(session);
@@ -447,8 +490,17 @@ void load_session(manager_actor* self, const std::string& user_id) {
     .then(
       [self, db, user_id, day, start, fail_all](session_snapshot& snapshot) mutable {
         self->request(*db, caf::duration{std::chrono::seconds{10}}, usage_load_atom::value, user_id, day.date)
-          .then([start, snapshot](int64_t used) mutable { start(std::move(snapshot), used); },
-                [fail_all](caf::error& err) mutable { fail_all(std::move(err)); });
+          .then(
+            [self, db, user_id, day, start, snapshot, fail_all](int64_t used) mutable {
+              // What the user spent this quota day and this month, for the spend ledger.
+              auto now_unix = self->state.opts.session.now_unix ? self->state.opts.session.now_unix() : unix_now();
+              self
+                ->request(*db, caf::duration{std::chrono::seconds{10}}, spend_load_atom::value, user_id,
+                          day.ends_at - 86400, month_start(now_unix))
+                .then([start, snapshot, used](spend_totals& spent) mutable { start(std::move(snapshot), used, spent); },
+                      [fail_all](caf::error& err) mutable { fail_all(std::move(err)); });
+            },
+            [fail_all](caf::error& err) mutable { fail_all(std::move(err)); });
       },
       [fail_all](caf::error& err) mutable {
         // An unknown user (deleted since the token was issued) cannot be authenticated.
@@ -592,6 +644,16 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
       });
       return promise;
     },
+    [self](spend_atom, const std::string& user_id, const spend_settlement& settlement) {
+      auto promise = self->make_response_promise<bool>();
+      if (elsewhere(self, user_id, promise, spend_atom::value, user_id, settlement))
+        return promise;
+      if (auto session = self->state.sessions.find(user_id))
+        promise.delegate(*session, spend_atom::value, settlement);
+      else
+        promise.deliver(true); // no live session: a new one reads what was spent from the ledger
+      return promise;
+    },
     [self](revoke_atom, const std::string& user_id, const std::string& jti, int64_t expires_at) {
       auto promise = self->make_response_promise<bool>();
       if (elsewhere(self, user_id, promise, revoke_atom::value, user_id, jti, expires_at))
@@ -733,6 +795,45 @@ void quota_reservation::give_back() {
       caf::anon_send(*session, quota_atom::value, -n);
 }
 
+spend_reservation::spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t tokens,
+                                     int64_t pusd, std::shared_ptr<cluster_state> cluster)
+  : sessions_(std::move(sessions)), cluster_(std::move(cluster)), user_id_(std::move(user_id)),
+    tokens_(std::max<int64_t>(tokens, 0)), pusd_(std::max<int64_t>(pusd, 0)),
+    held_(sessions_ != nullptr && (tokens_ > 0 || pusd_ > 0)) {}
+
+spend_reservation::spend_reservation(spend_reservation&& other) noexcept
+  : sessions_(std::move(other.sessions_)), cluster_(std::move(other.cluster_)), user_id_(std::move(other.user_id_)),
+    tokens_(other.tokens_), pusd_(other.pusd_), held_(std::exchange(other.held_, false)) {}
+
+spend_reservation& spend_reservation::operator=(spend_reservation&& other) noexcept {
+  if (this != &other) {
+    settle(0, 0);
+    sessions_ = std::move(other.sessions_);
+    cluster_ = std::move(other.cluster_);
+    user_id_ = std::move(other.user_id_);
+    tokens_ = other.tokens_;
+    pusd_ = other.pusd_;
+    held_ = std::exchange(other.held_, false);
+  }
+  return *this;
+}
+
+spend_reservation::~spend_reservation() {
+  settle(0, 0);
+}
+
+void spend_reservation::settle(int64_t tokens, int64_t pusd) {
+  if (!std::exchange(held_, false))
+    return;
+  spend_settlement settlement{tokens_, pusd_, std::max<int64_t>(tokens, 0), std::max<int64_t>(pusd, 0)};
+  auto route = route_user(cluster_.get(), user_id_);
+  if (route.kind == session_route::remote)
+    caf::anon_send(route.endpoint, spend_atom::value, user_id_, settlement, std::move(route.origin));
+  else if (route.kind == session_route::local)
+    if (auto session = sessions_->get(user_id_))
+      caf::anon_send(*session, spend_atom::value, settlement);
+}
+
 child_spec make_sessions_supervisor(const config::settings& s, const supervision_context& context,
                                     session_pieces pieces) {
   // The manager routes user ids to session actors (loaded on first use, passivated when idle).
@@ -743,6 +844,13 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
   manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
     return plan == "pro" ? pro : free;
+  };
+  manager.session.plan_limits = [q = s.quota](const std::string& plan) {
+    bool pro = plan == "pro";
+    auto pusd = [](double usd) { return static_cast<int64_t>(std::llround(usd * 1e12)); };
+    return spend_limits{pusd(pro ? q.pro_usd_per_day : q.free_usd_per_day),
+                        pusd(pro ? q.pro_usd_per_month : q.free_usd_per_month),
+                        pro ? q.pro_tokens_per_minute : q.free_tokens_per_minute};
   };
   // The storage epoch counts this process's transactions only: in a cluster, other nodes change a user's storage
   // too, so the session reads it every time.

@@ -12,6 +12,8 @@
 //                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing
 //                                                  (n < 0 gives a failed generation back);
 //                                                  granted usage is persisted through the DB writer (batched)
+//                 (spend_atom, spend_settlement) -> bool   ends a spend reservation made by authorize_atom with
+//                                                  credential::reserve_tokens / reserve_pusd (actors/spend.hpp)
 //                 (handoff_atom) -> session_handoff   its buckets and quota use, then it ends (the user moved to
 //                                                  another node)
 //                 (handoff_atom, session_handoff)  lowers its buckets / raises its quota use to the previous owner's
@@ -23,6 +25,8 @@
 // session manager (session_atom, user_id) -> caf::actor          the live session, loaded from PostgreSQL if needed
 //                 (authorize_atom, user_id, credential) -> identity   same, then asks the session
 //                 (quota_atom, user_id, int64_t n) -> quota_status      same, then (quota_atom, n) to the session
+//                 (spend_atom, user_id, spend_settlement) -> bool  to the live session only (a new one reads
+//                                                                the spend from the ledger)
 //                 (revoke_atom, user_id, jti, int64_t expires_at) -> bool
 //                 (revoke_key_atom, user_id, key_id) -> bool       to the live session only (a new one reads the
 //                                                                database)
@@ -78,6 +82,8 @@ struct session_options {
   std::chrono::seconds user_refresh{60};
   /// Daily generation quota of a plan ("free", "pro", ...).
   std::function<int64_t(const std::string& plan)> daily_quota;
+  /// Spend budgets and tokens per minute of a plan (actors/spend.hpp); none when empty.
+  std::function<troupe::spend_limits(const std::string& plan)> plan_limits;
   /// The UTC hour at which the quota day rolls over.
   int reset_utc_hour = 0;
   /// The live DB writer, for usage rows.
@@ -159,6 +165,33 @@ private:
   std::shared_ptr<cluster_state> cluster_;
   std::string user_id_;
   int64_t n_ = 0;
+};
+
+/// A spend reservation the user's session granted (credential::reserve_tokens / reserve_pusd): settle() sends what
+/// the call really used; destroyed unsettled, it settles at 0 (the call failed or was dropped). Move-only; settles
+/// once, from any thread (an asynchronous message to the live session, through the owner's endpoint in a cluster).
+class spend_reservation {
+public:
+  spend_reservation() noexcept = default;
+  spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t tokens, int64_t pusd,
+                    std::shared_ptr<cluster_state> cluster = nullptr);
+  spend_reservation(spend_reservation&& other) noexcept;
+  spend_reservation& operator=(spend_reservation&& other) noexcept;
+  spend_reservation(const spend_reservation&) = delete;
+  spend_reservation& operator=(const spend_reservation&) = delete;
+  ~spend_reservation();
+
+  /// The call used `tokens` and cost `pusd` pico-dollars; later calls (and the destructor) do nothing.
+  void settle(int64_t tokens, int64_t pusd);
+  bool held() const noexcept { return held_; }
+
+private:
+  std::shared_ptr<directory> sessions_;
+  std::shared_ptr<cluster_state> cluster_;
+  std::string user_id_;
+  int64_t tokens_ = 0;
+  int64_t pusd_ = 0;
+  bool held_ = false;
 };
 
 /// The quota day containing `unix_seconds` when days roll over at `reset_utc_hour`: its date (YYYY-MM-DD) and when

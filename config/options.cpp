@@ -337,6 +337,30 @@ const std::vector<option_spec>& all_options() {
     entry("quota.pro_per_day", bind<&settings::quota, &quota_settings::pro_per_day>(), "1000",
           "generations per quota day on the pro plan")
       .range(0, 100000000),
+    entry("quota.free_usd_per_day", bind<&settings::quota, &quota_settings::free_usd_per_day>(), "0",
+          "spend budget of a free-plan user per quota day in USD, at the prices table (0 = none); a generation "
+          "reserves its estimated cost first and is refused with 402 insufficient_quota when it does not fit")
+      .range(0, 1000000000, "USD"),
+    entry("quota.free_usd_per_month", bind<&settings::quota, &quota_settings::free_usd_per_month>(), "0",
+          "spend budget of a free-plan user per UTC calendar month in USD (0 = none)")
+      .range(0, 1000000000, "USD"),
+    entry("quota.free_tokens_per_minute", bind<&settings::quota, &quota_settings::free_tokens_per_minute>(), "0",
+          "prompt and completion tokens per minute of a free-plan user (0 = none); a generation reserves its "
+          "estimate first and is refused with 429 and Retry-After when the window lacks it")
+      .range(0, 1000000000000, "tokens"),
+    entry("quota.pro_usd_per_day", bind<&settings::quota, &quota_settings::pro_usd_per_day>(), "0",
+          "spend budget of a pro-plan user per quota day in USD (0 = none)")
+      .range(0, 1000000000, "USD"),
+    entry("quota.pro_usd_per_month", bind<&settings::quota, &quota_settings::pro_usd_per_month>(), "0",
+          "spend budget of a pro-plan user per UTC calendar month in USD (0 = none)")
+      .range(0, 1000000000, "USD"),
+    entry("quota.pro_tokens_per_minute", bind<&settings::quota, &quota_settings::pro_tokens_per_minute>(), "0",
+          "prompt and completion tokens per minute of a pro-plan user (0 = none)")
+      .range(0, 1000000000000, "tokens"),
+    entry("quota.default_max_tokens", bind<&settings::quota, &quota_settings::default_max_tokens>(), "4096",
+          "completion tokens a generation's reservation assumes per choice when the request sets no max_tokens "
+          "(its estimate is the prompt's tokens plus this, times n)")
+      .range(1, 10000000, "tokens"),
     entry("quota.reset_utc_hour", bind<&settings::quota, &quota_settings::reset_utc_hour>(), "0",
           "UTC hour at which quota days roll over")
       .range(0, 23, "hour"),

@@ -114,6 +114,15 @@ struct quota_settings {
   int64_t reset_utc_hour;
   int64_t free_storage_bytes; // uploads and repository files, per user
   int64_t pro_storage_bytes;
+  // Spend budgets (USD; 0 = none) and tokens per minute (0 = none) of each plan, and what a reservation assumes
+  // for a request without max_tokens (actors/spend.hpp).
+  double free_usd_per_day;
+  double free_usd_per_month;
+  int64_t free_tokens_per_minute;
+  double pro_usd_per_day;
+  double pro_usd_per_month;
+  int64_t pro_tokens_per_minute;
+  int64_t default_max_tokens;
 };
 
 struct breaker_settings {

@@ -17,6 +17,8 @@ const char* to_string(service_error code) {
     return "json_too_deep";
   case service_error::duplicate_key:
     return "duplicate_key";
+  case service_error::insufficient_quota:
+    return "insufficient_quota";
   case service_error::unauthenticated:
     return "unauthenticated";
   case service_error::forbidden:

@@ -40,10 +40,11 @@ enum class service_error : uint8_t {
   storage_quota_exceeded, // storing this would take the caller over its plan's storage quota (413)
   json_too_deep,          // the body nests arrays and objects deeper than http.max_json_depth (400)
   duplicate_key,          // an object in the body has the same key twice (400)
+  insufficient_quota,     // a spend budget is used up until it renews (402, OpenAI's insufficient_quota)
 };
 
 /// The highest code: new codes go at the end (values cross nodes) and move this.
-inline constexpr service_error last_service_error = service_error::duplicate_key;
+inline constexpr service_error last_service_error = service_error::insufficient_quota;
 
 /// The CAF error category atom of service errors.
 using service_error_category = caf::atom_constant<caf::atom("troupe")>;

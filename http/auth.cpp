@@ -193,7 +193,7 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
 }
 
 void authenticator::identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then,
-                             int64_t reserve, bool with_storage) {
+                             int64_t reserve, bool with_storage, int64_t reserve_tokens, int64_t reserve_pusd) {
   if (traffic_ && traffic_->shed(r, false))
     return;
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
@@ -219,6 +219,8 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
   cred.reserve = reserve;
   cred.limit = limit;
   cred.with_storage = with_storage;
+  cred.reserve_tokens = reserve_tokens;
+  cred.reserve_pusd = reserve_pusd;
   if (token.rfind(api_key_prefix, 0) != 0) {
     auto verified = verify_cached(token);
     if (auto* failure = std::get_if<jwt_failure>(&verified)) {

@@ -95,9 +95,11 @@ public:
   /// authenticate without a bridge worker: the credential goes from the reactor straight to the user's session (an
   /// API key through the key cache first) and `then` runs where the session answered. A route that needs no actor
   /// context saves two thread hand-offs this way.
-  /// With `with_storage`, the session also answers the user's storage use (identity::storage).
+  /// With `with_storage`, the session also answers the user's storage use (identity::storage). With
+  /// `reserve_tokens` or `reserve_pusd`, it also reserves them against the user's tokens-per-minute window and spend
+  /// budgets first (`who.spend` says whether it could; the caller settles through a spend_reservation).
   void identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then, int64_t reserve = 0,
-                bool with_storage = false);
+                bool with_storage = false, int64_t reserve_tokens = 0, int64_t reserve_pusd = 0);
 
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }

@@ -15,6 +15,8 @@ int status_of(service_error code) {
     return 400;
   case service_error::unauthenticated:
     return 401;
+  case service_error::insufficient_quota:
+    return 402;
   case service_error::forbidden:
     return 403;
   case service_error::not_found:
@@ -72,6 +74,8 @@ const char* type_of(service_error code) {
     return "not_found_error";
   case service_error::rate_limited:
     return "rate_limit_error";
+  case service_error::insufficient_quota:
+    return "insufficient_quota";
   case service_error::internal:
   case service_error::upstream_failed:
   case service_error::overloaded:
@@ -98,6 +102,8 @@ const char* default_message(service_error code) {
     return "The request body nests arrays and objects too deeply.";
   case service_error::duplicate_key:
     return "An object in the request body has the same key twice.";
+  case service_error::insufficient_quota:
+    return "Your spend budget is used up until it renews.";
   case service_error::unauthenticated:
     return "A valid credential is required.";
   case service_error::forbidden:

@@ -49,6 +49,10 @@ struct gateway::call {
   /// One generation of the user's daily quota, reserved by authentication: committed once the answer (or a stream's
   /// first byte) reaches the client, given back on failure, and given back too if the call is dropped unanswered.
   quota_reservation quota;
+  /// The call's estimate (its prompt's tokens plus max_tokens per choice, and their price), reserved against the
+  /// user's token window and spend budgets by authentication; settled to the recorded usage, or to 0 when the call
+  /// produced nothing here (a failure, a cache hit, a shared flight).
+  spend_reservation spend;
   bool produced = false;                                // this request made the upstream call (X-Cache: MISS)
   std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
   std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
@@ -369,12 +373,24 @@ void gateway::start(const std::shared_ptr<call>& c) {
     return;
   }
   auto self_ptr = shared_from_this();
-  // The session takes a token of the generate policy and reserves one generation of the daily quota in one message;
-  // its answer is handled on the session's thread (no bridge worker).
+  // What the call may use at most, as far as can be known before it runs: the prompt's tokens (estimated, four
+  // characters a token) and max_tokens (or quota.default_max_tokens) per choice; and what that costs.
+  auto prompt_tokens = oa::estimate_tokens(c->req.prompt_chars);
+  auto completion_tokens =
+    (c->req.max_output_tokens > 0 ? c->req.max_output_tokens : opts_.default_max_tokens) * c->req.choices;
+  auto tokens = prompt_tokens + completion_tokens;
+  auto pusd = config::cost_pusd(opts_.prices, c->req.model, prompt_tokens, completion_tokens);
+  // The session takes a token of the generate policy, reserves the estimate against the user's token window and
+  // budgets, and one generation of the daily quota, in one message; its answer is handled on the session's thread
+  // (no bridge worker).
   auth_.identify(
     c->r, "generate",
-    [self_ptr, c](const identity& who) {
+    [self_ptr, c, tokens, pusd](const identity& who) {
       c->who = who;
+      if (!who.spend.allowed) {
+        self_ptr->refuse_spend(c, who.spend, tokens);
+        return;
+      }
       if (!who.quota.allowed) {
         auto wait = std::max<int64_t>(1, who.quota.resets_at - now_unix());
         auto res = error_response(service_error::rate_limited,
@@ -387,9 +403,37 @@ void gateway::start(const std::shared_ptr<call>& c) {
       }
       c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id, 1,
                                    self_ptr->auth_.options().cluster};
+      if (who.via.reserve_tokens > 0 || who.via.reserve_pusd > 0)
+        c->spend = spend_reservation{self_ptr->auth_.options().sessions, who.user_id, who.via.reserve_tokens,
+                                     who.via.reserve_pusd, self_ptr->auth_.options().cluster};
       self_ptr->look_up(c);
     },
-    1);
+    1, false, tokens, pusd);
+}
+
+void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens) {
+  auto wait = std::max<int64_t>(1, spend.retry_after_s);
+  std::string message;
+  service_error code = service_error::insufficient_quota;
+  if (spend.refused == "tokens_per_minute") {
+    code = service_error::rate_limited;
+    if (tokens > spend.limit)
+      message = "This request may use up to " + std::to_string(tokens) + " tokens (its prompt plus max_tokens for "
+                "each choice), more than your plan's " + std::to_string(spend.limit)
+                + " tokens per minute: lower max_tokens or n.";
+    else
+      message = "This request may use up to " + std::to_string(tokens) + " tokens; " + std::to_string(spend.used)
+                + " of your plan's " + std::to_string(spend.limit) + " tokens per minute are in use. Retry in "
+                + std::to_string(wait) + " s.";
+  } else {
+    auto period = spend.refused == "monthly_budget" ? "monthly" : "daily";
+    message = std::string("Your ") + period + " budget of " + config::usd_text(spend.limit) + " USD is used up ("
+              + config::usd_text(spend.used) + " USD spent or reserved by calls in progress); it renews in "
+              + std::to_string(wait) + " s.";
+  }
+  auto res = error_response(code, message, c->r->req().id);
+  set_retry_after(res, wait * 1000);
+  c->r->send(std::move(res));
 }
 
 namespace {
@@ -440,6 +484,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
       if (me->cache_results_)
         me->cache_results_->inc({"hit"});
       c->quota.commit(); // a cached answer: the generation is used
+      c->spend.settle(0, 0); // and costs nothing
       c->answer(upstream, body, true);
     },
     [in_worker](caf::error&) { in_worker(); }, // the worker's path asks again and reports what it finds
@@ -448,6 +493,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
 
 void gateway::give_back_quota(const std::shared_ptr<call>& c) {
   c->quota.give_back();
+  c->spend.settle(0, 0);
 }
 
 void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
@@ -477,6 +523,8 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
       return;
     }
     c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
+    if (!c->produced)
+      c->spend.settle(0, 0); // another call's answer: its producer recorded (and settled) the cost
     std::string upstream, body;
     if (!split_cached(*result, upstream, body)) {
       c->r->fail(make_error(service_error::internal, "A cached answer is damaged."));
@@ -862,7 +910,9 @@ void gateway::exhausted(const std::shared_ptr<call>& c) {
   c->r->send(std::move(res));
 }
 
-void gateway::record_usage(const call& c, const upstream& u, const oa::usage& used, const char* outcome) {
+void gateway::record_usage(call& c, const upstream& u, const oa::usage& used, const char* outcome) {
+  auto cost = config::cost_pusd(opts_.prices, c.req.model, used.prompt_tokens, used.completion_tokens);
+  c.spend.settle(used.prompt_tokens + used.completion_tokens, cost);
   auto writer = opts_.names->get("db.writer");
   if (!writer)
     return;
@@ -881,7 +931,7 @@ void gateway::record_usage(const call& c, const upstream& u, const oa::usage& us
   e.upstream = u.cfg.name;
   e.prompt_tokens = used.prompt_tokens;
   e.completion_tokens = used.completion_tokens;
-  e.cost_pusd = config::cost_pusd(opts_.prices, c.req.model, used.prompt_tokens, used.completion_tokens);
+  e.cost_pusd = cost;
   e.estimated = used.estimated;
   e.outcome = outcome;
   w.usage_events.push_back(std::move(e));
@@ -905,6 +955,7 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.stream_heartbeat = milliseconds{s.gateway.stream_heartbeat_ms};
   gw.stream_drain = milliseconds{s.gateway.stream_drain_ms};
   gw.prices = s.prices;
+  gw.default_max_tokens = s.quota.default_max_tokens;
   gw.quota_reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
   return gw;
 }

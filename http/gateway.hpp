@@ -74,6 +74,8 @@ struct gateway_options {
   std::chrono::milliseconds stream_drain{30000};
   /// What a model's tokens cost (the top-level "prices" table): each call's cost goes into its usage_events row.
   config::price_table prices;
+  /// Completion tokens a reservation assumes per choice when the request sets no max_tokens (quota.default_max_tokens).
+  int64_t default_max_tokens = 4096;
   int quota_reset_utc_hour = 0;
   std::shared_ptr<metrics_registry> metrics;
   /// Per upstream, in the order of `upstreams`: what its breaker actor publishes (for /metrics).
@@ -122,7 +124,10 @@ private:
                      breaker_admission permit, client::upstream_response& res);
   /// Writes what the call cost: its tokens added to the user's day (usage) and its row in the ledger
   /// (usage_events: model, upstream, API key, tokens, cost, whether estimated, `outcome`).
-  void record_usage(const call& c, const upstream& u, const openai::usage& used, const char* outcome);
+  void record_usage(call& c, const upstream& u, const openai::usage& used, const char* outcome);
+  /// Answers a call whose spend reservation was refused: 429 with Retry-After for the token window, 402
+  /// insufficient_quota (OpenAI's shape) with Retry-After until the budget renews.
+  void refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens);
   void give_back_quota(const std::shared_ptr<call>& c);
   std::vector<upstream*> candidates(const std::string& model);
 

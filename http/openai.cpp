@@ -397,6 +397,12 @@ std::optional<request_error> validate_chat_request(const rapidjson::Document& do
   auto stream = doc.FindMember("stream");
   out.stream = stream != doc.MemberEnd() && stream->value.IsBool() && stream->value.GetBool();
   out.include_usage = false;
+  out.max_output_tokens = 0;
+  for (const char* name : {"max_tokens", "max_completion_tokens"}) // checked above: positive integers when present
+    if (auto it = doc.FindMember(name); it != doc.MemberEnd() && it->value.IsInt64())
+      out.max_output_tokens = it->value.GetInt64();
+  auto n = doc.FindMember("n");
+  out.choices = n != doc.MemberEnd() && n->value.IsInt64() ? n->value.GetInt64() : 1;
   auto temperature = doc.FindMember("temperature");
   out.temperature.reset();
   if (temperature != doc.MemberEnd() && temperature->value.IsNumber())

@@ -27,6 +27,8 @@ struct chat_request {
   /// Lower-case hex SHA-256 of the deciding part of the canonical form (the cache key without its tenant).
   std::string deciding_hash;
   size_t prompt_chars = 0; // text in the messages, for estimating tokens when an upstream reports none
+  int64_t max_output_tokens = 0; // max_completion_tokens, else max_tokens; 0 when neither is set
+  int64_t choices = 1;           // n
 };
 
 /// A validation failure: a sentence and the JSON path of the offending field ("messages[2].role").

@@ -4,6 +4,7 @@
 #include "http/error_mapping.hpp"
 #include "http/json_out.hpp"
 
+#include "config/calendar.hpp"
 #include "config/prices.hpp"
 #include "persistence/ids.hpp"
 #include "persistence/usage.hpp"
@@ -22,29 +23,11 @@ namespace {
 constexpr int64_t max_report_days = 366;
 constexpr auto db_timeout = std::chrono::seconds{10};
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-/// YYYY-MM-DD of days since 1970-01-01 (civil_from_days).
-std::string civil_from_days(int64_t z) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+/// YYYY-MM-DD of days since 1970-01-01.
+std::string day_text(int64_t days) {
+  auto date = calendar::civil_from_days(days);
   char text[48];
-  std::snprintf(text, sizeof text, "%04lld-%02u-%02u", static_cast<long long>(y + (m <= 2)), m, d);
+  std::snprintf(text, sizeof text, "%04lld-%02u-%02u", static_cast<long long>(date.year), date.month, date.day);
   return text;
 }
 
@@ -66,7 +49,7 @@ std::optional<int64_t> parse_day(std::string_view text) {
   bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
   if (*d > month_days[*m - 1] + (*m == 2 && leap ? 1 : 0))
     return std::nullopt;
-  return days_from_civil(*y, *m, *d);
+  return calendar::days_from_civil(*y, *m, *d);
 }
 
 /// Pico-dollars of a decimal text with at most 12 decimals ("12.000000000001"); 0 if malformed (never: it comes
@@ -141,7 +124,7 @@ void usage_route(authenticator& auth, const std::string& db_query, const std::sh
   auto asked_user = req.query_param("user_id").value_or("");
   if (!asked_user.empty() && !is_uuid(asked_user))
     return bad_request(r, "user_id must be a user's id (a UUID).", "user_id");
-  auto from_day = civil_from_days(from), to_day = civil_from_days(to);
+  auto from_day = day_text(from), to_day = day_text(to);
 
   auth.authenticate(r, [&auth, db_query, r, asked_user, from_day, to_day, group_by, grouping](
                          caf::event_based_actor* self, const identity& who) {

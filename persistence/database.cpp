@@ -342,6 +342,10 @@ caf::behavior database_impl(database_actor* self, database_options options) {
         return usage_sql::report(tx, user_id, from_day, to_day, static_cast<usage_grouping>(grouping));
       });
     },
+    [self](spend_load_atom, const std::string& user_id, int64_t day_start, int64_t month_start) {
+      return run_query(self, "spend_load",
+                       [&](pqxx::work& tx) { return usage_sql::spend(tx, user_id, day_start, month_start); });
+    },
     [self](session_load_atom, const std::string& user_id) {
       return run_query(self, "session_load", [&](pqxx::work& tx) { return accounts_sql::session_load(tx, user_id); });
     },

@@ -36,4 +36,19 @@ enum class usage_grouping : uint8_t { model, key, day };
 /// grouped by `grouping` (a usage_grouping) and ordered by the group's key.
 using usage_report_atom = caf::atom_constant<caf::atom("usagerep")>;
 
+/// Settled spend of one user, in pico-dollars (10^-12 USD).
+struct spend_totals {
+  int64_t day_pusd = 0;
+  int64_t month_pusd = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, spend_totals& x) {
+  return f(caf::meta::type_name("spend_totals"), x.day_pusd, x.month_pusd);
+}
+
+/// (spend_load_atom, user_id, int64_t day_start, int64_t month_start) -> spend_totals: the cost of the user's calls
+/// since each unix time (a session's spend ledger starts from it).
+using spend_load_atom = caf::atom_constant<caf::atom("spendload")>;
+
 } // namespace troupe

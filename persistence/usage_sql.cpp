@@ -52,4 +52,21 @@ caf::expected<std::vector<usage_group>> report(pqxx::transaction_base& tx, const
   return groups;
 }
 
+caf::expected<spend_totals> spend(pqxx::transaction_base& tx, const std::string& user_id, int64_t day_start,
+                                  int64_t month_start) {
+  if (!is_uuid(user_id))
+    return make_error(service_error::not_found, "No such user.");
+  // Pico-dollars are exact: cost_usd has 12 decimals.
+  auto row = tx.exec_params1(
+    "SELECT (coalesce(sum(cost_usd) FILTER (WHERE created_at >= to_timestamp($2)), 0) * 1000000000000)::bigint, "
+    "(coalesce(sum(cost_usd) FILTER (WHERE created_at >= to_timestamp($3)), 0) * 1000000000000)::bigint "
+    "FROM usage_events "
+    "WHERE user_id = $1::uuid AND created_at >= to_timestamp(least($2, $3))",
+    user_id, day_start, month_start);
+  spend_totals totals;
+  totals.day_pusd = row[0].as<int64_t>();
+  totals.month_pusd = row[1].as<int64_t>();
+  return totals;
+}
+
 } // namespace troupe::usage_sql

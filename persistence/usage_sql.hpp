@@ -13,4 +13,7 @@ caf::expected<std::vector<usage_group>> report(pqxx::transaction_base& tx, const
                                                const std::string& from_day, const std::string& to_day,
                                                usage_grouping grouping);
 
+caf::expected<spend_totals> spend(pqxx::transaction_base& tx, const std::string& user_id, int64_t day_start,
+                                  int64_t month_start);
+
 } // namespace troupe::usage_sql

@@ -3,6 +3,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/sessions.hpp"
+#include "persistence/usage.hpp"
 #include "config/service_error.hpp"
 
 #include <caf/all.hpp>
@@ -20,6 +21,8 @@ namespace {
 struct fake_db_state {
   std::atomic<int> loads{0};
   std::atomic<int64_t> used_today{0};
+  std::atomic<int64_t> spent_day{0};   // what spend_load answers (pico-dollars)
+  std::atomic<int64_t> spent_month{0};
   std::mutex mutex;
   std::vector<usage_row> usage;  // rows the writer received
   std::string role = "user";     // what user_by_id answers (guarded by mutex)
@@ -45,6 +48,9 @@ caf::behavior fake_db(caf::event_based_actor* self, std::shared_ptr<fake_db_stat
       return s;
     },
     [db](usage_load_atom, const std::string&, const std::string&) { return db->used_today.load(); },
+    [db](spend_load_atom, const std::string&, int64_t, int64_t) {
+      return spend_totals{db->spent_day.load(), db->spent_month.load()};
+    },
     [self, db](storage_get_atom, const std::string&) -> caf::result<storage_status> {
       ++db->storage_reads;
       storage_status s{db->storage_used.load(), 1000, "free"};
@@ -95,8 +101,11 @@ protected:
         caf::anon_send_exit(a, caf::exit_reason::kill);
   }
 
-  void start(int64_t daily_limit, std::shared_ptr<storage_epoch> storage_changes = nullptr) {
+  void start(int64_t daily_limit, std::shared_ptr<storage_epoch> storage_changes = nullptr,
+             spend_limits limits = {}) {
     session_manager_options opts;
+    opts.session.plan_limits = [limits](const std::string&) { return limits; };
+    opts.session.now_seconds = [this] { return seconds_.load(); };
     opts.session.storage_changes = std::move(storage_changes);
     opts.session.db_query = [a = db_actor_]() -> std::optional<caf::actor> { return a; };
     opts.session.writer = [a = writer_]() -> std::optional<caf::actor> { return a; };
@@ -123,6 +132,7 @@ protected:
   std::shared_ptr<std::atomic<int64_t>> active_;  // troupe_sessions_active
   std::shared_ptr<directory> sessions_;           // live sessions by user id
   std::atomic<int64_t> now_{1795300000};  // 2026-11-21T... UTC
+  std::atomic<double> seconds_{1000.0};   // the buckets' monotonic clock
 };
 
 } // namespace
@@ -528,4 +538,121 @@ TEST_F(Sessions, HandOffToALiveSessionOnlyLowers) {
   self->request(s, caf::infinite, authorize_atom::value, cred).receive([](identity& who) {
     EXPECT_FALSE(who.rate.allowed);
   }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+}
+
+namespace {
+
+/// authorize reserving `tokens` and `pusd` (and one generation); the answer.
+identity reserve_spend(caf::scoped_actor& self, const caf::actor& session, const std::string& user, int64_t tokens,
+                       int64_t pusd) {
+  credential cred{"jwt", user, "j", 4102444800, "", {}, 1};
+  cred.reserve_tokens = tokens;
+  cred.reserve_pusd = pusd;
+  identity out;
+  self->request(session, caf::infinite, authorize_atom::value, cred)
+    .receive([&](identity& who) { out = std::move(who); }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  return out;
+}
+
+} // namespace
+
+// Reserve, then settle: what is reserved counts against the budget until it settles; settling replaces it by what
+// was used; a refused reservation takes no generation of the quota.
+TEST_F(Sessions, SpendIsReservedThenSettled) {
+  start(100, nullptr, spend_limits{1000, 0, 0});
+  auto s = session("u30");
+  caf::scoped_actor self{*sys_};
+  auto first = reserve_spend(self, s, "u30", 10, 600);
+  EXPECT_TRUE(first.spend.allowed);
+  EXPECT_EQ(first.quota.used, 1);
+  auto second = reserve_spend(self, s, "u30", 10, 600); // 600 reserved + 600 > 1000
+  EXPECT_FALSE(second.spend.allowed);
+  EXPECT_EQ(second.spend.refused, "daily_budget");
+  EXPECT_EQ(second.spend.limit, 1000);
+  EXPECT_EQ(second.spend.used, 600);
+  EXPECT_GT(second.spend.retry_after_s, 0);
+  EXPECT_EQ(second.quota.used, 1); // no generation taken
+  // The first call used 100 of its 600: 900 left.
+  {
+    spend_reservation r{sessions_, "u30", 10, 600};
+    r.settle(5, 100);
+    EXPECT_FALSE(r.held());
+  }
+  EXPECT_TRUE(reserve_spend(self, s, "u30", 10, 600).spend.allowed);
+  EXPECT_FALSE(reserve_spend(self, s, "u30", 10, 301).spend.allowed); // 100 + 600 + 301 > 1000
+  {
+    spend_reservation dropped{sessions_, "u30", 10, 600}; // destroyed unsettled: settles at 0
+  }
+  EXPECT_TRUE(reserve_spend(self, s, "u30", 10, 900).spend.allowed); // 100 + 900
+}
+
+// A new session starts from what the ledger says was spent this day and month.
+TEST_F(Sessions, SpendStartsFromTheLedger) {
+  db_->spent_day = 900;
+  db_->spent_month = 5000;
+  start(100, nullptr, spend_limits{1000, 5100, 0});
+  auto s = session("u31");
+  caf::scoped_actor self{*sys_};
+  auto daily = reserve_spend(self, s, "u31", 1, 200);
+  EXPECT_EQ(daily.spend.refused, "daily_budget");
+  auto monthly = reserve_spend(self, s, "u31", 1, 100);
+  EXPECT_TRUE(monthly.spend.allowed);
+  auto over = reserve_spend(self, s, "u31", 1, 1);
+  EXPECT_EQ(over.spend.refused, "daily_budget"); // 900 + 100 reserved = the day's 1000
+  // The next quota day (it rolls over at 04:00 UTC): the day is new, the month is not.
+  now_ += 86400;
+  auto next_day = reserve_spend(self, s, "u31", 1, 50);
+  EXPECT_EQ(next_day.spend.refused, "monthly_budget"); // 5000 + 100 reserved + 50 > 5100
+}
+
+// Tokens per minute: a window of that many tokens refilling over a minute; a call that used less than it reserved
+// gives the rest back, one that used more leaves the window in debt; a reservation larger than the window is refused
+// outright.
+TEST_F(Sessions, TokensPerMinuteAreReservedAndSettled) {
+  start(100, nullptr, spend_limits{0, 0, 1000});
+  auto s = session("u32");
+  caf::scoped_actor self{*sys_};
+  EXPECT_TRUE(reserve_spend(self, s, "u32", 800, 0).spend.allowed);
+  auto refused = reserve_spend(self, s, "u32", 300, 0);
+  EXPECT_EQ(refused.spend.refused, "tokens_per_minute");
+  EXPECT_EQ(refused.spend.retry_after_s, 6); // 100 more tokens at 1000 a minute
+  {
+    spend_reservation r{sessions_, "u32", 800, 0};
+    r.settle(500, 0); // 300 back
+  }
+  EXPECT_TRUE(reserve_spend(self, s, "u32", 500, 0).spend.allowed);
+  {
+    spend_reservation r{sessions_, "u32", 500, 0};
+    r.settle(900, 0); // 400 more than reserved: the window is at -400
+  }
+  EXPECT_FALSE(reserve_spend(self, s, "u32", 1, 0).spend.allowed);
+  seconds_ = seconds_ + 30.0; // 500 tokens refilled: at 100
+  EXPECT_TRUE(reserve_spend(self, s, "u32", 100, 0).spend.allowed);
+  EXPECT_EQ(reserve_spend(self, s, "u32", 5000, 0).spend.retry_after_s, 60); // never fits in 1000
+}
+
+// A hand-off carries the spend: the next owner counts no less spent, keeps the reservations (they settle there) and
+// the window's level.
+TEST_F(Sessions, HandOffCarriesTheSpend) {
+  start(100, nullptr, spend_limits{1000, 0, 1000});
+  auto s = session("u33");
+  caf::scoped_actor self{*sys_};
+  EXPECT_TRUE(reserve_spend(self, s, "u33", 700, 400).spend.allowed);
+  session_handoff handoff;
+  self->request(s, caf::infinite, handoff_atom::value)
+    .receive([&](session_handoff& h) { handoff = std::move(h); }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
+  EXPECT_EQ(handoff.reserved_pusd, 400);
+  EXPECT_NEAR(handoff.window_tokens, 300, 0.01);
+  handoff.user_id = "u34";
+  handoff.spent_day = 500;
+  self->send(manager_, handoff_atom::value, handoff);
+  auto next = session("u34");
+  EXPECT_EQ(reserve_spend(self, next, "u34", 1, 101).spend.refused, "daily_budget"); // 500 + 400 + 101 > 1000
+  EXPECT_EQ(reserve_spend(self, next, "u34", 301, 1).spend.refused, "tokens_per_minute");
+  // The reservation made on the previous owner settles here.
+  {
+    spend_reservation r{sessions_, "u34", 700, 400};
+    r.settle(100, 50);
+  }
+  EXPECT_TRUE(reserve_spend(self, next, "u34", 1, 450).spend.allowed); // 550 + 450 = 1000
 }

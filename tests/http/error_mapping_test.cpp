@@ -84,6 +84,7 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
     {service_error::version_not_supported, 505},
     {service_error::storage_quota_exceeded, 413},
     {service_error::json_too_deep, 400},     {service_error::duplicate_key, 400},
+    {service_error::insufficient_quota, 402},
   };
   EXPECT_EQ(expected.size(), size_t{last_code});
   for (const auto& [code, status] : expected)
@@ -91,6 +92,9 @@ TEST(ErrorMapping, StatusesMatchTheirMeaning) {
   EXPECT_EQ(std::string{type_of(service_error::unauthenticated)}, "authentication_error");
   EXPECT_EQ(std::string{type_of(service_error::rate_limited)}, "rate_limit_error");
   EXPECT_EQ(std::string{type_of(service_error::invalid_input)}, "invalid_request_error");
+  // OpenAI's shape for a spent budget: type and code insufficient_quota.
+  EXPECT_EQ(std::string{type_of(service_error::insufficient_quota)}, "insufficient_quota");
+  EXPECT_EQ(std::string{to_string(service_error::insufficient_quota)}, "insufficient_quota");
 }
 
 // Every body is valid JSON with type, code, message (the default when none is given) and request_id, and

@@ -13,7 +13,9 @@
 #include <pqxx/pqxx>
 
 #include <algorithm>
+#include <future>
 #include <memory>
+#include <random>
 #include <thread>
 
 namespace troupe::testing {
@@ -45,7 +47,8 @@ protected:
   void start(std::vector<std::string> sets = {}) {
     troupe_process::options opts;
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
-    opts.env["TROUPE_UPSTREAMS"] = R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"]}])";
+    opts.env["TROUPE_UPSTREAMS"] =
+      R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"],"max_inflight":256}])";
     opts.env["TROUPE_PRICES"] = prices;
     opts.args = {"--set", "retry.base_ms=1", "--set", "limits.generate_burst=1000", "--set",
                  "quota.free_per_day=100000"};
@@ -306,6 +309,79 @@ TEST_F(Usage, TheReportGroupsByModelKeyAndDay) {
   auto seen = get("/api/usage?group_by=model&user_id=" + user_id, admin);
   ASSERT_EQ(seen.status, 200) << seen.body;
   EXPECT_EQ(parse_json(seen.body)["total"]["requests"].GetInt64(), 3);
+}
+
+// Reserve, then settle, under 200 concurrent requests with random max_tokens against a daily budget that about half
+// of them fit in: the calls the ledger records never cost more than the budget; the others are refused before any
+// upstream call with 402 insufficient_quota in OpenAI's shape and a Retry-After; nothing else goes wrong.
+TEST_F(Usage, ABudgetHoldsUnder200ConcurrentRequests) {
+  // mock-1's reservations here are 10-11 prompt tokens and 1-64 completion tokens: about 21 micro-dollars on average.
+  start({"quota.free_usd_per_day=0.002", "limits.generate_max_inflight=256", "limits.generate_burst=1000",
+         "limits.generate_per_minute=100000"});
+  std::mt19937 random{20261206};
+  std::uniform_int_distribution<int> max_tokens{1, 64};
+  std::vector<std::future<http_result>> calls;
+  for (int i = 0; i < 200; ++i) {
+    auto extra = ",\"max_tokens\":" + std::to_string(max_tokens(random));
+    calls.push_back(std::async(std::launch::async, [this, i, extra] {
+      return chat("question number " + std::to_string(1000 + i), extra);
+    }));
+  }
+  int ok = 0, refused = 0;
+  std::string other;
+  for (auto& f : calls) {
+    auto res = f.get();
+    if (res.status == 200) {
+      ++ok;
+    } else if (res.status == 402) {
+      ++refused;
+      auto doc = parse_json(res.body);
+      EXPECT_EQ(std::string(doc["error"]["code"].GetString()), "insufficient_quota") << res.body;
+      EXPECT_EQ(std::string(doc["error"]["type"].GetString()), "insufficient_quota") << res.body;
+      EXPECT_FALSE(res.header("retry-after").empty());
+    } else if (other.empty()) {
+      other = std::to_string(res.status) + " " + res.error + " " + res.body;
+    }
+  }
+  EXPECT_EQ(ok + refused, 200) << other;
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(refused, 0);
+  auto rows = ledger(static_cast<size_t>(ok));
+  EXPECT_EQ(rows.size(), static_cast<size_t>(ok)); // one row per answered call, none for a refused one
+  pqxx::connection db{db_.url()};
+  pqxx::work tx{db};
+  auto spent = tx.exec("SELECT (coalesce(sum(e.cost_usd), 0) * 1000000000000)::bigint FROM usage_events e "
+                       "JOIN users u ON u.id = e.user_id WHERE u.email = " + tx.quote(email))[0][0]
+                 .as<int64_t>();
+  EXPECT_LE(spent, 2000000000); // 0.002 USD in pico-dollars
+  EXPECT_EQ(parse_json(http_get(mock.base_url() + "/mock/stats").body)["requests"].GetInt64(), ok);
+}
+
+// Tokens per minute are reserved before the call: while one call holds its reservation, another that does not fit
+// in what is left is refused with 429 and Retry-After; a request that could never fit says to lower max_tokens.
+TEST_F(Usage, TokensPerMinuteAreReservedBeforeTheCall) {
+  start({"quota.free_tokens_per_minute=1000"});
+  auto too_big = chat("x", R"(,"max_tokens":2000)");
+  EXPECT_EQ(too_big.status, 429) << too_big.body;
+  EXPECT_NE(too_big.body.find("lower max_tokens"), std::string::npos) << too_big.body;
+  // About 700 tokens reserved for as long as the mock holds the answer.
+  auto held = std::async(std::launch::async,
+                         [this] { return chat("[[mock latency_ms=3000]] hold it", R"(,"max_tokens":700)"); });
+  int64_t in_flight = 0;
+  for (int i = 0; i < 1000 && in_flight == 0; ++i) {
+    in_flight = parse_json(http_get(mock.base_url() + "/mock/stats").body)["in_flight"].GetInt64();
+    if (in_flight == 0)
+      std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(in_flight, 1);
+  auto refused = chat("another", R"(,"max_tokens":400)");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_FALSE(refused.header("retry-after").empty());
+  EXPECT_NE(refused.body.find("tokens per minute"), std::string::npos) << refused.body;
+  EXPECT_EQ(chat("a small one", R"(,"max_tokens":100)").status, 200); // what is left fits it
+  EXPECT_EQ(held.get().status, 200);
+  // Settled at what it used (a few tokens): the window has room again.
+  EXPECT_EQ(chat("another", R"(,"max_tokens":400)").status, 200);
 }
 
 } // namespace

@@ -1,0 +1,97 @@
+#pragma once
+// A user's spend and token limits (issue 16), as the user's session keeps them: reserve before an upstream call,
+// settle to what it really used afterwards. Pure logic, no actors: the session owns one spend_ledger and feeds it
+// its clock; tests drive it directly.
+//
+// Reserve, then settle: a call reserves its estimate (the prompt's tokens plus its max_tokens, or
+// budget.default_max_tokens, times n) and that estimate's price before it goes upstream; it is refused, changing
+// nothing, when the reservation would take the day's or the month's settled spend plus what is reserved past its
+// budget, or when the user's tokens-per-minute window has not that many tokens. Settling removes the reservation and
+// adds what the call really cost; a call that fails settles at 0. So under any concurrency the settled spend
+// exceeds a budget by at most what the estimates under-counted, never by what calls in flight could add.
+
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace troupe {
+
+/// A plan's limits; 0 = none.
+struct spend_limits {
+  int64_t day_pusd = 0;          // pico-dollars per quota day
+  int64_t month_pusd = 0;        // pico-dollars per UTC calendar month
+  int64_t tokens_per_minute = 0; // prompt and completion tokens
+};
+
+/// What a reservation asks for, and what settling it says was really used.
+struct spend_settlement {
+  int64_t reserved_tokens = 0;
+  int64_t reserved_pusd = 0;
+  int64_t used_tokens = 0;
+  int64_t used_pusd = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, spend_settlement& x) {
+  return f(caf::meta::type_name("spend_settlement"), x.reserved_tokens, x.reserved_pusd, x.used_tokens, x.used_pusd);
+}
+
+/// The answer to a reservation.
+struct spend_status {
+  bool allowed = true;
+  std::string refused; // "" (allowed), "tokens_per_minute", "daily_budget" or "monthly_budget"
+  int64_t retry_after_s = 0;
+  int64_t limit = 0;   // the limit that refused: pico-dollars, or tokens per minute
+  int64_t used = 0;    // what counts against it: settled plus reserved pico-dollars, or tokens taken this minute
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, spend_status& x) {
+  return f(caf::meta::type_name("spend_status"), x.allowed, x.refused, x.retry_after_s, x.limit, x.used);
+}
+
+/// The first second of the UTC calendar month holding `unix_seconds`, and of the next one.
+int64_t month_start(int64_t unix_seconds);
+int64_t next_month_start(int64_t unix_seconds);
+
+class spend_ledger {
+public:
+  /// Starts with what PostgreSQL holds for the current quota day (starting at `day_start`) and month.
+  spend_ledger(int64_t day_start, int64_t spent_day, int64_t spent_month, int64_t now_unix);
+
+  /// Reserves `tokens` and `pusd` at `now_unix` (wall clock, for days and months) and `now_s` (monotonic seconds,
+  /// for the tokens-per-minute window), or refuses, changing nothing.
+  spend_status reserve(const spend_limits& limits, int64_t tokens, int64_t pusd, int64_t now_unix, double now_s);
+  /// Ends a reservation: removes what it reserved, adds what was used (the window may go into debt: a call that used
+  /// more than it reserved delays the next ones).
+  void settle(const spend_limits& limits, const spend_settlement& s, int64_t now_unix, double now_s);
+  /// Takes over a hand-off from the user's previous owner: no less spend, its reservations (they settle here now),
+  /// no more window tokens than it had.
+  void take_over(const spend_limits& limits, int64_t day_start, int64_t spent_day, int64_t month_start,
+                 int64_t spent_month, int64_t reserved_pusd, double window_tokens, int64_t now_unix, double now_s);
+
+  int64_t day_start() const { return day_start_; }
+  int64_t spent_day() const { return spent_day_; }
+  int64_t month_start() const { return month_start_; }
+  int64_t spent_month() const { return spent_month_; }
+  int64_t reserved_pusd() const { return reserved_pusd_; }
+  /// Tokens the window holds at `now_s` (negative: in debt); the limit itself when the window never started.
+  double window_tokens(const spend_limits& limits, double now_s) const;
+
+private:
+  void roll(int64_t now_unix);
+
+  int64_t day_start_;
+  int64_t spent_day_;
+  int64_t month_start_;
+  int64_t spent_month_;
+  int64_t reserved_pusd_ = 0;
+  // Tokens per minute: a bucket of tokens_per_minute refilling at tokens_per_minute / 60 a second, which may go below
+  // zero when calls used more than they reserved. Starts full.
+  bool window_started_ = false;
+  double window_ = 0;
+  double window_at_ = 0;
+};
+
+} // namespace troupe

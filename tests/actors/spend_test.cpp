@@ -1,0 +1,35 @@
+// The spend ledger's calendar (actors/spend.hpp): UTC months and quota days roll over where they should.
+
+#include "actors/spend.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace troupe;
+
+TEST(SpendLedger, MonthsAreUtcCalendarMonths) {
+  EXPECT_EQ(month_start(1795300000), 1793491200);      // 2026-11-21 -> 2026-11-01T00:00:00Z
+  EXPECT_EQ(next_month_start(1795300000), 1796083200); // 2026-12-01
+  EXPECT_EQ(month_start(1798761599), 1796083200);      // 2026-12-31T23:59:59Z -> 2026-12-01
+  EXPECT_EQ(next_month_start(1798761599), 1798761600); // 2027-01-01
+  EXPECT_EQ(month_start(1709251199), 1706745600);      // 2024-02-29T23:59:59Z (leap) -> 2024-02-01
+  EXPECT_EQ(next_month_start(1709251199), 1709251200); // 2024-03-01
+}
+
+TEST(SpendLedger, DaysAndMonthsRollOverAndReservationsStay) {
+  const int64_t day = 1795233600; // a quota day starting 2026-11-21T04:00:00Z
+  spend_ledger ledger{day, 300, 800, day + 3600};
+  spend_limits limits{1000, 1500, 0};
+  EXPECT_TRUE(ledger.reserve(limits, 0, 600, day + 3600, 0).allowed);
+  EXPECT_FALSE(ledger.reserve(limits, 0, 200, day + 3600, 0).allowed); // 300 + 600 + 200 > 1000
+  // The next quota day: nothing spent yet, the 600 still reserved; the month counts 800.
+  EXPECT_EQ(ledger.reserve(limits, 0, 200, day + 86400, 0).refused, "monthly_budget"); // 800 + 600 + 200 > 1500
+  ledger.settle(limits, spend_settlement{0, 600, 0, 0}, day + 86400, 0);
+  EXPECT_EQ(ledger.spent_day(), 0);
+  EXPECT_EQ(ledger.spent_month(), 800);
+  EXPECT_EQ(ledger.reserved_pusd(), 0);
+  // December: the month is new.
+  auto status = ledger.reserve(limits, 0, 1000, 1796083200 + 10, 0);
+  EXPECT_TRUE(status.allowed) << status.refused;
+  EXPECT_EQ(ledger.spent_month(), 0);
+  EXPECT_EQ(ledger.month_start(), 1796083200);
+}
