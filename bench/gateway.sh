@@ -9,6 +9,10 @@
 #      bench/package.json, installed into bench/node_modules; one Node process on 127.0.0.1, headers
 #      x-portkey-provider: openai and x-portkey-custom-host: the mock), at both concurrencies.
 #      Target: Troupe >= 5x Portkey req/s at -c64. When npm cannot install it the part is SKIPPED, with the reason.
+#   2b. Metering: the same -c64 requests through a second Troupe whose plan has a daily and a monthly budget and a
+#      tokens-per-minute limit, all far above what the run uses ("troupe_metered": every call reserves its estimate
+#      in the user's session and settles it), against the first one without limits ("troupe": no reservation).
+#      Both price mock-1 and write the usage ledger. Target: metered >= 0.9x req/s.
 #   3. Cache hit: one deterministic chat completion (temperature 0), answered once to fill the cache, then sent again
 #      and again through Troupe (X-Cache: HIT) against nginx answering `return 200` (bench/http.sh's reference).
 #      Target: Troupe >= 0.4x nginx req/s at -c64.
@@ -50,6 +54,7 @@ TARGET_ADDED_P50_MS=0.3
 TARGET_ADDED_P99_MS=1
 TARGET_PORTKEY_RATIO=5
 TARGET_HIT_RATIO=0.4
+TARGET_METERED_RATIO=0.9
 WRK_SCRIPT=bench/wrk/gateway_chat.lua
 PORTKEY_DIR=bench/node_modules/@portkey-ai/gateway
 
@@ -68,8 +73,9 @@ done
 # ---- processes and cleanup ----------------------------------------------------------------------------
 mock_pid=""
 troupe_pid=""
+metered_pid=""
 portkey_pid=""
-stop_at_exit=(troupe_pid portkey_pid nginx_pid mock_pid)
+stop_at_exit=(troupe_pid metered_pid portkey_pid nginx_pid mock_pid)
 on_exit bench_cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
@@ -148,6 +154,8 @@ ensure_database
 # One upstream, the mock; its in-flight cap above any concurrency of the run.
 TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"],"max_inflight":4096}]' "$mock_base")
 export TROUPE_UPSTREAMS
+TROUPE_PRICES='{"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6}}'
+export TROUPE_PRICES
 # Production settings except what a benchmark by one user must lift: the generate policy (1e6/min, burst 1e6: every
 # request asks its limiter shard, none is refused), the daily quota (every request reserves one), the generate
 # in-flight cap (kept, above the run's concurrency); the access log is off (log.request_sample=0).
@@ -165,6 +173,20 @@ if ! wait_ready "$troupe_base/health" "$troupe_pid" troupe; then
   die "troupe did not start"
 fi
 log "troupe $troupe_base (pid $troupe_pid)"
+# The metered one: the same, with limits no request of the run reaches.
+metered_args=(--set quota.free_usd_per_day=1000000 --set quota.free_usd_per_month=1000000
+  --set quota.free_tokens_per_minute=1000000000000)
+metered_port=$(free_port)
+# shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
+"$TROUPE_BIN" --set "http.port=$metered_port" "${bench_args[@]}" "${metered_args[@]}" $TROUPE_ARGS </dev/null \
+  2>"$out/metered.stderr" > >(head -c 1048576 >"$out/metered.log"; cat >/dev/null) &
+metered_pid=$!
+metered_base=http://127.0.0.1:$metered_port
+if ! wait_ready "$metered_base/health" "$metered_pid" troupe_metered; then
+  tail -n 20 "$out/metered.log" "$out/metered.stderr" >&2 || true
+  die "the metered troupe did not start"
+fi
+log "troupe_metered $metered_base (pid $metered_pid)"
 
 # One account; its access token (15 minutes) outlives the run.
 account='{"email":"bench-gateway@example.com","password":"correct horse battery staple"}'
@@ -172,6 +194,9 @@ curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "$troupe
 BENCH_ACCESS_TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$troupe_base/api/auth/login" |
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $BENCH_ACCESS_TOKEN ]] || die "could not log in to troupe"
+METERED_ACCESS_TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$metered_base/api/auth/login" |
+  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[[ -n $METERED_ACCESS_TOKEN ]] || die "could not log in to the metered troupe"
 
 # ---- Portkey ----------------------------------------------------------------------------------------------
 portkey_headers=(-H 'x-portkey-provider: openai' -H "x-portkey-custom-host: $mock_base/v1" -H 'Authorization: Bearer dummy')
@@ -212,6 +237,8 @@ check_path direct "$mock_base/v1/chat/completions" 1 -d "$(chat_body 0.7 'check 
 check_path troupe "$troupe_base/v1/chat/completions" 1 -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" \
   -d "$(chat_body 0.7 'check troupe')"
 grep -qi '^x-troupe-upstream: mock' "$out/check-troupe.headers" || die "troupe: no X-Troupe-Upstream: mock header"
+check_path troupe_metered "$metered_base/v1/chat/completions" 1 -H "Authorization: Bearer $METERED_ACCESS_TOKEN" \
+  -d "$(chat_body 0.7 'check metered')"
 if [[ -z $portkey_skip ]]; then
   check_path portkey "http://127.0.0.1:$portkey_port/v1/chat/completions" 1 "${portkey_headers[@]}" \
     -d "$(chat_body 0.7 'check portkey')"
@@ -234,6 +261,7 @@ run_wrk() {
     direct) url=$mock_base/v1/chat/completions ;;
     troupe) url=$troupe_base/v1/chat/completions token=$BENCH_ACCESS_TOKEN ;;
     troupe_hit) url=$troupe_base/v1/chat/completions token=$BENCH_ACCESS_TOKEN mode=fixed ;;
+    troupe_metered) url=$metered_base/v1/chat/completions token=$METERED_ACCESS_TOKEN ;;
     portkey) url=http://127.0.0.1:$portkey_port/v1/chat/completions args+=("${portkey_headers[@]}") ;;
     nginx) url=$nginx_url mode=fixed ;;
     *) die "run_wrk: unknown server $server" ;;
@@ -244,6 +272,7 @@ run_wrk() {
   kill -0 "$mock_pid" 2>/dev/null || die "the mock upstream died during the run (see $out/mock.log)"
   kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
   kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
+  kill -0 "$metered_pid" 2>/dev/null || die "the metered troupe died during the run (see $out/metered.log)"
   [[ -z $portkey_pid ]] || kill -0 "$portkey_pid" 2>/dev/null || die "portkey died during the run (see $out/portkey.log)"
   CALLS=$((after - before))
 }
@@ -251,7 +280,7 @@ run_wrk() {
 # The runs of one round, in order: "server connections".
 plan=("direct $CONNECTIONS_LOW" "troupe $CONNECTIONS_LOW")
 [[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_LOW")
-plan+=("direct $CONNECTIONS_HIGH" "troupe $CONNECTIONS_HIGH")
+plan+=("direct $CONNECTIONS_HIGH" "troupe $CONNECTIONS_HIGH" "troupe_metered $CONNECTIONS_HIGH")
 [[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_HIGH")
 plan+=("nginx $CONNECTIONS_HIGH" "troupe_hit $CONNECTIONS_HIGH")
 
@@ -278,12 +307,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     rps[$key]+="$RPS " p50[$key]+="$P50_MS " p99[$key]+="$P99_MS "
     this_p50[$key]=$P50_MS this_p99[$key]=$P99_MS
     case $server in
-      troupe | troupe_hit) troupe_non2xx=$((troupe_non2xx + NON2XX)) ;;
+      troupe | troupe_hit | troupe_metered) troupe_non2xx=$((troupe_non2xx + NON2XX)) ;;
       *) other_non2xx=$((other_non2xx + NON2XX)) ;;
     esac
     socket_errors=$((socket_errors + SOCKET_ERRORS))
     # Every answered request of a varying run needs its own upstream call (in-flight ones at the end may add a few).
-    if [[ $server == troupe || $server == portkey ]] && ((CALLS < REQUESTS)); then
+    if [[ $server == troupe || $server == troupe_metered || $server == portkey ]] && ((CALLS < REQUESTS)); then
       log "$server -c$connections: $REQUESTS responses but only $CALLS mock calls: requests were merged or cached"
       merged=$((merged + REQUESTS - CALLS))
     fi
@@ -324,6 +353,9 @@ fi
 hit_rps=$(m rps "troupe_hit $hi") nginx_rps=$(m rps "nginx $hi")
 hit_ratio=$(ratio "$hit_rps" "$nginx_rps")
 v_hit=$(at_least "$hit_ratio" "$TARGET_HIT_RATIO")
+metered_rps_hi=$(m rps "troupe_metered $hi")
+metered_ratio=$(ratio "$metered_rps_hi" "$troupe_rps_hi")
+v_metered=$(at_least "$metered_ratio" "$TARGET_METERED_RATIO")
 v_2xx=PASS
 ((troupe_non2xx == 0)) || v_2xx=MISS
 v_honest=PASS
@@ -371,6 +403,7 @@ Cache hit at -c$hi: troupe $(fmt "$hit_rps" %.0f) req/s, nginx $(fmt "$nginx_rps
 | added p99 at -c$lo <= $TARGET_ADDED_P99_MS ms | +$(fmt "$added_p99_lo" %.3f) ms | $v_p99 |
 | Troupe >= ${TARGET_PORTKEY_RATIO}x Portkey req/s at -c$hi | $portkey_cell | $v_portkey |
 | cache-hit chat completion >= ${TARGET_HIT_RATIO}x nginx \`return 200\` req/s at -c$hi | ${hit_ratio}x | $v_hit |
+| metering with budgets and tokens per minute >= ${TARGET_METERED_RATIO}x without, req/s at -c$hi | ${metered_ratio}x ($(fmt "$metered_rps_hi" %.0f) vs $(fmt "$troupe_rps_hi" %.0f) req/s) | $v_metered |
 | every Troupe response 2xx | $troupe_non2xx non-2xx | $v_2xx |
 | no request merged or cached in the latency and throughput runs; no cache-hit run reaches the mock | $merged missing upstream calls, $hit_calls cache-hit calls | $v_honest |
 EOF
@@ -384,14 +417,15 @@ ensure_results_file "$RESULTS"
   echo
   echo "- command: \`$command\` (wrk -t$THREADS -d$DURATION --latency -s $WRK_SCRIPT; $ROUNDS rounds, each running in turn: direct, troupe${portkey_skip:+,}${portkey_skip:-, portkey} at -c$lo, the same at -c$hi, nginx and troupe_hit at -c$hi; warm-up $WARMUP of each -c$hi run)"
   echo "- requests: non-streamed POST /v1/chat/completions; direct, troupe, portkey: temperature 0.7 and a user message numbered per request in flight (never cached, never merged by single flight; checked: each run reaches the mock at least once per response, column \"mock calls\"); troupe_hit: one deterministic request (temperature 0) answered once before the run, so every response is an X-Cache: HIT; nginx: the same POST answered by \`return 200\`"
-  echo "- troupe: a bearer token (JWT) of one user; arguments \`${bench_args[*]}${TROUPE_ARGS:+ $TROUPE_ARGS}\`; upstream mock with max_inflight 4096; portkey: headers x-portkey-provider: openai, x-portkey-custom-host: the mock's /v1, Authorization: Bearer dummy"
+  echo "- troupe: a bearer token (JWT) of one user; arguments \`${bench_args[*]}${TROUPE_ARGS:+ $TROUPE_ARGS}\`, TROUPE_PRICES mock-1; troupe_metered: the same plus \`${metered_args[*]}\`; upstream mock with max_inflight 4096; portkey: headers x-portkey-provider: openai, x-portkey-custom-host: the mock's /v1, Authorization: Bearer dummy"
   echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r); wrk, the mock, the gateways and PostgreSQL share the CPUs"
   echo "- software: commit $commit; mock-upstream --threads $MOCK_THREADS; $portkey_software; nginx $nginx_version (worker_processes $NGINX_WORKERS); wrk $wrk_version"
   echo
   echo "| round | server | connections | req/s | p50 (ms) | p99 (ms) | responses | mock calls | non-2xx | socket errors |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
-  for entry in "direct $lo" "troupe $lo" "portkey $lo" "direct $hi" "troupe $hi" "portkey $hi" "nginx $hi" "troupe_hit $hi"; do
+  for entry in "direct $lo" "troupe $lo" "portkey $lo" "direct $hi" "troupe $hi" "troupe_metered $hi" "portkey $hi" \
+    "nginx $hi" "troupe_hit $hi"; do
     # shellcheck disable=SC2086 # two words
     median_row $entry
   done

@@ -378,8 +378,11 @@ void gateway::start(const std::shared_ptr<call>& c) {
   auto prompt_tokens = oa::estimate_tokens(c->req.prompt_chars);
   auto completion_tokens =
     (c->req.max_output_tokens > 0 ? c->req.max_output_tokens : opts_.default_max_tokens) * c->req.choices;
-  auto tokens = prompt_tokens + completion_tokens;
-  auto pusd = config::cost_pusd(opts_.prices, c->req.model, prompt_tokens, completion_tokens);
+  int64_t tokens = 0, pusd = 0;
+  if (opts_.spend_limits) {
+    tokens = prompt_tokens + completion_tokens;
+    pusd = config::cost_pusd(opts_.prices, c->req.model, prompt_tokens, completion_tokens);
+  }
   // The session takes a token of the generate policy, reserves the estimate against the user's token window and
   // budgets, and one generation of the daily quota, in one message; its answer is handled on the session's thread
   // (no bridge worker).
@@ -956,6 +959,9 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.stream_drain = milliseconds{s.gateway.stream_drain_ms};
   gw.prices = s.prices;
   gw.default_max_tokens = s.quota.default_max_tokens;
+  const auto& q = s.quota;
+  gw.spend_limits = q.free_usd_per_day > 0 || q.free_usd_per_month > 0 || q.free_tokens_per_minute > 0
+                    || q.pro_usd_per_day > 0 || q.pro_usd_per_month > 0 || q.pro_tokens_per_minute > 0;
   gw.quota_reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
   return gw;
 }

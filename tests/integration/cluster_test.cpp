@@ -210,6 +210,58 @@ TEST_F(Cluster, AUsersRequestsOnEveryNodeShareOneBurst) {
   EXPECT_EQ(remote, 2 * per_node);
 }
 
+// A spend budget is one across the nodes: 60 calls spread over three nodes, all in flight at once (the mock holds
+// each answer 3 s), admit exactly as many as the budget holds reservations for (a node keeping its own ledger
+// would admit three times as many); the others get 402 before any upstream call, and the ledger's total stays
+// within the budget once every reservation made on another node has settled at its owner.
+TEST_F(Cluster, ASpendBudgetIsOneAcrossTheNodes) {
+  mock_upstream_process mock;
+  env_["TROUPE_UPSTREAMS"] =
+    R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"],"max_inflight":256}])";
+  env_["TROUPE_PRICES"] = R"({"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6}})";
+  // Each call reserves 9 prompt tokens (36 characters) and 64 completion tokens: 39,750,000 pico-dollars. A budget of
+  // 200,000,000 holds 5 of them.
+  every_node_ = {"--set", "limits.generate_burst=10000", "--set", "limits.generate_per_minute=1000000",
+                 "--set", "quota.free_per_day=100000", "--set", "limits.generate_max_inflight=200",
+                 "--set", "quota.free_usd_per_day=0.0002"};
+  three_nodes(1000);
+  auto [user_id, token] = user(*nodes_[0], "budget@example.com");
+  std::vector<std::future<http_result>> calls;
+  for (int i = 0; i < 60; ++i)
+    calls.push_back(std::async(std::launch::async, [this, i, token = token] {
+      auto body = R"({"model":"mock-1","max_tokens":64,"messages":[{"role":"user","content":"[[mock latency_ms=3000]] question )"
+                  + std::to_string(10 + i) + "\"}]}";
+      return http({"POST", nodes_[static_cast<size_t>(i) % 3]->url("/v1/chat/completions"), body,
+                   {"Authorization: Bearer " + token, "Content-Type: application/json"}, 30000});
+    }));
+  int ok = 0, refused = 0;
+  std::string other;
+  for (auto& call : calls) {
+    auto res = call.get();
+    ok += res.status == 200;
+    refused += res.status == 402;
+    if (res.status != 200 && res.status != 402 && other.empty())
+      other = std::to_string(res.status) + " " + res.error + " " + res.body;
+  }
+  EXPECT_EQ(ok, 5) << other;
+  EXPECT_EQ(refused, 55) << other;
+  EXPECT_EQ(parse_json(http_get(mock.base_url() + "/mock/stats").body)["requests"].GetInt64(), ok);
+  // Settled at the owner: its session has room again for what the calls did not use (a few completion tokens each).
+  int64_t rows = 0, spent = 0;
+  for (int i = 0; i < 1500 && rows < ok; ++i) {
+    rows = std::stoll(db_.scalar("SELECT count(*) FROM usage_events"));
+    spent = std::stoll(db_.scalar("SELECT coalesce((sum(cost_usd) * 1000000000000)::bigint, 0) FROM usage_events"));
+    if (rows < ok)
+      std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(rows, ok);
+  EXPECT_LE(spent, 200000000);
+  auto again = http({"POST", nodes_[1]->url("/v1/chat/completions"),
+                     R"({"model":"mock-1","max_tokens":64,"messages":[{"role":"user","content":"one more"}]})",
+                     {"Authorization: Bearer " + token, "Content-Type: application/json"}, 30000});
+  EXPECT_EQ(again.status, 200) << again.body;
+}
+
 // kill -9 of a user's owner: it is reported down within failure_ms + 1 s, the others serve the user within 10 s,
 // and the user, whose bucket was spent, does not get a fresh one.
 TEST_F(Cluster, AKilledOwnersUsersMoveWithoutAFreshAllowance) {
