@@ -29,6 +29,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<usage_group>("usage_group");
   cfg.add_message_type<spend_totals>("spend_totals");
   cfg.add_message_type<spend_settlement>("spend_settlement");
+  cfg.add_message_type<spend_hold>("spend_hold");
+  cfg.add_message_type<std::vector<spend_hold>>("std::vector<spend_hold>");
   cfg.add_message_type<spend_status>("spend_status");
   cfg.add_message_type<std::vector<usage_group>>("std::vector<usage_group>");
   cfg.add_message_type<std::vector<usage_event_row>>("std::vector<usage_event_row>");

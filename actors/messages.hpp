@@ -375,14 +375,14 @@ struct session_handoff {
   int64_t spent_day = 0;
   int64_t spend_month_start = 0;
   int64_t spent_month = 0;
-  int64_t reserved_pusd = 0;
+  std::vector<spend_hold> spend_holds{};
   double window_tokens = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_handoff& x) {
   return f(caf::meta::type_name("session_handoff"), x.user_id, x.buckets, x.quota_date, x.used, x.spend_day_start,
-           x.spent_day, x.spend_month_start, x.spent_month, x.reserved_pusd, x.window_tokens);
+           x.spent_day, x.spend_month_start, x.spent_month, x.spend_holds, x.window_tokens);
 }
 
 /// To a session: (handoff_atom) -> session_handoff, after which it ends (the user moved); (handoff_atom,

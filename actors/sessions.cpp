@@ -199,7 +199,8 @@ double seconds_now(const session_options& opts);
 /// Reserves spend and tokens (or refuses, changing nothing).
 spend_status reserve_spend(session_actor* self, int64_t tokens, int64_t pusd) {
   auto& st = self->state;
-  return st.spend->reserve(limits_of(st), tokens, pusd, now(st.opts), seconds_now(st.opts));
+  auto t = now(st.opts);
+  return st.spend->reserve(limits_of(st), tokens, pusd, t, seconds_now(st.opts), t + st.opts.reservation_ttl.count());
 }
 
 void settle_spend(session_actor* self, const spend_settlement& settlement) {
@@ -256,7 +257,7 @@ void take_handoff(session_actor* self, const session_handoff& handoff) {
   if (handoff.quota_date == st.day.date)
     st.used = std::max(st.used, handoff.used);
   st.spend->take_over(limits_of(st), handoff.spend_day_start, handoff.spent_day, handoff.spend_month_start,
-                      handoff.spent_month, handoff.reserved_pusd, handoff.window_tokens, now(st.opts), t);
+                      handoff.spent_month, handoff.spend_holds, handoff.window_tokens, now(st.opts), t);
 }
 
 /// How a session starts beyond its snapshot: what the user's previous owner handed over, or when the user moved
@@ -323,7 +324,7 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       }
       auto today = cred.reserve > 0 && admitted ? reserve_quota(self, cred.reserve) : quota(self);
       if (spending && spend.allowed && !today.allowed)
-        settle_spend(self, spend_settlement{cred.reserve_tokens, cred.reserve_pusd, 0, 0});
+        settle_spend(self, spend_settlement{spend.reservation, 0, 0});
       bool storage = cred.with_storage;
       identity who{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
                    today, rate, false, storage_status{}, std::move(spend)};
@@ -370,7 +371,7 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       handoff.spent_day = st.spend->spent_day();
       handoff.spend_month_start = st.spend->month_start();
       handoff.spent_month = st.spend->spent_month();
-      handoff.reserved_pusd = st.spend->reserved_pusd();
+      handoff.spend_holds = st.spend->holds();
       handoff.window_tokens = st.spend->window_tokens(limits_of(st), t);
       self->quit();
       return handoff;
@@ -492,7 +493,12 @@ void load_session(manager_actor* self, const std::string& user_id) {
         self->request(*db, caf::duration{std::chrono::seconds{10}}, usage_load_atom::value, user_id, day.date)
           .then(
             [self, db, user_id, day, start, snapshot, fail_all](int64_t used) mutable {
-              // What the user spent this quota day and this month, for the spend ledger.
+              // What the user spent this quota day and this month, for the spend ledger (when some plan has a
+              // limit: else it is never read).
+              if (!self->state.opts.session.load_spend) {
+                start(std::move(snapshot), used, spend_totals{});
+                return;
+              }
               auto now_unix = self->state.opts.session.now_unix ? self->state.opts.session.now_unix() : unix_now();
               self
                 ->request(*db, caf::duration{std::chrono::seconds{10}}, spend_load_atom::value, user_id,
@@ -795,15 +801,14 @@ void quota_reservation::give_back() {
       caf::anon_send(*session, quota_atom::value, -n);
 }
 
-spend_reservation::spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t tokens,
-                                     int64_t pusd, std::shared_ptr<cluster_state> cluster)
+spend_reservation::spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, uint64_t reservation,
+                                     std::shared_ptr<cluster_state> cluster)
   : sessions_(std::move(sessions)), cluster_(std::move(cluster)), user_id_(std::move(user_id)),
-    tokens_(std::max<int64_t>(tokens, 0)), pusd_(std::max<int64_t>(pusd, 0)),
-    held_(sessions_ != nullptr && (tokens_ > 0 || pusd_ > 0)) {}
+    reservation_(reservation), held_(sessions_ != nullptr && reservation != 0) {}
 
 spend_reservation::spend_reservation(spend_reservation&& other) noexcept
   : sessions_(std::move(other.sessions_)), cluster_(std::move(other.cluster_)), user_id_(std::move(other.user_id_)),
-    tokens_(other.tokens_), pusd_(other.pusd_), held_(std::exchange(other.held_, false)) {}
+    reservation_(other.reservation_), held_(std::exchange(other.held_, false)) {}
 
 spend_reservation& spend_reservation::operator=(spend_reservation&& other) noexcept {
   if (this != &other) {
@@ -811,8 +816,7 @@ spend_reservation& spend_reservation::operator=(spend_reservation&& other) noexc
     sessions_ = std::move(other.sessions_);
     cluster_ = std::move(other.cluster_);
     user_id_ = std::move(other.user_id_);
-    tokens_ = other.tokens_;
-    pusd_ = other.pusd_;
+    reservation_ = other.reservation_;
     held_ = std::exchange(other.held_, false);
   }
   return *this;
@@ -825,7 +829,7 @@ spend_reservation::~spend_reservation() {
 void spend_reservation::settle(int64_t tokens, int64_t pusd) {
   if (!std::exchange(held_, false))
     return;
-  spend_settlement settlement{tokens_, pusd_, std::max<int64_t>(tokens, 0), std::max<int64_t>(pusd, 0)};
+  spend_settlement settlement{reservation_, std::max<int64_t>(tokens, 0), std::max<int64_t>(pusd, 0)};
   auto route = route_user(cluster_.get(), user_id_);
   if (route.kind == session_route::remote)
     caf::anon_send(route.endpoint, spend_atom::value, user_id_, settlement, std::move(route.origin));
@@ -845,6 +849,12 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
     return plan == "pro" ? pro : free;
   };
+  manager.session.reservation_ttl =
+    std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds{s.gateway.max_generation_ms})
+    + std::chrono::seconds{60};
+  const auto& q = s.quota;
+  manager.session.load_spend = q.free_usd_per_day > 0 || q.free_usd_per_month > 0 || q.free_tokens_per_minute > 0
+                               || q.pro_usd_per_day > 0 || q.pro_usd_per_month > 0 || q.pro_tokens_per_minute > 0;
   manager.session.plan_limits = [q = s.quota](const std::string& plan) {
     bool pro = plan == "pro";
     auto pusd = [](double usd) { return static_cast<int64_t>(std::llround(usd * 1e12)); };

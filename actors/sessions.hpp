@@ -84,6 +84,11 @@ struct session_options {
   std::function<int64_t(const std::string& plan)> daily_quota;
   /// Spend budgets and tokens per minute of a plan (actors/spend.hpp); none when empty.
   std::function<troupe::spend_limits(const std::string& plan)> plan_limits;
+  /// How long a spend reservation is held without being settled (the longest generation and a margin): then it is
+  /// dropped, so a caller that never settles (lost, timed out) cannot hold the budget.
+  std::chrono::seconds reservation_ttl{660};
+  /// Whether a session reads the user's spend of the day and month when it starts (some plan has a limit).
+  bool load_spend = true;
   /// The UTC hour at which the quota day rolls over.
   int reset_utc_hour = 0;
   /// The live DB writer, for usage rows.
@@ -173,7 +178,8 @@ private:
 class spend_reservation {
 public:
   spend_reservation() noexcept = default;
-  spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, int64_t tokens, int64_t pusd,
+  /// Takes over the granted reservation `reservation` (spend_status::reservation; 0: none, nothing to settle).
+  spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, uint64_t reservation,
                     std::shared_ptr<cluster_state> cluster = nullptr);
   spend_reservation(spend_reservation&& other) noexcept;
   spend_reservation& operator=(spend_reservation&& other) noexcept;
@@ -189,8 +195,7 @@ private:
   std::shared_ptr<directory> sessions_;
   std::shared_ptr<cluster_state> cluster_;
   std::string user_id_;
-  int64_t tokens_ = 0;
-  int64_t pusd_ = 0;
+  uint64_t reservation_ = 0;
   bool held_ = false;
 };
 

@@ -13,7 +13,9 @@
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
@@ -24,22 +26,35 @@ struct spend_limits {
   int64_t tokens_per_minute = 0; // prompt and completion tokens
 };
 
-/// What a reservation asks for, and what settling it says was really used.
+/// Ends a reservation: its id (spend_status::reservation) and what the call really used.
 struct spend_settlement {
-  int64_t reserved_tokens = 0;
-  int64_t reserved_pusd = 0;
+  uint64_t reservation = 0;
   int64_t used_tokens = 0;
   int64_t used_pusd = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, spend_settlement& x) {
-  return f(caf::meta::type_name("spend_settlement"), x.reserved_tokens, x.reserved_pusd, x.used_tokens, x.used_pusd);
+  return f(caf::meta::type_name("spend_settlement"), x.reservation, x.used_tokens, x.used_pusd);
+}
+
+/// A reservation not settled yet, as a hand-off carries it to the user's next owner.
+struct spend_hold {
+  uint64_t id = 0;
+  int64_t tokens = 0;
+  int64_t pusd = 0;
+  int64_t expires_at = 0; // unix seconds: dropped then, unsettled (its caller is gone or very late)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, spend_hold& x) {
+  return f(caf::meta::type_name("spend_hold"), x.id, x.tokens, x.pusd, x.expires_at);
 }
 
 /// The answer to a reservation.
 struct spend_status {
   bool allowed = true;
+  uint64_t reservation = 0; // the granted reservation's id, for its settlement; 0: nothing was reserved
   std::string refused; // "" (allowed), "tokens_per_minute", "daily_budget" or "monthly_budget"
   int64_t retry_after_s = 0;
   int64_t limit = 0;   // the limit that refused: pico-dollars, or tokens per minute
@@ -48,7 +63,8 @@ struct spend_status {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, spend_status& x) {
-  return f(caf::meta::type_name("spend_status"), x.allowed, x.refused, x.retry_after_s, x.limit, x.used);
+  return f(caf::meta::type_name("spend_status"), x.allowed, x.reservation, x.refused, x.retry_after_s, x.limit,
+           x.used);
 }
 
 /// The first second of the UTC calendar month holding `unix_seconds`, and of the next one.
@@ -60,33 +76,42 @@ public:
   /// Starts with what PostgreSQL holds for the current quota day (starting at `day_start`) and month.
   spend_ledger(int64_t day_start, int64_t spent_day, int64_t spent_month, int64_t now_unix);
 
-  /// Reserves `tokens` and `pusd` at `now_unix` (wall clock, for days and months) and `now_s` (monotonic seconds,
-  /// for the tokens-per-minute window), or refuses, changing nothing.
-  spend_status reserve(const spend_limits& limits, int64_t tokens, int64_t pusd, int64_t now_unix, double now_s);
-  /// Ends a reservation: removes what it reserved, adds what was used (the window may go into debt: a call that used
-  /// more than it reserved delays the next ones).
+  /// Reserves `tokens` and `pusd` at `now_unix` (wall clock, for days, months and the hold's expiry at `expires_at`)
+  /// and `now_s` (monotonic seconds, for the tokens-per-minute window), or refuses, changing nothing. A granted
+  /// reservation has an id (status.reservation) that its settlement names.
+  spend_status reserve(const spend_limits& limits, int64_t tokens, int64_t pusd, int64_t now_unix, double now_s,
+                       int64_t expires_at);
+  /// Ends a reservation: removes what it holds, adds what was used (the window may go into debt: a call that used
+  /// more than it reserved delays the next ones). An unknown id (expired, or reserved on a session that is gone)
+  /// only adds what was used.
   void settle(const spend_limits& limits, const spend_settlement& s, int64_t now_unix, double now_s);
-  /// Takes over a hand-off from the user's previous owner: no less spend, its reservations (they settle here now),
-  /// no more window tokens than it had.
+  /// Takes over a hand-off from the user's previous owner: no less spend, its reservations that this ledger does not
+  /// hold yet (they settle here now), no more window tokens than it had.
   void take_over(const spend_limits& limits, int64_t day_start, int64_t spent_day, int64_t month_start,
-                 int64_t spent_month, int64_t reserved_pusd, double window_tokens, int64_t now_unix, double now_s);
+                 int64_t spent_month, const std::vector<spend_hold>& holds, double window_tokens, int64_t now_unix,
+                 double now_s);
 
   int64_t day_start() const { return day_start_; }
   int64_t spent_day() const { return spent_day_; }
   int64_t month_start() const { return month_start_; }
   int64_t spent_month() const { return spent_month_; }
   int64_t reserved_pusd() const { return reserved_pusd_; }
+  /// The reservations not settled yet.
+  std::vector<spend_hold> holds() const;
   /// Tokens the window holds at `now_s` (negative: in debt); the limit itself when the window never started.
   double window_tokens(const spend_limits& limits, double now_s) const;
 
 private:
-  void roll(int64_t now_unix);
+  /// Rolls the day and month over and drops expired reservations (their tokens go back to the window).
+  void roll(const spend_limits& limits, int64_t now_unix, double now_s);
+  void release(const spend_limits& limits, const spend_hold& hold, int64_t used_tokens, double now_s);
 
   int64_t day_start_;
   int64_t spent_day_;
   int64_t month_start_;
   int64_t spent_month_;
   int64_t reserved_pusd_ = 0;
+  std::map<uint64_t, spend_hold> holds_;
   // Tokens per minute: a bucket of tokens_per_minute refilling at tokens_per_minute / 60 a second, which may go below
   // zero when calls used more than they reserved. Starts full.
   bool window_started_ = false;

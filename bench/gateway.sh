@@ -415,7 +415,7 @@ ensure_results_file "$RESULTS"
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): AI gateway, Troupe vs the mock upstream direct, Portkey, nginx"
   echo
-  echo "- command: \`$command\` (wrk -t$THREADS -d$DURATION --latency -s $WRK_SCRIPT; $ROUNDS rounds, each running in turn: direct, troupe${portkey_skip:+,}${portkey_skip:-, portkey} at -c$lo, the same at -c$hi, nginx and troupe_hit at -c$hi; warm-up $WARMUP of each -c$hi run)"
+  echo "- command: \`$command\` (wrk -t$THREADS -d$DURATION --latency -s $WRK_SCRIPT; $ROUNDS rounds, each running in turn: direct, troupe${portkey_skip:+,}${portkey_skip:-, portkey} at -c$lo, the same and troupe_metered at -c$hi, nginx and troupe_hit at -c$hi; warm-up $WARMUP of each -c$hi run)"
   echo "- requests: non-streamed POST /v1/chat/completions; direct, troupe, portkey: temperature 0.7 and a user message numbered per request in flight (never cached, never merged by single flight; checked: each run reaches the mock at least once per response, column \"mock calls\"); troupe_hit: one deterministic request (temperature 0) answered once before the run, so every response is an X-Cache: HIT; nginx: the same POST answered by \`return 200\`"
   echo "- troupe: a bearer token (JWT) of one user; arguments \`${bench_args[*]}${TROUPE_ARGS:+ $TROUPE_ARGS}\`, TROUPE_PRICES mock-1; troupe_metered: the same plus \`${metered_args[*]}\`; upstream mock with max_inflight 4096; portkey: headers x-portkey-provider: openai, x-portkey-custom-host: the mock's /v1, Authorization: Bearer dummy"
   echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r); wrk, the mock, the gateways and PostgreSQL share the CPUs"

@@ -340,20 +340,20 @@ const std::vector<option_spec>& all_options() {
     entry("quota.free_usd_per_day", bind<&settings::quota, &quota_settings::free_usd_per_day>(), "0",
           "spend budget of a free-plan user per quota day in USD, at the prices table (0 = none); a generation "
           "reserves its estimated cost first and is refused with 402 insufficient_quota when it does not fit")
-      .range(0, 1000000000, "USD"),
+      .range(0, 9000000, "USD"),
     entry("quota.free_usd_per_month", bind<&settings::quota, &quota_settings::free_usd_per_month>(), "0",
           "spend budget of a free-plan user per UTC calendar month in USD (0 = none)")
-      .range(0, 1000000000, "USD"),
+      .range(0, 9000000, "USD"),
     entry("quota.free_tokens_per_minute", bind<&settings::quota, &quota_settings::free_tokens_per_minute>(), "0",
           "prompt and completion tokens per minute of a free-plan user (0 = none); a generation reserves its "
           "estimate first and is refused with 429 and Retry-After when the window lacks it")
       .range(0, 1000000000000, "tokens"),
     entry("quota.pro_usd_per_day", bind<&settings::quota, &quota_settings::pro_usd_per_day>(), "0",
           "spend budget of a pro-plan user per quota day in USD (0 = none)")
-      .range(0, 1000000000, "USD"),
+      .range(0, 9000000, "USD"),
     entry("quota.pro_usd_per_month", bind<&settings::quota, &quota_settings::pro_usd_per_month>(), "0",
           "spend budget of a pro-plan user per UTC calendar month in USD (0 = none)")
-      .range(0, 1000000000, "USD"),
+      .range(0, 9000000, "USD"),
     entry("quota.pro_tokens_per_minute", bind<&settings::quota, &quota_settings::pro_tokens_per_minute>(), "0",
           "prompt and completion tokens per minute of a pro-plan user (0 = none)")
       .range(0, 1000000000000, "tokens"),

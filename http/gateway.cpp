@@ -376,8 +376,10 @@ void gateway::start(const std::shared_ptr<call>& c) {
   // What the call may use at most, as far as can be known before it runs: the prompt's tokens (estimated, four
   // characters a token) and max_tokens (or quota.default_max_tokens) per choice; and what that costs.
   auto prompt_tokens = oa::estimate_tokens(c->req.prompt_chars);
-  auto completion_tokens =
-    (c->req.max_output_tokens > 0 ? c->req.max_output_tokens : opts_.default_max_tokens) * c->req.choices;
+  // max_tokens is only bounded below: past 10^9 (no model comes near) it counts as 10^9, so no sum can overflow.
+  auto per_choice = std::min<int64_t>(c->req.max_output_tokens > 0 ? c->req.max_output_tokens : opts_.default_max_tokens,
+                                      1000000000);
+  auto completion_tokens = per_choice * std::max<int64_t>(1, c->req.choices);
   int64_t tokens = 0, pusd = 0;
   if (opts_.spend_limits) {
     tokens = prompt_tokens + completion_tokens;
@@ -391,7 +393,7 @@ void gateway::start(const std::shared_ptr<call>& c) {
     [self_ptr, c, tokens, pusd](const identity& who) {
       c->who = who;
       if (!who.spend.allowed) {
-        self_ptr->refuse_spend(c, who.spend, tokens);
+        self_ptr->refuse_spend(c, who.spend, tokens, pusd);
         return;
       }
       if (!who.quota.allowed) {
@@ -406,15 +408,15 @@ void gateway::start(const std::shared_ptr<call>& c) {
       }
       c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id, 1,
                                    self_ptr->auth_.options().cluster};
-      if (who.via.reserve_tokens > 0 || who.via.reserve_pusd > 0)
-        c->spend = spend_reservation{self_ptr->auth_.options().sessions, who.user_id, who.via.reserve_tokens,
-                                     who.via.reserve_pusd, self_ptr->auth_.options().cluster};
+      if (who.spend.reservation != 0)
+        c->spend = spend_reservation{self_ptr->auth_.options().sessions, who.user_id, who.spend.reservation,
+                                     self_ptr->auth_.options().cluster};
       self_ptr->look_up(c);
     },
     1, false, tokens, pusd);
 }
 
-void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens) {
+void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens, int64_t pusd) {
   auto wait = std::max<int64_t>(1, spend.retry_after_s);
   std::string message;
   service_error code = service_error::insufficient_quota;
@@ -428,6 +430,11 @@ void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& s
       message = "This request may use up to " + std::to_string(tokens) + " tokens; " + std::to_string(spend.used)
                 + " of your plan's " + std::to_string(spend.limit) + " tokens per minute are in use. Retry in "
                 + std::to_string(wait) + " s.";
+  } else if (pusd > spend.limit) {
+    auto period = spend.refused == "monthly_budget" ? "monthly" : "daily";
+    message = "This request may cost up to " + config::usd_text(pusd) + " USD (its prompt plus max_tokens for each "
+              "choice at the model's price), more than your plan's " + period + " budget of "
+              + config::usd_text(spend.limit) + " USD: lower max_tokens or n.";
   } else {
     auto period = spend.refused == "monthly_budget" ? "monthly" : "daily";
     message = std::string("Your ") + period + " budget of " + config::usd_text(spend.limit) + " USD is used up ("
@@ -624,10 +631,8 @@ bool open_stream(gateway::call& c, std::chrono::milliseconds stall_limit) {
   head.header("X-Troupe-Upstream", st.upstream);
   head.header("X-Cache", "MISS");
   st.out = c.r->stream(std::move(head));
-  if (!st.out) {
-    st.client_gone = true;
-    return false;
-  }
+  if (!st.out)
+    return false; // the caller marks the client gone (relay::client_left)
   // The first byte is out: the generation is used, whatever happens to the rest of the stream.
   c.quota.commit();
   // A client that reads nothing of the stream for this long is dropped (and the upstream call with it).
@@ -792,7 +797,8 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
     if (res.status < 200 || res.status >= 300)
       res.body = c->stream->error_body;
     v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
-    if (v.ok && !c->stream->sse->failed() && c->stream->client_gone) {
+    if (c->stream->client_gone) {
+      // Whatever ended the transfer (its end, or the drain cut short), nobody waits for a retry.
       v = {false, false, false, false, service_error::unavailable, "The client went away.", 0};
       if (c->stream->sse->produced()) {
         // The upstream answered (and was read on for its usage) but the client left before its stream opened:
@@ -880,7 +886,9 @@ void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>
     log::warn("stream failed after its first byte",
               log::fields{}.add("request_id", c->r->req().id).add("upstream", u->cfg.name).add("error", failure));
   }
-  record_usage(*c, *u, st.sse->totals(), st.client_gone ? "client_gone" : complete ? "complete" : "failed");
+  // A stream opened by a heartbeat whose upstream then produced nothing costs nothing.
+  record_usage(*c, *u, st.sse->produced() ? st.sse->totals() : oa::usage{},
+               st.client_gone ? "client_gone" : complete ? "complete" : "failed");
   if (auto breaker = opts_.names->get(u->breaker))
     caf::anon_send(*breaker, breaker_result_atom::value, permit.permit, !breaker_failure, int64_t{0},
                    breaker_failure ? failure : std::string{});

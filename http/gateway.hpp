@@ -130,7 +130,7 @@ private:
   void record_usage(call& c, const upstream& u, const openai::usage& used, const char* outcome);
   /// Answers a call whose spend reservation was refused: 429 with Retry-After for the token window, 402
   /// insufficient_quota (OpenAI's shape) with Retry-After until the budget renews.
-  void refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens);
+  void refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens, int64_t pusd);
   void give_back_quota(const std::shared_ptr<call>& c);
   std::vector<upstream*> candidates(const std::string& model);
 

@@ -564,9 +564,11 @@ TEST_F(Sessions, SpendIsReservedThenSettled) {
   caf::scoped_actor self{*sys_};
   auto first = reserve_spend(self, s, "u30", 10, 600);
   EXPECT_TRUE(first.spend.allowed);
+  EXPECT_NE(first.spend.reservation, 0u);
   EXPECT_EQ(first.quota.used, 1);
   auto second = reserve_spend(self, s, "u30", 10, 600); // 600 reserved + 600 > 1000
   EXPECT_FALSE(second.spend.allowed);
+  EXPECT_EQ(second.spend.reservation, 0u);
   EXPECT_EQ(second.spend.refused, "daily_budget");
   EXPECT_EQ(second.spend.limit, 1000);
   EXPECT_EQ(second.spend.used, 600);
@@ -574,16 +576,32 @@ TEST_F(Sessions, SpendIsReservedThenSettled) {
   EXPECT_EQ(second.quota.used, 1); // no generation taken
   // The first call used 100 of its 600: 900 left.
   {
-    spend_reservation r{sessions_, "u30", 10, 600};
+    spend_reservation r{sessions_, "u30", first.spend.reservation};
     r.settle(5, 100);
     EXPECT_FALSE(r.held());
+    r.settle(5, 100); // once only
   }
-  EXPECT_TRUE(reserve_spend(self, s, "u30", 10, 600).spend.allowed);
+  auto third = reserve_spend(self, s, "u30", 10, 600);
+  EXPECT_TRUE(third.spend.allowed);
   EXPECT_FALSE(reserve_spend(self, s, "u30", 10, 301).spend.allowed); // 100 + 600 + 301 > 1000
   {
-    spend_reservation dropped{sessions_, "u30", 10, 600}; // destroyed unsettled: settles at 0
+    spend_reservation dropped{sessions_, "u30", third.spend.reservation}; // destroyed unsettled: settles at 0
   }
   EXPECT_TRUE(reserve_spend(self, s, "u30", 10, 900).spend.allowed); // 100 + 900
+  // Far beyond any budget: refused, nothing overflows.
+  EXPECT_EQ(reserve_spend(self, s, "u30", 10, INT64_MAX).spend.refused, "daily_budget");
+}
+
+// A reservation nobody settles (its caller timed out or was lost) is dropped after reservation_ttl: it cannot hold
+// the budget for the rest of the session's life.
+TEST_F(Sessions, AnUnsettledReservationExpires) {
+  start(100, nullptr, spend_limits{1000, 0, 0});
+  auto s = session("u35");
+  caf::scoped_actor self{*sys_};
+  EXPECT_TRUE(reserve_spend(self, s, "u35", 10, 900).spend.allowed);
+  EXPECT_FALSE(reserve_spend(self, s, "u35", 10, 900).spend.allowed);
+  now_ += 661; // the default reservation_ttl is 660 s
+  EXPECT_TRUE(reserve_spend(self, s, "u35", 10, 900).spend.allowed);
 }
 
 // A new session starts from what the ledger says was spent this day and month.
@@ -600,9 +618,11 @@ TEST_F(Sessions, SpendStartsFromTheLedger) {
   auto over = reserve_spend(self, s, "u31", 1, 1);
   EXPECT_EQ(over.spend.refused, "daily_budget"); // 900 + 100 reserved = the day's 1000
   // The next quota day (it rolls over at 04:00 UTC): the day is new, the month is not.
-  now_ += 86400;
+  now_ += 600;
+  spend_reservation{sessions_, "u31", monthly.spend.reservation}.settle(1, 100); // spent: day 1000, month 5100
+  now_ += 86400 - 600;
   auto next_day = reserve_spend(self, s, "u31", 1, 50);
-  EXPECT_EQ(next_day.spend.refused, "monthly_budget"); // 5000 + 100 reserved + 50 > 5100
+  EXPECT_EQ(next_day.spend.refused, "monthly_budget"); // 5100 + 50 > 5100
 }
 
 // Tokens per minute: a window of that many tokens refilling over a minute; a call that used less than it reserved
@@ -612,47 +632,43 @@ TEST_F(Sessions, TokensPerMinuteAreReservedAndSettled) {
   start(100, nullptr, spend_limits{0, 0, 1000});
   auto s = session("u32");
   caf::scoped_actor self{*sys_};
-  EXPECT_TRUE(reserve_spend(self, s, "u32", 800, 0).spend.allowed);
+  auto first = reserve_spend(self, s, "u32", 800, 0);
+  EXPECT_TRUE(first.spend.allowed);
   auto refused = reserve_spend(self, s, "u32", 300, 0);
   EXPECT_EQ(refused.spend.refused, "tokens_per_minute");
   EXPECT_EQ(refused.spend.retry_after_s, 6); // 100 more tokens at 1000 a minute
-  {
-    spend_reservation r{sessions_, "u32", 800, 0};
-    r.settle(500, 0); // 300 back
-  }
-  EXPECT_TRUE(reserve_spend(self, s, "u32", 500, 0).spend.allowed);
-  {
-    spend_reservation r{sessions_, "u32", 500, 0};
-    r.settle(900, 0); // 400 more than reserved: the window is at -400
-  }
+  spend_reservation{sessions_, "u32", first.spend.reservation}.settle(500, 0); // 300 back
+  auto second = reserve_spend(self, s, "u32", 500, 0);
+  EXPECT_TRUE(second.spend.allowed);
+  spend_reservation{sessions_, "u32", second.spend.reservation}.settle(900, 0); // 400 over: the window is at -400
   EXPECT_FALSE(reserve_spend(self, s, "u32", 1, 0).spend.allowed);
   seconds_ = seconds_ + 30.0; // 500 tokens refilled: at 100
   EXPECT_TRUE(reserve_spend(self, s, "u32", 100, 0).spend.allowed);
   EXPECT_EQ(reserve_spend(self, s, "u32", 5000, 0).spend.retry_after_s, 60); // never fits in 1000
 }
 
-// A hand-off carries the spend: the next owner counts no less spent, keeps the reservations (they settle there) and
-// the window's level.
+// A hand-off carries the spend: the next owner counts no less spent, keeps the reservations (they settle there,
+// once, however often the hand-off arrives) and the window's level.
 TEST_F(Sessions, HandOffCarriesTheSpend) {
   start(100, nullptr, spend_limits{1000, 0, 1000});
   auto s = session("u33");
   caf::scoped_actor self{*sys_};
-  EXPECT_TRUE(reserve_spend(self, s, "u33", 700, 400).spend.allowed);
+  auto held = reserve_spend(self, s, "u33", 700, 400);
+  EXPECT_TRUE(held.spend.allowed);
   session_handoff handoff;
   self->request(s, caf::infinite, handoff_atom::value)
     .receive([&](session_handoff& h) { handoff = std::move(h); }, [](caf::error& e) { ADD_FAILURE() << to_string(e); });
-  EXPECT_EQ(handoff.reserved_pusd, 400);
+  ASSERT_EQ(handoff.spend_holds.size(), 1u);
+  EXPECT_EQ(handoff.spend_holds[0].pusd, 400);
   EXPECT_NEAR(handoff.window_tokens, 300, 0.01);
   handoff.user_id = "u34";
   handoff.spent_day = 500;
   self->send(manager_, handoff_atom::value, handoff);
   auto next = session("u34");
+  caf::anon_send(next, handoff_atom::value, handoff); // the same hand-off again: nothing more is held
   EXPECT_EQ(reserve_spend(self, next, "u34", 1, 101).spend.refused, "daily_budget"); // 500 + 400 + 101 > 1000
   EXPECT_EQ(reserve_spend(self, next, "u34", 301, 1).spend.refused, "tokens_per_minute");
   // The reservation made on the previous owner settles here.
-  {
-    spend_reservation r{sessions_, "u34", 700, 400};
-    r.settle(100, 50);
-  }
+  spend_reservation{sessions_, "u34", held.spend.reservation}.settle(100, 50);
   EXPECT_TRUE(reserve_spend(self, next, "u34", 1, 450).spend.allowed); // 550 + 450 = 1000
 }
