@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <string>
 #include <vector>
 
@@ -254,6 +256,47 @@ TEST(OpenAiCacheKey, IgnoresKeyOrderWhitespaceAndNonDecidingFields) {
                        "messages":[{"role":"user","content":"hi"}]})",
                    "u1"));
   EXPECT_EQ(a.rfind("gw:u1:", 0), 0u);
+}
+
+// Every field that changes an answer changes the key (issue 16: keys that ignore tools, response_format or seed
+// serve one request another's answer): each one, added to the same request, gives a key of its own; the fields that
+// do not change the answer give the same key.
+TEST(OpenAiCacheKey, EveryDecidingFieldChangesTheKey) {
+  const std::string base = R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}])";
+  auto key_with = [&](const std::string& extra) { return cache_key(valid(base + extra + "}"), "t"); };
+  const auto plain = key_with("");
+  std::set<std::string> keys{plain};
+  for (const char* extra : {
+         R"(,"top_p":0.5)", R"(,"max_tokens":5)", R"(,"max_completion_tokens":5)", R"(,"n":2)", R"(,"stop":"x")",
+         R"(,"presence_penalty":1)", R"(,"frequency_penalty":1)", R"(,"seed":7)", R"(,"logit_bias":{"50256":-100})",
+         R"(,"logprobs":true)", R"(,"top_logprobs":2)", R"(,"tools":[{"type":"function","function":{"name":"f"}}])",
+         R"(,"tool_choice":"none")", R"(,"parallel_tool_calls":false)", R"(,"response_format":{"type":"json_object"})",
+         R"(,"functions":[{"name":"f"}])", R"(,"function_call":"none")", R"(,"reasoning_effort":"low")",
+         R"(,"verbosity":"low")", R"(,"modalities":["text"])", R"(,"audio":{"voice":"alloy"})",
+         R"(,"prediction":{"type":"content","content":"x"})", R"(,"web_search_options":{})"}) {
+    EXPECT_TRUE(keys.insert(key_with(extra)).second) << extra << " does not change the key";
+  }
+  // Temperature, the model, tool calls and their ids, and an image part's content are part of it too.
+  EXPECT_NE(cache_key(valid(R"({"model":"m","temperature":1,"messages":[{"role":"user","content":"hi"}]})"), "t"), plain);
+  EXPECT_NE(cache_key(valid(R"({"model":"m2","temperature":0,"messages":[{"role":"user","content":"hi"}]})"), "t"),
+            plain);
+  auto tool_call = [](const std::string& id) {
+    return cache_key(valid(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"},)"
+                           R"({"role":"assistant","content":null,"tool_calls":[{"id":")" + id
+                           + R"(","type":"function","function":{"name":"f","arguments":"{}"}}]},)"
+                             R"({"role":"tool","tool_call_id":")" + id + R"(","content":"42"}]})"),
+                     "t");
+  };
+  EXPECT_NE(tool_call("call_1"), tool_call("call_2"));
+  auto image = [](const std::string& url) {
+    return cache_key(valid(R"({"model":"m","temperature":0,"messages":[{"role":"user","content":[)"
+                           R"({"type":"image_url","image_url":{"url":")" + url + R"("}}]}]})"),
+                     "t");
+  };
+  EXPECT_NE(image("https://example.com/a.png"), image("https://example.com/b.png"));
+  for (const char* extra : {R"(,"stream":false)", R"(,"user":"u")", R"(,"metadata":{"k":"v"})", R"(,"store":true)",
+                            R"(,"service_tier":"auto")"})
+    EXPECT_EQ(key_with(extra), plain) << extra << " changes the key";
 }
 
 // An upstream's answer or event that two parsers could read differently (a repeated key), or that nests deeper
