@@ -1,5 +1,6 @@
 #include "http/gateway.hpp"
 
+#include "http/balancing.hpp"
 #include "http/bridge.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
@@ -35,6 +36,7 @@ struct gateway::upstream {
   std::string breaker;
   std::shared_ptr<breaker_gauges> gauges; // what its breaker publishes (null in tests without one)
   std::atomic<int64_t> inflight{0};
+  peak_ewma latency; // of its answers (ms), for the choice among upstreams of the same priority
 };
 
 /// One client request. Owned by the bridge worker running it; the stream part is also touched by the upstream
@@ -106,6 +108,11 @@ constexpr size_t max_error_body = 64 * 1024;
 constexpr auto breaker_timeout = std::chrono::seconds{1};
 /// How long the direct cache look-up waits for its shard before the call goes the worker's way.
 constexpr auto cache_lookup_timeout = std::chrono::seconds{5};
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
 
 int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -210,6 +217,20 @@ std::vector<gateway::upstream*> gateway::candidates(const std::string& model) {
   std::vector<upstream*> order;
   for (auto& [key, u] : keyed)
     order.push_back(u);
+  // Power of two choices: the first two of each priority are a weighted random pair; the one expected to answer
+  // sooner (peak-EWMA latency times calls in flight plus one) goes first, the other stays next in line.
+  auto now = steady_ns();
+  for (size_t i = 0; i + 1 < order.size(); ++i) {
+    if (i > 0 && order[i - 1]->cfg.priority == order[i]->cfg.priority)
+      continue; // not the first of its priority
+    auto* a = order[i];
+    auto* b = order[i + 1];
+    if (a->cfg.priority != b->cfg.priority)
+      continue;
+    if (expected_cost(b->latency.value(now), b->inflight.load(std::memory_order_relaxed))
+        < expected_cost(a->latency.value(now), a->inflight.load(std::memory_order_relaxed)))
+      std::swap(order[i], order[i + 1]);
+  }
   return order;
 }
 
@@ -786,6 +807,14 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
                           breaker_admission permit, client::upstream_response& res) {
   if (upstream_seconds_)
     upstream_seconds_->observe({u->cfg.name}, std::chrono::duration<double>(res.elapsed).count());
+  // The choice among upstreams learns from non-streamed answers (a stream's time is its length, not a latency). A
+  // failure counts as the upstream's whole timeout, however fast it failed: an upstream that refuses at once must
+  // not look like the fastest one.
+  bool failed = res.error != client::transfer_error::none || res.status < 200 || res.status >= 300;
+  if (failed)
+    u->latency.observe(static_cast<double>(u->cfg.timeout_ms), steady_ns());
+  else if (!c->stream)
+    u->latency.observe(std::chrono::duration<double, std::milli>(res.elapsed).count(), steady_ns());
   if (c->stream && c->stream->out) {
     finish_stream(self, c, u, permit, res);
     return;

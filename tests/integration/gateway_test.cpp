@@ -229,6 +229,20 @@ TEST_F(Gateway, FallsBackToTheNextUpstream) {
   EXPECT_EQ(std::string(stats_b["authorization"][0].GetString()), std::string("Bearer ") + key_b);
 }
 
+// Among upstreams of the same priority and weight the faster one gets the traffic: each upstream's latency is a
+// peak EWMA, and of the two the one expected to answer sooner goes first (a weighted random order would send half of
+// the calls to each).
+TEST_F(Gateway, PrefersTheFasterUpstreamOfTheSamePriority) {
+  mock_b = std::make_unique<mock_upstream_process>();
+  start({{"a", mock_a.get(), 1, key_a, ""}, {"b", mock_b.get(), 1, key_b, ""}});
+  configure(*mock_a, R"({"latency_ms":150})");
+  for (int i = 0; i < 30; ++i)
+    ASSERT_EQ(chat(body("question " + std::to_string(i), R"(,"temperature":0.7)")).status, 200);
+  // Each is measured once at most by chance before the faster one takes over.
+  EXPECT_LE(hits(*mock_a), 3);
+  EXPECT_GE(hits(*mock_b), 27);
+}
+
 TEST_F(Gateway, BreakerOpensAfterFiveFailuresAndKeepsTrafficAway) {
   start_one({"retry.max_attempts=1", "breaker.failures=5", "breaker.open_ms=60000"});
   configure(*mock_a, R"({"status":500})");
