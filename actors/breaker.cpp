@@ -94,6 +94,18 @@ breaker_admission circuit_breaker::admit() {
   return a;
 }
 
+void circuit_breaker::fail_check(const std::string& why) {
+  tick();
+  totals_.failures++;
+  totals_.last_failure = "health check: " + why;
+  totals_.last_failure_unix_ms = opts_.now_unix_ms();
+  if (state_ == breaker_state::open)
+    return;
+  open(opts_.open_for);
+  log::warn("circuit breaker opened: the health check failed",
+            log::fields{}.add("upstream", opts_.upstream).add("last_failure", totals_.last_failure));
+}
+
 void circuit_breaker::record(uint64_t permit, bool ok, milliseconds retry_after, const std::string& failure) {
   tick();
   if (ok) {
@@ -182,6 +194,12 @@ caf::behavior breaker_actor(observed_stateful_actor<breaker_actor_state>* self, 
     },
     [self](breaker_result_atom, uint64_t permit, bool ok, int64_t retry_after_ms, const std::string& failure) {
       self->state.breaker->record(permit, ok, milliseconds{std::max<int64_t>(0, retry_after_ms)}, failure);
+      publish(self->state);
+    },
+    [self](breaker_health_atom, bool ok, const std::string& detail) {
+      if (ok)
+        return;
+      self->state.breaker->fail_check(detail);
       publish(self->state);
     },
     [self](breaker_state_atom) { return self->state.breaker->snapshot(); },

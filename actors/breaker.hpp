@@ -13,6 +13,7 @@
 // Actor protocol:
 //   (breaker_admit_atom)                          -> breaker_admission   a permit, or how long to stay away
 //   (breaker_result_atom, uint64_t permit, bool ok, int64_t retry_after_ms, std::string failure)   no reply
+//   (breaker_health_atom, bool ok, std::string detail)   no reply: a failed active health check opens it at once
 //   (breaker_state_atom)                          -> breaker_snapshot    for /api/health and /metrics
 //   (mailbox_atom)                                -> size_t
 
@@ -101,6 +102,9 @@ public:
   /// `retry_after` > 0 (from an upstream 429) replaces open_for if this failure opens the breaker.
   void record(uint64_t permit, bool ok, std::chrono::milliseconds retry_after = std::chrono::milliseconds{0},
               const std::string& failure = "");
+  /// A failed active health check (`why`): a closed or half-open breaker opens at once for open_for; an open one
+  /// stays as it is.
+  void fail_check(const std::string& why);
   breaker_snapshot snapshot();
   breaker_state state(); // after applying the clock (open -> half_open when the time is up)
   /// The permit a call admitted now would carry (changes with every state change).

@@ -231,6 +231,9 @@ using breaker_admit_atom = caf::atom_constant<caf::atom("bkadmit")>;
 using breaker_result_atom = caf::atom_constant<caf::atom("bkresult")>;
 /// (breaker_state_atom) -> breaker_snapshot
 using breaker_state_atom = caf::atom_constant<caf::atom("bkstate")>;
+/// (breaker_health_atom, bool ok, std::string detail): an active health check's result; a failed one opens a closed
+/// or half-open breaker at once (no reply).
+using breaker_health_atom = caf::atom_constant<caf::atom("bkhealth")>;
 // --- Uploads (actors/uploads.hpp) ---------------------------------------------------------------------------------
 
 /// What a client asks to create (tus POST), once its headers are parsed and its filename sanitised.

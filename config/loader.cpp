@@ -456,10 +456,14 @@ std::string render_effective_json(const settings& s) {
                               {"timeout_ms", u.timeout_ms},
                               {"connect_timeout_ms", u.connect_timeout_ms},
                               {"first_byte_timeout_ms", u.first_byte_timeout_ms},
-                              {"max_inflight", u.max_inflight}}) {
+                              {"max_inflight", u.max_inflight},
+                              {"health_check_interval_ms", u.health_check_interval_ms},
+                              {"health_check_timeout_ms", u.health_check_timeout_ms}}) {
       writer.Key(key);
       writer.Int64(value);
     }
+    writer.Key("health_check_path");
+    writer.String(u.health_check_path.c_str());
     writer.EndObject();
   }
   writer.EndArray();

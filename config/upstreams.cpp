@@ -104,14 +104,16 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
     return config_error{where, "", "an object with name, base_url and models", source};
   static const std::set<std::string> known{
     "name",       "base_url",           "api_key_env",           "models",      "priority", "weight",
-    "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms", "max_inflight"};
+    "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms", "max_inflight", "health_check_path",
+    "health_check_interval_ms", "health_check_timeout_ms"};
   for (const auto& member : entry.GetObject()) {
     std::string key(member.name.GetString(), member.name.GetStringLength());
     // The value of an unknown field is not shown: it may be a misplaced key.
     if (!known.count(key))
       return config_error{where + "." + key, "",
                           "one of name, base_url, api_key_env, models, priority, weight, "
-                          "timeout_ms, connect_timeout_ms, first_byte_timeout_ms, max_inflight",
+                          "timeout_ms, connect_timeout_ms, first_byte_timeout_ms, max_inflight, health_check_path, "
+                          "health_check_interval_ms, health_check_timeout_ms",
                           "unknown field, " + source};
   }
   field_reader r{entry, where, source, std::nullopt};
@@ -125,8 +127,18 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
   u.first_byte_timeout_ms = u.timeout_ms;
   r.integer("first_byte_timeout_ms", u.first_byte_timeout_ms, 1, 3600000);
   r.integer("max_inflight", u.max_inflight, 1, 100000);
+  r.string("health_check_path", u.health_check_path, false);
+  r.integer("health_check_interval_ms", u.health_check_interval_ms, 100, 3600000);
+  r.integer("health_check_timeout_ms", u.health_check_timeout_ms, 1, 600000);
   if (r.error)
     return r.error;
+  if (!u.health_check_path.empty()
+      && (u.health_check_path.front() != '/' || u.health_check_path.size() > 256
+          || std::any_of(u.health_check_path.begin(), u.health_check_path.end(), [](unsigned char c) {
+               return c <= 0x20 || c == 0x7f || c == '#' || c == '\\';
+             })))
+    return r.fail("health_check_path", u.health_check_path,
+                  "a path starting with / of at most 256 characters, without spaces, controls or #");
   if (!valid_name(u.name))
     return r.fail("name", u.name, "1 to 32 characters of a-z, 0-9, _ and -");
   if (!valid_base_url(u.base_url))

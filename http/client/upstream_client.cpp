@@ -5,6 +5,7 @@
 // transfer_error::aborted, so every request gets exactly one answer however the actor ends.
 
 #include "http/client/upstream_client.hpp"
+#include "http/client/health_checks.hpp"
 
 #include "introspect/messages.hpp"
 
@@ -581,6 +582,9 @@ supervisor_config make_upstreams_supervisor(const config::settings& s, const sup
       upstream_clients::client_name(i), [client](caf::actor_system& sys) { return spawn_upstream_client(sys, client); },
       milliseconds{5000}));
   }
+  // After the clients and breakers it uses.
+  if (auto checks = make_health_checks(s.upstreams, context.names, handles.doorbells))
+    upstreams.children.push_back(std::move(*checks));
   return upstreams;
 }
 

@@ -121,6 +121,26 @@ TEST(CircuitBreaker, ResultsFromAnEarlierStateAreIgnored) {
   EXPECT_EQ(b.state(), breaker_state::closed);
 }
 
+// A failed active health check opens a closed breaker at once (no five failed calls needed), re-opens a half-open one,
+// and leaves an open one as it is; the failure names the check.
+TEST(CircuitBreaker, AFailedHealthCheckOpensItAtOnce) {
+  auto clock = std::make_shared<fake_clock>();
+  circuit_breaker b{options_with(clock)};
+  b.fail_check("GET /models answered 503");
+  EXPECT_EQ(b.state(), breaker_state::open);
+  EXPECT_FALSE(b.admit().allowed);
+  auto snap = b.snapshot();
+  EXPECT_EQ(snap.opened, 1u);
+  EXPECT_EQ(snap.last_failure, "health check: GET /models answered 503");
+  clock->advance(milliseconds{30000});
+  b.fail_check("again"); // open: its time is not extended
+  clock->advance(milliseconds{30000});
+  EXPECT_EQ(b.state(), breaker_state::half_open);
+  b.fail_check("still down");
+  EXPECT_EQ(b.state(), breaker_state::open);
+  EXPECT_EQ(b.snapshot().opened, 2u);
+}
+
 TEST(CircuitBreaker, FailureStatuses) {
   for (int s : {429, 500, 502, 503, 504})
     EXPECT_TRUE(is_breaker_failure_status(s)) << s;

@@ -248,6 +248,24 @@ TEST_F(ConfigLoad, RejectsBadUpstreams) {
   EXPECT_EQ(err.message().find("sk-should-not-show"), std::string::npos);
 }
 
+// An upstream's active health check: a path under its base URL, an interval and a timeout.
+TEST_F(ConfigLoad, UpstreamHealthChecks) {
+  auto s = load_ok(with_file(R"({"upstreams": [{"name": "a", "base_url": "http://a/v1", "models": ["m"],
+                                                "health_check_path": "/models", "health_check_interval_ms": 500,
+                                                "health_check_timeout_ms": 100}]})"));
+  ASSERT_EQ(s.upstreams.size(), 1u);
+  EXPECT_EQ(s.upstreams[0].health_check_path, "/models");
+  EXPECT_EQ(s.upstreams[0].health_check_interval_ms, 500);
+  EXPECT_EQ(s.upstreams[0].health_check_timeout_ms, 100);
+  EXPECT_NE(render_effective_json(s).find(R"("health_check_path": "/models")"), std::string::npos);
+  for (const char* bad : {R"("health_check_path": "models")", R"("health_check_path": "/a b")",
+                          R"("health_check_interval_ms": 10)"}) {
+    auto err = load_error(with_file(std::string(R"({"upstreams": [{"name": "a", "base_url": "http://a/v1",
+                                                   "models": ["m"], )") + bad + "}]}"));
+    EXPECT_NE(err.option.find("upstreams[0].health_check_"), std::string::npos) << bad << ": " << err.message();
+  }
+}
+
 // TROUPE_* variables that are not options (other subsystems' settings) are ignored.
 TEST_F(ConfigLoad, UnknownEnvVariablesAreIgnored) {
   std::set<std::string> asked;

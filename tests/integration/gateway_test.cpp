@@ -243,6 +243,28 @@ TEST_F(Gateway, PrefersTheFasterUpstreamOfTheSamePriority) {
   EXPECT_GE(hits(*mock_b), 27);
 }
 
+// An upstream whose health check fails is skipped before any user's request finds it dead: its breaker opens at the
+// first failed check (b's path answers 404), so every call goes to a, whose check passes; /api/health says why.
+TEST_F(Gateway, AnUpstreamFailingItsHealthCheckGetsNoTraffic) {
+  mock_b = std::make_unique<mock_upstream_process>();
+  start({{"a", mock_a.get(), 1, key_a, R"(,"health_check_path":"/models","health_check_interval_ms":200)"},
+         {"b", mock_b.get(), 1, key_b, R"(,"health_check_path":"/no-such-path","health_check_interval_ms":200)"}});
+  troupe->expect_output("the health check failed");
+  bool open = false;
+  for (int i = 0; i < 500 && !open; ++i) {
+    open = health().find("b: breaker open") != std::string::npos;
+    if (!open)
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  ASSERT_TRUE(open) << health();
+  EXPECT_NE(health().find("health check: GET /no-such-path answered 404"), std::string::npos) << health();
+  EXPECT_NE(health().find("a: breaker closed"), std::string::npos) << health();
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(chat(body("question " + std::to_string(i), R"(,"temperature":0.7)")).status, 200);
+  EXPECT_EQ(hits(*mock_a), 20);
+  EXPECT_EQ(hits(*mock_b), 0);
+}
+
 TEST_F(Gateway, BreakerOpensAfterFiveFailuresAndKeepsTrafficAway) {
   start_one({"retry.max_attempts=1", "breaker.failures=5", "breaker.open_ms=60000"});
   configure(*mock_a, R"({"status":500})");
