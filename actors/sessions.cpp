@@ -852,9 +852,7 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.reservation_ttl =
     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds{s.gateway.max_generation_ms})
     + std::chrono::seconds{60};
-  const auto& q = s.quota;
-  manager.session.load_spend = q.free_usd_per_day > 0 || q.free_usd_per_month > 0 || q.free_tokens_per_minute > 0
-                               || q.pro_usd_per_day > 0 || q.pro_usd_per_month > 0 || q.pro_tokens_per_minute > 0;
+  manager.session.load_spend = s.quota.any_spend_limit();
   manager.session.plan_limits = [q = s.quota](const std::string& plan) {
     bool pro = plan == "pro";
     auto pusd = [](double usd) { return static_cast<int64_t>(std::llround(usd * 1e12)); };

@@ -74,8 +74,9 @@ done
 mock_pid=""
 troupe_pid=""
 metered_pid=""
+started_pid=""
 portkey_pid=""
-stop_at_exit=(troupe_pid metered_pid portkey_pid nginx_pid mock_pid)
+stop_at_exit=(troupe_pid metered_pid started_pid portkey_pid nginx_pid mock_pid)
 on_exit bench_cleanup
 
 # ---- build ----------------------------------------------------------------------------------------------
@@ -161,41 +162,41 @@ export TROUPE_PRICES
 # in-flight cap (kept, above the run's concurrency); the access log is off (log.request_sample=0).
 bench_args=(--set log.request_sample=0 --set limits.generate_per_minute=1000000 --set limits.generate_burst=1000000
   --set quota.free_per_day=100000000 --set limits.generate_max_inflight=1024)
-troupe_port=$(free_port)
-# Keep the first MiB of troupe's log (startup, errors) and discard the rest; the reader exits when troupe does.
-# shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
-"$TROUPE_BIN" --set "http.port=$troupe_port" "${bench_args[@]}" $TROUPE_ARGS </dev/null 2>"$out/troupe.stderr" \
-  > >(head -c 1048576 >"$out/troupe.log"; cat >/dev/null) &
-troupe_pid=$!
-troupe_base=http://127.0.0.1:$troupe_port
-if ! wait_ready "$troupe_base/health" "$troupe_pid" troupe; then
-  tail -n 20 "$out/troupe.log" "$out/troupe.stderr" >&2 || true
-  die "troupe did not start"
-fi
-log "troupe $troupe_base (pid $troupe_pid)"
+# start_troupe NAME ARGS...: a troupe on a free port with bench_args, ARGS and TROUPE_ARGS; sets started_pid and
+# started_base. The first MiB of its log (startup, errors) is kept, the rest discarded (the reader exits with it).
+start_troupe() {
+  local name=$1 port
+  shift
+  port=$(free_port)
+  # shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
+  "$TROUPE_BIN" --set "http.port=$port" "${bench_args[@]}" "$@" $TROUPE_ARGS </dev/null 2>"$out/$name.stderr" \
+    > >(head -c 1048576 >"$out/$name.log"; cat >/dev/null) &
+  started_pid=$!
+  started_base=http://127.0.0.1:$port
+  if ! wait_ready "$started_base/health" "$started_pid" "$name"; then
+    tail -n 20 "$out/$name.log" "$out/$name.stderr" >&2 || true
+    die "$name did not start"
+  fi
+  log "$name $started_base (pid $started_pid)"
+}
+start_troupe troupe
+troupe_pid=$started_pid troupe_base=$started_base
 # The metered one: the same, with limits no request of the run reaches.
 metered_args=(--set quota.free_usd_per_day=1000000 --set quota.free_usd_per_month=1000000
   --set quota.free_tokens_per_minute=1000000000000)
-metered_port=$(free_port)
-# shellcheck disable=SC2086 # TROUPE_ARGS is a list of arguments
-"$TROUPE_BIN" --set "http.port=$metered_port" "${bench_args[@]}" "${metered_args[@]}" $TROUPE_ARGS </dev/null \
-  2>"$out/metered.stderr" > >(head -c 1048576 >"$out/metered.log"; cat >/dev/null) &
-metered_pid=$!
-metered_base=http://127.0.0.1:$metered_port
-if ! wait_ready "$metered_base/health" "$metered_pid" troupe_metered; then
-  tail -n 20 "$out/metered.log" "$out/metered.stderr" >&2 || true
-  die "the metered troupe did not start"
-fi
-log "troupe_metered $metered_base (pid $metered_pid)"
+start_troupe troupe_metered "${metered_args[@]}"
+metered_pid=$started_pid metered_base=$started_base
 
 # One account; its access token (15 minutes) outlives the run.
 account='{"email":"bench-gateway@example.com","password":"correct horse battery staple"}'
 curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "$troupe_base/api/auth/register" || true
-BENCH_ACCESS_TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$troupe_base/api/auth/login" |
-  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+access_token() { # BASE: the account's access token from the troupe at BASE
+  curl -sf -H 'Content-Type: application/json' -d "$account" "$1/api/auth/login" |
+    sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
+}
+BENCH_ACCESS_TOKEN=$(access_token "$troupe_base")
 [[ -n $BENCH_ACCESS_TOKEN ]] || die "could not log in to troupe"
-METERED_ACCESS_TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$metered_base/api/auth/login" |
-  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+METERED_ACCESS_TOKEN=$(access_token "$metered_base")
 [[ -n $METERED_ACCESS_TOKEN ]] || die "could not log in to the metered troupe"
 
 # ---- Portkey ----------------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ run_wrk() {
   kill -0 "$mock_pid" 2>/dev/null || die "the mock upstream died during the run (see $out/mock.log)"
   kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
   kill -0 "$troupe_pid" 2>/dev/null || die "troupe died during the run (see $out/troupe.log)"
-  kill -0 "$metered_pid" 2>/dev/null || die "the metered troupe died during the run (see $out/metered.log)"
+  kill -0 "$metered_pid" 2>/dev/null || die "the metered troupe died during the run (see $out/troupe_metered.log)"
   [[ -z $portkey_pid ]] || kill -0 "$portkey_pid" 2>/dev/null || die "portkey died during the run (see $out/portkey.log)"
   CALLS=$((after - before))
 }

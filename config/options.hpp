@@ -123,6 +123,13 @@ struct quota_settings {
   double pro_usd_per_month;
   int64_t pro_tokens_per_minute;
   int64_t default_max_tokens;
+
+  /// Whether any plan has a spend budget or a tokens-per-minute limit (else calls reserve no spend and sessions never
+  /// read it).
+  bool any_spend_limit() const {
+    return free_usd_per_day > 0 || free_usd_per_month > 0 || free_tokens_per_minute > 0 || pro_usd_per_day > 0
+           || pro_usd_per_month > 0 || pro_tokens_per_minute > 0;
+  }
 };
 
 struct breaker_settings {

@@ -996,9 +996,7 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.stream_drain = milliseconds{s.gateway.stream_drain_ms};
   gw.prices = s.prices;
   gw.default_max_tokens = s.quota.default_max_tokens;
-  const auto& q = s.quota;
-  gw.spend_limits = q.free_usd_per_day > 0 || q.free_usd_per_month > 0 || q.free_tokens_per_minute > 0
-                    || q.pro_usd_per_day > 0 || q.pro_usd_per_month > 0 || q.pro_tokens_per_minute > 0;
+  gw.spend_limits = s.quota.any_spend_limit();
   gw.quota_reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
   return gw;
 }
