@@ -16,6 +16,11 @@
 #   3. Cache hit: one deterministic chat completion (temperature 0), answered once to fill the cache, then sent again
 #      and again through Troupe (X-Cache: HIT) against nginx answering `return 200` (bench/http.sh's reference).
 #      Target: Troupe >= 0.4x nginx req/s at -c64.
+#   4. Embeddings: POST /v1/embeddings through Troupe at CONNECTIONS_LOW, a batch of 8 inputs of 256 dimensions in
+#      base64 (bench/wrk/gateway_embed.lua): "embed_miss" sends new inputs in every request (each batch is one
+#      upstream call), "embed_hit" one batch answered once before the run (every input from the cache, no upstream
+#      call). Reported: p50 and p99 of each and hit/miss; the mock answers at once, so a miss here costs only the
+#      upstream round trip through the gateway, a lower bound of what a real provider's latency adds.
 # Requests of parts 1 and 2 never hit the cache nor share an upstream call (bench/wrk/gateway_chat.lua: temperature
 # 0.7, a different user message per request in flight); the script checks it: each Troupe or Portkey run must reach
 # the mock at least once per response (GET /mock/stats before and after), the cache-hit runs never.
@@ -153,9 +158,9 @@ log "nginx http://127.0.0.1:$nginx_port/ (pid $nginx_pid)"
 # ---- troupe -----------------------------------------------------------------------------------------------
 ensure_database
 # One upstream, the mock; its in-flight cap above any concurrency of the run.
-TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"],"max_inflight":4096}]' "$mock_base")
+TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1","mock-emb"],"max_inflight":4096}]' "$mock_base")
 export TROUPE_UPSTREAMS
-TROUPE_PRICES='{"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6}}'
+TROUPE_PRICES='{"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6},"mock-emb":{"input_per_mtok":0.02,"output_per_mtok":0}}'
 export TROUPE_PRICES
 # Production settings except what a benchmark by one user must lift: the generate policy (1e6/min, burst 1e6: every
 # request asks its limiter shard, none is refused), the daily quota (every request reserves one), the generate
@@ -249,26 +254,53 @@ hit_body='{"model":"mock-1","temperature":0,"messages":[{"role":"system","conten
 check_path troupe-miss "$troupe_base/v1/chat/completions" 1 -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" -d "$hit_body"
 check_path troupe-hit "$troupe_base/v1/chat/completions" 0 -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" -d "$hit_body"
 grep -qi '^x-cache: hit' "$out/check-troupe-hit.headers" || die "troupe: the repeated deterministic request was no cache hit"
-log "checked: direct, troupe${portkey_skip:+ (portkey skipped)}${portkey_skip:- and portkey} reach the mock; the deterministic request is a cache hit"
+# Embeddings: new inputs reach the mock once per request; the fixed batch is answered once, then from the cache.
+embed_body() { # prefix: the batch gateway_embed.lua sends (8 inputs, 256 dimensions, base64)
+  local inputs="" k
+  for ((k = 1; k <= 8; k++)); do
+    inputs+="${inputs:+,}\"$1 i$k: a paragraph of a document to embed for retrieval\""
+  done
+  printf '{"model":"mock-emb","input":[%s],"dimensions":256,"encoding_format":"base64"}' "$inputs"
+}
+check_embed() { # name body expected-calls expected-x-cache
+  local before after status
+  before=$(mock_requests)
+  status=$(curl -s -o "$out/check-$1.json" -D "$out/check-$1.headers" -w '%{http_code}' --max-time 10 \
+    -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" -d "$2" \
+    "$troupe_base/v1/embeddings") || true
+  after=$(mock_requests)
+  [[ $status == 200 ]] || { cat "$out/check-$1.json" >&2; die "$1: embeddings answered $status, not 200"; }
+  grep -q '"object":"embedding"' "$out/check-$1.json" || die "$1: the answer holds no embedding"
+  (( after - before == $3 )) || die "$1: the request reached the mock $((after - before)) times, not $3"
+  grep -qi "^x-cache: $4" "$out/check-$1.headers" || die "$1: not X-Cache: $4"
+}
+check_embed embed-miss "$(embed_body "check $$")" 1 miss
+check_embed embed-fill "$(embed_body fixed)" 1 miss
+check_embed embed-hit "$(embed_body fixed)" 0 hit
+log "checked: direct, troupe${portkey_skip:+ (portkey skipped)}${portkey_skip:- and portkey} reach the mock; the deterministic request and the fixed embeddings batch are cache hits"
 export BENCH_ACCESS_TOKEN
 
 # ---- measurements -----------------------------------------------------------------------------------------
 # run_wrk SERVER CONNECTIONS FILE DURATION -> sets RPS P50_MS P99_MS REQUESTS NON2XX SOCKET_ERRORS CALLS (mock calls)
 run_wrk() {
-  local server=$1 connections=$2 file=$3 duration=$4 url mode=vary before after
-  local args=(-t"$THREADS" -c"$connections" -d"$duration" -s "$WRK_SCRIPT")
+  local server=$1 connections=$2 file=$3 duration=$4 url mode=vary before after script=$WRK_SCRIPT embed=""
   local token=""
   case $server in
+    embed_miss | embed_hit)
+      url=$troupe_base/v1/embeddings token=$BENCH_ACCESS_TOKEN script=bench/wrk/gateway_embed.lua embed=${server#embed_} ;;
     direct) url=$mock_base/v1/chat/completions ;;
     troupe) url=$troupe_base/v1/chat/completions token=$BENCH_ACCESS_TOKEN ;;
     troupe_hit) url=$troupe_base/v1/chat/completions token=$BENCH_ACCESS_TOKEN mode=fixed ;;
     troupe_metered) url=$metered_base/v1/chat/completions token=$METERED_ACCESS_TOKEN ;;
-    portkey) url=http://127.0.0.1:$portkey_port/v1/chat/completions args+=("${portkey_headers[@]}") ;;
+    portkey) url=http://127.0.0.1:$portkey_port/v1/chat/completions ;;
     nginx) url=$nginx_url mode=fixed ;;
     *) die "run_wrk: unknown server $server" ;;
   esac
+  local args=(-t"$THREADS" -c"$connections" -d"$duration" -s "$script")
+  [[ $server != portkey ]] || args+=("${portkey_headers[@]}")
   before=$(mock_requests)
-  BENCH_CHAT=$mode BENCH_ACCESS_TOKEN=$token wrk_run "$server" "$file" "${args[@]}" "$url"
+  BENCH_CHAT=$mode BENCH_EMBED=$embed BENCH_NONCE="$stamp-$file" BENCH_ACCESS_TOKEN=$token \
+    wrk_run "$server" "$file" "${args[@]}" "$url"
   after=$(mock_requests)
   kill -0 "$mock_pid" 2>/dev/null || die "the mock upstream died during the run (see $out/mock.log)"
   kill -0 "$nginx_pid" 2>/dev/null || die "nginx died during the run"
@@ -281,6 +313,7 @@ run_wrk() {
 # The runs of one round, in order: "server connections".
 plan=("direct $CONNECTIONS_LOW" "troupe $CONNECTIONS_LOW")
 [[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_LOW")
+plan+=("embed_miss $CONNECTIONS_LOW" "embed_hit $CONNECTIONS_LOW")
 plan+=("direct $CONNECTIONS_HIGH" "troupe $CONNECTIONS_HIGH" "troupe_metered $CONNECTIONS_HIGH")
 [[ -n $portkey_skip ]] || plan+=("portkey $CONNECTIONS_HIGH")
 plan+=("nginx $CONNECTIONS_HIGH" "troupe_hit $CONNECTIONS_HIGH")
@@ -308,16 +341,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
     rps[$key]+="$RPS " p50[$key]+="$P50_MS " p99[$key]+="$P99_MS "
     this_p50[$key]=$P50_MS this_p99[$key]=$P99_MS
     case $server in
-      troupe | troupe_hit | troupe_metered) troupe_non2xx=$((troupe_non2xx + NON2XX)) ;;
+      troupe | troupe_hit | troupe_metered | embed_*) troupe_non2xx=$((troupe_non2xx + NON2XX)) ;;
       *) other_non2xx=$((other_non2xx + NON2XX)) ;;
     esac
     socket_errors=$((socket_errors + SOCKET_ERRORS))
     # Every answered request of a varying run needs its own upstream call (in-flight ones at the end may add a few).
-    if [[ $server == troupe || $server == troupe_metered || $server == portkey ]] && ((CALLS < REQUESTS)); then
+    if [[ $server == troupe || $server == troupe_metered || $server == portkey || $server == embed_miss ]] &&
+      ((CALLS < REQUESTS)); then
       log "$server -c$connections: $REQUESTS responses but only $CALLS mock calls: requests were merged or cached"
       merged=$((merged + REQUESTS - CALLS))
     fi
-    [[ $server != troupe_hit ]] || hit_calls=$((hit_calls + CALLS))
+    [[ $server != troupe_hit && $server != embed_hit ]] || hit_calls=$((hit_calls + CALLS))
     calls_cell=$CALLS
     [[ $server != nginx ]] || calls_cell=""
     rows+=("$(printf '| %s | %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s |' "$round" "$server" "$connections" \
@@ -362,6 +396,10 @@ v_2xx=PASS
 v_honest=PASS
 ((merged == 0 && hit_calls == 0)) || v_honest=MISS
 mock_headroom=$(ratio "$direct_rps_hi" "$troupe_rps_hi")
+embed_hit_p50=$(m p50 "embed_hit $lo") embed_miss_p50=$(m p50 "embed_miss $lo")
+embed_hit_p99=$(m p99 "embed_hit $lo") embed_miss_p99=$(m p99 "embed_miss $lo")
+embed_p50_ratio=$(ratio "$embed_hit_p50" "$embed_miss_p50")
+embed_rps_ratio=$(ratio "$(m rps "embed_hit $lo")" "$(m rps "embed_miss $lo")")
 
 # ---- report -----------------------------------------------------------------------------------------------
 machine_facts
@@ -397,6 +435,7 @@ Added latency of Troupe over the mock (median over rounds of troupe - direct in 
 -c$lo p50 +$(fmt "$added_p50_lo" %.3f) ms, p99 +$(fmt "$added_p99_lo" %.3f) ms; -c$hi p50 +$(fmt "$added_p50_hi" %.3f) ms, p99 +$(fmt "$added_p99_hi" %.3f) ms
 Throughput at -c$hi: direct $(fmt "$direct_rps_hi" %.0f), troupe $(fmt "$troupe_rps_hi" %.0f)${portkey_skip:+, portkey skipped}${portkey_skip:-, portkey $(fmt "${portkey_rps_hi:-0}" %.0f)} req/s (mock headroom: direct/troupe ${mock_headroom}x)
 Cache hit at -c$hi: troupe $(fmt "$hit_rps" %.0f) req/s, nginx $(fmt "$nginx_rps" %.0f) req/s: ${hit_ratio}x
+Embeddings at -c$lo (8 inputs x 256 dimensions, base64): hit p50 $(fmt "$embed_hit_p50" %.3f) ms, p99 $(fmt "$embed_hit_p99" %.3f) ms; miss p50 $(fmt "$embed_miss_p50" %.3f) ms, p99 $(fmt "$embed_miss_p99" %.3f) ms; hit/miss p50 ${embed_p50_ratio}x, req/s ${embed_rps_ratio}x
 
 | target | measured | verdict |
 |---|---|---|
@@ -405,6 +444,7 @@ Cache hit at -c$hi: troupe $(fmt "$hit_rps" %.0f) req/s, nginx $(fmt "$nginx_rps
 | Troupe >= ${TARGET_PORTKEY_RATIO}x Portkey req/s at -c$hi | $portkey_cell | $v_portkey |
 | cache-hit chat completion >= ${TARGET_HIT_RATIO}x nginx \`return 200\` req/s at -c$hi | ${hit_ratio}x | $v_hit |
 | metering with budgets and tokens per minute >= ${TARGET_METERED_RATIO}x without, req/s at -c$hi | ${metered_ratio}x ($(fmt "$metered_rps_hi" %.0f) vs $(fmt "$troupe_rps_hi" %.0f) req/s) | $v_metered |
+| embeddings cache hit vs miss at -c$lo (no target in the issue: reported) | p50 $(fmt "$embed_hit_p50" %.3f) vs $(fmt "$embed_miss_p50" %.3f) ms (${embed_p50_ratio}x), p99 $(fmt "$embed_hit_p99" %.3f) vs $(fmt "$embed_miss_p99" %.3f) ms | reported |
 | every Troupe response 2xx | $troupe_non2xx non-2xx | $v_2xx |
 | no request merged or cached in the latency and throughput runs; no cache-hit run reaches the mock | $merged missing upstream calls, $hit_calls cache-hit calls | $v_honest |
 EOF
@@ -416,8 +456,8 @@ ensure_results_file "$RESULTS"
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC'): AI gateway, Troupe vs the mock upstream direct, Portkey, nginx"
   echo
-  echo "- command: \`$command\` (wrk -t$THREADS -d$DURATION --latency -s $WRK_SCRIPT; $ROUNDS rounds, each running in turn: direct, troupe${portkey_skip:+,}${portkey_skip:-, portkey} at -c$lo, the same and troupe_metered at -c$hi, nginx and troupe_hit at -c$hi; warm-up $WARMUP of each -c$hi run)"
-  echo "- requests: non-streamed POST /v1/chat/completions; direct, troupe, portkey: temperature 0.7 and a user message numbered per request in flight (never cached, never merged by single flight; checked: each run reaches the mock at least once per response, column \"mock calls\"); troupe_hit: one deterministic request (temperature 0) answered once before the run, so every response is an X-Cache: HIT; nginx: the same POST answered by \`return 200\`"
+  echo "- command: \`$command\` (wrk -t$THREADS -d$DURATION --latency -s $WRK_SCRIPT; $ROUNDS rounds, each running in turn: direct, troupe${portkey_skip:+,}${portkey_skip:-, portkey}, embed_miss, embed_hit at -c$lo, the same and troupe_metered at -c$hi, nginx and troupe_hit at -c$hi; warm-up $WARMUP of each -c$hi run)"
+  echo "- requests: non-streamed POST /v1/chat/completions; direct, troupe, portkey: temperature 0.7 and a user message numbered per request in flight (never cached, never merged by single flight; checked: each run reaches the mock at least once per response, column \"mock calls\"); troupe_hit: one deterministic request (temperature 0) answered once before the run, so every response is an X-Cache: HIT; nginx: the same POST answered by \`return 200\`; embed_miss, embed_hit: POST /v1/embeddings, 8 inputs of 256 dimensions, base64 (bench/wrk/gateway_embed.lua), new inputs in every request or one batch from the cache"
   echo "- troupe: a bearer token (JWT) of one user; arguments \`${bench_args[*]}${TROUPE_ARGS:+ $TROUPE_ARGS}\`, TROUPE_PRICES mock-1; troupe_metered: the same plus \`${metered_args[*]}\`; upstream mock with max_inflight 4096; portkey: headers x-portkey-provider: openai, x-portkey-custom-host: the mock's /v1, Authorization: Bearer dummy"
   echo "- machine: ${cpu:-$(uname -m)}, $(nproc) CPUs (nproc), $mem RAM, kernel $(uname -r); wrk, the mock, the gateways and PostgreSQL share the CPUs"
   echo "- software: commit $commit; mock-upstream --threads $MOCK_THREADS; $portkey_software; nginx $nginx_version (worker_processes $NGINX_WORKERS); wrk $wrk_version"
@@ -425,7 +465,7 @@ ensure_results_file "$RESULTS"
   echo "| round | server | connections | req/s | p50 (ms) | p99 (ms) | responses | mock calls | non-2xx | socket errors |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
-  for entry in "direct $lo" "troupe $lo" "portkey $lo" "direct $hi" "troupe $hi" "troupe_metered $hi" "portkey $hi" \
+  for entry in "direct $lo" "troupe $lo" "portkey $lo" "embed_miss $lo" "embed_hit $lo" "direct $hi" "troupe $hi" "troupe_metered $hi" "portkey $hi" \
     "nginx $hi" "troupe_hit $hi"; do
     # shellcheck disable=SC2086 # two words
     median_row $entry

@@ -2,6 +2,7 @@
 
 #include "http/balancing.hpp"
 #include "http/bridge.hpp"
+#include "http/embeddings.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
 #include "http/openai.hpp"
@@ -32,7 +33,8 @@ namespace oa = openai;
 
 struct gateway::upstream {
   config::upstream_settings cfg;
-  std::string url; // base_url + "/chat/completions"
+  std::string url;            // base_url + "/chat/completions"
+  std::string embeddings_url; // base_url + "/embeddings"
   std::string breaker;
   std::shared_ptr<breaker_gauges> gauges; // what its breaker publishes (null in tests without one)
   std::atomic<int64_t> inflight{0};
@@ -95,6 +97,21 @@ struct gateway::call {
   };
   std::shared_ptr<relay> stream;
 
+  /// An embeddings call: its request and each distinct input's way through the cache and the upstream. Touched by
+  /// the bridge worker running the call only.
+  struct embedding {
+    embeddings::request req;
+    std::vector<size_t> slot;         // input i -> its distinct input
+    std::vector<size_t> first;        // distinct input -> the first input that is it
+    std::vector<std::string> keys;    // distinct input -> cache key
+    std::vector<std::string> vectors; // distinct input -> vector (base64 float32), "" until known
+    std::vector<size_t> missing;      // distinct inputs asked of the upstream, in the order sent
+    size_t waiting = 0;               // cache look-ups outstanding
+    std::string model;                // as the upstream's answer names it
+    oa::usage used;                   // what the upstream counted
+  };
+  std::shared_ptr<embedding> embed;
+
   /// What is left of gateway.max_generation_ms.
   std::chrono::milliseconds remaining(std::chrono::milliseconds max_generation) const {
     return max_generation
@@ -136,6 +153,7 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
     auto u = std::make_unique<upstream>();
     u->cfg = cfg;
     u->url = cfg.base_url + "/chat/completions";
+    u->embeddings_url = cfg.base_url + "/embeddings";
     u->breaker = breaker_name(cfg.name);
     if (upstreams_.size() < opts_.gauges.size())
       u->gauges = opts_.gauges[upstreams_.size()];
@@ -149,6 +167,11 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
                                                   latency_buckets_seconds());
     cache_results_ = &opts_.metrics->counter("troupe_gateway_cache_total",
                                              "Chat completions by cache result (hit, miss, bypass).", {"result"});
+    embedding_inputs_ = &opts_.metrics->counter(
+      "troupe_gateway_embedding_inputs_total",
+      "Inputs of embeddings requests by where their vector came from (hit: the cache, miss: an upstream, bypass: an "
+      "upstream, the cache being off for the request).",
+      {"result"});
     std::vector<std::pair<std::string, std::shared_ptr<breaker_gauges>>> gauges;
     for (size_t i = 0; i < upstreams_.size() && i < opts_.gauges.size(); ++i)
       gauges.emplace_back(upstreams_[i]->cfg.name, opts_.gauges[i]);
@@ -383,6 +406,36 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
   start(c);
 }
 
+void gateway::embeddings(const std::shared_ptr<responder>& r) {
+  auto doc = parse_json_body(r);
+  if (!doc)
+    return;
+  auto c = std::make_shared<call>();
+  c->r = r;
+  c->embed = std::make_shared<call::embedding>();
+  auto& e = *c->embed;
+  if (auto err = embeddings::validate_request(*doc, e.req)) {
+    r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
+    return;
+  }
+  // What the rest of the call reads of a request: the model, and the characters its token estimate counts.
+  c->req.model = e.req.model;
+  c->req.prompt_chars = e.req.prompt_chars;
+  auto mode = r->req().header("X-Troupe-Cache");
+  c->cacheable = opts_.cache && !(mode && *mode == "off");
+  // Identical inputs of one batch are looked up, asked for and stored once.
+  std::map<std::string_view, size_t> distinct;
+  e.slot.reserve(e.req.inputs.size());
+  for (size_t i = 0; i < e.req.inputs.size(); ++i) {
+    auto [it, added] = distinct.emplace(e.req.inputs[i], e.first.size());
+    if (added)
+      e.first.push_back(i);
+    e.slot.push_back(it->second);
+  }
+  e.vectors.resize(e.first.size());
+  start(c);
+}
+
 // --- The call ---
 
 void gateway::start(const std::shared_ptr<call>& c) {
@@ -400,7 +453,7 @@ void gateway::start(const std::shared_ptr<call>& c) {
   // max_tokens is only bounded below: past 10^9 (no model comes near) it counts as 10^9, so no sum can overflow.
   auto per_choice = std::min<int64_t>(c->req.max_output_tokens > 0 ? c->req.max_output_tokens : opts_.default_max_tokens,
                                       1000000000);
-  auto completion_tokens = per_choice * std::max<int64_t>(1, c->req.choices);
+  auto completion_tokens = c->embed ? 0 : per_choice * std::max<int64_t>(1, c->req.choices);
   int64_t tokens = 0, pusd = 0;
   if (opts_.spend_limits) {
     tokens = prompt_tokens + completion_tokens;
@@ -497,7 +550,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
     me->auth_.bridge().run(c->r, [me, c](caf::event_based_actor* self) { me->run(self, c); });
   };
   std::optional<caf::actor> shard;
-  if (!c->req.stream && c->cacheable && opts_.cache)
+  if (!c->embed && !c->req.stream && c->cacheable && opts_.cache)
     shard = opts_.cache->first_stop(tenant_key(c->cache_key, c->who.user_id, true));
   if (!shard) {
     in_worker();
@@ -528,6 +581,10 @@ void gateway::give_back_quota(const std::shared_ptr<call>& c) {
 }
 
 void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  if (c->embed) {
+    embed_lookup(self, c);
+    return;
+  }
   if (c->req.stream) {
     if (cache_results_)
       cache_results_->inc({"bypass"});
@@ -576,6 +633,96 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
     opts_.cache->get_or_compute(self, key, opts_.cache_ttl, {"gw:" + c->who.user_id}, produce, then, budget);
   else
     opts_.cache->single_flight(self, key, produce, then, budget);
+}
+
+void gateway::embed_lookup(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  auto& e = *c->embed;
+  if (!c->cacheable) {
+    embed_fetch(self, c);
+    return;
+  }
+  e.keys.reserve(e.first.size());
+  for (auto i : e.first)
+    e.keys.push_back(embeddings::input_key(e.req, i, c->who.user_id));
+  e.waiting = e.keys.size();
+  auto me = shared_from_this();
+  // Every answer arrives in this worker, one at a time; the last one goes on. An error or a damaged entry is a miss.
+  for (size_t d = 0; d < e.keys.size(); ++d)
+    opts_.cache->get(self, e.keys[d], [me, self, c, d](caf::expected<std::optional<std::string>> value) {
+      auto& e = *c->embed;
+      if (value && *value && embeddings::valid_vector(**value))
+        e.vectors[d] = std::move(**value);
+      if (--e.waiting == 0)
+        me->embed_fetch(self, c);
+    });
+}
+
+void gateway::embed_fetch(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
+  auto& e = *c->embed;
+  std::vector<size_t> which; // the inputs asked for
+  size_t chars = 0;
+  for (size_t d = 0; d < e.vectors.size(); ++d) {
+    if (!e.vectors[d].empty())
+      continue;
+    e.missing.push_back(d);
+    which.push_back(e.first[d]);
+    chars += e.req.input_chars[e.first[d]];
+  }
+  if (embedding_inputs_) {
+    size_t missing_inputs = 0;
+    for (auto d : e.slot)
+      missing_inputs += e.vectors[d].empty() ? 1 : 0;
+    auto result = c->cacheable ? "miss" : "bypass";
+    if (missing_inputs < e.slot.size())
+      embedding_inputs_->inc({"hit"}, e.slot.size() - missing_inputs);
+    if (missing_inputs > 0)
+      embedding_inputs_->inc({result}, missing_inputs);
+  }
+  if (e.missing.empty()) {
+    c->quota.commit();     // an answer: the generation is used
+    c->spend.settle(0, 0); // and costs nothing
+    embed_answer(c, "");
+    return;
+  }
+  c->req.body = embeddings::upstream_body(e.req, which);
+  c->req.prompt_chars = chars;
+  c->produced = true;
+  auto me = shared_from_this();
+  // on_response checked the answer, filled the vectors, stored them and recorded the usage before this runs.
+  c->done = [me, c](caf::expected<std::string> result) {
+    if (!result) {
+      me->give_back_quota(c);
+      auto res = error_response(result.error(), c->r->req().id);
+      if (res.status == 503 && c->retry_after_ms > 0)
+        set_retry_after(res, c->retry_after_ms);
+      c->r->send(std::move(res));
+      return;
+    }
+    c->quota.commit();
+    me->embed_answer(c, result->substr(0, result->find('\n')));
+  };
+  next_upstream(self, c);
+}
+
+void gateway::embed_answer(const std::shared_ptr<call>& c, const std::string& upstream) {
+  auto& e = *c->embed;
+  std::vector<std::string> vectors;
+  vectors.reserve(e.slot.size());
+  std::vector<bool> asked(e.vectors.size());
+  for (auto d : e.missing)
+    asked[d] = true;
+  size_t cached = 0;
+  for (auto d : e.slot) {
+    vectors.push_back(e.vectors[d]);
+    cached += asked[d] ? 0 : 1;
+  }
+  auto res = json_response(200, embeddings::answer_body(vectors, e.req.base64, e.model.empty() ? e.req.model : e.model,
+                                                        e.used));
+  if (!upstream.empty())
+    res.header("X-Troupe-Upstream", upstream);
+  res.header("X-Cache", e.missing.empty() ? "HIT" : "MISS");
+  res.header("X-Troupe-Cached-Inputs", std::to_string(cached));
+  c->r->send(std::move(res));
 }
 
 void gateway::next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c) {
@@ -670,7 +817,7 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
   // admit() made sure some of the budget is left.
   auto left = std::max(c->remaining(opts_.max_generation), milliseconds{1});
   client::upstream_request req;
-  req.url = u->url;
+  req.url = c->embed ? u->embeddings_url : u->url;
   req.headers = {"Content-Type: application/json", "X-Request-Id: " + c->r->req().id};
   if (!u->cfg.api_key.empty())
     req.headers.push_back("Authorization: Bearer " + u->cfg.api_key);
@@ -838,6 +985,27 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
     } else if (v.ok) {
       auto why = c->stream->sse->failed() ? c->stream->sse->why() : "the upstream's stream ended without events";
       v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".", 0};
+    }
+  } else if (c->embed) {
+    v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
+    if (v.ok) {
+      std::string why;
+      auto& e = *c->embed;
+      auto answer = embeddings::check_answer(res.body, e.missing.size(), c->req.prompt_chars, why);
+      if (!answer) {
+        v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".",
+             0};
+      } else {
+        for (size_t k = 0; k < e.missing.size(); ++k) {
+          auto d = e.missing[k];
+          e.vectors[d] = std::move(answer->vectors[k]);
+          if (c->cacheable)
+            opts_.cache->put(self, e.keys[d], e.vectors[d], opts_.cache_ttl, {"gw:" + c->who.user_id});
+        }
+        e.model = std::move(answer->model);
+        e.used = answer->used;
+        record_usage(*c, *u, e.used, "complete");
+      }
     }
   } else {
     v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
@@ -1056,6 +1224,8 @@ void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std:
              without_admission_control());
   routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }),
              without_admission_control());
+  routes.add("POST", "/v1/embeddings",
+             gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->embeddings(r); }), without_admission_control());
   routes.add("GET", "/v1/models", [gw](const std::shared_ptr<responder>& r) { gw->models(r); });
 }
 

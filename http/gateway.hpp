@@ -5,6 +5,9 @@
 //                               Events event by event as they arrive, ending with `data: [DONE]`
 //   GET  /v1/models             the configured models
 //   POST /api/generate          {prompt, model?, system?, max_tokens?} -> {text, model, upstream, cached, usage}
+//   POST /v1/embeddings         OpenAI's request and answer (http/embeddings.hpp); each input is cached on its own
+//                               (per user, model and dimensions, by the input's content), a batch asks the upstream
+//                               only for the inputs the cache lacks, and the answer is put back together in order
 //
 // A call, inside a bridge worker once the caller is authenticated (policy "generate") and under the generation
 // in-flight gate:
@@ -27,7 +30,8 @@
 // 502 (failure) or 504 (timeout) naming the upstream and what happened, never a key.
 //
 // Answers carry X-Troupe-Upstream (who answered) and X-Cache: HIT (the answer came from the cache or from an
-// identical call in flight) or MISS.
+// identical call in flight) or MISS. An embeddings answer is a HIT when every input came from the cache, and says
+// in X-Troupe-Cached-Inputs how many did; its usage is what the upstream counted for the others.
 
 #include "http/auth.hpp"
 #include "http/client/upstream_client.hpp"
@@ -97,6 +101,7 @@ public:
   void chat(const std::shared_ptr<responder>& r);
   void generate(const std::shared_ptr<responder>& r);
   void models(const std::shared_ptr<responder>& r);
+  void embeddings(const std::shared_ptr<responder>& r);
 
   struct upstream; // one configured upstream and its live counters
   struct call;     // one client request on its way through the upstreams
@@ -116,6 +121,11 @@ private:
   /// everything else continues in a bridge worker (run).
   void look_up(const std::shared_ptr<call>& c);
   void run(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  /// Embeddings: look up every distinct input in the cache (in the worker), then ask an upstream for the missing
+  /// ones (embed_fetch) and answer in the request's order (embed_answer).
+  void embed_lookup(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void embed_fetch(caf::event_based_actor* self, const std::shared_ptr<call>& c);
+  void embed_answer(const std::shared_ptr<call>& c, const std::string& upstream);
   void next_upstream(caf::event_based_actor* self, const std::shared_ptr<call>& c);
   void admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u);
   void send(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u, breaker_admission permit);
@@ -140,6 +150,7 @@ private:
   counter_family* upstream_requests_ = nullptr;
   histogram_family* upstream_seconds_ = nullptr;
   counter_family* cache_results_ = nullptr;
+  counter_family* embedding_inputs_ = nullptr;
   std::string models_body_;
   // The watched streams (weak: a call that ended is dropped at the next sweep) and when the pending sweep is due
   // (steady clock, ns; 0: none). A sweep overdue by a whole period was lost with a restarted worker: the next

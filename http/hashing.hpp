@@ -15,6 +15,9 @@ std::string random_url_token(size_t bytes);
 /// Decodes standard base64 (RFC 4648 section 4, padded or not) into `out`; false if `text` is not base64.
 bool base64_decode(std::string_view text, std::string& out);
 
+/// Encodes `bytes` as padded standard base64 (RFC 4648 section 4).
+std::string base64_encode(std::string_view bytes);
+
 /// Constant-time equality of two strings of the same length (false when the lengths differ).
 bool constant_time_equal(std::string_view a, std::string_view b);
 

@@ -487,9 +487,6 @@ std::optional<usage> reported_usage(const Value& root) {
 
 } // namespace
 
-namespace {
-
-/// Why an upstream's answer (or one of its events) was refused by json::parse, as a clause.
 std::string refusal(const json::parse_error& e, const char* what) {
   switch (e.code) {
   case json::parse_errc::invalid_utf8:
@@ -503,6 +500,8 @@ std::string refusal(const json::parse_error& e, const char* what) {
   }
   return std::string{what} + " is not valid JSON: " + e.reason;
 }
+
+namespace {
 
 /// choices[0].message.content of a parsed answer, "" if absent.
 std::string completion_text_of(const Value& doc) {

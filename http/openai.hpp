@@ -3,6 +3,8 @@
 // validating a client's request, the cache key of a deterministic request, checking an upstream's answer, and
 // relaying an upstream's Server-Sent Events stream event by event.
 
+#include "config/json.hpp"
+
 #include <rapidjson/document.h>
 
 #include <cstdint>
@@ -83,6 +85,10 @@ struct usage {
 
 /// Roughly four characters per token, at least one.
 int64_t estimate_tokens(size_t chars);
+
+/// Why an upstream's answer (or one of its events), called `what`, was refused by json::parse, as a clause: "the
+/// upstream's answer is not valid UTF-8".
+std::string refusal(const json::parse_error& e, const char* what);
 
 /// Checks a non-streamed upstream answer: valid UTF-8 JSON object with a non-empty `choices` array. Returns its
 /// usage (reported, or estimated from the answer's text and `prompt_chars`), or nullopt with `why` set.

@@ -55,14 +55,14 @@ start_mock_upstream_if_needed() {
     done
     local mock_port
     mock_port=$(<var/mock-upstream.port)
-    TROUPE_UPSTREAMS='[{"name":"mock","base_url":"http://127.0.0.1:'$mock_port'/v1","models":["mock-1","mock-2"]}]'
+    TROUPE_UPSTREAMS='[{"name":"mock","base_url":"http://127.0.0.1:'$mock_port'/v1","models":["mock-1","mock-2","mock-embed"]}]'
     export TROUPE_UPSTREAMS
     # The mock's models priced like small and large hosted models, so /api/usage shows costs.
     if [[ -z ${TROUPE_PRICES:-} ]]; then
-      TROUPE_PRICES='{"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6},"mock-2":{"input_per_mtok":2.5,"output_per_mtok":10}}'
+      TROUPE_PRICES='{"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6},"mock-2":{"input_per_mtok":2.5,"output_per_mtok":10},"mock-embed":{"input_per_mtok":0.02,"output_per_mtok":0}}'
       export TROUPE_PRICES
     fi
-    upstream_note="no upstream configured: using the mock upstream on 127.0.0.1:$mock_port (models mock-1, mock-2)"
+    upstream_note="no upstream configured: using the mock upstream on 127.0.0.1:$mock_port (models mock-1, mock-2, mock-embed)"
     log "$upstream_note"
   fi
 }

@@ -6,6 +6,7 @@
 #include "tests/interop/node_packages.hpp"
 #include "tests/persistence/scratch_database.hpp"
 #include "tests/tools/mock_upstream_harness.hpp"
+#include "tools/mock-upstream/embeddings.hpp"
 
 #include <gtest/gtest.h>
 
@@ -21,26 +22,36 @@ std::string quote(const std::string& s) {
   return out + "'";
 }
 
+/// A troupe on the scratch database with the mock as its one upstream, serving `models` (a JSON array).
+troupe_process::options gateway_options(const scratch_database& db, const mock_upstream_process& mock,
+                                        const std::string& models) {
+  troupe_process::options opts;
+  opts.env["TROUPE_DATABASE_URL"] = db.url();
+  opts.env["TROUPE_UPSTREAMS"] =
+    R"([{"name":"mock","base_url":")" + mock.base_url() + R"(/v1","models":)" + models + "}]";
+  return opts;
+}
+
+/// A new user's API key, as an application would hold one ("" if any step failed).
+std::string api_key(const troupe_process& t, const std::string& email) {
+  auto token = json_string(sign_up(t, email), "access_token");
+  auto created = http({"POST",
+                       t.url("/api/keys"),
+                       R"({"name":"sdk"})",
+                       {"Authorization: Bearer " + token, "Content-Type: application/json"},
+                       10000});
+  EXPECT_EQ(created.status, 201) << created.body;
+  return json_string(created, "key");
+}
+
 TEST(GatewayInterop, OpenAiNodeSdkCompletesAChatAndAStreamedChat) {
   auto missing = node_packages_missing({"openai"});
   ASSERT_TRUE(missing.empty()) << missing;
   scratch_database db;
   ASSERT_TRUE(db.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
   mock_upstream_process mock;
-  troupe_process::options opts;
-  opts.env["TROUPE_DATABASE_URL"] = db.url();
-  opts.env["TROUPE_UPSTREAMS"] = R"([{"name":"mock","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"]}])";
-  troupe_process t{opts};
-  auto login = sign_up(t, "sdk@example.com");
-  auto token = json_string(login, "access_token");
-  ASSERT_FALSE(token.empty()) << login.body;
-  auto created = http({"POST",
-                       t.url("/api/keys"),
-                       R"({"name":"sdk"})",
-                       {"Authorization: Bearer " + token, "Content-Type: application/json"},
-                       10000});
-  ASSERT_EQ(created.status, 201) << created.body;
-  auto key = json_string(created, "key");
+  troupe_process t{gateway_options(db, mock, R"(["mock-1"])")};
+  auto key = api_key(t, "sdk@example.com");
   ASSERT_FALSE(key.empty());
 
   std::string out;
@@ -66,6 +77,49 @@ TEST(GatewayInterop, OpenAiNodeSdkCompletesAChatAndAStreamedChat) {
                        out);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("status=401"), std::string::npos) << out;
+}
+
+// The SDK's embeddings: its default asks for base64 and decodes float32s itself; floats asked for explicitly come as
+// numbers. Both give the upstream's vectors, and the second call is served partly from the cache.
+TEST(GatewayInterop, OpenAiNodeSdkEmbedsInBothEncodings) {
+  auto missing = node_packages_missing({"openai"});
+  ASSERT_TRUE(missing.empty()) << missing;
+  scratch_database db;
+  ASSERT_TRUE(db.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
+  mock_upstream_process mock;
+  troupe_process t{gateway_options(db, mock, R"(["mock-1","mock-emb"])")};
+  auto key = api_key(t, "sdk-embeddings@example.com");
+  ASSERT_FALSE(key.empty());
+
+  std::string out;
+  int status = run_command("node " + quote(driver_dir + "/openai_embeddings.mjs") + " --base-url "
+                             + quote(t.url("/v1")) + " --api-key " + quote(key) + " --model mock-emb 2>&1",
+                           out);
+  ASSERT_EQ(status, 0) << out;
+  auto doc = parse_json(out);
+  ASSERT_TRUE(doc.IsObject()) << out;
+  auto as_floats = [](const rapidjson::Value& v) {
+    std::vector<float> out;
+    for (const auto& x : v.GetArray())
+      out.push_back(static_cast<float>(x.GetDouble()));
+    return out;
+  };
+  auto first = mock::mock_vector("\"the first text\"", 8);
+  auto second = mock::mock_vector("\"the second text\"", 8);
+  auto third = mock::mock_vector("\"a third text\"", 8);
+  ASSERT_EQ(doc["base64"].Size(), 2u) << out;
+  EXPECT_EQ(as_floats(doc["base64"][0]), first);
+  EXPECT_EQ(as_floats(doc["base64"][1]), second);
+  ASSERT_EQ(doc["float"].Size(), 3u) << out;
+  EXPECT_EQ(as_floats(doc["float"][0]), second);
+  EXPECT_EQ(as_floats(doc["float"][1]), third);
+  EXPECT_EQ(as_floats(doc["float"][2]), first);
+  EXPECT_EQ(std::string(doc["model"].GetString()), "mock-emb");
+  // 4 + 4 tokens for the first batch; only "a third text" (3) reached the upstream in the second.
+  EXPECT_EQ(doc["prompt_tokens"][0].GetInt64(), 8);
+  EXPECT_EQ(doc["prompt_tokens"][1].GetInt64(), 3);
+  auto stats = parse_json(http_get(mock.base_url() + "/mock/stats").body);
+  EXPECT_EQ(stats["embedding_inputs"].GetInt64(), 3);
 }
 
 } // namespace

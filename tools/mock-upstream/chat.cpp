@@ -233,19 +233,6 @@ void emit_dripped(const body& b, uint64_t upto, const knobs& k, plan& p) {
 
 // ---- non-streaming answers ----------------------------------------------------------------------------------
 
-void plan_error(const admission& admitted, const answer_context& context, plan& p) {
-  const auto& k = admitted.resolved;
-  std::string extra = answer_headers(admitted);
-  if (k.retry_after >= 0)
-    extra += "Retry-After: " + std::to_string(k.retry_after) + "\r\n";
-  auto message = "mock upstream answered " + std::to_string(admitted.status) + " as configured";
-  body b;
-  b.text(openai_error_body(message, error_type_for(admitted.status), error_code_for(admitted.status)));
-  p.write(
-    response_head(admitted.status, "application/json", static_cast<int64_t>(b.size()), context.keep_alive, extra));
-  emit_dripped(b, b.size(), k, p);
-}
-
 void plan_completion(const chat_request& request, const admission& admitted, const answer_context& context, plan& p) {
   const auto& k = admitted.resolved;
   auto content = make_content(request, k);
@@ -374,6 +361,19 @@ void plan_stream(const chat_request& request, const admission& admitted, const a
 }
 
 } // namespace
+
+void plan_error(const admission& admitted, const answer_context& context, plan& p) {
+  const auto& k = admitted.resolved;
+  std::string extra = answer_headers(admitted);
+  if (k.retry_after >= 0)
+    extra += "Retry-After: " + std::to_string(k.retry_after) + "\r\n";
+  auto message = "mock upstream answered " + std::to_string(admitted.status) + " as configured";
+  body b;
+  b.text(openai_error_body(message, error_type_for(admitted.status), error_code_for(admitted.status)));
+  p.write(
+    response_head(admitted.status, "application/json", static_cast<int64_t>(b.size()), context.keep_alive, extra));
+  emit_dripped(b, b.size(), k, p);
+}
 
 std::string scan_directives(std::string_view text, knob_overrides& directives) {
   for (size_t pos = text.find(directive_open); pos != std::string_view::npos; pos = text.find(directive_open, pos)) {

@@ -56,6 +56,10 @@ struct answer_context {
 /// completion (streamed when the request asked for it), dripped as the knobs say.
 void plan_chat_answer(const chat_request& request, const admission& admitted, const answer_context& context, plan& p);
 
+/// Appends the error answer `admitted.status` (OpenAI's shape, Retry-After when the knobs set one), dripped as the
+/// knobs say. For every route whose requests are admitted (chat completions, embeddings).
+void plan_error(const admission& admitted, const answer_context& context, plan& p);
+
 /// The OpenAI error `type` and `code` the mock uses for a status.
 std::string_view error_type_for(int status);
 std::string_view error_code_for(int status);

@@ -81,6 +81,11 @@ admission mock_state::admit_chat(const knob_overrides& per_request, std::string_
   return result;
 }
 
+void mock_state::count_embedding_inputs(uint64_t inputs) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  embedding_inputs_ += inputs;
+}
+
 void mock_state::count_rejected_chat(int status, std::string_view authorization) {
   std::lock_guard<std::mutex> guard{mutex_};
   ++requests_;
@@ -147,6 +152,7 @@ void mock_state::reset() {
   random_.seed(seed_);
   requests_ = 0;
   streams_ = 0;
+  embedding_inputs_ = 0;
   by_status_.clear();
   by_model_.clear();
   authorization_.clear();
@@ -157,7 +163,8 @@ void mock_state::reset() {
 
 std::string mock_state::stats_json() const {
   std::lock_guard<std::mutex> guard{mutex_};
-  std::string out = "{\"requests\":" + std::to_string(requests_) + ",\"streams\":" + std::to_string(streams_);
+  std::string out = "{\"requests\":" + std::to_string(requests_) + ",\"streams\":" + std::to_string(streams_)
+                    + ",\"embedding_inputs\":" + std::to_string(embedding_inputs_);
   append_counts(out, "by_status", by_status_);
   append_counts(out, "by_model", by_model_);
   out += ",\"in_flight\":" + std::to_string(in_flight_.load());

@@ -47,7 +47,9 @@ public:
                        std::string_view authorization);
   /// Counts a chat request answered `status` before admission (invalid body or knobs). Uses no scripted knobs.
   void count_rejected_chat(int status, std::string_view authorization);
-  /// Keeps the body of the latest chat request (valid or not), for GET /mock/last_request.
+  /// Counts the inputs of an admitted embeddings request ("embedding_inputs" in the stats).
+  void count_embedding_inputs(uint64_t inputs);
+  /// Keeps the body of the latest chat or embeddings request (valid or not), for GET /mock/last_request.
   void remember_request(std::string_view body);
   /// The latest chat request's body as it arrived; nullopt before the first one (or after a reset).
   std::optional<std::string> last_request() const;
@@ -82,6 +84,7 @@ private:
   std::mt19937_64 random_;
   uint64_t requests_ = 0;
   uint64_t streams_ = 0;
+  uint64_t embedding_inputs_ = 0;
   std::map<std::string, uint64_t> by_status_;
   std::map<std::string, uint64_t> by_model_;
   std::set<std::string> authorization_;

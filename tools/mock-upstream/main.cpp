@@ -63,15 +63,21 @@ Endpoints:
       most `chunks` events (more when huge: at most 64 KiB of content per event), then delta {} with
       finish_reason, then (stream_options.include_usage) a chunk with "choices":[] and usage (the others carry
       "usage":null), then "data: [DONE]\n\n".
+  POST /v1/embeddings (also /embeddings)
+      An OpenAI embeddings request: model, input (a string, strings, token ids or arrays of token ids),
+      encoding_format ("float", default, or "base64"), dimensions (default 8). Answer: {"object":"list","data":
+      [{"object":"embedding","index":i,"embedding":...}],"model","usage":{"prompt_tokens","total_tokens"}}; each
+      input's vector is fixed by its JSON text (components in [-1, 1) from an FNV-1a hash). Counted as a chat
+      request (knobs apply the same way) and in "embedding_inputs".
   GET  /v1/models (also /models)
       {"object":"list","data":[{"id":M,"object":"model","created":0,"owned_by":"mock"},...]}
   GET  /mock/stats
-      {"requests":chat requests (400s included),"streams":n,"by_status":{"200":n,"500":n,"hangup":n,...},
+      {"requests":chat and embeddings requests (400s included),"streams":n,"embedding_inputs":n,"by_status":{"200":n,"500":n,"hangup":n,...},
        "by_model":{"m":n},"in_flight":answers in progress,"aborted":answers cut short by the client,
        "connections_open":n,"connections_accepted":n since start or reset,
        "authorization":[distinct Authorization values of chat requests, at most 16]}
   GET  /mock/last_request
-      The body of the latest chat request, byte for byte as it arrived (404 before the first one).
+      The body of the latest chat or embeddings request, byte for byte as it arrived (404 before the first one).
   POST /mock/reset
       Counters to zero, the latest request forgotten, scripted knobs dropped, default knobs back to the flags, PRNG reseeded. Answers the config.
   GET  /mock/config, POST /mock/config

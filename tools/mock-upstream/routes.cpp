@@ -1,6 +1,7 @@
 #include "tools/mock-upstream/routes.hpp"
 
 #include "tools/mock-upstream/chat.hpp"
+#include "tools/mock-upstream/embeddings.hpp"
 #include "tools/mock-upstream/json_text.hpp"
 
 #include <ctime>
@@ -18,31 +19,64 @@ void respond_error(plan& p, int status, std::string_view message, std::string_vi
   respond_json(p, status, openai_error_body(message, error_type_for(status), code), keep_alive, extra);
 }
 
-void chat_completions(const request_head& head, std::string_view body_text, mock_state& state, plan& p) {
-  chat_request request;
-  request_error error;
-  knob_overrides per_request;
+/// What every admitted route does first: keeps the body (GET /mock/last_request) and reads the X-Mock knobs. False
+/// when they are invalid (answered 400 already).
+bool read_knobs(const request_head& head, std::string_view body_text, mock_state& state, plan& p,
+                knob_overrides& per_request) {
   state.remember_request(body_text);
   if (auto problem = parse_knob_list(head.x_mock, per_request); !problem.empty()) {
     state.count_rejected_chat(400, head.authorization);
     respond_json(p, 400, openai_error_body(problem, "invalid_request_error", "invalid_mock_header", "X-Mock"),
                  head.keep_alive);
-    return;
+    return false;
   }
+  return true;
+}
+
+void reject_body(const request_head& head, const request_error& error, mock_state& state, plan& p) {
+  state.count_rejected_chat(400, head.authorization);
+  respond_json(p, 400, openai_error_body(error.message, "invalid_request_error", error.code, error.param),
+               head.keep_alive);
+}
+
+answer_context context_of(const request_head& head) {
+  answer_context context;
+  context.created = static_cast<int64_t>(std::time(nullptr));
+  context.keep_alive = head.keep_alive;
+  context.chunked_ok = head.minor_version >= 1;
+  return context;
+}
+
+void chat_completions(const request_head& head, std::string_view body_text, mock_state& state, plan& p) {
+  chat_request request;
+  request_error error;
+  knob_overrides per_request;
+  if (!read_knobs(head, body_text, state, p, per_request))
+    return;
   if (!parse_chat_request(body_text, request, error)) {
-    state.count_rejected_chat(400, head.authorization);
-    respond_json(p, 400, openai_error_body(error.message, "invalid_request_error", error.code, error.param),
-                 head.keep_alive);
+    reject_body(head, error, state, p);
     return;
   }
   per_request.merge(request.directives);
   auto admitted = state.admit_chat(per_request, request.model, request.stream, head.authorization);
   p.in_flight = state.track_in_flight();
-  answer_context context;
-  context.created = static_cast<int64_t>(std::time(nullptr));
-  context.keep_alive = head.keep_alive;
-  context.chunked_ok = head.minor_version >= 1;
-  plan_chat_answer(request, admitted, context, p);
+  plan_chat_answer(request, admitted, context_of(head), p);
+}
+
+void embeddings(const request_head& head, std::string_view body_text, mock_state& state, plan& p) {
+  embeddings_request request;
+  request_error error;
+  knob_overrides per_request;
+  if (!read_knobs(head, body_text, state, p, per_request))
+    return;
+  if (!parse_embeddings_request(body_text, request, error)) {
+    reject_body(head, error, state, p);
+    return;
+  }
+  auto admitted = state.admit_chat(per_request, request.model, false, head.authorization);
+  state.count_embedding_inputs(request.inputs.size());
+  p.in_flight = state.track_in_flight();
+  plan_embeddings_answer(request, admitted, context_of(head), p);
 }
 
 std::string models_json(const mock_state& state) {
@@ -67,6 +101,8 @@ struct route {
 const route routes[] = {
   {"/v1/chat/completions", "POST", chat_completions},
   {"/chat/completions", "POST", chat_completions},
+  {"/v1/embeddings", "POST", embeddings},
+  {"/embeddings", "POST", embeddings},
   {"/v1/models", "GET",
    [](const request_head& head, std::string_view, mock_state& state, plan& p) {
      respond_json(p, 200, models_json(state), head.keep_alive);

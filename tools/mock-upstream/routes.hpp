@@ -3,6 +3,7 @@
 // never blocks: waits are steps of the plan.
 //
 //   POST /v1/chat/completions, /chat/completions   chat.hpp
+//   POST /v1/embeddings, /embeddings             embeddings.hpp
 //   GET  /v1/models, /models                      the --models list
 //   GET  /mock/stats                              counters (control.hpp)
 //   POST /mock/reset                              counters, scripted knobs and defaults back to the start
