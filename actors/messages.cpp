@@ -41,6 +41,7 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<write_outcome>>("std::vector<write_outcome>");
   cfg.add_message_type<user_record>("user_record");
   cfg.add_message_type<api_key_record>("api_key_record");
+  cfg.add_message_type<api_key_limits>("api_key_limits");
   cfg.add_message_type<std::vector<api_key_record>>("std::vector<api_key_record>");
   cfg.add_message_type<session_snapshot>("session_snapshot");
   cfg.add_message_type<refresh_rotation>("refresh_rotation");

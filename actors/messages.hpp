@@ -95,15 +95,18 @@ struct credential {
   int64_t reserve = 0;  // generations to reserve from today's quota once the rate limit let the request through
   bool with_storage = false; // also answer the user's storage use (identity::storage), exact
   // Once the rate limit and the quota let the request through: tokens and pico-dollars to reserve against the
-  // user's tokens-per-minute window and spend budgets (actors/spend.hpp); 0 and 0: none.
+  // user's tokens-per-minute window and spend budgets, and the API key's own limits (actors/spend.hpp); 0 and 0:
+  // none. The session reserves only where some limit applies (the user's plan has one, or the key is metered).
   int64_t reserve_tokens = 0;
   int64_t reserve_pusd = 0;
+  int64_t key_created_at = 0; // api_key: when it was created (its budget periods count from then)
+  api_key_limits key_limits{}; // api_key: its own limits (models, budget, tokens and requests per minute, in flight)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, credential& x) {
   return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit,
-           x.reserve, x.with_storage, x.reserve_tokens, x.reserve_pusd);
+           x.reserve, x.with_storage, x.reserve_tokens, x.reserve_pusd, x.key_created_at, x.key_limits);
 }
 
 /// A user's daily generation quota, as its session actor counts it.
@@ -380,12 +383,13 @@ struct session_handoff {
   int64_t spent_month = 0;
   std::vector<spend_hold> spend_holds{};
   double window_tokens = 0;
+  std::vector<key_handoff> keys{}; // the ledgers of the user's API keys with limits
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_handoff& x) {
   return f(caf::meta::type_name("session_handoff"), x.user_id, x.buckets, x.quota_date, x.used, x.spend_day_start,
-           x.spent_day, x.spend_month_start, x.spent_month, x.spend_holds, x.window_tokens);
+           x.spent_day, x.spend_month_start, x.spent_month, x.spend_holds, x.window_tokens, x.keys);
 }
 
 /// To a session: (handoff_atom) -> session_handoff, after which it ends (the user moved); (handoff_atom,

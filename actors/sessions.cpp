@@ -52,6 +52,15 @@ struct session_state {
   int64_t used = 0;   // generations used that day
   std::unordered_map<std::string, token_bucket> buckets;  // the user's rate limits, by policy name
   std::optional<spend_ledger> spend;                      // budgets and tokens per minute (set at start)
+  // The user's API keys with limits that were used here, by key id: the key's limits (from the credential; they
+  // never change) and its ledger. `key_spends`: what the session started from, for keys not used yet.
+  struct metered_key {
+    api_key_limits limits;
+    int64_t created_at = 0;
+    key_ledger ledger;
+  };
+  std::unordered_map<std::string, metered_key> keys;
+  std::unordered_map<std::string, key_spend> key_spends;
   std::optional<double> moved_at; // when the user moved here from a node that handed nothing over: new buckets
                                   // start empty then (monotonic seconds)
   int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
@@ -206,6 +215,53 @@ spend_status reserve_spend(session_actor* self, int64_t tokens, int64_t pusd) {
 void settle_spend(session_actor* self, const spend_settlement& settlement) {
   auto& st = self->state;
   st.spend->settle(limits_of(st), settlement, now(st.opts), seconds_now(st.opts));
+  if (settlement.key_id.empty())
+    return;
+  if (auto key = st.keys.find(settlement.key_id); key != st.keys.end())
+    key->second.ledger.settle(key->second.limits, key->second.created_at, settlement, now(st.opts),
+                              seconds_now(st.opts));
+}
+
+/// The ledger of the metered key of `cred`, started if this is its first call here: from the spend its period held
+/// when the session loaded (a key created since has spent nothing), with empty windows if the user moved here
+/// without a hand-off.
+session_state::metered_key& key_of(session_actor* self, const credential& cred) {
+  auto& st = self->state;
+  auto found = st.keys.find(cred.key_id);
+  if (found != st.keys.end())
+    return found->second;
+  auto t = now(st.opts);
+  auto start = key_period_start(cred.key_created_at, cred.key_limits.budget_duration_s, t);
+  int64_t spent = 0;
+  if (auto loaded = st.key_spends.find(cred.key_id); loaded != st.key_spends.end()) {
+    start = loaded->second.period_start;
+    spent = loaded->second.spent_pusd;
+  }
+  auto& key = st.keys.emplace(cred.key_id, session_state::metered_key{cred.key_limits, cred.key_created_at,
+                                                                      key_ledger{start, spent}})
+                .first->second;
+  if (st.moved_at && *st.moved_at <= seconds_now(st.opts))
+    key.ledger.empty_windows(key.limits, *st.moved_at);
+  return key;
+}
+
+/// Reserves the call's estimate against the user's plan and, for a metered API key, the key's own limits: both or
+/// neither. Nothing is reserved (reservation 0, no settlement needed) when no limit applies.
+spend_status reserve_call(session_actor* self, const credential& cred) {
+  auto& st = self->state;
+  bool metered_key = cred.kind == "api_key" && cred.key_limits.metered();
+  if (!limits_of(st).any() && !metered_key)
+    return {};
+  auto spend = reserve_spend(self, cred.reserve_tokens, cred.reserve_pusd);
+  if (!spend.allowed || !metered_key)
+    return spend;
+  auto& key = key_of(self, cred);
+  auto t = now(st.opts);
+  auto by_key = key.ledger.reserve(key.limits, key.created_at, spend.reservation, cred.reserve_tokens,
+                                   cred.reserve_pusd, t, seconds_now(st.opts), t + st.opts.reservation_ttl.count());
+  if (!by_key.allowed)
+    settle_spend(self, spend_settlement{spend.reservation, 0, 0, ""});
+  return by_key;
 }
 
 /// Re-reads the user (role, plan) in the background once it is older than user_refresh; the request at hand goes on
@@ -258,6 +314,15 @@ void take_handoff(session_actor* self, const session_handoff& handoff) {
     st.used = std::max(st.used, handoff.used);
   st.spend->take_over(limits_of(st), handoff.spend_day_start, handoff.spent_day, handoff.spend_month_start,
                       handoff.spent_month, handoff.spend_holds, handoff.window_tokens, now(st.opts), t);
+  for (const auto& k : handoff.keys) {
+    credential cred;
+    cred.key_id = k.key_id;
+    cred.key_created_at = k.created_at;
+    cred.key_limits = k.limits;
+    auto& key = key_of(self, cred);
+    key.ledger.take_over(key.limits, key.created_at, k.period_start, k.spent, k.holds, k.tokens_left,
+                         k.requests_left, now(st.opts), t);
+  }
 }
 
 /// How a session starts beyond its snapshot: what the user's previous owner handed over, or when the user moved
@@ -281,6 +346,8 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
   for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
   st.revoked_keys.insert(snapshot.revoked_key_ids.begin(), snapshot.revoked_key_ids.end());
+  for (auto& k : snapshot.key_spends)
+    st.key_spends.emplace(k.key_id, std::move(k));
   st.user_loaded_at = now(st.opts);
   return {
     [self](authorize_atom, credential& cred) -> caf::result<identity> {
@@ -317,14 +384,13 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       // generation; the spend of one the quota refuses is given back at once.
       bool admitted = cred.limit.name.empty() || rate.allowed;
       spend_status spend;
-      bool spending = admitted && (cred.reserve_tokens > 0 || cred.reserve_pusd > 0);
-      if (spending) {
-        spend = reserve_spend(self, cred.reserve_tokens, cred.reserve_pusd);
+      if (admitted && (cred.reserve_tokens > 0 || cred.reserve_pusd > 0)) {
+        spend = reserve_call(self, cred);
         admitted = spend.allowed;
       }
       auto today = cred.reserve > 0 && admitted ? reserve_quota(self, cred.reserve) : quota(self);
-      if (spending && spend.allowed && !today.allowed)
-        settle_spend(self, spend_settlement{spend.reservation, 0, 0});
+      if (spend.reservation != 0 && !today.allowed)
+        settle_spend(self, spend_settlement{spend.reservation, 0, 0, cred.kind == "api_key" ? cred.key_id : ""});
       bool storage = cred.with_storage;
       identity who{st.user.id, st.user.email, st.user.role, st.user.plan, st.user.created_at, std::move(cred),
                    today, rate, false, storage_status{}, std::move(spend)};
@@ -373,6 +439,10 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       handoff.spent_month = st.spend->spent_month();
       handoff.spend_holds = st.spend->holds();
       handoff.window_tokens = st.spend->window_tokens(limits_of(st), t);
+      for (const auto& [id, key] : st.keys)
+        handoff.keys.push_back(key_handoff{id, key.limits, key.created_at, key.ledger.period_start(),
+                                           key.ledger.spent(), key.ledger.holds(), key.ledger.tokens_left(key.limits, t),
+                                           key.ledger.requests_left(key.limits, t)});
       self->quit();
       return handoff;
     },
@@ -802,13 +872,13 @@ void quota_reservation::give_back() {
 }
 
 spend_reservation::spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, uint64_t reservation,
-                                     std::shared_ptr<cluster_state> cluster)
+                                     std::shared_ptr<cluster_state> cluster, std::string key_id)
   : sessions_(std::move(sessions)), cluster_(std::move(cluster)), user_id_(std::move(user_id)),
-    reservation_(reservation), held_(sessions_ != nullptr && reservation != 0) {}
+    key_id_(std::move(key_id)), reservation_(reservation), held_(sessions_ != nullptr && reservation != 0) {}
 
 spend_reservation::spend_reservation(spend_reservation&& other) noexcept
   : sessions_(std::move(other.sessions_)), cluster_(std::move(other.cluster_)), user_id_(std::move(other.user_id_)),
-    reservation_(other.reservation_), held_(std::exchange(other.held_, false)) {}
+    key_id_(std::move(other.key_id_)), reservation_(other.reservation_), held_(std::exchange(other.held_, false)) {}
 
 spend_reservation& spend_reservation::operator=(spend_reservation&& other) noexcept {
   if (this != &other) {
@@ -816,6 +886,7 @@ spend_reservation& spend_reservation::operator=(spend_reservation&& other) noexc
     sessions_ = std::move(other.sessions_);
     cluster_ = std::move(other.cluster_);
     user_id_ = std::move(other.user_id_);
+    key_id_ = std::move(other.key_id_);
     reservation_ = other.reservation_;
     held_ = std::exchange(other.held_, false);
   }
@@ -829,7 +900,7 @@ spend_reservation::~spend_reservation() {
 void spend_reservation::settle(int64_t tokens, int64_t pusd) {
   if (!std::exchange(held_, false))
     return;
-  spend_settlement settlement{reservation_, std::max<int64_t>(tokens, 0), std::max<int64_t>(pusd, 0)};
+  spend_settlement settlement{reservation_, std::max<int64_t>(tokens, 0), std::max<int64_t>(pusd, 0), key_id_};
   auto route = route_user(cluster_.get(), user_id_);
   if (route.kind == session_route::remote)
     caf::anon_send(route.endpoint, spend_atom::value, user_id_, settlement, std::move(route.origin));

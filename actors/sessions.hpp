@@ -178,9 +178,10 @@ private:
 class spend_reservation {
 public:
   spend_reservation() noexcept = default;
-  /// Takes over the granted reservation `reservation` (spend_status::reservation; 0: none, nothing to settle).
+  /// Takes over the granted reservation `reservation` (spend_status::reservation; 0: none, nothing to settle), made
+  /// against the limits of the API key `key_id` too when that is not "".
   spend_reservation(std::shared_ptr<directory> sessions, std::string user_id, uint64_t reservation,
-                    std::shared_ptr<cluster_state> cluster = nullptr);
+                    std::shared_ptr<cluster_state> cluster = nullptr, std::string key_id = {});
   spend_reservation(spend_reservation&& other) noexcept;
   spend_reservation& operator=(spend_reservation&& other) noexcept;
   spend_reservation(const spend_reservation&) = delete;
@@ -195,6 +196,7 @@ private:
   std::shared_ptr<directory> sessions_;
   std::shared_ptr<cluster_state> cluster_;
   std::string user_id_;
+  std::string key_id_;
   uint64_t reservation_ = 0;
   bool held_ = false;
 };

@@ -10,6 +10,8 @@
 // adds what the call really cost; a call that fails settles at 0. So under any concurrency the settled spend
 // exceeds a budget by at most what the estimates under-counted, never by what calls in flight could add.
 
+#include "persistence/accounts.hpp"
+
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
@@ -24,18 +26,22 @@ struct spend_limits {
   int64_t day_pusd = 0;          // pico-dollars per quota day
   int64_t month_pusd = 0;        // pico-dollars per UTC calendar month
   int64_t tokens_per_minute = 0; // prompt and completion tokens
+
+  bool any() const { return day_pusd > 0 || month_pusd > 0 || tokens_per_minute > 0; }
 };
 
-/// Ends a reservation: its id (spend_status::reservation) and what the call really used.
+/// Ends a reservation: its id (spend_status::reservation) and what the call really used; `key_id`: the API key
+/// whose own limits it was reserved against too ("" for none).
 struct spend_settlement {
   uint64_t reservation = 0;
   int64_t used_tokens = 0;
   int64_t used_pusd = 0;
+  std::string key_id{};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, spend_settlement& x) {
-  return f(caf::meta::type_name("spend_settlement"), x.reservation, x.used_tokens, x.used_pusd);
+  return f(caf::meta::type_name("spend_settlement"), x.reservation, x.used_tokens, x.used_pusd, x.key_id);
 }
 
 /// A reservation not settled yet, as a hand-off carries it to the user's next owner.
@@ -55,10 +61,13 @@ typename Inspector::result_type inspect(Inspector& f, spend_hold& x) {
 struct spend_status {
   bool allowed = true;
   uint64_t reservation = 0; // the granted reservation's id, for its settlement; 0: nothing was reserved
-  std::string refused; // "" (allowed), "tokens_per_minute", "daily_budget" or "monthly_budget"
+  // "" (allowed); the plan's "tokens_per_minute", "daily_budget" or "monthly_budget"; the API key's "key_budget",
+  // "key_tokens_per_minute", "key_requests_per_minute" or "key_parallel_requests"
+  std::string refused;
   int64_t retry_after_s = 0;
-  int64_t limit = 0;   // the limit that refused: pico-dollars, or tokens per minute
-  int64_t used = 0;    // what counts against it: settled plus reserved pico-dollars, or tokens taken this minute
+  int64_t limit = 0;   // the limit that refused: pico-dollars, tokens or requests per minute, requests in flight
+  int64_t used = 0;    // what counts against it: settled plus reserved pico-dollars, tokens or requests taken this
+                       // minute, requests in flight
 };
 
 template <class Inspector>
@@ -66,6 +75,27 @@ typename Inspector::result_type inspect(Inspector& f, spend_status& x) {
   return f(caf::meta::type_name("spend_status"), x.allowed, x.reservation, x.refused, x.retry_after_s, x.limit,
            x.used);
 }
+
+/// A per-minute allowance: a bucket of `per_minute` refilling at per_minute / 60 a second, which may go below zero
+/// (a call that used more tokens than it reserved delays the next ones). Starts full.
+class minute_window {
+public:
+  /// What the bucket holds at `now_s` (monotonic seconds); `per_minute` when it never started.
+  double left(int64_t per_minute, double now_s) const;
+  /// Takes `n` if the bucket holds that much: true; else false with the seconds until it will in `wait_s` (60 when
+  /// `n` is more than the whole minute), changing nothing.
+  bool take(int64_t per_minute, double n, double now_s, double& wait_s);
+  /// Gives `n` back (negative: takes it, into debt if need be), never past full.
+  void give(int64_t per_minute, double n, double now_s);
+  /// Holds at most `n` from now on.
+  void cap_at(int64_t per_minute, double n, double now_s);
+
+private:
+  void set(double value, double now_s);
+  bool started_ = false;
+  double value_ = 0;
+  double at_ = 0;
+};
 
 /// The first second of the UTC calendar month holding `unix_seconds`, and of the next one.
 int64_t month_start(int64_t unix_seconds);
@@ -112,11 +142,67 @@ private:
   int64_t spent_month_;
   int64_t reserved_pusd_ = 0;
   std::map<uint64_t, spend_hold> holds_;
-  // Tokens per minute: a bucket of tokens_per_minute refilling at tokens_per_minute / 60 a second, which may go below
-  // zero when calls used more than they reserved. Starts full.
-  bool window_started_ = false;
-  double window_ = 0;
-  double window_at_ = 0;
+  minute_window window_; // tokens per minute
 };
+
+/// An API key's own limits (persistence/accounts.hpp: api_key_limits), as its owner's session meters them: a budget
+/// per period (or for the key's life), tokens and requests per minute, requests in flight. Reservations share their
+/// id with the user's spend_ledger reservation of the same call, so that one settlement ends both.
+class key_ledger {
+public:
+  /// Starts with the spend PostgreSQL holds for the period starting at `period_start`.
+  key_ledger(int64_t period_start, int64_t spent);
+
+  /// Reserves the call `id` (its tokens and pusd, one request, one slot in flight) or refuses, changing nothing.
+  /// `created_at`: the key's creation, from which budget periods count.
+  spend_status reserve(const api_key_limits& limits, int64_t created_at, uint64_t id, int64_t tokens, int64_t pusd,
+                       int64_t now_unix, double now_s, int64_t expires_at);
+  /// Ends the call `id`: frees its slot and what it held, adds what it used (an unknown id only adds what was used).
+  void settle(const api_key_limits& limits, int64_t created_at, const spend_settlement& s, int64_t now_unix,
+              double now_s);
+  /// Takes over the key's state from the user's previous owner: no less spend in the same period, its calls in
+  /// flight, no more tokens or requests left in the minute than it had.
+  void take_over(const api_key_limits& limits, int64_t created_at, int64_t period_start, int64_t spent,
+                 const std::vector<spend_hold>& holds, double tokens_left, double requests_left, int64_t now_unix,
+                 double now_s);
+  /// Both minute windows hold nothing at `at_s` (a failover: what the dead owner handed out is unknown).
+  void empty_windows(const api_key_limits& limits, double at_s);
+
+  int64_t period_start() const { return period_start_; }
+  int64_t spent() const { return spent_; }
+  std::vector<spend_hold> holds() const;
+  double tokens_left(const api_key_limits& limits, double now_s) const { return tokens_.left(limits.tpm_limit, now_s); }
+  double requests_left(const api_key_limits& limits, double now_s) const {
+    return requests_.left(limits.rpm_limit, now_s);
+  }
+
+private:
+  void roll(const api_key_limits& limits, int64_t created_at, int64_t now_unix, double now_s);
+
+  int64_t period_start_;
+  int64_t spent_;
+  int64_t reserved_pusd_ = 0;
+  std::map<uint64_t, spend_hold> holds_;
+  minute_window tokens_;
+  minute_window requests_;
+};
+
+/// A key's ledger as a hand-off carries it to the user's next owner.
+struct key_handoff {
+  std::string key_id;
+  api_key_limits limits;
+  int64_t created_at = 0;
+  int64_t period_start = 0;
+  int64_t spent = 0;
+  std::vector<spend_hold> holds;
+  double tokens_left = 0;
+  double requests_left = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_handoff& x) {
+  return f(caf::meta::type_name("key_handoff"), x.key_id, x.limits, x.created_at, x.period_start, x.spent, x.holds,
+           x.tokens_left, x.requests_left);
+}
 
 } // namespace troupe

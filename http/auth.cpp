@@ -257,6 +257,8 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
       r->arrived();
       cred.user_id = key.user_id;
       cred.key_id = key.id;
+      cred.key_created_at = key.created_at;
+      cred.key_limits = std::move(key.limits);
       resolve(r, std::move(cred), std::move(then));
     },
     [this, r, ip, exhausted](caf::error& err) {

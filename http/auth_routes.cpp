@@ -10,13 +10,16 @@
 #include "http/traffic.hpp"
 
 #include "actors/sessions.hpp"
+#include "config/prices.hpp"
 #include "persistence/uploads.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <functional>
 #include <optional>
@@ -67,6 +70,25 @@ public:
     w_.String(buf);
     return *this;
   }
+  json_object& str_or_null(const char* key, const std::string& value) {
+    if (!value.empty())
+      return str(key, value);
+    w_.Key(key);
+    w_.Null();
+    return *this;
+  }
+  json_object& strings_or_null(const char* key, const std::vector<std::string>& values) {
+    w_.Key(key);
+    if (values.empty()) {
+      w_.Null();
+      return *this;
+    }
+    w_.StartArray();
+    for (const auto& v : values)
+      w_.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+    w_.EndArray();
+    return *this;
+  }
   json_object& raw(const char* key, const std::string& json) {
     w_.Key(key);
     w_.RawValue(json.c_str(), json.size(), rapidjson::kObjectType);
@@ -115,11 +137,47 @@ response token_response(const std::string& access, const std::string& refresh, i
   return res;
 }
 
+/// "30d", "12h", "30m" or "30s" for a number of seconds (the largest unit that divides it).
+std::string duration_text(int64_t seconds) {
+  for (auto [unit, size] : {std::pair{'d', 86400}, std::pair{'h', 3600}, std::pair{'m', 60}})
+    if (seconds % size == 0)
+      return std::to_string(seconds / size) + unit;
+  return std::to_string(seconds) + "s";
+}
+
+/// A budget_duration ("<n>s", "<n>m", "<n>h" or "<n>d", as the schema checked it) in seconds.
+int64_t duration_seconds(const std::string& text) {
+  auto n = std::stoll(text.substr(0, text.size() - 1));
+  switch (text.back()) {
+  case 'd':
+    return n * 86400;
+  case 'h':
+    return n * 3600;
+  case 'm':
+    return n * 60;
+  default:
+    return n;
+  }
+}
+
+/// A key as GET /api/keys shows it: with its limits (null: none) and, from a listing, `spend` (USD settled in the
+/// current budget period, or over the key's life without a budget_duration) and `budget_reset_at`.
 std::string key_json(const api_key_record& key, const std::string& full_key = "") {
   json_object o;
   o.str("id", key.id).str("name", key.name).str("hint", std::string{api_key_prefix} + "..." + key.last4);
   if (!full_key.empty())
     o.str("key", full_key);
+  const auto& l = key.limits;
+  auto positive = [](int64_t v) { return v > 0 ? std::optional<int64_t>{v} : std::nullopt; };
+  o.strings_or_null("models", l.models)
+    .raw("max_budget", l.max_budget_pusd > 0 ? config::usd_text(l.max_budget_pusd) : "null")
+    .str_or_null("budget_duration", l.budget_duration_s > 0 ? duration_text(l.budget_duration_s) : "")
+    .num_or_null("tpm_limit", positive(l.tpm_limit))
+    .num_or_null("rpm_limit", positive(l.rpm_limit))
+    .num_or_null("max_parallel_requests", positive(l.max_parallel_requests))
+    .raw("spend", config::usd_text(key.spend_pusd))
+    .time("budget_reset_at", l.budget_duration_s > 0 && key.period_start > 0 ? key.period_start + l.budget_duration_s
+                                                                             : 0);
   return o.time("created_at", key.created_at)
     .time("last_used_at", key.last_used_at)
     .time("revoked_at", key.revoked_at)
@@ -406,7 +464,29 @@ void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {
   if (!body)
     return;
   auto name = member(*body, "name");
-  ctx.auth.authenticate(r, [&ctx, r, name](caf::event_based_actor* self, const identity& who) {
+  api_key_limits limits;
+  auto field = [&](const char* key) -> const rapidjson::Value* {
+    auto m = body->FindMember(key);
+    return m == body->MemberEnd() || m->value.IsNull() ? nullptr : &m->value;
+  };
+  if (const auto* models = field("models"))
+    for (const auto& m : models->GetArray())
+      limits.models.emplace_back(m.GetString(), m.GetStringLength());
+  if (const auto* budget = field("max_budget"))
+    limits.max_budget_pusd = std::max<int64_t>(1, std::llround(budget->GetDouble() * 1e12));
+  if (const auto* duration = field("budget_duration")) {
+    if (limits.max_budget_pusd == 0) {
+      r->send(error_response(service_error::invalid_input, "`budget_duration` needs a `max_budget` to renew.",
+                             r->req().id, "budget_duration"));
+      return;
+    }
+    limits.budget_duration_s = duration_seconds(duration->GetString());
+  }
+  for (auto [key, out] : {std::pair{"tpm_limit", &limits.tpm_limit}, std::pair{"rpm_limit", &limits.rpm_limit},
+                          std::pair{"max_parallel_requests", &limits.max_parallel_requests}})
+    if (const auto* v = field(key))
+      *out = v->GetInt64();
+  ctx.auth.authenticate(r, [&ctx, r, name, limits](caf::event_based_actor* self, const identity& who) {
     auto db = ctx.db();
     if (!db) {
       r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
@@ -415,7 +495,7 @@ void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {
     auto key = std::string{api_key_prefix} + random_url_token(32);
     self
       ->request(*db, caf::duration{db_timeout}, api_key_create_atom::value, who.user_id, name, sha256_hex(key),
-                key.substr(key.size() - 4))
+                key.substr(key.size() - 4), limits)
       .then(
         [r, key](api_key_record& record) {
           auto res = json_response(201, key_json(record, key));
@@ -426,8 +506,10 @@ void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {
   });
 }
 
-void list_keys(route_context& ctx, const std::shared_ptr<responder>& r) {
-  ctx.auth.authenticate(r, [&ctx, r](caf::event_based_actor* self, const identity& who) {
+/// GET /api/keys (`key_id` empty: every key of the caller) and GET /api/keys/{id} (that key, 404 if it is not the
+/// caller's): each with its limits and its spend in the current budget period.
+void show_keys(route_context& ctx, const std::shared_ptr<responder>& r, const std::string& key_id) {
+  ctx.auth.authenticate(r, [&ctx, r, key_id](caf::event_based_actor* self, const identity& who) {
     auto db = ctx.db();
     if (!db) {
       r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
@@ -435,17 +517,35 @@ void list_keys(route_context& ctx, const std::shared_ptr<responder>& r) {
     }
     self->request(*db, caf::duration{db_timeout}, api_key_list_atom::value, who.user_id)
       .then(
-        [r](std::vector<api_key_record>& keys) {
-          std::string body = R"({"keys":[)";
-          for (size_t i = 0; i < keys.size(); ++i)
-            body += (i ? "," : "") + key_json(keys[i]);
-          body += "]}";
+        [r, key_id](std::vector<api_key_record>& keys) {
+          std::string body;
+          if (key_id.empty()) {
+            body = R"({"keys":[)";
+            for (size_t i = 0; i < keys.size(); ++i)
+              body += (i ? "," : "") + key_json(keys[i]);
+            body += "]}";
+          } else {
+            auto key = std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k.id == key_id; });
+            if (key == keys.end()) {
+              r->send(error_response(service_error::not_found, "No such API key.", r->req().id));
+              return;
+            }
+            body = key_json(*key);
+          }
           auto res = json_response(200, std::move(body));
           private_revalidated(res);
           r->send(std::move(res));
         },
         [r](caf::error& err) { r->fail(err); });
   });
+}
+
+void list_keys(route_context& ctx, const std::shared_ptr<responder>& r) {
+  show_keys(ctx, r, "");
+}
+
+void get_key(route_context& ctx, const std::shared_ptr<responder>& r) {
+  show_keys(ctx, r, r->req().param("id").value_or(""));
 }
 
 void revoke_key(route_context& ctx, const std::shared_ptr<responder>& r) {
@@ -494,6 +594,7 @@ void add_auth_routes(router& routes, authenticator& auth) {
   routes.add("GET", "/api/me", bind(me));
   routes.add("POST", "/api/keys", bind(create_key));
   routes.add("GET", "/api/keys", bind(list_keys));
+  routes.add("GET", "/api/keys/{id}", bind(get_key));
   routes.add("DELETE", "/api/keys/{id}", bind(revoke_key));
 }
 

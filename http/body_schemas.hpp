@@ -40,9 +40,20 @@ inline constexpr const char* logout = R"({
 })";
 
 /// POST /api/keys
+/// POST /api/keys: a name, and optionally the key's own limits with LiteLLM's field names (budget in USD,
+/// budget_duration like "30s", "30m", "12h" or "30d").
 inline constexpr const char* api_key = R"({
   "type": "object", "additionalProperties": false, "required": ["name"],
-  "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}}
+  "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+    "models": {"type": ["array", "null"], "minItems": 1, "maxItems": 64, "uniqueItems": true,
+               "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+    "max_budget": {"type": ["number", "null"], "minimum": 0, "exclusiveMinimum": true, "maximum": 1000000},
+    "budget_duration": {"type": ["string", "null"], "pattern": "^[1-9][0-9]{0,5}[smhd]$"},
+    "tpm_limit": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000000000},
+    "rpm_limit": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000000},
+    "max_parallel_requests": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000}
+  }
 })";
 
 /// POST /api/events, one event

@@ -193,7 +193,7 @@ std::string upstream_body(const request& r, const std::vector<size_t>& which) {
 }
 
 std::optional<upstream_answer> check_answer(std::string_view body, size_t expected, size_t prompt_chars,
-                                            std::string& why) {
+                                            std::string& why, int64_t dimensions) {
   auto parsed = json::parse(body, max_answer_depth);
   if (!parsed) {
     why = openai::refusal(parsed.error(), "the upstream's answer");
@@ -254,6 +254,11 @@ std::optional<upstream_answer> check_answer(std::string_view body, size_t expect
       why = "the upstream's embeddings differ in length";
       return std::nullopt;
     }
+    if (dimensions > 0 && floats != static_cast<size_t>(dimensions)) {
+      why = "the upstream answered embeddings of " + std::to_string(floats) + " dimensions for " +
+            std::to_string(dimensions) + " asked";
+      return std::nullopt;
+    }
     out.vectors[index->value.GetUint64()] = base64_encode(bytes);
   }
   if (auto model = doc.FindMember("model"); model != doc.MemberEnd() && model->value.IsString())
@@ -299,8 +304,23 @@ std::string as_numbers(std::string_view vector) {
   return out;
 }
 
-std::string answer_body(const std::vector<std::string>& vectors, bool base64, const std::string& model,
-                        const openai::usage& used) {
+size_t answer_bytes(const std::vector<std::string>& vectors, const std::vector<size_t>& slot, bool base64,
+                    const std::string& model) {
+  constexpr size_t per_item = 64;   // {"object":"embedding","index":N,"embedding":...}, and a comma
+  constexpr size_t per_float = 16;  // "-1.2345678e-38," at most
+  size_t total = 256 + 6 * model.size(); // the envelope, usage, and the model at its most escaped
+  for (auto d : slot) {
+    const auto& v = vectors[d];
+    total += per_item + (base64 ? v.size() + 2 : (v.size() / 4 * 3) / sizeof(float) * per_float + 2);
+  }
+  return total;
+}
+
+std::string answer_body(const std::vector<std::string>& vectors, const std::vector<size_t>& slot, bool base64,
+                        const std::string& model, const openai::usage& used) {
+  std::vector<std::string> numbers; // vectors[d] as numbers, written when first needed
+  if (!base64)
+    numbers.resize(vectors.size());
   rapidjson::StringBuffer buffer;
   json_writer w(buffer);
   w.StartObject();
@@ -308,7 +328,8 @@ std::string answer_body(const std::vector<std::string>& vectors, bool base64, co
   w.String("list");
   w.Key("data");
   w.StartArray();
-  for (size_t i = 0; i < vectors.size(); ++i) {
+  for (size_t i = 0; i < slot.size(); ++i) {
+    const auto& vector = vectors[slot[i]];
     w.StartObject();
     w.Key("object");
     w.String("embedding");
@@ -316,10 +337,12 @@ std::string answer_body(const std::vector<std::string>& vectors, bool base64, co
     w.Uint64(i);
     w.Key("embedding");
     if (base64) {
-      w.String(vectors[i].c_str(), static_cast<rapidjson::SizeType>(vectors[i].size()));
+      w.String(vector.c_str(), static_cast<rapidjson::SizeType>(vector.size()));
     } else {
-      auto numbers = as_numbers(vectors[i]);
-      w.RawValue(numbers.data(), numbers.size(), rapidjson::kArrayType);
+      auto& text = numbers[slot[i]];
+      if (text.empty())
+        text = as_numbers(vector);
+      w.RawValue(text.data(), text.size(), rapidjson::kArrayType);
     }
     w.EndObject();
   }

@@ -64,15 +64,23 @@ struct upstream_answer {
 /// Checks an upstream answer to `expected` inputs: a JSON object whose `data` array holds one embedding per input
 /// (each `index` 0..expected-1 exactly once; `embedding` base64 of whole finite float32s, or an array of numbers
 /// that are finite as float32s),
-/// all of the same non-zero length. Usage is `usage.prompt_tokens` when reported, else estimated from
-/// `prompt_chars` (and marked so). nullopt with `why` set when the answer is not that.
+/// all of the same non-zero length: `dimensions` when that is not 0 (an upstream that ignores the request's
+/// dimensions would otherwise fill the cache entry of those dimensions with vectors of another size). Usage is
+/// `usage.prompt_tokens` when reported, else estimated from `prompt_chars` (and marked so). nullopt with `why` set
+/// when the answer is not that.
 std::optional<upstream_answer> check_answer(std::string_view body, size_t expected, size_t prompt_chars,
-                                            std::string& why);
+                                            std::string& why, int64_t dimensions = 0);
 
 /// The client's answer, OpenAI's shape: {"object":"list","data":[{"object":"embedding","index":i,"embedding":E}],
-/// "model":M,"usage":{"prompt_tokens":P,"total_tokens":P}}, E being vectors[i] as base64 or as numbers.
-std::string answer_body(const std::vector<std::string>& vectors, bool base64, const std::string& model,
-                        const openai::usage& used);
+/// "model":M,"usage":{"prompt_tokens":P,"total_tokens":P}}, E being vectors[slot[i]] as base64 or as numbers (each
+/// distinct vector is converted once, however many inputs share it).
+std::string answer_body(const std::vector<std::string>& vectors, const std::vector<size_t>& slot, bool base64,
+                        const std::string& model, const openai::usage& used);
+
+/// At least as many bytes as answer_body will write (a vector as numbers: at most 16 characters a float), without
+/// writing it: a batch repeating one input many times may ask for an answer far larger than its request.
+size_t answer_bytes(const std::vector<std::string>& vectors, const std::vector<size_t>& slot, bool base64,
+                    const std::string& model);
 
 /// Whether `vector` is base64 of whole finite float32s, at least one (a cache entry is checked before it is used).
 bool valid_vector(std::string_view vector);

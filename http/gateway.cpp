@@ -406,6 +406,23 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
   start(c);
 }
 
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items)
+    out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string embeddings_too_large(size_t limit) {
+  return "The answer to this request would be larger than " + std::to_string(limit)
+         + " bytes (upstream.max_response_bytes): send fewer inputs, fewer dimensions, or use encoding_format "
+           "base64.";
+}
+
+} // namespace
+
 void gateway::embeddings(const std::shared_ptr<responder>& r) {
   auto doc = parse_json_body(r);
   if (!doc)
@@ -417,6 +434,16 @@ void gateway::embeddings(const std::shared_ptr<responder>& r) {
   if (auto err = embeddings::validate_request(*doc, e.req)) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
+  }
+  // A batch whose answer could not be sent is refused before it costs anything (when its dimensions are known; the
+  // answer is measured again before it is written).
+  if (e.req.dimensions > 0) {
+    auto per_input = static_cast<size_t>(e.req.base64 ? (e.req.dimensions * 4 + 2) / 3 * 4 : e.req.dimensions * 16);
+    if (per_input * e.req.inputs.size() > opts_.max_response_bytes) {
+      r->send(error_response(service_error::invalid_input, embeddings_too_large(opts_.max_response_bytes),
+                             r->req().id, "input"));
+      return;
+    }
   }
   // What the rest of the call reads of a request: the model, and the characters its token estimate counts.
   c->req.model = e.req.model;
@@ -454,14 +481,11 @@ void gateway::start(const std::shared_ptr<call>& c) {
   auto per_choice = std::min<int64_t>(c->req.max_output_tokens > 0 ? c->req.max_output_tokens : opts_.default_max_tokens,
                                       1000000000);
   auto completion_tokens = c->embed ? 0 : per_choice * std::max<int64_t>(1, c->req.choices);
-  int64_t tokens = 0, pusd = 0;
-  if (opts_.spend_limits) {
-    tokens = prompt_tokens + completion_tokens;
-    pusd = config::cost_pusd(opts_.prices, c->req.model, prompt_tokens, completion_tokens);
-  }
+  auto tokens = prompt_tokens + completion_tokens;
+  auto pusd = config::cost_pusd(opts_.prices, c->req.model, prompt_tokens, completion_tokens);
   // The session takes a token of the generate policy, reserves the estimate against the user's token window and
-  // budgets, and one generation of the daily quota, in one message; its answer is handled on the session's thread
-  // (no bridge worker).
+  // budgets and the API key's own limits (where any apply), and one generation of the daily quota, in one message;
+  // its answer is handled on the session's thread (no bridge worker).
   auth_.identify(
     c->r, "generate",
     [self_ptr, c, tokens, pusd](const identity& who) {
@@ -482,9 +506,19 @@ void gateway::start(const std::shared_ptr<call>& c) {
       }
       c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id, 1,
                                    self_ptr->auth_.options().cluster};
+      bool by_key = who.via.kind == "api_key";
       if (who.spend.reservation != 0)
         c->spend = spend_reservation{self_ptr->auth_.options().sessions, who.user_id, who.spend.reservation,
-                                     self_ptr->auth_.options().cluster};
+                                     self_ptr->auth_.options().cluster, by_key ? who.via.key_id : std::string{}};
+      const auto& models = who.via.key_limits.models;
+      if (by_key && !models.empty() && std::find(models.begin(), models.end(), c->req.model) == models.end()) {
+        self_ptr->give_back_quota(c);
+        c->r->send(error_response(service_error::forbidden,
+                                  "This API key may not call `" + c->req.model + "`; it may call "
+                                    + std::to_string(models.size()) + " model(s): " + join(models) + ".",
+                                  c->r->req().id, "model"));
+        return;
+      }
       self_ptr->look_up(c);
     },
     1, false, tokens, pusd);
@@ -492,31 +526,47 @@ void gateway::start(const std::shared_ptr<call>& c) {
 
 void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens, int64_t pusd) {
   auto wait = std::max<int64_t>(1, spend.retry_after_s);
+  bool key = spend.refused.rfind("key_", 0) == 0;
+  std::string whose = key ? "this API key's" : "your plan's";
+  std::string Whose = key ? "This API key's" : "Your plan's";
+  std::string estimate = c->embed ? "its inputs' tokens" : "its prompt plus max_tokens for each choice";
+  std::string smaller = c->embed ? "send fewer inputs" : "lower max_tokens or n";
   std::string message;
-  service_error code = service_error::insufficient_quota;
-  if (spend.refused == "tokens_per_minute") {
-    code = service_error::rate_limited;
+  service_error code = service_error::rate_limited;
+  bool renews = true;
+  if (spend.refused == "tokens_per_minute" || spend.refused == "key_tokens_per_minute") {
     if (tokens > spend.limit)
-      message = "This request may use up to " + std::to_string(tokens) + " tokens (its prompt plus max_tokens for "
-                "each choice), more than your plan's " + std::to_string(spend.limit)
-                + " tokens per minute: lower max_tokens or n.";
+      message = "This request may use up to " + std::to_string(tokens) + " tokens (" + estimate + "), more than "
+                + whose + " " + std::to_string(spend.limit) + " tokens per minute: " + smaller + ".";
     else
       message = "This request may use up to " + std::to_string(tokens) + " tokens; " + std::to_string(spend.used)
-                + " of your plan's " + std::to_string(spend.limit) + " tokens per minute are in use. Retry in "
+                + " of " + whose + " " + std::to_string(spend.limit) + " tokens per minute are in use. Retry in "
                 + std::to_string(wait) + " s.";
-  } else if (pusd > spend.limit) {
-    auto period = spend.refused == "monthly_budget" ? "monthly" : "daily";
-    message = "This request may cost up to " + config::usd_text(pusd) + " USD (its prompt plus max_tokens for each "
-              "choice at the model's price), more than your plan's " + period + " budget of "
-              + config::usd_text(spend.limit) + " USD: lower max_tokens or n.";
-  } else {
-    auto period = spend.refused == "monthly_budget" ? "monthly" : "daily";
-    message = std::string("Your ") + period + " budget of " + config::usd_text(spend.limit) + " USD is used up ("
-              + config::usd_text(spend.used) + " USD spent or reserved by calls in progress); it renews in "
+  } else if (spend.refused == "key_requests_per_minute") {
+    message = Whose + " limit of " + std::to_string(spend.limit) + " requests per minute is reached; retry in "
               + std::to_string(wait) + " s.";
+  } else if (spend.refused == "key_parallel_requests") {
+    message = Whose + " limit of " + std::to_string(spend.limit)
+              + " requests in flight at once is reached; retry when one has finished.";
+  } else {
+    code = service_error::insufficient_quota;
+    renews = !(key && spend.retry_after_s <= 0);
+    auto budget = spend.refused == "monthly_budget" ? "monthly budget"
+                  : spend.refused == "daily_budget" ? "daily budget"
+                  : renews                          ? "budget for its current period"
+                                                    : "lifetime budget";
+    if (pusd > spend.limit)
+      message = "This request may cost up to " + config::usd_text(pusd) + " USD (" + estimate
+                + " at the model's price), more than " + whose + " " + budget + " of "
+                + config::usd_text(spend.limit) + " USD: " + smaller + ".";
+    else
+      message = Whose + " " + budget + " of " + config::usd_text(spend.limit) + " USD is used up ("
+                + config::usd_text(spend.used) + " USD spent or reserved by calls in progress); "
+                + (renews ? "it renews in " + std::to_string(wait) + " s." : std::string{"it does not renew."});
   }
   auto res = error_response(code, message, c->r->req().id);
-  set_retry_after(res, wait * 1000);
+  if (renews)
+    set_retry_after(res, wait * 1000);
   c->r->send(std::move(res));
 }
 
@@ -688,8 +738,13 @@ void gateway::embed_fetch(caf::event_based_actor* self, const std::shared_ptr<ca
   c->req.prompt_chars = chars;
   c->produced = true;
   auto me = shared_from_this();
-  // on_response checked the answer, filled the vectors, stored them and recorded the usage before this runs.
-  c->done = [me, c](caf::expected<std::string> result) {
+  // on_response checked the answer, filled the vectors, stored them and recorded the usage before this runs. The
+  // call is held weakly: whoever runs this holds it, and a handler dropped unrun (a worker that died) must not keep
+  // it, and its reservations, alive.
+  c->done = [me, weak = std::weak_ptr<call>(c)](caf::expected<std::string> result) {
+    auto c = weak.lock();
+    if (!c)
+      return;
     if (!result) {
       me->give_back_quota(c);
       auto res = error_response(result.error(), c->r->req().id);
@@ -706,18 +761,30 @@ void gateway::embed_fetch(caf::event_based_actor* self, const std::shared_ptr<ca
 
 void gateway::embed_answer(const std::shared_ptr<call>& c, const std::string& upstream) {
   auto& e = *c->embed;
-  std::vector<std::string> vectors;
-  vectors.reserve(e.slot.size());
+  // Cached and fresh vectors of one model must agree in size: two upstreams serving one model name with vectors of
+  // different sizes is a configuration error, reported rather than answered with a mix.
+  for (const auto& v : e.vectors)
+    if (v.size() != e.vectors.front().size()) {
+      c->r->send(error_response(service_error::upstream_failed,
+                                "The vectors for `" + e.req.model
+                                  + "` differ in size between the cache and the upstream; the upstreams serving it "
+                                    "must produce vectors of one size.",
+                                c->r->req().id));
+      return;
+    }
+  auto model = e.model.empty() ? e.req.model : e.model;
+  if (embeddings::answer_bytes(e.vectors, e.slot, e.req.base64, model) > opts_.max_response_bytes) {
+    c->r->send(error_response(service_error::invalid_input, embeddings_too_large(opts_.max_response_bytes),
+                              c->r->req().id, "input"));
+    return;
+  }
   std::vector<bool> asked(e.vectors.size());
   for (auto d : e.missing)
     asked[d] = true;
   size_t cached = 0;
-  for (auto d : e.slot) {
-    vectors.push_back(e.vectors[d]);
+  for (auto d : e.slot)
     cached += asked[d] ? 0 : 1;
-  }
-  auto res = json_response(200, embeddings::answer_body(vectors, e.req.base64, e.model.empty() ? e.req.model : e.model,
-                                                        e.used));
+  auto res = json_response(200, embeddings::answer_body(e.vectors, e.slot, e.req.base64, model, e.used));
   if (!upstream.empty())
     res.header("X-Troupe-Upstream", upstream);
   res.header("X-Cache", e.missing.empty() ? "HIT" : "MISS");
@@ -991,7 +1058,7 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
     if (v.ok) {
       std::string why;
       auto& e = *c->embed;
-      auto answer = embeddings::check_answer(res.body, e.missing.size(), c->req.prompt_chars, why);
+      auto answer = embeddings::check_answer(res.body, e.missing.size(), c->req.prompt_chars, why, e.req.dimensions);
       if (!answer) {
         v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".",
              0};
@@ -1164,7 +1231,6 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.stream_drain = milliseconds{s.gateway.stream_drain_ms};
   gw.prices = s.prices;
   gw.default_max_tokens = s.quota.default_max_tokens;
-  gw.spend_limits = s.quota.any_spend_limit();
   gw.quota_reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
   return gw;
 }

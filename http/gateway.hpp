@@ -80,9 +80,6 @@ struct gateway_options {
   config::price_table prices;
   /// Completion tokens a reservation assumes per choice when the request sets no max_tokens (quota.default_max_tokens).
   int64_t default_max_tokens = 4096;
-  /// Whether any plan has a spend budget or a tokens-per-minute limit: if none has, calls reserve no spend (no
-  /// settlement message either).
-  bool spend_limits = false;
   int quota_reset_utc_hour = 0;
   std::shared_ptr<metrics_registry> metrics;
   /// Per upstream, in the order of `upstreams`: what its breaker actor publishes (for /metrics).

@@ -34,6 +34,34 @@ typename Inspector::result_type inspect(Inspector& f, user_record& x) {
   return f(caf::meta::type_name("user_record"), x.id, x.email, x.password_hash, x.role, x.plan, x.created_at);
 }
 
+/// What an API key may use (issue 16, virtual keys), on top of its owner's plan: set when the key is created, never
+/// changed. Empty or 0: no limit of that kind.
+struct api_key_limits {
+  std::vector<std::string> models; // the models it may call
+  int64_t max_budget_pusd = 0;     // spend per budget period, pico-dollars (10^-12 USD)
+  int64_t budget_duration_s = 0;   // the period, counted from the key's creation; 0: the budget is for its lifetime
+  int64_t tpm_limit = 0;           // tokens per minute
+  int64_t rpm_limit = 0;           // requests per minute
+  int64_t max_parallel_requests = 0;
+
+  /// Whether the owner's session meters the key's calls (budget, tokens, requests, calls in flight).
+  bool metered() const { return max_budget_pusd > 0 || tpm_limit > 0 || rpm_limit > 0 || max_parallel_requests > 0; }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_key_limits& x) {
+  return f(caf::meta::type_name("api_key_limits"), x.models, x.max_budget_pusd, x.budget_duration_s, x.tpm_limit,
+           x.rpm_limit, x.max_parallel_requests);
+}
+
+/// The first second of the budget period of a key created at `created_at` holding `now_unix`: the creation for a
+/// lifetime budget, else created_at plus whole periods. SQL computes the same (accounts_sql, usage of a key).
+inline int64_t key_period_start(int64_t created_at, int64_t budget_duration_s, int64_t now_unix) {
+  if (budget_duration_s <= 0 || now_unix <= created_at)
+    return created_at;
+  return created_at + (now_unix - created_at) / budget_duration_s * budget_duration_s;
+}
+
 struct api_key_record {
   std::string id;
   std::string user_id;
@@ -42,12 +70,29 @@ struct api_key_record {
   int64_t created_at = 0;
   int64_t last_used_at = 0; // 0 = never used
   int64_t revoked_at = 0;   // 0 = active
+  api_key_limits limits{};
+  // Listings only (api_key_list_atom): the current budget period's first second and the spend settled in it (what
+  // usage_events holds for the key since then), pico-dollars.
+  int64_t period_start = 0;
+  int64_t spend_pusd = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, api_key_record& x) {
   return f(caf::meta::type_name("api_key_record"), x.id, x.user_id, x.name, x.last4, x.created_at, x.last_used_at,
-           x.revoked_at);
+           x.revoked_at, x.limits, x.period_start, x.spend_pusd);
+}
+
+/// A budgeted key's spend in its current period, as a session starts from it.
+struct key_spend {
+  std::string key_id;
+  int64_t period_start = 0;
+  int64_t spent_pusd = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_spend& x) {
+  return f(caf::meta::type_name("key_spend"), x.key_id, x.period_start, x.spent_pusd);
 }
 
 /// What a session actor loads when it starts: the user and what is revoked for them right now.
@@ -56,11 +101,13 @@ struct session_snapshot {
   std::vector<std::string> revoked_jtis;     // access tokens revoked and not yet expired
   std::vector<int64_t> revoked_jti_expiries; // expires_at of revoked_jtis[i]
   std::vector<std::string> revoked_key_ids;  // the user's revoked API keys
+  std::vector<key_spend> key_spends;         // the user's live keys with a budget: their current period's spend
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_snapshot& x) {
-  return f(caf::meta::type_name("session_snapshot"), x.user, x.revoked_jtis, x.revoked_jti_expiries, x.revoked_key_ids);
+  return f(caf::meta::type_name("session_snapshot"), x.user, x.revoked_jtis, x.revoked_jti_expiries, x.revoked_key_ids,
+           x.key_spends);
 }
 
 /// The outcome of presenting a refresh token.
@@ -107,10 +154,11 @@ using refresh_revoke_user_atom = caf::atom_constant<caf::atom("rtrevuser")>;
 using jti_revoke_atom = caf::atom_constant<caf::atom("jtirevoke")>;
 
 // --- API keys ----------------------------------------------------------------------------------------------------
-/// (api_key_create_atom, user_id, name, key_hash, last4) -> api_key_record; not_found if the user is unknown,
-/// conflict if the hash exists.
+/// (api_key_create_atom, user_id, name, key_hash, last4, api_key_limits) -> api_key_record; not_found if the user is
+/// unknown, conflict if the hash exists.
 using api_key_create_atom = caf::atom_constant<caf::atom("keycreate")>;
-/// (api_key_list_atom, user_id) -> std::vector<api_key_record>: newest first, revoked ones included.
+/// (api_key_list_atom, user_id) -> std::vector<api_key_record>: newest first, revoked ones included, each with its
+/// current budget period and the spend settled in it.
 using api_key_list_atom = caf::atom_constant<caf::atom("keylist")>;
 /// (api_key_revoke_atom, user_id, key_id) -> api_key_record; not_found if unknown or another user's (404, never
 /// 403); revoking again keeps the first revoked_at.

@@ -1,7 +1,11 @@
 #include "persistence/accounts_sql.hpp"
 #include "persistence/ids.hpp"
 
+#include "config/json.hpp"
 #include "config/service_error.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <cctype>
 #include <utility>
@@ -17,16 +21,69 @@ std::string epoch(const std::string& column) {
 
 const std::string user_columns = "id::text, email, password_hash, role, plan, " + epoch("created_at");
 const std::string key_columns = "id::text, user_id::text, name, key_last4, " + epoch("created_at") + ", "
-                                + epoch("last_used_at") + ", " + epoch("revoked_at");
+                                + epoch("last_used_at") + ", " + epoch("revoked_at")
+                                + ", COALESCE(models::text, ''), COALESCE((max_budget_usd * 1000000000000)::bigint, 0), "
+                                  "COALESCE(budget_duration_s, 0), COALESCE(tpm_limit, 0), COALESCE(rpm_limit, 0), "
+                                  "COALESCE(max_parallel_requests, 0)";
+// The current budget period of the key in the row (created_at plus whole budget_duration_s, as key_period_start
+// computes it) and what usage_events holds for the key since then, pico-dollars: two more columns.
+const std::string key_spend_columns =
+  "p.start, (SELECT (COALESCE(sum(e.cost_usd), 0) * 1000000000000)::bigint FROM usage_events e "
+  "WHERE e.api_key_id = k.id AND e.created_at >= to_timestamp(p.start))";
+const std::string key_period = "LATERAL (SELECT CASE WHEN k.budget_duration_s IS NULL THEN c ELSE c + (n - c) / "
+                               "k.budget_duration_s * k.budget_duration_s END AS start FROM (SELECT floor(extract("
+                               "epoch FROM k.created_at))::bigint AS c, floor(extract(epoch FROM now()))::bigint AS n) "
+                               "t) p";
 
 user_record to_user(const pqxx::row& row) {
   return {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
           row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<int64_t>()};
 }
 
+std::vector<std::string> models_of(const std::string& text) {
+  std::vector<std::string> models;
+  if (text.empty())
+    return models;
+  auto parsed = json::parse(text);
+  if (parsed && parsed->IsArray())
+    for (const auto& m : parsed->GetArray())
+      if (m.IsString())
+        models.emplace_back(m.GetString(), m.GetStringLength());
+  return models;
+}
+
+std::string models_text(const std::vector<std::string>& models) {
+  if (models.empty())
+    return {};
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  w.StartArray();
+  for (const auto& m : models)
+    w.String(m.c_str(), static_cast<rapidjson::SizeType>(m.size()));
+  w.EndArray();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
 api_key_record to_key(const pqxx::row& row) {
-  return {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<std::string>(),
-          row[4].as<int64_t>(),     row[5].as<int64_t>(),     row[6].as<int64_t>()};
+  api_key_record key;
+  key.id = row[0].as<std::string>();
+  key.user_id = row[1].as<std::string>();
+  key.name = row[2].as<std::string>();
+  key.last4 = row[3].as<std::string>();
+  key.created_at = row[4].as<int64_t>();
+  key.last_used_at = row[5].as<int64_t>();
+  key.revoked_at = row[6].as<int64_t>();
+  key.limits.models = models_of(row[7].as<std::string>());
+  key.limits.max_budget_pusd = row[8].as<int64_t>();
+  key.limits.budget_duration_s = row[9].as<int64_t>();
+  key.limits.tpm_limit = row[10].as<int64_t>();
+  key.limits.rpm_limit = row[11].as<int64_t>();
+  key.limits.max_parallel_requests = row[12].as<int64_t>();
+  if (row.size() > 14) { // with key_spend_columns
+    key.period_start = row[13].as<int64_t>();
+    key.spend_pusd = row[14].as<int64_t>();
+  }
+  return key;
 }
 
 caf::error no_user() {
@@ -57,7 +114,8 @@ bool is_sha256_hex(const std::string& text) {
 }
 
 void prepare_statements(pqxx::connection& conn) {
-  // {user} and {key} stand for the columns that to_user and to_key read.
+  // {user} and {key} stand for the columns that to_user and to_key read; {spend} and {period} for a key's current
+  // budget period and its spend (a query naming api_keys k).
   const std::pair<const char*, const char*> statements[] = {
     // Users
     {"troupe_acc_user_create", "INSERT INTO users (email, password_hash, role) "
@@ -69,6 +127,8 @@ void prepare_statements(pqxx::connection& conn) {
                                 "WHERE user_id = $1::uuid AND expires_at > now() ORDER BY expires_at, jti"},
     {"troupe_acc_revoked_keys", "SELECT id::text FROM api_keys WHERE user_id = $1::uuid AND revoked_at IS NOT NULL "
                                 "ORDER BY revoked_at, id"},
+    {"troupe_acc_key_spends", "SELECT k.id::text, {spend} FROM api_keys k, {period} WHERE k.user_id = $1::uuid "
+                              "AND k.revoked_at IS NULL AND k.max_budget_usd IS NOT NULL ORDER BY k.id"},
     // Refresh tokens
     {"troupe_acc_live_family", "SELECT 1 FROM refresh_tokens WHERE family_id = $1::uuid AND user_id = $2::uuid "
                                "AND revoked_at IS NULL LIMIT 1"},
@@ -90,9 +150,13 @@ void prepare_statements(pqxx::connection& conn) {
     {"troupe_acc_jti_revoke", "INSERT INTO revoked_tokens (jti, user_id, expires_at) "
                               "VALUES ($1, $2::uuid, to_timestamp($3)) ON CONFLICT (jti) DO NOTHING"},
     // API keys
-    {"troupe_acc_key_create", "INSERT INTO api_keys (user_id, name, key_hash, key_last4) "
-                              "VALUES ($1::uuid, $2, decode($3, 'hex'), $4) RETURNING {key}"},
-    {"troupe_acc_key_list", "SELECT {key} FROM api_keys WHERE user_id = $1::uuid ORDER BY created_at DESC, id DESC"},
+    {"troupe_acc_key_create", "INSERT INTO api_keys (user_id, name, key_hash, key_last4, models, max_budget_usd, "
+                              "budget_duration_s, tpm_limit, rpm_limit, max_parallel_requests) "
+                              "VALUES ($1::uuid, $2, decode($3, 'hex'), $4, NULLIF($5, '')::jsonb, "
+                              "NULLIF($6::bigint, 0)::numeric / 1000000000000, NULLIF($7::bigint, 0), "
+                              "NULLIF($8::bigint, 0), NULLIF($9::bigint, 0), NULLIF($10::integer, 0)) RETURNING {key}"},
+    {"troupe_acc_key_list", "SELECT {key}, {spend} FROM api_keys k, {period} WHERE k.user_id = $1::uuid "
+                            "ORDER BY k.created_at DESC, k.id DESC"},
     {"troupe_acc_key_revoke", "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) "
                               "WHERE id = $2::uuid AND user_id = $1::uuid RETURNING {key}"},
     {"troupe_acc_key_lookup", "SELECT {key} FROM api_keys WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL"},
@@ -104,7 +168,9 @@ void prepare_statements(pqxx::connection& conn) {
   };
   for (const auto& [name, text] : statements) {
     std::string sql = text;
-    for (const auto& [placeholder, columns] : {std::pair{"{user}", &user_columns}, std::pair{"{key}", &key_columns}})
+    for (const auto& [placeholder, columns] :
+         {std::pair{"{user}", &user_columns}, std::pair{"{key}", &key_columns},
+          std::pair{"{spend}", &key_spend_columns}, std::pair{"{period}", &key_period}})
       if (auto at = sql.find(placeholder); at != std::string::npos)
         sql.replace(at, std::char_traits<char>::length(placeholder), *columns);
     conn.prepare(name, sql);
@@ -154,6 +220,8 @@ caf::expected<session_snapshot> session_load(pqxx::transaction_base& tx, const s
   }
   for (const auto& row : tx.exec_prepared("troupe_acc_revoked_keys", user_id))
     snapshot.revoked_key_ids.push_back(row[0].as<std::string>());
+  for (const auto& row : tx.exec_prepared("troupe_acc_key_spends", user_id))
+    snapshot.key_spends.push_back({row[0].as<std::string>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
   return snapshot;
 }
 
@@ -226,13 +294,15 @@ caf::expected<bool> jti_revoke(pqxx::transaction_base& tx, const std::string& us
 
 caf::expected<api_key_record> api_key_create(pqxx::transaction_base& tx, const std::string& user_id,
                                              const std::string& name, const std::string& key_hash,
-                                             const std::string& last4) {
+                                             const std::string& last4, const api_key_limits& limits) {
   if (!is_uuid(user_id))
     return no_user();
   if (!is_sha256_hex(key_hash))
     return bad_hash();
   // An unknown user fails on the foreign key (not_found), a known hash on its UNIQUE index (conflict).
-  return to_key(tx.exec_prepared1("troupe_acc_key_create", user_id, name, key_hash, last4));
+  return to_key(tx.exec_prepared1("troupe_acc_key_create", user_id, name, key_hash, last4, models_text(limits.models),
+                                  limits.max_budget_pusd, limits.budget_duration_s, limits.tpm_limit,
+                                  limits.rpm_limit, limits.max_parallel_requests));
 }
 
 caf::expected<std::vector<api_key_record>> api_key_list(pqxx::transaction_base& tx, const std::string& user_id) {

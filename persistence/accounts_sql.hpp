@@ -36,7 +36,7 @@ caf::expected<bool> jti_revoke(pqxx::transaction_base& tx, const std::string& us
 
 caf::expected<api_key_record> api_key_create(pqxx::transaction_base& tx, const std::string& user_id,
                                              const std::string& name, const std::string& key_hash,
-                                             const std::string& last4);
+                                             const std::string& last4, const api_key_limits& limits);
 caf::expected<std::vector<api_key_record>> api_key_list(pqxx::transaction_base& tx, const std::string& user_id);
 caf::expected<api_key_record> api_key_revoke(pqxx::transaction_base& tx, const std::string& user_id,
                                              const std::string& key_id);

@@ -372,9 +372,10 @@ caf::behavior database_impl(database_actor* self, database_options options) {
                        [&](pqxx::work& tx) { return accounts_sql::jti_revoke(tx, user_id, jti, expires_at); });
     },
     [self](api_key_create_atom, const std::string& user_id, const std::string& name, const std::string& hash,
-           const std::string& last4) {
-      return run_query(self, "api_key_create",
-                       [&](pqxx::work& tx) { return accounts_sql::api_key_create(tx, user_id, name, hash, last4); });
+           const std::string& last4, const api_key_limits& limits) {
+      return run_query(self, "api_key_create", [&](pqxx::work& tx) {
+        return accounts_sql::api_key_create(tx, user_id, name, hash, last4, limits);
+      });
     },
     [self](api_key_list_atom, const std::string& user_id) {
       return run_query(self, "api_key_list", [&](pqxx::work& tx) { return accounts_sql::api_key_list(tx, user_id); });

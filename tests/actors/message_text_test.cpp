@@ -40,7 +40,7 @@ TEST(MessageText, RendersNestedStructsWithEveryField) {
   snapshot.revoked_key_ids = {"k1"};
   auto text = render_message(*m.sys, caf::make_message(snapshot));
   EXPECT_EQ(text, R"((session_snapshot(user_record("u1", "a@b.c", <redacted>, "user", "free", 7), ["j1", "j2"], )"
-                  R"([11, 12], ["k1"])))");
+                  R"([11, 12], ["k1"], [])))");
 }
 
 // Secrets never appear in rendered messages: by message (positions), by type (fields, nested too), and by value.

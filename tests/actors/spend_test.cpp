@@ -1,4 +1,4 @@
-// The spend ledger's calendar (actors/spend.hpp): UTC months and quota days roll over where they should.
+// The spend ledgers (actors/spend.hpp): a user's calendar budgets and token window, and an API key's own limits.
 
 #include "actors/spend.hpp"
 
@@ -50,4 +50,110 @@ TEST(SpendLedger, NothingOverflows) {
   EXPECT_FALSE(fresh.reserve(limits, 0, 1, 1795233600, 0, 1900000000).allowed);
   fresh.settle(limits, spend_settlement{0, 0, INT64_MAX}, 1795233600, 0);
   EXPECT_EQ(fresh.spent_day(), INT64_MAX);
+}
+
+// --- An API key's own ledger (issue 16, virtual keys) ---
+
+namespace {
+
+constexpr int64_t created = 1795233600; // the key's creation
+constexpr int64_t far = 1900000000;     // reservations that do not expire
+
+spend_settlement settled(uint64_t id, int64_t tokens, int64_t pusd) {
+  return spend_settlement{id, tokens, pusd, "k"};
+}
+
+} // namespace
+
+// Calls in flight are counted from reservation to settlement; an expired reservation frees its slot.
+TEST(KeyLedger, CapsTheCallsInFlight) {
+  api_key_limits limits;
+  limits.max_parallel_requests = 2;
+  key_ledger ledger{created, 0};
+  EXPECT_TRUE(ledger.reserve(limits, created, 1, 0, 0, created, 0, far).allowed);
+  EXPECT_TRUE(ledger.reserve(limits, created, 2, 0, 0, created, 0, created + 60).allowed);
+  auto third = ledger.reserve(limits, created, 3, 0, 0, created, 0, far);
+  EXPECT_EQ(third.refused, "key_parallel_requests");
+  EXPECT_EQ(third.limit, 2);
+  EXPECT_EQ(third.used, 2);
+  ledger.settle(limits, created, settled(1, 0, 0), created, 0);
+  EXPECT_TRUE(ledger.reserve(limits, created, 4, 0, 0, created, 0, far).allowed);
+  EXPECT_FALSE(ledger.reserve(limits, created, 5, 0, 0, created, 0, far).allowed);
+  // Reservation 2 was abandoned: at its expiry its slot comes back.
+  EXPECT_TRUE(ledger.reserve(limits, created, 6, 0, 0, created + 60, 0, far).allowed);
+}
+
+// Requests and tokens per minute: refused with the wait until the window has room, and a refusal takes nothing.
+TEST(KeyLedger, LimitsRequestsAndTokensPerMinute) {
+  api_key_limits limits;
+  limits.rpm_limit = 2;
+  limits.tpm_limit = 600;
+  key_ledger ledger{created, 0};
+  EXPECT_TRUE(ledger.reserve(limits, created, 1, 300, 0, created, 0, far).allowed);
+  auto tokens = ledger.reserve(limits, created, 2, 400, 0, created, 0, far); // 300 left
+  EXPECT_EQ(tokens.refused, "key_tokens_per_minute");
+  EXPECT_EQ(tokens.retry_after_s, 10); // 100 tokens at 10 a second
+  EXPECT_TRUE(ledger.reserve(limits, created, 3, 300, 0, created, 0, far).allowed);
+  auto requests = ledger.reserve(limits, created, 4, 0, 0, created, 0, far);
+  EXPECT_EQ(requests.refused, "key_requests_per_minute");
+  EXPECT_EQ(requests.retry_after_s, 30); // one request every 30 s
+  // Settling gives back what was reserved and not used (not the request).
+  ledger.settle(limits, created, settled(1, 100, 0), created, 0);
+  EXPECT_DOUBLE_EQ(ledger.tokens_left(limits, 0), 200);
+  EXPECT_EQ(ledger.reserve(limits, created, 5, 0, 0, created, 0, far).refused, "key_requests_per_minute");
+  EXPECT_TRUE(ledger.reserve(limits, created, 6, 200, 0, created, 30, far).allowed); // 30 s later: one request back
+  // More than the whole minute could ever hold.
+  EXPECT_EQ(ledger.reserve(limits, created, 7, 601, 0, created, 120, far).retry_after_s, 60);
+}
+
+// A budget per period renews with each period counted from the key's creation; a lifetime budget never does.
+TEST(KeyLedger, BudgetsRenewByPeriodOrNever) {
+  api_key_limits daily;
+  daily.max_budget_pusd = 1000;
+  daily.budget_duration_s = 86400;
+  key_ledger ledger{created, 700};
+  EXPECT_TRUE(ledger.reserve(daily, created, 1, 0, 200, created + 10, 0, far).allowed);
+  auto over = ledger.reserve(daily, created, 2, 0, 200, created + 10, 0, far); // 700 + 200 + 200 > 1000
+  EXPECT_EQ(over.refused, "key_budget");
+  EXPECT_EQ(over.used, 900);
+  EXPECT_EQ(over.retry_after_s, 86400 - 10);
+  ledger.settle(daily, created, settled(1, 0, 150), created + 20, 0);
+  EXPECT_EQ(ledger.spent(), 850);
+  EXPECT_TRUE(ledger.reserve(daily, created, 3, 0, 1000, created + 86400, 0, far).allowed); // a new period
+  EXPECT_EQ(ledger.spent(), 0);
+  EXPECT_EQ(ledger.period_start(), created + 86400);
+
+  api_key_limits lifetime;
+  lifetime.max_budget_pusd = 1000;
+  key_ledger once{created, 1000};
+  auto spent = once.reserve(lifetime, created, 1, 0, 1, created + 365 * 86400, 0, far);
+  EXPECT_EQ(spent.refused, "key_budget");
+  EXPECT_EQ(spent.retry_after_s, 0); // it does not renew
+}
+
+// A hand-off carries spend, calls in flight and what the minute windows had left; the new owner never has more.
+TEST(KeyLedger, TakesOverNoMoreThanThePreviousOwnerHad) {
+  api_key_limits limits;
+  limits.max_budget_pusd = 1000;
+  limits.budget_duration_s = 86400;
+  limits.max_parallel_requests = 1;
+  limits.rpm_limit = 60;
+  key_ledger before{created, 0};
+  ASSERT_TRUE(before.reserve(limits, created, 7, 0, 400, created, 0, far).allowed);
+  before.settle(limits, created, settled(99, 0, 300), created, 0); // another call's settlement
+  key_ledger after{created, 0};
+  after.take_over(limits, created, before.period_start(), before.spent(), before.holds(), 0,
+                  before.requests_left(limits, 0), created, 0);
+  EXPECT_EQ(after.spent(), 300);
+  EXPECT_EQ(after.reserve(limits, created, 8, 0, 0, created, 0, far).refused, "key_parallel_requests");
+  after.settle(limits, created, settled(7, 0, 400), created, 0); // the call in flight settles on the new owner
+  EXPECT_EQ(after.spent(), 700);
+  EXPECT_EQ(after.reserve(limits, created, 9, 0, 301, created, 0, far).refused, "key_budget");
+  EXPECT_TRUE(after.reserve(limits, created, 10, 0, 300, created, 0, far).allowed);
+
+  // A failover: the windows start empty (what the dead owner handed out is unknown).
+  key_ledger failed_over{created, 0};
+  failed_over.empty_windows(limits, 100);
+  EXPECT_EQ(failed_over.reserve(limits, created, 1, 0, 0, created, 100, far).refused, "key_requests_per_minute");
+  EXPECT_TRUE(failed_over.reserve(limits, created, 2, 0, 0, created, 101, far).allowed);
 }

@@ -69,19 +69,27 @@ void as_answer(std::string_view text, size_t expected) {
   }
   check(answer->used.prompt_tokens >= 0 && answer->used.total_tokens == answer->used.prompt_tokens,
         "usage is prompt tokens only, never negative");
+  // Every answered vector twice, in reverse order: each output position takes the vector its slot names.
+  std::vector<size_t> slot;
+  for (size_t i = expected; i-- > 0;)
+    slot.insert(slot.end(), {i, i});
   for (bool base64 : {true, false}) {
-    auto out = json::parse(emb::answer_body(answer->vectors, base64, answer->model, answer->used));
+    auto body = emb::answer_body(answer->vectors, slot, base64, answer->model, answer->used);
+    check(body.size() <= emb::answer_bytes(answer->vectors, slot, base64, answer->model),
+          "answer_bytes is never below the answer's size");
+    auto out = json::parse(body);
     check(out.ok() && out->IsObject(), "the client's answer is JSON");
     const auto& data = (*out)["data"];
-    check(data.IsArray() && data.Size() == expected, "the client's answer has every vector");
+    check(data.IsArray() && data.Size() == slot.size(), "the client's answer has every vector");
     for (rapidjson::SizeType i = 0; i < data.Size(); ++i) {
       const auto& e = data[i]["embedding"];
+      const auto& vector = answer->vectors[slot[i]];
       if (base64) {
-        check(e.IsString() && e.GetString() == answer->vectors[i], "base64 vectors are sent as they are");
+        check(e.IsString() && e.GetString() == vector, "base64 vectors are sent as they are");
         continue;
       }
       std::string bytes;
-      http::base64_decode(answer->vectors[i], bytes);
+      http::base64_decode(vector, bytes);
       check(e.IsArray() && e.Size() * sizeof(float) == bytes.size(), "every float is written");
       for (rapidjson::SizeType j = 0; j < e.Size(); ++j) {
         float sent;

@@ -162,6 +162,10 @@ TEST(EmbeddingsAnswer, RefusesAnswersThatDoNotMatchTheRequest) {
   EXPECT_FALSE(check_answer(R"({"data":[{"index":0,"embedding":")" + v + R"("},{"index":1,"embedding":[1,2]}]})", 2,
                             0, why));
   EXPECT_NE(why.find("differ in length"), std::string::npos) << why;
+  // Asked for 2 dimensions, answered 1: refused, so the entry of 2 dimensions never holds it.
+  EXPECT_FALSE(check_answer(R"({"data":[{"index":0,"embedding":")" + v + R"("}]})", 1, 0, why, 2));
+  EXPECT_NE(why.find("1 dimensions for 2 asked"), std::string::npos) << why;
+  EXPECT_TRUE(check_answer(R"({"data":[{"index":0,"embedding":")" + v + R"("}]})", 1, 0, why, 1));
 }
 
 TEST(EmbeddingsAnswer, WritesFloatsInTheirShortestExactForm) {
@@ -183,13 +187,16 @@ TEST(EmbeddingsAnswer, PutsTheVectorsInTheRequestsOrder) {
   auto a = vector_of({1.0f}), b = vector_of({0.5f, 2.0f});
   openai::usage used;
   used.prompt_tokens = 3;
-  EXPECT_EQ(answer_body({a, b}, true, "m", used),
-            R"({"object":"list","data":[{"object":"embedding","index":0,"embedding":")" + a
-              + R"("},{"object":"embedding","index":1,"embedding":")" + b
-              + R"("}],"model":"m","usage":{"prompt_tokens":3,"total_tokens":3}})");
-  EXPECT_EQ(answer_body({b}, false, "m", {}),
-            R"({"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,2]}],"model":"m",)"
-            R"("usage":{"prompt_tokens":0,"total_tokens":0}})");
+  auto both = answer_body({a, b}, {1, 0, 1}, true, "m", used);
+  EXPECT_EQ(both, R"({"object":"list","data":[{"object":"embedding","index":0,"embedding":")" + b
+                    + R"("},{"object":"embedding","index":1,"embedding":")" + a
+                    + R"("},{"object":"embedding","index":2,"embedding":")" + b
+                    + R"("}],"model":"m","usage":{"prompt_tokens":3,"total_tokens":3}})");
+  EXPECT_LE(both.size(), answer_bytes({a, b}, {1, 0, 1}, true, "m"));
+  auto numbers = answer_body({b}, {0}, false, "m", {});
+  EXPECT_EQ(numbers, R"({"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,2]}],"model":"m",)"
+                     R"("usage":{"prompt_tokens":0,"total_tokens":0}})");
+  EXPECT_LE(numbers.size(), answer_bytes({b}, {0}, false, "m"));
 }
 
 } // namespace

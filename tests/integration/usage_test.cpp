@@ -384,5 +384,141 @@ TEST_F(Usage, TokensPerMinuteAreReservedBeforeTheCall) {
   EXPECT_EQ(chat("another", R"(,"max_tokens":400)").status, 200);
 }
 
+// --- API keys as virtual keys (issue 16 item 2) ---
+
+class VirtualKeys : public Usage {
+protected:
+  /// Creates a key for the test's user with `body` (POST /api/keys): its id and the key itself.
+  std::pair<std::string, std::string> key(const std::string& body) {
+    auto res = http({"POST", troupe->url("/api/keys"), body,
+                     {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000});
+    EXPECT_EQ(res.status, 201) << body << " -> " << res.body;
+    return {json_string(res, "id"), json_string(res, "key")};
+  }
+
+  /// Waits until the mock is answering `n` requests (a call held by a latency directive).
+  void wait_in_flight(int64_t n) {
+    int64_t in_flight = -1;
+    for (int i = 0; i < 1000 && in_flight != n; ++i) {
+      in_flight = parse_json(http_get(mock.base_url() + "/mock/stats").body)["in_flight"].GetInt64();
+      if (in_flight != n)
+        std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_EQ(in_flight, n);
+  }
+};
+
+// A key's limits are given with LiteLLM's names, shown back by GET /api/keys and /api/keys/{id}, and checked.
+TEST_F(VirtualKeys, CarryTheirLimitsAndRefuseBadOnes) {
+  start();
+  auto res = http({"POST", troupe->url("/api/keys"),
+                   R"({"name":"svc","models":["mock-1"],"max_budget":2.5,"budget_duration":"30d","tpm_limit":1000,)"
+                   R"("rpm_limit":60,"max_parallel_requests":4})",
+                   {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000});
+  ASSERT_EQ(res.status, 201) << res.body;
+  auto id = json_string(res, "id");
+  auto shown = get("/api/keys/" + id);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  auto doc = parse_json(shown.body);
+  EXPECT_EQ(std::string(doc["models"][0].GetString()), "mock-1");
+  EXPECT_DOUBLE_EQ(doc["max_budget"].GetDouble(), 2.5);
+  EXPECT_EQ(std::string(doc["budget_duration"].GetString()), "30d");
+  EXPECT_EQ(doc["tpm_limit"].GetInt64(), 1000);
+  EXPECT_EQ(doc["rpm_limit"].GetInt64(), 60);
+  EXPECT_EQ(doc["max_parallel_requests"].GetInt64(), 4);
+  EXPECT_DOUBLE_EQ(doc["spend"].GetDouble(), 0);
+  EXPECT_TRUE(doc["budget_reset_at"].IsString());
+  EXPECT_FALSE(doc.HasMember("key")); // shown once, at creation
+  auto plain = parse_json(get("/api/keys").body);
+  ASSERT_EQ(plain["keys"].Size(), 1u);
+  EXPECT_EQ(get("/api/keys/00000000-0000-0000-0000-000000000000").status, 404);
+
+  for (const auto* bad : {R"({"name":"x","budget_duration":"1d"})", R"({"name":"x","max_budget":1,"budget_duration":"2w"})",
+                          R"({"name":"x","models":[]})", R"({"name":"x","max_budget":0})", R"({"name":"x","rpm_limit":0})",
+                          R"({"name":"x","max_parallel_requests":1.5})", R"({"name":"x","tpm":5})"}) {
+    auto refused = http({"POST", troupe->url("/api/keys"), bad,
+                         {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000});
+    EXPECT_EQ(refused.status, 400) << bad << " -> " << refused.body;
+  }
+}
+
+// A model outside the key's list is 403 in OpenAI's shape, costs no generation and never reaches the upstream.
+TEST_F(VirtualKeys, AModelOutsideTheKeysListIsForbidden) {
+  start();
+  auto [id, secret] = key(R"({"name":"only-2","models":["mock-2"]})");
+  auto res = chat("hello", "", secret);
+  EXPECT_EQ(res.status, 403) << res.body;
+  auto doc = parse_json(res.body);
+  EXPECT_EQ(std::string(doc["error"]["param"].GetString()), "model") << res.body;
+  EXPECT_NE(res.body.find("mock-2"), std::string::npos) << res.body;
+  EXPECT_EQ(parse_json(http_get(mock.base_url() + "/mock/stats").body)["requests"].GetInt64(), 0);
+  auto me = parse_json(get("/api/me").body);
+  EXPECT_EQ(me["quota"]["used"].GetInt64(), 0) << get("/api/me").body;
+  EXPECT_EQ(chat("hello").status, 200); // the user's own token is not limited by the key
+}
+
+// A key's budget is its own: once what it spent and reserved reaches it the key gets 402 insufficient_quota, while
+// another key of the same user goes on; GET /api/keys/{id} shows the key's settled spend.
+TEST_F(VirtualKeys, AKeysBudgetIsItsOwn) {
+  start();
+  // Each call reserves 1 prompt token and 5 completion tokens (3.15 micro-dollars) and costs 2.55.
+  auto [id, secret] = key(R"({"name":"tight","max_budget":0.00001})");
+  auto [other_id, other] = key(R"({"name":"free"})");
+  int ok = 0;
+  http_result refused;
+  for (int i = 0; i < 10; ++i) {
+    auto res = chat("hi", R"(,"max_tokens":5)", secret);
+    if (res.status != 200) {
+      refused = res;
+      break;
+    }
+    ++ok;
+  }
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(refused.status, 402) << refused.body;
+  EXPECT_NE(refused.body.find("This API key's lifetime budget"), std::string::npos) << refused.body;
+  EXPECT_EQ(refused.header("retry-after"), ""); // a lifetime budget does not renew
+  EXPECT_EQ(chat("hi", R"(,"max_tokens":5)", other).status, 200);
+  auto rows = ledger(4);
+  ASSERT_EQ(rows.size(), 4u);
+  int64_t by_key = 0;
+  for (const auto& row : rows)
+    by_key += row.api_key_id == id ? 1 : 0;
+  EXPECT_EQ(by_key, 3);
+  auto shown = parse_json(get("/api/keys/" + id).body);
+  EXPECT_DOUBLE_EQ(shown["spend"].GetDouble(), 0.00000765); // 3 x (1 x 0.15 + 4 x 0.60) micro-dollars
+  EXPECT_TRUE(shown["budget_reset_at"].IsNull());
+}
+
+// Requests per minute, tokens per minute and calls in flight, each the key's own, each a 429 with Retry-After.
+TEST_F(VirtualKeys, RequestsTokensAndCallsInFlightAreLimitedPerKey) {
+  start();
+  auto [rpm_id, rpm] = key(R"({"name":"rpm","rpm_limit":2})");
+  EXPECT_EQ(chat("one", "", rpm).status, 200);
+  EXPECT_EQ(chat("two", "", rpm).status, 200);
+  auto third = chat("three", "", rpm);
+  EXPECT_EQ(third.status, 429) << third.body;
+  EXPECT_NE(third.body.find("requests per minute"), std::string::npos) << third.body;
+  EXPECT_FALSE(third.header("retry-after").empty());
+
+  auto [tpm_id, tpm] = key(R"({"name":"tpm","tpm_limit":10})");
+  auto big = chat("x", R"(,"max_tokens":20)", tpm);
+  EXPECT_EQ(big.status, 429) << big.body;
+  EXPECT_NE(big.body.find("more than this API key's 10 tokens per minute"), std::string::npos) << big.body;
+  EXPECT_EQ(chat("x", R"(,"max_tokens":5)", tpm).status, 200);
+
+  auto [one_id, one] = key(R"({"name":"serial","max_parallel_requests":1})");
+  auto held = std::async(std::launch::async, [this, secret = one] {
+    return chat("[[mock latency_ms=2000]] hold it", "", secret);
+  });
+  wait_in_flight(1);
+  auto second = chat("meanwhile", "", one);
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_NE(second.body.find("in flight"), std::string::npos) << second.body;
+  EXPECT_EQ(chat("meanwhile, as the user", "").status, 200); // the user's own token is not the key
+  EXPECT_EQ(held.get().status, 200);
+  EXPECT_EQ(chat("after", "", one).status, 200); // its slot came back with the settlement
+}
+
 } // namespace
 } // namespace troupe::testing

@@ -112,8 +112,10 @@ protected:
     return r ? *r : refresh_rotation{};
   }
 
-  api_key_record create_key(const std::string& user_id, const std::string& name, int key) {
-    auto k = query<api_key_record>(api_key_create_atom::value, user_id, name, hash_of(key), std::string{"abcd"});
+  api_key_record create_key(const std::string& user_id, const std::string& name, int key,
+                            const api_key_limits& limits = {}) {
+    auto k =
+      query<api_key_record>(api_key_create_atom::value, user_id, name, hash_of(key), std::string{"abcd"}, limits);
     EXPECT_TRUE(k) << to_string(k.error());
     return k ? *k : api_key_record{};
   }
@@ -316,11 +318,11 @@ TEST_F(Accounts, ApiKeyLifecycle) {
   EXPECT_EQ(first.last_used_at, 0);
   EXPECT_EQ(first.revoked_at, 0);
   EXPECT_EQ(code_of(query<api_key_record>(api_key_create_atom::value, stranger.id, std::string{"dup"}, hash_of(1),
-                                          std::string{"abcd"})),
+                                          std::string{"abcd"}, api_key_limits{})),
             service_error::conflict);
   EXPECT_EQ(
     code_of(query<api_key_record>(api_key_create_atom::value, std::string{"00000000-0000-0000-0000-000000000000"},
-                                  std::string{"x"}, hash_of(3), std::string{"abcd"})),
+                                  std::string{"x"}, hash_of(3), std::string{"abcd"}, api_key_limits{})),
     service_error::not_found);
 
   // Another user's key: 404, and it keeps working.
@@ -359,6 +361,71 @@ TEST_F(Accounts, ApiKeyLifecycle) {
   EXPECT_EQ((*listed)[1].id, first.id);
   EXPECT_EQ((*listed)[1].revoked_at, 1000000000);
   EXPECT_TRUE(query<std::vector<api_key_record>>(api_key_list_atom::value, stranger.id)->empty());
+}
+
+// A key's limits are stored as given and come back from a look-up and a listing; the listing and a session's
+// snapshot carry the spend of the key's current budget period (usage_events since its start), and a key without
+// limits has none.
+TEST_F(Accounts, ApiKeyLimitsAndTheirSpend) {
+  auto owner = create_user("vic@example.com");
+  api_key_limits limits;
+  limits.models = {"mock-1", "mock-\"2\""};
+  limits.max_budget_pusd = 2500000000000; // 2.50 USD
+  limits.budget_duration_s = 86400;
+  limits.tpm_limit = 1000;
+  limits.rpm_limit = 10;
+  limits.max_parallel_requests = 2;
+  auto limited = create_key(owner.id, "limited", 1, limits);
+  auto plain = create_key(owner.id, "plain", 2);
+  EXPECT_EQ(limited.limits.models, limits.models);
+  EXPECT_EQ(limited.limits.max_budget_pusd, limits.max_budget_pusd);
+  EXPECT_EQ(limited.limits.budget_duration_s, 86400);
+  EXPECT_EQ(limited.limits.tpm_limit, 1000);
+  EXPECT_EQ(limited.limits.rpm_limit, 10);
+  EXPECT_EQ(limited.limits.max_parallel_requests, 2);
+  EXPECT_FALSE(plain.limits.metered());
+  EXPECT_TRUE(plain.limits.models.empty());
+  auto looked_up = query<api_key_record>(api_key_lookup_atom::value, hash_of(1));
+  ASSERT_TRUE(looked_up);
+  EXPECT_EQ(looked_up->limits.models, limits.models);
+  EXPECT_EQ(looked_up->limits.max_parallel_requests, 2);
+
+  {
+    // 1.25 USD through the key in its current period (now), and 7 USD before it began (two days ago): the key
+    // was created now, so only the first counts.
+    pqxx::connection conn{db_.url()};
+    pqxx::work tx{conn};
+    tx.exec_params("INSERT INTO usage_events (id, user_id, api_key_id, model, upstream, prompt_tokens, "
+                   "completion_tokens, cost_usd, estimated, outcome, created_at) VALUES "
+                   "(gen_random_uuid(), $1::uuid, $2::uuid, 'm', 'u', 1, 1, 1.25, false, 'complete', now()), "
+                   "(gen_random_uuid(), $1::uuid, $2::uuid, 'm', 'u', 1, 1, 7, false, 'complete', "
+                   "now() - interval '2 days')",
+                   owner.id, limited.id);
+    tx.commit();
+  }
+  auto listed = query<std::vector<api_key_record>>(api_key_list_atom::value, owner.id);
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 2u);
+  const auto& with_spend = (*listed)[0].id == limited.id ? (*listed)[0] : (*listed)[1];
+  EXPECT_EQ(with_spend.spend_pusd, 1250000000000);
+  EXPECT_EQ(with_spend.period_start, limited.created_at);
+  EXPECT_EQ(with_spend.limits.models, limits.models);
+
+  auto snapshot = query<session_snapshot>(session_load_atom::value, owner.id);
+  ASSERT_TRUE(snapshot);
+  ASSERT_EQ(snapshot->key_spends.size(), 1u); // only keys with a budget
+  EXPECT_EQ(snapshot->key_spends[0].key_id, limited.id);
+  EXPECT_EQ(snapshot->key_spends[0].spent_pusd, 1250000000000);
+  EXPECT_EQ(snapshot->key_spends[0].period_start, limited.created_at);
+}
+
+TEST(KeyPeriod, CountsWholePeriodsFromTheKeysCreation) {
+  EXPECT_EQ(key_period_start(1000, 0, 5000), 1000); // a lifetime budget
+  EXPECT_EQ(key_period_start(1000, 100, 1000), 1000);
+  EXPECT_EQ(key_period_start(1000, 100, 1099), 1000);
+  EXPECT_EQ(key_period_start(1000, 100, 1100), 1100);
+  EXPECT_EQ(key_period_start(1000, 100, 5050), 5000);
+  EXPECT_EQ(key_period_start(1000, 100, 900), 1000); // a clock behind the key's creation
 }
 
 // --- Access tokens and purge -----------------------------------------------------------------------------------------
