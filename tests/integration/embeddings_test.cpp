@@ -36,7 +36,7 @@ protected:
                       + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "@example.com";
   std::string token;
 
-  void start(const std::string& upstreams = "") {
+  void start(const std::string& upstreams = "", std::vector<std::string> sets = {}) {
     troupe_process::options opts;
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
     opts.env["TROUPE_UPSTREAMS"] =
@@ -45,6 +45,8 @@ protected:
     opts.env["TROUPE_PRICES"] = prices;
     opts.args = {"--set", "retry.base_ms=1", "--set", "limits.generate_burst=1000", "--set",
                  "quota.free_per_day=100000"};
+    for (const auto& set : sets)
+      opts.args.insert(opts.args.end(), {"--set", set});
     troupe = std::make_unique<troupe_process>(opts);
     token = json_string(sign_up(*troupe, email), "access_token");
     ASSERT_FALSE(token.empty());
@@ -243,6 +245,27 @@ TEST_F(Embeddings, OnlyCheckedAnswersAreCachedAndBadRequestsAreRefused) {
   EXPECT_EQ(unknown.status, 404) << unknown.body;
   EXPECT_EQ(mock_inputs(), 2);
   EXPECT_EQ(embed(R"({"model":"mock-emb","input":"x"})", "trp_wrong").status, 401);
+}
+
+// A small request may not ask for a huge answer: one input repeated, or many dimensions, is refused with 400 once
+// the answer would exceed upstream.max_response_bytes: before anything is spent when its dimensions say so, else
+// before it is written.
+TEST_F(Embeddings, AnAnswerLargerThanTheLimitIsRefused) {
+  start("", {"upstream.max_response_bytes=4096"});
+  auto too_many_dimensions = embed(R"({"model":"mock-emb","input":["a","b"],"dimensions":200})");
+  EXPECT_EQ(too_many_dimensions.status, 400) << too_many_dimensions.body;
+  EXPECT_NE(too_many_dimensions.body.find("upstream.max_response_bytes"), std::string::npos);
+  EXPECT_EQ(mock_inputs(), 0);
+  std::string repeated = R"({"model":"mock-emb","input":[)";
+  for (int i = 0; i < 100; ++i)
+    repeated += i > 0 ? R"(,"same")" : R"("same")";
+  auto amplified = embed(repeated + "]}");
+  EXPECT_EQ(amplified.status, 400) << amplified.body.substr(0, 300);
+  EXPECT_EQ(mock_inputs(), 1); // asked once: the one distinct input
+  // Within the limit, the same batch in the compact encoding is answered.
+  auto fits = embed(R"({"model":"mock-emb","input":["same","same","same"],"encoding_format":"base64"})");
+  EXPECT_EQ(fits.status, 200) << fits.body;
+  EXPECT_EQ(fits.header("x-cache"), "HIT");
 }
 
 } // namespace
