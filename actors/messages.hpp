@@ -101,12 +101,13 @@ struct credential {
   int64_t reserve_pusd = 0;
   int64_t key_created_at = 0; // api_key: when it was created (its budget periods count from then)
   api_key_limits key_limits{}; // api_key: its own limits (models, budget, tokens and requests per minute, in flight)
+  std::string model{};         // the model the call asks for, checked against key_limits.models by the session
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, credential& x) {
   return f(caf::meta::type_name("credential"), x.kind, x.user_id, x.jti, x.expires_at, x.key_id, x.limit,
-           x.reserve, x.with_storage, x.reserve_tokens, x.reserve_pusd, x.key_created_at, x.key_limits);
+           x.reserve, x.with_storage, x.reserve_tokens, x.reserve_pusd, x.key_created_at, x.key_limits, x.model);
 }
 
 /// A user's daily generation quota, as its session actor counts it.

@@ -61,6 +61,9 @@ struct session_state {
   };
   std::unordered_map<std::string, metered_key> keys;
   std::unordered_map<std::string, key_spend> key_spends;
+  // Settled here for keys this session holds no ledger of (calls reserved where the user was before a failover):
+  // added to the key's spend when its ledger starts.
+  std::unordered_map<std::string, int64_t> late_key_pusd;
   std::optional<double> moved_at; // when the user moved here from a node that handed nothing over: new buckets
                                   // start empty then (monotonic seconds)
   int64_t user_loaded_at = 0;                             // when `user` was read (unix seconds)
@@ -220,6 +223,8 @@ void settle_spend(session_actor* self, const spend_settlement& settlement) {
   if (auto key = st.keys.find(settlement.key_id); key != st.keys.end())
     key->second.ledger.settle(key->second.limits, key->second.created_at, settlement, now(st.opts),
                               seconds_now(st.opts));
+  else if (settlement.used_pusd > 0)
+    st.late_key_pusd[settlement.key_id] += settlement.used_pusd;
 }
 
 /// The ledger of the metered key of `cred`, started if this is its first call here: from the spend its period held
@@ -237,6 +242,10 @@ session_state::metered_key& key_of(session_actor* self, const credential& cred) 
     start = loaded->second.period_start;
     spent = loaded->second.spent_pusd;
   }
+  if (auto late = st.late_key_pusd.find(cred.key_id); late != st.late_key_pusd.end()) {
+    spent += late->second;
+    st.late_key_pusd.erase(late);
+  }
   auto& key = st.keys.emplace(cred.key_id, session_state::metered_key{cred.key_limits, cred.key_created_at,
                                                                       key_ledger{start, spent}})
                 .first->second;
@@ -246,22 +255,33 @@ session_state::metered_key& key_of(session_actor* self, const credential& cred) 
 }
 
 /// Reserves the call's estimate against the user's plan and, for a metered API key, the key's own limits: both or
-/// neither. Nothing is reserved (reservation 0, no settlement needed) when no limit applies.
+/// neither. Nothing is reserved (reservation 0, no settlement needed) when no limit applies: no plan has one (a user
+/// whose plan has none still reserves when another has, so that a plan change finds the spend counted) and the
+/// key is not metered. A model outside the key's list is refused first ("key_model"), reserving nothing.
 spend_status reserve_call(session_actor* self, const credential& cred) {
   auto& st = self->state;
-  bool metered_key = cred.kind == "api_key" && cred.key_limits.metered();
-  if (!limits_of(st).any() && !metered_key)
+  bool by_key = cred.kind == "api_key";
+  const auto& models = cred.key_limits.models;
+  if (by_key && !models.empty() && !cred.model.empty()
+      && std::find(models.begin(), models.end(), cred.model) == models.end()) {
+    spend_status refused;
+    refused.allowed = false;
+    refused.refused = "key_model";
+    return refused;
+  }
+  bool metered_key = by_key && cred.key_limits.metered();
+  if (!st.opts.load_spend && !limits_of(st).any() && !metered_key)
     return {};
   auto spend = reserve_spend(self, cred.reserve_tokens, cred.reserve_pusd);
   if (!spend.allowed || !metered_key)
     return spend;
   auto& key = key_of(self, cred);
   auto t = now(st.opts);
-  auto by_key = key.ledger.reserve(key.limits, key.created_at, spend.reservation, cred.reserve_tokens,
-                                   cred.reserve_pusd, t, seconds_now(st.opts), t + st.opts.reservation_ttl.count());
-  if (!by_key.allowed)
+  auto keyed = key.ledger.reserve(key.limits, key.created_at, spend.reservation, cred.reserve_tokens,
+                                  cred.reserve_pusd, t, seconds_now(st.opts), t + st.opts.reservation_ttl.count());
+  if (!keyed.allowed)
     settle_spend(self, spend_settlement{spend.reservation, 0, 0, ""});
-  return by_key;
+  return keyed;
 }
 
 /// Re-reads the user (role, plan) in the background once it is older than user_refresh; the request at hand goes on
@@ -341,13 +361,14 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
   st.moved_at = arrival.moved_at;
   st.user = std::move(snapshot.user);
   st.spend.emplace(st.day.ends_at - 86400, spent.day_pusd, spent.month_pusd, now(st.opts));
+  // The keys' spend first: a hand-off's key ledgers start from it.
+  for (auto& k : snapshot.key_spends)
+    st.key_spends.emplace(k.key_id, std::move(k));
   if (arrival.handoff)
     take_handoff(self, *arrival.handoff);
   for (size_t i = 0; i < snapshot.revoked_jtis.size() && i < snapshot.revoked_jti_expiries.size(); ++i)
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
   st.revoked_keys.insert(snapshot.revoked_key_ids.begin(), snapshot.revoked_key_ids.end());
-  for (auto& k : snapshot.key_spends)
-    st.key_spends.emplace(k.key_id, std::move(k));
   st.user_loaded_at = now(st.opts);
   return {
     [self](authorize_atom, credential& cred) -> caf::result<identity> {
@@ -384,7 +405,7 @@ caf::behavior session_impl(session_actor* self, session_snapshot snapshot, sessi
       // generation; the spend of one the quota refuses is given back at once.
       bool admitted = cred.limit.name.empty() || rate.allowed;
       spend_status spend;
-      if (admitted && (cred.reserve_tokens > 0 || cred.reserve_pusd > 0)) {
+      if (admitted && (cred.reserve_tokens > 0 || cred.reserve_pusd > 0 || !cred.model.empty())) {
         spend = reserve_call(self, cred);
         admitted = spend.allowed;
       }

@@ -89,7 +89,8 @@ bool minute_window::take(int64_t per_minute, double n, double now_s, double& wai
   if (n > have) {
     // More than the whole window could never pass: a minute's wait (the caller says why); else the time the window
     // needs to refill that far.
-    wait_s = n > cap ? 60.0 : (n - have) * 60.0 / cap;
+    // Deep in debt (calls that used far more than they reserved), the wait is bounded: it becomes an integer.
+    wait_s = n > cap ? 60.0 : std::min((n - have) * 60.0 / cap, 86400.0 * 366);
     return false;
   }
   set(have - n, now_s);

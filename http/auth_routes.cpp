@@ -480,7 +480,16 @@ void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {
                              r->req().id, "budget_duration"));
       return;
     }
-    limits.budget_duration_s = duration_seconds(duration->GetString());
+    // The schema's pattern stops at an embedded NUL ("1d\u0000..."): the whole string is checked again here.
+    std::string text{duration->GetString(), duration->GetStringLength()};
+    if (text.size() < 2 || text.size() > 7 || std::string_view{"smhd"}.find(text.back()) == std::string_view::npos
+        || !std::all_of(text.begin(), text.end() - 1, [](char c) { return c >= '0' && c <= '9'; })) {
+      r->send(error_response(service_error::invalid_input,
+                             "`budget_duration` must look like \"30s\", \"30m\", \"12h\" or \"30d\".", r->req().id,
+                             "budget_duration"));
+      return;
+    }
+    limits.budget_duration_s = duration_seconds(text);
   }
   for (auto [key, out] : {std::pair{"tpm_limit", &limits.tpm_limit}, std::pair{"rpm_limit", &limits.rpm_limit},
                           std::pair{"max_parallel_requests", &limits.max_parallel_requests}})

@@ -48,7 +48,7 @@ protected:
     troupe_process::options opts;
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
     opts.env["TROUPE_UPSTREAMS"] =
-      R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"],"max_inflight":256}])";
+      R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1","mock-2"],"max_inflight":256}])";
     opts.env["TROUPE_PRICES"] = prices;
     opts.args = {"--set", "retry.base_ms=1", "--set", "limits.generate_burst=1000", "--set",
                  "quota.free_per_day=100000"};
@@ -435,17 +435,19 @@ TEST_F(VirtualKeys, CarryTheirLimitsAndRefuseBadOnes) {
 
   for (const auto* bad : {R"({"name":"x","budget_duration":"1d"})", R"({"name":"x","max_budget":1,"budget_duration":"2w"})",
                           R"({"name":"x","models":[]})", R"({"name":"x","max_budget":0})", R"({"name":"x","rpm_limit":0})",
-                          R"({"name":"x","max_parallel_requests":1.5})", R"({"name":"x","tpm":5})"}) {
+                          R"({"name":"x","max_parallel_requests":1.5})", R"({"name":"x","tpm":5})",
+                          R"({"name":"x","max_budget":1,"budget_duration":"1d\u0000junk"})"}) {
     auto refused = http({"POST", troupe->url("/api/keys"), bad,
                          {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000});
     EXPECT_EQ(refused.status, 400) << bad << " -> " << refused.body;
   }
 }
 
-// A model outside the key's list is 403 in OpenAI's shape, costs no generation and never reaches the upstream.
+// A model outside the key's list is 403 in OpenAI's shape, reserves nothing (no generation, none of the key's
+// requests per minute) and never reaches the upstream.
 TEST_F(VirtualKeys, AModelOutsideTheKeysListIsForbidden) {
   start();
-  auto [id, secret] = key(R"({"name":"only-2","models":["mock-2"]})");
+  auto [id, secret] = key(R"({"name":"only-2","models":["mock-2"],"rpm_limit":1})");
   auto res = chat("hello", "", secret);
   EXPECT_EQ(res.status, 403) << res.body;
   auto doc = parse_json(res.body);
@@ -455,6 +457,10 @@ TEST_F(VirtualKeys, AModelOutsideTheKeysListIsForbidden) {
   auto me = parse_json(get("/api/me").body);
   EXPECT_EQ(me["quota"]["used"].GetInt64(), 0) << get("/api/me").body;
   EXPECT_EQ(chat("hello").status, 200); // the user's own token is not limited by the key
+  auto allowed = http({"POST", troupe->url("/v1/chat/completions"),
+                       R"({"model":"mock-2","messages":[{"role":"user","content":"hello"}]})",
+                       {"Authorization: Bearer " + secret, "Content-Type: application/json"}, 20000});
+  EXPECT_EQ(allowed.status, 200) << allowed.body; // the key's one request of the minute was still there
 }
 
 // A key's budget is its own: once what it spent and reserved reaches it the key gets 402 insufficient_quota, while
