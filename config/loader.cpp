@@ -442,6 +442,8 @@ std::string render_effective_json(const settings& s) {
     writer.StartObject();
     writer.Key("name");
     writer.String(u.name.c_str());
+    writer.Key("type");
+    writer.String(u.type.c_str());
     writer.Key("base_url");
     writer.String(u.base_url.c_str());
     writer.Key("api_key_env");

@@ -105,7 +105,7 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
   static const std::set<std::string> known{
     "name",       "base_url",           "api_key_env",           "models",      "priority", "weight",
     "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms", "max_inflight", "health_check_path",
-    "health_check_interval_ms", "health_check_timeout_ms"};
+    "health_check_interval_ms", "health_check_timeout_ms", "type"};
   for (const auto& member : entry.GetObject()) {
     std::string key(member.name.GetString(), member.name.GetStringLength());
     // The value of an unknown field is not shown: it may be a misplaced key.
@@ -113,7 +113,7 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
       return config_error{where + "." + key, "",
                           "one of name, base_url, api_key_env, models, priority, weight, "
                           "timeout_ms, connect_timeout_ms, first_byte_timeout_ms, max_inflight, health_check_path, "
-                          "health_check_interval_ms, health_check_timeout_ms",
+                          "health_check_interval_ms, health_check_timeout_ms, type",
                           "unknown field, " + source};
   }
   field_reader r{entry, where, source, std::nullopt};
@@ -128,6 +128,7 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
   r.integer("first_byte_timeout_ms", u.first_byte_timeout_ms, 1, 3600000);
   r.integer("max_inflight", u.max_inflight, 1, 100000);
   r.string("health_check_path", u.health_check_path, false);
+  r.string("type", u.type, false);
   r.integer("health_check_interval_ms", u.health_check_interval_ms, 100, 3600000);
   r.integer("health_check_timeout_ms", u.health_check_timeout_ms, 1, 600000);
   if (r.error)
@@ -139,6 +140,8 @@ std::optional<config_error> parse_entry(const rapidjson::Value& entry, size_t in
              })))
     return r.fail("health_check_path", u.health_check_path,
                   "a path starting with / of at most 256 characters, without spaces, controls or #");
+  if (u.type != "openai" && u.type != "anthropic")
+    return r.fail("type", u.type, "\"openai\" (the default) or \"anthropic\"");
   if (!valid_name(u.name))
     return r.fail("name", u.name, "1 to 32 characters of a-z, 0-9, _ and -");
   if (!valid_base_url(u.base_url))

@@ -21,6 +21,7 @@ namespace troupe::config {
 struct upstream_settings {
   std::string name;        // [a-z0-9_-], 1..32 characters; unique
   std::string base_url;    // http:// or https://, no userinfo, no query; "/chat/completions" is appended
+  std::string type = "openai"; // "openai", or "anthropic": the Messages API ("/messages"), calls translated
   std::string api_key_env; // the environment variable holding the key ("" = no key, e.g. a local mock)
   std::string api_key;     // secret: read from api_key_env at load time
   std::vector<std::string> models;

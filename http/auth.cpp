@@ -141,6 +141,12 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, continuati
 std::optional<framing_error> authenticator::check_before_body(const request_head& head,
                                                               const std::string& peer_address) const {
   const auto* header = head.header("Authorization");
+  std::string from_key_header;
+  if (!header)
+    if (const auto* key = head.header("x-api-key"); key && !key->empty()) {
+      from_key_header = "Bearer " + *key; // Anthropic's SDKs send the key this way
+      header = &from_key_header;
+    }
   if (!header || header->size() < 8 || ::strncasecmp(header->c_str(), "Bearer ", 7) != 0)
     return framing_error{401, "A bearer credential is required before a body is sent."};
   if (traffic_) {
@@ -193,7 +199,8 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
 }
 
 void authenticator::identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then,
-                             int64_t reserve, bool with_storage, int64_t reserve_tokens, int64_t reserve_pusd) {
+                             int64_t reserve, bool with_storage, int64_t reserve_tokens, int64_t reserve_pusd,
+                             const std::string& model) {
   if (traffic_ && traffic_->shed(r, false))
     return;
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
@@ -206,6 +213,9 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
     };
   const auto& req = r->req();
   auto header = req.header("Authorization");
+  if (!header)
+    if (auto key = req.header("x-api-key"); key && !key->empty())
+      header = "Bearer " + *key; // Anthropic's SDKs send the key this way
   if (!header) {
     r->send(unauthorized(req, "A bearer credential is required: send Authorization: Bearer <token or API key>."));
     return;
@@ -218,6 +228,7 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
   credential cred;
   cred.reserve = reserve;
   cred.limit = limit;
+  cred.model = model;
   cred.with_storage = with_storage;
   cred.reserve_tokens = reserve_tokens;
   cred.reserve_pusd = reserve_pusd;

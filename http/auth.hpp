@@ -97,9 +97,12 @@ public:
   /// context saves two thread hand-offs this way.
   /// With `with_storage`, the session also answers the user's storage use (identity::storage). With
   /// `reserve_tokens` or `reserve_pusd`, it also reserves them against the user's tokens-per-minute window and spend
-  /// budgets first (`who.spend` says whether it could; the caller settles through a spend_reservation).
+  /// budgets first (`who.spend` says whether it could; the caller settles through a spend_reservation). `model`: the
+  /// model the call asks for; an API key that may not call it is refused before anything is reserved
+  /// (who.spend.refused "key_model").
   void identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then, int64_t reserve = 0,
-                bool with_storage = false, int64_t reserve_tokens = 0, int64_t reserve_pusd = 0);
+                bool with_storage = false, int64_t reserve_tokens = 0, int64_t reserve_pusd = 0,
+                const std::string& model = {});
 
   const auth_options& options() const { return options_; }
   actor_bridge& bridge() { return bridge_; }

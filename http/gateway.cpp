@@ -1,6 +1,7 @@
 #include "http/gateway.hpp"
 
 #include "http/balancing.hpp"
+#include "http/anthropic.hpp"
 #include "http/bridge.hpp"
 #include "http/embeddings.hpp"
 #include "http/error_mapping.hpp"
@@ -33,7 +34,8 @@ namespace oa = openai;
 
 struct gateway::upstream {
   config::upstream_settings cfg;
-  std::string url;            // base_url + "/chat/completions"
+  std::string url;            // base_url + "/chat/completions", or "/messages" for type anthropic
+  bool anthropic = false;     // type anthropic: OpenAI-shaped calls are translated (http/anthropic.hpp)
   std::string embeddings_url; // base_url + "/embeddings"
   std::string breaker;
   std::shared_ptr<breaker_gauges> gauges; // what its breaker publishes (null in tests without one)
@@ -58,6 +60,10 @@ struct gateway::call {
   /// produced nothing here (a failure, a cache hit, a shared flight).
   spend_reservation spend;
   bool produced = false;                                // this request made the upstream call (X-Cache: MISS)
+  bool anthropic_client = false; // came in as POST /v1/messages: answers, events and errors in Anthropic's shape
+  // The request as an upstream of type anthropic takes it, translated on the first attempt at one; or why it cannot.
+  std::optional<std::string> anthropic_body;
+  std::string anthropic_why;
   std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
   std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
 
@@ -76,6 +82,8 @@ struct gateway::call {
   struct relay {
     std::mutex mutex;
     std::unique_ptr<oa::sse_relay> sse;
+    std::unique_ptr<anthropic::stream_from_anthropic> from_upstream; // an upstream of type anthropic: its events
+    std::unique_ptr<anthropic::stream_to_anthropic> to_client;       // a /v1/messages client: its events
     std::shared_ptr<response_stream> out; // open once the first byte (an event or a heartbeat) reached the client
     std::string upstream;
     std::string error_body; // a non-2xx answer's body (bounded)
@@ -152,7 +160,8 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
   for (const auto& cfg : opts_.upstreams) {
     auto u = std::make_unique<upstream>();
     u->cfg = cfg;
-    u->url = cfg.base_url + "/chat/completions";
+    u->anthropic = cfg.type == "anthropic";
+    u->url = cfg.base_url + (u->anthropic ? "/messages" : "/chat/completions");
     u->embeddings_url = cfg.base_url + "/embeddings";
     u->breaker = breaker_name(cfg.name);
     if (upstreams_.size() < opts_.gauges.size())
@@ -463,14 +472,62 @@ void gateway::embeddings(const std::shared_ptr<responder>& r) {
   start(c);
 }
 
+void gateway::messages(const std::shared_ptr<responder>& r) {
+  auto doc = parse_json_body(r);
+  if (!doc)
+    return;
+  auto fail = [&](const oa::request_error& err) {
+    auto res = json_response(400, anthropic::error_body(400, err.message));
+    r->send(std::move(res));
+  };
+  rapidjson::Document chat_doc;
+  if (auto err = anthropic::to_openai_request(*doc, chat_doc))
+    return fail(*err);
+  auto c = std::make_shared<call>();
+  c->r = r;
+  c->anthropic_client = true;
+  if (auto err = oa::validate_chat_request(chat_doc, opts_.max_messages, c->req, opts_.images))
+    return fail(*err);
+  auto mode = r->req().header("X-Troupe-Cache");
+  bool off = mode && *mode == "off";
+  bool on = mode && *mode == "on";
+  c->cacheable = !c->req.stream && !off && (on || (c->req.temperature && *c->req.temperature == 0));
+  c->cache_key = oa::cache_key(c->req, "");
+  c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
+    auto res = json_response(200, anthropic::to_anthropic_answer(body));
+    res.header("X-Troupe-Upstream", upstream);
+    res.header("X-Cache", hit ? "HIT" : "MISS");
+    r->send(std::move(res));
+  };
+  start(c);
+}
+
+void gateway::send_error(const std::shared_ptr<call>& c, response res) {
+  if (c->anthropic_client && res.status >= 400) {
+    std::string message = res.body;
+    auto parsed = json::parse(res.body);
+    if (parsed && parsed->IsObject())
+      if (auto e = parsed->FindMember("error"); e != parsed->MemberEnd() && e->value.IsObject())
+        if (auto m = e->value.FindMember("message"); m != e->value.MemberEnd() && m->value.IsString())
+          message.assign(m->value.GetString(), m->value.GetStringLength());
+    res.body = anthropic::error_body(res.status, message);
+  }
+  c->r->send(std::move(res));
+}
+
 // --- The call ---
 
 void gateway::start(const std::shared_ptr<call>& c) {
   c->candidates = candidates(c->req.model);
+  if (c->embed) // Anthropic has no embeddings
+    c->candidates.erase(std::remove_if(c->candidates.begin(), c->candidates.end(),
+                                       [](const upstream* u) { return u->anthropic; }),
+                        c->candidates.end());
   if (c->candidates.empty()) {
-    c->r->send(error_response(service_error::not_found,
-                              "The model `" + c->req.model + "` does not exist or no upstream serves it.",
-                              c->r->req().id, "model"));
+    send_error(c, error_response(service_error::not_found,
+                                 "The model `" + c->req.model + "` does not exist or no upstream serves it"
+                                   + (c->embed ? " embeddings" : "") + ".",
+                                 c->r->req().id, "model"));
     return;
   }
   auto self_ptr = shared_from_this();
@@ -501,30 +558,30 @@ void gateway::start(const std::shared_ptr<call>& c) {
                                     + " generations is used up; it resets in " + std::to_string(wait) + " s.",
                                   c->r->req().id);
         set_retry_after(res, wait * 1000);
-        c->r->send(std::move(res));
+        self_ptr->send_error(c, std::move(res));
         return;
       }
       c->quota = quota_reservation{self_ptr->auth_.options().sessions, who.user_id, 1,
                                    self_ptr->auth_.options().cluster};
-      bool by_key = who.via.kind == "api_key";
       if (who.spend.reservation != 0)
         c->spend = spend_reservation{self_ptr->auth_.options().sessions, who.user_id, who.spend.reservation,
-                                     self_ptr->auth_.options().cluster, by_key ? who.via.key_id : std::string{}};
-      const auto& models = who.via.key_limits.models;
-      if (by_key && !models.empty() && std::find(models.begin(), models.end(), c->req.model) == models.end()) {
-        self_ptr->give_back_quota(c);
-        c->r->send(error_response(service_error::forbidden,
-                                  "This API key may not call `" + c->req.model + "`; it may call "
-                                    + std::to_string(models.size()) + " model(s): " + join(models) + ".",
-                                  c->r->req().id, "model"));
-        return;
-      }
+                                     self_ptr->auth_.options().cluster,
+                                     who.via.kind == "api_key" ? who.via.key_id : std::string{}};
       self_ptr->look_up(c);
     },
-    1, false, tokens, pusd);
+    1, false, tokens, pusd, c->req.model);
 }
 
 void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens, int64_t pusd) {
+  if (spend.refused == "key_model") {
+    // Nothing was reserved: the session refused before the budgets, the windows and the quota.
+    const auto& models = c->who.via.key_limits.models;
+    send_error(c, error_response(service_error::forbidden,
+                              "This API key may not call `" + c->req.model + "`; it may call "
+                                + std::to_string(models.size()) + " model(s): " + join(models) + ".",
+                              c->r->req().id, "model"));
+    return;
+  }
   auto wait = std::max<int64_t>(1, spend.retry_after_s);
   bool key = spend.refused.rfind("key_", 0) == 0;
   std::string whose = key ? "this API key's" : "your plan's";
@@ -567,7 +624,7 @@ void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& s
   auto res = error_response(code, message, c->r->req().id);
   if (renews)
     set_retry_after(res, wait * 1000);
-  c->r->send(std::move(res));
+  send_error(c, std::move(res));
 }
 
 namespace {
@@ -657,7 +714,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
       auto res = error_response(result.error(), c->r->req().id);
       if (c->produced && res.status == 503 && c->retry_after_ms > 0)
         set_retry_after(res, c->retry_after_ms);
-      c->r->send(std::move(res));
+      me->send_error(c, std::move(res));
       return;
     }
     c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
@@ -820,6 +877,19 @@ void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c
     exhausted(c);
     return;
   }
+  if (u->anthropic && !c->anthropic_body) {
+    if (c->anthropic_why.empty())
+      c->anthropic_body = anthropic::from_openai_request(c->req.body, opts_.default_max_tokens, c->anthropic_why);
+    if (!c->anthropic_body) {
+      // This upstream cannot take the request; another type may.
+      c->attempted_any = true;
+      c->code = service_error::invalid_input;
+      c->message = "Upstream " + u->cfg.name + " (type anthropic) cannot take this request: " + c->anthropic_why + ".";
+      c->retry_after_ms = 0;
+      next_upstream(self, c);
+      return;
+    }
+  }
   auto me = shared_from_this();
   auto refused = [me, self, c, u](int64_t retry_after_ms) {
     if (me->upstream_requests_)
@@ -886,9 +956,16 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
   client::upstream_request req;
   req.url = c->embed ? u->embeddings_url : u->url;
   req.headers = {"Content-Type: application/json", "X-Request-Id: " + c->r->req().id};
-  if (!u->cfg.api_key.empty())
-    req.headers.push_back("Authorization: Bearer " + u->cfg.api_key);
-  req.body = c->req.body;
+  if (u->anthropic) {
+    if (!u->cfg.api_key.empty())
+      req.headers.push_back("x-api-key: " + u->cfg.api_key);
+    req.headers.push_back(std::string{"anthropic-version: "} + anthropic::api_version);
+    req.body = c->embed ? c->req.body : *c->anthropic_body;
+  } else {
+    if (!u->cfg.api_key.empty())
+      req.headers.push_back("Authorization: Bearer " + u->cfg.api_key);
+    req.body = c->req.body;
+  }
   req.connect_timeout = milliseconds{u->cfg.connect_timeout_ms};
   req.first_byte_timeout = std::min(milliseconds{u->cfg.first_byte_timeout_ms}, left);
   req.max_response_bytes = opts_.max_response_bytes;
@@ -902,7 +979,12 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
     auto st = c->stream;
     {
       std::lock_guard<std::mutex> guard{st->mutex};
-      st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars, c->req.include_usage);
+      // A /v1/messages client gets the usage in its message_delta: the translator reads the usage chunk.
+      st->sse = std::make_unique<oa::sse_relay>(c->req.prompt_chars, c->req.include_usage || c->anthropic_client);
+      st->from_upstream = u->anthropic ? std::make_unique<anthropic::stream_from_anthropic>(now_unix()) : nullptr;
+      st->to_client = c->anthropic_client
+                        ? std::make_unique<anthropic::stream_to_anthropic>(oa::estimate_tokens(c->req.prompt_chars))
+                        : nullptr;
       st->error_body.clear();
       st->upstream = u->cfg.name;
       st->finished = false;
@@ -917,7 +999,16 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
           st->error_body.append(data.data(), std::min(data.size(), max_error_body - st->error_body.size()));
         return true;
       }
-      auto events = st->sse->feed(data);
+      std::string translated;
+      if (st->from_upstream) {
+        translated = st->from_upstream->feed(data);
+        if (st->from_upstream->failed())
+          st->sse->fail("Anthropic stream: " + st->from_upstream->why());
+        data = translated;
+      }
+      auto events = st->sse->failed() ? std::string{} : st->sse->feed(data);
+      if (st->to_client && !events.empty())
+        events = st->to_client->feed(events);
       if (st->client_gone) // read on for the usage the upstream reports at the end; nothing is sent or kept
         return st->client_left(drain);
       if (!events.empty()) {
@@ -1053,6 +1144,23 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
       auto why = c->stream->sse->failed() ? c->stream->sse->why() : "the upstream's stream ended without events";
       v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".", 0};
     }
+  } else if (u->anthropic) {
+    v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
+    if (v.ok) {
+      // An Anthropic message, as the OpenAI answer the rest of the call reads.
+      std::string why;
+      auto converted = anthropic::from_anthropic_answer(res.body, now_unix(), why);
+      std::optional<oa::usage> usage;
+      if (converted) {
+        res.body = std::move(*converted);
+        usage = oa::check_completion(res.body, c->req.prompt_chars, why);
+      }
+      if (!usage)
+        v = {false, false, false, true, service_error::upstream_failed, "Upstream " + u->cfg.name + ": " + why + ".",
+             0};
+      else
+        record_usage(*c, *u, *usage, "complete");
+    }
   } else if (c->embed) {
     v = judge_transfer(u->cfg.name, res, opts_.max_response_bytes);
     if (v.ok) {
@@ -1143,9 +1251,14 @@ void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>
     breaker_failure = breaker_failure && !st.sse->failed();
     // An error event in OpenAI's shape, then the stream's terminator: the client's SDK sees why it ended early,
     // never a silently truncated body.
-    st.out->write(oa::sse_error_event(v.code == service_error::timeout ? "timeout" : "server_error",
-                                      to_string(v.ok ? service_error::upstream_failed : v.code), failure));
-    st.out->write("data: [DONE]\n\n");
+    if (st.to_client) {
+      st.out->write(anthropic::stream_to_anthropic::error_event(
+        v.code == service_error::timeout ? "timeout_error" : "api_error", failure));
+    } else {
+      st.out->write(oa::sse_error_event(v.code == service_error::timeout ? "timeout" : "server_error",
+                                        to_string(v.ok ? service_error::upstream_failed : v.code), failure));
+      st.out->write("data: [DONE]\n\n");
+    }
     st.out->end();
     log::warn("stream failed after its first byte",
               log::fields{}.add("request_id", c->r->req().id).add("upstream", u->cfg.name).add("error", failure));
@@ -1182,7 +1295,7 @@ void gateway::exhausted(const std::shared_ptr<call>& c) {
   auto res = error_response(err, c->r->req().id);
   if (res.status == 503 && c->retry_after_ms > 0)
     set_retry_after(res, c->retry_after_ms);
-  c->r->send(std::move(res));
+  send_error(c, std::move(res));
 }
 
 void gateway::record_usage(call& c, const upstream& u, const oa::usage& used, const char* outcome) {
@@ -1290,8 +1403,10 @@ void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std:
              without_admission_control());
   routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }),
              without_admission_control());
-  routes.add("POST", "/v1/embeddings",
-             gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->embeddings(r); }), without_admission_control());
+  routes.add("POST", "/v1/messages", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->messages(r); }),
+             without_admission_control());
+  routes.add("POST", "/v1/embeddings", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->embeddings(r); }),
+             without_admission_control());
   routes.add("GET", "/v1/models", [gw](const std::shared_ptr<responder>& r) { gw->models(r); });
 }
 

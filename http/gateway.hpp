@@ -5,6 +5,9 @@
 //                               Events event by event as they arrive, ending with `data: [DONE]`
 //   GET  /v1/models             the configured models
 //   POST /api/generate          {prompt, model?, system?, max_tokens?} -> {text, model, upstream, cached, usage}
+//   POST /v1/messages           Anthropic's Messages API (http/anthropic.hpp): the request becomes the OpenAI chat
+//                               request it stands for and goes the same way (cache, metering, upstreams); the answer,
+//                               a stream's events and errors come back in Anthropic's shape
 //   POST /v1/embeddings         OpenAI's request and answer (http/embeddings.hpp); each input is cached on its own
 //                               (per user, model and dimensions, by the input's content), a batch asks the upstream
 //                               only for the inputs the cache lacks, and the answer is put back together in order
@@ -99,6 +102,7 @@ public:
   void generate(const std::shared_ptr<responder>& r);
   void models(const std::shared_ptr<responder>& r);
   void embeddings(const std::shared_ptr<responder>& r);
+  void messages(const std::shared_ptr<responder>& r);
 
   struct upstream; // one configured upstream and its live counters
   struct call;     // one client request on its way through the upstreams
@@ -139,6 +143,8 @@ private:
   /// insufficient_quota (OpenAI's shape) with Retry-After until the budget renews.
   void refuse_spend(const std::shared_ptr<call>& c, const spend_status& spend, int64_t tokens, int64_t pusd);
   void give_back_quota(const std::shared_ptr<call>& c);
+  /// Sends an error answer of the call: as it is, or in Anthropic's shape for a /v1/messages call.
+  void send_error(const std::shared_ptr<call>& c, response res);
   std::vector<upstream*> candidates(const std::string& model);
 
   authenticator& auth_;

@@ -124,6 +124,11 @@ public:
   usage totals() const;
   /// Whether a valid data event (other than [DONE]) has been read: the upstream produced something.
   bool produced() const { return produced_; }
+  /// Stops the relay for a reason found outside it (a translation of the upstream's stream failed).
+  void fail(std::string why) {
+    if (why_.empty())
+      why_ = why.empty() ? "the upstream's stream failed" : std::move(why);
+  }
 
 private:
   /// Checks and re-frames the event made of lines_ (then cleared) into `out`.

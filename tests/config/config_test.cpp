@@ -266,6 +266,19 @@ TEST_F(ConfigLoad, UpstreamHealthChecks) {
   }
 }
 
+TEST_F(ConfigLoad, UpstreamTypes) {
+  auto s = load_ok(with_file(R"({"upstreams": [{"name": "a", "base_url": "http://a/v1", "models": ["m"]},
+                                               {"name": "b", "type": "anthropic", "base_url": "http://b/v1",
+                                                "models": ["c"]}]})"));
+  ASSERT_EQ(s.upstreams.size(), 2u);
+  EXPECT_EQ(s.upstreams[0].type, "openai");
+  EXPECT_EQ(s.upstreams[1].type, "anthropic");
+  EXPECT_NE(render_effective_json(s).find(R"("type": "anthropic")"), std::string::npos);
+  auto err = load_error(with_file(R"({"upstreams": [{"name": "a", "type": "gemini", "base_url": "http://a/v1",
+                                                     "models": ["m"]}]})"));
+  EXPECT_EQ(err.option, "upstreams[0].type") << err.message();
+}
+
 // TROUPE_* variables that are not options (other subsystems' settings) are ignored.
 TEST_F(ConfigLoad, UnknownEnvVariablesAreIgnored) {
   std::set<std::string> asked;

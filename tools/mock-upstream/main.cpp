@@ -63,6 +63,10 @@ Endpoints:
       most `chunks` events (more when huge: at most 64 KiB of content per event), then delta {} with
       finish_reason, then (stream_options.include_usage) a chunk with "choices":[] and usage (the others carry
       "usage":null), then "data: [DONE]\n\n".
+  POST /v1/messages (also /messages)
+      Anthropic's Messages API (model, max_tokens, messages, system, stream): the same reply text as chat, as an
+      Anthropic message or its stream events (message_start ... message_stop, `chunks` text deltas); errors in
+      Anthropic's shape. Counted as a chat request.
   POST /v1/embeddings (also /embeddings)
       An OpenAI embeddings request: model, input (a string, strings, token ids or arrays of token ids),
       encoding_format ("float", default, or "base64"), dimensions (default 8). Answer: {"object":"list","data":

@@ -2,6 +2,7 @@
 
 #include "tools/mock-upstream/chat.hpp"
 #include "tools/mock-upstream/embeddings.hpp"
+#include "tools/mock-upstream/messages.hpp"
 #include "tools/mock-upstream/json_text.hpp"
 
 #include <ctime>
@@ -79,6 +80,23 @@ void embeddings(const request_head& head, std::string_view body_text, mock_state
   plan_embeddings_answer(request, admitted, context_of(head), p);
 }
 
+void messages(const request_head& head, std::string_view body_text, mock_state& state, plan& p) {
+  chat_request request;
+  request_error error;
+  knob_overrides per_request;
+  if (!read_knobs(head, body_text, state, p, per_request))
+    return;
+  if (!parse_messages_request(body_text, request, error)) {
+    state.count_rejected_chat(400, head.authorization);
+    respond_json(p, 400, anthropic_error_body(400, error.message), head.keep_alive);
+    return;
+  }
+  per_request.merge(request.directives);
+  auto admitted = state.admit_chat(per_request, request.model, request.stream, head.authorization);
+  p.in_flight = state.track_in_flight();
+  plan_messages_answer(request, admitted, context_of(head), p);
+}
+
 std::string models_json(const mock_state& state) {
   std::string out = "{\"object\":\"list\",\"data\":[";
   for (size_t i = 0; i < state.models().size(); ++i) {
@@ -102,6 +120,8 @@ const route routes[] = {
   {"/v1/chat/completions", "POST", chat_completions},
   {"/chat/completions", "POST", chat_completions},
   {"/v1/embeddings", "POST", embeddings},
+  {"/v1/messages", "POST", messages},
+  {"/messages", "POST", messages},
   {"/embeddings", "POST", embeddings},
   {"/v1/models", "GET",
    [](const request_head& head, std::string_view, mock_state& state, plan& p) {

@@ -4,6 +4,7 @@
 //
 //   POST /v1/chat/completions, /chat/completions   chat.hpp
 //   POST /v1/embeddings, /embeddings             embeddings.hpp
+//   POST /v1/messages, /messages                 messages.hpp (Anthropic's Messages API)
 //   GET  /v1/models, /models                      the --models list
 //   GET  /mock/stats                              counters (control.hpp)
 //   POST /mock/reset                              counters, scripted knobs and defaults back to the start
