@@ -22,7 +22,8 @@ const char* to_string(breaker_state s) {
 }
 
 bool is_breaker_failure_status(int status) {
-  return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+  // 529: Anthropic's "overloaded", a 503 by another number.
+  return status == 429 || status == 500 || status == 502 || status == 503 || status == 504 || status == 529;
 }
 
 std::string breaker_name(const std::string& upstream) {

@@ -613,24 +613,43 @@ void stream_to_anthropic::start(std::string& out) {
   out += sse("message_start", {buffer.GetString(), buffer.GetSize()});
 }
 
-void stream_to_anthropic::open(std::string& out, const std::string& block_json) {
-  close(out);
-  ++block_;
-  out += sse("content_block_start", R"({"type":"content_block_start","index":)" + std::to_string(block_)
+int stream_to_anthropic::open(std::string& out, const std::string& block_json) {
+  auto index = blocks_++;
+  out += sse("content_block_start", R"({"type":"content_block_start","index":)" + std::to_string(index)
                                       + R"(,"content_block":)" + block_json + "}");
+  return index;
 }
 
-void stream_to_anthropic::close(std::string& out) {
-  if (block_ < 0 || (!open_text_ && open_tool_ < 0))
-    return;
-  out += sse("content_block_stop", R"({"type":"content_block_stop","index":)" + std::to_string(block_) + "}");
-  open_text_ = false;
-  open_tool_ = -1;
+void stream_to_anthropic::stop(std::string& out, int index) {
+  out += sse("content_block_stop", R"({"type":"content_block_stop","index":)" + std::to_string(index) + "}");
 }
 
 void stream_to_anthropic::finish(std::string& out) {
   start(out);
-  close(out);
+  if (text_block_ >= 0)
+    stop(out, text_block_);
+  text_block_ = -1;
+  for (const auto& call : calls_) {
+    rapidjson::StringBuffer buffer;
+    json_writer w(buffer);
+    w.StartObject();
+    w.Key("type");
+    w.String("tool_use");
+    w.Key("id");
+    w.String(call.id.c_str(), static_cast<rapidjson::SizeType>(call.id.size()));
+    w.Key("name");
+    w.String(call.name.c_str(), static_cast<rapidjson::SizeType>(call.name.size()));
+    w.Key("input");
+    w.StartObject();
+    w.EndObject();
+    w.EndObject();
+    auto index = open(out, {buffer.GetString(), buffer.GetSize()});
+    if (!call.arguments.empty())
+      out += delta_event(index, "input_json_delta", "partial_json", call.arguments);
+    stop(out, index);
+  }
+  if (!calls_.empty() && stop_reason_ == "end_turn")
+    stop_reason_ = "tool_use"; // some servers end tool calls with finish_reason "stop"
   out += sse("message_delta", R"({"type":"message_delta","delta":{"stop_reason":")" + stop_reason_
                                 + R"(","stop_sequence":null},"usage":{"input_tokens":)" + std::to_string(input_tokens_)
                                 + R"(,"output_tokens":)" + std::to_string(output_tokens_) + "}}");
@@ -654,39 +673,30 @@ void stream_to_anthropic::chunk(const Value& c, std::string& out) {
   const auto& choice = (*choices)[0];
   if (const auto* delta = member(choice, "delta")) {
     if (const auto* text = member(*delta, "content"); text && text->IsString() && text->GetStringLength() > 0) {
-      if (!open_text_) {
-        open(out, R"({"type":"text","text":""})");
-        open_text_ = true;
-      }
-      out += delta_event(block_, "text_delta", "text", text_of(*text));
+      if (text_block_ < 0)
+        text_block_ = open(out, R"({"type":"text","text":""})");
+      out += delta_event(text_block_, "text_delta", "text", text_of(*text));
     }
     if (const auto* calls = member(*delta, "tool_calls"); calls && calls->IsArray())
       for (const auto& call : calls->GetArray()) {
         auto index = int_member(call, "index");
         const auto* function = member(call, "function");
-        if (index != open_tool_) {
-          rapidjson::StringBuffer buffer;
-          json_writer w(buffer);
-          w.StartObject();
-          w.Key("type");
-          w.String("tool_use");
-          w.Key("id");
-          auto id = str_member(call, "id");
-          w.String(id.c_str(), static_cast<rapidjson::SizeType>(id.size()));
-          w.Key("name");
-          auto name = function ? str_member(*function, "name") : "";
-          w.String(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
-          w.Key("input");
-          w.StartObject();
-          w.EndObject();
-          w.EndObject();
-          open(out, {buffer.GetString(), buffer.GetSize()});
-          open_tool_ = index;
+        auto id = str_member(call, "id");
+        auto known = current_.find(index);
+        bool new_id = known != current_.end() && !id.empty() && !calls_[known->second].id.empty()
+                      && id != calls_[known->second].id;
+        if (known == current_.end() || new_id) {
+          calls_.push_back(tool_call{});
+          known = current_.insert_or_assign(index, calls_.size() - 1).first;
         }
-        auto arguments = function ? str_member(*function, "arguments") : "";
-        if (arguments.empty())
-          continue;
-        out += delta_event(block_, "input_json_delta", "partial_json", arguments);
+        auto& gathered = calls_[known->second];
+        if (gathered.id.empty())
+          gathered.id = id;
+        if (function) {
+          if (gathered.name.empty())
+            gathered.name = str_member(*function, "name");
+          gathered.arguments += str_member(*function, "arguments");
+        }
       }
   }
   if (auto reason = str_member(choice, "finish_reason"); !reason.empty())
@@ -1146,7 +1156,7 @@ void stream_from_anthropic::event(const Value& e, std::string& out) {
     if (delta && member(*delta, "stop_reason"))
       out += chunk("{}", finish_reason_of(str_member(*delta, "stop_reason")));
   } else if (type == "message_stop") {
-    out += "data: {\"id\":\"chatcmpl-" + id_ + "\",\"object\":\"chat.completion.chunk\",\"created\":"
+    out += "data: {\"id\":" + string_json("chatcmpl-" + id_) + ",\"object\":\"chat.completion.chunk\",\"created\":"
            + std::to_string(created_) + ",\"model\":" + string_json(model_) + ",\"choices\":[],\"usage\":"
            + "{\"prompt_tokens\":" + std::to_string(input_tokens_) + ",\"completion_tokens\":"
            + std::to_string(output_tokens_) + ",\"total_tokens\":" + std::to_string(input_tokens_ + output_tokens_)

@@ -18,6 +18,7 @@
 #include <rapidjson/document.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,7 +47,10 @@ std::string to_anthropic_answer(std::string_view openai_body);
 std::string error_body(int status, std::string_view message);
 
 /// Turns the events sse_relay lets through (chat.completion.chunk data, the usage chunk, [DONE]) into Anthropic's
-/// stream events, as they come. The usage chunk is read, never passed on; [DONE] closes the message.
+/// stream events. Text goes out as it comes, in one text block; tool calls are gathered (OpenAI may interleave the
+/// argument pieces of parallel calls, and servers differ in how they number them) and sent when the message ends,
+/// each as a tool_use block with its whole input in one input_json_delta. Every block is stopped before the next
+/// starts. The usage chunk is read, never passed on; [DONE] closes the message.
 class stream_to_anthropic {
 public:
   /// `prompt_tokens`: the estimate message_start reports before the upstream's count arrives at the end.
@@ -61,17 +65,26 @@ public:
 private:
   void chunk(const rapidjson::Value& chunk, std::string& out);
   void start(std::string& out);
-  void open(std::string& out, const std::string& block_json);
-  void close(std::string& out);
+  /// Starts content block number blocks_ (then counts it) with `block_json`; returns its index.
+  int open(std::string& out, const std::string& block_json);
+  void stop(std::string& out, int index);
   void finish(std::string& out);
 
   std::string id_;
   std::string model_;
   bool started_ = false;
   bool finished_ = false;
-  int block_ = -1;          // index of the open content block, -1: none
-  bool open_text_ = false;  // the open block is text (else a tool_use)
-  int64_t open_tool_ = -1;  // the OpenAI tool_calls index of the open tool_use block
+  int blocks_ = 0;      // content blocks started
+  int text_block_ = -1; // the open text block, -1: none
+  // The tool calls, in the order they began; `current_`: the call each OpenAI tool_calls index is writing (a new id
+  // at a known index begins a new call).
+  struct tool_call {
+    std::string id;
+    std::string name;
+    std::string arguments;
+  };
+  std::vector<tool_call> calls_;
+  std::map<int64_t, size_t> current_;
   std::string stop_reason_ = "end_turn";
   int64_t input_tokens_ = 0;
   int64_t output_tokens_ = 0;

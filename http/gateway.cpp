@@ -64,6 +64,7 @@ struct gateway::call {
   // The request as an upstream of type anthropic takes it, translated on the first attempt at one; or why it cannot.
   std::optional<std::string> anthropic_body;
   std::string anthropic_why;
+  size_t type_refusals = 0; // upstreams of type anthropic skipped because they cannot take the request
   std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
   std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
 
@@ -853,6 +854,15 @@ void gateway::next_upstream(caf::event_based_actor* self, const std::shared_ptr<
   while (c->next < c->candidates.size()) {
     auto* u = c->candidates[c->next++];
     c->attempt = 0;
+    if (u->anthropic && !c->anthropic_body) {
+      if (c->anthropic_why.empty())
+        c->anthropic_body = anthropic::from_openai_request(c->req.body, opts_.default_max_tokens, c->anthropic_why);
+      if (!c->anthropic_body) {
+        // This upstream cannot take the request; another type may. Not a failure of the upstream.
+        ++c->type_refusals;
+        continue;
+      }
+    }
     if (u->inflight.load(std::memory_order_relaxed) >= u->cfg.max_inflight) {
       if (upstream_requests_)
         upstream_requests_->inc({u->cfg.name, "busy"});
@@ -876,19 +886,6 @@ void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c
     c->retry_after_ms = 0;
     exhausted(c);
     return;
-  }
-  if (u->anthropic && !c->anthropic_body) {
-    if (c->anthropic_why.empty())
-      c->anthropic_body = anthropic::from_openai_request(c->req.body, opts_.default_max_tokens, c->anthropic_why);
-    if (!c->anthropic_body) {
-      // This upstream cannot take the request; another type may.
-      c->attempted_any = true;
-      c->code = service_error::invalid_input;
-      c->message = "Upstream " + u->cfg.name + " (type anthropic) cannot take this request: " + c->anthropic_why + ".";
-      c->retry_after_ms = 0;
-      next_upstream(self, c);
-      return;
-    }
   }
   auto me = shared_from_this();
   auto refused = [me, self, c, u](int64_t retry_after_ms) {
@@ -1233,7 +1230,9 @@ void gateway::succeed(caf::event_based_actor*, const std::shared_ptr<call>& c, u
 void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>& c, upstream* u,
                             breaker_admission permit, client::upstream_response& res) {
   auto& st = *c->stream;
-  bool complete = res.error == client::transfer_error::none && st.sse->done() && !st.sse->failed();
+  // The client has its whole answer once [DONE] went out; what the transfer did after that (more bytes, a reset)
+  // changes nothing for it. (An Anthropic client's stream has ended with message_stop then.)
+  bool complete = st.sse->done();
   bool breaker_failure = false;
   std::string failure;
   if (complete) {
@@ -1275,7 +1274,12 @@ void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>
 
 void gateway::exhausted(const std::shared_ptr<call>& c) {
   caf::error err;
-  if (!c->attempted_any) {
+  if (c->type_refusals == c->candidates.size()) {
+    // Every upstream of the model is of type anthropic and none can take the request: the caller's to change.
+    err = make_error(service_error::invalid_input, "The upstreams serving `" + c->req.model
+                                                     + "` speak Anthropic's Messages API, which cannot take this "
+                                                       "request: " + c->anthropic_why + ".");
+  } else if (!c->attempted_any) {
     auto wait = std::max<int64_t>(1000, c->refused_retry_after_ms);
     c->retry_after_ms = wait;
     err = make_error(service_error::unavailable, "Every upstream serving `" + c->req.model

@@ -27,8 +27,13 @@ void check(health_actor* self, size_t i) {
   const auto& u = self->state.upstreams[i];
   upstream_request req;
   req.url = u.base_url + u.health_check_path;
-  if (!u.api_key.empty())
+  if (u.type == "anthropic") {
+    if (!u.api_key.empty())
+      req.headers.push_back("x-api-key: " + u.api_key);
+    req.headers.push_back("anthropic-version: 2023-06-01");
+  } else if (!u.api_key.empty()) {
     req.headers.push_back("Authorization: Bearer " + u.api_key);
+  }
   auto timeout = std::chrono::milliseconds{u.health_check_timeout_ms};
   req.connect_timeout = std::min(timeout, std::chrono::milliseconds{u.connect_timeout_ms});
   req.first_byte_timeout = timeout;

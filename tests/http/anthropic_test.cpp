@@ -143,8 +143,7 @@ TEST(AnthropicInbound, StreamsAnthropicsEvents) {
   EXPECT_EQ(event_names(out),
             (std::vector<std::string>{"message_start", "content_block_start", "content_block_delta",
                                       "content_block_delta", "content_block_stop", "content_block_start",
-                                      "content_block_delta", "content_block_delta", "content_block_stop",
-                                      "message_delta", "message_stop"}));
+                                      "content_block_delta", "content_block_stop", "message_delta", "message_stop"}));
   EXPECT_NE(out.find(R"("message":{"id":"msg_1","type":"message","role":"assistant","model":"m")"), std::string::npos)
     << out;
   EXPECT_NE(out.find(R"("usage":{"input_tokens":9,"output_tokens":0})"), std::string::npos) << out;
@@ -152,13 +151,47 @@ TEST(AnthropicInbound, StreamsAnthropicsEvents) {
   EXPECT_NE(out.find(R"("index":1,"content_block":{"type":"tool_use","id":"c1","name":"f","input":{}})"),
             std::string::npos)
     << out;
-  EXPECT_NE(out.find(R"({"type":"input_json_delta","partial_json":":1}"})"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"({"type":"input_json_delta","partial_json":"{\"a\":1}"})"), std::string::npos) << out;
   EXPECT_NE(out.find(R"("delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":11,)"
                      R"("output_tokens":5}})"),
             std::string::npos)
     << out;
   EXPECT_EQ(stream_to_anthropic::error_event("overloaded_error", "gone"),
             "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"gone\"}}\n\n");
+}
+
+// Parallel tool calls whose pieces interleave, and a server numbering every call 0 with new ids: each call is one
+// tool_use block with its whole input, in the order the calls began, every block stopped before the next starts.
+TEST(AnthropicInbound, GathersInterleavedAndRenumberedToolCalls) {
+  stream_to_anthropic s{1};
+  std::string out;
+  auto chunk = [&](const std::string& delta) {
+    out += s.feed(R"(data: {"id":"x","model":"m","choices":[{"index":0,"delta":)" + delta + "}]}\n\n");
+  };
+  chunk(R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":""}},)"
+        R"({"index":1,"id":"b","function":{"name":"g","arguments":""}}]})");
+  chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"{\"x\":"}}]})");
+  chunk(R"({"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]})");
+  chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]})");
+  chunk(R"({"tool_calls":[{"index":0,"id":"c","function":{"name":"h","arguments":"{\"y\":2}"}}]})");
+  out += s.feed("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+  EXPECT_EQ(event_names(out),
+            (std::vector<std::string>{"message_start", "content_block_start", "content_block_delta",
+                                      "content_block_stop", "content_block_start", "content_block_delta",
+                                      "content_block_stop", "content_block_start", "content_block_delta",
+                                      "content_block_stop", "message_delta", "message_stop"}));
+  EXPECT_NE(out.find(R"("index":0,"content_block":{"type":"tool_use","id":"a","name":"f","input":{}})"),
+            std::string::npos)
+    << out;
+  EXPECT_NE(out.find(R"("index":0,"delta":{"type":"input_json_delta","partial_json":"{\"x\":1}"})"),
+            std::string::npos)
+    << out;
+  EXPECT_NE(out.find(R"("index":1,"delta":{"type":"input_json_delta","partial_json":"{}"})"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("index":2,"content_block":{"type":"tool_use","id":"c","name":"h","input":{}})"),
+            std::string::npos)
+    << out;
+  // finish_reason "stop" with tool calls: the message stops for its tools.
+  EXPECT_NE(out.find(R"("stop_reason":"tool_use")"), std::string::npos) << out;
 }
 
 TEST(AnthropicOutbound, TranslatesARequestAndRefusesWhatAnthropicCannotDo) {

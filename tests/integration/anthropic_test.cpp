@@ -24,12 +24,14 @@ protected:
   std::unique_ptr<troupe_process> troupe;
   std::string token;
 
-  /// A troupe in front of the mock: as an OpenAI-compatible upstream ("openai"), or as an Anthropic one.
-  void start(const std::string& type = "openai") {
+  /// A troupe in front of the mock: as an OpenAI-compatible upstream ("openai"), or as an Anthropic one; or with
+  /// `upstreams` as given.
+  void start(const std::string& type = "openai", const std::string& upstreams = "") {
     troupe_process::options opts;
     opts.env["TROUPE_DATABASE_URL"] = db_.url();
-    opts.env["TROUPE_UPSTREAMS"] = R"([{"name":"up","type":")" + type + R"(","base_url":")" + mock.base_url()
-                                   + R"(/v1","models":["mock-1"]}])";
+    opts.env["TROUPE_UPSTREAMS"] = !upstreams.empty() ? upstreams
+                                                      : R"([{"name":"up","type":")" + type + R"(","base_url":")"
+                                                          + mock.base_url() + R"(/v1","models":["mock-1"]}])";
     opts.args = {"--set", "retry.base_ms=1"};
     troupe = std::make_unique<troupe_process>(opts);
     token = json_string(sign_up(*troupe, "anthropic@example.com"), "access_token");
@@ -153,6 +155,23 @@ TEST_F(Anthropic, AnAnthropicUpstreamServesOpenAiChats) {
   auto both = post("/v1/messages", R"({"model":"mock-1","max_tokens":16,"messages":[{"role":"user","content":"round"}]})");
   ASSERT_EQ(both.status, 200) << both.body;
   EXPECT_EQ(std::string(parse_json(both.body)["content"][0]["text"].GetString()), "mock reply: round");
+}
+
+// A request an Anthropic upstream cannot take goes to an OpenAI-compatible upstream of the same model instead: the
+// Anthropic one is passed over, not counted as a failure.
+TEST_F(Anthropic, WhatAnAnthropicUpstreamCannotTakeGoesToAnotherType) {
+  mock_upstream_process openai_mock;
+  start("", R"([{"name":"claude","type":"anthropic","priority":0,"base_url":")" + mock.base_url()
+              + R"(/v1","models":["mock-1"]},{"name":"gpt","priority":1,"base_url":")" + openai_mock.base_url()
+              + R"(/v1","models":["mock-1"]}])");
+  auto first = post("/v1/chat/completions", R"({"model":"mock-1","messages":[{"role":"user","content":"x"}]})");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.header("x-troupe-upstream"), "claude");
+  auto two = post("/v1/chat/completions", R"({"model":"mock-1","n":2,"messages":[{"role":"user","content":"x"}]})");
+  ASSERT_EQ(two.status, 200) << two.body;
+  EXPECT_EQ(two.header("x-troupe-upstream"), "gpt");
+  // Passing claude over was no failure of claude's.
+  EXPECT_EQ(http_get(troupe->url("/api/health")).body.find("claude: breaker open"), std::string::npos);
 }
 
 } // namespace
