@@ -262,6 +262,55 @@ TEST_F(Cluster, ASpendBudgetIsOneAcrossTheNodes) {
   EXPECT_EQ(again.status, 200) << again.body;
 }
 
+// An API key's own limits are one across the nodes too: 9 calls with a key allowing 2 in flight, 3 on each node and
+// all held by the mock, admit exactly 2 (whichever node they came in on, the key's ledger is at the user's owner);
+// the others get 429 before any upstream call. Their settlements, sent from every node with the key's id, free the
+// slots: the next call passes.
+TEST_F(Cluster, AKeysCallsInFlightAreCountedOnceAcrossTheNodes) {
+  mock_upstream_process mock;
+  env_["TROUPE_UPSTREAMS"] =
+    R"([{"name":"a","base_url":")" + mock.base_url() + R"(/v1","models":["mock-1"],"max_inflight":256}])";
+  every_node_ = {"--set", "limits.generate_burst=10000", "--set", "limits.generate_per_minute=1000000",
+                 "--set", "quota.free_per_day=100000"};
+  three_nodes(1000);
+  auto [user_id, token] = user(*nodes_[0], "keyed@example.com");
+  auto created = http({"POST", nodes_[0]->url("/api/keys"), R"({"name":"two","max_parallel_requests":2})",
+                       {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000});
+  ASSERT_EQ(created.status, 201) << created.body;
+  auto key = json_string(created, "key");
+  std::vector<std::future<http_result>> calls;
+  for (int i = 0; i < 9; ++i)
+    calls.push_back(std::async(std::launch::async, [this, i, key] {
+      auto body = R"({"model":"mock-1","messages":[{"role":"user","content":"[[mock latency_ms=3000]] held )"
+                  + std::to_string(i) + "\"}]}";
+      return http({"POST", nodes_[static_cast<size_t>(i) % 3]->url("/v1/chat/completions"), body,
+                   {"Authorization: Bearer " + key, "Content-Type: application/json"}, 30000});
+    }));
+  int ok = 0, refused = 0;
+  std::string other;
+  for (auto& call : calls) {
+    auto res = call.get();
+    ok += res.status == 200;
+    refused += res.status == 429;
+    if (res.status != 200 && res.status != 429 && other.empty())
+      other = std::to_string(res.status) + " " + res.error + " " + res.body;
+  }
+  EXPECT_EQ(ok, 2) << other;
+  EXPECT_EQ(refused, 7) << other;
+  EXPECT_EQ(parse_json(http_get(mock.base_url() + "/mock/stats").body)["requests"].GetInt64(), ok);
+  // The settlements reach the owner (asynchronously): within a few seconds a call passes again, on any node.
+  http_result again;
+  for (int i = 0; i < 100; ++i) {
+    again = http({"POST", nodes_[2]->url("/v1/chat/completions"),
+                  R"({"model":"mock-1","messages":[{"role":"user","content":"one more"}]})",
+                  {"Authorization: Bearer " + key, "Content-Type: application/json"}, 30000});
+    if (again.status == 200)
+      break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(again.status, 200) << again.body;
+}
+
 // kill -9 of a user's owner: it is reported down within failure_ms + 1 s, the others serve the user within 10 s,
 // and the user, whose bucket was spent, does not get a fresh one.
 TEST_F(Cluster, AKilledOwnersUsersMoveWithoutAFreshAllowance) {
