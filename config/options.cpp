@@ -178,7 +178,8 @@ const std::vector<option_spec>& all_options() {
     entry("http.trusted_proxies", bind<&settings::http, &http_settings::trusted_proxies>(), "",
           "comma-separated proxy addresses whose X-Forwarded-For is believed (exact IPs)"),
     entry("http.request_timeout_ms", bind<&settings::http, &http_settings::request_timeout_ms>(), "30000",
-          "time an actor has to answer a request before 504")
+          "time a route has to start its answer, and an actor to answer one of its requests, before 504 (generation "
+          "routes: gateway.request_timeout_ms)")
       .range(1, 600000, "ms"),
     entry("http.cors_origins", bind<&settings::http, &http_settings::cors_origins>(), "",
           "comma-separated browser origins (scheme://host[:port]) allowed to call the upload, repository and job "
@@ -438,6 +439,11 @@ const std::vector<option_spec>& all_options() {
           "while a stream has nothing to send (an upstream thinking before its first token), an SSE comment goes "
           "out this often so proxies keep the connection; the first one commits the answer (no retry after it)")
       .range(100, 3600000, "ms"),
+    entry("gateway.request_timeout_ms", bind<&settings::gateway, &gateway_settings::request_timeout_ms>(), "60000",
+          "time a generation route (chat completions, messages, generate, embeddings) has to start its answer before "
+          "504: a non-streamed call makes no attempt past it; a stream has started with its first byte or heartbeat, "
+          "and is then bounded by gateway.stream_idle_ms and gateway.max_generation_ms")
+      .range(1000, 3600000, "ms"),
     entry("gateway.stream_drain_ms", bind<&settings::gateway, &gateway_settings::stream_drain_ms>(), "30000",
           "when a client leaves a stream, its upstream is still read (nothing buffered) for up to this long so the "
           "usage recorded is the upstream's own; 0 drops the upstream call at once (the usage is then estimated)")

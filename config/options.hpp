@@ -156,6 +156,7 @@ struct gateway_settings {
   int64_t stream_idle_ms;
   int64_t stream_heartbeat_ms;
   int64_t stream_drain_ms;         // how long a stream's upstream is still read after its client left
+  int64_t request_timeout_ms;      // time a generation route has to start its answer
   int64_t max_images;              // image parts in one request
   int64_t max_image_bytes;         // decoded bytes of one inline image
   int64_t max_image_request_bytes; // decoded bytes of all inline images of one request

@@ -14,6 +14,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <utility>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -407,10 +408,25 @@ void connection::on_tick(steady_time now) {
     if (now - linger_since_ > limits.linger)
       close_now();
     break;
-  case phase::answering: // the route bounds its own work
+  case phase::answering:
+    if (answer_deadline_ && now >= *answer_deadline_) {
+      answer_deadline_.reset();
+      if (auto expired = std::exchange(answer_expired_, nullptr))
+        expired(); // may answer (and so deliver) right here, on this thread
+    }
+    break;
   case phase::closed:
     break;
   }
+}
+
+void connection::set_answer_deadline(std::optional<steady_time> deadline, std::function<void()> expired) {
+  answer_deadline_ = deadline;
+  answer_expired_ = std::move(expired);
+}
+
+const connection_limits& connection::limits() const {
+  return owner_.limits();
 }
 
 // --- worker ---

@@ -16,7 +16,8 @@
 //     request's head must arrive within http.header_timeout_ms of its first byte, a body may pause at most
 //     http.body_timeout_ms between bytes, a kept-alive connection may idle http.keepalive_timeout_ms between requests,
 //     and a response may stall (client not reading) at most http.send_timeout_ms (or its own limit, e.g. a stream's).
-//     While an answer is being produced the connection has no timeout of its own: the route bounds its work.
+//     While an answer is being produced, the route's time limit applies (set_answer_deadline): an answer that has
+//     not started by then is answered 504 by the server.
 //   - is closed gracefully after a final response: shutdown(SHUT_WR), then what the client still sends is read and
 //     discarded for a short while, so the client reads the response instead of a reset.
 
@@ -27,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -82,6 +84,8 @@ struct connection_limits {
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds send_timeout{60000};
   std::chrono::milliseconds linger{2000};
+  /// A route's time limit to start its answer, unless the route sets its own (route_options::time_limit).
+  std::chrono::milliseconds route_timeout{30000};
   size_t max_queued_output = 16 * 1024 * 1024; // a client this far behind a response is dropped
   int64_t max_connections = 10000;
 };
@@ -135,6 +139,10 @@ public:
   void count_queued(size_t bytes) { queued_.fetch_add(static_cast<int64_t>(bytes), std::memory_order_acq_rel); }
   void on_event(bool readable, bool writable, bool hangup);
   void on_tick(steady_time now);
+  /// While the current request is answered: at `deadline`, `expired` runs once on this connection's thread (the
+  /// server answers 504 there unless the answer has started); nullopt clears it. This connection's thread only.
+  void set_answer_deadline(std::optional<steady_time> deadline, std::function<void()> expired);
+  const connection_limits& limits() const;
   void deliver(outbound item);
   /// Closes at once (no more bytes); the sink's responders see gone().
   void close_now();
@@ -167,6 +175,8 @@ private:
 
   // Reactor-thread state.
   phase phase_ = phase::reading;
+  std::optional<steady_time> answer_deadline_;
+  std::function<void()> answer_expired_;
   http1_parser parser_;
   std::string pending_in_; // read but not yet parsed (the start of a pipelined request)
   std::string out_;        // written to the socket from out_offset_ on

@@ -433,6 +433,12 @@ std::string embeddings_too_large(size_t limit) {
 
 } // namespace
 
+milliseconds gateway::budget_of(const call& c) const {
+  // A stream answers as soon as it starts (its first byte or heartbeat); a plain answer must be whole within the
+  // route's time limit, so no attempt starts past it.
+  return c.req.stream ? opts_.max_generation : std::min(opts_.max_generation, opts_.request_timeout);
+}
+
 void gateway::embeddings(const std::shared_ptr<responder>& r) {
   auto doc = parse_json_body(r);
   if (!doc)
@@ -732,7 +738,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
   milliseconds budget{0};
   for (auto* u : c->candidates)
     budget += (milliseconds{u->cfg.timeout_ms} + opts_.retry_cap) * opts_.max_attempts;
-  budget = std::min(budget, opts_.max_generation + milliseconds{1000});
+  budget = std::min(budget, budget_of(*c) + milliseconds{1000});
   if (!opts_.cache) {
     produce(self, then);
     return;
@@ -877,12 +883,12 @@ void gateway::next_upstream(caf::event_based_actor* self, const std::shared_ptr<
 }
 
 void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u) {
-  if (c->remaining(opts_.max_generation).count() <= 0) {
+  if (c->remaining(budget_of(*c)).count() <= 0) {
     // Retries and fallbacks used up the generation's time: no further attempt.
     c->attempted_any = true;
     c->code = service_error::timeout;
-    c->message = "The generation took longer than " + std::to_string(opts_.max_generation.count())
-                 + " ms (gateway.max_generation_ms).";
+    c->message = "The generation took longer than " + std::to_string(budget_of(*c).count())
+                 + (c->req.stream ? " ms (gateway.max_generation_ms)." : " ms (gateway.request_timeout_ms).");
     c->retry_after_ms = 0;
     exhausted(c);
     return;
@@ -949,7 +955,7 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
   ++c->attempt;
   c->attempted_any = true;
   // admit() made sure some of the budget is left.
-  auto left = std::max(c->remaining(opts_.max_generation), milliseconds{1});
+  auto left = std::max(c->remaining(budget_of(*c)), milliseconds{1});
   client::upstream_request req;
   req.url = c->embed ? u->embeddings_url : u->url;
   req.headers = {"Content-Type: application/json", "X-Request-Id: " + c->r->req().id};
@@ -1343,6 +1349,7 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.images.max_request_image_bytes = static_cast<size_t>(s.gateway.max_image_request_bytes);
   gw.cache_ttl = milliseconds{s.gateway.cache_ttl_ms};
   gw.max_generation = milliseconds{s.gateway.max_generation_ms};
+  gw.request_timeout = milliseconds{s.gateway.request_timeout_ms};
   gw.stream_idle = milliseconds{s.gateway.stream_idle_ms};
   gw.stream_heartbeat = milliseconds{s.gateway.stream_heartbeat_ms};
   gw.stream_drain = milliseconds{s.gateway.stream_drain_ms};
@@ -1403,14 +1410,17 @@ health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstr
 
 void add_gateway_routes(router& routes, const std::shared_ptr<gateway>& gw, std::shared_ptr<inflight_gate> gate) {
   // Generations have their own gate (limits.generate_max_inflight): their latency is the upstream's, not a queue's.
+  // Their time limit is gateway.request_timeout_ms.
+  auto generation = without_admission_control();
+  generation.time_limit = gw->options().request_timeout;
   routes.add("POST", "/v1/chat/completions", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->chat(r); }),
-             without_admission_control());
+             generation);
   routes.add("POST", "/api/generate", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->generate(r); }),
-             without_admission_control());
+             generation);
   routes.add("POST", "/v1/messages", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->messages(r); }),
-             without_admission_control());
+             generation);
   routes.add("POST", "/v1/embeddings", gated(gate, [gw](const std::shared_ptr<responder>& r) { gw->embeddings(r); }),
-             without_admission_control());
+             generation);
   routes.add("GET", "/v1/models", [gw](const std::shared_ptr<responder>& r) { gw->models(r); });
 }
 

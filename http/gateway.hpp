@@ -73,6 +73,9 @@ struct gateway_options {
   std::chrono::milliseconds cache_ttl{3600000};
   /// The whole of a generation: every attempt and fallback (gateway.max_generation_ms).
   std::chrono::milliseconds max_generation{600000};
+  /// The time a generation route has to start its answer (gateway.request_timeout_ms): the routes' time limit, and
+  /// the budget of a non-streamed call's attempts.
+  std::chrono::milliseconds request_timeout{60000};
   /// A stream's longest silence, from the upstream or towards a client that stops reading (gateway.stream_idle_ms).
   std::chrono::milliseconds stream_idle{60000};
   /// SSE comments while a stream has nothing to send (gateway.stream_heartbeat_ms).
@@ -103,6 +106,7 @@ public:
   void models(const std::shared_ptr<responder>& r);
   void embeddings(const std::shared_ptr<responder>& r);
   void messages(const std::shared_ptr<responder>& r);
+  const gateway_options& options() const { return opts_; }
 
   struct upstream; // one configured upstream and its live counters
   struct call;     // one client request on its way through the upstreams
@@ -146,6 +150,9 @@ private:
   /// Sends an error answer of the call: as it is, or in Anthropic's shape for a /v1/messages call.
   void send_error(const std::shared_ptr<call>& c, response res);
   std::vector<upstream*> candidates(const std::string& model);
+  /// The time a call's attempts may take: gateway.max_generation_ms for a stream, at most gateway.request_timeout_ms
+  /// for a plain answer.
+  std::chrono::milliseconds budget_of(const call& c) const;
 
   authenticator& auth_;
   gateway_options opts_;

@@ -12,6 +12,7 @@
 #include "http/admission.hpp"
 #include "http/http1.hpp"
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <memory>
@@ -40,6 +41,9 @@ struct route_options {
   /// byte is read (pure CPU, e.g. checking the credential), with the peer's address. A refusal is answered at once
   /// and the connection closed, so an anonymous client cannot make the server hold its body.
   std::function<std::optional<framing_error>(const request_head&, const std::string& peer_address)> before_body;
+  /// The time the route has to start its answer (a response, or a stream's first bytes); then the server answers
+  /// 504 and a later answer is dropped. 0: the server's http.request_timeout_ms.
+  std::chrono::milliseconds time_limit{0};
 };
 
 /// Options of a route that admission control must never refuse (health, readiness, metrics, the /debug/actors API)

@@ -232,6 +232,20 @@ public:
     }
     auto r = std::make_shared<responder>(c, std::move(req), state_, keep_alive, http10, std::move(reservation),
                                          std::move(ticket));
+    c->set_answer_deadline(std::nullopt, nullptr);
+    if (match.kind == router::match::found && admitted) {
+      // The route's time limit: an answer not started by then is a 504 (a later one is dropped by the responder).
+      auto limit = match.options.time_limit.count() > 0 ? match.options.time_limit : c->limits().route_timeout;
+      c->set_answer_deadline(std::chrono::steady_clock::now() + limit, [weak = std::weak_ptr<responder>(r), limit] {
+        auto late = weak.lock();
+        if (!late || late->answered())
+          return;
+        late->send(error_response(service_error::timeout,
+                                  "No answer within this route's time limit of " + std::to_string(limit.count())
+                                    + " ms.",
+                                  late->req().id));
+      });
+    }
     if (!admitted) {
       r->send(error_response(service_error::overloaded,
                              "This route is at capacity; retry shortly.", r->req().id));
@@ -636,6 +650,7 @@ connection_limits connection_limits_from(const config::settings& settings) {
   limits.body_timeout = std::chrono::milliseconds{h.body_timeout_ms};
   limits.idle_timeout = std::chrono::milliseconds{h.keepalive_timeout_ms};
   limits.send_timeout = std::chrono::milliseconds{h.send_timeout_ms};
+  limits.route_timeout = std::chrono::milliseconds{h.request_timeout_ms};
   limits.max_connections = h.max_connections;
   return limits;
 }

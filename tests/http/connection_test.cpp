@@ -233,6 +233,27 @@ TEST_F(server_fixture, SlowAnswersOutliveConnectionTimeouts) {
   EXPECT_EQ(header_of(response, "X-Request-Id"), "slow");
 }
 
+// A route's time limit: an answer not started within it is a 504 from the server (the late answer is dropped and the
+// connection serves the next request); the default is http.request_timeout_ms, a route may set its own.
+TEST_F(server_fixture, AnAnswerLaterThanItsRoutesTimeLimitIs504) {
+  settings.http.request_timeout_ms = 300;
+  late_answerer later{1500ms};
+  routes->add("GET", "/later", [&later](const std::shared_ptr<responder>& r) { later.add(r); });
+  route_options patient;
+  patient.time_limit = 5000ms;
+  routes->add("GET", "/patient", [&later](const std::shared_ptr<responder>& r) { later.add(r); }, patient);
+  start();
+  raw_client c{port};
+  auto asked = std::chrono::steady_clock::now();
+  c.send("GET /later HTTP/1.1\r\nHost: a\r\n\r\n");
+  auto response = c.read_response();
+  EXPECT_NE(response.find("504 Gateway Timeout"), std::string::npos) << response;
+  EXPECT_NE(response.find("time limit of 300 ms"), std::string::npos) << response;
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 1400ms); // before the late answer
+  c.send("GET /patient HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_NE(c.read_response().find("200 OK"), std::string::npos); // its own limit: 5 s
+}
+
 // Expect: 100-continue is answered before the body is sent (curl otherwise waits a second).
 TEST_F(server_fixture, AnswersExpectContinue) {
   add_echo(*routes);

@@ -150,5 +150,30 @@ TEST_F(LongGeneration, AClientThatStopsReadingIsDisconnected) {
   troupe->expect_output("stream failed after its first byte");
 }
 
+// A generation route has gateway.request_timeout_ms to start its answer: a plain answer slower than that, or a
+// stream with nothing to send yet (no token, no heartbeat due), gets 504 at the limit, not when the upstream is done.
+// A stream that has started is not cut by it (the other tests of this file run with the default limit of 60 s).
+TEST_F(LongGeneration, AnAnswerNotStartedWithinTheRoutesTimeLimitIs504) {
+  start({"gateway.request_timeout_ms=1000", "gateway.stream_heartbeat_ms=10000"});
+  auto ask = [&](const std::string& directives, bool stream) {
+    auto started = std::chrono::steady_clock::now();
+    auto res = http({"POST", troupe->url("/v1/chat/completions"), chat_body("wait [[mock " + directives + "]]", stream),
+                     {"Authorization: Bearer " + token, "Content-Type: application/json"}, 20000});
+    return std::make_pair(res, std::chrono::steady_clock::now() - started);
+  };
+  auto [plain, plain_took] = ask("latency_ms=4000", false);
+  EXPECT_EQ(plain.status, 504) << plain.body;
+  EXPECT_LT(plain_took, 3s);
+  auto [silent, silent_took] = ask("think_ms=4000", true);
+  EXPECT_EQ(silent.status, 504) << silent.body;
+  EXPECT_NE(silent.body.find("time limit of 1000 ms"), std::string::npos) << silent.body;
+  EXPECT_LT(silent_took, 3s);
+  // Started within the limit and going on past it: whole.
+  auto [flowing, flowing_took] = ask("chunks=6 drip_ms=400", true);
+  EXPECT_EQ(flowing.status, 200) << flowing.body;
+  EXPECT_EQ(flowing.body.substr(flowing.body.size() - 14), "data: [DONE]\n\n");
+  EXPECT_GT(flowing_took, 1500ms);
+}
+
 } // namespace
 } // namespace troupe::testing

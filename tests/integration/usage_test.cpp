@@ -357,6 +357,49 @@ TEST_F(Usage, ABudgetHoldsUnder200ConcurrentRequests) {
   EXPECT_EQ(parse_json(http_get(mock.base_url() + "/mock/stats").body)["requests"].GetInt64(), ok);
 }
 
+// A tokens-per-minute limit under 200 concurrent requests with random max_tokens, all held by the mock so that their
+// reservations overlap: the tokens the admitted calls used (the upstream's counts, in the ledger) never exceed the
+// window plus what it refilled while they ran; every other request is 429 with Retry-After, before any upstream call.
+TEST_F(Usage, ATokenWindowHoldsUnder200ConcurrentRequests) {
+  start({"quota.free_tokens_per_minute=3000", "limits.generate_max_inflight=256", "limits.generate_burst=1000",
+         "limits.generate_per_minute=100000"});
+  std::mt19937 random{20261207};
+  std::uniform_int_distribution<int> max_tokens{1, 200};
+  std::vector<std::future<http_result>> calls;
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 200; ++i) {
+    auto extra = ",\"max_tokens\":" + std::to_string(max_tokens(random));
+    calls.push_back(std::async(std::launch::async, [this, i, extra] {
+      return chat("[[mock latency_ms=1500]] question number " + std::to_string(1000 + i), extra);
+    }));
+  }
+  int ok = 0, refused = 0;
+  std::string other;
+  for (auto& call : calls) {
+    auto res = call.get();
+    if (res.status == 200) {
+      ++ok;
+    } else if (res.status == 429) {
+      ++refused;
+      EXPECT_FALSE(res.header("retry-after").empty());
+    } else if (other.empty()) {
+      other = std::to_string(res.status) + " " + res.error + " " + res.body;
+    }
+  }
+  auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(ok + refused, 200) << other;
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(parse_json(http_get(mock.base_url() + "/mock/stats").body)["requests"].GetInt64(), ok);
+  auto rows = ledger(static_cast<size_t>(ok));
+  ASSERT_EQ(rows.size(), static_cast<size_t>(ok));
+  int64_t used = 0;
+  for (const auto& row : rows)
+    used += row.prompt_tokens + row.completion_tokens;
+  // 3000 tokens a minute refill 50 a second.
+  EXPECT_LE(static_cast<double>(used), 3000 + 50 * elapsed) << ok << " admitted in " << elapsed << " s";
+}
+
 // Tokens per minute are reserved before the call: while one call holds its reservation, another that does not fit
 // in what is left is refused with 429 and Retry-After; a request that could never fit says to lower max_tokens.
 TEST_F(Usage, TokensPerMinuteAreReservedBeforeTheCall) {
