@@ -334,6 +334,8 @@ void connection::refuse(const request_head* head, framing_error err) {
 
 void connection::finish_response() {
   stall_limit_ = std::chrono::milliseconds{0};
+  answer_deadline_.reset(); // the answer is out: the route's limit is met
+  answer_expired_ = nullptr;
   streaming_ = false;
   if (close_after_ || client_done_ || refused_) {
     start_lingering();

@@ -435,8 +435,11 @@ std::string embeddings_too_large(size_t limit) {
 
 milliseconds gateway::budget_of(const call& c) const {
   // A stream answers as soon as it starts (its first byte or heartbeat); a plain answer must be whole within the
-  // route's time limit, so no attempt starts past it.
-  return c.req.stream ? opts_.max_generation : std::min(opts_.max_generation, opts_.request_timeout);
+  // route's time limit, so no attempt starts past it. The margin lets the gateway's own answer (its error, the quota
+  // given back) go out before the server's 504, which the connection's tick sends up to 100 ms late anyway.
+  constexpr milliseconds margin{250};
+  return c.req.stream ? opts_.max_generation
+                      : std::min(opts_.max_generation, std::max(opts_.request_timeout - margin, milliseconds{1}));
 }
 
 void gateway::embeddings(const std::shared_ptr<responder>& r) {
@@ -525,6 +528,8 @@ void gateway::send_error(const std::shared_ptr<call>& c, response res) {
 // --- The call ---
 
 void gateway::start(const std::shared_ptr<call>& c) {
+  // The call's time counts from the request's arrival, as the route's time limit does.
+  c->started = c->r->req().started;
   c->candidates = candidates(c->req.model);
   if (c->embed) // Anthropic has no embeddings
     c->candidates.erase(std::remove_if(c->candidates.begin(), c->candidates.end(),
@@ -883,6 +888,20 @@ void gateway::next_upstream(caf::event_based_actor* self, const std::shared_ptr<
 }
 
 void gateway::admit(caf::event_based_actor* self, const std::shared_ptr<call>& c, upstream* u) {
+  bool started_stream = false;
+  if (c->stream) {
+    std::lock_guard<std::mutex> guard{c->stream->mutex};
+    started_stream = c->stream->out != nullptr;
+  }
+  if (c->r->answered() && !started_stream) {
+    // The server answered already (the route's time limit): no further attempt; the quota and spend go back.
+    c->attempted_any = true;
+    c->code = service_error::timeout;
+    c->message = "The route's time limit passed before an answer.";
+    c->retry_after_ms = 0;
+    exhausted(c);
+    return;
+  }
   if (c->remaining(budget_of(*c)).count() <= 0) {
     // Retries and fallbacks used up the generation's time: no further attempt.
     c->attempted_any = true;

@@ -244,6 +244,11 @@ inflight_gate::slot inflight_gate::take_slot_locked() {
 }
 
 void inflight_gate::start(slot place, const std::shared_ptr<responder>& r, const route_handler& handler) {
+  // Answered while it waited (its route's time limit passed): nothing to run, the slot goes to the next one.
+  if (r->answered()) {
+    place.free();
+    return;
+  }
   // The slot rides on the responder's on_sent hook: freed when the response is sent, or when the hook is dropped
   // unrun (the responder, or the stream it handed its hooks to, destroyed).
   auto held = std::make_shared<slot>(std::move(place));
