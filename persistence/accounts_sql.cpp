@@ -168,11 +168,11 @@ void prepare_statements(pqxx::connection& conn) {
   };
   for (const auto& [name, text] : statements) {
     std::string sql = text;
-    for (const auto& [placeholder, columns] :
+    for (const auto& [token, columns] :
          {std::pair{"{user}", &user_columns}, std::pair{"{key}", &key_columns},
           std::pair{"{spend}", &key_spend_columns}, std::pair{"{period}", &key_period}})
-      if (auto at = sql.find(placeholder); at != std::string::npos)
-        sql.replace(at, std::char_traits<char>::length(placeholder), *columns);
+      if (auto at = sql.find(token); at != std::string::npos)
+        sql.replace(at, std::char_traits<char>::length(token), *columns);
     conn.prepare(name, sql);
   }
 }
