@@ -84,6 +84,13 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<chunk_segment>>("std::vector<chunk_segment>");
   cfg.add_message_type<chunk_summary>("chunk_summary");
   cfg.add_message_type<storage_status>("storage_status");
+  // Plans (persistence/plans.hpp)
+  cfg.add_message_type<plan_record>("plan_record");
+  cfg.add_message_type<std::vector<plan_record>>("std::vector<plan_record>");
+  // The wishlist (persistence/wishlist.hpp)
+  cfg.add_message_type<wishlist_entry>("wishlist_entry");
+  cfg.add_message_type<std::vector<wishlist_entry>>("std::vector<wishlist_entry>");
+  cfg.add_message_type<wishlist_cursor>("wishlist_cursor");
   cfg.add_error_category(service_error_category::value,
                          [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
                            std::string result = to_string(static_cast<service_error>(code));

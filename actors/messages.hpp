@@ -8,8 +8,10 @@
 #include "persistence/accounts.hpp"
 #include "persistence/jobs.hpp"
 #include "persistence/messages.hpp"
+#include "persistence/plans.hpp"
 #include "persistence/repositories.hpp"
 #include "persistence/uploads.hpp"
+#include "persistence/wishlist.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system_config.hpp>

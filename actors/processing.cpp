@@ -164,6 +164,28 @@ std::string result_json(const runner_state& st) {
          + R"(,"skipped":)" + std::to_string(st.skipped) + "}";
 }
 
+/// The job's detail (persistence/jobs.hpp) at `step`: files and bytes done out of those this attempt processes.
+std::string detail_json(const runner_state& st, const char* step) {
+  return std::string(R"({"step":")") + step + R"(","files_done":)" + std::to_string(st.files_done)
+         + R"(,"files_total":)" + std::to_string(st.files.size()) + R"(,"bytes_done":)" + std::to_string(st.done_bytes)
+         + R"(,"bytes_total":)" + std::to_string(st.total_bytes) + "}";
+}
+
+/// Records a new step and its progress outside a batch, then goes on with `then` (after the write, so that it cannot
+/// overtake a later one on another connection). A failed write only costs the step's display: a lost lease shows at
+/// the next batch.
+template <class Then>
+void report_step(runner_actor* self, const char* step, double progress, Then then) {
+  auto db = self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
+  if (!db) {
+    then();
+    return;
+  }
+  self->request(*db, db_timeout, job_progress_atom::value, self->state.job.id, self->state.job.lease_owner, progress,
+                detail_json(self->state, step))
+    .then([then](bool) mutable { then(); }, [then](caf::error&) mutable { then(); });
+}
+
 bool all_processed(const runner_state& st) {
   return st.next_file == st.files.size() && st.active.empty() && st.reading < 0 && st.in_flight == 0;
 }
@@ -203,6 +225,7 @@ void commit(runner_actor* self) {
   st.batch.owner = st.job.lease_owner;
   st.batch.progress = st.total_bytes > 0 ? static_cast<double>(st.done_bytes) / static_cast<double>(st.total_bytes)
                                          : static_cast<double>(st.files_done) / std::max<double>(1, st.files.size());
+  st.batch.detail = detail_json(st, "processing");
   st.committing++;
   auto batch = std::move(st.batch);
   st.batch = file_batch{};
@@ -407,7 +430,7 @@ void start_processing(runner_actor* self, std::vector<file_record> files) {
       st.total_bytes += f.size;
       st.files.push_back(std::move(f));
     }
-  pump(self);
+  report_step(self, "processing", 0, [self] { pump(self); });
 }
 
 /// Step 3 for bytes that are still at the upload's path: register the files, move them in, drop the upload's bytes.
@@ -483,7 +506,11 @@ void prepare(runner_actor* self) {
     return;
   }
   self->request(*db, db_timeout, storage_room_atom::value, st.upload.id)
-    .then([self, kind](int64_t room) { expand(self, kind, static_cast<uint64_t>(std::max<int64_t>(0, room))); },
+    .then(
+      [self, kind](int64_t room) {
+        report_step(self, "expanding", 0,
+                    [self, kind, room] { expand(self, kind, static_cast<uint64_t>(std::max<int64_t>(0, room))); });
+      },
           [self](caf::error& err) { fail(self, std::move(err)); });
 }
 

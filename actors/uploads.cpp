@@ -1,6 +1,7 @@
 #include "actors/uploads.hpp"
 
 #include "actors/guards.hpp"
+#include "actors/job_events.hpp"
 #include "actors/keyed_children.hpp"
 #include "actors/persistence_supervisor.hpp"
 #include "actors/processing.hpp"
@@ -564,7 +565,8 @@ std::string processor_name(size_t i) {
 } // namespace
 
 supervisor_config make_uploads_supervisor(const config::settings& s, const supervision_context& context,
-                                          const std::string& dir) {
+                                          const std::string& dir,
+                                          const std::map<std::string, job_handler>& more_handlers) {
   using std::chrono::milliseconds;
   auto names = context.names;
   auto db_query = db_query_lookup(names);
@@ -609,13 +611,23 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   queue.poll = milliseconds{s.jobs.poll_ms};
   queue.concurrency = static_cast<size_t>(s.jobs.concurrency);
   queue.backoff_base_ms = s.jobs.backoff_base_ms;
+  queue.handlers = more_handlers;
   queue.handlers["upload"] = upload_job_handler(processing);
   queue.db_query = db_query;
   uploads.children.push_back(worker_child(
     "jobs.queue", [queue](caf::actor_system& sys) { return spawn_job_queue(sys, queue); }, milliseconds{5000}));
+  // The watcher behind the job event streams.
+  job_events_options events;
+  events.poll = milliseconds{s.jobs.events_poll_ms};
+  events.max_watches = static_cast<size_t>(s.jobs.max_event_streams);
+  events.max_per_user = static_cast<size_t>(s.jobs.max_event_streams_per_user);
+  events.db_query = db_query;
+  uploads.children.push_back(worker_child(
+    "jobs.events", [events](caf::actor_system& sys) { return spawn_job_events(sys, events); }, milliseconds{1000}));
   if (context.metrics) {
     add_upload_collector(*context.metrics, upload.counters);
     add_job_collector(*context.metrics, queue.counters);
+    add_job_events_collector(*context.metrics, events.counters);
   }
   return uploads;
 }

@@ -40,6 +40,7 @@
 // start order: uploads.io.<i>, uploads.router, uploads.sweeper, the file-chunk processors jobs.processor.<i>
 // (actors/processing.hpp), then jobs.queue (actors/jobs.hpp), which runs upload jobs on them.
 
+#include "actors/jobs.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
@@ -51,6 +52,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,9 +103,11 @@ std::string absolute_uploads_dir(const std::string& configured);
 
 /// The "uploads" supervisor above, from the uploads.*, jobs.* and http.threads (I/O actors) settings, storing bytes
 /// under `dir` (absolute_uploads_dir, prepared). Its actors reach db.query and each other by name in context.names;
-/// the collectors of the upload and job counters go into context.metrics.
+/// the collectors of the upload and job counters go into context.metrics. `more_handlers` are the job kinds other
+/// layers run (the "plan" jobs of http/plan_job.hpp), beside the "upload" jobs of actors/processing.hpp.
 supervisor_config make_uploads_supervisor(const config::settings& settings, const supervision_context& context,
-                                          const std::string& dir);
+                                          const std::string& dir,
+                                          const std::map<std::string, job_handler>& more_handlers = {});
 
 /// Writes the troupe_upload* families from the uploads' counters.
 void add_upload_collector(metrics_registry& metrics, std::shared_ptr<upload_counters> counters);

@@ -30,7 +30,10 @@
 #include "http/server.hpp"
 #include "http/traffic.hpp"
 #include "http/upload_routes.hpp"
+#include "http/plan_job.hpp"
+#include "http/plan_routes.hpp"
 #include "http/usage_routes.hpp"
+#include "http/wishlist_routes.hpp"
 #include "http/write_routes.hpp"
 #include "introspect/probe.hpp"
 #include "persistence/admin.hpp"
@@ -66,6 +69,7 @@ struct shared_pieces {
   std::shared_ptr<storage_epoch> storage_changes; // counted by persistence, read by sessions (GET /api/me's storage)
   std::shared_ptr<std::atomic<int64_t>> sessions_active; // live session actors: sessions, the cluster's row
   std::shared_ptr<cluster_state> cluster;   // placement: the cluster, sessions, authentication, the gateway
+  std::shared_ptr<http::plan_jobs> plans;   // the "plan" jobs: run under uploads, given the gateway by HTTP
 };
 
 shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<probe_registry> probes) {
@@ -81,6 +85,11 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
   p.storage_changes = std::make_shared<storage_epoch>();
   p.sessions_active = std::make_shared<std::atomic<int64_t>>(0);
   p.cluster = std::make_shared<cluster_state>(s.cluster.enabled, s.cluster.node_id);
+  http::plan_jobs::settings plans;
+  plans.default_model = s.plans.model;
+  plans.context_segments = static_cast<int32_t>(s.plans.context_segments);
+  plans.call_timeout = std::chrono::milliseconds{s.gateway.request_timeout_ms + 10000};
+  p.plans = std::make_shared<http::plan_jobs>(plans, db_query_lookup(p.tree.names));
   return p;
 }
 
@@ -96,7 +105,7 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
     make_sessions_supervisor(s, p.tree, session_pieces{p.sessions, p.storage_changes, p.sessions_active, p.cluster}),
     supervisor_child(make_cache_supervisor(s.cache, p.tree, p.cache)),
     supervisor_child(http::client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
-    supervisor_child(make_uploads_supervisor(s, p.tree, p.uploads_dir)),
+    supervisor_child(make_uploads_supervisor(s, p.tree, p.uploads_dir, {{"plan", http::plan_job_handler(p.plans)}})),
     supervisor_child(make_ops_supervisor(s, p.tree, std::move(ops))),
     supervisor_child(http::make_http_supervisor(s, p.tree, p.load, p.writer)),
   };
@@ -393,6 +402,10 @@ int run_server(const config::settings& settings) {
     gw.gauges = shared.upstreams.breakers;
     auto gateway = std::make_shared<http::gateway>(authenticator, std::move(gw));
     http::add_gateway_routes(*routes, gateway, shared.load.generate_gate);
+    // Plan jobs call the model as their user, through the same route (and generation gate) as the user's own calls.
+    shared.plans->set({http::gated(shared.load.generate_gate,
+                                   [gateway](const std::shared_ptr<http::responder>& r) { gateway->chat(r); }),
+                       auth_opts.jwt, {}});
     auto cors = std::make_shared<http::cors_policy>(settings.http.cors_origins);
     http::add_upload_routes(*routes, authenticator, http::upload_route_options_from(settings, cors));
     http::repository_route_options repository_routes;
@@ -400,6 +413,13 @@ int run_server(const config::settings& settings) {
     http::add_repository_routes(*routes, authenticator, repository_routes);
     http::add_cluster_routes(*routes, authenticator, shared.cluster);
     http::add_usage_routes(*routes, authenticator);
+    http::plan_route_options plan_routes;
+    plan_routes.max_attempts = static_cast<int32_t>(settings.jobs.max_attempts);
+    plan_routes.cors = cors;
+    http::add_plan_routes(*routes, authenticator, plan_routes);
+    http::wishlist_route_options wishlist_routes;
+    wishlist_routes.cors = cors;
+    http::add_wishlist_routes(*routes, authenticator, wishlist_routes);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
     add_http_collector(*metrics, http_state);
     http::server server{settings, http_state};
@@ -458,6 +478,8 @@ int run_server(const config::settings& settings) {
       log::warn("grace time over; closing connections with requests in flight",
                 log::fields{}.add("in_flight", http_state->in_flight()));
     server.stop();
+    // No plan job calls the gateway from now on (one that tries is retried by the next node or start).
+    shared.plans->clear();
 
     // 5. Stop the tree in reverse start order.
     caf::anon_send_exit(root, caf::exit_reason::user_shutdown);

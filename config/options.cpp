@@ -294,7 +294,7 @@ const std::vector<option_spec>& all_options() {
           "policy generate: largest burst")
       .range(1, 1000000),
     entry("limits.auth_per_minute", bind<&settings::limits, &limits_settings::auth_per_minute>(), "10",
-          "policy auth: register/login/refresh requests per minute per client IP")
+          "policy auth: register/login/refresh and anonymous wishlist requests per minute per client IP")
       .range(0.001, 1000000),
     entry("limits.auth_burst", bind<&settings::limits, &limits_settings::auth_burst>(), "5",
           "policy auth: largest burst")
@@ -509,6 +509,22 @@ const std::vector<option_spec>& all_options() {
     entry("jobs.poll_ms", bind<&settings::jobs, &jobs_settings::poll_ms>(), "1000",
           "how often the job queue looks for runnable jobs it was not told about (other nodes, lapsed leases)")
       .range(10, 600000, "ms"),
+    entry("jobs.events_poll_ms", bind<&settings::jobs, &jobs_settings::events_poll_ms>(), "250",
+          "how often a node reads the jobs its clients watch (GET /api/jobs/{id}/events): one statement for all of "
+          "them")
+      .range(20, 60000, "ms"),
+    entry("jobs.max_event_streams", bind<&settings::jobs, &jobs_settings::max_event_streams>(), "1000",
+          "job event streams open at once on this node; more get 503")
+      .range(1, 1000000, "streams"),
+    entry("jobs.max_event_streams_per_user", bind<&settings::jobs, &jobs_settings::max_event_streams_per_user>(),
+          "8", "job event streams one user may have open at once on this node; more get 429")
+      .range(1, 10000, "streams"),
+    // plans (http/plan_job.hpp)
+    entry("plans.model", bind<&settings::plans, &plans_settings::model>(), "gpt-4o-mini",
+          "the model a plan is asked of when POST /api/repositories/{id}/plans names none (one an upstream serves)"),
+    entry("plans.context_segments", bind<&settings::plans, &plans_settings::context_segments>(), "12",
+          "repository segments (about 2 KiB each) the full-text search retrieves for a plan's prompt")
+      .range(1, 50, "segments"),
     // retention (the sweeper of actors/retention.hpp)
     entry("security.retention_days", bind<&settings::retention, &retention_settings::security_days>(), "90",
           "security events older than this are deleted; 0 keeps them")

@@ -190,6 +190,15 @@ struct jobs_settings {
   int64_t backoff_base_ms;
   int64_t lease_ms;
   int64_t poll_ms;
+  int64_t events_poll_ms;             // job event streams: how often watched jobs are read
+  int64_t max_event_streams;          // per node
+  int64_t max_event_streams_per_user; // per node
+};
+
+/// AI plans for repositories (options plans.*; http/plan_job.hpp).
+struct plans_settings {
+  std::string model;        // the model a plan is asked of when the request names none
+  int64_t context_segments; // repository segments retrieved for a plan's prompt
 };
 
 /// Retention periods of append-only tables (options security.retention_days, idempotency.retention_days,
@@ -241,6 +250,7 @@ struct settings {
   price_table prices;
   uploads_settings uploads;
   jobs_settings jobs;
+  plans_settings plans;
   retention_settings retention;
   cluster_settings cluster;
 };

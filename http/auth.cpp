@@ -25,15 +25,14 @@ constexpr auto db_timeout = seconds{10};
 constexpr size_t max_api_key_length = 100;
 constexpr const char* api_key_prefix = "trp_";
 
-/// The address if it parses as one (the column is inet), else "".
+} // namespace
+
 std::string valid_ip(const std::string& ip) {
   unsigned char buf[sizeof(in6_addr)];
   if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
     return ip;
   return {};
 }
-
-} // namespace
 
 response unauthorized(const request& req, const std::string& message) {
   auto res = error_response(service_error::unauthenticated, message, req.id);

@@ -146,6 +146,9 @@ std::string normalise_email(const std::string& raw);
 /// or "localhost".
 bool is_loopback_address(const std::string& address);
 
+/// The address if it parses as an IPv4 or IPv6 one (for inet columns), else "".
+std::string valid_ip(const std::string& ip);
+
 /// Parses a comma-separated TROUPE_ADMIN_EMAILS value into normalised addresses.
 std::vector<std::string> parse_admin_emails(const std::string& list);
 

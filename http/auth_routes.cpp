@@ -104,22 +104,6 @@ private:
   rapidjson::Writer<rapidjson::StringBuffer> w_{buffer_};
 };
 
-std::string member(const rapidjson::Value& obj, const char* name) {
-  auto m = obj.FindMember(name);
-  return m == obj.MemberEnd() ? std::string{} : std::string{m->value.GetString(), m->value.GetStringLength()};
-}
-
-/// Parses and validates a JSON body; answers 400/415 and returns nullopt on failure.
-std::optional<rapidjson::Document> validated_body(const std::shared_ptr<responder>& r, const json_schema& schema) {
-  auto doc = parse_json_body(r);
-  if (!doc)
-    return std::nullopt;
-  if (auto bad = schema.validate(*doc)) {
-    r->send(error_response(service_error::invalid_input, bad->message, r->req().id, bad->param));
-    return std::nullopt;
-  }
-  return doc;
-}
 
 } // namespace
 
@@ -236,11 +220,11 @@ void issue_tokens(route_context& ctx, caf::event_based_actor* self, const std::s
 }
 
 void login(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.credentials);
+  auto body = validated_json_body(r, ctx.credentials);
   if (!body)
     return;
-  auto email = normalise_email(member(*body, "email"));
-  auto password = member(*body, "password");
+  auto email = normalise_email(string_member(*body, "email"));
+  auto password = string_member(*body, "password");
   auto ip = ctx.auth.client_ip(r->req());
   ctx.run_limited(r, [&ctx, r, email, password, ip](caf::event_based_actor* self) {
     auto throttle = ctx.auth.throttle_for(ip);
@@ -302,15 +286,15 @@ void login(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.registration);
+  auto body = validated_json_body(r, ctx.registration);
   if (!body)
     return;
-  auto email = normalise_email(member(*body, "email"));
+  auto email = normalise_email(string_member(*body, "email"));
   if (email.empty()) {
     r->send(error_response(service_error::invalid_input, "email is not a valid email address.", r->req().id, "email"));
     return;
   }
-  auto password = member(*body, "password");
+  auto password = string_member(*body, "password");
   // Registration never grants admin, whatever the email: TROUPE_ADMIN_EMAILS applies at start-up to accounts that
   // exist, and `troupe admin grant` to the others (app/application.cpp, app/main.cpp).
   std::string role = "user";
@@ -339,10 +323,10 @@ void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void refresh(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.refresh);
+  auto body = validated_json_body(r, ctx.refresh);
   if (!body)
     return;
-  auto old_hash = sha256_hex(member(*body, "refresh_token"));
+  auto old_hash = sha256_hex(string_member(*body, "refresh_token"));
   ctx.run_limited(r, [&ctx, r, old_hash](caf::event_based_actor* self) {
     auto db = ctx.db();
     if (!db) {
@@ -385,10 +369,10 @@ void refresh(route_context& ctx, const std::shared_ptr<responder>& r) {
 void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
   std::string refresh_token;
   if (!r->req().body.empty()) {
-    auto body = validated_body(r, ctx.logout);
+    auto body = validated_json_body(r, ctx.logout);
     if (!body)
       return;
-    refresh_token = member(*body, "refresh_token");
+    refresh_token = string_member(*body, "refresh_token");
   }
   ctx.auth.authenticate(r, [&ctx, r, refresh_token](caf::event_based_actor* self, const identity& who) {
     if (who.via.kind != "jwt") {
@@ -460,10 +444,10 @@ void me(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void create_key(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto body = validated_body(r, ctx.key);
+  auto body = validated_json_body(r, ctx.key);
   if (!body)
     return;
-  auto name = member(*body, "name");
+  auto name = string_member(*body, "name");
   api_key_limits limits;
   auto field = [&](const char* key) -> const rapidjson::Value* {
     auto m = body->FindMember(key);

@@ -107,6 +107,27 @@ inline constexpr const char* cache_clear = R"({
   }
 })";
 
+/// POST /api/wishlist: lang is a language tag (BCP 47 shape: "en", "pt-BR", "zh-Hant-TW").
+inline constexpr const char* wishlist = R"({
+  "type": "object", "additionalProperties": false, "required": ["email"],
+  "properties": {
+    "email": {"type": "string", "minLength": 3, "maxLength": 254},
+    "lang": {"type": "string", "maxLength": 35, "pattern": "^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"},
+    "source": {"type": "string", "minLength": 1, "maxLength": 64},
+    "note": {"type": "string", "minLength": 1, "maxLength": 2000}
+  }
+})";
+
+/// POST /api/repositories/{id}/plans
+inline constexpr const char* plan_request = R"({
+  "type": "object", "additionalProperties": false, "required": ["prompt"],
+  "properties": {
+    "prompt": {"type": "string", "minLength": 1, "maxLength": 4000},
+    "title": {"type": "string", "minLength": 1, "maxLength": 200},
+    "model": {"type": "string", "minLength": 1, "maxLength": 128}
+  }
+})";
+
 /// Every schema with the route whose body it describes.
 inline std::vector<std::pair<std::string_view, std::string>> all() {
   return {{"POST /api/auth/login", credentials},
@@ -118,7 +139,9 @@ inline std::vector<std::pair<std::string_view, std::string>> all() {
           {"POST /api/events (batch)", event_batch()},
           {"POST /api/feedback", feedback},
           {"POST /api/repositories", repository},
-          {"POST /api/cache/clear", cache_clear}};
+          {"POST /api/cache/clear", cache_clear},
+          {"POST /api/wishlist", wishlist},
+          {"POST /api/repositories/{id}/plans", plan_request}};
 }
 
 } // namespace troupe::http::schemas

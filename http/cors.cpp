@@ -49,4 +49,10 @@ void cors_policy::apply(const std::shared_ptr<responder>& r, bool preflight) con
   }
 }
 
+void answer_preflight(const cors_policy* policy, const std::shared_ptr<responder>& r) {
+  if (policy)
+    policy->apply(r, true);
+  r->send(response{204, "", "", {}});
+}
+
 } // namespace troupe::http

@@ -31,4 +31,7 @@ private:
   std::vector<std::string> origins_;
 };
 
+/// Answers a preflight (OPTIONS) with 204 and, when `policy` allows the request's origin, its CORS headers.
+void answer_preflight(const cors_policy* policy, const std::shared_ptr<responder>& r);
+
 } // namespace troupe::http

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include <atomic>
+#include <charconv>
 #include <ctime>
 
 namespace troupe::http {
@@ -62,6 +63,41 @@ std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<respond
     return std::nullopt;
   }
   return std::move(parsed.document());
+}
+
+std::optional<rapidjson::Document> validated_json_body(const std::shared_ptr<responder>& r, const json_schema& schema) {
+  auto doc = parse_json_body(r);
+  if (!doc)
+    return std::nullopt;
+  if (auto bad = schema.validate(*doc)) {
+    r->send(error_response(service_error::invalid_input, bad->message, r->req().id, bad->param));
+    return std::nullopt;
+  }
+  return doc;
+}
+
+std::string string_member(const rapidjson::Value& object, const char* name) {
+  auto m = object.FindMember(name);
+  return m == object.MemberEnd() || !m->value.IsString()
+           ? std::string{}
+           : std::string{m->value.GetString(), m->value.GetStringLength()};
+}
+
+std::optional<int32_t> int_query_param(const std::shared_ptr<responder>& r, const char* name, int32_t fallback,
+                                       int32_t min, int32_t max) {
+  auto raw = r->req().query_param(name);
+  if (!raw)
+    return fallback;
+  int32_t value = 0;
+  auto [end, ec] = std::from_chars(raw->data(), raw->data() + raw->size(), value);
+  if (ec != std::errc{} || end != raw->data() + raw->size() || value < min || value > max) {
+    r->send(error_response(service_error::invalid_input,
+                           std::string{name} + " must be an integer from " + std::to_string(min) + " to "
+                             + std::to_string(max) + ".",
+                           r->req().id, name));
+    return std::nullopt;
+  }
+  return value;
 }
 
 std::string to_json(const rapidjson::Value& value) {

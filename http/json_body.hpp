@@ -4,12 +4,14 @@
 // json_too_deep (nested deeper than http.max_json_depth) and duplicate_key (an object with the same key twice),
 // the last two with `param` naming where.
 
+#include "http/json_schema.hpp"
 #include "http/server.hpp"
 
 #include "config/json.hpp"
 
 #include <rapidjson/document.h>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +25,17 @@ size_t max_body_depth();
 
 /// Parses the body of `r`'s request. On failure the responder has been answered and nullopt is returned.
 std::optional<rapidjson::Document> parse_json_body(const std::shared_ptr<responder>& r);
+
+/// parse_json_body, then `schema`'s validation (400 naming the field). On failure the responder has been answered.
+std::optional<rapidjson::Document> validated_json_body(const std::shared_ptr<responder>& r, const json_schema& schema);
+
+/// An integer query parameter within [min, max], `fallback` when absent; nullopt (answered 400 naming it) when
+/// malformed or out of range.
+std::optional<int32_t> int_query_param(const std::shared_ptr<responder>& r, const char* name, int32_t fallback,
+                                       int32_t min, int32_t max);
+
+/// A string member of a validated object ("" when absent: the schema said which members are strings).
+std::string string_member(const rapidjson::Value& object, const char* name);
 
 /// The 400 answer for a body json::parse refused (what parse_json_body sends).
 response json_body_error(const json::parse_error& error, const std::string& request_id);

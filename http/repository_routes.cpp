@@ -6,14 +6,15 @@
 #include "http/json_body.hpp"
 #include "http/json_out.hpp"
 #include "http/json_schema.hpp"
+#include "http/user_query.hpp"
 
+#include "actors/job_events.hpp"
 #include "actors/paths.hpp"
 #include "config/json.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include <charconv>
 
 namespace troupe::http {
 
@@ -79,30 +80,35 @@ void write_file(json_writer& w, const file_record& f) {
   w.EndObject();
 }
 
+/// The job's fields as GET /api/jobs/{id} and its event stream show them (the object is left open).
+void write_job_fields(json_writer& w, const job_record& job) {
+  write_string(w, "id", job.id);
+  write_string(w, "kind", job.kind);
+  write_string(w, "state", job.state);
+  w.Key("attempts");
+  w.Int(job.attempts);
+  w.Key("max_attempts");
+  w.Int(job.max_attempts);
+  w.Key("progress");
+  w.Double(job.progress);
+  write_stored_json(w, "detail", job.detail, false); // written by its runner
+  write_string_or_null(w, "error", job.error);
+  if (job.result.empty()) {
+    w.Key("result");
+    w.Null();
+  } else {
+    write_stored_json(w, "result", job.result, false); // written by the job
+  }
+  time_or_null(w, "created_at", job.created_at_ms);
+  time_or_null(w, "updated_at", job.updated_at_ms);
+  time_or_null(w, "run_at", job.state == "queued" || job.state == "retrying" ? job.run_at_ms : 0);
+  time_or_null(w, "finished_at", job.finished_at_ms);
+}
+
 std::string job_json(const job_record& job, const std::vector<job_attempt>& attempts) {
   return json_of([&](json_writer& w) {
     w.StartObject();
-    write_string(w, "id", job.id);
-    write_string(w, "kind", job.kind);
-    write_string(w, "state", job.state);
-    w.Key("attempts");
-    w.Int(job.attempts);
-    w.Key("max_attempts");
-    w.Int(job.max_attempts);
-    w.Key("progress");
-    w.Double(job.progress);
-    write_string_or_null(w, "error", job.error);
-    w.Key("result");
-    // The stored result was written by a job; parsed with the depth limit before the writer walks it.
-    auto result = json::parse(job.result);
-    if (!job.result.empty() && result)
-      result->Accept(w);
-    else
-      w.Null();
-    time_or_null(w, "created_at", job.created_at_ms);
-    time_or_null(w, "updated_at", job.updated_at_ms);
-    time_or_null(w, "run_at", job.state == "queued" || job.state == "retrying" ? job.run_at_ms : 0);
-    time_or_null(w, "finished_at", job.finished_at_ms);
+    write_job_fields(w, job);
     w.Key("attempt_log");
     w.StartArray();
     for (const auto& a : attempts) {
@@ -121,45 +127,67 @@ std::string job_json(const job_record& job, const std::vector<job_attempt>& atte
   });
 }
 
-/// An integer query parameter within [min, max], `fallback` when absent; nullopt (answered 400) when malformed.
-std::optional<int32_t> int_param(const std::shared_ptr<responder>& r, const char* name, int32_t fallback, int32_t min,
-                                 int32_t max) {
-  auto raw = r->req().query_param(name);
-  if (!raw)
-    return fallback;
-  int32_t value = 0;
-  auto [end, ec] = std::from_chars(raw->data(), raw->data() + raw->size(), value);
-  if (ec != std::errc{} || end != raw->data() + raw->size() || value < min || value > max) {
-    r->send(error_response(service_error::invalid_input,
-                           std::string{name} + " must be an integer from " + std::to_string(min) + " to "
-                             + std::to_string(max) + ".",
-                           r->req().id, name));
-    return std::nullopt;
-  }
-  return value;
-}
+/// One watch's server-sent events (actors/job_events.hpp calls it from the watcher's thread). The stream starts with
+/// the first update: until then a refused watch can still be answered with its error.
+class job_event_stream final : public job_event_sink {
+public:
+  explicit job_event_stream(std::shared_ptr<responder> r) : responder_(std::move(r)) {}
 
-/// Authenticates, then sends (atom, caller's user id, args...) to db.query and answers with to_response(reply).
+  ~job_event_stream() override {
+    if (stream_)
+      stream_->end();
+  }
+
+  bool update(const job_record& job) override {
+    if (!stream_) {
+      response head{200, "", "text/event-stream", {}};
+      head.header("Cache-Control", "no-store");
+      head.header("X-Accel-Buffering", "no"); // a reverse proxy in front must not hold events back
+      stream_ = responder_->stream(std::move(head));
+      if (!stream_)
+        return false;
+      // EventSource reconnects after `retry` ms; every event is a whole snapshot, so nothing is lost in between.
+      if (!stream_->write("retry: 2000\n\n"))
+        return false;
+    }
+    const char* event = job.state == "done" ? "done" : job.state == "failed" ? "failed" : "progress";
+    auto data = json_of([&](json_writer& w) {
+      w.StartObject();
+      write_job_fields(w, job);
+      w.EndObject();
+    });
+    return stream_->write("id: " + std::to_string(++events_) + "\nevent: " + event + "\ndata: " + data + "\n\n");
+  }
+
+  bool idle() override { return stream_ && stream_->write(": keep-alive\n\n"); }
+
+  bool gone() const override { return !stream_ || stream_->gone() || stream_->draining(); }
+
+  void close(const std::string& why) override {
+    if (!stream_)
+      return;
+    if (!why.empty())
+      stream_->write("event: error\ndata: " + json_of([&](json_writer& w) {
+                       w.StartObject();
+                       write_string(w, "message", why);
+                       w.EndObject();
+                     })
+                     + "\n\n");
+    stream_->end();
+  }
+
+private:
+  std::shared_ptr<responder> responder_;
+  std::shared_ptr<response_stream> stream_;
+  uint64_t events_ = 0;
+};
+
+/// user_query (http/user_query.hpp) with this file's database and CORS policy.
 template <class Reply, class Atom, class ToResponse, class... Ts>
 void user_query(route_context& ctx, const std::shared_ptr<responder>& r, ToResponse to_response, Atom atom,
                 Ts... args) {
-  if (ctx.opts.cors)
-    ctx.opts.cors->apply(r, false);
-  ctx.auth.authenticate(r, [&ctx, r, to_response, atom, args = std::make_tuple(std::move(args)...)](
-                             caf::event_based_actor* self, const identity& who) {
-    auto db = ctx.auth.bridge().find(ctx.opts.db_query);
-    if (!db) {
-      r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
-      return;
-    }
-    std::apply(
-      [&](const auto&... a) {
-        self->request(*db, ctx.timeout(), atom, who.user_id, a...)
-          .then([r, to_response](Reply& reply) { r->send(to_response(reply)); },
-                [r](caf::error& err) { r->fail(err); });
-      },
-      args);
-  });
+  http::user_query<Reply>(ctx.auth, ctx.opts.db_query, ctx.opts.cors.get(), r, std::move(to_response), atom,
+                          std::move(args)...);
 }
 
 void create_route(route_context& ctx, const std::shared_ptr<responder>& r) {
@@ -217,7 +245,7 @@ void get_route(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void files_route(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto limit = int_param(r, "limit", 100, 1, 1000);
+  auto limit = int_query_param(r, "limit", 100, 1, 1000);
   if (!limit)
     return;
   user_query<file_page>(
@@ -239,7 +267,7 @@ void files_route(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void search_route(route_context& ctx, const std::shared_ptr<responder>& r) {
-  auto limit = int_param(r, "limit", 20, 1, 100);
+  auto limit = int_query_param(r, "limit", 20, 1, 100);
   if (!limit)
     return;
   auto query = r->req().query_param("q").value_or("");
@@ -276,6 +304,22 @@ void search_route(route_context& ctx, const std::shared_ptr<responder>& r) {
     repo_search_atom::value, r->req().param("id").value_or(""), query, *limit);
 }
 
+void job_events_route(route_context& ctx, const std::shared_ptr<responder>& r) {
+  if (ctx.opts.cors)
+    ctx.opts.cors->apply(r, false);
+  auto id = r->req().param("id").value_or("");
+  ctx.auth.authenticate(r, [&ctx, r, id](caf::event_based_actor* self, const identity& who) {
+    auto watcher = ctx.auth.bridge().find(ctx.opts.job_events);
+    if (!watcher) {
+      r->fail(make_error(service_error::unavailable, "The job watcher is restarting; retry shortly."));
+      return;
+    }
+    job_event_sink_ptr sink = std::make_shared<job_event_stream>(r);
+    self->request(*watcher, ctx.timeout(), job_watch_atom::value, who.user_id, id, std::move(sink))
+      .then([](bool) {}, [r](caf::error& err) { r->fail(err); });
+  });
+}
+
 void job_route(route_context& ctx, const std::shared_ptr<responder>& r) {
   if (ctx.opts.cors)
     ctx.opts.cors->apply(r, false);
@@ -302,9 +346,7 @@ void job_route(route_context& ctx, const std::shared_ptr<responder>& r) {
 }
 
 void preflight_route(route_context& ctx, const std::shared_ptr<responder>& r) {
-  if (ctx.opts.cors)
-    ctx.opts.cors->apply(r, true);
-  r->send(response{204, "", "", {}});
+  answer_preflight(ctx.opts.cors.get(), r);
 }
 
 } // namespace
@@ -320,8 +362,10 @@ void add_repository_routes(router& routes, authenticator& auth, const repository
   routes.add("GET", "/api/repositories/{id}/files", bind(files_route));
   routes.add("GET", "/api/repositories/{id}/search", bind(search_route));
   routes.add("GET", "/api/jobs/{id}", bind(job_route));
+  // Long-lived: bounded by jobs.max_event_streams(_per_user), not by the route's concurrency limit.
+  routes.add("GET", "/api/jobs/{id}/events", bind(job_events_route), without_admission_control());
   for (const char* pattern : {"/api/repositories", "/api/repositories/{id}", "/api/repositories/{id}/files",
-                              "/api/repositories/{id}/search", "/api/jobs/{id}"})
+                              "/api/repositories/{id}/search", "/api/jobs/{id}", "/api/jobs/{id}/events"})
     routes.add("OPTIONS", pattern, bind(preflight_route));
 }
 

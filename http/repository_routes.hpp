@@ -9,7 +9,15 @@
 //   GET  /api/repositories/{id}/search       200 {query, results:[{path,start_line,end_line,rank,snippet}]}:
 //        ?q=<words, "phrase", -not, or> &limit=1..100 (20)   ranked full-text search over processed text
 //   GET  /api/jobs/{id}                      200 {id, kind, state, attempts, max_attempts, progress, error, result,
-//                                                 attempt_log:[...], ...}
+//                                                 detail:{step, files_done, files_total, bytes_done,
+//                                                 bytes_total}, attempt_log:[...], ...}
+//   GET  /api/jobs/{id}/events               200 text/event-stream: the job's progress as it happens, each event a
+//                                            whole snapshot (the fields above without attempt_log): "progress"
+//                                            while queued, running or retrying, then "done" (with result) or
+//                                            "failed" (with error), and the stream ends. ": keep-alive" while
+//                                            nothing changes; "error" {message} if the job is deleted or the server
+//                                            stops watching (reconnect). 429 past jobs.max_event_streams_per_user,
+//                                            503 past jobs.max_event_streams (actors/job_events.hpp).
 //
 // Everything is the caller's: another user's repository or job answers 404. Reads go to "db.query".
 
@@ -25,6 +33,7 @@ class authenticator;
 
 struct repository_route_options {
   std::string db_query = "db.query";
+  std::string job_events = "jobs.events";
   std::shared_ptr<cors_policy> cors;
 };
 

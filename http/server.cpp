@@ -439,6 +439,10 @@ responder::responder(std::shared_ptr<connection> conn, request req, std::shared_
     http10_(http10), body_(std::move(body)), ticket_(std::move(ticket)), reactor_thread_(this_thread_token()),
     last_thread_(reactor_thread_) {}
 
+responder::responder(request req, std::function<void(response)> deliver)
+  : req_(std::move(req)), keep_alive_(false), http10_(false), reactor_thread_(this_thread_token()),
+    last_thread_(reactor_thread_), deliver_(std::move(deliver)) {}
+
 void responder::arrived() {
   auto me = this_thread_token();
   if (last_thread_.exchange(me, std::memory_order_relaxed) != me)
@@ -457,13 +461,25 @@ responder::~responder() {
 }
 
 bool responder::client_gone() const {
-  return conn_->gone();
+  return conn_ && conn_->gone();
 }
 
 void responder::send(response res) {
   bool expected = false;
   if (!answered_.compare_exchange_strong(expected, true))
     return;
+  if (deliver_) {
+    std::vector<std::function<void()>> hooks;
+    {
+      std::lock_guard<std::mutex> guard{extras_mutex_};
+      res.headers.insert(res.headers.begin(), extra_headers_.begin(), extra_headers_.end());
+      hooks.swap(on_sent_);
+    }
+    deliver_(std::move(res));
+    for (auto& hook : hooks)
+      hook();
+    return;
+  }
   body_.release();
   ticket_.release();
   // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp).
@@ -520,6 +536,10 @@ std::vector<std::function<void()>> responder::write_head(std::string& out, respo
 }
 
 std::shared_ptr<response_stream> responder::stream(response head) {
+  if (deliver_) {
+    send(error_response(service_error::internal, "An internal request cannot be answered with a stream.", req_.id));
+    return nullptr;
+  }
   bool expected = false;
   if (!answered_.compare_exchange_strong(expected, true))
     return nullptr;
@@ -628,6 +648,10 @@ void response_stream::abort() {
 
 bool response_stream::gone() const {
   return conn_->gone();
+}
+
+bool response_stream::draining() const {
+  return server_ && server_->draining();
 }
 
 int64_t response_stream::backlog() const {

@@ -173,6 +173,9 @@ public:
   void abort();
   /// True once the client has gone (its connection closed).
   bool gone() const;
+  /// True once the server is draining before it exits: a stream that could last for ever should end now (its
+  /// client reconnects elsewhere, or to the restarted server).
+  bool draining() const;
   /// Bytes written to the stream that have not reached the client's socket yet: a producer far ahead of a slow
   /// reader should slow down.
   int64_t backlog() const;
@@ -202,6 +205,11 @@ class responder {
 public:
   responder(std::shared_ptr<connection> conn, request req, std::shared_ptr<server_state> server, bool keep_alive,
             bool http10 = false, body_reservation body = {}, admission_ticket ticket = {});
+  /// A request the server makes of itself (a background job calling a route, such as a plan's generation through
+  /// the gateway's own path): the response, with the headers every response to it carries, goes to `deliver`, on
+  /// the thread that answers, instead of to a connection. Such a request cannot stream: stream() answers it with a
+  /// 500 and returns nullptr. It is not counted in the server's metrics (its caller counts its own work).
+  responder(request req, std::function<void(response)> deliver);
   ~responder();
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
@@ -254,6 +262,7 @@ private:
   std::mutex extras_mutex_; // add_header/on_sent may run on another thread than send
   std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::vector<std::function<void()>> on_sent_;
+  std::function<void(response)> deliver_; // set: an internal request (no connection, no server)
 };
 
 /// Owns the listener and turns its requests into handler calls.

@@ -10,8 +10,6 @@
 
 #include "persistence/messages.hpp"
 
-#include <arpa/inet.h>
-
 #include <cstdio>
 #include <ctime>
 
@@ -36,19 +34,6 @@ bool contains_nul(const rapidjson::Value& v) {
   return false;
 }
 
-std::string string_field(const rapidjson::Value& obj, const char* name) {
-  auto member = obj.FindMember(name);
-  return member == obj.MemberEnd() ? std::string{}
-                                   : std::string{member->value.GetString(), member->value.GetStringLength()};
-}
-
-/// The address if it parses as one (the column is inet), else "".
-std::string valid_ip(const std::string& ip) {
-  unsigned char buf[sizeof(in6_addr)];
-  if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
-    return ip;
-  return {};
-}
 
 /// Validates an optional Idempotency-Key and fills the request's key, scope and hash. Answers 400 and returns false
 /// when the key is malformed.
@@ -93,11 +78,11 @@ bool valid_body(const std::shared_ptr<responder>& r, const json_schema& schema, 
 bool to_event_row(const std::shared_ptr<responder>& r, const rapidjson::Value& obj, const std::string& prefix,
                   event_row& row) {
   const auto& req = r->req();
-  row.event = string_field(obj, "event");
-  row.session_id = string_field(obj, "session_id");
-  row.source = string_field(obj, "source");
-  row.lang = string_field(obj, "lang");
-  row.occurred_at = string_field(obj, "occurred_at");
+  row.event = string_member(obj, "event");
+  row.session_id = string_member(obj, "session_id");
+  row.source = string_member(obj, "source");
+  row.lang = string_member(obj, "lang");
+  row.occurred_at = string_member(obj, "occurred_at");
   if (!row.occurred_at.empty() && !is_rfc3339(row.occurred_at)) {
     answer_invalid(r, prefix + "occurred_at",
                    prefix + "occurred_at must be an RFC 3339 date-time such as 2026-11-21T10:00:00Z.");
@@ -221,8 +206,8 @@ void add_write_routes(router& routes, authenticator& auth, const write_route_opt
       return;
     feedback_row row;
     row.rating = (*doc)["rating"].GetInt();
-    row.comment = string_field(*doc, "comment");
-    row.lang = string_field(*doc, "lang");
+    row.comment = string_member(*doc, "comment");
+    row.lang = string_member(*doc, "lang");
     row.request_id = r->req().id;
     request.feedback.push_back(std::move(row));
     request.result = R"({"status":"received"})";

@@ -94,6 +94,9 @@ caf::expected<int64_t> release(pqxx::transaction_base& tx, const std::string& ow
                                const std::vector<std::string>& ids);
 caf::expected<job_record> get(pqxx::transaction_base& tx, const std::string& user_id, const std::string& id);
 caf::expected<std::vector<job_attempt>> attempts(pqxx::transaction_base& tx, const std::string& id);
+caf::expected<std::vector<job_record>> states(pqxx::transaction_base& tx, const std::vector<std::string>& ids);
+caf::expected<bool> progress(pqxx::transaction_base& tx, const std::string& id, const std::string& owner,
+                             double progress, const std::string& detail);
 
 } // namespace jobs_sql
 

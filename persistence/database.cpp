@@ -10,6 +10,8 @@
 #include "persistence/migrations_internal.hpp"
 #include "persistence/retention_sql.hpp"
 #include "persistence/usage_sql.hpp"
+#include "persistence/wishlist_sql.hpp"
+#include "persistence/plans_sql.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
@@ -75,6 +77,8 @@ bool ensure_connected(database_actor* self) {
     accounts_sql::prepare_statements(*st.connection);
     content_sql::prepare_statements(*st.connection);
     retention_sql::prepare_statements(*st.connection);
+    wishlist_sql::prepare_statements(*st.connection);
+    plans_sql::prepare_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
     st.backoff = std::chrono::milliseconds{0};
@@ -268,6 +272,14 @@ caf::message_handler content_handlers(database_actor* self) {
     [self](job_get_atom, const std::string& user_id, const std::string& id) {
       return run_query(self, "job_get", [&](pqxx::work& tx) { return jobs_sql::get(tx, user_id, id); });
     },
+    [self](job_progress_atom, const std::string& id, const std::string& owner, double progress,
+           const std::string& detail) {
+      return run_query(self, "job_progress",
+                       [&](pqxx::work& tx) { return jobs_sql::progress(tx, id, owner, progress, detail); });
+    },
+    [self](job_states_atom, const std::vector<std::string>& ids) {
+      return run_query(self, "job_states", [&](pqxx::work& tx) { return jobs_sql::states(tx, ids); });
+    },
     [self](job_attempts_atom, const std::string& id) {
       return run_query(self, "job_attempts", [&](pqxx::work& tx) { return jobs_sql::attempts(tx, id); });
     },
@@ -393,6 +405,31 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     },
     [self](auth_purge_atom) {
       return run_query(self, "auth_purge", [&](pqxx::work& tx) { return accounts_sql::auth_purge(tx); });
+    },
+    // The wishlist (persistence/wishlist.hpp)
+    [self](wishlist_add_atom, const wishlist_entry& entry) {
+      return run_query(self, "wishlist_add", [&](pqxx::work& tx) { return wishlist_sql::add(tx, entry); });
+    },
+    [self](wishlist_list_atom, const wishlist_cursor& after, int32_t limit) {
+      return run_query(self, "wishlist_list", [&](pqxx::work& tx) { return wishlist_sql::list(tx, after, limit); });
+    },
+    // Plans (persistence/plans.hpp)
+    [self](plan_request_atom, const std::string& user_id, const std::string& repository_id, const job_draft& job) {
+      return run_query(self, "plan_request",
+                       [&](pqxx::work& tx) { return plans_sql::request(tx, user_id, repository_id, job); });
+    },
+    [self](plan_store_atom, const plan_record& plan) {
+      return run_query(self, "plan_store", [&](pqxx::work& tx) { return plans_sql::store(tx, plan); });
+    },
+    [self](plan_get_atom, const std::string& user_id, const std::string& id) {
+      return run_query(self, "plan_get", [&](pqxx::work& tx) { return plans_sql::get(tx, user_id, id); });
+    },
+    [self](plan_list_atom, const std::string& user_id, const std::string& repository_id, int32_t limit) {
+      return run_query(self, "plan_list",
+                       [&](pqxx::work& tx) { return plans_sql::list(tx, user_id, repository_id, limit); });
+    },
+    [self](plan_delete_atom, const std::string& user_id, const std::string& id) {
+      return run_query(self, "plan_delete", [&](pqxx::work& tx) { return plans_sql::remove(tx, user_id, id); });
     },
     // Retention (persistence/retention.hpp)
     [self](retention_delete_atom, const std::string& table, int64_t cutoff_unix_ms, int32_t max_rows) {

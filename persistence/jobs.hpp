@@ -47,13 +47,14 @@ struct job_record {
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
   int64_t finished_at_ms = 0;
+  std::string detail = "{}"; // what the runner is doing (a JSON object: step, files and bytes done and in all)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_record& x) {
   return f(caf::meta::type_name("job_record"), x.id, x.user_id, x.kind, x.payload, x.state, x.priority, x.attempts,
            x.max_attempts, x.run_at_ms, x.lease_owner, x.lease_until_ms, x.progress, x.error, x.result, x.created_at_ms,
-           x.updated_at_ms, x.finished_at_ms);
+           x.updated_at_ms, x.finished_at_ms, x.detail);
 }
 
 /// One attempt of a job.
@@ -101,6 +102,12 @@ using job_fail_atom = caf::atom_constant<caf::atom("jobfail")>;
 using job_release_atom = caf::atom_constant<caf::atom("jobrelease")>;
 /// (job_get_atom, user_id, id) -> job_record; not_found unless the job is the user's.
 using job_get_atom = caf::atom_constant<caf::atom("jobget")>;
+/// (job_progress_atom, id, owner, double progress, detail_json) -> bool: records what a running job is doing (its
+/// progress 0..1 and a JSON object such as {"step":"expanding"}); conflict if the lease was lost.
+using job_progress_atom = caf::atom_constant<caf::atom("jobprogres")>;
+/// (job_states_atom, std::vector<std::string> ids) -> std::vector<job_record>: the jobs that exist among `ids`, of
+/// any user (callers check ownership first), in no particular order. One statement for every job a node watches.
+using job_states_atom = caf::atom_constant<caf::atom("jobstates")>;
 /// (job_attempts_atom, id) -> std::vector<job_attempt>, in order.
 using job_attempts_atom = caf::atom_constant<caf::atom("jobattempt")>;
 

@@ -14,13 +14,16 @@ namespace {
 
 using content_sql::epoch_ms;
 
+/// How many columns job_columns() names: a statement's own columns after them start at this index.
+constexpr int job_column_count = 18;
+
 /// The columns to_job reads, of the table (or alias) `t`.
 std::string job_columns(const std::string& t) {
   return t + "id::text, COALESCE(" + t + "user_id::text, ''), " + t + "kind, " + t + "payload::text, " + t + "state, "
          + t + "priority, " + t + "attempts, " + t + "max_attempts, " + epoch_ms(t + "run_at") + ", COALESCE(" + t
          + "lease_owner, ''), " + epoch_ms(t + "lease_until") + ", " + t + "progress, COALESCE(" + t + "error, ''), "
          + "COALESCE(" + t + "result::text, ''), " + epoch_ms(t + "created_at") + ", " + epoch_ms(t + "updated_at")
-         + ", " + epoch_ms(t + "finished_at");
+         + ", " + epoch_ms(t + "finished_at") + ", " + t + "detail::text";
 }
 
 job_record to_job(const pqxx::row& row) {
@@ -42,6 +45,7 @@ job_record to_job(const pqxx::row& row) {
   j.created_at_ms = row[14].as<int64_t>();
   j.updated_at_ms = row[15].as<int64_t>();
   j.finished_at_ms = row[16].as<int64_t>();
+  j.detail = row[17].as<std::string>();
   return j;
 }
 
@@ -161,6 +165,9 @@ void prepare(pqxx::connection& conn) {
                            "WHERE id = ANY($2::uuid[]) AND lease_owner = $1 AND state = 'running' "
                            "RETURNING id::text, attempts + 1"},
     {"troupe_job_get", "SELECT " + job_columns("") + " FROM jobs WHERE id = $1::uuid AND user_id = $2::uuid"},
+    {"troupe_job_states", "SELECT " + job_columns("") + " FROM jobs WHERE id = ANY($1::uuid[])"},
+    {"troupe_job_progress", "UPDATE jobs SET progress = $3, detail = $4::jsonb "
+                            "WHERE id = $1::uuid AND lease_owner = $2 AND state = 'running'"},
     {"troupe_job_attempts", "SELECT attempt, owner, " + epoch_ms("started_at") + ", " + epoch_ms("finished_at")
                               + ", COALESCE(outcome, ''), COALESCE(error, '') FROM job_attempts "
                                 "WHERE job_id = $1::uuid ORDER BY attempt"},
@@ -197,7 +204,8 @@ caf::expected<std::vector<job_record>> claim(pqxx::transaction_base& tx, const s
   };
   std::vector<pick> picks;
   for (const auto& row : tx.exec_prepared("troupe_job_claim", owner, lease_ms, max, max + claim_candidate_margin)) {
-    picks.push_back({to_job(row), row[17].as<std::string>(), row[18].as<int64_t>(), row[19].as<int64_t>()});
+    picks.push_back({to_job(row), row[job_column_count].as<std::string>(), row[job_column_count + 1].as<int64_t>(),
+                     row[job_column_count + 2].as<int64_t>()});
     tx.exec_prepared0("troupe_job_attempt_start", picks.back().job.id, picks.back().job.attempts, owner);
   }
   // RETURNING keeps no order: put the picks back in the claim's order.
@@ -274,6 +282,27 @@ caf::expected<job_record> get(pqxx::transaction_base& tx, const std::string& use
   if (rows.empty())
     return no_job();
   return to_job(rows[0]);
+}
+
+caf::expected<std::vector<job_record>> states(pqxx::transaction_base& tx, const std::vector<std::string>& ids) {
+  std::vector<job_record> result;
+  auto valid = uuids_only(ids);
+  if (valid.empty())
+    return result;
+  for (const auto& row : tx.exec_prepared("troupe_job_states", content_sql::text_array(valid)))
+    result.push_back(to_job(row));
+  return result;
+}
+
+caf::expected<bool> progress(pqxx::transaction_base& tx, const std::string& id, const std::string& owner,
+                             double progress, const std::string& detail) {
+  if (!is_uuid(id))
+    return no_job();
+  if (tx.exec_prepared0("troupe_job_progress", id, owner, std::clamp(progress, 0.0, 1.0), detail.empty() ? "{}" : detail)
+        .affected_rows()
+      == 0)
+    return lease_lost();
+  return true;
 }
 
 caf::expected<std::vector<job_attempt>> attempts(pqxx::transaction_base& tx, const std::string& id) {

@@ -120,13 +120,14 @@ struct file_batch {
   std::string job_id;
   std::string owner; // the job's lease owner: nothing is written once the lease is lost
   double progress = 0;
+  std::string detail; // the job's detail (jobs.hpp), a JSON object; "" = {}
   std::vector<segment_row> segments;
   std::vector<file_outcome> finished; // marked done; a binary one loses any segments it had
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, file_batch& x) {
-  return f(caf::meta::type_name("file_batch"), x.job_id, x.owner, x.progress, x.segments, x.finished);
+  return f(caf::meta::type_name("file_batch"), x.job_id, x.owner, x.progress, x.detail, x.segments, x.finished);
 }
 
 /// (repo_create_atom, user_id, name) -> repository_record; conflict if the user has one of that name.

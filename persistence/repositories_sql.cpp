@@ -121,7 +121,7 @@ void prepare(pqxx::connection& conn) {
      "UPDATE files SET status = 'processing', error = NULL WHERE job_id = $1::uuid AND status <> 'done'"},
     {"troupe_files_of_job", "SELECT " + file_columns + " FROM files f WHERE f.job_id = $1::uuid ORDER BY f.path"},
     {"troupe_files_progress",
-     "UPDATE jobs SET progress = $3 WHERE id = $1::uuid AND lease_owner = $2 AND state = 'running'"},
+     "UPDATE jobs SET progress = $3, detail = $4::jsonb WHERE id = $1::uuid AND lease_owner = $2 AND state = 'running'"},
     {"troupe_files_drop_binary", "DELETE FROM file_segments WHERE file_id = ANY($1::uuid[])"},
   };
   for (const auto& [name, sql] : statements)
@@ -267,7 +267,8 @@ caf::expected<bool> commit_batch(pqxx::transaction_base& tx, const file_batch& b
   if (!is_uuid(batch.job_id))
     return make_error(service_error::not_found, "No such job.");
   // The lease first: a worker that lost its job writes nothing.
-  if (tx.exec_prepared0("troupe_files_progress", batch.job_id, batch.owner, std::clamp(batch.progress, 0.0, 1.0))
+  if (tx.exec_prepared0("troupe_files_progress", batch.job_id, batch.owner, std::clamp(batch.progress, 0.0, 1.0),
+                        batch.detail.empty() ? "{}" : batch.detail)
         .affected_rows()
       == 0)
     return make_error(service_error::conflict, "The job's lease was lost: another worker owns it now.");

@@ -62,6 +62,8 @@ start_mock_upstream_if_needed() {
       TROUPE_PRICES='{"mock-1":{"input_per_mtok":0.15,"output_per_mtok":0.6},"mock-2":{"input_per_mtok":2.5,"output_per_mtok":10},"mock-embed":{"input_per_mtok":0.02,"output_per_mtok":0}}'
       export TROUPE_PRICES
     fi
+    # Plans are asked of a model the mock serves (it answers plan prompts with a plan built from them).
+    export TROUPE_PLANS_MODEL=${TROUPE_PLANS_MODEL:-mock-1}
     upstream_note="no upstream configured: using the mock upstream on 127.0.0.1:$mock_port (models mock-1, mock-2, mock-embed)"
     log "$upstream_note"
   fi

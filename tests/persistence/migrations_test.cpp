@@ -226,14 +226,15 @@ TEST_F(Migrations, ConcurrentMigratorsApplyEachMigrationExactlyOnce) {
 TEST_F(Migrations, CreatesEveryTableAndTheWorkloadIndexes) {
   pqxx::connection conn{url_};
   apply_migrations(conn);
-  for (const char* table : {"schema_migrations", "plans", "users", "api_keys", "refresh_tokens", "repositories",
+  for (const char* table : {"schema_migrations", "tiers", "plans", "pro_wishlist", "users", "api_keys", "refresh_tokens", "repositories",
                             "files", "file_segments", "uploads", "jobs", "usage", "feedback", "funnel_events",
                             "security_events", "cluster_members", "idempotency_keys", "storage_usage", "job_turns"})
     EXPECT_TRUE(table_exists(conn, table)) << table;
   for (const char* index :
        {"api_keys_user_id_idx", "refresh_tokens_family_id_idx", "refresh_tokens_expires_at_idx",
         "file_segments_tsv_idx", "uploads_expires_at_pending_idx", "jobs_owner_dispatch_idx", "jobs_lease_until_idx",
-        "funnel_events_event_occurred_at_idx", "security_events_ip_created_at_idx", "idempotency_keys_created_at_idx"})
+        "funnel_events_event_occurred_at_idx", "security_events_ip_created_at_idx", "idempotency_keys_created_at_idx",
+        "plans_repository_idx", "plans_created_at_idx", "pro_wishlist_email_idx", "pro_wishlist_created_at_idx"})
     EXPECT_TRUE(table_exists(conn, index)) << index;
 }
 
@@ -242,9 +243,10 @@ TEST_F(Migrations, ConstraintsRejectInvalidRows) {
   pqxx::connection conn{url_};
   apply_migrations(conn);
 
-  // Plans are seeded; users default to 'free' and must name an existing plan.
-  EXPECT_EQ(scalar(conn, "SELECT daily_generation_quota FROM plans WHERE name = 'free'"), 50);
-  EXPECT_EQ(scalar(conn, "SELECT daily_generation_quota FROM plans WHERE name = 'pro'"), 1000);
+  // Tiers (called plans before migration 0012, which renamed them with their rows) are seeded; users default to
+  // 'free' and must name an existing tier.
+  EXPECT_EQ(scalar(conn, "SELECT daily_generation_quota FROM tiers WHERE name = 'free'"), 50);
+  EXPECT_EQ(scalar(conn, "SELECT daily_generation_quota FROM tiers WHERE name = 'pro'"), 1000);
   exec(conn, "INSERT INTO users (email, password_hash) VALUES ('ada@example.com', 'h')");
   EXPECT_EQ(scalar(conn, "SELECT count(*) FROM users WHERE plan = 'free' AND role = 'user'"), 1);
   EXPECT_THROW(exec(conn, "INSERT INTO users (email, password_hash, plan) VALUES ('b@example.com', 'h', 'gold')"),

@@ -7,6 +7,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace troupe::mock {
 
@@ -92,8 +93,14 @@ bool parse_messages(const rapidjson::Value& messages, chat_request& out, request
       return false;
     }
     out.prompt_bytes += text.size();
-    if (std::string_view{message["role"].GetString()} == "user")
+    std::string_view role{message["role"].GetString()};
+    if (role == "system" && text.find("troupe-plan-v1") != std::string::npos)
+      out.plan_prompt = true;
+    if (role == "user") {
       out.last_user_text = text;
+      if (++out.user_messages == 1)
+        out.plan_text = text;
+    }
   }
   return true;
 }
@@ -171,6 +178,8 @@ reply_content make_content(const chat_request& request, const knobs& k) {
   reply_content content;
   if (k.huge_bytes > 0) {
     content.filler = static_cast<uint64_t>(k.huge_bytes);
+  } else if (request.plan_prompt) {
+    content.text = mock_plan(request);
   } else {
     content.text = "mock reply: ";
     if (k.malformed == malformed_mode::utf8)
@@ -373,6 +382,56 @@ void plan_error(const admission& admitted, const answer_context& context, plan& 
   p.write(
     response_head(admitted.status, "application/json", static_cast<int64_t>(b.size()), context.keep_alive, extra));
   emit_dripped(b, b.size(), k, p);
+}
+
+std::string mock_plan(const chat_request& request) {
+  std::string_view text = request.plan_text;
+  std::string_view line = text.substr(0, text.find('\n'));
+  constexpr std::string_view prefix = "Request: ";
+  if (line.substr(0, prefix.size()) == prefix)
+    line.remove_prefix(prefix.size());
+  bool invalid = line.find("[invalid-plan]") != std::string_view::npos
+                 || (line.find("[invalid-plan-once]") != std::string_view::npos && request.user_messages < 2);
+  std::string out = "{\"title\":";
+  append_json_string(out, "Plan: " + std::string{utf8_prefix(line, 60)});
+  if (invalid)
+    return out + ",\"overview\":\"An answer without sections.\"}";
+  // The excerpts' distinct paths, in order.
+  std::vector<std::string> paths;
+  for (size_t at = text.find("\n--- "); at != std::string_view::npos && paths.size() < 8;
+       at = text.find("\n--- ", at + 1)) {
+    auto start = at + 5;
+    auto end = text.find('\n', start);
+    auto entry = text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    auto colon = entry.rfind(':');
+    std::string path{entry.substr(0, colon)};
+    if (std::find(paths.begin(), paths.end(), path) == paths.end())
+      paths.push_back(std::move(path));
+  }
+  out += ",\"overview\":";
+  append_json_string(out, "A plan for: " + std::string{utf8_prefix(line, 200)} + " It touches "
+                            + std::to_string(paths.size()) + " file" + (paths.size() == 1 ? "" : "s") + ".");
+  out += ",\"sections\":[";
+  auto goal = std::string{utf8_prefix(line, 80)};
+  if (paths.empty()) {
+    out += "{\"title\":\"Start\",\"files\":[],\"steps\":[";
+    append_json_string(out, "Find where to begin: " + goal);
+    out += "]}";
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    out += "{\"title\":";
+    append_json_string(out, "Update " + paths[i]);
+    out += ",\"files\":[";
+    append_json_string(out, paths[i]);
+    out += "],\"steps\":[";
+    append_json_string(out, "Read " + paths[i] + ".");
+    out += ',';
+    append_json_string(out, "Change it for: " + goal);
+    out += ",\"Test the change.\"]}";
+  }
+  return out + "]}";
 }
 
 std::string scan_directives(std::string_view text, knob_overrides& directives) {

@@ -4,7 +4,7 @@
 // knobs control.hpp resolved for the request.
 //
 // The reply content is "mock reply: " followed by the text of the last user message (at most 200 bytes, cut at a
-// UTF-8 boundary); with huge_bytes it is that many bytes of the filler pattern instead; with max_tokens
+// UTF-8 boundary); a plan request (mock_plan) is answered with a deterministic plan built from its prompt; with huge_bytes it is that many bytes of the filler pattern instead; with max_tokens
 // (or max_completion_tokens) it stops after 4 * max_tokens bytes with finish_reason "length".
 // Usage: prompt_tokens = ceil(bytes of all message text / 4), completion_tokens = ceil(content bytes / 4), each
 // at least 1.
@@ -29,6 +29,11 @@ struct chat_request {
   std::string last_user_text;
   uint64_t prompt_bytes = 0; // bytes of text over all messages
   knob_overrides directives; // from [[mock ...]] in message text, in message order
+  // A plan request (Troupe's plan jobs: a system message naming troupe-plan-v1): the first user message, and how
+  // many user messages there are (2 on a retry after an answer that did not fit).
+  bool plan_prompt = false;
+  std::string plan_text;
+  int user_messages = 0;
 };
 
 /// Why a request is invalid, in OpenAI's terms (a 400 invalid_request_error).
@@ -42,6 +47,13 @@ struct request_error {
 /// (invalid JSON or UTF-8 as config/json.hpp reads it: also too deep or with a repeated key; missing model or
 /// messages, wrongly typed fields, an invalid [[mock ...]] directive).
 bool parse_chat_request(std::string_view body, chat_request& out, request_error& error);
+
+/// The answer to a plan request: a JSON plan {title, overview, sections:[{title, files, steps}]} made from the
+/// request line ("Request: ...") and the excerpts' paths ("--- path:first-last") of its first user message, one
+/// section per distinct path (at most 8), or one section without files when there are none. A request line holding
+/// "[invalid-plan]" gets an answer without sections every time; "[invalid-plan-once]" only to the first attempt
+/// (a request with a single user message).
+std::string mock_plan(const chat_request& request);
 
 /// Appends to `directives` every [[mock name=value ...]] found in `text`; returns "" or an error sentence.
 std::string scan_directives(std::string_view text, knob_overrides& directives);
