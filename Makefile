@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-cluster clean format
+.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-cluster bench-connections clean format
 
 run:
 	scripts/run $(ARGS)
@@ -62,6 +62,9 @@ bench-cluster:
 
 bench-path:
 	bench/path.sh
+
+bench-connections:
+	bench/connections.sh
 
 clean:
 	rm -rf build build-asan build-tsan

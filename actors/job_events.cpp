@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include <map>
+#include <set>
 #include <vector>
 
 namespace troupe {
@@ -75,13 +76,19 @@ void schedule(job_events_actor* self) {
 
 /// Applies a poll's read: updates, heartbeats, final states, deleted jobs and departed clients. A watch that ends
 /// is counted out before its sink hears of it.
-void apply_read(job_events_actor* self, const std::vector<job_record>& jobs) {
+/// Only the jobs the read asked for (`read`) are judged: a watch added while the read was under way waits for the
+/// next one (its job is not missing, just not asked for).
+void apply_read(job_events_actor* self, const std::set<std::string>& read, const std::vector<job_record>& jobs) {
   auto& st = self->state;
   std::map<std::string, const job_record*> by_id;
   for (const auto& job : jobs)
     by_id.emplace(job.id, &job);
   auto now = clock::now();
   for (auto it = st.watches.begin(); it != st.watches.end();) {
+    if (read.count(it->first) == 0) {
+      ++it;
+      continue;
+    }
     auto found = by_id.find(it->first);
     auto& list = it->second;
     for (auto w = list.begin(); w != list.end();) {
@@ -134,11 +141,12 @@ void poll(job_events_actor* self) {
   for (const auto& [id, list] : st.watches)
     ids.push_back(id);
   st.reading = true;
+  std::set<std::string> read{ids.begin(), ids.end()};
   self->request(*db, caf::duration{st.opts.read_timeout}, job_states_atom::value, std::move(ids))
     .then(
-      [self](std::vector<job_record>& jobs) {
+      [self, read = std::move(read)](std::vector<job_record>& jobs) {
         self->state.reading = false;
-        apply_read(self, jobs);
+        apply_read(self, read, jobs);
         schedule(self);
       },
       [self](caf::error& err) {

@@ -415,6 +415,7 @@ int run_server(const config::settings& settings) {
     http::add_usage_routes(*routes, authenticator);
     http::plan_route_options plan_routes;
     plan_routes.max_attempts = static_cast<int32_t>(settings.jobs.max_attempts);
+    plan_routes.max_active = static_cast<int32_t>(settings.plans.max_active_per_user);
     plan_routes.cors = cors;
     http::add_plan_routes(*routes, authenticator, plan_routes);
     http::wishlist_route_options wishlist_routes;
@@ -462,6 +463,9 @@ int run_server(const config::settings& settings) {
       }
     // Refuse new requests before saying so: whoever reads "shutting down" in the log may rely on it.
     http_state->begin_drain();
+    // From now on plan jobs start no call through the gateway either (a job whose call cannot start is retried,
+    // here after a restart or by another node).
+    shared.plans->clear();
     log::info("shutting down", log::fields{}
                                  .add("signal", received == SIGINT ? "SIGINT" : "SIGTERM")
                                  .add("in_flight", http_state->in_flight())
@@ -478,8 +482,6 @@ int run_server(const config::settings& settings) {
       log::warn("grace time over; closing connections with requests in flight",
                 log::fields{}.add("in_flight", http_state->in_flight()));
     server.stop();
-    // No plan job calls the gateway from now on (one that tries is retried by the next node or start).
-    shared.plans->clear();
 
     // 5. Stop the tree in reverse start order.
     caf::anon_send_exit(root, caf::exit_reason::user_shutdown);

@@ -525,6 +525,10 @@ const std::vector<option_spec>& all_options() {
     entry("plans.context_segments", bind<&settings::plans, &plans_settings::context_segments>(), "12",
           "repository segments (about 2 KiB each) the full-text search retrieves for a plan's prompt")
       .range(1, 50, "segments"),
+    entry("plans.max_active_per_user", bind<&settings::plans, &plans_settings::max_active_per_user>(), "4",
+          "plan jobs one user may have queued or running at once; another request gets 429 (plan jobs share "
+          "jobs.concurrency with uploads' processing, after it)")
+      .range(1, 1000, "jobs"),
     // retention (the sweeper of actors/retention.hpp)
     entry("security.retention_days", bind<&settings::retention, &retention_settings::security_days>(), "90",
           "security events older than this are deleted; 0 keeps them")

@@ -199,6 +199,7 @@ struct jobs_settings {
 struct plans_settings {
   std::string model;        // the model a plan is asked of when the request names none
   int64_t context_segments; // repository segments retrieved for a plan's prompt
+  int64_t max_active_per_user; // plan jobs one user may have queued or running at once
 };
 
 /// Retention periods of append-only tables (options security.retention_days, idempotency.retention_days,

@@ -166,7 +166,7 @@ void call_model(runner_actor* self, std::string body) {
   auto& st = self->state;
   auto runtime = st.jobs->get();
   if (!runtime || !runtime->chat || !runtime->jwt) {
-    fail(self, service_error::unavailable, "The server is still starting; the plan is made at the next attempt.");
+    fail(self, service_error::unavailable, "The server is starting or stopping; the plan is made at the next attempt.");
     return;
   }
   auto now = runtime->now_unix ? runtime->now_unix()
@@ -187,6 +187,10 @@ void call_model(runner_actor* self, std::string body) {
   req.path = "/v1/chat/completions";
   req.route = "/v1/chat/completions";
   req.headers = {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
+  // The second call follows an answer that did not fit: it must reach the model, not replay a cached answer (and
+  // its own answer, which the first call's misfit shaped, is not one to serve to anybody else).
+  if (st.calls.size() >= 1)
+    req.headers.emplace_back("X-Troupe-Cache", "off");
   req.body = std::move(body);
   req.remote_address = "127.0.0.1";
   req.started = std::chrono::steady_clock::now();
@@ -200,7 +204,13 @@ void call_model(runner_actor* self, std::string body) {
                    cache == "HIT");
   });
   self->delayed_send(self, st.jobs->options().call_timeout, plan_late_atom::value, call);
-  runtime->chat(std::move(r));
+  try {
+    runtime->chat(std::move(r));
+  } catch (const std::exception& e) {
+    // A route handler that throws is a bug (the server's dispatch would answer 500): the job fails for good rather
+    // than its runner dying unanswered.
+    fail(self, service_error::internal, std::string{"The gateway failed the plan's call: "} + e.what());
+  }
 }
 
 /// The gateway's error message in an answer body ("" if it has none).
@@ -221,7 +231,7 @@ void on_answer(runner_actor* self, int32_t status, const std::string& body, bool
     auto why = error_message(body);
     auto message = "The model call was refused (" + std::to_string(status) + ")" + (why.empty() ? "." : ": " + why);
     // What another attempt would meet again fails for good; overload, limits and outages are retried.
-    bool lasting = status == 400 || status == 402 || status == 403 || status == 404 || status == 413;
+    bool lasting = status == 400 || status == 401 || status == 402 || status == 403 || status == 404 || status == 413;
     fail(self, lasting ? service_error::invalid_input : service_error::unavailable, message);
     return;
   }

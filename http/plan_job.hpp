@@ -10,13 +10,14 @@
 //      (POST /v1/chat/completions, through the generation gate), signed with a short-lived access token of that
 //      user: so it is authenticated, rate-limited, metered (quota, tokens, spend, usage_events), cached and
 //      breaker-protected exactly like the user's own calls. Its answer is checked (http/plans.hpp); one that does
-//      not fit is asked for once more with what was wrong; a second misfit fails the job for good.
+//      not fit is asked for once more with what was wrong (that call with X-Troupe-Cache: off, so it reaches the
+//      model and its answer is not cached); a second misfit fails the job for good.
 //   3. storing: the plan (persistence/plans.hpp; a retried job finds the plan it stored), with metadata: the model,
 //      the tokens of every attempt, the retrieved files, the attempts and whether the answer came from the cache.
 // Each step is recorded in the job's detail ({"step": ...}), so GET /api/jobs/{id}/events shows it.
 // Failures: a repository deleted meanwhile, a refusal of the gateway that another attempt would meet again (400,
-// 402, 403, 404, 413) and a second misfit fail for good (invalid_input); the rest (429, 5xx, timeouts, a database
-// restarting) retries the job after its backoff.
+// 401, 402, 403, 404, 413), a second misfit and a route handler that throws fail for good; the rest (429, 5xx,
+// timeouts, a database restarting, a server starting or draining) retries the job after its backoff.
 
 #include "http/server.hpp"
 

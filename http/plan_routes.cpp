@@ -58,6 +58,7 @@ void create_route(route_context& ctx, const std::shared_ptr<responder>& r) {
   job_draft job;
   job.kind = "plan";
   job.max_attempts = ctx.opts.max_attempts;
+  job.priority = -1; // after any upload's processing waiting for a slot: a plan waits on a model for seconds
   job.payload = json_of([&](json_writer& w) {
     w.StartObject();
     write_string(w, "repository_id", r->req().param("id").value_or(""));
@@ -83,7 +84,7 @@ void create_route(route_context& ctx, const std::shared_ptr<responder>& r) {
       res.header("Location", "/api/jobs/" + queued.id);
       return std::move(res.header("Cache-Control", "no-store"));
     },
-    plan_request_atom::value, repository, job);
+    plan_request_atom::value, repository, job, ctx.opts.max_active);
 }
 
 void get_route(route_context& ctx, const std::shared_ptr<responder>& r) {

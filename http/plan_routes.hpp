@@ -4,8 +4,9 @@
 //
 //   POST   /api/repositories/{id}/plans {prompt, title?, model?}
 //          202 {object:"job", job_id, state:"queued", events:"/api/jobs/<job>/events"}, Location: /api/jobs/<job>;
-//          404 unless the repository is the caller's; 400 naming the field. The job's result names the plan:
-//          {plan_id, title, sections}.
+//          404 unless the repository is the caller's; 400 naming the field; 429 when the caller has
+//          plans.max_active_per_user plan jobs queued or running. The job's result names the plan: {plan_id, title,
+//          sections}. Plan jobs have priority -1: an upload's processing waiting for a slot goes first.
 //   GET    /api/plans/{id}                      200 {id, repository_id, job_id, title, overview, sections:[{title,
 //                                               files, steps}], metadata:{model, prompt_tokens, completion_tokens,
 //                                               total_tokens, model_calls, cached, retrieved:[{path, start_line,
@@ -30,6 +31,7 @@ struct plan_route_options {
   std::string db_query = "db.query";
   std::string job_queue = "jobs.queue";
   int32_t max_attempts = 3; // jobs.max_attempts
+  int32_t max_active = 4;   // plans.max_active_per_user
   std::shared_ptr<cors_policy> cors;
 };
 

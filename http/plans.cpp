@@ -37,6 +37,7 @@ using writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 constexpr size_t max_query_words = 16;
 constexpr size_t max_context_bytes = 24 * 1024;
+constexpr size_t max_retry_answer_bytes = 16 * 1024;
 
 constexpr const char* system_prompt =
   "You are a senior software engineer writing an implementation plan for a code repository (troupe-plan-v1). "
@@ -114,6 +115,16 @@ std::string request_body(const plan_prompt& p, ExtraMessages extra) {
   return {buffer.GetString(), buffer.GetSize()};
 }
 
+/// At most `limit` bytes of `text`, not cut inside a UTF-8 sequence, with " [...]" when it was cut.
+std::string bounded_utf8(const std::string& text, size_t limit) {
+  if (text.size() <= limit)
+    return text;
+  size_t end = limit;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
+    --end;
+  return text.substr(0, end) + " [...]";
+}
+
 /// The text inside a ``` fence when the content is one (models often wrap JSON so), else the content.
 std::string_view unfenced(std::string_view text) {
   auto first = text.find_first_not_of(" \t\r\n");
@@ -170,14 +181,18 @@ std::string plan_request(const plan_prompt& p) {
 }
 
 std::string retry_request(const plan_prompt& p, const std::string& answer, const std::string& problem) {
+  // The misfit answer goes back bounded: the retry must fit the model's context and the server's memory whatever
+  // the first answer's size (the upstream's answer limit is megabytes).
+  auto shown = bounded_utf8(answer, max_retry_answer_bytes);
+  auto why = bounded_utf8(problem, 1024);
   return request_body(p, [&](writer& w) {
     w.StartObject();
     w.Key("role");
     w.String("assistant");
     w.Key("content");
-    w.String(answer.c_str(), static_cast<rapidjson::SizeType>(answer.size()));
+    w.String(shown.c_str(), static_cast<rapidjson::SizeType>(shown.size()));
     w.EndObject();
-    auto correction = "That answer does not fit the plan's shape: " + problem
+    auto correction = "That answer does not fit the plan's shape: " + why
                       + " Answer again with only the JSON object, fixing that.";
     w.StartObject();
     w.Key("role");

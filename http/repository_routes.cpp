@@ -134,8 +134,13 @@ public:
   explicit job_event_stream(std::shared_ptr<responder> r) : responder_(std::move(r)) {}
 
   ~job_event_stream() override {
-    if (stream_)
-      stream_->end();
+    if (!stream_)
+      return;
+    // Dropped by the watcher without a close: the client left, or the server is draining (then it is told why, so
+    // that it reconnects rather than taking the end of the stream for the end of the job).
+    if (!closed_ && !stream_->gone() && stream_->draining())
+      write_error("The server is restarting; reconnect to go on.");
+    stream_->end();
   }
 
   bool update(const job_record& job) override {
@@ -166,17 +171,23 @@ public:
   void close(const std::string& why) override {
     if (!stream_)
       return;
+    closed_ = true;
     if (!why.empty())
-      stream_->write("event: error\ndata: " + json_of([&](json_writer& w) {
-                       w.StartObject();
-                       write_string(w, "message", why);
-                       w.EndObject();
-                     })
-                     + "\n\n");
+      write_error(why);
     stream_->end();
   }
 
 private:
+  void write_error(const std::string& why) {
+    stream_->write("event: error\ndata: " + json_of([&](json_writer& w) {
+                     w.StartObject();
+                     write_string(w, "message", why);
+                     w.EndObject();
+                   })
+                   + "\n\n");
+  }
+
+  bool closed_ = false;
   std::shared_ptr<responder> responder_;
   std::shared_ptr<response_stream> stream_;
   uint64_t events_ = 0;

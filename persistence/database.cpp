@@ -414,9 +414,11 @@ caf::behavior database_impl(database_actor* self, database_options options) {
       return run_query(self, "wishlist_list", [&](pqxx::work& tx) { return wishlist_sql::list(tx, after, limit); });
     },
     // Plans (persistence/plans.hpp)
-    [self](plan_request_atom, const std::string& user_id, const std::string& repository_id, const job_draft& job) {
-      return run_query(self, "plan_request",
-                       [&](pqxx::work& tx) { return plans_sql::request(tx, user_id, repository_id, job); });
+    [self](plan_request_atom, const std::string& user_id, const std::string& repository_id, const job_draft& job,
+           int32_t max_active) {
+      return run_query(self, "plan_request", [&](pqxx::work& tx) {
+        return plans_sql::request(tx, user_id, repository_id, job, max_active);
+      });
     },
     [self](plan_store_atom, const plan_record& plan) {
       return run_query(self, "plan_store", [&](pqxx::work& tx) { return plans_sql::store(tx, plan); });

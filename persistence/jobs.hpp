@@ -47,7 +47,9 @@ struct job_record {
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
   int64_t finished_at_ms = 0;
-  std::string detail = "{}"; // what the runner is doing (a JSON object: step, files and bytes done and in all)
+  // What the runner is doing (a JSON object: step, files and bytes done and in all); kept when the job ends (done,
+  // or failed for good: where it stopped), reset to {} when an attempt ends and another will follow.
+  std::string detail = "{}";
 };
 
 template <class Inspector>

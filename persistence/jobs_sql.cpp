@@ -126,7 +126,8 @@ void prepare(pqxx::connection& conn) {
      "UPDATE jobs j SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'retrying' END, "
      "run_at = now(), lease_owner = NULL, lease_until = NULL, "
      "error = 'Attempt ' || j.attempts || ' ended without an answer: its worker or node stopped (lease expired).', "
-     "finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END "
+     "finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END, "
+     "detail = CASE WHEN j.attempts >= j.max_attempts THEN j.detail ELSE '{}' END "
      "FROM lapsed WHERE j.id = lapsed.id RETURNING "
        + job_columns("j.")},
     {"troupe_job_claim", claim_statement()},
@@ -157,11 +158,12 @@ void prepare(pqxx::connection& conn) {
      "run_at = CASE WHEN $5::boolean OR attempts >= max_attempts THEN run_at "
      "ELSE now() + $6 * power(2, attempts - 1) * interval '1 millisecond' END, "
      "error = $4, lease_owner = NULL, lease_until = NULL, "
-     "finished_at = CASE WHEN $5::boolean OR attempts >= max_attempts THEN now() END "
+     "finished_at = CASE WHEN $5::boolean OR attempts >= max_attempts THEN now() END, "
+     "detail = CASE WHEN $5::boolean OR attempts >= max_attempts THEN detail ELSE '{}' END "
      "WHERE id = $1::uuid AND lease_owner = $2 AND state = 'running' AND attempts = $3 RETURNING "
        + job_columns("")},
     {"troupe_job_release", "UPDATE jobs SET state = 'retrying', run_at = now(), attempts = attempts - 1, "
-                           "lease_owner = NULL, lease_until = NULL "
+                           "lease_owner = NULL, lease_until = NULL, detail = '{}' "
                            "WHERE id = ANY($2::uuid[]) AND lease_owner = $1 AND state = 'running' "
                            "RETURNING id::text, attempts + 1"},
     {"troupe_job_get", "SELECT " + job_columns("") + " FROM jobs WHERE id = $1::uuid AND user_id = $2::uuid"},

@@ -32,8 +32,10 @@ typename Inspector::result_type inspect(Inspector& f, plan_record& x) {
            x.sections, x.metadata, x.prompt, x.created_at_ms);
 }
 
-/// (plan_request_atom, user_id, repository_id, job_draft) -> job_record: enqueues the job that makes a plan, in the
-/// transaction that checks the repository is the user's (not_found otherwise).
+/// (plan_request_atom, user_id, repository_id, job_draft, int32_t max_active) -> job_record: enqueues the job that
+/// makes a plan, in the transaction that checks the repository is the user's (not_found otherwise) and that the
+/// user has fewer than max_active plan jobs queued, running or retrying (rate_limited otherwise; the user's row is
+/// locked meanwhile, so concurrent requests cannot pass the cap together).
 using plan_request_atom = caf::atom_constant<caf::atom("planreq")>;
 /// (plan_store_atom, plan_record) -> plan_record: stores the plan of plan.job_id, or answers the one that job stored
 /// already (a retried job stores no second plan). The record's id and created_at are ignored.

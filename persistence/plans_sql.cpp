@@ -44,6 +44,9 @@ bool owns_repository(pqxx::transaction_base& tx, const std::string& user_id, con
 
 void prepare_statements(pqxx::connection& conn) {
   conn.prepare("troupe_plan_repository", "SELECT 1 FROM repositories WHERE id = $1::uuid AND user_id = $2::uuid");
+  conn.prepare("troupe_plan_lock_user", "SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE");
+  conn.prepare("troupe_plan_active", "SELECT count(*) FROM jobs WHERE user_id = $1::uuid AND kind = 'plan' "
+                                     "AND state IN ('queued', 'running', 'retrying')");
   // A retried job's second INSERT changes nothing; the plan it stored the first time is read back instead.
   conn.prepare("troupe_plan_store",
                "INSERT INTO plans (user_id, repository_id, job_id, title, overview, sections, metadata, prompt) "
@@ -59,9 +62,13 @@ void prepare_statements(pqxx::connection& conn) {
 }
 
 caf::expected<job_record> request(pqxx::transaction_base& tx, const std::string& user_id,
-                                  const std::string& repository_id, const job_draft& job) {
+                                  const std::string& repository_id, const job_draft& job, int32_t max_active) {
   if (!is_uuid(user_id) || !is_uuid(repository_id) || !owns_repository(tx, user_id, repository_id))
     return no_repository();
+  tx.exec_prepared("troupe_plan_lock_user", user_id);
+  if (tx.exec_prepared1("troupe_plan_active", user_id)[0].as<int64_t>() >= max_active)
+    return make_error(service_error::rate_limited, "At most " + std::to_string(max_active)
+                                                     + " plans may be in the making at once; wait for one to end.");
   return jobs_sql::enqueue(tx, user_id, job);
 }
 

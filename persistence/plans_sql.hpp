@@ -12,7 +12,7 @@ namespace troupe::plans_sql {
 void prepare_statements(pqxx::connection& conn);
 
 caf::expected<job_record> request(pqxx::transaction_base& tx, const std::string& user_id,
-                                  const std::string& repository_id, const job_draft& job);
+                                  const std::string& repository_id, const job_draft& job, int32_t max_active);
 caf::expected<plan_record> store(pqxx::transaction_base& tx, const plan_record& plan);
 caf::expected<plan_record> get(pqxx::transaction_base& tx, const std::string& user_id, const std::string& id);
 caf::expected<std::vector<plan_record>> list(pqxx::transaction_base& tx, const std::string& user_id,

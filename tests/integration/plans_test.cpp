@@ -161,6 +161,22 @@ TEST_F(Plans, BadRequestsAreRefusedBeforeAnyJob) {
   EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobs WHERE kind = 'plan'"), "0");
 }
 
+// A user has at most plans.max_active_per_user plan jobs queued or running: the next request is refused (429)
+// before any job exists, and is taken again once one has ended.
+TEST_F(Plans, AUsersPlansInTheMakingAreBounded) {
+  auto t = start_with_mock({"--set", "plans.max_active_per_user=1"});
+  auto repo = client().create_repository("bounded");
+  auto first = ask(repo, R"({"prompt":"a slow plan [[mock latency_ms=3000]]"})"); // the model takes 3 s
+  ASSERT_EQ(first.status, 202) << first.body;
+  auto refused = ask(repo, R"({"prompt":"another plan"})");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_FALSE(refused.header("retry-after").empty());
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobs WHERE kind = 'plan'"), "1");
+  auto job = client().wait_for_job(json_string(first, "job_id"));
+  ASSERT_EQ(str(job, "state"), "done") << str(job, "error");
+  EXPECT_EQ(ask(repo, R"({"prompt":"another plan"})").status, 202);
+}
+
 TEST_F(Plans, AnAnswerThatDoesNotFitIsAskedForOnceMore) {
   auto t = start_with_mock();
   auto repo = processed_repository();

@@ -313,7 +313,9 @@ TEST_F(Usage, TheReportGroupsByModelKeyAndDay) {
 
 // Reserve, then settle, under 200 concurrent requests with random max_tokens against a daily budget that about half
 // of them fit in: the calls the ledger records never cost more than the budget; the others are refused before any
-// upstream call with 402 insufficient_quota in OpenAI's shape and a Retry-After; nothing else goes wrong.
+// upstream call with 402 insufficient_quota in OpenAI's shape and a Retry-After; nothing else goes wrong. The mock
+// holds every answer, so that all the reservations are made before any is settled (answered at once, the calls
+// settle at their real cost, about a third of their reservation, and a slow start lets every one of them fit).
 TEST_F(Usage, ABudgetHoldsUnder200ConcurrentRequests) {
   // mock-1's reservations here are 10-11 prompt tokens and 1-64 completion tokens: about 21 micro-dollars on average.
   start({"quota.free_usd_per_day=0.002", "limits.generate_max_inflight=256", "limits.generate_burst=1000",
@@ -324,7 +326,7 @@ TEST_F(Usage, ABudgetHoldsUnder200ConcurrentRequests) {
   for (int i = 0; i < 200; ++i) {
     auto extra = ",\"max_tokens\":" + std::to_string(max_tokens(random));
     calls.push_back(std::async(std::launch::async, [this, i, extra] {
-      return chat("question number " + std::to_string(1000 + i), extra);
+      return chat("[[mock latency_ms=1500]] question number " + std::to_string(1000 + i), extra);
     }));
   }
   int ok = 0, refused = 0;

@@ -1,0 +1,220 @@
+// hold_connections: opens many connections to a server and keeps them open, for `make bench-connections`
+// (bench/connections.sh): idle keep-alive connections (one GET answered, then nothing) and server-sent event
+// streams (a GET whose answer is a stream: its events and heartbeats are read and dropped).
+//
+//   hold_connections --port P [--idle 2500] [--sse 2500] [--sse-path /api/jobs/ID/events]
+//                    [--header "Authorization: Bearer T"] [--seconds 60] [--ready-file F]
+//
+// It opens the connections (at most 200 connecting at once), and once every one is held (the idle ones answered,
+// the streams' first event arrived) or 60 s passed, writes "<idle held> <sse held> <failed>" to the ready file. It
+// then holds them for --seconds, reading whatever arrives, and prints one JSON line: held, dropped by the server
+// while held (per kind), failures to connect or to be answered.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct options {
+  uint16_t port = 0;
+  int idle = 2500;
+  int sse = 2500;
+  std::string sse_path;
+  std::vector<std::string> headers;
+  int seconds = 60;
+  std::string ready_file;
+};
+
+enum class phase { connecting, sent, held, closed };
+
+struct conn {
+  int fd = -1;
+  bool sse = false;
+  phase state = phase::connecting;
+  std::string request;
+  std::string received;
+};
+
+bool parse(int argc, char** argv, options& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    const char* v = nullptr;
+    if (a == "--port" && (v = next()))
+      o.port = static_cast<uint16_t>(std::atoi(v));
+    else if (a == "--idle" && (v = next()))
+      o.idle = std::atoi(v);
+    else if (a == "--sse" && (v = next()))
+      o.sse = std::atoi(v);
+    else if (a == "--sse-path" && (v = next()))
+      o.sse_path = v;
+    else if (a == "--header" && (v = next()))
+      o.headers.emplace_back(v);
+    else if (a == "--seconds" && (v = next()))
+      o.seconds = std::atoi(v);
+    else if (a == "--ready-file" && (v = next()))
+      o.ready_file = v;
+    else
+      return false;
+  }
+  return o.port != 0 && (o.sse == 0 || !o.sse_path.empty());
+}
+
+int open_socket(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// Whether what `c` received so far completes what it waits for before it is held.
+bool answered(const conn& c) {
+  if (c.sse)
+    return c.received.find("HTTP/1.1 200") == 0 && c.received.find("\nevent: ") != std::string::npos;
+  auto head_end = c.received.find("\r\n\r\n");
+  if (head_end == std::string::npos || c.received.find("HTTP/1.1 200") != 0)
+    return false;
+  auto at = c.received.find("Content-Length: ");
+  size_t length = at == std::string::npos ? 0 : std::strtoul(c.received.c_str() + at + 16, nullptr, 10);
+  return c.received.size() >= head_end + 4 + length;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  if (!parse(argc, argv, o)) {
+    std::fprintf(stderr, "usage: hold_connections --port P [--idle N] [--sse N --sse-path PATH] [--header H]... "
+                         "[--seconds S] [--ready-file F]\n");
+    return 2;
+  }
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+
+  std::string extra;
+  for (const auto& h : o.headers)
+    extra += h + "\r\n";
+  std::vector<conn> conns(static_cast<size_t>(o.idle + o.sse));
+  for (size_t i = 0; i < conns.size(); ++i) {
+    auto& c = conns[i];
+    c.sse = static_cast<int>(i) >= o.idle;
+    c.request = c.sse ? "GET " + o.sse_path + " HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n" + extra + "\r\n"
+                      : "GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+  }
+  int failed = 0, dropped_idle = 0, dropped_sse = 0;
+  size_t next = 0;
+  bool ready = false;
+  auto start = clock_type::now();
+  auto hold_until = clock_type::time_point::max();
+  char buf[16384];
+  std::vector<pollfd> fds;
+  std::vector<size_t> index;
+  for (;;) {
+    // Keep at most 200 connections in their set-up.
+    int setting_up = 0;
+    for (const auto& c : conns)
+      setting_up += c.fd >= 0 && c.state != phase::held && c.state != phase::closed;
+    while (next < conns.size() && setting_up < 200) {
+      auto& c = conns[next++];
+      c.fd = open_socket(o.port);
+      if (c.fd < 0) {
+        c.state = phase::closed;
+        ++failed;
+        continue;
+      }
+      ++setting_up;
+    }
+    int held_idle = 0, held_sse = 0;
+    for (const auto& c : conns)
+      if (c.state == phase::held)
+        (c.sse ? held_sse : held_idle)++;
+    auto now = clock_type::now();
+    if (!ready && (next == conns.size() && setting_up == 0 ? true : now - start > std::chrono::seconds{60})) {
+      ready = true;
+      if (!o.ready_file.empty())
+        std::ofstream{o.ready_file} << held_idle << " " << held_sse << " " << failed << "\n";
+      hold_until = now + std::chrono::seconds{o.seconds};
+    }
+    if (ready && now >= hold_until) {
+      std::printf("{\"idle_held\":%d,\"sse_held\":%d,\"dropped_idle\":%d,\"dropped_sse\":%d,\"failed\":%d}\n",
+                  held_idle, held_sse, dropped_idle, dropped_sse, failed);
+      return 0;
+    }
+    fds.clear();
+    index.clear();
+    for (size_t i = 0; i < conns.size(); ++i) {
+      const auto& c = conns[i];
+      if (c.fd < 0 || c.state == phase::closed)
+        continue;
+      fds.push_back({c.fd, static_cast<short>(c.state == phase::connecting ? POLLOUT : POLLIN), 0});
+      index.push_back(i);
+    }
+    ::poll(fds.data(), fds.size(), 100);
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (fds[k].revents == 0)
+        continue;
+      auto& c = conns[index[k]];
+      if (c.state == phase::connecting) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0 || ::send(c.fd, c.request.data(), c.request.size(), MSG_NOSIGNAL)
+                          != static_cast<ssize_t>(c.request.size())) {
+          ::close(c.fd);
+          c.state = phase::closed;
+          ++failed;
+          continue;
+        }
+        c.state = phase::sent;
+        continue;
+      }
+      auto n = ::read(c.fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(c.fd);
+        if (c.state == phase::held)
+          (c.sse ? dropped_sse : dropped_idle)++;
+        else
+          ++failed;
+        c.state = phase::closed;
+        continue;
+      }
+      if (c.state == phase::sent) {
+        c.received.append(buf, static_cast<size_t>(n));
+        if (answered(c)) {
+          c.state = phase::held;
+          c.received.clear();
+          c.received.shrink_to_fit();
+        } else if (c.received.size() > 65536) {
+          ::close(c.fd);
+          c.state = phase::closed;
+          ++failed;
+        }
+      }
+    }
+  }
+}
