@@ -7,7 +7,8 @@
 # CPU troupe spends holding them, and /health's p50/p99 with them held against without them in the same run.
 # Targets: every connection held for the whole hold (none dropped); /health p99 while held <= 2x its p99 without
 # them; the RSS they add bounded (reported per connection). The hold fits in http.keepalive_timeout_ms (60 s), so
-# the server runs with its defaults apart from the job event stream caps (jobs.max_event_streams[_per_user], 1000
+# the server runs with its defaults apart from rate limits (off: one user opens every stream, far past the
+# default policy of 120 a minute) and the job event stream caps (jobs.max_event_streams[_per_user], 1000
 # and 8 by default; here one user holds them all).
 # PIN=1 (default on 2+ CPUs): troupe on CPU 0, the clients, wrk and PostgreSQL on CPU 1.
 # Knobs: IDLE=2500 SSE=2500 ROUNDS=3 ROUND_SECONDS=5; TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
@@ -36,16 +37,11 @@ out=bench/out/connections-$stamp
 mkdir -p "$out"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 ensure_database
-PIN=${PIN:-$(($(nproc) >= 2))}
-gen=()
-if [[ $PIN == 1 ]]; then
-  gen=(taskset -c 1)
-  [[ -n $pg_dir ]] && taskset -a -p -c 1 "$(sed -n 1p "$pg_dir/data/postmaster.pid")" >/dev/null
-fi
+pin_generators
 
 total=$((IDLE + SSE))
 tport=""
-start_troupe troupe tport --set "jobs.max_event_streams=$((SSE + 100))" \
+start_troupe troupe tport --set limits.enabled=false --set "jobs.max_event_streams=$((SSE + 100))" \
   --set "jobs.max_event_streams_per_user=$((SSE + 100))"
 troupe_pid=${pids[-1]}
 [[ $PIN == 1 ]] && taskset -a -p -c 0 "$troupe_pid" >/dev/null
@@ -137,8 +133,8 @@ without_p99=$(median $before_p99 $after_p99)
 with_p50=$(median_list "$held_p50")
 with_p99=$(median_list "$held_p99")
 p99_ratio=$(ratio "$with_p99" "$without_p99")
-idle_kib=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle_held" 'BEGIN { printf "%.1f", n > 0 ? (b - a) / n : 0 }')
-sse_kib=$(awk -v a="$rss1" -v b="$rss2" -v n="$sse_held" 'BEGIN { printf "%.1f", n > 0 ? (b - a) / n : 0 }')
+idle_kib=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle_held" 'BEGIN { printf "%.1f", (n > 0) ? (b - a) / n : 0 }')
+sse_kib=$(awk -v a="$rss1" -v b="$rss2" -v n="$sse_held" 'BEGIN { printf "%.1f", (n > 0) ? (b - a) / n : 0 }')
 held_all=$((idle_held + sse_held))
 held_verdict=$(verdict "$((held_all == total && dropped_idle == 0 && dropped_sse == 0))")
 p99_verdict=$(at_most "$p99_ratio" 2)

@@ -115,6 +115,19 @@ stop_database() {
   pg_dir=""
 }
 
+# pin_generators: with PIN=1 (the default on 2+ CPUs) the load generators run on CPU 1 (prefix commands with
+# "${gen[@]}") and so does the throw-away PostgreSQL; the script pins troupe to CPU 0 itself. Sets PIN and gen.
+# Call after ensure_database.
+pin_generators() {
+  PIN=${PIN:-$(($(nproc) >= 2))}
+  gen=()
+  if [[ $PIN == 1 ]]; then
+    gen=(taskset -c 1)
+    [[ -n $pg_dir ]] && taskset -a -p -c 1 "$(sed -n 1p "$pg_dir/data/postmaster.pid")" >/dev/null
+  fi
+  return 0
+}
+
 # start_nginx NGINX DIR PORT WORKERS LOG: nginx answering `return 200` with keep-alive on 127.0.0.1:PORT, its
 # config and temp files in DIR; sets nginx_pid. The reference server of the HTTP and gateway benchmarks.
 nginx_pid=""

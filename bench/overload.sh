@@ -57,12 +57,7 @@ mkdir -p "$out"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 ensure_database
-PIN=${PIN:-$(($(nproc) >= 2))}
-gen=()
-if [[ $PIN == 1 ]]; then
-  gen=(taskset -c 1)
-  [[ -n $pg_dir ]] && taskset -a -p -c 1 "$(sed -n 1p "$pg_dir/data/postmaster.pid")" >/dev/null
-fi
+pin_generators
 
 # ---- the mock upstream and troupe -------------------------------------------------------------------------
 mock_pin=()
