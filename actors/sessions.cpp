@@ -938,8 +938,9 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   manager.session.db_query = db_query_lookup(context.names);
   manager.session.writer = db_writer_lookup(context.names);
   manager.session.reset_utc_hour = static_cast<int>(s.quota.reset_utc_hour);
-  manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day](const std::string& plan) {
-    return plan == "pro" ? pro : free;
+  manager.session.daily_quota = [free = s.quota.free_per_day, pro = s.quota.pro_per_day,
+                                  guest = s.guest.per_day](const std::string& plan) {
+    return plan == "pro" ? pro : plan == "guest" ? guest : free;
   };
   manager.session.reservation_ttl =
     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds{s.gateway.max_generation_ms})

@@ -330,6 +330,7 @@ int run_server(const config::settings& settings) {
         "Time the owner node of a user took to vouch for a request made on another node, by outcome.", {"outcome"},
         latency_buckets_seconds());
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
+    auth_opts.guests = settings.guest.enabled;
     auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
     auto traffic_opts = http::traffic_options_from(settings);
     traffic_opts.shedding = shared.load.shedding;

@@ -519,6 +519,13 @@ const std::vector<option_spec>& all_options() {
     entry("jobs.max_event_streams_per_user", bind<&settings::jobs, &jobs_settings::max_event_streams_per_user>(),
           "8", "job event streams one user may have open at once on this node; more get 429")
       .range(1, 10000, "streams"),
+    // guests (POST /api/guest/token)
+    entry("guest.enabled", bind<&settings::guest, &guest_settings::enabled>(), "false",
+          "anonymous generation: POST /api/guest/token gives a client address a guest token (its own guest, bound "
+          "to that address) for chat completions, messages and generate, with the guest tier's daily quota"),
+    entry("guest.per_day", bind<&settings::guest, &guest_settings::per_day>(), "5",
+          "generations per day of one guest (one client address), counted like a user's quota")
+      .range(0, 1000000, "generations"),
     // plans (http/plan_job.hpp)
     entry("plans.model", bind<&settings::plans, &plans_settings::model>(), "gpt-4o-mini",
           "the model a plan is asked of when POST /api/repositories/{id}/plans names none (one an upstream serves)"),

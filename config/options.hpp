@@ -195,6 +195,12 @@ struct jobs_settings {
   int64_t max_event_streams_per_user; // per node
 };
 
+/// Anonymous generation (options guest.*; POST /api/guest/token).
+struct guest_settings {
+  bool enabled;
+  int64_t per_day; // generations per day of one guest (one client address)
+};
+
 /// AI plans for repositories (options plans.*; http/plan_job.hpp).
 struct plans_settings {
   std::string model;        // the model a plan is asked of when the request names none
@@ -252,6 +258,7 @@ struct settings {
   uploads_settings uploads;
   jobs_settings jobs;
   plans_settings plans;
+  guest_settings guest;
   retention_settings retention;
   cluster_settings cluster;
 };

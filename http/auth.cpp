@@ -27,6 +27,21 @@ constexpr const char* api_key_prefix = "trp_";
 
 } // namespace
 
+std::string guest_user_id(const std::string& secret, const std::string& address) {
+  auto h = hmac_sha256_hex(secret, "troupe guest\n" + address);
+  // 8-4-4-4-12 hex digits; the version nibble 8 (custom) and the variant bits 10.
+  std::string id = h.substr(0, 8) + "-" + h.substr(8, 4) + "-8" + h.substr(13, 3) + "-";
+  static constexpr char variant[] = "89ab";
+  id += variant[std::stoi(h.substr(16, 1), nullptr, 16) & 3];
+  id += h.substr(17, 3) + "-" + h.substr(20, 12);
+  return id;
+}
+
+bool guest_may_call(const std::string& route) {
+  return route == "/v1/chat/completions" || route == "/api/generate" || route == "/v1/messages"
+         || route == "/v1/models" || route == "/api/me";
+}
+
 std::string valid_ip(const std::string& ip) {
   unsigned char buf[sizeof(in6_addr)];
   if (::inet_pton(AF_INET, ip.c_str(), buf) == 1 || ::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
@@ -239,6 +254,22 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
       return;
     }
     auto& claims = std::get<access_claims>(verified);
+    if (claims.role == "guest") {
+      // A guest token is good only with guests on, from the address it was issued to, for generation.
+      if (!options_.guests) {
+        refuse(r, "invalid_token", "", R"({"reason":"guests_off"})", "Guest access is off.");
+        return;
+      }
+      if (claims.subject != guest_user_id(options_.jwt->settings().secret, client_ip(req))) {
+        refuse(r, "invalid_token", "", R"({"reason":"guest_address"})",
+               "This guest token was issued to another address.");
+        return;
+      }
+      if (!guest_may_call(req.route)) {
+        r->send(error_response(service_error::forbidden, "A guest may only generate: sign up for the rest.", req.id));
+        return;
+      }
+    }
     cred.kind = "jwt";
     cred.user_id = claims.subject;
     cred.jti = claims.jti;

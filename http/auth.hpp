@@ -47,6 +47,7 @@ struct auth_options {
   size_t hashers = 1;                    // password hasher actors "auth.hasher.<i>"
   std::string dummy_password_hash;       // same parameters as real hashes: unknown emails cost the same time
   std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty
+  bool guests = false;                   // guest.enabled: POST /api/guest/token, and guest tokens accepted
   // Names of the actors involved, in the bridge's directory.
   std::string db_query = "db.query";
   std::string security_events = "auth.events"; // the aggregator of actors/security_events.hpp
@@ -145,6 +146,15 @@ std::string normalise_email(const std::string& raw);
 /// Whether an address (to listen on, or of a client) is this machine's own: 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104
 /// or "localhost".
 bool is_loopback_address(const std::string& address);
+
+/// The user id of the guest of a client address (guest.enabled): a UUID (version 8, RFC 9562) made of the
+/// HMAC-SHA-256 of the address under `secret` (the JWT secret), so the same address is always the same guest, a
+/// guest token can be checked against the address it is used from without a look-up, and nobody without the
+/// secret can tell an address's guest.
+std::string guest_user_id(const std::string& secret, const std::string& address);
+
+/// The routes a guest token may call: generation and what it needs (the models, its own quota).
+bool guest_may_call(const std::string& route);
 
 /// The address if it parses as an IPv4 or IPv6 one (for inet columns), else "".
 std::string valid_ip(const std::string& ip);

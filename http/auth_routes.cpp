@@ -322,6 +322,39 @@ void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
   });
 }
 
+/// POST /api/guest/token (guest.enabled): the guest of the client's address (created on first use), and an access
+/// token for it with the role "guest" (no refresh token: a guest asks again). Limited per address like sign-ups.
+void guest_token(route_context& ctx, const std::shared_ptr<responder>& r) {
+  if (!ctx.auth.options().guests) {
+    r->send(error_response(service_error::not_found, "Guest access is off on this server.", r->req().id));
+    return;
+  }
+  auto user_id = guest_user_id(ctx.auth.options().jwt->settings().secret, ctx.auth.client_ip(r->req()));
+  ctx.run_limited(r, [&ctx, r, user_id](caf::event_based_actor* self) {
+    auto db = ctx.db();
+    if (!db) {
+      r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));
+      return;
+    }
+    self
+      ->request(*db, caf::duration{db_timeout}, user_guest_atom::value, user_id,
+                "guest-" + user_id + "@guest.invalid")
+      .then(
+        [&ctx, r](user_record& user) {
+          const auto& opts = ctx.auth.options();
+          auto access = opts.jwt->issue(user.id, "guest", random_token_id(), ctx.auth.now());
+          auto res = json_response(201, json_object{}
+                                          .str("access_token", access)
+                                          .str("token_type", "Bearer")
+                                          .num("expires_in", opts.jwt->settings().access_ttl.count())
+                                          .str("user_id", user.id)
+                                          .done());
+          r->send(std::move(res.header("Cache-Control", "no-store")));
+        },
+        [r](caf::error& err) { r->fail(err); });
+  });
+}
+
 void refresh(route_context& ctx, const std::shared_ptr<responder>& r) {
   auto body = validated_json_body(r, ctx.refresh);
   if (!body)
@@ -583,6 +616,7 @@ void add_auth_routes(router& routes, authenticator& auth) {
   routes.add("POST", "/api/auth/register", bind(register_account));
   routes.add("POST", "/api/auth/login", bind(login));
   routes.add("POST", "/api/auth/refresh", bind(refresh));
+  routes.add("POST", "/api/guest/token", bind(guest_token));
   routes.add("POST", "/api/auth/logout", bind(logout));
   routes.add("GET", "/api/me", bind(me));
   routes.add("POST", "/api/keys", bind(create_key));

@@ -18,6 +18,9 @@ bool base64_decode(std::string_view text, std::string& out);
 /// Encodes `bytes` as padded standard base64 (RFC 4648 section 4).
 std::string base64_encode(std::string_view bytes);
 
+/// HMAC-SHA-256 of `message` under `key` (libsodium), as lower-case hex.
+std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+
 /// Constant-time equality of two strings of the same length (false when the lengths differ).
 bool constant_time_equal(std::string_view a, std::string_view b);
 

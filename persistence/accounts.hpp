@@ -126,6 +126,9 @@ typename Inspector::result_type inspect(Inspector& f, refresh_rotation& x) {
 // --- Users -------------------------------------------------------------------------------------------------------
 /// (user_create_atom, email, password_hash, role) -> user_record; role "" = "user"; conflict if the email exists.
 using user_create_atom = caf::atom_constant<caf::atom("usercreate")>;
+/// (user_guest_atom, user_id, email) -> user_record: the guest of that id (role and plan "guest", no password),
+/// created on first use; a retry or a concurrent first use finds the same row.
+using user_guest_atom = caf::atom_constant<caf::atom("userguest")>;
 /// (user_by_email_atom, email) -> user_record; not_found if none.
 using user_by_email_atom = caf::atom_constant<caf::atom("userbymail")>;
 /// (user_by_id_atom, user_id) -> user_record; not_found if none or malformed.

@@ -16,6 +16,7 @@ namespace troupe::accounts_sql {
 /// Prepares the statements below. Call once on every new connection.
 void prepare_statements(pqxx::connection& conn);
 
+caf::expected<user_record> user_guest(pqxx::transaction_base& tx, const std::string& user_id, const std::string& email);
 caf::expected<user_record> user_create(pqxx::transaction_base& tx, const std::string& email,
                                        const std::string& password_hash, const std::string& role);
 caf::expected<user_record> user_by_email(pqxx::transaction_base& tx, const std::string& email);

@@ -331,6 +331,10 @@ caf::behavior database_impl(database_actor* self, database_options options) {
       return run_query(self, "user_create",
                        [&](pqxx::work& tx) { return accounts_sql::user_create(tx, email, password_hash, role); });
     },
+    [self](user_guest_atom, const std::string& user_id, const std::string& email) {
+      return run_query(self, "user_guest",
+                       [&](pqxx::work& tx) { return accounts_sql::user_guest(tx, user_id, email); });
+    },
     [self](user_by_email_atom, const std::string& email) {
       return run_query(self, "user_by_email", [&](pqxx::work& tx) { return accounts_sql::user_by_email(tx, email); });
     },

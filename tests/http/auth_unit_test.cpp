@@ -1,8 +1,12 @@
-// Pure helpers of http/auth.cpp: email normalisation, the admin list, loopback detection.
+// Pure helpers of http/auth.cpp: email normalisation, the admin list, loopback detection, guests' ids and routes
+// (and the HMAC behind them, http/hashing.hpp).
 
 #include "http/auth.hpp"
+#include "http/hashing.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cctype>
 
 using namespace troupe::http;
 
@@ -32,4 +36,38 @@ TEST(AuthHelpers, DetectsLoopbackAddresses) {
   for (auto no : {"0.0.0.0", "10.0.0.1", "192.168.1.5", "::", "example.com", "", "::ffff:10.0.0.1", "::2",
                   "127.0.0.1.example.com"})
     EXPECT_FALSE(is_loopback_address(no)) << no;
+}
+
+// RFC 4231, test case 2.
+TEST(AuthHelpers, HmacSha256MatchesTheRfcVector) {
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+// A guest's id: a version 8 UUID of the RFC 9562 variant, the same for one address and secret, another for another
+// address or another secret.
+TEST(AuthHelpers, GuestIdsAreKeyedUuidsOfTheAddress) {
+  const std::string secret = "a-secret-of-at-least-32-bytes-0123456789";
+  auto id = guest_user_id(secret, "203.0.113.5");
+  ASSERT_EQ(id.size(), 36u);
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23)
+      EXPECT_EQ(id[i], '-') << id;
+    else
+      EXPECT_TRUE(std::isxdigit(static_cast<unsigned char>(id[i])) && !std::isupper(static_cast<unsigned char>(id[i])))
+        << id;
+  }
+  EXPECT_EQ(id[14], '8') << id;
+  EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos) << id;
+  EXPECT_EQ(guest_user_id(secret, "203.0.113.5"), id);
+  EXPECT_NE(guest_user_id(secret, "203.0.113.6"), id);
+  EXPECT_NE(guest_user_id(secret + "x", "203.0.113.5"), id);
+}
+
+TEST(AuthHelpers, GuestsMayOnlyGenerate) {
+  for (const char* route : {"/v1/chat/completions", "/api/generate", "/v1/messages", "/v1/models", "/api/me"})
+    EXPECT_TRUE(guest_may_call(route)) << route;
+  for (const char* route : {"/api/keys", "/api/keys/{id}", "/api/repositories", "/api/uploads/", "/api/usage",
+                            "/v1/embeddings", "/api/auth/logout", "/api/wishlist", "/debug/actors"})
+    EXPECT_FALSE(guest_may_call(route)) << route;
 }
