@@ -23,6 +23,7 @@ struct watch {
   job_event_sink_ptr sink;
   std::string seen;          // what the client saw last (signature())
   clock::time_point written; // the last update or heartbeat
+  uint64_t reads_before = 0; // reads started before the watch began: only a later read may judge it
 };
 
 struct job_events_state {
@@ -31,6 +32,7 @@ struct job_events_state {
   std::map<std::string, size_t> per_user;
   size_t count = 0;
   bool reading = false;   // a poll's read is in flight
+  uint64_t reads = 0;     // reads started so far
   bool scheduled = false; // a tick is scheduled
 
   ~job_events_state() {
@@ -76,9 +78,11 @@ void schedule(job_events_actor* self) {
 
 /// Applies a poll's read: updates, heartbeats, final states, deleted jobs and departed clients. A watch that ends
 /// is counted out before its sink hears of it.
-/// Only the jobs the read asked for (`read`) are judged: a watch added while the read was under way waits for the
-/// next one (its job is not missing, just not asked for).
-void apply_read(job_events_actor* self, const std::set<std::string>& read, const std::vector<job_record>& jobs) {
+/// Only the watches that existed when the read started (number `read_no`), of the jobs it asked for (`read`), are
+/// judged: a watch added while the read was under way waits for the next one (its job is not missing, and its own
+/// first read may be newer than this one).
+void apply_read(job_events_actor* self, uint64_t read_no, const std::set<std::string>& read,
+                const std::vector<job_record>& jobs) {
   auto& st = self->state;
   std::map<std::string, const job_record*> by_id;
   for (const auto& job : jobs)
@@ -92,6 +96,10 @@ void apply_read(job_events_actor* self, const std::set<std::string>& read, const
     auto found = by_id.find(it->first);
     auto& list = it->second;
     for (auto w = list.begin(); w != list.end();) {
+      if (w->reads_before >= read_no) {
+        ++w;
+        continue;
+      }
       std::optional<std::string> close; // set: the watch ends with this close
       bool keep = true;
       if (w->sink->gone()) {
@@ -141,12 +149,13 @@ void poll(job_events_actor* self) {
   for (const auto& [id, list] : st.watches)
     ids.push_back(id);
   st.reading = true;
+  auto read_no = ++st.reads;
   std::set<std::string> read{ids.begin(), ids.end()};
   self->request(*db, caf::duration{st.opts.read_timeout}, job_states_atom::value, std::move(ids))
     .then(
-      [self, read = std::move(read)](std::vector<job_record>& jobs) {
+      [self, read_no, read = std::move(read)](std::vector<job_record>& jobs) {
         self->state.reading = false;
-        apply_read(self, read, jobs);
+        apply_read(self, read_no, read, jobs);
         schedule(self);
       },
       [self](caf::error& err) {
@@ -195,7 +204,8 @@ caf::behavior job_events_impl(job_events_actor* self, job_events_options opts) {
               if (alive)
                 sink->close("");
             } else {
-              self->state.watches[job.id].push_back(watch{user_id, sink, signature(job), clock::now()});
+              self->state.watches[job.id].push_back(
+                watch{user_id, sink, signature(job), clock::now(), self->state.reads});
               schedule(self);
             }
             promise.deliver(true);

@@ -464,9 +464,6 @@ int run_server(const config::settings& settings) {
       }
     // Refuse new requests before saying so: whoever reads "shutting down" in the log may rely on it.
     http_state->begin_drain();
-    // From now on plan jobs start no call through the gateway either (a job whose call cannot start is retried,
-    // here after a restart or by another node).
-    shared.plans->clear();
     log::info("shutting down", log::fields{}
                                  .add("signal", received == SIGINT ? "SIGINT" : "SIGTERM")
                                  .add("in_flight", http_state->in_flight())
@@ -483,6 +480,10 @@ int run_server(const config::settings& settings) {
       log::warn("grace time over; closing connections with requests in flight",
                 log::fields{}.add("in_flight", http_state->in_flight()));
     server.stop();
+    // From now on plan jobs start no call through the gateway (the routes serve nobody any more). Not at the start of
+    // the drain: the job queue still claims then, and a plan job refused its call for the whole grace time would
+    // use up its attempts.
+    shared.plans->clear();
 
     // 5. Stop the tree in reverse start order.
     caf::anon_send_exit(root, caf::exit_reason::user_shutdown);

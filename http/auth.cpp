@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <strings.h>
 
+#include <cstring>
+
 #include <atomic>
 #include <unordered_map>
 
@@ -27,14 +29,31 @@ constexpr const char* api_key_prefix = "trp_";
 
 } // namespace
 
+std::string guest_address_key(const std::string& address) {
+  unsigned char v6[sizeof(in6_addr)];
+  if (::inet_pton(AF_INET6, address.c_str(), v6) != 1)
+    return address; // IPv4 (or not an address at all: then it is its own key)
+  static constexpr unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char text[INET6_ADDRSTRLEN];
+  if (std::memcmp(v6, mapped, sizeof mapped) == 0) // ::ffff:a.b.c.d is a.b.c.d
+    return ::inet_ntop(AF_INET, v6 + 12, text, sizeof text) ? std::string{text} : address;
+  std::memset(v6 + 8, 0, 8); // the /64: what one subscriber gets
+  return ::inet_ntop(AF_INET6, v6, text, sizeof text) ? std::string{text} + "/64" : address;
+}
+
 std::string guest_user_id(const std::string& secret, const std::string& address) {
-  auto h = hmac_sha256_hex(secret, "troupe guest\n" + address);
+  auto h = hmac_sha256_hex(secret, "troupe guest\n" + guest_address_key(address));
   // 8-4-4-4-12 hex digits; the version nibble 8 (custom) and the variant bits 10.
   std::string id = h.substr(0, 8) + "-" + h.substr(8, 4) + "-8" + h.substr(13, 3) + "-";
   static constexpr char variant[] = "89ab";
   id += variant[std::stoi(h.substr(16, 1), nullptr, 16) & 3];
   id += h.substr(17, 3) + "-" + h.substr(20, 12);
   return id;
+}
+
+bool is_guest_email(const std::string& email) {
+  constexpr std::string_view domain = "@guest.invalid";
+  return email.size() >= domain.size() && email.compare(email.size() - domain.size(), domain.size(), domain) == 0;
 }
 
 bool guest_may_call(const std::string& route) {
@@ -166,9 +185,10 @@ std::optional<framing_error> authenticator::check_before_body(const request_head
   if (traffic_) {
     request who; // the address as every other decision sees it (trusted proxies)
     who.remote_address = peer_address;
-    for (const char* name : {"X-Forwarded-For", "Forwarded", "X-Real-IP"})
-      if (const auto* value = head.header(name))
-        who.headers.emplace_back(name, *value);
+    for (const auto& [name, value] : head.headers) // every line: X-Forwarded-For is read as one list
+      for (const char* forwarding : {"X-Forwarded-For", "Forwarded", "X-Real-IP"})
+        if (::strcasecmp(name.c_str(), forwarding) == 0)
+          who.headers.emplace_back(name, value);
     if (traffic_->failures_exhausted(traffic_->client_ip(who)))
       return framing_error{429, "Too many failed authentications from this address; retry later."};
   }
@@ -176,8 +196,11 @@ std::optional<framing_error> authenticator::check_before_body(const request_head
   if (token.rfind(api_key_prefix, 0) == 0)
     return token.size() <= max_api_key_length ? std::nullopt
                                               : std::optional<framing_error>{{401, "The API key is invalid."}};
-  if (std::holds_alternative<jwt_failure>(verify_cached(token)))
+  auto verified = verify_cached(token);
+  if (std::holds_alternative<jwt_failure>(verified))
     return framing_error{401, "The access token is invalid or expired."};
+  if (std::get<access_claims>(verified).role == "guest") // guests never send bodies to these routes (uploads)
+    return framing_error{403, "A guest may only generate: sign up for the rest."};
   return std::nullopt;
 }
 
@@ -212,11 +235,37 @@ void authenticator::authenticate(const std::shared_ptr<responder>& r, const std:
     reserve);
 }
 
+bool authenticator::guest_allowed(const std::shared_ptr<responder>& r, const std::string& user_id) {
+  // A guest token is good only with guests on, from the address (the /64) it was issued to, for generation. A
+  // refusal is not a failed authentication (the token is genuine: its holder moved, or guests were turned off), so it
+  // counts against no address.
+  const auto& req = r->req();
+  if (!options_.guests) {
+    r->send(unauthorized(req, "Guest access is off."));
+    return false;
+  }
+  if (user_id != guest_user_id(options_.jwt->settings().secret, client_ip(req))) {
+    r->send(unauthorized(req, "This guest token was issued to another address: ask for a new one."));
+    return false;
+  }
+  if (!guest_may_call(req.route)) {
+    r->send(error_response(service_error::forbidden, "A guest may only generate: sign up for the rest.", req.id));
+    return false;
+  }
+  return true;
+}
+
 void authenticator::identify(const std::shared_ptr<responder>& r, const std::string& policy, identified then,
                              int64_t reserve, bool with_storage, int64_t reserve_tokens, int64_t reserve_pusd,
                              const std::string& model) {
   if (traffic_ && traffic_->shed(r, false))
     return;
+  // Whatever the credential said, a guest's account (its role in the database) has a guest's rights.
+  then = [this, r, then = std::move(then)](const identity& who) {
+    if (who.role == "guest" && !guest_allowed(r, who.user_id))
+      return;
+    then(who);
+  };
   // The user's session owns the user's rate-limit buckets: it takes the token while it vouches for the caller
   // (no extra hop), and the answer carries the decision.
   auto limit = traffic_ ? traffic_->policy(policy) : rate_policy{"", 0, 0};
@@ -254,22 +303,8 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
       return;
     }
     auto& claims = std::get<access_claims>(verified);
-    if (claims.role == "guest") {
-      // A guest token is good only with guests on, from the address it was issued to, for generation.
-      if (!options_.guests) {
-        refuse(r, "invalid_token", "", R"({"reason":"guests_off"})", "Guest access is off.");
-        return;
-      }
-      if (claims.subject != guest_user_id(options_.jwt->settings().secret, client_ip(req))) {
-        refuse(r, "invalid_token", "", R"({"reason":"guest_address"})",
-               "This guest token was issued to another address.");
-        return;
-      }
-      if (!guest_may_call(req.route)) {
-        r->send(error_response(service_error::forbidden, "A guest may only generate: sign up for the rest.", req.id));
-        return;
-      }
-    }
+    if (claims.role == "guest" && !guest_allowed(r, claims.subject))
+      return;
     cred.kind = "jwt";
     cred.user_id = claims.subject;
     cred.jti = claims.jti;

@@ -123,6 +123,8 @@ private:
 
   /// Asks the user's session (directly when it is live, else through the session manager) to vouch for `cred`.
   void resolve(const std::shared_ptr<responder>& r, credential cred, identified then);
+  /// Whether a guest (user id) may make this request; answers it (401/403) when not.
+  bool guest_allowed(const std::shared_ptr<responder>& r, const std::string& user_id);
 
   /// A refused credential: counts the failure against the client's address, then records `event` and answers 401
   /// with `message`, or answers 429 (and records nothing) when the address is over its allowance.
@@ -147,11 +149,18 @@ std::string normalise_email(const std::string& raw);
 /// or "localhost".
 bool is_loopback_address(const std::string& address);
 
+/// What a guest is keyed by: an IPv4 address as it is, an IPv4-mapped IPv6 one as IPv4, another IPv6 one as its
+/// /64 ("2001:db8:1:2::/64": one subscriber's, who may use any address in it).
+std::string guest_address_key(const std::string& address);
+
 /// The user id of the guest of a client address (guest.enabled): a UUID (version 8, RFC 9562) made of the
-/// HMAC-SHA-256 of the address under `secret` (the JWT secret), so the same address is always the same guest, a
-/// guest token can be checked against the address it is used from without a look-up, and nobody without the
-/// secret can tell an address's guest.
+/// HMAC-SHA-256 of guest_address_key(address) under `secret` (the JWT secret), so the same address is always the
+/// same guest, a guest token can be checked against the address it is used from without a look-up, and nobody
+/// without the secret can tell an address's guest.
 std::string guest_user_id(const std::string& secret, const std::string& address);
+
+/// Whether an email is of the form guests' rows use (guest-<id>@guest.invalid): nobody registers one.
+bool is_guest_email(const std::string& email);
 
 /// The routes a guest token may call: generation and what it needs (the models, its own quota).
 bool guest_may_call(const std::string& route);

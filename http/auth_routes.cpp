@@ -186,15 +186,19 @@ struct route_context {
   }
   std::optional<caf::actor> db() { return auth.bridge().find(auth.options().db_query); }
 
-  /// Runs `job` in a bridge worker once the client's address has a token of the "auth" policy.
-  void run_limited(const std::shared_ptr<responder>& r, std::function<void(caf::event_based_actor*)> job) {
-    auth.bridge().run(r, [this, r, job = std::move(job)](caf::event_based_actor* self) {
+  /// Runs `job` in a bridge worker once the client's address (or `subject`, when given) has a token of the "auth"
+  /// policy.
+  void run_limited(const std::shared_ptr<responder>& r, std::function<void(caf::event_based_actor*)> job,
+                   std::string subject = {}) {
+    if (subject.empty())
+      subject = "ip:" + auth.client_ip(r->req());
+    auth.bridge().run(r, [this, r, job = std::move(job), subject](caf::event_based_actor* self) {
       auto* traffic = auth.traffic();
       if (!traffic) {
         job(self);
         return;
       }
-      traffic->limit(self, r, "auth", "ip:" + auth.client_ip(r->req()), [job, self] { job(self); });
+      traffic->limit(self, r, "auth", subject, [job, self] { job(self); });
     });
   }
 };
@@ -290,7 +294,7 @@ void register_account(route_context& ctx, const std::shared_ptr<responder>& r) {
   if (!body)
     return;
   auto email = normalise_email(string_member(*body, "email"));
-  if (email.empty()) {
+  if (email.empty() || is_guest_email(email)) {
     r->send(error_response(service_error::invalid_input, "email is not a valid email address.", r->req().id, "email"));
     return;
   }
@@ -329,7 +333,9 @@ void guest_token(route_context& ctx, const std::shared_ptr<responder>& r) {
     r->send(error_response(service_error::not_found, "Guest access is off on this server.", r->req().id));
     return;
   }
-  auto user_id = guest_user_id(ctx.auth.options().jwt->settings().secret, ctx.auth.client_ip(r->req()));
+  auto address = ctx.auth.client_ip(r->req());
+  auto user_id = guest_user_id(ctx.auth.options().jwt->settings().secret, address);
+  // Limited per guest (an IPv6 /64 is one), so that one subscriber cannot mint tokens from every address it has.
   ctx.run_limited(r, [&ctx, r, user_id](caf::event_based_actor* self) {
     auto db = ctx.db();
     if (!db) {
@@ -337,8 +343,7 @@ void guest_token(route_context& ctx, const std::shared_ptr<responder>& r) {
       return;
     }
     self
-      ->request(*db, caf::duration{db_timeout}, user_guest_atom::value, user_id,
-                "guest-" + user_id + "@guest.invalid")
+      ->request(*db, caf::duration{db_timeout}, user_guest_atom::value, user_id, "guest-" + user_id + "@guest.invalid")
       .then(
         [&ctx, r](user_record& user) {
           const auto& opts = ctx.auth.options();
@@ -352,7 +357,7 @@ void guest_token(route_context& ctx, const std::shared_ptr<responder>& r) {
           r->send(std::move(res.header("Cache-Control", "no-store")));
         },
         [r](caf::error& err) { r->fail(err); });
-  });
+  }, "ip:" + guest_address_key(address));
 }
 
 void refresh(route_context& ctx, const std::shared_ptr<responder>& r) {

@@ -177,7 +177,7 @@ void call_model(runner_actor* self, std::string body) {
   try {
     token = runtime->jwt->issue(st.job.user_id, "user", random_token_id(), now);
   } catch (const std::exception& e) {
-    fail(self, service_error::internal, std::string{"Signing the plan's call failed: "} + e.what());
+    fail(self, service_error::invalid_input, std::string{"Signing the plan's call failed: "} + e.what());
     return;
   }
   auto call = ++st.waiting_for;
@@ -209,7 +209,7 @@ void call_model(runner_actor* self, std::string body) {
   } catch (const std::exception& e) {
     // A route handler that throws is a bug (the server's dispatch would answer 500): the job fails for good rather
     // than its runner dying unanswered.
-    fail(self, service_error::internal, std::string{"The gateway failed the plan's call: "} + e.what());
+    fail(self, service_error::invalid_input, std::string{"The gateway failed the plan's call: "} + e.what());
   }
 }
 

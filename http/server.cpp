@@ -77,6 +77,8 @@ service_error code_for_status(int status) {
   switch (status) {
   case 401:
     return service_error::unauthenticated;
+  case 403:
+    return service_error::forbidden;
   case 408:
     return service_error::request_timeout;
   case 429:

@@ -3,6 +3,8 @@
 #include "http/auth.hpp"
 #include "http/error_mapping.hpp"
 
+#include <strings.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -73,11 +75,16 @@ std::string client_address(const request& req, const std::vector<std::string>& t
   };
   if (!is_trusted(req.remote_address))
     return req.remote_address;
-  auto forwarded = req.header("X-Forwarded-For");
-  if (!forwarded)
+  // Every X-Forwarded-For line, in order, is one list (RFC 9110 5.3): a proxy that appends a line of its own after
+  // the client's must not leave the client's first line deciding.
+  std::string forwarded;
+  for (const auto& [name, value] : req.headers)
+    if (name.size() == 15 && ::strncasecmp(name.c_str(), "X-Forwarded-For", 15) == 0)
+      forwarded += (forwarded.empty() ? "" : ",") + value;
+  if (forwarded.empty())
     return req.remote_address;
   // Walk from the nearest hop outwards, skipping our own proxies: the first untrusted one is the client.
-  auto hops = split_list(*forwarded);
+  auto hops = split_list(forwarded);
   for (auto i = hops.rbegin(); i != hops.rend(); ++i)
     if (!is_trusted(*i))
       return *i;

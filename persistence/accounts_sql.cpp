@@ -121,10 +121,10 @@ void prepare_statements(pqxx::connection& conn) {
     {"troupe_acc_user_create", "INSERT INTO users (email, password_hash, role) "
                                "VALUES ($1, $2, COALESCE(NULLIF($3, ''), 'user')) RETURNING {user}"},
     {"troupe_acc_user_by_email", "SELECT {user} FROM users WHERE email = $1"},
-    // A guest: created once per id (the DO UPDATE that changes nothing makes RETURNING answer an existing row too).
+    // A guest: created once per id; afterwards read (no write, no row lock, on every token request).
     {"troupe_acc_user_guest", "INSERT INTO users (id, email, password_hash, role, plan) "
                               "VALUES ($1::uuid, $2, '!guest', 'guest', 'guest') "
-                              "ON CONFLICT (id) DO UPDATE SET role = users.role RETURNING {user}"},
+                              "ON CONFLICT (id) DO NOTHING RETURNING {user}"},
     {"troupe_acc_user_by_id", "SELECT {user} FROM users WHERE id = $1::uuid"},
     {"troupe_acc_user_set_role", "UPDATE users SET role = $2 WHERE email = $1 RETURNING {user}"},
     {"troupe_acc_revoked_jtis", "SELECT jti, floor(extract(epoch FROM expires_at))::bigint FROM revoked_tokens "
@@ -191,7 +191,8 @@ caf::expected<user_record> user_create(pqxx::transaction_base& tx, const std::st
 caf::expected<user_record> user_guest(pqxx::transaction_base& tx, const std::string& user_id, const std::string& email) {
   if (!is_uuid(user_id))
     return no_user();
-  auto user = to_user(tx.exec_prepared1("troupe_acc_user_guest", user_id, email));
+  auto created = tx.exec_prepared("troupe_acc_user_guest", user_id, email);
+  auto user = created.empty() ? to_user(tx.exec_prepared1("troupe_acc_user_by_id", user_id)) : to_user(created[0]);
   if (user.role != "guest") // an id that is somebody's account: never (a keyed hash), but never a guest of it
     return make_error(service_error::conflict, "That id is not a guest's.");
   return user;

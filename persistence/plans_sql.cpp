@@ -44,7 +44,7 @@ bool owns_repository(pqxx::transaction_base& tx, const std::string& user_id, con
 
 void prepare_statements(pqxx::connection& conn) {
   conn.prepare("troupe_plan_repository", "SELECT 1 FROM repositories WHERE id = $1::uuid AND user_id = $2::uuid");
-  conn.prepare("troupe_plan_lock_user", "SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE");
+  conn.prepare("troupe_plan_lock_user", "SELECT 1 FROM users WHERE id = $1::uuid FOR NO KEY UPDATE");
   conn.prepare("troupe_plan_active", "SELECT count(*) FROM jobs WHERE user_id = $1::uuid AND kind = 'plan' "
                                      "AND state IN ('queued', 'running', 'retrying')");
   // A retried job's second INSERT changes nothing; the plan it stored the first time is read back instead.

@@ -71,3 +71,25 @@ TEST(AuthHelpers, GuestsMayOnlyGenerate) {
                             "/v1/embeddings", "/api/auth/logout", "/api/wishlist", "/debug/actors"})
     EXPECT_FALSE(guest_may_call(route)) << route;
 }
+
+// Guests are keyed by IPv4 address, by the IPv4 address of an IPv4-mapped IPv6 one, and by the /64 of any other IPv6
+// address: one subscriber's addresses are one guest.
+TEST(AuthHelpers, GuestsAreKeyedByAddressOrIpv6Prefix) {
+  EXPECT_EQ(guest_address_key("203.0.113.5"), "203.0.113.5");
+  EXPECT_EQ(guest_address_key("::ffff:203.0.113.5"), "203.0.113.5");
+  EXPECT_EQ(guest_address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(guest_address_key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+  EXPECT_EQ(guest_address_key("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+  EXPECT_EQ(guest_address_key("not an address"), "not an address");
+  const std::string secret = "a-secret-of-at-least-32-bytes-0123456789";
+  EXPECT_EQ(guest_user_id(secret, "2001:db8:1:2::7"), guest_user_id(secret, "2001:db8:1:2:1234::9"));
+  EXPECT_NE(guest_user_id(secret, "2001:db8:1:2::7"), guest_user_id(secret, "2001:db8:1:3::7"));
+  EXPECT_EQ(guest_user_id(secret, "::ffff:203.0.113.5"), guest_user_id(secret, "203.0.113.5"));
+}
+
+TEST(AuthHelpers, GuestEmailsAreRecognised) {
+  EXPECT_TRUE(is_guest_email("guest-0b7e8c1e-8d1f-8c52-9a43-6f3c2a1b0d9e@guest.invalid"));
+  EXPECT_TRUE(is_guest_email("anything@guest.invalid"));
+  EXPECT_FALSE(is_guest_email("ada@example.com"));
+  EXPECT_FALSE(is_guest_email("guest.invalid"));
+}

@@ -112,7 +112,18 @@ TEST_F(Guests, AGuestGeneratesWithinItsDailyQuotaFromItsOwnAddressOnly) {
   EXPECT_NE(json_string(other, "user_id"), guest);
   EXPECT_EQ(chat(json_string(other, "access_token"), "198.51.100.7", 5).status, 200);
 
-  // A guest only generates.
+  // Every X-Forwarded-For line is one list: a line the client sent before the proxy's own does not decide.
+  auto spoofed = http({"POST", troupe->url("/api/guest/token"), "",
+                       {"X-Forwarded-For: 198.51.100.99", "X-Forwarded-For: 203.0.113.5"}, 10000});
+  ASSERT_EQ(spoofed.status, 201) << spoofed.body;
+  EXPECT_EQ(json_string(spoofed, "user_id"), guest);
+
+  // A guest only generates; an upload is refused before its body is read.
+  auto upload = http({"POST", troupe->url("/api/uploads/"), std::string(1000, 'x'),
+                      {"Authorization: Bearer " + token, "X-Forwarded-For: 203.0.113.5", "Tus-Resumable: 1.0.0",
+                       "Upload-Length: 1000", "Content-Type: application/offset+octet-stream"},
+                      10000});
+  EXPECT_EQ(upload.status, 403) << upload.body;
   EXPECT_EQ(call("GET", "/api/keys", token, "203.0.113.5").status, 403);
   EXPECT_EQ(call("POST", "/api/keys", token, "203.0.113.5", R"({"name":"mine"})").status, 403);
   EXPECT_EQ(call("POST", "/api/repositories", token, "203.0.113.5", R"({"name":"mine"})").status, 403);
@@ -128,6 +139,11 @@ TEST_F(Guests, AGuestGeneratesWithinItsDailyQuotaFromItsOwnAddressOnly) {
                      R"({"email":"guest-)" + guest + R"(@guest.invalid","password":"!guest"})",
                      {"Content-Type: application/json"}, 10000});
   EXPECT_EQ(login.status, 401);
+  // Nobody registers a guest's email.
+  auto taken = http({"POST", troupe->url("/api/auth/register"),
+                     R"({"email":"guest-)" + guest + R"(@guest.invalid","password":"correct horse battery"})",
+                     {"Content-Type: application/json"}, 10000});
+  EXPECT_EQ(taken.status, 400) << taken.body;
 }
 
 TEST_F(Guests, TokensAreLimitedPerAddressAndRefusedOnceGuestsAreOff) {
