@@ -230,8 +230,16 @@ caf::behavior queue_impl(queue_actor* self, job_queue_options opts) {
   self->set_exit_handler([self](caf::exit_msg& msg) {
     auto& st = self->state;
     if (auto runner = st.runners.find(msg.source); runner != st.runners.end()) {
-      // A runner ended; its answer (or the failed request) decides what happens to its job.
+      // A runner ended; its answer (or the failed request) decides what happens to its job. A runner that died
+      // (an exception, a kill) may have taken its unanswered request with it (CAF 0.17 sends nothing for a promise
+      // destroyed undelivered): its attempt fails here, or the job would stay running, its lease renewed, for ever.
+      // A normal exit follows the answer, which decides.
+      auto id = runner->second;
       st.runners.erase(runner);
+      if (msg.reason && st.running.count(id) != 0)
+        failed(self, id,
+               make_error(service_error::unavailable, "The job's runner stopped without an answer: "
+                                                        + self->system().render(msg.reason)));
       return;
     }
     // Shutdown (or the supervisor's order): give the running jobs back at once rather than after their lease.

@@ -268,6 +268,28 @@ TEST_F(JobQueue, FlakyJobSucceedsOnRetry) {
   EXPECT_EQ(db_.scalar("SELECT error IS NULL FROM jobs WHERE id = '" + id + "'"), "t");
 }
 
+// A runner that dies without answering (an exception, a kill) takes its request with it: its attempt fails, and the
+// job is retried, rather than staying running on this node, its lease renewed, for ever.
+TEST_F(JobQueue, ARunnerThatDiesUnansweredFailsItsAttempt) {
+  auto id = enqueue("test.dies", 0, 2);
+  job_handler dies = [](caf::event_based_actor* queue, const job_record&) {
+    return queue->spawn<caf::linked>([](caf::event_based_actor* self) -> caf::behavior {
+      return {
+        [self](job_run_atom, const job_record&) -> caf::result<std::string> {
+          auto promise = self->make_response_promise<std::string>();
+          self->quit(make_error(service_error::internal, "the runner crashed"));
+          return promise;
+        },
+      };
+    });
+  };
+  queue_ = spawn_job_queue(*sys_, options({{"test.dies", dies}}));
+  ASSERT_TRUE(wait_state(id, "failed"));
+  EXPECT_EQ(db_.scalar("SELECT attempts FROM jobs WHERE id = '" + id + "'"), "2");
+  EXPECT_NE(db_.scalar("SELECT error FROM jobs WHERE id = '" + id + "'").find("stopped without an answer"),
+            std::string::npos);
+}
+
 // invalid_input means the input can never work: one attempt, then failed; so does a kind nobody handles.
 TEST_F(JobQueue, InvalidInputFailsAtOnce) {
   auto bad = enqueue("test.bad");
