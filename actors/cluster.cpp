@@ -278,6 +278,7 @@ struct membership_state {
   bool rows_read = false;       // since this incarnation joined (readiness needs to know who else is up)
   std::map<std::string, peer> peers;
   uint64_t ticks = 0;
+  std::chrono::steady_clock::time_point last_beat; // when this node's last heartbeat was accepted
   bool database_failing = false;
   bool held_elsewhere = false; // the node id is another live process's (logged once)
   std::vector<std::string> placed;    // at the last published view
@@ -604,8 +605,20 @@ void tick(membership_actor* self) {
       if (!join(self))
         return;
     }
-    for (const auto& id : st.store->mark_silent_down(std::chrono::milliseconds{s.failure_ms}))
-      log::warn("cluster member down", log::fields{}.add("node_id", id).add("by", st.node_id));
+    // A node whose own heartbeats stalled for about failure_ms (its process or machine froze) judges nobody on this
+    // tick: the others may have been frozen with it, and get one heartbeat to show they live. The dead ones are
+    // marked at the next tick (or by another node).
+    auto beat = std::chrono::steady_clock::now();
+    bool stalled = row_state && st.last_beat != std::chrono::steady_clock::time_point{}
+                   && beat - st.last_beat > std::chrono::milliseconds{s.failure_ms - s.heartbeat_ms};
+    if (row_state)
+      st.last_beat = beat;
+    if (stalled)
+      log::info("this node's heartbeats stalled; judging no member silent on this tick",
+                log::fields{}.add("node_id", st.node_id));
+    else
+      for (const auto& id : st.store->mark_silent_down(std::chrono::milliseconds{s.failure_ms}, st.node_id))
+        log::warn("cluster member down", log::fields{}.add("node_id", id).add("by", st.node_id));
     if (st.ticks % 600 == 1)
       st.store->purge_down(std::chrono::milliseconds{s.purge_ms});
     st.rows = st.store->members();

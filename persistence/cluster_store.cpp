@@ -56,7 +56,9 @@ public:
   std::optional<std::string> heartbeat(const std::string& node_id, int64_t epoch, const std::string& state,
                                        int64_t sessions) override {
     return run([&](pqxx::work& tx) -> std::optional<std::string> {
-      auto r = tx.exec_params("UPDATE cluster_members SET last_seen_at = now(), sessions = $4, "
+      // clock_timestamp(), not now(): a statement that waited (a lock, a stalled machine) must not date the
+      // heartbeat from when its transaction began.
+      auto r = tx.exec_params("UPDATE cluster_members SET last_seen_at = clock_timestamp(), sessions = $4, "
                               "state = CASE WHEN state = 'leaving' THEN 'leaving' ELSE $3 END "
                               "WHERE node_id = $1 AND epoch = $2 AND state <> 'down' RETURNING state",
                               node_id, epoch, state, sessions);
@@ -84,13 +86,13 @@ public:
     });
   }
 
-  std::vector<std::string> mark_silent_down(std::chrono::milliseconds failure) override {
+  std::vector<std::string> mark_silent_down(std::chrono::milliseconds failure, const std::string& self) override {
     return run([&](pqxx::work& tx) {
       std::vector<std::string> ids;
-      auto r = tx.exec_params("UPDATE cluster_members SET state = 'down' WHERE state <> 'down' "
-                              "AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000) "
+      auto r = tx.exec_params("UPDATE cluster_members SET state = 'down' WHERE state <> 'down' AND node_id <> $2 "
+                              "AND last_seen_at < clock_timestamp() - make_interval(secs => $1::double precision / 1000) "
                               "RETURNING node_id",
-                              static_cast<int64_t>(failure.count()));
+                              static_cast<int64_t>(failure.count()), self);
       for (const auto& row : r)
         ids.push_back(row[0].as<std::string>());
       return ids;

@@ -48,8 +48,9 @@ public:
   virtual bool request_drain(const std::string& node_id) = 0;
   /// Every row, by node id.
   virtual std::vector<member_row> members() = 0;
-  /// Marks rows that are not down and silent for longer than `failure` as down; returns their node ids.
-  virtual std::vector<std::string> mark_silent_down(std::chrono::milliseconds failure) = 0;
+  /// Marks rows that are not down and silent for longer than `failure` as down, but `self`'s (a node never judges
+  /// itself: the others do); returns their node ids.
+  virtual std::vector<std::string> mark_silent_down(std::chrono::milliseconds failure, const std::string& self) = 0;
   /// Sets a row's state if it still has `epoch` (a drain or a clean leave); false when it did not.
   virtual bool set_state(const std::string& node_id, int64_t epoch, const std::string& state) = 0;
   /// Deletes rows down and silent for longer than `age` (node ids that never come back would pile up otherwise);
