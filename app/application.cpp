@@ -34,6 +34,7 @@
 #include "http/plan_routes.hpp"
 #include "http/usage_routes.hpp"
 #include "http/wishlist_routes.hpp"
+#include "http/websocket.hpp"
 #include "http/write_routes.hpp"
 #include "introspect/probe.hpp"
 #include "persistence/admin.hpp"
@@ -407,6 +408,19 @@ int run_server(const config::settings& settings) {
     shared.plans->set({http::gated(shared.load.generate_gate,
                                    [gateway](const std::shared_ptr<http::responder>& r) { gateway->chat(r); }),
                        auth_opts.jwt, {}});
+    // The WebSocket channel: chats as messages, through the same route and gate as the HTTP ones.
+    std::shared_ptr<http::ws_runtime> ws_runtime;
+    if (settings.ws.enabled) {
+      ws_runtime = std::make_shared<http::ws_runtime>();
+      ws_runtime->settings = settings.ws;
+      ws_runtime->max_message_bytes =
+        static_cast<uint64_t>(std::min(settings.ws.max_message_bytes, settings.http.max_body_bytes));
+      ws_runtime->max_json_depth = static_cast<size_t>(settings.http.max_json_depth);
+      ws_runtime->chat = http::gated(shared.load.generate_gate,
+                                     [gateway](const std::shared_ptr<http::responder>& r) { gateway->chat(r); });
+      ws_runtime->auth = &authenticator;
+      http::add_websocket_routes(*routes, authenticator, ws_runtime);
+    }
     auto cors = std::make_shared<http::cors_policy>(settings.http.cors_origins);
     http::add_upload_routes(*routes, authenticator, http::upload_route_options_from(settings, cors));
     http::repository_route_options repository_routes;
@@ -423,6 +437,11 @@ int run_server(const config::settings& settings) {
     wishlist_routes.cors = cors;
     http::add_wishlist_routes(*routes, authenticator, wishlist_routes);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
+    if (ws_runtime) // before the server starts: no session reads it yet
+      ws_runtime->draining = [weak = std::weak_ptr<http::server_state>(http_state)] {
+        auto state = weak.lock();
+        return !state || state->draining();
+      };
     add_http_collector(*metrics, http_state);
     http::server server{settings, http_state};
     if (!await_tree_started(sys, root, milliseconds{10000}))

@@ -1,15 +1,17 @@
 // hold_connections: opens many connections to a server and keeps them open, for `make bench-connections`
-// (bench/connections.sh): idle keep-alive connections (one GET answered, then nothing) and server-sent event
-// streams (a GET whose answer is a stream: its events and heartbeats are read and dropped).
+// (bench/connections.sh): idle keep-alive connections (one GET answered, then nothing), server-sent event
+// streams (a GET whose answer is a stream: its events and heartbeats are read and dropped) and WebSocket
+// connections (GET /ws upgraded, then nothing but the server's pings, read and dropped).
 //
-//   hold_connections --port P [--idle 2500] [--sse 2500] [--sse-path /api/jobs/ID/events]
+//   hold_connections --port P [--idle 2500] [--sse 2500] [--sse-path /api/jobs/ID/events] [--ws 0]
 //                    [--header "Authorization: Bearer T"] [--seconds 60] [--ready-file F]
 //
 // It opens the connections (at most 200 connecting at once), and once every one is held (the idle ones answered
-// 200, the streams' first event arrived) or 60 s passed, writes "<idle held> <sse held> <failed>" to the ready
-// file. It then holds them for --seconds, reading whatever arrives (epoll: a quiet connection costs it nothing, so
-// it does not take the CPU of the measurement next to it), and prints one JSON line: held, dropped by the server
-// while held (per kind), failures to connect or to be answered 200.
+// 200, the streams' first event arrived, the WebSockets' 101 and their "ready" message) or 60 s passed, writes
+// "<idle held> <sse held> <failed> <ws held>" to the ready file. It then holds them for --seconds, reading whatever
+// arrives (epoll: a quiet connection costs it nothing, so it does not take the CPU of the measurement next to it),
+// and prints one JSON line: held and dropped by the server while held (per kind), failures to connect or to be
+// answered.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -35,6 +37,7 @@ struct options {
   uint16_t port = 0;
   int idle = 2500;
   int sse = 2500;
+  int ws = 0;
   std::string sse_path;
   std::vector<std::string> headers;
   int seconds = 60;
@@ -43,9 +46,11 @@ struct options {
 
 enum class phase { connecting, sent, held, closed };
 
+enum class kind { idle, sse, ws };
+
 struct conn {
   int fd = -1;
-  bool sse = false;
+  kind what = kind::idle;
   phase state = phase::connecting;
   std::string request;
   std::string received;
@@ -62,6 +67,8 @@ bool parse(int argc, char** argv, options& o) {
       o.idle = std::atoi(v);
     else if (a == "--sse" && (v = next()))
       o.sse = std::atoi(v);
+    else if (a == "--ws" && (v = next()))
+      o.ws = std::atoi(v);
     else if (a == "--sse-path" && (v = next()))
       o.sse_path = v;
     else if (a == "--header" && (v = next()))
@@ -91,15 +98,18 @@ int open_socket(uint16_t port) {
   return fd;
 }
 
-/// Whether a head arrived that is not a 200: the connection will never be held.
+/// Whether a head arrived that is not the one expected (200; 101 for a WebSocket): it will never be held.
 bool refused(const conn& c) {
-  return c.received.size() >= 12 && c.received.compare(0, 12, "HTTP/1.1 200") != 0;
+  return c.received.size() >= 12
+         && c.received.compare(0, 12, c.what == kind::ws ? "HTTP/1.1 101" : "HTTP/1.1 200") != 0;
 }
 
 /// Whether what `c` received so far completes what it waits for before it is held.
 bool answered(const conn& c) {
-  if (c.sse)
+  if (c.what == kind::sse)
     return c.received.find("HTTP/1.1 200") == 0 && c.received.find("\nevent: ") != std::string::npos;
+  if (c.what == kind::ws) // the session's first message, {"type":"ready",...}, in a text frame after the head
+    return c.received.find("HTTP/1.1 101") == 0 && c.received.find("\"ready\"") != std::string::npos;
   auto head_end = c.received.find("\r\n\r\n");
   if (head_end == std::string::npos || c.received.find("HTTP/1.1 200") != 0)
     return false;
@@ -113,8 +123,8 @@ bool answered(const conn& c) {
 int main(int argc, char** argv) {
   options o;
   if (!parse(argc, argv, o)) {
-    std::fprintf(stderr, "usage: hold_connections --port P [--idle N] [--sse N --sse-path PATH] [--header H]... "
-                         "[--seconds S] [--ready-file F]\n");
+    std::fprintf(stderr, "usage: hold_connections --port P [--idle N] [--sse N --sse-path PATH] [--ws N] "
+                         "[--header H]... [--seconds S] [--ready-file F]\n");
     return 2;
   }
   rlimit lim{};
@@ -125,15 +135,27 @@ int main(int argc, char** argv) {
   std::string extra;
   for (const auto& h : o.headers)
     extra += h + "\r\n";
-  std::vector<conn> conns(static_cast<size_t>(o.idle + o.sse));
+  std::vector<conn> conns(static_cast<size_t>(o.idle + o.sse + o.ws));
   for (size_t i = 0; i < conns.size(); ++i) {
     auto& c = conns[i];
-    c.sse = static_cast<int>(i) >= o.idle;
-    c.request = c.sse ? "GET " + o.sse_path + " HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n" + extra + "\r\n"
-                      : "GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+    auto at = static_cast<int>(i);
+    c.what = at < o.idle ? kind::idle : at < o.idle + o.sse ? kind::sse : kind::ws;
+    switch (c.what) {
+    case kind::idle:
+      c.request = "GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+      break;
+    case kind::sse:
+      c.request = "GET " + o.sse_path + " HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n" + extra + "\r\n";
+      break;
+    case kind::ws:
+      c.request = "GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  + extra + "\r\n";
+      break;
+    }
   }
-  int failed = 0, dropped_idle = 0, dropped_sse = 0;
-  int setting_up = 0, held_idle = 0, held_sse = 0;
+  int failed = 0, dropped[3] = {0, 0, 0};
+  int setting_up = 0, held[3] = {0, 0, 0};
   size_t next = 0;
   bool ready = false;
   auto start = clock_type::now();
@@ -145,8 +167,8 @@ int main(int argc, char** argv) {
     ::epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
     if (was_held) {
-      (c.sse ? held_sse : held_idle)--;
-      (c.sse ? dropped_sse : dropped_idle)++;
+      held[static_cast<int>(c.what)]--;
+      dropped[static_cast<int>(c.what)]++;
     } else {
       --setting_up;
       ++failed;
@@ -174,12 +196,13 @@ int main(int argc, char** argv) {
     if (!ready && ((next == conns.size() && setting_up == 0) || now - start > std::chrono::seconds{60})) {
       ready = true;
       if (!o.ready_file.empty())
-        std::ofstream{o.ready_file} << held_idle << " " << held_sse << " " << failed << "\n";
+        std::ofstream{o.ready_file} << held[0] << " " << held[1] << " " << failed << " " << held[2] << "\n";
       hold_until = now + std::chrono::seconds{o.seconds};
     }
     if (ready && now >= hold_until) {
-      std::printf("{\"idle_held\":%d,\"sse_held\":%d,\"dropped_idle\":%d,\"dropped_sse\":%d,\"failed\":%d}\n",
-                  held_idle, held_sse, dropped_idle, dropped_sse, failed);
+      std::printf("{\"idle_held\":%d,\"sse_held\":%d,\"ws_held\":%d,\"dropped_idle\":%d,\"dropped_sse\":%d,"
+                  "\"dropped_ws\":%d,\"failed\":%d}\n",
+                  held[0], held[1], held[2], dropped[0], dropped[1], dropped[2], failed);
       return 0;
     }
     int n = ::epoll_wait(ep, events.data(), static_cast<int>(events.size()), ready ? 1000 : 100);
@@ -213,7 +236,7 @@ int main(int argc, char** argv) {
         if (answered(c)) {
           c.state = phase::held;
           --setting_up;
-          (c.sse ? held_sse : held_idle)++;
+          held[static_cast<int>(c.what)]++;
           c.received.clear();
           c.received.shrink_to_fit();
         } else if (refused(c) || c.received.size() > 65536) {

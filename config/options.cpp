@@ -526,6 +526,36 @@ const std::vector<option_spec>& all_options() {
     entry("guest.per_day", bind<&settings::guest, &guest_settings::per_day>(), "5",
           "generations per day of one guest (one client address), counted like a user's quota")
       .range(0, 1000000, "generations"),
+    // the WebSocket channel (GET /ws, http/websocket.hpp)
+    entry("ws.enabled", bind<&settings::ws, &ws_settings::enabled>(), "true",
+          "serve the WebSocket channel at GET /ws: chat completions (streamed or not) as JSON messages"),
+    entry("ws.max_connections", bind<&settings::ws, &ws_settings::max_connections>(), "10000",
+          "WebSocket connections open at once on this node; another handshake gets 503")
+      .range(1, 1000000, "connections"),
+    entry("ws.max_message_bytes", bind<&settings::ws, &ws_settings::max_message_bytes>(), "1048576",
+          "largest message a client may send (reassembled from its frames); a larger one closes the connection "
+          "with 1009 before it is buffered, and at most http.max_body_bytes is taken either way")
+      .range(1024, 67108864, "bytes"),
+    entry("ws.messages_per_second", bind<&settings::ws, &ws_settings::messages_per_second>(), "10",
+          "messages one connection may send per second on average (beyond its burst, each is answered with a 429 "
+          "error message; a client that keeps sending while 64 wait is disconnected with 1008)")
+      .range(0.001, 100000, "messages/s"),
+    entry("ws.burst", bind<&settings::ws, &ws_settings::burst>(), "20",
+          "messages one connection may send at once before ws.messages_per_second applies")
+      .range(1, 100000, "messages"),
+    entry("ws.max_inflight", bind<&settings::ws, &ws_settings::max_inflight>(), "8",
+          "chats of one connection answered at once; another gets a 429 error message")
+      .range(1, 1000, "chats"),
+    entry("ws.ping_interval_ms", bind<&settings::ws, &ws_settings::ping_interval_ms>(), "30000",
+          "how often the server pings a connection")
+      .range(100, 3600000, "ms"),
+    entry("ws.idle_timeout_ms", bind<&settings::ws, &ws_settings::idle_timeout_ms>(), "75000",
+          "a connection from which nothing (not even a pong) arrived for this long is closed with 1001")
+      .range(200, 86400000, "ms"),
+    entry("ws.auth_timeout_ms", bind<&settings::ws, &ws_settings::auth_timeout_ms>(), "10000",
+          "a connection opened without an Authorization header must send its auth message within this, or it is "
+          "closed with 1008")
+      .range(100, 600000, "ms"),
     // plans (http/plan_job.hpp)
     entry("plans.model", bind<&settings::plans, &plans_settings::model>(), "gpt-4o-mini",
           "the model a plan is asked of when POST /api/repositories/{id}/plans names none (one an upstream serves)"),

@@ -201,6 +201,19 @@ struct guest_settings {
   int64_t per_day; // generations per day of one guest (one client address)
 };
 
+/// The WebSocket channel (options ws.*; GET /ws, http/websocket.hpp).
+struct ws_settings {
+  bool enabled;
+  int64_t max_connections;     // open at once on this node
+  int64_t max_message_bytes;   // one message from a client (a larger one closes the connection with 1009)
+  double messages_per_second;  // per connection, refilled continuously
+  int64_t burst;               // per connection
+  int64_t max_inflight;        // chats of one connection being answered at once
+  int64_t ping_interval_ms;    // the server's pings
+  int64_t idle_timeout_ms;     // nothing heard (a pong included) for this long closes the connection
+  int64_t auth_timeout_ms;     // a connection without a credential must send an auth message within this
+};
+
 /// AI plans for repositories (options plans.*; http/plan_job.hpp).
 struct plans_settings {
   std::string model;        // the model a plan is asked of when the request names none
@@ -259,6 +272,7 @@ struct settings {
   jobs_settings jobs;
   plans_settings plans;
   guest_settings guest;
+  ws_settings ws;
   retention_settings retention;
   cluster_settings cluster;
 };

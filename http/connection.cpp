@@ -128,7 +128,7 @@ void connection::on_event(bool readable, bool /*writable*/, bool hangup) {
     return;
   }
   if (readable) {
-    if (phase_ == phase::reading || phase_ == phase::lingering) {
+    if (phase_ == phase::reading || phase_ == phase::lingering || phase_ == phase::upgraded) {
       read_more_ = true;
     } else if (phase_ == phase::answering) {
       // Not reading now (the answer comes first); only learn whether the client has gone.
@@ -159,6 +159,18 @@ void connection::deliver(outbound item) {
   }
   if (phase_ == phase::closed) {
     queued_.fetch_sub(static_cast<int64_t>(item.bytes.size()), std::memory_order_acq_rel);
+    if (item.upgrade)
+      item.upgrade->on_closed(); // it never started
+    return;
+  }
+  if (item.protocol_tag >= 0) {
+    queued_.fetch_sub(static_cast<int64_t>(item.bytes.size()), std::memory_order_acq_rel);
+    if (auto protocol = upgraded_; phase_ == phase::upgraded && protocol) // held: it may close the connection
+      protocol->on_outbound(*this, std::move(item)); // it writes what it frames through write_raw
+    return;
+  }
+  if (item.upgrade) {
+    start_upgrade(std::move(item));
     return;
   }
   if (out_offset_ == out_.size()) {
@@ -185,6 +197,63 @@ void connection::deliver(outbound item) {
   pump();
 }
 
+void connection::start_upgrade(outbound item) {
+  auto protocol = std::move(item.upgrade);
+  if (out_offset_ == out_.size()) {
+    out_.clear();
+    out_offset_ = 0;
+    write_progress_ = clock::now();
+  }
+  out_.append(item.bytes);
+  phase_ = phase::upgraded;
+  upgraded_ = protocol;
+  response_done_ = false;
+  streaming_ = false;
+  stall_limit_ = std::chrono::milliseconds{0};
+  answer_deadline_.reset();
+  answer_expired_ = nullptr;
+  protocol->on_start(*this, clock::now());
+  if (phase_ == phase::upgraded && !pending_in_.empty()) { // sent right behind the handshake
+    std::string input;
+    input.swap(pending_in_);
+    protocol->on_input(*this, input.data(), input.size());
+  }
+  if (phase_ == phase::closed)
+    return;
+  read_more_ = true;
+  pump();
+}
+
+void connection::write_raw(std::string_view bytes) {
+  if (phase_ == phase::closed || bytes.empty())
+    return;
+  queued_.fetch_add(static_cast<int64_t>(bytes.size()), std::memory_order_acq_rel);
+  if (out_offset_ == out_.size()) {
+    out_.clear();
+    out_offset_ = 0;
+    write_progress_ = clock::now();
+  }
+  out_.append(bytes.data(), bytes.size());
+  if (static_cast<size_t>(queued_.load(std::memory_order_acquire)) > owner_.limits().max_queued_output) {
+    close_now(); // the client is far behind: drop it rather than hold its messages in memory
+    return;
+  }
+  if (pumping_)
+    pump_again_ = true;
+  else
+    pump();
+}
+
+void connection::end_upgraded() {
+  if (phase_ != phase::upgraded)
+    return;
+  response_done_ = true;
+  if (pumping_)
+    pump_again_ = true;
+  else
+    pump();
+}
+
 void connection::pump() {
   if (pumping_) {
     pump_again_ = true;
@@ -199,12 +268,17 @@ void connection::pump() {
       break;
     if (phase_ == phase::answering && response_done_ && out_offset_ == out_.size())
       finish_response();
+    if (phase_ == phase::upgraded && response_done_ && out_offset_ == out_.size()) {
+      if (auto protocol = std::exchange(upgraded_, nullptr))
+        protocol->on_closed();
+      start_lingering();
+    }
     if (phase_ == phase::reading && !pending_in_.empty()) {
       std::string input;
       input.swap(pending_in_);
       consume(input.data(), input.size());
     }
-    if ((phase_ == phase::reading || phase_ == phase::lingering) && read_more_) {
+    if ((phase_ == phase::reading || phase_ == phase::lingering || phase_ == phase::upgraded) && read_more_) {
       read_more_ = false;
       if (read_socket(read_budget)) {
         // More may be waiting, but the other connections of this thread get their turn first.
@@ -245,7 +319,7 @@ void connection::flush_output() {
 bool connection::read_socket(size_t budget) {
   auto& buffer = owner_.read_buffer();
   size_t total = 0;
-  while (phase_ == phase::reading || phase_ == phase::lingering) {
+  while (phase_ == phase::reading || phase_ == phase::lingering || phase_ == phase::upgraded) {
     if (total >= budget)
       return true;
     auto n = ::recv(fd(), buffer.data(), buffer.size(), 0);
@@ -257,6 +331,11 @@ bool connection::read_socket(size_t budget) {
           close_now();
           return false;
         }
+        continue;
+      }
+      if (phase_ == phase::upgraded) {
+        if (auto protocol = upgraded_; protocol && !response_done_) // ending: what still arrives is not read
+          protocol->on_input(*this, buffer.data(), static_cast<size_t>(n)); // held: it may close the connection
         continue;
       }
       consume(buffer.data(), static_cast<size_t>(n));
@@ -368,7 +447,10 @@ void connection::close_now() {
   out_offset_ = 0;
   pending_in_ = std::string{};
   reservation.reset();
+  auto protocol = std::exchange(upgraded_, nullptr);
   owner_.remove(*this);
+  if (protocol)
+    protocol->on_closed();
 }
 
 void connection::update_interest() {
@@ -409,6 +491,10 @@ void connection::on_tick(steady_time now) {
   case phase::lingering:
     if (now - linger_since_ > limits.linger)
       close_now();
+    break;
+  case phase::upgraded:
+    if (auto protocol = upgraded_; protocol && !response_done_)
+      protocol->on_tick(*this, now); // its own heartbeat and idle limits (held: it may close the connection)
     break;
   case phase::answering:
     if (answer_deadline_ && now >= *answer_deadline_) {

@@ -18,6 +18,9 @@
 //     and a response may stall (client not reading) at most http.send_timeout_ms (or its own limit, e.g. a stream's).
 //     While an answer is being produced, the route's time limit applies (set_answer_deadline): an answer that has
 //     not started by then is answered 504 by the server.
+//   - may switch protocols: a response queued with outbound::upgrade (a 101, responder::upgrade) hands the
+//     connection to an upgraded_protocol (the WebSocket channel, http/websocket.hpp), which then reads its bytes,
+//     writes through write_raw and is ticked; the output bound and the stall limit stay the connection's;
 //   - is closed gracefully after a final response: shutdown(SHUT_WR), then what the client still sends is read and
 //     discarded for a short while, so the client reads the response instead of a reset.
 
@@ -32,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +47,7 @@ namespace troupe::http {
 
 class connection;
 class worker;
+class upgraded_protocol;
 
 using steady_time = std::chrono::steady_clock::time_point;
 
@@ -54,6 +59,28 @@ struct outbound {
   bool close = false; // close the connection once they are written
   std::chrono::milliseconds stall_limit{0}; // for this response: longest time without write progress (0 = default)
   bool resume = false; // internal: continue reading where a fairness bound stopped it
+  /// Set on the bytes of a 101 response: once they are queued, the connection speaks this protocol instead of
+  /// HTTP/1.1 (its input, ticks and close go to it).
+  std::shared_ptr<upgraded_protocol> upgrade;
+  /// >= 0: not bytes for the socket but a message for the upgraded protocol (upgraded_protocol::on_outbound), of
+  /// this kind (e.g. a WebSocket opcode); `bytes` is its payload.
+  int protocol_tag = -1;
+};
+
+/// A protocol a connection switched to with a 101 response (the WebSocket channel, http/websocket.hpp). Every
+/// method runs on the connection's reactor thread; write through connection::write_raw, end with
+/// connection::end_upgraded (or connection::close_now to drop it).
+class upgraded_protocol {
+public:
+  virtual ~upgraded_protocol() = default;
+  /// The 101 is queued; the bytes the client sent after its handshake follow as on_input.
+  virtual void on_start(connection& c, steady_time now) = 0;
+  virtual void on_input(connection& c, const char* data, size_t size) = 0;
+  /// An item sent to the connection with protocol_tag >= 0 (from any thread; delivered here on the reactor thread).
+  virtual void on_outbound(connection& c, outbound item) = 0;
+  virtual void on_tick(connection& c, steady_time now) = 0;
+  /// The connection is closed (by either side, or it never started): called at most once, the last call.
+  virtual void on_closed() = 0;
 };
 
 /// The worker's queue of outbound items: many producers, the reactor thread consumes. An eventfd wakes the reactor
@@ -146,6 +173,11 @@ public:
   void deliver(outbound item);
   /// Closes at once (no more bytes); the sink's responders see gone().
   void close_now();
+  /// Upgraded connections: queues bytes for the socket (counted against limits().max_queued_output: a client that
+  /// far behind is dropped).
+  void write_raw(std::string_view bytes);
+  /// Upgraded connections: once what is queued is written, shut down the sending side and close (lingering).
+  void end_upgraded();
   int fd() const;
 
 private:
@@ -153,6 +185,7 @@ private:
     reading,    // waiting for or reading a request
     answering,  // a request was handed to the sink; its response is being produced and written
     lingering,  // the final response is written, SHUT_WR done; discarding input until EOF or the linger time
+    upgraded,   // after a 101: another protocol (upgraded_) reads and writes
     closed,
   };
 
@@ -198,6 +231,8 @@ private:
   steady_time linger_since_{};
   std::chrono::milliseconds stall_limit_{0};
   size_t discarded_ = 0;
+  std::shared_ptr<upgraded_protocol> upgraded_;
+  void start_upgrade(outbound item);
 };
 
 /// The connections of one reactor thread.

@@ -1,22 +1,11 @@
 #include "http/http1.hpp"
+#include "http/header_text.hpp"
 
 #include <strings.h>
 
 namespace troupe::http {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
 
 bool is_token_char(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
@@ -271,6 +260,8 @@ const char* reason_phrase(int status) {
   switch (status) {
   case 100:
     return "Continue";
+  case 101:
+    return "Switching Protocols";
   case 200:
     return "OK";
   case 201:

@@ -1,4 +1,5 @@
 #include "http/load_monitor.hpp"
+#include "http/websocket.hpp"
 #include "introspect/observed_actor.hpp"
 
 #include "actors/persistence_supervisor.hpp"
@@ -131,6 +132,8 @@ supervisor_config make_http_supervisor(const config::settings& s, const supervis
   http.children.push_back(worker_child(
     "ops.load", [monitor](caf::actor_system& sys) { return spawn_load_monitor(sys, monitor); },
     std::chrono::milliseconds{1000}));
+  if (s.ws.enabled)
+    http.children.push_back(ws_hub_child(s.ws.max_connections, context.metrics));
   return http;
 }
 

@@ -208,7 +208,9 @@ public:
 
   void dispatch(const std::shared_ptr<connection>& c, request_head head, std::string body) override {
     state_->request_started();
-    bool keep_alive = head.keep_alive && !state_->draining();
+    // A request asking for another protocol is answered and the connection closed, unless it is switched (101):
+    // what the client sends next may not be HTTP.
+    bool keep_alive = head.keep_alive && !state_->draining() && !head.header("Upgrade");
     bool http10 = head.version_minor == 0;
     auto req = make_request(head, *c, *state_);
     auto match = std::move(c->match);
@@ -445,6 +447,11 @@ responder::responder(request req, std::function<void(response)> deliver)
   : req_(std::move(req)), keep_alive_(false), http10_(false), reactor_thread_(this_thread_token()),
     last_thread_(reactor_thread_), deliver_(std::move(deliver)) {}
 
+responder::responder(request req, std::function<void(response)> deliver, std::shared_ptr<stream_consumer> consumer)
+  : responder(std::move(req), std::move(deliver)) {
+  consumer_ = std::move(consumer);
+}
+
 void responder::arrived() {
   auto me = this_thread_token();
   if (last_thread_.exchange(me, std::memory_order_relaxed) != me)
@@ -507,16 +514,21 @@ void responder::send(response res) {
 }
 
 std::vector<std::function<void()>> responder::write_head(std::string& out, response& res, bool keep_alive,
-                                                         bool streamed) {
+                                                         bool streamed, bool upgrade) {
   append_status_line(out, res.status);
   append_header(out, "Date", http_date());
-  if (streamed) {
+  if (upgrade) {
+    // 101: no body follows; the connection is the new protocol's from the blank line on.
+  } else if (streamed) {
     if (!http10_)
       out += "Transfer-Encoding: chunked\r\n";
   } else if (status_has_body(res.status)) {
     append_header(out, "Content-Length", std::to_string(res.body.size()));
   }
-  out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  if (upgrade)
+    out += "Connection: Upgrade\r\n";
+  else
+    out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   append_header(out, "X-Request-Id", req_.id);
   out += server_->node_header();
   out += "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n";
@@ -538,6 +550,19 @@ std::vector<std::function<void()>> responder::write_head(std::string& out, respo
 }
 
 std::shared_ptr<response_stream> responder::stream(response head) {
+  if (deliver_ && consumer_) {
+    bool expected = false;
+    if (!answered_.compare_exchange_strong(expected, true))
+      return nullptr;
+    std::vector<std::function<void()>> hooks;
+    {
+      std::lock_guard<std::mutex> guard{extras_mutex_};
+      head.headers.insert(head.headers.begin(), extra_headers_.begin(), extra_headers_.end());
+      hooks.swap(on_sent_);
+    }
+    consumer_->start(head);
+    return std::shared_ptr<response_stream>(new response_stream(consumer_, std::move(hooks)));
+  }
   if (deliver_) {
     send(error_response(service_error::internal, "An internal request cannot be answered with a stream.", req_.id));
     return nullptr;
@@ -555,6 +580,29 @@ std::shared_ptr<response_stream> responder::stream(response head) {
     new response_stream(conn_, server_, !http10_, !keep_alive, std::move(hooks)));
   stream->send(std::move(out), false, false);
   return stream;
+}
+
+bool responder::upgrade(response head, std::shared_ptr<upgraded_protocol> protocol) {
+  if (deliver_ || !conn_ || server_->draining())
+    return false;
+  bool expected = false;
+  if (!answered_.compare_exchange_strong(expected, true))
+    return false;
+  body_.release();
+  ticket_.release();
+  head.status = 101;
+  std::string out;
+  auto hooks = write_head(out, head, false, false, true);
+  server_->request_finished(req_, 101, handoffs_to_answer());
+  outbound item;
+  item.bytes = std::move(out);
+  item.last = true;
+  item.upgrade = std::move(protocol);
+  conn_->send(std::move(item));
+  server_->response_written(); // the request is over; the connection now belongs to the protocol
+  for (auto& hook : hooks)
+    hook();
+  return true;
 }
 
 void responder::add_header(std::string name, std::string value) {
@@ -583,6 +631,9 @@ response_stream::response_stream(std::shared_ptr<connection> conn, std::shared_p
   : conn_(std::move(conn)), server_(std::move(server)), on_end_(std::move(on_end)), chunked_(chunked),
     close_after_(close_after) {}
 
+response_stream::response_stream(std::shared_ptr<stream_consumer> consumer, std::vector<std::function<void()>> on_end)
+  : consumer_(std::move(consumer)), on_end_(std::move(on_end)) {}
+
 response_stream::~response_stream() {
   end();
 }
@@ -598,6 +649,11 @@ void response_stream::send(std::string bytes, bool last, bool close) {
 
 bool response_stream::write(std::string_view data) {
   std::lock_guard<std::mutex> guard{mutex_};
+  if (consumer_) {
+    if (ended_ || consumer_->gone())
+      return false;
+    return data.empty() || consumer_->write(data);
+  }
   if (ended_ || conn_->gone())
     return false;
   if (data.empty())
@@ -624,11 +680,14 @@ void response_stream::end() {
     if (ended_)
       return;
     ended_ = true;
-    // The terminating chunk; the connection then serves its next request (keep-alive).
-    send(chunked_ ? std::string{"0\r\n\r\n"} : std::string{}, true, close_after_ || !chunked_);
+    if (consumer_)
+      consumer_->end(false);
+    else // the terminating chunk; the connection then serves its next request (keep-alive)
+      send(chunked_ ? std::string{"0\r\n\r\n"} : std::string{}, true, close_after_ || !chunked_);
     hooks.swap(on_end_);
   }
-  server_->response_written();
+  if (server_)
+    server_->response_written();
   for (auto& hook : hooks)
     hook();
 }
@@ -640,16 +699,20 @@ void response_stream::abort() {
     if (ended_)
       return;
     ended_ = true;
-    send(std::string{}, true, true);
+    if (consumer_)
+      consumer_->end(true);
+    else
+      send(std::string{}, true, true);
     hooks.swap(on_end_);
   }
-  server_->response_written();
+  if (server_)
+    server_->response_written();
   for (auto& hook : hooks)
     hook();
 }
 
 bool response_stream::gone() const {
-  return conn_->gone();
+  return consumer_ ? consumer_->gone() : conn_->gone();
 }
 
 bool response_stream::draining() const {
@@ -657,7 +720,7 @@ bool response_stream::draining() const {
 }
 
 int64_t response_stream::backlog() const {
-  return conn_->queued_bytes();
+  return consumer_ ? consumer_->backlog() : conn_->queued_bytes();
 }
 
 void response_stream::set_stall_limit(std::chrono::milliseconds limit) {

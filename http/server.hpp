@@ -154,6 +154,16 @@ private:
   int64_t bytes_ = 0;
 };
 
+/// Where the streamed answer of an internal request goes (responder(request, deliver, stream_consumer)): the
+/// server asking itself (the WebSocket channel relaying a streamed chat) reads the stream's bytes as they come.
+struct stream_consumer {
+  std::function<void(const response& head)> start; // status and headers, once, before any bytes
+  std::function<bool(std::string_view bytes)> write; // false: the consumer has gone (stop producing)
+  std::function<void(bool cut_off)> end;           // once; cut_off: abort() (the answer is incomplete)
+  std::function<bool()> gone;                      // the consumer has gone
+  std::function<int64_t()> backlog;                // bytes it has not passed on yet
+};
+
 /// A response sent in pieces as they are produced (chunked transfer encoding), e.g. Server-Sent Events. Obtained
 /// from responder::stream. write and end may be called from any thread (one at a time is enforced by a mutex); the
 /// bytes are queued to the connection's reactor, never written from the caller's thread. The request counts as in
@@ -187,11 +197,13 @@ private:
   friend class responder;
   response_stream(std::shared_ptr<connection> conn, std::shared_ptr<server_state> server, bool chunked,
                   bool close_after, std::vector<std::function<void()>> on_end);
+  response_stream(std::shared_ptr<stream_consumer> consumer, std::vector<std::function<void()>> on_end);
   void send(std::string bytes, bool last, bool close);
 
   std::mutex mutex_;
   std::shared_ptr<connection> conn_;
   std::shared_ptr<server_state> server_;
+  std::shared_ptr<stream_consumer> consumer_; // set: an internal request's stream (no connection, no server)
   std::vector<std::function<void()>> on_end_;
   std::chrono::milliseconds stall_limit_{0};
   bool chunked_ = true;     // HTTP/1.1 client: chunked; HTTP/1.0: the body ends when the connection closes
@@ -210,6 +222,8 @@ public:
   /// the thread that answers, instead of to a connection. Such a request cannot stream: stream() answers it with a
   /// 500 and returns nullptr. It is not counted in the server's metrics (its caller counts its own work).
   responder(request req, std::function<void(response)> deliver);
+  /// An internal request that may stream: a streamed answer goes to `consumer` (not to `deliver`).
+  responder(request req, std::function<void(response)> deliver, std::shared_ptr<stream_consumer> consumer);
   ~responder();
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
@@ -226,6 +240,12 @@ public:
   /// Starts a streamed answer instead: status, content type and headers of `head` (its body is ignored) go out
   /// first. nullptr if the request was already answered. The on_sent hooks run when it ends.
   std::shared_ptr<response_stream> stream(response head);
+  /// Answers 101 Switching Protocols with the headers of `head` (Upgrade and Connection are added) and hands the
+  /// connection to `protocol` once those bytes are queued. False if the request was already answered, is internal,
+  /// or the server is draining (the caller answers otherwise then).
+  bool upgrade(response head, std::shared_ptr<upgraded_protocol> protocol);
+  /// The connection the request arrived on (null for internal requests).
+  const std::shared_ptr<connection>& conn() const { return conn_; }
   bool answered() const { return answered_.load(); }
   /// True once the client has gone (its connection closed): an answer would reach nobody.
   bool client_gone() const;
@@ -246,7 +266,8 @@ private:
   /// arrived(), then the hand-offs including the one back to the reactor.
   uint32_t handoffs_to_answer();
   /// Serialises the status line and headers (standard, extra and `res`'s) into `out`; returns the on_sent hooks.
-  std::vector<std::function<void()>> write_head(std::string& out, response& res, bool keep_alive, bool streamed);
+  std::vector<std::function<void()>> write_head(std::string& out, response& res, bool keep_alive, bool streamed,
+                                                bool upgrade = false);
 
   std::shared_ptr<connection> conn_;
   request req_;
@@ -263,6 +284,7 @@ private:
   std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::vector<std::function<void()>> on_sent_;
   std::function<void(response)> deliver_; // set: an internal request (no connection, no server)
+  std::shared_ptr<stream_consumer> consumer_; // an internal request's stream, if it may have one
 };
 
 /// Owns the listener and turns its requests into handler calls.

@@ -1,4 +1,5 @@
 #include "http/tus.hpp"
+#include "http/header_text.hpp"
 
 #include "http/hashing.hpp"
 
@@ -9,14 +10,6 @@
 namespace troupe::http::tus {
 
 namespace {
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-    text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-    text.remove_suffix(1);
-  return text;
-}
 
 bool valid_key(std::string_view key) {
   if (key.empty())
