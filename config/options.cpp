@@ -144,6 +144,16 @@ const std::vector<option_spec>& all_options() {
           "largest request body of a JSON route (routes such as tus PATCH set their own); a larger Content-Length "
           "gets 413 before the body is read")
       .range(1, 1073741824, "bytes"),
+    entry("http.gzip", bind<&settings::http, &http_settings::gzip>(), "true",
+          "gzip a response of a compressible type (JSON, text, JavaScript, XML, SVG; never an event stream) of at "
+          "least http.gzip_min_bytes when the client's Accept-Encoding takes gzip; such responses carry "
+          "Vary: Accept-Encoding"),
+    entry("http.gzip_min_bytes", bind<&settings::http, &http_settings::gzip_min_bytes>(), "1024",
+          "smallest response body http.gzip compresses")
+      .range(0, 1073741824, "bytes"),
+    entry("http.gzip_level", bind<&settings::http, &http_settings::gzip_level>(), "5",
+          "zlib's compression level for http.gzip: 1 is fastest, 9 smallest")
+      .range(1, 9, "level"),
     entry("http.max_json_depth", bind<&settings::http, &http_settings::max_json_depth>(), "64",
           "deepest nesting of arrays and objects a JSON body may have; deeper gets 400 json_too_deep")
       .range(1, 512, "levels"),

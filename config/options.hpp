@@ -21,6 +21,9 @@ struct http_settings {
   std::string address;
   int64_t port;
   int64_t threads;
+  bool gzip;                // gzip responses when the client accepts it
+  int64_t gzip_min_bytes;   // smaller bodies are sent as they are
+  int64_t gzip_level;       // zlib level 1..9
   int64_t max_body_bytes;
   int64_t max_json_depth;
   int64_t header_timeout_ms;

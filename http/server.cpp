@@ -1,5 +1,8 @@
 #include "http/server.hpp"
 
+#include "http/compression.hpp"
+#include "http/header_text.hpp"
+
 #include "http/error_mapping.hpp"
 #include "http/revalidation.hpp"
 
@@ -343,9 +346,13 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
     request_seconds_(metrics_->histogram("troupe_http_request_duration_seconds",
                                          "Time from request parsed to response queued, by route and status.",
                                          {"route", "status"}, latency_buckets_seconds())),
+    compressed_bytes_(metrics_->counter("troupe_http_compressed_bytes_total",
+                                        "Bytes of response bodies gzip-compressed, before (in) and after (out).",
+                                        {"stage"})),
     max_body_bytes_(static_cast<size_t>(settings.http.max_body_bytes)),
     body_budget_(settings.http.max_body_memory_bytes), admission_control_(settings.http.admission_control),
-    access_log_sample_(settings.log.request_sample) {
+    gzip_(settings.http.gzip), gzip_min_bytes_(static_cast<size_t>(settings.http.gzip_min_bytes)),
+    gzip_level_(static_cast<int>(settings.http.gzip_level)), access_log_sample_(settings.log.request_sample) {
   // A weak reference: the routes hold handlers that hold the metrics registry (the gateway's counters), so a strong
   // one would keep the registry, the routes and everything they hold alive for ever (LeakSanitizer's finding).
   metrics_->add_collector([weak_routes = std::weak_ptr<router>(routes_)](prometheus_writer& out) {
@@ -491,8 +498,9 @@ void responder::send(response res) {
   }
   body_.release();
   ticket_.release();
-  // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp).
+  // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp); then gzip.
   apply_revalidation(req_, res);
+  server_->compress(req_, res);
   bool keep_alive = keep_alive_ && !server_->draining();
   std::string out;
   bool with_body = status_has_body(res.status) && req_.method != "HEAD";
@@ -622,6 +630,30 @@ void responder::on_sent(std::function<void()> fn) {
 
 void responder::fail(const caf::error& err) {
   send(error_response(err, req_.id));
+}
+
+void server_state::compress(const request& req, response& res) {
+  if (!gzip_ || !status_has_body(res.status) || res.body.size() < gzip_min_bytes_ || !compressible_type(res.content_type))
+    return;
+  for (const auto& [name, value] : res.headers)
+    if (iequals(name, "Content-Encoding"))
+      return; // already encoded by its handler
+  res.header("Vary", "Accept-Encoding"); // a cache must not hand this answer to a client that asked otherwise
+  auto accept = req.header("Accept-Encoding");
+  if (!accept || !accepts_gzip(*accept))
+    return;
+  auto zipped = gzip_compress(res.body, gzip_level_);
+  if (!zipped || zipped->size() >= res.body.size())
+    return;
+  compressed_bytes_.inc({"in"}, res.body.size());
+  compressed_bytes_.inc({"out"}, zipped->size());
+  res.body = std::move(*zipped);
+  res.header("Content-Encoding", "gzip");
+  // The same ETag for two encodings would claim byte-identical bodies: a compressed one is weak (as nginx does); an
+  // If-None-Match compares weakly, so the client's next revalidation still matches.
+  for (auto& [name, value] : res.headers)
+    if (iequals(name, "ETag") && value.rfind("W/", 0) != 0)
+      value = "W/" + value;
 }
 
 // --- response_stream ---

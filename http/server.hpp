@@ -49,6 +49,10 @@ public:
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   /// Whether routes are under admission control (http.admission_control).
   bool admission_control() const { return admission_control_; }
+  /// Compresses `res` (http/compression.hpp) when the client accepts gzip and it is worth it (http.gzip,
+  /// http.gzip_min_bytes, http.gzip_level); adds Vary: Accept-Encoding to every response it could apply to and
+  /// weakens a compressed response's ETag.
+  void compress(const request& req, response& res);
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   /// Bytes of request bodies held right now (being received, or handed to a handler that has not answered).
   int64_t body_bytes_held() const { return body_bytes_.load(std::memory_order_acquire); }
@@ -86,9 +90,13 @@ private:
   counter_family& requests_total_;
   counter_family& handoffs_total_;
   histogram_family& request_seconds_;
+  counter_family& compressed_bytes_;
   size_t max_body_bytes_;
   int64_t body_budget_;
   bool admission_control_;
+  bool gzip_;
+  size_t gzip_min_bytes_;
+  int gzip_level_;
   double access_log_sample_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};

@@ -1,8 +1,12 @@
 // Fuzz target: HTTP/1.1 request framing (http/http1.hpp). The input is a byte stream as a client would send it on one
 // connection, fed in pieces whose sizes come from the input itself. Checked: the parser never reads past what it is
 // given, a failure is final and carries a 4xx/5xx status, a complete request's body is within the limit its head was
-// given, and Content-Length bodies have exactly their declared size.
+// given, and Content-Length bodies have exactly their declared size. Each complete request's header values also go
+// through the header parsers of http/compression.hpp: Accept-Encoding accepts gzip only when the value names gzip
+// or "*".
 
+#include "http/compression.hpp"
+#include "http/header_text.hpp"
 #include "http/http1.hpp"
 
 #include <cstddef>
@@ -60,6 +64,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (head.content_length)
         check(body.size() == *head.content_length);
       check(!head.method.empty());
+      for (const auto& [name, value] : head.headers) {
+        if (accepts_gzip(value)) {
+          bool named = value.find('*') != std::string::npos;
+          for (size_t i = 0; !named && i + 4 <= value.size(); ++i)
+            named = iequals(std::string_view{value}.substr(i, 4), "gzip");
+          check(named);
+        }
+        (void)compressible_type(value);
+      }
       parser.next();
     }
     at += r.consumed;
