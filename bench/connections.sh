@@ -10,8 +10,8 @@
 # Targets: every connection held for the whole hold (none dropped); /health p99 while held <= 2x its p99 without
 # them; the RSS they add bounded (reported per connection). The hold fits in http.keepalive_timeout_ms (60 s), so
 # the server runs with its defaults apart from rate limits (off: one user opens every stream, far past the
-# default policy of 120 a minute) and the job event stream caps (jobs.max_event_streams[_per_user], 1000
-# and 8 by default; here one user holds them all).
+# default policy of 120 a minute), the job event stream caps (jobs.max_event_streams[_per_user], 1000
+# and 8 by default) and the WebSocket cap per user (ws.max_connections_per_user, 32): here one user holds them all.
 # PIN=1 (default on 2+ CPUs): troupe on CPU 0, the clients, wrk and PostgreSQL on CPU 1.
 # Knobs: IDLE=2000 SSE=1500 WS=1500 ROUNDS=3 ROUND_SECONDS=5; TROUPE_DATABASE_URL (else a throw-away PostgreSQL).
 set -euo pipefail
@@ -46,7 +46,7 @@ pin_generators
 total=$((IDLE + SSE + WS))
 tport=""
 start_troupe troupe tport --set limits.enabled=false --set "jobs.max_event_streams=$((SSE + 100))" \
-  --set "jobs.max_event_streams_per_user=$((SSE + 100))"
+  --set "jobs.max_event_streams_per_user=$((SSE + 100))" --set "ws.max_connections_per_user=$((WS + 100))"
 troupe_pid=${pids[-1]}
 [[ $PIN == 1 ]] && taskset -a -p -c 0 "$troupe_pid" >/dev/null
 base=http://127.0.0.1:$tport

@@ -151,6 +151,10 @@ const std::vector<option_spec>& all_options() {
     entry("http.gzip_min_bytes", bind<&settings::http, &http_settings::gzip_min_bytes>(), "1024",
           "smallest response body http.gzip compresses")
       .range(0, 1073741824, "bytes"),
+    entry("http.gzip_max_bytes", bind<&settings::http, &http_settings::gzip_max_bytes>(), "4194304",
+          "largest response body http.gzip compresses (it is compressed on the thread that answers: a larger one is "
+          "sent as it is rather than hold that thread)")
+      .range(0, 1073741824, "bytes"),
     entry("http.gzip_level", bind<&settings::http, &http_settings::gzip_level>(), "5",
           "zlib's compression level for http.gzip: 1 is fastest, 9 smallest")
       .range(1, 9, "level"),
@@ -541,6 +545,10 @@ const std::vector<option_spec>& all_options() {
           "serve the WebSocket channel at GET /ws: chat completions (streamed or not) as JSON messages"),
     entry("ws.max_connections", bind<&settings::ws, &ws_settings::max_connections>(), "10000",
           "WebSocket connections open at once on this node; another handshake gets 503")
+      .range(1, 1000000, "connections"),
+    entry("ws.max_connections_per_user", bind<&settings::ws, &ws_settings::max_connections_per_user>(), "32",
+          "WebSocket connections one user may have open at once on this node; another gets 429 (its handshake, or "
+          "its auth message, which then closes the connection with 1008)")
       .range(1, 1000000, "connections"),
     entry("ws.max_message_bytes", bind<&settings::ws, &ws_settings::max_message_bytes>(), "1048576",
           "largest message a client may send (reassembled from its frames); a larger one closes the connection "

@@ -23,6 +23,7 @@ struct http_settings {
   int64_t threads;
   bool gzip;                // gzip responses when the client accepts it
   int64_t gzip_min_bytes;   // smaller bodies are sent as they are
+  int64_t gzip_max_bytes;   // and larger ones (the compression runs on the answering thread)
   int64_t gzip_level;       // zlib level 1..9
   int64_t max_body_bytes;
   int64_t max_json_depth;
@@ -208,6 +209,7 @@ struct guest_settings {
 struct ws_settings {
   bool enabled;
   int64_t max_connections;     // open at once on this node
+  int64_t max_connections_per_user; // of one user, open at once on this node
   int64_t max_message_bytes;   // one message from a client (a larger one closes the connection with 1009)
   double messages_per_second;  // per connection, refilled continuously
   int64_t burst;               // per connection

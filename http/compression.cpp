@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 
 namespace troupe::http {
 
@@ -50,7 +51,7 @@ bool accepts_gzip(std::string_view field) {
     if (q < 0)
       continue;
     if (iequals(coding, "gzip") || iequals(coding, "x-gzip"))
-      gzip = std::max(gzip, q);
+      gzip = gzip == 0 ? 0 : q == 0 ? 0 : std::max(gzip, q); // named twice: a refusal wins
     else if (coding == "*")
       any = std::max(any, q);
   }
@@ -69,12 +70,20 @@ bool compressible_type(std::string_view content_type) {
 }
 
 std::optional<std::string> gzip_compress(std::string_view body, int level) {
+  if (body.size() > std::numeric_limits<uInt>::max() / 2)
+    return std::nullopt; // zlib counts one call's bytes in 32 bits
+  // Allocated before the stream, so that a bad_alloc leaks nothing: zlib's bound, plus the gzip header and trailer
+  // (18 bytes) instead of zlib's (6), with room to spare; checked against deflateBound below.
+  std::string out;
+  out.resize(compressBound(static_cast<uLong>(body.size())) + 32);
   z_stream zs{};
   // windowBits 15 + 16: a gzip header and trailer; memLevel 8 (zlib's default).
   if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
     return std::nullopt;
-  std::string out;
-  out.resize(deflateBound(&zs, static_cast<uLong>(body.size())));
+  if (auto bound = deflateBound(&zs, static_cast<uLong>(body.size())); bound > out.size()) {
+    deflateEnd(&zs);
+    return std::nullopt;
+  }
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
   zs.avail_in = static_cast<uInt>(body.size());
   zs.next_out = reinterpret_cast<Bytef*>(out.data());

@@ -11,7 +11,8 @@
 namespace troupe::http {
 
 /// Whether an Accept-Encoding field value accepts gzip (RFC 9110 section 12.5.3): "gzip" (or "x-gzip") with a
-/// q-value above 0, or "*" above 0 when gzip is not named. A malformed element is ignored.
+/// q-value above 0 (gzip named twice, once with q=0, is refused), or "*" above 0 when gzip is not named. A malformed
+/// element is ignored.
 bool accepts_gzip(std::string_view accept_encoding);
 
 /// Whether a response of this Content-Type is worth compressing: text (not text/event-stream), JSON, JavaScript,

@@ -133,7 +133,7 @@ supervisor_config make_http_supervisor(const config::settings& s, const supervis
     "ops.load", [monitor](caf::actor_system& sys) { return spawn_load_monitor(sys, monitor); },
     std::chrono::milliseconds{1000}));
   if (s.ws.enabled)
-    http.children.push_back(ws_hub_child(s.ws.max_connections, context.metrics));
+    http.children.push_back(ws_hub_child(s.ws.max_connections, s.ws.max_connections_per_user, context.metrics));
   return http;
 }
 

@@ -352,6 +352,7 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
     max_body_bytes_(static_cast<size_t>(settings.http.max_body_bytes)),
     body_budget_(settings.http.max_body_memory_bytes), admission_control_(settings.http.admission_control),
     gzip_(settings.http.gzip), gzip_min_bytes_(static_cast<size_t>(settings.http.gzip_min_bytes)),
+    gzip_max_bytes_(static_cast<size_t>(settings.http.gzip_max_bytes)),
     gzip_level_(static_cast<int>(settings.http.gzip_level)), access_log_sample_(settings.log.request_sample) {
   // A weak reference: the routes hold handlers that hold the metrics registry (the gateway's counters), so a strong
   // one would keep the registry, the routes and everything they hold alive for ever (LeakSanitizer's finding).
@@ -498,9 +499,11 @@ void responder::send(response res) {
   }
   body_.release();
   ticket_.release();
-  // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp); then gzip.
+  // ETag on cacheable 200s; 304 with no body when If-None-Match matches (http/revalidation.hpp); then gzip, decided
+  // on the 200 (its 304 carries the same Vary and ETag).
+  bool compressible = server_->compressible(res);
   apply_revalidation(req_, res);
-  server_->compress(req_, res);
+  server_->compress(req_, res, compressible);
   bool keep_alive = keep_alive_ && !server_->draining();
   std::string out;
   bool with_body = status_has_body(res.status) && req_.method != "HEAD";
@@ -632,28 +635,46 @@ void responder::fail(const caf::error& err) {
   send(error_response(err, req_.id));
 }
 
-void server_state::compress(const request& req, response& res) {
-  if (!gzip_ || !status_has_body(res.status) || res.body.size() < gzip_min_bytes_ || !compressible_type(res.content_type))
-    return;
+bool server_state::compressible(const response& res) const {
+  if (!gzip_ || res.status != 200 || res.body.size() < gzip_min_bytes_ || res.body.size() > gzip_max_bytes_
+      || !compressible_type(res.content_type))
+    return false;
   for (const auto& [name, value] : res.headers)
     if (iequals(name, "Content-Encoding"))
-      return; // already encoded by its handler
-  res.header("Vary", "Accept-Encoding"); // a cache must not hand this answer to a client that asked otherwise
-  auto accept = req.header("Accept-Encoding");
-  if (!accept || !accepts_gzip(*accept))
+      return false; // already encoded by its handler
+  return true;
+}
+
+void server_state::compress(const request& req, response& res, bool compressible) {
+  if (!compressible)
     return;
-  auto zipped = gzip_compress(res.body, gzip_level_);
+  // On the 200 and on a 304 that stands for it alike (RFC 9110 15.4.5: a 304 sends the Vary and ETag the 200 would).
+  res.header("Vary", "Accept-Encoding"); // a cache must not hand this answer to a client that asked otherwise
+  std::string accept; // every Accept-Encoding line: one list (RFC 9110 5.3)
+  for (const auto& [name, value] : req.headers)
+    if (iequals(name, "Accept-Encoding"))
+      accept += (accept.empty() ? "" : ",") + value;
+  if (accept.empty() || !accepts_gzip(accept))
+    return;
+  // The same ETag for two encodings would claim byte-identical bodies: the one a gzip client gets is weak (as nginx
+  // does), on its 304s too; If-None-Match compares weakly, so either revalidates.
+  for (auto& [name, value] : res.headers)
+    if (iequals(name, "ETag") && value.rfind("W/", 0) != 0)
+      value = "W/" + value;
+  if (res.status != 200)
+    return;
+  std::optional<std::string> zipped;
+  try {
+    zipped = gzip_compress(res.body, gzip_level_);
+  } catch (const std::bad_alloc&) {
+    // Sent as it is.
+  }
   if (!zipped || zipped->size() >= res.body.size())
     return;
   compressed_bytes_.inc({"in"}, res.body.size());
   compressed_bytes_.inc({"out"}, zipped->size());
   res.body = std::move(*zipped);
   res.header("Content-Encoding", "gzip");
-  // The same ETag for two encodings would claim byte-identical bodies: a compressed one is weak (as nginx does); an
-  // If-None-Match compares weakly, so the client's next revalidation still matches.
-  for (auto& [name, value] : res.headers)
-    if (iequals(name, "ETag") && value.rfind("W/", 0) != 0)
-      value = "W/" + value;
 }
 
 // --- response_stream ---

@@ -49,10 +49,13 @@ public:
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   /// Whether routes are under admission control (http.admission_control).
   bool admission_control() const { return admission_control_; }
-  /// Compresses `res` (http/compression.hpp) when the client accepts gzip and it is worth it (http.gzip,
-  /// http.gzip_min_bytes, http.gzip_level); adds Vary: Accept-Encoding to every response it could apply to and
-  /// weakens a compressed response's ETag.
-  void compress(const request& req, response& res);
+  /// Whether gzip applies to this response as its handler made it (http/compression.hpp): a 200 of a compressible
+  /// type between http.gzip_min_bytes and http.gzip_max_bytes with no Content-Encoding in its own headers (one
+  /// added with responder::add_header is not seen), with http.gzip on.
+  bool compressible(const response& res) const;
+  /// With `compressible` (decided before revalidation): adds Vary: Accept-Encoding, and for a client whose
+  /// Accept-Encoding lines take gzip weakens the ETag and, on a 200, compresses the body (http.gzip_level).
+  void compress(const request& req, response& res, bool compressible);
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   /// Bytes of request bodies held right now (being received, or handed to a handler that has not answered).
   int64_t body_bytes_held() const { return body_bytes_.load(std::memory_order_acquire); }
@@ -96,6 +99,7 @@ private:
   bool admission_control_;
   bool gzip_;
   size_t gzip_min_bytes_;
+  size_t gzip_max_bytes_;
   int gzip_level_;
   double access_log_sample_;
   std::atomic<bool> draining_{false};

@@ -31,6 +31,7 @@ struct ws_open {
   std::string address; // the TCP peer (the client's address is resolved from it and the forwarded headers)
   std::vector<std::pair<std::string, std::string>> forwarded; // X-Forwarded-For, Forwarded and User-Agent lines
   std::string request_id; // the handshake's; the chats' request ids extend it
+  caf::actor hub;         // set by the hub: where the session claims its user (ws_claim_atom)
 };
 
 } // namespace
@@ -50,6 +51,8 @@ using ws_authed_atom = caf::atom_constant<caf::atom("wsauthed")>;
 using ws_ended_atom = caf::atom_constant<caf::atom("wsended")>;
 using ws_auth_late_atom = caf::atom_constant<caf::atom("wsauthto")>;
 using ws_closed_atom = caf::atom_constant<caf::atom("wsclosed")>;
+using ws_claim_atom = caf::atom_constant<caf::atom("wsclaim")>;
+using ws_claimed_atom = caf::atom_constant<caf::atom("wsclaimed")>;
 
 } // namespace
 
@@ -452,16 +455,33 @@ caf::behavior ws_session(ws_session_actor* self, ws_open open) {
       auto& st = self->state;
       st.authing = false;
       if (status == 200) {
-        st.authed = true;
-        st.open.token = token;
-        st.open.user_id = body;
-        st.open.link->authenticated.store(true, std::memory_order_release);
-        st.open.link->send(ws::ready_frame(body));
+        // The user's place among its connections (ws.max_connections_per_user), then the channel is open to it.
+        self->request(st.open.hub, std::chrono::seconds{5}, ws_claim_atom::value, body)
+          .then(
+            [self, token, user = body](bool granted) {
+              self->send(self, ws_claimed_atom::value, granted, token, user);
+            },
+            [self, token, user = body](caf::error&) { self->send(self, ws_claimed_atom::value, false, token, user); });
         return;
       }
       st.open.link->send(ws::error_frame_from_body({}, status, body));
       if (!st.authed) // a refused first credential ends the connection; a refused refresh keeps the old one
         st.open.link->close(ws::policy_violation, "authentication failed");
+    },
+    [self](ws_claimed_atom, bool granted, const std::string& token, const std::string& user) {
+      auto& st = self->state;
+      if (!granted) {
+        send_error(self, {}, service_error::rate_limited,
+                   "This user holds ws.max_connections_per_user WebSocket connections on this node.", false);
+        if (!st.authed) // a refused first credential ends the connection; a refused switch keeps the old one
+          st.open.link->close(ws::policy_violation, "too many connections for this user");
+        return;
+      }
+      st.authed = true;
+      st.open.token = token;
+      st.open.user_id = user;
+      st.open.link->authenticated.store(true, std::memory_order_release);
+      st.open.link->send(ws::ready_frame(user));
     },
     [self](ws_answer_atom, const std::string& id, uint64_t serial, int32_t status, const std::string& body,
            const std::string& cache) {
@@ -498,13 +518,47 @@ caf::behavior ws_session(ws_session_actor* self, ws_open open) {
 
 struct ws_hub_state {
   int64_t max = 0;
+  int64_t max_per_user = 0;
+  std::unordered_map<std::string, int64_t> per_user;   // connections of each user (authenticated ones)
+  std::unordered_map<caf::actor_addr, std::string> user_of; // the user each session holds a place of
   std::shared_ptr<std::atomic<int64_t>> live;
   std::unordered_set<caf::actor_addr> sessions;
   static inline const char* name = "ws";
 };
 
-caf::behavior ws_hub(caf::stateful_actor<ws_hub_state>* self, int64_t max, std::shared_ptr<std::atomic<int64_t>> live) {
+/// Gives `session`'s place to `user` (releasing its previous user's); false when that user has no place left.
+bool claim(ws_hub_state& st, const caf::actor_addr& session, const std::string& user) {
+  auto held = st.user_of.find(session);
+  if (held != st.user_of.end() && held->second == user)
+    return true;
+  if (st.per_user[user] >= st.max_per_user) {
+    if (st.per_user[user] == 0)
+      st.per_user.erase(user);
+    return false;
+  }
+  if (held != st.user_of.end()) {
+    if (--st.per_user[held->second] <= 0)
+      st.per_user.erase(held->second);
+    st.user_of.erase(held);
+  }
+  ++st.per_user[user];
+  st.user_of.emplace(session, user);
+  return true;
+}
+
+void release(ws_hub_state& st, const caf::actor_addr& session) {
+  auto held = st.user_of.find(session);
+  if (held == st.user_of.end())
+    return;
+  if (--st.per_user[held->second] <= 0)
+    st.per_user.erase(held->second);
+  st.user_of.erase(held);
+}
+
+caf::behavior ws_hub(caf::stateful_actor<ws_hub_state>* self, int64_t max, int64_t max_per_user,
+                     std::shared_ptr<std::atomic<int64_t>> live) {
   self->state.max = max;
+  self->state.max_per_user = max_per_user;
   self->state.live = std::move(live);
   self->state.live->store(0); // a restarted hub starts with no session (its predecessor's died with it)
   self->set_exit_handler([self](caf::exit_msg& msg) {
@@ -513,6 +567,7 @@ caf::behavior ws_hub(caf::stateful_actor<ws_hub_state>* self, int64_t max, std::
       self->quit(msg.reason); // the supervisor: the linked sessions go with the hub
       return;
     }
+    release(st, msg.source);
     st.live->store(static_cast<int64_t>(st.sessions.size()));
     if (msg.reason && msg.reason != caf::exit_reason::normal && msg.reason != caf::exit_reason::user_shutdown)
       log::warn("websocket session died", log::fields{}.add("reason", to_string(msg.reason)));
@@ -523,8 +578,16 @@ caf::behavior ws_hub(caf::stateful_actor<ws_hub_state>* self, int64_t max, std::
       if (static_cast<int64_t>(st.sessions.size()) >= st.max)
         return make_error(service_error::overloaded,
                           "This node holds ws.max_connections WebSocket connections; retry shortly.");
+      if (!open.user_id.empty() && st.per_user.count(open.user_id) != 0
+          && st.per_user[open.user_id] >= st.max_per_user)
+        return make_error(service_error::rate_limited,
+                          "This user holds ws.max_connections_per_user WebSocket connections on this node.");
       auto link = open.link;
+      auto user = open.user_id;
+      open.hub = caf::actor_cast<caf::actor>(self);
       auto session = self->spawn<caf::linked>(ws_session, std::move(open));
+      if (!user.empty())
+        claim(st, session.address(), user);
       // However it ends other than by its connection closing, the client learns it: 1011, or 1001 on shutdown.
       session->attach_functor([link](const caf::error& reason) {
         if (!reason || reason == caf::exit_reason::normal)
@@ -539,12 +602,17 @@ caf::behavior ws_hub(caf::stateful_actor<ws_hub_state>* self, int64_t max, std::
       st.live->store(static_cast<int64_t>(st.sessions.size()));
       return session;
     },
+    [self](ws_claim_atom, const std::string& user) {
+      auto sender = self->current_sender();
+      return sender && self->state.sessions.count(caf::actor_cast<caf::actor_addr>(sender)) != 0
+             && claim(self->state, caf::actor_cast<caf::actor_addr>(sender), user);
+    },
   };
 }
 
 } // namespace
 
-child_spec ws_hub_child(int64_t max_connections, std::shared_ptr<metrics_registry> metrics) {
+child_spec ws_hub_child(int64_t max_connections, int64_t max_per_user, std::shared_ptr<metrics_registry> metrics) {
   auto live = std::make_shared<std::atomic<int64_t>>(0);
   if (metrics)
     metrics->add_collector([live](prometheus_writer& out) {
@@ -552,7 +620,10 @@ child_spec ws_hub_child(int64_t max_connections, std::shared_ptr<metrics_registr
       out.sample("troupe_ws_connections", {}, static_cast<double>(live->load()));
     });
   return worker_child(
-    "ws", [max_connections, live](caf::actor_system& sys) { return sys.spawn(ws_hub, max_connections, live); },
+    "ws",
+    [max_connections, max_per_user, live](caf::actor_system& sys) {
+      return sys.spawn(ws_hub, max_connections, max_per_user, live);
+    },
     std::chrono::milliseconds{2000});
 }
 

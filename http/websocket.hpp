@@ -18,7 +18,8 @@
 // The handshake (route GET /ws): checked (ws_protocol.hpp check_handshake: 400 otherwise, with
 // Sec-WebSocket-Version: 13 for another version); with an Authorization header the credential is checked first,
 // exactly as on any route (401/429 over HTTP when refused); the hub opens a session (503 with Retry-After at
-// ws.max_connections), then 101.
+// ws.max_connections, 429 at ws.max_connections_per_user for the credential's user), then 101. A connection
+// authenticated by a message claims its user's place then (429 error and close 1008 when there is none).
 //
 // The session actor (one per connection, a temporary child of the hub "ws", which is a child of the "http"
 // supervisor; a session that dies closes its connection with 1011, and the hub's death takes its sessions with it):
@@ -136,7 +137,7 @@ struct ws_runtime {
 };
 
 /// The hub "ws": opens sessions (the cap) and supervises them. Child spec for the http supervisor.
-child_spec ws_hub_child(int64_t max_connections, std::shared_ptr<metrics_registry> metrics);
+child_spec ws_hub_child(int64_t max_connections, int64_t max_per_user, std::shared_ptr<metrics_registry> metrics);
 
 /// GET /ws.
 void add_websocket_routes(router& routes, authenticator& auth, std::shared_ptr<const ws_runtime> runtime);

@@ -1,7 +1,7 @@
 // Response compression (http/compression.hpp and server_state::compress): which Accept-Encoding values take gzip,
 // which types are compressed, and, over a real server on loopback, that a large JSON answer is gzip (Vary, a weak
-// ETag that still revalidates), that small answers, refusing clients and streams are not, and that the body
-// inflates back to the bytes the handler sent.
+// ETag that still revalidates, a 304 with the same Vary and ETag), that small or too large answers, refusing
+// clients and streams are not, and that the body inflates back to the bytes the handler sent.
 
 #include "http/compression.hpp"
 
@@ -46,6 +46,7 @@ TEST(Compression, AcceptEncodingValues) {
   EXPECT_FALSE(accepts_gzip("gzip;q=0"));
   EXPECT_FALSE(accepts_gzip("gzip;q=0.000, *;q=1")) << "naming gzip overrides *";
   EXPECT_FALSE(accepts_gzip("*;q=0"));
+  EXPECT_FALSE(accepts_gzip("gzip, gzip;q=0")) << "a refusal wins";
   EXPECT_FALSE(accepts_gzip("gzip;q=2")) << "a malformed q-value ignores the element";
   EXPECT_FALSE(accepts_gzip("gzip;q=abc"));
   EXPECT_FALSE(accepts_gzip("gzipped"));
@@ -118,6 +119,12 @@ TEST_F(CompressedResponses, LargeJsonIsGzipWhenAccepted) {
   // The weak tag still revalidates (If-None-Match compares weakly), gzip or not.
   auto again = get("/big", "Accept-Encoding: gzip\r\nIf-None-Match: " + etag + "\r\n");
   EXPECT_EQ(again.rfind("HTTP/1.1 304", 0), 0u) << again.substr(0, 200);
+  // The 304 carries what the 200 would (RFC 9110 15.4.5): the weak tag and the Vary.
+  EXPECT_EQ(header_of(again, "ETag"), etag);
+  EXPECT_EQ(header_of(again, "Vary"), "Accept-Encoding");
+  // Accept-Encoding lines are one list: a refusal on a second line counts.
+  EXPECT_EQ(header_of(get("/big", "Accept-Encoding: br\r\nAccept-Encoding: gzip\r\n"), "Content-Encoding"), "gzip");
+  EXPECT_EQ(header_of(get("/big", "Accept-Encoding: gzip\r\nAccept-Encoding: gzip;q=0\r\n"), "Content-Encoding"), "");
 
   auto plain = get("/big");
   EXPECT_EQ(header_of(plain, "Content-Encoding"), "");
@@ -137,11 +144,18 @@ TEST_F(CompressedResponses, SmallOtherTypesAndStreamsAreSentAsTheyAre) {
   EXPECT_NE(events.find("data: [{\"n\":0"), std::string::npos);
 }
 
-TEST_F(CompressedResponses, OffWhenConfiguredOff) {
+TEST_F(CompressedResponses, OffWhenConfiguredOffOrOverTheLargestSize) {
   srv->stop();
   settings.http.gzip = false;
   start();
   EXPECT_EQ(header_of(get("/big", "Accept-Encoding: gzip\r\n"), "Content-Encoding"), "");
+  srv->stop();
+  settings.http.gzip = true;
+  settings.http.gzip_max_bytes = 1000; // /big is larger: sent as it is, on whatever thread answers
+  start();
+  auto plain = get("/big", "Accept-Encoding: gzip\r\n");
+  EXPECT_EQ(header_of(plain, "Content-Encoding"), "");
+  EXPECT_EQ(body_of(plain), big_json());
 }
 
 } // namespace

@@ -244,21 +244,27 @@ TEST_F(WebSocket, LimitsAndMalformedMessages) {
   EXPECT_TRUE(doc["close"].IsNull() || close_code(doc) == 1000) << "a 429 does not close the connection";
 }
 
-// The node's cap on WebSocket connections: past ws.max_connections a handshake gets 503 with Retry-After; a closed
-// connection frees its place.
-TEST_F(WebSocket, ConnectionCapRefusesHandshakes) {
-  auto t = start({"--set", "ws.max_connections=1", "--set", "ws.ping_interval_ms=100000"});
-  auto token = json_string(sign_up(*t, "ws-cap@example.com"), "access_token");
-  // One connection held open by a client that waits for a message that never comes, until it is killed ...
+// The node's caps on WebSocket connections: past ws.max_connections_per_user a user's handshake gets 429 (and its
+// auth message a 429 error and close 1008), past ws.max_connections any handshake gets 503; both with Retry-After;
+// a closed connection frees its place.
+TEST_F(WebSocket, ConnectionCapsRefuseHandshakes) {
+  auto t = start({"--set", "ws.max_connections=2", "--set", "ws.max_connections_per_user=1", "--set",
+                  "ws.ping_interval_ms=100000"});
+  auto ada = json_string(sign_up(*t, "ws-cap-ada@example.com"), "access_token");
+  auto bob = json_string(sign_up(*t, "ws-cap-bob@example.com"), "access_token");
+  auto cyd = json_string(sign_up(*t, "ws-cap-cyd@example.com"), "access_token");
   auto url = t->url("/ws");
   url.replace(0, 4, "ws");
-  auto holder = "node " + quote(interop_dir() + "/ws_client.mjs") + " --url " + quote(url) + " --token "
-                + quote(token) + R"( --timeout-ms 60000 --script '[{"wait":{"type":"never"}}]' >/dev/null 2>&1 & echo $!)";
-  std::string pid_text;
-  ASSERT_EQ(run_command(holder, pid_text), 0);
-  auto holder_pid = std::stoi(pid_text);
+  // A connection held open by a client that waits for a message that never comes, until it is killed.
+  auto hold = [&](const std::string& token) {
+    auto command = "node " + quote(interop_dir() + "/ws_client.mjs") + " --url " + quote(url) + " --token "
+                   + quote(token) + R"( --timeout-ms 60000 --script '[{"wait":{"type":"never"}}]' >/dev/null 2>&1 & echo $!)";
+    std::string pid_text;
+    EXPECT_EQ(run_command(command, pid_text), 0);
+    return std::stoi(pid_text);
+  };
   auto gauge = [&](const char* line) {
-    // A bounded poll of a gauge no message reports (the holder is another process).
+    // A bounded poll of a gauge no message reports (the holders are other processes).
     for (int i = 0; i < 200; ++i) {
       if (http_get(t->url("/metrics")).body.find(line) != std::string::npos)
         return true;
@@ -266,16 +272,28 @@ TEST_F(WebSocket, ConnectionCapRefusesHandshakes) {
     }
     return false;
   };
+  auto ada_holder = hold(ada);
   ASSERT_TRUE(gauge("troupe_ws_connections 1"));
-  // ... so a second handshake is refused.
-  auto refused = run(*t, "[]", token);
-  EXPECT_EQ(refused["status"].GetInt(), 503) << last_output;
-  EXPECT_TRUE(refused["retry_after"].IsString()) << last_output;
-  // Once the holder is gone, the place is free again.
-  ::kill(holder_pid, SIGKILL);
-  ASSERT_TRUE(gauge("troupe_ws_connections 0"));
-  auto again = run(*t, R"([{"wait":{"type":"ready"}}])", token);
-  EXPECT_EQ(again["status"].GetInt(), 101) << last_output;
+  auto again = run(*t, "[]", ada);
+  EXPECT_EQ(again["status"].GetInt(), 429) << last_output;
+  EXPECT_TRUE(again["retry_after"].IsString()) << last_output;
+  auto by_message =
+    run(*t, R"([{"send":{"type":"auth","token":")" + ada + R"("}},{"wait":{"type":"error"}},{"wait_close":true}])");
+  EXPECT_EQ(close_code(by_message), 1008) << last_output;
+  ASSERT_EQ(of_type(by_message, "error").size(), 1u) << last_output;
+  EXPECT_EQ((*of_type(by_message, "error")[0])["data"]["status"].GetInt(), 429);
+
+  auto bob_holder = hold(bob);
+  ASSERT_TRUE(gauge("troupe_ws_connections 2"));
+  auto full = run(*t, "[]", cyd);
+  EXPECT_EQ(full["status"].GetInt(), 503) << last_output;
+  EXPECT_TRUE(full["retry_after"].IsString()) << last_output;
+  // Once a holder is gone, its places are free again.
+  ::kill(ada_holder, SIGKILL);
+  ASSERT_TRUE(gauge("troupe_ws_connections 1"));
+  auto back = run(*t, R"([{"wait":{"type":"ready"}}])", ada);
+  EXPECT_EQ(back["status"].GetInt(), 101) << last_output;
+  ::kill(bob_holder, SIGKILL);
 }
 
 // A streamed chat cancelled midway ends with chat.done {"cancelled": true}, after which nothing of it arrives; while
