@@ -173,15 +173,7 @@ void connection::deliver(outbound item) {
     start_upgrade(std::move(item));
     return;
   }
-  if (out_offset_ == out_.size()) {
-    out_.clear();
-    out_offset_ = 0;
-    write_progress_ = clock::now();
-  }
-  if (out_.empty())
-    out_ = std::move(item.bytes);
-  else
-    out_.append(item.bytes);
+  append_output(std::move(item.bytes));
   if (item.stall_limit.count() > 0)
     stall_limit_ = item.stall_limit;
   if (item.last) {
@@ -197,14 +189,21 @@ void connection::deliver(outbound item) {
   pump();
 }
 
-void connection::start_upgrade(outbound item) {
-  auto protocol = std::move(item.upgrade);
-  if (out_offset_ == out_.size()) {
+void connection::append_output(std::string bytes) {
+  if (out_offset_ == out_.size()) { // all written: start over (and the stall clock with it)
     out_.clear();
     out_offset_ = 0;
     write_progress_ = clock::now();
   }
-  out_.append(item.bytes);
+  if (out_.empty())
+    out_ = std::move(bytes);
+  else
+    out_.append(bytes);
+}
+
+void connection::start_upgrade(outbound item) {
+  auto protocol = std::move(item.upgrade);
+  append_output(std::move(item.bytes));
   phase_ = phase::upgraded;
   upgraded_ = protocol;
   response_done_ = false;
@@ -228,12 +227,7 @@ void connection::write_raw(std::string_view bytes) {
   if (phase_ == phase::closed || bytes.empty())
     return;
   queued_.fetch_add(static_cast<int64_t>(bytes.size()), std::memory_order_acq_rel);
-  if (out_offset_ == out_.size()) {
-    out_.clear();
-    out_offset_ = 0;
-    write_progress_ = clock::now();
-  }
-  out_.append(bytes.data(), bytes.size());
+  append_output(std::string{bytes});
   if (static_cast<size_t>(queued_.load(std::memory_order_acquire)) > owner_.limits().max_queued_output) {
     close_now(); // the client is far behind: drop it rather than hold its messages in memory
     return;
@@ -394,12 +388,7 @@ body_decision connection::decide(const request_head& head) {
     // The client waits for this before it sends the body (curl waits a second otherwise).
     static constexpr char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
     queued_.fetch_add(static_cast<int64_t>(sizeof continue_line - 1), std::memory_order_acq_rel);
-    if (out_offset_ == out_.size()) {
-      out_.clear();
-      out_offset_ = 0;
-      write_progress_ = clock::now();
-    }
-    out_.append(continue_line, sizeof continue_line - 1);
+    append_output(std::string{continue_line, sizeof continue_line - 1});
     pump_again_ = true;
   }
   return decision;

@@ -233,6 +233,8 @@ private:
   size_t discarded_ = 0;
   std::shared_ptr<upgraded_protocol> upgraded_;
   void start_upgrade(outbound item);
+  /// Appends bytes for the socket (not counted: the caller counts them in queued_).
+  void append_output(std::string bytes);
 };
 
 /// The connections of one reactor thread.

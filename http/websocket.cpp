@@ -254,14 +254,15 @@ bool take_token(ws_session_state& st) {
 }
 
 /// An internal request of the connection's user, as if it came over HTTP from the client.
-request internal_request(ws_session_state& st, const char* method, const char* path, std::string body) {
+request internal_request(ws_session_state& st, const char* method, const char* path, std::string body,
+                         const std::string& token) {
   request req;
   req.id = st.open.request_id.substr(0, 100) + "." + std::to_string(++st.sequence);
   req.method = method;
   req.path = path;
   req.route = path;
   req.headers = st.open.forwarded;
-  req.headers.emplace_back("Authorization", "Bearer " + st.open.token);
+  req.headers.emplace_back("Authorization", "Bearer " + token);
   req.headers.emplace_back("Content-Type", "application/json");
   req.body = std::move(body);
   req.remote_address = st.open.address;
@@ -272,9 +273,7 @@ request internal_request(ws_session_state& st, const char* method, const char* p
 void authenticate(ws_session_actor* self, std::string token) {
   auto& st = self->state;
   st.authing = true;
-  auto previous = std::exchange(st.open.token, token);
-  auto req = internal_request(st, "GET", "/ws", {});
-  st.open.token = std::move(previous);
+  auto req = internal_request(st, "GET", "/ws", {}, token);
   auto me = caf::actor_cast<caf::actor>(self);
   auto r = std::make_shared<responder>(std::move(req), [me, token](response res) {
     caf::anon_send(me, ws_authed_atom::value, static_cast<int32_t>(res.status), std::move(res.body), token);
@@ -288,7 +287,7 @@ void start_chat(ws_session_actor* self, ws::envelope env, bool binary) {
   call.serial = st.sequence + 1;
   call.binary = binary;
   st.calls.emplace(env.id, call);
-  auto req = internal_request(st, "POST", "/v1/chat/completions", std::move(env.request));
+  auto req = internal_request(st, "POST", "/v1/chat/completions", std::move(env.request), st.open.token);
   auto me = caf::actor_cast<caf::actor>(self);
   auto link = st.open.link;
   auto id = env.id;
