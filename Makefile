@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-cluster bench-connections clean format
+.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-cluster bench-connections bench-smoke bench-ops bench-plots clean format
 
 run:
 	scripts/run $(ARGS)
@@ -62,6 +62,18 @@ bench-cluster:
 
 bench-path:
 	bench/path.sh
+
+# The short performance check `make test` ends with: ratios in one run against generous floors (bench/smoke.sh).
+bench-smoke:
+	bench/smoke.sh
+
+# What the history sampler costs: throughput with and without it, and its CPU per sample (bench/ops.sh).
+bench-ops:
+	bench/ops.sh
+
+# PNGs of the series recorded in bench/RESULTS.md, under bench/plots/ (bench/plots.sh).
+bench-plots:
+	bench/plots.sh
 
 bench-connections:
 	bench/connections.sh

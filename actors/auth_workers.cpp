@@ -7,6 +7,8 @@
 #include "config/service_error.hpp"
 
 #include <caf/all.hpp>
+
+#include <algorithm>
 #include <sodium.h>
 
 #include <deque>
@@ -125,6 +127,39 @@ caf::behavior throttle_impl(throttle_actor* self, login_throttle_options opts) {
     },
     [self](throttle_reset_atom, const std::string& email, const std::string& ip) {
       self->state.failures.erase(pair_key(email, ip));
+    },
+    [self](throttle_list_atom, int32_t limit) {
+      auto& st = self->state;
+      std::vector<std::string> keys;
+      keys.reserve(st.failures.size());
+      for (const auto& [key, times] : st.failures)
+        keys.push_back(key);
+      std::vector<throttled_entry> out;
+      for (const auto& key : keys) {
+        bool address = key.rfind("ip:", 0) == 0;
+        auto wait = wait_seconds(self, key, address ? st.opts.max_address_failures : st.opts.max_failures);
+        if (wait <= 0)
+          continue;
+        throttled_entry e;
+        e.kind = address ? "address" : "account";
+        if (address) {
+          e.address = key.substr(3);
+        } else { // "pair:<ip> <email>"
+          auto space = key.find(' ', 5);
+          e.address = key.substr(5, space == std::string::npos ? std::string::npos : space - 5);
+          if (space != std::string::npos)
+            e.email = key.substr(space + 1);
+        }
+        auto i = st.failures.find(key);
+        e.failures = i == st.failures.end() ? 0 : static_cast<int64_t>(i->second.size());
+        e.wait_seconds = wait;
+        out.push_back(std::move(e));
+      }
+      std::sort(out.begin(), out.end(),
+                [](const throttled_entry& a, const throttled_entry& b) { return a.wait_seconds > b.wait_seconds; });
+      if (out.size() > static_cast<size_t>(std::max<int32_t>(0, limit)))
+        out.resize(static_cast<size_t>(std::max<int32_t>(0, limit)));
+      return out;
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };

@@ -8,6 +8,7 @@
 // login throttle
 //   (throttle_check_atom, email, ip) -> int64_t             seconds to wait before the next attempt, 0 = go ahead
 //   (throttle_fail_atom, email, ip)                         records a failed login of the account from the address
+//   (throttle_list_atom, int32_t limit) -> std::vector<throttled_entry>   who waits now (GET /api/security/status)
 //   (throttle_reset_atom, email, ip)                        a successful login forgets that account's failures from
 //                                                           that address (not the address's other failures)
 //   Failures are counted per (account, address) and per address, never per account alone, so nobody can lock an

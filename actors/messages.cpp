@@ -87,6 +87,14 @@ void register_message_types(caf::actor_system_config& cfg) {
   // Plans (persistence/plans.hpp)
   cfg.add_message_type<plan_record>("plan_record");
   cfg.add_message_type<std::vector<plan_record>>("std::vector<plan_record>");
+  // GET /api/security/status (persistence/security_status.hpp, actors/auth_workers.hpp)
+  cfg.add_message_type<security_tally>("security_tally");
+  cfg.add_message_type<std::vector<security_tally>>("std::vector<security_tally>");
+  cfg.add_message_type<revoked_key>("revoked_key");
+  cfg.add_message_type<std::vector<revoked_key>>("std::vector<revoked_key>");
+  cfg.add_message_type<security_report>("security_report");
+  cfg.add_message_type<throttled_entry>("throttled_entry");
+  cfg.add_message_type<std::vector<throttled_entry>>("std::vector<throttled_entry>");
   // The wishlist (persistence/wishlist.hpp)
   cfg.add_message_type<wishlist_entry>("wishlist_entry");
   cfg.add_message_type<std::vector<wishlist_entry>>("std::vector<wishlist_entry>");

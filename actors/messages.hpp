@@ -10,6 +10,7 @@
 #include "persistence/messages.hpp"
 #include "persistence/plans.hpp"
 #include "persistence/repositories.hpp"
+#include "persistence/security_status.hpp"
 #include "persistence/uploads.hpp"
 #include "persistence/wishlist.hpp"
 
@@ -186,6 +187,23 @@ using security_flush_atom = caf::atom_constant<caf::atom("secflush")>;
 using throttle_check_atom = caf::atom_constant<caf::atom("thrcheck")>;
 using throttle_fail_atom = caf::atom_constant<caf::atom("thrfail")>;
 using throttle_reset_atom = caf::atom_constant<caf::atom("thrreset")>;
+/// (throttle_list_atom, int32_t limit) -> std::vector<throttled_entry>: the accounts and addresses that must wait
+/// now, longest wait first, at most `limit`.
+using throttle_list_atom = caf::atom_constant<caf::atom("thrlist")>;
+
+/// An account (from an address) or an address the login throttle holds back right now.
+struct throttled_entry {
+  std::string kind;    // "account" (an email from one address) or "address"
+  std::string address; // the client address
+  std::string email;   // "" for an address
+  int64_t failures = 0;     // failed logins within the window
+  int64_t wait_seconds = 0; // until the next attempt is allowed
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, throttled_entry& x) {
+  return f(caf::meta::type_name("throttled_entry"), x.kind, x.address, x.email, x.failures, x.wait_seconds);
+}
 
 // --- Cache shards (actors/cache.hpp) ------------------------------------------------------------------------------
 /// A cache shard's answer to a get, a claim or a wait.

@@ -1,6 +1,7 @@
 #include "actors/metrics.hpp"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -257,9 +258,18 @@ uint64_t read_resident_bytes() {
   return 0;
 }
 
+counter_family& slow_operations(metrics_registry& metrics) {
+  return metrics.counter("troupe_slow_operations_total",
+                         "Operations slower than ops.slow_ms, by kind (each logged once with its stages).", {"kind"});
+}
+
 process_stats read_process_stats() {
   process_stats result;
   result.resident_bytes = read_resident_bytes();
+  rusage usage{};
+  if (::getrusage(RUSAGE_SELF, &usage) == 0)
+    result.cpu_seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                         + static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   if (DIR* dir = ::opendir("/proc/self/fd")) {
     while (auto* entry = ::readdir(dir))
       if (entry->d_name[0] != '.')

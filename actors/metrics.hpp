@@ -104,10 +104,15 @@ private:
   std::vector<collector> collectors_;
 };
 
+/// troupe_slow_operations_total{kind}: operations over ops.slow_ms (request, upstream, db_batch, job_step), each also
+/// logged once as "slow operation" with its stages.
+counter_family& slow_operations(metrics_registry& metrics);
+
 /// Resident set size and open file descriptors of this process, read from /proc/self.
 struct process_stats {
   uint64_t resident_bytes = 0;
   uint64_t open_fds = 0;
+  double cpu_seconds = 0; // user + system CPU time of the process (getrusage)
 };
 process_stats read_process_stats();
 /// Only the resident set size (/proc/self/statm): what the load monitor reads ten times a second. Listing

@@ -315,6 +315,43 @@ supervisor_config make_ops_supervisor(const config::settings& s, const supervisi
   ops.children.push_back(worker_child(
     "ops.retention", [retention](caf::actor_system& sys) { return spawn_retention_sweeper(sys, retention); },
     milliseconds{1000}));
+  // The history (GET /api/performance, /dashboard) and the alerts evaluated on it.
+  auto capacity = static_cast<size_t>(std::max<int64_t>(1, s.ops.history_ms / std::max<int64_t>(1, s.ops.sample_ms)));
+  if (capacity > max_history_samples) {
+    log::warn("ops.history_ms / ops.sample_ms asks for more samples than the history holds; keeping the newest",
+              log::fields{}
+                .add("asked", static_cast<int64_t>(capacity))
+                .add("kept", static_cast<int64_t>(max_history_samples)));
+    capacity = max_history_samples;
+  }
+  auto store = inputs.history ? inputs.history : std::make_shared<history_store>(capacity);
+  sampler_options sampler;
+  sampler.names = names;
+  sampler.interval = milliseconds{s.ops.sample_ms};
+  sampler.sample_period = sampler.interval;
+  sampler.store = store;
+  ops.children.push_back(worker_child(
+    "ops.sampler", [sampler](caf::actor_system& sys) { return spawn_sampler(sys, sampler); }, milliseconds{1000}));
+  alerts_options alerts;
+  alerts.rules = alert_rules_from(s.ops);
+  alerts.names = names;
+  alerts.node_id = inputs.node_id;
+  if (s.ops.alert_webhook.empty())
+    alerts.webhook_actor.clear();
+  if (context.metrics)
+    alerts.fired = &context.metrics->counter("troupe_alerts_total", "Alerts fired, by rule and severity.",
+                                             {"rule", "severity"});
+  ops.children.push_back(worker_child(
+    "ops.alerts", [alerts](caf::actor_system& sys) { return spawn_alerts(sys, alerts); }, milliseconds{1000}));
+  if (!s.ops.alert_webhook.empty()) {
+    webhook_options hook;
+    hook.url = s.ops.alert_webhook;
+    hook.board = alerts.board;
+    ops.children.push_back(worker_child(
+      "ops.webhook", [hook](caf::actor_system& sys) { return spawn_webhook_sender(sys, hook); }, milliseconds{6000}));
+  }
+  if (context.metrics)
+    add_ops_history_collector(*context.metrics, alerts.board, store);
   if (s.debug.enabled)
     ops.children.push_back(worker_child(
       "debug.helper", [](caf::actor_system& sys) { return spawn_debug_helper(sys); }, milliseconds{1000}));
@@ -325,11 +362,27 @@ supervisor_config make_ops_supervisor(const config::settings& s, const supervisi
   return ops;
 }
 
+std::vector<ops::alert_rule> alert_rules_from(const config::ops_settings& o) {
+  auto hold = o.alert_hold_ms;
+  return {
+    {"cpu", ops::alert_figure::cpu, false, o.cpu_warn_pct, o.cpu_critical_pct, hold, "%"},
+    {"memory", ops::alert_figure::memory, false, o.memory_warn_pct, o.memory_critical_pct, hold, "%"},
+    {"cache_hit_rate", ops::alert_figure::cache_hit, true, o.cache_hit_warn_pct, o.cache_hit_critical_pct, hold, "%"},
+    {"response_time", ops::alert_figure::response_time, false, static_cast<double>(o.latency_warn_ms),
+     static_cast<double>(o.latency_critical_ms), hold, "ms"},
+    {"db_latency", ops::alert_figure::db_latency, false, static_cast<double>(o.db_latency_warn_ms),
+     static_cast<double>(o.db_latency_critical_ms), hold, "ms"},
+    {"error_rate", ops::alert_figure::error_rate, false, o.error_warn_pct, o.error_critical_pct, hold, "%"},
+  };
+}
+
 void add_process_collector(metrics_registry& metrics) {
   metrics.add_collector([](prometheus_writer& out) {
     auto stats = read_process_stats();
     out.family("troupe_process_resident_memory_bytes", "gauge", "Resident set size of the process.");
     out.sample("troupe_process_resident_memory_bytes", {}, static_cast<double>(stats.resident_bytes));
+    out.family("troupe_process_cpu_seconds_total", "counter", "CPU time (user and system) of the process.");
+    out.sample("troupe_process_cpu_seconds_total", {}, stats.cpu_seconds);
     out.family("troupe_process_open_fds", "gauge", "Open file descriptors of the process.");
     out.sample("troupe_process_open_fds", {}, static_cast<double>(stats.open_fds));
   });

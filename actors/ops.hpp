@@ -15,12 +15,14 @@
 //                  (echo_atom, std::string) -> std::string       answers with its argument
 //
 // The "ops" supervisor (one_for_one) starts ops.health, ops.metrics, ops.mailboxes, ops.retention (the retention
-// sweeper, actors/retention.hpp) and, in debug mode, debug.helper. (ops.load, the load monitor, is HTTP's: it runs
-// under the "http" supervisor.)
+// sweeper, actors/retention.hpp), ops.sampler, ops.alerts and, with ops.alert_webhook, ops.webhook
+// (actors/ops_history.hpp), and in debug mode debug.helper. (ops.load, the load monitor, is HTTP's: it runs under
+// the "http" supervisor.)
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "actors/ops_history.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "introspect/probe.hpp"
@@ -90,7 +92,14 @@ struct ops_inputs {
   std::vector<health_probe> checks;
   /// Debug mode's probes: the mailbox watch reads sizes from them instead of asking the actors. Null otherwise.
   std::shared_ptr<probe_registry> probes;
+  /// This node's id (alert webhooks name it); empty function = "".
+  std::function<std::string()> node_id;
+  /// The history ring (GET /api/performance); made here from ops.history_ms when null.
+  std::shared_ptr<history_store> history;
 };
+
+/// The threshold rules of ops.* (defaults: ops/alerts.hpp's default_alert_rules).
+std::vector<ops::alert_rule> alert_rules_from(const config::ops_settings& o);
 
 /// The "ops" supervisor above, from the debug.* and retention.* settings. Its collectors (the retention sweeper's
 /// deleted rows, the process's RSS and open files) go into context.metrics, which ops.metrics renders.

@@ -60,6 +60,9 @@ supervisor_config make_persistence_supervisor(const config::settings& s, const s
   writer.connections = pool_size;
   writer.connection = pool;
   writer.counters = std::move(counters);
+  writer.slow = milliseconds{s.ops.slow_ms};
+  if (context.metrics)
+    writer.on_slow = [slow = &slow_operations(*context.metrics)] { slow->inc({"db_batch"}); };
   persistence.children.push_back(worker_child(
     db_writer_name, [writer](caf::actor_system& sys) { return spawn_db_writer(sys, writer); }, milliseconds{5000}));
   return persistence;
@@ -80,6 +83,9 @@ void add_writer_collector(metrics_registry& metrics, std::shared_ptr<writer_coun
     counter("troupe_db_write_rejections_total", "Write requests refused: queue full or database unavailable.",
             counters->rejected);
     counter("troupe_db_batch_retries_total", "Batches sent again after a lost connection.", counters->retried_batches);
+    out.family("troupe_db_commit_seconds_total", "counter",
+               "Time from a batch sent to its COMMIT answered, summed (divide by troupe_db_batches_total).");
+    out.sample("troupe_db_commit_seconds_total", {}, static_cast<double>(counters->commit_micros.load()) / 1e6);
     out.family("troupe_db_queue_rows", "gauge", "Rows waiting for, or in, a commit.");
     out.sample("troupe_db_queue_rows", {}, static_cast<double>(counters->queued_rows.load()));
   });

@@ -120,6 +120,9 @@ struct runner_state {
   size_t committing = 0; // batches being committed
   int64_t files_done = 0;
   int64_t binary_files = 0;
+  // The step under way and when it began (the slow-operation log)
+  const char* step = "loading";
+  std::chrono::steady_clock::time_point step_started = std::chrono::steady_clock::now();
 
   ~runner_state() {
     if (fd >= 0)
@@ -171,11 +174,35 @@ std::string detail_json(const runner_state& st, const char* step) {
          + R"(,"bytes_total":)" + std::to_string(st.total_bytes) + "}";
 }
 
+/// Ends the step under way (logged when slower than opts.slow) and begins `next` (nullptr: the job ends).
+void end_step(runner_state& st, const char* next) {
+  auto now = std::chrono::steady_clock::now();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.step_started);
+  if (st.opts.slow.count() > 0 && took >= st.opts.slow) {
+    log::warn("slow operation", log::fields{}
+                                  .add("kind", "job_step")
+                                  .add("job_id", st.job.id)
+                                  .add("job_kind", st.job.kind)
+                                  .add("step", st.step)
+                                  .add("duration_ms", static_cast<int64_t>(took.count()))
+                                  .add("files_done", st.files_done)
+                                  .add("files_total", static_cast<int64_t>(st.files.size()))
+                                  .add("bytes_done", st.done_bytes));
+    if (st.opts.on_slow)
+      st.opts.on_slow();
+  }
+  if (next) {
+    st.step = next;
+    st.step_started = now;
+  }
+}
+
 /// Records a new step and its progress outside a batch, then goes on with `then` (after the write, so that it cannot
 /// overtake a later one on another connection). A failed write only costs the step's display: a lost lease shows at
 /// the next batch.
 template <class Then>
 void report_step(runner_actor* self, const char* step, double progress, Then then) {
+  end_step(self->state, step);
   auto db = self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
   if (!db) {
     then();
@@ -201,6 +228,7 @@ void finish_when_done(runner_actor* self) {
   if (st.over || !all_processed(st) || st.committing > 0 || !st.batch.segments.empty() || !st.batch.finished.empty())
     return;
   st.over = true;
+  end_step(st, nullptr);
   st.promise.deliver(result_json(st));
   self->quit();
 }
@@ -556,6 +584,7 @@ caf::behavior runner_impl(runner_actor* self, processing_options opts) {
       auto& st = self->state;
       st.promise = self->make_response_promise<std::string>();
       st.job = std::move(job);
+      st.step_started = std::chrono::steady_clock::now();
       auto upload_id = upload_id_of(st.job.payload);
       auto db = database(self);
       if (upload_id.empty())

@@ -27,6 +27,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -43,6 +44,10 @@ struct processing_options {
   size_t batch_files = 500;             // finished files per commit
   size_t batch_bytes = 4 * 1024 * 1024; // segment text per commit
   size_t commits_in_flight = 2;         // batches committing at once, each on its own connection
+  /// A job step (loading, expanding, processing) longer than this is logged once ("slow operation", kind
+  /// job_step) and `on_slow` is called (ops.slow_ms); 0 = never.
+  std::chrono::milliseconds slow{0};
+  std::function<void()> on_slow;
 };
 
 caf::actor spawn_chunk_processor(caf::actor_system& sys);

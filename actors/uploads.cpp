@@ -595,6 +595,9 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   // The file-chunk processor pool (detached: CPU-bound), then the job queue that runs jobs on it.
   processing_options processing;
   processing.dir = dir;
+  processing.slow = milliseconds{s.ops.slow_ms};
+  if (context.metrics)
+    processing.on_slow = [slow = &slow_operations(*context.metrics)] { slow->inc({"job_step"}); };
   processing.limits.max_entries = static_cast<uint64_t>(s.uploads.archive_max_entries);
   processing.limits.max_bytes = static_cast<uint64_t>(s.uploads.archive_max_bytes);
   processing.limits.max_ratio = s.uploads.archive_max_ratio;

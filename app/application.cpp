@@ -13,6 +13,7 @@
 #include "actors/sessions.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/uploads.hpp"
+#include "config/build_info.hpp"
 #include "config/log.hpp"
 #include "http/auth.hpp"
 #include "http/bridge.hpp"
@@ -25,9 +26,11 @@
 #include "http/hashing.hpp"
 #include "http/json_body.hpp"
 #include "http/load_monitor.hpp"
+#include "http/observability_routes.hpp"
 #include "http/ops_routes.hpp"
 #include "http/repository_routes.hpp"
 #include "http/server.hpp"
+#include "http/span_export.hpp"
 #include "http/traffic.hpp"
 #include "http/upload_routes.hpp"
 #include "http/plan_job.hpp"
@@ -71,6 +74,7 @@ struct shared_pieces {
   std::shared_ptr<std::atomic<int64_t>> sessions_active; // live session actors: sessions, the cluster's row
   std::shared_ptr<cluster_state> cluster;   // placement: the cluster, sessions, authentication, the gateway
   std::shared_ptr<http::plan_jobs> plans;   // the "plan" jobs: run under uploads, given the gateway by HTTP
+  std::shared_ptr<http::tracing::span_queue> spans; // tracing.otlp_endpoint only: HTTP pushes, the exporter sends
 };
 
 shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<probe_registry> probes) {
@@ -91,13 +95,34 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
   plans.context_segments = static_cast<int32_t>(s.plans.context_segments);
   plans.call_timeout = std::chrono::milliseconds{s.gateway.request_timeout_ms + 10000};
   p.plans = std::make_shared<http::plan_jobs>(plans, db_query_lookup(p.tree.names));
+  if (!s.tracing.otlp_endpoint.empty())
+    p.spans = std::make_shared<http::tracing::span_queue>(static_cast<size_t>(s.tracing.max_queue));
   return p;
+}
+
+/// HTTP's subtree, with the span exporter when tracing.otlp_endpoint is set.
+supervisor_config http_tree(const config::settings& s, const shared_pieces& p) {
+  auto tree = http::make_http_supervisor(s, p.tree, p.load, p.writer);
+  if (p.spans) {
+    http::tracing::exporter_options exporter;
+    exporter.url = s.tracing.otlp_endpoint;
+    exporter.queue = p.spans;
+    exporter.interval = milliseconds{s.tracing.export_ms};
+    exporter.service_version = build_info::version;
+    exporter.instance = [cluster = p.cluster] { return cluster->node_id(); };
+    tree.children.push_back(http::tracing::exporter_child(exporter));
+    http::tracing::add_tracing_collector(*p.tree.metrics, p.spans);
+  }
+  return tree;
 }
 
 /// The supervision tree: the subsystems in start order (shutdown stops them in reverse), each one's supervisor made
 /// next to its code. Registers the subsystems' metric collectors in p.tree.metrics: call it once.
 supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
-  ops_inputs ops{{http::shedding_probe(p.load.shedding), http::upstreams_probe(s.upstreams, p.tree.names)}, p.probes};
+  ops_inputs ops{{http::shedding_probe(p.load.shedding), http::upstreams_probe(s.upstreams, p.tree.names)},
+                 p.probes,
+                 [cluster = p.cluster] { return cluster->node_id(); },
+                 nullptr};
   auto root = subsystem_supervisor("root", supervision_strategy::one_for_one, p.tree);
   root.children = {
     supervisor_child(make_persistence_supervisor(s, p.tree, p.writer, p.storage_changes)),
@@ -108,7 +133,7 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
     supervisor_child(http::client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
     supervisor_child(make_uploads_supervisor(s, p.tree, p.uploads_dir, {{"plan", http::plan_job_handler(p.plans)}})),
     supervisor_child(make_ops_supervisor(s, p.tree, std::move(ops))),
-    supervisor_child(http::make_http_supervisor(s, p.tree, p.load, p.writer)),
+    supervisor_child(http_tree(s, p)),
   };
   // After the sessions (its exit, marking this node down, comes before theirs); it joins once HTTP listens.
   if (s.cluster.enabled)
@@ -153,6 +178,14 @@ void add_http_collector(metrics_registry& metrics, const std::shared_ptr<http::s
       return;
     out.family("troupe_http_requests_in_flight", "gauge", "HTTP requests being handled right now.");
     out.sample("troupe_http_requests_in_flight", {}, static_cast<double>(state->in_flight()));
+    const auto& totals = http::process_connection_totals();
+    out.family("troupe_http_connections_open", "gauge", "HTTP connections open (WebSockets and streams included).");
+    out.sample("troupe_http_connections_open", {}, static_cast<double>(totals.open.load(std::memory_order_relaxed)));
+    out.family("troupe_http_network_bytes_total", "counter", "Bytes read from (in) and written to (out) clients.");
+    out.sample("troupe_http_network_bytes_total", {{"direction", "in"}},
+               static_cast<double>(totals.bytes_in.load(std::memory_order_relaxed)));
+    out.sample("troupe_http_network_bytes_total", {{"direction", "out"}},
+               static_cast<double>(totals.bytes_out.load(std::memory_order_relaxed)));
   });
 }
 
@@ -427,6 +460,11 @@ int run_server(const config::settings& settings) {
     repository_routes.cors = cors;
     http::add_repository_routes(*routes, authenticator, repository_routes);
     http::add_cluster_routes(*routes, authenticator, shared.cluster);
+    http::observability_route_options observability;
+    observability.settings = std::make_shared<const config::settings>(settings);
+    observability.cluster = shared.cluster;
+    observability.breakers = shared.upstreams.breakers;
+    http::add_observability_routes(*routes, authenticator, std::move(observability));
     http::add_usage_routes(*routes, authenticator);
     http::plan_route_options plan_routes;
     plan_routes.max_attempts = static_cast<int32_t>(settings.jobs.max_attempts);
@@ -437,6 +475,7 @@ int run_server(const config::settings& settings) {
     wishlist_routes.cors = cors;
     http::add_wishlist_routes(*routes, authenticator, wishlist_routes);
     auto http_state = std::make_shared<http::server_state>(settings, routes, metrics);
+    http_state->set_span_queue(shared.spans);
     if (ws_runtime) // before the server starts: no session reads it yet
       ws_runtime->draining = [weak = std::weak_ptr<http::server_state>(http_state)] {
         auto state = weak.lock();

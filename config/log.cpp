@@ -143,17 +143,36 @@ bool enabled(level lvl) {
 
 namespace {
 
+thread_local std::string current_trace;
+
 std::string line_of(std::string_view msg, const fields& extra) {
   std::string line;
-  line.reserve(msg.size() + extra.json().size() + 16);
+  line.reserve(msg.size() + extra.json().size() + 64);
   line += "\"msg\":\"";
   append_json_escaped(line, msg);
   line += '"';
   line += extra.json();
+  if (!current_trace.empty() && extra.json().find("\"trace_id\":") == std::string::npos) {
+    line += ",\"trace_id\":\"";
+    append_json_escaped(line, current_trace);
+    line += '"';
+  }
   return line;
 }
 
 } // namespace
+
+trace_scope::trace_scope(std::string trace_id) : previous_(std::move(current_trace)) {
+  current_trace = std::move(trace_id);
+}
+
+trace_scope::~trace_scope() {
+  current_trace = std::move(previous_);
+}
+
+const std::string& current_trace_id() {
+  return current_trace;
+}
 
 void write(level lvl, std::string_view msg, const fields& extra) {
   auto lg = get();

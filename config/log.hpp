@@ -38,6 +38,22 @@ private:
   std::string json_;
 };
 
+/// While one lives on a thread, every line that thread writes carries "trace_id" (the W3C trace of the request whose
+/// code runs there: http/bridge.cpp and http/server.cpp open one around a request's code). Nests; restores the
+/// previous id when it ends.
+class trace_scope {
+public:
+  explicit trace_scope(std::string trace_id);
+  ~trace_scope();
+  trace_scope(const trace_scope&) = delete;
+  trace_scope& operator=(const trace_scope&) = delete;
+
+private:
+  std::string previous_;
+};
+/// The trace id lines on this thread carry now ("" outside any trace_scope).
+const std::string& current_trace_id();
+
 bool enabled(level lvl);
 /// An event line at `lvl`, written out at once.
 void write(level lvl, std::string_view msg, const fields& extra = {});

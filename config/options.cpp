@@ -600,6 +600,58 @@ const std::vector<option_spec>& all_options() {
     entry("retention.sweep_ms", bind<&settings::retention, &retention_settings::sweep_ms>(), "3600000",
           "how often expired rows (and expired token revocations) are deleted, in batches of 5000 rows")
       .range(1000, 86400000, "ms"),
+    // ops (ops/sampler.hpp): history, alerts, slow operations
+    entry("ops.sample_ms", bind<&settings::ops, &ops_settings::sample_ms>(), "5000",
+          "interval of the process history's samples (GET /api/performance, /dashboard, alerts)")
+      .range(100, 3600000, "ms"),
+    entry("ops.history_ms", bind<&settings::ops, &ops_settings::history_ms>(), "86400000",
+          "how far back the history goes; it keeps history_ms / sample_ms samples (about 400 bytes each)")
+      .range(1000, 604800000, "ms"),
+    entry("ops.slow_ms", bind<&settings::ops, &ops_settings::slow_ms>(), "1000",
+          "requests, upstream calls, database batches and job steps slower than this are logged with their stages")
+      .range(1, 3600000, "ms"),
+    entry("ops.alert_webhook", bind<&settings::ops, &ops_settings::alert_webhook>(), "",
+          "http(s) URL that firing and resolved alerts are POSTed to as JSON; empty = none")
+      .secret_in_env("TROUPE_OPS_ALERT_WEBHOOK"),
+    entry("ops.alert_hold_ms", bind<&settings::ops, &ops_settings::alert_hold_ms>(), "60000",
+          "how long a figure must stay past a threshold before its alert fires")
+      .range(0, 86400000, "ms"),
+    entry("ops.cpu_warn_pct", bind<&settings::ops, &ops_settings::cpu_warn_pct>(), "70",
+          "the machine's CPU use that fires a warning").range(0, 100, "%"),
+    entry("ops.cpu_critical_pct", bind<&settings::ops, &ops_settings::cpu_critical_pct>(), "90",
+          "the machine's CPU use that fires a critical alert").range(0, 100, "%"),
+    entry("ops.memory_warn_pct", bind<&settings::ops, &ops_settings::memory_warn_pct>(), "70",
+          "the machine's memory in use that fires a warning").range(0, 100, "%"),
+    entry("ops.memory_critical_pct", bind<&settings::ops, &ops_settings::memory_critical_pct>(), "90",
+          "the machine's memory in use that fires a critical alert").range(0, 100, "%"),
+    entry("ops.cache_hit_warn_pct", bind<&settings::ops, &ops_settings::cache_hit_warn_pct>(), "80",
+          "a gateway cache hit rate under this fires a warning").range(0, 100, "%"),
+    entry("ops.cache_hit_critical_pct", bind<&settings::ops, &ops_settings::cache_hit_critical_pct>(), "70",
+          "a gateway cache hit rate under this fires a critical alert").range(0, 100, "%"),
+    entry("ops.latency_warn_ms", bind<&settings::ops, &ops_settings::latency_warn_ms>(), "100",
+          "a p95 response time over this fires a warning").range(1, 3600000, "ms"),
+    entry("ops.latency_critical_ms", bind<&settings::ops, &ops_settings::latency_critical_ms>(), "500",
+          "a p95 response time over this fires a critical alert").range(1, 3600000, "ms"),
+    entry("ops.db_latency_warn_ms", bind<&settings::ops, &ops_settings::db_latency_warn_ms>(), "500",
+          "a mean database commit time over this fires a warning").range(1, 3600000, "ms"),
+    entry("ops.db_latency_critical_ms", bind<&settings::ops, &ops_settings::db_latency_critical_ms>(), "2000",
+          "a mean database commit time over this fires a critical alert").range(1, 3600000, "ms"),
+    entry("ops.error_warn_pct", bind<&settings::ops, &ops_settings::error_warn_pct>(), "5",
+          "a share of requests answered 5xx over this fires a warning").range(0, 100, "%"),
+    entry("ops.error_critical_pct", bind<&settings::ops, &ops_settings::error_critical_pct>(), "20",
+          "a share of requests answered 5xx over this fires a critical alert").range(0, 100, "%"),
+    // tracing (http/tracing.hpp)
+    entry("tracing.otlp_endpoint", bind<&settings::tracing, &tracing_settings::otlp_endpoint>(), "",
+          "OTLP/HTTP JSON traces endpoint spans are POSTed to (e.g. http://127.0.0.1:4318/v1/traces); empty = none"),
+    entry("tracing.sample_ratio", bind<&settings::tracing, &tracing_settings::sample_ratio>(), "1",
+          "share of traces started here that are recorded; a caller's traceparent decides for its own trace")
+      .range(0, 1),
+    entry("tracing.export_ms", bind<&settings::tracing, &tracing_settings::export_ms>(), "1000",
+          "how often waiting spans are sent, in batches of up to 512")
+      .range(10, 60000, "ms"),
+    entry("tracing.max_queue", bind<&settings::tracing, &tracing_settings::max_queue>(), "8192",
+          "spans waiting for export at most; a request's spans that do not fit are dropped and counted")
+      .range(64, 1000000, "spans"),
     // cluster (actors/cluster.hpp)
     entry("cluster.enabled", bind<&settings::cluster, &cluster_settings::enabled>(), "false",
           "join the nodes of the same database as a cluster: each user is served by one owner node"),

@@ -228,6 +228,29 @@ struct plans_settings {
 
 /// Retention periods of append-only tables (options security.retention_days, idempotency.retention_days,
 /// events.retention_days, feedback.retention_days) and the sweep interval (retention.sweep_ms).
+/// Observability (ops/): the history sampler, threshold alerts, slow operations (ops/sampler.hpp).
+struct ops_settings {
+  int64_t sample_ms;      // one sample of the process every sample_ms
+  int64_t history_ms;     // how much history the ring keeps (history_ms / sample_ms samples)
+  int64_t slow_ms;        // operations over this are logged with their stages and counted
+  std::string alert_webhook; // POST alert events here ("" = none); secret: it may carry a token
+  int64_t alert_hold_ms;  // how long a figure must stay past a threshold before its alert fires
+  double cpu_warn_pct, cpu_critical_pct;
+  double memory_warn_pct, memory_critical_pct;
+  double cache_hit_warn_pct, cache_hit_critical_pct;
+  int64_t latency_warn_ms, latency_critical_ms;
+  int64_t db_latency_warn_ms, db_latency_critical_ms;
+  double error_warn_pct, error_critical_pct;
+};
+
+/// Distributed tracing (http/tracing.hpp, http/span_export.hpp).
+struct tracing_settings {
+  std::string otlp_endpoint; // OTLP/HTTP traces URL ("" = no export; trace context is still read and forwarded)
+  double sample_ratio;       // share of new traces recorded; a caller's traceparent decides for its own
+  int64_t export_ms;
+  int64_t max_queue; // spans waiting at most; more are dropped and counted
+};
+
 struct retention_settings {
   int64_t security_days; // 0 = keep
   int64_t idempotency_days;
@@ -279,6 +302,8 @@ struct settings {
   guest_settings guest;
   ws_settings ws;
   retention_settings retention;
+  ops_settings ops;
+  tracing_settings tracing;
   cluster_settings cluster;
 };
 

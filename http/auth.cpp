@@ -274,6 +274,11 @@ void authenticator::identify(const std::shared_ptr<responder>& r, const std::str
       if (traffic_->apply(r, who.via.limit, who.rate, "user:" + who.user_id))
         then(who);
     };
+  // The stage "auth" of a slow request's log: until the session vouched (its rate limit and reservations included).
+  then = [r, then = std::move(then)](const identity& who) {
+    r->mark("auth");
+    then(who);
+  };
   const auto& req = r->req();
   auto header = req.header("Authorization");
   if (!header)

@@ -1,6 +1,8 @@
 #include "http/bridge.hpp"
 #include "introspect/observed_actor.hpp"
 
+#include "config/log.hpp"
+
 namespace troupe::http {
 
 namespace {
@@ -42,6 +44,7 @@ void actor_bridge::post(const std::shared_ptr<responder>& r, bridge_job job) {
   }
   job.run = [r, run = std::move(job.run)](caf::event_based_actor* self) {
     r->arrived();
+    log::trace_scope trace{r->req().trace.trace_hex()}; // what the request's code logs here names its trace
     run(self);
   };
   caf::anon_send(*worker, std::move(job));

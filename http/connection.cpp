@@ -292,6 +292,7 @@ void connection::flush_output() {
   while (out_offset_ < out_.size()) {
     auto n = ::send(fd(), out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
     if (n > 0) {
+      process_connection_totals().bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       out_offset_ += static_cast<size_t>(n);
       queued_.fetch_sub(n, std::memory_order_acq_rel);
       write_progress_ = clock::now();
@@ -318,6 +319,7 @@ bool connection::read_socket(size_t budget) {
       return true;
     auto n = ::recv(fd(), buffer.data(), buffer.size(), 0);
     if (n > 0) {
+      process_connection_totals().bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       total += static_cast<size_t>(n);
       if (phase_ == phase::lingering) {
         discarded_ += static_cast<size_t>(n);
@@ -519,6 +521,7 @@ void worker::adopt(const std::shared_ptr<P::Tcp::Peer>& peer) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); // chunks of a stream leave at once
   auto c = std::make_shared<connection>(*this, peer, peer->address().host());
   connections_[fd] = c;
+  process_connection_totals().open.fetch_add(1, std::memory_order_relaxed);
   c->start(clock::now());
   if (open_connections_->fetch_add(1, std::memory_order_acq_rel) + 1 > limits_->max_connections) {
     // Over the cap: a short 503 and close, delivered once the transport has registered the socket.
@@ -568,6 +571,7 @@ void worker::remove(connection& c) {
   auto keep = it->second; // the caller may hold the last other reference
   connections_.erase(it);
   open_connections_->fetch_sub(1, std::memory_order_acq_rel);
+  process_connection_totals().open.fetch_sub(1, std::memory_order_relaxed);
   close_peer(fd);
 }
 
@@ -676,6 +680,11 @@ void tcp_handler::onConnection(const std::shared_ptr<P::Tcp::Peer>& peer) {
 }
 
 } // namespace
+
+connection_totals& process_connection_totals() {
+  static connection_totals totals;
+  return totals;
+}
 
 // --- listener ---
 

@@ -103,6 +103,14 @@ private:
   int event_fd_ = -1;
 };
 
+/// Every listener's connections together, for the process's figures (/metrics, the history).
+struct connection_totals {
+  std::atomic<int64_t> open{0};       // connections accepted and not yet closed
+  std::atomic<uint64_t> bytes_in{0};  // read from clients
+  std::atomic<uint64_t> bytes_out{0}; // written to clients
+};
+connection_totals& process_connection_totals();
+
 /// Timeouts and bounds of every connection (from config::http_settings).
 struct connection_limits {
   http1_limits framing;

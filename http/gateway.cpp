@@ -71,6 +71,8 @@ struct gateway::call {
   std::vector<upstream*> candidates;
   size_t next = 0;
   int attempt = 0;                    // attempts on the current upstream
+  tracing::span_id upstream_span{};   // the current attempt's span (its traceparent's parent id)
+  std::chrono::steady_clock::time_point upstream_began{}; // when the current attempt was sent
   bool attempted_any = false;         // some upstream was actually called
   int64_t refused_retry_after_ms = 0; // smallest Retry-After of the breakers that refused
   // The last failure, for the final error.
@@ -175,6 +177,7 @@ gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), op
     upstream_seconds_ = &opts_.metrics->histogram("troupe_upstream_request_duration_seconds",
                                                   "Duration of calls to upstreams, by upstream.", {"upstream"},
                                                   latency_buckets_seconds());
+    slow_operations_ = &slow_operations(*opts_.metrics);
     cache_results_ = &opts_.metrics->counter("troupe_gateway_cache_total",
                                              "Chat completions by cache result (hit, miss, bypass).", {"result"});
     embedding_inputs_ = &opts_.metrics->counter(
@@ -686,6 +689,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
       }
       if (me->cache_results_)
         me->cache_results_->inc({"hit"});
+      c->r->mark("cache");
       c->quota.commit(); // a cached answer: the generation is used
       c->spend.settle(0, 0); // and costs nothing
       c->answer(upstream, body, true);
@@ -957,6 +961,9 @@ bool open_stream(gateway::call& c, std::chrono::milliseconds stall_limit) {
   head.header("Cache-Control", "no-cache");
   head.header("X-Troupe-Upstream", st.upstream);
   head.header("X-Cache", "MISS");
+  // The stream's request is finished (and its spans made) when its head goes out: the upstream's span ends here, at
+  // its first byte.
+  c.r->mark("upstream", c.upstream_span, c.upstream_began);
   st.out = c.r->stream(std::move(head));
   if (!st.out)
     return false; // the caller marks the client gone (relay::client_left)
@@ -978,6 +985,15 @@ void gateway::send(caf::event_based_actor* self, const std::shared_ptr<call>& c,
   client::upstream_request req;
   req.url = c->embed ? u->embeddings_url : u->url;
   req.headers = {"Content-Type: application/json", "X-Request-Id: " + c->r->req().id};
+  // W3C trace context: this attempt is a span of its own, the upstream's parent (responder::mark names it).
+  c->upstream_span = tracing::new_span_id();
+  c->upstream_began = std::chrono::steady_clock::now();
+  const auto& trace = c->r->req().trace;
+  if (!tracing::is_zero(trace.trace.data(), trace.trace.size())) {
+    req.headers.push_back("traceparent: " + trace.traceparent_for(c->upstream_span));
+    if (!trace.tracestate.empty())
+      req.headers.push_back("tracestate: " + trace.tracestate);
+  }
   if (u->anthropic) {
     if (!u->cfg.api_key.empty())
       req.headers.push_back("x-api-key: " + u->cfg.api_key);
@@ -1134,6 +1150,26 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
                           breaker_admission permit, client::upstream_response& res) {
   if (upstream_seconds_)
     upstream_seconds_->observe({u->cfg.name}, std::chrono::duration<double>(res.elapsed).count());
+  c->r->mark("upstream", c->upstream_span, c->upstream_began); // a stream's answer was marked at its first byte
+  // A stream's length is its generation's: for one, slow means a late first byte.
+  auto waited = c->stream && res.first_byte_time.count() > 0 ? res.first_byte_time : res.elapsed;
+  if (waited >= opts_.slow) {
+    auto ms = [](std::chrono::microseconds t) { return std::max<int64_t>(0, t.count() / 1000); };
+    if (slow_operations_)
+      slow_operations_->inc({"upstream"});
+    log::warn("slow operation", log::fields{}
+                                  .add("kind", "upstream")
+                                  .add("request_id", c->r->req().id)
+                                  .add("upstream", u->cfg.name)
+                                  .add("status", res.status)
+                                  .add("streamed", c->stream != nullptr)
+                                  .add("duration_ms", ms(res.elapsed))
+                                  .add("attempt", static_cast<int64_t>(c->attempt))
+                                  .add("trace_id", c->r->req().trace.trace_hex())
+                                  .add("stages_ms", "connect=" + std::to_string(ms(res.connect_time))
+                                                      + " first_byte=" + std::to_string(ms(res.first_byte_time - res.connect_time))
+                                                      + " body=" + std::to_string(ms(res.elapsed - res.first_byte_time))));
+  }
   // The choice among upstreams learns from non-streamed answers (a stream's time is its length, not a latency). A
   // failure counts as the upstream's whole timeout, however fast it failed: an upstream that refuses at once must
   // not look like the fastest one.
@@ -1361,6 +1397,7 @@ gateway_options gateway_options_from(const config::settings& s) {
   gw.max_attempts = s.retry.max_attempts;
   gw.retry_base = milliseconds{s.retry.base_ms};
   gw.retry_cap = milliseconds{s.retry.max_backoff_ms};
+  gw.slow = milliseconds{s.ops.slow_ms};
   gw.max_response_bytes = static_cast<size_t>(s.upstream.max_response_bytes);
   gw.max_messages = static_cast<size_t>(s.gateway.max_messages);
   gw.images.max_images = static_cast<size_t>(s.gateway.max_images);

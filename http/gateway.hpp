@@ -73,6 +73,8 @@ struct gateway_options {
   std::chrono::milliseconds cache_ttl{3600000};
   /// The whole of a generation: every attempt and fallback (gateway.max_generation_ms).
   std::chrono::milliseconds max_generation{600000};
+  /// Upstream calls slower than this are logged once ("slow operation", kind upstream) with their stages (ops.slow_ms).
+  std::chrono::milliseconds slow{1000};
   /// The time a generation route has to start its answer (gateway.request_timeout_ms): the routes' time limit, and
   /// the budget of a non-streamed call's attempts.
   std::chrono::milliseconds request_timeout{60000};
@@ -160,6 +162,7 @@ private:
   counter_family* upstream_requests_ = nullptr;
   histogram_family* upstream_seconds_ = nullptr;
   counter_family* cache_results_ = nullptr;
+  counter_family* slow_operations_ = nullptr;
   counter_family* embedding_inputs_ = nullptr;
   std::string models_body_;
   // The watched streams (weak: a call that ended is dropped at the next sweep) and when the pending sweep is due

@@ -3,6 +3,7 @@
 // http/http1.hpp framed and the body it buffered, owning its bytes so that it can travel to actors and back.
 
 #include "http/router.hpp"
+#include "http/tracing.hpp"
 
 #include <chrono>
 #include <optional>
@@ -24,6 +25,8 @@ struct request {
   std::string body;
   std::string remote_address;
   std::chrono::steady_clock::time_point started;
+  int64_t started_unix_ns = 0; // the same moment on the wall clock (span times)
+  tracing::context trace;      // W3C trace context: the caller's traceparent, or a new trace
 
   /// First header with this name (case-insensitive).
   std::optional<std::string> header(std::string_view name) const;

@@ -1,4 +1,5 @@
 #include "http/server.hpp"
+#include "http/span_export.hpp"
 
 #include "http/compression.hpp"
 #include "http/header_text.hpp"
@@ -28,10 +29,6 @@ uint64_t this_thread_token() {
 /// Bodies of requests whose method carries none by nature (GET, HEAD, DELETE, OPTIONS): what their routes take
 /// unless they set a limit of their own.
 constexpr uint64_t small_body_limit = 64 * 1024;
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 bool bodyless_method(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS";
@@ -144,6 +141,23 @@ request make_request(request_head& head, const connection& conn, server_state& s
   auto client_id = result.header("X-Request-Id");
   result.id = client_id && is_sane_request_id(*client_id) ? *client_id : state.next_request_id();
   result.remote_address = conn.remote_address();
+  result.started_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  // Trace Context: a repeated traceparent is invalid (a new trace starts); repeated tracestate headers are one list.
+  std::optional<std::string> traceparent, tracestate;
+  int traceparents = 0;
+  for (const auto& [name, value] : result.headers) {
+    if (iequals(name, "traceparent")) {
+      ++traceparents;
+      traceparent = value;
+    } else if (iequals(name, "tracestate")) {
+      tracestate = tracestate ? *tracestate + "," + value : value;
+    }
+  }
+  if (traceparents != 1)
+    traceparent.reset();
+  result.trace = tracing::context_for(traceparent, tracestate, state.sample_ratio());
   return result;
 }
 
@@ -269,6 +283,7 @@ public:
       r->send(std::move(res));
     } else {
       // Handlers turn requests into messages; anything they throw is a bug, answered as 500.
+      log::trace_scope trace{r->req().trace.trace_hex()};
       try {
         (*match.handler)(r);
       } catch (const std::exception& e) {
@@ -288,6 +303,7 @@ public:
     } else {
       req.id = state_->next_request_id();
       req.remote_address = c->remote_address();
+      req.trace = tracing::context_for(std::nullopt, std::nullopt, 0); // a trace id for its log lines, not recorded
     }
     req.route = "unmatched";
     c->reservation.reset();
@@ -349,6 +365,8 @@ server_state::server_state(const config::settings& settings, std::shared_ptr<rou
     compressed_bytes_(metrics_->counter("troupe_http_compressed_bytes_total",
                                         "Bytes of response bodies gzip-compressed, before (in) and after (out).",
                                         {"stage"})),
+    slow_operations_(slow_operations(*metrics_)), slow_(std::chrono::milliseconds{settings.ops.slow_ms}),
+    sample_ratio_(settings.tracing.sample_ratio),
     max_body_bytes_(static_cast<size_t>(settings.http.max_body_bytes)),
     body_budget_(settings.http.max_body_memory_bytes), admission_control_(settings.http.admission_control),
     gzip_(settings.http.gzip), gzip_min_bytes_(static_cast<size_t>(settings.http.gzip_min_bytes)),
@@ -394,9 +412,84 @@ void server_state::request_started() {
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
 }
 
-void server_state::request_finished(const request& req, int status, uint32_t handoffs) {
+namespace {
+
+/// The spans of a finished request: its own (SERVER, the caller's span as parent) and one per stage, each from the
+/// previous stage's end (or the request's start) to its own.
+std::vector<tracing::span> request_spans(const request& req, int status, std::chrono::steady_clock::time_point finished,
+                                         const stage_marks* stages) {
+  auto at_ns = [&req](std::chrono::steady_clock::time_point t) {
+    return req.started_unix_ns + std::chrono::duration_cast<std::chrono::nanoseconds>(t - req.started).count();
+  };
+  std::vector<tracing::span> spans;
+  spans.reserve(1 + (stages ? stages->size() : 0));
+  tracing::span root;
+  root.trace = req.trace.trace;
+  root.id = req.trace.span;
+  root.parent = req.trace.parent;
+  root.name = req.method + " " + req.route;
+  root.kind = tracing::span_kind::server;
+  root.start_unix_ns = req.started_unix_ns;
+  root.end_unix_ns = at_ns(finished);
+  root.attributes = {{"http.request.method", req.method}, {"http.route", req.route},
+                     {"url.path", req.path.substr(0, 1024)}, {"troupe.request_id", req.id}};
+  root.int_attributes = {{"http.response.status_code", status}};
+  root.error = status >= 500;
+  root.tracestate = req.trace.tracestate;
+  spans.push_back(std::move(root));
+  auto previous = req.started;
+  if (stages)
+    for (const auto& stage : *stages) {
+      tracing::span child;
+      child.trace = req.trace.trace;
+      child.id = tracing::is_zero(stage.span.data(), stage.span.size()) ? tracing::new_span_id() : stage.span;
+      child.parent = req.trace.span;
+      child.name = stage.name;
+      child.kind = std::string_view{stage.name} == "upstream" ? tracing::span_kind::client : tracing::span_kind::internal;
+      // From its own start when the stage knows it (an upstream attempt), else from the previous stage's end.
+      child.start_unix_ns = at_ns(stage.began != std::chrono::steady_clock::time_point{} ? stage.began : previous);
+      child.end_unix_ns = at_ns(stage.at);
+      spans.push_back(std::move(child));
+      previous = stage.at;
+    }
+  return spans;
+}
+
+} // namespace
+
+void server_state::request_finished(const request& req, int status, uint32_t handoffs, const stage_marks* stages) {
   auto status_label = std::to_string(status);
-  auto elapsed = seconds_since(req.started);
+  auto finished = std::chrono::steady_clock::now();
+  auto elapsed = std::chrono::duration<double>(finished - req.started).count();
+  if (finished - req.started >= slow_) {
+    slow_operations_.inc({"request"});
+    // "auth=3 rate_limit=1 upstream=1520 respond=2": each stage's time since the previous mark, in ms.
+    std::string timeline;
+    auto previous = req.started;
+    auto add = [&](const char* name, std::chrono::steady_clock::time_point at) {
+      if (!timeline.empty())
+        timeline += ' ';
+      timeline += name;
+      timeline += '=';
+      timeline += std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(at - previous).count());
+      previous = at;
+    };
+    if (stages)
+      for (const auto& stage : *stages)
+        add(stage.name, stage.at);
+    add("respond", finished);
+    log::warn("slow operation", log::fields{}
+                                  .add("kind", "request")
+                                  .add("request_id", req.id)
+                                  .add("method", req.method)
+                                  .add("route", req.route)
+                                  .add("status", status)
+                                  .add("duration_ms", static_cast<int64_t>(elapsed * 1000))
+                                  .add("stages_ms", timeline)
+                                  .add("trace_id", req.trace.trace_hex()));
+  }
+  if (spans_ && req.trace.sampled)
+    spans_->push(request_spans(req, status, finished, stages));
   requests_total_.inc({req.route, req.method, status_label});
   if (handoffs > 0)
     handoffs_total_.inc({req.route}, handoffs);
@@ -409,7 +502,8 @@ void server_state::request_finished(const request& req, int status, uint32_t han
                                .add("method", req.method)
                                .add("route", req.route)
                                .add("status", status)
-                               .add("latency_ms", elapsed * 1000));
+                               .add("latency_ms", elapsed * 1000)
+                               .add("trace_id", req.trace.trace_hex()));
   }
 }
 
@@ -453,7 +547,12 @@ responder::responder(std::shared_ptr<connection> conn, request req, std::shared_
 
 responder::responder(request req, std::function<void(response)> deliver)
   : req_(std::move(req)), keep_alive_(false), http10_(false), reactor_thread_(this_thread_token()),
-    last_thread_(reactor_thread_), deliver_(std::move(deliver)) {}
+    last_thread_(reactor_thread_), deliver_(std::move(deliver)) {
+  // A request the server makes of itself joins the trace its maker gave it, or starts one (never recorded: internal
+  // requests have no server span of their own).
+  if (tracing::is_zero(req_.trace.trace.data(), req_.trace.trace.size()))
+    req_.trace = tracing::context_for(std::nullopt, std::nullopt, 0);
+}
 
 responder::responder(request req, std::function<void(response)> deliver, std::shared_ptr<stream_consumer> consumer)
   : responder(std::move(req), std::move(deliver)) {
@@ -511,7 +610,8 @@ void responder::send(response res) {
   auto hooks = write_head(out, res, keep_alive, false);
   if (with_body)
     out += res.body;
-  server_->request_finished(req_, res.status, handoffs_to_answer());
+  stages_settled();
+  server_->request_finished(req_, res.status, handoffs_to_answer(), &stages_);
   outbound item;
   item.bytes = std::move(out);
   item.last = true;
@@ -586,7 +686,8 @@ std::shared_ptr<response_stream> responder::stream(response head) {
   bool keep_alive = keep_alive_ && !server_->draining() && !http10_; // HTTP/1.0: the close ends the body
   std::string out;
   auto hooks = write_head(out, head, keep_alive, true);
-  server_->request_finished(req_, head.status, handoffs_to_answer());
+  stages_settled();
+  server_->request_finished(req_, head.status, handoffs_to_answer(), &stages_);
   auto stream = std::shared_ptr<response_stream>(
     new response_stream(conn_, server_, !http10_, !keep_alive, std::move(hooks)));
   stream->send(std::move(out), false, false);
@@ -604,7 +705,8 @@ bool responder::upgrade(response head, std::shared_ptr<upgraded_protocol> protoc
   head.status = 101;
   std::string out;
   auto hooks = write_head(out, head, false, false, true);
-  server_->request_finished(req_, 101, handoffs_to_answer());
+  stages_settled();
+  server_->request_finished(req_, 101, handoffs_to_answer(), &stages_);
   outbound item;
   item.bytes = std::move(out);
   item.last = true;
@@ -614,6 +716,17 @@ bool responder::upgrade(response head, std::shared_ptr<upgraded_protocol> protoc
   for (auto& hook : hooks)
     hook();
   return true;
+}
+
+void responder::stages_settled() {
+  // answered_ is set: a mark() that holds the lock now is the last one (later ones see answered_ and return).
+  std::lock_guard<std::mutex> guard{extras_mutex_};
+}
+
+void responder::mark(const char* stage, const tracing::span_id& span, std::chrono::steady_clock::time_point began) {
+  std::lock_guard<std::mutex> guard{extras_mutex_};
+  if (!answered_.load() && stages_.size() < 32) // answered: request_finished reads them
+    stages_.push_back(stage_mark{stage, std::chrono::steady_clock::now(), span, began});
 }
 
 void responder::add_header(std::string name, std::string value) {

@@ -36,6 +36,20 @@
 
 namespace troupe::http {
 
+/// A stage a request passed (responder::mark): when it ended, and its span id (the traceparent sent to an upstream
+/// names it; zero: one is made when the span is).
+struct stage_mark {
+  const char* name;
+  std::chrono::steady_clock::time_point at;
+  tracing::span_id span;
+  std::chrono::steady_clock::time_point began; // its own start, when known (else: the previous stage's end)
+};
+using stage_marks = std::vector<stage_mark>;
+
+namespace tracing {
+class span_queue;
+}
+
 /// State shared by the connections' sink and every responder.
 class server_state {
 public:
@@ -63,7 +77,15 @@ public:
   /// Accounting done once per response, when it is handed to its connection: request_finished (metrics, access
   /// log), then response_written, which counts it out of the in-flight gate.
   void request_started();
-  void request_finished(const request& req, int status, uint32_t handoffs = 0);
+  /// A request slower than ops.slow_ms is logged once ("slow operation", kind request) with its stages and counted
+  /// in troupe_slow_operations_total{kind="request"}.
+  /// With a span queue (tracing.otlp_endpoint) a sampled request's spans go to it: the request's (SERVER) and one per
+  /// stage.
+  void request_finished(const request& req, int status, uint32_t handoffs = 0, const stage_marks* stages = nullptr);
+  /// Where finished requests' spans go (set before the server starts; null: no export).
+  void set_span_queue(std::shared_ptr<tracing::span_queue> queue) { spans_ = std::move(queue); }
+  /// tracing.sample_ratio: the share of new traces recorded.
+  double sample_ratio() const { return sample_ratio_; }
   void response_written();
 
   /// Reserves `bytes` of the body budget (http.max_body_memory_bytes); false when it is spent.
@@ -94,6 +116,10 @@ private:
   counter_family& handoffs_total_;
   histogram_family& request_seconds_;
   counter_family& compressed_bytes_;
+  counter_family& slow_operations_;
+  std::chrono::milliseconds slow_{1000};
+  std::shared_ptr<tracing::span_queue> spans_;
+  double sample_ratio_ = 1;
   size_t max_body_bytes_;
   int64_t body_budget_;
   bool admission_control_;
@@ -264,6 +290,9 @@ public:
 
   /// A header every response to this request carries (e.g. RateLimit), whatever the handler answers.
   void add_header(std::string name, std::string value);
+  /// Notes that the stage `stage` (a string literal: "auth", "rate_limit", "cache", "upstream", ...) of the request
+  /// ended now; a slow request's log line lists its stages with their durations.
+  void mark(const char* stage, const tracing::span_id& span = {}, std::chrono::steady_clock::time_point began = {});
   /// Runs `fn` once the response is handed to the connection (e.g. to release an in-flight slot).
   void on_sent(std::function<void()> fn);
   /// Notes that the request's code runs on the calling thread now: one thread hand-off more when it is not the
@@ -275,6 +304,8 @@ public:
   uint32_t handoffs() const { return handoffs_.load(std::memory_order_relaxed); }
 
 private:
+  /// Waits for a mark() under way (after answered_ is set), so stages_ can be read without the lock.
+  void stages_settled();
   /// arrived(), then the hand-offs including the one back to the reactor.
   uint32_t handoffs_to_answer();
   /// Serialises the status line and headers (standard, extra and `res`'s) into `out`; returns the on_sent hooks.
@@ -295,6 +326,7 @@ private:
   std::mutex extras_mutex_; // add_header/on_sent may run on another thread than send
   std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::vector<std::function<void()>> on_sent_;
+  stage_marks stages_; // guarded by extras_mutex_
   std::function<void(response)> deliver_; // set: an internal request (no connection, no server)
   std::shared_ptr<stream_consumer> consumer_; // an internal request's stream, if it may have one
 };

@@ -204,6 +204,7 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
   self->request(*shard, caf::duration{std::chrono::seconds{5}}, limit_atom::value, key, p)
     .then(
       [this, r, p, subject, then = std::move(then)](limit_decision& d) {
+        r->mark("rate_limit");
         if (apply(r, p, d, subject))
           then();
       },

@@ -606,6 +606,8 @@ caf::behavior ws_hub(caf::stateful_actor<ws_hub_state>* self, int64_t max, int64
       return sender && self->state.sessions.count(caf::actor_cast<caf::actor_addr>(sender)) != 0
              && claim(self->state, caf::actor_cast<caf::actor_addr>(sender), user);
     },
+    // The metrics collector and the mailbox watch ask every named actor for its backlog.
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }
 

@@ -125,6 +125,7 @@ void write(authenticator& auth, const write_route_options& options, const std::s
     self->request(*writer, caf::duration{auth.bridge().timeout()}, write_atom::value, std::move(request))
       .then(
         [r](write_result& done) {
+          r->mark("database");
           auto res = json_response(201, std::move(done.result));
           if (done.replayed)
             res.header("Idempotent-Replayed", "true");

@@ -11,6 +11,7 @@
 #include "persistence/retention_sql.hpp"
 #include "persistence/usage_sql.hpp"
 #include "persistence/wishlist_sql.hpp"
+#include "persistence/security_status_sql.hpp"
 #include "persistence/plans_sql.hpp"
 
 #include "config/log.hpp"
@@ -78,6 +79,7 @@ bool ensure_connected(database_actor* self) {
     content_sql::prepare_statements(*st.connection);
     retention_sql::prepare_statements(*st.connection);
     wishlist_sql::prepare_statements(*st.connection);
+    security_status_sql::prepare_statements(*st.connection);
     plans_sql::prepare_statements(*st.connection);
     if (st.backoff.count() > 0)
       log::info("database connection restored");
@@ -436,6 +438,11 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     },
     [self](plan_delete_atom, const std::string& user_id, const std::string& id) {
       return run_query(self, "plan_delete", [&](pqxx::work& tx) { return plans_sql::remove(tx, user_id, id); });
+    },
+    // GET /api/security/status (persistence/security_status.hpp)
+    [self](security_report_atom, int64_t since_unix_ms, int32_t limit) {
+      return run_query(self, "security_report",
+                       [&](pqxx::work& tx) { return security_status_sql::report(tx, since_unix_ms, limit); });
     },
     // Retention (persistence/retention.hpp)
     [self](retention_delete_atom, const std::string& table, int64_t cutoff_unix_ms, int32_t max_rows) {

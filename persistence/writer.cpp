@@ -35,6 +35,7 @@ struct pending_write {
 struct batch_in_flight {
   std::vector<pending_write> writes;
   size_t rows = 0;
+  clock_type::time_point sent;
 };
 
 struct writer_state {
@@ -97,6 +98,28 @@ void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_
   }
   auto& counters = *st.opts.counters;
   counters.batches.fetch_add(1, std::memory_order_relaxed);
+  auto done = clock_type::now();
+  auto commit = std::chrono::duration_cast<std::chrono::microseconds>(done - batch->sent);
+  counters.commit_micros.fetch_add(static_cast<uint64_t>(std::max<int64_t>(0, commit.count())), std::memory_order_relaxed);
+  if (st.opts.slow.count() > 0 && !batch->writes.empty()) {
+    auto oldest = batch->writes.front().enqueued;
+    for (const auto& w : batch->writes)
+      oldest = std::min(oldest, w.enqueued);
+    auto total = std::chrono::duration_cast<std::chrono::milliseconds>(done - oldest);
+    if (total >= st.opts.slow) {
+      log::warn("slow operation", log::fields{}
+                                    .add("kind", "db_batch")
+                                    .add("duration_ms", static_cast<int64_t>(total.count()))
+                                    .add("queued_ms", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                            batch->sent - oldest)
+                                                                            .count()))
+                                    .add("commit_ms", static_cast<int64_t>(commit.count() / 1000))
+                                    .add("writes", static_cast<int64_t>(batch->writes.size()))
+                                    .add("rows", static_cast<int64_t>(batch->rows)));
+      if (st.opts.on_slow)
+        st.opts.on_slow();
+    }
+  }
   for (size_t i = 0; i < batch->writes.size(); ++i) {
     auto& write = batch->writes[i];
     if (i >= outcomes.size()) {
@@ -164,6 +187,7 @@ void dispatch(writer_actor* self, bool probing) {
     st.queued_rows -= batch->rows;
     st.in_flight_rows += batch->rows;
     st.busy[c] = true;
+    batch->sent = clock_type::now();
     self->request(*handle, caf::duration{st.opts.commit_timeout}, commit_atom::value, std::move(requests))
       .then([self, c, batch](std::vector<write_outcome>& outcomes) { on_batch_done(self, c, batch, outcomes); },
             [self, c, batch](caf::error& err) { on_batch_failed(self, c, batch, err); });

@@ -37,6 +37,7 @@ struct writer_counters {
   std::atomic<uint64_t> failed{0};           // requests that failed alone (bad data, conflict)
   std::atomic<uint64_t> rejected{0};         // requests refused: queue full or database unavailable
   std::atomic<uint64_t> retried_batches{0};  // batches sent again after a lost connection
+  std::atomic<uint64_t> commit_micros{0};    // time from a batch sent to its COMMIT answered, summed
   std::atomic<int64_t> queued_rows{0};       // rows waiting or in flight right now
 };
 
@@ -51,6 +52,10 @@ struct writer_options {
   size_t connections = 1;
   std::function<std::optional<caf::actor>(size_t)> connection;
   std::shared_ptr<writer_counters> counters = std::make_shared<writer_counters>();
+  /// A batch whose oldest write waited longer than this before its COMMIT was answered is logged once ("slow
+  /// operation", kind db_batch, with its stages: queued and commit) and `on_slow` is called. 0 = never.
+  std::chrono::milliseconds slow{0};
+  std::function<void()> on_slow;
 };
 
 caf::actor spawn_db_writer(caf::actor_system& sys, writer_options options);

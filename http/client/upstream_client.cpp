@@ -365,6 +365,11 @@ void complete(client_state& st, CURL* easy, CURLcode code) {
   curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_time);
   long request_bytes = 0;
   curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  curl_off_t tls_time = 0, first_byte_time = 0;
+  curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &tls_time);
+  curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte_time);
+  response.connect_time = std::chrono::microseconds{std::max<curl_off_t>(connect_time, tls_time)};
+  response.first_byte_time = std::chrono::microseconds{first_byte_time};
   bool connected = connect_time > 0 || request_bytes > 0 || response.status != 0;
   response.reused_connection = new_connections == 0 && connected;
   auto explanation = curl_explanation(*t, code);

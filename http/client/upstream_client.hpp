@@ -81,6 +81,8 @@ struct upstream_response {
   std::string body;                                         // the whole body, unless on_data was set
   size_t body_bytes = 0;                                    // body bytes received (also when streamed)
   std::chrono::microseconds elapsed{0};
+  std::chrono::microseconds connect_time{0};    // connected (and TLS done) after this; 0 on a reused connection
+  std::chrono::microseconds first_byte_time{0}; // the first byte of the answer after this
   bool reused_connection = false; // libcurl reused a kept-alive connection (CURLINFO_NUM_CONNECTS == 0)
 
   /// The first header with this (lower-case) name.

@@ -271,6 +271,15 @@ TEST_F(Gateway, BreakerOpensAfterFiveFailuresAndKeepsTrafficAway) {
   for (int i = 0; i < 5; ++i)
     EXPECT_EQ(chat(body("fail " + std::to_string(i))).status, 502);
   EXPECT_EQ(hits(*mock_a), 5);
+  // A call's result reaches its breaker as a message after the answer went out: wait for the fifth to be counted
+  // (on a loaded machine the next call could otherwise be admitted before it is).
+  bool open = false;
+  for (int i = 0; i < 500 && !open; ++i) {
+    open = health().find("a: breaker open") != std::string::npos;
+    if (!open)
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  ASSERT_TRUE(open) << health();
   auto refused = chat(body("fast fail"));
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_FALSE(refused.header("retry-after").empty());

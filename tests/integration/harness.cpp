@@ -2,7 +2,11 @@
 
 #include <curl/curl.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,8 +162,11 @@ std::vector<std::string> output_findings(const std::string& output, const std::v
                                                   "ERROR: ThreadSanitizer"};
   // Log lines (config/log.cpp: {"ts":...,"level":"<spdlog level>","msg":...}) and supervisor restarts
   // (actors/supervisor.cpp) that need a declaration.
+  // CAF's "*** unexpected message" (printed to stderr by an actor without a handler for what it was sent) is a
+  // protocol mismatch between two of our actors.
   static const char* const declarable_markers[] = {"\"level\":\"error\"", "\"level\":\"critical\"",
-                                                   "\"msg\":\"actor failed\"", "\"msg\":\"supervisor gives up\""};
+                                                   "\"msg\":\"actor failed\"", "\"msg\":\"supervisor gives up\"",
+                                                   "*** unexpected message"};
   std::vector<std::string> found;
   size_t start = 0;
   while (start < output.size()) {
@@ -311,6 +318,124 @@ int chromium_dump_dom(const std::string& url, std::string& dom) {
                      "--disable-dev-shm-usage --user-data-dir=$profile --virtual-time-budget=4000 --dump-dom '" +
                        url + "' 2>/dev/null); status=$?; rm -rf \"$profile\"; exit $status",
                      dom);
+}
+
+int chromium_screenshot(const std::string& url, const std::string& png_path, int window_width, int window_height,
+                        std::string& dom) {
+  return run_command("profile=$(mktemp -d); (timeout 60 chromium --headless --no-sandbox --disable-gpu "
+                     "--disable-dev-shm-usage --hide-scrollbars --user-data-dir=$profile --virtual-time-budget=4000 "
+                     "--window-size=" + std::to_string(window_width) + "," + std::to_string(window_height) +
+                       " --screenshot='" + png_path + "' --dump-dom '" + url +
+                       "' 2>/dev/null); status=$?; rm -rf \"$profile\"; exit $status",
+                     dom);
+}
+
+capture_server::capture_server(std::vector<int> statuses, std::string body, std::string content_type)
+  : statuses_(std::move(statuses)), body_(std::move(body)), content_type_(std::move(content_type)) {
+  listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) != 0
+      || ::listen(listener_, 16) != 0 || ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("capture_server: cannot listen on loopback");
+  port_ = ntohs(addr.sin_port);
+  thread_ = std::thread{[this] { run(); }};
+}
+
+capture_server::~capture_server() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    stopping_ = true;
+  }
+  ::shutdown(listener_, SHUT_RDWR);
+  thread_.join();
+  ::close(listener_);
+}
+
+std::string capture_server::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+bool capture_server::wait_for(size_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> guard{mutex_};
+  return arrived_.wait_for(guard, timeout, [&] { return requests_.size() >= n; });
+}
+
+std::vector<capture_server::captured> capture_server::requests() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return requests_;
+}
+
+void capture_server::run() {
+  for (;;) {
+    int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      std::lock_guard<std::mutex> guard{mutex_};
+      if (stopping_ || (errno != EINTR && errno != ECONNABORTED))
+        return;
+      continue;
+    }
+    // Reads the head, then Content-Length bytes of body; 10 s at most per connection.
+    std::string in;
+    captured request;
+    size_t head_end = std::string::npos, body_length = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    bool complete = false;
+    while (!complete && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0)
+        continue;
+      char buffer[16384];
+      auto n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0)
+        break;
+      in.append(buffer, static_cast<size_t>(n));
+      if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+        std::string head = in.substr(0, head_end);
+        auto line_end = head.find("\r\n");
+        auto first = head.substr(0, line_end);
+        auto sp1 = first.find(' '), sp2 = first.rfind(' ');
+        request.method = first.substr(0, sp1);
+        request.target = sp1 == std::string::npos ? "" : first.substr(sp1 + 1, sp2 - sp1 - 1);
+        size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
+        while (pos < head.size()) {
+          auto end = head.find("\r\n", pos);
+          if (end == std::string::npos)
+            end = head.size();
+          auto line = head.substr(pos, end - pos);
+          auto colon = line.find(':');
+          if (colon != std::string::npos) {
+            std::string name = line.substr(0, colon);
+            std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+            auto value = line.substr(colon + 1);
+            value.erase(0, value.find_first_not_of(' '));
+            request.headers[name] = value;
+          }
+          pos = end + 2;
+        }
+        if (auto length = request.headers.find("content-length"); length != request.headers.end())
+          body_length = std::strtoul(length->second.c_str(), nullptr, 10);
+      }
+      if (head_end != std::string::npos && in.size() >= head_end + 4 + body_length)
+        complete = true;
+    }
+    int status = 200;
+    if (complete) {
+      request.body = in.substr(head_end + 4, body_length);
+      std::lock_guard<std::mutex> guard{mutex_};
+      auto index = requests_.size();
+      status = index < statuses_.size() ? statuses_[index] : 200;
+      requests_.push_back(std::move(request));
+      arrived_.notify_all();
+    }
+    std::string reply = "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " + std::to_string(body_.size())
+                        + (body_.empty() ? "" : "\r\nContent-Type: " + content_type_) + "\r\nConnection: close\r\n\r\n"
+                        + body_;
+    [[maybe_unused]] auto sent = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    ::close(fd);
+  }
 }
 
 std::optional<std::string> test_database_url() {

@@ -26,8 +26,8 @@ inline constexpr const char* test_jwt_secret = "integration-test-secret-01234567
 ///     sends it itself; a test that signals the server checks the exit itself);
 ///   - a sanitizer report (AddressSanitizer, LeakSanitizer, UBSan's "runtime error:", ThreadSanitizer) fails the test,
 ///     always;
-///   - an error-level log line ("level":"error" or "critical") or a supervisor's restart ("msg":"actor failed",
-///     "supervisor gives up") fails the test unless the test declared it: `expected_output` in the options, or
+///   - an error-level log line ("level":"error" or "critical"), a supervisor's restart ("msg":"actor failed",
+///     "supervisor gives up") or CAF's "*** unexpected message" fails the test unless the test declared it: `expected_output` in the options, or
 ///     expect_output() later, lists substrings of the lines it provokes on purpose.
 /// A test that fails this way, or any other way, gets the server's last output printed.
 class troupe_process {
@@ -121,6 +121,44 @@ int run_command(const std::string& command, std::string& out);
 /// Loads `url` in headless Chromium (a private profile, removed afterwards; at most 60 s, 4 s of virtual time for
 /// the page's scripts) and fills `dom` with the DOM it ends with; returns Chromium's exit status.
 int chromium_dump_dom(const std::string& url, std::string& dom);
+
+/// Like chromium_dump_dom, and also writes a PNG of the page (window_width x window_height) to `png_path`.
+int chromium_screenshot(const std::string& url, const std::string& png_path, int window_width, int window_height,
+                        std::string& dom);
+
+/// A tiny HTTP/1.1 server on a loopback port for what Troupe sends out (alert webhooks, OTLP exports): it records
+/// every request (method, target, headers, body by Content-Length) and answers each with the next status of
+/// `statuses` (then 200) and `body`. One thread; one request per connection (it answers with Connection: close).
+class capture_server {
+public:
+  struct captured {
+    std::string method, target, body;
+    std::map<std::string, std::string> headers; // lower-cased names
+  };
+  /// `body` (with `content_type`) is what every answer carries; empty: none.
+  explicit capture_server(std::vector<int> statuses = {}, std::string body = "",
+                          std::string content_type = "application/json");
+  ~capture_server();
+  capture_server(const capture_server&) = delete;
+  capture_server& operator=(const capture_server&) = delete;
+
+  std::string url(const std::string& path) const;
+  /// Waits until at least `n` requests arrived (false on timeout); returns a copy of them.
+  bool wait_for(size_t n, std::chrono::milliseconds timeout);
+  std::vector<captured> requests() const;
+
+private:
+  void run();
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  std::vector<int> statuses_;
+  std::string body_, content_type_;
+  std::thread thread_;
+  mutable std::mutex mutex_;
+  std::condition_variable arrived_;
+  std::vector<captured> requests_;
+  bool stopping_ = false;
+};
 
 /// TROUPE_DATABASE_URL from the environment, if the harness provides a database.
 std::optional<std::string> test_database_url();

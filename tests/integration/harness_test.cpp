@@ -33,6 +33,12 @@ TEST(OutputFindings, ErrorLinesAndRestartsAreFindings) {
   EXPECT_EQ(found, (std::vector<std::string>{error_line, critical_line, restart_line, gave_up_line}));
 }
 
+// CAF's report of a message no handler took is a protocol mismatch between two actors: a finding.
+TEST(OutputFindings, UnexpectedMessagesAreFindings) {
+  const std::string line = "*** unexpected message [id: 36, name: ws]: ('mailbox')";
+  EXPECT_EQ(output_findings(info_line + "\n" + line + "\n", {}), std::vector<std::string>{line});
+}
+
 // A line containing a declared substring is not a finding; the others still are.
 TEST(OutputFindings, DeclaredLinesAreAllowed) {
   auto found = output_findings(error_line + "\n" + restart_line + "\n", {"write failed"});
