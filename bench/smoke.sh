@@ -66,10 +66,10 @@ TROUPE_UPSTREAMS=$(printf '[{"name":"mock","base_url":"%s/v1","models":["mock-1"
 export TROUPE_UPSTREAMS
 # One user drives everything: its limits and quota are lifted (limits.enabled=false would skip the limiter, which
 # the me/health ratio is meant to include).
-start_troupe troupe port --set limits.default_per_minute=1000000 --set limits.default_burst=1000000 \
+start_troupe troupe troupe_port --set limits.default_per_minute=1000000 --set limits.default_burst=1000000 \
   --set limits.generate_per_minute=1000000 --set limits.generate_burst=1000000 \
   --set quota.free_per_day=100000000 --set limits.generate_max_inflight=1024
-base=http://127.0.0.1:$port
+base=http://127.0.0.1:$troupe_port
 account='{"email":"bench-smoke@example.com","password":"correct horse battery staple"}'
 curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$account" "$base/api/auth/register" || true
 token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "$base/api/auth/login" |
