@@ -1,5 +1,7 @@
 #include "config/log.hpp"
 
+#include <chrono>
+
 #include <spdlog/async.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
@@ -172,6 +174,18 @@ trace_scope::~trace_scope() {
 
 const std::string& current_trace_id() {
   return current_trace;
+}
+
+bool line_budget::take() {
+  auto second = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch())
+                  .count();
+  auto window = window_.load(std::memory_order_relaxed);
+  if (window != second && window_.compare_exchange_strong(window, second, std::memory_order_relaxed))
+    used_.store(0, std::memory_order_relaxed);
+  if (used_.fetch_add(1, std::memory_order_relaxed) < per_second_)
+    return true;
+  suppressed_.fetch_add(1, std::memory_order_relaxed);
+  return false;
 }
 
 void write(level lvl, std::string_view msg, const fields& extra) {

@@ -3,6 +3,7 @@
 // Every line has ts (UTC, RFC 3339), level and msg; callers add fields with log::fields.
 // Secrets are never passed here: the caller is responsible for what it adds.
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -53,6 +54,23 @@ private:
 };
 /// The trace id lines on this thread carry now ("" outside any trace_scope).
 const std::string& current_trace_id();
+
+/// At most `per_second` lines a second for a kind of line whose cause an anonymous client controls (slow requests):
+/// take() says whether this one may be written; the lines refused are counted, and the next line written reports
+/// them (`suppressed()`, read and reset). Thread-safe.
+class line_budget {
+public:
+  explicit line_budget(int64_t per_second) : per_second_(per_second) {}
+  bool take();
+  /// Lines refused since the last call.
+  uint64_t suppressed() { return suppressed_.exchange(0, std::memory_order_relaxed); }
+
+private:
+  int64_t per_second_;
+  std::atomic<int64_t> window_{0}; // the second (steady clock) the count is for
+  std::atomic<int64_t> used_{0};
+  std::atomic<uint64_t> suppressed_{0};
+};
 
 bool enabled(level lvl);
 /// An event line at `lvl`, written out at once.

@@ -1153,10 +1153,11 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
   c->r->mark("upstream", c->upstream_span, c->upstream_began); // a stream's answer was marked at its first byte
   // A stream's length is its generation's: for one, slow means a late first byte.
   auto waited = c->stream && res.first_byte_time.count() > 0 ? res.first_byte_time : res.elapsed;
-  if (waited >= opts_.slow) {
+  bool slow = waited >= opts_.slow;
+  if (slow && slow_operations_)
+    slow_operations_->inc({"upstream"});
+  if (slow && slow_lines_.take()) { // at most 10 lines a second, like slow requests
     auto ms = [](std::chrono::microseconds t) { return std::max<int64_t>(0, t.count() / 1000); };
-    if (slow_operations_)
-      slow_operations_->inc({"upstream"});
     log::warn("slow operation", log::fields{}
                                   .add("kind", "upstream")
                                   .add("request_id", c->r->req().id)
@@ -1166,6 +1167,7 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
                                   .add("duration_ms", ms(res.elapsed))
                                   .add("attempt", static_cast<int64_t>(c->attempt))
                                   .add("trace_id", c->r->req().trace.trace_hex())
+                                  .add("not_logged_before", slow_lines_.suppressed())
                                   .add("stages_ms", "connect=" + std::to_string(ms(res.connect_time))
                                                       + " first_byte=" + std::to_string(ms(res.first_byte_time - res.connect_time))
                                                       + " body=" + std::to_string(ms(res.elapsed - res.first_byte_time))));

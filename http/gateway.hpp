@@ -45,6 +45,7 @@
 #include "actors/breaker.hpp"
 #include "actors/cache.hpp"
 #include "actors/metrics.hpp"
+#include "config/log.hpp"
 #include "actors/ops.hpp"
 #include "config/options.hpp"
 #include "config/upstreams.hpp"
@@ -163,6 +164,7 @@ private:
   histogram_family* upstream_seconds_ = nullptr;
   counter_family* cache_results_ = nullptr;
   counter_family* slow_operations_ = nullptr;
+  log::line_budget slow_lines_{10}; // slow upstream calls: counted all, logged at most 10 a second
   counter_family* embedding_inputs_ = nullptr;
   std::string models_body_;
   // The watched streams (weak: a call that ended is dropped at the next sweep) and when the pending sweep is due

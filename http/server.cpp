@@ -461,8 +461,11 @@ void server_state::request_finished(const request& req, int status, uint32_t han
   auto status_label = std::to_string(status);
   auto finished = std::chrono::steady_clock::now();
   auto elapsed = std::chrono::duration<double>(finished - req.started).count();
-  if (finished - req.started >= slow_) {
+  bool slow = finished - req.started >= slow_;
+  if (slow)
     slow_operations_.inc({"request"});
+  // Logged at most 10 a second (an anonymous flood of slow requests must not become a flood of lines).
+  if (slow && slow_lines_.take()) {
     // "auth=3 rate_limit=1 upstream=1520 respond=2": each stage's time since the previous mark, in ms.
     std::string timeline;
     auto previous = req.started;
@@ -486,7 +489,8 @@ void server_state::request_finished(const request& req, int status, uint32_t han
                                   .add("status", status)
                                   .add("duration_ms", static_cast<int64_t>(elapsed * 1000))
                                   .add("stages_ms", timeline)
-                                  .add("trace_id", req.trace.trace_hex()));
+                                  .add("trace_id", req.trace.trace_hex())
+                                  .add("not_logged_before", slow_lines_.suppressed()));
   }
   if (spans_ && req.trace.sampled)
     spans_->push(request_spans(req, status, finished, stages));

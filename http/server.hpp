@@ -17,6 +17,7 @@
 #include "http/router.hpp"
 
 #include "actors/metrics.hpp"
+#include "config/log.hpp"
 #include "config/options.hpp"
 
 #include <caf/error.hpp>
@@ -118,6 +119,7 @@ private:
   counter_family& compressed_bytes_;
   counter_family& slow_operations_;
   std::chrono::milliseconds slow_{1000};
+  log::line_budget slow_lines_{10}; // slow requests are counted all, logged at most 10 a second
   std::shared_ptr<tracing::span_queue> spans_;
   double sample_ratio_ = 1;
   size_t max_body_bytes_;

@@ -31,6 +31,7 @@ struct ws_open {
   std::string address; // the TCP peer (the client's address is resolved from it and the forwarded headers)
   std::vector<std::pair<std::string, std::string>> forwarded; // X-Forwarded-For, Forwarded and User-Agent lines
   std::string request_id; // the handshake's; the chats' request ids extend it
+  tracing::context trace;  // the handshake's: each chat is a child of its span, in its trace
   caf::actor hub;         // set by the hub: where the session claims its user (ws_claim_atom)
 };
 
@@ -267,6 +268,10 @@ request internal_request(ws_session_state& st, const char* method, const char* p
   req.body = std::move(body);
   req.remote_address = st.open.address;
   req.started = clock::now();
+  // In the handshake's trace, under its span (recorded when the handshake was: internal requests export no spans).
+  req.trace = st.open.trace;
+  req.trace.parent = st.open.trace.span;
+  req.trace.span = tracing::new_span_id();
   return req;
 }
 
@@ -651,6 +656,7 @@ void open_session(authenticator& auth, const std::shared_ptr<responder>& r,
     if (iequals(name, "X-Forwarded-For") || iequals(name, "Forwarded") || iequals(name, "User-Agent"))
       open.forwarded.emplace_back(name, value);
   open.request_id = r->req().id;
+  open.trace = r->req().trace;
   bool header_auth = !open.token.empty(); // (open is moved into the request below)
   auth.bridge().direct().request<caf::actor>(
     *hub, std::chrono::seconds{5},

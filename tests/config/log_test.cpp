@@ -115,3 +115,49 @@ TEST(Log, ParsesLevelNames) {
 }
 
 } // namespace
+
+// Inside a trace_scope every line carries the trace id (unless the line names one itself); scopes nest and end.
+TEST(Log, TraceScopesAddTheTraceId) {
+  auto lines = captured_lines([] {
+    log::setup(log::level::info);
+    log::info("before");
+    {
+      log::trace_scope outer{"aaaa"};
+      log::info("outer");
+      {
+        log::trace_scope inner{"bbbb"};
+        log::info("inner");
+        log::info("own", log::fields{}.add("trace_id", "cccc"));
+      }
+      log::info("outer again");
+    }
+    log::info("after");
+    log::shutdown();
+  });
+  ASSERT_EQ(lines.size(), 6u);
+  auto trace_of = [](const std::string& line) {
+    rapidjson::Document doc;
+    doc.Parse(line.c_str());
+    return doc.HasMember("trace_id") ? std::string{doc["trace_id"].GetString()} : std::string{"-"};
+  };
+  EXPECT_EQ(trace_of(lines[0]), "-");
+  EXPECT_EQ(trace_of(lines[1]), "aaaa");
+  EXPECT_EQ(trace_of(lines[2]), "bbbb");
+  EXPECT_EQ(trace_of(lines[3]), "cccc");
+  EXPECT_EQ(lines[3].find("bbbb"), std::string::npos) << "one trace_id member";
+  EXPECT_EQ(trace_of(lines[4]), "aaaa");
+  EXPECT_EQ(trace_of(lines[5]), "-");
+}
+
+// A line budget lets `per_second` lines through in a second and counts the rest.
+TEST(Log, LineBudgetBoundsLinesPerSecond) {
+  log::line_budget budget{3};
+  int taken = 0;
+  for (int i = 0; i < 10; ++i)
+    taken += budget.take();
+  // Ten takes within one second, unless the second turned in between (then at most twice the budget).
+  EXPECT_GE(taken, 3);
+  EXPECT_LE(taken, 6);
+  EXPECT_EQ(budget.suppressed(), static_cast<uint64_t>(10 - taken));
+  EXPECT_EQ(budget.suppressed(), 0u) << "read and reset";
+}
