@@ -363,17 +363,22 @@ supervisor_config make_ops_supervisor(const config::settings& s, const supervisi
 }
 
 std::vector<ops::alert_rule> alert_rules_from(const config::ops_settings& o) {
-  auto hold = o.alert_hold_ms;
-  return {
-    {"cpu", ops::alert_figure::cpu, false, o.cpu_warn_pct, o.cpu_critical_pct, hold, "%"},
-    {"memory", ops::alert_figure::memory, false, o.memory_warn_pct, o.memory_critical_pct, hold, "%"},
-    {"cache_hit_rate", ops::alert_figure::cache_hit, true, o.cache_hit_warn_pct, o.cache_hit_critical_pct, hold, "%"},
-    {"response_time", ops::alert_figure::response_time, false, static_cast<double>(o.latency_warn_ms),
-     static_cast<double>(o.latency_critical_ms), hold, "ms"},
-    {"db_latency", ops::alert_figure::db_latency, false, static_cast<double>(o.db_latency_warn_ms),
-     static_cast<double>(o.db_latency_critical_ms), hold, "ms"},
-    {"error_rate", ops::alert_figure::error_rate, false, o.error_warn_pct, o.error_critical_pct, hold, "%"},
+  // The default rules (names, figures, units), with the thresholds of the configuration.
+  auto rules = ops::default_alert_rules(o.alert_hold_ms);
+  auto set = [&rules](const char* name, double warn, double critical) {
+    for (auto& r : rules)
+      if (r.name == name) {
+        r.warn = warn;
+        r.critical = critical;
+      }
   };
+  set("cpu", o.cpu_warn_pct, o.cpu_critical_pct);
+  set("memory", o.memory_warn_pct, o.memory_critical_pct);
+  set("cache_hit_rate", o.cache_hit_warn_pct, o.cache_hit_critical_pct);
+  set("response_time", static_cast<double>(o.latency_warn_ms), static_cast<double>(o.latency_critical_ms));
+  set("db_latency", static_cast<double>(o.db_latency_warn_ms), static_cast<double>(o.db_latency_critical_ms));
+  set("error_rate", o.error_warn_pct, o.error_critical_pct);
+  return rules;
 }
 
 void add_process_collector(metrics_registry& metrics) {

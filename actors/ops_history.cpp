@@ -71,7 +71,6 @@ void take_sample(sampler_actor* self) {
         store.last = std::move(reading);
       if (sample) {
         store.ring.add(*sample);
-        store.samples.fetch_add(1, std::memory_order_relaxed);
         store.ring_size.store(store.ring.size(), std::memory_order_relaxed);
         store.ring_bytes.store(store.ring.memory_bytes(), std::memory_order_relaxed);
         if (auto alerts = st.opts.names->get(st.opts.alerts_actor))
@@ -275,6 +274,9 @@ void add_ops_history_collector(metrics_registry& metrics, std::shared_ptr<alert_
     out.sample("troupe_ops_history_samples", {}, static_cast<double>(samples));
     out.family("troupe_ops_history_bytes", "gauge", "Approximate memory the history ring holds.");
     out.sample("troupe_ops_history_bytes", {}, static_cast<double>(bytes));
+    out.family("troupe_ops_sample_failures_total", "counter",
+               "Samples not taken: ops.metrics did not answer the sampler in time.");
+    out.sample("troupe_ops_sample_failures_total", {}, static_cast<double>(store->bad_scrapes.load()));
   });
 }
 

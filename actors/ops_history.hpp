@@ -49,8 +49,7 @@ struct history_store {
   std::mutex mutex;
   ops::history ring;
   std::optional<ops::totals> last; // the previous reading
-  std::atomic<uint64_t> samples{0};
-  std::atomic<uint64_t> bad_scrapes{0};
+  std::atomic<uint64_t> bad_scrapes{0}; // readings without the metrics text (troupe_ops_sample_failures_total)
   // What the collector reports, published by the sampler after each sample: a scrape never waits for the mutex.
   std::atomic<uint64_t> ring_size{0}, ring_bytes{0};
 };
@@ -103,8 +102,8 @@ struct webhook_options {
 
 caf::actor spawn_webhook_sender(caf::actor_system& sys, webhook_options options);
 
-/// troupe_alerts_firing{rule,severity} and troupe_alert_webhook_total{outcome}, troupe_ops_history_samples and
-/// troupe_ops_history_bytes.
+/// troupe_alerts_firing{rule,severity} and troupe_alert_webhook_total{outcome}, troupe_ops_history_samples,
+/// troupe_ops_history_bytes and troupe_ops_sample_failures_total.
 void add_ops_history_collector(metrics_registry& metrics, std::shared_ptr<alert_board> board,
                                std::shared_ptr<history_store> store);
 

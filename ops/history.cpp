@@ -185,12 +185,6 @@ totals summarize(const prom_text& metrics, proc_figures proc, int64_t at_ms, int
     } else if (n == "troupe_actor_mailbox_size") {
       t.mailbox_total += s.value;
       t.top_mailboxes.emplace_back(std::string{s.label("actor")}, s.value);
-      if (s.value > t.mailbox_max || t.mailbox_top.empty()) {
-        if (s.value >= t.mailbox_max) {
-          t.mailbox_max = s.value;
-          t.mailbox_top = std::string{s.label("actor")};
-        }
-      }
     }
   }
   constexpr size_t top = 10;
@@ -357,8 +351,10 @@ ops_sample derive_sample(const totals& before, const totals& after, double min_c
   s.sessions = static_cast<uint32_t>(std::max(0.0, after.sessions));
   s.in_flight = static_cast<uint32_t>(std::max(0.0, after.in_flight));
   s.mailbox_total = static_cast<uint64_t>(std::max(0.0, after.mailbox_total));
-  s.mailbox_max = static_cast<uint64_t>(std::max(0.0, after.mailbox_max));
-  s.mailbox_top = after.mailbox_top;
+  if (!after.top_mailboxes.empty()) { // sorted, largest first
+    s.mailbox_max = static_cast<uint64_t>(std::max(0.0, after.top_mailboxes.front().second));
+    s.mailbox_top = after.top_mailboxes.front().first;
+  }
   return s;
 }
 
@@ -632,13 +628,6 @@ void route_series(writer& w, const std::vector<ops_sample>& samples,
 
 } // namespace
 
-std::string sample_json(const ops_sample& s) {
-  rapidjson::StringBuffer buffer;
-  writer w{buffer};
-  write_sample(w, s);
-  return {buffer.GetString(), buffer.GetSize()};
-}
-
 std::string performance_json(const std::vector<ops_sample>& samples, const ops_sample* current, int64_t now_ms,
                              int64_t window_ms, int64_t sample_ms,
                              const std::vector<std::pair<std::string, double>>& top_mailboxes) {
@@ -715,22 +704,16 @@ std::string performance_json(const std::vector<ops_sample>& samples, const ops_s
     };
     w.Key(name.c_str(), static_cast<rapidjson::SizeType>(name.size()));
     w.StartObject();
-    series(w, "calls_per_s", samples, [&](const ops_sample& s) {
-      auto* u = find(s);
-      return u ? u->calls_per_s : -1.0;
-    });
-    series(w, "error_rate", samples, [&](const ops_sample& s) {
-      auto* u = find(s);
-      return u ? u->error_rate : -1.0;
-    });
-    series(w, "p95_ms", samples, [&](const ops_sample& s) {
-      auto* u = find(s);
-      return u ? u->p95_ms : -1.0;
-    });
-    series(w, "breaker", samples, [&](const ops_sample& s) {
-      auto* u = find(s);
-      return u ? static_cast<double>(u->breaker) : -1.0;
-    });
+    auto upstream_series = [&](const char* key, auto field) {
+      series(w, key, samples, [&](const ops_sample& s) {
+        auto* u = find(s);
+        return u ? static_cast<double>(u->*field) : -1.0;
+      });
+    };
+    upstream_series("calls_per_s", &upstream_stats::calls_per_s);
+    upstream_series("error_rate", &upstream_stats::error_rate);
+    upstream_series("p95_ms", &upstream_stats::p95_ms);
+    upstream_series("breaker", &upstream_stats::breaker);
     w.EndObject();
   }
   w.EndObject();

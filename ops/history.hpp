@@ -99,8 +99,7 @@ struct totals {
   double db_batches = 0, db_commit_seconds = 0;
   double net_in = 0, net_out = 0;
   double rss = 0, connections = 0, streams = 0, sessions = 0, in_flight = 0;
-  double mailbox_total = 0, mailbox_max = 0;
-  std::string mailbox_top;
+  double mailbox_total = 0;
   std::vector<std::pair<std::string, double>> top_mailboxes; // the 10 largest, largest first
   proc_figures proc;
 };
@@ -153,7 +152,5 @@ std::string performance_json(const std::vector<ops_sample>& series, const ops_sa
 /// `max_ms`.
 std::optional<int64_t> parse_window(std::string_view text, int64_t max_ms);
 
-/// One sample as a JSON object (the "current" member above).
-std::string sample_json(const ops_sample& s);
 
 } // namespace troupe::ops
