@@ -37,6 +37,7 @@
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "introspect/probe.hpp"
+#include "ops/span_queue.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system_config.hpp>
@@ -198,6 +199,7 @@ struct cluster_options {
   size_t cache_shards = 0;                // this node's cache shards ("cache.shard.<i>" in names)
   size_t limiter_shards = 0;              // this node's limiter shards ("limits.shard.<i>")
   std::shared_ptr<probe_registry> probes; // debug mode only: other nodes may read this node's tree
+  std::shared_ptr<tracing::span_queue> spans; // the endpoint's spans (tracing.otlp_endpoint; else null)
 };
 
 /// The "cluster" child of the root (a detached worker; permanent). Registers the cluster's metric collector.

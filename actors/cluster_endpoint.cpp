@@ -24,6 +24,7 @@ struct endpoint_state {
   std::unique_ptr<cache_client> cache; // this node's shards only (never placed: that would send keys on again)
   size_t limiter_shards = 0;
   std::shared_ptr<probe_registry> probes;
+  std::shared_ptr<tracing::span_queue> spans; // null: tracing.otlp_endpoint unset
 
   static inline const char* name = "cluster_endpoint";
 };
@@ -79,6 +80,8 @@ std::optional<caf::actor> from_current(endpoint_actor* self, const std::string& 
 }
 
 /// Sends the message to where admit() says: the manager gets it without the origin, another endpoint with it.
+/// A message of a sampled trace (its origin's traceparent) is asked rather than delegated, so that this node records
+/// a SERVER span of it (child of the sender's span) from now to the answer; a forwarded one names that span.
 template <class Result, class... Ts>
 caf::result<Result> route(endpoint_actor* self, const char* kind, const std::string& user_id, cluster_origin& origin,
                           Ts&&... xs) {
@@ -86,10 +89,46 @@ caf::result<Result> route(endpoint_actor* self, const char* kind, const std::str
   if (!where.target)
     return std::move(where.refused);
   auto promise = self->make_response_promise<Result>();
+  auto span = self->state.spans && !origin.traceparent.empty()
+                ? tracing::server_span_for(origin.traceparent, origin.tracestate, std::string{"cluster "} + kind)
+                : std::nullopt;
+  if (!span) {
+    if (where.forward)
+      promise.delegate(where.target, std::forward<Ts>(xs)..., std::move(origin));
+    else
+      promise.delegate(where.target, std::forward<Ts>(xs)...);
+    return promise;
+  }
+  span->attributes = {{"troupe.node", self->state.cluster->node_id()}, {"troupe.cluster.sender", origin.node_id}};
+  if (where.forward) {
+    span->attributes.emplace_back("troupe.cluster.forwarded_to", "owner");
+    origin.traceparent = tracing::format_traceparent(span->trace, span->id, true);
+  }
+  auto finish = [spans = self->state.spans, span = std::move(*span)](bool failed) mutable {
+    span.end_unix_ns = tracing::unix_now_ns();
+    span.error = failed;
+    std::vector<tracing::span> one;
+    one.push_back(std::move(span));
+    spans->push(std::move(one));
+  };
+  auto ask = [&](auto&&... message) {
+    self->request(where.target, caf::infinite, std::forward<decltype(message)>(message)...)
+      .then(
+        [promise, finish](Result& answer) mutable {
+          finish(false);
+          promise.deliver(std::move(answer));
+        },
+        [promise, finish](caf::error& err) mutable {
+          // A refusal of the session (unauthenticated, limited) is an answer, not a failure of this node.
+          finish(err.category() != service_error_category::value || service_code(err) == service_error::internal
+                 || service_code(err) == service_error::unavailable);
+          promise.deliver(std::move(err));
+        });
+  };
   if (where.forward)
-    promise.delegate(where.target, std::forward<Ts>(xs)..., std::move(origin));
+    ask(std::forward<Ts>(xs)..., std::move(origin));
   else
-    promise.delegate(where.target, std::forward<Ts>(xs)...);
+    ask(std::forward<Ts>(xs)...);
   return promise;
 }
 
@@ -156,6 +195,7 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
     st.cache = std::make_unique<cache_client>(st.names, opts.cache_shards);
   st.limiter_shards = opts.limiter_shards;
   st.probes = std::move(opts.probes);
+  st.spans = std::move(opts.spans);
   return {
     [self](authorize_atom, std::string& user_id, credential& cred, cluster_origin& origin) {
       return route<identity>(self, "authorize", user_id, origin, authorize_atom::value, user_id, std::move(cred));

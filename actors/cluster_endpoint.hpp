@@ -12,6 +12,8 @@
 //   go to this node's session manager when this node owns the user in its view; forward once to the owner it sees
 //   otherwise (the sender's view was older); a sender whose epoch is not the current one is refused (fencing).
 //   Hand-offs go to the manager whatever the view says (it keeps them for the user's next session).
+//   A message whose origin carries a sampled traceparent (sent for an HTTP request) is recorded as a SERVER span
+//   "cluster <kind>" of that trace on this node (tracing.otlp_endpoint), the sender's span its parent.
 //
 // The cache keys this node holds (cache_placement below: the gateway's responses and single flight):
 //   every shard message about one key (cache_get/put/erase/claim/wait/fill/fail_atom, actors/messages.hpp) goes to
@@ -34,6 +36,7 @@
 #include "actors/directory.hpp"
 #include "actors/metrics.hpp"
 #include "introspect/probe.hpp"
+#include "ops/span_queue.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/local_actor.hpp>
@@ -51,6 +54,7 @@ struct cluster_endpoint_options {
   size_t cache_shards = 0;                // 0: cache messages are refused (unavailable)
   size_t limiter_shards = 0;              // "limits.shard.<i>"; 0: limit messages are refused
   std::shared_ptr<probe_registry> probes; // null when this node's debug mode is off
+  std::shared_ptr<tracing::span_queue> spans; // where its spans go (null: tracing.otlp_endpoint unset)
 };
 
 /// Spawns the endpoint linked to `parent` (the membership actor).

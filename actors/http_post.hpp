@@ -1,6 +1,6 @@
 #pragma once
 // One blocking HTTP POST of a JSON body with libcurl easy, for the detached actors that notify the outside (the alert
-// webhook, actors/ops_history.hpp; the span exporter, http/span_export.hpp). Call it only from a detached actor.
+// webhook, actors/ops_history.hpp; the span exporter, actors/span_export.hpp). Call it only from a detached actor.
 
 #include <chrono>
 #include <string>

@@ -23,6 +23,7 @@ struct running_job {
   job_record job;
   caf::actor runner;
   count_holder counted; // one of troupe_jobs_running until the attempt is forgotten or the queue ends
+  std::optional<tracing::span> span; // the attempt's, while it runs (a sampled trace with an export)
 };
 
 struct queue_state {
@@ -93,7 +94,31 @@ auto not_recorded(queue_actor* self, const std::string& id, const char* what) {
   };
 }
 
+/// Ends the span of job `id`'s attempt (failed: with an error status) and hands it to the export.
+void end_span(queue_actor* self, const std::string& id, bool failed) {
+  auto i = self->state.running.find(id);
+  if (i == self->state.running.end() || !i->second.span)
+    return;
+  auto span = std::move(*i->second.span);
+  i->second.span.reset();
+  span.end_unix_ns = tracing::unix_now_ns();
+  span.error = failed;
+  std::vector<tracing::span> one;
+  one.push_back(std::move(span));
+  self->state.opts.spans->push(std::move(one));
+}
+
+/// The trace id of job `id`'s attempt ("" when unknown), for its log lines.
+std::string trace_of(queue_actor* self, const std::string& id) {
+  auto i = self->state.running.find(id);
+  if (i == self->state.running.end())
+    return {};
+  auto parent = tracing::parse_traceparent(i->second.job.traceparent);
+  return parent ? tracing::hex(parent->trace) : std::string{};
+}
+
 void finished(queue_actor* self, const std::string& id, std::string result) {
+  end_span(self, id, false);
   auto end = ending(self, id);
   if (!end)
     return;
@@ -108,6 +133,8 @@ void finished(queue_actor* self, const std::string& id, std::string result) {
 }
 
 void failed(queue_actor* self, const std::string& id, const caf::error& err) {
+  end_span(self, id, true);
+  log::trace_scope in_trace{trace_of(self, id)};
   auto end = ending(self, id);
   if (!end)
     return;
@@ -142,10 +169,24 @@ void start(queue_actor* self, job_record job) {
   auto& st = self->state;
   auto id = job.id;
   auto handler = st.opts.handlers.find(job.kind);
+  // The attempt's trace: its runner's steps and calls join it (their log lines name it); recorded when sampled.
+  auto trace = tracing::context_for(std::nullopt, std::nullopt, st.opts.spans ? st.opts.sample_ratio : 0);
+  job.traceparent = trace.traceparent_for(trace.span);
+  std::optional<tracing::span> span;
+  if (trace.sampled) {
+    span.emplace();
+    span->trace = trace.trace;
+    span->id = trace.span;
+    span->name = "job " + job.kind;
+    span->kind = tracing::span_kind::consumer;
+    span->start_unix_ns = tracing::unix_now_ns();
+    span->attributes = {{"troupe.job.id", job.id}, {"troupe.job.kind", job.kind}, {"troupe.node", st.opts.owner}};
+    span->int_attributes = {{"troupe.job.attempt", job.attempts}};
+  }
   caf::actor runner;
   if (handler != st.opts.handlers.end())
     runner = handler->second(self, job);
-  st.running[id] = running_job{job, runner, hold_count(st.opts.counters, &job_counters::running)};
+  st.running[id] = running_job{job, runner, hold_count(st.opts.counters, &job_counters::running), std::move(span)};
   st.opts.counters->started++;
   if (!runner) {
     failed(self, id, make_error(service_error::invalid_input, "No worker can run jobs of kind \"" + job.kind + "\"."));

@@ -24,6 +24,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "ops/span_queue.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -61,6 +62,11 @@ struct job_queue_options {
   std::map<std::string, job_handler> handlers; // by job kind
   std::function<std::optional<caf::actor>()> db_query;
   std::shared_ptr<job_counters> counters = std::make_shared<job_counters>();
+  /// Each attempt is a trace of its own (job_record::traceparent), recorded with probability `sample_ratio`
+  /// (tracing.sample_ratio) into `spans` (null: none): a CONSUMER span "job <kind>" for the attempt, with its
+  /// runner's steps and calls as children.
+  std::shared_ptr<tracing::span_queue> spans;
+  double sample_ratio = 1;
 };
 
 caf::actor spawn_job_queue(caf::actor_system& sys, job_queue_options options);

@@ -367,15 +367,19 @@ using job_step_atom = caf::atom_constant<caf::atom("jobstep")>;
 
 /// Who sends a message to another node's endpoint: its node id and epoch (a stale epoch is refused), and how many
 /// endpoints forwarded it already (a user's owner as the sender saw it may have moved: forwarded at most once).
+/// A message sent for an HTTP request carries the request's W3C trace context (ops/tracing.hpp): `traceparent`
+/// names the sender's span of the call, so the endpoint's span joins the request's trace ("" when none).
 struct cluster_origin {
   std::string node_id;
   int64_t epoch = 0;
   int32_t hops = 0;
+  std::string traceparent{};
+  std::string tracestate{};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_origin& x) {
-  return f(caf::meta::type_name("cluster_origin"), x.node_id, x.epoch, x.hops);
+  return f(caf::meta::type_name("cluster_origin"), x.node_id, x.epoch, x.hops, x.traceparent, x.tracestate);
 }
 
 /// One rate-limit bucket of a session, as handed to the user's next owner: the tokens it had at the hand-off.

@@ -123,6 +123,8 @@ struct runner_state {
   // The step under way and when it began (the slow-operation log)
   const char* step = "loading";
   std::chrono::steady_clock::time_point step_started = std::chrono::steady_clock::now();
+  int64_t step_started_unix_ns = 0;
+  tracing::context trace; // the attempt's (job_record::traceparent): each step is a span under the attempt's
 
   ~runner_state() {
     if (fd >= 0)
@@ -135,6 +137,7 @@ struct runner_state {
 using runner_actor = caf::stateful_actor<runner_state>;
 
 void pump(runner_actor* self);
+void end_step(runner_state& st, const char* next, bool failed = false);
 
 /// Ends the job with an error (the queue decides: retry, or fail for good on invalid_input). Over the owner's
 /// storage quota fails for good too: another attempt would be over it again. When this was the job's last chance,
@@ -144,6 +147,7 @@ void fail(runner_actor* self, caf::error err) {
   if (st.over)
     return;
   st.over = true;
+  end_step(st, nullptr, true);
   if (service_code(err) == service_error::storage_quota_exceeded)
     err = make_error(service_error::invalid_input, service_message(err));
   if (service_code(err) == service_error::invalid_input || st.job.attempts >= st.job.max_attempts) {
@@ -174,10 +178,27 @@ std::string detail_json(const runner_state& st, const char* step) {
          + R"(,"bytes_total":)" + std::to_string(st.total_bytes) + "}";
 }
 
-/// Ends the step under way (logged when slower than opts.slow) and begins `next` (nullptr: the job ends).
-void end_step(runner_state& st, const char* next) {
+/// Ends the step under way (logged when slower than opts.slow; a span of the attempt's trace when it is recorded)
+/// and begins `next` (nullptr: the job ends; `failed`: with an error).
+void end_step(runner_state& st, const char* next, bool failed) {
   auto now = std::chrono::steady_clock::now();
+  auto now_ns = tracing::unix_now_ns();
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.step_started);
+  log::trace_scope in_trace{st.trace.trace_hex()};
+  if (st.opts.spans && st.trace.sampled) {
+    tracing::span s;
+    s.trace = st.trace.trace;
+    s.id = tracing::new_span_id();
+    s.parent = st.trace.parent;
+    s.name = std::string{"upload "} + st.step;
+    s.start_unix_ns = st.step_started_unix_ns;
+    s.end_unix_ns = now_ns;
+    s.error = failed;
+    s.int_attributes = {{"troupe.files_done", st.files_done}, {"troupe.bytes_done", st.done_bytes}};
+    std::vector<tracing::span> one;
+    one.push_back(std::move(s));
+    st.opts.spans->push(std::move(one));
+  }
   if (st.opts.slow.count() > 0 && took >= st.opts.slow) {
     log::warn("slow operation", log::fields{}
                                   .add("kind", "job_step")
@@ -194,6 +215,7 @@ void end_step(runner_state& st, const char* next) {
   if (next) {
     st.step = next;
     st.step_started = now;
+    st.step_started_unix_ns = now_ns;
   }
 }
 
@@ -585,6 +607,8 @@ caf::behavior runner_impl(runner_actor* self, processing_options opts) {
       st.promise = self->make_response_promise<std::string>();
       st.job = std::move(job);
       st.step_started = std::chrono::steady_clock::now();
+      st.step_started_unix_ns = tracing::unix_now_ns();
+      st.trace = tracing::context_for(st.job.traceparent, std::nullopt, 0);
       auto upload_id = upload_id_of(st.job.payload);
       auto db = database(self);
       if (upload_id.empty())

@@ -48,6 +48,7 @@ struct processing_options {
   /// job_step) and `on_slow` is called (ops.slow_ms); 0 = never.
   std::chrono::milliseconds slow{0};
   std::function<void()> on_slow;
+  std::shared_ptr<tracing::span_queue> spans; // each step a span of the attempt's trace (actors/jobs.hpp); null: none
 };
 
 caf::actor spawn_chunk_processor(caf::actor_system& sys);

@@ -566,7 +566,8 @@ std::string processor_name(size_t i) {
 
 supervisor_config make_uploads_supervisor(const config::settings& s, const supervision_context& context,
                                           const std::string& dir,
-                                          const std::map<std::string, job_handler>& more_handlers) {
+                                          const std::map<std::string, job_handler>& more_handlers,
+                                          std::shared_ptr<tracing::span_queue> spans) {
   using std::chrono::milliseconds;
   auto names = context.names;
   auto db_query = db_query_lookup(names);
@@ -605,6 +606,7 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   processing.processors = config::or_cores(s.jobs.processors);
   processing.processor = [names](size_t i) { return names->get(processor_name(i)); };
   processing.db_query = db_query;
+  processing.spans = spans;
   for (size_t i = 0; i < processing.processors; ++i)
     uploads.children.push_back(worker_child(
       processor_name(i), [](caf::actor_system& sys) { return spawn_chunk_processor(sys); }, milliseconds{5000}));
@@ -617,6 +619,8 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   queue.handlers = more_handlers;
   queue.handlers["upload"] = upload_job_handler(processing);
   queue.db_query = db_query;
+  queue.spans = spans;
+  queue.sample_ratio = s.tracing.sample_ratio;
   uploads.children.push_back(worker_child(
     "jobs.queue", [queue](caf::actor_system& sys) { return spawn_job_queue(sys, queue); }, milliseconds{5000}));
   // The watcher behind the job event streams.

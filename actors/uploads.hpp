@@ -103,11 +103,13 @@ std::string absolute_uploads_dir(const std::string& configured);
 
 /// The "uploads" supervisor above, from the uploads.*, jobs.* and http.threads (I/O actors) settings, storing bytes
 /// under `dir` (absolute_uploads_dir, prepared). Its actors reach db.query and each other by name in context.names;
-/// the collectors of the upload and job counters go into context.metrics. `more_handlers` are the job kinds other
+/// the collectors of the upload and job counters go into context.metrics; with `spans` (tracing.otlp_endpoint) jobs
+/// are traced (actors/jobs.hpp). `more_handlers` are the job kinds other
 /// layers run (the "plan" jobs of http/plan_job.hpp), beside the "upload" jobs of actors/processing.hpp.
 supervisor_config make_uploads_supervisor(const config::settings& settings, const supervision_context& context,
                                           const std::string& dir,
-                                          const std::map<std::string, job_handler>& more_handlers = {});
+                                          const std::map<std::string, job_handler>& more_handlers = {},
+                                          std::shared_ptr<tracing::span_queue> spans = nullptr);
 
 /// Writes the troupe_upload* families from the uploads' counters.
 void add_upload_collector(metrics_registry& metrics, std::shared_ptr<upload_counters> counters);

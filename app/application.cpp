@@ -30,7 +30,7 @@
 #include "http/ops_routes.hpp"
 #include "http/repository_routes.hpp"
 #include "http/server.hpp"
-#include "http/span_export.hpp"
+#include "actors/span_export.hpp"
 #include "http/traffic.hpp"
 #include "http/upload_routes.hpp"
 #include "http/plan_job.hpp"
@@ -74,7 +74,7 @@ struct shared_pieces {
   std::shared_ptr<std::atomic<int64_t>> sessions_active; // live session actors: sessions, the cluster's row
   std::shared_ptr<cluster_state> cluster;   // placement: the cluster, sessions, authentication, the gateway
   std::shared_ptr<http::plan_jobs> plans;   // the "plan" jobs: run under uploads, given the gateway by HTTP
-  std::shared_ptr<http::tracing::span_queue> spans; // tracing.otlp_endpoint only: HTTP pushes, the exporter sends
+  std::shared_ptr<tracing::span_queue> spans; // tracing.otlp_endpoint only: HTTP pushes, the exporter sends
 };
 
 shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<probe_registry> probes) {
@@ -96,7 +96,7 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
   plans.call_timeout = std::chrono::milliseconds{s.gateway.request_timeout_ms + 10000};
   p.plans = std::make_shared<http::plan_jobs>(plans, db_query_lookup(p.tree.names));
   if (!s.tracing.otlp_endpoint.empty())
-    p.spans = std::make_shared<http::tracing::span_queue>(static_cast<size_t>(s.tracing.max_queue));
+    p.spans = std::make_shared<tracing::span_queue>(static_cast<size_t>(s.tracing.max_queue));
   return p;
 }
 
@@ -104,14 +104,14 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
 supervisor_config http_tree(const config::settings& s, const shared_pieces& p) {
   auto tree = http::make_http_supervisor(s, p.tree, p.load, p.writer);
   if (p.spans) {
-    http::tracing::exporter_options exporter;
+    tracing::exporter_options exporter;
     exporter.url = s.tracing.otlp_endpoint;
     exporter.queue = p.spans;
     exporter.interval = milliseconds{s.tracing.export_ms};
     exporter.service_version = build_info::version;
     exporter.instance = [cluster = p.cluster] { return cluster->node_id(); };
-    tree.children.push_back(http::tracing::exporter_child(exporter));
-    http::tracing::add_tracing_collector(*p.tree.metrics, p.spans);
+    tree.children.push_back(tracing::exporter_child(exporter));
+    tracing::add_tracing_collector(*p.tree.metrics, p.spans);
   }
   return tree;
 }
@@ -131,7 +131,8 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
     make_sessions_supervisor(s, p.tree, session_pieces{p.sessions, p.storage_changes, p.sessions_active, p.cluster}),
     supervisor_child(make_cache_supervisor(s.cache, p.tree, p.cache)),
     supervisor_child(http::client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
-    supervisor_child(make_uploads_supervisor(s, p.tree, p.uploads_dir, {{"plan", http::plan_job_handler(p.plans)}})),
+    supervisor_child(
+      make_uploads_supervisor(s, p.tree, p.uploads_dir, {{"plan", http::plan_job_handler(p.plans)}}, p.spans)),
     supervisor_child(make_ops_supervisor(s, p.tree, std::move(ops))),
     supervisor_child(http_tree(s, p)),
   };
@@ -141,7 +142,7 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
                          make_cluster_supervisor(cluster_options{s.cluster, s.db.url, p.cluster, p.tree.names,
                                                                  p.tree.metrics, p.sessions_active,
                                                                  p.cache->shards(), limiter_shard_count(s.limits),
-                                                                 p.probes}));
+                                                                 p.probes, p.spans}));
   return root;
 }
 
@@ -440,7 +441,7 @@ int run_server(const config::settings& settings) {
     // Plan jobs call the model as their user, through the same route (and generation gate) as the user's own calls.
     shared.plans->set({http::gated(shared.load.generate_gate,
                                    [gateway](const std::shared_ptr<http::responder>& r) { gateway->chat(r); }),
-                       auth_opts.jwt, {}});
+                       auth_opts.jwt, {}, shared.spans});
     // The WebSocket channel: chats as messages, through the same route and gate as the HTTP ones.
     std::shared_ptr<http::ws_runtime> ws_runtime;
     if (settings.ws.enabled) {
@@ -452,6 +453,7 @@ int run_server(const config::settings& settings) {
       ws_runtime->chat = http::gated(shared.load.generate_gate,
                                      [gateway](const std::shared_ptr<http::responder>& r) { gateway->chat(r); });
       ws_runtime->auth = &authenticator;
+      ws_runtime->spans = shared.spans;
       http::add_websocket_routes(*routes, authenticator, ws_runtime);
     }
     auto cors = std::make_shared<http::cors_policy>(settings.http.cors_origins);

@@ -640,7 +640,7 @@ const std::vector<option_spec>& all_options() {
           "a share of requests answered 5xx over this fires a warning").range(0, 100, "%"),
     entry("ops.error_critical_pct", bind<&settings::ops, &ops_settings::error_critical_pct>(), "20",
           "a share of requests answered 5xx over this fires a critical alert").range(0, 100, "%"),
-    // tracing (http/tracing.hpp)
+    // tracing (ops/tracing.hpp)
     entry("tracing.otlp_endpoint", bind<&settings::tracing, &tracing_settings::otlp_endpoint>(), "",
           "OTLP/HTTP JSON traces endpoint spans are POSTed to (e.g. http://127.0.0.1:4318/v1/traces); empty = none"),
     entry("tracing.sample_ratio", bind<&settings::tracing, &tracing_settings::sample_ratio>(), "1",

@@ -243,7 +243,7 @@ struct ops_settings {
   double error_warn_pct, error_critical_pct;
 };
 
-/// Distributed tracing (http/tracing.hpp, http/span_export.hpp).
+/// Distributed tracing (ops/tracing.hpp, actors/span_export.hpp).
 struct tracing_settings {
   std::string otlp_endpoint; // OTLP/HTTP traces URL ("" = no export; trace context is still read and forwarded)
   double sample_ratio;       // share of new traces recorded; a caller's traceparent decides for its own

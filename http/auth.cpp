@@ -383,7 +383,9 @@ void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred
   if (route.kind == session_route::remote) {
     auto user_id = cred.user_id;
     auto sent = std::chrono::steady_clock::now();
-    auto observe = [latency = options_.remote_latency, sent](std::string_view outcome) {
+    auto span = trace_remote_call(r->req(), route.origin);
+    auto observe = [r, latency = options_.remote_latency, sent, span](std::string_view outcome) {
+      r->mark("cluster", span, sent);
       if (latency)
         latency->observe({outcome},
                          std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
@@ -424,6 +426,13 @@ void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred
                                          on_error(err);
                                      },
                                      authorize_atom::value, std::move(cred));
+}
+
+tracing::span_id trace_remote_call(const request& req, cluster_origin& origin) {
+  auto span = tracing::new_span_id();
+  origin.traceparent = req.trace.traceparent_for(span);
+  origin.tracestate = req.trace.tracestate;
+  return span;
 }
 
 void authenticator::require_admin(const std::shared_ptr<responder>& r, continuation then) {

@@ -136,6 +136,10 @@ private:
   traffic_control* traffic_;
 };
 
+/// Puts `req`'s trace context into `origin` for a call to another node, under a new span for the call (returned): the
+/// caller marks it as its "cluster" stage (a CLIENT span), the other node records its own as that span's child.
+tracing::span_id trace_remote_call(const request& req, cluster_origin& origin);
+
 void add_auth_routes(router& routes, authenticator& auth);
 
 /// 401 with the error body and `WWW-Authenticate: Bearer realm="troupe"`.

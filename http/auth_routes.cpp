@@ -430,14 +430,26 @@ void logout(route_context& ctx, const std::shared_ptr<responder>& r) {
     auto revoke_access = [self, r, route, manager, who]() {
       auto done = [r](bool) { r->send(json_response(200, R"({"status":"logged_out"})")); };
       auto failed = [r](caf::error& err) { r->fail(err); };
-      if (route.kind == session_route::remote)
+      if (route.kind == session_route::remote) {
+        auto origin = route.origin;
+        auto span = trace_remote_call(r->req(), origin);
+        auto sent = std::chrono::steady_clock::now();
         self->request(route.endpoint, caf::duration{db_timeout}, revoke_atom::value, who.user_id, who.via.jti,
-                      who.via.expires_at, route.origin)
-          .then(done, failed);
-      else
+                      who.via.expires_at, std::move(origin))
+          .then(
+            [r, done, span, sent](bool revoked) {
+              r->mark("cluster", span, sent);
+              done(revoked);
+            },
+            [r, failed, span, sent](caf::error& err) {
+              r->mark("cluster", span, sent);
+              failed(err);
+            });
+      } else {
         self->request(*manager, caf::duration{db_timeout}, revoke_atom::value, who.user_id, who.via.jti,
                       who.via.expires_at)
           .then(done, failed);
+      }
     };
     auto on_error = [r](caf::error& err) { r->fail(err); };
     if (refresh_token.empty())

@@ -194,6 +194,9 @@ void call_model(runner_actor* self, std::string body) {
   req.body = std::move(body);
   req.remote_address = "127.0.0.1";
   req.started = std::chrono::steady_clock::now();
+  req.started_unix_ns = tracing::unix_now_ns();
+  // In the job attempt's trace (actors/jobs.hpp), under its span: the upstream sees it, the call's spans join it.
+  req.trace = tracing::context_for(st.job.traceparent, std::nullopt, 0);
   auto me = caf::actor_cast<caf::actor>(self);
   auto r = std::make_shared<responder>(std::move(req), [me, call](response res) {
     std::string cache;
@@ -203,6 +206,7 @@ void call_model(runner_actor* self, std::string body) {
     caf::anon_send(me, plan_answer_atom::value, call, static_cast<int32_t>(res.status), std::move(res.body),
                    cache == "HIT");
   });
+  r->export_spans(runtime->spans);
   self->delayed_send(self, st.jobs->options().call_timeout, plan_late_atom::value, call);
   try {
     runtime->chat(std::move(r));

@@ -44,6 +44,7 @@ public:
     std::function<void(std::shared_ptr<responder>)> chat; // the gateway's chat completions route, with its gate
     std::shared_ptr<jwt_codec> jwt;                       // signs the job's calls as its user
     std::function<int64_t()> now_unix;                    // for the tokens; the system clock when empty
+    std::shared_ptr<tracing::span_queue> spans;           // the calls' spans (tracing.otlp_endpoint; else null)
   };
 
   struct settings {

@@ -3,7 +3,7 @@
 // http/http1.hpp framed and the body it buffered, owning its bytes so that it can travel to actors and back.
 
 #include "http/router.hpp"
-#include "http/tracing.hpp"
+#include "ops/tracing.hpp"
 
 #include <chrono>
 #include <optional>

@@ -1,5 +1,5 @@
 #include "http/server.hpp"
-#include "http/span_export.hpp"
+#include "ops/span_queue.hpp"
 
 #include "http/compression.hpp"
 #include "http/header_text.hpp"
@@ -417,7 +417,8 @@ namespace {
 /// The spans of a finished request: its own (SERVER, the caller's span as parent) and one per stage, each from the
 /// previous stage's end (or the request's start) to its own.
 std::vector<tracing::span> request_spans(const request& req, int status, std::chrono::steady_clock::time_point finished,
-                                         const stage_marks* stages) {
+                                         const stage_marks* stages,
+                                         tracing::span_kind kind = tracing::span_kind::server) {
   auto at_ns = [&req](std::chrono::steady_clock::time_point t) {
     return req.started_unix_ns + std::chrono::duration_cast<std::chrono::nanoseconds>(t - req.started).count();
   };
@@ -428,7 +429,7 @@ std::vector<tracing::span> request_spans(const request& req, int status, std::ch
   root.id = req.trace.span;
   root.parent = req.trace.parent;
   root.name = req.method + " " + req.route;
-  root.kind = tracing::span_kind::server;
+  root.kind = kind;
   root.start_unix_ns = req.started_unix_ns;
   root.end_unix_ns = at_ns(finished);
   root.attributes = {{"http.request.method", req.method}, {"http.route", req.route},
@@ -445,7 +446,9 @@ std::vector<tracing::span> request_spans(const request& req, int status, std::ch
       child.id = tracing::is_zero(stage.span.data(), stage.span.size()) ? tracing::new_span_id() : stage.span;
       child.parent = req.trace.span;
       child.name = stage.name;
-      child.kind = std::string_view{stage.name} == "upstream" ? tracing::span_kind::client : tracing::span_kind::internal;
+      // A call out of the process: to an upstream, or to another node of the cluster (its span the other's parent).
+      auto out = std::string_view{stage.name} == "upstream" || std::string_view{stage.name} == "cluster";
+      child.kind = out ? tracing::span_kind::client : tracing::span_kind::internal;
       // From its own start when the stage knows it (an upstream attempt), else from the previous stage's end.
       child.start_unix_ns = at_ns(stage.began != std::chrono::steady_clock::time_point{} ? stage.began : previous);
       child.end_unix_ns = at_ns(stage.at);
@@ -552,8 +555,8 @@ responder::responder(std::shared_ptr<connection> conn, request req, std::shared_
 responder::responder(request req, std::function<void(response)> deliver)
   : req_(std::move(req)), keep_alive_(false), http10_(false), reactor_thread_(this_thread_token()),
     last_thread_(reactor_thread_), deliver_(std::move(deliver)) {
-  // A request the server makes of itself joins the trace its maker gave it, or starts one (never recorded: internal
-  // requests have no server span of their own).
+  // A request the server makes of itself joins the trace its maker gave it, or starts one (recorded only when its
+  // maker asks, export_spans, and that trace is sampled).
   if (tracing::is_zero(req_.trace.trace.data(), req_.trace.trace.size()))
     req_.trace = tracing::context_for(std::nullopt, std::nullopt, 0);
 }
@@ -595,6 +598,7 @@ void responder::send(response res) {
       res.headers.insert(res.headers.begin(), extra_headers_.begin(), extra_headers_.end());
       hooks.swap(on_sent_);
     }
+    record_internal(res.status);
     deliver_(std::move(res));
     for (auto& hook : hooks)
       hook();
@@ -675,6 +679,7 @@ std::shared_ptr<response_stream> responder::stream(response head) {
       head.headers.insert(head.headers.begin(), extra_headers_.begin(), extra_headers_.end());
       hooks.swap(on_sent_);
     }
+    record_internal(head.status);
     consumer_->start(head);
     return std::shared_ptr<response_stream>(new response_stream(consumer_, std::move(hooks)));
   }
@@ -720,6 +725,14 @@ bool responder::upgrade(response head, std::shared_ptr<upgraded_protocol> protoc
   for (auto& hook : hooks)
     hook();
   return true;
+}
+
+void responder::record_internal(int status) {
+  if (!internal_spans_ || !req_.trace.sampled)
+    return;
+  stages_settled();
+  internal_spans_->push(request_spans(req_, status, std::chrono::steady_clock::now(), &stages_,
+                                      tracing::span_kind::internal));
 }
 
 void responder::stages_settled() {

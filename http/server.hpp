@@ -35,6 +35,10 @@
 #include <utility>
 #include <vector>
 
+namespace troupe::tracing {
+class span_queue;
+}
+
 namespace troupe::http {
 
 /// A stage a request passed (responder::mark): when it ended, and its span id (the traceparent sent to an upstream
@@ -46,10 +50,6 @@ struct stage_mark {
   std::chrono::steady_clock::time_point began; // its own start, when known (else: the previous stage's end)
 };
 using stage_marks = std::vector<stage_mark>;
-
-namespace tracing {
-class span_queue;
-}
 
 /// State shared by the connections' sink and every responder.
 class server_state {
@@ -304,8 +304,14 @@ public:
   void arrived();
   /// Hand-offs counted so far.
   uint32_t handoffs() const { return handoffs_.load(std::memory_order_relaxed); }
+  /// An internal request (a WebSocket chat, a plan job's model call) whose trace is sampled records its spans into
+  /// `spans` when it is answered: itself as an INTERNAL span under its trace's parent, and its stages. Set before
+  /// the request is handed to its route.
+  void export_spans(std::shared_ptr<tracing::span_queue> spans) { internal_spans_ = std::move(spans); }
 
 private:
+  /// An internal request's spans, when export_spans asked for them and its trace is sampled.
+  void record_internal(int status);
   /// Waits for a mark() under way (after answered_ is set), so stages_ can be read without the lock.
   void stages_settled();
   /// arrived(), then the hand-offs including the one back to the reactor.
@@ -331,6 +337,7 @@ private:
   stage_marks stages_; // guarded by extras_mutex_
   std::function<void(response)> deliver_; // set: an internal request (no connection, no server)
   std::shared_ptr<stream_consumer> consumer_; // an internal request's stream, if it may have one
+  std::shared_ptr<tracing::span_queue> internal_spans_; // an internal request's span export (export_spans)
 };
 
 /// Owns the listener and turns its requests into handler calls.

@@ -268,7 +268,8 @@ request internal_request(ws_session_state& st, const char* method, const char* p
   req.body = std::move(body);
   req.remote_address = st.open.address;
   req.started = clock::now();
-  // In the handshake's trace, under its span (recorded when the handshake was: internal requests export no spans).
+  req.started_unix_ns = tracing::unix_now_ns();
+  // In the handshake's trace, under its span (a chat's spans are recorded when the handshake's were).
   req.trace = st.open.trace;
   req.trace.parent = st.open.trace.span;
   req.trace.span = tracing::new_span_id();
@@ -348,6 +349,7 @@ void start_chat(ws_session_actor* self, ws::envelope env, bool binary) {
                      std::move(cache));
     },
     std::move(consumer));
+  r->export_spans(st.open.runtime->spans);
   try {
     st.open.runtime->chat(std::move(r));
   } catch (const std::exception& e) {

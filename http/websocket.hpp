@@ -42,6 +42,7 @@
 
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "ops/span_queue.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -134,6 +135,7 @@ struct ws_runtime {
   std::function<void(std::shared_ptr<responder>)> chat; // the gateway's chat completions route, with its gate
   authenticator* auth = nullptr;                        // checks credentials (outlives every session)
   std::function<bool()> draining;
+  std::shared_ptr<tracing::span_queue> spans; // the chats' spans (tracing.otlp_endpoint; else null)
 };
 
 /// The hub "ws": opens sessions (the cap) and supervises them. Child spec for the http supervisor.

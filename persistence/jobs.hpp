@@ -50,13 +50,16 @@ struct job_record {
   // What the runner is doing (a JSON object: step, files and bytes done and in all); kept when the job ends (done,
   // or failed for good: where it stopped), reset to {} when an attempt ends and another will follow.
   std::string detail = "{}";
+  // The W3C traceparent of the attempt under way (actors/jobs.hpp: the queue starts a trace per attempt; its steps
+  // and calls join it). Not stored: set by the queue when it hands the job to its runner.
+  std::string traceparent{};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_record& x) {
   return f(caf::meta::type_name("job_record"), x.id, x.user_id, x.kind, x.payload, x.state, x.priority, x.attempts,
            x.max_attempts, x.run_at_ms, x.lease_owner, x.lease_until_ms, x.progress, x.error, x.result, x.created_at_ms,
-           x.updated_at_ms, x.finished_at_ms, x.detail);
+           x.updated_at_ms, x.finished_at_ms, x.detail, x.traceparent);
 }
 
 /// One attempt of a job.

@@ -1,4 +1,4 @@
-// Fuzz target: W3C Trace Context headers (http/tracing.hpp): traceparent and tracestate as a request sends them.
+// Fuzz target: W3C Trace Context headers (ops/tracing.hpp): traceparent and tracestate as a request sends them.
 //
 // Invariants: a parsed traceparent has non-zero ids whose hex is the header's own; a valid tracestate is at most 512
 // characters; the context of any header pair has a non-zero trace and span id, keeps a tracestate only with a parsed
@@ -6,12 +6,12 @@
 
 #include "tests/fuzz/fuzz_check.hpp"
 
-#include "http/tracing.hpp"
+#include "ops/tracing.hpp"
 
 #include <string>
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
-  using namespace troupe::http::tracing;
+  using namespace troupe::tracing;
   using troupe::fuzz::check;
   const auto text = troupe::fuzz::text_of(data, size);
 

@@ -734,3 +734,84 @@ TEST_F(Cluster, AnAddressHasOneSignInLimitAcrossNodes) {
     EXPECT_EQ(remaining(res), std::max(0, auth_burst - i)) << "attempt " << i << " on " << res.header("x-troupe-node");
   }
 }
+
+// A request's trace crosses to the node that owns its user: the node the request reached records its "cluster"
+// call (CLIENT) under the request's span, and the owner records "cluster authorize" (SERVER) as that call's child,
+// in the same trace, each node exporting its own spans to the collector.
+TEST_F(Cluster, ARequestsTraceCrossesToTheUsersOwner) {
+  capture_server collector;
+  every_node_ = {"--set", "tracing.otlp_endpoint=" + collector.url("/v1/traces"), "--set", "tracing.export_ms=50",
+                 "--set", "tracing.sample_ratio=0"};
+  start(prefix_ + "a", 40);
+  start(prefix_ + "b", 40);
+  ASSERT_TRUE(await_placed(all(), 2, 10s));
+  auto [user_id, token] = user(*nodes_[0], "traced@example.com");
+  auto owner = placed_owner(ids_, user_id);
+  size_t entry = owner == ids_[0] ? 1 : 0; // the node that does not own the user
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736", caller_span = "00f067aa0ba902b7";
+  auto me = http({"GET", nodes_[entry]->url("/api/me"), "",
+                  {"Authorization: Bearer " + token, "traceparent: 00-" + trace + "-" + caller_span + "-01",
+                   "tracestate: rojo=00f067aa0ba902b7"},
+                  10000});
+  ASSERT_EQ(me.status, 200) << me.body;
+
+  // Every span of the trace the collector received, by name, with the node that exported it.
+  std::map<std::string, otlp_span> by_name;
+  auto collect = [&] {
+    by_name.clear();
+    for (auto& span : otlp_spans(collector))
+      if (span.trace == trace)
+        by_name[span.name] = span;
+    return by_name.count("GET /api/me") && by_name.count("cluster") && by_name.count("cluster authorize");
+  };
+  auto deadline = clock_type::now() + 15s;
+  while (!collect() && clock_type::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(collect()) << "spans of the trace that arrived: " << by_name.size();
+
+  const auto& request = by_name["GET /api/me"];
+  EXPECT_EQ(request.node, ids_[entry]);
+  EXPECT_EQ(request.parent, caller_span);
+  const auto& call = by_name["cluster"];
+  EXPECT_EQ(call.node, ids_[entry]);
+  EXPECT_EQ(call.kind, 3) << "a CLIENT span";
+  EXPECT_EQ(call.parent, request.id);
+  const auto& served = by_name["cluster authorize"];
+  EXPECT_EQ(served.node, owner) << "the owner exported it";
+  EXPECT_EQ(served.kind, 2) << "a SERVER span";
+  EXPECT_EQ(served.parent, call.id) << "a child of the call that reached it";
+  EXPECT_EQ(served.state, "rojo=00f067aa0ba902b7");
+  EXPECT_EQ(served.attributes.at("troupe.node"), owner);
+  EXPECT_EQ(served.attributes.at("troupe.cluster.sender"), ids_[entry]);
+  // One machine, one clock: the owner's span lies within the call, the call within the request.
+  EXPECT_LE(request.start, call.start);
+  EXPECT_LE(call.start, served.start);
+  EXPECT_LE(served.start, served.end);
+  EXPECT_LE(served.end, call.end);
+  EXPECT_LE(call.end, request.end);
+
+  // Unsampled (no traceparent, tracing.sample_ratio=0): the owner records nothing for the call. A sampled call
+  // after it, in another trace: once the owner's span of that one arrived, the unsampled one's would have too.
+  ASSERT_EQ(http({"GET", nodes_[entry]->url("/api/me"), "", {"Authorization: Bearer " + token}, 10000}).status, 200);
+  const std::string later = "5bf92f3577b34da6a3ce929d0e0e4737";
+  ASSERT_EQ(http({"GET", nodes_[entry]->url("/api/me"), "",
+                  {"Authorization: Bearer " + token, "traceparent: 00-" + later + "-" + caller_span + "-01"}, 10000})
+              .status,
+            200);
+  auto authorize_spans = [&] {
+    size_t n = 0;
+    bool later_arrived = false;
+    for (const auto& request : collector.requests())
+      for (size_t at = request.body.find("\"cluster authorize\""); at != std::string::npos;
+           at = request.body.find("\"cluster authorize\"", at + 1)) {
+        ++n;
+        later_arrived = later_arrived || request.body.find(later) != std::string::npos;
+      }
+    return later_arrived ? n : 0;
+  };
+  deadline = clock_type::now() + 15s;
+  while (authorize_spans() == 0 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(authorize_spans(), 2u) << "the two sampled calls, not the unsampled one";
+  nodes_.clear(); // before the collector goes: their last batches reach it
+}

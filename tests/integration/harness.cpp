@@ -444,4 +444,57 @@ std::optional<std::string> test_database_url() {
   return std::nullopt;
 }
 
+std::vector<otlp_span> otlp_spans(const capture_server& collector) {
+  std::vector<otlp_span> spans;
+  auto text = [](const rapidjson::Value& object, const char* key) {
+    return object.IsObject() && object.HasMember(key) && object[key].IsString() ? std::string{object[key].GetString()}
+                                                                               : std::string{};
+  };
+  auto array = [](const rapidjson::Value& object, const char* key) -> const rapidjson::Value* {
+    return object.IsObject() && object.HasMember(key) && object[key].IsArray() ? &object[key] : nullptr;
+  };
+  for (const auto& request : collector.requests()) {
+    auto batch = parse_json(request.body);
+    if (batch.HasParseError())
+      continue;
+    auto resources = array(batch, "resourceSpans");
+    if (!resources)
+      continue;
+    for (const auto& resource : resources->GetArray()) {
+      std::string node;
+      if (resource.HasMember("resource"))
+        if (auto attributes = array(resource["resource"], "attributes"))
+          for (const auto& a : attributes->GetArray())
+            if (text(a, "key") == "service.instance.id" && a.HasMember("value"))
+              node = text(a["value"], "stringValue");
+      auto scopes = array(resource, "scopeSpans");
+      if (!scopes)
+        continue;
+      for (const auto& scope : scopes->GetArray()) {
+        auto list = array(scope, "spans");
+        if (!list)
+          continue;
+        for (const auto& span : list->GetArray()) {
+          otlp_span s;
+          s.node = node;
+          s.trace = text(span, "traceId");
+          s.id = text(span, "spanId");
+          s.parent = text(span, "parentSpanId");
+          s.state = text(span, "traceState");
+          s.name = text(span, "name");
+          s.kind = span.HasMember("kind") && span["kind"].IsInt() ? span["kind"].GetInt() : 0;
+          s.start = std::stoll("0" + text(span, "startTimeUnixNano"));
+          s.end = std::stoll("0" + text(span, "endTimeUnixNano"));
+          if (auto attributes = array(span, "attributes"))
+            for (const auto& a : attributes->GetArray())
+              if (a.HasMember("value") && a["value"].HasMember("stringValue"))
+                s.attributes[text(a, "key")] = text(a["value"], "stringValue");
+          spans.push_back(std::move(s));
+        }
+      }
+    }
+  }
+  return spans;
+}
+
 } // namespace troupe::testing

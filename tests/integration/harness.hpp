@@ -160,6 +160,16 @@ private:
   bool stopping_ = false;
 };
 
+/// A span as an OTLP/HTTP JSON collector received it, with the service.instance.id (the node) that exported it.
+struct otlp_span {
+  std::string node, trace, id, parent, state, name;
+  int kind = 0; // 1 internal, 2 server, 3 client, 5 consumer
+  int64_t start = 0, end = 0;
+  std::map<std::string, std::string> attributes; // the string ones
+};
+/// Every span in the OTLP JSON bodies `collector` received, in the order they arrived.
+std::vector<otlp_span> otlp_spans(const capture_server& collector);
+
 /// TROUPE_DATABASE_URL from the environment, if the harness provides a database.
 std::optional<std::string> test_database_url();
 

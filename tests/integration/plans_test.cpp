@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
+#include <thread>
 #include <set>
 #include <sstream>
 
@@ -210,3 +212,58 @@ TEST_F(Plans, AModelNoUpstreamServesFailsTheJobWithTheGatewaysReason) {
 }
 
 } // namespace
+
+// Every job attempt is a trace of its own (tracing.sample_ratio 1 here): a CONSUMER span "job <kind>" whose
+// children are an upload's steps and a plan's model call through the gateway (with that call's own stages).
+TEST_F(Plans, JobAttemptsAreTracedWithTheirStepsAndCalls) {
+  capture_server collector;
+  auto t = start_with_mock({"--set", "tracing.otlp_endpoint=" + collector.url("/v1/traces"), "--set",
+                            "tracing.export_ms=50"});
+  auto repo = processed_repository();
+  auto job = plan_job(repo, R"({"prompt":"Make parse_config read the listen_socket port from the environment."})");
+  ASSERT_EQ(str(job, "state"), "done") << str(job, "error");
+  auto find = [](const std::vector<otlp_span>& spans, const std::string& name, const std::string& parent = "") {
+    for (const auto& s : spans)
+      if (s.name == name && (parent.empty() || s.parent == parent))
+        return std::optional<otlp_span>{s};
+    return std::optional<otlp_span>{};
+  };
+  std::vector<otlp_span> spans;
+  std::optional<otlp_span> upload_job, plan, call, upstream;
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  do {
+    spans = otlp_spans(collector);
+    upload_job = find(spans, "job upload");
+    plan = find(spans, "job plan");
+    call = plan ? find(spans, "POST /v1/chat/completions", plan->id) : std::nullopt;
+    upstream = call ? find(spans, "upstream", call->id) : std::nullopt;
+    if (upload_job && upstream && find(spans, "upload processing", upload_job->id))
+      break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(upload_job && plan && call && upstream) << spans.size() << " spans arrived";
+  EXPECT_EQ(upload_job->kind, 5) << "a CONSUMER span";
+  EXPECT_EQ(upload_job->parent, "") << "a job attempt starts its trace";
+  EXPECT_EQ(upload_job->attributes["troupe.job.kind"], "upload");
+  // The upload's steps, in its trace, under it, within it.
+  size_t steps = 0;
+  for (const auto& s : spans)
+    if (s.parent == upload_job->id) {
+      ++steps;
+      EXPECT_EQ(s.trace, upload_job->trace) << s.name;
+      EXPECT_EQ(s.name.rfind("upload ", 0), 0u) << s.name;
+      EXPECT_GE(s.start, upload_job->start) << s.name;
+      EXPECT_LE(s.end, upload_job->end) << s.name;
+    }
+  EXPECT_GE(steps, 3u) << "loading, expanding or processing, committing";
+  // The plan's model call: an INTERNAL span of the plan's trace, its gateway stages under it.
+  EXPECT_EQ(plan->kind, 5);
+  EXPECT_EQ(plan->attributes["troupe.job.id"], str(job, "id"));
+  EXPECT_NE(plan->trace, upload_job->trace);
+  EXPECT_EQ(call->kind, 1);
+  EXPECT_EQ(call->trace, plan->trace);
+  EXPECT_EQ(upstream->kind, 3);
+  EXPECT_EQ(upstream->trace, plan->trace);
+  EXPECT_LE(plan->start, call->start);
+  EXPECT_LE(call->end, plan->end);
+}

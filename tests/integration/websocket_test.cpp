@@ -333,5 +333,53 @@ TEST_F(WebSocket, CancelStopsAStream) {
   EXPECT_EQ((*late[0])["data"]["status"].GetInt(), 404) << "an ended chat cannot be cancelled";
 }
 
+// Each chat is a span of the handshake's trace (recorded as the handshake is): an INTERNAL span under the GET /ws
+// request's, with its gateway stages under it, a streamed chat's too.
+TEST_F(WebSocket, ChatsAreSpansOfTheHandshakesTrace) {
+  using namespace std::chrono_literals;
+  capture_server collector;
+  auto t = start({"--set", "tracing.otlp_endpoint=" + collector.url("/v1/traces"), "--set", "tracing.export_ms=50"});
+  auto token = json_string(sign_up(*t, "ws-traced@example.com"), "access_token");
+  auto doc = run(*t,
+                 "[{\"wait\":{\"type\":\"ready\"}}," + send_chat("c1", "traced over ws") + ","
+                   + R"({"wait":{"type":"chat.completion","id":"c1"}},)" + send_chat("s1", "streamed and traced", true)
+                   + "," + R"({"wait":{"type":"chat.done","id":"s1"}}])",
+                 token);
+  ASSERT_TRUE(doc.IsObject());
+  ASSERT_TRUE(doc["error"].IsNull()) << last_output;
+  std::vector<otlp_span> spans, chats;
+  const otlp_span* handshake = nullptr;
+  size_t upstreams = 0;
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  do {
+    spans = otlp_spans(collector);
+    handshake = nullptr;
+    for (const auto& s : spans)
+      if (s.name == "GET /ws")
+        handshake = &s;
+    chats.clear();
+    upstreams = 0;
+    if (handshake)
+      for (const auto& s : spans)
+        if (s.name == "POST /v1/chat/completions" && s.parent == handshake->id)
+          chats.push_back(s);
+    for (const auto& chat : chats)
+      for (const auto& s : spans)
+        upstreams += s.name == "upstream" && s.parent == chat.id;
+    if (chats.size() == 2 && upstreams == 2)
+      break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(handshake) << spans.size() << " spans arrived";
+  EXPECT_EQ(handshake->kind, 2);
+  ASSERT_EQ(chats.size(), 2u) << "both chats, under the handshake";
+  EXPECT_EQ(upstreams, 2u) << "each chat's upstream call under it";
+  for (const auto& chat : chats) {
+    EXPECT_EQ(chat.kind, 1) << "an INTERNAL span";
+    EXPECT_EQ(chat.trace, handshake->trace);
+    EXPECT_GE(chat.start, handshake->start);
+  }
+}
+
 } // namespace
 } // namespace troupe::testing

@@ -1,4 +1,4 @@
-#include "http/tracing.hpp"
+#include "ops/tracing.hpp"
 
 #include "config/utf8.hpp"
 
@@ -6,9 +6,10 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
 
-namespace troupe::http::tracing {
+namespace troupe::tracing {
 
 namespace {
 
@@ -196,6 +197,27 @@ context context_for(const std::optional<std::string>& traceparent_header,
   return c;
 }
 
+int64_t unix_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::optional<span> server_span_for(std::string_view traceparent, std::string_view tracestate, std::string name) {
+  auto parent = parse_traceparent(traceparent);
+  if (!parent || !parent->sampled)
+    return std::nullopt;
+  span s;
+  s.trace = parent->trace;
+  s.id = new_span_id();
+  s.parent = parent->parent;
+  s.name = std::move(name);
+  s.kind = span_kind::server;
+  s.start_unix_ns = unix_now_ns();
+  if (valid_tracestate(tracestate))
+    s.tracestate = std::string{tracestate};
+  return s;
+}
+
 namespace {
 
 /// `text` with each invalid UTF-8 byte replaced by U+FFFD (a collector refuses a body that is not UTF-8) and cut to
@@ -306,4 +328,4 @@ std::string otlp_json(const std::vector<span>& spans, const std::string& service
   return {buffer.GetString(), buffer.GetSize()};
 }
 
-} // namespace troupe::http::tracing
+} // namespace troupe::tracing

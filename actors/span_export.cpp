@@ -1,4 +1,4 @@
-#include "http/span_export.hpp"
+#include "actors/span_export.hpp"
 
 #include "actors/http_post.hpp"
 #include "config/log.hpp"
@@ -6,34 +6,7 @@
 #include <caf/all.hpp>
 
 
-namespace troupe::http::tracing {
-
-void span_queue::push(std::vector<span> spans) {
-  std::lock_guard<std::mutex> guard{mutex_};
-  if (spans_.size() + spans.size() > max_) {
-    dropped.fetch_add(spans.size(), std::memory_order_relaxed);
-    return;
-  }
-  for (auto& s : spans)
-    spans_.push_back(std::move(s));
-}
-
-std::vector<span> span_queue::take(size_t max) {
-  std::lock_guard<std::mutex> guard{mutex_};
-  std::vector<span> out;
-  if (spans_.size() <= max) {
-    out.swap(spans_);
-    return out;
-  }
-  out.assign(std::make_move_iterator(spans_.begin()), std::make_move_iterator(spans_.begin() + static_cast<ptrdiff_t>(max)));
-  spans_.erase(spans_.begin(), spans_.begin() + static_cast<ptrdiff_t>(max));
-  return out;
-}
-
-size_t span_queue::size() const {
-  std::lock_guard<std::mutex> guard{mutex_};
-  return spans_.size();
-}
+namespace troupe::tracing {
 
 namespace {
 
@@ -110,4 +83,4 @@ void add_tracing_collector(metrics_registry& metrics, std::shared_ptr<span_queue
   });
 }
 
-} // namespace troupe::http::tracing
+} // namespace troupe::tracing

@@ -1,12 +1,14 @@
-// W3C Trace Context and the OTLP JSON of spans (http/tracing.hpp): what a traceparent must look like, which
-// tracestates are passed on, how a request's context is decided, and the export body's shape.
+// W3C Trace Context and the OTLP JSON of spans (ops/tracing.hpp): what a traceparent must look like, which
+// tracestates are passed on, how a request's context is decided, the span another node's call opens, the bounded queue, and the export body's
+// shape.
 
-#include "http/tracing.hpp"
+#include "ops/tracing.hpp"
+#include "ops/span_queue.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
-namespace troupe::http::tracing {
+namespace troupe::tracing {
 namespace {
 
 constexpr const char* example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -122,5 +124,53 @@ TEST(TraceContext, OtlpJsonHasTheCollectorsShape) {
   EXPECT_EQ(std::string{spans[1]["parentSpanId"].GetString()}, hex(root.id));
 }
 
+// Another node's call (its cluster_origin's traceparent): a SERVER span of that trace under the caller's span, only
+// when the caller sampled it.
+TEST(TraceContext, ARemoteCallersSampledTraceOpensAServerSpan) {
+  auto before = unix_now_ns();
+  auto s = server_span_for(example, "rojo=00f067aa0ba902b7", "cluster authorize");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(hex(s->trace), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(hex(s->parent), "00f067aa0ba902b7");
+  EXPECT_NE(hex(s->id), "00f067aa0ba902b7");
+  EXPECT_FALSE(is_zero(s->id.data(), s->id.size()));
+  EXPECT_EQ(s->kind, span_kind::server);
+  EXPECT_EQ(s->name, "cluster authorize");
+  EXPECT_EQ(s->tracestate, "rojo=00f067aa0ba902b7");
+  EXPECT_GE(s->start_unix_ns, before);
+  EXPECT_LE(s->start_unix_ns, unix_now_ns());
+  EXPECT_FALSE(server_span_for("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "", "x")) << "not sampled";
+  EXPECT_FALSE(server_span_for("", "", "x"));
+  EXPECT_FALSE(server_span_for("garbage", "", "x"));
+  EXPECT_EQ(server_span_for(example, "not a valid=tracestate,,==", "x")->tracestate, "") << "dropped when invalid";
+}
+
+// The queue takes a request's spans whole or not at all, hands them out oldest first, and counts what it dropped.
+TEST(SpanQueue, IsBoundedAndKeepsOrder) {
+  span_queue q{3};
+  auto named = [](std::initializer_list<const char*> names) {
+    std::vector<span> spans;
+    for (const char* n : names) {
+      span s;
+      s.name = n;
+      spans.push_back(s);
+    }
+    return spans;
+  };
+  q.push(named({"a", "b"}));
+  q.push(named({"c", "d"})); // would not fit: all dropped
+  q.push(named({"e"}));
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(q.dropped.load(), 2u);
+  auto first = q.take(2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].name, "a");
+  EXPECT_EQ(first[1].name, "b");
+  auto rest = q.take(10);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].name, "e");
+  EXPECT_EQ(q.size(), 0u);
+}
+
 } // namespace
-} // namespace troupe::http::tracing
+} // namespace troupe::tracing

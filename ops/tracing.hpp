@@ -1,6 +1,6 @@
 #pragma once
 // W3C Trace Context (https://www.w3.org/TR/trace-context/) and OpenTelemetry spans as OTLP/HTTP JSON: the pure part
-// of tracing (http/span_export.hpp sends them). No I/O.
+// of tracing (ops/span_queue.hpp holds them, actors/span_export.hpp sends them). No I/O.
 //
 // A request's context comes from its `traceparent` header when that parses (its trace id, its span as our parent,
 // its sampled flag decides), else a new trace starts (sampled with probability tracing.sample_ratio). `tracestate`
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-namespace troupe::http::tracing {
+namespace troupe::tracing {
 
 using trace_id = std::array<uint8_t, 16>;
 using span_id = std::array<uint8_t, 8>;
@@ -65,7 +65,7 @@ struct context {
 context context_for(const std::optional<std::string>& traceparent_header,
                     const std::optional<std::string>& tracestate_header, double sample_ratio);
 
-enum class span_kind : int { internal = 1, server = 2, client = 3 };
+enum class span_kind : int { internal = 1, server = 2, client = 3, consumer = 5 };
 
 struct span {
   trace_id trace{};
@@ -81,8 +81,16 @@ struct span {
   std::string tracestate;
 };
 
+/// Now on the wall clock, in nanoseconds since the epoch (span times).
+int64_t unix_now_ns();
+
+/// A SERVER span started now for work done on behalf of a caller that sent `traceparent` (another node: the
+/// cluster_origin of its message), as a child of the caller's span; nullopt when the traceparent does not parse or
+/// its trace is not sampled (nothing is recorded then). `tracestate` is kept when valid.
+std::optional<span> server_span_for(std::string_view traceparent, std::string_view tracestate, std::string name);
+
 /// An OTLP/HTTP JSON ExportTraceServiceRequest body for `spans` (ids as hex, times as decimal strings, per the OTLP
 /// JSON mapping), with the resource attributes service.name, service.version and service.instance.id.
 std::string otlp_json(const std::vector<span>& spans, const std::string& service_version, const std::string& instance);
 
-} // namespace troupe::http::tracing
+} // namespace troupe::tracing

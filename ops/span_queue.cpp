@@ -1,0 +1,34 @@
+#include "ops/span_queue.hpp"
+
+#include <iterator>
+
+namespace troupe::tracing {
+
+void span_queue::push(std::vector<span> spans) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (spans_.size() + spans.size() > max_) {
+    dropped.fetch_add(spans.size(), std::memory_order_relaxed);
+    return;
+  }
+  for (auto& s : spans)
+    spans_.push_back(std::move(s));
+}
+
+std::vector<span> span_queue::take(size_t max) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  std::vector<span> out;
+  if (spans_.size() <= max) {
+    out.swap(spans_);
+    return out;
+  }
+  out.assign(std::make_move_iterator(spans_.begin()), std::make_move_iterator(spans_.begin() + static_cast<ptrdiff_t>(max)));
+  spans_.erase(spans_.begin(), spans_.begin() + static_cast<ptrdiff_t>(max));
+  return out;
+}
+
+size_t span_queue::size() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return spans_.size();
+}
+
+} // namespace troupe::tracing
