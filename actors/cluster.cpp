@@ -469,7 +469,8 @@ bool join(membership_actor* self) {
     st.endpoint = spawn_cluster_endpoint(self, cluster_endpoint_options{caf::actor{self}, st.opts.state, st.opts.names,
                                                                         st.opts.metrics, st.opts.cache_shards,
                                                                         st.opts.limiter_shards, st.opts.probes,
-                                                                        st.opts.spans});
+                                                                        st.opts.spans,
+                                                                        std::chrono::milliseconds{s.request_timeout_ms}});
     auto published = tls_configured(s)
                        ? caf::openssl::publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(), false)
                        : self->system().middleman().publish(st.endpoint, static_cast<uint16_t>(s.port), s.host.c_str(),

@@ -25,6 +25,7 @@ struct endpoint_state {
   size_t limiter_shards = 0;
   std::shared_ptr<probe_registry> probes;
   std::shared_ptr<tracing::span_queue> spans; // null: tracing.otlp_endpoint unset
+  std::chrono::milliseconds request_timeout{5000};
 
   static inline const char* name = "cluster_endpoint";
 };
@@ -79,30 +80,31 @@ std::optional<caf::actor> from_current(endpoint_actor* self, const std::string& 
   return st.names->get("sessions");
 }
 
-/// Sends the message to where admit() says: the manager gets it without the origin, another endpoint with it.
-/// A message of a sampled trace (its origin's traceparent) is asked rather than delegated, so that this node records
-/// a SERVER span of it (child of the sender's span) from now to the answer; a forwarded one names that span.
-template <class Result, class... Ts>
-caf::result<Result> route(endpoint_actor* self, const char* kind, const std::string& user_id, cluster_origin& origin,
-                          Ts&&... xs) {
-  auto where = admit(self, kind, user_id, origin);
-  if (!where.target)
-    return std::move(where.refused);
-  auto promise = self->make_response_promise<Result>();
-  auto span = self->state.spans && !origin.traceparent.empty()
-                ? tracing::server_span_for(origin.traceparent, origin.tracestate, std::string{"cluster "} + kind)
-                : std::nullopt;
-  if (!span) {
-    if (where.forward)
-      promise.delegate(where.target, std::forward<Ts>(xs)..., std::move(origin));
-    else
-      promise.delegate(where.target, std::forward<Ts>(xs)...);
-    return promise;
+/// A SERVER span "cluster <kind>" of the trace `traceparent` names, when it is sampled and this node exports spans;
+/// the sender's span is its parent.
+std::optional<tracing::span> open_span(endpoint_actor* self, const char* kind, const std::string& traceparent,
+                                       const std::string& tracestate, const std::string& sender) {
+  if (!self->state.spans || traceparent.empty())
+    return std::nullopt;
+  auto span = tracing::server_span_for(traceparent, tracestate, std::string{"cluster "} + kind);
+  if (span) {
+    span->attributes = {{"troupe.node", self->state.cluster->node_id()}};
+    if (!sender.empty())
+      span->attributes.emplace_back("troupe.cluster.sender", sender);
   }
-  span->attributes = {{"troupe.node", self->state.cluster->node_id()}, {"troupe.cluster.sender", origin.node_id}};
-  if (where.forward) {
-    span->attributes.emplace_back("troupe.cluster.forwarded_to", "owner");
-    origin.traceparent = tracing::format_traceparent(span->trace, span->id, true);
+  return span;
+}
+
+/// Answers `promise` with what `target` answers to `xs...`: delegated, or, with a `span` to record, asked (so that
+/// the span ends with the answer) and pushed to this node's span export. Asked with the sender's own deadline: a
+/// target that dies holding the request (or a next node that goes away) sends nothing, and nothing may wait here
+/// for ever.
+template <class Result, class... Ts>
+void hand_over(endpoint_actor* self, caf::typed_response_promise<Result>& promise, const caf::actor& target,
+               std::optional<tracing::span> span, Ts&&... xs) {
+  if (!span) {
+    promise.delegate(target, std::forward<Ts>(xs)...);
+    return;
   }
   auto finish = [spans = self->state.spans, span = std::move(*span)](bool failed) mutable {
     span.end_unix_ns = tracing::unix_now_ns();
@@ -111,24 +113,39 @@ caf::result<Result> route(endpoint_actor* self, const char* kind, const std::str
     one.push_back(std::move(span));
     spans->push(std::move(one));
   };
-  auto ask = [&](auto&&... message) {
-    self->request(where.target, caf::infinite, std::forward<decltype(message)>(message)...)
-      .then(
-        [promise, finish](Result& answer) mutable {
-          finish(false);
-          promise.deliver(std::move(answer));
-        },
-        [promise, finish](caf::error& err) mutable {
-          // A refusal of the session (unauthenticated, limited) is an answer, not a failure of this node.
-          finish(err.category() != service_error_category::value || service_code(err) == service_error::internal
-                 || service_code(err) == service_error::unavailable);
-          promise.deliver(std::move(err));
-        });
-  };
-  if (where.forward)
-    ask(std::forward<Ts>(xs)..., std::move(origin));
-  else
-    ask(std::forward<Ts>(xs)...);
+  self->request(target, caf::duration{self->state.request_timeout}, std::forward<Ts>(xs)...)
+    .then(
+      [promise, finish](Result& answer) mutable {
+        finish(false);
+        promise.deliver(std::move(answer));
+      },
+      [promise, finish](caf::error& err) mutable {
+        // A refusal (unauthenticated, limited) is an answer, not a failure of this node.
+        finish(err.category() != service_error_category::value || service_code(err) == service_error::internal
+               || service_code(err) == service_error::unavailable);
+        promise.deliver(std::move(err));
+      });
+}
+
+/// Sends the message to where admit() says: the manager gets it without the origin, another endpoint with it.
+/// A message of a sampled trace (its origin's traceparent) is recorded as a span here; a forwarded one names it.
+template <class Result, class... Ts>
+caf::result<Result> route(endpoint_actor* self, const char* kind, const std::string& user_id, cluster_origin& origin,
+                          Ts&&... xs) {
+  auto where = admit(self, kind, user_id, origin);
+  if (!where.target)
+    return std::move(where.refused);
+  auto promise = self->make_response_promise<Result>();
+  auto span = open_span(self, kind, origin.traceparent, origin.tracestate, origin.node_id);
+  if (where.forward) {
+    if (span) {
+      span->attributes.emplace_back("troupe.cluster.forwarded_to", "owner");
+      origin.traceparent = tracing::format_traceparent(span->trace, span->id, true);
+    }
+    hand_over(self, promise, where.target, std::move(span), std::forward<Ts>(xs)..., std::move(origin));
+  } else {
+    hand_over(self, promise, where.target, std::move(span), std::forward<Ts>(xs)...);
+  }
   return promise;
 }
 
@@ -165,6 +182,21 @@ caf::result<uint64_t> on_every_shard(endpoint_actor* self, Ask ask) {
   return promise;
 }
 
+/// This node's limiter shard of `key` decides (a request of another node's, in its trace when `traceparent` says).
+caf::result<limit_decision> limit(endpoint_actor* self, limit_atom a, std::string& key, rate_policy& policy,
+                                  const std::string& traceparent) {
+  count_request(self, "limit");
+  auto& st = self->state;
+  auto shard = st.limiter_shards > 0 ? st.names->get(limiter_shard_name(shard_of(key, st.limiter_shards)))
+                                     : std::nullopt;
+  if (!shard)
+    return make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly.");
+  auto promise = self->make_response_promise<limit_decision>();
+  hand_over(self, promise, *shard, open_span(self, "limit", traceparent, {}, {}), a, std::move(key),
+            std::move(policy));
+  return promise;
+}
+
 /// This node's login throttle, for a message about an address it holds.
 std::optional<caf::actor> login_throttle(endpoint_actor* self) {
   count_request(self, "throttle");
@@ -196,6 +228,7 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
   st.limiter_shards = opts.limiter_shards;
   st.probes = std::move(opts.probes);
   st.spans = std::move(opts.spans);
+  st.request_timeout = opts.request_timeout;
   return {
     [self](authorize_atom, std::string& user_id, credential& cred, cluster_origin& origin) {
       return route<identity>(self, "authorize", user_id, origin, authorize_atom::value, user_id, std::move(cred));
@@ -262,16 +295,10 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
     },
     // The addresses this node holds: their limiter buckets and login throttle.
     [self](limit_atom a, std::string& key, rate_policy& policy) -> caf::result<limit_decision> {
-      count_request(self, "limit");
-      auto& st = self->state;
-      auto shard = st.limiter_shards > 0 ? st.names->get(limiter_shard_name(shard_of(key, st.limiter_shards)))
-                                         : std::nullopt;
-      if (!shard)
-        return make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly.");
-      auto promise = self->make_response_promise<limit_decision>();
-      promise.delegate(*shard, a, std::move(key), std::move(policy));
-      return promise;
+      return limit(self, a, key, policy, {});
     },
+    [self](limit_atom a, std::string& key, rate_policy& policy, std::string& traceparent)
+      -> caf::result<limit_decision> { return limit(self, a, key, policy, traceparent); },
     [self](throttle_check_atom a, std::string& email, std::string& ip) -> caf::result<int64_t> {
       auto throttle = login_throttle(self);
       if (!throttle)

@@ -24,6 +24,8 @@
 // The client addresses this node holds (placed like cache keys, by "ip:<address>"): exact per-address limits
 // across the cluster.
 //   (limit_atom, key, rate_policy) -> limit_decision            to this node's limiter shard of the key
+//   (limit_atom, key, rate_policy, traceparent) -> limit_decision   the same, for a request of that (W3C) trace: a
+//                                                               sampled one is recorded as a span "cluster limit"
 //   (throttle_check_atom, email, ip) -> int64_t, (throttle_fail_atom, email, ip), (throttle_reset_atom, email, ip)
 //                                                               to this node's login throttle (login_throttle_name)
 //
@@ -55,6 +57,9 @@ struct cluster_endpoint_options {
   size_t limiter_shards = 0;              // "limits.shard.<i>"; 0: limit messages are refused
   std::shared_ptr<probe_registry> probes; // null when this node's debug mode is off
   std::shared_ptr<tracing::span_queue> spans; // where its spans go (null: tracing.otlp_endpoint unset)
+  /// How long a traced request waits for this node's answer before it fails (cluster.request_timeout_ms, the
+  /// sender's own wait: an answer after it would reach nobody).
+  std::chrono::milliseconds request_timeout{5000};
 };
 
 /// Spawns the endpoint linked to `parent` (the membership actor).

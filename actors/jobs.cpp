@@ -94,15 +94,17 @@ auto not_recorded(queue_actor* self, const std::string& id, const char* what) {
   };
 }
 
-/// Ends the span of job `id`'s attempt (failed: with an error status) and hands it to the export.
-void end_span(queue_actor* self, const std::string& id, bool failed) {
+/// Ends the span of job `id`'s attempt with its outcome (done, failed, lease_lost, released; all but done with an
+/// error status) and hands it to the export.
+void end_span(queue_actor* self, const std::string& id, const char* outcome) {
   auto i = self->state.running.find(id);
   if (i == self->state.running.end() || !i->second.span)
     return;
   auto span = std::move(*i->second.span);
   i->second.span.reset();
   span.end_unix_ns = tracing::unix_now_ns();
-  span.error = failed;
+  span.error = std::string_view{outcome} != "done";
+  span.attributes.emplace_back("troupe.job.outcome", outcome);
   std::vector<tracing::span> one;
   one.push_back(std::move(span));
   self->state.opts.spans->push(std::move(one));
@@ -118,7 +120,7 @@ std::string trace_of(queue_actor* self, const std::string& id) {
 }
 
 void finished(queue_actor* self, const std::string& id, std::string result) {
-  end_span(self, id, false);
+  end_span(self, id, "done");
   auto end = ending(self, id);
   if (!end)
     return;
@@ -133,7 +135,7 @@ void finished(queue_actor* self, const std::string& id, std::string result) {
 }
 
 void failed(queue_actor* self, const std::string& id, const caf::error& err) {
-  end_span(self, id, true);
+  end_span(self, id, "failed");
   log::trace_scope in_trace{trace_of(self, id)};
   auto end = ending(self, id);
   if (!end)
@@ -254,6 +256,7 @@ void renew(queue_actor* self) {
             continue; // it finished meanwhile
           log::warn("job lease lost; stopping its worker", log::fields{}.add("job_id", id));
           st.opts.counters->lost++;
+          end_span(self, id, "lease_lost");
           self->send_exit(i->second.runner,
                           caf::exit_reason::user_shutdown); // kill would take the queue (linked) down too
           st.running.erase(i);
@@ -289,6 +292,8 @@ caf::behavior queue_impl(queue_actor* self, job_queue_options opts) {
         std::vector<std::string> ids;
         for (const auto& [id, job] : st.running)
           ids.push_back(id);
+        for (const auto& id : ids)
+          end_span(self, id, "released");
         caf::anon_send(*db, job_release_atom::value, st.opts.owner, std::move(ids));
       }
     self->quit(msg.reason);

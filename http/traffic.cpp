@@ -194,6 +194,7 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
   // In a cluster a subject's bucket lives on the node that holds the key (its endpoint hands the request to its
   // own shard), so one address gets one limit however requests are spread.
   auto shard = remote_owner(options_.cluster.get(), key);
+  bool remote = shard.has_value();
   if (!shard)
     shard = bridge_.find(limiter_shard_name(shard_of(key, options_.shards)));
   if (!shard) {
@@ -201,14 +202,27 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
     return;
   }
   auto p = policy->second;
-  self->request(*shard, caf::duration{std::chrono::seconds{5}}, limit_atom::value, key, p)
-    .then(
-      [this, r, p, subject, then = std::move(then)](limit_decision& d) {
-        r->mark("rate_limit");
-        if (apply(r, p, d, subject))
-          then();
-      },
-      [r](caf::error& err) { r->fail(err); });
+  // A call to another node is a span of its own ("cluster"), the parent of the other node's.
+  auto span = remote ? tracing::new_span_id() : tracing::span_id{};
+  auto sent = std::chrono::steady_clock::now();
+  auto answered = [this, r, p, subject, then = std::move(then), remote, span, sent](limit_decision& d) {
+    if (remote)
+      r->mark("cluster", span, sent);
+    r->mark("rate_limit");
+    if (apply(r, p, d, subject))
+      then();
+  };
+  auto failed = [r, remote, span, sent](caf::error& err) {
+    if (remote)
+      r->mark("cluster", span, sent);
+    r->fail(err);
+  };
+  auto timeout = caf::duration{std::chrono::seconds{5}};
+  if (remote)
+    self->request(*shard, timeout, limit_atom::value, key, p, r->req().trace.traceparent_for(span))
+      .then(std::move(answered), std::move(failed));
+  else
+    self->request(*shard, timeout, limit_atom::value, key, p).then(std::move(answered), std::move(failed));
 }
 
 rate_policy traffic_control::policy(const std::string& name) const {

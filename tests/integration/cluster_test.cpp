@@ -781,8 +781,12 @@ TEST_F(Cluster, ARequestsTraceCrossesToTheUsersOwner) {
   EXPECT_EQ(served.kind, 2) << "a SERVER span";
   EXPECT_EQ(served.parent, call.id) << "a child of the call that reached it";
   EXPECT_EQ(served.state, "rojo=00f067aa0ba902b7");
-  EXPECT_EQ(served.attributes.at("troupe.node"), owner);
-  EXPECT_EQ(served.attributes.at("troupe.cluster.sender"), ids_[entry]);
+  auto attribute = [](const otlp_span& span, const std::string& key) {
+    auto i = span.attributes.find(key);
+    return i == span.attributes.end() ? std::string{"(none)"} : i->second;
+  };
+  EXPECT_EQ(attribute(served, "troupe.node"), owner);
+  EXPECT_EQ(attribute(served, "troupe.cluster.sender"), ids_[entry]);
   // One machine, one clock: the owner's span lies within the call, the call within the request.
   EXPECT_LE(request.start, call.start);
   EXPECT_LE(call.start, served.start);
@@ -813,5 +817,34 @@ TEST_F(Cluster, ARequestsTraceCrossesToTheUsersOwner) {
   while (authorize_spans() == 0 && clock_type::now() < deadline)
     std::this_thread::sleep_for(50ms);
   EXPECT_EQ(authorize_spans(), 2u) << "the two sampled calls, not the unsampled one";
+
+  // A sign-in's per-address limit is decided by the node that holds the address: its span joins the trace too.
+  auto address_owner = placed_owner(ids_, "ip:127.0.0.1");
+  size_t other = address_owner == ids_[0] ? 1 : 0;
+  const std::string signin = "6bf92f3577b34da6a3ce929d0e0e4738";
+  auto login = http({"POST", nodes_[other]->url("/api/auth/login"),
+                     R"({"email":"traced@example.com","password":"correct horse battery"})",
+                     {"Content-Type: application/json", "traceparent: 00-" + signin + "-" + caller_span + "-01"},
+                     10000});
+  ASSERT_EQ(login.status, 200) << login.body;
+  std::optional<otlp_span> limit_call, limit_served;
+  deadline = clock_type::now() + 15s;
+  do {
+    limit_call.reset();
+    limit_served.reset();
+    for (auto& span : otlp_spans(collector))
+      if (span.trace == signin && span.name == "cluster")
+        limit_call = span;
+      else if (span.trace == signin && span.name == "cluster limit")
+        limit_served = span;
+    if (limit_call && limit_served)
+      break;
+    std::this_thread::sleep_for(50ms);
+  } while (clock_type::now() < deadline);
+  ASSERT_TRUE(limit_call && limit_served) << "the limit call's spans did not arrive";
+  EXPECT_EQ(limit_call->node, ids_[other]);
+  EXPECT_EQ(limit_served->node, address_owner);
+  EXPECT_EQ(limit_served->parent, limit_call->id);
+  EXPECT_EQ(limit_served->kind, 2);
   nodes_.clear(); // before the collector goes: their last batches reach it
 }

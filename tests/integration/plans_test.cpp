@@ -255,7 +255,7 @@ TEST_F(Plans, JobAttemptsAreTracedWithTheirStepsAndCalls) {
       EXPECT_GE(s.start, upload_job->start) << s.name;
       EXPECT_LE(s.end, upload_job->end) << s.name;
     }
-  EXPECT_GE(steps, 3u) << "loading, expanding or processing, committing";
+  EXPECT_GE(steps, 3u) << "loading, expanding, processing (an archive)";
   // The plan's model call: an INTERNAL span of the plan's trace, its gateway stages under it.
   EXPECT_EQ(plan->kind, 5);
   EXPECT_EQ(plan->attributes["troupe.job.id"], str(job, "id"));
