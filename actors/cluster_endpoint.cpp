@@ -184,7 +184,7 @@ caf::result<uint64_t> on_every_shard(endpoint_actor* self, Ask ask) {
 
 /// This node's limiter shard of `key` decides (a request of another node's, in its trace when `traceparent` says).
 caf::result<limit_decision> limit(endpoint_actor* self, limit_atom a, std::string& key, rate_policy& policy,
-                                  const std::string& traceparent) {
+                                  const std::string& traceparent, const std::string& tracestate) {
   count_request(self, "limit");
   auto& st = self->state;
   auto shard = st.limiter_shards > 0 ? st.names->get(limiter_shard_name(shard_of(key, st.limiter_shards)))
@@ -192,7 +192,7 @@ caf::result<limit_decision> limit(endpoint_actor* self, limit_atom a, std::strin
   if (!shard)
     return make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly.");
   auto promise = self->make_response_promise<limit_decision>();
-  hand_over(self, promise, *shard, open_span(self, "limit", traceparent, {}, {}), a, std::move(key),
+  hand_over(self, promise, *shard, open_span(self, "limit", traceparent, tracestate, {}), a, std::move(key),
             std::move(policy));
   return promise;
 }
@@ -295,10 +295,10 @@ caf::behavior endpoint_impl(endpoint_actor* self, cluster_endpoint_options opts)
     },
     // The addresses this node holds: their limiter buckets and login throttle.
     [self](limit_atom a, std::string& key, rate_policy& policy) -> caf::result<limit_decision> {
-      return limit(self, a, key, policy, {});
+      return limit(self, a, key, policy, {}, {});
     },
-    [self](limit_atom a, std::string& key, rate_policy& policy, std::string& traceparent)
-      -> caf::result<limit_decision> { return limit(self, a, key, policy, traceparent); },
+    [self](limit_atom a, std::string& key, rate_policy& policy, std::string& traceparent, std::string& tracestate)
+      -> caf::result<limit_decision> { return limit(self, a, key, policy, traceparent, tracestate); },
     [self](throttle_check_atom a, std::string& email, std::string& ip) -> caf::result<int64_t> {
       auto throttle = login_throttle(self);
       if (!throttle)

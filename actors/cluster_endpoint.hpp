@@ -24,7 +24,8 @@
 // The client addresses this node holds (placed like cache keys, by "ip:<address>"): exact per-address limits
 // across the cluster.
 //   (limit_atom, key, rate_policy) -> limit_decision            to this node's limiter shard of the key
-//   (limit_atom, key, rate_policy, traceparent) -> limit_decision   the same, for a request of that (W3C) trace: a
+//   (limit_atom, key, rate_policy, traceparent, tracestate) -> limit_decision
+//                                                               the same, for a request of that (W3C) trace: a
 //                                                               sampled one is recorded as a span "cluster limit"
 //   (throttle_check_atom, email, ip) -> int64_t, (throttle_fail_atom, email, ip), (throttle_reset_atom, email, ip)
 //                                                               to this node's login throttle (login_throttle_name)

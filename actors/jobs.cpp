@@ -287,13 +287,13 @@ caf::behavior queue_impl(queue_actor* self, job_queue_options opts) {
       return;
     }
     // Shutdown (or the supervisor's order): give the running jobs back at once rather than after their lease.
+    for (auto& [id, job] : st.running)
+      end_span(self, id, "released");
     if (!st.running.empty())
       if (auto db = database(self)) {
         std::vector<std::string> ids;
         for (const auto& [id, job] : st.running)
           ids.push_back(id);
-        for (const auto& id : ids)
-          end_span(self, id, "released");
         caf::anon_send(*db, job_release_atom::value, st.opts.owner, std::move(ids));
       }
     self->quit(msg.reason);

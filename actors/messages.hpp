@@ -82,8 +82,8 @@ typename Inspector::result_type inspect(Inspector& f, limit_decision& x) {
   return f(caf::meta::type_name("limit_decision"), x.allowed, x.remaining, x.reset_s, x.retry_after_s, x.per_minute);
 }
 
-/// (limit_atom, std::string key, rate_policy) -> limit_decision; to another node's endpoint also with a
-/// std::string traceparent (the request's trace, actors/cluster_endpoint.hpp)
+/// (limit_atom, std::string key, rate_policy) -> limit_decision; to another node's endpoint also with the request's
+/// traceparent and tracestate (std::string each, actors/cluster_endpoint.hpp)
 using limit_atom = caf::atom_constant<caf::atom("limit")>;
 
 // --- Authentication and sessions ----------------------------------------------------------------------------------

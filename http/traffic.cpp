@@ -56,6 +56,7 @@ traffic_options traffic_options_from(const config::settings& s) {
   traffic.shards = limiter_shard_count(lim);
   traffic.trusted_proxies = split_list(s.http.trusted_proxies);
   traffic.max_failure_buckets = static_cast<size_t>(lim.max_keys);
+  traffic.remote_timeout = std::chrono::milliseconds{s.cluster.request_timeout_ms};
   return traffic;
 }
 
@@ -217,12 +218,14 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
       r->mark("cluster", span, sent);
     r->fail(err);
   };
-  auto timeout = caf::duration{std::chrono::seconds{5}};
   if (remote)
-    self->request(*shard, timeout, limit_atom::value, key, p, r->req().trace.traceparent_for(span))
+    self
+      ->request(*shard, caf::duration{options_.remote_timeout}, limit_atom::value, key, p,
+                r->req().trace.traceparent_for(span), r->req().trace.tracestate)
       .then(std::move(answered), std::move(failed));
   else
-    self->request(*shard, timeout, limit_atom::value, key, p).then(std::move(answered), std::move(failed));
+    self->request(*shard, caf::duration{std::chrono::seconds{5}}, limit_atom::value, key, p)
+      .then(std::move(answered), std::move(failed));
 }
 
 rate_policy traffic_control::policy(const std::string& name) const {

@@ -40,6 +40,7 @@ struct traffic_options {
   std::map<std::string, rate_policy> policies;  // by name: default, generate, auth, anonymous
   size_t shards = 1;                            // limiter shards "limits.shard.<i>"
   std::shared_ptr<cluster_state> cluster;       // a key another node holds goes to its endpoint (null: all here)
+  std::chrono::milliseconds remote_timeout{5000}; // a request to that node (cluster.request_timeout_ms)
   std::vector<std::string> trusted_proxies;     // exact addresses whose X-Forwarded-For is believed
   size_t max_failure_buckets = 100000;          // addresses whose failed authentications are counted at most
   std::shared_ptr<shed_state> shedding = std::make_shared<shed_state>();

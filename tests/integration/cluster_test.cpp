@@ -827,22 +827,28 @@ TEST_F(Cluster, ARequestsTraceCrossesToTheUsersOwner) {
                      {"Content-Type: application/json", "traceparent: 00-" + signin + "-" + caller_span + "-01"},
                      10000});
   ASSERT_EQ(login.status, 200) << login.body;
-  std::optional<otlp_span> limit_call, limit_served;
+  std::optional<otlp_span> signin_request, limit_call, limit_served;
   deadline = clock_type::now() + 15s;
   do {
+    signin_request.reset();
     limit_call.reset();
     limit_served.reset();
     for (auto& span : otlp_spans(collector))
-      if (span.trace == signin && span.name == "cluster")
+      if (span.trace == signin && span.name == "POST /api/auth/login")
+        signin_request = span;
+      else if (span.trace == signin && span.name == "cluster")
         limit_call = span;
       else if (span.trace == signin && span.name == "cluster limit")
         limit_served = span;
-    if (limit_call && limit_served)
+    if (signin_request && limit_call && limit_served)
       break;
     std::this_thread::sleep_for(50ms);
   } while (clock_type::now() < deadline);
-  ASSERT_TRUE(limit_call && limit_served) << "the limit call's spans did not arrive";
+  ASSERT_TRUE(signin_request && limit_call && limit_served) << "the limit call's spans did not arrive";
   EXPECT_EQ(limit_call->node, ids_[other]);
+  EXPECT_EQ(limit_call->kind, 3) << "a CLIENT span";
+  EXPECT_EQ(limit_call->parent, signin_request->id);
+  EXPECT_EQ(attribute(*limit_served, "troupe.node"), address_owner);
   EXPECT_EQ(limit_served->node, address_owner);
   EXPECT_EQ(limit_served->parent, limit_call->id);
   EXPECT_EQ(limit_served->kind, 2);
