@@ -10,9 +10,13 @@
 #   B. cost per sample, directly: both troupes idle for IDLE seconds with ops.sample_ms=100 and 3600000; the CPU time
 #      each spent (utime + stime, /proc/PID/stat) over the same time, the difference divided by the samples taken
 #      (troupe_ops_history_samples). At the default interval that is the share of one core sampling takes.
+#   C. what tracing costs (issue 17 item 7): GET /api/me on a troupe that records every trace (tracing.sample_ratio=1)
+#      and exports it over OTLP/HTTP to a collector (nginx answering every POST with 200), against one without
+#      tracing.otlp_endpoint; same rounds as A. Reported with the spans exported and dropped (the bounded queue drops
+#      what the exporter cannot send in time). No target in the issue: a figure for operators choosing a ratio.
 #
-# Knobs: ROUNDS=5 DURATION=10s CONNECTIONS=32 IDLE=20, TROUPE_DATABASE_URL (else a throw-away PostgreSQL under var/),
-# BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
+# Knobs: ROUNDS=5 DURATION=10s CONNECTIONS=32 IDLE=20, NGINX=/usr/sbin/nginx, TROUPE_DATABASE_URL (else a throw-away
+# PostgreSQL under var/), BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -23,6 +27,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 IDLE=${IDLE:-20}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+NGINX=${NGINX:-/usr/sbin/nginx}
 TARGET=0.98
 
 BENCH_NAME=bench-ops
@@ -30,9 +35,11 @@ BENCH_NAME=bench-ops
 source bench/lib.sh
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $IDLE =~ ^[1-9][0-9]*$ ]] || die "ROUNDS and IDLE must be positive integers"
+stop_at_exit=(nginx_pid) # the collector of C
 on_exit bench_cleanup
 build_release troupe
 command -v wrk >/dev/null || die "wrk is not installed (scripts/install-deps installs it)"
+[[ -x $NGINX ]] || die "nginx is not installed at $NGINX (scripts/install-deps installs it)"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/out/ops-$stamp
 mkdir -p "$out"
@@ -86,11 +93,41 @@ per_sample_ms=$(awk -v b=$((busy1 - busy0)) -v i=$((idle1 - idle0)) -v n=$((n1 -
 share_default=$(awk -v ms="$per_sample_ms" 'BEGIN { printf "%.4f\n", 100 * ms / 5000 }')
 v_b=$(at_most "$share_default" 2)
 
+# ---- C. tracing ----------------------------------------------------------------------------------------------------
+stop_pid "$busy_pid" troupe
+stop_pid "$idle_pid" troupe
+collector_port=$(free_port)
+collector_dir=$root/$out/collector # nginx -p wants an absolute prefix
+mkdir -p "$collector_dir"
+start_nginx "$NGINX" "$collector_dir" "$collector_port" 1 "$out/collector.log"
+start_troupe traced traced_port "${common[@]}" --set "tracing.otlp_endpoint=http://127.0.0.1:$collector_port/v1/traces" \
+  --set tracing.sample_ratio=1
+start_troupe untraced untraced_port "${common[@]}"
+token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0.0.1:$traced_port/api/auth/login" |
+  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[[ -n $token ]] || die "could not sign in"
+for ((round = 1; round <= ROUNDS; round++)); do
+  for name in untraced traced; do
+    port_var=${name}_port
+    wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" \
+      "http://127.0.0.1:${!port_var}/api/me"
+    ((NON2XX == 0)) || die "$name answered $NON2XX non-2xx responses"
+    rps[$name]+="$RPS "
+    log "round $round: $name $RPS req/s"
+  done
+done
+sleep 2 # the exporter's last batches
+spans() { curl -sf "http://127.0.0.1:$traced_port/metrics" | awk -v o="$1" '$1 == "troupe_tracing_spans_total{outcome=\"" o "\"}" { print $2 }'; }
+exported=$(spans exported) dropped=$(spans dropped) failed=$(spans failed)
+med_traced=$(median_list "${rps[traced]}")
+med_untraced=$(median_list "${rps[untraced]}")
+ratio_c=$(awk -v a="$med_traced" -v b="$med_untraced" 'BEGIN { printf "%.3f\n", a / b }')
+
 machine_facts
 report=$(
   echo "## bench-ops, $(date -u '+%Y-%m-%d %H:%M') UTC ($commit)"
   echo
-  echo "- command: \`make bench-ops\` (A: wrk -t2 -c$CONNECTIONS -d$DURATION GET /api/me, $ROUNDS rounds alternating unsampled/sampled; B: two idle troupes for ${IDLE}s, ops.sample_ms=100 vs 3600000)"
+  echo "- command: \`make bench-ops\` (A: wrk -t2 -c$CONNECTIONS -d$DURATION GET /api/me, $ROUNDS rounds alternating unsampled/sampled; B: two idle troupes for ${IDLE}s, ops.sample_ms=100 vs 3600000; C: as A, tracing.sample_ratio=1 exporting to nginx vs no export)"
   echo "- machine: $cpu, $(nproc) CPUs (nproc), $mem RAM; wrk, both troupes and PostgreSQL share the CPUs"
   echo
   echo "| troupe | ops.sample_ms | req/s per round | median |"
@@ -104,6 +141,15 @@ report=$(
   echo "|---|---|---|"
   echo "| sampling costs <= 2% throughput: sampled >= ${TARGET}x unsampled req/s | ${ratio_a}x ($med_sampled vs $med_unsampled) | $v_a |"
   echo "| the sampler's own CPU at ops.sample_ms=5000 <= 2% of a core | ${share_default}% (${per_sample_ms} ms per sample) | $v_b |"
+  echo
+  echo "C: tracing every request (tracing.sample_ratio=1, OTLP/HTTP JSON to nginx) against no export, same wrk rounds:"
+  echo
+  echo "| troupe | req/s per round | median |"
+  echo "|---|---|---|"
+  echo "| untraced | ${rps[untraced]}| $med_untraced |"
+  echo "| traced | ${rps[traced]}| $med_traced |"
+  echo
+  echo "Traced/untraced: ${ratio_c}x. Spans exported $exported, dropped $dropped (queue full), failed $failed."
 )
 echo "$report" | tee "$out/report.md"
 ensure_results_file "$RESULTS"
