@@ -14,6 +14,10 @@
 #      and exports it over OTLP/HTTP to a collector (nginx answering every POST with 200), against one without
 #      tracing.otlp_endpoint; same rounds as A. Reported with the spans exported and dropped (the bounded queue drops
 #      what the exporter cannot send in time). No target in the issue: a figure for operators choosing a ratio.
+#   D. what gzip costs (issue 17 item 6): GET /dashboard/chart.js (about 200 KB of JavaScript, cheap to produce, so
+#      the compression is what is measured; /metrics is not: rendering it, about 3 ms, hides the gzip) on one troupe,
+#      asked with and without Accept-Encoding: gzip, same rounds; with the bytes in and out of
+#      troupe_http_compressed_bytes_total. A figure, no target.
 #
 # Knobs: ROUNDS=5 DURATION=10s CONNECTIONS=32 IDLE=20, NGINX=/usr/sbin/nginx, TROUPE_DATABASE_URL (else a throw-away
 # PostgreSQL under var/), BENCH_SKIP_BUILD=1, BENCH_RESULTS (file).
@@ -123,11 +127,32 @@ med_traced=$(median_list "${rps[traced]}")
 med_untraced=$(median_list "${rps[untraced]}")
 ratio_c=$(awk -v a="$med_traced" -v b="$med_untraced" 'BEGIN { printf "%.3f\n", a / b }')
 
+# ---- D. gzip --------------------------------------------------------------------------------------------------------
+asset=/dashboard/chart.js
+asset_bytes=$(curl -sf "http://127.0.0.1:$untraced_port$asset" | wc -c)
+for ((round = 1; round <= ROUNDS; round++)); do
+  for name in identity gzip; do
+    encoding=()
+    [[ $name == gzip ]] && encoding=(-H "Accept-Encoding: gzip")
+    wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" "${encoding[@]}" \
+      "http://127.0.0.1:$untraced_port$asset"
+    ((NON2XX == 0)) || die "$name answered $NON2XX non-2xx responses"
+    rps[$name]+="$RPS "
+    log "round $round: $asset $name $RPS req/s"
+  done
+done
+zipped() { curl -sf "http://127.0.0.1:$untraced_port/metrics" | awk -v d="$1" '$1 == "troupe_http_compressed_bytes_total{stage=\"" d "\"}" { print $2 }'; }
+zipped_in=$(zipped in) zipped_out=$(zipped out)
+med_gzip=$(median_list "${rps[gzip]}")
+med_identity=$(median_list "${rps[identity]}")
+ratio_d=$(awk -v a="$med_gzip" -v b="$med_identity" 'BEGIN { printf "%.3f\n", a / b }')
+shrink=$(awk -v i="$zipped_in" -v o="$zipped_out" 'BEGIN { printf "%.3f\n", (i > 0) ? o / i : 0 }')
+
 machine_facts
 report=$(
   echo "## bench-ops, $(date -u '+%Y-%m-%d %H:%M') UTC ($commit)"
   echo
-  echo "- command: \`make bench-ops\` (A: wrk -t2 -c$CONNECTIONS -d$DURATION GET /api/me, $ROUNDS rounds alternating unsampled/sampled; B: two idle troupes for ${IDLE}s, ops.sample_ms=100 vs 3600000; C: as A, tracing.sample_ratio=1 exporting to nginx vs no export)"
+  echo "- command: \`make bench-ops\` (A: wrk -t2 -c$CONNECTIONS -d$DURATION GET /api/me, $ROUNDS rounds alternating unsampled/sampled; B: two idle troupes for ${IDLE}s, ops.sample_ms=100 vs 3600000; C: as A, tracing.sample_ratio=1 exporting to nginx vs no export; D: GET /dashboard/chart.js with and without gzip)"
   echo "- machine: $cpu, $(nproc) CPUs (nproc), $mem RAM; wrk, both troupes and PostgreSQL share the CPUs"
   echo
   echo "| troupe | ops.sample_ms | req/s per round | median |"
@@ -150,6 +175,15 @@ report=$(
   echo "| traced | ${rps[traced]}| $med_traced |"
   echo
   echo "Traced/untraced: ${ratio_c}x. Spans exported $exported, dropped $dropped (queue full), failed $failed."
+  echo
+  echo "D: GET $asset (${asset_bytes} bytes) with Accept-Encoding: gzip (http.gzip_level 5) against without, same wrk rounds:"
+  echo
+  echo "| asked | req/s per round | median |"
+  echo "|---|---|---|"
+  echo "| identity | ${rps[identity]}| $med_identity |"
+  echo "| gzip | ${rps[gzip]}| $med_gzip |"
+  echo
+  echo "Gzip/identity: ${ratio_d}x; the gzipped bodies were ${shrink} of their size ($zipped_in bytes in, $zipped_out out)."
 )
 echo "$report" | tee "$out/report.md"
 ensure_results_file "$RESULTS"
