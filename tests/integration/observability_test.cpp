@@ -119,6 +119,31 @@ TEST_F(Observability, RoutesAreForAdminsOnly) {
   EXPECT_EQ(chart.status, 200);
   EXPECT_NE(chart.body.find("Chart.js v3"), std::string::npos);
   EXPECT_GT(chart.body.size(), 100000u);
+  EXPECT_EQ(chart.header("content-encoding"), "");
+  // Asked with gzip: the copy compressed once at start, not compressed again per request (the server's counter of
+  // compressed bytes stays where it was).
+  auto compressed_in = [&] {
+    auto metrics = get("/metrics").body;
+    auto at = metrics.find("troupe_http_compressed_bytes_total{stage=\"in\"} ");
+    return at == std::string::npos ? std::string{"0"} : metrics.substr(at, metrics.find('\n', at) - at);
+  };
+  auto before = compressed_in();
+  std::string first;
+  for (int i = 0; i < 2; ++i) {
+    auto zipped = http({"GET", t_->url("/dashboard/chart.js"), "", {"Accept-Encoding: gzip, br"}, 5000});
+    ASSERT_EQ(zipped.status, 200);
+    EXPECT_EQ(zipped.header("content-encoding"), "gzip");
+    EXPECT_EQ(zipped.header("vary"), "Accept-Encoding");
+    ASSERT_GE(zipped.body.size(), 2u);
+    EXPECT_EQ(static_cast<unsigned char>(zipped.body[0]), 0x1f);
+    EXPECT_EQ(static_cast<unsigned char>(zipped.body[1]), 0x8b);
+    EXPECT_LT(zipped.body.size(), chart.body.size() / 2);
+    if (i == 0)
+      first = zipped.body;
+    else
+      EXPECT_EQ(zipped.body, first) << "the same bytes every time";
+  }
+  EXPECT_EQ(compressed_in(), before);
 }
 
 // Requests show up in the history: rates per family, latency quantiles, the process's CPU and memory, the
