@@ -5,8 +5,8 @@
 #   A. throughput: GET /api/me with a JWT on two troupes that differ only in ops.sample_ms: the default 5000
 #      ("sampled") and 3600000 ("unsampled": one sample an hour, none during the run); wrk -t2 -c32, ROUNDS rounds of
 #      DURATION each, alternating, one server idle while the other is measured. Target: sampled >= 0.98x unsampled
-#      (medians). On this 2-core machine the rounds' spread is several %: the figure is noisy by nature, which is why
-#      B exists.
+#      (medians; each round's order alternates, ABBA). On this 2-core machine the rounds' spread is several %: the
+#      figure is noisy by nature, which is why B exists.
 #   B. cost per sample, directly: both troupes idle for IDLE seconds with ops.sample_ms=100 and 3600000; the CPU time
 #      each spent (utime + stime, /proc/PID/stat) over the same time, the difference divided by the samples taken
 #      (troupe_ops_history_samples). At the default interval that is the share of one core sampling takes.
@@ -61,10 +61,13 @@ token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $token ]] || die "could not sign in"
 
+# in_turn ROUND A B: "A B" in odd rounds, "B A" in even ones, so that neither side always runs second (ABBA).
+in_turn() { if (($1 % 2)); then echo "$2 $3"; else echo "$3 $2"; fi; }
+
 # ---- A. throughput -------------------------------------------------------------------------------------------------
 declare -A rps
 for ((round = 1; round <= ROUNDS; round++)); do
-  for name in unsampled sampled; do
+  for name in $(in_turn "$round" unsampled sampled); do
     port_var=${name}_port
     wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" \
       "http://127.0.0.1:${!port_var}/api/me"
@@ -111,7 +114,7 @@ token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $token ]] || die "could not sign in"
 for ((round = 1; round <= ROUNDS; round++)); do
-  for name in untraced traced; do
+  for name in $(in_turn "$round" untraced traced); do
     port_var=${name}_port
     wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" \
       "http://127.0.0.1:${!port_var}/api/me"
@@ -131,7 +134,7 @@ ratio_c=$(awk -v a="$med_traced" -v b="$med_untraced" 'BEGIN { printf "%.3f\n", 
 asset=/dashboard/chart.js
 asset_bytes=$(curl -sf "http://127.0.0.1:$untraced_port$asset" | wc -c)
 for ((round = 1; round <= ROUNDS; round++)); do
-  for name in identity gzip; do
+  for name in $(in_turn "$round" identity gzip); do
     encoding=()
     [[ $name == gzip ]] && encoding=(-H "Accept-Encoding: gzip")
     wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" "${encoding[@]}" \
@@ -143,6 +146,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 zipped() { curl -sf "http://127.0.0.1:$untraced_port/metrics" | awk -v d="$1" '$1 == "troupe_http_compressed_bytes_total{stage=\"" d "\"}" { print $2 }'; }
 zipped_in=$(zipped in) zipped_out=$(zipped out)
+zipped_in=${zipped_in:-0} zipped_out=${zipped_out:-0}
 med_gzip=$(median_list "${rps[gzip]}")
 med_identity=$(median_list "${rps[identity]}")
 ratio_d=$(awk -v a="$med_gzip" -v b="$med_identity" 'BEGIN { printf "%.3f\n", a / b }')
@@ -183,7 +187,11 @@ report=$(
   echo "| identity | ${rps[identity]}| $med_identity |"
   echo "| gzip | ${rps[gzip]}| $med_gzip |"
   echo
-  echo "Gzip/identity: ${ratio_d}x; the gzipped bodies were ${shrink} of their size ($zipped_in bytes in, $zipped_out out)."
+  if [[ $zipped_in == 0 ]]; then
+    echo "Gzip/identity: ${ratio_d}x; nothing was compressed per request (troupe_http_compressed_bytes_total stayed 0: the asset is gzipped once)."
+  else
+    echo "Gzip/identity: ${ratio_d}x; the gzipped bodies were ${shrink} of their size ($zipped_in bytes in, $zipped_out out)."
+  fi
 )
 echo "$report" | tee "$out/report.md"
 ensure_results_file "$RESULTS"
