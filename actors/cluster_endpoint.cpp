@@ -109,9 +109,7 @@ void hand_over(endpoint_actor* self, caf::typed_response_promise<Result>& promis
   auto finish = [spans = self->state.spans, span = std::move(*span)](bool failed) mutable {
     span.end_unix_ns = tracing::unix_now_ns();
     span.error = failed;
-    std::vector<tracing::span> one;
-    one.push_back(std::move(span));
-    spans->push(std::move(one));
+    spans->push(std::move(span));
   };
   self->request(target, caf::duration{self->state.request_timeout}, std::forward<Ts>(xs)...)
     .then(

@@ -105,9 +105,7 @@ void end_span(queue_actor* self, const std::string& id, const char* outcome) {
   span.end_unix_ns = tracing::unix_now_ns();
   span.error = std::string_view{outcome} != "done";
   span.attributes.emplace_back("troupe.job.outcome", outcome);
-  std::vector<tracing::span> one;
-  one.push_back(std::move(span));
-  self->state.opts.spans->push(std::move(one));
+  self->state.opts.spans->push(std::move(span));
 }
 
 /// The trace id of job `id`'s attempt ("" when unknown), for its log lines.

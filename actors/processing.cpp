@@ -195,9 +195,7 @@ void end_step(runner_state& st, const char* next, bool failed) {
     s.end_unix_ns = now_ns;
     s.error = failed;
     s.int_attributes = {{"troupe.files_done", st.files_done}, {"troupe.bytes_done", st.done_bytes}};
-    std::vector<tracing::span> one;
-    one.push_back(std::move(s));
-    st.opts.spans->push(std::move(one));
+    st.opts.spans->push(std::move(s));
   }
   if (st.opts.slow.count() > 0 && took >= st.opts.slow) {
     log::warn("slow operation", log::fields{}

@@ -61,21 +61,33 @@ token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $token ]] || die "could not sign in"
 
-# in_turn ROUND A B: "A B" in odd rounds, "B A" in even ones, so that neither side always runs second (ABBA).
-in_turn() { if (($1 % 2)); then echo "$2 $3"; else echo "$3 $2"; fi; }
+# alternate A URL_A B URL_B HEADER_B [WRK ARGS...]: ROUNDS rounds of wrk -t2 -cCONNECTIONS -dDURATION against A's
+# and B's URL, A first in odd rounds and B first in even ones (ABBA: neither side always runs second); HEADER_B
+# ("" for none) goes to B's requests only. Each run's req/s is appended to rps[A] and rps[B].
+declare -A rps
+alternate() {
+  local a=$1 url_a=$2 b=$3 url_b=$4 header_b=$5 round name order
+  shift 5
+  for ((round = 1; round <= ROUNDS; round++)); do
+    if ((round % 2)); then order=("$a" "$b"); else order=("$b" "$a"); fi
+    for name in "${order[@]}"; do
+      if [[ $name == "$a" ]]; then
+        wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" "$url_a"
+      elif [[ -n $header_b ]]; then
+        wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" -H "$header_b" "$url_b"
+      else
+        wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" "$@" "$url_b"
+      fi
+      ((NON2XX == 0)) || die "$name answered $NON2XX non-2xx responses"
+      rps[$name]+="$RPS "
+      log "round $round: $name $RPS req/s"
+    done
+  done
+}
 
 # ---- A. throughput -------------------------------------------------------------------------------------------------
-declare -A rps
-for ((round = 1; round <= ROUNDS; round++)); do
-  for name in $(in_turn "$round" unsampled sampled); do
-    port_var=${name}_port
-    wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" \
-      "http://127.0.0.1:${!port_var}/api/me"
-    ((NON2XX == 0)) || die "$name answered $NON2XX non-2xx responses"
-    rps[$name]+="$RPS "
-    log "round $round: $name $RPS req/s"
-  done
-done
+alternate unsampled "http://127.0.0.1:$unsampled_port/api/me" sampled "http://127.0.0.1:$sampled_port/api/me" "" \
+  -H "Authorization: Bearer $token"
 med_sampled=$(median_list "${rps[sampled]}")
 med_unsampled=$(median_list "${rps[unsampled]}")
 ratio_a=$(awk -v a="$med_sampled" -v b="$med_unsampled" 'BEGIN { printf "%.3f\n", a / b }')
@@ -113,16 +125,8 @@ start_troupe untraced untraced_port "${common[@]}"
 token=$(curl -sf -H 'Content-Type: application/json' -d "$account" "http://127.0.0.1:$traced_port/api/auth/login" |
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [[ -n $token ]] || die "could not sign in"
-for ((round = 1; round <= ROUNDS; round++)); do
-  for name in $(in_turn "$round" untraced traced); do
-    port_var=${name}_port
-    wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" \
-      "http://127.0.0.1:${!port_var}/api/me"
-    ((NON2XX == 0)) || die "$name answered $NON2XX non-2xx responses"
-    rps[$name]+="$RPS "
-    log "round $round: $name $RPS req/s"
-  done
-done
+alternate untraced "http://127.0.0.1:$untraced_port/api/me" traced "http://127.0.0.1:$traced_port/api/me" "" \
+  -H "Authorization: Bearer $token"
 sleep 2 # the exporter's last batches
 spans() { curl -sf "http://127.0.0.1:$traced_port/metrics" | awk -v o="$1" '$1 == "troupe_tracing_spans_total{outcome=\"" o "\"}" { print $2 }'; }
 exported=$(spans exported) dropped=$(spans dropped) failed=$(spans failed)
@@ -133,17 +137,8 @@ ratio_c=$(awk -v a="$med_traced" -v b="$med_untraced" 'BEGIN { printf "%.3f\n", 
 # ---- D. gzip --------------------------------------------------------------------------------------------------------
 asset=/dashboard/chart.js
 asset_bytes=$(curl -sf "http://127.0.0.1:$untraced_port$asset" | wc -c)
-for ((round = 1; round <= ROUNDS; round++)); do
-  for name in $(in_turn "$round" identity gzip); do
-    encoding=()
-    [[ $name == gzip ]] && encoding=(-H "Accept-Encoding: gzip")
-    wrk_run "$name" "$out/$name-$round.txt" -t2 -c"$CONNECTIONS" -d"$DURATION" "${encoding[@]}" \
-      "http://127.0.0.1:$untraced_port$asset"
-    ((NON2XX == 0)) || die "$name answered $NON2XX non-2xx responses"
-    rps[$name]+="$RPS "
-    log "round $round: $asset $name $RPS req/s"
-  done
-done
+alternate identity "http://127.0.0.1:$untraced_port$asset" gzip "http://127.0.0.1:$untraced_port$asset" \
+  "Accept-Encoding: gzip"
 zipped() { curl -sf "http://127.0.0.1:$untraced_port/metrics" | awk -v d="$1" '$1 == "troupe_http_compressed_bytes_total{stage=\"" d "\"}" { print $2 }'; }
 zipped_in=$(zipped in) zipped_out=$(zipped out)
 zipped_in=${zipped_in:-0} zipped_out=${zipped_out:-0}

@@ -1,5 +1,7 @@
 #include "http/request.hpp"
 
+#include "http/header_text.hpp"
+
 #include <strings.h>
 
 namespace troupe::http {
@@ -21,6 +23,14 @@ std::optional<std::string> lookup(const List& list, std::string_view name, bool 
 
 std::optional<std::string> request::header(std::string_view name) const {
   return lookup(headers, name, true);
+}
+
+std::string request::header_list(std::string_view name) const {
+  std::string joined;
+  for (const auto& [key, value] : headers)
+    if (iequals(key, name))
+      joined += (joined.empty() ? "" : ",") + value;
+  return joined;
 }
 
 std::optional<std::string> request::query_param(std::string_view name) const {

@@ -30,6 +30,9 @@ struct request {
 
   /// First header with this name (case-insensitive).
   std::optional<std::string> header(std::string_view name) const;
+  /// Every line of a list-valued header (e.g. Accept-Encoding) joined with commas, as RFC 9110 5.3 reads them; ""
+  /// when absent.
+  std::string header_list(std::string_view name) const;
   std::optional<std::string> query_param(std::string_view name) const;
   std::optional<std::string> param(std::string_view name) const;
 };

@@ -780,10 +780,7 @@ void server_state::compress(const request& req, response& res, bool compressible
     return;
   // On the 200 and on a 304 that stands for it alike (RFC 9110 15.4.5: a 304 sends the Vary and ETag the 200 would).
   res.header("Vary", "Accept-Encoding"); // a cache must not hand this answer to a client that asked otherwise
-  std::string accept; // every Accept-Encoding line: one list (RFC 9110 5.3)
-  for (const auto& [name, value] : req.headers)
-    if (iequals(name, "Accept-Encoding"))
-      accept += (accept.empty() ? "" : ",") + value;
+  auto accept = req.header_list("Accept-Encoding");
   if (accept.empty() || !accepts_gzip(accept))
     return;
   // The same ETag for two encodings would claim byte-identical bodies: the one a gzip client gets is weak (as nginx

@@ -14,6 +14,15 @@ void span_queue::push(std::vector<span> spans) {
     spans_.push_back(std::move(s));
 }
 
+void span_queue::push(span one) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (spans_.size() >= max_) {
+    dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  spans_.push_back(std::move(one));
+}
+
 std::vector<span> span_queue::take(size_t max) {
   std::lock_guard<std::mutex> guard{mutex_};
   std::vector<span> out;

@@ -17,6 +17,8 @@ public:
   explicit span_queue(size_t max_spans) : max_(max_spans) {}
   /// Adds the spans of one request, or none of them when they do not fit (counted as dropped).
   void push(std::vector<span> spans);
+  /// Adds one span (counted as dropped when the queue is full).
+  void push(span one);
   /// Takes up to `max` spans, oldest first.
   std::vector<span> take(size_t max);
   size_t size() const;

@@ -162,6 +162,10 @@ TEST(SpanQueue, IsBoundedAndKeepsOrder) {
   q.push(named({"e"}));
   EXPECT_EQ(q.size(), 3u);
   EXPECT_EQ(q.dropped.load(), 2u);
+  span lone;
+  lone.name = "f";
+  q.push(lone); // a single span into a full queue: dropped too
+  EXPECT_EQ(q.dropped.load(), 3u);
   auto first = q.take(2);
   ASSERT_EQ(first.size(), 2u);
   EXPECT_EQ(first[0].name, "a");
