@@ -130,6 +130,25 @@ bool parse_meminfo(std::string_view meminfo, double& total, double& available) {
 
 // ---- readings ------------------------------------------------------------------------------------------------------
 
+namespace {
+
+/// A histogram bucket's upper bound from its `le` label: "+Inf", or a whole non-negative number; nullopt for
+/// anything else (a NaN key would break the bucket map's order).
+std::optional<double> bucket_bound(std::string_view le) {
+  if (le == "+Inf")
+    return INFINITY;
+  if (le.empty() || le.size() > 64)
+    return std::nullopt;
+  std::string text{le};
+  char* end = nullptr;
+  double bound = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || !std::isfinite(bound) || bound < 0)
+    return std::nullopt;
+  return bound;
+}
+
+} // namespace
+
 totals summarize(const prom_text& metrics, proc_figures proc, int64_t at_ms, int64_t steady_ms) {
   totals t;
   t.at_ms = at_ms;
@@ -137,12 +156,11 @@ totals summarize(const prom_text& metrics, proc_figures proc, int64_t at_ms, int
   t.proc = proc;
   for (const auto& s : metrics.samples) {
     const auto& n = s.name;
-    if (!std::isfinite(s.value) && n.find("_bucket") == std::string::npos)
+    if (!std::isfinite(s.value))
       continue;
     if (n == "troupe_http_request_duration_seconds_bucket") {
-      auto le = s.label("le");
-      double bound = le == "+Inf" ? INFINITY : std::strtod(std::string{le}.c_str(), nullptr);
-      t.families[static_cast<size_t>(family_of_route(s.label("route")))].le[bound] += s.value;
+      if (auto bound = bucket_bound(s.label("le")))
+        t.families[static_cast<size_t>(family_of_route(s.label("route")))].le[*bound] += s.value;
     } else if (n == "troupe_http_request_duration_seconds_count") {
       auto& h = t.families[static_cast<size_t>(family_of_route(s.label("route")))];
       h.count += s.value;
@@ -150,9 +168,8 @@ totals summarize(const prom_text& metrics, proc_figures proc, int64_t at_ms, int
       if (!status.empty() && status[0] == '5')
         h.errors += s.value;
     } else if (n == "troupe_upstream_request_duration_seconds_bucket") {
-      auto le = s.label("le");
-      double bound = le == "+Inf" ? INFINITY : std::strtod(std::string{le}.c_str(), nullptr);
-      t.upstreams[std::string{s.label("upstream")}].le[bound] += s.value;
+      if (auto bound = bucket_bound(s.label("le")))
+        t.upstreams[std::string{s.label("upstream")}].le[*bound] += s.value;
     } else if (n == "troupe_upstream_requests_total") {
       auto& h = t.upstreams[std::string{s.label("upstream")}];
       h.count += s.value;
@@ -236,7 +253,7 @@ double quantile_of_increase(const std::map<double, double>& before, const std::m
     previous = inc;
   }
   double total = buckets.back().second;
-  if (total <= 0)
+  if (total <= 0 || !std::isfinite(total)) // (counts summed past the largest double say nothing)
     return -1;
   double rank = q * total;
   double lower_bound = 0, lower_count = 0;
@@ -263,8 +280,10 @@ float ms_or_none(double seconds) {
 
 route_stats stats_of(const totals::histogram& before, const totals::histogram& after, double seconds) {
   route_stats r;
-  double count = std::max(0.0, after.count - before.count);
-  double errors = std::max(0.0, after.errors - before.errors);
+  // An increase that is not a finite number (counts summed past the largest double) counts as none.
+  auto increase = [](double a, double b) { return std::isfinite(a - b) ? std::max(0.0, a - b) : 0.0; };
+  double count = increase(after.count, before.count);
+  double errors = increase(after.errors, before.errors);
   r.rps = static_cast<float>(count / seconds);
   r.error_rate = count > 0 ? static_cast<float>(std::min(1.0, errors / count)) : -1.0f;
   if (count > 0) {

@@ -44,9 +44,9 @@ bool eventually(const std::function<bool()>& probe, std::chrono::milliseconds bo
 
 class Observability : public ::testing::Test {
 protected:
+  void SetUp() override { ASSERT_TRUE(db_.available()) << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)"; }
+
   void start(std::vector<std::string> args = {}, std::map<std::string, std::string> env = {}) {
-    if (!db_.available())
-      GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
     troupe_process::options opts;
     opts.args = {"--set", "ops.sample_ms=200", "--set", "limits.enabled=false"};
     opts.args.insert(opts.args.end(), args.begin(), args.end());

@@ -127,6 +127,31 @@ TEST(History, AQuietIntervalHasNoLatencyNorShares) {
   EXPECT_EQ(s.cpu_machine_pct, -1) << "no tick passed";
 }
 
+// What a scrape cannot mean is left out, never turned into a NaN: a bucket bound that is not a number (the bucket map
+// orders by it), and counts summed past the largest double (found by the metrics_text fuzz target).
+TEST(History, NonsenseBoundsAndOverflowingCountsGiveNoNaN) {
+  const std::string text =
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"200\",le=\"nan\"} 1\n"
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"200\",le=\"-1\"} 1\n"
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"200\",le=\"0.1x\"} 1\n"
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"200\",le=\"0.1\"} 1e308\n"
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"201\",le=\"0.1\"} 1e308\n"
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"200\",le=\"+Inf\"} 1e308\n"
+    "troupe_http_request_duration_seconds_bucket{route=\"/api/me\",status=\"201\",le=\"+Inf\"} 1e308\n"
+    "troupe_http_request_duration_seconds_count{route=\"/api/me\",status=\"200\"} 1e308\n"
+    "troupe_http_request_duration_seconds_count{route=\"/api/me\",status=\"201\"} 1e308\n";
+  auto before = summarize(parse_prometheus_text(""), proc(0, 0, 0), 0, 0);
+  auto after = summarize(parse_prometheus_text(text), proc(0, 0, 0), 5000, 5000);
+  auto sample = derive_sample(before, after);
+  for (const auto& f : sample.families) {
+    EXPECT_FALSE(std::isnan(f.rps));
+    EXPECT_FALSE(std::isnan(f.p50_ms));
+    EXPECT_FALSE(std::isnan(f.p95_ms));
+    EXPECT_FALSE(std::isnan(f.p99_ms));
+  }
+  EXPECT_TRUE(std::isfinite(sample.all.rps));
+}
+
 TEST(History, TooFewCacheLookupsGiveNoHitRate) {
   auto a = summarize(parse_prometheus_text(scrape(100, 0, 0, 10, 0, 1.0, 10)), {}, 1000, 0);
   auto b = summarize(parse_prometheus_text(scrape(100, 0, 0, 12, 3, 1.0, 10)), {}, 6000, 5000);
