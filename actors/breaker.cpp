@@ -26,8 +26,8 @@ bool is_breaker_failure_status(int status) {
   return status == 429 || status == 500 || status == 502 || status == 503 || status == 504 || status == 529;
 }
 
-std::string breaker_name(const std::string& upstream) {
-  return "upstream." + upstream + ".breaker";
+actor_name<breaker_actor> breaker_name(const std::string& upstream) {
+  return {"upstream." + upstream + ".breaker"};
 }
 
 circuit_breaker::circuit_breaker(breaker_options options) : opts_(std::move(options)) {
@@ -183,7 +183,8 @@ void publish(breaker_actor_state& st) {
   st.gauges->opened.store(s.opened, std::memory_order_relaxed);
 }
 
-caf::behavior breaker_actor(observed_stateful_actor<breaker_actor_state>* self, breaker_options options) {
+breaker_actor::behavior_type breaker_impl(observed_typed_stateful_actor<breaker_actor, breaker_actor_state>* self,
+                                          breaker_options options) {
   self->state.gauges = options.gauges;
   self->state.breaker = std::make_unique<circuit_breaker>(std::move(options));
   publish(self->state);
@@ -220,8 +221,8 @@ std::optional<breaker_admission> admit_if_closed(const breaker_gauges& gauges) {
   return a;
 }
 
-caf::actor spawn_breaker(caf::actor_system& sys, breaker_options options) {
-  return sys.spawn(breaker_actor, std::move(options));
+breaker_actor spawn_breaker(caf::actor_system& sys, breaker_options options) {
+  return sys.spawn(breaker_impl, std::move(options));
 }
 
 } // namespace troupe

@@ -10,13 +10,9 @@
 // classifies). Results of calls admitted in an earlier state are ignored: only probes decide a half-open breaker,
 // and an open breaker ignores stragglers.
 //
-// Actor protocol:
-//   (breaker_admit_atom)                          -> breaker_admission   a permit, or how long to stay away
-//   (breaker_result_atom, uint64_t permit, bool ok, int64_t retry_after_ms, std::string failure)   no reply
-//   (breaker_health_atom, bool ok, std::string detail)   no reply: a failed active health check opens it at once
-//   (breaker_state_atom)                          -> breaker_snapshot    for /api/health and /metrics
-//   (mailbox_atom)                                -> size_t
+// The actor's interface is breaker_actor, below its message types.
 
+#include "actors/directory.hpp"
 #include "actors/messages.hpp"
 
 #include <caf/all.hpp>
@@ -65,6 +61,17 @@ typename Inspector::result_type inspect(Inspector& f, breaker_snapshot& x) {
   return f(caf::meta::type_name("breaker_snapshot"), x.upstream, x.state, x.consecutive_failures, x.open_remaining_ms,
            x.successes, x.failures, x.rejected, x.opened, x.last_failure, x.last_failure_unix_ms);
 }
+
+/// The breaker actor's interface.
+using breaker_actor = caf::typed_actor<
+  /// A permit, or how long to stay away.
+  caf::replies_to<breaker_admit_atom>::with<breaker_admission>,
+  /// (permit, ok, retry_after_ms, failure): the outcome of an admitted call.
+  caf::reacts_to<breaker_result_atom, uint64_t, bool, int64_t, std::string>,
+  /// (ok, detail): an active health check's result; a failed one opens the breaker at once.
+  caf::reacts_to<breaker_health_atom, bool, std::string>,
+  /// For /api/health and /metrics.
+  caf::replies_to<breaker_state_atom>::with<breaker_snapshot>, mailbox_size_request>;
 
 /// What /metrics shows of a breaker, published by its actor after every change (read without asking it).
 struct breaker_gauges {
@@ -131,9 +138,9 @@ private:
 std::optional<breaker_admission> admit_if_closed(const breaker_gauges& gauges);
 
 /// Name of the breaker actor of an upstream in the directory.
-std::string breaker_name(const std::string& upstream);
+actor_name<breaker_actor> breaker_name(const std::string& upstream);
 
-caf::actor spawn_breaker(caf::actor_system& sys, breaker_options options);
+breaker_actor spawn_breaker(caf::actor_system& sys, breaker_options options);
 
 /// A flat list of the classifications the gateway uses: is this upstream outcome a breaker failure?
 /// (connect error, timeout, 429, 500, 502, 503, 504)

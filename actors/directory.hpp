@@ -5,6 +5,7 @@
 // threads read it, supervisors write it.
 
 #include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
 
 #include <optional>
 #include <shared_mutex>
@@ -14,6 +15,13 @@
 #include <vector>
 
 namespace troupe {
+
+/// A directory name that says which interface answers there (a caf::typed_actor handle type), so that looking it up
+/// gives a typed handle: the messages sent to it and the replies expected are checked when compiling.
+template <class Handle>
+struct actor_name {
+  std::string value;
+};
 
 class directory {
 public:
@@ -25,6 +33,15 @@ public:
 
   /// The live incarnation, or nullopt while the actor is not running.
   std::optional<caf::actor> get(const std::string& name) const;
+
+  /// The live incarnation as a handle of the interface its name declares.
+  template <class Handle>
+  std::optional<Handle> get(const actor_name<Handle>& name) const {
+    auto found = get(name.value);
+    if (!found)
+      return std::nullopt;
+    return caf::actor_cast<Handle>(std::move(*found));
+  }
 
   /// Every name and handle, sorted by name.
   std::vector<std::pair<std::string, caf::actor>> snapshot() const;

@@ -37,7 +37,7 @@ struct gateway::upstream {
   std::string url;            // base_url + "/chat/completions", or "/messages" for type anthropic
   bool anthropic = false;     // type anthropic: OpenAI-shaped calls are translated (http/anthropic.hpp)
   std::string embeddings_url; // base_url + "/embeddings"
-  std::string breaker;
+  actor_name<breaker_actor> breaker;
   std::shared_ptr<breaker_gauges> gauges; // what its breaker publishes (null in tests without one)
   std::atomic<int64_t> inflight{0};
   peak_ewma latency; // of its answers (ms), for the choice among upstreams of the same priority
@@ -1419,7 +1419,7 @@ gateway_options gateway_options_from(const config::settings& s) {
 
 health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstreams,
                              std::shared_ptr<directory> names) {
-  std::vector<std::string> breakers;
+  std::vector<actor_name<breaker_actor>> breakers;
   for (const auto& u : upstreams)
     breakers.push_back(breaker_name(u.name));
   return {"upstreams", [breakers, names](caf::event_based_actor* self, std::function<void(health_check)> done) {
@@ -1446,7 +1446,7 @@ health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstr
             for (const auto& name : breakers) {
               auto b = names->get(name);
               if (!b) {
-                arrive(name + ": restarting", true);
+                arrive(name.value + ": restarting", true);
                 continue;
               }
               self->request(*b, caf::duration{breaker_timeout}, breaker_state_atom::value)
@@ -1461,7 +1461,7 @@ health_probe upstreams_probe(const std::vector<config::upstream_settings>& upstr
                       line += ", last failure: " + s.last_failure;
                     arrive(line, s.state != breaker_state::closed);
                   },
-                  [arrive, name](caf::error&) { arrive(name + ": no answer", true); });
+                  [arrive, name](caf::error&) { arrive(name.value + ": no answer", true); });
             }
           }};
 }

@@ -7,6 +7,9 @@
 
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+
+#include <cstddef>
 
 #include <string>
 
@@ -15,6 +18,8 @@ namespace troupe {
 /// (mailbox_atom) -> size_t: the number of messages waiting in the receiver's mailbox. Answered by every actor
 /// other code looks up by name (job runners, which nobody looks up, do not).
 using mailbox_atom = caf::atom_constant<caf::atom("mailbox")>;
+/// The signature of that request, part of every typed interface: `caf::typed_actor<..., mailbox_size_request>`.
+using mailbox_size_request = caf::replies_to<mailbox_atom>::with<size_t>;
 
 /// The result of one subsystem's readiness check, as shown by GET /api/health.
 struct health_check {

@@ -28,81 +28,73 @@ int64_t micros(clock_type::duration d) {
 
 } // namespace
 
-observed_actor::observed_actor(caf::actor_config& cfg) : super(cfg) {
-  const auto* config = dynamic_cast<const system_config*>(&home_system().config());
+actor_observer::actor_observer(caf::scheduled_actor& self) {
+  const auto* config = dynamic_cast<const system_config*>(&self.home_system().config());
   if (config == nullptr || !config->probes)
     return;
   registry_ = config->probes;
-  probe_ = std::make_shared<actor_probe>(id());
+  probe_ = std::make_shared<actor_probe>(self.id());
   probe_->started_unix_ms.store(unix_us_now() / 1000, std::memory_order_relaxed);
   registry_->add(probe_);
 }
 
-observed_actor::~observed_actor() {
+actor_observer::~actor_observer() {
   if (registry_)
     registry_->remove(probe_->id);
 }
 
-void observed_actor::enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* eu) {
-  if (probe_) {
-    probe_->enqueued.fetch_add(1, std::memory_order_relaxed);
-    // name() is final in stateful actors and safe to call once constructed, which any sender's handle implies.
-    if (probe_->type.load(std::memory_order_relaxed) == nullptr)
-      probe_->type.store(name(), std::memory_order_relaxed);
-    if (probe_->tracing.load(std::memory_order_relaxed)) {
-      auto now = clock_type::now();
-      std::lock_guard<std::mutex> guard{probe_->stamps_mutex};
-      if (probe_->stamps.size() < max_stamps)
-        probe_->stamps[ptr.get()] = now;
-    }
-  }
-  super::enqueue(std::move(ptr), eu);
-}
-
-caf::invoke_message_result observed_actor::consume(caf::mailbox_element& x) {
-  if (x.mid.is_urgent_message() && answer_introspection(x)) {
-    if (probe_)
-      probe_->dequeued.store(probe_->dequeued.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    return caf::invoke_message_result::consumed;
-  }
+void actor_observer::on_enqueue(caf::scheduled_actor& self, const caf::mailbox_element* x) {
   if (!probe_)
-    return super::consume(x);
-  return consume_observed(x);
+    return;
+  probe_->enqueued.fetch_add(1, std::memory_order_relaxed);
+  // name() is final in stateful actors and safe to call once constructed, which any sender's handle implies.
+  if (probe_->type.load(std::memory_order_relaxed) == nullptr)
+    probe_->type.store(self.name(), std::memory_order_relaxed);
+  if (probe_->tracing.load(std::memory_order_relaxed)) {
+    auto now = clock_type::now();
+    std::lock_guard<std::mutex> guard{probe_->stamps_mutex};
+    if (probe_->stamps.size() < max_stamps)
+      probe_->stamps[x] = now;
+  }
 }
 
-bool observed_actor::cleanup(caf::error&& reason, caf::execution_unit* host) {
+void actor_observer::count_dequeued() {
+  if (probe_)
+    probe_->dequeued.store(probe_->dequeued.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void actor_observer::on_cleanup() {
   if (registry_)
     registry_->remove(probe_->id);
   for (auto& sink : sinks_)
     sink->close();
   sinks_.clear();
-  return super::cleanup(std::move(reason), host);
 }
 
-bool observed_actor::answer_introspection(caf::mailbox_element& x) {
+bool actor_observer::answer_introspection(caf::scheduled_actor& self, caf::mailbox_element& x) {
   if (x.mid.is_response())
     return false;
   auto& content = x.content();
   if (content.match_elements<debug_peek_atom, uint64_t>()) {
     auto limit = content.get_as<uint64_t>(1);
-    current_mailbox_element(&x);
-    make_response_promise().deliver(snapshot(static_cast<size_t>(limit)));
+    self.current_mailbox_element(&x);
+    self.make_response_promise().deliver(snapshot(self, static_cast<size_t>(limit)));
     return true;
   }
   if (content.match_elements<debug_trace_atom, trace_sink_ptr>()) {
     auto sink = content.get_as<trace_sink_ptr>(1);
-    current_mailbox_element(&x);
+    self.current_mailbox_element(&x);
     if (probe_ && sink) {
       sinks_.push_back(std::move(sink));
       probe_->tracing.store(true, std::memory_order_relaxed);
     }
-    make_response_promise().deliver(probe_ != nullptr);
+    self.make_response_promise().deliver(probe_ != nullptr);
     return true;
   }
   return false;
 }
 
-mailbox_snapshot observed_actor::snapshot(size_t limit) {
+mailbox_snapshot actor_observer::snapshot(caf::scheduled_actor& self, size_t limit) {
   mailbox_snapshot result;
   // Counted by (first element's type, its atom, response?) so names are built once per kind, not per message.
   using key = std::tuple<const std::type_info*, uint64_t, bool>;
@@ -111,8 +103,8 @@ mailbox_snapshot observed_actor::snapshot(size_t limit) {
   std::unique_lock<std::mutex> stamps;
   if (probe_ && probe_->tracing.load(std::memory_order_relaxed))
     stamps = std::unique_lock<std::mutex>{probe_->stamps_mutex};
-  mailbox().fetch_more();
-  mailbox().queue().peek_all([&](const caf::mailbox_element& e) {
+  self.mailbox().fetch_more();
+  self.mailbox().queue().peek_all([&](const caf::mailbox_element& e) {
     ++result.size;
     const auto& content = e.content();
     key k{nullptr, 0, e.mid.is_response()};
@@ -138,25 +130,21 @@ mailbox_snapshot observed_actor::snapshot(size_t limit) {
     result.first.push_back(std::move(q));
   });
   for (const auto& [k, kind] : kinds)
-    result.by_type.emplace_back(message_type_name(home_system(), kind.first->content(), kind.first->mid.is_response()),
-                                kind.second);
+    result.by_type.emplace_back(
+      message_type_name(self.home_system(), kind.first->content(), kind.first->mid.is_response()), kind.second);
   std::stable_sort(result.by_type.begin(), result.by_type.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
   return result;
 }
 
-caf::invoke_message_result observed_actor::consume_observed(caf::mailbox_element& x) {
+void actor_observer::begin(caf::scheduled_actor& self, caf::mailbox_element& x, observation& o) {
   auto& probe = *probe_;
   if (probe.type.load(std::memory_order_relaxed) == nullptr)
-    probe.type.store(name(), std::memory_order_relaxed);
+    probe.type.store(self.name(), std::memory_order_relaxed);
   probe.busy_since_ns.store(std::max<int64_t>(1, coarse_now_ns()), std::memory_order_relaxed);
   // A trace decides before the handler runs: the handler may move the message's content away.
-  std::string type;
-  int64_t waited_us = -1;
-  std::vector<trace_sink*> wanted; // the sinks whose sampling took this message
-  clock_type::time_point start{};  // precise time, read only while a trace runs
   if (!sinks_.empty()) {
-    start = clock_type::now();
+    o.start = clock_type::now();
     sinks_.erase(std::remove_if(sinks_.begin(), sinks_.end(), [](const auto& s) { return s->closed(); }), sinks_.end());
     {
       std::lock_guard<std::mutex> guard{probe.stamps_mutex};
@@ -164,46 +152,39 @@ caf::invoke_message_result observed_actor::consume_observed(caf::mailbox_element
         probe.tracing.store(false, std::memory_order_relaxed);
         probe.stamps.clear();
       } else if (auto i = probe.stamps.find(&x); i != probe.stamps.end()) {
-        waited_us = micros(start - i->second);
+        o.waited_us = micros(o.start - i->second);
         probe.stamps.erase(i);
       }
     }
     for (auto& sink : sinks_)
-      if (sink->sample(start))
-        wanted.push_back(sink.get());
-    if (!wanted.empty())
-      type = message_type_name(home_system(), x.content(), x.mid.is_response());
+      if (sink->sample(o.start))
+        o.wanted.push_back(sink.get());
+    if (!o.wanted.empty())
+      o.type = message_type_name(self.home_system(), x.content(), x.mid.is_response());
   }
-  // The message has left the mailbox (it goes back if skipped). Counted as processed however the handler ends,
-  // exceptions included (the actor then quits).
+  // The message has left the mailbox (it goes back if skipped: see ~observation).
   probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  struct done_guard {
-    actor_probe& probe;
-    caf::invoke_message_result result = caf::invoke_message_result::consumed;
-    ~done_guard() {
-      probe.busy_since_ns.store(0, std::memory_order_relaxed);
-      if (result == caf::invoke_message_result::skipped)
-        probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-      else
-        probe.processed.store(probe.processed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
-  } done{probe};
-  done.result = super::consume(x);
-  if (!wanted.empty())
-    report(x, wanted, type, start, waited_us);
-  return done.result;
 }
 
-void observed_actor::report(caf::mailbox_element& x, const std::vector<trace_sink*>& sinks, const std::string& type,
-                            clock_type::time_point start, int64_t waited_us) {
+actor_observer::observation::~observation() {
+  probe.busy_since_ns.store(0, std::memory_order_relaxed);
+  if (result == caf::invoke_message_result::skipped)
+    probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  else
+    probe.processed.store(probe.processed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void actor_observer::end(caf::mailbox_element& x, observation& o) {
+  if (o.wanted.empty())
+    return;
   auto end = clock_type::now();
   trace_event event;
-  event.at_unix_us = unix_us_now() - micros(end - start);
-  event.type = type;
+  event.at_unix_us = unix_us_now() - micros(end - o.start);
+  event.type = o.type;
   event.sender_id = x.sender ? x.sender->id() : 0;
-  event.waited_us = waited_us;
-  event.processing_us = micros(end - start);
-  for (auto* sink : sinks)
+  event.waited_us = o.waited_us;
+  event.processing_us = micros(end - o.start);
+  for (auto* sink : o.wanted)
     sink->push(event);
 }
 

@@ -2,7 +2,8 @@
 // The base class of Troupe's actors: an event-based actor that debug tools can look into.
 //
 // An observed actor is spawned from a function taking `observed_actor*` (or `observed_stateful_actor<S>*`) instead
-// of caf::event_based_actor*; nothing else about writing an actor changes. Most actors are; the exceptions are plain
+// of caf::event_based_actor*; a typed one from a function taking `observed_typed_stateful_actor<Handle, S>*` and
+// returning `Handle::behavior_type`. Nothing else about writing an actor changes. Most actors are; the exceptions are plain
 // CAF actors that debug mode does not see (no probe, no answer to debug peeks and traces): the job queue, job runners
 // and file-chunk processors (actors/jobs.cpp, actors/processing.cpp), the upload router, sweeper, sessions and I/O
 // actors (actors/uploads.cpp) and the upstream client actors (http/client/upstream_client.cpp). All of them but the
@@ -38,42 +39,116 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
+#include <chrono>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace troupe {
 
-class observed_actor : public caf::event_based_actor {
+/// What makes an actor observable, apart from the actor's class so untyped and typed actors share it. Owned by the
+/// actor (observed_base) and used on the sender's thread (on_enqueue) and the actor's (the rest).
+class actor_observer {
 public:
-  using super = caf::event_based_actor;
+  explicit actor_observer(caf::scheduled_actor& self);
+  ~actor_observer();
+  actor_observer(const actor_observer&) = delete;
+  actor_observer& operator=(const actor_observer&) = delete;
 
-  explicit observed_actor(caf::actor_config& cfg);
-  ~observed_actor() override;
+  void on_enqueue(caf::scheduled_actor& self, const caf::mailbox_element* x);
 
-  using super::enqueue;
-  void enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* eu) override;
-  caf::invoke_message_result consume(caf::mailbox_element& x) override;
-  bool cleanup(caf::error&& reason, caf::execution_unit* host) override;
+  /// Answers an introspection request itself; otherwise runs `base` (the actor's own consume), timing it while a
+  /// probe exists.
+  template <class Consume>
+  caf::invoke_message_result consume(caf::scheduled_actor& self, caf::mailbox_element& x, Consume&& base) {
+    if (x.mid.is_urgent_message() && answer_introspection(self, x)) {
+      count_dequeued();
+      return caf::invoke_message_result::consumed;
+    }
+    if (!probe_)
+      return base(x);
+    observation o{*probe_};
+    begin(self, x, o);
+    o.result = base(x);
+    end(x, o);
+    return o.result;
+  }
+
+  void on_cleanup();
 
   /// The probe, or nullptr when debug mode is off.
   const std::shared_ptr<actor_probe>& probe() const { return probe_; }
 
 private:
+  /// One message being handled while a probe exists. Counted as processed however the handler ends, exceptions
+  /// included (the actor then quits); a skipped message goes back to the mailbox and is not.
+  struct observation {
+    explicit observation(actor_probe& p) : probe(p) {}
+    ~observation();
+    observation(const observation&) = delete;
+    observation& operator=(const observation&) = delete;
+    actor_probe& probe;
+    caf::invoke_message_result result = caf::invoke_message_result::consumed;
+    std::string type;
+    int64_t waited_us = -1;
+    std::vector<trace_sink*> wanted;            // the sinks whose sampling took this message
+    std::chrono::steady_clock::time_point start; // precise time, read only while a trace runs
+  };
+
+  void count_dequeued();
   /// Answers a high-priority introspection request; false if `x` is not one.
-  bool answer_introspection(caf::mailbox_element& x);
-  mailbox_snapshot snapshot(size_t limit);
-  caf::invoke_message_result consume_observed(caf::mailbox_element& x);
-  void report(caf::mailbox_element& x, const std::vector<trace_sink*>& sinks, const std::string& type,
-              std::chrono::steady_clock::time_point start, int64_t waited_us);
+  bool answer_introspection(caf::scheduled_actor& self, caf::mailbox_element& x);
+  mailbox_snapshot snapshot(caf::scheduled_actor& self, size_t limit);
+  void begin(caf::scheduled_actor& self, caf::mailbox_element& x, observation& o);
+  void end(caf::mailbox_element& x, observation& o);
 
   std::shared_ptr<actor_probe> probe_;
   std::shared_ptr<probe_registry> registry_;
   std::vector<trace_sink_ptr> sinks_; // actor thread only
 };
 
+/// An actor class `Base` (caf::event_based_actor or a caf::typed_event_based_actor) that debug tools can look into.
+template <class Base>
+class observed_base : public Base {
+public:
+  using super = Base;
+
+  explicit observed_base(caf::actor_config& cfg) : super(cfg), observer_(*this) {}
+
+  using super::enqueue;
+  void enqueue(caf::mailbox_element_ptr ptr, caf::execution_unit* eu) override {
+    observer_.on_enqueue(*this, ptr.get());
+    super::enqueue(std::move(ptr), eu);
+  }
+
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    return observer_.consume(*this, x, [this](caf::mailbox_element& y) { return super::consume(y); });
+  }
+
+  bool cleanup(caf::error&& reason, caf::execution_unit* host) override {
+    observer_.on_cleanup();
+    return super::cleanup(std::move(reason), host);
+  }
+
+  /// The probe, or nullptr when debug mode is off.
+  const std::shared_ptr<actor_probe>& probe() const { return observer_.probe(); }
+
+private:
+  actor_observer observer_;
+};
+
+using observed_actor = observed_base<caf::event_based_actor>;
+
 /// A stateful actor with the observed base: `caf::behavior impl(observed_stateful_actor<my_state>* self, ...)`.
 template <class State>
 using observed_stateful_actor = caf::stateful_actor<State, observed_actor>;
+
+/// The typed counterpart: `my_actor::behavior_type impl(observed_typed_stateful_actor<my_actor, my_state>* self)`,
+/// where `my_actor` is a caf::typed_actor<...> handle type.
+template <class Handle, class State>
+using observed_typed_stateful_actor =
+  caf::stateful_actor<State, observed_base<typename Handle::base>>;
 
 } // namespace troupe

@@ -578,7 +578,8 @@ supervisor_config make_upstreams_supervisor(const config::settings& s, const sup
     b.half_open_probes = s.breaker.half_open_probes;
     b.gauges = handles.breakers.at(i); // made from the same settings: one per upstream
     upstreams.children.push_back(worker_child(
-      breaker_name(b.upstream), [b](caf::actor_system& sys) { return spawn_breaker(sys, b); }, milliseconds{1000}));
+      breaker_name(b.upstream).value,
+      [b](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_breaker(sys, b)); }, milliseconds{1000}));
   }
   for (size_t i = 0; i < handles.doorbells.size(); ++i) {
     upstream_client_options client;

@@ -5,6 +5,7 @@
 // Deterministic: the stalled actor waits on a promise the test fulfils; every other wait is on a reply or an event
 // with a generous limit that fails the test.
 
+#include "actors/breaker.hpp"
 #include "actors/introspection.hpp"
 #include "actors/messages.hpp"
 #include "actors/ops.hpp"
@@ -252,6 +253,31 @@ TEST(Introspection, WithoutDebugModeNoProbeButPeekWorks) {
   ASSERT_TRUE(refused);
   EXPECT_TRUE(*refused);
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+}
+
+// A typed actor (the circuit breaker, spawned as the server spawns it) is observed like an untyped one: it has a
+// probe that counts what it handled and answers a peek, although neither message is in its interface.
+TEST(Introspection, TypedActorsAreObservedToo) {
+  debug_system d;
+  breaker_options options;
+  options.upstream = "mock";
+  breaker_actor breaker = spawn_breaker(*d.sys, options);
+  auto probe = d.cfg.probes->find(breaker.id());
+  ASSERT_NE(probe, nullptr);
+  caf::scoped_actor self{*d.sys};
+  for (int i = 0; i < 3; ++i)
+    self->request(breaker, caf::duration{wait_limit}, breaker_admit_atom::value)
+      .receive([](const breaker_admission& a) { EXPECT_TRUE(a.allowed); },
+               [](caf::error& e) { FAIL() << caf::to_string(e); });
+  EXPECT_EQ(probe->processed.load(), 3u);
+  EXPECT_STREQ(probe->type.load(), "breaker");
+  auto view = run_in_actor<bool>(*d.sys, [&](caf::event_based_actor* self, std::function<void(bool)> done) {
+    peek_mailbox(self, caf::actor_cast<caf::actor>(breaker), 10, 2000ms,
+                 [done](caf::expected<mailbox_view> v) { done(v && v->size == 0); });
+  });
+  ASSERT_TRUE(view);
+  EXPECT_TRUE(*view);
+  caf::anon_send_exit(breaker, caf::exit_reason::user_shutdown);
 }
 
 // The mailbox watch warns once when a named actor stays above the threshold, naming the most common waiting type.

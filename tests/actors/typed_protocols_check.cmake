@@ -1,0 +1,39 @@
+# Compiles tests/actors/typed_protocols_misuse.cpp once per case (cmake -P, from CTest): case 0 must compile, every
+# other case must fail with the static assertion its "expect:" comment names. A typed interface that stopped checking
+# (an untyped handle, a signature widened to accept anything) turns a failing case into a compiling one.
+#
+# -DCXX=<compiler> -DROOT=<source root> -DSOURCE=<the misuse file>
+
+file(READ "${SOURCE}" text)
+string(REGEX MATCHALL "#elif MISUSE == [0-9]+\n  // expect: [^\n]+" cases "${text}")
+list(LENGTH cases count)
+if(count EQUAL 0)
+  message(FATAL_ERROR "no misuse case found in ${SOURCE}")
+endif()
+
+function(compile_case n out_var result_var)
+  execute_process(COMMAND "${CXX}" -std=c++17 -fsyntax-only -I "${ROOT}" -DMISUSE=${n} "${SOURCE}"
+                  RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  set(${out_var} "${out}" PARENT_SCOPE)
+  set(${result_var} "${result}" PARENT_SCOPE)
+endfunction()
+
+compile_case(0 out result)
+if(NOT result EQUAL 0)
+  message(FATAL_ERROR "the correct uses (case 0) do not compile:\n${out}")
+endif()
+
+foreach(c IN LISTS cases)
+  string(REGEX REPLACE "#elif MISUSE == ([0-9]+)\n.*" "\\1" n "${c}")
+  string(REGEX REPLACE ".*// expect: ([^\n]+)" "\\1" expected "${c}")
+  compile_case(${n} out result)
+  if(result EQUAL 0)
+    message(FATAL_ERROR "misuse case ${n} compiles; it must fail with \"${expected}\"")
+  endif()
+  string(FIND "${out}" "${expected}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "misuse case ${n} fails, but not with \"${expected}\":\n${out}")
+  endif()
+  message(STATUS "case ${n}: refused (${expected})")
+endforeach()
+message(STATUS "${count} misuses refused, case 0 compiles")

@@ -1,0 +1,33 @@
+// Misuses of the typed actor interfaces that must not compile (tests/actors/typed_protocols_check.cmake compiles this
+// file once per case). Case 0 is the correct use of every interface named here and must compile: it proves that the
+// other cases fail for the reason named, not for a missing include.
+//
+// Each case is `#elif MISUSE == n` with the text of the static assertion CAF reports, in a comment the check reads:
+//   expect: <text>
+
+#include "actors/breaker.hpp"
+
+#include <caf/all.hpp>
+
+#include <string>
+
+namespace troupe {
+
+void misuse(caf::event_based_actor* self, breaker_actor breaker) {
+#if MISUSE == 0
+  self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
+  self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
+  self->send(breaker, breaker_result_atom::value, uint64_t{1}, true, int64_t{0}, std::string{});
+  self->send(breaker, breaker_health_atom::value, false, std::string{"down"});
+#elif MISUSE == 1
+  // expect: wrong functor signature
+  // The breaker answers an admission with a breaker_admission, not a snapshot.
+  self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_snapshot&) {});
+#elif MISUSE == 2
+  // expect: receiver does not accept given message
+  // A result without its retry-after and failure text.
+  self->send(breaker, breaker_result_atom::value, uint64_t{1}, true);
+#endif
+}
+
+} // namespace troupe
