@@ -99,8 +99,8 @@ std::optional<tracing::span> open_span(endpoint_actor* self, const char* kind, c
 /// the span ends with the answer) and pushed to this node's span export. Asked with the sender's own deadline: a
 /// target that dies holding the request (or a next node that goes away) sends nothing, and nothing may wait here
 /// for ever.
-template <class Result, class... Ts>
-void hand_over(endpoint_actor* self, caf::typed_response_promise<Result>& promise, const caf::actor& target,
+template <class Result, class Handle, class... Ts>
+void hand_over(endpoint_actor* self, caf::typed_response_promise<Result>& promise, const Handle& target,
                std::optional<tracing::span> span, Ts&&... xs) {
   if (!span) {
     promise.delegate(target, std::forward<Ts>(xs)...);

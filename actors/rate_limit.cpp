@@ -73,8 +73,6 @@ size_t shard_of(const std::string& key, size_t shards) {
 
 namespace {
 
-using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
-
 struct entry {
   token_bucket bucket;
   std::string policy;
@@ -86,7 +84,7 @@ struct limiter_state {
   static inline const char* name = "limiter_shard";
 };
 
-using limiter_actor = observed_stateful_actor<limiter_state>;
+using limiter_actor = observed_typed_stateful_actor<limiter_shard_actor, limiter_state>;
 
 double now(limiter_actor* self) {
   return self->state.opts.now_seconds ? self->state.opts.now_seconds() : monotonic_seconds();
@@ -101,9 +99,9 @@ void sweep(limiter_actor* self) {
   st.opts.keys->store(static_cast<int64_t>(st.buckets.size()));
 }
 
-caf::behavior limiter_impl(limiter_actor* self, limiter_options opts) {
+limiter_shard_actor::behavior_type limiter_impl(limiter_actor* self, limiter_options opts) {
   self->state.opts = std::move(opts);
-  self->delayed_send(self, self->state.opts.sweep_interval, sweep_atom::value);
+  self->delayed_send(self, self->state.opts.sweep_interval, limiter_sweep_atom::value);
   return {
     [self](limit_atom, const std::string& key, const rate_policy& policy) {
       auto& st = self->state;
@@ -120,9 +118,9 @@ caf::behavior limiter_impl(limiter_actor* self, limiter_options opts) {
       }
       return take_token(i->second.bucket, policy, t);
     },
-    [self](sweep_atom) {
+    [self](limiter_sweep_atom) {
       sweep(self);
-      self->delayed_send(self, self->state.opts.sweep_interval, sweep_atom::value);
+      self->delayed_send(self, self->state.opts.sweep_interval, limiter_sweep_atom::value);
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
@@ -130,7 +128,7 @@ caf::behavior limiter_impl(limiter_actor* self, limiter_options opts) {
 
 } // namespace
 
-caf::actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options) {
+limiter_shard_actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options) {
   return sys.spawn(limiter_impl, std::move(options));
 }
 
@@ -140,8 +138,8 @@ size_t limiter_shard_count(const config::limits_settings& settings) {
   return 2 * config::cores();
 }
 
-std::string limiter_shard_name(size_t i) {
-  return "limits.shard." + std::to_string(i);
+actor_name<limiter_shard_actor> limiter_shard_name(size_t i) {
+  return {"limits.shard." + std::to_string(i)};
 }
 
 supervisor_config make_limits_supervisor(const config::limits_settings& settings, const supervision_context& context) {
@@ -151,7 +149,8 @@ supervisor_config make_limits_supervisor(const config::limits_settings& settings
   limiter.max_keys = static_cast<size_t>(settings.max_keys);
   for (size_t i = 0; i < limiter_shard_count(settings); ++i)
     limits.children.push_back(worker_child(
-      limiter_shard_name(i), [limiter](caf::actor_system& sys) { return spawn_limiter_shard(sys, limiter); },
+      limiter_shard_name(i).value,
+      [limiter](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_limiter_shard(sys, limiter)); },
       std::chrono::milliseconds{1000}));
   if (context.metrics)
     context.metrics->add_collector([keys = limiter.keys](prometheus_writer& out) {

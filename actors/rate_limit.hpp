@@ -2,14 +2,13 @@
 // Rate limiting: token buckets per (subject, policy), owned by limiter shard actors so every decision about one key
 // is made by one actor (exact, whatever the number of HTTP threads or requests in flight).
 //
-// limiter shard   (limit_atom, key, policy) -> limit_decision
-//                 (mailbox_atom) -> size_t
-// Buckets that have refilled completely are equivalent to new ones and are dropped by a periodic sweep, and a shard
+// A limiter shard's interface is limiter_shard_actor, below. Buckets that have refilled completely are equivalent to new ones and are dropped by a periodic sweep, and a shard
 // never holds more than max_keys buckets, so a flood of distinct clients cannot grow memory without bound.
 //
 // The "limits" supervisor (one_for_one) starts limiter_shard_count() shards, named limiter_shard_name(i); a key's
 // shard is shard_of(key, count).
 
+#include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
@@ -17,6 +16,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -26,6 +26,16 @@
 #include <vector>
 
 namespace troupe {
+
+/// (limiter_sweep_atom): a shard's own timer, dropping the buckets that have refilled.
+using limiter_sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+
+/// A limiter shard's interface.
+using limiter_shard_actor = caf::typed_actor<
+  /// (key, policy): takes a token of the key's bucket under the policy, and says what is left.
+  caf::replies_to<limit_atom, std::string, rate_policy>::with<limit_decision>,
+  /// Sent by the shard to itself every limiter_options::sweep_interval.
+  caf::reacts_to<limiter_sweep_atom>, mailbox_size_request>;
 
 /// A token bucket (pure arithmetic; times in seconds on any monotonic clock).
 class token_bucket {
@@ -70,7 +80,7 @@ struct limiter_options {
   std::shared_ptr<std::atomic<int64_t>> keys = std::make_shared<std::atomic<int64_t>>(0);  // buckets held
 };
 
-caf::actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options);
+limiter_shard_actor spawn_limiter_shard(caf::actor_system& sys, limiter_options options);
 
 /// The shard that owns `key` among `shards`.
 size_t shard_of(const std::string& key, size_t shards);
@@ -79,7 +89,7 @@ size_t shard_of(const std::string& key, size_t shards);
 size_t limiter_shard_count(const config::limits_settings& settings);
 
 /// "limits.shard.<i>"
-std::string limiter_shard_name(size_t i);
+actor_name<limiter_shard_actor> limiter_shard_name(size_t i);
 
 /// The "limits" supervisor: limiter_shard_count(settings) shards bounded by limits.max_keys each. The buckets they
 /// hold are written as troupe_rate_limit_buckets by a collector in context.metrics.

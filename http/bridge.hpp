@@ -79,6 +79,10 @@ public:
 
   /// The live incarnation of a named actor.
   std::optional<caf::actor> find(const std::string& name) const { return names_->get(name); }
+  template <class Handle>
+  std::optional<Handle> find(const actor_name<Handle>& name) const {
+    return names_->get(name);
+  }
 
   std::chrono::milliseconds timeout() const { return timeout_; }
   /// Requests from any thread, answered on the answering actor's thread (http/caller.hpp).

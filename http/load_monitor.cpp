@@ -122,7 +122,7 @@ supervisor_config make_http_supervisor(const config::settings& s, const supervis
   monitor.write_actors = {db_writer_name};
   monitor.api_actors = {"sessions"};
   for (size_t i = 0; i < limiter_shard_count(s.limits); ++i)
-    monitor.api_actors.push_back(limiter_shard_name(i));
+    monitor.api_actors.push_back(limiter_shard_name(i).value);
   monitor.writer = std::move(writer);
   monitor.writer_max_rows = static_cast<size_t>(s.db.max_queue) * 9 / 10;
   monitor.shedding = load.shedding;

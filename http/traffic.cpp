@@ -194,11 +194,10 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
   auto key = subject;
   // In a cluster a subject's bucket lives on the node that holds the key (its endpoint hands the request to its
   // own shard), so one address gets one limit however requests are spread.
-  auto shard = remote_owner(options_.cluster.get(), key);
-  bool remote = shard.has_value();
-  if (!shard)
-    shard = bridge_.find(limiter_shard_name(shard_of(key, options_.shards)));
-  if (!shard) {
+  auto owner = remote_owner(options_.cluster.get(), key);
+  auto shard = owner ? std::nullopt : bridge_.find(limiter_shard_name(shard_of(key, options_.shards)));
+  bool remote = owner.has_value();
+  if (!owner && !shard) {
     r->fail(make_error(service_error::unavailable, "The rate limiter is restarting; retry shortly."));
     return;
   }
@@ -220,7 +219,7 @@ void traffic_control::limit(caf::event_based_actor* self, const std::shared_ptr<
   };
   if (remote)
     self
-      ->request(*shard, caf::duration{options_.remote_timeout}, limit_atom::value, key, p,
+      ->request(*owner, caf::duration{options_.remote_timeout}, limit_atom::value, key, p,
                 r->req().trace.traceparent_for(span), r->req().trace.tracestate)
       .then(std::move(answered), std::move(failed));
   else

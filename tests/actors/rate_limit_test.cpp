@@ -102,7 +102,7 @@ protected:
 
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
-  caf::actor shard_;
+  limiter_shard_actor shard_;
   std::atomic<double> now_{1000};
   std::shared_ptr<std::atomic<int64_t>> keys_;
 };

@@ -1,5 +1,5 @@
 # Compiles tests/actors/typed_protocols_misuse.cpp once per case (cmake -P, from CTest): case 0 must compile, every
-# other case must fail with the static assertion its "expect:" comment names. A typed interface that stopped checking
+# other case must fail with the error its "expect:" comment names. A typed interface that stopped checking
 # (an untyped handle, a signature widened to accept anything) turns a failing case into a compiling one.
 #
 # -DCXX=<compiler> -DROOT=<source root> -DSOURCE=<the misuse file>
