@@ -19,7 +19,7 @@ std::function<std::optional<caf::actor>()> db_query_lookup(std::shared_ptr<direc
   return [names = std::move(names)]() { return names->get(db_query_name); };
 }
 
-std::function<std::optional<caf::actor>()> db_writer_lookup(std::shared_ptr<directory> names) {
+std::function<std::optional<db_writer_actor>()> db_writer_lookup(std::shared_ptr<directory> names) {
   return [names = std::move(names)]() { return names->get(db_writer_name); };
 }
 
@@ -64,7 +64,9 @@ supervisor_config make_persistence_supervisor(const config::settings& s, const s
   if (context.metrics)
     writer.on_slow = [slow = &slow_operations(*context.metrics)] { slow->inc({"db_batch"}); };
   persistence.children.push_back(worker_child(
-    db_writer_name, [writer](caf::actor_system& sys) { return spawn_db_writer(sys, writer); }, milliseconds{5000}));
+    db_writer_name.value,
+    [writer](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_db_writer(sys, writer)); },
+    milliseconds{5000}));
   return persistence;
 }
 

@@ -84,7 +84,13 @@ struct limiter_state {
   static inline const char* name = "limiter_shard";
 };
 
-using limiter_actor = observed_typed_stateful_actor<limiter_shard_actor, limiter_state>;
+/// A shard's own timer: every limiter_options::sweep_interval, drop the buckets that have refilled.
+using limiter_sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+
+/// The interface with the shard's own timer, which nobody else sends.
+using limiter_self_actor = limiter_shard_actor::extend<caf::reacts_to<limiter_sweep_atom>>;
+
+using limiter_actor = observed_typed_stateful_actor<limiter_self_actor, limiter_state>;
 
 double now(limiter_actor* self) {
   return self->state.opts.now_seconds ? self->state.opts.now_seconds() : monotonic_seconds();
@@ -99,7 +105,7 @@ void sweep(limiter_actor* self) {
   st.opts.keys->store(static_cast<int64_t>(st.buckets.size()));
 }
 
-limiter_shard_actor::behavior_type limiter_impl(limiter_actor* self, limiter_options opts) {
+limiter_self_actor::behavior_type limiter_impl(limiter_actor* self, limiter_options opts) {
   self->state.opts = std::move(opts);
   self->delayed_send(self, self->state.opts.sweep_interval, limiter_sweep_atom::value);
   return {

@@ -27,15 +27,10 @@
 
 namespace troupe {
 
-/// (limiter_sweep_atom): a shard's own timer, dropping the buckets that have refilled.
-using limiter_sweep_atom = caf::atom_constant<caf::atom("sweep")>;
-
 /// A limiter shard's interface.
 using limiter_shard_actor = caf::typed_actor<
   /// (key, policy): takes a token of the key's bucket under the policy, and says what is left.
-  caf::replies_to<limit_atom, std::string, rate_policy>::with<limit_decision>,
-  /// Sent by the shard to itself every limiter_options::sweep_interval.
-  caf::reacts_to<limiter_sweep_atom>, mailbox_size_request>;
+  caf::replies_to<limit_atom, std::string, rate_policy>::with<limit_decision>, mailbox_size_request>;
 
 /// A token bucket (pure arithmetic; times in seconds on any monotonic clock).
 class token_bucket {

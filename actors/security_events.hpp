@@ -21,6 +21,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "persistence/writer.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -42,7 +43,7 @@ struct security_event_counters {
 struct security_event_options {
   std::chrono::milliseconds flush_interval{1000};
   size_t max_aggregates = 10000;
-  std::function<std::optional<caf::actor>()> writer; // the live DB writer
+  std::function<std::optional<db_writer_actor>()> writer; // the live DB writer
   std::function<int64_t()> now_unix_ms;              // system clock when empty (tests inject their own)
   std::shared_ptr<security_event_counters> counters = std::make_shared<security_event_counters>();
 };

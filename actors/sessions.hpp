@@ -64,6 +64,7 @@
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "persistence/storage_epoch.hpp"
+#include "persistence/writer.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -92,7 +93,7 @@ struct session_options {
   /// The UTC hour at which the quota day rolls over.
   int reset_utc_hour = 0;
   /// The live DB writer, for usage rows.
-  std::function<std::optional<caf::actor>()> writer;
+  std::function<std::optional<db_writer_actor>()> writer;
   /// The live "db.query" actor (persistence/query_router.hpp), or nullopt while it restarts.
   std::function<std::optional<caf::actor>()> db_query;
   /// Clock for token expiry, unix seconds (tests inject their own).

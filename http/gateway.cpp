@@ -10,6 +10,7 @@
 #include "http/upstream_outcome.hpp"
 
 #include "actors/guards.hpp"
+#include "actors/persistence_supervisor.hpp"
 #include "actors/sessions.hpp"
 #include "config/json.hpp"
 #include "config/log.hpp"
@@ -1368,7 +1369,7 @@ void gateway::exhausted(const std::shared_ptr<call>& c) {
 void gateway::record_usage(call& c, const upstream& u, const oa::usage& used, const char* outcome) {
   auto cost = config::cost_pusd(opts_.prices, c.req.model, used.prompt_tokens, used.completion_tokens);
   c.spend.settle(used.prompt_tokens + used.completion_tokens, cost);
-  auto writer = opts_.names->get("db.writer");
+  auto writer = opts_.names->get(db_writer_name);
   if (!writer)
     return;
   write_request w;

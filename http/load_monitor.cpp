@@ -119,7 +119,7 @@ supervisor_config make_http_supervisor(const config::settings& s, const supervis
   monitor.max_rss_bytes = static_cast<uint64_t>(s.limits.max_rss_bytes);
   monitor.mailbox_threshold = static_cast<size_t>(s.limits.mailbox_threshold);
   monitor.names = context.names;
-  monitor.write_actors = {db_writer_name};
+  monitor.write_actors = {db_writer_name.value};
   monitor.api_actors = {"sessions"};
   for (size_t i = 0; i < limiter_shard_count(s.limits); ++i)
     monitor.api_actors.push_back(limiter_shard_name(i).value);

@@ -11,12 +11,14 @@
 #include "http/bridge.hpp"
 #include "http/router.hpp"
 
+#include "actors/persistence_supervisor.hpp"
+
 #include <string>
 
 namespace troupe::http {
 
 struct write_route_options {
-  std::string writer = "db.writer";  // the DB writer's name in the directory
+  actor_name<db_writer_actor> writer = db_writer_name; // the DB writer's name in the directory
 };
 
 class authenticator;

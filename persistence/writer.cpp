@@ -19,8 +19,6 @@ namespace troupe {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-using flush_atom = caf::atom_constant<caf::atom("flush")>;
-using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 /// How often a failed batch is retried, and the database probed while it is down.
 constexpr std::chrono::milliseconds retry_interval{100};
@@ -53,7 +51,14 @@ struct writer_state {
   static inline const char* name = "db_writer";
 };
 
-using writer_actor = observed_stateful_actor<writer_state>;
+/// The writer's own timers: a batch's flush interval has passed; retry the batches a lost connection gave back.
+using writer_flush_atom = caf::atom_constant<caf::atom("flush")>;
+using writer_retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+/// The interface with the writer's own timers, which nobody else sends.
+using writer_self_actor = db_writer_actor::extend<caf::reacts_to<writer_flush_atom>, caf::reacts_to<writer_retry_atom>>;
+
+using writer_actor = observed_typed_stateful_actor<writer_self_actor, writer_state>;
 
 void update_gauge(writer_actor* self) {
   auto& st = self->state;
@@ -64,7 +69,7 @@ void arm_retry(writer_actor* self) {
   auto& st = self->state;
   if (!st.retry_timer_armed) {
     st.retry_timer_armed = true;
-    self->delayed_send(self, retry_interval, retry_atom::value);
+    self->delayed_send(self, retry_interval, writer_retry_atom::value);
   }
 }
 
@@ -234,7 +239,7 @@ void retry(writer_actor* self) {
       });
 }
 
-caf::behavior writer_impl(writer_actor* self, writer_options options) {
+writer_self_actor::behavior_type writer_impl(writer_actor* self, writer_options options) {
   auto& st = self->state;
   st.opts = std::move(options);
   st.busy.assign(std::max<size_t>(1, st.opts.connections), false);
@@ -261,28 +266,28 @@ caf::behavior writer_impl(writer_actor* self, writer_options options) {
         st.flush_due = true;
       } else if (!st.flush_timer_armed && !st.flush_due) {
         st.flush_timer_armed = true;
-        self->delayed_send(self, st.opts.flush_interval, flush_atom::value);
+        self->delayed_send(self, st.opts.flush_interval, writer_flush_atom::value);
       }
       dispatch(self);
       if (st.down_since)
         arm_retry(self);
       return promise;
     },
-    [self](flush_atom) {
+    [self](writer_flush_atom) {
       self->state.flush_timer_armed = false;
       if (!self->state.queue.empty()) {
         self->state.flush_due = true;
         dispatch(self);
       }
     },
-    [self](retry_atom) { retry(self); },
+    [self](writer_retry_atom) { retry(self); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }
 
 } // namespace
 
-caf::actor spawn_db_writer(caf::actor_system& sys, writer_options options) {
+db_writer_actor spawn_db_writer(caf::actor_system& sys, writer_options options) {
   return sys.spawn(writer_impl, std::move(options));
 }
 

@@ -1,9 +1,7 @@
 #pragma once
 // The DB writer: group commit for durable writes.
 //
-// Protocol:
-//   (write_atom, write_request) -> write_result     answered only after the request's rows are COMMITted
-//   (mailbox_atom) -> size_t
+// Its interface is db_writer_actor, below.
 //
 // Requests from many HTTP requests are gathered into batches: a batch is handed to a free connection actor when it
 // holds batch_max_rows rows, or flush_interval after its first request arrived. While every connection is busy,
@@ -15,10 +13,12 @@
 // while the database has been unreachable for longer than max_wait new requests are refused at once (a probe keeps
 // checking and lifts the refusal as soon as a connection works again). Nothing is acknowledged before COMMIT.
 
+#include "introspect/messages.hpp"
 #include "persistence/messages.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -28,6 +28,11 @@
 #include <optional>
 
 namespace troupe {
+
+/// The DB writer's interface.
+using db_writer_actor = caf::typed_actor<
+  /// Answered only after the request's rows are COMMITted (errors: see write_atom).
+  caf::replies_to<write_atom, write_request>::with<write_result>, mailbox_size_request>;
 
 /// Counters the writer keeps, readable from any thread (for metrics and tests).
 struct writer_counters {
@@ -58,6 +63,6 @@ struct writer_options {
   std::function<void()> on_slow;
 };
 
-caf::actor spawn_db_writer(caf::actor_system& sys, writer_options options);
+db_writer_actor spawn_db_writer(caf::actor_system& sys, writer_options options);
 
 } // namespace troupe

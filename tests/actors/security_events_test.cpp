@@ -22,13 +22,14 @@ struct written_rows {
   std::atomic<int> writes{0};
 };
 
-caf::behavior fake_writer(caf::event_based_actor*, std::shared_ptr<written_rows> out) {
+db_writer_actor::behavior_type fake_writer(db_writer_actor::pointer self, std::shared_ptr<written_rows> out) {
   return {[out](write_atom, write_request& w) {
-    std::lock_guard<std::mutex> guard{out->mutex};
-    ++out->writes;
-    out->rows.insert(out->rows.end(), w.security_events.begin(), w.security_events.end());
-    return write_result{w.result, false};
-  }};
+            std::lock_guard<std::mutex> guard{out->mutex};
+            ++out->writes;
+            out->rows.insert(out->rows.end(), w.security_events.begin(), w.security_events.end());
+            return write_result{w.result, false};
+          },
+          [self](mailbox_atom) -> size_t { return self->mailbox().size(); }};
 }
 
 class SecurityEvents : public ::testing::Test {
@@ -39,7 +40,7 @@ protected:
     writer_ = sys_->spawn(fake_writer, written_);
   }
   ~SecurityEvents() override {
-    for (auto& a : {writer_, events_})
+    for (auto& a : {caf::actor_cast<caf::actor>(writer_), events_})
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::kill);
   }
@@ -47,7 +48,7 @@ protected:
   void start(size_t max_aggregates = 10000) {
     opts_.flush_interval = 1h; // flushes only when the test asks (or a critical event comes)
     opts_.max_aggregates = max_aggregates;
-    opts_.writer = [w = writer_]() -> std::optional<caf::actor> { return w; };
+    opts_.writer = [w = writer_]() -> std::optional<db_writer_actor> { return w; };
     opts_.now_unix_ms = [this] { return now_ms_.load(); };
     events_ = spawn_security_events(*sys_, opts_);
   }
@@ -84,7 +85,8 @@ protected:
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::shared_ptr<written_rows> written_ = std::make_shared<written_rows>();
-  caf::actor writer_, events_;
+  db_writer_actor writer_;
+  caf::actor events_;
   security_event_options opts_;
   std::atomic<int64_t> now_ms_{1795300000000}; // a whole minute
   int sent_ = 0;

@@ -39,7 +39,7 @@ TEST(SessionQuota, UsageSurvivesARestart) {
   auto manager_options = [&] {
     session_manager_options opts;
     opts.session.db_query = [query]() -> std::optional<caf::actor> { return query; };
-    opts.session.writer = [writer]() -> std::optional<caf::actor> { return writer; };
+    opts.session.writer = [writer]() -> std::optional<db_writer_actor> { return writer; };
     opts.session.daily_quota = [](const std::string&) { return int64_t{50}; };
     return opts;
   };
@@ -66,6 +66,6 @@ TEST(SessionQuota, UsageSurvivesARestart) {
 
   auto second = spawn_session_manager(sys, manager_options());
   EXPECT_EQ(used_now(second, 0), 7);
-  for (auto& a : {second, writer, query, connection})
+  for (auto& a : {second, caf::actor_cast<caf::actor>(writer), query, connection})
     caf::anon_send_exit(a, caf::exit_reason::kill);
 }

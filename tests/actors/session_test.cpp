@@ -78,12 +78,13 @@ caf::behavior fake_db(caf::event_based_actor* self, std::shared_ptr<fake_db_stat
   };
 }
 
-caf::behavior fake_writer(caf::event_based_actor*, std::shared_ptr<fake_db_state> db) {
+db_writer_actor::behavior_type fake_writer(db_writer_actor::pointer self, std::shared_ptr<fake_db_state> db) {
   return {[db](write_atom, write_request& w) {
-    std::lock_guard<std::mutex> guard{db->mutex};
-    db->usage.insert(db->usage.end(), w.usage.begin(), w.usage.end());
-    return write_result{w.result, false};
-  }};
+            std::lock_guard<std::mutex> guard{db->mutex};
+            db->usage.insert(db->usage.end(), w.usage.begin(), w.usage.end());
+            return write_result{w.result, false};
+          },
+          [self](mailbox_atom) -> size_t { return self->mailbox().size(); }};
 }
 
 class Sessions : public ::testing::Test {
@@ -96,7 +97,7 @@ protected:
     writer_ = sys_->spawn(fake_writer, db_);
   }
   ~Sessions() override {
-    for (auto& a : {db_actor_, writer_, manager_})
+    for (auto& a : {db_actor_, caf::actor_cast<caf::actor>(writer_), manager_})
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::kill);
   }
@@ -108,7 +109,7 @@ protected:
     opts.session.now_seconds = [this] { return seconds_.load(); };
     opts.session.storage_changes = std::move(storage_changes);
     opts.session.db_query = [a = db_actor_]() -> std::optional<caf::actor> { return a; };
-    opts.session.writer = [a = writer_]() -> std::optional<caf::actor> { return a; };
+    opts.session.writer = [a = writer_]() -> std::optional<db_writer_actor> { return a; };
     opts.session.daily_quota = [daily_limit](const std::string&) { return daily_limit; };
     opts.session.now_unix = [this] { return now_.load(); };
     opts.session.reset_utc_hour = 4;
@@ -128,7 +129,8 @@ protected:
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::shared_ptr<fake_db_state> db_;
-  caf::actor db_actor_, writer_, manager_;
+  caf::actor db_actor_, manager_;
+  db_writer_actor writer_;
   std::shared_ptr<std::atomic<int64_t>> active_;  // troupe_sessions_active
   std::shared_ptr<directory> sessions_;           // live sessions by user id
   std::atomic<int64_t> now_{1795300000};  // 2026-11-21T... UTC

@@ -96,7 +96,7 @@ protected:
   troupe::testing::scratch_database db_;
   system_holder holder_;
   std::vector<caf::actor> connections_;
-  caf::actor writer_;
+  db_writer_actor writer_;
   std::shared_ptr<writer_counters> counters_;
 };
 
