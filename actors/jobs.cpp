@@ -21,7 +21,7 @@ const auto db_timeout = caf::duration{std::chrono::seconds{10}};
 
 struct running_job {
   job_record job;
-  caf::actor runner;
+  job_runner_actor runner;
   count_holder counted; // one of troupe_jobs_running until the attempt is forgotten or the queue ends
   std::optional<tracing::span> span; // the attempt's, while it runs (a sampled trace with an export)
 };
@@ -36,7 +36,14 @@ struct queue_state {
   static inline const char* name = "job_queue";
 };
 
-using queue_actor = caf::stateful_actor<queue_state>;
+/// The queue's own timers: claim (also jobs that lapsed elsewhere), and renew the leases of the jobs running here.
+using jobs_tick_atom = caf::atom_constant<caf::atom("jobstick")>;
+using jobs_renew_tick_atom = caf::atom_constant<caf::atom("jobsrenew")>;
+
+/// The interface with the queue's own timers (claim and renew), which nobody else sends.
+using queue_self_actor = job_queue_actor::extend<caf::reacts_to<jobs_tick_atom>, caf::reacts_to<jobs_renew_tick_atom>>;
+
+using queue_actor = queue_self_actor::stateful_base<queue_state>;
 
 std::optional<caf::actor> database(queue_actor* self) {
   return self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
@@ -183,7 +190,7 @@ void start(queue_actor* self, job_record job) {
     span->attributes = {{"troupe.job.id", job.id}, {"troupe.job.kind", job.kind}, {"troupe.node", st.opts.owner}};
     span->int_attributes = {{"troupe.job.attempt", job.attempts}};
   }
-  caf::actor runner;
+  job_runner_actor runner;
   if (handler != st.opts.handlers.end())
     runner = handler->second(self, job);
   st.running[id] = running_job{job, runner, hold_count(st.opts.counters, &job_counters::running), std::move(span)};
@@ -266,7 +273,7 @@ void renew(queue_actor* self) {
       });
 }
 
-caf::behavior queue_impl(queue_actor* self, job_queue_options opts) {
+queue_self_actor::behavior_type queue_impl(queue_actor* self, job_queue_options opts) {
   self->state.opts = std::move(opts);
   auto renew_every = std::max(std::chrono::milliseconds{1}, self->state.opts.lease / 3);
   self->set_exit_handler([self](caf::exit_msg& msg) {
@@ -320,7 +327,7 @@ caf::behavior queue_impl(queue_actor* self, job_queue_options opts) {
 
 } // namespace
 
-caf::actor spawn_job_queue(caf::actor_system& sys, job_queue_options options) {
+job_queue_actor spawn_job_queue(caf::actor_system& sys, job_queue_options options) {
   return sys.spawn(queue_impl, std::move(options));
 }
 

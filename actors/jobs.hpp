@@ -1,10 +1,7 @@
 #pragma once
 // The job queue: runs durable background jobs (table jobs, persistence/jobs.hpp) at least once.
 //
-// job queue ("jobs.queue")
-//   (jobs_kick_atom)                        runnable jobs may be waiting: claim now (an upload just completed)
-//   (jobs_running_atom) -> std::vector<std::string>   ids of the jobs this node runs now
-//   (mailbox_atom) -> size_t
+// The job queue ("jobs.queue", job_queue_name) answers job_queue_actor; each job's runner job_runner_actor (below).
 //
 // The queue claims runnable jobs from PostgreSQL (highest priority first, then users in turn: fair between users,
 // persistence/jobs.hpp; SKIP LOCKED: nodes never take the same job) up to `concurrency` at once, each with a lease
@@ -22,13 +19,16 @@
 // On shutdown the queue gives its running jobs back (not counted as an attempt) so a restarted node resumes them at
 // once rather than after the lease.
 
+#include "actors/directory.hpp"
 #include "actors/messages.hpp"
+#include "introspect/messages.hpp"
 #include "actors/metrics.hpp"
 #include "ops/span_queue.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -37,12 +37,26 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
-/// Spawns the runner of one job, linked to the queue (`queue->spawn<caf::linked + ...>(...)`). The runner answers
-/// (job_run_atom, job_record) once, with the result JSON or an error.
-using job_handler = std::function<caf::actor(caf::event_based_actor* queue, const job_record& job)>;
+/// The job queue's interface.
+using job_queue_actor = caf::typed_actor<
+  /// Runnable jobs may be waiting: claim now (an upload just completed, a plan was asked for).
+  caf::reacts_to<jobs_kick_atom>,
+  /// The ids of the jobs this node runs now.
+  caf::replies_to<jobs_running_atom>::with<std::vector<std::string>>, mailbox_size_request>;
+
+/// A job runner's interface: it answers its one job once, with the result JSON or an error
+/// (service_error::invalid_input: the job can never work, it fails at once).
+using job_runner_actor = caf::typed_actor<caf::replies_to<job_run_atom, job_record>::with<std::string>>;
+
+/// The queue's name in the directory.
+inline const actor_name<job_queue_actor> job_queue_name{"jobs.queue"};
+
+/// Spawns the runner of one job, linked to the queue (`queue->spawn<caf::linked + ...>(...)`).
+using job_handler = std::function<job_runner_actor(caf::local_actor* queue, const job_record& job)>;
 
 struct job_counters {
   std::atomic<uint64_t> started{0};
@@ -69,7 +83,7 @@ struct job_queue_options {
   double sample_ratio = 1;
 };
 
-caf::actor spawn_job_queue(caf::actor_system& sys, job_queue_options options);
+job_queue_actor spawn_job_queue(caf::actor_system& sys, job_queue_options options);
 
 /// A node id for leases: host name, process id and a random suffix.
 std::string make_node_id();

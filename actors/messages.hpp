@@ -358,11 +358,6 @@ using job_run_atom = caf::atom_constant<caf::atom("jobrun")>;
 using jobs_kick_atom = caf::atom_constant<caf::atom("jobskick")>;
 /// (jobs_running_atom) -> std::vector<std::string>: the ids of the jobs the queue runs now.
 using jobs_running_atom = caf::atom_constant<caf::atom("jobsrun")>;
-/// Internal to the job queue: its poll and lease-renewal timers.
-using jobs_tick_atom = caf::atom_constant<caf::atom("jobstick")>;
-using jobs_renew_tick_atom = caf::atom_constant<caf::atom("jobsrenew")>;
-/// Internal to job runners: take the next step.
-using job_step_atom = caf::atom_constant<caf::atom("jobstep")>;
 
 // --- Cluster (actors/cluster.hpp) ---------------------------------------------------------------------------------
 

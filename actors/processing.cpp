@@ -98,7 +98,7 @@ struct file_work {
 struct runner_state {
   processing_options opts;
   job_record job;
-  caf::response_promise promise;
+  caf::typed_response_promise<std::string> promise;
   bool over = false; // answered (done or failed)
   upload_record upload;
   bool archive = false;
@@ -134,7 +134,7 @@ struct runner_state {
   static inline const char* name = "upload_job";
 };
 
-using runner_actor = caf::stateful_actor<runner_state>;
+using runner_actor = job_runner_actor::stateful_base<runner_state>;
 
 void pump(runner_actor* self);
 void end_step(runner_state& st, const char* next, bool failed = false);
@@ -597,7 +597,7 @@ std::string upload_id_of(const std::string& payload) {
   return doc["upload_id"].GetString();
 }
 
-caf::behavior runner_impl(runner_actor* self, processing_options opts) {
+job_runner_actor::behavior_type runner_impl(runner_actor* self, processing_options opts) {
   self->state.opts = std::move(opts);
   return {
     [self](job_run_atom, job_record& job) {
@@ -644,7 +644,7 @@ caf::actor spawn_chunk_processor(caf::actor_system& sys) {
 }
 
 job_handler upload_job_handler(processing_options options) {
-  return [options](caf::event_based_actor* queue, const job_record&) {
+  return [options](caf::local_actor* queue, const job_record&) -> job_runner_actor {
     return queue->spawn<caf::detached + caf::linked>(runner_impl, options);
   };
 }

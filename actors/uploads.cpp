@@ -583,7 +583,7 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   upload.io = [names](size_t i) { return names->get(upload_io_name(i)); };
   upload.db_query = db_query;
   upload.router = [names]() { return names->get("uploads.router"); };
-  upload.job_queue = [names]() { return names->get("jobs.queue"); };
+  upload.job_queue = [names]() { return names->get(job_queue_name); };
   for (size_t i = 0; i < upload.io_actors; ++i)
     uploads.children.push_back(worker_child(
       upload_io_name(i), [](caf::actor_system& sys) { return spawn_upload_io(sys); }, milliseconds{5000}));
@@ -622,7 +622,8 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   queue.spans = spans;
   queue.sample_ratio = s.tracing.sample_ratio;
   uploads.children.push_back(worker_child(
-    "jobs.queue", [queue](caf::actor_system& sys) { return spawn_job_queue(sys, queue); }, milliseconds{5000}));
+    job_queue_name.value, [queue](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_job_queue(sys, queue)); },
+    milliseconds{5000}));
   // The watcher behind the job event streams.
   job_events_options events;
   events.poll = milliseconds{s.jobs.events_poll_ms};

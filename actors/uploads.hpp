@@ -80,7 +80,7 @@ struct upload_options {
   std::function<std::optional<caf::actor>(size_t)> io;
   std::function<std::optional<caf::actor>()> db_query;
   std::function<std::optional<caf::actor>()> router;
-  std::function<std::optional<caf::actor>()> job_queue;
+  std::function<std::optional<job_queue_actor>()> job_queue;
   /// Wall clock in unix milliseconds (expiry); the system clock when empty.
   std::function<int64_t()> now_ms;
   std::shared_ptr<upload_counters> counters = std::make_shared<upload_counters>();

@@ -35,7 +35,7 @@ struct attempt_record {
 struct runner_state {
   std::shared_ptr<plan_jobs> jobs;
   job_record job;
-  caf::response_promise promise;
+  caf::typed_response_promise<std::string> promise;
   bool over = false;
   plan_prompt prompt;
   std::string repository_id;
@@ -45,7 +45,11 @@ struct runner_state {
   static inline const char* name = "plan_job";
 };
 
-using runner_actor = caf::stateful_actor<runner_state>;
+/// The interface with the runner's own messages: a model call's answer, or its deadline, for call number `call`.
+using plan_runner_actor = job_runner_actor::extend<
+  caf::reacts_to<plan_answer_atom, uint32_t, int32_t, std::string, bool>, caf::reacts_to<plan_late_atom, uint32_t>>;
+
+using runner_actor = plan_runner_actor::stateful_base<runner_state>;
 
 void finish(runner_actor* self, caf::expected<std::string> outcome) {
   auto& st = self->state;
@@ -197,7 +201,7 @@ void call_model(runner_actor* self, std::string body) {
   req.started_unix_ns = tracing::unix_now_ns();
   // In the job attempt's trace (actors/jobs.hpp), under its span: the upstream sees it, the call's spans join it.
   req.trace = tracing::context_for(st.job.traceparent, std::nullopt, 0);
-  auto me = caf::actor_cast<caf::actor>(self);
+  plan_runner_actor me = self;
   auto r = std::make_shared<responder>(std::move(req), [me, call](response res) {
     std::string cache;
     for (const auto& [name, value] : res.headers)
@@ -304,7 +308,7 @@ void retrieve(runner_actor* self) {
   });
 }
 
-caf::behavior runner_impl(runner_actor* self, std::shared_ptr<plan_jobs> jobs) {
+plan_runner_actor::behavior_type runner_impl(runner_actor* self, std::shared_ptr<plan_jobs> jobs) {
   self->state.jobs = std::move(jobs);
   return {
     [self](job_run_atom, job_record& job) {
@@ -345,7 +349,7 @@ caf::behavior runner_impl(runner_actor* self, std::shared_ptr<plan_jobs> jobs) {
 } // namespace
 
 job_handler plan_job_handler(std::shared_ptr<plan_jobs> jobs) {
-  return [jobs](caf::event_based_actor* queue, const job_record&) {
+  return [jobs](caf::local_actor* queue, const job_record&) -> job_runner_actor {
     return queue->spawn<caf::linked>(runner_impl, jobs);
   };
 }

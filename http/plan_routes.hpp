@@ -20,6 +20,8 @@
 #include "http/cors.hpp"
 #include "http/router.hpp"
 
+#include "actors/jobs.hpp"
+
 #include <memory>
 #include <string>
 
@@ -29,7 +31,7 @@ class authenticator;
 
 struct plan_route_options {
   std::string db_query = "db.query";
-  std::string job_queue = "jobs.queue";
+  actor_name<job_queue_actor> job_queue = job_queue_name;
   int32_t max_attempts = 3; // jobs.max_attempts
   int32_t max_active = 4;   // plans.max_active_per_user
   std::shared_ptr<cors_policy> cors;

@@ -26,8 +26,8 @@ namespace {
 
 /// A runner that answers (job_run_atom, job) with `answer(job)`; a default (empty) result never answers.
 job_handler handler_of(std::function<caf::expected<std::string>(const job_record&)> answer) {
-  return [answer](caf::event_based_actor* queue, const job_record&) {
-    return queue->spawn<caf::linked>([answer](caf::event_based_actor* self) -> caf::behavior {
+  return [answer](caf::local_actor* queue, const job_record&) -> job_runner_actor {
+    return queue->spawn<caf::linked>([answer](job_runner_actor::pointer self) -> job_runner_actor::behavior_type {
       return {
         [self, answer](job_run_atom, const job_record& job) -> caf::result<std::string> {
           auto outcome = answer(job);
@@ -63,7 +63,7 @@ protected:
   void TearDown() override {
     if (!sys_)
       return;
-    for (auto& a : {queue_, query_, connection_})
+    for (auto& a : {caf::actor_cast<caf::actor>(queue_), query_, connection_})
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::kill);
   }
@@ -127,7 +127,8 @@ protected:
   troupe::testing::scratch_database db_;
   std::unique_ptr<caf::actor_system_config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
-  caf::actor connection_, query_, queue_;
+  caf::actor connection_, query_;
+  job_queue_actor queue_;
   std::shared_ptr<job_counters> counters_ = std::make_shared<job_counters>();
 };
 
@@ -272,8 +273,8 @@ TEST_F(JobQueue, FlakyJobSucceedsOnRetry) {
 // job is retried, rather than staying running on this node, its lease renewed, for ever.
 TEST_F(JobQueue, ARunnerThatDiesUnansweredFailsItsAttempt) {
   auto id = enqueue("test.dies", 0, 2);
-  job_handler dies = [](caf::event_based_actor* queue, const job_record&) {
-    return queue->spawn<caf::linked>([](caf::event_based_actor* self) -> caf::behavior {
+  job_handler dies = [](caf::local_actor* queue, const job_record&) -> job_runner_actor {
+    return queue->spawn<caf::linked>([](job_runner_actor::pointer self) -> job_runner_actor::behavior_type {
       return {
         [self](job_run_atom, const job_record&) -> caf::result<std::string> {
           auto promise = self->make_response_promise<std::string>();

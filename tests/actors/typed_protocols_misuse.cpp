@@ -7,6 +7,7 @@
 //   expect: <text>
 
 #include "actors/breaker.hpp"
+#include "actors/jobs.hpp"
 #include "actors/rate_limit.hpp"
 #include "persistence/writer.hpp"
 
@@ -16,7 +17,8 @@
 
 namespace troupe {
 
-void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer) {
+void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
+            job_queue_actor jobs) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
   self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
@@ -24,6 +26,13 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   self->send(breaker, breaker_health_atom::value, false, std::string{"down"});
   self->request(limiter, caf::infinite, limit_atom::value, std::string{"ip:1"}, rate_policy{}).then([](limit_decision&) {});
   self->request(writer, caf::infinite, write_atom::value, write_request{}).then([](write_result&) {});
+  self->send(jobs, jobs_kick_atom::value);
+  self->request(jobs, caf::infinite, jobs_running_atom::value).then([](std::vector<std::string>&) {});
+  job_handler runs = [](caf::local_actor* queue, const job_record&) -> job_runner_actor {
+    return queue->spawn<caf::linked>([]() -> job_runner_actor::behavior_type {
+      return {[](job_run_atom, const job_record&) { return std::string{"{}"}; }};
+    });
+  };
 #elif MISUSE == 1
   // expect: wrong functor signature
   // The breaker answers an admission with a breaker_admission, not a snapshot.
@@ -48,6 +57,19 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   // expect: receiver does not accept given message
   // The writer's flush timer is its own: nobody else can send it.
   self->send(writer, caf::atom_constant<caf::atom("flush")>::value);
+#elif MISUSE == 7
+  // expect: Cannot assign incompatible handle
+  // A runner must answer a job with its result JSON: one that answers true is not a job runner.
+  job_handler runs = [](caf::local_actor* queue, const job_record&) -> job_runner_actor {
+    using yes_runner = caf::typed_actor<caf::replies_to<job_run_atom, job_record>::with<bool>>;
+    return queue->spawn<caf::linked>([]() -> yes_runner::behavior_type {
+      return {[](job_run_atom, const job_record&) { return true; }};
+    });
+  };
+#elif MISUSE == 8
+  // expect: receiver does not accept given message
+  // The queue's poll timer is its own.
+  self->send(jobs, caf::atom_constant<caf::atom("jobstick")>::value);
 #endif
 }
 
