@@ -4,6 +4,7 @@
 #include "actors/cluster_endpoint.hpp"
 
 #include "actors/rate_limit.hpp"
+#include "actors/sessions.hpp"
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 #include "introspect/observed_actor.hpp"
@@ -388,7 +389,7 @@ void publish_view(membership_actor* self) {
   }
   st.opts.state->publish(std::move(view), monotonic_seconds());
   if (tell)
-    if (auto manager = st.opts.names->get("sessions"))
+    if (auto manager = st.opts.names->get(session_manager_name))
       self->send(*manager, cluster_view_atom::value);
 }
 
@@ -597,7 +598,7 @@ void tick(membership_actor* self) {
       log::warn("this node was declared down by the cluster; ending its sessions and joining again",
                 log::fields{}.add("node_id", st.node_id).add("epoch", st.epoch));
       st.opts.state->publish(nullptr, monotonic_seconds());
-      if (auto manager = st.opts.names->get("sessions"))
+      if (auto manager = st.opts.names->get(session_manager_name))
         self->send(*manager, cluster_reset_atom::value);
       // Cut off, it missed the cache invalidations the others sent meanwhile: it joins again with an empty cache.
       for (size_t i = 0; i < st.opts.cache_shards; ++i)

@@ -5,6 +5,7 @@
 #include "actors/auth_workers.hpp"
 #include "actors/debug_json.hpp"
 #include "actors/rate_limit.hpp"
+#include "actors/sessions.hpp"
 #include "config/service_error.hpp"
 #include "introspect/observed_actor.hpp"
 
@@ -59,8 +60,8 @@ admission admit(endpoint_actor* self, const std::string& kind, const std::string
   if (!owner)
     return {{}, false, make_error(service_error::unavailable, "No cluster member is up; retry shortly.")};
   if (owner->node_id == view->self) {
-    if (auto manager = st.names->get("sessions"))
-      return {*manager, false, {}};
+    if (auto manager = st.names->get(session_manager_name))
+      return {caf::actor_cast<caf::actor>(*manager), false, {}};
     return {{}, false, make_error(service_error::unavailable, "Sessions are restarting; retry shortly.")};
   }
   if (origin.hops >= 1 || !owner->endpoint)
@@ -70,14 +71,15 @@ admission admit(endpoint_actor* self, const std::string& kind, const std::string
 }
 
 /// The session manager, for a message from a sender whose epoch is current (nullopt: stale sender, or restarting).
-std::optional<caf::actor> from_current(endpoint_actor* self, const std::string& kind, const cluster_origin& origin) {
+std::optional<session_manager_actor> from_current(endpoint_actor* self, const std::string& kind,
+                                                  const cluster_origin& origin) {
   auto& st = self->state;
   count_request(self, kind);
   if (auto view = st.cluster->view())
     if (auto* sender = view->find(origin.node_id);
         sender && (sender->epoch > origin.epoch || (sender->epoch == origin.epoch && sender->state == "down")))
       return std::nullopt;
-  return st.names->get("sessions");
+  return st.names->get(session_manager_name);
 }
 
 /// A SERVER span "cluster <kind>" of the trace `traceparent` names, when it is sampled and this node exports spans;

@@ -34,6 +34,15 @@ public:
   /// The live incarnation, or nullopt while the actor is not running.
   std::optional<caf::actor> get(const std::string& name) const;
 
+  /// The live incarnation under `name` in a directory whose every entry answers `Handle` (the sessions').
+  template <class Handle>
+  std::optional<Handle> get_as(const std::string& name) const {
+    auto found = get(name);
+    if (!found)
+      return std::nullopt;
+    return caf::actor_cast<Handle>(std::move(*found));
+  }
+
   /// The live incarnation as a handle of the interface its name declares.
   template <class Handle>
   std::optional<Handle> get(const actor_name<Handle>& name) const {

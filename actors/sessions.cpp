@@ -83,18 +83,18 @@ struct session_state {
   static inline const char* name = "session";
 };
 
-using session_actor = observed_stateful_actor<session_state>;
+using session_self = observed_typed_stateful_actor<session_actor, session_state>;
 
 int64_t now(const session_options& opts) {
   return opts.now_unix ? opts.now_unix() : unix_now();
 }
 
-void read_storage(session_actor* self);
+void read_storage(session_self* self);
 
 /// Ends the storage read under way with `storage` (nullopt: the database could not say), read at `epoch` (nullopt:
 /// a change was under way). Waiters that joined late get it only if nothing changed since it was sent; otherwise a
 /// new read is sent for them.
-void storage_read(session_actor* self, std::optional<storage_status> storage, std::optional<uint64_t> epoch) {
+void storage_read(session_self* self, std::optional<storage_status> storage, std::optional<uint64_t> epoch) {
   auto& st = self->state;
   st.storage_reading = false;
   bool exact_now = storage && epoch && st.opts.storage_changes && st.opts.storage_changes->unchanged_since(*epoch);
@@ -123,7 +123,7 @@ void storage_read(session_actor* self, std::optional<storage_status> storage, st
 }
 
 /// Sends the storage read (one at a time; its answer goes to storage_read).
-void read_storage(session_actor* self) {
+void read_storage(session_self* self) {
   auto& st = self->state;
   st.storage_reading = true;
   auto epoch = st.opts.storage_changes ? st.opts.storage_changes->settled() : std::nullopt;
@@ -140,7 +140,7 @@ void read_storage(session_actor* self) {
 }
 
 /// Answers `who` with the user's storage use: at once while the last read is still exact, else after a read.
-caf::result<identity> with_storage(session_actor* self, identity who) {
+caf::result<identity> with_storage(session_self* self, identity who) {
   auto& st = self->state;
   if (st.storage && st.opts.storage_changes && st.opts.storage_changes->unchanged_since(st.storage_epoch_at)) {
     who.storage_known = true;
@@ -155,7 +155,7 @@ caf::result<identity> with_storage(session_actor* self, identity who) {
 }
 
 /// Records (at most once a minute per key) that an API key was used; fire and forget.
-void touch_key(session_actor* self, const std::string& key_id) {
+void touch_key(session_self* self, const std::string& key_id) {
   auto& st = self->state;
   auto t = now(st.opts);
   auto& last = st.key_touched[key_id];
@@ -167,7 +167,7 @@ void touch_key(session_actor* self, const std::string& key_id) {
 }
 
 /// Today's quota, rolling over to a new day (used = 0) when the old one has ended.
-quota_status quota(session_actor* self) {
+quota_status quota(session_self* self) {
   auto& st = self->state;
   auto t = now(st.opts);
   if (t >= st.day.ends_at) {
@@ -180,7 +180,7 @@ quota_status quota(session_actor* self) {
 
 /// Reserves n generations of today's quota (n < 0 gives them back, never below zero) and records the change through
 /// the DB writer; refuses, changing nothing, when n > 0 would exceed the plan's limit. n == 0 only reads.
-quota_status reserve_quota(session_actor* self, int64_t n) {
+quota_status reserve_quota(session_self* self, int64_t n) {
   auto& st = self->state;
   auto status = quota(self);
   if (n == 0)
@@ -209,13 +209,13 @@ spend_limits limits_of(const session_state& st) {
 double seconds_now(const session_options& opts);
 
 /// Reserves spend and tokens (or refuses, changing nothing).
-spend_status reserve_spend(session_actor* self, int64_t tokens, int64_t pusd) {
+spend_status reserve_spend(session_self* self, int64_t tokens, int64_t pusd) {
   auto& st = self->state;
   auto t = now(st.opts);
   return st.spend->reserve(limits_of(st), tokens, pusd, t, seconds_now(st.opts), t + st.opts.reservation_ttl.count());
 }
 
-void settle_spend(session_actor* self, const spend_settlement& settlement) {
+void settle_spend(session_self* self, const spend_settlement& settlement) {
   auto& st = self->state;
   st.spend->settle(limits_of(st), settlement, now(st.opts), seconds_now(st.opts));
   if (settlement.key_id.empty())
@@ -230,7 +230,7 @@ void settle_spend(session_actor* self, const spend_settlement& settlement) {
 /// The ledger of the metered key of `cred`, started if this is its first call here: from the spend its period held
 /// when the session loaded (a key created since has spent nothing), with empty windows if the user moved here
 /// without a hand-off.
-session_state::metered_key& key_of(session_actor* self, const credential& cred) {
+session_state::metered_key& key_of(session_self* self, const credential& cred) {
   auto& st = self->state;
   auto found = st.keys.find(cred.key_id);
   if (found != st.keys.end())
@@ -258,7 +258,7 @@ session_state::metered_key& key_of(session_actor* self, const credential& cred) 
 /// neither. Nothing is reserved (reservation 0, no settlement needed) when no limit applies: no plan has one (a user
 /// whose plan has none still reserves when another has, so that a plan change finds the spend counted) and the
 /// key is not metered. A model outside the key's list is refused first ("key_model"), reserving nothing.
-spend_status reserve_call(session_actor* self, const credential& cred) {
+spend_status reserve_call(session_self* self, const credential& cred) {
   auto& st = self->state;
   bool by_key = cred.kind == "api_key";
   const auto& models = cred.key_limits.models;
@@ -286,7 +286,7 @@ spend_status reserve_call(session_actor* self, const credential& cred) {
 
 /// Re-reads the user (role, plan) in the background once it is older than user_refresh; the request at hand goes on
 /// with what the session knows. A user that no longer exists ends the session (the next request reloads and fails).
-void refresh_user(session_actor* self) {
+void refresh_user(session_self* self) {
   auto& st = self->state;
   auto t = now(st.opts);
   if (st.refreshing_user || t - st.user_loaded_at < st.opts.user_refresh.count())
@@ -319,7 +319,7 @@ double seconds_now(const session_options& opts) {
 }
 
 /// Takes over what the user's previous owner handed over: no bucket above its level, no less quota use.
-void take_handoff(session_actor* self, const session_handoff& handoff) {
+void take_handoff(session_self* self, const session_handoff& handoff) {
   auto& st = self->state;
   auto t = seconds_now(st.opts);
   for (const auto& level : handoff.buckets) {
@@ -352,7 +352,7 @@ struct session_arrival {
   std::optional<double> moved_at;
 };
 
-caf::behavior session_impl(session_actor* self, session_snapshot snapshot, session_options opts, quota_day day,
+session_actor::behavior_type session_impl(session_self* self, session_snapshot snapshot, session_options opts, quota_day day,
                            int64_t used_today, spend_totals spent, session_arrival arrival) {
   auto& st = self->state;
   st.opts = std::move(opts);
@@ -492,13 +492,16 @@ struct manager_state {
   static inline const char* name = "session_manager";
 };
 
-using manager_actor = observed_stateful_actor<manager_state>;
+/// The interface with the manager's own timer: the hand-off awaited for a user moved here is late.
+using manager_self_actor = session_manager_actor::extend<caf::reacts_to<handoff_timeout_atom, std::string>>;
 
-void load_session(manager_actor* self, const std::string& user_id);
+using manager_self = observed_typed_stateful_actor<manager_self_actor, manager_state>;
+
+void load_session(manager_self* self, const std::string& user_id);
 
 /// The node whose hand-off `user_id` must wait for before this node serves it, or "" when it need not wait: it did
 /// not move here from a live member, its hand-off is here, or its previous owner let go of it already.
-std::string must_wait_for(manager_actor* self, const std::string& user_id) {
+std::string must_wait_for(manager_self* self, const std::string& user_id) {
   auto& st = self->state;
   if (!st.opts.cluster || !st.opts.cluster->enabled() || st.handoffs.count(user_id) > 0)
     return {};
@@ -514,13 +517,13 @@ std::string must_wait_for(manager_actor* self, const std::string& user_id) {
 }
 
 /// Ends the wait of `user_id` for its hand-off (it came, its previous owner let go, or the wait timed out): loads it.
-void stop_waiting(manager_actor* self, const std::string& user_id) {
+void stop_waiting(manager_self* self, const std::string& user_id) {
   if (self->state.awaiting.erase(user_id) > 0)
     load_session(self, user_id);
 }
 
 /// Calls `then` with the session of `user_id` (or why there is none), loading it first if needed.
-void with_session(manager_actor* self, const std::string& user_id, manager_state::waiter then) {
+void with_session(manager_self* self, const std::string& user_id, manager_state::waiter then) {
   auto& st = self->state;
   if (auto session = st.sessions.find(user_id)) {
     then(*session);
@@ -539,7 +542,7 @@ void with_session(manager_actor* self, const std::string& user_id, manager_state
 }
 
 /// Loads `user_id`'s session from the database and answers everyone waiting for it in `loading`.
-void load_session(manager_actor* self, const std::string& user_id) {
+void load_session(manager_self* self, const std::string& user_id) {
   auto& st = self->state;
   auto db = st.opts.session.db_query ? st.opts.session.db_query() : std::nullopt;
   auto fail_all = [self, user_id](caf::error err) {
@@ -566,8 +569,8 @@ void load_session(manager_actor* self, const std::string& user_id) {
           arrival.moved_at = monotonic_seconds();
         else if (st.opts.cluster)
           arrival.moved_at = st.opts.cluster->moved_here_at(user_id);
-        auto session =
-          self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used, spent, std::move(arrival));
+        auto session = caf::actor_cast<caf::actor>(
+          self->spawn(session_impl, std::move(snapshot), st.opts.session, day, used, spent, std::move(arrival)));
         // Counted in troupe_sessions_active until it terminates, however it ends (even with the manager).
         hold_while_alive(session, count_holder{st.opts.active});
         self->monitor(session);
@@ -614,7 +617,7 @@ constexpr double handoff_keep_s = 3600;
 /// When another node owns `user_id` (a cluster whose view says so): delegates the message to that node's endpoint,
 /// or answers unavailable while this node has no view; true then. False: the user is this node's.
 template <class Promise, class... Ts>
-bool elsewhere(manager_actor* self, const std::string& user_id, Promise& promise, Ts&&... xs) {
+bool elsewhere(manager_self* self, const std::string& user_id, Promise& promise, Ts&&... xs) {
   auto route = route_user(self->state.opts.cluster.get(), user_id);
   if (route.kind == session_route::local)
     return false;
@@ -635,7 +638,7 @@ void say_handed_over(const cluster_view& view, const std::vector<std::string>& p
 
 /// Placement changed: each live session of a user another node owns now hands its state to that node and ends;
 /// once all have, every other member hears that this node let go of what it no longer owns.
-void hand_off_moved(manager_actor* self) {
+void hand_off_moved(manager_self* self) {
   auto& st = self->state;
   auto view = st.opts.cluster ? st.opts.cluster->view() : nullptr;
   if (!view)
@@ -686,7 +689,7 @@ void hand_off_moved(manager_actor* self) {
   one_done();
 }
 
-caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
+manager_self_actor::behavior_type manager_impl(manager_self* self, session_manager_options opts) {
   self->state.opts = std::move(opts);
   self->state.sessions.stop_with(self);
   self->set_down_handler([self](caf::down_msg& msg) {
@@ -781,7 +784,7 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
                                  {"direction"})
           .inc({"in"});
       if (auto session = st.sessions.find(handoff.user_id)) {
-        self->send(*session, handoff_atom::value, std::move(handoff));
+        self->send(caf::actor_cast<session_actor>(*session), handoff_atom::value, std::move(handoff));
         return;
       }
       auto user_id = handoff.user_id;
@@ -848,7 +851,7 @@ caf::behavior manager_impl(manager_actor* self, session_manager_options opts) {
 
 } // namespace
 
-caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options) {
+session_manager_actor spawn_session_manager(caf::actor_system& sys, session_manager_options options) {
   return sys.spawn(manager_impl, std::move(options));
 }
 
@@ -888,7 +891,7 @@ void quota_reservation::give_back() {
   if (route.kind == session_route::remote)
     caf::anon_send(route.endpoint, quota_atom::value, user_id_, -n, std::move(route.origin));
   else if (route.kind == session_route::local)
-    if (auto session = sessions_->get(user_id_))
+    if (auto session = sessions_->get_as<session_actor>(user_id_))
       caf::anon_send(*session, quota_atom::value, -n);
 }
 
@@ -926,7 +929,7 @@ void spend_reservation::settle(int64_t tokens, int64_t pusd) {
   if (route.kind == session_route::remote)
     caf::anon_send(route.endpoint, spend_atom::value, user_id_, settlement, std::move(route.origin));
   else if (route.kind == session_route::local)
-    if (auto session = sessions_->get(user_id_))
+    if (auto session = sessions_->get_as<session_actor>(user_id_))
       caf::anon_send(*session, spend_atom::value, settlement);
 }
 
@@ -965,7 +968,10 @@ child_spec make_sessions_supervisor(const config::settings& s, const supervision
   if (context.metrics)
     add_session_collector(*context.metrics, manager.active);
   // It supervises the session actors (answers children_atom like a supervisor).
-  return child_spec{"sessions", [manager](caf::actor_system& sys) { return spawn_session_manager(sys, manager); },
+  return child_spec{session_manager_name.value,
+                    [manager](caf::actor_system& sys) {
+                      return caf::actor_cast<caf::actor>(spawn_session_manager(sys, manager));
+                    },
                     restart_type::permanent, std::chrono::milliseconds{5000}, child_kind::supervisor};
 }
 

@@ -2,48 +2,25 @@
 // Session actors: one per active user, holding what verifying a request needs so the hot path never touches
 // PostgreSQL: the user's role and plan, revoked access tokens (until they expire) and revoked API keys.
 //
-// session actor   (authorize_atom, credential) -> identity   unauthenticated if the token/key is revoked; with
-//                                                  credential::with_storage also the user's storage use, from its
-//                                                  last read while no transaction changed storage since (the
-//                                                  storage epoch, persistence/storage_epoch.hpp), else read again
-//                                                  (one read at a time, shared by the requests waiting for it)
-//                 (revoke_atom, jti, int64_t expires_at) -> bool   persists the revocation (db.query), then refuses
-//                 (revoke_key_atom, key_id) -> bool
-//                 (quota_atom, int64_t n) -> quota_status   reserves n generations of today's quota, all or nothing
-//                                                  (n < 0 gives a failed generation back);
-//                                                  granted usage is persisted through the DB writer (batched)
-//                 (spend_atom, spend_settlement) -> bool   ends a spend reservation made by authorize_atom with
-//                                                  credential::reserve_tokens / reserve_pusd (actors/spend.hpp)
-//                 (handoff_atom) -> session_handoff   its buckets and quota use, then it ends (the user moved to
-//                                                  another node)
-//                 (handoff_atom, session_handoff)  lowers its buckets / raises its quota use to the previous owner's
-//                 (mailbox_atom) -> size_t
-//                 passivates (exits normally) after `idle` without messages
-//                 re-reads its user (role, plan) from db.query in the background when a request finds it older than
-//                 `user_refresh`, so `troupe admin grant|revoke` reaches a busy session too (a deleted user ends it)
+// A session actor (session_actor, below) answers for its user: authorize requests (unauthenticated if the token or
+// key is revoked; with credential::with_storage also the user's storage use, from its last read while no transaction
+// changed storage since (the storage epoch, persistence/storage_epoch.hpp), else read again, one read at a time
+// shared by the requests waiting for it), persists revocations (db.query) before it acknowledges them, reserves
+// quota all or nothing (granted usage is persisted through the DB writer, batched), settles spend reservations
+// (actors/spend.hpp) and hands its buckets and quota use over when its user moves to another node. It passivates
+// (exits normally) after `idle` without messages, and re-reads its user (role, plan) from db.query in the
+// background when a request finds it older than `user_refresh`, so `troupe admin grant|revoke` reaches a busy
+// session too (a deleted user ends it).
 //
-// session manager (session_atom, user_id) -> caf::actor          the live session, loaded from PostgreSQL if needed
-//                 (authorize_atom, user_id, credential) -> identity   same, then asks the session
-//                 (quota_atom, user_id, int64_t n) -> quota_status      same, then (quota_atom, n) to the session
-//                 (spend_atom, user_id, spend_settlement) -> bool  to the live session only (a new one reads
-//                                                                the spend from the ledger)
-//                 (revoke_atom, user_id, jti, int64_t expires_at) -> bool
-//                 (revoke_key_atom, user_id, key_id) -> bool       to the live session only (a new one reads the
-//                                                                database)
-//                 (handoff_atom, session_handoff)                  to the user's live session, else kept for its
-//                                                                next one (at most 100000, for an hour)
-//                 (handoff_done_atom, node_id, placed)             that node handed over what it no longer owns
+// The session manager ("sessions", session_manager_actor below) starts sessions, loaded from PostgreSQL if needed,
+// and forwards each request with a user id to the user's session; a spend settlement or key revocation goes to the
+// live session only (a new one reads the ledger and the database). A hand-off for a user without a live session is
+// kept for its next one (at most 100000, for an hour).
 //
 // A user moved here from a member that is alive (this node joined, or that member drains) is served only once its
 // previous owner let it go: its hand-off came, or that member said it handed over everything it no longer owns
 // (handoff_done_atom; it had no session for the user), or handoff_wait passed (then its buckets start empty).
 // Requests for it wait meanwhile (about a heartbeat), so two nodes never admit for the same user at once.
-//                 (cluster_view_atom)       placement changed: hands the sessions of users this node no longer owns
-//                                           to their owners' endpoints
-//                 (cluster_reset_atom)      this node was declared down: ends every session, forgets hand-offs
-//                 (children_atom) -> std::vector<child_info>     the live sessions ("session:<user id>", at most
-//                                                                1000), so debug mode shows them in the tree
-//                 (mailbox_atom) -> size_t
 //
 // In a cluster (actors/cluster.hpp) the manager serves only the users this node owns: a request for another
 // node's user is delegated to that node's endpoint. A session of a user that moved here starts from the previous
@@ -61,6 +38,7 @@
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "introspect/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "persistence/storage_epoch.hpp"
@@ -68,14 +46,57 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace troupe {
+
+/// A session's interface.
+using session_actor = caf::typed_actor<
+  /// The request's identity: unauthenticated when its token or key is revoked; reserves what the credential asks.
+  caf::replies_to<authorize_atom, credential>::with<identity>,
+  /// Reserves n generations of today's quota, all or nothing (n < 0 gives a failed generation back).
+  caf::replies_to<quota_atom, int64_t>::with<quota_status>,
+  /// Ends a spend reservation made by authorize_atom with credential::reserve_tokens / reserve_pusd.
+  caf::replies_to<spend_atom, spend_settlement>::with<bool>,
+  /// (jti, expires_at): refused at once, acknowledged once the revocation is durable.
+  caf::replies_to<revoke_atom, std::string, int64_t>::with<bool>,
+  /// (key_id): refused from now on (the database already says so).
+  caf::replies_to<revoke_key_atom, std::string>::with<bool>,
+  /// Its buckets, quota and spend, then it ends (the user moved to another node).
+  caf::replies_to<handoff_atom>::with<session_handoff>,
+  /// Lowers its buckets / raises its quota use to the previous owner's.
+  caf::reacts_to<handoff_atom, session_handoff>, mailbox_size_request>;
+
+/// The session manager's interface: each request with a user id reaches that user's session (on this node, or on
+/// its owner's through the cluster endpoint).
+using session_manager_actor = caf::typed_actor<
+  /// The live session (started if needed), as an untyped handle: for tests and tools.
+  caf::replies_to<session_atom, std::string>::with<caf::actor>,
+  caf::replies_to<authorize_atom, std::string, credential>::with<identity>,
+  caf::replies_to<quota_atom, std::string, int64_t>::with<quota_status>,
+  caf::replies_to<spend_atom, std::string, spend_settlement>::with<bool>,
+  caf::replies_to<revoke_atom, std::string, std::string, int64_t>::with<bool>,
+  caf::replies_to<revoke_key_atom, std::string, std::string>::with<bool>,
+  /// To the user's live session, else kept for its next one.
+  caf::reacts_to<handoff_atom, session_handoff>,
+  /// (node_id, placed): that node handed over what it no longer owns.
+  caf::reacts_to<handoff_done_atom, std::string, std::vector<std::string>>,
+  /// Placement changed: hands the sessions of users this node no longer owns to their owners' endpoints.
+  caf::reacts_to<cluster_view_atom>,
+  /// This node was declared down: ends every session, forgets hand-offs.
+  caf::reacts_to<cluster_reset_atom>,
+  /// The live sessions ("session:<user id>", at most 1000), so debug mode shows them in the tree.
+  caf::replies_to<children_atom>::with<std::vector<child_info>>, mailbox_size_request>;
+
+/// The manager's name in the directory (a child of the root, of kind supervisor).
+inline const actor_name<session_manager_actor> session_manager_name{"sessions"};
 
 struct session_options {
   std::chrono::milliseconds idle{15 * 60 * 1000};
@@ -119,7 +140,7 @@ struct session_manager_options {
   std::chrono::milliseconds handoff_wait{8000};
 };
 
-caf::actor spawn_session_manager(caf::actor_system& sys, session_manager_options options);
+session_manager_actor spawn_session_manager(caf::actor_system& sys, session_manager_options options);
 
 /// The "sessions" child of the root: the session manager from the session.* and quota.* settings, publishing live
 /// sessions in `sessions` (read by authentication) and its sessions' DB look-ups and usage writes going to db.query

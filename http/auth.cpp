@@ -410,7 +410,7 @@ void authenticator::resolve(const std::shared_ptr<responder>& r, credential cred
     return;
   }
   // Usually the session is warm and found directly; if it just passivated, the manager starts a new one.
-  auto session = options_.sessions->get(cred.user_id);
+  auto session = options_.sessions->get_as<session_actor>(cred.user_id);
   if (!session) {
     via_manager();
     return;

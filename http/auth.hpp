@@ -27,6 +27,7 @@
 #include "actors/directory.hpp"
 #include "actors/metrics.hpp"
 #include "actors/messages.hpp"
+#include "actors/sessions.hpp"
 
 #include <chrono>
 #include <functional>
@@ -51,7 +52,7 @@ struct auth_options {
   // Names of the actors involved, in the bridge's directory.
   std::string db_query = "db.query";
   std::string security_events = "auth.events"; // the aggregator of actors/security_events.hpp
-  std::string session_manager = "sessions";
+  actor_name<session_manager_actor> session_manager = session_manager_name;
   std::string key_cache = "auth.keys";
   std::string throttle = login_throttle_name;
 };

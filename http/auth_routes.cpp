@@ -608,7 +608,7 @@ void revoke_key(route_context& ctx, const std::shared_ptr<responder>& r) {
           auto route = route_user(ctx.auth.options().cluster.get(), who.user_id);
           if (route.kind == session_route::remote)
             caf::anon_send(route.endpoint, revoke_key_atom::value, who.user_id, key.id, route.origin);
-          else if (auto session = ctx.auth.options().sessions->get(who.user_id))
+          else if (auto session = ctx.auth.options().sessions->get_as<session_actor>(who.user_id))
             caf::anon_send(*session, revoke_key_atom::value, key.id);
           r->send(response{204, "", "", {}});
         },

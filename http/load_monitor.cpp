@@ -4,6 +4,7 @@
 
 #include "actors/persistence_supervisor.hpp"
 #include "actors/rate_limit.hpp"
+#include "actors/sessions.hpp"
 #include "config/log.hpp"
 
 #include <caf/all.hpp>
@@ -120,7 +121,7 @@ supervisor_config make_http_supervisor(const config::settings& s, const supervis
   monitor.mailbox_threshold = static_cast<size_t>(s.limits.mailbox_threshold);
   monitor.names = context.names;
   monitor.write_actors = {db_writer_name.value};
-  monitor.api_actors = {"sessions"};
+  monitor.api_actors = {session_manager_name.value};
   for (size_t i = 0; i < limiter_shard_count(s.limits); ++i)
     monitor.api_actors.push_back(limiter_shard_name(i).value);
   monitor.writer = std::move(writer);

@@ -43,7 +43,7 @@ TEST(SessionQuota, UsageSurvivesARestart) {
     opts.session.daily_quota = [](const std::string&) { return int64_t{50}; };
     return opts;
   };
-  auto used_now = [&](const caf::actor& manager, int64_t reserve) {
+  auto used_now = [&](const session_manager_actor& manager, int64_t reserve) {
     caf::actor session;
     self->request(manager, caf::infinite, session_atom::value, user_id)
       .receive([&](caf::actor& a) { session = a; }, [](caf::error& e) { FAIL() << to_string(e); });
@@ -66,6 +66,6 @@ TEST(SessionQuota, UsageSurvivesARestart) {
 
   auto second = spawn_session_manager(sys, manager_options());
   EXPECT_EQ(used_now(second, 0), 7);
-  for (auto& a : {second, caf::actor_cast<caf::actor>(writer), query, connection})
+  for (auto& a : {caf::actor_cast<caf::actor>(second), caf::actor_cast<caf::actor>(writer), query, connection})
     caf::anon_send_exit(a, caf::exit_reason::kill);
 }

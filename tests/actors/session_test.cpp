@@ -97,7 +97,7 @@ protected:
     writer_ = sys_->spawn(fake_writer, db_);
   }
   ~Sessions() override {
-    for (auto& a : {db_actor_, caf::actor_cast<caf::actor>(writer_), manager_})
+    for (auto& a : {db_actor_, caf::actor_cast<caf::actor>(writer_), caf::actor_cast<caf::actor>(manager_)})
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::kill);
   }
@@ -129,7 +129,8 @@ protected:
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::shared_ptr<fake_db_state> db_;
-  caf::actor db_actor_, manager_;
+  caf::actor db_actor_;
+  session_manager_actor manager_;
   db_writer_actor writer_;
   std::shared_ptr<std::atomic<int64_t>> active_;  // troupe_sessions_active
   std::shared_ptr<directory> sessions_;           // live sessions by user id

@@ -9,6 +9,7 @@
 #include "actors/breaker.hpp"
 #include "actors/jobs.hpp"
 #include "actors/rate_limit.hpp"
+#include "actors/sessions.hpp"
 #include "persistence/writer.hpp"
 
 #include <caf/all.hpp>
@@ -18,7 +19,7 @@
 namespace troupe {
 
 void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
-            job_queue_actor jobs) {
+            job_queue_actor jobs, session_actor session, session_manager_actor sessions) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
   self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
@@ -33,6 +34,11 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
       return {[](job_run_atom, const job_record&) { return std::string{"{}"}; }};
     });
   };
+  self->request(session, caf::infinite, authorize_atom::value, credential{}).then([](identity&) {});
+  self->request(session, caf::infinite, quota_atom::value, int64_t{-1}).then([](quota_status&) {});
+  self->request(sessions, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{})
+    .then([](identity&) {});
+  self->send(sessions, cluster_view_atom::value);
 #elif MISUSE == 1
   // expect: wrong functor signature
   // The breaker answers an admission with a breaker_admission, not a snapshot.
@@ -70,6 +76,19 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   // expect: receiver does not accept given message
   // The queue's poll timer is its own.
   self->send(jobs, caf::atom_constant<caf::atom("jobstick")>::value);
+#elif MISUSE == 9
+  // expect: no matching
+  // A session is its user's: the manager needs the user id, the session does not take one.
+  self->request(session, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{})
+    .then([](identity&) {});
+#elif MISUSE == 10
+  // expect: wrong functor signature
+  // A quota reservation answers the quota's state, not a bool.
+  self->request(sessions, caf::infinite, quota_atom::value, std::string{"u1"}, int64_t{1}).then([](bool) {});
+#elif MISUSE == 11
+  // expect: receiver does not accept given message
+  // The hand-off timer is the manager's own.
+  self->send(sessions, handoff_timeout_atom::value, std::string{"u1"});
 #endif
 }
 
