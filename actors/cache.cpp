@@ -360,9 +360,17 @@ struct shard_state {
   static inline const char* name = "cache_shard";
 };
 
-using shard_actor = observed_stateful_actor<shard_state>;
+/// The shard's own timers: (cache_producer_timeout_atom, key, token) a producer's time is up; the periodic sweep.
+using cache_producer_timeout_atom = caf::atom_constant<caf::atom("cacheptmo")>;
+using cache_tick_atom = caf::atom_constant<caf::atom("cachetick")>;
 
-caf::behavior shard_impl(shard_actor* self, cache_shard_options opts) {
+/// The interface with the shard's own timers: the periodic sweep, and a producer's time being up.
+using shard_self_actor = cache_shard_actor::extend<caf::reacts_to<cache_tick_atom>,
+                                                   caf::reacts_to<cache_producer_timeout_atom, std::string, uint64_t>>;
+
+using shard_actor = observed_typed_stateful_actor<shard_self_actor, shard_state>;
+
+shard_self_actor::behavior_type shard_impl(shard_actor* self, cache_shard_options opts) {
   auto& st = self->state;
   st.opts = std::move(opts);
   st.counters =
@@ -478,7 +486,7 @@ caf::behavior shard_impl(shard_actor* self, cache_shard_options opts) {
 
 } // namespace
 
-caf::actor spawn_cache_shard(caf::actor_system& sys, cache_shard_options options) {
+cache_shard_actor spawn_cache_shard(caf::actor_system& sys, cache_shard_options options) {
   return sys.spawn(shard_impl, std::move(options));
 }
 
@@ -488,8 +496,8 @@ size_t cache_shard_count(const config::cache_settings& settings) {
   return 2 * config::cores();
 }
 
-std::string cache_shard_name(size_t i) {
-  return "cache.shard." + std::to_string(i);
+actor_name<cache_shard_actor> cache_shard_name(size_t i) {
+  return {"cache.shard." + std::to_string(i)};
 }
 
 supervisor_config make_cache_supervisor(const config::cache_settings& settings, const supervision_context& context,
@@ -506,7 +514,8 @@ supervisor_config make_cache_supervisor(const config::cache_settings& settings, 
     opts.stats = stats;
     opts.index = i;
     cfg.children.push_back(worker_child(
-      cache_shard_name(i), [opts](caf::actor_system& sys) { return spawn_cache_shard(sys, opts); },
+      cache_shard_name(i).value,
+      [opts](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_cache_shard(sys, opts)); },
       milliseconds{1000}));
   }
   return cfg;

@@ -1,19 +1,9 @@
 #pragma once
 // Cache shards: a bounded, sharded in-memory cache with a TTL per entry, tags and single flight.
 //
-// cache shard  (cache_get_atom, key) -> cache_reply                     hit or miss; an expired entry is a miss
-//              (cache_put_atom, key, value, int64_t ttl_ms, tags) -> bool   false if larger than the shard's bound
-//              (cache_erase_atom, key) -> bool                           whether an entry was removed
-//              (cache_tag_atom, tag) -> uint64_t                         entries removed
-//              (cache_prefix_atom, key_prefix) -> uint64_t               entries removed (scans the shard)
-//              (cache_clear_atom) -> uint64_t                            entries removed
-//              (cache_sweep_atom) -> uint64_t                            expired entries removed now
-//              (cache_claim_atom, key, int64_t producer_timeout_ms) -> cache_reply   single flight, see below
-//                                                                       (not counted as a hit or a miss)
-//              (cache_wait_atom, key, uint64_t token) -> cache_reply
-//              (cache_fill_atom, key, uint64_t token, value, int64_t ttl_ms, tags) -> bool
-//              (cache_fail_atom, key, uint64_t token, caf::error) -> bool
-//              (mailbox_atom) -> size_t
+// A shard answers cache_shard_actor (below): the messages about one key (cache_key_actor: get, put, erase and single
+// flight's claim, wait, fill and fail), invalidations of many keys (cache_invalidation_actor: tag, prefix, clear) and
+// a sweep on demand.
 //
 // Each shard is an LRU bounded by bytes: an entry costs its key, value and tags plus a fixed overhead
 // (cache_entry_bytes), and a put evicts least recently used entries until the shard is within its bound again.
@@ -38,11 +28,13 @@
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "introspect/messages.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/expected.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -58,6 +50,37 @@
 #include <vector>
 
 namespace troupe {
+
+// --- protocols ---------------------------------------------------------------------------------------------------
+
+/// The messages about one key: answered by the shard that holds it, and in a cluster by the endpoint of the node that
+/// holds it (actors/cluster_endpoint.hpp), which hands them to that shard.
+using cache_key_actor = caf::typed_actor<
+  /// A hit or a miss; an expired entry is a miss.
+  caf::replies_to<cache_get_atom, std::string>::with<cache_reply>,
+  /// (key, value, ttl_ms, tags): false if larger than the shard's bound.
+  caf::replies_to<cache_put_atom, std::string, std::string, int64_t, std::vector<std::string>>::with<bool>,
+  /// Whether an entry was removed.
+  caf::replies_to<cache_erase_atom, std::string>::with<bool>,
+  /// (key, producer_timeout_ms): single flight, see above (not counted as a hit or a miss).
+  caf::replies_to<cache_claim_atom, std::string, int64_t>::with<cache_reply>,
+  /// (key, token): waits for the producer holding `token`.
+  caf::replies_to<cache_wait_atom, std::string, uint64_t>::with<cache_reply>,
+  /// (key, token, value, ttl_ms, tags): the producer's value; whether it was stored.
+  caf::replies_to<cache_fill_atom, std::string, uint64_t, std::string, int64_t, std::vector<std::string>>::with<bool>,
+  /// (key, token, error): the producer failed; its waiters get the error.
+  caf::replies_to<cache_fail_atom, std::string, uint64_t, caf::error>::with<bool>>;
+
+/// Invalidations of many keys, each answering the number of entries removed: by every shard for its own, and by a
+/// cluster endpoint for every shard of its node.
+using cache_invalidation_actor = caf::typed_actor<caf::replies_to<cache_tag_atom, std::string>::with<uint64_t>,
+                                                  caf::replies_to<cache_prefix_atom, std::string>::with<uint64_t>,
+                                                  caf::replies_to<cache_clear_atom>::with<uint64_t>>;
+
+/// A cache shard's interface.
+using cache_shard_actor = cache_key_actor::extend_with<cache_invalidation_actor>::extend<
+  /// Drops expired entries now (the shard also sweeps periodically); how many.
+  caf::replies_to<cache_sweep_atom>::with<uint64_t>, mailbox_size_request>;
 
 // --- counters ----------------------------------------------------------------------------------------------------
 
@@ -185,13 +208,13 @@ struct cache_shard_options {
   size_t index = 0;
 };
 
-caf::actor spawn_cache_shard(caf::actor_system& sys, cache_shard_options options);
+cache_shard_actor spawn_cache_shard(caf::actor_system& sys, cache_shard_options options);
 
 /// The number of shards the settings ask for: cache.shards, or 2 x cores when it is 0.
 size_t cache_shard_count(const config::cache_settings& settings);
 
 /// "cache.shard.<i>"
-std::string cache_shard_name(size_t i);
+actor_name<cache_shard_actor> cache_shard_name(size_t i);
 
 /// The "cache" supervisor (one_for_one) with one permanent child per shard, named cache_shard_name(i), each bound
 /// to stats->shard_max_bytes(). `stats` (shared with the cache's clients) decides the number of shards; its
@@ -214,9 +237,9 @@ supervisor_config make_cache_supervisor(const config::cache_settings& settings, 
 /// Where the keys of a cluster-wide cache live (actors/cluster_endpoint.hpp: cluster_cache_placement).
 struct cache_placement {
   /// The endpoint of the node that holds `key` when that is another node; nullopt when it is this node.
-  std::function<std::optional<caf::actor>(std::string_view key)> remote;
+  std::function<std::optional<cache_key_actor>(std::string_view key)> remote;
   /// Every other live node's endpoint, for invalidations; an error while one of them cannot be reached.
-  std::function<caf::expected<std::vector<caf::actor>>()> peers;
+  std::function<caf::expected<std::vector<cache_invalidation_actor>>()> peers;
   /// Of every request to another node (a node that dies leaves its requests unanswered, never failed).
   std::chrono::milliseconds timeout{5000};
   /// The near tier: get_or_compute keeps a copy of a value it read from another node's cache in this node's shard
@@ -227,13 +250,13 @@ struct cache_placement {
 
 class cache_client {
 public:
-  using lookup = std::function<std::optional<caf::actor>(size_t)>;
+  using lookup = std::function<std::optional<cache_shard_actor>(size_t)>;
 
   /// Shards found by name (cache_shard_name) in `names`. `timeout` 0 = requests without a timeout.
   cache_client(std::shared_ptr<directory> names, size_t shards,
                std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
   /// Fixed handles (tests, benchmarks).
-  explicit cache_client(std::vector<caf::actor> shards,
+  explicit cache_client(std::vector<cache_shard_actor> shards,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
   /// Places keys across a cluster from now on (before the client is shared). Without it every key is local.
@@ -241,13 +264,13 @@ public:
 
   size_t shards() const { return shards_; }
   size_t shard_index(std::string_view key) const;
-  std::optional<caf::actor> shard(size_t i) const { return lookup_(i); }
+  std::optional<cache_shard_actor> shard(size_t i) const { return lookup_(i); }
   /// What answers for `key`: this node's shard, or (with a placement) the endpoint of the node that holds it, which
   /// takes every message a shard takes about one key.
-  std::optional<caf::actor> shard_for(std::string_view key) const;
+  std::optional<cache_key_actor> shard_for(std::string_view key) const;
   /// Where a read of `key` starts: with a near tier, this node's shard (it holds the key or may hold a near copy);
   /// else shard_for(key).
-  std::optional<caf::actor> first_stop(std::string_view key) const;
+  std::optional<cache_key_actor> first_stop(std::string_view key) const;
 
   using value_handler = std::function<void(caf::expected<std::optional<std::string>>)>;
   using bool_handler = std::function<void(caf::expected<bool>)>;
@@ -288,7 +311,7 @@ public:
 private:
   /// Where a request about `key` goes, and with which timeout.
   struct target {
-    caf::actor actor;
+    cache_key_actor actor;
     caf::duration timeout;
     bool remote = false;
   };
@@ -302,7 +325,7 @@ private:
              std::chrono::milliseconds producer_timeout, hit_copier copy_hit = {}) const;
 
   /// Claims `key` on `target` and runs `produce` if this caller is the producer; ttl_ms < 0 stores nothing.
-  void claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key, int64_t ttl_ms,
+  void claim_and_compute(caf::event_based_actor* self, cache_key_actor target, const std::string& key, int64_t ttl_ms,
                          std::vector<std::string> tags, producer produce, result_handler then,
                          std::chrono::milliseconds producer_timeout) const;
 

@@ -29,7 +29,7 @@ milliseconds claim_margin(milliseconds timeout) {
 
 cache_client::cache_client(std::shared_ptr<directory> names, size_t shards, milliseconds timeout)
   : shards_(std::max<size_t>(1, shards)), timeout_(request_timeout(timeout)), claim_margin_(claim_margin(timeout)) {
-  std::vector<std::string> shard_names;
+  std::vector<actor_name<cache_shard_actor>> shard_names;
   for (size_t i = 0; i < shards_; ++i)
     shard_names.push_back(cache_shard_name(i));
   lookup_ = [names = std::move(names), shard_names = std::move(shard_names)](size_t i) {
@@ -37,10 +37,10 @@ cache_client::cache_client(std::shared_ptr<directory> names, size_t shards, mill
   };
 }
 
-cache_client::cache_client(std::vector<caf::actor> shards, milliseconds timeout)
+cache_client::cache_client(std::vector<cache_shard_actor> shards, milliseconds timeout)
   : shards_(std::max<size_t>(1, shards.size())), timeout_(request_timeout(timeout)),
     claim_margin_(claim_margin(timeout)) {
-  lookup_ = [shards = std::move(shards)](size_t i) -> std::optional<caf::actor> {
+  lookup_ = [shards = std::move(shards)](size_t i) -> std::optional<cache_shard_actor> {
     if (i >= shards.size() || !shards[i])
       return std::nullopt;
     return shards[i];
@@ -60,15 +60,17 @@ std::optional<cache_client::target> cache_client::route(std::string_view key) co
   return std::nullopt;
 }
 
-std::optional<caf::actor> cache_client::shard_for(std::string_view key) const {
+std::optional<cache_key_actor> cache_client::shard_for(std::string_view key) const {
   if (auto where = route(key))
     return std::move(where->actor);
   return std::nullopt;
 }
 
-std::optional<caf::actor> cache_client::first_stop(std::string_view key) const {
-  if (placement_.near_ttl.count() > 0)
-    return lookup_(shard_index(key));
+std::optional<cache_key_actor> cache_client::first_stop(std::string_view key) const {
+  if (placement_.near_ttl.count() > 0) {
+    auto shard = lookup_(shard_index(key));
+    return shard ? std::optional<cache_key_actor>{*shard} : std::nullopt;
+  }
   return shard_for(key);
 }
 
@@ -128,7 +130,7 @@ void cache_client::erase(caf::event_based_actor* self, const std::string& key, b
 
 template <class... Ts>
 void cache_client::broadcast(caf::event_based_actor* self, count_handler then, Ts... msg) const {
-  std::vector<std::pair<caf::actor, caf::duration>> targets;
+  std::vector<std::pair<cache_invalidation_actor, caf::duration>> targets;
   for (size_t i = 0; i < shards_; ++i) {
     auto shard = lookup_(i);
     if (!shard) {
@@ -198,7 +200,7 @@ void cache_client::clear(caf::event_based_actor* self, count_handler then) const
   broadcast(self, std::move(then), cache_clear_atom::value);
 }
 
-void cache_client::claim_and_compute(caf::event_based_actor* self, caf::actor target, const std::string& key,
+void cache_client::claim_and_compute(caf::event_based_actor* self, cache_key_actor target, const std::string& key,
                                      int64_t ttl_ms, std::vector<std::string> tags, producer produce,
                                      result_handler then, milliseconds producer_timeout) const {
   // Long enough for the shard to answer a parked claim with its own producer timeout first.

@@ -348,9 +348,15 @@ cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, st
   cache_placement placement;
   placement.timeout = timeout;
   placement.near_ttl = near_ttl;
-  placement.remote = [state](std::string_view key) { return remote_owner(state.get(), key); };
-  placement.peers = [state]() -> caf::expected<std::vector<caf::actor>> {
-    std::vector<caf::actor> peers;
+  // An endpoint answers the cache's messages about one key and its invalidations (its handlers above), so its handle
+  // serves as either interface.
+  placement.remote = [state](std::string_view key) -> std::optional<cache_key_actor> {
+    if (auto endpoint = remote_owner(state.get(), key))
+      return caf::actor_cast<cache_key_actor>(std::move(*endpoint));
+    return std::nullopt;
+  };
+  placement.peers = [state]() -> caf::expected<std::vector<cache_invalidation_actor>> {
+    std::vector<cache_invalidation_actor> peers;
     auto view = state->view();
     if (!view)
       return make_error(service_error::unavailable,
@@ -363,7 +369,7 @@ cache_placement cluster_cache_placement(std::shared_ptr<cluster_state> state, st
         return make_error(service_error::unavailable,
                           "Cluster member " + m.node_id + " is not connected, so its cache could not be reached; "
                           "retry shortly.");
-      peers.push_back(m.endpoint);
+      peers.push_back(caf::actor_cast<cache_invalidation_actor>(m.endpoint));
     }
     return peers;
   };

@@ -244,10 +244,6 @@ using cache_fill_atom = caf::atom_constant<caf::atom("cachefill")>;
 using cache_fail_atom = caf::atom_constant<caf::atom("cachefail")>;
 /// (cache_sweep_atom) -> uint64_t: drops expired entries now (the shard also sweeps periodically).
 using cache_sweep_atom = caf::atom_constant<caf::atom("cachesweep")>;
-/// Internal to shards: (cache_producer_timeout_atom, key, uint64_t token) a producer's time is up.
-using cache_producer_timeout_atom = caf::atom_constant<caf::atom("cacheptmo")>;
-/// Internal to shards: the periodic sweep is due.
-using cache_tick_atom = caf::atom_constant<caf::atom("cachetick")>;
 
 // --- Circuit breakers (actors/breaker.hpp) -------------------------------------------------------------------------
 /// (breaker_admit_atom) -> breaker_admission

@@ -90,7 +90,7 @@ class cache_rig {
 public:
   cache_rig(size_t shards, size_t callers) : sys_(configure(cfg_)), self_(sys_) {
     auto stats = std::make_shared<cache_stats>(shards, 1ull << 30);
-    std::vector<caf::actor> handles;
+    std::vector<cache_shard_actor> handles;
     for (size_t i = 0; i < shards; ++i) {
       cache_shard_options opts;
       opts.max_bytes = stats->shard_max_bytes();
@@ -141,7 +141,7 @@ private:
   caf::actor_system_config cfg_;
   caf::actor_system sys_;
   caf::scoped_actor self_;
-  std::vector<caf::actor> shards_;
+  std::vector<cache_shard_actor> shards_;
   std::vector<caf::actor> callers_;
 };
 

@@ -672,7 +672,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
   auto in_worker = [me, c] {
     me->auth_.bridge().run(c->r, [me, c](caf::event_based_actor* self) { me->run(self, c); });
   };
-  std::optional<caf::actor> shard;
+  std::optional<cache_key_actor> shard;
   if (!c->embed && !c->req.stream && c->cacheable && opts_.cache)
     shard = opts_.cache->first_stop(tenant_key(c->cache_key, c->who.user_id, true));
   if (!shard) {

@@ -239,7 +239,7 @@ protected:
   caf::scoped_actor self{sys};
   manual_clock clock;
   std::shared_ptr<cache_stats> stats = std::make_shared<cache_stats>(4, 4 << 20);
-  std::vector<caf::actor> shards;
+  std::vector<cache_shard_actor> shards;
   std::vector<caf::actor> others;
 
   void TearDown() override {
@@ -264,8 +264,8 @@ protected:
     return cache_client{shards, 5s};
   }
 
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& target, Ts... xs) {
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& target, Ts... xs) {
     caf::expected<T> result{caf::sec::request_timeout};
     self->request(target, wait_limit, std::move(xs)...)
       .receive([&](T& x) { result = std::move(x); }, [&](caf::error& err) { result = std::move(err); });
@@ -534,10 +534,10 @@ TEST_F(cache_fixture, NearCopiesAreOnlyOfWhatTheHolderHadCached) {
   cache_shard_options opts;
   opts.sweep_interval = 0ms;
   auto holder = spawn_cache_shard(sys, opts);
-  others.push_back(holder);
+  others.push_back(caf::actor_cast<caf::actor>(holder));
   cache_placement placement;
   placement.near_ttl = 60s;
-  placement.remote = [holder](std::string_view key) -> std::optional<caf::actor> {
+  placement.remote = [holder](std::string_view key) -> std::optional<cache_key_actor> {
     if (key.substr(0, 2) == "b:")
       return holder;
     return std::nullopt;
@@ -579,7 +579,7 @@ TEST_F(cache_fixture, NearCopiesAreOnlyOfWhatTheHolderHadCached) {
 
 // A shard that is not running makes get_or_compute compute without the cache, and other operations unavailable.
 TEST_F(cache_fixture, MissingShardComputesWithoutTheCache) {
-  cache_client client{std::vector<caf::actor>{caf::actor{}}};
+  cache_client client{std::vector<cache_shard_actor>{cache_shard_actor{}}};
   results out;
   in_actor([&](caf::event_based_actor* a) {
     client.get_or_compute(
@@ -611,8 +611,8 @@ TEST_F(cache_fixture, PlacedKeysGoToTheOtherNodesShards) {
     opts.sweep_interval = 0ms;
     opts.stats = b_stats;
     opts.index = i;
-    others.push_back(spawn_cache_shard(sys, opts));
-    b_names->put(cache_shard_name(i), others.back());
+    others.push_back(caf::actor_cast<caf::actor>(spawn_cache_shard(sys, opts)));
+    b_names->put(cache_shard_name(i).value, others.back());
   }
   auto parent = runner();
   std::promise<caf::actor> spawned;
@@ -634,14 +634,16 @@ TEST_F(cache_fixture, PlacedKeysGoToTheOtherNodesShards) {
 
   cache_placement placement;
   placement.timeout = 200ms;
-  placement.remote = [endpoint, silent](std::string_view key) -> std::optional<caf::actor> {
+  placement.remote = [endpoint, silent](std::string_view key) -> std::optional<cache_key_actor> {
     if (key.substr(0, 2) == "b:")
-      return endpoint;
+      return caf::actor_cast<cache_key_actor>(endpoint);
     if (key.substr(0, 5) == "hung:")
-      return silent;
+      return caf::actor_cast<cache_key_actor>(silent);
     return std::nullopt;
   };
-  placement.peers = [endpoint]() -> caf::expected<std::vector<caf::actor>> { return std::vector<caf::actor>{endpoint}; };
+  placement.peers = [endpoint]() -> caf::expected<std::vector<cache_invalidation_actor>> {
+    return std::vector<cache_invalidation_actor>{caf::actor_cast<cache_invalidation_actor>(endpoint)};
+  };
   cache_client client = local;
   client.place(placement);
 

@@ -7,6 +7,7 @@
 //   expect: <text>
 
 #include "actors/breaker.hpp"
+#include "actors/cache.hpp"
 #include "actors/jobs.hpp"
 #include "actors/rate_limit.hpp"
 #include "actors/sessions.hpp"
@@ -19,7 +20,8 @@
 namespace troupe {
 
 void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
-            job_queue_actor jobs, session_actor session, session_manager_actor sessions) {
+            job_queue_actor jobs, session_actor session, session_manager_actor sessions, cache_shard_actor shard,
+            cache_key_actor key_holder) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
   self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
@@ -39,6 +41,11 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   self->request(sessions, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{})
     .then([](identity&) {});
   self->send(sessions, cluster_view_atom::value);
+  self->request(shard, caf::infinite, cache_get_atom::value, std::string{"k"}).then([](cache_reply&) {});
+  self->request(key_holder, caf::infinite, cache_claim_atom::value, std::string{"k"}, int64_t{100})
+    .then([](cache_reply&) {});
+  self->request(shard, caf::infinite, cache_clear_atom::value).then([](uint64_t) {});
+  cache_key_actor from_shard = shard; // a shard answers every message about one key
 #elif MISUSE == 1
   // expect: wrong functor signature
   // The breaker answers an admission with a breaker_admission, not a snapshot.
@@ -89,6 +96,18 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   // expect: receiver does not accept given message
   // The hand-off timer is the manager's own.
   self->send(sessions, handoff_timeout_atom::value, std::string{"u1"});
+#elif MISUSE == 12
+  // expect: wrong functor signature
+  // A get answers a cache_reply (hit or miss, and the value), never the bare value.
+  self->request(shard, caf::infinite, cache_get_atom::value, std::string{"k"}).then([](std::string&) {});
+#elif MISUSE == 13
+  // expect: no matching
+  // Clearing is for the shards (and the endpoints that reach all of theirs), not for whoever holds one key.
+  self->request(key_holder, caf::infinite, cache_clear_atom::value).then([](uint64_t) {});
+#elif MISUSE == 14
+  // expect: Cannot assign incompatible handle
+  // Whoever holds one key (another node's endpoint) is not a shard: it does not sweep this node's entries.
+  cache_shard_actor not_a_shard = key_holder;
 #endif
 }
 
