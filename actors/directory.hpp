@@ -31,6 +31,16 @@ public:
   /// Removes `name` only if it still points at `handle` (a newer incarnation is left alone).
   void erase(const std::string& name, const caf::actor& handle);
 
+  /// The same for a typed name and handle.
+  template <class Handle>
+  void put(const actor_name<Handle>& name, const Handle& handle) {
+    put(name.value, caf::actor_cast<caf::actor>(handle));
+  }
+  template <class Handle>
+  void erase(const actor_name<Handle>& name, const Handle& handle) {
+    erase(name.value, caf::actor_cast<caf::actor>(handle));
+  }
+
   /// The live incarnation, or nullopt while the actor is not running.
   std::optional<caf::actor> get(const std::string& name) const;
 

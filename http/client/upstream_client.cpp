@@ -87,7 +87,7 @@ void ensure_curl_initialized() {
 struct transfer {
   upstream_request request;
   upstream_response response;
-  caf::response_promise promise;
+  caf::typed_response_promise<upstream_response> promise;
   curl_slist* header_list = nullptr;
   clock_type::time_point started = clock_type::now();
   clock_type::time_point last_byte = started;           // the end of the headers, then of each body piece
@@ -127,7 +127,10 @@ struct client_state {
   static inline const char* name = "upstream_client";
 };
 
-using client_actor = caf::stateful_actor<client_state>;
+/// The interface with the client's own tick (a turn of curl_multi_poll between mailbox visits).
+using client_self_actor = upstream_client_actor::extend<caf::reacts_to<tick_atom>>;
+
+using client_actor = client_self_actor::stateful_base<client_state>;
 
 // --- callbacks (run on the client's thread, inside curl_multi_perform) ---
 
@@ -305,7 +308,7 @@ void answer(transfer& t, transfer_error error, std::string text) {
   t.promise.deliver(std::move(t.response));
 }
 
-void start_transfer(client_state& st, upstream_request req, caf::response_promise promise) {
+void start_transfer(client_state& st, upstream_request req, caf::typed_response_promise<upstream_response> promise) {
   auto t = std::make_unique<transfer>();
   t->request = std::move(req);
   t->promise = std::move(promise);
@@ -474,7 +477,7 @@ client_state::~client_state() {
   }
 }
 
-caf::behavior client_impl(client_actor* self, upstream_client_options options) {
+client_self_actor::behavior_type client_impl(client_actor* self, upstream_client_options options) {
   ensure_curl_initialized();
   auto& st = self->state;
   st.options = std::move(options);
@@ -482,18 +485,21 @@ caf::behavior client_impl(client_actor* self, upstream_client_options options) {
     st.options.bell = std::make_shared<doorbell>();
   st.multi = curl_multi_init();
   if (st.multi == nullptr) {
+    // The behavior below never runs: the actor ends as soon as this function returns.
     self->quit(caf::make_error(caf::sec::runtime_error, "curl_multi_init failed"));
-    return {};
+  } else {
+    curl_multi_setopt(st.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, st.options.max_total_connections);
+    curl_multi_setopt(st.multi, CURLMOPT_MAX_HOST_CONNECTIONS, st.options.max_host_connections);
+    // Keep as many idle connections as may be open at once, so a burst's connections survive for reuse.
+    curl_multi_setopt(st.multi, CURLMOPT_MAXCONNECTS, st.options.max_total_connections);
+    st.options.bell->attach(st.multi);
+    self->send(self, tick_atom::value);
   }
-  curl_multi_setopt(st.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, st.options.max_total_connections);
-  curl_multi_setopt(st.multi, CURLMOPT_MAX_HOST_CONNECTIONS, st.options.max_host_connections);
-  // Keep as many idle connections as may be open at once, so a burst's connections survive for reuse.
-  curl_multi_setopt(st.multi, CURLMOPT_MAXCONNECTS, st.options.max_total_connections);
-  st.options.bell->attach(st.multi);
-  self->send(self, tick_atom::value);
   return {
     [self](upstream_call_atom, upstream_request& req) {
-      start_transfer(self->state, std::move(req), self->make_response_promise());
+      auto promise = self->make_response_promise<upstream_response>();
+      start_transfer(self->state, std::move(req), promise);
+      return promise;
     },
     [self](tick_atom) {
       run_once(self->state, !self->mailbox().empty());
@@ -506,7 +512,7 @@ caf::behavior client_impl(client_actor* self, upstream_client_options options) {
 
 } // namespace
 
-caf::actor spawn_upstream_client(caf::actor_system& sys, upstream_client_options options) {
+upstream_client_actor spawn_upstream_client(caf::actor_system& sys, upstream_client_options options) {
   return sys.spawn<caf::detached>(client_impl, std::move(options));
 }
 
@@ -515,8 +521,8 @@ caf::actor spawn_upstream_client(caf::actor_system& sys, upstream_client_options
 upstream_clients::upstream_clients(std::shared_ptr<directory> names, std::vector<std::shared_ptr<doorbell>> bells)
   : names_(std::move(names)), bells_(std::move(bells)) {}
 
-std::string upstream_clients::client_name(size_t i) {
-  return "upstream.client." + std::to_string(i);
+actor_name<upstream_client_actor> upstream_clients::client_name(size_t i) {
+  return {"upstream.client." + std::to_string(i)};
 }
 
 namespace {
@@ -585,7 +591,8 @@ supervisor_config make_upstreams_supervisor(const config::settings& s, const sup
     upstream_client_options client;
     client.bell = handles.doorbells[i];
     upstreams.children.push_back(worker_child(
-      upstream_clients::client_name(i), [client](caf::actor_system& sys) { return spawn_upstream_client(sys, client); },
+      upstream_clients::client_name(i).value,
+      [client](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_upstream_client(sys, client)); },
       milliseconds{5000}));
   }
   // After the clients and breakers it uses.

@@ -8,7 +8,7 @@
 // picks the new transfer up at once. Connections are kept alive and reused per upstream host by the multi
 // handle's connection cache.
 //
-//   (upstream_call_atom, upstream_request) -> upstream_response
+// Its interface is upstream_client_actor (below its message types).
 //
 // Limits every transfer gets: connect timeout, first-byte timeout (until the status line and headers have
 // arrived), total timeout, the longest silence between body bytes (streams), and a cap on the response body; each
@@ -25,6 +25,7 @@
 #include "actors/breaker.hpp"
 #include "actors/directory.hpp"
 #include "actors/supervisor.hpp"
+#include "introspect/messages.hpp"
 #include "config/options.hpp"
 
 #include <caf/all.hpp>
@@ -89,6 +90,20 @@ struct upstream_response {
   std::optional<std::string> header(std::string_view lower_name) const;
 };
 
+} // namespace troupe::http::client
+
+// Never sent to another process (a request carries its on_data callback): not serializable, and need not be.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::client::upstream_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::client::upstream_response)
+
+namespace troupe::http::client {
+
+using upstream_call_atom = caf::atom_constant<caf::atom("upcall")>;
+
+/// A client actor's interface: one transfer per request, answered when it ends (never before, exactly once).
+using upstream_client_actor =
+  caf::typed_actor<caf::replies_to<upstream_call_atom, upstream_request>::with<upstream_response>, mailbox_size_request>;
+
 /// Wakes a client blocked in curl_multi_poll. Shared by the callers and every incarnation of the client actor.
 /// Thread-safe; ringing while no incarnation is attached does nothing (the next incarnation starts by polling).
 class doorbell {
@@ -113,7 +128,7 @@ struct upstream_client_options {
 };
 
 /// Spawns a client actor (detached). Supervise it like any other child.
-caf::actor spawn_upstream_client(caf::actor_system& sys, upstream_client_options options);
+upstream_client_actor spawn_upstream_client(caf::actor_system& sys, upstream_client_options options);
 
 /// How callers reach the clients: by name in the directory, round robin, ringing the doorbell after each send.
 class upstream_clients {
@@ -121,7 +136,7 @@ public:
   /// Client i is named client_name(i) in `names`; `bells[i]` is its doorbell (the options given to its spawn).
   upstream_clients(std::shared_ptr<directory> names, std::vector<std::shared_ptr<doorbell>> bells);
 
-  static std::string client_name(size_t i); // "upstream.client.<i>"
+  static actor_name<upstream_client_actor> client_name(size_t i); // "upstream.client.<i>"
 
   /// Starts the transfer from inside `self`; `then` runs in `self` with the response (a client that is not running
   /// or dies yields transfer_error::aborted with an explanation). When no client is running at all, `then` runs
@@ -149,12 +164,4 @@ upstream_handles make_upstream_handles(const config::settings& settings);
 supervisor_config make_upstreams_supervisor(const config::settings& settings, const supervision_context& context,
                                             const upstream_handles& handles);
 
-} // namespace troupe::http::client
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::client::upstream_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::client::upstream_response)
-
-namespace troupe::http::client {
-/// (upstream_call_atom, upstream_request) -> upstream_response
-using upstream_call_atom = caf::atom_constant<caf::atom("upcall")>;
 } // namespace troupe::http::client

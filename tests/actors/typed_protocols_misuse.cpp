@@ -11,6 +11,7 @@
 #include "actors/jobs.hpp"
 #include "actors/rate_limit.hpp"
 #include "actors/sessions.hpp"
+#include "http/client/upstream_client.hpp"
 #include "persistence/writer.hpp"
 
 #include <caf/all.hpp>
@@ -21,7 +22,7 @@ namespace troupe {
 
 void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
             job_queue_actor jobs, session_actor session, session_manager_actor sessions, cache_shard_actor shard,
-            cache_key_actor key_holder) {
+            cache_key_actor key_holder, http::client::upstream_client_actor upstream) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
   self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
@@ -46,6 +47,8 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
     .then([](cache_reply&) {});
   self->request(shard, caf::infinite, cache_clear_atom::value).then([](uint64_t) {});
   cache_key_actor from_shard = shard; // a shard answers every message about one key
+  self->request(upstream, caf::infinite, http::client::upstream_call_atom::value, http::client::upstream_request{})
+    .then([](http::client::upstream_response&) {});
 #elif MISUSE == 1
   // expect: wrong functor signature
   // The breaker answers an admission with a breaker_admission, not a snapshot.
@@ -108,6 +111,11 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   // expect: Cannot assign incompatible handle
   // Whoever holds one key (another node's endpoint) is not a shard: it does not sweep this node's entries.
   cache_shard_actor not_a_shard = key_holder;
+#elif MISUSE == 15
+  // expect: wrong functor signature
+  // A transfer ends with the whole response (status, headers, body, or why it failed), not just its status.
+  self->request(upstream, caf::infinite, http::client::upstream_call_atom::value, http::client::upstream_request{})
+    .then([](int) {});
 #endif
 }
 

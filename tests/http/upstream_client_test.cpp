@@ -341,7 +341,7 @@ protected:
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::shared_ptr<doorbell> bell_ = std::make_shared<doorbell>();
-  caf::actor client_;
+  upstream_client_actor client_;
 };
 
 // A complete 200 arrives with its status, lower-cased headers, body and byte count.
