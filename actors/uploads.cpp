@@ -64,7 +64,7 @@ caf::error db_restarting() {
 }
 
 /// The I/O actor that writes an upload's bytes: always the same one for one upload.
-std::optional<caf::actor> io_for(const upload_options& opts, const std::string& id) {
+std::optional<upload_io_actor> io_for(const upload_options& opts, const std::string& id) {
   if (!opts.io || opts.io_actors == 0)
     return std::nullopt;
   return opts.io(std::hash<std::string>{}(id) % opts.io_actors);
@@ -131,7 +131,7 @@ caf::expected<int64_t> write_chunk(const std::string& path, const upload_chunk& 
   return chunk.offset + static_cast<int64_t>(chunk.bytes.size());
 }
 
-caf::behavior upload_io_impl(caf::event_based_actor* self) {
+upload_io_actor::behavior_type upload_io_impl(upload_io_actor::pointer self) {
   return {
     [](upload_write_atom, const std::string& path, const upload_chunk& chunk) -> caf::result<int64_t> {
       auto written = write_chunk(path, chunk);
@@ -161,10 +161,10 @@ struct session_state {
   static inline const char* name = "upload_session";
 };
 
-using session_actor = caf::stateful_actor<session_state>;
+using upload_session_self = upload_session_actor::stateful_base<session_state>;
 
 /// Why this request may not touch the upload, or none.
-caf::error refuse(session_actor* self, const std::string& user_id) {
+caf::error refuse(upload_session_self* self, const std::string& user_id) {
   auto& st = self->state;
   const auto& u = st.upload;
   if (u.user_id != user_id || u.deleted_at_ms != 0)
@@ -175,7 +175,8 @@ caf::error refuse(session_actor* self, const std::string& user_id) {
 }
 
 /// Commits the new offset (or the completion with its job) after the bytes are on disk; then answers.
-void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_promise promise) {
+void commit_offset(upload_session_self* self, int64_t from, int64_t to,
+                   caf::typed_response_promise<upload_status> promise) {
   auto& st = self->state;
   auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
   if (!db) {
@@ -228,7 +229,7 @@ void commit_offset(session_actor* self, int64_t from, int64_t to, caf::response_
   }
 }
 
-caf::result<upload_status> patch(session_actor* self, const std::string& user_id, upload_chunk& chunk) {
+caf::result<upload_status> patch(upload_session_self* self, const std::string& user_id, upload_chunk& chunk) {
   auto& st = self->state;
   const auto& u = st.upload;
   if (auto err = refuse(self, user_id))
@@ -264,7 +265,7 @@ caf::result<upload_status> patch(session_actor* self, const std::string& user_id
   return promise;
 }
 
-caf::result<bool> terminate(session_actor* self, const std::string& user_id) {
+caf::result<bool> terminate(upload_session_self* self, const std::string& user_id) {
   auto& st = self->state;
   if (auto err = refuse(self, user_id))
     return err;
@@ -296,7 +297,7 @@ caf::result<bool> terminate(session_actor* self, const std::string& user_id) {
   return promise;
 }
 
-caf::behavior session_impl(session_actor* self, upload_options opts, upload_record upload) {
+upload_session_actor::behavior_type session_impl(upload_session_self* self, upload_options opts, upload_record upload) {
   self->state.opts = std::move(opts);
   self->state.upload = std::move(upload);
   self->state.alive = hold_count(self->state.opts.counters, &upload_counters::sessions);
@@ -331,36 +332,36 @@ caf::behavior session_impl(session_actor* self, upload_options opts, upload_reco
 struct router_state {
   upload_options opts;
   keyed_children sessions; // upload id -> live session
-  using waiter = std::function<void(caf::expected<caf::actor>)>;
+  using waiter = std::function<void(caf::expected<upload_session_actor>)>;
   std::unordered_map<std::string, std::vector<waiter>> loading; // upload id -> who waits for its session
   std::mt19937_64 random{std::random_device{}()};
 
   static inline const char* name = "upload_router";
 };
 
-using router_actor = caf::stateful_actor<router_state>;
+using upload_router_self = upload_router_actor::stateful_base<router_state>;
 
-caf::actor start_session(router_actor* self, upload_record upload) {
+upload_session_actor start_session(upload_router_self* self, upload_record upload) {
   auto& st = self->state;
   auto id = upload.id;
   auto session = self->spawn(session_impl, st.opts, std::move(upload));
   self->monitor(session);
-  st.sessions.add(id, session);
+  st.sessions.add(id, caf::actor_cast<caf::actor>(session));
   return session;
 }
 
 /// Calls `then` with the session of upload `id`, loading the upload from PostgreSQL first if needed.
-void with_session(router_actor* self, const std::string& id, router_state::waiter then) {
+void with_session(upload_router_self* self, const std::string& id, router_state::waiter then) {
   auto& st = self->state;
   if (auto session = st.sessions.find(id)) {
-    then(*session);
+    then(caf::actor_cast<upload_session_actor>(*session));
     return;
   }
   auto& waiting = st.loading[id];
   waiting.push_back(std::move(then));
   if (waiting.size() > 1)
     return; // a load is under way; it answers everyone
-  auto finish = [self, id](caf::expected<caf::actor> session) {
+  auto finish = [self, id](caf::expected<upload_session_actor> session) {
     auto waiting = std::move(self->state.loading[id]);
     self->state.loading.erase(id);
     for (auto& w : waiting)
@@ -377,7 +378,7 @@ void with_session(router_actor* self, const std::string& id, router_state::waite
         // A session may have started while this load was under way (a create): keep that one.
         auto& st = self->state;
         if (auto session = st.sessions.find(u.id))
-          finish(*session);
+          finish(caf::actor_cast<upload_session_actor>(*session));
         else
           finish(start_session(self, std::move(u)));
       },
@@ -386,11 +387,11 @@ void with_session(router_actor* self, const std::string& id, router_state::waite
 
 /// Hands a request for upload `id` to its session; the session answers the original sender.
 template <class Reply, class... Ts>
-caf::response_promise delegate_to_session(router_actor* self, const std::string& id, Ts... xs) {
+caf::typed_response_promise<Reply> delegate_to_session(upload_router_self* self, const std::string& id, Ts... xs) {
   auto promise = self->make_response_promise<Reply>();
   // Moved, not copied: a PATCH carries up to uploads.max_chunk_bytes.
   with_session(self, id,
-               [promise, args = std::make_tuple(std::move(xs)...)](caf::expected<caf::actor> session) mutable {
+               [promise, args = std::make_tuple(std::move(xs)...)](caf::expected<upload_session_actor> session) mutable {
                  if (session)
                    std::apply([&](auto&... x) { promise.delegate(*session, std::move(x)...); }, args);
                  else
@@ -399,7 +400,7 @@ caf::response_promise delegate_to_session(router_actor* self, const std::string&
   return promise;
 }
 
-caf::result<upload_status> create(router_actor* self, const std::string& user_id, upload_spec& spec) {
+caf::result<upload_status> create(upload_router_self* self, const std::string& user_id, upload_spec& spec) {
   auto& st = self->state;
   auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
   if (!db)
@@ -430,7 +431,7 @@ caf::result<upload_status> create(router_actor* self, const std::string& user_id
   return promise;
 }
 
-caf::behavior router_impl(router_actor* self, upload_options opts) {
+upload_router_actor::behavior_type router_impl(upload_router_self* self, upload_options opts) {
   self->state.opts = std::move(opts);
   self->state.sessions.stop_with(self);
   self->set_down_handler([self](caf::down_msg& msg) {
@@ -455,7 +456,7 @@ caf::behavior router_impl(router_actor* self, upload_options opts) {
     },
     [self](upload_forget_atom, const std::string& id) {
       if (auto session = self->state.sessions.find(id))
-        self->send(*session, upload_forget_atom::value, id);
+        self->send(caf::actor_cast<upload_session_actor>(*session), upload_forget_atom::value, id);
     },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
@@ -465,7 +466,10 @@ caf::behavior router_impl(router_actor* self, upload_options opts) {
 
 constexpr int32_t sweep_batch = 100;
 
-void sweep(caf::event_based_actor* self, const upload_options& opts) {
+/// The interface with the sweeper's own timer.
+using sweeper_self_actor = upload_sweeper_actor::extend<caf::reacts_to<upload_tick_atom>>;
+
+void sweep(sweeper_self_actor::pointer self, const upload_options& opts) {
   auto db = opts.db_query ? opts.db_query() : std::nullopt;
   if (!db) {
     self->delayed_send(self, opts.sweep_interval, upload_tick_atom::value);
@@ -496,7 +500,7 @@ void sweep(caf::event_based_actor* self, const upload_options& opts) {
       });
 }
 
-caf::behavior sweeper_impl(caf::event_based_actor* self, upload_options opts) {
+sweeper_self_actor::behavior_type sweeper_impl(sweeper_self_actor::pointer self, upload_options opts) {
   self->delayed_send(self, opts.sweep_interval, upload_tick_atom::value);
   return {
     [self, opts](upload_tick_atom) { sweep(self, opts); },
@@ -506,15 +510,15 @@ caf::behavior sweeper_impl(caf::event_based_actor* self, upload_options opts) {
 
 } // namespace
 
-caf::actor spawn_upload_router(caf::actor_system& sys, upload_options options) {
+upload_router_actor spawn_upload_router(caf::actor_system& sys, upload_options options) {
   return sys.spawn(router_impl, std::move(options));
 }
 
-caf::actor spawn_upload_io(caf::actor_system& sys) {
+upload_io_actor spawn_upload_io(caf::actor_system& sys) {
   return sys.spawn<caf::detached>(upload_io_impl);
 }
 
-caf::actor spawn_upload_sweeper(caf::actor_system& sys, upload_options options) {
+upload_sweeper_actor spawn_upload_sweeper(caf::actor_system& sys, upload_options options) {
   return sys.spawn(sweeper_impl, std::move(options));
 }
 
@@ -552,11 +556,11 @@ std::string absolute_uploads_dir(const std::string& configured) {
   return dir;
 }
 
-namespace {
-
-std::string upload_io_name(size_t i) {
-  return "uploads.io." + std::to_string(i);
+actor_name<upload_io_actor> upload_io_name(size_t i) {
+  return {"uploads.io." + std::to_string(i)};
 }
+
+namespace {
 
 std::string processor_name(size_t i) {
   return "jobs.processor." + std::to_string(i);
@@ -582,16 +586,19 @@ supervisor_config make_uploads_supervisor(const config::settings& s, const super
   upload.io_actors = config::or_cores(s.http.threads);
   upload.io = [names](size_t i) { return names->get(upload_io_name(i)); };
   upload.db_query = db_query;
-  upload.router = [names]() { return names->get("uploads.router"); };
+  upload.router = [names]() { return names->get(upload_router_name); };
   upload.job_queue = [names]() { return names->get(job_queue_name); };
   for (size_t i = 0; i < upload.io_actors; ++i)
     uploads.children.push_back(worker_child(
-      upload_io_name(i), [](caf::actor_system& sys) { return spawn_upload_io(sys); }, milliseconds{5000}));
+      upload_io_name(i).value, [](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_upload_io(sys)); },
+      milliseconds{5000}));
   uploads.children.push_back(worker_child(
-    "uploads.router", [upload](caf::actor_system& sys) { return spawn_upload_router(sys, upload); },
+    upload_router_name.value,
+    [upload](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_upload_router(sys, upload)); },
     milliseconds{5000}));
   uploads.children.push_back(worker_child(
-    "uploads.sweeper", [upload](caf::actor_system& sys) { return spawn_upload_sweeper(sys, upload); },
+    "uploads.sweeper",
+    [upload](caf::actor_system& sys) { return caf::actor_cast<caf::actor>(spawn_upload_sweeper(sys, upload)); },
     milliseconds{1000}));
   // The file-chunk processor pool (detached: CPU-bound), then the job queue that runs jobs on it.
   processing_options processing;

@@ -2,19 +2,11 @@
 // Resumable uploads (tus 1.0.0 semantics; http/upload_routes.hpp speaks the protocol): one session actor per upload,
 // reached through the upload router; a pool of detached I/O actors that append bytes to disk; an expiry sweeper.
 //
-// upload router ("uploads.router")
-//   (upload_new_atom, user_id, upload_spec) -> upload_status       creates the upload (PostgreSQL row, expiry,
-//                                                                  its length reserved against the user's storage
-//                                                                  quota: storage_quota_exceeded over it) and its
-//                                                                  session; an empty upload completes at once,
-//                                                                  without a job (an empty file is registered as
-//                                                                  it completes)
-//   (upload_patch_atom, id, user_id, upload_chunk) -> upload_status
-//   (upload_head_atom, id, user_id) -> upload_status
-//   (upload_delete_atom, id, user_id) -> bool                      all three: to the upload's session, loaded from
-//                                                                  PostgreSQL first if needed
-//   (upload_forget_atom, id)                                       stops the session of an expired upload
-//   (mailbox_atom) -> size_t
+// upload router ("uploads.router", upload_router_actor below): creates an upload (PostgreSQL row, expiry, its length
+//   reserved against the user's storage quota: storage_quota_exceeded over it) and its session; an empty upload
+//   completes at once, without a job (an empty file is registered as it completes). PATCH, HEAD and DELETE go to the
+//   upload's session (upload_session_actor), loaded from PostgreSQL first if needed; "forget" stops the session of
+//   an expired upload.
 //
 // upload session (one per live upload, passivated when idle; it serialises everything that happens to its upload)
 //   PATCH: not the caller's / deleted / expired -> not_found; another PATCH running -> locked; offset other than the
@@ -25,9 +17,7 @@
 //   DELETE: marks the upload deleted in PostgreSQL (an unfinished one gives its storage reservation back), removes
 //   unfinished bytes, stops the session.
 //
-// upload I/O actors ("uploads.io.<i>", detached: they block on the disk)
-//   (upload_write_atom, path, upload_chunk) -> int64_t new size
-//   (upload_remove_atom, path) -> bool (false if there was nothing)
+// upload I/O actors ("uploads.io.<i>", detached: they block on the disk; upload_io_actor below)
 //
 // upload sweeper ("uploads.sweeper")
 //   every sweep interval: marks expired unfinished uploads deleted (PostgreSQL), removes their bytes and stops their
@@ -40,6 +30,7 @@
 // start order: uploads.io.<i>, uploads.router, uploads.sweeper, the file-chunk processors jobs.processor.<i>
 // (actors/processing.hpp), then jobs.queue (actors/jobs.hpp), which runs upload jobs on them.
 
+#include "actors/directory.hpp"
 #include "actors/jobs.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
@@ -48,6 +39,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -58,6 +50,36 @@
 #include <string>
 
 namespace troupe {
+
+/// An upload session's interface: (id, user_id, ...) as the router is asked, so the router hands requests over as is.
+using upload_session_actor = caf::typed_actor<
+  /// (id, user_id, chunk): stores the chunk at the upload's offset; answered once it is fsynced and committed.
+  caf::replies_to<upload_patch_atom, std::string, std::string, upload_chunk>::with<upload_status>,
+  /// (id, user_id): where the upload stands.
+  caf::replies_to<upload_head_atom, std::string, std::string>::with<upload_status>,
+  /// (id, user_id): marks it deleted (an unfinished one gives its storage back) and removes unfinished bytes.
+  caf::replies_to<upload_delete_atom, std::string, std::string>::with<bool>,
+  /// (id): the upload expired: the session ends (after the request under way, if any).
+  caf::reacts_to<upload_forget_atom, std::string>, mailbox_size_request>;
+
+/// The upload router's interface: a session's, plus creating uploads.
+using upload_router_actor = upload_session_actor::extend<
+  /// (user_id, spec): the new upload's status.
+  caf::replies_to<upload_new_atom, std::string, upload_spec>::with<upload_status>>;
+
+/// An upload I/O actor's interface.
+using upload_io_actor = caf::typed_actor<
+  /// (path, chunk): the file's new size, once written and fsynced (bytes beyond chunk.offset are dropped first).
+  caf::replies_to<upload_write_atom, std::string, upload_chunk>::with<int64_t>,
+  /// (path): false if there was nothing to remove.
+  caf::replies_to<upload_remove_atom, std::string>::with<bool>, mailbox_size_request>;
+
+/// The sweeper answers nothing but its mailbox size: it works on its own timer.
+using upload_sweeper_actor = caf::typed_actor<mailbox_size_request>;
+
+/// Names in the directory.
+inline const actor_name<upload_router_actor> upload_router_name{"uploads.router"};
+actor_name<upload_io_actor> upload_io_name(size_t i); // "uploads.io.<i>"
 
 /// Counters for metrics, readable from any thread.
 struct upload_counters {
@@ -77,18 +99,18 @@ struct upload_options {
   int32_t job_max_attempts = 3;
   /// Live incarnations of the I/O actors (count `io_actors`), "db.query", the router, the job queue.
   size_t io_actors = 1;
-  std::function<std::optional<caf::actor>(size_t)> io;
+  std::function<std::optional<upload_io_actor>(size_t)> io;
   std::function<std::optional<caf::actor>()> db_query;
-  std::function<std::optional<caf::actor>()> router;
+  std::function<std::optional<upload_router_actor>()> router;
   std::function<std::optional<job_queue_actor>()> job_queue;
   /// Wall clock in unix milliseconds (expiry); the system clock when empty.
   std::function<int64_t()> now_ms;
   std::shared_ptr<upload_counters> counters = std::make_shared<upload_counters>();
 };
 
-caf::actor spawn_upload_router(caf::actor_system& sys, upload_options options);
-caf::actor spawn_upload_io(caf::actor_system& sys);
-caf::actor spawn_upload_sweeper(caf::actor_system& sys, upload_options options);
+upload_router_actor spawn_upload_router(caf::actor_system& sys, upload_options options);
+upload_io_actor spawn_upload_io(caf::actor_system& sys);
+upload_sweeper_actor spawn_upload_sweeper(caf::actor_system& sys, upload_options options);
 
 /// Where bytes live under uploads.dir.
 std::string incoming_dir(const std::string& dir);

@@ -77,7 +77,7 @@ void add_progress_headers(response& res, const upload_status& s) {
 }
 
 /// Inside a bridge worker: the upload router, or 503 while it restarts.
-std::optional<caf::actor> upload_router(route_context& ctx, const std::shared_ptr<responder>& r) {
+std::optional<upload_router_actor> upload_router(route_context& ctx, const std::shared_ptr<responder>& r) {
   auto router = ctx.auth.bridge().find(ctx.opts.router);
   if (!router)
     r->fail(make_error(service_error::unavailable, "The upload router is restarting; retry shortly."));

@@ -24,6 +24,7 @@
 #include "http/cors.hpp"
 #include "http/router.hpp"
 
+#include "actors/uploads.hpp"
 #include "config/options.hpp"
 
 #include <memory>
@@ -34,7 +35,7 @@ namespace troupe::http {
 class authenticator;
 
 struct upload_route_options {
-  std::string router = "uploads.router"; // the upload router's name in the directory
+  actor_name<upload_router_actor> router = upload_router_name; // the upload router's name in the directory
   int64_t max_size_bytes = 0;            // Tus-Max-Size
   size_t max_chunk_bytes = 0;            // largest PATCH (and creation-with-upload POST) body
   std::string rate_policy = "upload";    // the per-user rate limit of POST, PATCH and DELETE

@@ -11,6 +11,7 @@
 #include "actors/jobs.hpp"
 #include "actors/rate_limit.hpp"
 #include "actors/sessions.hpp"
+#include "actors/uploads.hpp"
 #include "http/client/upstream_client.hpp"
 #include "persistence/writer.hpp"
 
@@ -22,7 +23,8 @@ namespace troupe {
 
 void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
             job_queue_actor jobs, session_actor session, session_manager_actor sessions, cache_shard_actor shard,
-            cache_key_actor key_holder, http::client::upstream_client_actor upstream) {
+            cache_key_actor key_holder, http::client::upstream_client_actor upstream, upload_router_actor uploads,
+            upload_io_actor upload_io) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
   self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
@@ -49,6 +51,11 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   cache_key_actor from_shard = shard; // a shard answers every message about one key
   self->request(upstream, caf::infinite, http::client::upstream_call_atom::value, http::client::upstream_request{})
     .then([](http::client::upstream_response&) {});
+  self->request(uploads, caf::infinite, upload_new_atom::value, std::string{"u1"}, upload_spec{})
+    .then([](upload_status&) {});
+  self->request(upload_io, caf::infinite, upload_write_atom::value, std::string{"/p"}, upload_chunk{})
+    .then([](int64_t) {});
+  upload_session_actor as_session = uploads; // the router takes every request a session takes
 #elif MISUSE == 1
   // expect: wrong functor signature
   // The breaker answers an admission with a breaker_admission, not a snapshot.
@@ -116,6 +123,16 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   // A transfer ends with the whole response (status, headers, body, or why it failed), not just its status.
   self->request(upstream, caf::infinite, http::client::upstream_call_atom::value, http::client::upstream_request{})
     .then([](int) {});
+#elif MISUSE == 16
+  // expect: no matching
+  // A PATCH names the user: the session refuses a chunk for an upload that is not the caller's.
+  self->request(uploads, caf::infinite, upload_patch_atom::value, std::string{"id"}, upload_chunk{})
+    .then([](upload_status&) {});
+#elif MISUSE == 17
+  // expect: wrong functor signature
+  // A write answers the file's new size, not a bool.
+  self->request(upload_io, caf::infinite, upload_write_atom::value, std::string{"/p"}, upload_chunk{})
+    .then([](bool) {});
 #endif
 }
 
