@@ -34,6 +34,7 @@
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -47,8 +48,8 @@
 namespace troupe {
 
 struct password_hasher_options {
-  unsigned long long ops_limit = 0;  // 0 = libsodium's crypto_pwhash_OPSLIMIT_INTERACTIVE
-  size_t mem_limit = 0;              // 0 = crypto_pwhash_MEMLIMIT_INTERACTIVE (64 MiB)
+  unsigned long long ops_limit = 0; // 0 = libsodium's crypto_pwhash_OPSLIMIT_INTERACTIVE
+  size_t mem_limit = 0;             // 0 = crypto_pwhash_MEMLIMIT_INTERACTIVE (64 MiB)
 };
 
 caf::actor spawn_password_hasher(caf::actor_system& sys, password_hasher_options options);
@@ -64,8 +65,8 @@ struct login_throttle_options {
   size_t max_failures = 5;          // of one account from one address
   size_t max_address_failures = 20; // of any accounts from one address
   std::chrono::seconds window{15 * 60};
-  size_t max_entries = 100000;  // beyond this the oldest entries are dropped
-  std::function<std::chrono::steady_clock::time_point()> clock;  // steady_clock::now when empty
+  size_t max_entries = 100000;                                  // beyond this the oldest entries are dropped
+  std::function<std::chrono::steady_clock::time_point()> clock; // steady_clock::now when empty
 };
 
 caf::actor spawn_login_throttle(caf::actor_system& sys, login_throttle_options options);
@@ -83,7 +84,7 @@ struct api_key_cache_options {
   std::chrono::seconds miss_ttl{30};
   size_t max_entries = 100000;
   size_t max_misses = 100000;
-  std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::optional<db_query_actor>()> db_query;
   std::function<std::chrono::steady_clock::time_point()> clock; // steady_clock::now when empty
   std::shared_ptr<api_key_cache_counters> counters = std::make_shared<api_key_cache_counters>();
 };

@@ -17,6 +17,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -51,9 +52,9 @@ using job_event_sink_ptr = std::shared_ptr<job_event_sink>;
 using job_watch_atom = caf::atom_constant<caf::atom("jobwatch")>;
 
 struct job_event_counters {
-  std::atomic<int64_t> watching{0};    // watches open on this node
-  std::atomic<uint64_t> refused{0};    // watches refused by a cap
-  std::atomic<uint64_t> updates{0};    // updates sent
+  std::atomic<int64_t> watching{0}; // watches open on this node
+  std::atomic<uint64_t> refused{0}; // watches refused by a cap
+  std::atomic<uint64_t> updates{0}; // updates sent
 };
 
 struct job_events_options {
@@ -62,7 +63,7 @@ struct job_events_options {
   std::chrono::milliseconds read_timeout{5000};
   size_t max_watches = 1000;
   size_t max_per_user = 8;
-  std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::optional<db_query_actor>()> db_query;
   std::shared_ptr<job_event_counters> counters = std::make_shared<job_event_counters>();
 };
 

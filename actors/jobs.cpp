@@ -22,7 +22,7 @@ const auto db_timeout = caf::duration{std::chrono::seconds{10}};
 struct running_job {
   job_record job;
   job_runner_actor runner;
-  count_holder counted; // one of troupe_jobs_running until the attempt is forgotten or the queue ends
+  count_holder counted;              // one of troupe_jobs_running until the attempt is forgotten or the queue ends
   std::optional<tracing::span> span; // the attempt's, while it runs (a sampled trace with an export)
 };
 
@@ -45,7 +45,7 @@ using queue_self_actor = job_queue_actor::extend<caf::reacts_to<jobs_tick_atom>,
 
 using queue_actor = queue_self_actor::stateful_base<queue_state>;
 
-std::optional<caf::actor> database(queue_actor* self) {
+std::optional<db_query_actor> database(queue_actor* self) {
   return self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
 }
 
@@ -76,7 +76,7 @@ void claim(queue_actor* self, bool sweep_when_full);
 
 /// The attempt of job `id` running here and the database to record its end in; nullopt (and the job forgotten)
 /// when either is gone.
-std::optional<std::pair<caf::actor, int32_t>> ending(queue_actor* self, const std::string& id) {
+std::optional<std::pair<db_query_actor, int32_t>> ending(queue_actor* self, const std::string& id) {
   auto i = self->state.running.find(id);
   auto db = database(self);
   if (i == self->state.running.end() || !db) {
@@ -287,8 +287,8 @@ queue_self_actor::behavior_type queue_impl(queue_actor* self, job_queue_options 
       st.runners.erase(runner);
       if (msg.reason && st.running.count(id) != 0)
         failed(self, id,
-               make_error(service_error::unavailable, "The job's runner stopped without an answer: "
-                                                        + self->system().render(msg.reason)));
+               make_error(service_error::unavailable,
+                          "The job's runner stopped without an answer: " + self->system().render(msg.reason)));
       return;
     }
     // Shutdown (or the supervisor's order): give the running jobs back at once rather than after their lease.

@@ -21,9 +21,10 @@
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
-#include "introspect/messages.hpp"
 #include "actors/metrics.hpp"
+#include "introspect/messages.hpp"
 #include "ops/span_queue.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -63,7 +64,7 @@ struct job_counters {
   std::atomic<uint64_t> done{0};
   std::atomic<uint64_t> retried{0};
   std::atomic<uint64_t> failed{0};
-  std::atomic<uint64_t> lost{0}; // leases lost while running
+  std::atomic<uint64_t> lost{0};   // leases lost while running
   std::atomic<int64_t> running{0}; // each running job holds one (actors/guards.hpp)
 };
 
@@ -74,7 +75,7 @@ struct job_queue_options {
   size_t concurrency = 2;
   int64_t backoff_base_ms = 2000;
   std::map<std::string, job_handler> handlers; // by job kind
-  std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::optional<db_query_actor>()> db_query;
   std::shared_ptr<job_counters> counters = std::make_shared<job_counters>();
   /// Each attempt is a trace of its own (job_record::traceparent), recorded with probability `sample_ratio`
   /// (tracing.sample_ratio) into `spans` (null: none): a CONSUMER span "job <kind>" for the attempt, with its

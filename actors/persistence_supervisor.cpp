@@ -15,7 +15,7 @@ std::string db_search_connection_name(size_t i) {
   return "db.search." + std::to_string(i);
 }
 
-std::function<std::optional<caf::actor>()> db_query_lookup(std::shared_ptr<directory> names) {
+std::function<std::optional<db_query_actor>()> db_query_lookup(std::shared_ptr<directory> names) {
   return [names = std::move(names)]() { return names->get(db_query_name); };
 }
 
@@ -36,21 +36,25 @@ supervisor_config make_persistence_supervisor(const config::settings& s, const s
   db.storage.pro_bytes = s.quota.pro_storage_bytes;
   db.search_timeout = milliseconds{s.db.search_timeout_ms};
   db.storage_changes = std::move(storage_changes);
-  auto connection = [db](caf::actor_system& sys) { return spawn_database_connection(sys, db); };
+  auto connection = [db](caf::actor_system& sys) {
+    return caf::actor_cast<caf::actor>(spawn_database_connection(sys, db));
+  };
   auto pool_size = static_cast<size_t>(s.db.pool_size);
   for (size_t i = 0; i < pool_size; ++i)
     persistence.children.push_back(worker_child(db_connection_name(i), connection, milliseconds{5000}));
   search_lane searches;
   searches.connections = static_cast<size_t>(s.db.search_connections);
-  searches.connection = [names](size_t i) { return names->get(db_search_connection_name(i)); };
+  searches.connection = [names](size_t i) { return names->get_as<db_connection_actor>(db_search_connection_name(i)); };
   // A search ends within its statement_timeout; a connection re-established meanwhile adds its connect timeout.
   searches.answer_timeout = 2 * milliseconds{s.db.search_timeout_ms} + 2 * milliseconds{s.db.connect_timeout_ms};
   for (size_t i = 0; i < searches.connections; ++i)
     persistence.children.push_back(worker_child(db_search_connection_name(i), connection, milliseconds{5000}));
-  auto pool = [names](size_t i) { return names->get(db_connection_name(i)); };
+  auto pool = [names](size_t i) { return names->get_as<db_connection_actor>(db_connection_name(i)); };
   persistence.children.push_back(worker_child(
-    db_query_name,
-    [pool_size, pool, searches](caf::actor_system& sys) { return spawn_query_router(sys, pool_size, pool, searches); },
+    db_query_name.value,
+    [pool_size, pool, searches](caf::actor_system& sys) {
+      return caf::actor_cast<caf::actor>(spawn_query_router(sys, pool_size, pool, searches));
+    },
     milliseconds{5000}));
   writer_options writer;
   writer.batch_max_rows = static_cast<size_t>(s.db.batch_max_rows);

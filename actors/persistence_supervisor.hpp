@@ -31,14 +31,14 @@
 namespace troupe {
 
 /// Names in the directory.
-inline constexpr const char* db_query_name = "db.query";
+inline const actor_name<db_query_actor> db_query_name{"db.query"};
 inline const actor_name<db_writer_actor> db_writer_name{"db.writer"};
 std::string db_connection_name(size_t i);        // "db.connection.<i>"
 std::string db_search_connection_name(size_t i); // "db.search.<i>"
 
 /// Finds the live query router / DB writer in `names` on each call (nullopt while it restarts): what the options of
 /// other subsystems' actors take.
-std::function<std::optional<caf::actor>()> db_query_lookup(std::shared_ptr<directory> names);
+std::function<std::optional<db_query_actor>()> db_query_lookup(std::shared_ptr<directory> names);
 std::function<std::optional<db_writer_actor>()> db_writer_lookup(std::shared_ptr<directory> names);
 
 /// The "persistence" supervisor above, from the db.* and quota.*_storage_bytes settings. `writer` is the writer's

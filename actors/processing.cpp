@@ -161,7 +161,7 @@ void fail(runner_actor* self, caf::error err) {
   self->quit();
 }
 
-std::optional<caf::actor> database(runner_actor* self) {
+std::optional<db_query_actor> database(runner_actor* self) {
   return self->state.opts.db_query ? self->state.opts.db_query() : std::nullopt;
 }
 
@@ -228,8 +228,9 @@ void report_step(runner_actor* self, const char* step, double progress, Then the
     then();
     return;
   }
-  self->request(*db, db_timeout, job_progress_atom::value, self->state.job.id, self->state.job.lease_owner, progress,
-                detail_json(self->state, step))
+  self
+    ->request(*db, db_timeout, job_progress_atom::value, self->state.job.id, self->state.job.lease_owner, progress,
+              detail_json(self->state, step))
     .then([then](bool) mutable { then(); }, [then](caf::error&) mutable { then(); });
 }
 
@@ -559,7 +560,7 @@ void prepare(runner_actor* self) {
         report_step(self, "expanding", 0,
                     [self, kind, room] { expand(self, kind, static_cast<uint64_t>(std::max<int64_t>(0, room))); });
       },
-          [self](caf::error& err) { fail(self, std::move(err)); });
+      [self](caf::error& err) { fail(self, std::move(err)); });
 }
 
 /// Step 2 for an archive: expands it into staging (at most `room` bytes of files), then step 3.

@@ -23,6 +23,7 @@
 
 #include "actors/archive.hpp"
 #include "actors/jobs.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -39,7 +40,7 @@ struct processing_options {
   archive_limits limits;
   size_t processors = 1;
   std::function<std::optional<caf::actor>(size_t)> processor; // live incarnation of processor i
-  std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::optional<db_query_actor>()> db_query;
   size_t window = 0;                    // chunks in flight; 0 = 4 x processors
   size_t batch_files = 500;             // finished files per commit
   size_t batch_bytes = 4 * 1024 * 1024; // segment text per commit

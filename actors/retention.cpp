@@ -69,7 +69,7 @@ void finish(retention_actor* self) {
   self->delayed_send(self, st.opts.interval, retention_tick_atom::value, ++st.timer);
 }
 
-void purge_auth_tokens(retention_actor* self, caf::actor db) {
+void purge_auth_tokens(retention_actor* self, db_query_actor db) {
   self->request(db, caf::duration{query_timeout}, auth_purge_atom::value)
     .then(
       [self](int64_t rows) {

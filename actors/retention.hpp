@@ -15,6 +15,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -51,9 +52,9 @@ struct retention_options {
   std::chrono::milliseconds first_delay{10000};
   int32_t batch_rows = 5000;
   bool purge_auth_tokens = true;
-  std::function<std::optional<caf::actor>()> db_query; // the live "db.query"
-  std::function<int64_t()> now_unix_ms;                // system clock when empty (tests inject their own)
-  std::shared_ptr<retention_counters> counters;        // optional
+  std::function<std::optional<db_query_actor>()> db_query; // the live "db.query"
+  std::function<int64_t()> now_unix_ms;                    // system clock when empty (tests inject their own)
+  std::shared_ptr<retention_counters> counters;            // optional
 };
 
 /// A counters object with an entry for every table of `options` and for "auth_tokens".

@@ -38,9 +38,10 @@
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
-#include "introspect/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "introspect/messages.hpp"
+#include "persistence/queries.hpp"
 #include "persistence/storage_epoch.hpp"
 #include "persistence/writer.hpp"
 
@@ -116,7 +117,7 @@ struct session_options {
   /// The live DB writer, for usage rows.
   std::function<std::optional<db_writer_actor>()> writer;
   /// The live "db.query" actor (persistence/query_router.hpp), or nullopt while it restarts.
-  std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::optional<db_query_actor>()> db_query;
   /// Clock for token expiry, unix seconds (tests inject their own).
   std::function<int64_t()> now_unix;
   /// Monotonic clock of the user's rate-limit buckets, seconds (steady_clock when empty).
@@ -148,9 +149,9 @@ session_manager_actor spawn_session_manager(caf::actor_system& sys, session_mana
 /// What the sessions share with the rest of the node.
 struct session_pieces {
   std::shared_ptr<directory> sessions = std::make_shared<directory>(); // live sessions by user id
-  std::shared_ptr<storage_epoch> storage_changes;                       // none: storage is read every time
+  std::shared_ptr<storage_epoch> storage_changes;                      // none: storage is read every time
   std::shared_ptr<std::atomic<int64_t>> active = std::make_shared<std::atomic<int64_t>>(0);
-  std::shared_ptr<cluster_state> cluster;                               // none: a single node
+  std::shared_ptr<cluster_state> cluster; // none: a single node
 };
 
 child_spec make_sessions_supervisor(const config::settings& settings, const supervision_context& context,

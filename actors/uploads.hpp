@@ -36,6 +36,7 @@
 #include "actors/metrics.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -87,7 +88,7 @@ struct upload_counters {
   std::atomic<uint64_t> completed{0};
   std::atomic<uint64_t> expired{0};
   std::atomic<uint64_t> terminated{0};
-  std::atomic<uint64_t> bytes{0}; // bytes stored (fsynced and committed)
+  std::atomic<uint64_t> bytes{0};   // bytes stored (fsynced and committed)
   std::atomic<int64_t> sessions{0}; // each live upload session holds one (actors/guards.hpp)
 };
 
@@ -100,7 +101,7 @@ struct upload_options {
   /// Live incarnations of the I/O actors (count `io_actors`), "db.query", the router, the job queue.
   size_t io_actors = 1;
   std::function<std::optional<upload_io_actor>(size_t)> io;
-  std::function<std::optional<caf::actor>()> db_query;
+  std::function<std::optional<db_query_actor>()> db_query;
   std::function<std::optional<upload_router_actor>()> router;
   std::function<std::optional<job_queue_actor>()> job_queue;
   /// Wall clock in unix milliseconds (expiry); the system clock when empty.

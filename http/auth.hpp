@@ -25,8 +25,9 @@
 #include "actors/auth_workers.hpp"
 #include "actors/cluster.hpp"
 #include "actors/directory.hpp"
-#include "actors/metrics.hpp"
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/persistence_supervisor.hpp"
 #include "actors/sessions.hpp"
 
 #include <chrono>
@@ -40,17 +41,17 @@ namespace troupe::http {
 struct auth_options {
   std::shared_ptr<jwt_codec> jwt;
   std::chrono::seconds refresh_ttl{30 * 24 * 3600};
-  std::shared_ptr<directory> sessions;   // live session actors by user id
-  std::shared_ptr<cluster_state> cluster; // where users' sessions are (null: a single node, all here)
+  std::shared_ptr<directory> sessions;            // live session actors by user id
+  std::shared_ptr<cluster_state> cluster;         // where users' sessions are (null: a single node, all here)
   std::chrono::milliseconds remote_timeout{5000}; // a request to the user's owner node (cluster.request_timeout_ms)
   /// troupe_cluster_remote_request_seconds{outcome}: how long the owner node took to vouch (null: not measured).
   histogram_family* remote_latency = nullptr;
-  size_t hashers = 1;                    // password hasher actors "auth.hasher.<i>"
-  std::string dummy_password_hash;       // same parameters as real hashes: unknown emails cost the same time
-  std::function<int64_t()> now_unix;     // unix seconds; the system clock when empty
-  bool guests = false;                   // guest.enabled: POST /api/guest/token, and guest tokens accepted
+  size_t hashers = 1;                // password hasher actors "auth.hasher.<i>"
+  std::string dummy_password_hash;   // same parameters as real hashes: unknown emails cost the same time
+  std::function<int64_t()> now_unix; // unix seconds; the system clock when empty
+  bool guests = false;               // guest.enabled: POST /api/guest/token, and guest tokens accepted
   // Names of the actors involved, in the bridge's directory.
-  std::string db_query = "db.query";
+  actor_name<db_query_actor> db_query = db_query_name;
   std::string security_events = "auth.events"; // the aggregator of actors/security_events.hpp
   actor_name<session_manager_actor> session_manager = session_manager_name;
   std::string key_cache = "auth.keys";

@@ -184,7 +184,7 @@ struct route_context {
     auto n = std::max<size_t>(1, auth.options().hashers);
     return auth.bridge().find("auth.hasher." + std::to_string(next_hasher++ % n));
   }
-  std::optional<caf::actor> db() { return auth.bridge().find(auth.options().db_query); }
+  std::optional<db_query_actor> db() { return auth.bridge().find(auth.options().db_query); }
 
   /// Runs `job` in a bridge worker once the client's address (or `subject`, when given) has a token of the "auth"
   /// policy.

@@ -86,7 +86,7 @@ struct route_context {
   json_schema clear{schemas::cache_clear};
 
   route_context(authenticator& a, cache_route_options o) : auth(a), opts(std::move(o)) {}
-  std::optional<caf::actor> db() { return auth.bridge().find(opts.db_query); }
+  std::optional<db_query_actor> db() { return auth.bridge().find(opts.db_query); }
 };
 
 void cache_stats_route(route_context& ctx, const std::shared_ptr<responder>& r) {
@@ -193,7 +193,7 @@ std::string profile_json(const user_record& user) {
   return {buffer.GetString(), buffer.GetSize()};
 }
 
-void cached_user_profile(caf::event_based_actor* self, const cache_client& cache, std::optional<caf::actor> db,
+void cached_user_profile(caf::event_based_actor* self, const cache_client& cache, std::optional<db_query_actor> db,
                          const std::string& user_id, std::function<void(caf::expected<std::string>)> then,
                          std::chrono::milliseconds ttl) {
   auto key = user_cache_key(user_id);

@@ -20,6 +20,7 @@
 #include "http/router.hpp"
 
 #include "actors/cache.hpp"
+#include "actors/persistence_supervisor.hpp"
 
 #include <caf/event_based_actor.hpp>
 #include <caf/expected.hpp>
@@ -36,7 +37,7 @@ struct cache_route_options {
   std::shared_ptr<cache_client> cache;         // this node's shards: profiles
   std::shared_ptr<cache_client> invalidations; // POST /api/cache/clear (in a cluster: every node's); null = cache
   std::shared_ptr<cache_stats> stats;
-  std::string db_query = "db.query"; // the query router's name in the bridge's directory
+  actor_name<db_query_actor> db_query = db_query_name; // the query router's name in the bridge's directory
   std::chrono::milliseconds profile_ttl{60000};
 };
 
@@ -51,7 +52,7 @@ std::string profile_json(const user_record& user);
 /// Inside an actor: the user's profile JSON, from the cache or from `db` (user_by_id_atom; then cached for `ttl`
 /// under user_cache_key with that tag). Errors: not_found for an unknown user, unavailable without a database,
 /// or the database's error (none of them cached).
-void cached_user_profile(caf::event_based_actor* self, const cache_client& cache, std::optional<caf::actor> db,
+void cached_user_profile(caf::event_based_actor* self, const cache_client& cache, std::optional<db_query_actor> db,
                          const std::string& user_id, std::function<void(caf::expected<std::string>)> then,
                          std::chrono::milliseconds ttl = std::chrono::milliseconds{60000});
 

@@ -5,7 +5,8 @@
 //   GET /api/performance ?window=15m (30s..ops.history_ms; 15m) &points=360 (1..2000)
 //                        the current sample and the window's series (ops/history.hpp has the fields), from ops.sampler
 //   GET /api/status      version and build, start time and uptime, node and cluster membership, the configuration
-//                        (every option, as troupe print-config shows it: secrets as "***"), each subsystem's readiness check
+//                        (every option, as troupe print-config shows it: secrets as "***"), each subsystem's readiness
+//                        check
 //   GET /api/security/status ?window=24h (1m..30d)
 //                        security events by kind, by address and by account; who the login throttle holds back
 //                        now; addresses and accounts refused by rate limits; API keys revoked in the window; access
@@ -20,6 +21,7 @@
 
 #include "actors/breaker.hpp"
 #include "actors/cluster.hpp"
+#include "actors/persistence_supervisor.hpp"
 #include "config/options.hpp"
 
 #include <chrono>
@@ -39,7 +41,7 @@ struct observability_route_options {
   std::string alerts = "ops.alerts";
   std::string health = "ops.health";
   std::string throttle = "auth.throttle";
-  std::string db_query = "db.query";
+  actor_name<db_query_actor> db_query = db_query_name;
 };
 
 void add_observability_routes(router& routes, authenticator& auth, observability_route_options options);

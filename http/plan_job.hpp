@@ -22,6 +22,7 @@
 #include "http/server.hpp"
 
 #include "actors/jobs.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 
@@ -48,12 +49,12 @@ public:
   };
 
   struct settings {
-    std::string default_model = "gpt-4o-mini"; // plans.model
-    int32_t context_segments = 12;             // plans.context_segments
+    std::string default_model = "gpt-4o-mini";     // plans.model
+    int32_t context_segments = 12;                 // plans.context_segments
     std::chrono::milliseconds call_timeout{70000}; // a model call's answer, beyond the gateway's own limit
   };
 
-  plan_jobs(settings s, std::function<std::optional<caf::actor>()> db_query)
+  plan_jobs(settings s, std::function<std::optional<db_query_actor>()> db_query)
     : settings_(std::move(s)), db_query_(std::move(db_query)) {}
 
   void set(runtime r) {
@@ -70,11 +71,11 @@ public:
     return runtime_;
   }
   const settings& options() const { return settings_; }
-  std::optional<caf::actor> db() const { return db_query_ ? db_query_() : std::nullopt; }
+  std::optional<db_query_actor> db() const { return db_query_ ? db_query_() : std::nullopt; }
 
 private:
   settings settings_;
-  std::function<std::optional<caf::actor>()> db_query_;
+  std::function<std::optional<db_query_actor>()> db_query_;
   mutable std::mutex mutex_;
   std::optional<runtime> runtime_;
 };

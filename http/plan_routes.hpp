@@ -21,6 +21,7 @@
 #include "http/router.hpp"
 
 #include "actors/jobs.hpp"
+#include "actors/persistence_supervisor.hpp"
 
 #include <memory>
 #include <string>
@@ -30,7 +31,7 @@ namespace troupe::http {
 class authenticator;
 
 struct plan_route_options {
-  std::string db_query = "db.query";
+  actor_name<db_query_actor> db_query = db_query_name;
   actor_name<job_queue_actor> job_queue = job_queue_name;
   int32_t max_attempts = 3; // jobs.max_attempts
   int32_t max_active = 4;   // plans.max_active_per_user

@@ -21,6 +21,7 @@
 //
 // Everything is the caller's: another user's repository or job answers 404. Reads go to "db.query".
 
+#include "actors/persistence_supervisor.hpp"
 #include "http/cors.hpp"
 #include "http/router.hpp"
 
@@ -32,7 +33,7 @@ namespace troupe::http {
 class authenticator;
 
 struct repository_route_options {
-  std::string db_query = "db.query";
+  actor_name<db_query_actor> db_query = db_query_name;
   std::string job_events = "jobs.events";
   std::shared_ptr<cors_policy> cors;
 };

@@ -88,11 +88,11 @@ void bad_request(const std::shared_ptr<responder>& r, const std::string& message
   r->send(error_response(service_error::invalid_input, message, r->req().id, param));
 }
 
-void usage_route(authenticator& auth, const std::string& db_query, const std::shared_ptr<responder>& r) {
+void usage_route(authenticator& auth, const actor_name<db_query_actor>& db_query, const std::shared_ptr<responder>& r) {
   const auto& req = r->req();
-  auto today = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-                 .count()
-               / 86400;
+  auto today =
+    std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()
+    / 86400;
   int64_t to = today;
   if (auto raw = req.query_param("to")) {
     auto day = parse_day(*raw);
@@ -126,8 +126,8 @@ void usage_route(authenticator& auth, const std::string& db_query, const std::sh
     return bad_request(r, "user_id must be a user's id (a UUID).", "user_id");
   auto from_day = day_text(from), to_day = day_text(to);
 
-  auth.authenticate(r, [&auth, db_query, r, asked_user, from_day, to_day, group_by, grouping](
-                         caf::event_based_actor* self, const identity& who) {
+  auth.authenticate(r, [&auth, db_query, r, asked_user, from_day, to_day, group_by,
+                        grouping](caf::event_based_actor* self, const identity& who) {
     auto user_id = asked_user.empty() ? who.user_id : asked_user;
     if (user_id != who.user_id && who.role != "admin") {
       r->fail(make_error(service_error::forbidden, "Only an admin may read another user's usage."));
@@ -188,7 +188,7 @@ void usage_route(authenticator& auth, const std::string& db_query, const std::sh
 
 } // namespace
 
-void add_usage_routes(router& routes, authenticator& auth, std::string db_query) {
+void add_usage_routes(router& routes, authenticator& auth, actor_name<db_query_actor> db_query) {
   routes.add("GET", "/api/usage",
              [&auth, db_query](const std::shared_ptr<responder>& r) { usage_route(auth, db_query, r); });
 }

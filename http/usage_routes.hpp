@@ -14,12 +14,14 @@
 
 #include "http/router.hpp"
 
+#include "actors/persistence_supervisor.hpp"
+
 #include <string>
 
 namespace troupe::http {
 
 class authenticator;
 
-void add_usage_routes(router& routes, authenticator& auth, std::string db_query = "db.query");
+void add_usage_routes(router& routes, authenticator& auth, actor_name<db_query_actor> db_query = db_query_name);
 
 } // namespace troupe::http

@@ -16,12 +16,12 @@ namespace troupe::http {
 
 /// `cors` (may be null) adds the CORS headers for the request's origin first. `Reply` is the type db.query answers.
 template <class Reply, class Atom, class ToResponse, class... Ts>
-void user_query(authenticator& auth, const std::string& db_query, const cors_policy* cors,
+void user_query(authenticator& auth, const actor_name<db_query_actor>& db_query, const cors_policy* cors,
                 const std::shared_ptr<responder>& r, ToResponse to_response, Atom atom, Ts... args) {
   if (cors)
     cors->apply(r, false);
-  auth.authenticate(r, [&auth, db_query, r, to_response, atom, args = std::make_tuple(std::move(args)...)](
-                         caf::event_based_actor* self, const identity& who) {
+  auth.authenticate(r, [&auth, db_query, r, to_response, atom,
+                        args = std::make_tuple(std::move(args)...)](caf::event_based_actor* self, const identity& who) {
     auto db = auth.bridge().find(db_query);
     if (!db) {
       r->fail(make_error(service_error::unavailable, "The database is restarting; retry shortly."));

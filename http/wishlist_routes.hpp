@@ -16,6 +16,7 @@
 
 #include "http/router.hpp"
 
+#include "actors/persistence_supervisor.hpp"
 #include "persistence/wishlist.hpp"
 
 #include <memory>
@@ -28,7 +29,7 @@ class authenticator;
 class cors_policy;
 
 struct wishlist_route_options {
-  std::string db_query = "db.query";
+  actor_name<db_query_actor> db_query = db_query_name;
   std::shared_ptr<cors_policy> cors; // the wishlist form is usually on another origin (a marketing page)
 };
 

@@ -8,17 +8,17 @@
 #include "persistence/content_sql.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/migrations_internal.hpp"
+#include "persistence/plans_sql.hpp"
 #include "persistence/retention_sql.hpp"
+#include "persistence/security_status_sql.hpp"
 #include "persistence/usage_sql.hpp"
 #include "persistence/wishlist_sql.hpp"
-#include "persistence/security_status_sql.hpp"
-#include "persistence/plans_sql.hpp"
 
 #include "config/log.hpp"
 #include "config/service_error.hpp"
 
-#include <optional>
 #include <caf/all.hpp>
+#include <optional>
 #include <pqxx/pqxx>
 
 #include <algorithm>
@@ -54,7 +54,7 @@ struct database_state {
   static inline const char* name = "database_connection";
 };
 
-using database_actor = observed_stateful_actor<database_state>;
+using database_actor = observed_typed_stateful_actor<db_connection_actor, database_state>;
 
 double elapsed_ms(clock_type::time_point since) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - since).count();
@@ -203,128 +203,11 @@ auto run_storage_query(database_actor* self, const char* what, Query query) {
   return run_query(self, what, std::move(query));
 }
 
-/// Uploads, jobs and repositories (persistence/uploads.hpp, jobs.hpp, repositories.hpp).
-caf::message_handler content_handlers(database_actor* self) {
-  return {
-    [self](upload_create_atom, const upload_record& draft, int64_t expire_ms) {
-      return run_storage_query(self, "upload_create", [&](pqxx::work& tx) {
-        return uploads_sql::create(tx, draft, expire_ms, self->state.options.storage);
-      });
-    },
-    [self](upload_load_atom, const std::string& id) {
-      return run_query(self, "upload_load", [&](pqxx::work& tx) { return uploads_sql::load(tx, id); });
-    },
-    [self](upload_advance_atom, const std::string& id, int64_t from, int64_t to, int64_t expire_ms) {
-      return run_query(self, "upload_advance",
-                       [&](pqxx::work& tx) { return uploads_sql::advance(tx, id, from, to, expire_ms); });
-    },
-    [self](upload_complete_atom, const std::string& id, int64_t from, const job_draft& job) {
-      return run_storage_query(self, "upload_complete", [&](pqxx::work& tx) { return uploads_sql::complete(tx, id, from, job); });
-    },
-    [self](upload_empty_atom, const std::string& id, bool as_file, const std::string& language) {
-      return run_storage_query(self, "upload_empty",
-                       [&](pqxx::work& tx) { return uploads_sql::complete_empty(tx, id, as_file, language); });
-    },
-    [self](upload_terminate_atom, const std::string& id) {
-      return run_storage_query(self, "upload_terminate", [&](pqxx::work& tx) { return uploads_sql::terminate(tx, id); });
-    },
-    [self](upload_expire_atom, int32_t max) {
-      return run_storage_query(self, "upload_expire", [&](pqxx::work& tx) { return uploads_sql::expire(tx, max); });
-    },
-    [self](storage_get_atom, const std::string& user_id) {
-      return run_query(self, "storage_get",
-                       [&](pqxx::work& tx) { return uploads_sql::storage(tx, user_id, self->state.options.storage); });
-    },
-    [self](storage_room_atom, const std::string& upload_id) {
-      return run_query(self, "storage_room", [&](pqxx::work& tx) {
-        return uploads_sql::storage_room(tx, upload_id, self->state.options.storage);
-      });
-    },
-    [self](job_enqueue_atom, const std::string& user_id, const job_draft& draft) {
-      return run_query(self, "job_enqueue", [&](pqxx::work& tx) { return jobs_sql::enqueue(tx, user_id, draft); });
-    },
-    [self](job_claim_atom, const std::string& owner, int64_t lease_ms, int32_t max) {
-      // A claim changes storage only when a lapsed last attempt releases its upload's reservation: counted from
-      // then (before the commit) until after the transaction, not on every poll.
-      std::optional<storage_epoch::change> changing;
-      auto lapsed = [&] {
-        if (!changing)
-          changing.emplace(self->state.options.storage_changes.get());
-      };
-      return run_query(self, "job_claim",
-                       [&](pqxx::work& tx) { return jobs_sql::claim(tx, owner, lease_ms, max, lapsed); });
-    },
-    [self](job_renew_atom, const std::string& owner, const std::vector<std::string>& ids, int64_t lease_ms) {
-      return run_query(self, "job_renew", [&](pqxx::work& tx) { return jobs_sql::renew(tx, owner, ids, lease_ms); });
-    },
-    [self](job_finish_atom, const std::string& id, const std::string& owner, int32_t attempt,
-           const std::string& result) {
-      return run_storage_query(self, "job_finish",
-                       [&](pqxx::work& tx) { return jobs_sql::finish(tx, id, owner, attempt, result); });
-    },
-    [self](job_fail_atom, const std::string& id, const std::string& owner, int32_t attempt, const std::string& error,
-           bool permanent, int64_t backoff_base_ms) {
-      return run_storage_query(self, "job_fail", [&](pqxx::work& tx) {
-        return jobs_sql::fail(tx, id, owner, attempt, error, permanent, backoff_base_ms);
-      });
-    },
-    [self](job_release_atom, const std::string& owner, const std::vector<std::string>& ids) {
-      return run_query(self, "job_release", [&](pqxx::work& tx) { return jobs_sql::release(tx, owner, ids); });
-    },
-    [self](job_get_atom, const std::string& user_id, const std::string& id) {
-      return run_query(self, "job_get", [&](pqxx::work& tx) { return jobs_sql::get(tx, user_id, id); });
-    },
-    [self](job_progress_atom, const std::string& id, const std::string& owner, double progress,
-           const std::string& detail) {
-      return run_query(self, "job_progress",
-                       [&](pqxx::work& tx) { return jobs_sql::progress(tx, id, owner, progress, detail); });
-    },
-    [self](job_states_atom, const std::vector<std::string>& ids) {
-      return run_query(self, "job_states", [&](pqxx::work& tx) { return jobs_sql::states(tx, ids); });
-    },
-    [self](job_attempts_atom, const std::string& id) {
-      return run_query(self, "job_attempts", [&](pqxx::work& tx) { return jobs_sql::attempts(tx, id); });
-    },
-    [self](repo_create_atom, const std::string& user_id, const std::string& name) {
-      return run_query(self, "repo_create", [&](pqxx::work& tx) { return repositories_sql::create(tx, user_id, name); });
-    },
-    [self](repo_list_atom, const std::string& user_id) {
-      return run_query(self, "repo_list", [&](pqxx::work& tx) { return repositories_sql::list(tx, user_id); });
-    },
-    [self](repo_get_atom, const std::string& user_id, const std::string& id) {
-      return run_query(self, "repo_get", [&](pqxx::work& tx) { return repositories_sql::get(tx, user_id, id); });
-    },
-    [self](repo_files_atom, const std::string& user_id, const std::string& id, const std::string& after,
-           int32_t limit) {
-      return run_query(self, "repo_files",
-                       [&](pqxx::work& tx) { return repositories_sql::files(tx, user_id, id, after, limit); });
-    },
-    [self](repo_search_atom, const std::string& user_id, const std::string& id, const std::string& query,
-           int32_t limit) {
-      return run_query(self, "repo_search", [&](pqxx::work& tx) {
-        return repositories_sql::search(tx, user_id, id, query, limit, self->state.options.search_timeout.count());
-      });
-    },
-    [self](files_register_atom, const std::string& job_id, const std::string& repository_id,
-           const std::vector<file_entry>& entries) {
-      return run_storage_query(self, "files_register", [&](pqxx::work& tx) {
-        return repositories_sql::register_files(tx, job_id, repository_id, entries, self->state.options.storage);
-      });
-    },
-    [self](files_resume_atom, const std::string& job_id) {
-      return run_storage_query(self, "files_resume", [&](pqxx::work& tx) { return repositories_sql::resume_files(tx, job_id); });
-    },
-    [self](files_commit_atom, const file_batch& batch) {
-      return run_storage_query(self, "files_commit", [&](pqxx::work& tx) { return repositories_sql::commit_batch(tx, batch); });
-    },
-  };
-}
-
-caf::behavior database_impl(database_actor* self, database_options options) {
+db_connection_actor::behavior_type database_impl(database_actor* self, database_options options) {
   self->state.options = std::move(options);
   if (!self->state.options.url.empty())
     ensure_connected(self);
-  caf::message_handler core{
+  return {
     [self](ping_atom) { return ping(self); },
     [self](commit_atom, const std::vector<write_request>& batch) { return commit(self, batch); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
@@ -349,8 +232,8 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     },
     [self](usage_load_atom, const std::string& user_id, const std::string& day) {
       return run_query(self, "usage_load", [&](pqxx::work& tx) -> caf::expected<int64_t> {
-        auto rows = tx.exec_params("SELECT requests FROM usage WHERE user_id = $1::uuid AND day = $2::date",
-                                   user_id, day);
+        auto rows =
+          tx.exec_params("SELECT requests FROM usage WHERE user_id = $1::uuid AND day = $2::date", user_id, day);
         return rows.empty() ? int64_t{0} : rows[0][0].as<int64_t>();
       });
     },
@@ -422,9 +305,8 @@ caf::behavior database_impl(database_actor* self, database_options options) {
     // Plans (persistence/plans.hpp)
     [self](plan_request_atom, const std::string& user_id, const std::string& repository_id, const job_draft& job,
            int32_t max_active) {
-      return run_query(self, "plan_request", [&](pqxx::work& tx) {
-        return plans_sql::request(tx, user_id, repository_id, job, max_active);
-      });
+      return run_query(self, "plan_request",
+                       [&](pqxx::work& tx) { return plans_sql::request(tx, user_id, repository_id, job, max_active); });
     },
     [self](plan_store_atom, const plan_record& plan) {
       return run_query(self, "plan_store", [&](pqxx::work& tx) { return plans_sql::store(tx, plan); });
@@ -449,13 +331,129 @@ caf::behavior database_impl(database_actor* self, database_options options) {
       return run_query(self, "retention_delete",
                        [&](pqxx::work& tx) { return retention_sql::delete_old(tx, table, cutoff_unix_ms, max_rows); });
     },
+    // Uploads, jobs and repositories (persistence/uploads.hpp, jobs.hpp, repositories.hpp)
+    [self](upload_create_atom, const upload_record& draft, int64_t expire_ms) {
+      return run_storage_query(self, "upload_create", [&](pqxx::work& tx) {
+        return uploads_sql::create(tx, draft, expire_ms, self->state.options.storage);
+      });
+    },
+    [self](upload_load_atom, const std::string& id) {
+      return run_query(self, "upload_load", [&](pqxx::work& tx) { return uploads_sql::load(tx, id); });
+    },
+    [self](upload_advance_atom, const std::string& id, int64_t from, int64_t to, int64_t expire_ms) {
+      return run_query(self, "upload_advance",
+                       [&](pqxx::work& tx) { return uploads_sql::advance(tx, id, from, to, expire_ms); });
+    },
+    [self](upload_complete_atom, const std::string& id, int64_t from, const job_draft& job) {
+      return run_storage_query(self, "upload_complete",
+                               [&](pqxx::work& tx) { return uploads_sql::complete(tx, id, from, job); });
+    },
+    [self](upload_empty_atom, const std::string& id, bool as_file, const std::string& language) {
+      return run_storage_query(self, "upload_empty",
+                               [&](pqxx::work& tx) { return uploads_sql::complete_empty(tx, id, as_file, language); });
+    },
+    [self](upload_terminate_atom, const std::string& id) {
+      return run_storage_query(self, "upload_terminate",
+                               [&](pqxx::work& tx) { return uploads_sql::terminate(tx, id); });
+    },
+    [self](upload_expire_atom, int32_t max) {
+      return run_storage_query(self, "upload_expire", [&](pqxx::work& tx) { return uploads_sql::expire(tx, max); });
+    },
+    [self](storage_get_atom, const std::string& user_id) {
+      return run_query(self, "storage_get",
+                       [&](pqxx::work& tx) { return uploads_sql::storage(tx, user_id, self->state.options.storage); });
+    },
+    [self](storage_room_atom, const std::string& upload_id) {
+      return run_query(self, "storage_room", [&](pqxx::work& tx) {
+        return uploads_sql::storage_room(tx, upload_id, self->state.options.storage);
+      });
+    },
+    [self](job_enqueue_atom, const std::string& user_id, const job_draft& draft) {
+      return run_query(self, "job_enqueue", [&](pqxx::work& tx) { return jobs_sql::enqueue(tx, user_id, draft); });
+    },
+    [self](job_claim_atom, const std::string& owner, int64_t lease_ms, int32_t max) {
+      // A claim changes storage only when a lapsed last attempt releases its upload's reservation: counted from
+      // then (before the commit) until after the transaction, not on every poll.
+      std::optional<storage_epoch::change> changing;
+      auto lapsed = [&] {
+        if (!changing)
+          changing.emplace(self->state.options.storage_changes.get());
+      };
+      return run_query(self, "job_claim",
+                       [&](pqxx::work& tx) { return jobs_sql::claim(tx, owner, lease_ms, max, lapsed); });
+    },
+    [self](job_renew_atom, const std::string& owner, const std::vector<std::string>& ids, int64_t lease_ms) {
+      return run_query(self, "job_renew", [&](pqxx::work& tx) { return jobs_sql::renew(tx, owner, ids, lease_ms); });
+    },
+    [self](job_finish_atom, const std::string& id, const std::string& owner, int32_t attempt,
+           const std::string& result) {
+      return run_storage_query(self, "job_finish",
+                               [&](pqxx::work& tx) { return jobs_sql::finish(tx, id, owner, attempt, result); });
+    },
+    [self](job_fail_atom, const std::string& id, const std::string& owner, int32_t attempt, const std::string& error,
+           bool permanent, int64_t backoff_base_ms) {
+      return run_storage_query(self, "job_fail", [&](pqxx::work& tx) {
+        return jobs_sql::fail(tx, id, owner, attempt, error, permanent, backoff_base_ms);
+      });
+    },
+    [self](job_release_atom, const std::string& owner, const std::vector<std::string>& ids) {
+      return run_query(self, "job_release", [&](pqxx::work& tx) { return jobs_sql::release(tx, owner, ids); });
+    },
+    [self](job_get_atom, const std::string& user_id, const std::string& id) {
+      return run_query(self, "job_get", [&](pqxx::work& tx) { return jobs_sql::get(tx, user_id, id); });
+    },
+    [self](job_progress_atom, const std::string& id, const std::string& owner, double progress,
+           const std::string& detail) {
+      return run_query(self, "job_progress",
+                       [&](pqxx::work& tx) { return jobs_sql::progress(tx, id, owner, progress, detail); });
+    },
+    [self](job_states_atom, const std::vector<std::string>& ids) {
+      return run_query(self, "job_states", [&](pqxx::work& tx) { return jobs_sql::states(tx, ids); });
+    },
+    [self](job_attempts_atom, const std::string& id) {
+      return run_query(self, "job_attempts", [&](pqxx::work& tx) { return jobs_sql::attempts(tx, id); });
+    },
+    [self](repo_create_atom, const std::string& user_id, const std::string& name) {
+      return run_query(self, "repo_create",
+                       [&](pqxx::work& tx) { return repositories_sql::create(tx, user_id, name); });
+    },
+    [self](repo_list_atom, const std::string& user_id) {
+      return run_query(self, "repo_list", [&](pqxx::work& tx) { return repositories_sql::list(tx, user_id); });
+    },
+    [self](repo_get_atom, const std::string& user_id, const std::string& id) {
+      return run_query(self, "repo_get", [&](pqxx::work& tx) { return repositories_sql::get(tx, user_id, id); });
+    },
+    [self](repo_files_atom, const std::string& user_id, const std::string& id, const std::string& after,
+           int32_t limit) {
+      return run_query(self, "repo_files",
+                       [&](pqxx::work& tx) { return repositories_sql::files(tx, user_id, id, after, limit); });
+    },
+    [self](repo_search_atom, const std::string& user_id, const std::string& id, const std::string& query,
+           int32_t limit) {
+      return run_query(self, "repo_search", [&](pqxx::work& tx) {
+        return repositories_sql::search(tx, user_id, id, query, limit, self->state.options.search_timeout.count());
+      });
+    },
+    [self](files_register_atom, const std::string& job_id, const std::string& repository_id,
+           const std::vector<file_entry>& entries) {
+      return run_storage_query(self, "files_register", [&](pqxx::work& tx) {
+        return repositories_sql::register_files(tx, job_id, repository_id, entries, self->state.options.storage);
+      });
+    },
+    [self](files_resume_atom, const std::string& job_id) {
+      return run_storage_query(self, "files_resume",
+                               [&](pqxx::work& tx) { return repositories_sql::resume_files(tx, job_id); });
+    },
+    [self](files_commit_atom, const file_batch& batch) {
+      return run_storage_query(self, "files_commit",
+                               [&](pqxx::work& tx) { return repositories_sql::commit_batch(tx, batch); });
+    },
   };
-  return core.or_else(content_handlers(self));
 }
 
 } // namespace
 
-caf::actor spawn_database_connection(caf::actor_system& sys, database_options options) {
+db_connection_actor spawn_database_connection(caf::actor_system& sys, database_options options) {
   return sys.spawn<caf::detached>(database_impl, std::move(options));
 }
 

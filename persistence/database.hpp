@@ -2,18 +2,16 @@
 // A database connection actor: one PostgreSQL connection owned by one detached actor (libpqxx blocks, so it
 // must never run on a CAF scheduler thread). Nothing outside persistence/ sees libpqxx.
 //
-// Protocol:
-//   (ping_atom)    -> health_check   runs SELECT 1; "unhealthy" with a reason when the database is unreachable
-//   (commit_atom, std::vector<write_request>) -> std::vector<write_outcome>
-//                                    commits a batch (batch_commit.hpp); service_error::unavailable when the
-//                                    connection is down or was lost during the batch
-//   (mailbox_atom) -> size_t
+// Its interface is db_connection_actor (persistence/queries.hpp): every typed query; (ping_atom) -> health_check runs
+// SELECT 1 ("unhealthy" with a reason when the database is unreachable); (commit_atom, batch) commits a batch of the
+// DB writer (batch_commit.hpp), service_error::unavailable when the connection is down or was lost during the batch.
 //
 // On every (re)connection it applies pending migrations and prepares its statements.
 //
 // When the connection is lost it is re-established on demand with capped exponential backoff and jitter
 // (100 ms doubling to 5 s), so a flood of pings does not become a flood of connection attempts.
 
+#include "persistence/queries.hpp"
 #include "persistence/storage_epoch.hpp"
 #include "persistence/uploads.hpp"
 
@@ -43,7 +41,7 @@ struct database_options {
   std::shared_ptr<storage_epoch> storage_changes;
 };
 
-caf::actor spawn_database_connection(caf::actor_system& sys, database_options options);
+db_connection_actor spawn_database_connection(caf::actor_system& sys, database_options options);
 
 /// Adds libpq's connect_timeout (whole seconds, at least 1) to a URI or key=value connection string.
 std::string with_connect_timeout(const std::string& url, std::chrono::milliseconds timeout);

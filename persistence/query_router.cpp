@@ -20,7 +20,7 @@ constexpr size_t searches_per_connection = 2;
 
 struct query_router_state {
   size_t connections = 0;
-  std::function<std::optional<caf::actor>(size_t)> connection;
+  std::function<std::optional<db_connection_actor>(size_t)> connection;
   size_t next = 0; // the connection to try first for the next query
   search_lane searches;
   std::vector<size_t> searching; // per search connection: searches handed to it and not answered yet
@@ -31,12 +31,13 @@ struct query_router_state {
 
 using query_router_actor = observed_stateful_actor<query_router_state>;
 
-/// The next running connection after the last one used, or nullopt when none is running.
+/// The next running connection after the last one used, or nullopt when none is running. Untyped: the router
+/// forwards messages it does not look into (their senders' handles checked them).
 std::optional<caf::actor> next_connection(query_router_state& st) {
   for (size_t tried = 0; tried < st.connections; ++tried) {
     auto i = st.next++ % st.connections;
     if (auto handle = st.connection(i); handle && *handle)
-      return handle;
+      return caf::actor_cast<caf::actor>(std::move(*handle));
   }
   return std::nullopt;
 }
@@ -94,7 +95,7 @@ caf::result<std::vector<search_hit>> search(query_router_actor* self, const std:
 }
 
 caf::behavior query_router(query_router_actor* self, size_t connections,
-                           std::function<std::optional<caf::actor>(size_t)> connection, search_lane searches) {
+                           std::function<std::optional<db_connection_actor>(size_t)> connection, search_lane searches) {
   self->state.connections = connection ? connections : 0;
   self->state.connection = std::move(connection);
   if (!searches.connection)
@@ -117,9 +118,12 @@ caf::behavior query_router(query_router_actor* self, size_t connections,
 
 } // namespace
 
-caf::actor spawn_query_router(caf::actor_system& sys, size_t connections,
-                              std::function<std::optional<caf::actor>(size_t)> connection, search_lane searches) {
-  return sys.spawn(query_router, connections, std::move(connection), std::move(searches));
+db_query_actor spawn_query_router(caf::actor_system& sys, size_t connections,
+                                  std::function<std::optional<db_connection_actor>(size_t)> connection,
+                                  search_lane searches) {
+  // Typed from the outside (what its senders may ask), untyped inside (it forwards): see query_router.hpp.
+  return caf::actor_cast<db_query_actor>(
+    sys.spawn(query_router, connections, std::move(connection), std::move(searches)));
 }
 
 } // namespace troupe

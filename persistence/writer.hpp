@@ -15,6 +15,7 @@
 
 #include "introspect/messages.hpp"
 #include "persistence/messages.hpp"
+#include "persistence/queries.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -36,14 +37,14 @@ using db_writer_actor = caf::typed_actor<
 
 /// Counters the writer keeps, readable from any thread (for metrics and tests).
 struct writer_counters {
-  std::atomic<uint64_t> batches{0};          // transactions that committed a batch
-  std::atomic<uint64_t> requests{0};         // requests acknowledged (committed or replayed)
-  std::atomic<uint64_t> rows{0};             // rows committed
-  std::atomic<uint64_t> failed{0};           // requests that failed alone (bad data, conflict)
-  std::atomic<uint64_t> rejected{0};         // requests refused: queue full or database unavailable
-  std::atomic<uint64_t> retried_batches{0};  // batches sent again after a lost connection
-  std::atomic<uint64_t> commit_micros{0};    // time from a batch sent to its COMMIT answered, summed
-  std::atomic<int64_t> queued_rows{0};       // rows waiting or in flight right now
+  std::atomic<uint64_t> batches{0};         // transactions that committed a batch
+  std::atomic<uint64_t> requests{0};        // requests acknowledged (committed or replayed)
+  std::atomic<uint64_t> rows{0};            // rows committed
+  std::atomic<uint64_t> failed{0};          // requests that failed alone (bad data, conflict)
+  std::atomic<uint64_t> rejected{0};        // requests refused: queue full or database unavailable
+  std::atomic<uint64_t> retried_batches{0}; // batches sent again after a lost connection
+  std::atomic<uint64_t> commit_micros{0};   // time from a batch sent to its COMMIT answered, summed
+  std::atomic<int64_t> queued_rows{0};      // rows waiting or in flight right now
 };
 
 struct writer_options {
@@ -55,7 +56,7 @@ struct writer_options {
   std::chrono::milliseconds commit_timeout{30000};
   /// Number of connection actors, and how to find the live incarnation of connection i (nullopt while it restarts).
   size_t connections = 1;
-  std::function<std::optional<caf::actor>(size_t)> connection;
+  std::function<std::optional<db_connection_actor>(size_t)> connection;
   std::shared_ptr<writer_counters> counters = std::make_shared<writer_counters>();
   /// A batch whose oldest write waited longer than this before its COMMIT was answered is logged once ("slow
   /// operation", kind db_batch, with its stages: queued and commit) and `on_slow` is called. 0 = never.

@@ -163,7 +163,7 @@ TEST_F(AuthWorkers, ThrottleMemoryIsBounded) {
 TEST_F(AuthWorkers, KeyCacheRemembersMisses) {
   auto db = keep(sys_->spawn(fake_keys, std::make_shared<std::atomic<int>>(0)));
   api_key_cache_options opts;
-  opts.db_query = [db]() -> std::optional<caf::actor> { return db; };
+  opts.db_query = [db]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(db); };
   opts.clock = clock();
   opts.miss_ttl = 30s;
   auto cache = keep(spawn_api_key_cache(*sys_, opts));
@@ -191,7 +191,7 @@ TEST_F(AuthWorkers, KeyCacheRemembersMisses) {
 TEST_F(AuthWorkers, KeyCacheMissesAreBounded) {
   auto db = keep(sys_->spawn(fake_keys, std::make_shared<std::atomic<int>>(0)));
   api_key_cache_options opts;
-  opts.db_query = [db]() -> std::optional<caf::actor> { return db; };
+  opts.db_query = [db]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(db); };
   opts.clock = clock();
   opts.max_misses = 10;
   auto cache = keep(spawn_api_key_cache(*sys_, opts));
@@ -213,7 +213,7 @@ TEST_F(AuthWorkers, KeyCacheMissesAreBounded) {
 TEST_F(AuthWorkers, KeyCacheSharesConcurrentLookups) {
   auto db = keep(sys_->spawn(parked_keys));
   api_key_cache_options opts;
-  opts.db_query = [db]() -> std::optional<caf::actor> { return db; };
+  opts.db_query = [db]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(db); };
   auto cache = keep(spawn_api_key_cache(*sys_, opts));
   caf::scoped_actor self{*sys_};
   for (int i = 0; i < 20; ++i)
@@ -237,7 +237,7 @@ TEST_F(AuthWorkers, KeyCacheSharesConcurrentLookups) {
 TEST_F(AuthWorkers, KeyCacheWithoutDatabaseAnswersFromMemoryOnly) {
   auto db = keep(sys_->spawn(fake_keys, std::make_shared<std::atomic<int>>(0)));
   api_key_cache_options opts;
-  opts.db_query = [db]() -> std::optional<caf::actor> { return db; };
+  opts.db_query = [db]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(db); };
   auto cache = keep(spawn_api_key_cache(*sys_, opts));
   caf::scoped_actor self{*sys_};
   auto lookup = [&](const std::string& hash, bool use_database) {

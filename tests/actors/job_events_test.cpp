@@ -152,7 +152,7 @@ protected:
   void start(std::chrono::milliseconds heartbeat = 1h) {
     opts_.poll = 10ms;
     opts_.heartbeat = heartbeat;
-    opts_.db_query = [d = db_actor_]() -> std::optional<caf::actor> { return d; };
+    opts_.db_query = [d = db_actor_]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(d); };
     watcher_ = spawn_job_events(*sys_, opts_);
   }
 

@@ -50,9 +50,11 @@ protected:
     cfg_ = std::make_unique<caf::actor_system_config>();
     register_message_types(*cfg_);
     sys_ = std::make_unique<caf::actor_system>(*cfg_);
-    connection_ = spawn_database_connection(*sys_, database_options{db_.url(), 2000ms});
-    auto lookup = [c = connection_](size_t) -> std::optional<caf::actor> { return c; };
-    query_ = spawn_query_router(*sys_, 1, lookup);
+    connection_ = caf::actor_cast<caf::actor>(spawn_database_connection(*sys_, database_options{db_.url(), 2000ms}));
+    auto lookup = [c = connection_](size_t) -> std::optional<db_connection_actor> {
+      return caf::actor_cast<db_connection_actor>(c);
+    };
+    query_ = caf::actor_cast<caf::actor>(spawn_query_router(*sys_, 1, lookup));
     // Connected, and the schema migrated, before a test writes to it directly.
     caf::scoped_actor self{*sys_};
     self->request(connection_, caf::infinite, ping_atom::value)
@@ -78,7 +80,7 @@ protected:
     opts.concurrency = 1;
     opts.backoff_base_ms = 200;
     opts.handlers = std::move(handlers);
-    opts.db_query = [q = query_]() -> std::optional<caf::actor> { return q; };
+    opts.db_query = [q = query_]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(q); };
     opts.counters = counters_;
     return opts;
   }
@@ -202,7 +204,7 @@ TEST_F(JobQueue, ConcurrentClaimersNeverShareAJob) {
   std::set<std::string> enqueued;
   for (int i = 0; i < 60; ++i)
     enqueued.insert(enqueue("test.fair", i % 2, 3, users[static_cast<size_t>(i % 3)]));
-  auto other = spawn_database_connection(*sys_, database_options{db_.url(), 2000ms});
+  auto other = caf::actor_cast<caf::actor>(spawn_database_connection(*sys_, database_options{db_.url(), 2000ms}));
   std::mutex mutex;
   std::vector<std::string> claimed;
   auto claimer = [&](caf::actor connection, const std::string& owner) {

@@ -33,9 +33,11 @@ protected:
     cfg_ = std::make_unique<caf::actor_system_config>();
     register_message_types(*cfg_);
     sys_ = std::make_unique<caf::actor_system>(*cfg_);
-    connection_ = spawn_database_connection(*sys_, database_options{db_.url(), 2000ms});
-    auto lookup = [c = connection_](size_t) -> std::optional<caf::actor> { return c; };
-    query_ = spawn_query_router(*sys_, 1, lookup);
+    connection_ = caf::actor_cast<caf::actor>(spawn_database_connection(*sys_, database_options{db_.url(), 2000ms}));
+    auto lookup = [c = connection_](size_t) -> std::optional<db_connection_actor> {
+      return caf::actor_cast<db_connection_actor>(c);
+    };
+    query_ = caf::actor_cast<caf::actor>(spawn_query_router(*sys_, 1, lookup));
   }
 
   void TearDown() override {
@@ -103,7 +105,7 @@ TEST_F(Retention, DeletesRowsPastTheirPeriodInBatches) {
                  {"feedback", 0}};
   opts.batch_rows = 2;
   opts.first_delay = 1h; // only the sweeps the test asks for
-  opts.db_query = [q = query_]() -> std::optional<caf::actor> { return q; };
+  opts.db_query = [q = query_]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(q); };
   opts.now_unix_ms = [] { return now_ms; };
   opts.counters = make_retention_counters(opts);
   sweeper_ = spawn_retention_sweeper(*sys_, opts);

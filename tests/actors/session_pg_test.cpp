@@ -24,21 +24,26 @@ TEST(SessionQuota, UsageSurvivesARestart) {
   caf::actor_system_config cfg;
   register_message_types(cfg);
   caf::actor_system sys{cfg};
-  auto connection = spawn_database_connection(sys, database_options{db.url(), 2000ms});
-  auto lookup = [connection](size_t) -> std::optional<caf::actor> { return connection; };
-  auto query = spawn_query_router(sys, 1, lookup);
+  auto connection = caf::actor_cast<caf::actor>(spawn_database_connection(sys, database_options{db.url(), 2000ms}));
+  auto lookup = [connection](size_t) -> std::optional<db_connection_actor> {
+    return caf::actor_cast<db_connection_actor>(connection);
+  };
+  auto query = caf::actor_cast<caf::actor>(spawn_query_router(sys, 1, lookup));
   writer_options wo;
   wo.connection = lookup;
   auto writer = spawn_db_writer(sys, wo);
   caf::scoped_actor self{sys};
   std::string user_id;
-  self->request(query, caf::infinite, user_create_atom::value, std::string{"quota@example.com"}, std::string{"x"},
-                std::string{"user"})
+  self
+    ->request(query, caf::infinite, user_create_atom::value, std::string{"quota@example.com"}, std::string{"x"},
+              std::string{"user"})
     .receive([&](user_record& u) { user_id = u.id; }, [](caf::error& e) { FAIL() << to_string(e); });
 
   auto manager_options = [&] {
     session_manager_options opts;
-    opts.session.db_query = [query]() -> std::optional<caf::actor> { return query; };
+    opts.session.db_query = [query]() -> std::optional<db_query_actor> {
+      return caf::actor_cast<db_query_actor>(query);
+    };
     opts.session.writer = [writer]() -> std::optional<db_writer_actor> { return writer; };
     opts.session.daily_quota = [](const std::string&) { return int64_t{50}; };
     return opts;
@@ -59,8 +64,8 @@ TEST(SessionQuota, UsageSurvivesARestart) {
   caf::anon_send_exit(first, caf::exit_reason::user_shutdown);
   // Usage rows are batched: wait (bounded) until they are committed.
   std::string stored;
-  for (auto deadline = std::chrono::steady_clock::now() + 10s; stored != "7" && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(20ms))
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       stored != "7" && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms))
     stored = db.scalar("SELECT coalesce(sum(requests), 0) FROM usage");
   ASSERT_EQ(stored, "7");
 

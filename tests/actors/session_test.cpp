@@ -108,7 +108,7 @@ protected:
     opts.session.plan_limits = [limits](const std::string&) { return limits; };
     opts.session.now_seconds = [this] { return seconds_.load(); };
     opts.session.storage_changes = std::move(storage_changes);
-    opts.session.db_query = [a = db_actor_]() -> std::optional<caf::actor> { return a; };
+    opts.session.db_query = [a = db_actor_]() -> std::optional<db_query_actor> { return caf::actor_cast<db_query_actor>(a); };
     opts.session.writer = [a = writer_]() -> std::optional<db_writer_actor> { return a; };
     opts.session.daily_quota = [daily_limit](const std::string&) { return daily_limit; };
     opts.session.now_unix = [this] { return now_.load(); };

@@ -13,6 +13,7 @@
 #include "actors/sessions.hpp"
 #include "actors/uploads.hpp"
 #include "http/client/upstream_client.hpp"
+#include "persistence/queries.hpp"
 #include "persistence/writer.hpp"
 
 #include <caf/all.hpp>
@@ -24,13 +25,14 @@ namespace troupe {
 void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
             job_queue_actor jobs, session_actor session, session_manager_actor sessions, cache_shard_actor shard,
             cache_key_actor key_holder, http::client::upstream_client_actor upstream, upload_router_actor uploads,
-            upload_io_actor upload_io) {
+            upload_io_actor upload_io, db_query_actor db, db_connection_actor connection) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
   self->request(breaker, caf::infinite, breaker_state_atom::value).then([](breaker_snapshot&) {});
   self->send(breaker, breaker_result_atom::value, uint64_t{1}, true, int64_t{0}, std::string{});
   self->send(breaker, breaker_health_atom::value, false, std::string{"down"});
-  self->request(limiter, caf::infinite, limit_atom::value, std::string{"ip:1"}, rate_policy{}).then([](limit_decision&) {});
+  self->request(limiter, caf::infinite, limit_atom::value, std::string{"ip:1"}, rate_policy{})
+    .then([](limit_decision&) {});
   self->request(writer, caf::infinite, write_atom::value, write_request{}).then([](write_result&) {});
   self->send(jobs, jobs_kick_atom::value);
   self->request(jobs, caf::infinite, jobs_running_atom::value).then([](std::vector<std::string>&) {});
@@ -41,8 +43,7 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   };
   self->request(session, caf::infinite, authorize_atom::value, credential{}).then([](identity&) {});
   self->request(session, caf::infinite, quota_atom::value, int64_t{-1}).then([](quota_status&) {});
-  self->request(sessions, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{})
-    .then([](identity&) {});
+  self->request(sessions, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{}).then([](identity&) {});
   self->send(sessions, cluster_view_atom::value);
   self->request(shard, caf::infinite, cache_get_atom::value, std::string{"k"}).then([](cache_reply&) {});
   self->request(key_holder, caf::infinite, cache_claim_atom::value, std::string{"k"}, int64_t{100})
@@ -56,6 +57,12 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   self->request(upload_io, caf::infinite, upload_write_atom::value, std::string{"/p"}, upload_chunk{})
     .then([](int64_t) {});
   upload_session_actor as_session = uploads; // the router takes every request a session takes
+  self->request(db, caf::infinite, user_by_email_atom::value, std::string{"a@example.com"}).then([](user_record&) {});
+  self->request(db, caf::infinite, job_claim_atom::value, std::string{"node"}, int64_t{30000}, int32_t{2})
+    .then([](std::vector<job_record>&) {});
+  self->request(connection, caf::infinite, commit_atom::value, std::vector<write_request>{})
+    .then([](std::vector<write_outcome>&) {});
+  db_query_actor through_router = connection; // a connection answers every query
 #elif MISUSE == 1
   // expect: wrong functor signature
   // The breaker answers an admission with a breaker_admission, not a snapshot.
@@ -85,9 +92,8 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
   // A runner must answer a job with its result JSON: one that answers true is not a job runner.
   job_handler runs = [](caf::local_actor* queue, const job_record&) -> job_runner_actor {
     using yes_runner = caf::typed_actor<caf::replies_to<job_run_atom, job_record>::with<bool>>;
-    return queue->spawn<caf::linked>([]() -> yes_runner::behavior_type {
-      return {[](job_run_atom, const job_record&) { return true; }};
-    });
+    return queue->spawn<caf::linked>(
+      []() -> yes_runner::behavior_type { return {[](job_run_atom, const job_record&) { return true; }}; });
   };
 #elif MISUSE == 8
   // expect: receiver does not accept given message
@@ -96,8 +102,7 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
 #elif MISUSE == 9
   // expect: no matching
   // A session is its user's: the manager needs the user id, the session does not take one.
-  self->request(session, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{})
-    .then([](identity&) {});
+  self->request(session, caf::infinite, authorize_atom::value, std::string{"u1"}, credential{}).then([](identity&) {});
 #elif MISUSE == 10
   // expect: wrong functor signature
   // A quota reservation answers the quota's state, not a bool.
@@ -131,8 +136,23 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
 #elif MISUSE == 17
   // expect: wrong functor signature
   // A write answers the file's new size, not a bool.
-  self->request(upload_io, caf::infinite, upload_write_atom::value, std::string{"/p"}, upload_chunk{})
-    .then([](bool) {});
+  self->request(upload_io, caf::infinite, upload_write_atom::value, std::string{"/p"}, upload_chunk{}).then([](bool) {
+  });
+#elif MISUSE == 18
+  // expect: wrong functor signature
+  // A claim answers the claimed jobs, not how many.
+  self->request(db, caf::infinite, job_claim_atom::value, std::string{"node"}, int64_t{30000}, int32_t{2})
+    .then([](int64_t) {});
+#elif MISUSE == 19
+  // expect: no matching
+  // The lease is in milliseconds as an int64_t; a 32-bit count of jobs is not a lease.
+  self->request(db, caf::infinite, job_claim_atom::value, std::string{"node"}, int32_t{2})
+    .then([](std::vector<job_record>&) {});
+#elif MISUSE == 20
+  // expect: no matching
+  // Batches of the DB writer go to a connection, never through the router.
+  self->request(db, caf::infinite, commit_atom::value, std::vector<write_request>{})
+    .then([](std::vector<write_outcome>&) {});
 #endif
 }
 

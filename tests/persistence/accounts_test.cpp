@@ -72,10 +72,13 @@ protected:
       GTEST_SKIP() << "no TROUPE_DATABASE_URL (make test provides a PostgreSQL)";
     holder_.sys = std::make_unique<caf::actor_system>(holder_.cfg);
     for (int i = 0; i < 2; ++i)
-      connections_.push_back(spawn_database_connection(sys(), database_options{db_.url(), 2000ms}));
+      connections_.push_back(
+        caf::actor_cast<caf::actor>(spawn_database_connection(sys(), database_options{db_.url(), 2000ms})));
     auto connections = connections_;
-    router_ = spawn_query_router(sys(), connections.size(),
-                                 [connections](size_t i) -> std::optional<caf::actor> { return connections.at(i); });
+    router_ = caf::actor_cast<caf::actor>(
+      spawn_query_router(sys(), connections.size(), [connections](size_t i) -> std::optional<db_connection_actor> {
+        return caf::actor_cast<db_connection_actor>(connections.at(i));
+      }));
   }
 
   void TearDown() override {
@@ -490,9 +493,10 @@ TEST_F(Accounts, LostConnectionIsUnavailableThenRecovers) {
 // A connection that is not running is skipped; the queries go to the ones that are.
 TEST_F(Accounts, RouterSkipsConnectionsThatAreDown) {
   auto live = connections_.at(1);
-  auto router = spawn_query_router(sys(), 2, [live](size_t i) -> std::optional<caf::actor> {
-    return i == 0 ? std::nullopt : std::optional<caf::actor>{live};
-  });
+  auto router =
+    caf::actor_cast<caf::actor>(spawn_query_router(sys(), 2, [live](size_t i) -> std::optional<db_connection_actor> {
+      return i == 0 ? std::nullopt : std::optional<db_connection_actor>{caf::actor_cast<db_connection_actor>(live)};
+    }));
   for (int i = 0; i < 4; ++i)
     EXPECT_EQ(code_of(ask<user_record>(sys(), router, user_by_email_atom::value, std::string{"z@example.com"})),
               service_error::not_found);
@@ -504,15 +508,18 @@ TEST(QueryRouter, AnswersUnavailableWithoutConnections) {
   system_holder holder;
   holder.sys = std::make_unique<caf::actor_system>(holder.cfg);
   auto& sys = *holder.sys;
-  auto none = spawn_query_router(sys, 2, [](size_t) -> std::optional<caf::actor> { return std::nullopt; });
+  auto none = caf::actor_cast<caf::actor>(
+    spawn_query_router(sys, 2, [](size_t) -> std::optional<db_connection_actor> { return std::nullopt; }));
   EXPECT_EQ(code_of(ask<user_record>(sys, none, user_by_id_atom::value, std::string{"x"})), service_error::unavailable);
-  auto empty = spawn_query_router(sys, 0, {});
+  auto empty = caf::actor_cast<caf::actor>(spawn_query_router(sys, 0, {}));
   EXPECT_EQ(code_of(ask<int64_t>(sys, empty, auth_purge_atom::value)), service_error::unavailable);
   EXPECT_EQ(value_or(ask<size_t>(sys, none, mailbox_atom::value), 99), 0u);
 
-  auto unconfigured = spawn_database_connection(sys, database_options{});
-  auto router =
-    spawn_query_router(sys, 1, [unconfigured](size_t) -> std::optional<caf::actor> { return unconfigured; });
+  auto unconfigured = caf::actor_cast<caf::actor>(spawn_database_connection(sys, database_options{}));
+  auto router = caf::actor_cast<caf::actor>(
+    spawn_query_router(sys, 1, [unconfigured](size_t) -> std::optional<db_connection_actor> {
+      return caf::actor_cast<db_connection_actor>(unconfigured);
+    }));
   EXPECT_EQ(code_of(ask<user_record>(sys, router, user_by_email_atom::value, std::string{"a@example.com"})),
             service_error::unavailable);
   for (auto& a : {none, empty, unconfigured, router})

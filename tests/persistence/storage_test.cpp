@@ -48,7 +48,7 @@ protected:
     options.storage.pro_bytes = 10 * limit;
     options.storage_changes = epoch_;
     for (int i = 0; i < 2; ++i)
-      connections_.push_back(spawn_database_connection(sys(), options));
+      connections_.push_back(caf::actor_cast<caf::actor>(spawn_database_connection(sys(), options)));
     // Connected, and the schema migrated, before the tests write to it directly.
     caf::scoped_actor self{sys()};
     for (auto& connection : connections_)

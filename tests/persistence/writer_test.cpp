@@ -46,13 +46,15 @@ protected:
   caf::actor_system& sys() { return *holder_.sys; }
 
   caf::actor real_connection(const std::string& url) {
-    return spawn_database_connection(sys(), database_options{url, 2000ms});
+    return caf::actor_cast<caf::actor>(spawn_database_connection(sys(), database_options{url, 2000ms}));
   }
 
   void start_writer(std::vector<caf::actor> connections, writer_options opts) {
     connections_ = connections;
     opts.connections = connections.size();
-    opts.connection = [connections](size_t i) -> std::optional<caf::actor> { return connections.at(i); };
+    opts.connection = [connections](size_t i) -> std::optional<db_connection_actor> {
+      return caf::actor_cast<db_connection_actor>(connections.at(i));
+    };
     counters_ = opts.counters;
     writer_ = spawn_db_writer(sys(), std::move(opts));
   }
@@ -155,12 +157,12 @@ TEST_F(Writer, BatchMaxRowsOneCommitsEachRequestAlone) {
 // A request whose rows the database rejects fails alone; the rest of its batch commits.
 TEST_F(Writer, BadRequestFailsAloneAndTheRestCommits) {
   writer_options opts;
-  opts.flush_interval = 50ms;  // all ten land in one batch
+  opts.flush_interval = 50ms; // all ten land in one batch
   start_writer({real_connection(db_.url())}, opts);
   std::vector<write_request> requests;
   for (int i = 0; i < 9; ++i)
     requests.push_back(events_request({"good_" + std::to_string(i)}));
-  requests.insert(requests.begin() + 4, events_request({std::string(65, 'x')}));  // violates the length check
+  requests.insert(requests.begin() + 4, events_request({std::string(65, 'x')})); // violates the length check
   auto out = write_all(requests);
   EXPECT_EQ(out.results.size(), 9u);
   ASSERT_EQ(out.errors.size(), 1u);
@@ -175,7 +177,7 @@ TEST_F(Writer, FailedCommitIsNeverAcknowledged) {
   writer_options opts;
   opts.flush_interval = 50ms;
   start_writer({real_connection(db_.url())}, opts);
-  ASSERT_EQ(write_all({events_request({"warm_up"})}).results.size(), 1u);  // the schema is migrated now
+  ASSERT_EQ(write_all({events_request({"warm_up"})}).results.size(), 1u); // the schema is migrated now
   db_.execute(R"(
     CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN IF NEW.event = 'fail_at_commit' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$;
@@ -198,11 +200,11 @@ TEST_F(Writer, IdempotencyKeyWritesOnceAndReplays) {
   auto out = write_all({first});
   ASSERT_EQ(out.results.size(), 1u);
   EXPECT_FALSE(out.results[0].replayed);
-  out = write_all({retry, retry, retry});  // concurrently, possibly in one batch
+  out = write_all({retry, retry, retry}); // concurrently, possibly in one batch
   ASSERT_EQ(out.results.size(), 3u);
   for (const auto& r : out.results) {
     EXPECT_TRUE(r.replayed);
-    EXPECT_NE(r.result.find("true"), std::string::npos) << r.result;  // the first request's result
+    EXPECT_NE(r.result.find("true"), std::string::npos) << r.result; // the first request's result
   }
   EXPECT_EQ(count("event = 'idem'"), "1");
   auto other = events_request({"idem_other"});
