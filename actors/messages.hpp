@@ -455,7 +455,12 @@ using echo_atom = caf::atom_constant<caf::atom("echo")>;
 /// Internal to the debug helper: a delay is over.
 using delay_done_atom = caf::atom_constant<caf::atom("delaydone")>;
 
-/// Registers every message type above, persistence's and introspect/messages.hpp's with the config.
+/// Registers this layer's message types (above, and actors/breaker.hpp's and actors/spend.hpp's) with the config.
+void register_actor_types(caf::actor_system_config& cfg);
+
+/// Registers every layer's message types, each in one place: register_service_errors (config/service_error.hpp),
+/// register_introspect_types, register_persistence_types and register_actor_types. Every node calls it once
+/// before its actor system starts, so all nodes know the same types under the same names.
 void register_message_types(caf::actor_system_config& cfg);
 
 } // namespace troupe

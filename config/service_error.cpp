@@ -1,5 +1,6 @@
 #include "config/service_error.hpp"
 
+#include <caf/actor_system_config.hpp>
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
 
@@ -93,6 +94,18 @@ std::string service_message(const caf::error& err) {
   if (err.category() == service_error_category::value && err.context().match_elements<std::string>())
     return err.context().get_as<std::string>(0);
   return {};
+}
+
+void register_service_errors(caf::actor_system_config& cfg) {
+  cfg.add_error_category(service_error_category::value,
+                         [](uint8_t code, caf::atom_value, const caf::message& context) -> std::string {
+                           std::string result = to_string(static_cast<service_error>(code));
+                           if (context.match_elements<std::string>()) {
+                             result += ": ";
+                             result += context.get_as<std::string>(0);
+                           }
+                           return result;
+                         });
 }
 
 } // namespace troupe

@@ -4,6 +4,7 @@
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
+#include <caf/fwd.hpp>
 
 #include <cstdint>
 #include <string>
@@ -48,6 +49,9 @@ inline constexpr service_error last_service_error = service_error::insufficient_
 
 /// The CAF error category atom of service errors.
 using service_error_category = caf::atom_constant<caf::atom("troupe")>;
+
+/// Registers the category, so a service error renders as its code and message (in logs and across nodes).
+void register_service_errors(caf::actor_system_config& cfg);
 
 /// Stable snake_case name of a code, used as the `code` field of error bodies.
 const char* to_string(service_error code);

@@ -5,6 +5,7 @@
 // include them without reaching into another's protocol (persistence/messages.hpp keeps persistence's own types).
 // health_check is registered with the others by troupe::register_message_types (actors/messages.hpp).
 
+#include <caf/fwd.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/replies_to.hpp>
@@ -37,5 +38,9 @@ typename Inspector::result_type inspect(Inspector& f, health_check& x) {
 /// (ping_atom) -> health_check: a liveness probe of what the receiver depends on; today only the database
 /// connection actors answer it (they run `SELECT 1`).
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
+
+/// Registers this layer's message types (health_check) with the config. Every node calls it through
+/// troupe::register_message_types (actors/messages.hpp), so every node knows the same types.
+void register_introspect_types(caf::actor_system_config& cfg);
 
 } // namespace troupe

@@ -4,6 +4,7 @@
 // ping_atom, health_check) live below, in introspect/messages.hpp; the query atoms sit beside their records in
 // persistence/{accounts,uploads,jobs,repositories,retention}.hpp.
 
+#include <caf/fwd.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
 
@@ -168,5 +169,10 @@ using write_atom = caf::atom_constant<caf::atom("write")>;
 /// per request, in order; fails as a whole (service_error::unavailable) when the connection is lost, in which case
 /// nothing is known about the batch and it is safe to send again.
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
+
+/// Registers persistence's message types (the rows written, and every query's arguments and answers: accounts.hpp,
+/// jobs.hpp, plans.hpp, repositories.hpp, security_status.hpp, uploads.hpp, usage.hpp, wishlist.hpp) with the
+/// config. Every node calls it through troupe::register_message_types (actors/messages.hpp).
+void register_persistence_types(caf::actor_system_config& cfg);
 
 } // namespace troupe
