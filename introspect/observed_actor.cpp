@@ -164,10 +164,13 @@ void actor_observer::begin(caf::scheduled_actor& self, caf::mailbox_element& x, 
   }
   // The message has left the mailbox (it goes back if skipped: see ~observation).
   probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  o.begun = true;
 }
 
 actor_observer::observation::~observation() {
   probe.busy_since_ns.store(0, std::memory_order_relaxed);
+  if (!begun)
+    return;
   if (result == caf::invoke_message_result::skipped)
     probe.dequeued.store(probe.dequeued.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   else

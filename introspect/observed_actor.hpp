@@ -90,6 +90,7 @@ private:
     observation(const observation&) = delete;
     observation& operator=(const observation&) = delete;
     actor_probe& probe;
+    bool begun = false; // the message was counted as dequeued (the last step of begin)
     caf::invoke_message_result result = caf::invoke_message_result::consumed;
     std::string type;
     int64_t waited_us = -1;
