@@ -6,6 +6,7 @@
 
 #include "config/digest.hpp"
 #include "config/json.hpp"
+#include "config/utf8.hpp"
 
 #include <wslay/wslay.h>
 
@@ -101,6 +102,23 @@ struct ws_codec::callbacks {
 
   static void message(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, void* user) {
     auto* self = static_cast<ws_codec*>(user);
+    // Nothing after the peer's close frame counts, however the bytes arrived: wslay may parse frames already read
+    // into its buffer in the same call (found by the ws_protocol fuzz target).
+    if (self->close_handed_)
+      return;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+      self->close_handed_ = true;
+      // A reason that is not UTF-8 makes the close frame a protocol error (RFC 6455 5.5.1); wslay checks that only
+      // when the whole payload arrived in one read, so it is checked here too and such a frame is not handed over.
+      std::string_view reason{reinterpret_cast<const char*>(arg->msg), arg->msg_length};
+      reason.remove_prefix(std::min<size_t>(2, reason.size()));
+      for (size_t i = 0; i < reason.size();) {
+        auto n = config::utf8_sequence(reason, i);
+        if (n == 0)
+          return;
+        i += n;
+      }
+    }
     if (self->message_)
       self->message_(arg->opcode,
                      std::string_view{reinterpret_cast<const char*>(arg->msg), arg->msg_length});

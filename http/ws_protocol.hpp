@@ -114,6 +114,7 @@ private:
   size_t input_left_ = 0;
   std::string output_;
   bool broken_ = false;
+  bool close_handed_ = false; // a close frame was handed over: nothing after it is (RFC 6455 5.5.1)
 };
 
 // --- application messages ----------------------------------------------------------------------------------------
