@@ -229,10 +229,11 @@ void ChatRequest_Before(benchmark::State& state) {
 
 void ChatRequest_Now(benchmark::State& state) {
   const auto body = chat_request_body();
+  const http::openai::chat_validator validator{1000};
   for (auto _ : state) {
     auto parsed = json::parse(body);
     http::openai::chat_request req;
-    auto err = http::openai::validate_chat_request(parsed.document(), 1000, req);
+    auto err = validator.validate(parsed.document(), req);
     auto key = http::openai::cache_key(req, "");
     benchmark::DoNotOptimize(err.has_value());
     benchmark::DoNotOptimize(key.data());

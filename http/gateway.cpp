@@ -2,6 +2,7 @@
 
 #include "http/balancing.hpp"
 #include "http/anthropic.hpp"
+#include "http/body_schemas.hpp"
 #include "http/bridge.hpp"
 #include "http/embeddings.hpp"
 #include "http/error_mapping.hpp"
@@ -9,6 +10,7 @@
 #include "http/openai.hpp"
 #include "http/upstream_outcome.hpp"
 
+#include "actors/gateway_answer.hpp"
 #include "actors/guards.hpp"
 #include "actors/persistence_supervisor.hpp"
 #include "actors/sessions.hpp"
@@ -51,7 +53,7 @@ struct gateway::call {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   identity who;
   oa::chat_request req;
-  std::string cache_key;
+  /// Whether the answer may come from, and goes into, the cache; the key is built once the caller is known (key_of).
   bool cacheable = false;
   /// One generation of the user's daily quota, reserved by authentication: committed once the answer (or a stream's
   /// first byte) reaches the client, given back on failure, and given back too if the call is dropped unanswered.
@@ -66,8 +68,9 @@ struct gateway::call {
   std::optional<std::string> anthropic_body;
   std::string anthropic_why;
   size_t type_refusals = 0; // upstreams of type anthropic skipped because they cannot take the request
-  std::function<void(caf::expected<std::string>)> done; // the non-streamed result ("<upstream>\n<body>")
-  std::function<void(const std::string& upstream, const std::string& body, bool hit)> answer;
+  std::function<void(caf::expected<std::string>)> done; // the non-streamed result (an encoded gateway_answer)
+  /// Sends a non-streamed answer in the route's shape; `hit`: it came from the cache or from an identical call.
+  std::function<void(const gateway_answer& answer, bool hit)> answer;
 
   std::vector<upstream*> candidates;
   size_t next = 0;
@@ -160,7 +163,9 @@ void set_retry_after(response& res, int64_t ms) {
 
 } // namespace
 
-gateway::gateway(authenticator& auth, gateway_options options) : auth_(auth), opts_(std::move(options)) {
+gateway::gateway(authenticator& auth, gateway_options options)
+  : auth_(auth), opts_(std::move(options)), chat_schema_(opts_.max_messages, opts_.images),
+    generate_schema_(schemas::generate) {
   for (const auto& cfg : opts_.upstreams) {
     auto u = std::make_unique<upstream>();
     u->cfg = cfg;
@@ -284,7 +289,7 @@ void gateway::chat(const std::shared_ptr<responder>& r) {
     return;
   auto c = std::make_shared<call>();
   c->r = r;
-  if (auto err = oa::validate_chat_request(*doc, opts_.max_messages, c->req, opts_.images)) {
+  if (auto err = chat_schema_.validate(*doc, c->req)) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
@@ -293,11 +298,9 @@ void gateway::chat(const std::shared_ptr<responder>& r) {
   bool off = mode && *mode == "off";
   bool on = mode && *mode == "on";
   c->cacheable = !c->req.stream && !off && (on || (c->req.temperature && *c->req.temperature == 0));
-  // The key comes from the same canonical form as the forwarded body; the tenant is added once known.
-  c->cache_key = oa::cache_key(c->req, "");
-  c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
-    auto res = json_response(200, body);
-    res.header("X-Troupe-Upstream", upstream);
+  c->answer = [r](const gateway_answer& answer, bool hit) {
+    auto res = json_response(200, answer.body);
+    res.header("X-Troupe-Upstream", answer.upstream);
     res.header("X-Cache", hit ? "HIT" : "MISS");
     r->send(std::move(res));
   };
@@ -305,43 +308,21 @@ void gateway::chat(const std::shared_ptr<responder>& r) {
 }
 
 void gateway::generate(const std::shared_ptr<responder>& r) {
-  auto doc = parse_json_body(r);
+  auto doc = validated_json_body(r, generate_schema_);
   if (!doc)
     return;
-  auto fail = [&](const std::string& message, const std::string& param) {
-    r->send(error_response(service_error::invalid_input, message, r->req().id, param));
-  };
-  if (!doc->IsObject())
-    return fail("The request body must be a JSON object.", "");
-  auto string_field = [&](const char* name, size_t max, bool required, std::string& out) {
+  // The schema checked each field's type and length; null stands for an absent one.
+  auto text = [&](const char* name) {
     auto it = doc->FindMember(name);
-    if (it == doc->MemberEnd() || it->value.IsNull()) {
-      if (required)
-        fail(std::string("`") + name + "` is required.", name);
-      return !required;
-    }
-    if (!it->value.IsString() || it->value.GetStringLength() == 0 || it->value.GetStringLength() > max) {
-      fail(std::string("`") + name + "` must be a string of 1 to " + std::to_string(max) + " characters.", name);
-      return false;
-    }
-    out.assign(it->value.GetString(), it->value.GetStringLength());
-    return true;
+    return it != doc->MemberEnd() && it->value.IsString() ? std::string{it->value.GetString(), it->value.GetStringLength()}
+                                                          : std::string{};
   };
-  std::string prompt, model, system;
-  if (!string_field("prompt", 100000, true, prompt) || !string_field("model", 128, false, model)
-      || !string_field("system", 100000, false, system))
-    return;
-  for (const auto& m : doc->GetObject()) {
-    std::string name(m.name.GetString(), m.name.GetStringLength());
-    if (name != "prompt" && name != "model" && name != "system" && name != "max_tokens")
-      return fail("Unknown field `" + name + "`; expected prompt, model, system, max_tokens.", name);
-  }
+  auto prompt = text("prompt");
+  auto model = text("model");
+  auto system = text("system");
   int64_t max_tokens = 0;
-  if (auto it = doc->FindMember("max_tokens"); it != doc->MemberEnd() && !it->value.IsNull()) {
-    if (!it->value.IsInt64() || it->value.GetInt64() < 1 || it->value.GetInt64() > 1000000)
-      return fail("`max_tokens` must be an integer from 1 to 1000000.", "max_tokens");
+  if (auto it = doc->FindMember("max_tokens"); it != doc->MemberEnd() && it->value.IsInt64())
     max_tokens = it->value.GetInt64();
-  }
   if (model.empty()) {
     if (upstreams_.empty()) {
       r->send(error_response(service_error::unavailable, "No upstream is configured.", r->req().id));
@@ -370,15 +351,16 @@ void gateway::generate(const std::shared_ptr<responder>& r) {
 
   auto c = std::make_shared<call>();
   c->r = r;
-  if (auto err = oa::validate_chat_request(chat_doc, opts_.max_messages, c->req, opts_.images)) {
+  if (auto err = chat_schema_.validate(chat_doc, c->req)) {
     r->send(error_response(service_error::invalid_input, err->message, r->req().id, err->param));
     return;
   }
   auto mode = r->req().header("X-Troupe-Cache");
   c->cacheable = !(mode && *mode == "off");
-  c->cache_key = oa::cache_key(c->req, "");
-  c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
+  c->answer = [r](const gateway_answer& cached, bool hit) {
     // The answer passed check_completion before it was cached or handed here.
+    const auto& body = cached.body;
+    const auto& upstream = cached.upstream;
     auto parsed = json::parse(body);
     const auto& answer = parsed.document();
     auto text = oa::completion_text(body);
@@ -500,16 +482,15 @@ void gateway::messages(const std::shared_ptr<responder>& r) {
   auto c = std::make_shared<call>();
   c->r = r;
   c->anthropic_client = true;
-  if (auto err = oa::validate_chat_request(chat_doc, opts_.max_messages, c->req, opts_.images))
+  if (auto err = chat_schema_.validate(chat_doc, c->req))
     return fail(*err);
   auto mode = r->req().header("X-Troupe-Cache");
   bool off = mode && *mode == "off";
   bool on = mode && *mode == "on";
   c->cacheable = !c->req.stream && !off && (on || (c->req.temperature && *c->req.temperature == 0));
-  c->cache_key = oa::cache_key(c->req, "");
-  c->answer = [r](const std::string& upstream, const std::string& body, bool hit) {
-    auto res = json_response(200, anthropic::to_anthropic_answer(body));
-    res.header("X-Troupe-Upstream", upstream);
+  c->answer = [r](const gateway_answer& answer, bool hit) {
+    auto res = json_response(200, anthropic::to_anthropic_answer(answer.body));
+    res.header("X-Troupe-Upstream", answer.upstream);
     res.header("X-Cache", hit ? "HIT" : "MISS");
     r->send(std::move(res));
   };
@@ -645,24 +626,17 @@ void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& s
 
 namespace {
 
-/// The cache key of a call: the tenant (the user) goes in after the "gw:" prefix; a single flight (not cacheable)
-/// gets its own namespace, so a cached entry never answers it.
-std::string tenant_key(const std::string& cache_key, const std::string& user_id, bool cacheable) {
-  auto key = cache_key;
-  key.insert(3, user_id); // "gw:" + tenant + ":" + hash
-  if (!cacheable)
-    key.insert(0, "flight:");
-  return key;
+/// The cache key of an authenticated call: its tenant (the user) and the hash of the request's deciding part
+/// (openai::cache_key). A single flight (a call that is not cacheable) has keys of its own, so a cached entry never
+/// answers it.
+std::string key_of(const gateway::call& c, bool cacheable) {
+  auto key = oa::cache_key(c.req, c.who.user_id);
+  return cacheable ? key : "flight:" + key;
 }
 
-/// A cached answer is "<upstream>\n<body>".
-bool split_cached(const std::string& value, std::string& upstream, std::string& body) {
-  auto newline = value.find('\n');
-  if (newline == std::string::npos)
-    return false;
-  upstream = value.substr(0, newline);
-  body = value.substr(newline + 1);
-  return true;
+/// The cache tag of a tenant's answers: what clearing a user's cached answers names.
+std::string tenant_tag(const std::string& user_id) {
+  return "gw:" + user_id;
 }
 
 } // namespace
@@ -674,7 +648,7 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
   };
   std::optional<cache_key_actor> shard;
   if (!c->embed && !c->req.stream && c->cacheable && opts_.cache)
-    shard = opts_.cache->first_stop(tenant_key(c->cache_key, c->who.user_id, true));
+    shard = opts_.cache->first_stop(key_of(*c, true));
   if (!shard) {
     in_worker();
     return;
@@ -683,8 +657,8 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
     *shard, cache_lookup_timeout,
     [me, c, in_worker](cache_reply& reply) {
       c->r->arrived();
-      std::string upstream, body;
-      if (!reply.hit || !split_cached(reply.value, upstream, body)) {
+      auto answer = reply.hit ? decode_gateway_answer(reply.value) : caf::expected<gateway_answer>{caf::error{}};
+      if (!answer) {
         in_worker(); // a miss (or a damaged entry): claim and produce, or wait for whoever produces
         return;
       }
@@ -693,10 +667,10 @@ void gateway::look_up(const std::shared_ptr<call>& c) {
       c->r->mark("cache");
       c->quota.commit(); // a cached answer: the generation is used
       c->spend.settle(0, 0); // and costs nothing
-      c->answer(upstream, body, true);
+      c->answer(*answer, true);
     },
     [in_worker](caf::error&) { in_worker(); }, // the worker's path asks again and reports what it finds
-    cache_get_atom::value, tenant_key(c->cache_key, c->who.user_id, true));
+    cache_get_atom::value, key_of(*c, true));
 }
 
 void gateway::give_back_quota(const std::shared_ptr<call>& c) {
@@ -717,7 +691,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
     return;
   }
   auto me = shared_from_this();
-  auto key = tenant_key(c->cache_key, c->who.user_id, c->cacheable);
+  auto key = key_of(*c, c->cacheable);
   auto produce = [me, c](caf::event_based_actor* worker, cache_client::result_handler done) {
     c->produced = true;
     c->done = std::move(done);
@@ -737,12 +711,12 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
     c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
     if (!c->produced)
       c->spend.settle(0, 0); // another call's answer: its producer recorded (and settled) the cost
-    std::string upstream, body;
-    if (!split_cached(*result, upstream, body)) {
-      c->r->fail(make_error(service_error::internal, "A cached answer is damaged."));
+    auto answer = decode_gateway_answer(*result);
+    if (!answer) {
+      c->r->fail(answer.error());
       return;
     }
-    c->answer(upstream, body, !c->produced);
+    c->answer(*answer, !c->produced);
   };
   // A producer may need every attempt on every upstream.
   milliseconds budget{0};
@@ -754,7 +728,7 @@ void gateway::run(caf::event_based_actor* self, const std::shared_ptr<call>& c) 
     return;
   }
   if (c->cacheable)
-    opts_.cache->get_or_compute(self, key, opts_.cache_ttl, {"gw:" + c->who.user_id}, produce, then, budget);
+    opts_.cache->get_or_compute(self, key, opts_.cache_ttl, {tenant_tag(c->who.user_id)}, produce, then, budget);
   else
     opts_.cache->single_flight(self, key, produce, then, budget);
 }
@@ -828,7 +802,8 @@ void gateway::embed_fetch(caf::event_based_actor* self, const std::shared_ptr<ca
       return;
     }
     c->quota.commit();
-    me->embed_answer(c, result->substr(0, result->find('\n')));
+    auto answer = decode_gateway_answer(*result);
+    me->embed_answer(c, answer ? answer->upstream : std::string{});
   };
   next_upstream(self, c);
 }
@@ -1236,7 +1211,7 @@ void gateway::on_response(caf::event_based_actor* self, const std::shared_ptr<ca
           auto d = e.missing[k];
           e.vectors[d] = std::move(answer->vectors[k]);
           if (c->cacheable)
-            opts_.cache->put(self, e.keys[d], e.vectors[d], opts_.cache_ttl, {"gw:" + c->who.user_id});
+            opts_.cache->put(self, e.keys[d], e.vectors[d], opts_.cache_ttl, {tenant_tag(c->who.user_id)});
         }
         e.model = std::move(answer->model);
         e.used = answer->used;
@@ -1288,7 +1263,7 @@ void gateway::succeed(caf::event_based_actor*, const std::shared_ptr<call>& c, u
   // flight's waiters, which hold the call (c -> done -> then -> c), a cycle that kept every cached call, and the
   // gateway with everything it references, alive until exit (LeakSanitizer under make test-sanitize).
   if (auto done = std::exchange(c->done, nullptr))
-    done(u->cfg.name + "\n" + body);
+    done(encode(gateway_answer{u->cfg.name, std::move(body)}));
 }
 
 void gateway::finish_stream(caf::event_based_actor*, const std::shared_ptr<call>& c, upstream* u,

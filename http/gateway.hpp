@@ -38,6 +38,7 @@
 
 #include "http/auth.hpp"
 #include "http/client/upstream_client.hpp"
+#include "http/json_schema.hpp"
 #include "http/openai.hpp"
 #include "http/router.hpp"
 #include "http/traffic.hpp"
@@ -160,6 +161,8 @@ private:
   authenticator& auth_;
   gateway_options opts_;
   std::vector<std::unique_ptr<upstream>> upstreams_;
+  openai::chat_validator chat_schema_;  // the chat request (schemas::chat_completion)
+  json_schema generate_schema_;         // POST /api/generate (schemas::generate)
   counter_family* upstream_requests_ = nullptr;
   histogram_family* upstream_seconds_ = nullptr;
   counter_family* cache_results_ = nullptr;

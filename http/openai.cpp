@@ -1,5 +1,6 @@
 #include "http/openai.hpp"
 
+#include "http/body_schemas.hpp"
 #include "http/hashing.hpp"
 
 #include "config/json.hpp"
@@ -12,7 +13,6 @@
 
 #include <algorithm>
 #include <array>
-#include <set>
 #include <vector>
 
 namespace troupe::http::openai {
@@ -24,11 +24,6 @@ using json_writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 /// Upstream answers nest a few levels; anything deeper than a request body may be is not an OpenAI answer.
 constexpr size_t max_answer_depth = json::default_max_depth;
-
-const std::set<std::string_view>& known_roles() {
-  static const std::set<std::string_view> roles{"system", "developer", "user", "assistant", "tool", "function"};
-  return roles;
-}
 
 std::string_view text_of(const Value& v) {
   return {v.GetString(), v.GetStringLength()};
@@ -48,160 +43,28 @@ size_t text_chars(const Value& content) {
   return n;
 }
 
-// --- Field checks: each returns "" when `v` is acceptable, else what it must be ("a number from 0 to 2"). ---
-
-using field_check = std::string (*)(const Value& v);
-
-std::string number_from(const Value& v, double low, double high, const std::string& what) {
-  return v.IsNumber() && v.GetDouble() >= low && v.GetDouble() <= high ? "" : what;
-}
-
-std::string integer_from(const Value& v, int64_t low, int64_t high, const std::string& what) {
-  return v.IsInt64() && v.GetInt64() >= low && v.GetInt64() <= high ? "" : what;
-}
-
-std::string short_string(const Value& v, size_t max) {
-  return v.IsString() && v.GetStringLength() <= max ? "" : "a string of at most " + std::to_string(max) + " characters";
-}
-
-/// An array of at most `max` objects, each with a string `type` when `typed`.
-std::string objects(const Value& v, size_t max, bool typed) {
-  std::string what =
-    std::string{"an array of at most "} + std::to_string(max) + " objects" + (typed ? " with a `type`" : "");
-  if (!v.IsArray() || v.Size() > max)
-    return what;
-  for (const auto& item : v.GetArray()) {
-    if (!item.IsObject())
-      return what;
-    auto type = item.FindMember("type");
-    if (typed && (type == item.MemberEnd() || !type->value.IsString()))
-      return what;
-  }
-  return "";
-}
-
-std::string check_stop(const Value& v) {
-  const std::string what = "a string or an array of at most 4 strings";
-  if (v.IsString())
-    return "";
-  if (!v.IsArray() || v.Size() > 4)
-    return what;
-  for (const auto& s : v.GetArray())
-    if (!s.IsString())
-      return what;
-  return "";
-}
-
-std::string check_logit_bias(const Value& v) {
-  const std::string what = "an object of token ids to numbers from -100 to 100";
-  if (!v.IsObject() || v.MemberCount() > 1024)
-    return what;
-  for (const auto& m : v.GetObject())
-    if (!m.value.IsNumber() || m.value.GetDouble() < -100 || m.value.GetDouble() > 100)
-      return what;
-  return "";
-}
-
-std::string check_metadata(const Value& v) {
-  const std::string what = "an object of at most 16 strings";
-  if (!v.IsObject() || v.MemberCount() > 16)
-    return what;
-  for (const auto& m : v.GetObject())
-    if (!m.value.IsString() || m.name.GetStringLength() > 64 || m.value.GetStringLength() > 512)
-      return what;
-  return "";
-}
-
-std::string check_modalities(const Value& v) {
-  const std::string what = "an array of at most 4 strings";
-  if (!v.IsArray() || v.Size() > 4)
-    return what;
-  for (const auto& s : v.GetArray())
-    if (!s.IsString())
-      return what;
-  return "";
-}
-
-std::string typed_object(const Value& v) {
-  const std::string what = "an object with a string `type`";
-  if (!v.IsObject()) // MemberEnd() of a non-object is undefined (found by the openai_request fuzzer)
-    return what;
-  auto type = v.FindMember("type");
-  return type != v.MemberEnd() && type->value.IsString() ? "" : what;
-}
-
-std::string string_or_object(const Value& v) {
-  return v.IsString() || v.IsObject() ? "" : "a string or an object";
-}
-
-std::string object(const Value& v) {
-  return v.IsObject() ? "" : "an object";
-}
-
-std::string boolean(const Value& v) {
-  return v.IsBool() ? "" : "true or false";
-}
-
-std::string check_stream_options(const Value& v) {
-  if (!v.IsObject())
-    return "an object";
-  auto include_usage = v.FindMember("include_usage");
-  return include_usage == v.MemberEnd() || include_usage->value.IsBool() ? ""
-                                                                         : "an object whose include_usage is a boolean";
-}
-
-/// One allowed top-level field. model and messages are checked apart (they are required and shape the request).
+/// An allowed field, in canonical order (the schema, schemas::chat_completion, says what each may hold).
 struct field_rule {
   std::string_view name;
   bool deciding; // changes the answer: part of the cache key
-  field_check check;
 };
 
-/// The allow-list, in canonical order: every deciding field before every other one (see validate_chat_request).
+/// The top-level fields other than model and messages, in canonical order: every deciding field before every other
+/// one (see validate_chat_request).
 const field_rule optional_fields[] = {
-  {"temperature", true, [](const Value& v) { return number_from(v, 0, 2, "a number from 0 to 2"); }},
-  {"top_p", true, [](const Value& v) { return number_from(v, 0, 1, "a number from 0 to 1"); }},
-  {"max_tokens", true, [](const Value& v) { return integer_from(v, 1, INT64_MAX, "a positive integer"); }},
-  {"max_completion_tokens", true, [](const Value& v) { return integer_from(v, 1, INT64_MAX, "a positive integer"); }},
-  {"n", true, [](const Value& v) { return integer_from(v, 1, 8, "an integer from 1 to 8"); }},
-  {"stop", true, check_stop},
-  {"presence_penalty", true, [](const Value& v) { return number_from(v, -2, 2, "a number from -2 to 2"); }},
-  {"frequency_penalty", true, [](const Value& v) { return number_from(v, -2, 2, "a number from -2 to 2"); }},
-  {"seed", true, [](const Value& v) { return integer_from(v, INT64_MIN, INT64_MAX, "an integer"); }},
-  {"logit_bias", true, check_logit_bias},
-  {"logprobs", true, boolean},
-  {"top_logprobs", true, [](const Value& v) { return integer_from(v, 0, 20, "an integer from 0 to 20"); }},
-  {"tools", true, [](const Value& v) { return objects(v, 128, true); }},
-  {"tool_choice", true, string_or_object},
-  {"parallel_tool_calls", true, boolean},
-  {"response_format", true, typed_object},
-  {"functions", true, [](const Value& v) { return objects(v, 128, false); }},
-  {"function_call", true, string_or_object},
-  {"reasoning_effort", true, [](const Value& v) { return short_string(v, 32); }},
-  {"verbosity", true, [](const Value& v) { return short_string(v, 32); }},
-  {"modalities", true, check_modalities},
-  {"audio", true, object},
-  {"prediction", true, typed_object},
-  {"web_search_options", true, object},
-  {"stream", false, boolean},
-  {"stream_options", false, check_stream_options},
-  {"user", false, [](const Value& v) { return short_string(v, 512); }},
-  {"metadata", false, check_metadata},
-  {"store", false, boolean},
-  {"service_tier", false, [](const Value& v) { return short_string(v, 32); }},
+  {"temperature", true},     {"top_p", true},          {"max_tokens", true},         {"max_completion_tokens", true},
+  {"n", true},               {"stop", true},           {"presence_penalty", true},   {"frequency_penalty", true},
+  {"seed", true},            {"logit_bias", true},     {"logprobs", true},           {"top_logprobs", true},
+  {"tools", true},           {"tool_choice", true},    {"parallel_tool_calls", true}, {"response_format", true},
+  {"functions", true},       {"function_call", true},  {"reasoning_effort", true},   {"verbosity", true},
+  {"modalities", true},      {"audio", true},          {"prediction", true},         {"web_search_options", true},
+  {"stream", false},         {"stream_options", false}, {"user", false},             {"metadata", false},
+  {"store", false},          {"service_tier", false},
 };
 
-/// The fields a message may have, in canonical order, with their checks (role is checked apart).
-const field_rule message_fields[] = {
-  {"role", true, nullptr},
-  {"name", true, [](const Value& v) { return short_string(v, 256); }},
-  {"content", true, nullptr},
-  {"tool_calls", true, [](const Value& v) { return objects(v, 1024, false); }},
-  {"tool_call_id", true, [](const Value& v) { return short_string(v, 256); }},
-  {"function_call", true, [](const Value& v) { return v.IsNull() ? std::string{} : object(v); }},
-  {"refusal", true, [](const Value& v) { return v.IsNull() ? std::string{} : short_string(v, 1 << 20); }},
-  {"audio", true, [](const Value& v) { return v.IsNull() ? std::string{} : object(v); }},
-};
+/// The fields a message may have, in canonical order.
+const std::string_view message_fields[] = {"role",         "name",          "content", "tool_calls",
+                                           "tool_call_id", "function_call", "refusal", "audio"};
 
 /// The images of one request so far (check_image counts them against the limits).
 struct image_tally {
@@ -299,42 +162,19 @@ std::optional<request_error> check_image(const Value& part, const std::string& a
   return std::nullopt;
 }
 
+/// What the schema cannot say of a (schema-valid) message: its image parts; and the characters its text adds.
 std::optional<request_error> check_message(const Value& m, const std::string& at, size_t& prompt_chars,
                                            image_tally& images) {
-  if (!m.IsObject())
-    return request_error{"Each message must be an object.", at};
-  for (const auto& member : m.GetObject()) {
-    auto name = text_of(member.name);
-    auto rule = std::find_if(std::begin(message_fields), std::end(message_fields),
-                             [&](const field_rule& r) { return r.name == name; });
-    if (rule == std::end(message_fields))
-      return request_error{"`" + std::string{name} + "` is not a known field of a message.",
-                           at + "." + std::string{name}};
-    if (!rule->check)
-      continue;
-    auto must = rule->check(member.value);
-    if (!must.empty())
-      return request_error{"`" + std::string{name} + "` must be " + must + ".", at + "." + std::string{name}};
-  }
-  auto role = m.FindMember("role");
-  if (role == m.MemberEnd() || !role->value.IsString() || !known_roles().count(text_of(role->value)))
-    return request_error{"`role` must be one of system, developer, user, assistant, tool, function.", at + ".role"};
   auto content = m.FindMember("content");
-  if (content != m.MemberEnd()) {
-    const auto& c = content->value;
-    if (!c.IsString() && !c.IsArray() && !c.IsNull())
-      return request_error{"`content` must be a string, an array of content parts, or null.", at + ".content"};
-    if (c.IsArray())
-      for (rapidjson::SizeType j = 0; j < c.Size(); ++j) {
-        auto part_at = at + ".content[" + std::to_string(j) + "]";
-        if (!typed_object(c[j]).empty())
-          return request_error{"A content part must be an object with a string `type`.", part_at};
-        if (text_of(c[j]["type"]) == "image_url")
-          if (auto err = check_image(c[j], part_at, images))
-            return err;
-      }
-    prompt_chars += text_chars(c);
-  }
+  if (content == m.MemberEnd())
+    return std::nullopt;
+  const auto& c = content->value;
+  if (c.IsArray())
+    for (rapidjson::SizeType j = 0; j < c.Size(); ++j)
+      if (text_of(c[j]["type"]) == "image_url") // the schema: each part is an object with a string type
+        if (auto err = check_image(c[j], at + ".content[" + std::to_string(j) + "]", images))
+          return err;
+  prompt_chars += text_chars(c);
   return std::nullopt;
 }
 
@@ -345,11 +185,11 @@ void write_key(json_writer& w, std::string_view name) {
 /// A message with its fields in canonical order; values as parsed.
 void write_message(const Value& m, json_writer& w) {
   w.StartObject();
-  for (const auto& rule : message_fields) {
-    auto it = m.FindMember(rapidjson::StringRef(rule.name.data(), rule.name.size()));
+  for (auto name : message_fields) {
+    auto it = m.FindMember(rapidjson::StringRef(name.data(), name.size()));
     if (it == m.MemberEnd())
       continue;
-    write_key(w, rule.name);
+    write_key(w, name);
     it->value.Accept(w); // bounded: the document passed json::parse's depth limit
   }
   w.EndObject();
@@ -357,36 +197,27 @@ void write_message(const Value& m, json_writer& w) {
 
 } // namespace
 
+chat_validator::chat_validator(size_t max_messages, image_limits images)
+  : schema_(schemas::chat_completion(max_messages)), images_(images) {}
+
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
                                                    chat_request& out, const image_limits& images) {
-  if (!doc.IsObject())
-    return request_error{"The request body must be a JSON object.", ""};
-  // Unknown fields first: nothing the allow-list does not name is ever forwarded.
-  for (const auto& member : doc.GetObject()) {
-    auto name = text_of(member.name);
-    if (name == "model" || name == "messages")
-      continue;
-    auto rule = std::find_if(std::begin(optional_fields), std::end(optional_fields),
-                             [&](const field_rule& r) { return r.name == name; });
-    if (rule == std::end(optional_fields))
-      return request_error{"`" + std::string{name} + "` is not a known field.", std::string{name}};
-    if (member.value.IsNull())
-      continue;
-    auto must = rule->check(member.value);
-    if (!must.empty())
-      return request_error{"`" + std::string{name} + "` must be " + must + ".", std::string{name}};
-  }
+  return chat_validator{max_messages, images}.validate(doc, out);
+}
+
+std::optional<request_error> chat_validator::validate(const rapidjson::Document& doc, chat_request& out) const {
+  // The schema first: every field's type and range, and nothing it does not name (nothing else is ever forwarded).
+  if (auto v = schema_.validate(doc))
+    return request_error{std::move(v->message), std::move(v->param)};
+  // Draft 4 has no propertyNames: metadata's keys are measured here.
+  if (auto metadata = doc.FindMember("metadata"); metadata != doc.MemberEnd() && metadata->value.IsObject())
+    for (const auto& m : metadata->value.GetObject())
+      if (m.name.GetStringLength() > 64)
+        return request_error{"metadata's keys must be at most 64 characters.", "metadata"};
   auto model = doc.FindMember("model");
-  if (model == doc.MemberEnd() || !model->value.IsString() || model->value.GetStringLength() == 0
-      || model->value.GetStringLength() > 128)
-    return request_error{"`model` is required: a string of 1 to 128 characters.", "model"};
   auto messages = doc.FindMember("messages");
-  if (messages == doc.MemberEnd() || !messages->value.IsArray() || messages->value.Empty())
-    return request_error{"`messages` is required: a non-empty array.", "messages"};
-  if (messages->value.Size() > max_messages)
-    return request_error{"`messages` has more than " + std::to_string(max_messages) + " entries.", "messages"};
   size_t prompt_chars = 0;
-  image_tally tally{images};
+  image_tally tally{images_};
   for (rapidjson::SizeType i = 0; i < messages->value.Size(); ++i)
     if (auto err = check_message(messages->value[i], "messages[" + std::to_string(i) + "]", prompt_chars, tally))
       return err;

@@ -4,6 +4,7 @@
 // relaying an upstream's Server-Sent Events stream event by event.
 
 #include "config/json.hpp"
+#include "http/json_schema.hpp"
 
 #include <rapidjson/document.h>
 
@@ -47,8 +48,8 @@ struct image_limits {
   size_t max_request_image_bytes = 50u << 20; // decoded bytes of all inline images of the request
 };
 
-/// Validates a parsed request body (from json::parse: no duplicate keys, bounded depth) against an allow-list of
-/// OpenAI's chat-completion fields, each checked for its type and range: model (1-128 chars) and messages
+/// Validates parsed request bodies (from json::parse: no duplicate keys, bounded depth) against the JSON Schema of
+/// OpenAI's chat-completion fields (schemas::chat_completion in http/body_schemas.hpp), each with its type and range: model (1-128 chars) and messages
 /// (1..max_messages objects with a known role; content a string, null or an array of typed parts; name,
 /// tool_calls, tool_call_id, function_call, refusal, audio), then temperature (0-2), top_p (0-1), max_tokens and
 /// max_completion_tokens (>= 1), n (1-8), stop, presence_penalty and frequency_penalty (-2..2), seed, logit_bias,
@@ -68,6 +69,19 @@ struct image_limits {
 /// user, metadata, store, service_tier). In a stream's body, stream_options always has include_usage true (after the
 /// client's other stream options), so the upstream reports the tokens it counted; `include_usage` says whether the
 /// client asked, i.e. whether its usage chunk is relayed (sse_relay).
+class chat_validator {
+public:
+  /// Compiles the schema with `max_messages` (gateway.max_messages). Built once; validate() is thread-safe.
+  explicit chat_validator(size_t max_messages, image_limits images = {});
+
+  std::optional<request_error> validate(const rapidjson::Document& doc, chat_request& out) const;
+
+private:
+  json_schema schema_;
+  image_limits images_;
+};
+
+/// One validation with a validator made for it (tests, fuzzing; the gateway keeps its chat_validator).
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
                                                    chat_request& out, const image_limits& images = {});
 

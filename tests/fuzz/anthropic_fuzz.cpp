@@ -41,8 +41,9 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* bytes, size_t size) {
   if (auto parsed = json::parse(text)) {
     rapidjson::Document chat;
     if (!an::to_openai_request(parsed.document(), chat)) {
+      static const oa::chat_validator validator{64};
       oa::chat_request req;
-      if (!oa::validate_chat_request(chat, 64, req)) {
+      if (!validator.validate(chat, req)) {
         std::string why;
         auto body = an::from_openai_request(req.body, 100, why);
         check(body ? json::parse(*body).ok() : !why.empty(), "a validated request translates to JSON or says why");

@@ -176,8 +176,9 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   for (const auto& schema : route_schemas())
     if (auto violation = schema->validate(*parsed))
       check(!violation->message.empty(), "a schema violation has a message");
+  static const http::openai::chat_validator chat{1000};
   http::openai::chat_request request;
-  if (auto err = http::openai::validate_chat_request(*parsed, 1000, request))
+  if (auto err = chat.validate(*parsed, request))
     check(!err->message.empty(), "a refused chat request has a message");
   return 0;
 }

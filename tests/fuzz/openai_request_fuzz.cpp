@@ -1,5 +1,5 @@
 // Fuzz target: a chat completion request as the gateway reads it (http/gateway.cpp): json::parse, then
-// validate_chat_request, which writes the canonical body forwarded upstream and the hash behind the cache key.
+// the gateway's chat_validator (the JSON Schema, then the image parts), which writes the canonical body forwarded upstream and the hash behind the cache key.
 //
 // Invariants, for every accepted request:
 //   - the forwarded body is JSON that json::parse accepts (so an upstream reads what Troupe validated);
@@ -21,8 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   auto parsed = json::parse(fuzz::text_of(data, size), json::default_max_depth);
   if (!parsed)
     return 0;
+  static const http::openai::chat_validator validator{1000};
   http::openai::chat_request first;
-  if (auto err = http::openai::validate_chat_request(*parsed, 1000, first)) {
+  if (auto err = validator.validate(*parsed, first)) {
     check(!err->message.empty(), "a refusal has a message");
     return 0;
   }
@@ -32,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   auto forwarded = json::parse(first.body, json::default_max_depth);
   check(forwarded.ok(), "the forwarded body is JSON within the limits");
   http::openai::chat_request second;
-  check(!http::openai::validate_chat_request(*forwarded, 1000, second), "the forwarded body is a valid request");
+  check(!validator.validate(*forwarded, second), "the forwarded body is a valid request");
   check(second.body == first.body, "normalising is idempotent");
   check(second.deciding_hash == first.deciding_hash, "the cache key survives normalising");
   check(second.model == first.model && second.stream == first.stream && second.temperature == first.temperature

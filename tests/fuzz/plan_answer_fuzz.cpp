@@ -6,7 +6,7 @@
 //   - an accepted answer has a title and an overview, and its sections, put back into a plan with them, are
 //     accepted again (what is stored is exactly what was checked); a refused one says why;
 //   - a search query has at most 16 words of at least 3 characters, joined by " or ";
-//   - the requests a prompt becomes are chat requests the gateway accepts (validate_chat_request), the retry with
+//   - the requests a prompt becomes are chat requests the gateway accepts (chat_validator), the retry with
 //     two more messages, both at temperature 0 (so they can be served from the cache).
 
 #include "tests/fuzz/fuzz_check.hpp"
@@ -69,8 +69,9 @@ void as_prompt(const std::string& text) {
   for (const auto& body : {http::plan_request(p), http::retry_request(p, text, "x")}) {
     auto parsed = json::parse(body);
     check(parsed.ok(), "a plan request is JSON");
+    static const http::openai::chat_validator chat{64};
     http::openai::chat_request req;
-    auto refused = http::openai::validate_chat_request(parsed.document(), 64, req);
+    auto refused = chat.validate(parsed.document(), req);
     check(!refused, "a plan request is one the gateway accepts");
     check(req.temperature && *req.temperature == 0, "a plan request asks for temperature 0");
   }

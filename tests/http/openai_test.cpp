@@ -55,7 +55,9 @@ TEST(OpenAiRequest, NamesTheOffendingField) {
   EXPECT_EQ(param(R"({"messages":[{"role":"user","content":"x"}]})"), "model");
   EXPECT_EQ(param(R"({"model":"m"})"), "messages");
   EXPECT_EQ(param(R"({"model":"m","messages":[]})"), "messages");
-  EXPECT_EQ(param(R"({"model":"m","messages":[1,2,3,4,5]})"), "messages");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"},{"role":"user"},{"role":"user"},{"role":"user"},)"
+                  R"({"role":"user"}]})"),
+            "messages");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":"x"},{"role":"robot"}]})"), "messages[1].role");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":5}]})"), "messages[0].content");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","content":["x"]}]})"), "messages[0].content[0]");
@@ -64,14 +66,41 @@ TEST(OpenAiRequest, NamesTheOffendingField) {
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"max_tokens":0})"), "max_tokens");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"n":9})"), "n");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"top_p":1.5})"), "top_p");
-  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"stop":[1]})"), "stop");
-  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"tools":[{"function":{}}]})"), "tools");
-  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"logit_bias":{"1":500}})"), "logit_bias");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"stop":[1]})"), "stop[0]");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"tools":[{"function":{}}]})"), "tools[0].type");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"logit_bias":{"1":500}})"), "logit_bias.1");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user","name":7}]})"), "messages[0].name");
   // Found by the openai_request fuzzer: a field that must be a typed object given a scalar read past the value.
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"prediction":100})"), "prediction");
   EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"response_format":"json"})"), "response_format");
   EXPECT_EQ(param(R"([1])"), "");
+  // Integers are 64-bit: a larger one is refused, never read as absent.
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"max_tokens":18446744073709551615})"), "max_tokens");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"seed":18446744073709551615})"), "seed");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"max_tokens":5.0})"), "max_tokens");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"metadata":{"k":1}})"), "metadata.k");
+  EXPECT_EQ(param(R"({"model":"m","messages":[{"role":"user"}],"metadata":{")" + std::string(65, 'k') + R"(":"v"}})"),
+            "metadata");
+}
+
+// The schema's own words, with its limits: what a client reads in error.message.
+TEST(OpenAiRequest, SaysWhatTheFieldMustBe) {
+  auto message = [](const std::string& text) { return validate(text).value_or(request_error{"(none)", ""}).message; };
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"role":"user"}],"temperature":3})"),
+            "temperature must be from 0 to 2.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"role":"user"}],"max_tokens":0})"), "max_tokens must be at least 1.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"role":"user"}],"stop":7})"),
+            "stop must be a string or an array.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"role":"robot"}]})"),
+            "messages[0].role must be one of system, developer, user, assistant, tool, function.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"content":"x"}]})"), "messages[0].role is required.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"role":"user"},{"role":"user"},{"role":"user"},{"role":"user"},)"
+                    R"({"role":"user"}]})"),
+            "messages must have at most 4 items.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[1]})"), "messages[0] must be an object.");
+  EXPECT_EQ(message(R"({"messages":[{"role":"user"}]})"), "model is required.");
+  EXPECT_EQ(message(R"({"model":"m","messages":[{"role":"user"}],"logit_bias":{"1":500}})"),
+            "logit_bias.1 must be from -100 to 100.");
 }
 
 // Only the allow-list is ever forwarded: any other field, at the top or in a message, is refused by name.
@@ -79,7 +108,7 @@ TEST(OpenAiRequest, RefusesUnknownFields) {
   auto err = validate(R"({"model":"m","messages":[{"role":"user","content":"x"}],"vendor_field":{"x":1}})");
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "vendor_field");
-  EXPECT_EQ(err->message, "`vendor_field` is not a known field.");
+  EXPECT_EQ(err->message, "vendor_field is not a known field.");
   err = validate(R"({"model":"m","messages":[{"role":"user","content":"x","extra":true}]})");
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "messages[0].extra");
@@ -128,7 +157,7 @@ TEST(OpenAiRequest, AStreamAlwaysAsksTheUpstreamForUsage) {
     parse(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":1}})"),
     4, req);
   ASSERT_TRUE(err);
-  EXPECT_EQ(err->param, "stream_options");
+  EXPECT_EQ(err->param, "stream_options.include_usage");
 }
 
 // A base64 data URL of `bytes` as `media_type`.

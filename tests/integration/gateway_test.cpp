@@ -159,6 +159,16 @@ TEST_F(Gateway, ModelsAndGenerate) {
   auto second = parse_json(generate().body);
   EXPECT_TRUE(second["cached"].GetBool());
   EXPECT_EQ(hits(*mock_a), 1);
+  // The route's schema: each field named when it is wrong, nothing called.
+  for (auto [bad, param] : {std::pair{R"({"prompt":"x","max_tokens":0})", "max_tokens"},
+                            std::pair{R"({"prompt":"x","temperature":1})", "temperature"},
+                            std::pair{R"({"prompt":""})", "prompt"}, std::pair{R"({"model":"mock-1"})", "prompt"}}) {
+    auto res = http({"POST", troupe->url("/api/generate"), bad,
+                     {"Authorization: Bearer " + token, "Content-Type: application/json"}, 10000});
+    EXPECT_EQ(res.status, 400) << bad << ": " << res.body;
+    EXPECT_EQ(std::string(parse_json(res.body)["error"]["param"].GetString()), param) << res.body;
+  }
+  EXPECT_EQ(hits(*mock_a), 1);
 }
 
 TEST_F(Gateway, DeterministicRequestsAreServedFromTheCache) {
