@@ -1,6 +1,7 @@
 #include "actors/spend.hpp"
 
 #include "config/calendar.hpp"
+#include "config/prices.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,49 @@
 #include <random>
 
 namespace troupe {
+
+spend_refusal explain_refusal(const spend_status& spend, int64_t tokens, int64_t pusd, bool inputs) {
+  spend_refusal out;
+  auto wait = std::max<int64_t>(1, spend.retry_after_s);
+  bool key = spend.refused.rfind("key_", 0) == 0;
+  std::string whose = key ? "this API key's" : "your plan's";
+  std::string Whose = key ? "This API key's" : "Your plan's";
+  std::string estimate = inputs ? "its inputs' tokens" : "its prompt plus max_tokens for each choice";
+  std::string smaller = inputs ? "send fewer inputs" : "lower max_tokens or n";
+  bool renews = true;
+  if (spend.refused == "tokens_per_minute" || spend.refused == "key_tokens_per_minute") {
+    if (tokens > spend.limit)
+      out.message = "This request may use up to " + std::to_string(tokens) + " tokens (" + estimate + "), more than "
+                    + whose + " " + std::to_string(spend.limit) + " tokens per minute: " + smaller + ".";
+    else
+      out.message = "This request may use up to " + std::to_string(tokens) + " tokens; " + std::to_string(spend.used)
+                    + " of " + whose + " " + std::to_string(spend.limit) + " tokens per minute are in use. Retry in "
+                    + std::to_string(wait) + " s.";
+  } else if (spend.refused == "key_requests_per_minute") {
+    out.message = Whose + " limit of " + std::to_string(spend.limit) + " requests per minute is reached; retry in "
+                  + std::to_string(wait) + " s.";
+  } else if (spend.refused == "key_parallel_requests") {
+    out.message = Whose + " limit of " + std::to_string(spend.limit)
+                  + " requests in flight at once is reached; retry when one has finished.";
+  } else {
+    out.code = service_error::insufficient_quota;
+    renews = !(key && spend.retry_after_s <= 0);
+    auto budget = spend.refused == "monthly_budget" ? "monthly budget"
+                  : spend.refused == "daily_budget" ? "daily budget"
+                  : renews                          ? "budget for its current period"
+                                                    : "lifetime budget";
+    if (pusd > spend.limit)
+      out.message = "This request may cost up to " + config::usd_text(pusd) + " USD (" + estimate
+                    + " at the model's price), more than " + whose + " " + budget + " of "
+                    + config::usd_text(spend.limit) + " USD: " + smaller + ".";
+    else
+      out.message = Whose + " " + budget + " of " + config::usd_text(spend.limit) + " USD is used up ("
+                    + config::usd_text(spend.used) + " USD spent or reserved by calls in progress); "
+                    + (renews ? "it renews in " + std::to_string(wait) + " s." : std::string{"it does not renew."});
+  }
+  out.retry_after_s = renews ? wait : 0;
+  return out;
+}
 
 namespace {
 

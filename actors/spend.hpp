@@ -12,6 +12,8 @@
 
 #include "persistence/accounts.hpp"
 
+#include "config/service_error.hpp"
+
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
@@ -75,6 +77,19 @@ typename Inspector::result_type inspect(Inspector& f, spend_status& x) {
   return f(caf::meta::type_name("spend_status"), x.allowed, x.reservation, x.refused, x.retry_after_s, x.limit,
            x.used);
 }
+
+/// A refused reservation as its caller reads it: 429 for a window (tokens or requests per minute, calls in flight),
+/// 402 insufficient_quota for a budget, with what refused, the call's estimate when it alone is too much, and when
+/// to retry. The key's model list ("key_model") is not a spend refusal: the gateway answers it (403).
+struct spend_refusal {
+  service_error code = service_error::rate_limited;
+  std::string message;
+  int64_t retry_after_s = 0; // > 0: Retry-After; 0: a budget that does not renew
+};
+
+/// What `status` (refused) tells a caller whose call was estimated at `tokens` tokens costing `pusd` pico-dollars;
+/// `inputs`: the estimate is of embeddings inputs (their tokens), not a prompt plus max_tokens per choice.
+spend_refusal explain_refusal(const spend_status& status, int64_t tokens, int64_t pusd, bool inputs);
 
 /// A per-minute allowance: a bucket of `per_minute` refilling at per_minute / 60 a second, which may go below zero
 /// (a call that used more tokens than it reserved delays the next ones). Starts full.

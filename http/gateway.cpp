@@ -579,48 +579,10 @@ void gateway::refuse_spend(const std::shared_ptr<call>& c, const spend_status& s
                               c->r->req().id, "model"));
     return;
   }
-  auto wait = std::max<int64_t>(1, spend.retry_after_s);
-  bool key = spend.refused.rfind("key_", 0) == 0;
-  std::string whose = key ? "this API key's" : "your plan's";
-  std::string Whose = key ? "This API key's" : "Your plan's";
-  std::string estimate = c->embed ? "its inputs' tokens" : "its prompt plus max_tokens for each choice";
-  std::string smaller = c->embed ? "send fewer inputs" : "lower max_tokens or n";
-  std::string message;
-  service_error code = service_error::rate_limited;
-  bool renews = true;
-  if (spend.refused == "tokens_per_minute" || spend.refused == "key_tokens_per_minute") {
-    if (tokens > spend.limit)
-      message = "This request may use up to " + std::to_string(tokens) + " tokens (" + estimate + "), more than "
-                + whose + " " + std::to_string(spend.limit) + " tokens per minute: " + smaller + ".";
-    else
-      message = "This request may use up to " + std::to_string(tokens) + " tokens; " + std::to_string(spend.used)
-                + " of " + whose + " " + std::to_string(spend.limit) + " tokens per minute are in use. Retry in "
-                + std::to_string(wait) + " s.";
-  } else if (spend.refused == "key_requests_per_minute") {
-    message = Whose + " limit of " + std::to_string(spend.limit) + " requests per minute is reached; retry in "
-              + std::to_string(wait) + " s.";
-  } else if (spend.refused == "key_parallel_requests") {
-    message = Whose + " limit of " + std::to_string(spend.limit)
-              + " requests in flight at once is reached; retry when one has finished.";
-  } else {
-    code = service_error::insufficient_quota;
-    renews = !(key && spend.retry_after_s <= 0);
-    auto budget = spend.refused == "monthly_budget" ? "monthly budget"
-                  : spend.refused == "daily_budget" ? "daily budget"
-                  : renews                          ? "budget for its current period"
-                                                    : "lifetime budget";
-    if (pusd > spend.limit)
-      message = "This request may cost up to " + config::usd_text(pusd) + " USD (" + estimate
-                + " at the model's price), more than " + whose + " " + budget + " of "
-                + config::usd_text(spend.limit) + " USD: " + smaller + ".";
-    else
-      message = Whose + " " + budget + " of " + config::usd_text(spend.limit) + " USD is used up ("
-                + config::usd_text(spend.used) + " USD spent or reserved by calls in progress); "
-                + (renews ? "it renews in " + std::to_string(wait) + " s." : std::string{"it does not renew."});
-  }
-  auto res = error_response(code, message, c->r->req().id);
-  if (renews)
-    set_retry_after(res, wait * 1000);
+  auto refusal = explain_refusal(spend, tokens, pusd, c->embed != nullptr);
+  auto res = error_response(refusal.code, refusal.message, c->r->req().id);
+  if (refusal.retry_after_s > 0)
+    set_retry_after(res, refusal.retry_after_s * 1000);
   send_error(c, std::move(res));
 }
 

@@ -157,3 +157,42 @@ TEST(KeyLedger, TakesOverNoMoreThanThePreviousOwnerHad) {
   EXPECT_EQ(failed_over.reserve(limits, created, 1, 0, 0, created, 100, far).refused, "key_requests_per_minute");
   EXPECT_TRUE(failed_over.reserve(limits, created, 2, 0, 0, created, 101, far).allowed);
 }
+
+// What a refused caller reads: which limit refused, whether the call alone is too much, and when to retry.
+TEST(SpendRefusal, SaysWhichLimitRefusedAndWhenToRetry) {
+  auto refused = [](std::string what, int64_t limit, int64_t used, int64_t retry_after_s) {
+    spend_status s;
+    s.allowed = false;
+    s.refused = std::move(what);
+    s.limit = limit;
+    s.used = used;
+    s.retry_after_s = retry_after_s;
+    return s;
+  };
+  // A window: 429 with the wait; the call alone too big says so, and what to lower.
+  auto r = explain_refusal(refused("tokens_per_minute", 1000, 900, 12), 500, 0, false);
+  EXPECT_EQ(r.code, service_error::rate_limited);
+  EXPECT_EQ(r.retry_after_s, 12);
+  EXPECT_EQ(r.message, "This request may use up to 500 tokens; 900 of your plan's 1000 tokens per minute are in use. "
+                       "Retry in 12 s.");
+  r = explain_refusal(refused("key_tokens_per_minute", 10, 0, 60), 500, 0, true);
+  EXPECT_EQ(r.message, "This request may use up to 500 tokens (its inputs' tokens), more than this API key's 10 "
+                       "tokens per minute: send fewer inputs.");
+  r = explain_refusal(refused("key_parallel_requests", 2, 2, 0), 1, 0, false);
+  EXPECT_EQ(r.code, service_error::rate_limited);
+  EXPECT_EQ(r.retry_after_s, 1); // at least a second
+  // A budget: 402; a lifetime budget (a key's, renewing never) has no Retry-After.
+  r = explain_refusal(refused("monthly_budget", 1000000000000, 1000000000000, 3600), 10, 5, false);
+  EXPECT_EQ(r.code, service_error::insufficient_quota);
+  EXPECT_EQ(r.retry_after_s, 3600);
+  EXPECT_EQ(r.message.rfind("Your plan's monthly budget of 1.000000000000 USD is used up (1.000000000000 USD spent or "
+                           "reserved by calls in progress); it renews in 3600 s.", 0),
+            0u)
+    << r.message;
+  r = explain_refusal(refused("key_budget", 1000000000000, 1000000000000, 0), 10, 5, false);
+  EXPECT_EQ(r.retry_after_s, 0);
+  EXPECT_NE(r.message.find("This API key's lifetime budget"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("it does not renew."), std::string::npos) << r.message;
+  r = explain_refusal(refused("daily_budget", 1000000, 0, 60), 10, 2000000, false);
+  EXPECT_NE(r.message.find("more than your plan's daily budget"), std::string::npos) << r.message;
+}
