@@ -19,11 +19,11 @@
 #include "http/bridge.hpp"
 #include "http/cache_routes.hpp"
 #include "http/cluster_routes.hpp"
-#include "http/client/upstream_client.hpp"
+#include "actors/upstream_client.hpp"
 #include "http/cors.hpp"
 #include "http/debug_routes.hpp"
 #include "http/gateway.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 #include "http/json_body.hpp"
 #include "http/load_monitor.hpp"
 #include "http/observability_routes.hpp"
@@ -66,7 +66,7 @@ struct shared_pieces {
   std::shared_ptr<writer_counters> writer;  // the DB writer's counters: persistence, the load monitor
   std::shared_ptr<directory> sessions;      // live sessions by user id: the session manager, authentication
   std::shared_ptr<cache_stats> cache;       // the cache's counters and its shard count: the cache, its clients
-  http::client::upstream_handles upstreams; // breaker gauges and client doorbells: the upstreams, the gateway
+  client::upstream_handles upstreams; // breaker gauges and client doorbells: the upstreams, the gateway
   http::load_control load;                  // shed state and in-flight gates: the load monitor, HTTP, readiness
   std::shared_ptr<probe_registry> probes;   // debug mode only: the mailbox watch, the debug routes
   std::string uploads_dir;                  // uploads.dir, absolute
@@ -83,7 +83,7 @@ shared_pieces make_shared_pieces(const config::settings& s, std::shared_ptr<prob
   p.writer = std::make_shared<writer_counters>();
   p.sessions = std::make_shared<directory>();
   p.cache = std::make_shared<cache_stats>(cache_shard_count(s.cache), static_cast<uint64_t>(s.cache.max_bytes));
-  p.upstreams = http::client::make_upstream_handles(s);
+  p.upstreams = client::make_upstream_handles(s);
   p.load = http::make_load_control(s.limits);
   p.probes = std::move(probes);
   p.uploads_dir = absolute_uploads_dir(s.uploads.dir);
@@ -130,7 +130,7 @@ supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
     supervisor_child(make_limits_supervisor(s.limits, p.tree)),
     make_sessions_supervisor(s, p.tree, session_pieces{p.sessions, p.storage_changes, p.sessions_active, p.cluster}),
     supervisor_child(make_cache_supervisor(s.cache, p.tree, p.cache)),
-    supervisor_child(http::client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
+    supervisor_child(client::make_upstreams_supervisor(s, p.tree, p.upstreams)),
     supervisor_child(
       make_uploads_supervisor(s, p.tree, p.uploads_dir, {{"plan", http::plan_job_handler(p.plans)}}, p.spans)),
     supervisor_child(make_ops_supervisor(s, p.tree, std::move(ops))),
@@ -366,7 +366,7 @@ int run_server(const config::settings& settings) {
         latency_buckets_seconds());
     auth_opts.hashers = static_cast<size_t>(settings.auth.hashers);
     auth_opts.guests = settings.guest.enabled;
-    auth_opts.dummy_password_hash = hash_password_blocking({}, http::random_url_token(16));
+    auth_opts.dummy_password_hash = hash_password_blocking({}, random_url_token(16));
     auto traffic_opts = http::traffic_options_from(settings);
     traffic_opts.shedding = shared.load.shedding;
     traffic_opts.metrics = metrics;
@@ -431,7 +431,7 @@ int run_server(const config::settings& settings) {
     http::add_cache_routes(*routes, authenticator, std::move(cache_routes));
     // The AI gateway: OpenAI-compatible routes over the upstreams, behind the generation in-flight gate.
     auto gw = http::gateway_options_from(settings);
-    gw.clients = std::make_shared<http::client::upstream_clients>(names, shared.upstreams.doorbells);
+    gw.clients = std::make_shared<client::upstream_clients>(names, shared.upstreams.doorbells);
     gw.cache = cluster_cache;
     gw.names = names;
     gw.metrics = metrics;

@@ -9,8 +9,8 @@
 // Refuse/...: what a body nested a million levels deep costs now (before, it killed the process).
 
 #include "config/json.hpp"
-#include "http/hashing.hpp"
-#include "http/openai.hpp"
+#include "config/hashing.hpp"
+#include "ai/openai.hpp"
 
 #include <benchmark/benchmark.h>
 #include <rapidjson/document.h>
@@ -83,7 +83,7 @@ void Parse_EventBatch1000_Now(benchmark::State& state) {
   parse_now(state, event_batch_body());
 }
 
-// --- The gateway's reading of a chat request before issue 13, as it was (http/openai.cpp at f6833cf) ---
+// --- The gateway's reading of a chat request before issue 13, as it was (ai/openai.cpp at f6833cf) ---
 
 namespace before {
 
@@ -229,12 +229,12 @@ void ChatRequest_Before(benchmark::State& state) {
 
 void ChatRequest_Now(benchmark::State& state) {
   const auto body = chat_request_body();
-  const http::openai::chat_validator validator{1000};
+  const openai::chat_validator validator{1000};
   for (auto _ : state) {
     auto parsed = json::parse(body);
-    http::openai::chat_request req;
+    openai::chat_request req;
     auto err = validator.validate(parsed.document(), req);
-    auto key = http::openai::cache_key(req, "");
+    auto key = openai::cache_key(req, "");
     benchmark::DoNotOptimize(err.has_value());
     benchmark::DoNotOptimize(key.data());
   }

@@ -3,7 +3,7 @@
 #include "http/auth.hpp"
 
 #include "http/error_mapping.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 #include "http/traffic.hpp"
 
 #include "actors/messages.hpp"

@@ -1,6 +1,8 @@
 #pragma once
-// The JSON Schemas of the request bodies, in one place: the routes compile them (http/json_schema.hpp), and the
+// The JSON Schemas of the request bodies, in one place: the routes compile them (config/json_schema.hpp), and the
 // body fuzzer (tests/fuzz) validates against the same texts. Each is a draft-4 schema that refuses unknown fields.
+
+#include "ai/openai.hpp"
 
 #include <string>
 #include <string_view>
@@ -128,68 +130,6 @@ inline constexpr const char* plan_request = R"({
   }
 })";
 
-/// POST /v1/chat/completions (and the chat request a /v1/messages or /api/generate call stands for): OpenAI's fields,
-/// each with its type and range; null stands for an absent optional field. `max_messages` is gateway.max_messages.
-/// What a draft-4 schema cannot say is checked by openai::chat_validator after it: image parts (their URL, inline
-/// bytes and the request's image budget) and the length of metadata's keys (at most 64 characters).
-inline std::string chat_completion(size_t max_messages) {
-  return std::string{R"({
-  "type": "object", "additionalProperties": false, "required": ["model", "messages"],
-  "properties": {
-    "model": {"type": "string", "minLength": 1, "maxLength": 128},
-    "messages": {"type": "array", "minItems": 1, "maxItems": )"} + std::to_string(max_messages) + R"(,
-      "items": {
-        "type": "object", "additionalProperties": false, "required": ["role"],
-        "properties": {
-          "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
-          "name": {"type": "string", "maxLength": 256},
-          "content": {"type": ["string", "array", "null"],
-                      "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}},
-          "tool_calls": {"type": "array", "maxItems": 1024, "items": {"type": "object"}},
-          "tool_call_id": {"type": "string", "maxLength": 256},
-          "function_call": {"type": ["object", "null"]},
-          "refusal": {"type": ["string", "null"], "maxLength": 1048576},
-          "audio": {"type": ["object", "null"]}
-        }
-      }
-    },
-    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
-    "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-    "max_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 9223372036854775807},
-    "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 9223372036854775807},
-    "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 8},
-    "stop": {"type": ["string", "array", "null"], "maxItems": 4, "items": {"type": "string"}},
-    "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
-    "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
-    "seed": {"type": ["integer", "null"], "minimum": -9223372036854775808, "maximum": 9223372036854775807},
-    "logit_bias": {"type": ["object", "null"], "maxProperties": 1024,
-                   "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
-    "logprobs": {"type": ["boolean", "null"]},
-    "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
-    "tools": {"type": ["array", "null"], "maxItems": 128,
-              "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}},
-    "tool_choice": {"type": ["string", "object", "null"]},
-    "parallel_tool_calls": {"type": ["boolean", "null"]},
-    "response_format": {"type": ["object", "null"], "required": ["type"], "properties": {"type": {"type": "string"}}},
-    "functions": {"type": ["array", "null"], "maxItems": 128, "items": {"type": "object"}},
-    "function_call": {"type": ["string", "object", "null"]},
-    "reasoning_effort": {"type": ["string", "null"], "maxLength": 32},
-    "verbosity": {"type": ["string", "null"], "maxLength": 32},
-    "modalities": {"type": ["array", "null"], "maxItems": 4, "items": {"type": "string"}},
-    "audio": {"type": ["object", "null"]},
-    "prediction": {"type": ["object", "null"], "required": ["type"], "properties": {"type": {"type": "string"}}},
-    "web_search_options": {"type": ["object", "null"]},
-    "stream": {"type": ["boolean", "null"]},
-    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
-    "user": {"type": ["string", "null"], "maxLength": 512},
-    "metadata": {"type": ["object", "null"], "maxProperties": 16,
-                 "additionalProperties": {"type": "string", "maxLength": 512}},
-    "store": {"type": ["boolean", "null"]},
-    "service_tier": {"type": ["string", "null"], "maxLength": 32}
-  }
-})";
-}
-
 /// POST /api/generate: a prompt and what shapes its answer; null stands for an absent field.
 inline constexpr const char* generate = R"({
   "type": "object", "additionalProperties": false, "required": ["prompt"],
@@ -215,7 +155,7 @@ inline std::vector<std::pair<std::string_view, std::string>> all() {
           {"POST /api/cache/clear", cache_clear},
           {"POST /api/wishlist", wishlist},
           {"POST /api/repositories/{id}/plans", plan_request},
-          {"POST /v1/chat/completions", chat_completion(1000)},
+          {"POST /v1/chat/completions", openai::chat_schema(1000)},
           {"POST /api/generate", generate}};
 }
 

@@ -4,7 +4,7 @@
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
 #include "http/json_out.hpp"
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 
 #include "config/service_error.hpp"
 

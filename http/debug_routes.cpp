@@ -1,7 +1,7 @@
 #include "http/debug_routes.hpp"
 
 #include "http/error_mapping.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include "actors/cluster.hpp"
 #include "actors/debug_json.hpp"

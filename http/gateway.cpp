@@ -1,14 +1,14 @@
 #include "http/gateway.hpp"
 
-#include "http/balancing.hpp"
-#include "http/anthropic.hpp"
+#include "actors/balancing.hpp"
+#include "ai/anthropic.hpp"
 #include "http/body_schemas.hpp"
 #include "http/bridge.hpp"
-#include "http/embeddings.hpp"
+#include "ai/embeddings.hpp"
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
-#include "http/openai.hpp"
-#include "http/upstream_outcome.hpp"
+#include "ai/openai.hpp"
+#include "actors/upstream_outcome.hpp"
 
 #include "actors/gateway_answer.hpp"
 #include "actors/guards.hpp"
@@ -38,7 +38,7 @@ namespace oa = openai;
 struct gateway::upstream {
   config::upstream_settings cfg;
   std::string url;            // base_url + "/chat/completions", or "/messages" for type anthropic
-  bool anthropic = false;     // type anthropic: OpenAI-shaped calls are translated (http/anthropic.hpp)
+  bool anthropic = false;     // type anthropic: OpenAI-shaped calls are translated (ai/anthropic.hpp)
   std::string embeddings_url; // base_url + "/embeddings"
   actor_name<breaker_actor> breaker;
   std::shared_ptr<breaker_gauges> gauges; // what its breaker publishes (null in tests without one)

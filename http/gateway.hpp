@@ -5,10 +5,10 @@
 //                               Events event by event as they arrive, ending with `data: [DONE]`
 //   GET  /v1/models             the configured models
 //   POST /api/generate          {prompt, model?, system?, max_tokens?} -> {text, model, upstream, cached, usage}
-//   POST /v1/messages           Anthropic's Messages API (http/anthropic.hpp): the request becomes the OpenAI chat
+//   POST /v1/messages           Anthropic's Messages API (ai/anthropic.hpp): the request becomes the OpenAI chat
 //                               request it stands for and goes the same way (cache, metering, upstreams); the answer,
 //                               a stream's events and errors come back in Anthropic's shape
-//   POST /v1/embeddings         OpenAI's request and answer (http/embeddings.hpp); each input is cached on its own
+//   POST /v1/embeddings         OpenAI's request and answer (ai/embeddings.hpp); each input is cached on its own
 //                               (per user, model and dimensions, by the input's content), a batch asks the upstream
 //                               only for the inputs the cache lacks, and the answer is put back together in order
 //
@@ -17,7 +17,7 @@
 //   1. reserve one generation of the caller's daily quota on their session (429 when used up; given back if the
 //      call fails);
 //   2. deterministic calls (temperature 0, or `X-Troupe-Cache: on`; never `off`, never streams) go through the
-//      cache's get_or_compute, keyed by the normalised request and the caller (http/openai.hpp); other
+//      cache's get_or_compute, keyed by the normalised request and the caller (ai/openai.hpp); other
 //      non-streamed calls through its single flight, so identical concurrent calls reach an upstream once;
 //   3. the upstreams serving the model are tried by priority, then weighted at random among equals. Each call asks
 //      the upstream's breaker for a permit (actors/breaker.hpp) and respects the upstream's max_inflight; a
@@ -37,9 +37,9 @@
 // in X-Troupe-Cached-Inputs how many did; its usage is what the upstream counted for the others.
 
 #include "http/auth.hpp"
-#include "http/client/upstream_client.hpp"
-#include "http/json_schema.hpp"
-#include "http/openai.hpp"
+#include "actors/upstream_client.hpp"
+#include "config/json_schema.hpp"
+#include "ai/openai.hpp"
 #include "http/router.hpp"
 #include "http/traffic.hpp"
 

@@ -4,7 +4,7 @@
 // json_too_deep (nested deeper than http.max_json_depth) and duplicate_key (an object with the same key twice),
 // the last two with `param` naming where.
 
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 #include "http/server.hpp"
 
 #include "config/json.hpp"

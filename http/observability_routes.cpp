@@ -2,7 +2,7 @@
 
 #include "http/compression.hpp"
 #include "http/error_mapping.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 #include "http/json_out.hpp"
 
 #include "actors/messages.hpp"

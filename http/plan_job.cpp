@@ -1,6 +1,6 @@
 #include "http/plan_job.hpp"
 
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 #include "http/json_body.hpp"
 #include "http/jwt.hpp"
 #include "http/plans.hpp"

@@ -1,6 +1,6 @@
 #include "http/plans.hpp"
 
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 
 #include "config/json.hpp"
 

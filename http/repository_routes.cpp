@@ -5,7 +5,7 @@
 #include "http/error_mapping.hpp"
 #include "http/json_body.hpp"
 #include "http/json_out.hpp"
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 #include "http/user_query.hpp"
 
 #include "actors/job_events.hpp"

@@ -1,6 +1,6 @@
 #include "http/revalidation.hpp"
 
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <strings.h>
 

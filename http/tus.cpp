@@ -1,7 +1,7 @@
 #include "http/tus.hpp"
 #include "http/header_text.hpp"
 
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <strings.h>
 

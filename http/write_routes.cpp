@@ -3,9 +3,9 @@
 #include "http/auth.hpp"
 #include "http/body_schemas.hpp"
 #include "http/error_mapping.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 #include "http/json_body.hpp"
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 #include "http/traffic.hpp"
 
 #include "persistence/messages.hpp"

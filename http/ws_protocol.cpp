@@ -1,6 +1,6 @@
 #include "http/ws_protocol.hpp"
 
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 #include "http/header_text.hpp"
 #include "http/json_out.hpp"
 

@@ -9,7 +9,7 @@
 //    before buffering it. Troupe's reactor (http/websocket.hpp) feeds it bytes and writes what it produces;
 //  - the application messages: JSON envelopes in text (or binary) frames, parsed by parse_envelope with the body
 //    parser's limits (depth, duplicate keys, UTF-8), and the frames the server sends back (the *_frame functions);
-//  - stream_events: the gateway's own SSE output (http/openai.hpp sse_relay frames it: LF line ends, one data line
+//  - stream_events: the gateway's own SSE output (ai/openai.hpp sse_relay frames it: LF line ends, one data line
 //    each, checked JSON) cut into events, which the channel relays as frames.
 //
 // Client -> server (one JSON object per message):

@@ -6,7 +6,7 @@
 // returning `Handle::behavior_type`. Nothing else about writing an actor changes. Most actors are; the exceptions are plain
 // CAF actors that debug mode does not see (no probe, no answer to debug peeks and traces): the job queue, job runners
 // and file-chunk processors (actors/jobs.cpp, actors/processing.cpp), the upload router, sweeper, sessions and I/O
-// actors (actors/uploads.cpp) and the upstream client actors (http/client/upstream_client.cpp). All of them but the
+// actors (actors/uploads.cpp) and the upstream client actors (actors/upstream_client.cpp). All of them but the
 // job runners still answer mailbox_atom.
 //
 // Why a base class rather than a wrapper around each behaviour: CAF 0.17 has no enqueue timestamp and no hook per

@@ -12,7 +12,7 @@
 #include "actors/rate_limit.hpp"
 #include "actors/sessions.hpp"
 #include "actors/uploads.hpp"
-#include "http/client/upstream_client.hpp"
+#include "actors/upstream_client.hpp"
 #include "persistence/queries.hpp"
 #include "persistence/writer.hpp"
 
@@ -24,7 +24,7 @@ namespace troupe {
 
 void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_actor limiter, db_writer_actor writer,
             job_queue_actor jobs, session_actor session, session_manager_actor sessions, cache_shard_actor shard,
-            cache_key_actor key_holder, http::client::upstream_client_actor upstream, upload_router_actor uploads,
+            cache_key_actor key_holder, client::upstream_client_actor upstream, upload_router_actor uploads,
             upload_io_actor upload_io, db_query_actor db, db_connection_actor connection) {
 #if MISUSE == 0
   self->request(breaker, caf::infinite, breaker_admit_atom::value).then([](breaker_admission&) {});
@@ -50,8 +50,8 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
     .then([](cache_reply&) {});
   self->request(shard, caf::infinite, cache_clear_atom::value).then([](uint64_t) {});
   cache_key_actor from_shard = shard; // a shard answers every message about one key
-  self->request(upstream, caf::infinite, http::client::upstream_call_atom::value, http::client::upstream_request{})
-    .then([](http::client::upstream_response&) {});
+  self->request(upstream, caf::infinite, client::upstream_call_atom::value, client::upstream_request{})
+    .then([](client::upstream_response&) {});
   self->request(uploads, caf::infinite, upload_new_atom::value, std::string{"u1"}, upload_spec{})
     .then([](upload_status&) {});
   self->request(upload_io, caf::infinite, upload_write_atom::value, std::string{"/p"}, upload_chunk{})
@@ -126,7 +126,7 @@ void misuse(caf::event_based_actor* self, breaker_actor breaker, limiter_shard_a
 #elif MISUSE == 15
   // expect: wrong functor signature
   // A transfer ends with the whole response (status, headers, body, or why it failed), not just its status.
-  self->request(upstream, caf::infinite, http::client::upstream_call_atom::value, http::client::upstream_request{})
+  self->request(upstream, caf::infinite, client::upstream_call_atom::value, client::upstream_request{})
     .then([](int) {});
 #elif MISUSE == 16
   // expect: no matching

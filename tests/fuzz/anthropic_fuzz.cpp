@@ -1,4 +1,4 @@
-// Fuzz target: Anthropic's Messages API both ways (http/anthropic.hpp). The input is used as a client's Messages
+// Fuzz target: Anthropic's Messages API both ways (ai/anthropic.hpp). The input is used as a client's Messages
 // request, as an OpenAI answer and an Anthropic answer, and as an Anthropic upstream's event stream (whole and cut
 // into chunks whose sizes come from the input's own bytes).
 //
@@ -12,7 +12,7 @@
 #include "tests/fuzz/fuzz_check.hpp"
 
 #include "config/json.hpp"
-#include "http/anthropic.hpp"
+#include "ai/anthropic.hpp"
 
 #include <string>
 
@@ -20,8 +20,8 @@ namespace {
 
 using namespace troupe;
 using fuzz::check;
-namespace an = http::anthropic;
-namespace oa = http::openai;
+namespace an = anthropic;
+namespace oa = openai;
 
 void events_are_json(const std::string& sse, const char* what) {
   for (size_t at = sse.find("data: "); at != std::string::npos; at = sse.find("data: ", at + 1)) {

@@ -1,4 +1,4 @@
-// Fuzz target: the embeddings protocol (http/embeddings.hpp). The input is used twice: as a client's request body
+// Fuzz target: the embeddings protocol (ai/embeddings.hpp). The input is used twice: as a client's request body
 // (json::parse, validate_request, then the cache keys and the upstream's body), and as an upstream's answer to one,
 // two or three inputs (check_answer, then the client's answer in both encodings).
 //
@@ -11,8 +11,8 @@
 #include "tests/fuzz/fuzz_check.hpp"
 
 #include "config/json.hpp"
-#include "http/embeddings.hpp"
-#include "http/hashing.hpp"
+#include "ai/embeddings.hpp"
+#include "config/hashing.hpp"
 
 #include <cstring>
 #include <string>
@@ -22,7 +22,7 @@ namespace {
 
 using namespace troupe;
 using fuzz::check;
-namespace emb = http::embeddings;
+namespace emb = embeddings;
 
 void as_request(std::string_view text) {
   auto parsed = json::parse(text);
@@ -61,10 +61,10 @@ void as_answer(std::string_view text, size_t expected) {
   }
   check(answer->vectors.size() == expected, "one vector per input");
   std::string first;
-  check(http::base64_decode(answer->vectors[0], first), "a vector is base64");
+  check(base64_decode(answer->vectors[0], first), "a vector is base64");
   for (const auto& v : answer->vectors) {
     std::string bytes;
-    check(emb::valid_vector(v) && http::base64_decode(v, bytes) && bytes.size() == first.size(),
+    check(emb::valid_vector(v) && base64_decode(v, bytes) && bytes.size() == first.size(),
           "every vector is valid and of one length");
   }
   check(answer->used.prompt_tokens >= 0 && answer->used.total_tokens == answer->used.prompt_tokens,
@@ -89,7 +89,7 @@ void as_answer(std::string_view text, size_t expected) {
         continue;
       }
       std::string bytes;
-      http::base64_decode(vector, bytes);
+      base64_decode(vector, bytes);
       check(e.IsArray() && e.Size() * sizeof(float) == bytes.size(), "every float is written");
       for (rapidjson::SizeType j = 0; j < e.Size(); ++j) {
         float sent;

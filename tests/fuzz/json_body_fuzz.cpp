@@ -1,5 +1,5 @@
 // Fuzz target: a request body as the routes read it (http/json_body.cpp): json::parse with the default depth limit,
-// then every route's JSON Schema (http/body_schemas.hpp) and the chat-completion validation (http/openai.hpp).
+// then every route's JSON Schema (http/body_schemas.hpp) and the chat-completion validation (ai/openai.hpp).
 //
 // Invariants:
 //   - a refused text is refused for a reason the offset points into, with a param only for depth and duplicates;
@@ -12,8 +12,8 @@
 
 #include "config/json.hpp"
 #include "http/body_schemas.hpp"
-#include "http/json_schema.hpp"
-#include "http/openai.hpp"
+#include "config/json_schema.hpp"
+#include "ai/openai.hpp"
 
 #include <rapidjson/document.h>
 #include <rapidjson/memorystream.h>
@@ -95,11 +95,11 @@ bool valid_utf8_prefix(std::string_view text, size_t n) {
   return true;
 }
 
-const std::vector<std::unique_ptr<http::json_schema>>& route_schemas() {
+const std::vector<std::unique_ptr<json_schema>>& route_schemas() {
   static const auto compiled = [] {
-    std::vector<std::unique_ptr<http::json_schema>> all;
+    std::vector<std::unique_ptr<json_schema>> all;
     for (const auto& [route, text] : http::schemas::all())
-      all.push_back(std::make_unique<http::json_schema>(text));
+      all.push_back(std::make_unique<json_schema>(text));
     return all;
   }();
   return compiled;
@@ -176,8 +176,8 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   for (const auto& schema : route_schemas())
     if (auto violation = schema->validate(*parsed))
       check(!violation->message.empty(), "a schema violation has a message");
-  static const http::openai::chat_validator chat{1000};
-  http::openai::chat_request request;
+  static const openai::chat_validator chat{1000};
+  openai::chat_request request;
   if (auto err = chat.validate(*parsed, request))
     check(!err->message.empty(), "a refused chat request has a message");
   return 0;

@@ -11,7 +11,7 @@
 #include "tests/fuzz/fuzz_check.hpp"
 
 #include "config/json.hpp"
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 
 #include <string>
 
@@ -21,18 +21,18 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   auto parsed = json::parse(fuzz::text_of(data, size), json::default_max_depth);
   if (!parsed)
     return 0;
-  static const http::openai::chat_validator validator{1000};
-  http::openai::chat_request first;
+  static const openai::chat_validator validator{1000};
+  openai::chat_request first;
   if (auto err = validator.validate(*parsed, first)) {
     check(!err->message.empty(), "a refusal has a message");
     return 0;
   }
   check(first.deciding_hash.size() == 64, "the deciding hash is a SHA-256 in hex");
-  check(http::openai::cache_key(first, "t") == "gw:t:" + first.deciding_hash, "the cache key is tenant and hash");
+  check(openai::cache_key(first, "t") == "gw:t:" + first.deciding_hash, "the cache key is tenant and hash");
 
   auto forwarded = json::parse(first.body, json::default_max_depth);
   check(forwarded.ok(), "the forwarded body is JSON within the limits");
-  http::openai::chat_request second;
+  openai::chat_request second;
   check(!validator.validate(*forwarded, second), "the forwarded body is a valid request");
   check(second.body == first.body, "normalising is idempotent");
   check(second.deciding_hash == first.deciding_hash, "the cache key survives normalising");

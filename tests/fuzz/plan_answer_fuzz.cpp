@@ -12,7 +12,7 @@
 #include "tests/fuzz/fuzz_check.hpp"
 
 #include "config/json.hpp"
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 #include "http/plans.hpp"
 
 #include <rapidjson/stringbuffer.h>
@@ -52,7 +52,7 @@ void as_answer(const std::string& text) {
 void as_completion(const std::string& text) {
   auto parts = http::completion_of(text);
   if (parts)
-    check(http::openai::valid_utf8(parts->content), "the content read is UTF-8 (json::parse refuses anything else)");
+    check(openai::valid_utf8(parts->content), "the content read is UTF-8 (json::parse refuses anything else)");
 }
 
 void as_prompt(const std::string& text) {
@@ -61,7 +61,7 @@ void as_prompt(const std::string& text) {
   for (size_t at = query.find(" or "); at != std::string::npos; at = query.find(" or ", at + 4))
     ++words;
   check(words <= 16, "a search query has at most 16 words");
-  if (text.empty() || !http::openai::valid_utf8(text) || text.find('\0') != std::string::npos)
+  if (text.empty() || !openai::valid_utf8(text) || text.find('\0') != std::string::npos)
     return; // the route refuses such prompts before a job exists
   http::plan_prompt p;
   p.model = "mock-1";
@@ -69,8 +69,8 @@ void as_prompt(const std::string& text) {
   for (const auto& body : {http::plan_request(p), http::retry_request(p, text, "x")}) {
     auto parsed = json::parse(body);
     check(parsed.ok(), "a plan request is JSON");
-    static const http::openai::chat_validator chat{64};
-    http::openai::chat_request req;
+    static const openai::chat_validator chat{64};
+    openai::chat_request req;
     auto refused = chat.validate(parsed.document(), req);
     check(!refused, "a plan request is one the gateway accepts");
     check(req.temperature && *req.temperature == 0, "a plan request asks for temperature 0");

@@ -1,4 +1,4 @@
-// Fuzz target: what upstreams send back (http/openai.hpp): a non-streamed answer (check_completion,
+// Fuzz target: what upstreams send back (ai/openai.hpp): a non-streamed answer (check_completion,
 // completion_text), and a Server-Sent Events stream relayed to the client (sse_relay).
 //
 // The input is used twice: as an answer body, and as a stream fed to two relays, one all at once and one in chunks
@@ -14,7 +14,7 @@
 #include "tests/fuzz/fuzz_check.hpp"
 
 #include "config/json.hpp"
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 
 #include <string>
 #include <string_view>
@@ -69,7 +69,7 @@ std::vector<std::string> client_events(std::string_view stream) {
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* bytes, size_t size) {
   using namespace troupe;
   using fuzz::check;
-  namespace oa = http::openai;
+  namespace oa = openai;
   const auto text = fuzz::text_of(bytes, size);
 
   std::string why;

@@ -13,7 +13,7 @@
 #include "tests/fuzz/fuzz_check.hpp"
 
 #include "config/json.hpp"
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 #include "http/ws_protocol.hpp"
 
 #include <string>

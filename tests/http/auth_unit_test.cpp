@@ -1,13 +1,14 @@
 // Pure helpers of http/auth.cpp: email normalisation, the admin list, loopback detection, guests' ids and routes
-// (and the HMAC behind them, http/hashing.hpp).
+// (and the HMAC behind them, config/hashing.hpp).
 
 #include "http/auth.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cctype>
 
+using namespace troupe;
 using namespace troupe::http;
 
 // Emails are trimmed and lower-cased; things that are not addresses are refused.

@@ -8,7 +8,7 @@
 #include "tests/tools/mock_upstream_harness.hpp"
 #include "tools/mock-upstream/embeddings.hpp"
 
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -91,7 +91,7 @@ protected:
       std::vector<float> v;
       if (item["embedding"].IsString()) {
         std::string bytes;
-        EXPECT_TRUE(http::base64_decode(item["embedding"].GetString(), bytes));
+        EXPECT_TRUE(base64_decode(item["embedding"].GetString(), bytes));
         v.resize(bytes.size() / sizeof(float));
         std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
       } else {

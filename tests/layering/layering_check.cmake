@@ -2,7 +2,7 @@
 # (CMake cannot see them: every folder has the whole source tree on its include path, and libpqxx's headers are
 # system-wide, so a stray #include compiles). Fails, naming the file and the line, when
 #   - a folder includes a header of a folder above it (config < introspect < persistence < actors < http < app;
-#     introspect may use nothing of ours, config nothing but itself, ops only config),
+#     introspect may use nothing of ours, config nothing but itself, ops and ai only config),
 #   - a file outside persistence/ includes libpqxx, directly or through a persistence header that does,
 #   - two atoms share a value (CAF dispatches on the value, not on the C++ name: an actor handling one would also
 #     take the other).
@@ -12,15 +12,16 @@ if(NOT ROOT)
   message(FATAL_ERROR "ROOT (the source directory) is required")
 endif()
 
-set(folders config ops introspect persistence actors http app tools)
+set(folders config ai ops introspect persistence actors http app tools)
 set(allowed_config config)
+set(allowed_ai ai config) # the AI providers' wire formats: pure code
 set(allowed_introspect introspect)
 set(allowed_ops ops config) # the pure observability code: history, alerts, the metrics text reader
 set(allowed_persistence persistence config introspect)
-set(allowed_actors actors ops persistence config introspect)
-set(allowed_http http actors ops persistence config introspect)
-set(allowed_app app http actors ops persistence config introspect)
-set(allowed_tools tools http config) # the mock upstream uses http/'s protocol part only
+set(allowed_actors actors ai ops persistence config introspect)
+set(allowed_http http ai actors ops persistence config introspect)
+set(allowed_app app http ai actors ops persistence config introspect)
+set(allowed_tools tools http ai config) # the mock upstream uses http/'s protocol part and ai/ only
 
 # The persistence headers that take libpqxx: only persistence/ may include them.
 set(pqxx_headers "")

@@ -3,7 +3,7 @@
 #include "tools/mock-upstream/json_text.hpp"
 
 #include "config/json.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -120,7 +120,7 @@ void plan_embeddings_answer(const embeddings_request& request, const admission& 
     if (request.base64) {
       std::string bytes(v.size() * sizeof(float), '\0');
       std::memcpy(bytes.data(), v.data(), bytes.size());
-      append_json_string(out, http::base64_encode(bytes));
+      append_json_string(out, base64_encode(bytes));
     } else {
       out += '[';
       for (size_t j = 0; j < v.size(); ++j)

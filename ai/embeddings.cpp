@@ -1,6 +1,6 @@
-#include "http/embeddings.hpp"
+#include "ai/embeddings.hpp"
 
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include "config/json.hpp"
 
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <limits>
 
-namespace troupe::http::embeddings {
+namespace troupe::embeddings {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vectors are float32 little-endian, copied as they are");
 static_assert(sizeof(float) == 4 && std::numeric_limits<float>::is_iec559, "vectors are IEEE 754 float32");
@@ -360,4 +360,4 @@ std::string answer_body(const std::vector<std::string>& vectors, const std::vect
   return {buffer.GetString(), buffer.GetSize()};
 }
 
-} // namespace troupe::http::embeddings
+} // namespace troupe::embeddings

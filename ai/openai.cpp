@@ -1,7 +1,6 @@
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 
-#include "http/body_schemas.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include "config/json.hpp"
 #include "config/log.hpp"
@@ -15,7 +14,7 @@
 #include <array>
 #include <vector>
 
-namespace troupe::http::openai {
+namespace troupe::openai {
 
 namespace {
 
@@ -43,7 +42,7 @@ size_t text_chars(const Value& content) {
   return n;
 }
 
-/// An allowed field, in canonical order (the schema, schemas::chat_completion, says what each may hold).
+/// An allowed field, in canonical order (the schema, chat_schema, says what each may hold).
 struct field_rule {
   std::string_view name;
   bool deciding; // changes the answer: part of the cache key
@@ -197,8 +196,68 @@ void write_message(const Value& m, json_writer& w) {
 
 } // namespace
 
+/// What a draft-4 schema cannot say is checked by chat_validator after it: image parts (their URL, inline
+/// bytes and the request's image budget) and the length of metadata's keys (at most 64 characters).
+std::string chat_schema(size_t max_messages) {
+  return std::string{R"({
+  "type": "object", "additionalProperties": false, "required": ["model", "messages"],
+  "properties": {
+    "model": {"type": "string", "minLength": 1, "maxLength": 128},
+    "messages": {"type": "array", "minItems": 1, "maxItems": )"} + std::to_string(max_messages) + R"(,
+      "items": {
+        "type": "object", "additionalProperties": false, "required": ["role"],
+        "properties": {
+          "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+          "name": {"type": "string", "maxLength": 256},
+          "content": {"type": ["string", "array", "null"],
+                      "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}},
+          "tool_calls": {"type": "array", "maxItems": 1024, "items": {"type": "object"}},
+          "tool_call_id": {"type": "string", "maxLength": 256},
+          "function_call": {"type": ["object", "null"]},
+          "refusal": {"type": ["string", "null"], "maxLength": 1048576},
+          "audio": {"type": ["object", "null"]}
+        }
+      }
+    },
+    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+    "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    "max_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 9223372036854775807},
+    "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": 9223372036854775807},
+    "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 8},
+    "stop": {"type": ["string", "array", "null"], "maxItems": 4, "items": {"type": "string"}},
+    "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
+    "seed": {"type": ["integer", "null"], "minimum": -9223372036854775808, "maximum": 9223372036854775807},
+    "logit_bias": {"type": ["object", "null"], "maxProperties": 1024,
+                   "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
+    "logprobs": {"type": ["boolean", "null"]},
+    "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
+    "tools": {"type": ["array", "null"], "maxItems": 128,
+              "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}},
+    "tool_choice": {"type": ["string", "object", "null"]},
+    "parallel_tool_calls": {"type": ["boolean", "null"]},
+    "response_format": {"type": ["object", "null"], "required": ["type"], "properties": {"type": {"type": "string"}}},
+    "functions": {"type": ["array", "null"], "maxItems": 128, "items": {"type": "object"}},
+    "function_call": {"type": ["string", "object", "null"]},
+    "reasoning_effort": {"type": ["string", "null"], "maxLength": 32},
+    "verbosity": {"type": ["string", "null"], "maxLength": 32},
+    "modalities": {"type": ["array", "null"], "maxItems": 4, "items": {"type": "string"}},
+    "audio": {"type": ["object", "null"]},
+    "prediction": {"type": ["object", "null"], "required": ["type"], "properties": {"type": {"type": "string"}}},
+    "web_search_options": {"type": ["object", "null"]},
+    "stream": {"type": ["boolean", "null"]},
+    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
+    "user": {"type": ["string", "null"], "maxLength": 512},
+    "metadata": {"type": ["object", "null"], "maxProperties": 16,
+                 "additionalProperties": {"type": "string", "maxLength": 512}},
+    "store": {"type": ["boolean", "null"]},
+    "service_tier": {"type": ["string", "null"], "maxLength": 32}
+  }
+})";
+}
+
 chat_validator::chat_validator(size_t max_messages, image_limits images)
-  : schema_(schemas::chat_completion(max_messages)), images_(images) {}
+  : schema_(chat_schema(max_messages)), images_(images) {}
 
 std::optional<request_error> validate_chat_request(const rapidjson::Document& doc, size_t max_messages,
                                                    chat_request& out, const image_limits& images) {
@@ -575,4 +634,4 @@ std::string sse_error_event(const std::string& type, const std::string& code, co
   return body;
 }
 
-} // namespace troupe::http::openai
+} // namespace troupe::openai

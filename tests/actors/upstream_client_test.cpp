@@ -1,4 +1,4 @@
-// The upstream client (http/client/upstream_client.hpp) against a scripted HTTP/1.1 server on loopback: plain and
+// The upstream client (actors/upstream_client.hpp) against a scripted HTTP/1.1 server on loopback: plain and
 // POST answers, keep-alive reuse, each timeout, the size cap, streamed pieces handed over as they arrive, aborts
 // from the consumer, broken and refused connections, many concurrent calls through upstream_clients::call, and
 // every in-flight transfer answered when the client stops.
@@ -6,7 +6,7 @@
 // The server runs a thread per connection; its only sleeps are the scripted delays, and those wake at once when the
 // server stops. The test waits on replies and promises, each with a bound.
 
-#include "http/client/upstream_client.hpp"
+#include "actors/upstream_client.hpp"
 #include "introspect/messages.hpp"
 
 #include <gtest/gtest.h>
@@ -24,7 +24,7 @@
 #include <mutex>
 #include <thread>
 
-namespace troupe::http::client {
+namespace troupe::client {
 namespace {
 
 using namespace std::chrono_literals;
@@ -663,4 +663,4 @@ TEST_F(upstream_client_test, AnswersTheMailboxWatch) {
 }
 
 } // namespace
-} // namespace troupe::http::client
+} // namespace troupe::client

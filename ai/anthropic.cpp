@@ -1,4 +1,4 @@
-#include "http/anthropic.hpp"
+#include "ai/anthropic.hpp"
 
 #include "config/json.hpp"
 
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <functional>
 
-namespace troupe::http::anthropic {
+namespace troupe::anthropic {
 
 namespace {
 
@@ -1186,4 +1186,4 @@ std::string stream_from_anthropic::feed(std::string_view data) {
   return out;
 }
 
-} // namespace troupe::http::anthropic
+} // namespace troupe::anthropic

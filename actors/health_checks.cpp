@@ -1,4 +1,4 @@
-#include "http/client/health_checks.hpp"
+#include "actors/health_checks.hpp"
 
 #include "actors/breaker.hpp"
 #include "actors/messages.hpp"
@@ -6,7 +6,7 @@
 
 #include <caf/all.hpp>
 
-namespace troupe::http::client {
+namespace troupe::client {
 
 namespace {
 
@@ -88,4 +88,4 @@ std::optional<child_spec> make_health_checks(const std::vector<config::upstream_
     std::chrono::milliseconds{5000});
 }
 
-} // namespace troupe::http::client
+} // namespace troupe::client

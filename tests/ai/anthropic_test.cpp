@@ -1,7 +1,7 @@
-// Anthropic's Messages API both ways (http/anthropic.hpp): a Messages request as the OpenAI request it stands for,
+// Anthropic's Messages API both ways (ai/anthropic.hpp): a Messages request as the OpenAI request it stands for,
 // an OpenAI answer and stream as Anthropic's, and an OpenAI request, answer and stream through an Anthropic upstream.
 
-#include "http/anthropic.hpp"
+#include "ai/anthropic.hpp"
 
 #include "config/json.hpp"
 
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace troupe::http::anthropic {
+namespace troupe::anthropic {
 namespace {
 
 rapidjson::Document parse(const std::string& text) {
@@ -281,4 +281,4 @@ TEST(AnthropicOutbound, AnswersAndStreamsAsOpenAi) {
 }
 
 } // namespace
-} // namespace troupe::http::anthropic
+} // namespace troupe::anthropic

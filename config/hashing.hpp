@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace troupe::http {
+namespace troupe {
 
 /// `bytes` random bytes (libsodium randombytes) as unpadded base64url.
 std::string random_url_token(size_t bytes);
@@ -24,4 +24,4 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view message);
 /// Constant-time equality of two strings of the same length (false when the lengths differ).
 bool constant_time_equal(std::string_view a, std::string_view b);
 
-} // namespace troupe::http
+} // namespace troupe

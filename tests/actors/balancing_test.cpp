@@ -1,13 +1,13 @@
-// The peak EWMA behind the gateway's choice among upstreams (http/balancing.hpp).
+// The peak EWMA behind the gateway's choice among upstreams (actors/balancing.hpp).
 
-#include "http/balancing.hpp"
+#include "actors/balancing.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-using troupe::http::expected_cost;
-using troupe::http::peak_ewma;
+using troupe::expected_cost;
+using troupe::peak_ewma;
 
 namespace {
 constexpr int64_t second = 1000000000;

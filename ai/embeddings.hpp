@@ -9,7 +9,7 @@
 // always asked for it; an upstream that answers numbers anyway is converted. A client asking for "float" gets each
 // float32 written in its shortest exact decimal form. So one cache entry per input serves both encodings.
 
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 
 #include <rapidjson/document.h>
 
@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-namespace troupe::http::embeddings {
+namespace troupe::embeddings {
 
 /// Inputs one request may carry (OpenAI's own limit).
 inline constexpr size_t max_inputs = 2048;
@@ -89,4 +89,4 @@ bool valid_vector(std::string_view vector);
 /// ("[0.1,-0.25]", negative zero as "-0.0"); "" when `vector` is not valid_vector.
 std::string as_numbers(std::string_view vector);
 
-} // namespace troupe::http::embeddings
+} // namespace troupe::embeddings

@@ -1,9 +1,9 @@
-#include "http/balancing.hpp"
+#include "actors/balancing.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-namespace troupe::http {
+namespace troupe {
 
 void peak_ewma::observe(double ms, int64_t now_ns) {
   std::lock_guard<std::mutex> guard{mutex_};
@@ -27,4 +27,4 @@ double peak_ewma::value(int64_t now_ns) const {
   return ewma_ * std::exp(-dt / tau_ns_);
 }
 
-} // namespace troupe::http
+} // namespace troupe

@@ -1,4 +1,4 @@
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 
 #include "config/json.hpp"
 
@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace troupe::http {
+namespace troupe {
 
 namespace {
 
@@ -215,4 +215,4 @@ std::string param_path(const rapidjson::Pointer& pointer) {
   return out;
 }
 
-} // namespace troupe::http
+} // namespace troupe

@@ -4,8 +4,8 @@
 // deadlines libcurl does not know about. The state's destructor answers whatever is still in flight with
 // transfer_error::aborted, so every request gets exactly one answer however the actor ends.
 
-#include "http/client/upstream_client.hpp"
-#include "http/client/health_checks.hpp"
+#include "actors/upstream_client.hpp"
+#include "actors/health_checks.hpp"
 
 #include "introspect/messages.hpp"
 
@@ -15,7 +15,7 @@
 #include <cctype>
 #include <unordered_map>
 
-namespace troupe::http::client {
+namespace troupe::client {
 
 const char* to_string(transfer_error e) {
   switch (e) {
@@ -601,4 +601,4 @@ supervisor_config make_upstreams_supervisor(const config::settings& s, const sup
   return upstreams;
 }
 
-} // namespace troupe::http::client
+} // namespace troupe::client

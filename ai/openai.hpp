@@ -4,7 +4,7 @@
 // relaying an upstream's Server-Sent Events stream event by event.
 
 #include "config/json.hpp"
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 
 #include <rapidjson/document.h>
 
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace troupe::http::openai {
+namespace troupe::openai {
 
 /// A client's chat completion request, validated.
 struct chat_request {
@@ -49,7 +49,7 @@ struct image_limits {
 };
 
 /// Validates parsed request bodies (from json::parse: no duplicate keys, bounded depth) against the JSON Schema of
-/// OpenAI's chat-completion fields (schemas::chat_completion in http/body_schemas.hpp), each with its type and range: model (1-128 chars) and messages
+/// OpenAI's chat-completion fields (chat_schema), each with its type and range: model (1-128 chars) and messages
 /// (1..max_messages objects with a known role; content a string, null or an array of typed parts; name,
 /// tool_calls, tool_call_id, function_call, refusal, audio), then temperature (0-2), top_p (0-1), max_tokens and
 /// max_completion_tokens (>= 1), n (1-8), stop, presence_penalty and frequency_penalty (-2..2), seed, logit_bias,
@@ -69,6 +69,11 @@ struct image_limits {
 /// user, metadata, store, service_tier). In a stream's body, stream_options always has include_usage true (after the
 /// client's other stream options), so the upstream reports the tokens it counted; `include_usage` says whether the
 /// client asked, i.e. whether its usage chunk is relayed (sse_relay).
+/// The JSON Schema (draft 4) of a chat request, as POST /v1/chat/completions takes it (and the chat request a
+/// /v1/messages or /api/generate call stands for): OpenAI's fields, each with its type and range; null stands for an
+/// absent optional field. `max_messages` is gateway.max_messages.
+std::string chat_schema(size_t max_messages);
+
 class chat_validator {
 public:
   /// Compiles the schema with `max_messages` (gateway.max_messages). Built once; validate() is thread-safe.
@@ -165,4 +170,4 @@ private:
 /// An SSE event carrying an OpenAI-shaped error, sent when a stream fails after its first byte.
 std::string sse_error_event(const std::string& type, const std::string& code, const std::string& message);
 
-} // namespace troupe::http::openai
+} // namespace troupe::openai

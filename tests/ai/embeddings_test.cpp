@@ -1,10 +1,10 @@
-// The embeddings protocol (http/embeddings.hpp): request validation, per-input cache keys, the upstream's body,
+// The embeddings protocol (ai/embeddings.hpp): request validation, per-input cache keys, the upstream's body,
 // answer checks, and the client's answer in either encoding.
 
-#include "http/embeddings.hpp"
+#include "ai/embeddings.hpp"
 
 #include "config/json.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace troupe::http::embeddings {
+namespace troupe::embeddings {
 namespace {
 
 rapidjson::Document parse(const std::string& text) {
@@ -200,4 +200,4 @@ TEST(EmbeddingsAnswer, PutsTheVectorsInTheRequestsOrder) {
 }
 
 } // namespace
-} // namespace troupe::http::embeddings
+} // namespace troupe::embeddings

@@ -1,12 +1,12 @@
-// How the gateway reads an upstream's answer (http/upstream_outcome.hpp): what counts against the breaker, what is
+// How the gateway reads an upstream's answer (actors/upstream_outcome.hpp): what counts against the breaker, what is
 // retried, what falls back to the next upstream, and what the caller is told.
 
-#include "http/upstream_outcome.hpp"
+#include "actors/upstream_outcome.hpp"
 
 #include <gtest/gtest.h>
 
 using namespace troupe;
-using namespace troupe::http;
+using namespace troupe;
 using client::transfer_error;
 using client::upstream_response;
 using std::chrono::milliseconds;

@@ -7,7 +7,7 @@
 //
 // Actor protocol: (mailbox_atom) -> size_t; its ticks are private.
 
-#include "http/client/upstream_client.hpp"
+#include "actors/upstream_client.hpp"
 
 #include "actors/supervisor.hpp"
 #include "config/upstreams.hpp"
@@ -15,11 +15,11 @@
 #include <memory>
 #include <vector>
 
-namespace troupe::http::client {
+namespace troupe::client {
 
 /// The "upstream.health" child, or nullopt when no upstream has a health_check_path.
 std::optional<child_spec> make_health_checks(const std::vector<config::upstream_settings>& upstreams,
                                              std::shared_ptr<directory> names,
                                              std::vector<std::shared_ptr<doorbell>> bells);
 
-} // namespace troupe::http::client
+} // namespace troupe::client

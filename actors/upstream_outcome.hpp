@@ -4,14 +4,14 @@
 // error and message the caller gets if it is the last word. Also the backoff between attempts.
 
 #include "config/service_error.hpp"
-#include "http/client/upstream_client.hpp"
+#include "actors/upstream_client.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <random>
 #include <string>
 
-namespace troupe::http {
+namespace troupe {
 
 /// The gateway's random engine (one per thread): backoff jitter and the weighted order of upstreams.
 std::mt19937_64& gateway_random();
@@ -40,4 +40,4 @@ struct verdict {
 /// Judges one transfer to the upstream named `name`; max_bytes is the response cap it was made with.
 verdict judge_transfer(const std::string& name, const client::upstream_response& res, size_t max_bytes);
 
-} // namespace troupe::http
+} // namespace troupe

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <mutex>
 
-namespace troupe::http {
+namespace troupe {
 
 /// Peak EWMA of a latency: a sample above the average replaces it at once (a slowing upstream is avoided at its first
 /// slow answer); a sample below pulls it down with weight 1 - e^(-dt/tau), dt the time since the previous sample.
@@ -33,4 +33,4 @@ inline double expected_cost(double latency_ms, int64_t inflight) {
   return latency_ms * static_cast<double>(inflight + 1);
 }
 
-} // namespace troupe::http
+} // namespace troupe

@@ -1,6 +1,6 @@
 // See upstream_outcome.hpp.
 
-#include "http/upstream_outcome.hpp"
+#include "actors/upstream_outcome.hpp"
 
 #include "actors/breaker.hpp"
 #include "config/json.hpp"
@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 
-namespace troupe::http {
+namespace troupe {
 
 using std::chrono::milliseconds;
 
@@ -135,4 +135,4 @@ verdict judge_transfer(const std::string& name, const client::upstream_response&
   return v;
 }
 
-} // namespace troupe::http
+} // namespace troupe

@@ -1,11 +1,11 @@
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <sodium.h>
 
 #include <stdexcept>
 #include <vector>
 
-namespace troupe::http {
+namespace troupe {
 
 namespace {
 
@@ -73,4 +73,4 @@ bool base64_decode(std::string_view text, std::string& out) {
   return true;
 }
 
-} // namespace troupe::http
+} // namespace troupe

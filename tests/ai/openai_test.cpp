@@ -1,9 +1,9 @@
-// The gateway's protocol helpers (http/openai.hpp): request validation, cache keys, answer checks, SSE relay.
+// The gateway's protocol helpers (ai/openai.hpp): request validation, cache keys, answer checks, SSE relay.
 
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 
 #include "config/json.hpp"
-#include "http/hashing.hpp"
+#include "config/hashing.hpp"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace troupe::http::openai {
+namespace troupe::openai {
 namespace {
 
 rapidjson::Document parse(const std::string& text) {
@@ -473,4 +473,4 @@ TEST(OpenAiSse, ClientsReadExactlyTheDataThatWasChecked) {
 }
 
 } // namespace
-} // namespace troupe::http::openai
+} // namespace troupe::openai

@@ -42,7 +42,7 @@
 #include <utility>
 #include <vector>
 
-namespace troupe::http::client {
+namespace troupe::client {
 
 struct upstream_request {
   std::string url;                  // absolute URL; built from configuration only (no client-supplied URLs)
@@ -90,13 +90,13 @@ struct upstream_response {
   std::optional<std::string> header(std::string_view lower_name) const;
 };
 
-} // namespace troupe::http::client
+} // namespace troupe::client
 
 // Never sent to another process (a request carries its on_data callback): not serializable, and need not be.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::client::upstream_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::client::upstream_response)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::client::upstream_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::client::upstream_response)
 
-namespace troupe::http::client {
+namespace troupe::client {
 
 using upstream_call_atom = caf::atom_constant<caf::atom("upcall")>;
 
@@ -164,4 +164,4 @@ upstream_handles make_upstream_handles(const config::settings& settings);
 supervisor_config make_upstreams_supervisor(const config::settings& settings, const supervision_context& context,
                                             const upstream_handles& handles);
 
-} // namespace troupe::http::client
+} // namespace troupe::client

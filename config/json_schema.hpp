@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-namespace troupe::http {
+namespace troupe {
 
 class json_schema {
 public:
@@ -36,4 +36,4 @@ private:
 /// Joins JSON pointer tokens into a param path: ["events", "3", "event"] -> "events[3].event".
 std::string param_path(const rapidjson::Pointer& pointer);
 
-} // namespace troupe::http
+} // namespace troupe

@@ -13,7 +13,7 @@
 // refused with a sentence naming the field, never dropped: e.g. top_k or thinking inbound, n > 1, seed or
 // response_format outbound.
 
-#include "http/openai.hpp"
+#include "ai/openai.hpp"
 
 #include <rapidjson/document.h>
 
@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-namespace troupe::http::anthropic {
+namespace troupe::anthropic {
 
 /// The anthropic-version header sent to upstreams of type anthropic.
 inline constexpr const char* api_version = "2023-06-01";
@@ -130,4 +130,4 @@ private:
   int tools_ = 0;
 };
 
-} // namespace troupe::http::anthropic
+} // namespace troupe::anthropic

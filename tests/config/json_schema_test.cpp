@@ -1,7 +1,7 @@
-// Request bodies against a JSON Schema (http/json_schema.hpp): the field named in `param`, and a sentence built from
+// Request bodies against a JSON Schema (config/json_schema.hpp): the field named in `param`, and a sentence built from
 // the schema's own limits.
 
-#include "http/json_schema.hpp"
+#include "config/json_schema.hpp"
 
 #include "config/json.hpp"
 
@@ -9,7 +9,7 @@
 
 #include <string>
 
-namespace troupe::http {
+namespace troupe {
 namespace {
 
 const json_schema& schema() {
@@ -81,4 +81,4 @@ TEST(JsonSchema, AnUnknownFieldIsNamedWhateverItsValue) {
 }
 
 } // namespace
-} // namespace troupe::http
+} // namespace troupe
