@@ -119,7 +119,7 @@ supervisor_config http_tree(const config::settings& s, const shared_pieces& p) {
 /// The supervision tree: the subsystems in start order (shutdown stops them in reverse), each one's supervisor made
 /// next to its code. Registers the subsystems' metric collectors in p.tree.metrics: call it once.
 supervisor_config root_tree(const config::settings& s, const shared_pieces& p) {
-  ops_inputs ops{{http::shedding_probe(p.load.shedding), http::upstreams_probe(s.upstreams, p.tree.names)},
+  ops_inputs ops{{http::shedding_probe(p.load.shedding), upstreams_probe(s.upstreams, p.tree.names)},
                  p.probes,
                  [cluster = p.cluster] { return cluster->node_id(); },
                  nullptr};

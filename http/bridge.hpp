@@ -16,6 +16,7 @@
 
 #include "actors/directory.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/worker_job.hpp"
 #include "config/service_error.hpp"
 
 #include <caf/all.hpp>
@@ -30,16 +31,8 @@
 
 namespace troupe::http {
 
-/// A closure run inside a bridge worker. Local only: it never crosses a node.
-struct bridge_job {
-  std::function<void(caf::event_based_actor*)> run;
-};
-
-} // namespace troupe::http
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http::bridge_job)
-
-namespace troupe::http {
+/// A closure run inside a bridge worker (actors/worker_job.hpp). Local only: it never crosses a node.
+using bridge_job = worker_job;
 
 /// Child specs of `count` bridge workers, named "http.bridge.0" ...
 std::vector<child_spec> bridge_children(size_t count);

@@ -179,12 +179,12 @@ response error_response(service_error code, const std::string& message, const st
   return result;
 }
 
-response error_response(const caf::error& err, const std::string& request_id) {
+response error_response(const caf::error& err, const std::string& request_id, const std::string& param) {
   auto code = service_code(err);
   auto message = service_message(err);
   if (code == service_error::internal && message.empty())
     log::error("unexpected actor error", log::fields{}.add("request_id", request_id).add("error", to_string(err)));
-  return error_response(code, message, request_id);
+  return error_response(code, message, request_id, param);
 }
 
 } // namespace troupe::http

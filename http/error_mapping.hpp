@@ -26,6 +26,6 @@ response error_response(service_error code, const std::string& message, const st
                         const std::string& param = "");
 
 /// Same, from any caf::error (CAF's own errors map through troupe::service_code).
-response error_response(const caf::error& err, const std::string& request_id);
+response error_response(const caf::error& err, const std::string& request_id, const std::string& param = "");
 
 } // namespace troupe::http

@@ -16,6 +16,7 @@
 #include "http/response.hpp"
 #include "http/router.hpp"
 
+#include "actors/event_sink.hpp"
 #include "actors/metrics.hpp"
 #include "config/log.hpp"
 #include "config/options.hpp"
@@ -208,16 +209,16 @@ struct stream_consumer {
 /// from responder::stream. write and end may be called from any thread (one at a time is enforced by a mutex); the
 /// bytes are queued to the connection's reactor, never written from the caller's thread. The request counts as in
 /// flight until end() (or destruction), so a drain waits for open streams up to the grace time.
-class response_stream {
+class response_stream final : public event_sink {
 public:
   ~response_stream();
   response_stream(const response_stream&) = delete;
   response_stream& operator=(const response_stream&) = delete;
 
   /// Sends `data` as one chunk now. false once the client has gone away or the stream ended: stop producing.
-  bool write(std::string_view data);
+  bool write(std::string_view data) override;
   /// Sends the terminating chunk (unless the client has gone) and runs the responder's on_sent hooks. Idempotent.
-  void end();
+  void end() override;
   /// Ends without the terminating chunk and closes the connection: the client sees the stream cut off (only for
   /// when nothing valid can be said any more).
   void abort();
@@ -231,7 +232,7 @@ public:
   int64_t backlog() const;
   /// The longest time the client may leave the stream's bytes unread before the connection is closed (default
   /// http.send_timeout_ms). Applies from the next write.
-  void set_stall_limit(std::chrono::milliseconds limit);
+  void set_stall_limit(std::chrono::milliseconds limit) override;
 
 private:
   friend class responder;
