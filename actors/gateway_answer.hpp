@@ -26,6 +26,10 @@ inline bool operator==(const gateway_answer& a, const gateway_answer& b) {
   return a.upstream == b.upstream && a.body == b.body;
 }
 
+/// The format encode() writes. It is part of every key an answer is kept under (gateway_calls: "a1:gw:<user>:..."),
+/// so nodes that write another format (during a rolling upgrade) never read each other's entries: they miss instead.
+inline constexpr const char* gateway_answer_format = "a1";
+
 /// The cache's string value of an answer.
 std::string encode(const gateway_answer& answer);
 

@@ -155,10 +155,11 @@ std::string embeddings_too_large(size_t limit) {
 namespace {
 
 /// The cache key of an authenticated call: its tenant (the user) and the hash of the request's deciding part
-/// (openai::cache_key). A single flight (a call that is not cacheable) has keys of its own, so a cached entry never
-/// answers it.
+/// (openai::cache_key), after the format of what is kept there (gateway_answer_format: another version's entries are
+/// never read). A single flight (a call that is not cacheable) has keys of its own, so a cached entry never answers
+/// it.
 std::string key_of(const gateway_calls::call& c, bool cacheable) {
-  auto key = oa::cache_key(c.req, c.user_id);
+  auto key = std::string{gateway_answer_format} + ":" + oa::cache_key(c.req, c.user_id);
   return cacheable ? key : "flight:" + key;
 }
 
@@ -434,14 +435,16 @@ void gateway_calls::run(caf::event_based_actor* self, const std::shared_ptr<call
       c->x->fail(result.error(), {}, c->produced ? c->retry_after_ms : 0);
       return;
     }
-    c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
-    if (!c->produced)
-      c->spend.settle(0, 0); // another call's answer: its producer recorded (and settled) the cost
     auto answer = decode_gateway_answer(*result);
     if (!answer) {
+      // Not an answer this node can read: nothing reached the client, so nothing is used.
+      me->give_back(c);
       c->x->fail(answer.error());
       return;
     }
+    c->quota.commit(); // an answer arrived (produced here, shared, or cached): the generation is used
+    if (!c->produced)
+      c->spend.settle(0, 0); // another call's answer: its producer recorded (and settled) the cost
     c->x->answer(*answer, !c->produced);
   };
   // A producer may need every attempt on every upstream.

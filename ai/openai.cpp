@@ -272,7 +272,7 @@ std::optional<request_error> chat_validator::validate(const rapidjson::Document&
   if (auto metadata = doc.FindMember("metadata"); metadata != doc.MemberEnd() && metadata->value.IsObject())
     for (const auto& m : metadata->value.GetObject())
       if (m.name.GetStringLength() > 64)
-        return request_error{"metadata's keys must be at most 64 characters.", "metadata"};
+        return request_error{"metadata's keys must be at most 64 bytes.", "metadata"};
   auto model = doc.FindMember("model");
   auto messages = doc.FindMember("messages");
   size_t prompt_chars = 0;
