@@ -123,9 +123,10 @@ std::string describe(const std::string& keyword, const std::string& param, const
   return with_field(param, "is invalid (" + keyword + ").");
 }
 
-/// param_path, reading each token as the document has it: a numeric key of an object ("logit_bias": {"1": ...}) is
-/// a field, not an index.
-std::string param_path_in(const rapidjson::Value& doc, const rapidjson::Pointer& pointer) {
+
+} // namespace
+
+std::string param_path(const rapidjson::Value& doc, const rapidjson::Pointer& pointer) {
   std::string out;
   const rapidjson::Value* current = &doc;
   for (size_t i = 0; i < pointer.GetTokenCount(); ++i) {
@@ -148,8 +149,6 @@ std::string param_path_in(const rapidjson::Value& doc, const rapidjson::Pointer&
   return out;
 }
 
-} // namespace
-
 json_schema::json_schema(std::string_view schema_json) {
   auto parsed = json::parse(schema_json);
   if (!parsed)
@@ -171,7 +170,7 @@ std::optional<json_schema::violation> json_schema::validate(const rapidjson::Val
     for (const auto& name : (*schema)["required"].GetArray())
       if (!at->HasMember(name)) {
         auto field = pointer.Append(name.GetString(), name.GetStringLength());
-        return violation{param_path_in(doc, field), param_path_in(doc, field) + " is required."};
+        return violation{param_path(doc, field), param_path(doc, field) + " is required."};
       }
   }
   // RapidJSON names the unknown field itself (its value may be an object too: {"extra": {"x": 1}}) or the object
@@ -191,28 +190,13 @@ std::optional<json_schema::violation> json_schema::validate(const rapidjson::Val
     for (const auto& member : at->GetObject())
       if (!props || !props->HasMember(member.name)) {
         auto field = pointer.Append(member.name.GetString(), member.name.GetStringLength());
-        return violation{param_path_in(doc, field), param_path_in(doc, field) + " is not a known field."};
+        return violation{param_path(doc, field), param_path(doc, field) + " is not a known field."};
       }
   }
-  auto param = param_path_in(doc, pointer);
+  auto param = param_path(doc, pointer);
   if (keyword == "additionalProperties")  // the pointer already names the unknown field
     return violation{param, param + " is not a known field."};
   return violation{param, describe(keyword, param, schema)};
-}
-
-std::string param_path(const rapidjson::Pointer& pointer) {
-  std::string out;
-  for (size_t i = 0; i < pointer.GetTokenCount(); ++i) {
-    const auto& token = pointer.GetTokens()[i];
-    if (is_index(token)) {
-      out += "[" + std::to_string(token.index) + "]";
-    } else {
-      if (!out.empty())
-        out += '.';
-      out.append(token.name, token.length);
-    }
-  }
-  return out;
 }
 
 } // namespace troupe

@@ -33,7 +33,8 @@ private:
   std::unique_ptr<rapidjson::SchemaDocument> schema_;
 };
 
-/// Joins JSON pointer tokens into a param path: ["events", "3", "event"] -> "events[3].event".
-std::string param_path(const rapidjson::Pointer& pointer);
+/// A pointer into `doc` as a param path: ["events", "3", "event"] -> "events[3].event", each token read as the
+/// document has it (a numeric key of an object, "logit_bias": {"1": ...}, is a field: "logit_bias.1").
+std::string param_path(const rapidjson::Value& doc, const rapidjson::Pointer& pointer);
 
 } // namespace troupe
