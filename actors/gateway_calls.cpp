@@ -1077,7 +1077,7 @@ void gateway_calls::record_usage(call& c, const upstream& u, const oa::usage& us
   e.estimated = used.estimated;
   e.outcome = outcome;
   w.usage_events.push_back(std::move(e));
-  caf::anon_send(*writer, write_atom::value, std::move(w));
+  caf::anon_send(*writer, write_later_atom::value, std::move(w));
 }
 
 gateway_settings gateway_settings_from(const config::settings& s) {

@@ -59,6 +59,7 @@ supervisor_config make_persistence_supervisor(const config::settings& s, const s
   writer_options writer;
   writer.batch_max_rows = static_cast<size_t>(s.db.batch_max_rows);
   writer.flush_interval = milliseconds{s.db.flush_ms};
+  writer.background_flush_interval = milliseconds{s.db.background_flush_ms};
   writer.max_queue_rows = static_cast<size_t>(s.db.max_queue);
   writer.max_wait = milliseconds{s.db.max_wait_ms};
   writer.connections = pool_size;

@@ -192,12 +192,12 @@ quota_status reserve_quota(session_self* self, int64_t n) {
   n = std::max(n, -st.used); // a refund never goes below zero
   st.used += n;
   status.used = st.used;
-  // Durable, batched with other writes; a restart reloads today's count.
+  // Durable within db.background_flush_ms (nobody awaits it), batched with other writes; a restart reloads today's count.
   if (auto writer = st.opts.writer ? st.opts.writer() : std::nullopt) {
     write_request usage;
     usage.result = "{}";
     usage.usage.push_back(usage_row{st.user.id, st.day.date, n, 0});
-    caf::anon_send(*writer, write_atom::value, std::move(usage));
+    caf::anon_send(*writer, write_later_atom::value, std::move(usage));
   }
   return status;
 }

@@ -236,6 +236,10 @@ const std::vector<option_spec>& all_options() {
     entry("db.flush_ms", bind<&settings::db, &db_settings::flush_ms>(), "2",
           "longest a write waits for its batch to fill before it is committed")
       .range(0, 10000, "ms"),
+    entry("db.background_flush_ms", bind<&settings::db, &db_settings::background_flush_ms>(), "20",
+          "longest a write nobody waits for (usage rows, quota counts) waits for its batch; it rides along with any "
+          "batch sent earlier")
+      .range(0, 10000, "ms"),
     entry("db.max_queue", bind<&settings::db, &db_settings::max_queue>(), "100000",
           "rows waiting or being committed beyond which writes get 503")
       .range(1, 10000000, "rows"),

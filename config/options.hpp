@@ -61,6 +61,7 @@ struct db_settings {
   int64_t connect_timeout_ms;
   int64_t batch_max_rows;
   int64_t flush_ms;
+  int64_t background_flush_ms; // the longest a write nobody awaits (usage, quota) waits for its batch
   int64_t max_queue;
   int64_t max_wait_ms;
   int64_t search_connections; // connections of their own for repository searches, beside pool_size

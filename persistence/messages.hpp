@@ -165,6 +165,12 @@ typename Inspector::result_type inspect(Inspector& f, write_outcome& x) {
 /// key reused with another request.
 using write_atom = caf::atom_constant<caf::atom("write")>;
 
+/// (write_later_atom, write_request): to the DB writer, no answer. For writes nobody waits for (usage rows, quota
+/// counts): it may wait up to db.background_flush_ms for its batch, and rides along with any batch sent before, so
+/// metering costs a few transactions a second rather than one per request. A refused (queue full, database
+/// unreachable) or failed one is counted as any write is (troupe_db_write_rejections_total, _failures_total).
+using write_later_atom = caf::atom_constant<caf::atom("writelater")>;
+
 /// (commit_atom, std::vector<write_request>) -> std::vector<write_outcome>: to a connection actor. One outcome
 /// per request, in order; fails as a whole (service_error::unavailable) when the connection is lost, in which case
 /// nothing is known about the batch and it is safe to send again.

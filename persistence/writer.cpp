@@ -28,6 +28,7 @@ struct pending_write {
   caf::typed_response_promise<write_result> promise;
   clock_type::time_point enqueued;
   size_t rows;
+  bool background = false; // write_later_atom: nobody awaits it, it may wait background_flush_interval
 };
 
 struct batch_in_flight {
@@ -40,10 +41,12 @@ struct writer_state {
   writer_options opts;
   std::deque<pending_write> queue;
   size_t queued_rows = 0;
+  size_t queued_foreground = 0; // queued requests somebody awaits (not background)
   size_t in_flight_rows = 0;
   std::vector<bool> busy; // per connection: a batch is in flight on it
   bool flush_due = false; // the oldest queued request has waited flush_interval (or rows are full)
   bool flush_timer_armed = false;
+  bool background_timer_armed = false;
   bool retry_timer_armed = false;
   std::optional<clock_type::time_point> down_since; // the database has failed every attempt since then
   std::mt19937_64 random{std::random_device{}()};
@@ -51,12 +54,14 @@ struct writer_state {
   static inline const char* name = "db_writer";
 };
 
-/// The writer's own timers: a batch's flush interval has passed; retry the batches a lost connection gave back.
+/// The writer's own timers: a batch's flush interval has passed (bool: the background one); retry the batches a lost
+/// connection gave back.
 using writer_flush_atom = caf::atom_constant<caf::atom("flush")>;
 using writer_retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 /// The interface with the writer's own timers, which nobody else sends.
-using writer_self_actor = db_writer_actor::extend<caf::reacts_to<writer_flush_atom>, caf::reacts_to<writer_retry_atom>>;
+using writer_self_actor =
+  db_writer_actor::extend<caf::reacts_to<writer_flush_atom, bool>, caf::reacts_to<writer_retry_atom>>;
 
 using writer_actor = observed_typed_stateful_actor<writer_self_actor, writer_state>;
 
@@ -81,6 +86,8 @@ void fail_expired(writer_actor* self) {
     if (now - i->enqueued >= st.opts.max_wait) {
       i->promise.deliver(make_error(service_error::unavailable, "The database is unavailable; retry shortly."));
       st.queued_rows -= i->rows;
+      if (!i->background)
+        --st.queued_foreground;
       st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
       i = st.queue.erase(i);
     } else {
@@ -107,9 +114,12 @@ void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_
   auto commit = std::chrono::duration_cast<std::chrono::microseconds>(done - batch->sent);
   counters.commit_micros.fetch_add(static_cast<uint64_t>(std::max<int64_t>(0, commit.count())), std::memory_order_relaxed);
   if (st.opts.slow.count() > 0 && !batch->writes.empty()) {
-    auto oldest = batch->writes.front().enqueued;
+    // A background write's wait counts from when an awaited one would have gone: its linger is by design.
+    auto linger = std::max(st.opts.background_flush_interval - st.opts.flush_interval, std::chrono::milliseconds{0});
+    auto start = [linger](const pending_write& w) { return w.background ? w.enqueued + linger : w.enqueued; };
+    auto oldest = start(batch->writes.front());
     for (const auto& w : batch->writes)
-      oldest = std::min(oldest, w.enqueued);
+      oldest = std::min(oldest, start(w));
     auto total = std::chrono::duration_cast<std::chrono::milliseconds>(done - oldest);
     if (total >= st.opts.slow) {
       log::warn("slow operation", log::fields{}
@@ -143,8 +153,8 @@ void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_
     }
   }
   update_gauge(self);
-  if (!st.queue.empty())
-    st.flush_due = true; // what is queued has waited for this batch already
+  if (st.queued_foreground > 0)
+    st.flush_due = true; // what is queued and awaited has waited for this batch already
   dispatch(self);
 }
 
@@ -161,6 +171,8 @@ void on_batch_failed(writer_actor* self, size_t connection, std::shared_ptr<batc
   // Back to the head of the queue, in their original order.
   for (auto i = batch->writes.rbegin(); i != batch->writes.rend(); ++i) {
     st.queued_rows += i->rows;
+    if (!i->background)
+      ++st.queued_foreground;
     st.queue.push_front(std::move(*i));
   }
   fail_expired(self);
@@ -184,6 +196,8 @@ void dispatch(writer_actor* self, bool probing) {
     while (!st.queue.empty()
            && (batch->writes.empty() || batch->rows + st.queue.front().rows <= st.opts.batch_max_rows)) {
       auto& front = st.queue.front();
+      if (!front.background)
+        --st.queued_foreground;
       batch->rows += front.rows;
       requests.push_back(front.request);
       batch->writes.push_back(std::move(front));
@@ -239,42 +253,62 @@ void retry(writer_actor* self) {
       });
 }
 
+/// Queues a write and sends what is due, or refuses it (through its promise), changing nothing.
+void enqueue(writer_actor* self, write_request request, caf::typed_response_promise<write_result> promise,
+             bool background) {
+  auto& st = self->state;
+  auto rows = std::max<size_t>(1, request.rows());
+  if (st.queued_rows + st.in_flight_rows + rows > st.opts.max_queue_rows) {
+    st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+    promise.deliver(make_error(service_error::overloaded, "Too many writes are waiting; retry shortly."));
+    return;
+  }
+  if (st.down_since && clock_type::now() - *st.down_since >= st.opts.max_wait) {
+    st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+    promise.deliver(make_error(service_error::unavailable, "The database is unavailable; retry shortly."));
+    return;
+  }
+  for (auto& e : request.events)
+    e.id = random_uuid(st.random);
+  for (auto& f : request.feedback)
+    f.id = random_uuid(st.random);
+  st.queue.push_back(pending_write{std::move(request), std::move(promise), clock_type::now(), rows, background});
+  st.queued_rows += rows;
+  if (!background)
+    ++st.queued_foreground;
+  if (st.queued_rows >= st.opts.batch_max_rows) {
+    st.flush_due = true;
+  } else if (!st.flush_due) {
+    // Each kind has its own deadline; the earlier timer sends everything queued, of either kind.
+    auto& armed = background ? st.background_timer_armed : st.flush_timer_armed;
+    if (!armed) {
+      armed = true;
+      self->delayed_send(self, background ? st.opts.background_flush_interval : st.opts.flush_interval,
+                         writer_flush_atom::value, background);
+    }
+  }
+  dispatch(self);
+  if (st.down_since)
+    arm_retry(self);
+}
+
 writer_self_actor::behavior_type writer_impl(writer_actor* self, writer_options options) {
   auto& st = self->state;
   st.opts = std::move(options);
   st.busy.assign(std::max<size_t>(1, st.opts.connections), false);
   return {
     [self](write_atom, write_request& request) -> caf::result<write_result> {
-      auto& st = self->state;
-      auto rows = std::max<size_t>(1, request.rows());
-      if (st.queued_rows + st.in_flight_rows + rows > st.opts.max_queue_rows) {
-        st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
-        return make_error(service_error::overloaded, "Too many writes are waiting; retry shortly.");
-      }
-      if (st.down_since && clock_type::now() - *st.down_since >= st.opts.max_wait) {
-        st.opts.counters->rejected.fetch_add(1, std::memory_order_relaxed);
-        return make_error(service_error::unavailable, "The database is unavailable; retry shortly.");
-      }
-      for (auto& e : request.events)
-        e.id = random_uuid(st.random);
-      for (auto& f : request.feedback)
-        f.id = random_uuid(st.random);
       auto promise = self->make_response_promise<write_result>();
-      st.queue.push_back(pending_write{std::move(request), promise, clock_type::now(), rows});
-      st.queued_rows += rows;
-      if (st.queued_rows >= st.opts.batch_max_rows) {
-        st.flush_due = true;
-      } else if (!st.flush_timer_armed && !st.flush_due) {
-        st.flush_timer_armed = true;
-        self->delayed_send(self, st.opts.flush_interval, writer_flush_atom::value);
-      }
-      dispatch(self);
-      if (st.down_since)
-        arm_retry(self);
+      enqueue(self, std::move(request), promise, false);
       return promise;
     },
-    [self](writer_flush_atom) {
-      self->state.flush_timer_armed = false;
+    [self](write_later_atom, write_request& request) {
+      // Nobody awaits an answer: an empty promise drops it (one made from this message would answer its sender with
+      // a response nobody asked for); the counters tell.
+      enqueue(self, std::move(request), caf::typed_response_promise<write_result>{}, true);
+    },
+    [self](writer_flush_atom, bool background) {
+      (background ? self->state.background_timer_armed : self->state.flush_timer_armed) = false;
       if (!self->state.queue.empty()) {
         self->state.flush_due = true;
         dispatch(self);

@@ -6,6 +6,9 @@
 // Requests from many HTTP requests are gathered into batches: a batch is handed to a free connection actor when it
 // holds batch_max_rows rows, or flush_interval after its first request arrived. While every connection is busy,
 // requests keep gathering, so batches grow with load and each COMMIT (one fsync) acknowledges many requests.
+// Background writes (write_later_atom: usage and quota rows, which nobody awaits) wait up to
+// background_flush_interval instead, riding along with any batch that goes earlier: under a steady load of gateway
+// calls the database sees a few transactions a second for metering, not one per call.
 //
 // Bounded: a request that would take the queue (waiting plus in flight) past max_queue_rows is refused at once
 // with service_error::overloaded. When a batch fails because the connection is down, its requests go back to the
@@ -33,7 +36,9 @@ namespace troupe {
 /// The DB writer's interface.
 using db_writer_actor = caf::typed_actor<
   /// Answered only after the request's rows are COMMITted (errors: see write_atom).
-  caf::replies_to<write_atom, write_request>::with<write_result>, mailbox_size_request>;
+  caf::replies_to<write_atom, write_request>::with<write_result>,
+  /// Not answered; waits up to background_flush_interval (see write_later_atom).
+  caf::reacts_to<write_later_atom, write_request>, mailbox_size_request>;
 
 /// Counters the writer keeps, readable from any thread (for metrics and tests).
 struct writer_counters {
@@ -50,6 +55,8 @@ struct writer_counters {
 struct writer_options {
   size_t batch_max_rows = 1000;
   std::chrono::milliseconds flush_interval{2};
+  /// The longest a background write (write_later_atom) waits for a batch.
+  std::chrono::milliseconds background_flush_interval{20};
   size_t max_queue_rows = 100000;
   std::chrono::milliseconds max_wait{2000};
   /// How long a connection may take for one batch before it counts as lost.

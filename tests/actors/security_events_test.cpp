@@ -29,6 +29,8 @@ db_writer_actor::behavior_type fake_writer(db_writer_actor::pointer self, std::s
             out->rows.insert(out->rows.end(), w.security_events.begin(), w.security_events.end());
             return write_result{w.result, false};
           },
+          // Security events are awaited: they never take the background lane.
+          [](write_later_atom, write_request&) { ADD_FAILURE() << "a security event was written in the background"; },
           [self](mailbox_atom) -> size_t { return self->mailbox().size(); }};
 }
 

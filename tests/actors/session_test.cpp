@@ -79,11 +79,15 @@ caf::behavior fake_db(caf::event_based_actor* self, std::shared_ptr<fake_db_stat
 }
 
 db_writer_actor::behavior_type fake_writer(db_writer_actor::pointer self, std::shared_ptr<fake_db_state> db) {
-  return {[db](write_atom, write_request& w) {
-            std::lock_guard<std::mutex> guard{db->mutex};
-            db->usage.insert(db->usage.end(), w.usage.begin(), w.usage.end());
+  auto record = [db](const write_request& w) {
+    std::lock_guard<std::mutex> guard{db->mutex};
+    db->usage.insert(db->usage.end(), w.usage.begin(), w.usage.end());
+  };
+  return {[record](write_atom, write_request& w) {
+            record(w);
             return write_result{w.result, false};
           },
+          [record](write_later_atom, write_request& w) { record(w); },
           [self](mailbox_atom) -> size_t { return self->mailbox().size(); }};
 }
 

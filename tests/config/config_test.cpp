@@ -548,7 +548,7 @@ TEST(ConfigOptions, EveryOptionIsDocumented) {
     EXPECT_FALSE(spec.name().empty()) << spec.key;
     EXPECT_EQ(spec.env_name().rfind("TROUPE_", 0), 0u) << spec.key;
   }
-  EXPECT_EQ(all_options().size(), 175u);
+  EXPECT_EQ(all_options().size(), 176u);
 }
 
 // The README table has a header, a separator and one row per option.

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 
 using namespace troupe;
 using namespace std::chrono_literals;
@@ -272,6 +273,43 @@ TEST_F(Writer, FullQueueIsRefusedAtOnce) {
   ASSERT_EQ(out.errors.size(), 1u);
   EXPECT_EQ(service_code(out.errors[0]), service_error::overloaded);
   EXPECT_EQ(counters_->rejected.load(), 1u);
+}
+
+// A write nobody awaits (write_later_atom) does not go alone while its interval lasts: it rides along with the next
+// awaited write's batch, and commits with it.
+TEST_F(Writer, BackgroundWriteRidesAlongWithTheNextBatch) {
+  writer_options opts;
+  opts.flush_interval = 1ms;
+  opts.background_flush_interval = 1h;
+  start_writer({real_connection(db_.url())}, opts);
+  caf::scoped_actor self{sys()};
+  for (int i = 0; i < 3; ++i)
+    self->send(writer_, write_later_atom::value, events_request({"metered"}));
+  auto out = write_all({events_request({"awaited"})}); // queued behind them: the same thread enqueues in order
+  ASSERT_EQ(out.results.size(), 1u);
+  EXPECT_EQ(count("event = 'metered'"), "3");
+  EXPECT_EQ(counters_->batches.load(), 1u) << "a background write went alone";
+  EXPECT_EQ(counters_->requests.load(), 4u);
+}
+
+// Alone, background writes commit once their interval has passed, in one transaction, with nobody asking; one
+// that finds the queue full is refused and counted.
+TEST_F(Writer, BackgroundWritesCommitWithinTheirInterval) {
+  writer_options opts;
+  opts.background_flush_interval = 200ms; // long enough for all six to be queued before it ends
+  opts.max_queue_rows = 5;
+  start_writer({real_connection(db_.url())}, opts);
+  caf::scoped_actor self{sys()};
+  for (int i = 0; i < 6; ++i)
+    self->send(writer_, write_later_atom::value, events_request({"metered_alone"}));
+  // Nothing answers a background write: wait (bounded) for the writer's count of what it committed.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (counters_->requests.load() < 5 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(counters_->requests.load(), 5u);
+  EXPECT_EQ(counters_->batches.load(), 1u);
+  EXPECT_EQ(counters_->rejected.load(), 1u);
+  EXPECT_EQ(count("event = 'metered_alone'"), "5");
 }
 
 // An unreachable database fails a write after max_wait (not before it, nor long after it), and once it has been
