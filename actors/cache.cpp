@@ -6,6 +6,8 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <optional>
+#include <set>
 
 namespace troupe {
 
@@ -324,9 +326,14 @@ struct shard_state {
     uint64_t token = 0;
     std::vector<caf::typed_response_promise<cache_reply>> waiters;
     bool stale = false; // the key was written or invalidated since the claim: do not cache the result
+    std::chrono::steady_clock::time_point deadline; // the producer's time is up (real time, as CAF's timers)
   };
   std::unordered_map<std::string, flight> flights;
   uint64_t next_token = 1;
+  /// When the armed producer-timeout timers fire. One timer covers every flight due after it, so a claim costs the
+  /// CAF clock nothing while an earlier timer is armed (a timer per claim was a wake-up of the clock thread and an
+  /// entry in its schedule per gateway call, firing long after the call for nothing).
+  std::multiset<std::chrono::steady_clock::time_point> producer_timers;
 
   cache_store::time_point now() const { return opts.clock ? opts.clock() : std::chrono::steady_clock::now(); }
 
@@ -360,15 +367,49 @@ struct shard_state {
   static inline const char* name = "cache_shard";
 };
 
-/// The shard's own timers: (cache_producer_timeout_atom, key, token) a producer's time is up; the periodic sweep.
+/// The shard's own timers: (cache_producer_timeout_atom) the earliest producer deadline armed has come; the
+/// periodic sweep.
 using cache_producer_timeout_atom = caf::atom_constant<caf::atom("cacheptmo")>;
 using cache_tick_atom = caf::atom_constant<caf::atom("cachetick")>;
 
-/// The interface with the shard's own timers: the periodic sweep, and a producer's time being up.
-using shard_self_actor = cache_shard_actor::extend<caf::reacts_to<cache_tick_atom>,
-                                                   caf::reacts_to<cache_producer_timeout_atom, std::string, uint64_t>>;
+/// The interface with the shard's own timers: the periodic sweep, and producers' time being up.
+using shard_self_actor =
+  cache_shard_actor::extend<caf::reacts_to<cache_tick_atom>, caf::reacts_to<cache_producer_timeout_atom>>;
 
 using shard_actor = observed_typed_stateful_actor<shard_self_actor, shard_state>;
+
+/// Arms a producer-timeout timer for `deadline` unless one armed already fires no later.
+void arm_producer_timer(shard_actor* self, std::chrono::steady_clock::time_point deadline) {
+  auto& timers = self->state.producer_timers;
+  if (!timers.empty() && *timers.begin() <= deadline)
+    return;
+  timers.insert(deadline);
+  auto wait = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+  self->delayed_send(self, std::max(wait, milliseconds{1}), cache_producer_timeout_atom::value);
+}
+
+/// The earliest armed timer has fired: fails the flights whose producer's time is up, and arms a timer for the
+/// earliest flight left if no armed timer covers it.
+void expire_producers(shard_actor* self) {
+  auto& st = self->state;
+  if (!st.producer_timers.empty())
+    st.producer_timers.erase(st.producer_timers.begin());
+  auto now = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> next;
+  for (auto i = st.flights.begin(); i != st.flights.end();) {
+    if (i->second.deadline > now) {
+      next = next ? std::min(*next, i->second.deadline) : i->second.deadline;
+      ++i;
+      continue;
+    }
+    st.count(&cache_shard_counters::producer_failures);
+    for (auto& waiter : i->second.waiters)
+      waiter.deliver(make_error(service_error::timeout, "The value of this cache entry was not computed in time."));
+    i = st.flights.erase(i);
+  }
+  if (next)
+    arm_producer_timer(self, *next);
+}
 
 shard_self_actor::behavior_type shard_impl(shard_actor* self, cache_shard_options opts) {
   auto& st = self->state;
@@ -432,9 +473,10 @@ shard_self_actor::behavior_type shard_impl(shard_actor* self, cache_shard_option
         return promise;
       }
       auto token = st.next_token++;
-      st.flights[key].token = token;
-      self->delayed_send(self, milliseconds{std::max<int64_t>(1, producer_timeout_ms)},
-                         cache_producer_timeout_atom::value, key, token);
+      auto& f = st.flights[key];
+      f.token = token;
+      f.deadline = std::chrono::steady_clock::now() + milliseconds{std::max<int64_t>(1, producer_timeout_ms)};
+      arm_producer_timer(self, f.deadline);
       promise.deliver(cache_reply{false, {}, token});
       return promise;
     },
@@ -471,15 +513,7 @@ shard_self_actor::behavior_type shard_impl(shard_actor* self, cache_shard_option
         waiter.deliver(err);
       return true;
     },
-    [self](cache_producer_timeout_atom, const std::string& key, uint64_t token) {
-      auto& st = self->state;
-      auto done = st.finish(key, token);
-      if (!done)
-        return;
-      st.count(&cache_shard_counters::producer_failures);
-      for (auto& waiter : done->waiters)
-        waiter.deliver(make_error(service_error::timeout, "The value of this cache entry was not computed in time."));
-    },
+    [self](cache_producer_timeout_atom) { expire_producers(self); },
     [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
   };
 }

@@ -324,9 +324,10 @@ private:
              std::vector<std::string> tags, producer produce, result_handler then,
              std::chrono::milliseconds producer_timeout, hit_copier copy_hit = {}) const;
 
-  /// Claims `key` on `target` and runs `produce` if this caller is the producer; ttl_ms < 0 stores nothing.
-  void claim_and_compute(caf::event_based_actor* self, cache_key_actor target, const std::string& key, int64_t ttl_ms,
-                         std::vector<std::string> tags, producer produce, result_handler then,
+  /// Claims `key` on `target` (another node's when `remote`) and runs `produce` if this caller is the producer;
+  /// ttl_ms < 0 stores nothing.
+  void claim_and_compute(caf::event_based_actor* self, cache_key_actor target, bool remote, const std::string& key,
+                         int64_t ttl_ms, std::vector<std::string> tags, producer produce, result_handler then,
                          std::chrono::milliseconds producer_timeout) const;
 
   /// Sends the message to every shard and sums the counts they answer.

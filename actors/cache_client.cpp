@@ -200,11 +200,16 @@ void cache_client::clear(caf::event_based_actor* self, count_handler then) const
   broadcast(self, std::move(then), cache_clear_atom::value);
 }
 
-void cache_client::claim_and_compute(caf::event_based_actor* self, cache_key_actor target, const std::string& key,
-                                     int64_t ttl_ms, std::vector<std::string> tags, producer produce,
-                                     result_handler then, milliseconds producer_timeout) const {
-  // Long enough for the shard to answer a parked claim with its own producer timeout first.
-  auto wait = caf::duration{producer_timeout + claim_margin_};
+void cache_client::claim_and_compute(caf::event_based_actor* self, cache_key_actor target, bool remote,
+                                     const std::string& key, int64_t ttl_ms, std::vector<std::string> tags,
+                                     producer produce, result_handler then, milliseconds producer_timeout) const {
+  // Another node's shard may go away unanswered: its claim and wait time out, long enough after the producer's
+  // deadline for the shard to answer a parked claim with its own timeout first. This node's shard always answers
+  // both (at once, or at the fill, the failure or the producer's deadline), as it answers a get, which is untimed
+  // here too: no CAF timer for them (each one a wake-up of the clock thread when set and when it fires, for every
+  // gateway call). Should the shard itself die, a producer's own answer still ends its call; a caller parked behind
+  // another's claim is answered by its route's time limit (http.request_timeout_ms; gateway.request_timeout_ms).
+  auto wait = remote ? caf::duration{producer_timeout + claim_margin_} : caf::duration{caf::infinite};
   self->request(target, wait, cache_claim_atom::value, key, static_cast<int64_t>(producer_timeout.count()))
     .then(
       [self, target, key, ttl_ms, tags = std::move(tags), produce = std::move(produce), then,
@@ -282,13 +287,15 @@ void cache_client::fetch(caf::event_based_actor* self, target where, const std::
   // The hit path is one get (untimed on this node); only a miss pays for the (timed) claim.
   self->request(target, where.timeout, cache_get_atom::value, key)
     .then(
-      [this, self, target, key, ttl_ms, tags, produce, then, producer_timeout, copy_hit](cache_reply& reply) mutable {
+      [this, self, target, remote, key, ttl_ms, tags, produce, then, producer_timeout,
+       copy_hit](cache_reply& reply) mutable {
         if (reply.hit) {
           if (copy_hit)
             copy_hit(reply.value);
           then(std::move(reply.value));
         } else
-          claim_and_compute(self, target, key, ttl_ms, std::move(tags), std::move(produce), then, producer_timeout);
+          claim_and_compute(self, target, remote, key, ttl_ms, std::move(tags), std::move(produce), then,
+                            producer_timeout);
       },
       [self, remote, produce, then](caf::error& err) mutable {
         // The node holding the key did not answer (it died or hangs): compute here, without the cache.
@@ -306,7 +313,8 @@ void cache_client::single_flight(caf::event_based_actor* self, const std::string
     produce(self, std::move(then));
     return;
   }
-  claim_and_compute(self, std::move(where->actor), key, -1, {}, std::move(produce), std::move(then), producer_timeout);
+  claim_and_compute(self, std::move(where->actor), where->remote, key, -1, {}, std::move(produce), std::move(then),
+                    producer_timeout);
 }
 
 } // namespace troupe

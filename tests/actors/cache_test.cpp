@@ -508,6 +508,30 @@ TEST_F(cache_fixture, TimedOutProducerReleasesTheWaiters) {
   EXPECT_EQ(stats->total().producer_failures, 1u);
 }
 
+// A producer with less time than one claimed before it still times out on time: the shard arms its one timer again
+// for the earlier deadline. The other flight goes on and its producer's value is stored.
+TEST_F(cache_fixture, EarlierProducerDeadlineAfterALaterOneIsKept) {
+  start_shards(1);
+  auto slow = ask<cache_reply>(shards[0], cache_claim_atom::value, std::string{"slow"}, int64_t{600000});
+  ASSERT_TRUE(slow && slow->token != 0);
+  auto quick = ask<cache_reply>(shards[0], cache_claim_atom::value, std::string{"quick"}, int64_t{100});
+  ASSERT_TRUE(quick && quick->token != 0);
+  auto started = std::chrono::steady_clock::now();
+  auto waited = ask<cache_reply>(shards[0], cache_wait_atom::value, std::string{"quick"}, quick->token);
+  ASSERT_FALSE(waited) << "the wait ended with a value";
+  // The shard's own timeout, not this test's request timing out (wait_limit) behind the 600 s timer.
+  EXPECT_NE(waited.error(), caf::make_error(caf::sec::request_timeout));
+  EXPECT_EQ(service_code(waited.error()), service_error::timeout) << to_string(waited.error());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, wait_limit / 2);
+  EXPECT_EQ(stats->total().producer_failures, 1u);
+  EXPECT_EQ(ask<bool>(shards[0], cache_fill_atom::value, std::string{"slow"}, slow->token, std::string{"done"},
+                      int64_t{60000}, std::vector<std::string>{}),
+            true);
+  auto got = ask<cache_reply>(shards[0], cache_get_atom::value, std::string{"slow"});
+  ASSERT_TRUE(got && got->hit);
+  EXPECT_EQ(got->value, "done");
+}
+
 // A value computed while its key was invalidated goes to the waiters but is not cached (it may be stale).
 TEST_F(cache_fixture, InvalidationDuringComputationKeepsTheValueOut) {
   auto client = start_shards(1);
