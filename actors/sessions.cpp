@@ -79,11 +79,34 @@ struct session_state {
   uint64_t storage_epoch_at = 0;
   bool storage_reading = false;
   std::vector<storage_waiter> storage_waiters;
+  // When the session last handled a request (not a mailbox probe): it ends `opts.idle` after it.
+  std::chrono::steady_clock::time_point last_request = std::chrono::steady_clock::now();
 
   static inline const char* name = "session";
 };
 
-using session_self = observed_typed_stateful_actor<session_actor, session_state>;
+/// The session's own timer: has it been idle for `idle`? One timer per `idle`, where a `caf::after` in the behaviour
+/// set (and woke) the CAF clock's thread at every message the session handled.
+using session_idle_atom = caf::atom_constant<caf::atom("sessidle")>;
+using session_self_actor = session_actor::extend<caf::reacts_to<session_idle_atom>>;
+
+using session_self = observed_typed_stateful_actor<session_self_actor, session_state>;
+
+/// A request arrived: the session is not idle.
+void busy(session_self* self) {
+  self->state.last_request = std::chrono::steady_clock::now();
+}
+
+/// Ends the session once it has handled no request for `idle`, else looks again when that would be.
+void check_idle(session_self* self) {
+  auto idle = self->state.opts.idle;
+  auto quiet = std::chrono::steady_clock::now() - self->state.last_request;
+  if (quiet >= idle) {
+    self->quit();
+    return;
+  }
+  self->delayed_send(self, std::chrono::ceil<std::chrono::milliseconds>(idle - quiet), session_idle_atom::value);
+}
 
 int64_t now(const session_options& opts) {
   return opts.now_unix ? opts.now_unix() : unix_now();
@@ -352,7 +375,7 @@ struct session_arrival {
   std::optional<double> moved_at;
 };
 
-session_actor::behavior_type session_impl(session_self* self, session_snapshot snapshot, session_options opts, quota_day day,
+session_self_actor::behavior_type session_impl(session_self* self, session_snapshot snapshot, session_options opts, quota_day day,
                            int64_t used_today, spend_totals spent, session_arrival arrival) {
   auto& st = self->state;
   st.opts = std::move(opts);
@@ -370,8 +393,10 @@ session_actor::behavior_type session_impl(session_self* self, session_snapshot s
     st.revoked_jtis.emplace(snapshot.revoked_jtis[i], snapshot.revoked_jti_expiries[i]);
   st.revoked_keys.insert(snapshot.revoked_key_ids.begin(), snapshot.revoked_key_ids.end());
   st.user_loaded_at = now(st.opts);
+  self->delayed_send(self, st.opts.idle, session_idle_atom::value);
   return {
     [self](authorize_atom, credential& cred) -> caf::result<identity> {
+      busy(self);
       auto& st = self->state;
       refresh_user(self);
       if (cred.kind == "jwt") {
@@ -419,12 +444,17 @@ session_actor::behavior_type session_impl(session_self* self, session_snapshot s
         return with_storage(self, std::move(who));
       return who;
     },
-    [self](quota_atom, int64_t n) { return reserve_quota(self, n); },
+    [self](quota_atom, int64_t n) {
+      busy(self);
+      return reserve_quota(self, n);
+    },
     [self](spend_atom, const spend_settlement& settlement) {
+      busy(self);
       settle_spend(self, settlement);
       return true;
     },
     [self](revoke_atom, const std::string& jti, int64_t expires_at) -> caf::result<bool> {
+      busy(self);
       auto& st = self->state;
       auto db = st.opts.db_query ? st.opts.db_query() : std::nullopt;
       if (!db)
@@ -438,6 +468,7 @@ session_actor::behavior_type session_impl(session_self* self, session_snapshot s
       return promise;
     },
     [self](revoke_key_atom, const std::string& key_id) {
+      busy(self);
       self->state.revoked_keys.insert(key_id);
       return true;
     },
@@ -467,9 +498,12 @@ session_actor::behavior_type session_impl(session_self* self, session_snapshot s
       self->quit();
       return handoff;
     },
-    [self](handoff_atom, const session_handoff& handoff) { take_handoff(self, handoff); },
-    [self](mailbox_atom) -> size_t { return self->mailbox().size(); },
-    caf::after(self->state.opts.idle) >> [self] { self->quit(); },
+    [self](handoff_atom, const session_handoff& handoff) {
+      busy(self);
+      take_handoff(self, handoff);
+    },
+    [self](mailbox_atom) -> size_t { return self->mailbox().size(); }, // a probe: not a request
+    [self](session_idle_atom) { check_idle(self); },
   };
 }
 

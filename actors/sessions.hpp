@@ -8,7 +8,7 @@
 // shared by the requests waiting for it), persists revocations (db.query) before it acknowledges them, reserves
 // quota all or nothing (granted usage is persisted through the DB writer, batched), settles spend reservations
 // (actors/spend.hpp) and hands its buckets and quota use over when its user moves to another node. It passivates
-// (exits normally) after `idle` without messages, and re-reads its user (role, plan) from db.query in the
+// (exits normally) after `idle` without requests (mailbox probes do not count), and re-reads its user (role, plan) from db.query in the
 // background when a request finds it older than `user_refresh`, so `troupe admin grant|revoke` reaches a busy
 // session too (a deleted user ends it).
 //

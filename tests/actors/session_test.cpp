@@ -117,6 +117,7 @@ protected:
     opts.session.daily_quota = [daily_limit](const std::string&) { return daily_limit; };
     opts.session.now_unix = [this] { return now_.load(); };
     opts.session.reset_utc_hour = 4;
+    opts.session.idle = idle_;
     active_ = opts.active;
     sessions_ = opts.sessions;
     manager_ = spawn_session_manager(*sys_, opts);
@@ -140,9 +141,37 @@ protected:
   std::shared_ptr<directory> sessions_;           // live sessions by user id
   std::atomic<int64_t> now_{1795300000};  // 2026-11-21T... UTC
   std::atomic<double> seconds_{1000.0};   // the buckets' monotonic clock
+  std::chrono::milliseconds idle_{15 * 60 * 1000}; // session_options::idle of start()
 };
 
 } // namespace
+
+// A session lives while requests come (for longer than `idle` in all), ends `idle` after the last one, and mailbox
+// probes (the metrics' scrapes) do not keep it.
+TEST_F(Sessions, EndsIdleAfterItsLastRequest) {
+  idle_ = std::chrono::milliseconds{300};
+  start(50);
+  auto s = session("u1");
+  caf::scoped_actor self{*sys_};
+  self->monitor(s);
+  auto started = std::chrono::steady_clock::now();
+  auto last_request = started;
+  while (std::chrono::steady_clock::now() - started < 3 * idle_) {
+    self->request(s, caf::infinite, quota_atom::value, int64_t{0})
+      .receive([](quota_status&) {}, [](caf::error& e) { FAIL() << "the busy session ended: " << to_string(e); });
+    last_request = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(idle_ / 6); // the passage of time is what this test is about
+  }
+  bool ended = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!ended && std::chrono::steady_clock::now() < deadline) {
+    self->send(s, mailbox_atom::value);
+    self->receive([&](caf::down_msg&) { ended = true; }, [](size_t) {},
+                  caf::after(idle_ / 6) >> [] {});
+  }
+  ASSERT_TRUE(ended) << "the idle session did not end (probed every " << (idle_ / 6).count() << " ms)";
+  EXPECT_GE(std::chrono::steady_clock::now() - last_request, idle_);
+}
 
 // 50 concurrent reservations against 10 remaining allow exactly 10, and exactly 10 are recorded as usage.
 TEST_F(Sessions, QuotaReservationIsExactUnderConcurrency) {
