@@ -452,7 +452,10 @@ TEST_F(Cluster, AHungNodeIsDetectedAndRejoinsWithANewEpoch) {
 // its previous owner, and no other user moves.
 TEST_F(Cluster, AJoiningNodeTakesOnlyItsShareAndTheirSessionsComeAlong) {
   three_nodes(40);
-  constexpr int users = 24;
+  // User ids are random, so which users the fourth node takes is too: a binomial of users and 1/4. With 40 users
+  // none moves with probability 1e-5 and more than half with about 1e-4 (with 24 it was 0.1% and 1%: this test
+  // failed now and then).
+  constexpr int users = 40;
   std::vector<std::pair<std::string, std::string>> all_users;
   for (int i = 0; i < users; ++i) {
     all_users.push_back(user(*nodes_[static_cast<size_t>(i) % 3], "member" + std::to_string(i) + "@example.com"));
@@ -471,7 +474,7 @@ TEST_F(Cluster, AJoiningNodeTakesOnlyItsShareAndTheirSessionsComeAlong) {
   for (const auto& [user_id, token] : all_users)
     moving += placed_owner(ids_, user_id) == ids_[3];
   EXPECT_GT(moving, 0);
-  EXPECT_LT(moving, users / 2);
+  EXPECT_LE(moving, users / 2);
   // Every moved user's session came along (and no other): the hand-offs sent equal those received, and the moved.
   auto deadline = clock_type::now() + 10s;
   while (handed_out() < moving && clock_type::now() < deadline)
