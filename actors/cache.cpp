@@ -335,6 +335,18 @@ struct shard_state {
   /// entry in its schedule per gateway call, firing long after the call for nothing).
   std::multiset<std::chrono::steady_clock::time_point> producer_timers;
 
+  shard_state() = default;
+  shard_state(const shard_state&) = delete;
+  shard_state& operator=(const shard_state&) = delete;
+  /// The shard ends (restarted, stopped, or a handler threw): the callers parked on its flights would wait forever
+  /// on their untimed requests (CAF 0.17 drops an unanswered promise silently). A producer's own wait ignores this
+  /// answer: its producer's result ends its call.
+  ~shard_state() {
+    for (auto& [key, f] : flights)
+      for (auto& waiter : f.waiters)
+        waiter.deliver(make_error(service_error::unavailable, "The cache restarted; retry shortly."));
+  }
+
   cache_store::time_point now() const { return opts.clock ? opts.clock() : std::chrono::steady_clock::now(); }
 
   cache_store::time_point expiry(int64_t ttl_ms) const {

@@ -229,11 +229,13 @@ supervisor_config make_cache_supervisor(const config::cache_settings& settings, 
 /// A shard that is not running (restarting) is service_error::unavailable, except in get_or_compute, which then
 /// computes the value without caching it. Thread-safe: one client serves every actor.
 ///
-/// By default requests carry no timeout: a shard answers every request at once (it never waits for anything), a
-/// handler that throws answers with the error, and a shard that dies bounces the requests left in its mailbox
-/// (request_receiver_down). A timed request costs a CAF 0.17 clock entry under a mutex, which cut get throughput
-/// to a third in bench/cache_bench.cpp. Only single flight's claim, which may wait for another caller's
-/// computation, is timed (its producer timeout plus a margin).
+/// Requests to this node's shards carry no timeout: a shard answers every request at once, or (a claim parked behind
+/// another caller's computation, a producer's wait) at the fill, the failure or the producer's deadline; a handler
+/// that throws answers with the error; a shard that dies bounces the requests left in its mailbox
+/// (request_receiver_down) and answers its parked ones service_error::unavailable as it ends. A timed request costs
+/// a CAF 0.17 clock entry under a mutex, which cut get throughput to a third in bench/cache_bench.cpp, and two
+/// wake-ups of the clock's thread. Single flight's claim and wait on another node's shard are timed (its producer
+/// timeout plus a margin): that node may go away without an answer.
 /// Where the keys of a cluster-wide cache live (actors/cluster_endpoint.hpp: cluster_cache_placement).
 struct cache_placement {
   /// The endpoint of the node that holds `key` when that is another node; nullopt when it is this node.

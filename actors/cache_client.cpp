@@ -220,6 +220,7 @@ void cache_client::claim_and_compute(caf::event_based_actor* self, cache_key_act
         }
         // This caller produces. `then` runs once: with the producer's result, or with the shard's timeout if the
         // producer overruns (the wait below is released by the fill, the failure or the timeout, whichever first).
+        // Any other error of the wait (a shard that ended, a node that went away) leaves the call to its producer.
         auto token = reply.token;
         auto answered = std::make_shared<bool>(false);
         auto finish = [answered, then](caf::expected<std::string> result) {
@@ -230,7 +231,10 @@ void cache_client::claim_and_compute(caf::event_based_actor* self, cache_key_act
         };
         self->request(target, wait, cache_wait_atom::value, key, token)
           .then([finish](cache_reply& r) { finish(std::move(r.value)); },
-                [finish](caf::error& err) { finish(std::move(err)); });
+                [finish](caf::error& err) {
+                  if (service_code(err) == service_error::timeout)
+                    finish(std::move(err));
+                });
         produce(self, [target, key, token, ttl_ms, tags, finish](caf::expected<std::string> result) {
           if (result)
             caf::anon_send(target, cache_fill_atom::value, key, token, *result, ttl_ms, tags);

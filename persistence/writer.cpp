@@ -49,6 +49,7 @@ struct writer_state {
   bool background_timer_armed = false;
   bool retry_timer_armed = false;
   std::optional<clock_type::time_point> down_since; // the database has failed every attempt since then
+  std::optional<caf::error> stopping; // asked to exit: it commits what it holds first, then quits with this reason
   std::mt19937_64 random{std::random_device{}()};
 
   static inline const char* name = "db_writer";
@@ -99,6 +100,13 @@ void fail_expired(writer_actor* self) {
 
 void dispatch(writer_actor* self, bool probing = false);
 
+/// Once asked to exit, quits when nothing is queued or in flight any more.
+void quit_if_drained(writer_actor* self) {
+  auto& st = self->state;
+  if (st.stopping && st.queue.empty() && std::find(st.busy.begin(), st.busy.end(), true) == st.busy.end())
+    self->quit(*st.stopping);
+}
+
 void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_in_flight> batch,
                    std::vector<write_outcome>& outcomes) {
   auto& st = self->state;
@@ -125,9 +133,9 @@ void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_
       log::warn("slow operation", log::fields{}
                                     .add("kind", "db_batch")
                                     .add("duration_ms", static_cast<int64_t>(total.count()))
-                                    .add("queued_ms", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                                            batch->sent - oldest)
-                                                                            .count()))
+                                    .add("queued_ms", std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                              batch->sent - oldest)
+                                                                              .count()))
                                     .add("commit_ms", static_cast<int64_t>(commit.count() / 1000))
                                     .add("writes", static_cast<int64_t>(batch->writes.size()))
                                     .add("rows", static_cast<int64_t>(batch->rows)));
@@ -153,9 +161,10 @@ void on_batch_done(writer_actor* self, size_t connection, std::shared_ptr<batch_
     }
   }
   update_gauge(self);
-  if (st.queued_foreground > 0)
+  if (st.queued_foreground > 0 || st.stopping)
     st.flush_due = true; // what is queued and awaited has waited for this batch already
   dispatch(self);
+  quit_if_drained(self);
 }
 
 void on_batch_failed(writer_actor* self, size_t connection, std::shared_ptr<batch_in_flight> batch,
@@ -276,7 +285,7 @@ void enqueue(writer_actor* self, write_request request, caf::typed_response_prom
   st.queued_rows += rows;
   if (!background)
     ++st.queued_foreground;
-  if (st.queued_rows >= st.opts.batch_max_rows) {
+  if (st.queued_rows >= st.opts.batch_max_rows || st.stopping) {
     st.flush_due = true;
   } else if (!st.flush_due) {
     // Each kind has its own deadline; the earlier timer sends everything queued, of either kind.
@@ -296,6 +305,20 @@ writer_self_actor::behavior_type writer_impl(writer_actor* self, writer_options 
   auto& st = self->state;
   st.opts = std::move(options);
   st.busy.assign(std::max<size_t>(1, st.opts.connections), false);
+  // Stopped (the supervisor's user_shutdown, after the HTTP side has drained): background writes may still wait for
+  // their batch, so commit everything first. The connections stop after the writer (reverse start order); a
+  // database that is down keeps it retrying until the supervisor's stop timeout kills it.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    if (msg.reason == caf::exit_reason::kill) {
+      self->quit(std::move(msg.reason));
+      return;
+    }
+    st.stopping = std::move(msg.reason);
+    st.flush_due = !st.queue.empty();
+    dispatch(self);
+    quit_if_drained(self);
+  });
   return {
     [self](write_atom, write_request& request) -> caf::result<write_result> {
       auto promise = self->make_response_promise<write_result>();

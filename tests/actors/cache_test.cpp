@@ -532,6 +532,39 @@ TEST_F(cache_fixture, EarlierProducerDeadlineAfterALaterOneIsKept) {
   EXPECT_EQ(got->value, "done");
 }
 
+// After its timer fires for one flight, the shard arms it again for a later flight still under way.
+TEST_F(cache_fixture, LaterProducerDeadlineAfterAFiringIsKept) {
+  start_shards(1);
+  auto first = ask<cache_reply>(shards[0], cache_claim_atom::value, std::string{"first"}, int64_t{100});
+  auto second = ask<cache_reply>(shards[0], cache_claim_atom::value, std::string{"second"}, int64_t{400});
+  ASSERT_TRUE(first && first->token != 0 && second && second->token != 0);
+  auto started = std::chrono::steady_clock::now();
+  auto waited = ask<cache_reply>(shards[0], cache_wait_atom::value, std::string{"second"}, second->token);
+  ASSERT_FALSE(waited) << "the wait ended with a value";
+  EXPECT_NE(waited.error(), caf::make_error(caf::sec::request_timeout));
+  EXPECT_EQ(service_code(waited.error()), service_error::timeout) << to_string(waited.error());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, wait_limit / 2);
+  EXPECT_EQ(stats->total().producer_failures, 2u);
+}
+
+// A shard that ends answers the claims parked on its flights (unavailable), which are untimed on this node and would
+// otherwise wait forever.
+TEST_F(cache_fixture, AShardThatEndsAnswersItsParkedClaims) {
+  start_shards(1);
+  auto first = ask<cache_reply>(shards[0], cache_claim_atom::value, std::string{"k"}, int64_t{600000});
+  ASSERT_TRUE(first && first->token != 0);
+  caf::scoped_actor parked{sys};
+  // Timed here only so that a shard that forgets it fails this test (request_timeout) instead of hanging it.
+  auto pending = parked->request(shards[0], wait_limit, cache_claim_atom::value, std::string{"k"}, int64_t{600000});
+  // Enqueued after the parked claim by this same thread: answered once the shard has parked it.
+  ASSERT_TRUE(ask<cache_reply>(shards[0], cache_get_atom::value, std::string{"other"}));
+  caf::anon_send_exit(shards[0], caf::exit_reason::kill);
+  caf::error got;
+  pending.receive([](cache_reply&) { ADD_FAILURE() << "a parked claim got a value"; },
+                  [&](caf::error& err) { got = std::move(err); });
+  EXPECT_EQ(service_code(got), service_error::unavailable) << to_string(got);
+}
+
 // A value computed while its key was invalidated goes to the waiters but is not cached (it may be stale).
 TEST_F(cache_fixture, InvalidationDuringComputationKeepsTheValueOut) {
   auto client = start_shards(1);

@@ -149,7 +149,7 @@ protected:
 // A session lives while requests come (for longer than `idle` in all), ends `idle` after the last one, and mailbox
 // probes (the metrics' scrapes) do not keep it.
 TEST_F(Sessions, EndsIdleAfterItsLastRequest) {
-  idle_ = std::chrono::milliseconds{300};
+  idle_ = std::chrono::milliseconds{500};
   start(50);
   auto s = session("u1");
   caf::scoped_actor self{*sys_};
@@ -157,9 +157,9 @@ TEST_F(Sessions, EndsIdleAfterItsLastRequest) {
   auto started = std::chrono::steady_clock::now();
   auto last_request = started;
   while (std::chrono::steady_clock::now() - started < 3 * idle_) {
+    last_request = std::chrono::steady_clock::now(); // the session's own stamp is later
     self->request(s, caf::infinite, quota_atom::value, int64_t{0})
       .receive([](quota_status&) {}, [](caf::error& e) { FAIL() << "the busy session ended: " << to_string(e); });
-    last_request = std::chrono::steady_clock::now();
     std::this_thread::sleep_for(idle_ / 6); // the passage of time is what this test is about
   }
   bool ended = false;

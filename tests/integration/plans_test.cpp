@@ -72,6 +72,15 @@ protected:
   }
 
   int64_t usage_rows() { return std::stoll(db_.scalar("SELECT count(*) FROM usage_events")); }
+  /// The usage rows once there are `n` (or 10 s have passed): the gateway writes them in the background, up to
+  /// db.background_flush_ms after the call.
+  int64_t usage_rows_reaching(int64_t n) {
+    auto rows = usage_rows();
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+         rows < n && std::chrono::steady_clock::now() < deadline; rows = usage_rows())
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    return rows;
+  }
 
   int64_t mock_requests() {
     auto doc = parse_json(http_get(mock.base_url() + "/mock/stats").body);
@@ -116,7 +125,7 @@ TEST_F(Plans, APlanIsMadeFromTheRepositoryThroughTheGateway) {
   EXPECT_EQ(meta["retrieved"].Size(), 2u);
 
   // The call was the user's own: metered like any gateway call.
-  EXPECT_EQ(usage_rows(), 1);
+  EXPECT_EQ(usage_rows_reaching(1), 1);
   EXPECT_EQ(mock_requests(), 1);
 
   // Its progress stream ends with the result, after the storing step.
@@ -187,7 +196,7 @@ TEST_F(Plans, AnAnswerThatDoesNotFitIsAskedForOnceMore) {
   auto plan = get("/api/plans/" + str(job["result"], "plan_id"));
   EXPECT_EQ(plan["metadata"]["model_calls"].GetInt(), 2);
   EXPECT_EQ(str(plan, "title"), "Renaming"); // the user's title wins over the model's
-  EXPECT_EQ(usage_rows(), 2); // both calls were metered
+  EXPECT_EQ(usage_rows_reaching(2), 2); // both calls were metered
 }
 
 TEST_F(Plans, AnAnswerThatNeverFitsFailsTheJobAndStoresNothing) {

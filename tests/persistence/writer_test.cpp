@@ -285,6 +285,9 @@ TEST_F(Writer, BackgroundWriteRidesAlongWithTheNextBatch) {
   caf::scoped_actor self{sys()};
   for (int i = 0; i < 3; ++i)
     self->send(writer_, write_later_atom::value, events_request({"metered"}));
+  // Absent for a while (many times flush_interval): they linger rather than going as awaited writes would.
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(counters_->batches.load(), 0u) << "background writes went at flush_interval";
   auto out = write_all({events_request({"awaited"})}); // queued behind them: the same thread enqueues in order
   ASSERT_EQ(out.results.size(), 1u);
   EXPECT_EQ(count("event = 'metered'"), "3");
@@ -310,6 +313,26 @@ TEST_F(Writer, BackgroundWritesCommitWithinTheirInterval) {
   EXPECT_EQ(counters_->batches.load(), 1u);
   EXPECT_EQ(counters_->rejected.load(), 1u);
   EXPECT_EQ(count("event = 'metered_alone'"), "5");
+}
+
+// Stopped, the writer commits what it holds, background writes included, before it quits.
+TEST_F(Writer, CommitsWhatItHoldsBeforeItStops) {
+  writer_options opts;
+  opts.background_flush_interval = 1h;
+  start_writer({real_connection(db_.url())}, opts);
+  caf::scoped_actor self{sys()};
+  self->monitor(writer_);
+  self->send(writer_, write_later_atom::value, events_request({"held_at_stop"}));
+  self->send_exit(writer_, caf::exit_reason::user_shutdown);
+  bool down = false;
+  self->receive(
+    [&](caf::down_msg& msg) {
+      down = true;
+      EXPECT_EQ(msg.reason, caf::exit_reason::user_shutdown);
+    },
+    caf::after(10s) >> [] {});
+  ASSERT_TRUE(down) << "the writer did not stop";
+  EXPECT_EQ(count("event = 'held_at_stop'"), "1");
 }
 
 // An unreachable database fails a write after max_wait (not before it, nor long after it), and once it has been
