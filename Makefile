@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ARGS ?=
 FORMAT_DIRS := config actors persistence http app tests tools bench
 
-.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-cluster bench-connections bench-smoke bench-ops bench-plots clean format
+.PHONY: run run-cluster test test-sanitize build fuzz bench-http bench-db bench-auth bench-cache bench-debug bench-gateway bench-upload bench-overload bench-json bench-path bench-wakeups bench-cluster bench-connections bench-smoke bench-ops bench-plots clean format
 
 run:
 	scripts/run $(ARGS)
@@ -62,6 +62,9 @@ bench-cluster:
 
 bench-path:
 	bench/path.sh
+
+bench-wakeups:
+	bench/wakeups.sh
 
 # The short performance check `make test` ends with: ratios in one run against generous floors (bench/smoke.sh).
 bench-smoke:
