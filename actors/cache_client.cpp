@@ -207,8 +207,8 @@ void cache_client::claim_and_compute(caf::event_based_actor* self, cache_key_act
   // deadline for the shard to answer a parked claim with its own timeout first. This node's shard always answers
   // both (at once, or at the fill, the failure or the producer's deadline), as it answers a get, which is untimed
   // here too: no CAF timer for them (each one a wake-up of the clock thread when set and when it fires, for every
-  // gateway call). Should the shard itself die, a producer's own answer still ends its call; a caller parked behind
-  // another's claim is answered by its route's time limit (http.request_timeout_ms; gateway.request_timeout_ms).
+  // gateway call). Should the shard itself die, it answers the callers parked behind another's claim unavailable as
+  // it ends (cache.cpp: ~shard_state), and a producer's own answer still ends its call.
   auto wait = remote ? caf::duration{producer_timeout + claim_margin_} : caf::duration{caf::infinite};
   self->request(target, wait, cache_claim_atom::value, key, static_cast<int64_t>(producer_timeout.count()))
     .then(

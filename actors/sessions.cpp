@@ -215,7 +215,8 @@ quota_status reserve_quota(session_self* self, int64_t n) {
   n = std::max(n, -st.used); // a refund never goes below zero
   st.used += n;
   status.used = st.used;
-  // Durable within db.background_flush_ms (nobody awaits it), batched with other writes; a restart reloads today's count.
+  // Durable within db.background_flush_ms (nobody awaits it), batched with other writes; a restart reloads today's
+  // count.
   if (auto writer = st.opts.writer ? st.opts.writer() : std::nullopt) {
     write_request usage;
     usage.result = "{}";

@@ -8,9 +8,9 @@
 // shared by the requests waiting for it), persists revocations (db.query) before it acknowledges them, reserves
 // quota all or nothing (granted usage is persisted through the DB writer, batched), settles spend reservations
 // (actors/spend.hpp) and hands its buckets and quota use over when its user moves to another node. It passivates
-// (exits normally) after `idle` without requests (mailbox probes do not count), and re-reads its user (role, plan) from db.query in the
-// background when a request finds it older than `user_refresh`, so `troupe admin grant|revoke` reaches a busy
-// session too (a deleted user ends it).
+// (exits normally) after `idle` without requests (mailbox probes do not count), and re-reads its user (role, plan)
+// from db.query in the background when a request finds it older than `user_refresh`, so `troupe admin
+// grant|revoke` reaches a busy session too (a deleted user ends it).
 //
 // The session manager ("sessions", session_manager_actor below) starts sessions, loaded from PostgreSQL if needed,
 // and forwards each request with a user id to the user's session; a spend settlement or key revocation goes to the
